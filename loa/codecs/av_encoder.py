@@ -1,0 +1,69 @@
+"""PyAV-backed encoding shared by the codec variants."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import av
+
+from loa.codecs.encoder import EncodedPacket
+from loa.codecs.pcm import SAMPLE_RATE, Samples
+
+
+class AvEncoder:
+    """Wraps an ``av`` encoder context fed with canonical mono frames.
+
+    Encoders that buffer (MP3 emits 1152-sample frames, with delay) return packets later than
+    the input that made them; a short history of (pts, capture time) lets each packet carry the
+    capture time of the input it came from.
+    """
+
+    codec = ""
+    av_codec = ""
+    sample_format = "flt"
+
+    def __init__(self, bitrate_bps: int, options: dict[str, str] | None = None) -> None:
+        self.bitrate_bps = bitrate_bps
+        ctx = av.CodecContext.create(self.av_codec, "w")
+        ctx.sample_rate = SAMPLE_RATE
+        ctx.layout = "mono"
+        ctx.format = self.sample_format
+        ctx.bit_rate = bitrate_bps
+        if options:
+            ctx.options = options
+        ctx.open()
+        self._ctx = ctx
+        self._captures: deque[tuple[int, int]] = deque(maxlen=16)
+        self.frames_in = 0
+        self.packets_out = 0
+
+    def encode(self, samples: Samples, pts_samples: int, capture_ns: int) -> list[EncodedPacket]:
+        frame = av.AudioFrame.from_ndarray(
+            samples.reshape(1, -1), format=self.sample_format, layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = pts_samples
+        self._captures.append((pts_samples, capture_ns))
+        self.frames_in += 1
+        out = []
+        for packet in self._ctx.encode(frame):
+            out.append(
+                EncodedPacket(
+                    data=bytes(packet),
+                    pts_samples=int(packet.pts or 0),
+                    duration_samples=int(packet.duration or 0),
+                    capture_ns=self._capture_for(int(packet.pts or 0) + int(packet.duration or 0)),
+                )
+            )
+        self.packets_out += len(out)
+        return out
+
+    def _capture_for(self, end_pts: int) -> int:
+        """Capture time of the newest input frame that ends at or before ``end_pts``."""
+        best = self._captures[0][1]
+        for pts, capture_ns in self._captures:
+            if pts < end_pts:
+                best = capture_ns
+            else:
+                break
+        return best

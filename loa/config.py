@@ -1,0 +1,202 @@
+"""Configuration: embedded defaults, then a TOML file, then ``LOA_*`` environment variables.
+
+Everything has a default, so ``loa serve`` runs the whole job with no file at all.
+
+    listen = "127.0.0.1:8080"
+    data_dir = "loa-data"
+    demo = true                      # a chime on the whole tree at fill priority
+
+    [source]
+    password = "..."                 # or LOA_SOURCE_PASSWORD; generated on first start if unset
+    [mounts.studio]
+    password = "..."                 # a mount's own password overrides the global one
+
+    [audio]
+    opus_bitrate_bps = 32000
+    mp3_bitrate_bps = 64000
+    jitter_target_ms = 40            # live inputs: buffered before playing
+    jitter_max_ms = 2000             # adaptive target ceiling and overflow bound
+
+    [fanout]
+    burst_ms = 200                   # what a new listener gets from the recent past
+    backlog_ms = 2000                # a listener further behind than this is cut off
+    sndbuf_bytes = 16384             # kernel send buffer per listener
+
+    [[zones]]
+    id = "huyen"
+    name = "Huyện"
+    parent = ""                      # empty for the root(s)
+    admin_code = "..."
+
+    [[endpoints]]
+    id = "loa-001"
+    zone = "an-binh-1"
+    name = "Cụm loa thôn 1"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from loa.server.zones import Zone
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    id: str
+    zone: str
+    name: str = ""
+
+
+def default_zones() -> list[Zone]:
+    """A small district: two communes, two villages each."""
+    return [
+        Zone("huyen", "Huyện Mẫu", None, "000"),
+        Zone("an-binh", "Xã An Bình", "huyen", "00001"),
+        Zone("an-binh-1", "Thôn An Bình 1", "an-binh"),
+        Zone("an-binh-2", "Thôn An Bình 2", "an-binh"),
+        Zone("phu-my", "Xã Phú Mỹ", "huyen", "00002"),
+        Zone("phu-my-1", "Thôn Phú Mỹ 1", "phu-my"),
+        Zone("phu-my-2", "Thôn Phú Mỹ 2", "phu-my"),
+    ]
+
+
+def default_endpoints() -> list[EndpointConfig]:
+    villages = ["an-binh-1", "an-binh-2", "phu-my-1", "phu-my-2"]
+    return [
+        EndpointConfig(f"loa-{i + 1:03d}", villages[i // 2], f"Cụm loa {i + 1}") for i in range(8)
+    ]
+
+
+@dataclass(frozen=True)
+class Config:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    data_dir: Path = Path("loa-data")
+    demo: bool = True
+    source_password: str | None = None
+    mount_passwords: dict[str, str] = field(default_factory=dict)
+    admin_token: str | None = None
+    opus_bitrate_bps: int = 32_000
+    mp3_bitrate_bps: int = 64_000
+    jitter_target_ms: int = 40
+    jitter_max_ms: int = 2_000
+    burst_ms: int = 200
+    backlog_ms: int = 2_000
+    sndbuf_bytes: int = 16_384
+    zones: list[Zone] = field(default_factory=default_zones)
+    endpoints: list[EndpointConfig] = field(default_factory=default_endpoints)
+
+    @property
+    def bitrates_bps(self) -> dict[str, int]:
+        return {"opus": self.opus_bitrate_bps, "mp3": self.mp3_bitrate_bps}
+
+    def redacted(self) -> dict[str, Any]:
+        """For logs: never a secret."""
+        return {
+            "listen": f"{self.listen_host}:{self.listen_port}",
+            "data_dir": str(self.data_dir),
+            "zones": len(self.zones),
+            "endpoints": len(self.endpoints),
+            "mounts": sorted(self.mount_passwords),
+        }
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address {value!r} must be HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _int(section: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    v = section.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ConfigError(f"{key} must be an integer from {lo} to {hi}, not {v!r}")
+    return v
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    cfg = Config()
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+        cfg = _apply_toml(cfg, raw)
+    return _apply_env(cfg, env)
+
+
+def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
+    changes: dict[str, Any] = {}
+    if "listen" in raw:
+        changes["listen_host"], changes["listen_port"] = parse_listen(str(raw["listen"]))
+    if "data_dir" in raw:
+        changes["data_dir"] = Path(str(raw["data_dir"]))
+    if "demo" in raw:
+        changes["demo"] = bool(raw["demo"])
+    source = raw.get("source", {})
+    if "password" in source:
+        changes["source_password"] = str(source["password"])
+    mounts = raw.get("mounts", {})
+    if mounts:
+        changes["mount_passwords"] = {
+            str(name): str(m.get("password", "")) for name, m in mounts.items()
+        }
+    audio = raw.get("audio", {})
+    changes["opus_bitrate_bps"] = _int(audio, "opus_bitrate_bps", cfg.opus_bitrate_bps, 6000, 510000)
+    changes["mp3_bitrate_bps"] = _int(audio, "mp3_bitrate_bps", cfg.mp3_bitrate_bps, 8000, 320000)
+    changes["jitter_target_ms"] = _int(audio, "jitter_target_ms", cfg.jitter_target_ms, 20, 5000)
+    changes["jitter_max_ms"] = _int(audio, "jitter_max_ms", cfg.jitter_max_ms, 20, 10000)
+    fanout = raw.get("fanout", {})
+    changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
+    changes["backlog_ms"] = _int(fanout, "backlog_ms", cfg.backlog_ms, 100, 60000)
+    changes["sndbuf_bytes"] = _int(fanout, "sndbuf_bytes", cfg.sndbuf_bytes, 0, 16 << 20)
+    if "zones" in raw:
+        try:
+            changes["zones"] = [
+                Zone(str(z["id"]), str(z.get("name", z["id"])), str(z.get("parent") or "") or None,
+                     str(z["admin_code"]) if z.get("admin_code") else None)
+                for z in raw["zones"]
+            ]
+        except (KeyError, TypeError):
+            raise ConfigError("every [[zones]] entry needs an id") from None
+    if "endpoints" in raw:
+        try:
+            changes["endpoints"] = [
+                EndpointConfig(str(e["id"]), str(e["zone"]), str(e.get("name", "")))
+                for e in raw["endpoints"]
+            ]
+        except (KeyError, TypeError):
+            raise ConfigError("every [[endpoints]] entry needs an id and a zone") from None
+    new = replace(cfg, **changes)
+    if new.jitter_target_ms > new.jitter_max_ms:
+        raise ConfigError("jitter_target_ms must not exceed jitter_max_ms")
+    return new
+
+
+def _apply_env(cfg: Config, env: dict[str, str]) -> Config:
+    changes: dict[str, Any] = {}
+    if env.get("LOA_LISTEN"):
+        changes["listen_host"], changes["listen_port"] = parse_listen(env["LOA_LISTEN"])
+    if env.get("LOA_DATA_DIR"):
+        changes["data_dir"] = Path(env["LOA_DATA_DIR"])
+    if env.get("LOA_SOURCE_PASSWORD"):
+        changes["source_password"] = env["LOA_SOURCE_PASSWORD"]
+    if env.get("LOA_ADMIN_TOKEN"):
+        changes["admin_token"] = env["LOA_ADMIN_TOKEN"]
+    if env.get("LOA_DEMO"):
+        changes["demo"] = env["LOA_DEMO"].strip().lower() not in ("0", "false", "no", "off")
+    return replace(cfg, **changes)

@@ -1,0 +1,1 @@
+"""Simulated endpoints and (later) the load tester that runs fleets of them."""

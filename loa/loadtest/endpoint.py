@@ -1,0 +1,231 @@
+"""A simulated endpoint (cụm loa): pulls a zone stream, optionally decodes it, and measures.
+
+Per packet it records the arrival time, and on the native protocol the sequence number,
+programme, priority and the server's capture time, so it can report latency (through a
+clock-offset estimate from ping/pong), gaps, duplicates and the startup delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import av
+import numpy as np
+
+from loa.codecs.ogg import OggReader
+from loa.server.outputs.websocket import parse_packet
+
+CLOCK_SYNC_PINGS = 5
+
+
+@dataclass
+class EndpointReport:
+    url: str
+    packets: int = 0
+    bytes: int = 0
+    gaps: int = 0  # packets missing, by sequence number
+    duplicates: int = 0
+    startup_ms: float | None = None  # connect → first audio packet
+    latencies_ms: list[float] = field(default_factory=list)
+    clock_offset_ns: int = 0
+    rtt_ms: float | None = None
+    programmes: list[tuple[float, int, int]] = field(default_factory=list)  # (t_s, id, priority)
+    texts: list[dict[str, object]] = field(default_factory=list)
+    error: str | None = None
+    crc_errors: int = 0
+
+    def latency_percentiles(self) -> dict[str, float | None]:
+        if not self.latencies_ms:
+            return {"p50": None, "p99": None, "max": None}
+        arr = np.asarray(self.latencies_ms)
+        return {"p50": round(float(np.percentile(arr, 50)), 3),
+                "p99": round(float(np.percentile(arr, 99)), 3),
+                "max": round(float(arr.max()), 3)}
+
+    def summary(self) -> dict[str, object]:
+        return {"url": self.url, "packets": self.packets, "gaps": self.gaps,
+                "duplicates": self.duplicates, "startup_ms": self.startup_ms,
+                "latency_ms": self.latency_percentiles(), "rtt_ms": self.rtt_ms,
+                "error": self.error}
+
+
+class OpusDecoder:
+    """Decodes Opus packets to 48 kHz mono float32."""
+
+    def __init__(self) -> None:
+        self._ctx = av.CodecContext.create("opus", "r")
+        self._ctx.sample_rate = 48000
+        self._ctx.layout = "mono"
+        self.chunks: list[np.ndarray] = []
+
+    def decode(self, packet: bytes) -> None:
+        for frame in self._ctx.decode(av.Packet(packet)):
+            self.chunks.append(frame.to_ndarray()[0].astype(np.float32, copy=False))
+
+    def pcm(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+
+
+class SimulatedEndpoint:
+    def __init__(self, url: str, *, decode: bool = False,
+                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self.url = url
+        self.report = EndpointReport(url)
+        self.decoder = OpusDecoder() if decode else None
+        self._now_ns = now_ns
+        self._last_seq: int | None = None
+        self._t0_ns = 0
+        self.on_packet: Callable[[SimulatedEndpoint, object], None] | None = None
+
+    async def run(self, session: aiohttp.ClientSession, seconds: float,
+                  stop: asyncio.Event | None = None) -> EndpointReport:
+        """Listen for ``seconds`` (or until ``stop`` is set); errors end up in the report."""
+        try:
+            await asyncio.wait_for(self._run(session, stop), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+        except (aiohttp.ClientError, OSError) as exc:
+            self.report.error = f"{type(exc).__name__}: {exc}"
+        return self.report
+
+    async def _run(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> None:
+        self._t0_ns = self._now_ns()
+        if self.url.startswith(("ws://", "wss://")):
+            await self._run_ws(session, stop)
+        else:
+            await self._run_http(session, stop)
+
+    async def _run_ws(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> None:
+        async with session.ws_connect(self.url, autoping=True, max_msg_size=1 << 20) as ws:
+            await self._sync_clock(ws)
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    self._on_native(msg.data)
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    self.report.texts.append(json.loads(msg.data))
+                else:
+                    break
+                if stop is not None and stop.is_set():
+                    break
+        if stop is None or not stop.is_set():
+            self.report.error = self.report.error or "server closed the connection"
+
+    async def _sync_clock(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """NTP-style: offset = server - midpoint, from the ping with the shortest round trip."""
+        best: tuple[int, int] | None = None
+        pending: list[aiohttp.WSMessage] = []
+        for _ in range(CLOCK_SYNC_PINGS):
+            t0 = self._now_ns()
+            await ws.send_str(json.dumps({"type": "ping", "t0": t0}))
+            while True:
+                msg = await ws.receive()
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if data.get("type") == "pong" and data.get("t0") == t0:
+                        t2 = self._now_ns()
+                        rtt = t2 - t0
+                        offset = int(data["server_ns"]) - (t0 + t2) // 2
+                        if best is None or rtt < best[0]:
+                            best = (rtt, offset)
+                        break
+                elif msg.type != aiohttp.WSMsgType.BINARY:
+                    return
+                pending.append(msg)
+        if best is not None:
+            self.report.rtt_ms = best[0] / 1e6
+            self.report.clock_offset_ns = best[1]
+        for msg in pending:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                self._on_native(msg.data)
+            else:
+                self.report.texts.append(json.loads(msg.data))
+
+    def _on_native(self, data: bytes) -> None:
+        now = self._now_ns()
+        pkt = parse_packet(data)
+        r = self.report
+        if r.startup_ms is None:
+            r.startup_ms = (now - self._t0_ns) / 1e6
+        if self._last_seq is not None:
+            delta = (pkt.seq - self._last_seq) & 0xFFFFFFFF
+            if delta == 0 or delta > 0x7FFFFFFF:
+                r.duplicates += 1
+                return
+            r.gaps += delta - 1
+        self._last_seq = pkt.seq
+        r.packets += 1
+        r.bytes += len(data)
+        r.latencies_ms.append((now - r.clock_offset_ns - pkt.capture_ns) / 1e6)
+        if not r.programmes or r.programmes[-1][1:] != (pkt.programme_id, pkt.priority):
+            r.programmes.append(((now - self._t0_ns) / 1e9, pkt.programme_id, pkt.priority))
+        if self.decoder is not None:
+            self.decoder.decode(pkt.payload)
+        if self.on_packet is not None:
+            self.on_packet(self, pkt)
+
+    async def _run_http(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> None:
+        reader = OggReader() if self.url.endswith(".ogg") else None
+        async with session.get(self.url) as resp:
+            if resp.status != 200:
+                self.report.error = f"HTTP {resp.status}"
+                return
+            headers_seen = 0
+            async for chunk in resp.content.iter_any():
+                r = self.report
+                r.bytes += len(chunk)
+                if reader is None:
+                    if r.startup_ms is None:
+                        r.startup_ms = (self._now_ns() - self._t0_ns) / 1e6
+                    r.packets += 1
+                    continue
+                for _serial, _granule, packet, bos in reader.feed(chunk):
+                    if bos or packet.startswith((b"OpusHead", b"OpusTags")):
+                        headers_seen += 1
+                        continue
+                    if r.startup_ms is None:
+                        r.startup_ms = (self._now_ns() - self._t0_ns) / 1e6
+                    r.packets += 1
+                    if self.decoder is not None:
+                        self.decoder.decode(packet)
+                r.crc_errors = reader.crc_errors
+                if stop is not None and stop.is_set():
+                    return
+
+
+async def run_endpoints(urls: list[str], seconds: float, *, decode: bool = False
+                        ) -> list[EndpointReport]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        eps = [SimulatedEndpoint(u, decode=decode) for u in urls]
+        return list(await asyncio.gather(*(e.run(session, seconds) for e in eps)))
+
+
+def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
+    reports = asyncio.run(run_endpoints([url] * count, seconds))
+    lat = [x for r in reports for x in r.latencies_ms]
+    out = {
+        "endpoints": count,
+        "seconds": seconds,
+        "packets": sum(r.packets for r in reports),
+        "gaps": sum(r.gaps for r in reports),
+        "duplicates": sum(r.duplicates for r in reports),
+        "errors": sorted({r.error for r in reports if r.error}),
+        "startup_ms_median": statistics.median([r.startup_ms for r in reports
+                                                if r.startup_ms is not None] or [0]),
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 3) if lat else None,
+            "p99": round(float(np.percentile(lat, 99)), 3) if lat else None,
+        },
+    }
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k:>18}: {v}")
+    return 0 if not out["errors"] else 1

@@ -1,0 +1,1 @@
+"""Counters, latency figures and (later) metrics, health, broadcast log and reports."""

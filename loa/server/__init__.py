@@ -1,0 +1,1 @@
+"""The server: inputs, programmes, zone channels, fan-out, outputs, API."""

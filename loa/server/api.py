@@ -1,0 +1,219 @@
+"""The REST API, ``/api/v1``. Every call needs ``Authorization: Bearer <token>``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from loa.codecs.decode import DecodeError
+from loa.server.auth import Principal, Right
+from loa.server.endpoints import EndpointError
+from loa.server.priority import Priority, parse_priority
+from loa.server.zones import ZoneError
+
+if TYPE_CHECKING:
+    from loa.server.app import LoaServer
+
+log = logging.getLogger(__name__)
+
+SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
+MAX_JSON_BYTES = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    server: LoaServer = request.app[SERVER_KEY]
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    principal = server.tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if principal is None:
+        return web.json_response(
+            {"error": "missing or invalid bearer token"}, status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="Loa"'},
+        )
+    request["principal"] = principal
+    return await handler(request)
+
+
+@web.middleware
+async def close_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No keep-alive: every request arrives on a fresh connection through the front door,
+    which routes streams and sources before aiohttp ever sees them."""
+    resp = await handler(request)
+    if not isinstance(resp, web.WebSocketResponse):
+        resp.force_close()
+    return resp
+
+
+def require(request: web.Request, right: Right) -> None:
+    principal: Principal = request["principal"]
+    if not principal.may(right):
+        raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
+                                content_type="application/json")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_length and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES,
+                                            actual_size=request.content_length)
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not valid JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
+                                 content_type="application/json")
+    return body
+
+
+class Api:
+    def __init__(self, server: LoaServer) -> None:
+        self.s = server
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/status", self.status),
+            web.get("/api/v1/zones", self.zones),
+            web.post("/api/v1/zones/{zone}/live", self.take_live),
+            web.delete("/api/v1/zones/{zone}/live", self.release_live),
+            web.post("/api/v1/zones/{zone}/requests", self.add_request),
+            web.get("/api/v1/requests", self.list_requests),
+            web.delete("/api/v1/requests/{id}", self.delete_request),
+            web.get("/api/v1/endpoints", self.list_endpoints),
+            web.post("/api/v1/endpoints", self.add_endpoint),
+            web.patch("/api/v1/endpoints/{id}", self.update_endpoint),
+            web.delete("/api/v1/endpoints/{id}", self.delete_endpoint),
+        ]
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.s.status())
+
+    async def zones(self, request: web.Request) -> web.Response:
+        out = []
+        for zone in self.s.zones:
+            d = zone.describe()
+            ch = self.s.engine.channels[zone.id]
+            d["on_air"] = ch.describe()["on_air"]
+            d["listeners"] = ch.listeners()
+            out.append(d)
+        return web.json_response({"zones": out})
+
+    async def take_live(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        zone_id = request.match_info["zone"]
+        mount_name = body.get("mount", "studio")
+        try:
+            priority = parse_priority(body.get("priority", int(Priority.DISTRICT_LIVE)))
+            req, created = self.s.take_live(zone_id, str(mount_name), priority)
+        except (ZoneError, ValueError) as exc:
+            status = 404 if isinstance(exc, ZoneError) else 400
+            return _error(status, str(exc))
+        return web.json_response({"request": req.describe()}, status=201 if created else 200)
+
+    async def release_live(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        zone_id = request.match_info["zone"]
+        if zone_id not in self.s.zones:
+            return _error(404, f"unknown zone {zone_id!r}")
+        released = self.s.release_live(zone_id, body.get("mount"))
+        return web.json_response({"released": released})
+
+    async def add_request(self, request: web.Request) -> web.Response:
+        """``{"source": {"kind": "file"|"relay"|"live"|"tone", ...}, "priority": 50}``"""
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        zone_id = request.match_info["zone"]
+        source = body.get("source")
+        if not isinstance(source, dict):
+            return _error(400, 'needs "source": {"kind": "file"|"relay"|"live"|"tone", ...}')
+        try:
+            priority = parse_priority(body.get("priority", int(Priority.SCHEDULED)))
+            req = await self.s.add_request(zone_id, source, priority)
+        except ZoneError as exc:
+            return _error(404, str(exc))
+        except (ValueError, DecodeError) as exc:
+            return _error(400, str(exc))
+        return web.json_response({"request": req.describe()}, status=201)
+
+    async def list_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"requests": [r.describe() for r in self.s.engine.requests.values()]}
+        )
+
+    async def delete_request(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        try:
+            rid = int(request.match_info["id"])
+        except ValueError:
+            return _error(400, "request ids are integers")
+        req = await self.s.release_request(rid)
+        if req is None:
+            return _error(404, f"no request {rid}")
+        return web.json_response({"released": req.describe()})
+
+    async def list_endpoints(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"endpoints": [e.describe() for e in self.s.endpoints.endpoints.values()]}
+        )
+
+    async def add_endpoint(self, request: web.Request) -> web.Response:
+        require(request, Right.ADMIN)
+        body = await read_json(request)
+        try:
+            ep = self.s.endpoints.add(str(body.get("id", "")), str(body.get("zone", "")),
+                                      str(body.get("name", "")))
+        except (EndpointError, ZoneError) as exc:
+            return _error(409 if "exists" in str(exc) else 400, str(exc))
+        return web.json_response({"endpoint": ep.describe()}, status=201)
+
+    async def update_endpoint(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        eid = request.match_info["id"]
+        try:
+            ep = self.s.endpoints.get(eid)
+            if "name" in body:
+                ep.name = str(body["name"])
+            if "zone" in body:
+                ep = self.s.endpoints.move(eid, str(body["zone"]))
+        except EndpointError as exc:
+            return _error(404, str(exc))
+        except ZoneError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"endpoint": ep.describe()})
+
+    async def delete_endpoint(self, request: web.Request) -> web.Response:
+        require(request, Right.ADMIN)
+        try:
+            self.s.endpoints.remove(request.match_info["id"])
+        except EndpointError as exc:
+            return _error(404, str(exc))
+        return web.json_response({"deleted": request.match_info["id"]})
+
+
+def media_path(media_dir: Path, relative: str) -> Path:
+    """A file inside the media folder; anything that escapes it is refused."""
+    base = media_dir.resolve()
+    path = (base / relative).resolve()
+    if not relative or not path.is_relative_to(base):
+        raise ValueError(f"file {relative!r} must be a path inside the media folder")
+    if not path.is_file():
+        raise ValueError(f"no file {relative!r} in the media folder")
+    return path

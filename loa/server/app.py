@@ -1,0 +1,243 @@
+"""Wiring: one `LoaServer` owns the clock, engine, inputs, outputs and API, and shuts them
+down in phases (stop accepting, stop the clock, end sources and listeners, close)."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from loa import __version__
+from loa.clock import Clock, MonotonicClock
+from loa.codecs.pcm import FRAME_MS
+from loa.config import Config
+from loa.monitoring.counters import Counters
+from loa.server.api import SERVER_KEY, Api, auth_middleware, close_middleware, media_path
+from loa.server.auth import load_source_password, load_tokens
+from loa.server.endpoints import EndpointRegistry
+from loa.server.engine import Engine
+from loa.server.http_front import FrontProtocol, RequestHead
+from loa.server.inputs.file import FileSource
+from loa.server.inputs.generator import chime_source, tone_source
+from loa.server.inputs.push import JitterSettings, Mounts
+from loa.server.inputs.relay import Relay
+from loa.server.priority import Priority
+from loa.server.programme import Programme, ProgrammeKind
+from loa.server.streams import Streams
+from loa.server.zone_channel import FanoutSettings, Request
+from loa.server.zones import ZoneTree
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+class LoaServer:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or MonotonicClock()
+        self.counters = Counters()
+        self.zones = ZoneTree(config.zones)
+        self.engine = Engine(
+            self.zones, self.clock, self.counters,
+            FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms),
+        )
+        self.endpoints = EndpointRegistry(self.zones, self.engine.channels)
+        for e in config.endpoints:
+            self.endpoints.add(e.id, e.zone, e.name)
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.media_dir = data_dir / "media"
+        self.media_dir.mkdir(exist_ok=True)
+        self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token)
+        password, self.source_password_generated = load_source_password(
+            data_dir, config.source_password
+        )
+        self.jitter = JitterSettings(
+            target_frames=max(1, config.jitter_target_ms // FRAME_MS),
+            max_target_frames=max(1, config.jitter_max_ms // FRAME_MS),
+            capacity_frames=max(2, 2 * config.jitter_max_ms // FRAME_MS),
+        )
+        self.mounts = Mounts(
+            lambda p: self.engine.add_programme(p, persistent=True),
+            self.clock, self.counters, self.jitter, password, dict(config.mount_passwords),
+        )
+        self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
+        self.relays: dict[int, Relay] = {}
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.port = 0
+        self.host = config.listen_host
+
+    @property
+    def source_password(self) -> str:
+        return self.mounts.global_password
+
+    # lifecycle
+
+    async def start(self, *, run_clock: bool = True) -> None:
+        app = web.Application(middlewares=[close_middleware, auth_middleware],
+                              client_max_size=1 << 20)
+        app[SERVER_KEY] = self
+        app.add_routes(Api(self).routes())
+        app.add_routes([
+            web.get("/", self.index),
+            web.get("/zones/{zone}/ws", self.streams.websocket),
+            web.get("/endpoints/{endpoint}/ws", self.streams.websocket),
+        ])
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        aiohttp_server = self._runner.server
+        assert aiohttp_server is not None
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: FrontProtocol(self._raw_route, aiohttp_server),
+                self.config.listen_host, self.config.listen_port,
+                reuse_address=True, backlog=4096,
+            )
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(exc.errno, f"cannot listen on {self.config.listen_host}:"
+                                     f"{self.config.listen_port}: {exc.strerror}") from None
+        sock: socket.socket = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._http = aiohttp.ClientSession()
+        if self.config.demo:
+            for root in self.zones.roots():
+                demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
+                self.engine.request(root.id, demo, int(Priority.FILL), label="demo")
+        if run_clock:
+            self.engine.start()
+        log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
+                 self.config.redacted())
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()  # phase 1: accept nobody new
+        await self.engine.stop()  # phase 2: no more ticks
+        for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
+            if mount.session is not None:
+                mount.session.close()
+        for relay in self.relays.values():
+            await relay.stop()
+        for ch in self.engine.channels.values():
+            for feed in ch.feeds.values():
+                feed.close_all()
+        for prog in list(self.engine.programmes.values()):
+            prog.close()
+        if self._runner is not None:  # phase 4: close
+            await self._runner.cleanup()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE_S)
+            except asyncio.TimeoutError:
+                pass
+        if self._http is not None:
+            await self._http.close()
+
+    def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
+        return self.mounts.accept(transport, head, rest) or self.streams.accept(transport, head,
+                                                                                 rest)
+
+    # operations (the API and, later, the scheduler and alerts call these)
+
+    def take_live(self, zone_id: str, mount_name: str, priority: int) -> tuple[Request, bool]:
+        """Take a zone (and its children) for a live mount. Idempotent per zone and mount."""
+        self.zones.get(zone_id)
+        mount = self.mounts.get(mount_name)
+        for req in self.engine.requests_on(zone_id):
+            if req.programme is mount.programme and req.priority == priority:
+                return req, False
+        return self.engine.request(zone_id, mount.programme, priority,
+                                   label=f"live/{mount_name}"), True
+
+    def release_live(self, zone_id: str, mount_name: str | None = None) -> list[int]:
+        released = []
+        for req in self.engine.requests_on(zone_id):
+            if req.programme.kind is not ProgrammeKind.LIVE:
+                continue
+            if mount_name and req.label != f"live/{mount_name}":
+                continue
+            self.engine.release(req.id)
+            released.append(req.id)
+        return released
+
+    async def add_request(self, zone_id: str, source: dict[str, Any], priority: int) -> Request:
+        self.zones.get(zone_id)
+        kind = source.get("kind")
+        if kind == "live":
+            req, _ = self.take_live(zone_id, str(source.get("mount", "studio")), priority)
+            return req
+        if kind == "file":
+            path = media_path(self.media_dir, str(source.get("path", "")))
+            loop = asyncio.get_running_loop()
+            file_source = await loop.run_in_executor(None, FileSource, str(path))
+            prog = Programme(f"Tệp {path.name}", ProgrammeKind.FILE, file_source)
+            return self.engine.request(zone_id, prog, priority, label=f"file/{path.name}")
+        if kind == "tone":
+            freq = float(source.get("freq_hz", 1000))
+            if not 20 <= freq <= 20000:
+                raise ValueError("freq_hz must be from 20 to 20000")
+            prog = Programme(f"Âm thử {freq:g} Hz", ProgrammeKind.GENERATOR, tone_source(freq))
+            return self.engine.request(zone_id, prog, priority, label="tone")
+        if kind == "relay":
+            assert self._http is not None
+            relay = Relay(str(source.get("url", "")), self.clock, self.counters, self.jitter,
+                          self._http, name=source.get("name"))
+            req = self.engine.request(zone_id, relay.programme, priority, label="relay")
+            self.relays[req.id] = relay
+            req.on_end.append(self._relay_ended)
+            relay.start()
+            return req
+        raise ValueError(f"unknown source kind {kind!r}; use file, relay, live or tone")
+
+    def _relay_ended(self, req: Request, reason: str) -> None:
+        relay = self.relays.pop(req.id, None)
+        if relay is not None:
+            asyncio.get_running_loop().create_task(relay.stop())
+
+    async def release_request(self, request_id: int) -> Request | None:
+        relay = self.relays.pop(request_id, None)
+        if relay is not None:
+            await relay.stop()
+        return self.engine.release(request_id)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "engine": self.engine.describe(),
+            "zones": [ch.describe() for ch in self.engine.channels.values()],
+            "mounts": [m.describe() for m in self.mounts.mounts.values()],
+            "relays": {rid: r.describe() for rid, r in self.relays.items()},
+            "listeners": sum(sum(ch.listeners().values())
+                             for ch in self.engine.channels.values()),
+            "counters": self.counters.snapshot(),
+        }
+
+    # a small public landing page (Vietnamese first)
+
+    async def index(self, request: web.Request) -> web.Response:
+        rows = []
+        for zone in self.zones:
+            ch = self.engine.channels[zone.id]
+            rows.append(
+                f"<tr><td>{html.escape(zone.name)}</td><td><code>{zone.id}</code></td>"
+                f"<td>{html.escape(ch.on_air.programme_name)}</td>"
+                f'<td><a href="/zones/{zone.id}/stream.ogg">Ogg/Opus</a> · '
+                f'<a href="/zones/{zone.id}/stream.mp3">MP3</a></td></tr>'
+            )
+        body = (
+            "<!doctype html><meta charset=utf-8><title>Loa</title>"
+            "<h1>Loa — đài truyền thanh cơ sở</h1>"
+            "<table><tr><th>Vùng</th><th>Mã</th><th>Đang phát</th><th>Nghe</th></tr>"
+            + "".join(rows) + "</table>"
+        )
+        return web.Response(text=body, content_type="text/html")

@@ -1,0 +1,230 @@
+"""The engine: one master clock tick per 20 ms frame drives every programme and zone.
+
+Per tick, in order:
+1. every zone channel picks its winner;
+2. each programme is pulled once: live ones always (they keep their live edge while
+   preempted), pausable ones only while on air somewhere (so they resume where they stopped);
+3. each (programme, codec) that some listened zone forwards is encoded once (a rendition,
+   created lazily and dropped when nobody has listened for a while);
+4. each zone frames the packets once per wire format and fans them out.
+
+``tick`` is synchronous and I/O-free apart from non-blocking transport writes, so tests drive
+it directly with any clock; ``run`` paces it with absolute deadlines on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from loa.clock import NS_PER_S, Clock
+from loa.codecs.encoder import EncodedPacket, Encoder, create_encoder
+from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.monitoring.counters import Counters, LatencyWindow
+from loa.server.inputs.generator import silence_source
+from loa.server.programme import Programme, ProgrammeKind
+from loa.server.zone_channel import FanoutSettings, Request, ZoneChannel
+from loa.server.zones import ZoneTree
+
+log = logging.getLogger(__name__)
+
+# Behind by more than this, the clock resynchronises (and counts it) instead of bursting.
+RESYNC_AFTER_NS = 5 * FRAME_NS
+# A rendition nobody has forwarded for this long is closed; a new listener reopens it.
+RENDITION_IDLE_NS = 2 * NS_PER_S
+
+
+@dataclass(eq=False)
+class Rendition:
+    """A programme encoded in one codec: the one encoder every listener of it shares."""
+
+    programme: Programme
+    codec: str
+    encoder: Encoder
+    last_used_ns: int
+    packets: list[EncodedPacket]
+
+
+class Engine:
+    def __init__(
+        self,
+        zones: ZoneTree,
+        clock: Clock,
+        counters: Counters,
+        fanout: FanoutSettings,
+    ) -> None:
+        self.zones = zones
+        self.clock = clock
+        self.counters = counters
+        self.fanout = fanout
+        self.latency = LatencyWindow()
+        self.idle = Programme("Im lặng (idle)", ProgrammeKind.IDLE, silence_source())
+        serials = itertools.count(0x4C4F4100)  # "LOA\0": Ogg serials, one per zone stream
+        self.channels: dict[str, ZoneChannel] = {
+            z.id: ZoneChannel(z, self.idle, fanout, counters, self.latency, clock.now_ns,
+                              next(serials))
+            for z in zones
+        }
+        self.programmes: dict[int, Programme] = {self.idle.id: self.idle}
+        self._persistent: set[int] = {self.idle.id}
+        self.requests: dict[int, Request] = {}
+        self.renditions: dict[tuple[int, str], Rendition] = {}
+        self.ticks = 0
+        self.resyncs = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # programmes and requests
+
+    def add_programme(self, programme: Programme, *, persistent: bool = False) -> Programme:
+        """Register a programme. Persistent ones (mounts) outlive their requests."""
+        self.programmes[programme.id] = programme
+        if persistent:
+            self._persistent.add(programme.id)
+        return programme
+
+    def request(self, zone_id: str, programme: Programme, priority: int, label: str = "") -> Request:
+        """Ask for ``programme`` on a zone and everything below it."""
+        subtree = self.zones.subtree(zone_id)  # raises ZoneError for an unknown zone
+        self.add_programme(programme, persistent=programme.id in self._persistent)
+        req = Request(zone_id, programme, priority, label)
+        self.requests[req.id] = req
+        for zone in subtree:
+            self.channels[zone.id].add(req)
+        log.info("request %d: %s on %s at priority %d", req.id, programme.name, zone_id, priority)
+        return req
+
+    def release(self, request_id: int, reason: str = "released") -> Request | None:
+        req = self.requests.pop(request_id, None)
+        if req is None:
+            return None
+        for zone in self.zones.subtree(req.zone_id):
+            self.channels[zone.id].remove(req)
+        for cb in req.on_end:
+            cb(req, reason)
+        prog = req.programme
+        if prog.id not in self._persistent and not any(
+            r.programme is prog for r in self.requests.values()
+        ):
+            self._drop_programme(prog)
+        log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id, reason)
+        return req
+
+    def _drop_programme(self, prog: Programme) -> None:
+        self.programmes.pop(prog.id, None)
+        for key in [k for k in self.renditions if k[0] == prog.id]:
+            del self.renditions[key]
+        prog.close()
+
+    def requests_on(self, zone_id: str) -> list[Request]:
+        return [r for r in self.requests.values() if r.zone_id == zone_id]
+
+    # the clock
+
+    def tick(self, now_ns: int) -> None:
+        channels = self.channels.values()
+        on_air = {ch.choose().id for ch in channels}
+        ended = self._pull(self.programmes.values(), on_air, now_ns)
+        if ended:
+            for prog in ended:
+                for req in [r for r in self.requests.values() if r.programme is prog]:
+                    self.release(req.id, reason="completed")
+            on_air = {ch.choose().id for ch in channels}
+            # Whoever takes over this tick plays this tick: no gap at the end of a file.
+            self._pull([self.programmes[p] for p in on_air if p in self.programmes], on_air,
+                       now_ns)
+        self._encode_and_forward(now_ns)
+        self.ticks += 1
+
+    def _pull(self, programmes: Iterable[Programme], on_air: set[int], now_ns: int) -> list[Programme]:
+        ended = []
+        for prog in list(programmes):
+            if prog.finished or (prog.pausable and prog.id not in on_air):
+                continue
+            if not prog.pull(now_ns):
+                ended.append(prog)
+        return ended
+
+    def _encode_and_forward(self, now_ns: int) -> None:
+        by_programme: dict[int, dict[str, list[EncodedPacket]]] = {}
+        for ch in self.channels.values():
+            codecs = ch.codecs_listened()
+            if not codecs:
+                continue
+            prog = ch.on_air_programme
+            encoded = by_programme.setdefault(prog.id, {})
+            for codec in codecs:
+                if codec not in encoded:
+                    encoded[codec] = self._encode(prog, codec, now_ns)
+            ch.forward(encoded)
+        if self.ticks % 50 == 0:
+            self._close_idle_renditions(now_ns)
+
+    def _encode(self, prog: Programme, codec: str, now_ns: int) -> list[EncodedPacket]:
+        key = (prog.id, codec)
+        rend = self.renditions.get(key)
+        if rend is None:
+            encoder = create_encoder(codec, self.fanout.bitrates_bps[codec])
+            rend = Rendition(prog, codec, encoder, now_ns, [])
+            self.renditions[key] = rend
+            self.counters.inc("encoders_created", codec=codec)
+            log.info("encoding %s as %s", prog.name, codec)
+        rend.last_used_ns = now_ns
+        rend.packets = rend.encoder.encode(
+            prog.frame, prog.position_samples - FRAME_SAMPLES, prog.capture_ns
+        )
+        return rend.packets
+
+    def _close_idle_renditions(self, now_ns: int) -> None:
+        for key, rend in list(self.renditions.items()):
+            if now_ns - rend.last_used_ns > RENDITION_IDLE_NS:
+                del self.renditions[key]
+                log.info("stopped encoding %s as %s (no listeners)", rend.programme.name,
+                         rend.codec)
+
+    async def run(self) -> None:
+        """Tick every frame on absolute deadlines until cancelled."""
+        clock = self.clock
+        deadline_ns = clock.now_ns()
+        while True:
+            deadline_ns += FRAME_NS
+            await clock.sleep_until(deadline_ns)
+            now_ns = clock.now_ns()
+            if now_ns - deadline_ns > RESYNC_AFTER_NS:
+                self.resyncs += 1
+                self.counters.inc("clock_resyncs")
+                log.warning("master clock %.1f ms behind: resynchronising",
+                            (now_ns - deadline_ns) / 1e6)
+                deadline_ns = now_ns
+            try:
+                self.tick(now_ns)
+            except Exception:  # one bad tick must not stop the clock for every zone
+                self.counters.inc("tick_errors")
+                log.exception("tick failed")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="master-clock")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task() and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+            self._task = None
+
+    def describe(self) -> dict[str, object]:
+        p50, p99 = self.latency.percentiles_ms(50, 99)
+        return {
+            "ticks": self.ticks,
+            "resyncs": self.resyncs,
+            "programmes": [p.describe() for p in self.programmes.values()],
+            "renditions": [
+                {"programme": r.programme.id, "codec": r.codec} for r in self.renditions.values()
+            ],
+            "server_latency_ms": {"p50": p50, "p99": p99, "samples": self.latency.count},
+        }

@@ -1,0 +1,105 @@
+"""The bounded jitter buffer between a live input and the master clock."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from loa.codecs.pcm import Samples
+
+
+class JitterState(enum.Enum):
+    BUFFERING = "buffering"  # waiting for `target_frames` before playing
+    PLAYING = "playing"
+
+
+class JitterBuffer:
+    """Frames pushed as they arrive, popped one per clock tick.
+
+    - Underflow (empty while playing): the tick gets ``None`` (the caller plays silence), the
+      buffer re-buffers to its target, and the target doubles up to ``max_target_frames`` so a
+      source that arrives in bursts (an Ogg encoder flushing a page a second) settles quickly.
+    - Overflow (more than ``capacity_frames`` queued): the oldest frames are dropped, which
+      bounds the delay a burst can add.
+    - Drift: a burst at start-up (the decoder's probe) would otherwise leave the buffer deeper
+      than its target for good, every frame late by the excess. So once per window, if the
+      buffer never went below ``target + 1`` frames, the excess oldest frames are trimmed.
+    - Calm: after ``CALM_WINDOWS`` windows without an underflow, the target steps back down by
+      one frame, towards its initial value.
+    """
+
+    WINDOW_FRAMES = 50  # 1 s of ticks
+    CALM_WINDOWS = 30
+
+    def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int) -> None:
+        if not 1 <= target_frames <= max_target_frames <= capacity_frames:
+            raise ValueError("need 1 <= target <= max_target <= capacity")
+        self.initial_target_frames = target_frames
+        self.target_frames = target_frames
+        self.max_target_frames = max_target_frames
+        self.capacity_frames = capacity_frames
+        self._frames: deque[tuple[Samples, int]] = deque()
+        self.state = JitterState.BUFFERING
+        self.underflows = 0  # ticks that found the buffer empty while playing
+        self.overflow_drops = 0  # frames dropped, oldest first
+        self.trimmed = 0  # frames dropped to bring a drifted-deep buffer back to its target
+        self._window_pops = 0
+        self._window_min = capacity_frames
+        self._calm_windows = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, samples: Samples, arrival_ns: int) -> None:
+        frames = self._frames
+        frames.append((samples, arrival_ns))
+        if len(frames) > self.capacity_frames:
+            frames.popleft()
+            self.overflow_drops += 1
+        if self.state is JitterState.BUFFERING and len(frames) >= self.target_frames:
+            self.state = JitterState.PLAYING
+
+    def pop(self) -> tuple[Samples, int] | None:
+        if self.state is JitterState.BUFFERING:
+            return None
+        frames = self._frames
+        if not frames:
+            self.underflows += 1
+            self.state = JitterState.BUFFERING
+            self.target_frames = min(self.target_frames * 2, self.max_target_frames)
+            self._calm_windows = 0
+            self._start_window()
+            return None
+        got = frames.popleft()
+        depth = len(frames)
+        if depth < self._window_min:
+            self._window_min = depth
+        self._window_pops += 1
+        if self._window_pops >= self.WINDOW_FRAMES:
+            self._end_window()
+        return got
+
+    def _start_window(self) -> None:
+        self._window_pops = 0
+        self._window_min = self.capacity_frames
+
+    def _end_window(self) -> None:
+        # depth is measured after a pop, so a buffer at its target bottoms out at target - 1.
+        excess = self._window_min - (self.target_frames - 1)
+        if excess > 0:
+            for _ in range(excess):
+                self._frames.popleft()
+            self.trimmed += excess
+        self._calm_windows += 1
+        if self._calm_windows >= self.CALM_WINDOWS:
+            self._calm_windows = 0
+            self.target_frames = max(self.initial_target_frames, self.target_frames - 1)
+        self._start_window()
+
+    def reset(self) -> None:
+        """Forget everything (a source left); the next one starts from the initial target."""
+        self._frames.clear()
+        self.state = JitterState.BUFFERING
+        self.target_frames = self.initial_target_frames
+        self._calm_windows = 0
+        self._start_window()

@@ -1,0 +1,130 @@
+"""Loa's native endpoint protocol over WebSocket, version 1 (see docs/endpoint-protocol.md).
+
+Binary messages: a 28-byte header, then one Opus packet.
+
+    offset size  field
+    0      1     version (1)
+    1      1     payload type (1 = Opus, 48 kHz mono)
+    2      1     priority of the request on air (0-100)
+    3      1     flags: bit 0 = first packet after a programme switch
+    4      4     sequence number, per zone stream, wraps at 2**32
+    8      8     pts in 48 kHz samples, on the zone stream's timeline (signed)
+    16     8     capture time, server clock, ns (signed; see the clock-sync ping/pong)
+    24     4     programme id
+    28     ...   the Opus packet
+
+All integers big-endian. WebSocket frames from the server are unmasked, so one frame's bytes
+are built once and written to every endpoint of the zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import json
+import struct
+from dataclasses import dataclass
+
+from loa.codecs.encoder import EncodedPacket
+from loa.server.outputs.base import OnAir, StreamInfo, register
+
+PROTOCOL_VERSION = 1
+PAYLOAD_OPUS = 1
+FLAG_SWITCH = 0x01
+HEADER = struct.Struct(">BBBBIqqI")
+HEADER_BYTES = HEADER.size  # 28
+
+WS_OPCODE_TEXT = 0x1
+WS_OPCODE_BINARY = 0x2
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked, final WebSocket frame (RFC 6455 §5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+@dataclass(frozen=True, slots=True)
+class NativePacket:
+    version: int
+    payload_type: int
+    priority: int
+    flags: int
+    seq: int
+    pts_samples: int
+    capture_ns: int
+    programme_id: int
+    payload: bytes
+
+    @property
+    def switched(self) -> bool:
+        return bool(self.flags & FLAG_SWITCH)
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def parse_packet(message: bytes) -> NativePacket:
+    if len(message) < HEADER_BYTES:
+        raise ProtocolError(f"binary message of {len(message)} bytes is shorter than the header")
+    fields = HEADER.unpack_from(message)
+    if fields[0] != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {fields[0]}")
+    return NativePacket(*fields, payload=message[HEADER_BYTES:])
+
+
+def programme_message(on_air: OnAir, zone_id: str) -> str:
+    return json.dumps(
+        {
+            "type": "programme",
+            "zone": zone_id,
+            "programme": on_air.programme_id,
+            "name": on_air.programme_name,
+            "priority": on_air.priority,
+        },
+        ensure_ascii=False,
+    )
+
+
+class WsFormat:
+    name = "ws"
+    codec = "opus"
+    content_type = "application/x-loa-native"
+
+    def __init__(self, info: StreamInfo, bitrates_bps: Mapping[str, int]) -> None:
+        bitrate_bps = bitrates_bps[self.codec]
+        self._zone_id = info.zone_id
+        self._seq = 0
+        self._pts_samples = 0
+        self.nominal_bytes_per_s = bitrate_bps // 8 + 50 * (HEADER_BYTES + 2)
+
+    def join_header(self) -> bytes:
+        return b""  # the handler greets each endpoint with a hello text message
+
+    def packet(self, pkt: EncodedPacket, on_air: OnAir, switched: bool) -> bytes:
+        head = HEADER.pack(
+            PROTOCOL_VERSION,
+            PAYLOAD_OPUS,
+            on_air.priority,
+            FLAG_SWITCH if switched else 0,
+            self._seq,
+            self._pts_samples,
+            pkt.capture_ns,
+            on_air.programme_id,
+        )
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        self._pts_samples += pkt.duration_samples or 960
+        return ws_frame(WS_OPCODE_BINARY, head + pkt.data)
+
+    def switch_notice(self, on_air: OnAir) -> bytes | None:
+        return ws_frame(WS_OPCODE_TEXT, programme_message(on_air, self._zone_id).encode())
+
+
+register("ws", WsFormat)

@@ -1,0 +1,28 @@
+"""Priority levels of requests on a zone (Circular 39's bulletin classes, and live)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Priority(enum.IntEnum):
+    EMERGENCY = 100  # bản tin khẩn cấp
+    DISTRICT_LIVE = 80
+    COMMUNE_LIVE = 70
+    PRIORITY_BULLETIN = 60  # bản tin ưu tiên
+    SCHEDULED = 50  # bản tin thông thường
+    FILL = 10
+    IDLE = 0
+
+
+def parse_priority(value: object) -> int:
+    """An int 0-100, or a level's name ("district_live"); ValueError with a clear message."""
+    if isinstance(value, str):
+        try:
+            return int(Priority[value.strip().upper()])
+        except KeyError:
+            names = ", ".join(p.name.lower() for p in Priority)
+            raise ValueError(f"unknown priority {value!r}; use 0-100 or one of {names}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ValueError(f"priority must be an integer from 0 to 100, not {value!r}")
+    return value

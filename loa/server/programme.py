@@ -1,0 +1,106 @@
+"""Programmes: distinct streams of canonical frames, each pulled once per clock tick.
+
+A programme wraps a source. The engine pulls it while it is on air somewhere (pausable sources:
+files, generated audio) or always (live sources, which keep running when preempted so a zone
+rejoins at the live edge).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from typing import Protocol
+
+from loa.codecs.pcm import FRAME_SAMPLES, SILENCE, Samples
+
+
+class ProgrammeKind(enum.Enum):
+    LIVE = "live"  # a station's push to a mount
+    RELAY = "relay"  # pulling another station's stream (tiếp sóng)
+    FILE = "file"
+    GENERATOR = "generator"  # built-in tones: the demo chime, test signals
+    IDLE = "idle"  # silence that keeps connections warm
+
+
+class FrameSource(Protocol):
+    @property
+    def available(self) -> bool:
+        """Whether the source can play now (a mount with its encoder connected)."""
+        ...
+
+    @property
+    def pausable(self) -> bool:
+        """True: pulled only while on air, resumes where it stopped. False: always running."""
+        ...
+
+    def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """The next frame and its capture time, or None once the source has ended for good."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_ids = itertools.count(1)
+
+
+class Programme:
+    """One distinct programme; its frame of the current tick is encoded once per codec."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "kind",
+        "source",
+        "position_samples",
+        "frame",
+        "capture_ns",
+        "finished",
+        "pulled_at_ns",
+    )
+
+    def __init__(self, name: str, kind: ProgrammeKind, source: FrameSource) -> None:
+        self.id = next(_ids)
+        self.name = name
+        self.kind = kind
+        self.source = source
+        self.position_samples = 0  # samples pulled so far: the programme's own timeline
+        self.frame: Samples = SILENCE
+        self.capture_ns = 0
+        self.finished = False
+        self.pulled_at_ns = -1
+
+    @property
+    def available(self) -> bool:
+        return not self.finished and self.source.available
+
+    @property
+    def pausable(self) -> bool:
+        return self.source.pausable
+
+    def pull(self, now_ns: int) -> bool:
+        """Take this tick's frame. Returns False when the programme has just ended."""
+        if self.pulled_at_ns == now_ns:
+            return not self.finished
+        self.pulled_at_ns = now_ns
+        got = self.source.read(now_ns)
+        if got is None:
+            self.finished = True
+            self.frame = SILENCE
+            return False
+        self.frame, self.capture_ns = got
+        self.position_samples += FRAME_SAMPLES
+        return True
+
+    def close(self) -> None:
+        self.finished = True
+        self.source.close()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind.value,
+            "available": self.available,
+            "finished": self.finished,
+            "position_s": round(self.position_samples / 48_000, 3),
+        }

@@ -1,0 +1,84 @@
+"""The zone tree: district → commune (xã / thị trấn) → village cluster (thôn / khu).
+
+Addressing a zone addresses everything below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class ZoneError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class Zone:
+    id: str
+    name: str
+    parent_id: str | None = None
+    admin_code: str | None = None  # administrative-unit code (mã đơn vị hành chính)
+    children: list[Zone] = field(default_factory=list)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "parent": self.parent_id,
+            "admin_code": self.admin_code,
+            "children": [c.id for c in self.children],
+        }
+
+
+class ZoneTree:
+    def __init__(self, zones: Iterable[Zone]) -> None:
+        self._zones: dict[str, Zone] = {}
+        for z in zones:
+            if not z.id or "/" in z.id:
+                raise ZoneError(f"zone id {z.id!r} must be non-empty and contain no '/'")
+            if z.id in self._zones:
+                raise ZoneError(f"zone {z.id!r} is defined twice")
+            z.children = []
+            self._zones[z.id] = z
+        for z in self._zones.values():
+            if z.parent_id is None:
+                continue
+            parent = self._zones.get(z.parent_id)
+            if parent is None:
+                raise ZoneError(f"zone {z.id!r} names unknown parent {z.parent_id!r}")
+            parent.children.append(z)
+        for z in self._zones.values():  # a cycle would make subtree() loop forever
+            seen = set()
+            p: Zone | None = z
+            while p is not None:
+                if p.id in seen:
+                    raise ZoneError(f"zone {z.id!r} is its own ancestor")
+                seen.add(p.id)
+                p = self._zones.get(p.parent_id) if p.parent_id else None
+        if not self._zones:
+            raise ZoneError("the zone tree is empty")
+
+    def __contains__(self, zone_id: object) -> bool:
+        return zone_id in self._zones
+
+    def __iter__(self):  # type: ignore[no-untyped-def]  (Iterator[Zone], in definition order)
+        return iter(self._zones.values())
+
+    def get(self, zone_id: str) -> Zone:
+        try:
+            return self._zones[zone_id]
+        except KeyError:
+            raise ZoneError(f"unknown zone {zone_id!r}") from None
+
+    def roots(self) -> list[Zone]:
+        return [z for z in self._zones.values() if z.parent_id is None]
+
+    def subtree(self, zone_id: str) -> list[Zone]:
+        """The zone and all its descendants, parents before children."""
+        out, stack = [], [self.get(zone_id)]
+        while stack:
+            z = stack.pop()
+            out.append(z)
+            stack.extend(reversed(z.children))
+        return out

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loa.config import Config
+from loa.server.app import LoaServer
+
+ADMIN_TOKEN = "test-admin-token"
+SOURCE_PASSWORD = "test-source-pw"
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if shutil.which("ffmpeg") is None:  # the setup script installs it; say so loudly if not
+        raise pytest.UsageError("the ffmpeg command-line tool is required: run ./run test")
+
+
+class MemoryTransport:
+    """A transport that keeps what it is given (for pure-core fan-out tests)."""
+
+    def __init__(self, proto: MemoryProtocol) -> None:
+        self.proto = proto
+        self.data = bytearray()
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.proto.transport = None
+
+    close = abort
+
+
+class MemoryProtocol:
+    def __init__(self) -> None:
+        self.transport: MemoryTransport | None = MemoryTransport(self)
+        self.writing_paused = False
+        self.sink = self.transport
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[LoaServer]]]:
+    """Start servers on a free loopback port with a fresh data folder; stopped at the end."""
+    servers: list[LoaServer] = []
+
+    async def factory(**overrides: Any) -> LoaServer:
+        cfg = replace(
+            Config(),
+            listen_host="127.0.0.1",
+            listen_port=0,
+            data_dir=tmp_path / f"data{len(servers)}",
+            demo=False,
+            admin_token=ADMIN_TOKEN,
+            source_password=SOURCE_PASSWORD,
+            **overrides,
+        )
+        server = LoaServer(cfg)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for s in servers:
+        await s.stop()
+
+
+@pytest.fixture
+async def server(make_server: Callable[..., Awaitable[LoaServer]]) -> LoaServer:
+    return await make_server()
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -204,6 +204,34 @@ class ByteFeed:
             return data
 
 
+# A live stream that has given this many bytes without one decodable frame is not audio.
+NO_AUDIO_LIMIT_BYTES = 64 * 1024
+
+
+class _GuardedReader:
+    """Reads a feed for the demuxer, and gives up on a stream that yields no audio.
+
+    Demuxers resynchronise past garbage silently, so an open-ended stream of junk would keep a
+    mount busy forever; the guard turns it into a ``DecodeError`` after ``limit_bytes``.
+    """
+
+    def __init__(self, feed: ByteFeed, label: str, limit_bytes: int) -> None:
+        self.feed = feed
+        self.label = label
+        self.limit_bytes = limit_bytes
+        self.bytes_read = 0
+        self.audio_seen = False
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.audio_seen and self.bytes_read > self.limit_bytes:
+            raise DecodeError(
+                f"{self.label}: no decodable audio in the first {self.limit_bytes // 1024} KiB"
+            )
+        data = self.feed.read(n)
+        self.bytes_read += len(data)
+        return data
+
+
 class StreamDecoder:
     """Decodes a ``ByteFeed`` on a thread of its own.
 
@@ -243,12 +271,14 @@ class StreamDecoder:
 
     def _run(self) -> None:
         loop = self._loop
+        reader = _GuardedReader(self.feed, self.label, NO_AUDIO_LIMIT_BYTES)
         try:
-            decoder = FrameDecoder(self.feed, format=self.format, label=self.label, live=True)
+            decoder = FrameDecoder(reader, format=self.format, label=self.label, live=True)
             batch: list[Samples] = []
             for samples in decoder:
                 if self._stop:
                     break
+                reader.audio_seen = True
                 batch.append(samples)
                 if len(batch) >= self.BATCH_FRAMES:
                     loop.call_soon_threadsafe(self._on_frames, batch)

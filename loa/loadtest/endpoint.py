@@ -108,7 +108,7 @@ class SimulatedEndpoint:
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     self._on_native(msg.data)
                 elif msg.type == aiohttp.WSMsgType.TEXT:
-                    self.report.texts.append(json.loads(msg.data))
+                    self._on_text(json.loads(msg.data))
                 else:
                     break
                 if stop is not None and stop.is_set():
@@ -144,7 +144,12 @@ class SimulatedEndpoint:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 self._on_native(msg.data)
             else:
-                self.report.texts.append(json.loads(msg.data))
+                self._on_text(json.loads(msg.data))
+
+    def _on_text(self, msg: dict[str, object]) -> None:
+        self.report.texts.append(msg)
+        if msg.get("type") == "zone":
+            self._last_seq = None  # moved to another zone's stream: its own sequence numbers
 
     def _on_native(self, data: bytes) -> None:
         now = self._now_ns()

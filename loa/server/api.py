@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 MAX_JSON_BYTES = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,7 +44,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             {"error": "missing or invalid bearer token"}, status=401,
             headers={"WWW-Authenticate": 'Bearer realm="Loa"'},
         )
-    request["principal"] = principal
+    request[PRINCIPAL_KEY] = principal
     return await handler(request)
 
 
@@ -58,7 +59,7 @@ async def close_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def require(request: web.Request, right: Right) -> None:
-    principal: Principal = request["principal"]
+    principal = request[PRINCIPAL_KEY]
     if not principal.may(right):
         raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
                                 content_type="application/json")

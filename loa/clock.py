@@ -38,6 +38,10 @@ class MonotonicClock:
             await asyncio.sleep(delay_ns / NS_PER_S)
 
 
+# Loop turns granted after each wake-up: enough for a woken task to run and re-arm its sleep.
+YIELDS_PER_WAKE = 2
+
+
 class FakeClock:
     """A clock that moves only when a test says so.
 
@@ -70,7 +74,7 @@ class FakeClock:
             if not fut.done():
                 fut.set_result(None)
             # Let the woken task (and whatever it wakes) run before time moves on.
-            for _ in range(5):
+            for _ in range(YIELDS_PER_WAKE):
                 await asyncio.sleep(0)
         self._now_ns = target_ns
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import av
@@ -133,6 +133,53 @@ class FrameDecoder:
 
     def close(self) -> None:
         self._container.close()
+
+
+# Elementary streams the codec's own parser can split without a demuxer. ffmpeg's MP3 demuxer
+# reads fixed 1 KiB packets, which on a live 128 kb/s push means a burst of frames every ~80 ms
+# (four frames of latency); the parser hands over each frame as soon as its bytes are in.
+PARSED_FORMATS = {"mp3": "mp3", "aac": "aac"}
+PARSE_READ_BYTES = 4096
+
+
+class ParsedStreamDecoder:
+    """Decode an MP3 or ADTS AAC byte stream frame by frame, through the codec's parser."""
+
+    def __init__(self, reader: Any, fmt: str, label: str) -> None:
+        self.label = label
+        self._reader = reader
+        self._ctx = av.CodecContext.create(PARSED_FORMATS[fmt], "r")
+        self._resampler = av.AudioResampler(
+            format="flt", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
+        )
+        self.frames_out = 0
+        self.decode_errors = 0
+
+    def __iter__(self) -> Iterator[Samples]:
+        ctx = self._ctx
+        while True:
+            data = self._reader.read(PARSE_READ_BYTES)
+            try:
+                packets = ctx.parse(data or None)
+            except av.error.FFmpegError as exc:
+                raise DecodeError(f"{self.label}: cannot parse the stream ({exc})") from exc
+            for packet in packets:
+                try:
+                    decoded = ctx.decode(packet)
+                except av.error.InvalidDataError:
+                    self.decode_errors += 1  # a tag or a damaged frame: skip it, as players do
+                    continue
+                for frame in decoded:
+                    for out in self._resampler.resample(frame):
+                        yield self._emit(out)
+            if not data:
+                break
+        for out in self._resampler.resample(None):
+            yield self._emit(out)
+        if self.frames_out == 0:
+            raise DecodeError(f"{self.label}: contains no audio")
+
+    _emit = FrameDecoder._emit
 
 
 def decode_file(path: str) -> Iterator[Samples]:
@@ -272,8 +319,12 @@ class StreamDecoder:
     def _run(self) -> None:
         loop = self._loop
         reader = _GuardedReader(self.feed, self.label, NO_AUDIO_LIMIT_BYTES)
+        decoder: Iterable[Samples]
         try:
-            decoder = FrameDecoder(reader, format=self.format, label=self.label, live=True)
+            if self.format in PARSED_FORMATS:
+                decoder = ParsedStreamDecoder(reader, self.format, self.label)
+            else:
+                decoder = FrameDecoder(reader, format=self.format, label=self.label, live=True)
             batch: list[Samples] = []
             for samples in decoder:
                 if self._stop:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from loa.codecs.pcm import Samples
+from loa.codecs.pcm import FRAME_NS, Samples
 
 
 class JitterState(enum.Enum):
@@ -16,9 +16,11 @@ class JitterState(enum.Enum):
 class JitterBuffer:
     """Frames pushed as they arrive, popped one per clock tick.
 
-    - Underflow (empty while playing): the tick gets ``None`` (the caller plays silence), the
-      buffer re-buffers to its target, and the target doubles up to ``max_target_frames`` so a
-      source that arrives in bursts (an Ogg encoder flushing a page a second) settles quickly.
+    - Underflow (empty while playing): the tick gets ``None`` (the caller plays silence) and
+      the buffer re-buffers. When audio comes back, the target grows to cover the gap just
+      seen (at least one frame more, at most ``max_target_frames``): a hiccup costs a frame or
+      two of latency, while a source that arrives in bursts (an Ogg encoder flushing a page a
+      second) settles after a single underflow.
     - Overflow (more than ``capacity_frames`` queued): the oldest frames are dropped, which
       bounds the delay a burst can add.
     - Drift: a burst at start-up (the decoder's probe) would otherwise leave the buffer deeper
@@ -29,7 +31,7 @@ class JitterBuffer:
     """
 
     WINDOW_FRAMES = 50  # 1 s of ticks
-    CALM_WINDOWS = 30
+    CALM_WINDOWS = 5
 
     def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int) -> None:
         if not 1 <= target_frames <= max_target_frames <= capacity_frames:
@@ -46,11 +48,17 @@ class JitterBuffer:
         self._window_pops = 0
         self._window_min = capacity_frames
         self._calm_windows = 0
+        self._underflow_since_ns: int | None = None
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def push(self, samples: Samples, arrival_ns: int) -> None:
+        if self._underflow_since_ns is not None:
+            gap_frames = -(-(arrival_ns - self._underflow_since_ns) // FRAME_NS)  # ceil
+            self.target_frames = min(max(self.target_frames + 1, gap_frames + 1),
+                                     self.max_target_frames)
+            self._underflow_since_ns = None
         frames = self._frames
         frames.append((samples, arrival_ns))
         if len(frames) > self.capacity_frames:
@@ -59,14 +67,14 @@ class JitterBuffer:
         if self.state is JitterState.BUFFERING and len(frames) >= self.target_frames:
             self.state = JitterState.PLAYING
 
-    def pop(self) -> tuple[Samples, int] | None:
+    def pop(self, now_ns: int) -> tuple[Samples, int] | None:
         if self.state is JitterState.BUFFERING:
             return None
         frames = self._frames
         if not frames:
             self.underflows += 1
             self.state = JitterState.BUFFERING
-            self.target_frames = min(self.target_frames * 2, self.max_target_frames)
+            self._underflow_since_ns = now_ns
             self._calm_windows = 0
             self._start_window()
             return None
@@ -102,4 +110,5 @@ class JitterBuffer:
         self.state = JitterState.BUFFERING
         self.target_frames = self.initial_target_frames
         self._calm_windows = 0
+        self._underflow_since_ns = None
         self._start_window()

@@ -56,7 +56,7 @@ class LiveSource:
         self._sync_counters()
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
-        got = self.jitter.pop() if self.connected else None
+        got = self.jitter.pop(now_ns) if self.connected else None
         if got is None:
             self._sync_counters()
             return SILENCE, now_ns

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from loa import __version__
-from loa.config import ConfigError, load_config, parse_listen
+from loa.config import Config, ConfigError, load_config, parse_listen
 
 log = logging.getLogger("loa")
 
@@ -50,9 +52,6 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         cfg = load_config(args.config)
-        from dataclasses import replace
-        from pathlib import Path
-
         if args.listen:
             host, port = parse_listen(args.listen)
             cfg = replace(cfg, listen_host=host, listen_port=port)
@@ -79,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_server(cfg) -> None:  # type: ignore[no-untyped-def]  (Config)
+async def _run_server(cfg: Config) -> None:
     from loa.server.app import LoaServer
 
     server = LoaServer(cfg)

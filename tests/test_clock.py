@@ -4,8 +4,8 @@ import asyncio
 
 from loa.clock import NS_PER_S, FakeClock
 from loa.codecs.pcm import FRAME_NS
-from tests.server.test_engine import make_engine, tone
 from loa.server.priority import Priority
+from tests.server.test_engine import make_engine, tone
 
 
 async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import cast
 
 import av
 
@@ -24,7 +25,7 @@ class AvEncoder:
 
     def __init__(self, bitrate_bps: int, options: dict[str, str] | None = None) -> None:
         self.bitrate_bps = bitrate_bps
-        ctx = av.CodecContext.create(self.av_codec, "w")
+        ctx = cast(av.AudioCodecContext, av.CodecContext.create(self.av_codec, "w"))
         ctx.sample_rate = SAMPLE_RATE
         ctx.layout = "mono"
         ctx.format = self.sample_format

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import av
 import av.error
@@ -57,6 +57,16 @@ def format_for_content_type(content_type: str) -> str:
         raise UnsupportedFormat(
             f"content type {base or '(none)'!r} is not supported; use one of {accepted}"
         ) from None
+
+
+def to_canonical(out: av.AudioFrame) -> Samples:
+    """A resampler output frame as a canonical frame; the last, short one padded with silence."""
+    samples: Samples = out.to_ndarray()[0]
+    if samples.shape[0] != FRAME_SAMPLES:
+        padded = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        padded[: samples.shape[0]] = samples
+        samples = padded
+    return samples
 
 
 class FrameDecoder:
@@ -123,13 +133,8 @@ class FrameDecoder:
             raise DecodeError(f"{self.label}: contains no audio")
 
     def _emit(self, out: av.AudioFrame) -> Samples:
-        samples = out.to_ndarray()[0]
-        if samples.shape[0] != FRAME_SAMPLES:
-            padded = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-            padded[: samples.shape[0]] = samples
-            samples = padded
         self.frames_out += 1
-        return samples
+        return to_canonical(out)
 
     def close(self) -> None:
         self._container.close()
@@ -148,7 +153,7 @@ class ParsedStreamDecoder:
     def __init__(self, reader: Any, fmt: str, label: str) -> None:
         self.label = label
         self._reader = reader
-        self._ctx = av.CodecContext.create(PARSED_FORMATS[fmt], "r")
+        self._ctx = cast(av.AudioCodecContext, av.CodecContext.create(PARSED_FORMATS[fmt], "r"))
         self._resampler = av.AudioResampler(
             format="flt", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
         )
@@ -179,7 +184,9 @@ class ParsedStreamDecoder:
         if self.frames_out == 0:
             raise DecodeError(f"{self.label}: contains no audio")
 
-    _emit = FrameDecoder._emit
+    def _emit(self, out: av.AudioFrame) -> Samples:
+        self.frames_out += 1
+        return to_canonical(out)
 
 
 def decode_file(path: str) -> Iterator[Samples]:

@@ -88,7 +88,7 @@ class SimulatedEndpoint:
         """Listen for ``seconds`` (or until ``stop`` is set); errors end up in the report."""
         try:
             await asyncio.wait_for(self._run(session, stop), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         except (aiohttp.ClientError, OSError) as exc:
             self.report.error = f"{type(exc).__name__}: {exc}"

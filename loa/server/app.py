@@ -18,7 +18,13 @@ from loa.clock import Clock, MonotonicClock
 from loa.codecs.pcm import FRAME_MS
 from loa.config import Config
 from loa.monitoring.counters import Counters
-from loa.server.api import SERVER_KEY, Api, auth_middleware, close_middleware, media_path
+from loa.server.api import (
+    SERVER_KEY,
+    Api,
+    auth_middleware,
+    close_middleware,
+    media_path,
+)
 from loa.server.auth import load_source_password, load_tokens
 from loa.server.endpoints import EndpointRegistry
 from loa.server.engine import Engine
@@ -138,7 +144,7 @@ class LoaServer:
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._http is not None:
             await self._http.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from loa.server.fanout import Subscriber
 from loa.server.outputs.websocket import WS_OPCODE_TEXT, ws_frame
+from loa.server.zone_channel import ZoneChannel
 from loa.server.zones import ZoneTree
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class Endpoint:
 
 
 class EndpointRegistry:
-    def __init__(self, zones: ZoneTree, channels: dict) -> None:  # type: ignore[type-arg]  (zone id -> ZoneChannel)
+    def __init__(self, zones: ZoneTree, channels: dict[str, ZoneChannel]) -> None:
         self._zones = zones
         self._channels = channels
         self.endpoints: dict[str, Endpoint] = {}

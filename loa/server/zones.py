@@ -5,7 +5,7 @@ Addressing a zone addresses everything below it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -62,7 +62,8 @@ class ZoneTree:
     def __contains__(self, zone_id: object) -> bool:
         return zone_id in self._zones
 
-    def __iter__(self):  # type: ignore[no-untyped-def]  (Iterator[Zone], in definition order)
+    def __iter__(self) -> Iterator[Zone]:
+        """Zones in definition order."""
         return iter(self._zones.values())
 
     def get(self, zone_id: str) -> Zone:

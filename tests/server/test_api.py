@@ -34,8 +34,9 @@ async def test_every_api_call_needs_a_valid_token(server: LoaServer, path: str) 
 
 
 async def test_first_start_makes_an_admin_token_and_keeps_only_its_hash(tmp_path: Path) -> None:
-    from loa.config import Config
     from dataclasses import replace
+
+    from loa.config import Config
 
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "d", demo=False)
     s = LoaServer(cfg)

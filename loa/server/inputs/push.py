@@ -19,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loa.clock import Clock
-from loa.codecs.decode import ByteFeed, DecodeError, StreamDecoder, format_for_content_type
+from loa.codecs.decode import (
+    ByteFeed,
+    DecodeError,
+    StreamDecoder,
+    format_for_content_type,
+)
 from loa.codecs.pcm import Samples
 from loa.monitoring.counters import Counters
 from loa.server.fanout import tune_socket

@@ -9,7 +9,12 @@ import random
 import aiohttp
 
 from loa.clock import NS_PER_S, Clock
-from loa.codecs.decode import ByteFeed, DecodeError, StreamDecoder, format_for_content_type
+from loa.codecs.decode import (
+    ByteFeed,
+    DecodeError,
+    StreamDecoder,
+    format_for_content_type,
+)
 from loa.monitoring.counters import Counters
 from loa.server.inputs.live import LiveSource
 from loa.server.inputs.push import JitterSettings
@@ -92,7 +97,7 @@ class Relay:
             try:
                 await self._session()
                 self.last_error = "stream ended"
-            except (aiohttp.ClientError, asyncio.TimeoutError, DecodeError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, DecodeError, OSError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             self.failures += 1
             self._counters.inc("relay_failures")

@@ -19,10 +19,9 @@ are built once and written to every endpoint of the zone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loa.codecs.encoder import EncodedPacket
@@ -77,7 +76,9 @@ def parse_packet(message: bytes) -> NativePacket:
     fields = HEADER.unpack_from(message)
     if fields[0] != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {fields[0]}")
-    return NativePacket(*fields, payload=message[HEADER_BYTES:])
+    version, ptype, priority, flags, seq, pts, capture, programme = fields
+    return NativePacket(version, ptype, priority, flags, seq, pts, capture, programme,
+                        message[HEADER_BYTES:])
 
 
 def programme_message(on_air: OnAir, zone_id: str) -> str:

@@ -16,6 +16,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     mp3_bitrate_bps = 64000
     jitter_target_ms = 40            # live inputs: buffered before playing
     jitter_max_ms = 2000             # adaptive target ceiling and overflow bound
+    source_stall_ms = 3000           # a connected source silent this long counts as down
 
     [fanout]
     burst_ms = 200                   # what a new listener gets from the recent past
@@ -89,6 +90,7 @@ class Config:
     mp3_bitrate_bps: int = 64_000
     jitter_target_ms: int = 40
     jitter_max_ms: int = 2_000
+    source_stall_ms: int = 3_000
     burst_ms: int = 200
     backlog_ms: int = 2_000
     sndbuf_bytes: int = 16_384
@@ -160,6 +162,7 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     changes["mp3_bitrate_bps"] = _int(audio, "mp3_bitrate_bps", cfg.mp3_bitrate_bps, 8000, 320000)
     changes["jitter_target_ms"] = _int(audio, "jitter_target_ms", cfg.jitter_target_ms, 20, 5000)
     changes["jitter_max_ms"] = _int(audio, "jitter_max_ms", cfg.jitter_max_ms, 20, 10000)
+    changes["source_stall_ms"] = _int(audio, "source_stall_ms", cfg.source_stall_ms, 100, 60000)
     fanout = raw.get("fanout", {})
     changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
     changes["backlog_ms"] = _int(fanout, "backlog_ms", cfg.backlog_ms, 100, 60000)

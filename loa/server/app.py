@@ -31,7 +31,8 @@ from loa.server.engine import Engine
 from loa.server.http_front import FrontProtocol, RequestHead
 from loa.server.inputs.file import FileSource
 from loa.server.inputs.generator import chime_source, tone_source
-from loa.server.inputs.push import JitterSettings, Mounts
+from loa.server.inputs.live import LiveSettings
+from loa.server.inputs.push import Mounts
 from loa.server.inputs.relay import Relay
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
@@ -65,14 +66,15 @@ class LoaServer:
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
         )
-        self.jitter = JitterSettings(
+        self.live_settings = LiveSettings(
             target_frames=max(1, config.jitter_target_ms // FRAME_MS),
             max_target_frames=max(1, config.jitter_max_ms // FRAME_MS),
             capacity_frames=max(2, 2 * config.jitter_max_ms // FRAME_MS),
+            stall_ms=config.source_stall_ms,
         )
         self.mounts = Mounts(
             lambda p: self.engine.add_programme(p, persistent=True),
-            self.clock, self.counters, self.jitter, password, dict(config.mount_passwords),
+            self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
         )
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
         self.relays: dict[int, Relay] = {}
@@ -97,6 +99,7 @@ class LoaServer:
             web.get("/", self.index),
             web.get("/zones/{zone}/ws", self.streams.websocket),
             web.get("/endpoints/{endpoint}/ws", self.streams.websocket),
+            web.get("/admin/metadata", self.icecast_metadata),
         ])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -196,7 +199,7 @@ class LoaServer:
             return self.engine.request(zone_id, prog, priority, label="tone")
         if kind == "relay":
             assert self._http is not None
-            relay = Relay(str(source.get("url", "")), self.clock, self.counters, self.jitter,
+            relay = Relay(str(source.get("url", "")), self.clock, self.counters, self.live_settings,
                           self._http, name=source.get("name"))
             req = self.engine.request(zone_id, relay.programme, priority, label="relay")
             self.relays[req.id] = relay
@@ -227,6 +230,16 @@ class LoaServer:
                              for ch in self.engine.channels.values()),
             "counters": self.counters.snapshot(),
         }
+
+    async def icecast_metadata(self, request: web.Request) -> web.Response:
+        status, message = self.mounts.update_metadata(
+            request.query.get("mount", ""), request.query.get("mode", ""),
+            request.query.get("song", ""), request.headers.get("Authorization", ""))
+        body = ('<?xml version="1.0"?>\n<iceresponse><message>'
+                f"{html.escape(message)}</message><return>{int(status == 200)}</return>"
+                "</iceresponse>\n")
+        headers = {"WWW-Authenticate": 'Basic realm="Loa source"'} if status == 401 else None
+        return web.Response(status=status, text=body, content_type="text/xml", headers=headers)
 
     # a small public landing page (Vietnamese first)
 

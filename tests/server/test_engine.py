@@ -17,7 +17,7 @@ from loa.server.engine import Engine
 from loa.server.fanout import Subscriber
 from loa.server.inputs.file import FileSource
 from loa.server.inputs.generator import tone_source
-from loa.server.inputs.live import LiveSource
+from loa.server.inputs.live import LiveSettings, LiveSource
 from loa.server.outputs.websocket import HEADER_BYTES, parse_packet
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
@@ -189,8 +189,7 @@ def test_a_preempted_file_resumes_where_it_stopped(stepped_file: Path) -> None:
 def test_a_live_source_that_drops_gives_the_zone_back_on_the_next_tick() -> None:
     engine, clock = make_engine()
     counters = engine.counters
-    src = LiveSource("live/studio", clock, counters, target_frames=2, max_target_frames=10,
-                     capacity_frames=50)
+    src = LiveSource("live/studio", clock, counters, LiveSettings(2, 10, 50))
     live = Programme("studio", ProgrammeKind.LIVE, src)
     engine.add_programme(live, persistent=True)
     engine.request("huyen", tone(440), Priority.FILL)
@@ -215,8 +214,7 @@ def test_a_live_source_that_drops_gives_the_zone_back_on_the_next_tick() -> None
 
 def test_underflow_plays_silence_and_is_counted() -> None:
     engine, clock = make_engine()
-    src = LiveSource("live/x", clock, engine.counters, target_frames=1, max_target_frames=4,
-                     capacity_frames=8)
+    src = LiveSource("live/x", clock, engine.counters, LiveSettings(1, 4, 8))
     live = engine.add_programme(Programme("x", ProgrammeKind.LIVE, src), persistent=True)
     engine.request("huyen", live, Priority.DISTRICT_LIVE)
     ear = listen(engine, "huyen")
@@ -240,3 +238,25 @@ def test_the_websocket_header_carries_capture_time_and_programme() -> None:
     assert first.programme_id == prog.id and first.priority == 50
     assert [parse_packet(m).pts_samples for m in msgs] == [0, 960, 1920]
     assert first.capture_ns == clock.now_ns() - 2 * FRAME_NS
+
+
+def test_a_connected_but_silent_source_gives_the_zone_back_and_rejoins_when_it_sends() -> None:
+    engine, clock = make_engine()
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 10, 50, stall_ms=3000))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", tone(440), Priority.FILL)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src.connect()
+    gen = tone_source(1000)
+    for _ in range(10):
+        src.push_frames([gen.read(0)[0]])  # type: ignore[index]
+    run(engine, clock, 10)
+    assert engine.channels["phu-my"].on_air.priority == 80
+    run(engine, clock, 130)  # 2.8 s since the last frame: underflow silence, still on air
+    assert engine.channels["phu-my"].on_air.priority == 80
+    run(engine, clock, 11)  # 3.02 s without a frame: the encoder has stalled
+    assert engine.channels["phu-my"].on_air.priority == 10
+    assert src.connected and src.stalled
+    src.push_frames([gen.read(0)[0], gen.read(0)[0]])  # type: ignore[index]
+    run(engine, clock, 1)
+    assert engine.channels["phu-my"].on_air.priority == 80

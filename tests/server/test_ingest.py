@@ -118,6 +118,23 @@ async def test_legacy_source_method_and_unsupported_type(server: LoaServer) -> N
     await wait_for(lambda: server.mounts.get("old").session is None)
 
 
+async def test_encoder_metadata_updates_as_icecast_takes_them(server: LoaServer) -> None:
+    url = f"{base(server)}/admin/metadata"
+    params = {"mount": "/live/studio", "mode": "updinfo", "song": "Bản tin sáng"}
+    async with aiohttp.ClientSession() as http:
+        ok = {"Authorization": f"Basic {basic(SOURCE_PASSWORD)}"}
+        async with http.get(url, params=params, headers=ok) as resp:
+            assert resp.status == 400  # no such mount yet
+        await take_live(server, "huyen", "studio")
+        async with http.get(url, params=params,
+                            headers={"Authorization": f"Basic {basic('wrong')}"}) as resp:
+            assert resp.status == 401
+        async with http.get(url, params=params, headers=ok) as resp:
+            assert resp.status == 200
+            assert "<return>1</return>" in await resp.text()
+    assert server.mounts.get("studio").title == "Bản tin sáng"
+
+
 async def test_second_source_on_a_busy_mount_gets_403(server: LoaServer) -> None:
     push = await ffmpeg_push(source_url(server), codec_args=MP3_PUSH)
     try:

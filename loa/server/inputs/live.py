@@ -2,44 +2,62 @@
 
 from __future__ import annotations
 
-from loa.clock import Clock
+from dataclasses import dataclass
+
+from loa.clock import NS_PER_MS, Clock
 from loa.codecs.pcm import SILENCE, Samples
 from loa.monitoring.counters import Counters
 from loa.server.jitter import JitterBuffer
 
 
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    target_frames: int
+    max_target_frames: int
+    capacity_frames: int
+    # Connected but silent this long (no frame arrived, none buffered): the source counts as
+    # down, so its zones fall back instead of carrying dead air. Icecast waits 10 s.
+    stall_ms: int = 3000
+
+
 class LiveSource:
-    """The receiving end of a push or relay. Connected = available; never finishes by itself."""
+    """The receiving end of a push or relay. Never finishes by itself.
+
+    Available while connected and not stalled; a stalled source that sends again is
+    available again, and its zones rejoin it.
+    """
 
     pausable = False
 
-    def __init__(
-        self,
-        label: str,
-        clock: Clock,
-        counters: Counters,
-        *,
-        target_frames: int,
-        max_target_frames: int,
-        capacity_frames: int,
-    ) -> None:
+    def __init__(self, label: str, clock: Clock, counters: Counters,
+                 settings: LiveSettings) -> None:
         self.label = label
         self._clock = clock
         self._counters = counters
-        self.jitter = JitterBuffer(target_frames, max_target_frames, capacity_frames)
+        self.jitter = JitterBuffer(settings.target_frames, settings.max_target_frames,
+                                   settings.capacity_frames)
+        self._stall_ns = settings.stall_ms * NS_PER_MS
         self.connected = False
         self.frames_in = 0
+        self.last_arrival_ns = 0
         self._underflows_seen = 0
         self._overflows_seen = 0
         self._trimmed_seen = 0
 
     @property
     def available(self) -> bool:
-        return self.connected
+        if not self.connected:
+            return False
+        return len(self.jitter) > 0 or self._clock.now_ns() - self.last_arrival_ns < self._stall_ns
+
+    @property
+    def stalled(self) -> bool:
+        return self.connected and not self.available
 
     def connect(self) -> None:
         self.jitter.reset()
         self.connected = True
+        self.last_arrival_ns = self._clock.now_ns()
 
     def disconnect(self) -> None:
         self.connected = False
@@ -50,6 +68,7 @@ class LiveSource:
         if not self.connected:
             return
         now_ns = self._clock.now_ns()
+        self.last_arrival_ns = now_ns
         for samples in frames:
             self.jitter.push(samples, now_ns)
         self.frames_in += len(frames)

@@ -16,7 +16,6 @@ import hmac
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from loa.clock import Clock
 from loa.codecs.decode import (
@@ -29,7 +28,7 @@ from loa.codecs.pcm import Samples
 from loa.monitoring.counters import Counters
 from loa.server.fanout import tune_socket
 from loa.server.http_front import RequestHead, simple_response
-from loa.server.inputs.live import LiveSource
+from loa.server.inputs.live import LiveSettings, LiveSource
 from loa.server.programme import Programme, ProgrammeKind
 
 log = logging.getLogger(__name__)
@@ -37,13 +36,6 @@ log = logging.getLogger(__name__)
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_MOUNTS = 64
 SOURCE_USER = "source"
-
-
-@dataclass(frozen=True, slots=True)
-class JitterSettings:
-    target_frames: int
-    max_target_frames: int
-    capacity_frames: int
 
 
 def check_basic_auth(header: str, password: str) -> bool:
@@ -69,6 +61,7 @@ class Mount:
         self.source = source
         self.session: IngestSession | None = None
         self.sessions_total = 0
+        self.title = ""  # "now playing", from the encoder's /admin/metadata updates
 
     def describe(self) -> dict[str, object]:
         s = self.session
@@ -76,11 +69,13 @@ class Mount:
             "mount": self.name,
             "programme": self.programme.id,
             "connected": s is not None,
+            "stalled": self.source.stalled,
             "content_type": s.content_type if s else None,
             "frames_in": self.source.frames_in,
             "jitter_frames": len(self.source.jitter),
             "jitter_target_frames": self.source.jitter.target_frames,
             "sessions_total": self.sessions_total,
+            "title": self.title,
         }
 
 
@@ -90,7 +85,7 @@ class Mounts:
         register: Callable[[Programme], object],  # adds a mount's programme to the engine
         clock: Clock,
         counters: Counters,
-        jitter: JitterSettings,
+        live: LiveSettings,
         global_password: str,
         mount_passwords: dict[str, str],
         sndbuf_bytes: int = 0,
@@ -98,7 +93,7 @@ class Mounts:
         self._register = register
         self._clock = clock
         self._counters = counters
-        self._jitter = jitter
+        self._live = live
         self.global_password = global_password
         self.mount_passwords = mount_passwords
         self.sndbuf_bytes = sndbuf_bytes
@@ -115,10 +110,7 @@ class Mounts:
             raise ValueError(f"mount name {name!r} must be 1-64 of A-Z a-z 0-9 . _ -")
         if len(self.mounts) >= MAX_MOUNTS:
             raise ValueError(f"too many mounts (at most {MAX_MOUNTS})")
-        j = self._jitter
-        source = LiveSource(f"live/{name}", self._clock, self._counters,
-                            target_frames=j.target_frames, max_target_frames=j.max_target_frames,
-                            capacity_frames=j.capacity_frames)
+        source = LiveSource(f"live/{name}", self._clock, self._counters, self._live)
         programme = Programme(f"Trực tiếp /live/{name}", ProgrammeKind.LIVE, source)
         self._register(programme)
         mount = Mount(name, programme, source)
@@ -127,6 +119,24 @@ class Mounts:
 
     def password_for(self, name: str) -> str:
         return self.mount_passwords.get(name) or self.global_password
+
+    def update_metadata(self, mount_path: str, mode: str, song: str, authorization: str
+                        ) -> tuple[int, str]:
+        """Icecast's ``GET /admin/metadata?mount=/live/x&mode=updinfo&song=…``, which broadcast
+        software (BUTT, Mixxx, …) sends with the source credentials. Returns (status, message)."""
+        name = mount_path.removeprefix("/live/").lstrip("/")
+        if not MOUNT_NAME.match(name):
+            return 400, "unknown mount"
+        if not check_basic_auth(authorization, self.password_for(name)):
+            return 401, "wrong source password"
+        if mode != "updinfo":
+            return 400, "only mode=updinfo is supported"
+        mount = self.mounts.get(name)
+        if mount is None:
+            return 400, "unknown mount"
+        mount.title = song[:256]
+        log.info("/live/%s now playing: %s", name, mount.title)
+        return 200, "Metadata update successful"
 
     def accept(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
         """Raw route for ``PUT``/``SOURCE /live/<mount>``. Returns True if it took the transport."""

@@ -16,8 +16,7 @@ from loa.codecs.decode import (
     format_for_content_type,
 )
 from loa.monitoring.counters import Counters
-from loa.server.inputs.live import LiveSource
-from loa.server.inputs.push import JitterSettings
+from loa.server.inputs.live import LiveSettings, LiveSource
 from loa.server.programme import Programme, ProgrammeKind
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class Relay:
         url: str,
         clock: Clock,
         counters: Counters,
-        jitter: JitterSettings,
+        live: LiveSettings,
         http: aiohttp.ClientSession,
         name: str | None = None,
         backoff: Backoff | None = None,
@@ -68,10 +67,7 @@ class Relay:
         self._counters = counters
         self._http = http
         self.backoff = backoff or Backoff()
-        self.source = LiveSource(f"relay/{url}", clock, counters,
-                                 target_frames=jitter.target_frames,
-                                 max_target_frames=jitter.max_target_frames,
-                                 capacity_frames=jitter.capacity_frames)
+        self.source = LiveSource(f"relay/{url}", clock, counters, live)
         self.programme = Programme(name or f"Tiếp sóng {url}", ProgrammeKind.RELAY, self.source)
         self.connects = 0
         self.failures = 0

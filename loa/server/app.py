@@ -78,6 +78,7 @@ class LoaServer:
         )
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
         self.relays: dict[int, Relay] = {}
+        self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
         self._runner: web.AppRunner | None = None
         self._server: asyncio.base_events.Server | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -137,6 +138,8 @@ class LoaServer:
                 mount.session.close()
         for relay in self.relays.values():
             await relay.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
         for ch in self.engine.channels.values():
             for feed in ch.feeds.values():
                 feed.close_all()
@@ -210,8 +213,10 @@ class LoaServer:
 
     def _relay_ended(self, req: Request, reason: str) -> None:
         relay = self.relays.pop(req.id, None)
-        if relay is not None:
-            asyncio.get_running_loop().create_task(relay.stop())
+        if relay is not None:  # ended by the engine (not the API): stop it, and own the task
+            task = asyncio.get_running_loop().create_task(relay.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
     async def release_request(self, request_id: int) -> Request | None:
         relay = self.relays.pop(request_id, None)

@@ -1,0 +1,193 @@
+"""Load test reports: a summary table for people, JSON for machines, and a self-contained HTML
+page with the latency CDF and histogram drawn as inline SVG (nothing to fetch to view it)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from loa.loadtest.client import LATENCY_BIN_NS
+
+
+def percentiles(values: Sequence[float], pcts: Sequence[float] = (50, 90, 99)
+                ) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    arr = np.asarray(values, dtype=np.float64)
+    for p in pcts:
+        out[f"p{p:g}"] = round(float(np.percentile(arr, p)), 3) if arr.size else None
+    out["max"] = round(float(arr.max()), 3) if arr.size else None
+    return out
+
+
+def histogram_percentiles(counts: np.ndarray, pcts: Sequence[float] = (50, 90, 99)
+                          ) -> dict[str, float | None]:
+    """Percentiles (ms) of a fixed-bin latency histogram; a bin reads as its upper edge."""
+    total = int(counts.sum())
+    out: dict[str, float | None] = {}
+    if total == 0:
+        empty: dict[str, float | None] = {f"p{p:g}": None for p in pcts}
+        return empty | {"max": None, "samples": 0}
+    cum = np.cumsum(counts)
+    bin_ms = LATENCY_BIN_NS / 1e6
+    for p in pcts:
+        idx = int(np.searchsorted(cum, total * p / 100.0))
+        out[f"p{p:g}"] = round((idx + 1) * bin_ms, 3)
+    out["max"] = round((int(np.nonzero(counts)[0][-1]) + 1) * bin_ms, 3)
+    out["samples"] = total
+    return out
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    lat = report["latency_ms"]
+    st = report["startup_ms"]
+    rows = [
+        ("endpoints", f"{report['endpoints']} ({report['protocol']}, {report['procs']} processes)"),
+        ("duration", f"{report['duration_s']:.1f} s"),
+        ("packets", f"{report['packets']:,}"),
+        ("lost (gaps)", f"{report['gaps']:,} ({report['loss_pct']:.4f} %)"),
+        ("duplicates", f"{report['duplicates']:,}"),
+        ("latency p50/p90/p99/max", _fmt4(lat, "ms")),
+        ("startup p50/p90/p99/max", _fmt4(st, "ms")),
+        ("reconnects", f"{report['reconnects']:,}"),
+        ("errors", ", ".join(f"{k} ×{v}" for k, v in report["errors"].items()) or "none"),
+        ("generator CPU", f"{report['generator_cpu_pct']:.1f} % of one core"),
+    ]
+    srv = report.get("server")
+    if srv:
+        rows.append(("server CPU", f"{srv['cpu_pct']:.1f} % of one core, "
+                                   f"{srv['cpu_ms_per_endpoint_second']:.3f} ms per endpoint-second"))
+        rows.append(("server RSS", f"{srv['rss_mb']:.1f} MB"))
+    for sc in report.get("scenarios", []):
+        rows.append((f"scenario {sc['name']}", sc["summary"]))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt4(d: dict[str, Any], unit: str) -> str:
+    vals = [d.get(k) for k in ("p50", "p90", "p99", "max")]
+    return " / ".join("–" if v is None else f"{v:.1f}" for v in vals) + f" {unit}"
+
+
+def write_json(report: dict[str, Any], path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+
+
+# --- HTML with inline SVG ---
+
+_W, _H, _PAD = 680, 300, 64
+
+
+def _svg_frame(title: str, xlabel: str, ylabel: str, x_max: float, y_max: float,
+               body: str) -> str:
+    ticks = []
+    for i in range(6):
+        x = _PAD + i * (_W - 2 * _PAD) / 5
+        ticks.append(f'<line x1="{x:.1f}" y1="{_H - _PAD}" x2="{x:.1f}" y2="{_H - _PAD + 4}" '
+                     f'stroke="#333"/><text x="{x:.1f}" y="{_H - _PAD + 16}" font-size="11" '
+                     f'text-anchor="middle">{_num(x_max * i / 5)}</text>')
+        y = _H - _PAD - i * (_H - 2 * _PAD) / 5
+        ticks.append(f'<text x="{_PAD - 6}" y="{y + 4:.1f}" font-size="11" '
+                     f'text-anchor="end">{_num(y_max * i / 5)}</text>'
+                     f'<line x1="{_PAD}" y1="{y:.1f}" x2="{_W - _PAD}" y2="{y:.1f}" '
+                     'stroke="#eee"/>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
+        f'viewBox="0 0 {_W} {_H}" font-family="sans-serif">'
+        f'<text x="{_W / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>'
+        + "".join(ticks)
+        + f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - _PAD}" y2="{_H - _PAD}" stroke="#333"/>'
+        f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{_H - _PAD}" stroke="#333"/>'
+        f'<text x="{_W / 2}" y="{_H - 10}" text-anchor="middle" font-size="12">'
+        f"{html.escape(xlabel)}</text>"
+        f'<text x="14" y="{_H / 2}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 14 {_H / 2})">{html.escape(ylabel)}</text>'
+        + body + "</svg>"
+    )
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def _sx(x: float, x_max: float) -> float:
+    return _PAD + (x / x_max if x_max else 0) * (_W - 2 * _PAD)
+
+
+def _sy(y: float, y_max: float) -> float:
+    return _H - _PAD - (y / y_max if y_max else 0) * (_H - 2 * _PAD)
+
+
+def svg_cdf(values_ms: np.ndarray, weights: np.ndarray, title: str, xlabel: str) -> str:
+    """CDF of (value, weight) pairs, x clipped at the 99.9th percentile for readability."""
+    if weights.sum() == 0:
+        return f"<p>{html.escape(title)}: no samples</p>"
+    order = np.argsort(values_ms)
+    v, w = values_ms[order], np.cumsum(weights[order]) / weights.sum()
+    x_max = float(v[min(int(np.searchsorted(w, 0.999)), len(v) - 1)]) or 1.0
+    pts = " ".join(f"{_sx(min(x, x_max), x_max):.1f},{_sy(y, 1):.1f}" for x, y in zip(v, w))
+    body = f'<polyline fill="none" stroke="#1565c0" stroke-width="2" points="{pts}"/>'
+    return _svg_frame(title, xlabel, "fraction of packets", x_max, 1.0, body)
+
+
+def svg_histogram(values_ms: np.ndarray, weights: np.ndarray, title: str, xlabel: str,
+                  bins: int = 60) -> str:
+    if weights.sum() == 0:
+        return f"<p>{html.escape(title)}: no samples</p>"
+    order = np.argsort(values_ms)
+    cum = np.cumsum(weights[order]) / weights.sum()
+    x_max = float(values_ms[order][min(int(np.searchsorted(cum, 0.999)),
+                                       len(order) - 1)]) or 1.0
+    counts, edges = np.histogram(np.minimum(values_ms, x_max), bins=bins, range=(0, x_max),
+                                 weights=weights)
+    y_max = float(counts.max()) or 1.0
+    bw = (_W - 2 * _PAD) / bins
+    rects = "".join(
+        f'<rect x="{_sx(edges[i], x_max):.1f}" y="{_sy(c, y_max):.1f}" width="{bw - 1:.1f}" '
+        f'height="{_H - _PAD - _sy(c, y_max):.1f}" fill="#42a5f5"/>'
+        for i, c in enumerate(counts)
+    )
+    return _svg_frame(title, xlabel, "packets", x_max, y_max, rects)
+
+
+def svg_timeline(timeline: list[dict[str, Any]], key: str, title: str) -> str:
+    if not timeline:
+        return ""
+    xs = np.array([t["t"] for t in timeline], dtype=float)
+    ys = np.array([t[key] for t in timeline], dtype=float)
+    x_max, y_max = float(xs.max()) or 1.0, float(ys.max()) or 1.0
+    pts = " ".join(f"{_sx(x, x_max):.1f},{_sy(y, y_max):.1f}" for x, y in zip(xs, ys))
+    body = f'<polyline fill="none" stroke="#2e7d32" stroke-width="2" points="{pts}"/>'
+    return _svg_frame(title, "seconds", key, x_max, y_max, body)
+
+
+def write_html(report: dict[str, Any], path: str) -> None:
+    counts = np.zeros(max((int(k) for k in report["latency_histogram"]), default=0) + 1)
+    for k, v in report["latency_histogram"].items():
+        counts[int(k)] = v
+    nz = np.nonzero(counts)[0]
+    values = (nz + 1) * LATENCY_BIN_NS / 1e6
+    weights = counts[nz]
+    startup = np.asarray(report.get("startup_samples_ms", []), dtype=float)
+    parts = [
+        "<!doctype html><html lang=vi><meta charset=utf-8>",
+        "<title>Loa — báo cáo thử tải / load test report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:760px}"
+        "pre{background:#f5f5f5;padding:1em}</style>",
+        "<h1>Loa — báo cáo thử tải</h1><p>Load test report</p>",
+        f"<pre>{html.escape(summary_table(report))}</pre>",
+        svg_cdf(values, weights, "Độ trễ / latency CDF", "ms, capture → receive"),
+        svg_histogram(values, weights, "Độ trễ / latency histogram", "ms"),
+        svg_cdf(startup, np.ones_like(startup), "Khởi động / startup delay CDF",
+                "ms, connect → first audio"),
+        svg_timeline(report.get("timeline", []), "streaming", "Đang nhận / endpoints streaming"),
+        "<h2>JSON</h2>",
+        f"<pre>{html.escape(json.dumps({k: v for k, v in report.items() if k not in ('latency_histogram', 'startup_samples_ms', 'timeline')}, indent=2, ensure_ascii=False))}</pre>",
+        "</html>",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(parts))

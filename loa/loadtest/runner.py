@@ -1,0 +1,446 @@
+"""``loa loadtest``: a fleet of simulated endpoints against a server, with faults, measured.
+
+The runner starts the server (or takes a URL), spreads the endpoints over worker processes so
+the generator is not the bottleneck, ramps them up, plays the scenario timeline (live takeover,
+source cut, reconnect storm, slow consumers), shows progress each second, and writes the
+report. Every loop here is bounded in count and in time, and all traffic stays on loopback
+unless you point it elsewhere yourself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from loa.loadtest.client import LATENCY_BINS
+from loa.loadtest.report import histogram_percentiles, percentiles, summary_table
+from loa.loadtest.swarm import WorkerSpec, worker_main
+from loa.loadtest.target import FfmpegSource, LocalLoa, sample_proc
+
+WORKER_BOOT_S = 2.0  # spawned workers import numpy, av, aiohttp before the ramp starts
+LIVE_PRIORITY = 80
+MAX_ENDPOINTS = 20_000
+MAX_SECONDS = 3600
+
+
+@dataclass
+class LoadSpec:
+    url: str | None = None  # None: start a server of our own on loopback
+    token: str = "loadtest"
+    source_password: str = "loadtest"
+    server_pid: int | None = None  # to report the CPU and RSS of a server given by URL
+    endpoints: int = 1000
+    protocol: str = "ws"  # ws | ogg | mp3
+    procs: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2)))
+    ramp_s: float = 5.0
+    seconds: float = 30.0
+    zones: list[str] | None = None  # default: every leaf zone
+    takeover_at: float | None = None  # s from the start: take the root zone live
+    takeover_hold_s: float = 5.0
+    cut_source_at: float | None = None  # s: kill the live source
+    storm_at: float | None = None  # s: drop a fraction, all reconnect at once
+    storm_fraction: float = 0.3
+    slow_at: float | None = None  # s: a fraction stop reading
+    slow_fraction: float = 0.05
+    slow_seconds: float = 10.0
+    json_path: str | None = None
+    html_path: str | None = None
+
+    def validate(self) -> None:
+        if not 1 <= self.endpoints <= MAX_ENDPOINTS:
+            raise ValueError(f"endpoints must be 1 to {MAX_ENDPOINTS}")
+        if not 1 <= self.seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be 1 to {MAX_SECONDS}")
+        if self.protocol not in ("ws", "ogg", "mp3"):
+            raise ValueError("protocol must be ws, ogg or mp3")
+        if not 0 <= self.ramp_s < self.seconds:
+            raise ValueError("the ramp must end before the run does")
+        for name in ("storm_fraction", "slow_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]")
+
+
+class LoadTest:
+    def __init__(self, spec: LoadSpec, out: Callable[[str], None] = print) -> None:
+        spec.validate()
+        self.spec = spec
+        self.out = out
+        self.server: LocalLoa | None = None
+        self.source: FfmpegSource | None = None
+        self.url = spec.url or ""
+        self.server_pid = spec.server_pid
+        self.timeline: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.progress: dict[int, dict[str, Any]] = {}
+        self.results: dict[int, dict[str, Any]] = {}
+        self.affected: dict[str, list[int]] = {}
+        self.status_ms: list[tuple[float, float]] = []  # (t, API response time) during faults
+        self._conns: list[Any] = []
+        self._index: list[list[int]] = []  # worker -> global endpoint indices
+        self._start_ns = 0
+
+    # orchestration
+
+    async def run(self) -> dict[str, Any]:
+        spec = self.spec
+        try:
+            if spec.url is None:
+                self.server = LocalLoa(spec.token, spec.source_password)
+                await self.server.start()
+                self.url = self.server.url
+                self.server_pid = self.server.pid
+                self.out(f"loa loadtest: started a server at {self.url}")
+            zones = spec.zones or await self._leaf_zones()
+            needs_live = spec.takeover_at is not None or spec.cut_source_at is not None
+            if needs_live:
+                await self._start_source()
+            if spec.cut_source_at is not None and spec.takeover_at is None:
+                await self._api("POST", "/api/v1/zones/" + (await self._root()) + "/live",
+                                {"mount": "studio"})
+            self._spawn(zones)
+            await self._drive()
+            return self._report(zones)
+        finally:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+            if self.source is not None:
+                await self.source.stop()
+            if self.server is not None:
+                await self.server.stop()
+
+    def _spawn(self, zones: list[str]) -> None:
+        spec = self.spec
+        host = self.url.split("://", 1)[1].rstrip("/")
+        per_worker: list[list[tuple[str, str, float]]] = [[] for _ in range(spec.procs)]
+        self._index = [[] for _ in range(spec.procs)]
+        for i in range(spec.endpoints):
+            zone = zones[i % len(zones)]
+            url = (f"ws://{host}/zones/{zone}/ws" if spec.protocol == "ws"
+                   else f"http://{host}/zones/{zone}/stream.{spec.protocol}")
+            w = i % spec.procs
+            per_worker[w].append((url, spec.protocol, spec.ramp_s * i / spec.endpoints))
+            self._index[w].append(i)
+        ctx = multiprocessing.get_context("spawn")
+        self._start_ns = time.monotonic_ns() + int(WORKER_BOOT_S * 1e9)
+        self._procs = []
+        for w in range(spec.procs):
+            parent, child = ctx.Pipe()
+            wspec = WorkerSpec(per_worker[w], self._start_ns, spec.seconds + 5, seed=w)
+            p = ctx.Process(target=worker_main, args=(child, wspec), daemon=True)
+            p.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(p)
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        for w, conn in enumerate(self._conns):
+            loop.add_reader(conn.fileno(), self._on_message, w, conn, done)
+        scenario = asyncio.create_task(self._scenario())
+        cpu0 = sample_proc(self.server_pid) if self.server_pid else None
+        t_cpu0 = time.monotonic()
+        end_ns = self._start_ns + int(self.spec.seconds * 1e9)
+        last = 0.0
+        while time.monotonic_ns() < end_ns:
+            await asyncio.sleep(1.0)  # the progress display's cadence
+            t = (time.monotonic_ns() - self._start_ns) / 1e9
+            if t >= 0:  # before that, the workers are still starting
+                self._tick_progress(t, t - last)
+            last = t
+        self.server_sample = (cpu0, sample_proc(self.server_pid) if self.server_pid else None,
+                              time.monotonic() - t_cpu0)
+        scenario.cancel()
+        for conn in self._conns:
+            conn.send({"cmd": "stop"})
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+        except asyncio.TimeoutError:
+            self.out("loa loadtest: some workers sent no result in 30 s")
+        for w, conn in enumerate(self._conns):
+            loop.remove_reader(conn.fileno())
+        for p in self._procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+
+    def _on_message(self, w: int, conn: Any, done: asyncio.Event) -> None:
+        try:
+            while conn.poll():
+                msg = conn.recv()
+                kind = msg.pop("type")
+                if kind == "progress":
+                    self.progress[w] = msg
+                elif kind == "affected":
+                    self.affected.setdefault(msg["cmd"], []).extend(
+                        self._index[w][i] for i in msg["indices"])
+                elif kind == "result":
+                    self.results[w] = msg
+                    if len(self.results) == len(self._conns):
+                        done.set()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            self.results.setdefault(w, {"cpu_s": 0, "histogram": {}, "endpoints": []})
+            if len(self.results) == len(self._conns):
+                done.set()
+
+    def _tick_progress(self, t: float, dt: float) -> None:
+        agg = {k: sum(p.get(k, 0) for p in self.progress.values())
+               for k in ("connected", "streaming", "packets", "gaps", "reconnects", "cpu_s")}
+        prev = self.timeline[-1] if self.timeline else {"packets": 0, "cpu_s": 0.0}
+        srv = sample_proc(self.server_pid) if self.server_pid else None
+        prev_srv = getattr(self, "_prev_srv", None)
+        srv_pct = (100 * (srv.cpu_s - prev_srv.cpu_s) / dt if srv and prev_srv and dt > 0
+                   else None)
+        self._prev_srv = srv
+        row = {"t": round(t, 2), **agg,
+               "packets_per_s": round((agg["packets"] - prev["packets"]) / dt) if dt else 0,
+               "generator_cpu_pct": round(100 * (agg["cpu_s"] - prev["cpu_s"]) / dt, 1)
+               if dt else 0,
+               "server_cpu_pct": round(srv_pct, 1) if srv_pct is not None else None,
+               "server_rss_mb": round(srv.rss_kb / 1024, 1) if srv else None}
+        self.timeline.append(row)
+        srv_txt = f"  server CPU {row['server_cpu_pct']}%" if srv_pct is not None else ""
+        self.out(f"  t={t:5.1f}s  streaming {agg['streaming']:>5}/{self.spec.endpoints}"
+                 f"  pkts/s {row['packets_per_s']:>7,}  gaps {agg['gaps']:>5}"
+                 f"  reconnects {agg['reconnects']:>5}  generator CPU "
+                 f"{row['generator_cpu_pct']:5.1f}%{srv_txt}")
+
+    # scenarios
+
+    async def _at(self, t_s: float) -> None:
+        delay = (self._start_ns + int(t_s * 1e9) - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)  # waiting for a point on the scenario timeline
+
+    async def _scenario(self) -> None:
+        spec = self.spec
+        actions: list[tuple[float, str]] = []
+        if spec.takeover_at is not None:
+            actions += [(spec.takeover_at, "takeover"),
+                        (spec.takeover_at + spec.takeover_hold_s, "release")]
+        if spec.cut_source_at is not None:
+            actions.append((spec.cut_source_at, "cut_source"))
+        if spec.storm_at is not None:
+            actions.append((spec.storm_at, "storm"))
+        if spec.slow_at is not None:
+            actions.append((spec.slow_at, "slow"))
+        root = await self._root() if actions else ""
+        for at, name in sorted(actions):
+            await self._at(at)
+            t0 = time.monotonic_ns()
+            if name == "takeover":
+                await self._api("POST", f"/api/v1/zones/{root}/live", {"mount": "studio"})
+            elif name == "release":
+                await self._api("DELETE", f"/api/v1/zones/{root}/live", None)
+            elif name == "cut_source" and self.source is not None:
+                await self.source.stop()
+            elif name == "storm":
+                for conn in self._conns:
+                    conn.send({"cmd": "drop", "fraction": spec.storm_fraction, "now": True})
+            elif name == "slow":
+                for conn in self._conns:
+                    conn.send({"cmd": "stall", "fraction": spec.slow_fraction,
+                               "seconds": spec.slow_seconds})
+            t1 = time.monotonic_ns()
+            self.events.append({"name": name, "sent_ns": t0, "done_ns": t1})
+            self.out(f"  -> {name} at t={(t0 - self._start_ns) / 1e9:.1f}s "
+                     f"({(t1 - t0) / 1e6:.1f} ms)")
+            if name in ("storm", "slow"):
+                asyncio.get_running_loop().create_task(self._watch_api(5.0))
+
+    async def _watch_api(self, seconds: float) -> None:
+        """Is the server still answering while the fault plays out?"""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            try:
+                await self._api("GET", "/api/v1/status", None)
+                self.status_ms.append((t0, (time.monotonic() - t0) * 1000))
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                self.status_ms.append((t0, float("inf")))
+            await asyncio.sleep(0.2)  # polling cadence
+
+    # server API
+
+    async def _api(self, method: str, path: str, body: Any) -> Any:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.request(method, self.url + path, json=body,
+                                    headers={"Authorization": f"Bearer {self.spec.token}"}
+                                    ) as resp:
+                data = await resp.json()
+                if resp.status >= 400:
+                    raise RuntimeError(f"{method} {path}: {resp.status} {data}")
+                return data
+
+    async def _leaf_zones(self) -> list[str]:
+        zones = (await self._api("GET", "/api/v1/zones", None))["zones"]
+        return [z["id"] for z in zones if not z["children"]]
+
+    async def _root(self) -> str:
+        zones = (await self._api("GET", "/api/v1/zones", None))["zones"]
+        return next(z["id"] for z in zones if not z["parent"])
+
+    async def _start_source(self) -> None:
+        host = self.url.split("://", 1)[1].rstrip("/")
+        self.source = FfmpegSource(
+            f"icecast://source:{self.spec.source_password}@{host}/live/studio")
+        await self.source.start()
+        for _ in range(100):  # bounded: 10 s
+            status = await self._api("GET", "/api/v1/status", None)
+            if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
+                   for m in status["mounts"]):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the live source did not connect")
+
+    # the report
+
+    def _report(self, zones: list[str]) -> dict[str, Any]:
+        spec = self.spec
+        hist = np.zeros(LATENCY_BINS, dtype=np.int64)
+        eps: list[dict[str, Any]] = [{} for _ in range(spec.endpoints)]
+        gen_cpu = 0.0
+        for w, res in self.results.items():
+            gen_cpu += res["cpu_s"]
+            for k, v in res["histogram"].items():
+                hist[int(k)] += v
+            for i, st in zip(self._index[w], res["endpoints"]):
+                eps[i] = st
+        got = [e for e in eps if e]
+        packets = sum(e["packets"] for e in got)
+        gaps = sum(e["gaps"] for e in got)
+        startup = [s / 1e6 for e in got for s in e["startup_ns"][:1]]
+        errors: dict[str, int] = {}
+        for e in got:
+            for msg in e["errors"]:
+                errors[msg] = errors.get(msg, 0) + 1
+        duration = spec.seconds
+        report: dict[str, Any] = {
+            "spec": {k: v for k, v in asdict(spec).items() if k != "token"},
+            "url": self.url,
+            "zones": zones,
+            "endpoints": spec.endpoints,
+            "protocol": spec.protocol,
+            "procs": spec.procs,
+            "duration_s": duration,
+            "endpoints_reporting": len(got),
+            "packets": packets,
+            "gaps": gaps,
+            "loss_pct": round(100 * gaps / max(packets + gaps, 1), 4),
+            "duplicates": sum(e["duplicates"] for e in got),
+            "reconnects": sum(e["reconnects"] for e in got),
+            "latency_ms": histogram_percentiles(hist) if spec.protocol == "ws" else
+            {"p50": None, "p90": None, "p99": None, "max": None, "samples": 0},
+            "startup_ms": percentiles(startup),
+            "errors": errors,
+            "generator_cpu_pct": round(100 * gen_cpu / (duration + WORKER_BOOT_S), 1),
+            "timeline": self.timeline,
+            "latency_histogram": {str(int(i)): int(hist[i]) for i in np.nonzero(hist)[0]},
+            "startup_samples_ms": startup,
+            "scenarios": self._scenario_results(eps),
+        }
+        cpu0, cpu1, wall = getattr(self, "server_sample", (None, None, 0))
+        if cpu0 and cpu1 and wall:
+            cpu_pct = 100 * (cpu1.cpu_s - cpu0.cpu_s) / wall
+            report["server"] = {
+                "cpu_pct": round(cpu_pct, 1),
+                "cpu_ms_per_endpoint_second": round(10 * cpu_pct / spec.endpoints, 4),
+                "rss_mb": round(cpu1.rss_kb / 1024, 1),
+            }
+        return report
+
+    def _scenario_results(self, eps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for ev in self.events:
+            name, t_trig = ev["name"], ev["done_ns"]
+            if name in ("takeover", "release", "cut_source"):
+                if self.spec.protocol != "ws":
+                    continue  # only the native protocol says what programme a packet is
+                def wanted(prio: int) -> bool:
+                    return prio == LIVE_PRIORITY if name == "takeover" else prio < LIVE_PRIORITY
+                delays = []
+                for e in eps:
+                    first = next((t for t, _, prio in e.get("switches", [])
+                                  if t >= ev["sent_ns"] and wanted(prio)), None)
+                    if first is not None:
+                        delays.append(max(first - t_trig, 0) / 1e6)
+                n = len([e for e in eps if e])
+                within = sum(1 for d in delays if d <= 100)
+                pct = percentiles(delays)
+                out.append({
+                    "name": name, "at_s": round((ev["sent_ns"] - self._start_ns) / 1e9, 2),
+                    "reached": len(delays), "of": n, "latency_ms": pct,
+                    "within_100ms_pct": round(100 * within / max(n, 1), 2),
+                    "summary": f"{len(delays)}/{n} reached; after the API returned "
+                               f"p50 {pct['p50']} ms, p99 {pct['p99']} ms, max {pct['max']} ms; "
+                               f"{100 * within / max(n, 1):.1f} % within 100 ms",
+                })
+            elif name == "storm":
+                idx = self.affected.get("drop", [])
+                back = []
+                for i in idx:
+                    e = eps[i]
+                    t = next((t for t in e.get("first_audio_after_ns", []) if t >= ev["sent_ns"]),
+                             None)
+                    if t is not None:
+                        back.append((t - ev["sent_ns"]) / 1e9)
+                api = [ms for t0, ms in self.status_ms]
+                all_back = max(back) if len(back) == len(idx) and back else None
+                out.append({
+                    "name": "storm", "at_s": round((ev["sent_ns"] - self._start_ns) / 1e9, 2),
+                    "dropped": len(idx), "back": len(back), "all_back_after_s": all_back,
+                    "recovery_s": percentiles(back),
+                    "api_ms_during": percentiles(api),
+                    "summary": f"{len(idx)} dropped, {len(back)} streaming again, "
+                               f"all after {all_back if all_back is None else round(all_back, 2)} s;"
+                               f" API p99 {percentiles(api)['p99']} ms meanwhile",
+                })
+            elif name == "slow":
+                stalled = set(self.affected.get("stall", []))
+                others_gaps = sum(e.get("gaps", 0) for i, e in enumerate(eps) if i not in stalled)
+                out.append({
+                    "name": "slow", "at_s": round((ev["sent_ns"] - self._start_ns) / 1e9, 2),
+                    "stalled": len(stalled), "gaps_in_others": others_gaps,
+                    "summary": f"{len(stalled)} stalled for {self.spec.slow_seconds:g} s; "
+                               f"{others_gaps} packets lost by the others",
+                })
+        return out
+
+
+def loadtest_main(spec: LoadSpec) -> int:
+    from loa.loadtest.report import write_html, write_json
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        report = asyncio.run(LoadTest(spec).run())
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"loa loadtest: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(summary_table(report))
+    if spec.json_path:
+        write_json(report, spec.json_path)
+        print(f"\n  JSON: {spec.json_path}")
+    if spec.html_path:
+        write_html(report, spec.html_path)
+        print(f"  HTML: {spec.html_path}")
+    return 0

@@ -1,0 +1,127 @@
+"""What a load test or benchmark runs against: a server process it starts (or is given), and
+the live source it feeds. Everything binds to loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import aiohttp
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ProcSample:
+    cpu_s: float
+    rss_kb: int
+
+
+def sample_proc(pid: int) -> ProcSample | None:
+    """CPU seconds (user + system) and RSS of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return ProcSample((int(fields[11]) + int(fields[12])) / CLK_TCK, rss)
+
+
+class LocalLoa:
+    """``loa serve`` in a child process on a free loopback port, with known credentials."""
+
+    def __init__(self, token: str = "loadtest", source_password: str = "loadtest",
+                 demo: bool = True, extra_env: dict[str, str] | None = None) -> None:
+        self.token = token
+        self.source_password = source_password
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._demo = demo
+        self._env = extra_env or {}
+        self._dir = tempfile.mkdtemp(prefix="loa-loadtest-")
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        env = dict(os.environ, LOA_ADMIN_TOKEN=self.token, LOA_SOURCE_PASSWORD=self.source_password,
+                   LOA_DATA_DIR=os.path.join(self._dir, "data"), **self._env)
+        args = [sys.executable, "-m", "loa", "serve", "--listen", f"127.0.0.1:{self.port}"]
+        if not self._demo:
+            args.append("--no-demo")
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=open(os.path.join(self._dir, "serve.log"), "wb"),
+        )
+        await wait_ready(self.url, self.token)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+async def wait_ready(url: str, token: str, timeout_s: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{url}/api/v1/status",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if loop.time() > deadline:
+                raise RuntimeError(f"server at {url} did not come up in {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)  # polling a starting process; bounded by the deadline
+
+
+class FfmpegSource:
+    """The station going live: the ffmpeg CLI pushing a tone Icecast-style, in real time."""
+
+    def __init__(self, url: str, freq_hz: float = 1000.0, codec: str = "mp3") -> None:
+        self.url = url
+        self.freq_hz = freq_hz
+        self.codec = codec
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        if self.codec == "mp3":
+            enc = ["-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "-content_type",
+                   "audio/mpeg"]
+        else:
+            enc = ["-c:a", "libopus", "-b:a", "32k", "-ac", "1", "-page_duration", "20000",
+                   "-f", "ogg", "-content_type", "audio/ogg"]
+        self.proc = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+            f"sine=frequency={self.freq_hz}:sample_rate=44100", "-ac", "2", *enc, self.url,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()

@@ -1,0 +1,51 @@
+"""The load tester end to end: its own server process, worker processes, faults, reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from loa.loadtest.client import LATENCY_BIN_NS
+from loa.loadtest.report import histogram_percentiles, write_html, write_json
+from loa.loadtest.runner import LoadSpec, LoadTest
+
+
+async def test_a_small_fleet_with_takeover_source_cut_and_reconnect_storm(tmp_path: Path) -> None:
+    spec = LoadSpec(endpoints=30, procs=2, ramp_s=1.0, seconds=7.0, takeover_at=2.0,
+                    takeover_hold_s=30.0, cut_source_at=4.0, storm_at=5.0,
+                    storm_fraction=0.5)
+    lines: list[str] = []
+    report = await LoadTest(spec, out=lines.append).run()
+
+    assert report["endpoints_reporting"] == 30
+    assert report["gaps"] == 0 and report["duplicates"] == 0
+    assert report["packets"] > 30 * 50 * 4  # at least 4 s of 20 ms packets each
+    assert report["latency_ms"]["p50"] is not None
+    assert report["startup_ms"]["p50"] is not None
+    scen = {s["name"]: s for s in report["scenarios"]}
+    assert scen["takeover"]["reached"] == 30  # every endpoint heard the live programme
+    assert scen["cut_source"]["reached"] == 30  # and fell back when the source was cut
+    assert scen["cut_source"]["latency_ms"]["max"] < 1000
+    storm = scen["storm"]
+    assert storm["dropped"] > 0 and storm["back"] == storm["dropped"]
+    assert report["reconnects"] >= storm["dropped"]
+    assert report["server"]["cpu_pct"] > 0 and report["generator_cpu_pct"] > 0
+    assert any("streaming" in line for line in lines)  # the progress display
+
+    write_json(report, str(tmp_path / "r.json"))
+    write_html(report, str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") >= 3 and page.count("<polyline") >= 2
+    for fetch in ("src=", "href=", "<script", "<link", "@import"):  # self-contained
+        assert fetch not in page
+
+
+def test_histogram_percentiles() -> None:
+    counts = np.zeros(1000, dtype=np.int64)
+    counts[9] = 50  # 1.0 ms
+    counts[99] = 49  # 10.0 ms
+    counts[999] = 1  # 100.0 ms
+    p = histogram_percentiles(counts)
+    assert (p["p50"], p["p99"], p["max"]) == (1.0, 10.0, 100.0)
+    assert LATENCY_BIN_NS == 100_000

@@ -107,7 +107,7 @@ class LightEndpoint(asyncio.Protocol):
                         continue
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self.retry_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.close()
 

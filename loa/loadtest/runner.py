@@ -10,7 +10,6 @@ unless you point it elsewhere yourself.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import sys
 import time
@@ -21,12 +20,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from loa.loadtest.client import LATENCY_BINS
+from loa.loadtest.fleet import WORKER_BOOT_S, Fleet, FleetResult
 from loa.loadtest.report import histogram_percentiles, percentiles, summary_table
-from loa.loadtest.swarm import WorkerSpec, worker_main
-from loa.loadtest.target import FfmpegSource, LocalLoa, sample_proc
+from loa.loadtest.target import FfmpegSource, LocalLoa
 
-WORKER_BOOT_S = 2.0  # spawned workers import numpy, av, aiohttp before the ramp starts
 LIVE_PRIORITY = 80
 MAX_ENDPOINTS = 20_000
 MAX_SECONDS = 3600
@@ -78,14 +75,9 @@ class LoadTest:
         self.source: FfmpegSource | None = None
         self.url = spec.url or ""
         self.server_pid = spec.server_pid
-        self.timeline: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
-        self.progress: dict[int, dict[str, Any]] = {}
-        self.results: dict[int, dict[str, Any]] = {}
         self.affected: dict[str, list[int]] = {}
         self.status_ms: list[tuple[float, float]] = []  # (t, API response time) during faults
-        self._conns: list[Any] = []
-        self._index: list[list[int]] = []  # worker -> global endpoint indices
         self._start_ns = 0
 
     # orchestration
@@ -106,117 +98,32 @@ class LoadTest:
             if spec.cut_source_at is not None and spec.takeover_at is None:
                 await self._api("POST", "/api/v1/zones/" + (await self._root()) + "/live",
                                 {"mount": "studio"})
-            self._spawn(zones)
-            await self._drive()
-            return self._report(zones)
+            self.fleet = Fleet(self._endpoints(zones), spec.procs, spec.seconds, self.out,
+                               self.server_pid, measure_from_s=spec.ramp_s)
+            self.fleet.start()
+            self._start_ns = self.fleet.start_ns
+            scenario = asyncio.create_task(self._scenario())
+            try:
+                result = await self.fleet.run()
+            finally:
+                scenario.cancel()
+            return self._report(zones, result)
         finally:
-            for conn in self._conns:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
             if self.source is not None:
                 await self.source.stop()
             if self.server is not None:
                 await self.server.stop()
 
-    def _spawn(self, zones: list[str]) -> None:
+    def _endpoints(self, zones: list[str]) -> list[tuple[str, str, float]]:
         spec = self.spec
         host = self.url.split("://", 1)[1].rstrip("/")
-        per_worker: list[list[tuple[str, str, float]]] = [[] for _ in range(spec.procs)]
-        self._index = [[] for _ in range(spec.procs)]
+        out = []
         for i in range(spec.endpoints):
             zone = zones[i % len(zones)]
             url = (f"ws://{host}/zones/{zone}/ws" if spec.protocol == "ws"
                    else f"http://{host}/zones/{zone}/stream.{spec.protocol}")
-            w = i % spec.procs
-            per_worker[w].append((url, spec.protocol, spec.ramp_s * i / spec.endpoints))
-            self._index[w].append(i)
-        ctx = multiprocessing.get_context("spawn")
-        self._start_ns = time.monotonic_ns() + int(WORKER_BOOT_S * 1e9)
-        self._procs = []
-        for w in range(spec.procs):
-            parent, child = ctx.Pipe()
-            wspec = WorkerSpec(per_worker[w], self._start_ns, spec.seconds + 5, seed=w)
-            p = ctx.Process(target=worker_main, args=(child, wspec), daemon=True)
-            p.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(p)
-
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        for w, conn in enumerate(self._conns):
-            loop.add_reader(conn.fileno(), self._on_message, w, conn, done)
-        scenario = asyncio.create_task(self._scenario())
-        cpu0 = sample_proc(self.server_pid) if self.server_pid else None
-        t_cpu0 = time.monotonic()
-        end_ns = self._start_ns + int(self.spec.seconds * 1e9)
-        last = 0.0
-        while time.monotonic_ns() < end_ns:
-            await asyncio.sleep(1.0)  # the progress display's cadence
-            t = (time.monotonic_ns() - self._start_ns) / 1e9
-            if t >= 0:  # before that, the workers are still starting
-                self._tick_progress(t, t - last)
-            last = t
-        self.server_sample = (cpu0, sample_proc(self.server_pid) if self.server_pid else None,
-                              time.monotonic() - t_cpu0)
-        scenario.cancel()
-        for conn in self._conns:
-            conn.send({"cmd": "stop"})
-        try:
-            await asyncio.wait_for(done.wait(), 30)
-        except asyncio.TimeoutError:
-            self.out("loa loadtest: some workers sent no result in 30 s")
-        for w, conn in enumerate(self._conns):
-            loop.remove_reader(conn.fileno())
-        for p in self._procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-
-    def _on_message(self, w: int, conn: Any, done: asyncio.Event) -> None:
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                kind = msg.pop("type")
-                if kind == "progress":
-                    self.progress[w] = msg
-                elif kind == "affected":
-                    self.affected.setdefault(msg["cmd"], []).extend(
-                        self._index[w][i] for i in msg["indices"])
-                elif kind == "result":
-                    self.results[w] = msg
-                    if len(self.results) == len(self._conns):
-                        done.set()
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            self.results.setdefault(w, {"cpu_s": 0, "histogram": {}, "endpoints": []})
-            if len(self.results) == len(self._conns):
-                done.set()
-
-    def _tick_progress(self, t: float, dt: float) -> None:
-        agg = {k: sum(p.get(k, 0) for p in self.progress.values())
-               for k in ("connected", "streaming", "packets", "gaps", "reconnects", "cpu_s")}
-        prev = self.timeline[-1] if self.timeline else {"packets": 0, "cpu_s": 0.0}
-        srv = sample_proc(self.server_pid) if self.server_pid else None
-        prev_srv = getattr(self, "_prev_srv", None)
-        srv_pct = (100 * (srv.cpu_s - prev_srv.cpu_s) / dt if srv and prev_srv and dt > 0
-                   else None)
-        self._prev_srv = srv
-        row = {"t": round(t, 2), **agg,
-               "packets_per_s": round((agg["packets"] - prev["packets"]) / dt) if dt else 0,
-               "generator_cpu_pct": round(100 * (agg["cpu_s"] - prev["cpu_s"]) / dt, 1)
-               if dt else 0,
-               "server_cpu_pct": round(srv_pct, 1) if srv_pct is not None else None,
-               "server_rss_mb": round(srv.rss_kb / 1024, 1) if srv else None}
-        self.timeline.append(row)
-        srv_txt = f"  server CPU {row['server_cpu_pct']}%" if srv_pct is not None else ""
-        self.out(f"  t={t:5.1f}s  streaming {agg['streaming']:>5}/{self.spec.endpoints}"
-                 f"  pkts/s {row['packets_per_s']:>7,}  gaps {agg['gaps']:>5}"
-                 f"  reconnects {agg['reconnects']:>5}  generator CPU "
-                 f"{row['generator_cpu_pct']:5.1f}%{srv_txt}")
+            out.append((url, spec.protocol, spec.ramp_s * i / spec.endpoints))
+        return out
 
     # scenarios
 
@@ -248,18 +155,16 @@ class LoadTest:
             elif name == "cut_source" and self.source is not None:
                 await self.source.stop()
             elif name == "storm":
-                for conn in self._conns:
-                    conn.send({"cmd": "drop", "fraction": spec.storm_fraction, "now": True})
+                self.fleet.command({"cmd": "drop", "fraction": spec.storm_fraction, "now": True})
             elif name == "slow":
-                for conn in self._conns:
-                    conn.send({"cmd": "stall", "fraction": spec.slow_fraction,
-                               "seconds": spec.slow_seconds})
+                self.fleet.command({"cmd": "stall", "fraction": spec.slow_fraction,
+                                    "seconds": spec.slow_seconds})
             t1 = time.monotonic_ns()
             self.events.append({"name": name, "sent_ns": t0, "done_ns": t1})
             self.out(f"  -> {name} at t={(t0 - self._start_ns) / 1e9:.1f}s "
                      f"({(t1 - t0) / 1e6:.1f} ms)")
             if name in ("storm", "slow"):
-                asyncio.get_running_loop().create_task(self._watch_api(5.0))
+                await self._watch_api(5.0)
 
     async def _watch_api(self, seconds: float) -> None:
         """Is the server still answering while the fault plays out?"""
@@ -269,7 +174,7 @@ class LoadTest:
             try:
                 await self._api("GET", "/api/v1/status", None)
                 self.status_ms.append((t0, (time.monotonic() - t0) * 1000))
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 self.status_ms.append((t0, float("inf")))
             await asyncio.sleep(0.2)  # polling cadence
 
@@ -309,17 +214,10 @@ class LoadTest:
 
     # the report
 
-    def _report(self, zones: list[str]) -> dict[str, Any]:
+    def _report(self, zones: list[str], result: FleetResult) -> dict[str, Any]:
         spec = self.spec
-        hist = np.zeros(LATENCY_BINS, dtype=np.int64)
-        eps: list[dict[str, Any]] = [{} for _ in range(spec.endpoints)]
-        gen_cpu = 0.0
-        for w, res in self.results.items():
-            gen_cpu += res["cpu_s"]
-            for k, v in res["histogram"].items():
-                hist[int(k)] += v
-            for i, st in zip(self._index[w], res["endpoints"]):
-                eps[i] = st
+        hist, eps = result.histogram, result.endpoints
+        self.affected = result.affected
         got = [e for e in eps if e]
         packets = sum(e["packets"] for e in got)
         gaps = sum(e["gaps"] for e in got)
@@ -347,19 +245,19 @@ class LoadTest:
             {"p50": None, "p90": None, "p99": None, "max": None, "samples": 0},
             "startup_ms": percentiles(startup),
             "errors": errors,
-            "generator_cpu_pct": round(100 * gen_cpu / (duration + WORKER_BOOT_S), 1),
-            "timeline": self.timeline,
+            "generator_cpu_pct": round(100 * result.generator_cpu_s / (duration + WORKER_BOOT_S),
+                                       1),
+            "timeline": result.timeline,
             "latency_histogram": {str(int(i)): int(hist[i]) for i in np.nonzero(hist)[0]},
             "startup_samples_ms": startup,
             "scenarios": self._scenario_results(eps),
         }
-        cpu0, cpu1, wall = getattr(self, "server_sample", (None, None, 0))
-        if cpu0 and cpu1 and wall:
-            cpu_pct = 100 * (cpu1.cpu_s - cpu0.cpu_s) / wall
+        if result.server_cpu_s is not None and result.server_wall_s > 0:
+            cpu_pct = 100 * result.server_cpu_s / result.server_wall_s
             report["server"] = {
                 "cpu_pct": round(cpu_pct, 1),
                 "cpu_ms_per_endpoint_second": round(10 * cpu_pct / spec.endpoints, 4),
-                "rss_mb": round(cpu1.rss_kb / 1024, 1),
+                "rss_mb": round((result.server_rss_kb or 0) / 1024, 1),
             }
         return report
 
@@ -370,12 +268,13 @@ class LoadTest:
             if name in ("takeover", "release", "cut_source"):
                 if self.spec.protocol != "ws":
                     continue  # only the native protocol says what programme a packet is
-                def wanted(prio: int) -> bool:
-                    return prio == LIVE_PRIORITY if name == "takeover" else prio < LIVE_PRIORITY
+                to_live = name == "takeover"
                 delays = []
                 for e in eps:
                     first = next((t for t, _, prio in e.get("switches", [])
-                                  if t >= ev["sent_ns"] and wanted(prio)), None)
+                                  if t >= ev["sent_ns"]
+                                  and (prio == LIVE_PRIORITY if to_live else prio < LIVE_PRIORITY)),
+                                 None)
                     if first is not None:
                         delays.append(max(first - t_trig, 0) / 1e6)
                 n = len([e for e in eps if e])

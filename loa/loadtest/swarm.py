@@ -59,7 +59,7 @@ class _Worker:
         progress = asyncio.create_task(self._progress())
         try:
             await asyncio.wait_for(self.stop.wait(), timeout=max(deadline_s, 0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self.stop.set()
         await asyncio.gather(*tasks)
@@ -73,7 +73,7 @@ class _Worker:
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=delay)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await ep.run(self.stop)
 

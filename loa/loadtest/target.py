@@ -75,7 +75,7 @@ class LocalLoa:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -57,7 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--json", dest="json_path", help="write the report as JSON here")
     lt.add_argument("--html", dest="html_path", help="write a self-contained HTML report here")
 
+    bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
+    bench.add_argument("--listeners", default="100,500,1000",
+                       help="listener counts for the fan-out comparison")
+    bench.add_argument("--seconds", type=float, default=20.0, help="length of each fan-out run")
+    bench.add_argument("--procs", type=int, default=2, help="listener worker processes")
+    bench.add_argument("--no-icecast", action="store_true", help="measure Loa alone")
+    bench.add_argument("--json", dest="json_path", help="write the results as JSON here")
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from loa.loadtest.bench import bench_main
+
+        counts = [int(x) for x in args.listeners.split(",") if x.strip()]
+        return bench_main(counts, args.seconds, args.procs, args.no_icecast, args.json_path)
     if args.command == "loadtest":
         from loa.loadtest.runner import LoadSpec, loadtest_main
 

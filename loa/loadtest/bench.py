@@ -139,7 +139,7 @@ class Probe:
 
 
 async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
-                     out: Any) -> dict[str, Any]:
+                     out: Any, warmup_s: float = SOURCE_WARMUP_S) -> dict[str, Any]:
     """One server, one source, ``listeners`` Ogg listeners plus probes."""
     if kind == "icecast":
         server: Any = IcecastServer()
@@ -160,7 +160,7 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
                                      json={"mount": "studio"},
                                      headers={"Authorization": "Bearer bench"}) as resp:
                     assert resp.status in (200, 201), await resp.text()
-        await asyncio.sleep(SOURCE_WARMUP_S)  # the station has been on air a while
+        await asyncio.sleep(warmup_s)  # the station has been on air a while
         url = server.url + listen_path
         ramp = min(5.0, seconds / 4)
         fleet = Fleet([(url, "ogg", ramp * i / listeners) for i in range(listeners)], procs,

@@ -81,10 +81,9 @@ class Fleet:
 
     async def run(self) -> FleetResult:
         """Drive the fleet for ``seconds`` after its start, then collect."""
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        for w, conn in enumerate(self._conns):
-            loop.add_reader(conn.fileno(), self._on_message, w, conn, done)
+        # Blocking reads on threads: an event-loop reader (uvloop's at least) makes the pipe
+        # non-blocking, and a large pickled result then breaks off half-read.
+        readers = [asyncio.create_task(self._read(w, conn)) for w, conn in enumerate(self._conns)]
         srv0: ProcSample | None = None
         t_srv0 = 0.0
         rss_before = sample_proc(self.server_pid) if self.server_pid else None
@@ -102,38 +101,41 @@ class Fleet:
             srv1 = sample_proc(self.server_pid) if self.server_pid else None
             wall = time.monotonic() - t_srv0
             self.command({"cmd": "stop"})
-            try:
-                await asyncio.wait_for(done.wait(), RESULT_TIMEOUT_S)
-            except TimeoutError:
+            _, late = await asyncio.wait(readers, timeout=RESULT_TIMEOUT_S)
+            if late:
                 self.out("fleet: some workers sent no result in time")
         finally:
             for conn in self._conns:
-                loop.remove_reader(conn.fileno())
-            for p in self._procs:
-                p.join(5)
+                conn.close()  # the workers' command threads get EOF, and they exit
+            for w, p in enumerate(self._procs):
+                await asyncio.get_running_loop().run_in_executor(None, p.join, 5)
                 if p.is_alive():
                     p.kill()
-            for conn in self._conns:
-                conn.close()
+                elif p.exitcode and not self._results.get(w, {}).get("endpoints"):
+                    self.out(f"fleet: worker {w} died (exit code {p.exitcode}) before its result")
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
         return self._merge(srv0, srv1, wall, rss_before)
 
-    def _on_message(self, w: int, conn: Any, done: asyncio.Event) -> None:
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                kind = msg.pop("type")
-                if kind == "progress":
-                    self._progress[w] = msg
-                elif kind == "affected":
-                    self._affected.setdefault(msg["cmd"], []).extend(
-                        self._index[w][i] for i in msg["indices"])
-                elif kind == "result":
-                    self._results[w] = msg
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            self._results.setdefault(w, {"cpu_s": 0.0, "histogram": {}, "endpoints": []})
-        if len(self._results) == len(self._conns):
-            done.set()
+    async def _read(self, w: int, conn: Any) -> None:
+        """Everything worker ``w`` says, until its result (or its end)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                msg = await loop.run_in_executor(None, conn.recv)
+            except (EOFError, OSError):
+                self._results.setdefault(w, {"cpu_s": 0.0, "histogram": {}, "endpoints": []})
+                return
+            kind = msg.pop("type")
+            if kind == "progress":
+                self._progress[w] = msg
+            elif kind == "affected":
+                self._affected.setdefault(msg["cmd"], []).extend(
+                    self._index[w][i] for i in msg["indices"])
+            elif kind == "result":
+                self._results[w] = msg
+                return
 
     def _tick_progress(self, t: float, dt: float) -> None:
         agg = {k: sum(p.get(k, 0) for p in self._progress.values())

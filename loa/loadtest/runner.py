@@ -78,6 +78,7 @@ class LoadTest:
         self.events: list[dict[str, Any]] = []
         self.affected: dict[str, list[int]] = {}
         self.status_ms: list[tuple[float, float]] = []  # (t, API response time) during faults
+        self._watchers: list[asyncio.Task[None]] = []
         self._start_ns = 0
 
     # orchestration
@@ -106,7 +107,9 @@ class LoadTest:
             try:
                 result = await self.fleet.run()
             finally:
-                scenario.cancel()
+                for task in (scenario, *self._watchers):
+                    task.cancel()
+                await asyncio.gather(scenario, *self._watchers, return_exceptions=True)
             return self._report(zones, result)
         finally:
             if self.source is not None:
@@ -163,8 +166,8 @@ class LoadTest:
             self.events.append({"name": name, "sent_ns": t0, "done_ns": t1})
             self.out(f"  -> {name} at t={(t0 - self._start_ns) / 1e9:.1f}s "
                      f"({(t1 - t0) / 1e6:.1f} ms)")
-            if name in ("storm", "slow"):
-                await self._watch_api(5.0)
+            if name in ("storm", "slow"):  # owned: cancelled with the scenario
+                self._watchers.append(asyncio.create_task(self._watch_api(5.0)))
 
     async def _watch_api(self, seconds: float) -> None:
         """Is the server still answering while the fault plays out?"""

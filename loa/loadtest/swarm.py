@@ -51,8 +51,7 @@ class _Worker:
         self.rng = random.Random(spec.seed)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.conn.fileno(), self._on_command)
+        commands = asyncio.create_task(self._commands())
         tasks = [asyncio.create_task(self._start(ep, offset))
                  for ep, (_, _, offset) in zip(self.endpoints, self.spec.endpoints)]
         deadline_s = (self.spec.start_ns - time.monotonic_ns()) / 1e9 + self.spec.seconds
@@ -64,8 +63,8 @@ class _Worker:
         self.stop.set()
         await asyncio.gather(*tasks)
         progress.cancel()
-        loop.remove_reader(self.conn.fileno())
         self.conn.send({"type": "result", **self._result()})
+        commands.cancel()  # its thread ends when the runner closes the pipe
 
     async def _start(self, ep: LightEndpoint, offset_s: float) -> None:
         delay = (self.spec.start_ns - time.monotonic_ns()) / 1e9 + offset_s
@@ -77,11 +76,13 @@ class _Worker:
                 pass
         await ep.run(self.stop)
 
-    def _on_command(self) -> None:
-        while self.conn.poll():
+    async def _commands(self) -> None:
+        """Commands from the runner, read on a thread (the pipe stays blocking)."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
             try:
-                msg = self.conn.recv()
-            except EOFError:
+                msg = await loop.run_in_executor(None, self.conn.recv)
+            except (EOFError, OSError):
                 self.stop.set()
                 return
             self._command(msg)

@@ -22,6 +22,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     burst_ms = 200                   # what a new listener gets from the recent past
     backlog_ms = 2000                # a listener further behind than this is cut off
     sndbuf_bytes = 16384             # kernel send buffer per listener
+    http_batch_ms = 40               # Ogg/MP3 listeners get packets in batches this long
 
     [[zones]]
     id = "huyen"
@@ -94,6 +95,7 @@ class Config:
     burst_ms: int = 200
     backlog_ms: int = 2_000
     sndbuf_bytes: int = 16_384
+    http_batch_ms: int = 40
     zones: list[Zone] = field(default_factory=default_zones)
     endpoints: list[EndpointConfig] = field(default_factory=default_endpoints)
 
@@ -167,6 +169,7 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
     changes["backlog_ms"] = _int(fanout, "backlog_ms", cfg.backlog_ms, 100, 60000)
     changes["sndbuf_bytes"] = _int(fanout, "sndbuf_bytes", cfg.sndbuf_bytes, 0, 16 << 20)
+    changes["http_batch_ms"] = _int(fanout, "http_batch_ms", cfg.http_batch_ms, 20, 1000)
     if "zones" in raw:
         try:
             changes["zones"] = [

@@ -53,7 +53,8 @@ class LoaServer:
         self.zones = ZoneTree(config.zones)
         self.engine = Engine(
             self.zones, self.clock, self.counters,
-            FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms),
+            FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms,
+                           config.http_batch_ms),
         )
         self.endpoints = EndpointRegistry(self.zones, self.engine.channels)
         for e in config.endpoints:

@@ -72,6 +72,7 @@ class Feed:
         burst_packets: int,
         backlog_bytes: int,
         now_ns: Callable[[], int],
+        batch_packets: int = 1,
     ) -> None:
         self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
         self.counters = counters
@@ -82,6 +83,9 @@ class Feed:
         self._burst: deque[bytes] = deque(maxlen=max(burst_packets, 0) or None)
         self._burst_enabled = burst_packets > 0
         self.packets_published = 0
+        self.batch_packets = max(1, batch_packets)
+        self._pending: list[bytes] = []  # packets of the batch being gathered
+        self._pending_capture_ns = 0
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -105,12 +109,30 @@ class Feed:
             sub.feed = None
             if not self._subscribers:
                 self._burst.clear()  # a later joiner must not get stale audio
+                self._pending.clear()
+                self._pending_capture_ns = 0
 
     def publish(self, data: bytes, capture_ns: int = 0, *, burst: bool = True) -> None:
-        """Write ``data`` to every subscriber. ``capture_ns`` > 0 records server-added latency."""
-        if burst and self._burst_enabled:
-            self._burst.append(data)
+        """Write ``data`` to every subscriber. ``capture_ns`` > 0 records server-added latency.
+
+        With ``batch_packets`` > 1, packets are held and written together, one write per
+        subscriber per batch: fewer send() calls, at the price of up to a batch of latency.
+        """
         self.packets_published += 1
+        if self.batch_packets > 1 and burst:
+            self._pending.append(data)
+            if capture_ns and not self._pending_capture_ns:
+                self._pending_capture_ns = capture_ns  # the oldest packet's: the worst latency
+            if len(self._pending) < self.batch_packets:
+                return
+            if self._burst_enabled:
+                self._burst.extend(self._pending)
+            data = b"".join(self._pending)
+            capture_ns = self._pending_capture_ns
+            self._pending.clear()
+            self._pending_capture_ns = 0
+        elif burst and self._burst_enabled:
+            self._burst.append(data)
         if not self._subscribers:
             return
         dropped: list[Subscriber] | None = None

@@ -52,6 +52,7 @@ class FanoutSettings:
     bitrates_bps: dict[str, int]  # per codec
     burst_ms: int
     backlog_ms: int
+    http_batch_ms: int = FRAME_MS  # batch size for HTTP (Ogg, MP3) listeners
 
 
 class ZoneChannel:
@@ -124,9 +125,10 @@ class ZoneChannel:
             fmt = create_format(format_name, self._info, self._settings.bitrates_bps)
             burst_packets = self._settings.burst_ms // FRAME_MS
             backlog_bytes = fmt.nominal_bytes_per_s * self._settings.backlog_ms // 1000
+            batch = self._settings.http_batch_ms // FRAME_MS if fmt.batchable else 1
             feed = Feed(f"{self.zone.id}/{format_name}", self._counters, self._latency,
                         burst_packets=burst_packets, backlog_bytes=backlog_bytes,
-                        now_ns=self._now_ns)
+                        now_ns=self._now_ns, batch_packets=batch)
             self.formats[format_name] = fmt
             self.feeds[format_name] = feed
         return feed

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from loa.clock import FakeClock
+from loa.codecs.ogg import OggReader
 from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.config import default_zones
 from loa.loadtest.endpoint import OpusDecoder
@@ -260,3 +261,35 @@ def test_a_connected_but_silent_source_gives_the_zone_back_and_rejoins_when_it_s
     src.push_frames([gen.read(0)[0], gen.read(0)[0]])  # type: ignore[index]
     run(engine, clock, 1)
     assert engine.channels["phu-my"].on_air.priority == 80
+
+
+def test_http_listeners_get_packets_in_batches_and_miss_none() -> None:
+    clock = FakeClock()
+    engine = Engine(ZoneTree(default_zones()), clock, Counters(),
+                    FanoutSettings({"opus": 32000, "mp3": 64000}, burst_ms=200, backlog_ms=2000,
+                                   http_batch_ms=40))
+    engine.request("huyen", tone(1000), Priority.SCHEDULED)
+    ogg = listen(engine, "an-binh-1", "ogg")
+    ws = listen(engine, "an-binh-1", "ws")
+    writes = {"ogg": 0}
+    original = ogg.sink.write
+
+    def counting(data: bytes) -> None:
+        writes["ogg"] += 1
+        original(data)
+
+    ogg.sink.write = counting  # type: ignore[method-assign]
+    run(engine, clock, 100)
+    reader = OggReader()
+    packets = [p for _, _, p, bos in reader.feed(bytes(ogg.sink.data)) if not bos]
+    assert len(packets) == 1 + 100  # OpusTags, then every packet
+    assert reader.crc_errors == 0
+    assert writes["ogg"] == 50  # two packets a write
+    assert len(ws_messages(bytes(ws.sink.data))) == 100  # the native protocol: one at a time
+    # a listener joining mid-batch gets the burst, then the batch: nothing twice
+    late = listen(engine, "an-binh-1", "ogg")
+    run(engine, clock, 1)
+    run(engine, clock, 10)
+    late_pkts = [p for _, _, p, bos in OggReader().feed(bytes(late.sink.data)) if not bos]
+    # tags, the 200 ms burst, then 10 of the 11 new packets (the 11th waits for its batch)
+    assert len(late_pkts) == 1 + 10 + 10

@@ -30,6 +30,9 @@ class StreamFormat(Protocol):
     codec: str  # which rendition it carries: "opus" or "mp3"
     content_type: str
     nominal_bytes_per_s: int
+    # HTTP players buffer seconds anyway: their packets may be written in batches (fewer
+    # send() calls); endpoints on the native protocol get every packet the moment it exists.
+    batchable: bool
 
     def join_header(self) -> bytes:
         """What a new listener receives before the burst (Ogg header pages, say)."""

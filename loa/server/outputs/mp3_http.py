@@ -11,6 +11,7 @@ from loa.server.outputs.base import OnAir, StreamInfo, register
 class Mp3Format:
     name = "mp3"
     codec = "mp3"
+    batchable = True
     content_type = "audio/mpeg"
 
     def __init__(self, info: StreamInfo, bitrates_bps: Mapping[str, int]) -> None:

@@ -14,6 +14,7 @@ OGG_PAGE_OVERHEAD_BYTES = 28  # 27-byte header + one lacing byte
 class OggFormat:
     name = "ogg"
     codec = "opus"
+    batchable = True
     content_type = "audio/ogg"
 
     def __init__(self, info: StreamInfo, bitrates_bps: Mapping[str, int]) -> None:

@@ -97,6 +97,7 @@ def programme_message(on_air: OnAir, zone_id: str) -> str:
 class WsFormat:
     name = "ws"
     codec = "opus"
+    batchable = False
     content_type = "application/x-loa-native"
 
     def __init__(self, info: StreamInfo, bitrates_bps: Mapping[str, int]) -> None:

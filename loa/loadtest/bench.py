@@ -33,7 +33,7 @@ from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet
 from loa.loadtest.report import percentiles
 from loa.loadtest.runner import LoadSpec, LoadTest
-from loa.loadtest.target import LocalLoa, free_port, sample_proc
+from loa.loadtest.target import LocalLoa, free_port, sample_proc, stop_process
 
 ICECAST_CONFIG = """<icecast>
   <location>loa bench</location><admin>bench@localhost</admin>
@@ -104,13 +104,7 @@ class IcecastServer:
         raise RuntimeError("icecast2 did not start")
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -19,6 +19,7 @@ from loa.clock import MonotonicClock
 from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggOpusPager
 from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
+from loa.lifecycle import cancel_and_wait
 
 BEEP_EVERY_FRAMES = 50  # one a second
 BEEP_FRAMES = 5  # 100 ms
@@ -86,12 +87,7 @@ class BenchSource:
             self.error = str(exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._writer.close()
 
 

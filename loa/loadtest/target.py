@@ -40,6 +40,18 @@ def sample_proc(pid: int) -> ProcSample | None:
     return ProcSample((int(fields[11]) + int(fields[12])) / CLK_TCK, rss)
 
 
+async def stop_process(proc: asyncio.subprocess.Process | None, grace_s: float = 10.0) -> None:
+    """SIGTERM, a grace period for an orderly shutdown, then SIGKILL."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 class LocalLoa:
     """``loa serve`` in a child process on a free loopback port, with known credentials."""
 
@@ -71,13 +83,7 @@ class LocalLoa:
         await wait_ready(self.url, self.token)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await stop_process(self.proc)
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from loa.clock import NS_PER_S, Clock
 from loa.codecs.encoder import EncodedPacket, Encoder, create_encoder
 from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.lifecycle import cancel_and_wait
 from loa.monitoring.counters import Counters, LatencyWindow
 from loa.server.inputs.generator import silence_source
 from loa.server.programme import Programme, ProgrammeKind
@@ -208,14 +209,8 @@ class Engine:
         self._task = asyncio.create_task(self.run(), name="master-clock")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if asyncio.current_task() and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def describe(self) -> dict[str, object]:
         p50, p99 = self.latency.percentiles_ms(50, 99)

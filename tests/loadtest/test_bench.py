@@ -9,7 +9,12 @@ import pytest
 
 from loa.codecs.pcm import SAMPLE_RATE
 from loa.loadtest.bench import fanout_run, transcode_run
-from loa.loadtest.bench_source import BEEP_EVERY_FRAMES, find_beeps, marker_frame, playout_delays_ms
+from loa.loadtest.bench_source import (
+    BEEP_EVERY_FRAMES,
+    find_beeps,
+    marker_frame,
+    playout_delays_ms,
+)
 
 
 def test_marker_beeps_are_found_and_matched_to_when_they_were_sent() -> None:

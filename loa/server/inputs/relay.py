@@ -15,6 +15,7 @@ from loa.codecs.decode import (
     StreamDecoder,
     format_for_content_type,
 )
+from loa.lifecycle import cancel_and_wait
 from loa.monitoring.counters import Counters
 from loa.server.inputs.live import LiveSettings, LiveSource
 from loa.server.programme import Programme, ProgrammeKind
@@ -78,13 +79,8 @@ class Relay:
         self._task = asyncio.create_task(self.run(), name=f"relay {self.url}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.source.disconnect()
 
     async def run(self) -> None:

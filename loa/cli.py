@@ -57,6 +57,25 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--json", dest="json_path", help="write the report as JSON here")
     lt.add_argument("--html", dest="html_path", help="write a self-contained HTML report here")
 
+    alert = sub.add_parser("alert", help="trigger, list or cancel an alert on a running server")
+    alert.add_argument("--url", default="http://127.0.0.1:8080")
+    alert.add_argument("--token", help="a token with the alert right (or LOA_TOKEN)")
+    where = alert.add_mutually_exclusive_group()
+    where.add_argument("--zones", help="comma-separated zone ids")
+    where.add_argument("--all", action="store_true", help="every zone")
+    what = alert.add_mutually_exclusive_group()
+    what.add_argument("--text", help="text read aloud (Vietnamese)")
+    what.add_argument("--file", help="an audio file in the server's media folder")
+    what.add_argument("--mount", help="a live mount, after the attention tone")
+    alert.add_argument("--voice", default="vi", help="vi, vi-vn-x-central or vi-vn-x-south")
+    alert.add_argument("--class", dest="cls", default="emergency",
+                       choices=["normal", "priority", "emergency"])
+    alert.add_argument("--repeat", type=int, default=1)
+    alert.add_argument("--no-tone", action="store_true", help="no attention tone")
+    alert.add_argument("--expires-in", type=float, help="seconds until it expires")
+    alert.add_argument("--list", action="store_true", help="list alerts instead")
+    alert.add_argument("--cancel", metavar="ID", help="cancel an alert instead")
+
     bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
     bench.add_argument("--listeners", default="100,500,1000",
                        help="listener counts for the fan-out comparison")
@@ -66,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", dest="json_path", help="write the results as JSON here")
 
     args = parser.parse_args(argv)
+    if args.command == "alert":
+        return _alert(args)
     if args.command == "bench":
         from loa.loadtest.bench import bench_main
 
@@ -168,3 +189,53 @@ async def _run_server(cfg: Config) -> None:
     finally:
         log.info("shutting down")
         await server.stop()
+
+
+def _alert(args: argparse.Namespace) -> int:
+    """``loa alert``: the API's alert calls from a shell, for the official on duty."""
+    import json
+    import os
+
+    import aiohttp
+
+    token = args.token or os.environ.get("LOA_TOKEN")
+    if not token:
+        print("loa alert: needs --token (or LOA_TOKEN) with the alert right", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Bearer {token}"}
+    base = args.url.rstrip("/") + "/api/v1/alerts"
+    if args.list:
+        method, url, body = "GET", base, None
+    elif args.cancel:
+        method, url, body = "DELETE", f"{base}/{args.cancel}", None
+    else:
+        if not args.zones and not args.all:
+            print("loa alert: say where: --zones Z1,Z2 or --all", file=sys.stderr)
+            return 2
+        if args.text:
+            content = {"kind": "text", "text": args.text, "voice": args.voice}
+        elif args.file:
+            content = {"kind": "media", "path": args.file}
+        elif args.mount:
+            content = {"kind": "mount", "mount": args.mount}
+        else:
+            content = {"kind": "tone"}
+        body = {"class": args.cls, "zones": args.zones.split(",") if args.zones else [],
+                "all": args.all, "content": content, "repeat": args.repeat,
+                "tone": not args.no_tone}
+        if args.expires_in:
+            body["expires_in_s"] = args.expires_in
+        method, url = "POST", base
+
+    async def go() -> tuple[int, dict[str, object]]:
+        async with aiohttp.ClientSession() as http:
+            async with http.request(method, url, json=body, headers=headers) as resp:
+                return resp.status, await resp.json()
+
+    try:
+        status, data = asyncio.run(go())
+    except aiohttp.ClientError as exc:
+        print(f"loa alert: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0 if status < 400 else 1

@@ -30,6 +30,15 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     parent = ""                      # empty for the root(s)
     admin_code = "..."
 
+    [alerts]
+    tone_s = 2.0                     # the attention tone before every alert message
+    gap_s = 2.0                      # silence between repeats
+
+    [[tokens]]                       # more API tokens: a SHA-256, never the token itself
+    name = "truc-ban"
+    sha256 = "…"
+    rights = ["operate"]             # admin, operate, alert (emergency alerts)
+
     [[endpoints]]
     id = "loa-001"
     zone = "an-binh-1"
@@ -49,6 +58,15 @@ from loa.server.zones import Zone
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """An API token beside the admin's: its SHA-256 (never the token) and its rights."""
+
+    name: str
+    sha256: str
+    rights: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +116,9 @@ class Config:
     http_batch_ms: int = 40
     zones: list[Zone] = field(default_factory=default_zones)
     endpoints: list[EndpointConfig] = field(default_factory=default_endpoints)
+    tokens: list[TokenConfig] = field(default_factory=list)
+    alert_tone_s: float = 2.0
+    alert_gap_s: float = 2.0
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -174,11 +195,27 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         try:
             changes["zones"] = [
                 Zone(str(z["id"]), str(z.get("name", z["id"])), str(z.get("parent") or "") or None,
-                     str(z["admin_code"]) if z.get("admin_code") else None)
+                     str(z["admin_code"]) if z.get("admin_code") else None,
+                     volume_pct=int(z.get("volume_pct", 70)),
+                     alert_volume_pct=int(z.get("alert_volume_pct", 100)))
                 for z in raw["zones"]
             ]
         except (KeyError, TypeError):
             raise ConfigError("every [[zones]] entry needs an id") from None
+    if "tokens" in raw:
+        try:
+            changes["tokens"] = [
+                TokenConfig(str(t["name"]), str(t["sha256"]).lower(),
+                            tuple(str(r) for r in t["rights"]))
+                for t in raw["tokens"]
+            ]
+        except (KeyError, TypeError):
+            raise ConfigError("every [[tokens]] entry needs a name, a sha256 and rights") from None
+    alerts = raw.get("alerts", {})
+    if "tone_s" in alerts:
+        changes["alert_tone_s"] = float(alerts["tone_s"])
+    if "gap_s" in alerts:
+        changes["alert_gap_s"] = float(alerts["gap_s"])
     if "endpoints" in raw:
         try:
             changes["endpoints"] = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from loa.codecs.decode import DecodeError
+from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
 from loa.server.endpoints import EndpointError
 from loa.server.priority import Priority, parse_priority
@@ -99,7 +101,51 @@ class Api:
             web.post("/api/v1/endpoints", self.add_endpoint),
             web.patch("/api/v1/endpoints/{id}", self.update_endpoint),
             web.delete("/api/v1/endpoints/{id}", self.delete_endpoint),
+            web.post("/api/v1/alerts", self.trigger_alert),
+            web.get("/api/v1/alerts", self.list_alerts),
+            web.get("/api/v1/alerts/{id}", self.get_alert),
+            web.delete("/api/v1/alerts/{id}", self.cancel_alert),
+            web.get("/api/v1/audit", self.audit),
         ]
+
+    async def trigger_alert(self, request: web.Request) -> web.Response:
+        require(request, Right.ALERT)
+        body = await read_json(request)
+        try:
+            spec = parse_spec(body, default_gap_s=self.s.config.alert_gap_s, now=time.time())
+            if spec.content.get("kind") in ("media", "file"):
+                path = media_path(self.s.media_dir, str(spec.content.get("path", "")))
+                spec.content = {"kind": "media", "path": str(path),
+                                "name": str(spec.content.get("path"))}
+            alert = await self.s.alerts.trigger(spec, request[PRINCIPAL_KEY].name)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"alert": alert.describe(full=True),
+                                  "errors": alert.warnings}, status=201)
+
+    async def list_alerts(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"alerts": [a.describe() for a in self.s.alerts.alerts.values()]})
+
+    async def get_alert(self, request: web.Request) -> web.Response:
+        found = self.s.alerts.get(request.match_info["id"])
+        if found is None:
+            return _error(404, f"no alert {request.match_info['id']!r}")
+        if isinstance(found, dict):
+            return web.json_response({"alert": found})
+        return web.json_response({"alert": found.describe(full=True)})
+
+    async def cancel_alert(self, request: web.Request) -> web.Response:
+        require(request, Right.ALERT)
+        try:
+            alert = self.s.alerts.cancel(request.match_info["id"], request[PRINCIPAL_KEY].name)
+        except KeyError:
+            return _error(404, f"no alert {request.match_info['id']!r}")
+        return web.json_response({"alert": alert.describe(full=True)})
+
+    async def audit(self, request: web.Request) -> web.Response:
+        require(request, Right.ADMIN)
+        return web.json_response({"audit": self.s.store.audit_log(request.query.get("subject"))})
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.s.status())

@@ -16,8 +16,10 @@ from aiohttp import web
 from loa import __version__
 from loa.clock import Clock, MonotonicClock
 from loa.codecs.pcm import FRAME_MS
+from loa.codecs.tts import Tts
 from loa.config import Config
 from loa.monitoring.counters import Counters
+from loa.server.alerts import AlertManager
 from loa.server.api import (
     SERVER_KEY,
     Api,
@@ -25,7 +27,7 @@ from loa.server.api import (
     close_middleware,
     media_path,
 )
-from loa.server.auth import load_source_password, load_tokens
+from loa.server.auth import Principal, Right, load_source_password, load_tokens
 from loa.server.endpoints import EndpointRegistry
 from loa.server.engine import Engine
 from loa.server.http_front import FrontProtocol, RequestHead
@@ -36,6 +38,7 @@ from loa.server.inputs.push import Mounts
 from loa.server.inputs.relay import Relay
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
+from loa.server.store import Store
 from loa.server.streams import Streams
 from loa.server.zone_channel import FanoutSettings, Request
 from loa.server.zones import ZoneTree
@@ -63,7 +66,9 @@ class LoaServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.media_dir = data_dir / "media"
         self.media_dir.mkdir(exist_ok=True)
-        self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token)
+        extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
+                 for t in config.tokens}
+        self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token, extra)
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
         )
@@ -78,6 +83,12 @@ class LoaServer:
             self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
         )
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
+        self.store = Store(data_dir / "loa.sqlite3")
+        self.tts = Tts(data_dir / "tts")
+        self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
+                                   self.store, self.tts, self.clock, self.counters,
+                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s)
+        self.streams.on_played = self.alerts.on_played
         self.relays: dict[int, Relay] = {}
         self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
         self._runner: web.AppRunner | None = None
@@ -125,6 +136,10 @@ class LoaServer:
             for root in self.zones.roots():
                 demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
                 self.engine.request(root.id, demo, int(Priority.FILL), label="demo")
+        resumed = await self.alerts.resume()
+        if resumed:
+            log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
+        self.alerts.start()
         if run_clock:
             self.engine.start()
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
@@ -133,6 +148,7 @@ class LoaServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()  # phase 1: accept nobody new
+        await self.alerts.stop()
         await self.engine.stop()  # phase 2: no more ticks
         for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
             if mount.session is not None:
@@ -155,6 +171,7 @@ class LoaServer:
                 pass
         if self._http is not None:
             await self._http.close()
+        self.store.close()
 
     def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
         return self.mounts.accept(transport, head, rest) or self.streams.accept(transport, head,
@@ -235,6 +252,8 @@ class LoaServer:
             "listeners": sum(sum(ch.listeners().values())
                              for ch in self.engine.channels.values()),
             "counters": self.counters.snapshot(),
+            "alerts": [a.describe() for a in self.alerts.alerts.values()
+                       if a.status.value in ("pending", "active")],
         }
 
     async def icecast_metadata(self, request: web.Request) -> web.Response:

@@ -26,6 +26,10 @@ class Right(enum.Enum):
     ALERT = "alert"  # emergency alerts (separate from ordinary operation)
 
 
+def token_hash(token: str) -> str:
+    return _hash(token)
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -60,11 +64,13 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def load_tokens(data_dir: Path, explicit_admin: str | None) -> tuple[TokenStore, str | None]:
-    """The token store, and a newly generated admin token to print once (else None)."""
+def load_tokens(data_dir: Path, explicit_admin: str | None,
+                extra: dict[str, Principal] | None = None) -> tuple[TokenStore, str | None]:
+    """The token store, and a newly generated admin token to print once (else None).
+    ``extra`` maps more tokens' SHA-256 to their principals (from the config)."""
     admin = Principal("admin", frozenset({Right.ADMIN}))
     if explicit_admin:
-        return TokenStore({_hash(explicit_admin): admin}), None
+        return TokenStore({_hash(explicit_admin): admin, **(extra or {})}), None
     path = data_dir / TOKEN_FILE
     if path.exists():
         raw = json.loads(path.read_text())
@@ -72,11 +78,11 @@ def load_tokens(data_dir: Path, explicit_admin: str | None) -> tuple[TokenStore,
             e["sha256"]: Principal(e["name"], frozenset(Right(r) for r in e["rights"]))
             for e in raw["tokens"]
         }
-        return TokenStore(entries), None
+        return TokenStore({**entries, **(extra or {})}), None
     token = secrets.token_urlsafe(32)
     record = {"tokens": [{"name": "admin", "sha256": _hash(token), "rights": ["admin"]}]}
     _write_private(path, json.dumps(record, indent=2))
-    return TokenStore({_hash(token): admin}), token
+    return TokenStore({_hash(token): admin, **(extra or {})}), token
 
 
 def load_source_password(data_dir: Path, configured: str | None) -> tuple[str, bool]:

@@ -86,13 +86,12 @@ class EndpointRegistry:
         for sub in list(ep.subscribers):
             if sub.feed is not None:
                 sub.feed.remove(sub)
-            feed = channel.feed(sub.format_name)
-            header = channel.formats[sub.format_name].join_header()
+            # Ogg: the new zone's header pages start a new chained logical stream.
+            header = None
             if sub.format_name == "ws":
                 notice = f'{{"type":"zone","zone":"{zone_id}"}}'.encode()
                 header = ws_frame(WS_OPCODE_TEXT, notice)
-            # Ogg: the new zone's header pages start a new chained logical stream.
-            feed.add(sub, header)
+            channel.join(sub, header)
         log.info("endpoint %s moved from %s to %s with %d open connections", ep.id, old, zone_id,
                  len(ep.subscribers))
         return ep

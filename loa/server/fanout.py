@@ -32,12 +32,14 @@ class WritableProtocol(Protocol):
 class Subscriber:
     """One listener connection on one feed."""
 
-    __slots__ = ("protocol", "label", "format_name", "feed", "on_gone")
+    __slots__ = ("protocol", "label", "format_name", "feed", "on_gone", "endpoint_id")
 
-    def __init__(self, protocol: WritableProtocol, label: str, format_name: str) -> None:
+    def __init__(self, protocol: WritableProtocol, label: str, format_name: str,
+                 endpoint_id: str | None = None) -> None:
         self.protocol = protocol
         self.label = label
         self.format_name = format_name
+        self.endpoint_id = endpoint_id
         self.feed: Feed | None = None
         self.on_gone: Callable[[Subscriber], None] | None = None
 
@@ -89,6 +91,9 @@ class Feed:
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def subscribers(self) -> list[Subscriber]:
+        return list(self._subscribers)
 
     def add(self, sub: Subscriber, header: bytes) -> None:
         """Join: the stream's header, then the recent burst, in one write."""

@@ -20,6 +20,7 @@ class ProgrammeKind(enum.Enum):
     FILE = "file"
     GENERATOR = "generator"  # built-in tones: the demo chime, test signals
     IDLE = "idle"  # silence that keeps connections warm
+    ALERT = "alert"  # an alert's tone, message and repeats
 
 
 class FrameSource(Protocol):
@@ -56,6 +57,7 @@ class Programme:
         "capture_ns",
         "finished",
         "pulled_at_ns",
+        "reach",
     )
 
     def __init__(self, name: str, kind: ProgrammeKind, source: FrameSource) -> None:
@@ -68,6 +70,9 @@ class Programme:
         self.capture_ns = 0
         self.finished = False
         self.pulled_at_ns = -1
+        # endpoint id -> when its first packet of this programme was written (Clock ns);
+        # None: not tracked (only alerts need proof of reach)
+        self.reach: dict[str, int] | None = None
 
     @property
     def available(self) -> bool:

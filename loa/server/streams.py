@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -63,6 +64,8 @@ class Streams:
         self.endpoints = endpoints
         self.clock = clock
         self.sndbuf_bytes = sndbuf_bytes
+        # endpoint id, programme id, Clock ns: an endpoint says it started playing a programme
+        self.on_played: Callable[[str, int, int], None] | None = None
 
     def _resolve(self, kind: str, ident: str) -> tuple[ZoneChannel, Endpoint | None]:
         if kind == "zones":
@@ -90,7 +93,7 @@ class Streams:
             transport.write(simple_response(404, str(exc)))
             transport.close()
             return True
-        feed = channel.feed(fmt_name)
+        channel.feed(fmt_name)
         fmt = channel.formats[fmt_name]
         response = (
             "HTTP/1.0 200 OK\r\n"
@@ -111,10 +114,10 @@ class Streams:
         transport.set_protocol(proto)
         tune_socket(transport, self.sndbuf_bytes)
         peer = transport.get_extra_info("peername")
-        sub = Subscriber(proto, f"{ep.id if ep else peer}", fmt_name)
+        sub = Subscriber(proto, f"{ep.id if ep else peer}", fmt_name, ep.id if ep else None)
         if ep is not None:
             self.endpoints.attach(ep, sub)
-        feed.add(sub, fmt.join_header())
+        channel.join(sub)
         return True
 
     # the native protocol over WebSocket
@@ -148,14 +151,15 @@ class Streams:
             "name": on_air.programme_name,
             "priority": on_air.priority,
         }, ensure_ascii=False))
-        sub = Subscriber(proto, ep.id if ep else str(request.remote), "ws")
+        sub = Subscriber(proto, ep.id if ep else str(request.remote), "ws",
+                         ep.id if ep else None)
         if ep is not None:
             self.endpoints.attach(ep, sub)
-        channel.feed("ws").add(sub, b"")
+        channel.join(sub)
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._on_text(ws, msg.data)
+                    await self._on_text(ws, msg.data, ep)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -165,14 +169,19 @@ class Streams:
                 self.endpoints.detach(ep, sub)
         return ws
 
-    async def _on_text(self, ws: web.WebSocketResponse, data: str) -> None:
+    async def _on_text(self, ws: web.WebSocketResponse, data: str, ep: Endpoint | None) -> None:
         try:
             msg = json.loads(data)
         except ValueError:
             await ws.send_str(json.dumps({"type": "error", "error": "not JSON"}))
             return
-        if isinstance(msg, dict) and msg.get("type") == "ping":
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "ping":
             await ws.send_str(json.dumps({"type": "pong", "t0": msg.get("t0"),
                                           "server_ns": self.clock.now_ns()}))
+        elif kind == "played":
+            programme = msg.get("programme")
+            if ep is not None and isinstance(programme, int) and self.on_played is not None:
+                self.on_played(ep.id, programme, self.clock.now_ns())
         else:
             await ws.send_str(json.dumps({"type": "error", "error": "unknown message"}))

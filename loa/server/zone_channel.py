@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from loa.codecs.encoder import EncodedPacket
 from loa.codecs.pcm import FRAME_MS
 from loa.monitoring.counters import Counters, LatencyWindow
-from loa.server.fanout import Feed
+from loa.server.fanout import Feed, Subscriber
 from loa.server.outputs import StreamFormat, create_format
 from loa.server.outputs.base import OnAir, StreamInfo
+from loa.server.outputs.websocket import WS_OPCODE_TEXT, ws_frame
 from loa.server.programme import Programme
 from loa.server.zones import Zone
 
@@ -133,6 +134,22 @@ class ZoneChannel:
             self.feeds[format_name] = feed
         return feed
 
+    def join(self, sub: Subscriber, header: bytes | None = None) -> None:
+        """A listener joins this zone's stream in its format (a new connection, or a moved
+        endpoint: then ``header`` is what announces the change)."""
+        feed = self.feed(sub.format_name)
+        feed.add(sub, self.formats[sub.format_name].join_header() if header is None else header)
+        reach = self.on_air_programme.reach
+        if reach is not None and sub.endpoint_id and sub.endpoint_id not in reach:
+            reach[sub.endpoint_id] = self._now_ns()
+
+    def control(self, message: str) -> None:
+        """A control message to every native-protocol endpoint of the zone, now (it does not
+        wait for the next audio packet)."""
+        feed = self.feeds.get("ws")
+        if feed is not None and len(feed):
+            feed.publish(ws_frame(WS_OPCODE_TEXT, message.encode()), burst=False)
+
     def listeners(self) -> dict[str, int]:
         return {name: len(feed) for name, feed in self.feeds.items()}
 
@@ -152,9 +169,16 @@ class ZoneChannel:
             switched = name in self._pending_switch
             if switched:
                 self._pending_switch.discard(name)
+            first = switched
             for pkt in packets:
                 feed.publish(fmt.packet(pkt, on_air, switched), pkt.capture_ns)
                 switched = False
+            reach = self.on_air_programme.reach
+            if first and reach is not None:
+                now = self._now_ns()  # the first packet has just been written to them all
+                for sub in feed.subscribers():
+                    if sub.endpoint_id and sub.endpoint_id not in reach:
+                        reach[sub.endpoint_id] = now
 
     def describe(self) -> dict[str, object]:
         return {

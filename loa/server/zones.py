@@ -20,6 +20,8 @@ class Zone:
     parent_id: str | None = None
     admin_code: str | None = None  # administrative-unit code (mã đơn vị hành chính)
     children: list[Zone] = field(default_factory=list)
+    volume_pct: int = 70  # the endpoints' volume (set on the device)
+    alert_volume_pct: int = 100  # raised to this while an alert plays
 
     def describe(self) -> dict[str, object]:
         return {
@@ -28,6 +30,8 @@ class Zone:
             "parent": self.parent_id,
             "admin_code": self.admin_code,
             "children": [c.id for c in self.children],
+            "volume_pct": self.volume_pct,
+            "alert_volume_pct": self.alert_volume_pct,
         }
 
 

@@ -1,0 +1,393 @@
+"""Alerts (bản tin): the class decides the priority, every targeted zone switches at its next
+packet, and each endpoint's first alert packet is recorded as proof of reach.
+
+Classes follow Circular 39: normal (bản tin thông thường), priority (bản tin ưu tiên),
+emergency (bản tin khẩn cấp, level 100, above everything). Overlapping alerts queue as any
+requests do: by priority, then by time. An alert is an attention tone, then its message (text
+read aloud, an audio file, or a live mount), repeated with a gap; it expires at ``expires_at``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loa.clock import NS_PER_S, Clock
+from loa.codecs.decode import DecodeError, FrameDecoder
+from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.codecs.tts import DEFAULT_VOICE, Tts, TtsError, TtsUnavailable
+from loa.lifecycle import cancel_and_wait
+from loa.monitoring.counters import Counters
+from loa.server.endpoints import EndpointRegistry
+from loa.server.engine import Engine
+from loa.server.inputs.file import FileSource
+from loa.server.inputs.push import Mounts
+from loa.server.inputs.sequence import PartFactory, SequenceSource, SilenceFor, TwoTone
+from loa.server.priority import Priority
+from loa.server.programme import Programme, ProgrammeKind
+from loa.server.store import Store
+from loa.server.zone_channel import Request
+from loa.server.zones import ZoneTree
+
+log = logging.getLogger(__name__)
+
+MAX_REPEAT = 10
+MAX_GAP_S = 60.0
+SLOWEST_SHOWN = 10
+EXPIRY_CHECK_NS = NS_PER_S
+
+
+class AlertClass(enum.Enum):
+    NORMAL = "normal"
+    PRIORITY = "priority"
+    EMERGENCY = "emergency"
+
+
+CLASS_PRIORITY = {
+    AlertClass.NORMAL: int(Priority.SCHEDULED),
+    AlertClass.PRIORITY: int(Priority.PRIORITY_BULLETIN),
+    AlertClass.EMERGENCY: int(Priority.EMERGENCY),
+}
+
+
+class AlertStatus(enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+FINAL = {AlertStatus.COMPLETED, AlertStatus.CANCELLED, AlertStatus.EXPIRED}
+
+
+class AlertError(ValueError):
+    """A bad alert: the message says what to fix."""
+
+
+@dataclass
+class AlertSpec:
+    cls: AlertClass
+    zones: list[str]
+    all_zones: bool
+    content: dict[str, Any]  # {"kind": "text"|"media"|"file"|"mount"|"tone", ...}
+    tone: bool = True
+    repeat: int = 1
+    gap_s: float = 2.0
+    expires_at: float | None = None  # unix time
+    source: str = "api"
+    cap: dict[str, Any] | None = None  # sender, identifier, … when it came as CAP
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.cls.value, "zones": self.zones, "all": self.all_zones,
+                "content": self.content, "tone": self.tone, "repeat": self.repeat,
+                "gap_s": self.gap_s, "expires_at": self.expires_at, "source": self.source,
+                "cap": self.cap}
+
+
+def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> AlertSpec:
+    try:
+        cls = AlertClass(str(body.get("class", "emergency")).lower())
+    except ValueError:
+        raise AlertError('class must be "normal", "priority" or "emergency"') from None
+    zones = body.get("zones") or []
+    if isinstance(zones, str):
+        zones = [z for z in zones.split(",") if z]
+    all_zones = bool(body.get("all", False))
+    if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
+        raise AlertError('"zones" must be a list of zone ids')
+    if body.get("endpoints"):
+        raise AlertError("targeting single endpoints is not supported yet: target their zones")
+    if not zones and not all_zones:
+        raise AlertError('say where: "zones": [...] or "all": true')
+    content = body.get("content") or {"kind": "tone"}
+    if not isinstance(content, dict) or content.get("kind") not in (
+            "text", "media", "file", "mount", "tone"):
+        raise AlertError('"content" needs a kind: text, media, file, mount or tone')
+    repeat = body.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise AlertError(f"repeat must be an integer from 1 to {MAX_REPEAT}")
+    gap_s = body.get("gap_s", default_gap_s)
+    if not isinstance(gap_s, (int, float)) or not 0 <= gap_s <= MAX_GAP_S:
+        raise AlertError(f"gap_s must be from 0 to {MAX_GAP_S:g} seconds")
+    expires_at = body.get("expires_at")
+    if body.get("expires_in_s") is not None:
+        expires_at = now + float(body["expires_in_s"])
+    if expires_at is not None and (not isinstance(expires_at, (int, float)) or expires_at <= now):
+        raise AlertError("expires_at must be a unix time in the future")
+    return AlertSpec(cls, zones, all_zones, content, bool(body.get("tone", True)), repeat,
+                     float(gap_s), expires_at)
+
+
+@dataclass(eq=False)
+class Alert:
+    id: str
+    spec: AlertSpec
+    triggered_by: str
+    created_at: float
+    status: AlertStatus = AlertStatus.PENDING
+    history: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    targeted: list[str] = field(default_factory=list)  # endpoint ids in the targeted zones
+    activated_ns: int = 0
+    programme: Programme | None = None
+    requests: list[Request] = field(default_factory=list)
+    reached_ms: dict[str, float] = field(default_factory=dict)  # kept after the programme ends
+    played_ms: dict[str, float] = field(default_factory=dict)
+    phase: str = "message"
+
+    @property
+    def priority(self) -> int:
+        return CLASS_PRIORITY[self.spec.cls]
+
+    def reach_ms(self) -> dict[str, float]:
+        reach = self.programme.reach if self.programme is not None else None
+        if reach is not None:
+            for eid, ns in reach.items():
+                self.reached_ms.setdefault(eid, (ns - self.activated_ns) / 1e6)
+        return self.reached_ms
+
+    def describe(self, full: bool = False) -> dict[str, Any]:
+        reach = self.reach_ms()
+        reached = [e for e in self.targeted if e in reach]
+        missing = [e for e in self.targeted if e not in reach]
+        out: dict[str, Any] = {
+            "id": self.id, "status": self.status.value, **self.spec.to_json(),
+            "priority": self.priority, "triggered_by": self.triggered_by,
+            "created_at": self.created_at,
+            "reach": {"targeted": len(self.targeted), "reached": len(reached),
+                      "not_reached": len(missing), "played": len(self.played_ms)},
+            "warnings": self.warnings,
+        }
+        if full:
+            slowest = sorted(reached, key=lambda e: reach[e], reverse=True)[:SLOWEST_SHOWN]
+            out["reach"]["slowest"] = [{"endpoint": e, "written_ms": round(reach[e], 3),
+                                        "played_ms": self.played_ms.get(e)} for e in slowest]
+            out["reach"]["not_reached_endpoints"] = missing[:100]
+            out["history"] = self.history
+        return out
+
+    def record(self) -> dict[str, Any]:
+        d = self.describe(full=True)
+        d["targeted"] = self.targeted
+        d["reached_ms"] = self.reach_ms()
+        d["played_ms"] = self.played_ms
+        return d
+
+
+class AlertManager:
+    def __init__(self, engine: Engine, zones: ZoneTree, endpoints: EndpointRegistry,
+                 mounts: Mounts, store: Store, tts: Tts, clock: Clock, counters: Counters,
+                 *, tone_s: float = 2.0, gap_s: float = 2.0,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.zones = zones
+        self.endpoints = endpoints
+        self.mounts = mounts
+        self.store = store
+        self.tts = tts
+        self.clock = clock
+        self.counters = counters
+        self.tone_s = tone_s
+        self.gap_s = gap_s
+        self.wall = wall
+        self.alerts: dict[str, Alert] = {}
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    # lifecycle
+
+    def start(self) -> None:
+        self._expiry_task = asyncio.create_task(self._expire_loop(), name="alert-expiry")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._expiry_task)
+        self._expiry_task = None
+
+    async def resume(self) -> list[Alert]:
+        """Alerts that were active when the server stopped play again, unless expired."""
+        resumed = []
+        for rec in self.store.load_alerts(("pending", "active")):
+            spec = AlertSpec(AlertClass(rec["class"]), rec["zones"], rec["all"], rec["content"],
+                             rec["tone"], rec["repeat"], rec["gap_s"], rec["expires_at"],
+                             rec["source"], rec.get("cap"))
+            alert = Alert(rec["id"], spec, rec["triggered_by"], rec["created_at"],
+                          history=rec.get("history", []))
+            self.alerts[alert.id] = alert
+            if spec.expires_at is not None and spec.expires_at <= self.wall():
+                self._set_status(alert, AlertStatus.EXPIRED, "expired while the server was down")
+                continue
+            try:
+                await self._activate(alert, note="resumed after a restart")
+                resumed.append(alert)
+            except AlertError as exc:
+                self._set_status(alert, AlertStatus.CANCELLED, f"could not resume: {exc}")
+        return resumed
+
+    # operations
+
+    async def trigger(self, spec: AlertSpec, actor: str) -> Alert:
+        alert = Alert(secrets.token_hex(6), spec, actor, self.wall())
+        self.alerts[alert.id] = alert
+        self.store.audit(actor, "alert.trigger", alert.id, spec.to_json())
+        try:
+            await self._activate(alert, note=f"triggered by {actor}")
+        except AlertError:
+            del self.alerts[alert.id]
+            raise
+        return alert
+
+    def cancel(self, alert_id: str, actor: str) -> Alert:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            raise KeyError(alert_id)
+        if alert.status not in FINAL:
+            self.store.audit(actor, "alert.cancel", alert.id)
+            self._finish(alert, AlertStatus.CANCELLED, f"cancelled by {actor}")
+        return alert
+
+    def on_played(self, endpoint_id: str, programme_id: int, now_ns: int) -> None:
+        for alert in self.alerts.values():
+            if alert.programme is not None and alert.programme.id == programme_id:
+                alert.played_ms.setdefault(endpoint_id, (now_ns - alert.activated_ns) / 1e6)
+
+    def get(self, alert_id: str) -> Alert | dict[str, Any] | None:
+        return self.alerts.get(alert_id) or self.store.get_alert(alert_id)
+
+    # internals
+
+    def _target_zones(self, spec: AlertSpec) -> list[str]:
+        if spec.all_zones:
+            return [z.id for z in self.zones.roots()]
+        for z in spec.zones:
+            if z not in self.zones:
+                raise AlertError(f"unknown zone {z!r}")
+        return list(dict.fromkeys(spec.zones))
+
+    async def _activate(self, alert: Alert, note: str) -> None:
+        spec = alert.spec
+        zone_ids = self._target_zones(spec)
+        covered = {z.id for zid in zone_ids for z in self.zones.subtree(zid)}
+        alert.targeted = sorted(e.id for e in self.endpoints.endpoints.values()
+                                if e.zone_id in covered)
+        parts = await self._parts(alert)
+        programme = Programme(f"Cảnh báo {alert.id}", ProgrammeKind.ALERT, SequenceSource(parts))
+        programme.reach = {}
+        alert.programme = programme
+        alert.activated_ns = self.clock.now_ns()
+        ended = functools.partial(self._request_ended, alert)
+        for zid in zone_ids:
+            req = self.engine.request(zid, programme, alert.priority, label=f"alert/{alert.id}")
+            req.on_end.append(ended)
+            alert.requests.append(req)
+        self._volume(alert, raise_it=True)
+        self.counters.inc("alerts_triggered", cls=spec.cls.value)
+        self._set_status(alert, AlertStatus.ACTIVE, note)
+
+    async def _parts(self, alert: Alert) -> list[PartFactory]:
+        spec = alert.spec
+        content = spec.content
+        kind = content.get("kind")
+        message: PartFactory | None = None
+        if kind == "text":
+            try:
+                wav = await self.tts.speak(str(content.get("text", "")),
+                                           str(content.get("voice", DEFAULT_VOICE)))
+                message = self._file_part(wav)
+            except TtsUnavailable as exc:
+                alert.warnings.append(f"{exc}; only the attention tone plays")
+            except TtsError as exc:
+                raise AlertError(str(exc)) from None
+        elif kind in ("media", "file"):
+            path = Path(str(content.get("path", "")))
+            try:
+                FrameDecoder(str(path)).close()  # a bad file fails now, not on air
+            except DecodeError as exc:
+                raise AlertError(str(exc)) from None
+            message = self._file_part(path)
+        elif kind == "mount":
+            self.mounts.get(str(content.get("mount", "studio")))  # validates the name
+        tone: list[PartFactory] = [lambda: TwoTone(self.tone_s)] if spec.tone else []
+        if message is None:
+            return tone or [lambda: SilenceFor(1)]
+        gap_frames = int(spec.gap_s * SAMPLE_RATE / FRAME_SAMPLES)
+        parts: list[PartFactory] = []
+        for i in range(spec.repeat):
+            if i:
+                parts.append(lambda: SilenceFor(gap_frames))
+            parts += tone + [message]
+        return parts
+
+    @staticmethod
+    def _file_part(path: Path) -> PartFactory:
+        return lambda: FileSource(str(path))
+
+    def _request_ended(self, alert: Alert, req: Request, why: str) -> None:
+        if alert.status in FINAL:
+            return
+        if why == "completed" and alert.spec.content.get("kind") == "mount" \
+                and alert.phase == "message":
+            # the tone has played: now the live mount, at the alert's priority, until cancelled
+            alert.phase = "live"
+            mount = self.mounts.get(str(alert.spec.content.get("mount", "studio")))
+            self.engine.request(req.zone_id, mount.programme, alert.priority,
+                                label=f"alert/{alert.id}")
+            alert.history.append({"at": self.wall(), "status": "active",
+                                  "note": f"live from /live/{mount.name} on {req.zone_id}"})
+            return
+        if why == "completed" and not any(
+                r.id in self.engine.requests for r in alert.requests):
+            self._finish(alert, AlertStatus.COMPLETED, "played in full")
+
+    def _finish(self, alert: Alert, status: AlertStatus, note: str) -> None:
+        alert.reach_ms()  # keep the proof before the programme goes
+        for req in list(self.engine.requests.values()):
+            if req.label == f"alert/{alert.id}":
+                self.engine.release(req.id, reason=status.value)
+        self._volume(alert, raise_it=False)
+        self._set_status(alert, status, note)
+
+    def _set_status(self, alert: Alert, status: AlertStatus, note: str) -> None:
+        alert.status = status
+        alert.history.append({"at": self.wall(), "status": status.value, "note": note})
+        self.store.save_alert(alert.id, status.value, alert.record())
+        self.store.audit("loa", f"alert.{status.value}", alert.id, {"note": note})
+        log.info("alert %s %s: %s", alert.id, status.value, note)
+
+    def _volume(self, alert: Alert, raise_it: bool) -> None:
+        """Tell the endpoints of the targeted zones to raise their volume, then restore it.
+        (A control message on the native protocol; over MQTT once the fleet issue lands.)"""
+        for zid in self._target_zones(alert.spec):
+            for zone in self.zones.subtree(zid):
+                if not raise_it and self._other_alert_covers(alert, zone.id):
+                    continue
+                pct = zone.alert_volume_pct if raise_it else zone.volume_pct
+                self.engine.channels[zone.id].control(json.dumps(
+                    {"type": "volume", "volume_pct": pct, "alert": alert.id,
+                     "reason": "alert" if raise_it else "alert-ended"}))
+
+    def _other_alert_covers(self, alert: Alert, zone_id: str) -> bool:
+        for other in self.alerts.values():
+            if other is alert or other.status is not AlertStatus.ACTIVE:
+                continue
+            zones = self._target_zones(other.spec)
+            if any(zone_id in {z.id for z in self.zones.subtree(zid)} for zid in zones):
+                return True
+        return False
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now_ns() + EXPIRY_CHECK_NS)
+            now = self.wall()
+            for alert in list(self.alerts.values()):
+                exp = alert.spec.expires_at
+                if alert.status is AlertStatus.ACTIVE and exp is not None and exp <= now:
+                    self._finish(alert, AlertStatus.EXPIRED, "expired")

@@ -1,0 +1,87 @@
+"""Durable records in SQLite (WAL): alerts with their history, and the audit log.
+
+Writes are a few rows per operator action, so they run on the event loop; nothing on the
+audio path touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # alerts
+
+    def save_alert(self, alert_id: str, status: str, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO alerts(id, status, data, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET status=excluded.status, data=excluded.data, "
+            "updated_at=excluded.updated_at",
+            (alert_id, status, json.dumps(data, ensure_ascii=False), time.time()),
+        )
+
+    def load_alerts(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        if statuses:
+            marks = ",".join("?" * len(statuses))
+            rows = self._db.execute(
+                f"SELECT data FROM alerts WHERE status IN ({marks}) ORDER BY updated_at",
+                statuses)
+        else:
+            rows = self._db.execute("SELECT data FROM alerts ORDER BY updated_at")
+        return [json.loads(r[0]) for r in rows]
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # audit
+
+    def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None
+              ) -> None:
+        self._db.execute(
+            "INSERT INTO audit(at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), actor, action, subject, json.dumps(detail or {}, ensure_ascii=False)))
+
+    def audit_log(self, subject: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if subject:
+            rows = self._db.execute(
+                "SELECT at, actor, action, subject, detail FROM audit WHERE subject = ? "
+                "ORDER BY id DESC LIMIT ?", (subject, limit))
+        else:
+            rows = self._db.execute(
+                "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?",
+                (limit,))
+        return [{"at": at, "actor": actor, "action": action, "subject": subj,
+                 "detail": json.loads(detail)} for at, actor, action, subj, detail in rows]

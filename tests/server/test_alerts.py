@@ -1,0 +1,223 @@
+"""Alerts: targeted zones switch to the alert and back; proof of reach; rights; persistence."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from loa.clock import FakeClock
+from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.codecs.tts import Tts
+from loa.config import Config, TokenConfig
+from loa.server.alerts import AlertStatus, parse_spec
+from loa.server.app import LoaServer
+from loa.server.auth import token_hash
+from loa.server.fanout import Subscriber
+from loa.server.inputs.generator import tone_source
+from loa.server.priority import Priority
+from loa.server.programme import Programme, ProgrammeKind
+from loa.server.store import Store
+from tests.audio import dominant_hz, rms
+from tests.conftest import MemoryProtocol
+from tests.server.test_api import call
+from tests.server.test_engine import heard
+
+OPERATOR_TOKEN = "operator-without-alert-right"
+
+
+async def fake_clock_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
+    clock = FakeClock()
+    cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
+                  admin_token="admin", source_password="pw", alert_tone_s=1.0,
+                  alert_gap_s=0.5, **overrides)  # type: ignore[arg-type]
+    server = LoaServer(cfg, clock=clock)
+    await server.start(run_clock=False)
+    return server, clock
+
+
+def ear(server: LoaServer, zone: str, endpoint: str) -> MemoryProtocol:
+    proto = MemoryProtocol()
+    server.engine.channels[zone].join(Subscriber(proto, endpoint, "ws", endpoint))
+    return proto
+
+
+def texts(proto: MemoryProtocol) -> list[dict]:
+    data, out, i = bytes(proto.sink.data), [], 0
+    while i < len(data):
+        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            n = int.from_bytes(data[i : i + 2], "big")
+            i += 2
+        if opcode == 1:
+            out.append(json.loads(data[i : i + n]))
+        i += n
+    return out
+
+
+def tick(server: LoaServer, clock: FakeClock, frames: int) -> None:
+    for _ in range(frames):
+        clock.set_ns(clock.now_ns() + FRAME_NS)
+        server.engine.tick(clock.now_ns())
+
+
+async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives_them_back(
+    tmp_path: Path,
+) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        server.engine.request("huyen", Programme("nhạc", ProgrammeKind.GENERATOR,
+                                                 tone_source(440)), Priority.SCHEDULED)
+        inside, outside = ear(server, "an-binh-1", "loa-001"), ear(server, "phu-my-1", "loa-005")
+        tick(server, clock, 50)
+        spec = parse_spec({"class": "emergency", "zones": ["an-binh"],
+                           "content": {"kind": "text", "text": "Cảnh báo lũ khẩn cấp."}},
+                          default_gap_s=0.5, now=1e9)
+        alert = await server.alerts.trigger(spec, "test")
+        assert alert.status is AlertStatus.ACTIVE and alert.warnings == []
+        tick(server, clock, 1)
+        assert alert.describe()["reach"]["reached"] == 1  # loa-001, at the next packet
+        for _ in range(30):  # the alert plays out: 1 s of tone, then ~2 s of speech
+            tick(server, clock, 50)
+            if alert.status is AlertStatus.COMPLETED:
+                break
+        assert alert.status is AlertStatus.COMPLETED
+        tick(server, clock, 50)
+
+        packets, pcm = heard(inside)
+        prios = [p.priority for p in packets]
+        start = prios.index(100)
+        end = len(prios) - prios[::-1].index(100)
+        assert set(prios[:start]) == {50} and set(prios[end:]) == {50}
+        assert set(prios[start:end]) == {100}  # one unbroken alert
+        sr = 48000
+        a, b = start * FRAME_SAMPLES, end * FRAME_SAMPLES
+        assert dominant_hz(pcm[a - sr // 2 : a]) == pytest.approx(440, rel=0.01)
+        two_tone = pcm[a + 2400 : a + 2400 + 11520]  # the first 240 ms tone
+        assert dominant_hz(two_tone) == pytest.approx(853, rel=0.01)
+        speech = pcm[a + sr + 4800 : b]
+        assert rms(speech) > 0.01  # something is said after the tone
+        assert dominant_hz(pcm[b + 2400 : b + sr // 2]) == pytest.approx(440, rel=0.01)
+        # the other commune heard its programme throughout
+        other, other_pcm = heard(outside)
+        assert {p.priority for p in other} == {50}
+        assert dominant_hz(other_pcm) == pytest.approx(440, rel=0.01)
+        # volume: raised for the alert, restored after, only where it played
+        vols = [t for t in texts(inside) if t["type"] == "volume"]
+        assert [v["volume_pct"] for v in vols] == [100, 70]
+        assert not [t for t in texts(outside) if t["type"] == "volume"]
+        # proof of reach: loa-001 reached, loa-002 (same commune, not connected) not
+        full = alert.describe(full=True)["reach"]
+        assert full["targeted"] == 4 and full["reached"] == 1
+        assert "loa-002" in full["not_reached_endpoints"]
+        assert server.store.audit_log(alert.id)
+    finally:
+        await server.stop()
+
+
+async def test_without_tts_the_tone_still_plays_and_the_error_says_why(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        server.alerts.tts = Tts(tmp_path / "tts", engine="no-such-tts-engine")
+        spec = parse_spec({"zones": ["phu-my"], "content": {"kind": "text", "text": "Xin chào"}},
+                          default_gap_s=0.5, now=1e9)
+        alert = await server.alerts.trigger(spec, "test")
+        assert alert.warnings and "not installed" in alert.warnings[0]
+        listener = ear(server, "phu-my-2", "loa-007")
+        tick(server, clock, 60)
+        packets, pcm = heard(listener)
+        assert packets[5].priority == 100
+        assert dominant_hz(pcm[2400:14000]) == pytest.approx(853, rel=0.01)
+        assert alert.status is AlertStatus.COMPLETED
+    finally:
+        await server.stop()
+
+
+async def test_alert_api_rights_reach_and_cancel(make_server) -> None:  # type: ignore[no-untyped-def]
+    server = await make_server(tokens=[TokenConfig("truc-ban", token_hash(OPERATOR_TOKEN),
+                                                   ("operate",))])
+    body = {"class": "emergency", "zones": ["phu-my"],
+            "content": {"kind": "text", "text": "Thử nghiệm"}, "repeat": 3}
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    status, err = await call(server, "POST", "/api/v1/alerts", json=body, headers=op)
+    assert status == 403 and "alert" in err["error"]
+    status, _ = await call(server, "POST", "/api/v1/zones/huyen/live", json={}, headers=op)
+    assert status == 201  # the operator may still operate
+    status, created = await call(server, "POST", "/api/v1/alerts", json=body)
+    assert status == 201 and created["alert"]["status"] == "active"
+    aid = created["alert"]["id"]
+    status, got = await call(server, "GET", f"/api/v1/alerts/{aid}", headers=op)
+    assert status == 200 and got["alert"]["reach"]["targeted"] == 4
+    status, _ = await call(server, "DELETE", f"/api/v1/alerts/{aid}", headers=op)
+    assert status == 403
+    status, cancelled = await call(server, "DELETE", f"/api/v1/alerts/{aid}")
+    assert status == 200 and cancelled["alert"]["status"] == "cancelled"
+    assert all(not r["label"].startswith("alert/") for z in (await call(
+        server, "GET", "/api/v1/status"))[1]["zones"] for r in z["requests"])
+    status, log = await call(server, "GET", f"/api/v1/audit?subject={aid}")
+    actions = [e["action"] for e in log["audit"]]
+    assert "alert.trigger" in actions and "alert.cancel" in actions
+    status, bad = await call(server, "POST", "/api/v1/alerts",
+                             json={"zones": ["nowhere"], "content": {"kind": "tone"}})
+    assert status == 400 and "nowhere" in bad["error"]
+
+
+async def test_an_active_alert_resumes_after_a_restart_unless_expired(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    body = {"zones": ["an-binh"], "content": {"kind": "text", "text": "Bão số 3"}, "repeat": 5}
+    keep = await server.alerts.trigger(parse_spec(body, default_gap_s=0.5, now=1e9), "t")
+    short = await server.alerts.trigger(
+        parse_spec(dict(body, expires_in_s=3600), default_gap_s=0.5, now=time.time()), "t")
+    await server.stop()
+    # while the server is down, `short` passes its expiry time
+    store = Store(tmp_path / "data" / "loa.sqlite3")
+    record = store.get_alert(short.id)
+    assert record is not None
+    store.save_alert(short.id, "active", dict(record, expires_at=time.time() - 1))
+    store.close()
+    again, _ = await fake_clock_server(tmp_path)
+    try:
+        assert again.alerts.alerts[keep.id].status is AlertStatus.ACTIVE
+        assert again.alerts.alerts[short.id].status is AlertStatus.EXPIRED
+        assert any(r.label == f"alert/{keep.id}" for r in again.engine.requests.values())
+    finally:
+        await again.stop()
+
+
+def test_alert_specs_are_checked() -> None:
+    for body, msg in [({"zones": []}, "say where"), ({"all": True, "repeat": 0}, "repeat"),
+                      ({"all": True, "class": "loud"}, "class"),
+                      ({"all": True, "content": {"kind": "video"}}, "content"),
+                      ({"all": True, "expires_at": 5}, "future")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_spec(body, default_gap_s=1, now=1000)
+
+
+async def test_the_cli_triggers_lists_and_cancels(make_server) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import sys
+
+    server = await make_server()
+
+    async def loa(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loa", "alert", "--url", f"http://127.0.0.1:{server.port}",
+            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}
+
+    rc, out = await loa("--zones", "an-binh-1,phu-my-2", "--text", "Mất điện lúc 14 giờ",
+                        "--repeat", "2")
+    assert rc == 0 and out["alert"]["status"] == "active"
+    assert out["alert"]["zones"] == ["an-binh-1", "phu-my-2"] and out["alert"]["repeat"] == 2
+    rc, listed = await loa("--list")
+    assert [a["id"] for a in listed["alerts"]] == [out["alert"]["id"]]
+    rc, cancelled = await loa("--cancel", out["alert"]["id"])
+    assert rc == 0 and cancelled["alert"]["status"] == "cancelled"
+    rc, bad = await loa("--zones", "nowhere")
+    assert rc == 1 and "nowhere" in bad["error"]

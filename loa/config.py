@@ -33,6 +33,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     [alerts]
     tone_s = 2.0                     # the attention tone before every alert message
     gap_s = 2.0                      # silence between repeats
+    cap_test_zone = "..."            # CAP Exercise/Test messages play here (default: log only)
 
     [[tokens]]                       # more API tokens: a SHA-256, never the token itself
     name = "truc-ban"
@@ -74,6 +75,8 @@ class EndpointConfig:
     id: str
     zone: str
     name: str = ""
+    lat: float | None = None
+    lon: float | None = None
 
 
 def default_zones() -> list[Zone]:
@@ -91,8 +94,12 @@ def default_zones() -> list[Zone]:
 
 def default_endpoints() -> list[EndpointConfig]:
     villages = ["an-binh-1", "an-binh-2", "phu-my-1", "phu-my-2"]
+    # demo coordinates: two villages a commune, a few km apart
+    centres = [(15.50, 108.00), (15.52, 108.02), (15.60, 108.10), (15.62, 108.12)]
     return [
-        EndpointConfig(f"loa-{i + 1:03d}", villages[i // 2], f"Cụm loa {i + 1}") for i in range(8)
+        EndpointConfig(f"loa-{i + 1:03d}", villages[i // 2], f"Cụm loa {i + 1}",
+                       centres[i // 2][0] + 0.001 * (i % 2), centres[i // 2][1])
+        for i in range(8)
     ]
 
 
@@ -119,6 +126,7 @@ class Config:
     tokens: list[TokenConfig] = field(default_factory=list)
     alert_tone_s: float = 2.0
     alert_gap_s: float = 2.0
+    cap_test_zone: str | None = None  # where CAP Exercise/Test messages play (else: log only)
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -216,10 +224,14 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         changes["alert_tone_s"] = float(alerts["tone_s"])
     if "gap_s" in alerts:
         changes["alert_gap_s"] = float(alerts["gap_s"])
+    if alerts.get("cap_test_zone"):
+        changes["cap_test_zone"] = str(alerts["cap_test_zone"])
     if "endpoints" in raw:
         try:
             changes["endpoints"] = [
-                EndpointConfig(str(e["id"]), str(e["zone"]), str(e.get("name", "")))
+                EndpointConfig(str(e["id"]), str(e["zone"]), str(e.get("name", "")),
+                               float(e["lat"]) if "lat" in e else None,
+                               float(e["lon"]) if "lon" in e else None)
                 for e in raw["endpoints"]
             ]
         except (KeyError, TypeError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import hashlib
 import json
 import logging
 import secrets
@@ -27,6 +28,10 @@ from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.codecs.tts import DEFAULT_VOICE, Tts, TtsError, TtsUnavailable
 from loa.lifecycle import cancel_and_wait
 from loa.monitoring.counters import Counters
+from loa.server.cap import CapInfo, CapMessage, in_circle, in_polygon, verify_resource
+from loa.server.cap import alert_class as cap_alert_class
+from loa.server.cap import describe as cap_describe
+from loa.server.cap import spoken_text as cap_spoken_text
 from loa.server.endpoints import EndpointRegistry
 from loa.server.engine import Engine
 from loa.server.inputs.file import FileSource
@@ -253,6 +258,118 @@ class AlertManager:
             self.store.audit(actor, "alert.cancel", alert.id)
             self._finish(alert, AlertStatus.CANCELLED, f"cancelled by {actor}")
         return alert
+
+    # CAP 1.2
+
+    async def handle_cap(self, msg: CapMessage, actor: str, *, test_zone: str | None,
+                         upload_dir: Path, fetch: Callable[[str], Any] | None = None
+                         ) -> tuple[int, dict[str, Any]]:
+        """Act on a parsed CAP message. Returns (HTTP status, body)."""
+        subject = f"cap:{msg.sender}:{msg.identifier}"
+        seen = self._cap_seen().get(msg.key)
+        if seen is not None:
+            return 200, {"result": "duplicate", "alert": seen}
+        self.store.audit(actor, "cap.received", subject, cap_describe(msg))
+        refs = set(msg.references)
+        if msg.msg_type == "Cancel":
+            cancelled = [a.id for a in self._cap_alerts(refs)]
+            for aid in cancelled:
+                self.cancel(aid, f"{actor} (CAP Cancel {msg.identifier})")
+            self._remember(msg, "cancel")
+            return 200, {"result": "cancelled", "alerts": cancelled}
+        if msg.msg_type not in ("Alert", "Update"):
+            self._remember(msg, "logged")
+            return 202, {"result": "logged", "reason": f"msgType {msg.msg_type} plays nothing"}
+        info = msg.info()
+        if info is None:
+            raise AlertError("CAP alert has no <info> block")
+        if msg.status == "Actual" and msg.scope == "Public":
+            zones = self._cap_zones(info)
+            if not zones:
+                raise AlertError("no zone or endpoint lies in the alert's area")
+        elif msg.status in ("Exercise", "Test") and test_zone:
+            zones = [test_zone]
+        else:
+            self._remember(msg, "logged")
+            return 202, {"result": "logged",
+                         "reason": f"status {msg.status}, scope {msg.scope}: log only"}
+        expires_at = info.expires.timestamp() if info.expires else None
+        if expires_at is not None and expires_at <= self.wall():
+            self._remember(msg, "logged")
+            return 202, {"result": "logged", "reason": "already expired"}
+        if msg.msg_type == "Update":
+            for old in self._cap_alerts(refs):
+                self.cancel(old.id, f"{actor} (CAP Update {msg.identifier})")
+        content = await self._cap_content(info, upload_dir, fetch)
+        spec = AlertSpec(AlertClass(cap_alert_class(info)), zones, False, content, True, 1,
+                         self.gap_s, expires_at, source="cap",
+                         cap={**cap_describe(msg), "event": info.event})
+        alert = await self.trigger(spec, actor)
+        self._cap_seen()[msg.key] = alert.id
+        return 201, {"result": "playing", "alert": alert.describe(full=True),
+                     "errors": alert.warnings}
+
+    def _cap_seen(self) -> dict[tuple[str, str], str]:
+        seen = getattr(self, "_seen", None)
+        if seen is None:
+            seen = {}
+            for rec in self.store.load_alerts():
+                cap = rec.get("cap")
+                if cap:
+                    seen[(cap["sender"], cap["identifier"])] = rec["id"]
+            self._seen: dict[tuple[str, str], str] = seen
+        return seen
+
+    def _remember(self, msg: CapMessage, what: str) -> None:
+        self._cap_seen()[msg.key] = what
+
+    def _cap_alerts(self, refs: set[tuple[str, str]]) -> list[Alert]:
+        return [a for a in self.alerts.values() if a.spec.cap and a.status not in FINAL
+                and (a.spec.cap["sender"], a.spec.cap["identifier"]) in refs]
+
+    def _cap_zones(self, info: CapInfo) -> list[str]:
+        """Zones whose administrative-unit code is a geocode of the area, and the zones of the
+        endpoints inside its polygons and circles (at village level: endpoint-precise
+        targeting is not built yet)."""
+        codes = {value for area in info.areas for _, value in area.geocodes}
+        found = {z.id for z in self.zones if z.admin_code and z.admin_code in codes}
+        for ep in self.endpoints.endpoints.values():
+            if ep.lat is None or ep.lon is None:
+                continue
+            for area in info.areas:
+                if any(in_polygon(ep.lat, ep.lon, p) for p in area.polygons) or any(
+                        in_circle(ep.lat, ep.lon, c) for c in area.circles):
+                    found.add(ep.zone_id)
+        # a zone whose ancestor is also targeted adds nothing
+        out = []
+        for zid in found:
+            parent = self.zones.get(zid).parent_id
+            covered = False
+            while parent is not None:
+                if parent in found:
+                    covered = True
+                    break
+                parent = self.zones.get(parent).parent_id
+            if not covered:
+                out.append(zid)
+        return sorted(out)
+
+    async def _cap_content(self, info: CapInfo, upload_dir: Path,
+                           fetch: Callable[[str], Any] | None) -> dict[str, Any]:
+        for res in info.resources:
+            if not res.mime_type.startswith("audio/"):
+                continue
+            data = res.deref
+            if data is None and res.uri and fetch is not None:
+                data = await fetch(res.uri)
+            if data is None:
+                continue
+            verify_resource(res, data)
+            upload_dir.mkdir(parents=True, exist_ok=True)
+            path = upload_dir / hashlib.sha256(data).hexdigest()
+            path.write_bytes(data)
+            return {"kind": "media", "path": str(path), "name": res.description or "CAP audio"}
+        return {"kind": "text", "text": cap_spoken_text(info), "voice": DEFAULT_VOICE}
 
     def on_played(self, endpoint_id: str, programme_id: int, now_ns: int) -> None:
         for alert in self.alerts.values():

@@ -14,6 +14,7 @@ from aiohttp import web
 from loa.codecs.decode import DecodeError
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
+from loa.server.cap import MAX_CAP_BYTES, CapError, parse_cap
 from loa.server.endpoints import EndpointError
 from loa.server.priority import Priority, parse_priority
 from loa.server.zones import ZoneError
@@ -106,7 +107,26 @@ class Api:
             web.get("/api/v1/alerts/{id}", self.get_alert),
             web.delete("/api/v1/alerts/{id}", self.cancel_alert),
             web.get("/api/v1/audit", self.audit),
+            web.post("/api/v1/cap", self.cap),
         ]
+
+    async def cap(self, request: web.Request) -> web.Response:
+        """A CAP 1.2 XML document as the request body."""
+        require(request, Right.ALERT)
+        if request.content_length and request.content_length > MAX_CAP_BYTES:
+            return _error(413, f"CAP messages are limited to {MAX_CAP_BYTES} bytes")
+        data = await request.content.read(MAX_CAP_BYTES + 1)
+        try:
+            msg = parse_cap(data)
+            status, body = await self.s.alerts.handle_cap(
+                msg, request[PRINCIPAL_KEY].name, test_zone=self.s.config.cap_test_zone,
+                upload_dir=self.s.media_dir / "cap", fetch=self.s.fetch_resource)
+        except CapError as exc:
+            status = 413 if "limit" in str(exc) else 400
+            return _error(status, str(exc))
+        except ValueError as exc:
+            return _error(422, str(exc))
+        return web.json_response(body, status=status)
 
     async def trigger_alert(self, request: web.Request) -> web.Response:
         require(request, Right.ALERT)

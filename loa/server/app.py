@@ -61,7 +61,7 @@ class LoaServer:
         )
         self.endpoints = EndpointRegistry(self.zones, self.engine.channels)
         for e in config.endpoints:
-            self.endpoints.add(e.id, e.zone, e.name)
+            self.endpoints.add(e.id, e.zone, e.name, e.lat, e.lon)
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.media_dir = data_dir / "media"
@@ -228,6 +228,18 @@ class LoaServer:
             relay.start()
             return req
         raise ValueError(f"unknown source kind {kind!r}; use file, relay, live or tone")
+
+    async def fetch_resource(self, url: str, limit_bytes: int = 20 << 20) -> bytes:
+        """A CAP resource by URL (http/https), size-limited."""
+        if not url.startswith(("http://", "https://")) or self._http is None:
+            raise ValueError(f"cannot fetch resource {url!r}")
+        async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status != 200:
+                raise ValueError(f"resource {url}: HTTP {resp.status}")
+            data = await resp.content.read(limit_bytes + 1)
+        if len(data) > limit_bytes:
+            raise ValueError(f"resource {url} is over {limit_bytes} bytes")
+        return data
 
     def _relay_ended(self, req: Request, reason: str) -> None:
         relay = self.relays.pop(req.id, None)

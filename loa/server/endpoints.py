@@ -29,11 +29,13 @@ class Endpoint:
     id: str
     zone_id: str
     name: str = ""
+    lat: float | None = None
+    lon: float | None = None
     subscribers: set[Subscriber] = field(default_factory=set)
 
     def describe(self) -> dict[str, object]:
-        return {"id": self.id, "name": self.name, "zone": self.zone_id,
-                "connections": len(self.subscribers)}
+        return {"id": self.id, "name": self.name, "zone": self.zone_id, "lat": self.lat,
+                "lon": self.lon, "connections": len(self.subscribers)}
 
 
 class EndpointRegistry:
@@ -48,13 +50,14 @@ class EndpointRegistry:
         except KeyError:
             raise EndpointError(f"unknown endpoint {endpoint_id!r}") from None
 
-    def add(self, endpoint_id: str, zone_id: str, name: str = "") -> Endpoint:
+    def add(self, endpoint_id: str, zone_id: str, name: str = "", lat: float | None = None,
+            lon: float | None = None) -> Endpoint:
         if not ENDPOINT_ID.match(endpoint_id):
             raise EndpointError(f"endpoint id {endpoint_id!r} must be 1-64 of A-Z a-z 0-9 . _ -")
         if endpoint_id in self.endpoints:
             raise EndpointError(f"endpoint {endpoint_id!r} exists already")
         self._zones.get(zone_id)
-        ep = Endpoint(endpoint_id, zone_id, name)
+        ep = Endpoint(endpoint_id, zone_id, name, lat, lon)
         self.endpoints[endpoint_id] = ep
         return ep
 

@@ -1,0 +1,136 @@
+"""CAP 1.2 posted to /api/v1/cap: each sample does the right thing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import aiohttp
+
+from loa.server.app import LoaServer
+from tests.audio import make_tone_file
+from tests.conftest import auth
+from tests.server.test_ingest import base
+
+SENDER = "kttv@province.gov.vn"
+
+
+def cap_xml(identifier: str, *, status: str = "Actual", msg_type: str = "Alert",
+            scope: str = "Public", references: str = "", urgency: str = "Immediate",
+            severity: str = "Severe", area: str = "<geocode><valueName>MaDVHC</valueName>"
+                                                  "<value>00001</value></geocode>",
+            resource: str = "", expires: str = "2099-01-01T00:00:00+07:00") -> bytes:
+    refs = f"<references>{references}</references>" if references else ""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier><sender>{SENDER}</sender>
+  <sent>2026-11-26T10:00:00+07:00</sent><status>{status}</status>
+  <msgType>{msg_type}</msgType><scope>{scope}</scope>{refs}
+  <info>
+    <language>vi-VN</language><category>Met</category><event>Lũ quét</event>
+    <urgency>{urgency}</urgency><severity>{severity}</severity><certainty>Likely</certainty>
+    <expires>{expires}</expires>
+    <headline>Cảnh báo lũ quét</headline>
+    <description>Mưa lớn gây lũ quét tại các thôn ven suối.</description>
+    <instruction>Di chuyển ngay đến nơi cao.</instruction>
+    {resource}
+    <area><areaDesc>Khu vực cảnh báo</areaDesc>{area}</area>
+  </info>
+</alert>""".encode()
+
+
+async def post_cap(server: LoaServer, body: bytes) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base(server) + "/api/v1/cap", data=body,
+                             headers={**auth(), "Content-Type": "application/xml"}) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_valid_cap_plays_on_the_zones_of_its_geocode(server: LoaServer) -> None:
+    status, body = await post_cap(server, cap_xml("A1"))
+    assert status == 201 and body["result"] == "playing"
+    alert = body["alert"]
+    assert alert["zones"] == ["an-binh"] and alert["class"] == "emergency"
+    assert alert["priority"] == 100 and alert["content"]["kind"] == "text"
+    assert "Di chuyển ngay" in alert["content"]["text"]
+    assert server.engine.channels["an-binh-2"].on_air.priority == 100 or any(
+        r.priority == 100 for r in server.engine.channels["an-binh-2"].requests)
+    # the same message again is recognised, not played twice
+    status, again = await post_cap(server, cap_xml("A1"))
+    assert status == 200 and again["result"] == "duplicate"
+
+
+async def test_test_and_exercise_messages_are_logged_or_go_to_the_test_zone(
+    make_server,  # type: ignore[no-untyped-def]
+) -> None:
+    plain = await make_server()
+    status, body = await post_cap(plain, cap_xml("T1", status="Test"))
+    assert status == 202 and body["result"] == "logged"
+    assert not plain.alerts.alerts
+    with_zone = await make_server(cap_test_zone="phu-my-2")
+    status, body = await post_cap(with_zone, cap_xml("T2", status="Exercise"))
+    assert status == 201 and body["alert"]["zones"] == ["phu-my-2"]
+
+
+async def test_update_replaces_and_cancel_stops(server: LoaServer) -> None:
+    _, first = await post_cap(server, cap_xml("U1"))
+    ref = f"{SENDER},U1,2026-11-26T10:00:00+07:00"
+    status, update = await post_cap(server, cap_xml("U2", msg_type="Update", references=ref,
+                                                    urgency="Expected", severity="Moderate"))
+    assert status == 201 and update["alert"]["class"] == "priority"
+    assert server.alerts.alerts[first["alert"]["id"]].status.value == "cancelled"
+    ref2 = f"{SENDER},U2,2026-11-26T10:05:00+07:00"
+    status, cancel = await post_cap(server, cap_xml("U3", msg_type="Cancel", references=ref2))
+    assert status == 200 and cancel["alerts"] == [update["alert"]["id"]]
+    assert server.alerts.alerts[update["alert"]["id"]].status.value == "cancelled"
+
+
+async def test_polygon_and_circle_target_the_endpoints_inside(server: LoaServer) -> None:
+    # a small box around An Bình 1's clusters (15.500-15.501 N, 108.000 E) only
+    poly = "<polygon>15.49,107.99 15.49,108.01 15.51,108.01 15.51,107.99 15.49,107.99</polygon>"
+    status, body = await post_cap(server, cap_xml("P1", area=poly))
+    assert status == 201 and body["alert"]["zones"] == ["an-binh-1"]
+    circle = "<circle>15.61,108.11 3</circle>"  # 3 km around the Phú Mỹ villages
+    status, body = await post_cap(server, cap_xml("C1", area=circle))
+    assert status == 201 and body["alert"]["zones"] == ["phu-my-1", "phu-my-2"]
+    nowhere = "<circle>10.0,100.0 1</circle>"
+    status, body = await post_cap(server, cap_xml("N1", area=nowhere))
+    assert status == 422 and "area" in body["error"]
+
+
+async def test_an_audio_resource_plays_after_its_digest_is_checked(server: LoaServer,
+                                                                   tmp_path: Path) -> None:
+    audio = make_tone_file(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"]).read_bytes()
+    good = hashlib.sha1(audio).hexdigest()  # noqa: S324  (CAP 1.2's digest is SHA-1)
+    res = ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg</mimeType>"
+           f"<digest>{{}}</digest><derefUri>{base64.b64encode(audio).decode()}</derefUri>"
+           "</resource>")
+    status, body = await post_cap(server, cap_xml("R1", resource=res.format("0" * 40)))
+    assert status == 400 and "digest" in body["error"]
+    status, body = await post_cap(server, cap_xml("R2", resource=res.format(good)))
+    assert status == 201 and body["alert"]["content"]["kind"] == "media"
+
+
+async def test_malformed_and_hostile_xml_is_refused(server: LoaServer) -> None:
+    status, body = await post_cap(server, b"<alert><identifier>broken")
+    assert status == 400 and "malformed" in body["error"]
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE alert [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+           b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&xxe;</identifier>'
+           b"</alert>")
+    status, body = await post_cap(server, xxe)
+    assert status == 400 and "unsafe" in body["error"]
+    lol = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+           + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i else "&lol;" * 10}">'.encode()
+                      for i in range(9))
+           + b']><alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><identifier>&lol8;'
+             b"</identifier></alert>")
+    status, body = await post_cap(server, lol)
+    assert status == 400 and "unsafe" in body["error"]
+    big = cap_xml("BIG").replace(b"<headline>", b"<headline>" + b"x" * 300_000)
+    status, body = await post_cap(server, big)
+    assert status == 413 and "limit" in body["error"]
+    not_cap = b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"/>'
+    status, body = await post_cap(server, not_cap)
+    assert status == 400 and "not a CAP" in body["error"]
+    assert not server.alerts.alerts  # nothing played

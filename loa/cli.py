@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--all", action="store_true", help="every zone")
     what = alert.add_mutually_exclusive_group()
     what.add_argument("--text", help="text read aloud (Vietnamese)")
-    what.add_argument("--file", help="an audio file in the server's media folder")
+    what.add_argument("--file", help="an audio file to upload (or, if it is not a local file, "
+                                     "a path in the server's media folder)")
     what.add_argument("--mount", help="a live mount, after the attention tone")
     alert.add_argument("--voice", default="vi", help="vi, vi-vn-x-central or vi-vn-x-south")
     alert.add_argument("--class", dest="cls", default="emergency",
@@ -214,6 +215,8 @@ def _alert(args: argparse.Namespace) -> int:
             return 2
         if args.text:
             content = {"kind": "text", "text": args.text, "voice": args.voice}
+        elif args.file and os.path.isfile(args.file):
+            content = {"kind": "upload"}
         elif args.file:
             content = {"kind": "media", "path": args.file}
         elif args.mount:
@@ -229,6 +232,13 @@ def _alert(args: argparse.Namespace) -> int:
 
     async def go() -> tuple[int, dict[str, object]]:
         async with aiohttp.ClientSession() as http:
+            if body is not None and body["content"] == {"kind": "upload"}:
+                form = aiohttp.FormData()
+                form.add_field("spec", json.dumps(body), content_type="application/json")
+                form.add_field("audio", open(args.file, "rb"),
+                               filename=os.path.basename(args.file))
+                async with http.post(url, data=form, headers=headers) as resp:
+                    return resp.status, await resp.json()
             async with http.request(method, url, json=body, headers=headers) as resp:
                 return resp.status, await resp.json()
 

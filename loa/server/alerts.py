@@ -116,8 +116,8 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
         raise AlertError('say where: "zones": [...] or "all": true')
     content = body.get("content") or {"kind": "tone"}
     if not isinstance(content, dict) or content.get("kind") not in (
-            "text", "media", "file", "mount", "tone"):
-        raise AlertError('"content" needs a kind: text, media, file, mount or tone')
+            "text", "media", "file", "mount", "tone", "upload"):
+        raise AlertError('"content" needs a kind: text, media, mount or tone (or an upload)')
     repeat = body.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise AlertError(f"repeat must be an integer from 1 to {MAX_REPEAT}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -9,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from loa.codecs.decode import DecodeError
+from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
 from loa.server.cap import MAX_CAP_BYTES, CapError, parse_cap
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 MAX_JSON_BYTES = 64 * 1024
+MAX_UPLOAD_BYTES = 50 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -129,11 +131,23 @@ class Api:
         return web.json_response(body, status=status)
 
     async def trigger_alert(self, request: web.Request) -> web.Response:
+        """JSON, or multipart with a ``spec`` part (JSON) and an ``audio`` part (the message)."""
         require(request, Right.ALERT)
-        body = await read_json(request)
+        uploaded: Path | None = None
+        if request.content_type.startswith("multipart/"):
+            try:
+                body, uploaded = await self._read_alert_upload(request)
+            except ValueError as exc:
+                return _error(400, str(exc))
+        else:
+            body = await read_json(request)
         try:
+            if uploaded is not None:
+                body["content"] = {"kind": "upload"}
             spec = parse_spec(body, default_gap_s=self.s.config.alert_gap_s, now=time.time())
-            if spec.content.get("kind") in ("media", "file"):
+            if uploaded is not None:
+                spec.content = {"kind": "media", "path": str(uploaded), "name": "upload"}
+            elif spec.content.get("kind") in ("media", "file"):
                 path = media_path(self.s.media_dir, str(spec.content.get("path", "")))
                 spec.content = {"kind": "media", "path": str(path),
                                 "name": str(spec.content.get("path"))}
@@ -142,6 +156,44 @@ class Api:
             return _error(400, str(exc))
         return web.json_response({"alert": alert.describe(full=True),
                                   "errors": alert.warnings}, status=201)
+
+    async def _read_alert_upload(self, request: web.Request) -> tuple[dict[str, Any], Path]:
+        """The spec, and the uploaded audio saved content-addressed once it decodes."""
+        reader = await request.multipart()
+        spec: dict[str, Any] = {}
+        data = b""
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                raise ValueError("nested multipart is not accepted")
+            if part.name == "spec":
+                try:
+                    spec = json.loads(await part.text())
+                except ValueError:
+                    raise ValueError("the spec part is not valid JSON") from None
+                if not isinstance(spec, dict):
+                    raise ValueError("the spec part must be a JSON object")
+            elif part.name == "audio":
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(65536):
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        raise ValueError(f"audio over {MAX_UPLOAD_BYTES >> 20} MiB")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        if not data:
+            raise ValueError('multipart needs an "audio" part with the message')
+        folder = self.s.media_dir / "alerts"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / hashlib.sha256(data).hexdigest()
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        try:
+            FrameDecoder(str(tmp)).close()  # judged by decoding, not by its name or type
+        except DecodeError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"the uploaded file is not audio Loa can play: {exc}") from None
+        tmp.replace(path)
+        return spec, path
 
     async def list_alerts(self, request: web.Request) -> web.Response:
         return web.json_response(

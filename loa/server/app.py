@@ -21,6 +21,7 @@ from loa.config import Config
 from loa.monitoring.counters import Counters
 from loa.server.alerts import AlertManager
 from loa.server.api import (
+    MAX_UPLOAD_BYTES,
     SERVER_KEY,
     Api,
     auth_middleware,
@@ -105,7 +106,7 @@ class LoaServer:
 
     async def start(self, *, run_clock: bool = True) -> None:
         app = web.Application(middlewares=[close_middleware, auth_middleware],
-                              client_max_size=1 << 20)
+                              client_max_size=MAX_UPLOAD_BYTES + (1 << 20))
         app[SERVER_KEY] = self
         app.add_routes(Api(self).routes())
         app.add_routes([

@@ -221,3 +221,31 @@ async def test_the_cli_triggers_lists_and_cancels(make_server) -> None:  # type:
     assert rc == 0 and cancelled["alert"]["status"] == "cancelled"
     rc, bad = await loa("--zones", "nowhere")
     assert rc == 1 and "nowhere" in bad["error"]
+
+
+async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                                   ) -> None:
+    import asyncio
+    import sys
+
+    from tests.audio import make_tone_file
+
+    server = await make_server()
+    good = make_tone_file(tmp_path / "thong-bao.mp3", 600, 1.0, ["-c:a", "libmp3lame"])
+    fake = tmp_path / "fake.mp3"
+    fake.write_text("this is text, not audio\n" * 50)
+
+    async def loa(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loa", "alert", "--url", f"http://127.0.0.1:{server.port}",
+            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, json.loads(out)
+
+    rc, out = await loa("--zones", "phu-my-1", "--file", str(good), "--class", "priority")
+    assert rc == 0 and out["alert"]["content"]["kind"] == "media"
+    assert out["alert"]["priority"] == 60
+    rc, bad = await loa("--zones", "phu-my-1", "--file", str(fake))
+    assert rc == 1 and "not audio" in bad["error"]
+    leftovers = [p.name for p in (server.media_dir / "alerts").iterdir()]
+    assert len(leftovers) == 1 and not any(n.endswith(".part") for n in leftovers)

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--takeover-at", type=float, help="s: take the root zone live (then release)")
     lt.add_argument("--takeover-hold", type=float, default=5.0)
     lt.add_argument("--cut-source-at", type=float, help="s: kill the live source")
+    lt.add_argument("--alert-at", type=float, help="s: an emergency alert on every zone")
+    lt.add_argument("--villages", type=int, default=0,
+                    help="our own server gets a district of this many village zones")
     lt.add_argument("--storm-at", type=float, help="s: drop a fraction; all reconnect at once")
     lt.add_argument("--storm-fraction", type=float, default=0.3)
     lt.add_argument("--slow-at", type=float, help="s: a fraction of endpoints stop reading")
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             ramp_s=args.ramp, seconds=args.seconds,
             zones=args.zones.split(",") if args.zones else None,
             takeover_at=args.takeover_at, takeover_hold_s=args.takeover_hold,
-            cut_source_at=args.cut_source_at, storm_at=args.storm_at,
+            cut_source_at=args.cut_source_at, alert_at=args.alert_at,
+            village_zones=args.villages, storm_at=args.storm_at,
             storm_fraction=args.storm_fraction, slow_at=args.slow_at,
             slow_fraction=args.slow_fraction, slow_seconds=args.slow_seconds,
             json_path=args.json_path, html_path=args.html_path,

@@ -234,8 +234,8 @@ def transcode_run(seconds: float = 60.0) -> dict[str, Any]:
 
 
 async def switching_run(endpoints: int, procs: int, out: Any) -> dict[str, Any]:
-    spec = LoadSpec(endpoints=endpoints, procs=procs, ramp_s=5.0, seconds=16.0,
-                    takeover_at=9.0, takeover_hold_s=4.0)
+    spec = LoadSpec(endpoints=endpoints, procs=procs, ramp_s=5.0, seconds=18.0,
+                    takeover_at=9.0, takeover_hold_s=4.0, alert_at=14.0, village_zones=20)
     report = await LoadTest(spec, out=out).run()
     return {s["name"]: {k: v for k, v in s.items() if k != "summary"}
             for s in report["scenarios"]}
@@ -250,7 +250,7 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
             results["fanout"].append(await fanout_run(kind, n, seconds, procs, out))
     out("transcode: 60 s of 128 kb/s stereo MP3 to 32 kb/s mono Opus")
     results["transcode"] = transcode_run()
-    out("switching: live takeover at 1,000 endpoints")
+    out(f"switching: live takeover and an alert at {max(counts)} endpoints over 20 zones")
     results["switching"] = await switching_run(max(counts), procs, out)
     return results
 
@@ -274,13 +274,18 @@ def format_results(r: dict[str, Any]) -> str:
                           f"{f['cpu_ms_per_listener_second'] / ice['cpu_ms_per_listener_second']:.2f}")
     tc = r["transcode"]
     sw = r["switching"].get("takeover", {})
+    al = r["switching"].get("alert", {})
     lines += ["", *ratios, "",
               f"Transcode ({tc['audio_s']:.0f} s of audio): Loa {tc['loa_cpu_s']} s CPU, "
               f"ffmpeg {tc['ffmpeg_cpu_s']} s CPU, ratio {tc['ratio_loa_to_ffmpeg']}",
               f"Switching (live takeover): {sw.get('reached')}/{sw.get('of')} endpoints; after the "
               f"API returned p50 {sw.get('latency_ms', {}).get('p50')} ms, p99 "
               f"{sw.get('latency_ms', {}).get('p99')} ms; {sw.get('within_100ms_pct')} % within "
-              "100 ms"]
+              "100 ms",
+              f"Alert (emergency, every zone): {al.get('reached')}/{al.get('of')} endpoints; p50 "
+              f"{al.get('latency_ms', {}).get('p50')} ms, p99 {al.get('latency_ms', {}).get('p99')}"
+              f" ms, max {al.get('latency_ms', {}).get('max')} ms; {al.get('within_100ms_pct')} % "
+              "within 100 ms"]
     return "\n".join(lines)
 
 

@@ -22,9 +22,10 @@ import numpy as np
 
 from loa.loadtest.fleet import WORKER_BOOT_S, Fleet, FleetResult
 from loa.loadtest.report import histogram_percentiles, percentiles, summary_table
-from loa.loadtest.target import FfmpegSource, LocalLoa
+from loa.loadtest.target import FfmpegSource, LocalLoa, zone_tree_toml
 
 LIVE_PRIORITY = 80
+ALERT_PRIORITY = 100
 MAX_ENDPOINTS = 20_000
 MAX_SECONDS = 3600
 
@@ -41,9 +42,11 @@ class LoadSpec:
     ramp_s: float = 5.0
     seconds: float = 30.0
     zones: list[str] | None = None  # default: every leaf zone
+    village_zones: int = 0  # >0: our own server gets a district of this many villages
     takeover_at: float | None = None  # s from the start: take the root zone live
     takeover_hold_s: float = 5.0
     cut_source_at: float | None = None  # s: kill the live source
+    alert_at: float | None = None  # s: an emergency alert (tone) on every zone
     storm_at: float | None = None  # s: drop a fraction, all reconnect at once
     storm_fraction: float = 0.3
     slow_at: float | None = None  # s: a fraction stop reading
@@ -87,7 +90,9 @@ class LoadTest:
         spec = self.spec
         try:
             if spec.url is None:
-                self.server = LocalLoa(spec.token, spec.source_password)
+                self.server = LocalLoa(
+                    spec.token, spec.source_password,
+                    config_toml=zone_tree_toml(spec.village_zones) if spec.village_zones else None)
                 await self.server.start()
                 self.url = self.server.url
                 self.server_pid = self.server.pid
@@ -143,6 +148,8 @@ class LoadTest:
                         (spec.takeover_at + spec.takeover_hold_s, "release")]
         if spec.cut_source_at is not None:
             actions.append((spec.cut_source_at, "cut_source"))
+        if spec.alert_at is not None:
+            actions.append((spec.alert_at, "alert"))
         if spec.storm_at is not None:
             actions.append((spec.storm_at, "storm"))
         if spec.slow_at is not None:
@@ -157,6 +164,9 @@ class LoadTest:
                 await self._api("DELETE", f"/api/v1/zones/{root}/live", None)
             elif name == "cut_source" and self.source is not None:
                 await self.source.stop()
+            elif name == "alert":
+                await self._api("POST", "/api/v1/alerts", {
+                    "class": "emergency", "all": True, "content": {"kind": "tone"}})
             elif name == "storm":
                 self.fleet.command({"cmd": "drop", "fraction": spec.storm_fraction, "now": True})
             elif name == "slow":
@@ -268,16 +278,19 @@ class LoadTest:
         out = []
         for ev in self.events:
             name, t_trig = ev["name"], ev["done_ns"]
-            if name in ("takeover", "release", "cut_source"):
+            if name in ("takeover", "release", "cut_source", "alert"):
                 if self.spec.protocol != "ws":
                     continue  # only the native protocol says what programme a packet is
-                to_live = name == "takeover"
+                def reached(prio: int, name: str = name) -> bool:
+                    if name == "takeover":
+                        return prio == LIVE_PRIORITY
+                    if name == "alert":
+                        return prio == ALERT_PRIORITY
+                    return prio < LIVE_PRIORITY
                 delays = []
                 for e in eps:
                     first = next((t for t, _, prio in e.get("switches", [])
-                                  if t >= ev["sent_ns"]
-                                  and (prio == LIVE_PRIORITY if to_live else prio < LIVE_PRIORITY)),
-                                 None)
+                                  if t >= ev["sent_ns"] and reached(prio)), None)
                     if first is not None:
                         delays.append(max(first - t_trig, 0) / 1e6)
                 n = len([e for e in eps if e])

@@ -56,7 +56,8 @@ class LocalLoa:
     """``loa serve`` in a child process on a free loopback port, with known credentials."""
 
     def __init__(self, token: str = "loadtest", source_password: str = "loadtest",
-                 demo: bool = True, extra_env: dict[str, str] | None = None) -> None:
+                 demo: bool = True, extra_env: dict[str, str] | None = None,
+                 config_toml: str | None = None) -> None:
         self.token = token
         self.source_password = source_password
         self.port = free_port()
@@ -64,6 +65,11 @@ class LocalLoa:
         self._demo = demo
         self._env = extra_env or {}
         self._dir = tempfile.mkdtemp(prefix="loa-loadtest-")
+        self._config: str | None = None
+        if config_toml is not None:
+            self._config = os.path.join(self._dir, "loa.toml")
+            with open(self._config, "w") as f:
+                f.write(config_toml)
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -76,6 +82,8 @@ class LocalLoa:
         args = [sys.executable, "-m", "loa", "serve", "--listen", f"127.0.0.1:{self.port}"]
         if not self._demo:
             args.append("--no-demo")
+        if self._config:
+            args += ["--config", self._config]
         self.proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=asyncio.subprocess.DEVNULL,
             stderr=open(os.path.join(self._dir, "serve.log"), "wb"),
@@ -102,6 +110,20 @@ async def wait_ready(url: str, token: str, timeout_s: float = 20.0) -> None:
             if loop.time() > deadline:
                 raise RuntimeError(f"server at {url} did not come up in {timeout_s:.0f} s")
             await asyncio.sleep(0.1)  # polling a starting process; bounded by the deadline
+
+
+def zone_tree_toml(villages: int, per_commune: int = 4) -> str:
+    """A district of ``villages`` leaf zones, ``per_commune`` to a commune."""
+    lines = ["endpoints = []  # the load test's endpoints listen by zone\n",
+             '[[zones]]\nid = "huyen"\nname = "Huyện thử tải"\nadmin_code = "000"\n']
+    communes = -(-villages // per_commune)
+    for c in range(communes):
+        lines.append(f'[[zones]]\nid = "xa-{c + 1:02d}"\nname = "Xã {c + 1}"\n'
+                     f'parent = "huyen"\nadmin_code = "{c + 1:05d}"\n')
+    for v in range(villages):
+        lines.append(f'[[zones]]\nid = "thon-{v + 1:02d}"\nname = "Thôn {v + 1}"\n'
+                     f'parent = "xa-{v // per_commune + 1:02d}"\n')
+    return "\n".join(lines)
 
 
 class FfmpegSource:

@@ -32,7 +32,7 @@ from loa.server.cap import CapInfo, CapMessage, in_circle, in_polygon, verify_re
 from loa.server.cap import alert_class as cap_alert_class
 from loa.server.cap import describe as cap_describe
 from loa.server.cap import spoken_text as cap_spoken_text
-from loa.server.endpoints import EndpointRegistry
+from loa.server.endpoints import EndpointError, EndpointRegistry
 from loa.server.engine import Engine
 from loa.server.inputs.file import FileSource
 from loa.server.inputs.push import Mounts
@@ -41,7 +41,7 @@ from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.zone_channel import Request
-from loa.server.zones import ZoneTree
+from loa.server.zones import Zone, ZoneTree
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,11 @@ class AlertSpec:
     expires_at: float | None = None  # unix time
     source: str = "api"
     cap: dict[str, Any] | None = None  # sender, identifier, … when it came as CAP
+    endpoints: list[str] = field(default_factory=list)  # single endpoints, beside the zones
 
     def to_json(self) -> dict[str, Any]:
         return {"class": self.cls.value, "zones": self.zones, "all": self.all_zones,
+                "endpoints": self.endpoints,
                 "content": self.content, "tone": self.tone, "repeat": self.repeat,
                 "gap_s": self.gap_s, "expires_at": self.expires_at, "source": self.source,
                 "cap": self.cap}
@@ -110,10 +112,13 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
     all_zones = bool(body.get("all", False))
     if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
         raise AlertError('"zones" must be a list of zone ids')
-    if body.get("endpoints"):
-        raise AlertError("targeting single endpoints is not supported yet: target their zones")
-    if not zones and not all_zones:
-        raise AlertError('say where: "zones": [...] or "all": true')
+    endpoints = body.get("endpoints") or []
+    if isinstance(endpoints, str):
+        endpoints = [e for e in endpoints.split(",") if e]
+    if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
+        raise AlertError('"endpoints" must be a list of endpoint ids')
+    if not zones and not all_zones and not endpoints:
+        raise AlertError('say where: "zones": [...], "endpoints": [...] or "all": true')
     content = body.get("content") or {"kind": "tone"}
     if not isinstance(content, dict) or content.get("kind") not in (
             "text", "media", "file", "mount", "tone", "upload"):
@@ -130,7 +135,7 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
     if expires_at is not None and (not isinstance(expires_at, (int, float)) or expires_at <= now):
         raise AlertError("expires_at must be a unix time in the future")
     return AlertSpec(cls, zones, all_zones, content, bool(body.get("tone", True)), repeat,
-                     float(gap_s), expires_at)
+                     float(gap_s), expires_at, endpoints=endpoints)
 
 
 @dataclass(eq=False)
@@ -149,6 +154,8 @@ class Alert:
     reached_ms: dict[str, float] = field(default_factory=dict)  # kept after the programme ends
     played_ms: dict[str, float] = field(default_factory=dict)
     phase: str = "message"
+    zone_ids: list[str] = field(default_factory=list)  # where its requests are, groups included
+    moved: dict[str, str] = field(default_factory=dict)  # endpoint -> its home zone
 
     @property
     def priority(self) -> int:
@@ -223,7 +230,7 @@ class AlertManager:
         for rec in self.store.load_alerts(("pending", "active")):
             spec = AlertSpec(AlertClass(rec["class"]), rec["zones"], rec["all"], rec["content"],
                              rec["tone"], rec["repeat"], rec["gap_s"], rec["expires_at"],
-                             rec["source"], rec.get("cap"))
+                             rec["source"], rec.get("cap"), rec.get("endpoints", []))
             alert = Alert(rec["id"], spec, rec["triggered_by"], rec["created_at"],
                           history=rec.get("history", []))
             self.alerts[alert.id] = alert
@@ -283,9 +290,10 @@ class AlertManager:
         info = msg.info()
         if info is None:
             raise AlertError("CAP alert has no <info> block")
+        endpoints: list[str] = []
         if msg.status == "Actual" and msg.scope == "Public":
-            zones = self._cap_zones(info)
-            if not zones:
+            zones, endpoints = self._cap_targets(info)
+            if not zones and not endpoints:
                 raise AlertError("no zone or endpoint lies in the alert's area")
         elif msg.status in ("Exercise", "Test") and test_zone:
             zones = [test_zone]
@@ -303,7 +311,7 @@ class AlertManager:
         content = await self._cap_content(info, upload_dir, fetch)
         spec = AlertSpec(AlertClass(cap_alert_class(info)), zones, False, content, True, 1,
                          self.gap_s, expires_at, source="cap",
-                         cap={**cap_describe(msg), "event": info.event})
+                         cap={**cap_describe(msg), "event": info.event}, endpoints=endpoints)
         alert = await self.trigger(spec, actor)
         self._cap_seen()[msg.key] = alert.id
         return 201, {"result": "playing", "alert": alert.describe(full=True),
@@ -327,19 +335,23 @@ class AlertManager:
         return [a for a in self.alerts.values() if a.spec.cap and a.status not in FINAL
                 and (a.spec.cap["sender"], a.spec.cap["identifier"]) in refs]
 
-    def _cap_zones(self, info: CapInfo) -> list[str]:
-        """Zones whose administrative-unit code is a geocode of the area, and the zones of the
-        endpoints inside its polygons and circles (at village level: endpoint-precise
-        targeting is not built yet)."""
+    def _cap_targets(self, info: CapInfo) -> tuple[list[str], list[str]]:
+        """Zones whose administrative-unit code is a geocode of the area; and the endpoints
+        whose coordinates lie inside its polygons and circles."""
         codes = {value for area in info.areas for _, value in area.geocodes}
         found = {z.id for z in self.zones if z.admin_code and z.admin_code in codes}
+        inside = []
         for ep in self.endpoints.endpoints.values():
             if ep.lat is None or ep.lon is None:
                 continue
             for area in info.areas:
                 if any(in_polygon(ep.lat, ep.lon, p) for p in area.polygons) or any(
                         in_circle(ep.lat, ep.lon, c) for c in area.circles):
-                    found.add(ep.zone_id)
+                    inside.append(ep.id)
+                    break
+        return self._outermost(found), sorted(inside)
+
+    def _outermost(self, found: set[str]) -> list[str]:
         # a zone whose ancestor is also targeted adds nothing
         out = []
         for zid in found:
@@ -393,9 +405,19 @@ class AlertManager:
         spec = alert.spec
         zone_ids = self._target_zones(spec)
         covered = {z.id for zid in zone_ids for z in self.zones.subtree(zid)}
-        alert.targeted = sorted(e.id for e in self.endpoints.endpoints.values()
-                                if e.zone_id in covered)
+        singles = []
+        for eid in dict.fromkeys(spec.endpoints):
+            try:
+                ep = self.endpoints.get(eid)
+            except EndpointError:
+                raise AlertError(f"unknown endpoint {eid!r}") from None
+            if ep.zone_id not in covered:
+                singles.append(ep)
+        alert.targeted = sorted({e.id for e in self.endpoints.endpoints.values()
+                                 if e.zone_id in covered} | {e.id for e in singles})
         parts = await self._parts(alert)
+        zone_ids += self._group_endpoints(alert, singles)
+        alert.zone_ids = zone_ids
         programme = Programme(f"Cảnh báo {alert.id}", ProgrammeKind.ALERT, SequenceSource(parts))
         programme.reach = {}
         alert.programme = programme
@@ -408,6 +430,37 @@ class AlertManager:
         self._volume(alert, raise_it=True)
         self.counters.inc("alerts_triggered", cls=spec.cls.value)
         self._set_status(alert, AlertStatus.ACTIVE, note)
+
+    def _group_endpoints(self, alert: Alert, singles: list[Any]) -> list[str]:
+        """Endpoints targeted one by one move, with their open connections, into a zone of
+        their own under their home zone for the alert's length; they move back after."""
+        groups: dict[str, list[Any]] = {}
+        for ep in singles:
+            groups.setdefault(ep.zone_id, []).append(ep)
+        out = []
+        for home_id, eps in groups.items():
+            home = self.zones.get(home_id)
+            gid = f"{home_id}~{alert.id}"
+            self.zones.add_child(Zone(gid, f"{home.name} (cảnh báo {alert.id})", home_id,
+                                      volume_pct=home.volume_pct,
+                                      alert_volume_pct=home.alert_volume_pct))
+            self.engine.add_channel(self.zones.get(gid))
+            for ep in eps:
+                alert.moved[ep.id] = home_id
+                self.endpoints.move(ep.id, gid)
+            out.append(gid)
+        return out
+
+    def _ungroup_endpoints(self, alert: Alert) -> None:
+        for eid, home_id in alert.moved.items():
+            ep = self.endpoints.endpoints.get(eid)
+            if ep is not None and ep.zone_id.endswith(f"~{alert.id}"):
+                self.endpoints.move(eid, home_id)
+        for gid in {f"{home}~{alert.id}" for home in alert.moved.values()}:
+            if gid in self.zones:
+                self.engine.remove_channel(gid)
+                self.zones.remove_leaf(gid)
+        alert.moved.clear()
 
     async def _parts(self, alert: Alert) -> list[PartFactory]:
         spec = alert.spec
@@ -470,6 +523,7 @@ class AlertManager:
             if req.label == f"alert/{alert.id}":
                 self.engine.release(req.id, reason=status.value)
         self._volume(alert, raise_it=False)
+        self._ungroup_endpoints(alert)
         self._set_status(alert, status, note)
 
     def _set_status(self, alert: Alert, status: AlertStatus, note: str) -> None:
@@ -482,7 +536,9 @@ class AlertManager:
     def _volume(self, alert: Alert, raise_it: bool) -> None:
         """Tell the endpoints of the targeted zones to raise their volume, then restore it.
         (A control message on the native protocol; over MQTT once the fleet issue lands.)"""
-        for zid in self._target_zones(alert.spec):
+        for zid in alert.zone_ids:
+            if zid not in self.zones:
+                continue
             for zone in self.zones.subtree(zid):
                 if not raise_it and self._other_alert_covers(alert, zone.id):
                     continue
@@ -495,7 +551,7 @@ class AlertManager:
         for other in self.alerts.values():
             if other is alert or other.status is not AlertStatus.ACTIVE:
                 continue
-            zones = self._target_zones(other.spec)
+            zones = [z for z in other.zone_ids if z in self.zones]
             if any(zone_id in {z.id for z in self.zones.subtree(zid)} for zid in zones):
                 return True
         return False

@@ -28,7 +28,7 @@ from loa.monitoring.counters import Counters, LatencyWindow
 from loa.server.inputs.generator import silence_source
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.zone_channel import FanoutSettings, Request, ZoneChannel
-from loa.server.zones import ZoneTree
+from loa.server.zones import Zone, ZoneTree
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,8 @@ class Engine:
         self.fanout = fanout
         self.latency = LatencyWindow()
         self.idle = Programme("Im lặng (idle)", ProgrammeKind.IDLE, silence_source())
-        serials = itertools.count(0x4C4F4100)  # "LOA\0": Ogg serials, one per zone stream
-        self.channels: dict[str, ZoneChannel] = {
-            z.id: ZoneChannel(z, self.idle, fanout, counters, self.latency, clock.now_ns,
-                              next(serials))
-            for z in zones
-        }
+        self._serials = itertools.count(0x4C4F4100)  # "LOA\0": Ogg serials, one a stream
+        self.channels: dict[str, ZoneChannel] = {z.id: self._channel(z) for z in zones}
         self.programmes: dict[int, Programme] = {self.idle.id: self.idle}
         self._persistent: set[int] = {self.idle.id}
         self.requests: dict[int, Request] = {}
@@ -76,6 +72,24 @@ class Engine:
         self.ticks = 0
         self.resyncs = 0
         self._task: asyncio.Task[None] | None = None
+
+    def _channel(self, zone: Zone) -> ZoneChannel:
+        return ZoneChannel(zone, self.idle, self.fanout, self.counters, self.latency,
+                           self.clock.now_ns, next(self._serials))
+
+    def add_channel(self, zone: Zone) -> ZoneChannel:
+        """A channel for a zone added at run time: it carries what its parent carries."""
+        ch = self._channel(zone)
+        if zone.parent_id is not None:
+            for req in self.channels[zone.parent_id].requests:
+                ch.add(req)
+        self.channels[zone.id] = ch
+        return ch
+
+    def remove_channel(self, zone_id: str) -> None:
+        ch = self.channels.pop(zone_id)
+        for feed in ch.feeds.values():
+            feed.close_all()
 
     # programmes and requests
 

@@ -76,6 +76,24 @@ class ZoneTree:
         except KeyError:
             raise ZoneError(f"unknown zone {zone_id!r}") from None
 
+    def add_child(self, zone: Zone) -> None:
+        """A zone added at run time under an existing one (an alert's endpoint group)."""
+        if zone.id in self._zones:
+            raise ZoneError(f"zone {zone.id!r} exists already")
+        parent = self.get(zone.parent_id or "")
+        zone.children = []
+        self._zones[zone.id] = zone
+        parent.children.append(zone)
+
+    def remove_leaf(self, zone_id: str) -> None:
+        zone = self.get(zone_id)
+        if zone.children:
+            raise ZoneError(f"zone {zone_id!r} has children")
+        if zone.parent_id is not None:
+            parent = self._zones[zone.parent_id]
+            parent.children = [c for c in parent.children if c.id != zone_id]
+        del self._zones[zone_id]
+
     def roots(self) -> list[Zone]:
         return [z for z in self._zones.values() if z.parent_id is None]
 

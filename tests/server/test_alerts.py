@@ -249,3 +249,35 @@ async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, 
     assert rc == 1 and "not audio" in bad["error"]
     leftovers = [p.name for p in (server.media_dir / "alerts").iterdir()]
     assert len(leftovers) == 1 and not any(n.endswith(".part") for n in leftovers)
+
+
+async def test_an_alert_for_single_endpoints_leaves_their_neighbours_alone(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        server.engine.request("huyen", Programme("nhạc", ProgrammeKind.GENERATOR,
+                                                 tone_source(440)), Priority.SCHEDULED)
+        ears = {}
+        for eid in ("loa-001", "loa-002"):
+            proto = MemoryProtocol()
+            sub = Subscriber(proto, eid, "ws", eid)
+            server.endpoints.attach(server.endpoints.get(eid), sub)
+            server.engine.channels["an-binh-1"].join(sub)
+            ears[eid] = proto
+        tick(server, clock, 25)
+        spec = parse_spec({"endpoints": ["loa-001"], "content": {"kind": "tone"}},
+                          default_gap_s=0.5, now=1e9)
+        alert = await server.alerts.trigger(spec, "test")
+        assert alert.targeted == ["loa-001"]
+        assert server.endpoints.get("loa-001").zone_id == f"an-binh-1~{alert.id}"
+        tick(server, clock, 100)
+        assert alert.status is AlertStatus.COMPLETED
+        assert server.endpoints.get("loa-001").zone_id == "an-binh-1"  # home again
+        assert f"an-binh-1~{alert.id}" not in server.engine.channels
+        tick(server, clock, 25)
+        one, _ = heard(ears["loa-001"])
+        two, _ = heard(ears["loa-002"])
+        assert 100 in {p.priority for p in one}
+        assert {p.priority for p in two} == {50}
+        assert alert.describe()["reach"]["reached"] == 1
+    finally:
+        await server.stop()

@@ -90,10 +90,13 @@ async def test_polygon_and_circle_target_the_endpoints_inside(server: LoaServer)
     # a small box around An Bình 1's clusters (15.500-15.501 N, 108.000 E) only
     poly = "<polygon>15.49,107.99 15.49,108.01 15.51,108.01 15.51,107.99 15.49,107.99</polygon>"
     status, body = await post_cap(server, cap_xml("P1", area=poly))
-    assert status == 201 and body["alert"]["zones"] == ["an-binh-1"]
+    assert status == 201 and body["alert"]["zones"] == []
+    assert body["alert"]["endpoints"] == ["loa-001", "loa-002"]
+    assert body["alert"]["reach"]["targeted"] == 2
     circle = "<circle>15.61,108.11 3</circle>"  # 3 km around the Phú Mỹ villages
     status, body = await post_cap(server, cap_xml("C1", area=circle))
-    assert status == 201 and body["alert"]["zones"] == ["phu-my-1", "phu-my-2"]
+    assert status == 201
+    assert body["alert"]["endpoints"] == ["loa-005", "loa-006", "loa-007", "loa-008"]
     nowhere = "<circle>10.0,100.0 1</circle>"
     status, body = await post_cap(server, cap_xml("N1", area=nowhere))
     assert status == 422 and "area" in body["error"]

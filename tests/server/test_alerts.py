@@ -281,3 +281,30 @@ async def test_an_alert_for_single_endpoints_leaves_their_neighbours_alone(tmp_p
         assert alert.describe()["reach"]["reached"] == 1
     finally:
         await server.stop()
+
+
+async def test_overlapping_alerts_queue_by_class_then_by_time(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        listener = ear(server, "an-binh-1", "loa-001")
+
+        async def alert(cls: str, zone: str) -> object:
+            spec = parse_spec({"class": cls, "zones": [zone], "content": {"kind": "tone"}},
+                              default_gap_s=0.5, now=1e9)
+            return await server.alerts.trigger(spec, "test")
+
+        normal = await alert("normal", "an-binh-1")
+        tick(server, clock, 10)
+        first = await alert("emergency", "an-binh")
+        second = await alert("emergency", "an-binh-1")
+        tick(server, clock, 200)
+        packets, _ = heard(listener)
+        order = [p.programme_id for i, p in enumerate(packets)
+                 if i == 0 or p.programme_id != packets[i - 1].programme_id]
+        ids = [a.programme.id for a in (normal, first, second)]  # type: ignore[attr-defined]
+        # normal starts; the emergency preempts it; the later emergency waits its turn;
+        # then the normal one resumes where it stopped and finishes
+        assert order == [ids[0], ids[1], ids[2], ids[0], server.engine.idle.id]
+        assert all(a.status is AlertStatus.COMPLETED for a in (normal, first, second))  # type: ignore[attr-defined]
+    finally:
+        await server.stop()

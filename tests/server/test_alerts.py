@@ -24,7 +24,7 @@ from loa.server.store import Store
 from tests.audio import dominant_hz, rms
 from tests.conftest import MemoryProtocol
 from tests.server.test_api import call
-from tests.server.test_engine import heard
+from tests.server.test_engine import heard, ws_frames
 
 OPERATOR_TOKEN = "operator-without-alert-right"
 
@@ -46,17 +46,7 @@ def ear(server: LoaServer, zone: str, endpoint: str) -> MemoryProtocol:
 
 
 def texts(proto: MemoryProtocol) -> list[dict]:
-    data, out, i = bytes(proto.sink.data), [], 0
-    while i < len(data):
-        opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
-        i += 2
-        if n == 126:
-            n = int.from_bytes(data[i : i + 2], "big")
-            i += 2
-        if opcode == 1:
-            out.append(json.loads(data[i : i + n]))
-        i += n
-    return out
+    return [json.loads(p) for op, p in ws_frames(bytes(proto.sink.data)) if op == 1]
 
 
 def tick(server: LoaServer, clock: FakeClock, frames: int) -> None:

@@ -48,8 +48,8 @@ def run(engine: Engine, clock: FakeClock, frames: int) -> None:
         engine.tick(clock.now_ns())
 
 
-def ws_messages(data: bytes) -> list[bytes]:
-    """Split unmasked server WebSocket frames; binary payloads only."""
+def ws_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server WebSocket frames into (opcode, payload)."""
     out, i = [], 0
     while i < len(data):
         opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
@@ -57,10 +57,14 @@ def ws_messages(data: bytes) -> list[bytes]:
         if n == 126:
             n = int.from_bytes(data[i : i + 2], "big")
             i += 2
-        if opcode == 2:
-            out.append(bytes(data[i : i + n]))
+        out.append((opcode, bytes(data[i : i + n])))
         i += n
     return out
+
+
+def ws_messages(data: bytes) -> list[bytes]:
+    """The binary payloads (audio packets) among the frames."""
+    return [payload for opcode, payload in ws_frames(data) if opcode == 2]
 
 
 def heard(proto: MemoryProtocol) -> tuple[list, np.ndarray]:

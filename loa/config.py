@@ -16,6 +16,8 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     mp3_bitrate_bps = 64000
     jitter_target_ms = 40            # live inputs: buffered before playing
     jitter_max_ms = 2000             # adaptive target ceiling and overflow bound
+    loudness_target_lufs = -16.0     # files play normalised to this (ITU-R BS.1770)
+    max_upload_mb = 50               # media uploads above this are refused
     source_stall_ms = 3000           # a connected source silent this long counts as down
 
     [fanout]
@@ -117,6 +119,8 @@ class Config:
     jitter_target_ms: int = 40
     jitter_max_ms: int = 2_000
     source_stall_ms: int = 3_000
+    loudness_target_lufs: float = -16.0
+    max_upload_mb: int = 50
     burst_ms: int = 200
     backlog_ms: int = 2_000
     sndbuf_bytes: int = 16_384
@@ -194,6 +198,12 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     changes["jitter_target_ms"] = _int(audio, "jitter_target_ms", cfg.jitter_target_ms, 20, 5000)
     changes["jitter_max_ms"] = _int(audio, "jitter_max_ms", cfg.jitter_max_ms, 20, 10000)
     changes["source_stall_ms"] = _int(audio, "source_stall_ms", cfg.source_stall_ms, 100, 60000)
+    changes["max_upload_mb"] = _int(audio, "max_upload_mb", cfg.max_upload_mb, 1, 2000)
+    if "loudness_target_lufs" in audio:
+        target = audio["loudness_target_lufs"]
+        if not isinstance(target, (int, float)) or not -40 <= target <= -5:
+            raise ConfigError("loudness_target_lufs must be from -40 to -5")
+        changes["loudness_target_lufs"] = float(target)
     fanout = raw.get("fanout", {})
     changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
     changes["backlog_ms"] = _int(fanout, "backlog_ms", cfg.backlog_ms, 100, 60000)

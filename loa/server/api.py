@@ -17,6 +17,7 @@ from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
 from loa.server.cap import MAX_CAP_BYTES, CapError, parse_cap
 from loa.server.endpoints import EndpointError
+from loa.server.media import MediaError
 from loa.server.priority import Priority, parse_priority
 from loa.server.zones import ZoneError
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 MAX_JSON_BYTES = 64 * 1024
-MAX_UPLOAD_BYTES = 50 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,7 +110,56 @@ class Api:
             web.delete("/api/v1/alerts/{id}", self.cancel_alert),
             web.get("/api/v1/audit", self.audit),
             web.post("/api/v1/cap", self.cap),
+            web.post("/api/v1/media", self.add_media),
+            web.get("/api/v1/media", self.list_media),
+            web.get("/api/v1/media/{id}", self.get_media),
+            web.delete("/api/v1/media/{id}", self.delete_media),
         ]
+
+    async def add_media(self, request: web.Request) -> web.Response:
+        """Multipart: a ``file`` part, optional ``title`` and ``tags`` (comma-separated)."""
+        require(request, Right.OPERATE)
+        if not request.content_type.startswith("multipart/"):
+            return _error(415, 'upload as multipart/form-data with a "file" part')
+        try:
+            fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20)
+        except UploadTooLarge as exc:
+            return _error(413, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if "file" not in files:
+            return _error(400, 'multipart needs a "file" part')
+        filename, data = files["file"]
+        try:
+            item, created = await self.s.media.add(
+                data, filename, request[PRINCIPAL_KEY].name, fields.get("title", ""),
+                fields.get("tags", "").split(","))
+        except MediaError as exc:
+            return _error(400, str(exc))
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "media.add", item.id,
+                           {"filename": filename, "created": created})
+        return web.json_response({"media": item.describe(), "created": created},
+                                 status=201 if created else 200)
+
+    async def list_media(self, request: web.Request) -> web.Response:
+        return web.json_response({"media": [m.describe() for m in self.s.media.list()]})
+
+    async def get_media(self, request: web.Request) -> web.Response:
+        item = self.s.media.get(request.match_info["id"])
+        if item is None:
+            return _error(404, f"no media item {request.match_info['id']!r}")
+        return web.json_response({"media": item.describe()})
+
+    async def delete_media(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        item = self.s.media.get(request.match_info["id"])
+        if item is None:
+            return _error(404, f"no media item {request.match_info['id']!r}")
+        if self.s.media_in_use(item):
+            return _error(409, f"{item.title!r} is playing or scheduled; release it first")
+        self.s.media.delete(item.id)
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "media.delete", item.id)
+        return web.json_response({"deleted": item.id})
 
     async def cap(self, request: web.Request) -> web.Response:
         """A CAP 1.2 XML document as the request body."""
@@ -159,27 +208,14 @@ class Api:
 
     async def _read_alert_upload(self, request: web.Request) -> tuple[dict[str, Any], Path]:
         """The spec, and the uploaded audio saved content-addressed once it decodes."""
-        reader = await request.multipart()
-        spec: dict[str, Any] = {}
-        data = b""
-        async for part in reader:
-            if not isinstance(part, BodyPartReader):
-                raise ValueError("nested multipart is not accepted")
-            if part.name == "spec":
-                try:
-                    spec = json.loads(await part.text())
-                except ValueError:
-                    raise ValueError("the spec part is not valid JSON") from None
-                if not isinstance(spec, dict):
-                    raise ValueError("the spec part must be a JSON object")
-            elif part.name == "audio":
-                chunks, size = [], 0
-                while chunk := await part.read_chunk(65536):
-                    size += len(chunk)
-                    if size > MAX_UPLOAD_BYTES:
-                        raise ValueError(f"audio over {MAX_UPLOAD_BYTES >> 20} MiB")
-                    chunks.append(chunk)
-                data = b"".join(chunks)
+        fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20)
+        try:
+            spec = json.loads(fields.get("spec", "{}"))
+        except ValueError:
+            raise ValueError("the spec part is not valid JSON") from None
+        if not isinstance(spec, dict):
+            raise ValueError("the spec part must be a JSON object")
+        data = files.get("audio", ("", b""))[1]
         if not data:
             raise ValueError('multipart needs an "audio" part with the message')
         folder = self.s.media_dir / "alerts"
@@ -325,6 +361,34 @@ class Api:
         except EndpointError as exc:
             return _error(404, str(exc))
         return web.json_response({"deleted": request.match_info["id"]})
+
+
+class UploadTooLarge(ValueError):
+    pass
+
+
+async def read_multipart(request: web.Request, limit_bytes: int
+                         ) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """Text fields, and files as (filename, bytes); a file over ``limit_bytes`` is refused
+    while it is still arriving."""
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    async for part in reader:
+        if not isinstance(part, BodyPartReader):
+            raise ValueError("nested multipart is not accepted")
+        name = part.name or ""
+        if part.filename is None:
+            fields[name] = await part.text()
+            continue
+        chunks, size = [], 0
+        while chunk := await part.read_chunk(65536):
+            size += len(chunk)
+            if size > limit_bytes:
+                raise UploadTooLarge(f"{part.filename}: over the {limit_bytes >> 20} MiB limit")
+            chunks.append(chunk)
+        files[name] = (part.filename, b"".join(chunks))
+    return fields, files
 
 
 def media_path(media_dir: Path, relative: str) -> Path:

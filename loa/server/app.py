@@ -21,7 +21,6 @@ from loa.config import Config
 from loa.monitoring.counters import Counters
 from loa.server.alerts import AlertManager
 from loa.server.api import (
-    MAX_UPLOAD_BYTES,
     SERVER_KEY,
     Api,
     auth_middleware,
@@ -37,6 +36,7 @@ from loa.server.inputs.generator import chime_source, tone_source
 from loa.server.inputs.live import LiveSettings
 from loa.server.inputs.push import Mounts
 from loa.server.inputs.relay import Relay
+from loa.server.media import MediaItem, MediaLibrary
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
@@ -90,6 +90,8 @@ class LoaServer:
                                    self.store, self.tts, self.clock, self.counters,
                                    tone_s=config.alert_tone_s, gap_s=config.alert_gap_s)
         self.streams.on_played = self.alerts.on_played
+        self.media = MediaLibrary(self.store, self.media_dir / "library",
+                                  config.loudness_target_lufs)
         self.relays: dict[int, Relay] = {}
         self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
         self._runner: web.AppRunner | None = None
@@ -106,7 +108,7 @@ class LoaServer:
 
     async def start(self, *, run_clock: bool = True) -> None:
         app = web.Application(middlewares=[close_middleware, auth_middleware],
-                              client_max_size=MAX_UPLOAD_BYTES + (1 << 20))
+                              client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
         app[SERVER_KEY] = self
         app.add_routes(Api(self).routes())
         app.add_routes([
@@ -213,6 +215,12 @@ class LoaServer:
             file_source = await loop.run_in_executor(None, FileSource, str(path))
             prog = Programme(f"Tệp {path.name}", ProgrammeKind.FILE, file_source)
             return self.engine.request(zone_id, prog, priority, label=f"file/{path.name}")
+        if kind == "media":
+            item = self.media.get(str(source.get("id", "")))
+            if item is None:
+                raise ValueError(f"no media item {source.get('id')!r}")
+            prog = self.media_programme(item)
+            return self.engine.request(zone_id, prog, priority, label=f"media/{item.id}")
         if kind == "tone":
             freq = float(source.get("freq_hz", 1000))
             if not 20 <= freq <= 20000:
@@ -228,7 +236,7 @@ class LoaServer:
             req.on_end.append(self._relay_ended)
             relay.start()
             return req
-        raise ValueError(f"unknown source kind {kind!r}; use file, relay, live or tone")
+        raise ValueError(f"unknown source kind {kind!r}; use media, file, relay, live or tone")
 
     async def fetch_resource(self, url: str, limit_bytes: int = 20 << 20) -> bytes:
         """A CAP resource by URL (http/https), size-limited."""
@@ -241,6 +249,18 @@ class LoaServer:
         if len(data) > limit_bytes:
             raise ValueError(f"resource {url} is over {limit_bytes} bytes")
         return data
+
+    def media_programme(self, item: MediaItem) -> Programme:
+        """A library item, played normalised to the station's loudness target."""
+        return Programme(item.title, ProgrammeKind.FILE, FileSource(item.path,
+                                                                    self.media.gain(item)))
+
+    def media_in_use(self, item: MediaItem) -> bool:
+        if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
+            return True
+        return any(a.status.value in ("pending", "active")
+                   and a.spec.content.get("path") == item.path
+                   for a in self.alerts.alerts.values())
 
     def _relay_ended(self, req: Request, reason: str) -> None:
         relay = self.relays.pop(req.id, None)

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+CREATE TABLE IF NOT EXISTS media (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -65,6 +70,25 @@ class Store:
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    # media library
+
+    def save_media(self, media_id: str, data: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO media(id, data, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+            (media_id, json.dumps(data, ensure_ascii=False), time.time()))
+
+    def get_media(self, media_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT data FROM media WHERE id = ?", (media_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_media(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT data FROM media ORDER BY created_at")
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_media(self, media_id: str) -> None:
+        self._db.execute("DELETE FROM media WHERE id = ?", (media_id,))
 
     # audit
 

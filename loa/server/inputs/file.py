@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
 from loa.codecs.decode import FrameDecoder
 from loa.codecs.pcm import Samples
 
@@ -14,8 +16,9 @@ class FileSource:
     pausable = True
     available = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, gain: float = 1.0) -> None:
         self.path = path
+        self.gain = gain  # linear: loudness normalisation to the station's target
         self._decoder = FrameDecoder(path)  # raises DecodeError for a bad file, at once
         self._frames: Iterator[Samples] = iter(self._decoder)
 
@@ -23,6 +26,8 @@ class FileSource:
         samples = next(self._frames, None)
         if samples is None:
             return None
+        if self.gain != 1.0:
+            samples = np.clip(samples * np.float32(self.gain), -1.0, 1.0)
         return samples, now_ns
 
     def close(self) -> None:

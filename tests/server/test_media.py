@@ -1,0 +1,119 @@
+"""The media library: uploads judged by decoding, loudness measured and normalised on air."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from loa.codecs.loudness import integrated_lufs
+from loa.server.app import LoaServer
+from loa.server.priority import Priority
+from tests.audio import FFMPEG, make_tone_file
+from tests.conftest import auth
+from tests.server.test_alerts import fake_clock_server, tick
+from tests.server.test_api import call
+from tests.server.test_engine import heard
+from tests.server.test_ingest import base
+
+
+async def upload(server: LoaServer, path: Path, **fields: str) -> tuple[int, dict]:
+    form = aiohttp.FormData()
+    for k, v in fields.items():
+        form.add_field(k, v)
+    form.add_field("file", path.read_bytes(), filename=path.name)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base(server) + "/api/v1/media", data=form, headers=auth()) as resp:
+            return resp.status, await resp.json()
+
+
+def leftovers(server: LoaServer) -> list[str]:
+    root = server.media.root
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_upload_measures_and_lists_and_dedupes(server: LoaServer, tmp_path: Path) -> None:
+    mp3 = make_tone_file(tmp_path / "ban-tin.mp3", 500, 3.0, ["-c:a", "libmp3lame"])
+    status, body = await upload(server, mp3, title="Bản tin sáng", tags="sang,tin-tuc")
+    assert status == 201 and body["created"]
+    item = body["media"]
+    assert item["title"] == "Bản tin sáng" and item["tags"] == ["sang", "tin-tuc"]
+    assert item["duration_s"] == pytest.approx(3.0, abs=0.06)
+    assert -30 < item["loudness_lufs"] < -10
+    assert item["uploader"] == "admin" and "path" not in item
+    status, again = await upload(server, mp3)
+    assert status == 200 and again["media"]["id"] == item["id"] and not again["created"]
+    status, listing = await call(server, "GET", "/api/v1/media")
+    assert [m["id"] for m in listing["media"]] == [item["id"]]
+
+
+async def test_a_text_file_renamed_mp3_is_refused_and_leaves_nothing(server: LoaServer,
+                                                                    tmp_path: Path) -> None:
+    fake = tmp_path / "nhac.mp3"
+    fake.write_text("Đây không phải là âm thanh.\n" * 100)
+    status, body = await upload(server, fake)
+    assert status == 400 and "not audio" in body["error"]
+    truncated = tmp_path / "cut.mp3"
+    whole = make_tone_file(tmp_path / "whole.wav", 500, 1.0, ["-c:a", "pcm_s16le"]).read_bytes()
+    truncated.write_bytes(whole[:30])  # a WAV header and nothing else
+    status, body = await upload(server, truncated)
+    assert status == 400
+    assert leftovers(server) == []
+
+
+async def test_oversize_uploads_are_refused(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = await make_server(max_upload_mb=1)
+    big = make_tone_file(tmp_path / "long.wav", 500, 15.0, ["-c:a", "pcm_s16le"])  # ~2.6 MB
+    status, body = await upload(server, big)
+    assert status == 413
+    assert leftovers(server) == []
+
+
+async def test_deletion_is_refused_while_the_item_plays(server: LoaServer, tmp_path: Path) -> None:
+    mp3 = make_tone_file(tmp_path / "x.mp3", 500, 5.0, ["-c:a", "libmp3lame"])
+    _, body = await upload(server, mp3)
+    mid = body["media"]["id"]
+    status, req = await call(server, "POST", "/api/v1/zones/phu-my/requests",
+                             json={"source": {"kind": "media", "id": mid}})
+    assert status == 201
+    status, err = await call(server, "DELETE", f"/api/v1/media/{mid}")
+    assert status == 409
+    await call(server, "DELETE", f"/api/v1/requests/{req['request']['id']}")
+    status, _ = await call(server, "DELETE", f"/api/v1/media/{mid}")
+    assert status == 200 and leftovers(server) == []
+
+
+async def test_files_mastered_10_db_apart_play_at_the_same_loudness(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        src = tmp_path / "music.wav"
+        # music-like enough for BS.1770, with a low crest factor so no gain has to clip
+        subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i",
+                        "aevalsrc=0.25*sin(2*PI*300*t)+0.2*sin(2*PI*1250*t)"
+                        "+0.1*sin(2*PI*3100*t):s=48000:d=6", "-ac", "1", str(src)], check=True)
+        quiet = tmp_path / "quiet.wav"
+        subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(src), "-af", "volume=-10dB",
+                        str(quiet)], check=True)
+        heard_lufs = []
+        for path in (src, quiet):
+            item, _ = await server.media.add(path.read_bytes(), path.name, "test")
+            from tests.server.test_alerts import ear
+
+            listener = ear(server, "an-binh-1", "loa-001")
+            req = server.engine.request("an-binh-1", server.media_programme(item),
+                                        Priority.SCHEDULED)
+            tick(server, clock, 300)
+            server.engine.release(req.id)
+            listener.transport.abort()  # type: ignore[union-attr]
+            tick(server, clock, 1)
+            _, pcm = heard(listener)
+            heard_lufs.append(integrated_lufs(pcm[4800:]))
+        assert heard_lufs[0] == pytest.approx(-16.0, abs=1.0)
+        assert heard_lufs[1] == pytest.approx(-16.0, abs=1.0)
+        # and the upload measured them 10 LU apart
+        items = sorted(server.media.list(), key=lambda m: m.loudness_lufs or 0)
+        assert items[1].loudness_lufs - items[0].loudness_lufs == pytest.approx(10, abs=0.2)
+    finally:
+        await server.stop()

@@ -110,11 +110,24 @@ class Api:
             web.delete("/api/v1/alerts/{id}", self.cancel_alert),
             web.get("/api/v1/audit", self.audit),
             web.post("/api/v1/cap", self.cap),
+            web.get("/api/v1/log", self.broadcast_log),
             web.post("/api/v1/media", self.add_media),
             web.get("/api/v1/media", self.list_media),
             web.get("/api/v1/media/{id}", self.get_media),
             web.delete("/api/v1/media/{id}", self.delete_media),
         ]
+
+    async def broadcast_log(self, request: web.Request) -> web.Response:
+        """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``."""
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return _error(400, "since is a unix time")
+        zone = request.query.get("zone")
+        return web.json_response({
+            "entries": self.s.store.broadcast_log(zone, since),
+            "on_air": [e for e in self.s.broadcast_log.on_air() if not zone or e["zone"] == zone],
+        })
 
     async def add_media(self, request: web.Request) -> web.Response:
         """Multipart: a ``file`` part, optional ``title`` and ``tags`` (comma-separated)."""

@@ -14,10 +14,12 @@ import aiohttp
 from aiohttp import web
 
 from loa import __version__
-from loa.clock import Clock, MonotonicClock
+from loa.clock import NS_PER_S, Clock, MonotonicClock
 from loa.codecs.pcm import FRAME_MS
 from loa.codecs.tts import Tts
 from loa.config import Config
+from loa.lifecycle import cancel_and_wait
+from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.counters import Counters
 from loa.server.alerts import AlertManager
 from loa.server.api import (
@@ -47,6 +49,7 @@ from loa.server.zones import ZoneTree
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2.0
+LOG_FLUSH_NS = NS_PER_S
 
 
 class LoaServer:
@@ -92,6 +95,8 @@ class LoaServer:
         self.streams.on_played = self.alerts.on_played
         self.media = MediaLibrary(self.store, self.media_dir / "library",
                                   config.loudness_target_lufs)
+        self.broadcast_log = BroadcastLog(self.store, self.clock)
+        self._log_task: asyncio.Task[None] | None = None
         self.relays: dict[int, Relay] = {}
         self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
         self._runner: web.AppRunner | None = None
@@ -143,6 +148,7 @@ class LoaServer:
         if resumed:
             log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
         self.alerts.start()
+        self._log_task = asyncio.create_task(self._write_log(), name="broadcast-log")
         if run_clock:
             self.engine.start()
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
@@ -153,6 +159,9 @@ class LoaServer:
             self._server.close()  # phase 1: accept nobody new
         await self.alerts.stop()
         await self.engine.stop()  # phase 2: no more ticks
+        await cancel_and_wait(self._log_task)
+        self.broadcast_log.consume(self.engine.drain_switch_events())
+        self.broadcast_log.close_all("server stopped")
         for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
             if mount.session is not None:
                 mount.session.close()
@@ -249,6 +258,14 @@ class LoaServer:
         if len(data) > limit_bytes:
             raise ValueError(f"resource {url} is over {limit_bytes} bytes")
         return data
+
+    async def _write_log(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now_ns() + LOG_FLUSH_NS)
+            try:
+                self.broadcast_log.consume(self.engine.drain_switch_events())
+            except Exception:  # a full disk must not end the log task for good
+                log.exception("writing the broadcast log failed")
 
     def media_programme(self, item: MediaItem) -> Programme:
         """A library item, played normalised to the station's loudness target."""

@@ -27,7 +27,7 @@ from loa.lifecycle import cancel_and_wait
 from loa.monitoring.counters import Counters, LatencyWindow
 from loa.server.inputs.generator import silence_source
 from loa.server.programme import Programme, ProgrammeKind
-from loa.server.zone_channel import FanoutSettings, Request, ZoneChannel
+from loa.server.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
 from loa.server.zones import Zone, ZoneTree
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class Engine:
         self.latency = LatencyWindow()
         self.idle = Programme("Im lặng (idle)", ProgrammeKind.IDLE, silence_source())
         self._serials = itertools.count(0x4C4F4100)  # "LOA\0": Ogg serials, one a stream
+        self.switch_events: list[SwitchEvent] = []  # drained by the broadcast log
         self.channels: dict[str, ZoneChannel] = {z.id: self._channel(z) for z in zones}
         self.programmes: dict[int, Programme] = {self.idle.id: self.idle}
         self._persistent: set[int] = {self.idle.id}
@@ -74,8 +75,14 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
 
     def _channel(self, zone: Zone) -> ZoneChannel:
-        return ZoneChannel(zone, self.idle, self.fanout, self.counters, self.latency,
-                           self.clock.now_ns, next(self._serials))
+        ch = ZoneChannel(zone, self.idle, self.fanout, self.counters, self.latency,
+                         self.clock.now_ns, next(self._serials))
+        ch.events = self.switch_events
+        return ch
+
+    def drain_switch_events(self) -> list[SwitchEvent]:
+        events, self.switch_events[:] = list(self.switch_events), []
+        return events
 
     def add_channel(self, zone: Zone) -> ZoneChannel:
         """A channel for a zone added at run time: it carries what its parent carries."""

@@ -58,6 +58,7 @@ class Programme:
         "finished",
         "pulled_at_ns",
         "reach",
+        "completed",
     )
 
     def __init__(self, name: str, kind: ProgrammeKind, source: FrameSource) -> None:
@@ -69,6 +70,7 @@ class Programme:
         self.frame: Samples = SILENCE
         self.capture_ns = 0
         self.finished = False
+        self.completed = False  # finished because its source ran out (not released)
         self.pulled_at_ns = -1
         # endpoint id -> when its first packet of this programme was written (Clock ns);
         # None: not tracked (only alerts need proof of reach)
@@ -90,6 +92,7 @@ class Programme:
         got = self.source.read(now_ns)
         if got is None:
             self.finished = True
+            self.completed = True
             self.frame = SILENCE
             return False
         self.frame, self.capture_ns = got

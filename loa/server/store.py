@@ -28,6 +28,19 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+CREATE TABLE IF NOT EXISTS broadcast_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    zone TEXT NOT NULL,
+    programme TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    end_reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS broadcast_log_zone ON broadcast_log(zone, started_at);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL,
@@ -89,6 +102,30 @@ class Store:
 
     def delete_media(self, media_id: str) -> None:
         self._db.execute("DELETE FROM media WHERE id = ?", (media_id,))
+
+    # broadcast log (nhật ký phát)
+
+    def log_broadcast(self, rows: list[tuple[str, str, str, int, str, float, float, str]]) -> None:
+        """(zone, programme, kind, priority, label, started_at, ended_at, end_reason)."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO broadcast_log(zone, programme, kind, priority, label, started_at, "
+                "ended_at, duration_s, end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(z, p, k, pr, lb, s, e, round(e - s, 3), r) for z, p, k, pr, lb, s, e, r in rows])
+
+    def broadcast_log(self, zone: str | None = None, since: float = 0.0, limit: int = 1000
+                      ) -> list[dict[str, Any]]:
+        cols = "zone, programme, kind, priority, label, started_at, ended_at, duration_s, end_reason"
+        if zone:
+            rows = self._db.execute(
+                f"SELECT {cols} FROM broadcast_log WHERE zone = ? AND started_at >= ? "
+                "ORDER BY id LIMIT ?", (zone, since, limit))
+        else:
+            rows = self._db.execute(
+                f"SELECT {cols} FROM broadcast_log WHERE started_at >= ? ORDER BY id LIMIT ?",
+                (since, limit))
+        names = [c.strip() for c in cols.split(",")]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     # audit
 

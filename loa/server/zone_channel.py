@@ -7,6 +7,7 @@ comes from the new programme's rendition, on the same connections, with no re-en
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 from collections.abc import Callable
@@ -48,6 +49,26 @@ class Request:
         }
 
 
+class EndReason(enum.Enum):
+    COMPLETED = "completed"
+    PREEMPTED = "preempted"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchEvent:
+    """A zone changed what it forwards: the broadcast log's raw material."""
+
+    at_ns: int
+    zone_id: str
+    ended: Programme
+    ended_priority: int
+    reason: EndReason
+    started: Programme
+    started_priority: int
+
+
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
     bitrates_bps: dict[str, int]  # per codec
@@ -81,6 +102,7 @@ class ZoneChannel:
         self.on_air_programme: Programme = idle
         self._pending_switch: set[str] = set()
         self.switches = 0
+        self.events: list[SwitchEvent] | None = None  # the engine's, for the broadcast log
 
     # requests
 
@@ -107,6 +129,10 @@ class ZoneChannel:
 
     def _switch(self, programme: Programme, priority: int) -> None:
         old = self.on_air
+        if self.events is not None:
+            self.events.append(SwitchEvent(self._now_ns(), self.zone.id, self.on_air_programme,
+                                           old.priority, self._end_reason(), programme,
+                                           priority))
         self.on_air = OnAir(programme.id, programme.name, priority)
         self.on_air_programme = programme
         self.switches += 1
@@ -117,6 +143,17 @@ class ZoneChannel:
             notice = self.formats[name].switch_notice(self.on_air)
             if notice is not None and len(feed):
                 feed.publish(notice, burst=False)
+
+    def _end_reason(self) -> EndReason:
+        """Why what was on air stops now (called before the switch)."""
+        prog = self.on_air_programme
+        if prog.completed:
+            return EndReason.COMPLETED
+        if not any(r.programme is prog for r in self.requests):
+            return EndReason.CANCELLED
+        if not prog.available:
+            return EndReason.FAILED  # a live source dropped or stalled
+        return EndReason.PREEMPTED
 
     # listeners
 

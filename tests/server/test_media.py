@@ -11,6 +11,7 @@ import pytest
 from loa.codecs.loudness import integrated_lufs
 from loa.server.app import LoaServer
 from loa.server.priority import Priority
+from loa.server.store import Store
 from tests.audio import FFMPEG, make_tone_file
 from tests.conftest import auth
 from tests.server.test_alerts import fake_clock_server, tick
@@ -117,3 +118,39 @@ async def test_files_mastered_10_db_apart_play_at_the_same_loudness(tmp_path: Pa
         assert items[1].loudness_lufs - items[0].loudness_lufs == pytest.approx(10, abs=0.2)
     finally:
         await server.stop()
+
+
+async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        from loa.server.inputs.generator import tone_source
+        from loa.server.programme import Programme, ProgrammeKind
+
+        server.engine.request("huyen", Programme("Nhạc nền", ProgrammeKind.GENERATOR,
+                                                 tone_source(440)), Priority.FILL)
+        wav = make_tone_file(tmp_path / "tin.wav", 600, 1.0, ["-c:a", "pcm_s16le"])
+        item, _ = await server.media.add(wav.read_bytes(), "tin.wav", "test", "Bản tin")
+        server.engine.request("an-binh-1", server.media_programme(item), Priority.SCHEDULED)
+        tick(server, clock, 25)  # 0.5 s of the bulletin
+        live = server.engine.request("an-binh", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
+                                                          tone_source(1000)),
+                                     Priority.DISTRICT_LIVE)
+        tick(server, clock, 20)  # 0.4 s live
+        server.engine.release(live.id)
+        tick(server, clock, 50)  # the rest of the bulletin, then the fill again
+        server.broadcast_log.consume(server.engine.drain_switch_events())
+        status = [(e["programme"], e["end_reason"], round(e["duration_s"], 2))
+                  for e in server.store.broadcast_log("an-binh-1")]
+        # (the bulletin was asked for before the first tick: the fill never went on air here)
+        assert status == [("Bản tin", "preempted", 0.5), ("Trực tiếp", "cancelled", 0.4),
+                          ("Bản tin", "completed", 0.5)]
+        assert [e["programme"] for e in server.broadcast_log.on_air()
+                if e["zone"] == "an-binh-1"] == ["Nhạc nền"]
+        # phu-my never heard anything but the fill: nothing has ended there yet
+        assert server.store.broadcast_log("phu-my-1") == []
+    finally:
+        await server.stop()
+    # stopping closes what was still on air
+    store = Store(tmp_path / "data" / "loa.sqlite3")
+    assert [e["end_reason"] for e in store.broadcast_log("phu-my-1")] == ["server stopped"]
+    store.close()

@@ -80,6 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     alert.add_argument("--list", action="store_true", help="list alerts instead")
     alert.add_argument("--cancel", metavar="ID", help="cancel an alert instead")
 
+    media = sub.add_parser("media", help="the media library of a running server")
+    media.add_argument("--url", default="http://127.0.0.1:8080")
+    media.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    msub = media.add_subparsers(dest="media_command", required=True)
+    madd = msub.add_parser("add", help="upload an audio file")
+    madd.add_argument("file")
+    madd.add_argument("--title", default="")
+    madd.add_argument("--tags", default="", help="comma-separated")
+    msub.add_parser("list", help="list the library")
+    mrm = msub.add_parser("rm", help="delete an item (refused while it plays)")
+    mrm.add_argument("id")
+
     bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
     bench.add_argument("--listeners", default="100,500,1000",
                        help="listener counts for the fan-out comparison")
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "alert":
         return _alert(args)
+    if args.command == "media":
+        return _media(args)
     if args.command == "bench":
         from loa.loadtest.bench import bench_main
 
@@ -196,8 +210,9 @@ async def _run_server(cfg: Config) -> None:
         await server.stop()
 
 
-def _alert(args: argparse.Namespace) -> int:
-    """``loa alert``: the API's alert calls from a shell, for the official on duty."""
+def _api(args: argparse.Namespace, method: str, path: str, body: object = None,
+         files: dict[str, str] | None = None, fields: dict[str, str] | None = None) -> int:
+    """One API call for a CLI command: prints the JSON answer, exit 0 on success."""
     import json
     import os
 
@@ -205,51 +220,71 @@ def _alert(args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get("LOA_TOKEN")
     if not token:
-        print("loa alert: needs --token (or LOA_TOKEN) with the alert right", file=sys.stderr)
+        print(f"loa {args.command}: needs --token (or LOA_TOKEN)", file=sys.stderr)
         return 2
+    url = args.url.rstrip("/") + path
     headers = {"Authorization": f"Bearer {token}"}
-    base = args.url.rstrip("/") + "/api/v1/alerts"
-    if args.list:
-        method, url, body = "GET", base, None
-    elif args.cancel:
-        method, url, body = "DELETE", f"{base}/{args.cancel}", None
-    else:
-        if not args.zones and not args.all:
-            print("loa alert: say where: --zones Z1,Z2 or --all", file=sys.stderr)
-            return 2
-        if args.text:
-            content = {"kind": "text", "text": args.text, "voice": args.voice}
-        elif args.file and os.path.isfile(args.file):
-            content = {"kind": "upload"}
-        elif args.file:
-            content = {"kind": "media", "path": args.file}
-        elif args.mount:
-            content = {"kind": "mount", "mount": args.mount}
-        else:
-            content = {"kind": "tone"}
-        body = {"class": args.cls, "zones": args.zones.split(",") if args.zones else [],
-                "all": args.all, "content": content, "repeat": args.repeat,
-                "tone": not args.no_tone}
-        if args.expires_in:
-            body["expires_in_s"] = args.expires_in
-        method, url = "POST", base
 
-    async def go() -> tuple[int, dict[str, object]]:
+    async def go() -> tuple[int, object]:
         async with aiohttp.ClientSession() as http:
-            if body is not None and body["content"] == {"kind": "upload"}:
+            if files:
                 form = aiohttp.FormData()
-                form.add_field("spec", json.dumps(body), content_type="application/json")
-                form.add_field("audio", open(args.file, "rb"),
-                               filename=os.path.basename(args.file))
-                async with http.post(url, data=form, headers=headers) as resp:
+                for name, value in (fields or {}).items():
+                    form.add_field(name, value)
+                for name, file_path in files.items():
+                    form.add_field(name, open(file_path, "rb"),
+                                   filename=os.path.basename(file_path))
+                async with http.request(method, url, data=form, headers=headers) as resp:
                     return resp.status, await resp.json()
             async with http.request(method, url, json=body, headers=headers) as resp:
                 return resp.status, await resp.json()
 
     try:
         status, data = asyncio.run(go())
-    except aiohttp.ClientError as exc:
-        print(f"loa alert: cannot reach {args.url}: {exc}", file=sys.stderr)
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"loa {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(data, indent=2, ensure_ascii=False))
     return 0 if status < 400 else 1
+
+
+def _media(args: argparse.Namespace) -> int:
+    if args.media_command == "add":
+        return _api(args, "POST", "/api/v1/media", files={"file": args.file},
+                    fields={"title": args.title, "tags": args.tags})
+    if args.media_command == "list":
+        return _api(args, "GET", "/api/v1/media")
+    return _api(args, "DELETE", f"/api/v1/media/{args.id}")
+
+
+def _alert(args: argparse.Namespace) -> int:
+    """``loa alert``: the API's alert calls from a shell, for the official on duty."""
+    import json
+    import os
+
+    if args.list:
+        return _api(args, "GET", "/api/v1/alerts")
+    if args.cancel:
+        return _api(args, "DELETE", f"/api/v1/alerts/{args.cancel}")
+    if not args.zones and not args.all:
+        print("loa alert: say where: --zones Z1,Z2 or --all", file=sys.stderr)
+        return 2
+    if args.text:
+        content: dict[str, str] = {"kind": "text", "text": args.text, "voice": args.voice}
+    elif args.file and os.path.isfile(args.file):
+        content = {"kind": "upload"}
+    elif args.file:
+        content = {"kind": "media", "path": args.file}
+    elif args.mount:
+        content = {"kind": "mount", "mount": args.mount}
+    else:
+        content = {"kind": "tone"}
+    body: dict[str, object] = {
+        "class": args.cls, "zones": args.zones.split(",") if args.zones else [],
+        "all": args.all, "content": content, "repeat": args.repeat, "tone": not args.no_tone}
+    if args.expires_in:
+        body["expires_in_s"] = args.expires_in
+    if content["kind"] == "upload":
+        return _api(args, "POST", "/api/v1/alerts", files={"audio": args.file},
+                    fields={"spec": json.dumps(body)})
+    return _api(args, "POST", "/api/v1/alerts", body)

@@ -154,3 +154,28 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
     store = Store(tmp_path / "data" / "loa.sqlite3")
     assert [e["end_reason"] for e in store.broadcast_log("phu-my-1")] == ["server stopped"]
     store.close()
+
+
+async def test_the_media_cli(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import json
+    import sys
+
+    server = await make_server()
+    mp3 = make_tone_file(tmp_path / "nhac.mp3", 500, 1.0, ["-c:a", "libmp3lame"])
+
+    async def loa(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loa", "media", "--url", f"http://127.0.0.1:{server.port}",
+            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, json.loads(out)
+
+    rc, added = await loa("add", str(mp3), "--title", "Nhạc hiệu", "--tags", "hieu")
+    assert rc == 0 and added["media"]["title"] == "Nhạc hiệu"
+    rc, listed = await loa("list")
+    assert [m["id"] for m in listed["media"]] == [added["media"]["id"]]
+    rc, removed = await loa("rm", added["media"]["id"])
+    assert rc == 0 and removed["deleted"] == added["media"]["id"]
+    rc, missing = await loa("rm", "nope")
+    assert rc == 1 and "no media item" in missing["error"]

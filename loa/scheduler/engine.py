@@ -1,0 +1,95 @@
+"""The schedule engine: slots become programme requests on the core's clock.
+
+It sleeps on the injected clock until the next slot opens or a window closes, so a fake clock
+runs a week of schedule in moments. Lateness (slot time to request) is measured per start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from loa.clock import NS_PER_S, Clock
+from loa.scheduler.recurrence import STATION_TZ, ScheduleItem
+
+log = logging.getLogger(__name__)
+
+IDLE_RECHECK = timedelta(minutes=10)  # with nothing due, look again this often
+
+
+class WallClock:
+    """Maps the pipeline's clock to wall time through one anchor (the calendar's view)."""
+
+    def __init__(self, clock: Clock, wall_at_anchor: datetime) -> None:
+        self.clock = clock
+        self._anchor_ns = clock.now_ns()
+        self._anchor = wall_at_anchor
+
+    def now(self) -> datetime:
+        return self.at(self.clock.now_ns())
+
+    def at(self, ns: int) -> datetime:
+        return self._anchor + timedelta(microseconds=(ns - self._anchor_ns) / 1000)
+
+    def ns_of(self, when: datetime) -> int:
+        return self._anchor_ns + int((when - self._anchor).total_seconds() * NS_PER_S)
+
+
+@dataclass
+class Running:
+    item: ScheduleItem
+    slot: datetime
+    handle: object  # what start() returned (the engine request)
+
+
+class ScheduleEngine:
+    def __init__(self, wall: WallClock,
+                 start: Callable[[ScheduleItem, datetime], object],
+                 close_window: Callable[[Running], None]) -> None:
+        self.wall = wall
+        self._start = start
+        self._close_window = close_window
+        self.items: dict[str, ScheduleItem] = {}
+        self.running: list[Running] = []
+        self.lateness_s: list[float] = []
+        self._done_until = wall.now()
+
+    def put(self, item: ScheduleItem) -> None:
+        self.items[item.id] = item
+
+    def remove(self, item_id: str) -> None:
+        self.items.pop(item_id, None)
+
+    def due(self, now: datetime) -> None:
+        """Start every slot that opened in (done_until, now]; close windows that ended."""
+        for item in self.items.values():
+            for slot in item.slots(self._done_until, now + timedelta(microseconds=1)):
+                if slot < self._done_until:
+                    continue
+                self.lateness_s.append((now - slot).total_seconds())
+                handle = self._start(item, slot)
+                self.running.append(Running(item, slot, handle))
+                log.info("schedule %s (%s): slot %s started", item.id, item.title,
+                         slot.astimezone(STATION_TZ).isoformat())
+        self._done_until = now + timedelta(microseconds=1)
+        for run in [r for r in self.running if r.item.window(r.slot)[1] <= now]:
+            self.running.remove(run)
+            self._close_window(run)
+
+    def next_event(self, now: datetime) -> datetime:
+        times = [now + IDLE_RECHECK]
+        for item in self.items.values():
+            nxt = item.next_slot(self._done_until)
+            if nxt is not None:
+                times.append(nxt)
+        times += [r.item.window(r.slot)[1] for r in self.running]
+        return min(times)
+
+    async def run(self) -> None:
+        clock = self.wall.clock
+        while True:
+            now = self.wall.now()
+            self.due(now)
+            await clock.sleep_until(self.wall.ns_of(self.next_event(now)))

@@ -1,0 +1,99 @@
+"""Schedule items and their recurrence (RFC 5545 RRULE, python-dateutil), in the station's
+local time (Asia/Ho_Chi_Minh by default). Wall-clock time exists only here, in the calendar."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import rrule as RRule
+from dateutil.rrule import rrulestr
+
+STATION_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+CONFLICT_HORIZON = timedelta(days=14)
+
+
+class ScheduleError(ValueError):
+    """A bad schedule item; the message says what to fix."""
+
+
+class BulletinClass(enum.Enum):
+    NORMAL = "normal"  # bản tin thông thường, priority 50
+    PRIORITY = "priority"  # bản tin ưu tiên, priority 60
+
+    @property
+    def priority(self) -> int:
+        return 60 if self is BulletinClass.PRIORITY else 50
+
+
+@dataclass
+class ScheduleItem:
+    id: str
+    title: str
+    zones: list[str]
+    start: datetime  # the first slot, aware, in the station's time zone
+    duration_s: float  # the window: the item may play (or resume) until start + duration
+    content: dict[str, Any]
+    rrule: str | None = None  # e.g. "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;COUNT=10"
+    cls: BulletinClass = BulletinClass.NORMAL
+    missed: str = "skip"  # after an outage: "skip", or "late" within late_minutes
+    late_minutes: int = 0
+    _rule: RRule | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None:
+            raise ScheduleError("start needs a time zone (the station's local time)")
+        if not 0 < self.duration_s <= 24 * 3600:
+            raise ScheduleError("duration must be more than 0 and at most 24 hours")
+        if self.missed not in ("skip", "late"):
+            raise ScheduleError('missed must be "skip" or "late"')
+        if self.rrule:
+            try:
+                self._rule = rrulestr(self.rrule, dtstart=self.start)  # type: ignore[assignment]
+            except (ValueError, TypeError) as exc:
+                raise ScheduleError(f"bad recurrence rule {self.rrule!r}: {exc}") from None
+
+    def slots(self, after: datetime, before: datetime) -> list[datetime]:
+        """Slot starts with after <= start < before, in the station's time zone."""
+        if self._rule is None:
+            return [self.start] if after <= self.start < before else []
+        return [s for s in self._rule.between(after, before, inc=True) if s < before]
+
+    def next_slot(self, after: datetime) -> datetime | None:
+        if self._rule is None:
+            return self.start if self.start >= after else None
+        found: datetime | None = self._rule.after(after, inc=True)
+        return found
+
+    def window(self, slot: datetime) -> tuple[datetime, datetime]:
+        return slot, slot + timedelta(seconds=self.duration_s)
+
+
+def local(text: str, tz: ZoneInfo = STATION_TZ) -> datetime:
+    """``2026-12-01T06:00`` (local) or with an offset, as an aware datetime."""
+    dt = datetime.fromisoformat(text)
+    return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt.astimezone(tz)
+
+
+def conflicts(item: ScheduleItem, others: list[ScheduleItem], overlapping_zones: Any,
+              now: datetime, horizon: timedelta = CONFLICT_HORIZON) -> list[dict[str, Any]]:
+    """Same class, zones that overlap (the same, or one above the other), windows that
+    overlap, within the horizon: reported when an item is saved, not discovered on air."""
+    found = []
+    end = now + horizon
+    mine = [item.window(s) for s in item.slots(now, end)]
+    for other in others:
+        if other.id == item.id or other.cls is not item.cls:
+            continue
+        if not overlapping_zones(item.zones, other.zones):
+            continue
+        for slot in other.slots(now - timedelta(seconds=other.duration_s), end):
+            o_start, o_end = other.window(slot)
+            if any(s < o_end and o_start < e for s, e in mine):
+                found.append({"item": other.id, "title": other.title,
+                              "slot": slot.isoformat()})
+                break
+    return found

@@ -1,0 +1,85 @@
+"""A week of recurring schedules on a fake clock, in the station's local time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+
+from loa.clock import NS_PER_S, FakeClock
+from loa.scheduler.engine import ScheduleEngine, WallClock
+from loa.scheduler.recurrence import (
+    STATION_TZ,
+    BulletinClass,
+    ScheduleError,
+    ScheduleItem,
+    conflicts,
+    local,
+)
+
+
+def item(id_: str, start: str, rule: str | None, minutes: float = 15,
+         cls: BulletinClass = BulletinClass.NORMAL, zones: list[str] | None = None
+         ) -> ScheduleItem:
+    return ScheduleItem(id_, id_, zones or ["an-binh"], local(start), minutes * 60,
+                        {"kind": "tone"}, rule, cls)
+
+
+async def test_a_week_of_recurring_items_starts_on_local_time_in_moments() -> None:
+    clock = FakeClock(start_ns=0)
+    monday = local("2026-11-30T00:00")  # a Monday, in Asia/Ho_Chi_Minh
+    wall = WallClock(clock, monday)
+    started: list[tuple[str, datetime]] = []
+    closed: list[str] = []
+    engine = ScheduleEngine(wall, lambda it, slot: started.append((it.id, wall.now())),
+                            lambda run: closed.append(run.item.id))
+    engine.put(item("morning", "2026-11-30T06:00", "FREQ=DAILY"))
+    engine.put(item("evening", "2026-11-30T17:30", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"))
+    engine.put(item("vov", "2026-12-02T19:00", None, minutes=60))  # once, Wednesday
+    engine.put(item("count", "2026-11-30T11:00", "FREQ=DAILY;COUNT=3", minutes=5))
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0)
+    await clock.advance(7 * 24 * 3600 * NS_PER_S)  # a week
+    task.cancel()
+
+    by_id: dict[str, list[str]] = {}
+    for id_, when in started:
+        by_id.setdefault(id_, []).append(when.astimezone(STATION_TZ).strftime("%a %H:%M"))
+    assert by_id["morning"] == [f"{d} 06:00" for d in
+                                ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")]
+    assert by_id["evening"] == [f"{d} 17:30" for d in ("Mon", "Tue", "Wed", "Thu", "Fri")]
+    assert by_id["vov"] == ["Wed 19:00"]
+    assert by_id["count"] == ["Mon 11:00", "Tue 11:00", "Wed 11:00"]
+    # every item started on its slot, to the microsecond, and its window closed
+    assert max(engine.lateness_s) < 1e-3
+    assert sorted(closed) == sorted(i for i, _ in started)
+    # and 06:00 in Hà Nội is 23:00 UTC the day before
+    first = started[0][1]
+    assert first.astimezone(STATION_TZ).hour == 6 and first.utcoffset() == timedelta(hours=7)
+
+
+def test_conflicts_are_found_when_saving() -> None:
+    def overlap(a: list[str], b: list[str]) -> bool:
+        tree = {"an-binh": {"an-binh", "an-binh-1", "an-binh-2"}, "an-binh-1": {"an-binh-1"},
+                "phu-my": {"phu-my"}}
+        return any(x in tree.get(y, {y}) or y in tree.get(x, {x}) for x in a for y in b)
+
+    now = local("2026-11-30T00:00")
+    daily = item("daily", "2026-11-30T06:00", "FREQ=DAILY", minutes=30)
+    clash = item("clash", "2026-12-03T06:15", None, minutes=10, zones=["an-binh-1"])
+    other_zone = item("other", "2026-12-03T06:15", None, zones=["phu-my"])
+    higher = item("prio", "2026-12-03T06:15", None, cls=BulletinClass.PRIORITY)
+    later = item("later", "2026-12-03T06:30", None)
+    found = conflicts(clash, [daily, other_zone, higher, later], overlap, now)
+    assert [c["item"] for c in found] == ["daily"]
+    assert conflicts(later, [daily], overlap, now) == []  # back to back is no conflict
+
+
+def test_bad_items_are_clear_errors() -> None:
+    with pytest.raises(ScheduleError, match="recurrence"):
+        item("x", "2026-11-30T06:00", "FREQ=SOMETIMES")
+    with pytest.raises(ScheduleError, match="time zone"):
+        ScheduleItem("x", "x", ["a"], datetime(2026, 11, 30, 6), 60, {}, None)
+    with pytest.raises(ScheduleError, match="duration"):
+        item("x", "2026-11-30T06:00", None, minutes=0)

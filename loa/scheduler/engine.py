@@ -62,6 +62,11 @@ class ScheduleEngine:
     def remove(self, item_id: str) -> None:
         self.items.pop(item_id, None)
 
+    def start_late(self, item: ScheduleItem, slot: datetime, now: datetime) -> None:
+        """A slot missed during an outage, started now (its window still ends on time)."""
+        self.lateness_s.append((now - slot).total_seconds())
+        self.running.append(Running(item, slot, self._start(item, slot)))
+
     def due(self, now: datetime) -> None:
         """Start every slot that opened in (done_until, now]; close windows that ended."""
         for item in self.items.values():

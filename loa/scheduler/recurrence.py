@@ -71,6 +71,36 @@ class ScheduleItem:
     def window(self, slot: datetime) -> tuple[datetime, datetime]:
         return slot, slot + timedelta(seconds=self.duration_s)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "zones": self.zones,
+                "start": self.start.isoformat(), "duration_s": self.duration_s,
+                "content": self.content, "rrule": self.rrule, "class": self.cls.value,
+                "missed": self.missed, "late_minutes": self.late_minutes}
+
+
+def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleItem:
+    """A schedule item from the API's (or the store's) JSON; ScheduleError says what is off."""
+    try:
+        cls = BulletinClass(str(d.get("class", "normal")))
+    except ValueError:
+        raise ScheduleError('class must be "normal" or "priority"') from None
+    zones = d.get("zones")
+    if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
+        raise ScheduleError('"zones" must be a non-empty list of zone ids')
+    content = d.get("content")
+    if not isinstance(content, dict) or content.get("kind") not in (
+            "media", "text", "relay", "tone"):
+        raise ScheduleError('"content" needs a kind: media, text, relay or tone')
+    try:
+        start = local(str(d["start"]))
+        duration = float(d.get("duration_s", 0))
+        late = int(d.get("late_minutes", 0))
+    except (KeyError, ValueError, TypeError):
+        raise ScheduleError('"start" (local ISO time) and "duration_s" are needed') from None
+    return ScheduleItem(item_id or str(d.get("id", "")), str(d.get("title", "")) or "lịch phát",
+                        zones, start, duration, content, d.get("rrule") or None, cls,
+                        str(d.get("missed", "skip")), late)
+
 
 def local(text: str, tz: ZoneInfo = STATION_TZ) -> datetime:
     """``2026-12-01T06:00`` (local) or with an offset, as an aware datetime."""

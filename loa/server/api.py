@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from loa.codecs.decode import DecodeError, FrameDecoder
+from loa.codecs.tts import TtsError
+from loa.scheduler.recurrence import conflicts, item_from_json
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
 from loa.server.cap import MAX_CAP_BYTES, CapError, parse_cap
@@ -111,11 +114,65 @@ class Api:
             web.get("/api/v1/audit", self.audit),
             web.post("/api/v1/cap", self.cap),
             web.get("/api/v1/log", self.broadcast_log),
+            web.post("/api/v1/schedules", self.add_schedule),
+            web.get("/api/v1/schedules", self.list_schedules),
+            web.delete("/api/v1/schedules/{id}", self.delete_schedule),
             web.post("/api/v1/media", self.add_media),
             web.get("/api/v1/media", self.list_media),
             web.get("/api/v1/media/{id}", self.get_media),
             web.delete("/api/v1/media/{id}", self.delete_media),
         ]
+
+    async def add_schedule(self, request: web.Request) -> web.Response:
+        """``{"title", "zones", "start": local ISO time, "duration_s", "rrule", "class",
+        "content": {"kind": "media"|"text"|"relay"|"tone", …}, "missed", "late_minutes"}``"""
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        try:
+            item = item_from_json(body, secrets.token_hex(6))
+            for z in item.zones:
+                self.s.zones.get(z)
+            kind = item.content.get("kind")
+            if kind == "media" and self.s.media.get(str(item.content.get("id"))) is None:
+                raise ValueError(f"no media item {item.content.get('id')!r}")
+            if kind == "text":  # read aloud now, so the slot starts on the frame
+                await self.s.tts.speak(str(item.content.get("text", "")),
+                                       str(item.content.get("voice", "vi")))
+        except (ValueError, TtsError) as exc:
+            status = 404 if isinstance(exc, ZoneError) else 400
+            return _error(status, str(exc))
+        found = conflicts(item, list(self.s.schedule.items.values()), self._zones_overlap,
+                          self.s.wall.now())
+        self.s.store.save_schedule(item.id, item.to_json())
+        self.s.schedule.put(item)
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "schedule.add", item.id, item.to_json())
+        nxt = item.next_slot(self.s.wall.now())
+        return web.json_response({"schedule": item.to_json(), "conflicts": found,
+                                  "next": nxt.isoformat() if nxt else None}, status=201)
+
+    def _zones_overlap(self, a: list[str], b: list[str]) -> bool:
+        """Zones overlap when one is the other or lies below it."""
+        below = {z: {x.id for x in self.s.zones.subtree(z)} for z in set(a) | set(b)
+                 if z in self.s.zones}
+        return any(y in below.get(x, set()) or x in below.get(y, set()) for x in a for y in b)
+
+    async def list_schedules(self, request: web.Request) -> web.Response:
+        now = self.s.wall.now()
+        out = []
+        for item in self.s.schedule.items.values():
+            nxt = item.next_slot(now)
+            out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
+        return web.json_response({"schedules": out})
+
+    async def delete_schedule(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        sid = request.match_info["id"]
+        if sid not in self.s.schedule.items:
+            return _error(404, f"no schedule item {sid!r}")
+        self.s.schedule.remove(sid)
+        self.s.store.delete_schedule(sid)
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "schedule.delete", sid)
+        return web.json_response({"deleted": sid})
 
     async def broadcast_log(self, request: web.Request) -> web.Response:
         """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``."""

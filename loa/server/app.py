@@ -7,6 +7,7 @@ import asyncio
 import html
 import logging
 import socket
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,20 @@ from aiohttp import web
 
 from loa import __version__
 from loa.clock import NS_PER_S, Clock, MonotonicClock
+from loa.codecs.decode import DecodeError
 from loa.codecs.pcm import FRAME_MS
 from loa.codecs.tts import Tts
 from loa.config import Config
 from loa.lifecycle import cancel_and_wait
 from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.counters import Counters
+from loa.scheduler.engine import Running, ScheduleEngine, WallClock
+from loa.scheduler.recurrence import (
+    STATION_TZ,
+    ScheduleError,
+    ScheduleItem,
+    item_from_json,
+)
 from loa.server.alerts import AlertManager
 from loa.server.api import (
     SERVER_KEY,
@@ -97,8 +106,12 @@ class LoaServer:
                                   config.loudness_target_lufs)
         self.broadcast_log = BroadcastLog(self.store, self.clock)
         self._log_task: asyncio.Task[None] | None = None
+        self.wall = WallClock(self.clock, datetime.now(STATION_TZ))
+        self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
+        self._schedule_task: asyncio.Task[None] | None = None
         self.relays: dict[int, Relay] = {}
         self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
+        self._slot_relays: list[Relay] = []
         self._runner: web.AppRunner | None = None
         self._server: asyncio.base_events.Server | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -149,6 +162,9 @@ class LoaServer:
             log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
         self.alerts.start()
         self._log_task = asyncio.create_task(self._write_log(), name="broadcast-log")
+        self._load_schedules()
+        if run_clock:
+            self._schedule_task = asyncio.create_task(self.schedule.run(), name="schedule")
         if run_clock:
             self.engine.start()
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
@@ -160,6 +176,7 @@ class LoaServer:
         await self.alerts.stop()
         await self.engine.stop()  # phase 2: no more ticks
         await cancel_and_wait(self._log_task)
+        await cancel_and_wait(self._schedule_task)
         self.broadcast_log.consume(self.engine.drain_switch_events())
         self.broadcast_log.close_all("server stopped")
         for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
@@ -264,8 +281,86 @@ class LoaServer:
             await self.clock.sleep_until(self.clock.now_ns() + LOG_FLUSH_NS)
             try:
                 self.broadcast_log.consume(self.engine.drain_switch_events())
+                self.store.set_value("schedule_done_until", self.wall.now().isoformat())
             except Exception:  # a full disk must not end the log task for good
                 log.exception("writing the broadcast log failed")
+
+    # the schedule
+
+    def _load_schedules(self) -> None:
+        """Load the saved schedule; slots missed while the server was down follow each
+        item's policy: skipped (and logged), or played late within its late_minutes."""
+        for rec in self.store.load_schedules():
+            try:
+                self.schedule.put(item_from_json(rec, rec["id"]))
+            except ScheduleError as exc:
+                log.error("schedule item %s ignored: %s", rec.get("id"), exc)
+        done = self.store.get_value("schedule_done_until")
+        now = self.wall.now()
+        if done is None:
+            return
+        since = datetime.fromisoformat(done)
+        for item in self.schedule.items.values():
+            for slot in item.slots(since, now):
+                late_s = (now - slot).total_seconds()
+                if item.missed == "late" and late_s <= item.late_minutes * 60:
+                    self.schedule.start_late(item, slot, now)
+                    note = f"played {late_s:.0f} s late after a restart"
+                else:
+                    note = "missed while the server was down: skipped"
+                self.store.audit("loa", "schedule.missed", item.id,
+                                 {"slot": slot.isoformat(), "note": note})
+                log.warning("schedule %s slot %s: %s", item.id, slot.isoformat(), note)
+
+    def _start_slot(self, item: ScheduleItem, slot: datetime) -> list[Request]:
+        prog = self._slot_programme(item)
+        if prog is None:
+            return []
+        return [self.engine.request(z, prog, item.cls.priority, label=f"schedule/{item.id}")
+                for z in item.zones if z in self.zones]
+
+    def _slot_programme(self, item: ScheduleItem) -> Programme | None:
+        content = item.content
+        kind = content.get("kind")
+        try:
+            if kind == "media":
+                media = self.media.get(str(content.get("id", "")))
+                if media is None:
+                    raise ValueError(f"media item {content.get('id')!r} is gone")
+                return self.media_programme(media)
+            if kind == "text":
+                path = self.tts.cache_path(" ".join(str(content.get("text", "")).split()),
+                                           str(content.get("voice", "vi")))
+                if not path.exists():
+                    raise ValueError("its text was never read aloud (is espeak-ng installed?)")
+                return Programme(item.title, ProgrammeKind.FILE, FileSource(str(path)))
+            if kind == "tone":
+                return Programme(item.title, ProgrammeKind.GENERATOR,
+                                 tone_source(float(content.get("freq_hz", 1000))))
+            if kind == "relay":
+                assert self._http is not None
+                relay = Relay(str(content.get("url", "")), self.clock, self.counters,
+                              self.live_settings, self._http, name=item.title)
+                relay.start()
+                self._slot_relays.append(relay)
+                return relay.programme
+        except (ValueError, DecodeError) as exc:
+            log.error("schedule %s cannot start: %s", item.id, exc)
+            self.store.audit("loa", "schedule.failed", item.id, {"error": str(exc)})
+        return None
+
+    def _close_slot(self, run: Running) -> None:
+        """The slot's window has closed: what still plays, or waits preempted, is cut short."""
+        for req in run.handle if isinstance(run.handle, list) else []:
+            if req.id in self.engine.requests:
+                self.engine.release(req.id, reason="cut short")
+                self.store.audit("loa", "schedule.cut_short", run.item.id,
+                                 {"slot": run.slot.isoformat(), "zone": req.zone_id})
+        for relay in [r for r in self._slot_relays if r.programme.finished]:
+            self._slot_relays.remove(relay)
+            task = asyncio.get_running_loop().create_task(relay.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
     def media_programme(self, item: MediaItem) -> Programme:
         """A library item, played normalised to the station's loudness target."""
@@ -274,6 +369,9 @@ class LoaServer:
 
     def media_in_use(self, item: MediaItem) -> bool:
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
+            return True
+        if any(s.content.get("kind") == "media" and s.content.get("id") == item.id
+               for s in self.schedule.items.values()):
             return True
         return any(a.status.value in ("pending", "active")
                    and a.spec.content.get("path") == item.path

@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS broadcast_log (
     end_reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS broadcast_log_zone ON broadcast_log(zone, started_at);
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL,
@@ -102,6 +110,27 @@ class Store:
 
     def delete_media(self, media_id: str) -> None:
         self._db.execute("DELETE FROM media WHERE id = ?", (media_id,))
+
+    # schedules
+
+    def save_schedule(self, item_id: str, data: dict[str, Any]) -> None:
+        self._db.execute("INSERT INTO schedules(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
+                         "UPDATE SET data=excluded.data",
+                         (item_id, json.dumps(data, ensure_ascii=False)))
+
+    def delete_schedule(self, item_id: str) -> None:
+        self._db.execute("DELETE FROM schedules WHERE id = ?", (item_id,))
+
+    def load_schedules(self) -> list[dict[str, Any]]:
+        return [json.loads(r[0]) for r in self._db.execute("SELECT data FROM schedules")]
+
+    def set_value(self, key: str, value: str) -> None:
+        self._db.execute("INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                         "SET value=excluded.value", (key, value))
+
+    def get_value(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     # broadcast log (nhật ký phát)
 

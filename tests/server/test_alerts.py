@@ -22,7 +22,7 @@ from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
 from tests.audio import dominant_hz, rms
-from tests.conftest import MemoryProtocol
+from tests.conftest import ADMIN_TOKEN, MemoryProtocol
 from tests.server.test_api import call
 from tests.server.test_engine import heard, ws_frames
 
@@ -32,7 +32,7 @@ OPERATOR_TOKEN = "operator-without-alert-right"
 async def fake_clock_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
     clock = FakeClock()
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
-                  admin_token="admin", source_password="pw", alert_tone_s=1.0,
+                  admin_token=ADMIN_TOKEN, source_password="pw", alert_tone_s=1.0,
                   alert_gap_s=0.5, **overrides)  # type: ignore[arg-type]
     server = LoaServer(cfg, clock=clock)
     await server.start(run_clock=False)

@@ -1,0 +1,77 @@
+"""Schedules through the API, started on the core's clock, with windows and conflicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from loa.scheduler.recurrence import STATION_TZ
+from loa.server.inputs.generator import tone_source
+from loa.server.priority import Priority
+from loa.server.programme import Programme, ProgrammeKind
+from tests.audio import dominant_hz
+from tests.server.test_alerts import ear, fake_clock_server, tick
+from tests.server.test_api import call
+from tests.server.test_engine import heard
+
+
+def step(server, clock, frames: int) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(frames):
+        tick(server, clock, 1)
+        server.schedule.due(server.wall.now())
+
+
+async def test_a_slot_starts_on_the_frame_and_its_window_closes(tmp_path: Path) -> None:
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        listener = ear(server, "phu-my-1", "loa-005")
+        start = (server.wall.now() + timedelta(seconds=2)).astimezone(STATION_TZ)
+        body = {"title": "Bản tin trưa", "zones": ["phu-my"], "duration_s": 3,
+                "start": start.replace(tzinfo=None).isoformat(timespec="microseconds"),
+                "content": {"kind": "tone", "freq_hz": 700}}
+        status, created = await call(server, "POST", "/api/v1/schedules", json=body)
+        assert status == 201 and created["conflicts"] == []
+        status, clash = await call(server, "POST", "/api/v1/schedules",
+                                   json=dict(body, zones=["phu-my-1"], title="Trùng giờ"))
+        assert status == 201 and [c["item"] for c in clash["conflicts"]] == [
+            created["schedule"]["id"]]
+        await call(server, "DELETE", f"/api/v1/schedules/{clash['schedule']['id']}")
+        step(server, clock, 150)  # the slot at 2 s; live takes over at 3 s for 0.5 s
+        live = server.engine.request("huyen", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
+                                                        tone_source(1000)),
+                                     Priority.DISTRICT_LIVE)
+        step(server, clock, 25)
+        server.engine.release(live.id)
+        step(server, clock, 150)  # the window closes at 5 s
+        packets, pcm = heard(listener)
+        prios = [p.priority for p in packets]
+        first = prios.index(50)
+        assert abs(first - 100) <= 1  # within one frame of its slot
+        assert max(server.schedule.lateness_s) < 0.021
+        assert dominant_hz(pcm[first * 960 + 2400 : first * 960 + 24000]) == pytest.approx(
+            700, rel=0.01)
+        assert prios[150:175] == [80] * 25  # the live takeover
+        assert set(prios[175:250]) == {50}  # the bulletin again, until its window closes
+        assert 50 not in prios[252:]
+        assert [e["action"] for e in server.store.audit_log(created["schedule"]["id"])
+                ][0] == "schedule.cut_short"
+        status, listing = await call(server, "GET", "/api/v1/schedules")
+        assert [s["title"] for s in listing["schedules"]] == ["Bản tin trưa"]
+    finally:
+        await server.stop()
+
+
+async def test_bad_schedules_are_refused(tmp_path: Path) -> None:
+    server, _ = await fake_clock_server(tmp_path)
+    try:
+        base = {"zones": ["phu-my"], "start": "2030-01-01T06:00", "duration_s": 60,
+                "content": {"kind": "tone"}}
+        for change, status in [({"zones": ["nowhere"]}, 404), ({"rrule": "FREQ=OFTEN"}, 400),
+                               ({"content": {"kind": "media", "id": "nope"}}, 400),
+                               ({"duration_s": 0}, 400), ({"class": "loud"}, 400)]:
+            got, body = await call(server, "POST", "/api/v1/schedules", json={**base, **change})
+            assert got == status, (change, body)
+    finally:
+        await server.stop()

@@ -177,6 +177,7 @@ class LoaServer:
         await self.engine.stop()  # phase 2: no more ticks
         await cancel_and_wait(self._log_task)
         await cancel_and_wait(self._schedule_task)
+        self.store.set_value("schedule_done_until", self.wall.now().isoformat())
         self.broadcast_log.consume(self.engine.drain_switch_events())
         self.broadcast_log.close_all("server stopped")
         for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners

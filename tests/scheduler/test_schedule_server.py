@@ -75,3 +75,33 @@ async def test_bad_schedules_are_refused(tmp_path: Path) -> None:
             assert got == status, (change, body)
     finally:
         await server.stop()
+
+
+async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: Path) -> None:
+    from loa.server.store import Store
+
+    server, _ = await fake_clock_server(tmp_path)
+    now = server.wall.now().astimezone(STATION_TZ)
+    slot = (now - timedelta(seconds=30)).replace(tzinfo=None).isoformat(timespec="seconds")
+    common = {"zones": ["an-binh"], "start": slot, "duration_s": 600,
+              "content": {"kind": "tone"}}
+    _, late = await call(server, "POST", "/api/v1/schedules",
+                         json={**common, "title": "late", "missed": "late", "late_minutes": 5})
+    _, skip = await call(server, "POST", "/api/v1/schedules",
+                         json={**common, "title": "skip", "missed": "skip"})
+    await server.stop()
+    store = Store(tmp_path / "data" / "loa.sqlite3")  # the outage began before the slot
+    store.set_value("schedule_done_until", (now - timedelta(seconds=60)).isoformat())
+    store.close()
+    again, _ = await fake_clock_server(tmp_path)
+    try:
+        labels = {r.label for r in again.engine.requests.values()}
+        assert f"schedule/{late['schedule']['id']}" in labels
+        assert f"schedule/{skip['schedule']['id']}" not in labels
+        notes = {a["subject"]: a["detail"]["note"] for a in again.store.audit_log()
+                 if a["action"] == "schedule.missed"}
+        assert "late" in notes[late["schedule"]["id"]]
+        assert "skipped" in notes[skip["schedule"]["id"]]
+        assert 29 < max(again.schedule.lateness_s) < 120
+    finally:
+        await again.stop()

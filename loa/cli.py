@@ -92,6 +92,28 @@ def main(argv: list[str] | None = None) -> int:
     mrm = msub.add_parser("rm", help="delete an item (refused while it plays)")
     mrm.add_argument("id")
 
+    sched = sub.add_parser("schedule", help="the schedule of a running server")
+    sched.add_argument("--url", default="http://127.0.0.1:8080")
+    sched.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    ssub = sched.add_subparsers(dest="schedule_command", required=True)
+    sadd = ssub.add_parser("add", help="add an item")
+    sadd.add_argument("--title", default="")
+    sadd.add_argument("--zones", required=True, help="comma-separated zone ids")
+    sadd.add_argument("--start", required=True, help="local time, e.g. 2026-12-01T06:00")
+    sadd.add_argument("--duration", type=float, required=True, help="window, seconds")
+    sadd.add_argument("--rrule", help='RFC 5545, e.g. "FREQ=DAILY" or '
+                                      '"FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"')
+    sadd.add_argument("--class", dest="cls", default="normal", choices=["normal", "priority"])
+    group = sadd.add_mutually_exclusive_group(required=True)
+    group.add_argument("--media", help="a media library id")
+    group.add_argument("--text", help="text read aloud")
+    group.add_argument("--relay", help="a station's stream URL (tiếp sóng)")
+    sadd.add_argument("--missed", default="skip", choices=["skip", "late"])
+    sadd.add_argument("--late-minutes", type=int, default=0)
+    ssub.add_parser("list", help="list the items and their next slots")
+    srm = ssub.add_parser("rm", help="delete an item")
+    srm.add_argument("id")
+
     bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
     bench.add_argument("--listeners", default="100,500,1000",
                        help="listener counts for the fan-out comparison")
@@ -105,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return _alert(args)
     if args.command == "media":
         return _media(args)
+    if args.command == "schedule":
+        return _schedule(args)
     if args.command == "bench":
         from loa.loadtest.bench import bench_main
 
@@ -255,6 +279,23 @@ def _media(args: argparse.Namespace) -> int:
     if args.media_command == "list":
         return _api(args, "GET", "/api/v1/media")
     return _api(args, "DELETE", f"/api/v1/media/{args.id}")
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    if args.schedule_command == "list":
+        return _api(args, "GET", "/api/v1/schedules")
+    if args.schedule_command == "rm":
+        return _api(args, "DELETE", f"/api/v1/schedules/{args.id}")
+    if args.media:
+        content: dict[str, str] = {"kind": "media", "id": args.media}
+    elif args.text:
+        content = {"kind": "text", "text": args.text}
+    else:
+        content = {"kind": "relay", "url": args.relay}
+    return _api(args, "POST", "/api/v1/schedules", {
+        "title": args.title, "zones": args.zones.split(","), "start": args.start,
+        "duration_s": args.duration, "rrule": args.rrule, "class": args.cls,
+        "content": content, "missed": args.missed, "late_minutes": args.late_minutes})
 
 
 def _alert(args: argparse.Namespace) -> int:

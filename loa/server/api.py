@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, web
 
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.codecs.tts import TtsError
+from loa.scheduler.ical import export_ics, import_ics
 from loa.scheduler.recurrence import conflicts, item_from_json
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 MAX_JSON_BYTES = 64 * 1024
+MAX_ICS_BYTES = 1 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -117,6 +119,8 @@ class Api:
             web.post("/api/v1/schedules", self.add_schedule),
             web.get("/api/v1/schedules", self.list_schedules),
             web.delete("/api/v1/schedules/{id}", self.delete_schedule),
+            web.get("/api/v1/schedules.ics", self.export_schedules),
+            web.post("/api/v1/schedules.ics", self.import_schedules),
             web.post("/api/v1/media", self.add_media),
             web.get("/api/v1/media", self.list_media),
             web.get("/api/v1/media/{id}", self.get_media),
@@ -149,6 +153,32 @@ class Api:
         nxt = item.next_slot(self.s.wall.now())
         return web.json_response({"schedule": item.to_json(), "conflicts": found,
                                   "next": nxt.isoformat() if nxt else None}, status=201)
+
+    async def export_schedules(self, request: web.Request) -> web.Response:
+        return web.Response(body=export_ics(list(self.s.schedule.items.values())),
+                            content_type="text/calendar", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="loa.ics"'})
+
+    async def import_schedules(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        data = await request.content.read(MAX_ICS_BYTES + 1)
+        if len(data) > MAX_ICS_BYTES:
+            return _error(413, f"calendars are limited to {MAX_ICS_BYTES >> 10} KiB")
+        try:
+            items, refused = import_ics(data)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        taken = []
+        for item in items:
+            if not all(z in self.s.zones for z in item.zones):
+                refused.append(f"{item.title}: unknown zone in {item.zones}")
+                continue
+            self.s.store.save_schedule(item.id, item.to_json())
+            self.s.schedule.put(item)
+            taken.append(item.id)
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "schedule.import", "ics",
+                           {"taken": taken, "refused": refused})
+        return web.json_response({"imported": taken, "refused": refused})
 
     def _zones_overlap(self, a: list[str], b: list[str]) -> bool:
         """Zones overlap when one is the other or lies below it."""

@@ -83,3 +83,21 @@ def test_bad_items_are_clear_errors() -> None:
         ScheduleItem("x", "x", ["a"], datetime(2026, 11, 30, 6), 60, {}, None)
     with pytest.raises(ScheduleError, match="duration"):
         item("x", "2026-11-30T06:00", None, minutes=0)
+
+
+def test_ical_round_trip_and_foreign_events() -> None:
+    from loa.scheduler.ical import export_ics, import_ics
+
+    items = [item("morning", "2026-11-30T06:00", "FREQ=WEEKLY;BYDAY=MO,WE,FR", minutes=20),
+             item("once", "2026-12-24T19:30", None, cls=BulletinClass.PRIORITY)]
+    ics = export_ics(items)
+    assert b"TZID=Asia/Ho_Chi_Minh:20261130T060000" in ics
+    back, refused = import_ics(ics)
+    assert refused == []
+    assert [(i.id, i.title, i.start, i.duration_s, i.rrule, i.cls, i.zones) for i in back] == [
+        (i.id, i.title, i.start, i.duration_s, i.rrule, i.cls, i.zones) for i in items]
+    foreign = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:a\r\n"
+               b"SUMMARY:Hop thon\r\nDTSTART:20261201T080000\r\nDTEND:20261201T090000\r\n"
+               b"END:VEVENT\r\nEND:VCALENDAR\r\n")
+    got, refused = import_ics(foreign)
+    assert got == [] and "zones" in refused[0]  # it says what to add

@@ -105,3 +105,42 @@ async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: 
         assert 29 < max(again.schedule.lateness_s) < 120
     finally:
         await again.stop()
+
+
+async def test_the_schedule_cli_and_ics_import_export(make_server) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import json
+    import sys
+
+    import aiohttp
+
+    from tests.conftest import auth
+    from tests.server.test_ingest import base
+
+    server = await make_server()
+
+    async def loa(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loa", "schedule", "--url", f"http://127.0.0.1:{server.port}",
+            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, json.loads(out)
+
+    rc, added = await loa("add", "--title", "Bản tin sáng", "--zones", "an-binh",
+                          "--start", "2030-01-01T06:00", "--duration", "900",
+                          "--rrule", "FREQ=DAILY", "--text", "Chào buổi sáng")
+    assert rc == 0 and added["next"].startswith("2030-01-01T06:00:00+07:00")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base(server) + "/api/v1/schedules.ics", headers=auth()) as resp:
+            ics = await resp.read()
+    assert b"RRULE:FREQ=DAILY" in ics and "Bản tin sáng".encode() in ics
+    rc, _ = await loa("rm", added["schedule"]["id"])
+    rc, listed = await loa("list")
+    assert listed["schedules"] == []
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base(server) + "/api/v1/schedules.ics", data=ics,
+                             headers=auth()) as resp:
+            imported = await resp.json()
+    assert imported["imported"] == [added["schedule"]["id"]] and imported["refused"] == []
+    rc, listed = await loa("list")
+    assert [s["title"] for s in listed["schedules"]] == ["Bản tin sáng"]

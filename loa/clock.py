@@ -38,8 +38,9 @@ class MonotonicClock:
             await asyncio.sleep(delay_ns / NS_PER_S)
 
 
-# Loop turns granted after each wake-up: enough for a woken task to run and re-arm its sleep.
-YIELDS_PER_WAKE = 2
+# Loop turns granted after each wake-up, at most, for the woken task to run and sleep again.
+MAX_YIELDS_PER_WAKE = 20
+SETTLE_YIELDS = 5
 
 
 class FakeClock:
@@ -68,14 +69,21 @@ class FakeClock:
     async def advance(self, delta_ns: int) -> None:
         """Move time forward by ``delta_ns``, waking sleepers on the way."""
         target_ns = self._now_ns + delta_ns
+        for _ in range(SETTLE_YIELDS):  # tasks started just now get to arm their sleeps
+            await asyncio.sleep(0)
         while self._sleepers and self._sleepers[0][0] <= target_ns:
             deadline_ns, _, fut = heapq.heappop(self._sleepers)
             self._now_ns = max(self._now_ns, deadline_ns)
-            if not fut.done():
-                fut.set_result(None)
-            # Let the woken task (and whatever it wakes) run before time moves on.
-            for _ in range(YIELDS_PER_WAKE):
+            if fut.done():
+                continue  # its sleeper gave up waiting (cancelled)
+            fut.set_result(None)
+            # Let the woken task (and whatever it wakes) run before time moves on: until it
+            # sleeps again, or a bounded number of loop turns if it does not.
+            armed = len(self._sleepers)
+            for _ in range(MAX_YIELDS_PER_WAKE):
                 await asyncio.sleep(0)
+                if len(self._sleepers) > armed:
+                    break
         self._now_ns = target_ns
 
     def set_ns(self, now_ns: int) -> None:

@@ -6,6 +6,7 @@ runs a week of schedule in moments. Lateness (slot time to request) is measured 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,12 +56,15 @@ class ScheduleEngine:
         self.running: list[Running] = []
         self.lateness_s: list[float] = []
         self._done_until = wall.now()
+        self._changed = asyncio.Event()
 
     def put(self, item: ScheduleItem) -> None:
         self.items[item.id] = item
+        self._changed.set()  # the next event may now be sooner
 
     def remove(self, item_id: str) -> None:
         self.items.pop(item_id, None)
+        self._changed.set()
 
     def start_late(self, item: ScheduleItem, slot: datetime, now: datetime) -> None:
         """A slot missed during an outage, started now (its window still ends on time)."""
@@ -93,8 +97,16 @@ class ScheduleEngine:
         return min(times)
 
     async def run(self) -> None:
+        """Sleep until the next slot or window end, or until the schedule changes."""
         clock = self.wall.clock
         while True:
             now = self.wall.now()
             self.due(now)
-            await clock.sleep_until(self.wall.ns_of(self.next_event(now)))
+            self._changed.clear()
+            sleep = asyncio.ensure_future(clock.sleep_until(self.wall.ns_of(self.next_event(now))))
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({sleep, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                changed.cancel()

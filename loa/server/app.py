@@ -403,6 +403,14 @@ class LoaServer:
             "counters": self.counters.snapshot(),
             "alerts": [a.describe() for a in self.alerts.alerts.values()
                        if a.status.value in ("pending", "active")],
+            "schedule": {
+                "items": len(self.schedule.items),
+                "running": len(self.schedule.running),
+                "lateness_ms": {
+                    "max": round(1000 * max(self.schedule.lateness_s), 3)
+                    if self.schedule.lateness_s else None,
+                    "starts": len(self.schedule.lateness_s)},
+            },
         }
 
     async def icecast_metadata(self, request: web.Request) -> web.Response:

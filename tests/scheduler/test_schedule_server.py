@@ -144,3 +144,30 @@ async def test_the_schedule_cli_and_ics_import_export(make_server) -> None:  # t
     assert imported["imported"] == [added["schedule"]["id"]] and imported["refused"] == []
     rc, listed = await loa("list")
     assert [s["title"] for s in listed["schedules"]] == ["Bản tin sáng"]
+
+
+async def test_ffmpeg_hears_the_scheduled_programme_at_its_slot(make_server) -> None:  # type: ignore[no-untyped-def]
+    """The one real-time schedule test: a slot 1.5 s ahead, the ffmpeg CLI listening."""
+    import asyncio
+
+    from tests.audio import ffmpeg_pull, rms
+    from tests.server.test_ingest import base
+
+    server = await make_server()
+    start = (server.wall.now() + timedelta(seconds=1.5)).astimezone(STATION_TZ)
+    status, _ = await call(server, "POST", "/api/v1/schedules", json={
+        "title": "Thử", "zones": ["phu-my"], "duration_s": 4,
+        "start": start.replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "content": {"kind": "tone", "freq_hz": 700}})
+    assert status == 201
+    pulling = asyncio.create_task(ffmpeg_pull(f"{base(server)}/zones/phu-my-1/stream.ogg", 3.5))
+    pcm = await pulling
+    sr = 48000
+    loud = [i for i in range(0, len(pcm) - 960, 960) if rms(pcm[i : i + 960]) > 0.05]
+    onset_s = loud[0] / sr
+    assert 0.8 < onset_s < 2.2  # silence (idle) first, then the slot
+    assert rms(pcm[: int(0.5 * sr)]) < 0.01
+    assert dominant_hz(pcm[loud[0] + 4800 :]) == pytest.approx(700, rel=0.01)
+    status, st = await call(server, "GET", "/api/v1/status")
+    assert st["schedule"]["lateness_ms"]["starts"] == 1
+    assert st["schedule"]["lateness_ms"]["max"] < 25  # on the frame

@@ -122,6 +122,7 @@ class Engine:
         req = self.requests.pop(request_id, None)
         if req is None:
             return None
+        req.programme.release_reason = reason
         for zone in self.zones.subtree(req.zone_id):
             self.channels[zone.id].remove(req)
         for cb in req.on_end:

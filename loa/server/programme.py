@@ -59,6 +59,7 @@ class Programme:
         "pulled_at_ns",
         "reach",
         "completed",
+        "release_reason",
     )
 
     def __init__(self, name: str, kind: ProgrammeKind, source: FrameSource) -> None:
@@ -71,6 +72,7 @@ class Programme:
         self.capture_ns = 0
         self.finished = False
         self.completed = False  # finished because its source ran out (not released)
+        self.release_reason = ""  # why its last request was released, for the broadcast log
         self.pulled_at_ns = -1
         # endpoint id -> when its first packet of this programme was written (Clock ns);
         # None: not tracked (only alerts need proof of reach)

@@ -53,6 +53,7 @@ class EndReason(enum.Enum):
     COMPLETED = "completed"
     PREEMPTED = "preempted"
     CANCELLED = "cancelled"
+    CUT_SHORT = "cut short"  # its schedule window closed before it could finish
     FAILED = "failed"
 
 
@@ -150,7 +151,8 @@ class ZoneChannel:
         if prog.completed:
             return EndReason.COMPLETED
         if not any(r.programme is prog for r in self.requests):
-            return EndReason.CANCELLED
+            return EndReason.CUT_SHORT if prog.release_reason == "cut short" \
+                else EndReason.CANCELLED
         if not prog.available:
             return EndReason.FAILED  # a live source dropped or stalled
         return EndReason.PREEMPTED

@@ -59,6 +59,10 @@ async def test_a_slot_starts_on_the_frame_and_its_window_closes(tmp_path: Path) 
                 ][0] == "schedule.cut_short"
         status, listing = await call(server, "GET", "/api/v1/schedules")
         assert [s["title"] for s in listing["schedules"]] == ["Bản tin trưa"]
+        server.broadcast_log.consume(server.engine.drain_switch_events())
+        assert [(e["programme"], e["end_reason"]) for e in server.store.broadcast_log("phu-my-1")
+                ] == [("Bản tin trưa", "preempted"), ("Trực tiếp", "cancelled"),
+                      ("Bản tin trưa", "cut short")]
     finally:
         await server.stop()
 

@@ -16,7 +16,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     mp3_bitrate_bps = 64000
     jitter_target_ms = 40            # live inputs: buffered before playing
     jitter_max_ms = 2000             # adaptive target ceiling and overflow bound
-    loudness_target_lufs = -16.0     # files play normalised to this (ITU-R BS.1770)
+    loudness_target_lufs = -18.0     # files and speech play normalised to this (BS.1770)
     max_upload_mb = 50               # media uploads above this are refused
     source_stall_ms = 3000           # a connected source silent this long counts as down
 
@@ -56,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from loa.codecs.loudness import DEFAULT_TARGET_LUFS
 from loa.server.zones import Zone
 
 
@@ -119,7 +120,7 @@ class Config:
     jitter_target_ms: int = 40
     jitter_max_ms: int = 2_000
     source_stall_ms: int = 3_000
-    loudness_target_lufs: float = -16.0
+    loudness_target_lufs: float = DEFAULT_TARGET_LUFS
     max_upload_mb: int = 50
     burst_ms: int = 200
     backlog_ms: int = 2_000

@@ -89,8 +89,11 @@ def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleIte
         raise ScheduleError('"zones" must be a non-empty list of zone ids')
     content = d.get("content")
     if not isinstance(content, dict) or content.get("kind") not in (
-            "media", "text", "relay", "tone"):
-        raise ScheduleError('"content" needs a kind: media, text, relay or tone')
+            "media", "playlist", "text", "relay", "tone"):
+        raise ScheduleError('"content" needs a kind: media, playlist, text, relay or tone')
+    if content.get("kind") == "playlist" and (
+            not isinstance(content.get("items"), list) or not content["items"]):
+        raise ScheduleError('a playlist needs "items": [media ids]')
     try:
         start = local(str(d["start"]))
         duration = float(d.get("duration_s", 0))

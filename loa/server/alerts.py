@@ -24,6 +24,7 @@ from typing import Any
 
 from loa.clock import NS_PER_S, Clock
 from loa.codecs.decode import DecodeError, FrameDecoder
+from loa.codecs.loudness import Leveller
 from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.codecs.tts import DEFAULT_VOICE, Tts, TtsError, TtsUnavailable
 from loa.lifecycle import cancel_and_wait
@@ -214,6 +215,7 @@ class AlertManager:
         self.wall = wall
         self.alerts: dict[str, Alert] = {}
         self._expiry_task: asyncio.Task[None] | None = None
+        self.leveller: Leveller | None = None  # messages at the station's loudness target
 
     # lifecycle
 
@@ -496,9 +498,9 @@ class AlertManager:
             parts += tone + [message]
         return parts
 
-    @staticmethod
-    def _file_part(path: Path) -> PartFactory:
-        return lambda: FileSource(str(path))
+    def _file_part(self, path: Path) -> PartFactory:
+        gain = self.leveller.gain_for(str(path)) if self.leveller is not None else 1.0
+        return lambda: FileSource(str(path), gain)
 
     def _request_ended(self, alert: Alert, req: Request, why: str) -> None:
         if alert.status in FINAL:

@@ -139,6 +139,9 @@ class Api:
             kind = item.content.get("kind")
             if kind == "media" and self.s.media.get(str(item.content.get("id"))) is None:
                 raise ValueError(f"no media item {item.content.get('id')!r}")
+            for mid in item.content.get("items", []) if kind == "playlist" else []:
+                if self.s.media.get(str(mid)) is None:
+                    raise ValueError(f"no media item {mid!r} for the playlist")
             if kind == "text":  # read aloud now, so the slot starts on the frame
                 await self.s.tts.speak(str(item.content.get("text", "")),
                                        str(item.content.get("voice", "vi")))

@@ -4,6 +4,7 @@ down in phases (stop accepting, stop the clock, end sources and listeners, close
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import socket
@@ -17,6 +18,7 @@ from aiohttp import web
 from loa import __version__
 from loa.clock import NS_PER_S, Clock, MonotonicClock
 from loa.codecs.decode import DecodeError
+from loa.codecs.loudness import Leveller
 from loa.codecs.pcm import FRAME_MS
 from loa.codecs.tts import Tts
 from loa.config import Config
@@ -47,6 +49,7 @@ from loa.server.inputs.generator import chime_source, tone_source
 from loa.server.inputs.live import LiveSettings
 from loa.server.inputs.push import Mounts
 from loa.server.inputs.relay import Relay
+from loa.server.inputs.sequence import PartFactory, SequenceSource
 from loa.server.media import MediaItem, MediaLibrary
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
@@ -104,6 +107,8 @@ class LoaServer:
         self.streams.on_played = self.alerts.on_played
         self.media = MediaLibrary(self.store, self.media_dir / "library",
                                   config.loudness_target_lufs)
+        self.leveller = Leveller(config.loudness_target_lufs)
+        self.alerts.leveller = self.leveller
         self.broadcast_log = BroadcastLog(self.store, self.clock)
         self._log_task: asyncio.Task[None] | None = None
         self.wall = WallClock(self.clock, datetime.now(STATION_TZ))
@@ -334,7 +339,17 @@ class LoaServer:
                                            str(content.get("voice", "vi")))
                 if not path.exists():
                     raise ValueError("its text was never read aloud (is espeak-ng installed?)")
-                return Programme(item.title, ProgrammeKind.FILE, FileSource(str(path)))
+                return Programme(item.title, ProgrammeKind.FILE,
+                                 FileSource(str(path), self.leveller.gain_for(str(path))))
+            if kind == "playlist":
+                parts: list[PartFactory] = []
+                for mid in content.get("items", []):
+                    media = self.media.get(str(mid))
+                    if media is None:
+                        raise ValueError(f"playlist item {mid!r} is gone")
+                    parts.append(functools.partial(FileSource, media.path,
+                                                   self.media.gain(media)))
+                return Programme(item.title, ProgrammeKind.FILE, SequenceSource(parts))
             if kind == "tone":
                 return Programme(item.title, ProgrammeKind.GENERATOR,
                                  tone_source(float(content.get("freq_hz", 1000))))
@@ -371,7 +386,8 @@ class LoaServer:
     def media_in_use(self, item: MediaItem) -> bool:
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
             return True
-        if any(s.content.get("kind") == "media" and s.content.get("id") == item.id
+        if any((s.content.get("kind") == "media" and s.content.get("id") == item.id)
+               or item.id in s.content.get("items", [])
                for s in self.schedule.items.values()):
             return True
         return any(a.status.value in ("pending", "active")

@@ -10,11 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from loa.codecs.decode import DecodeError, FrameDecoder
-from loa.codecs.loudness import gain_to_target, integrated_lufs
-from loa.codecs.pcm import SAMPLE_RATE
+from loa.codecs.decode import DecodeError
+from loa.codecs.loudness import level_gain, measure_file
 from loa.server.store import Store
 
 MAX_TITLE_CHARS = 200
@@ -97,13 +94,9 @@ class MediaLibrary:
     def gain(self, item: MediaItem) -> float:
         """To the loudness target, but never so much that the file's peaks would clip (there
         is no limiter yet: a quiet file with loud peaks plays under the target)."""
-        headroom = 1.0 / item.peak if item.peak > 0 else 1.0
-        return min(gain_to_target(item.loudness_lufs, self.target_lufs), headroom)
+        return level_gain(item.loudness_lufs, item.peak, self.target_lufs)
 
 
 def _measure(path: Path, label: str) -> tuple[float, float | None, float]:
     """Decode it all (the only honest check that it is audio): duration, loudness, peak."""
-    frames = list(FrameDecoder(str(path), label=label))
-    pcm = np.concatenate(frames) if frames else np.zeros(0, np.float32)
-    peak = float(np.max(np.abs(pcm))) if len(pcm) else 0.0
-    return len(pcm) / SAMPLE_RATE, integrated_lufs(pcm), peak
+    return measure_file(str(path), label)

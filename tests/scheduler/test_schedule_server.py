@@ -175,3 +175,106 @@ async def test_ffmpeg_hears_the_scheduled_programme_at_its_slot(make_server) -> 
     status, st = await call(server, "GET", "/api/v1/status")
     assert st["schedule"]["lateness_ms"]["starts"] == 1
     assert st["schedule"]["lateness_ms"]["max"] < 25  # on the frame
+
+
+async def test_a_preempted_scheduled_file_resumes_in_place_then_its_window_cuts_it_short(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    import numpy as np
+
+    from tests.audio import FFMPEG
+
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        rate = 48000
+        steps = np.concatenate([0.3 * np.sin(2 * np.pi * (300 + 100 * s) * np.arange(rate)
+                                             / rate) for s in range(6)])
+        wav = tmp_path / "steps.wav"
+        subprocess.run([FFMPEG, "-loglevel", "error", "-f", "s16le", "-ar", "48000", "-ac", "1",
+                        "-i", "-", str(wav)], input=(steps * 32767).astype("<i2").tobytes(),
+                       check=True)
+        media, _ = await server.media.add(wav.read_bytes(), "steps.wav", "test")
+        listener = ear(server, "an-binh-2", "loa-003")
+        start = (server.wall.now() + timedelta(seconds=1)).astimezone(STATION_TZ)
+        status, _ = await call(server, "POST", "/api/v1/schedules", json={
+            "title": "Bậc thang", "zones": ["an-binh"], "duration_s": 5,
+            "start": start.replace(tzinfo=None).isoformat(timespec="microseconds"),
+            "content": {"kind": "media", "id": media.id}})
+        assert status == 201
+        step(server, clock, 50 + 125)  # the slot at 1 s, then 2.5 s of the file
+        live = server.engine.request("huyen", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
+                                                        tone_source(1000)),
+                                     Priority.DISTRICT_LIVE)
+        step(server, clock, 50)  # 1 s live
+        server.engine.release(live.id)
+        step(server, clock, 150)  # 1.5 s more of the file: the window (5 s) closes at 6 s
+        packets, pcm = heard(listener)
+        back = next(i for i, p in enumerate(packets)
+                    if i > 0 and p.priority == 50 and packets[i - 1].priority == 80)
+        after = pcm[back * 960 :]
+        assert dominant_hz(after[2400:19200]) == pytest.approx(500, rel=0.01)  # 2.5 s in
+        step_at = next(i for i in range(60) if dominant_hz(after[i * 960 : (i + 2) * 960]) > 550)
+        assert abs(step_at - 25) <= 1  # the 500 -> 600 Hz step, 0.5 s later: nothing lost
+        server.broadcast_log.consume(server.engine.drain_switch_events())
+        assert [e["end_reason"] for e in server.store.broadcast_log("an-binh-2")] == [
+            "preempted", "cancelled", "cut short"]
+    finally:
+        await server.stop()
+
+
+async def test_playlists_and_text_play_in_order_at_the_loudness_target(tmp_path: Path) -> None:
+    from loa.codecs.loudness import integrated_lufs
+    from tests.audio import make_tone_file
+
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        ids = []
+        for hz, db in ((600, "-12dB"), (900, "-2dB")):
+            f = make_tone_file(tmp_path / f"t{hz}.wav", hz, 1.0,
+                               ["-af", f"volume={db}", "-c:a", "pcm_s16le"], channels=1)
+            ids.append((await server.media.add(f.read_bytes(), f.name, "test"))[0].id)
+        listener = ear(server, "phu-my-1", "loa-005")
+        start = (server.wall.now() + timedelta(seconds=0.5)).astimezone(STATION_TZ)
+        when = start.replace(tzinfo=None).isoformat(timespec="microseconds")
+        status, body = await call(server, "POST", "/api/v1/schedules", json={
+            "title": "Hai bài", "zones": ["phu-my-1"], "duration_s": 10, "start": when,
+            "content": {"kind": "playlist", "items": ids}})
+        assert status == 201, body
+        step(server, clock, 25 + 100 + 10)
+        packets, pcm = heard(listener)
+        first = [p.priority for p in packets].index(50) * 960
+        a, b = pcm[first + 4800 : first + 43200], pcm[first + 52800 : first + 91200]
+        assert dominant_hz(a) == pytest.approx(600, rel=0.01)
+        assert dominant_hz(b) == pytest.approx(900, rel=0.01)
+        # mastered 10 dB apart, both heard within 1 LU of the target
+        target = server.config.loudness_target_lufs
+        assert integrated_lufs(a) == pytest.approx(target, abs=1.0)
+        assert integrated_lufs(b) == pytest.approx(target, abs=1.0)
+        status, err = await call(server, "DELETE", f"/api/v1/media/{ids[0]}")
+        assert status == 409  # it is in a schedule's playlist
+    finally:
+        await server.stop()
+
+
+async def test_text_read_aloud_plays_at_the_loudness_target(tmp_path: Path) -> None:
+    from loa.codecs.loudness import integrated_lufs
+
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        listener = ear(server, "phu-my-2", "loa-007")
+        start = (server.wall.now() + timedelta(seconds=0.5)).astimezone(STATION_TZ)
+        status, body = await call(server, "POST", "/api/v1/schedules", json={
+            "title": "Thông báo", "zones": ["phu-my-2"], "duration_s": 30,
+            "start": start.replace(tzinfo=None).isoformat(timespec="microseconds"),
+            "content": {"kind": "text", "text": "Thông báo lịch tiêm chủng cho trẻ em "
+                                                "tại trạm y tế xã vào sáng thứ bảy."}})
+        assert status == 201, body
+        step(server, clock, 25 + 400)
+        packets, pcm = heard(listener)
+        first = [p.priority for p in packets].index(50) * 960
+        assert integrated_lufs(pcm[first:]) == pytest.approx(server.config.loudness_target_lufs,
+                                                             abs=1.0)
+    finally:
+        await server.stop()

@@ -18,6 +18,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     jitter_max_ms = 2000             # adaptive target ceiling and overflow bound
     loudness_target_lufs = -18.0     # files and speech play normalised to this (BS.1770)
     max_upload_mb = 50               # media uploads above this are refused
+    live_agc = true                  # live feeds and relays brought slowly to the target too
     source_stall_ms = 3000           # a connected source silent this long counts as down
 
     [fanout]
@@ -122,6 +123,7 @@ class Config:
     source_stall_ms: int = 3_000
     loudness_target_lufs: float = DEFAULT_TARGET_LUFS
     max_upload_mb: int = 50
+    live_agc: bool = True
     burst_ms: int = 200
     backlog_ms: int = 2_000
     sndbuf_bytes: int = 16_384
@@ -200,6 +202,8 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     changes["jitter_max_ms"] = _int(audio, "jitter_max_ms", cfg.jitter_max_ms, 20, 10000)
     changes["source_stall_ms"] = _int(audio, "source_stall_ms", cfg.source_stall_ms, 100, 60000)
     changes["max_upload_mb"] = _int(audio, "max_upload_mb", cfg.max_upload_mb, 1, 2000)
+    if "live_agc" in audio:
+        changes["live_agc"] = bool(audio["live_agc"])
     if "loudness_target_lufs" in audio:
         target = audio["loudness_target_lufs"]
         if not isinstance(target, (int, float)) or not -40 <= target <= -5:

@@ -61,3 +61,44 @@ class Leveller:
             _, lufs, peak = measure_file(path)
             gain = self._gains[path] = level_gain(lufs, peak, self.target_lufs)
         return gain
+
+
+class SlowAgc:
+    """Brings a live feed toward the target level, slowly, the way a station's processor does.
+
+    Open loop: the gain is (target − the input's level over the last few seconds of audible
+    frames), approached at no more than ``rate_db_per_s`` and capped at ±``max_gain_db``.
+    Silence leaves the gain alone, and a frame whose peaks would clip is turned down at once.
+    The level is unweighted mean square, close to LUFS for speech and music around 1 kHz.
+    """
+
+    SILENCE_MS = 1e-5  # -50 dBFS
+    SETTLE_FRAMES = 25  # 0.5 s of audio before the first correction
+
+    def __init__(self, target_lufs: float, max_gain_db: float = 12.0,
+                 window_frames: int = 150, rate_db_per_s: float = 2.0) -> None:
+        self.target_lufs = target_lufs
+        self.max_gain_db = max_gain_db
+        self.gain_db = 0.0
+        self._ring = np.zeros(window_frames)
+        self._count = 0
+        self._step_db = rate_db_per_s * 0.02  # per 20 ms frame
+
+    def process(self, samples: Samples) -> Samples:
+        ms = float(np.dot(samples, samples)) / len(samples)
+        if ms > self.SILENCE_MS:
+            self._ring[self._count % len(self._ring)] = ms
+            self._count += 1
+        if self._count >= self.SETTLE_FRAMES:
+            n = min(self._count, len(self._ring))
+            level_db = 10 * np.log10(float(np.mean(self._ring[:n])))
+            want = max(-self.max_gain_db, min(self.max_gain_db, self.target_lufs - level_db))
+            delta = max(-self._step_db, min(self._step_db, want - self.gain_db))
+            self.gain_db += delta
+        if self.gain_db == 0.0:
+            return samples
+        gain = 10 ** (self.gain_db / 20)
+        peak = float(np.max(np.abs(samples))) * gain
+        if peak > 0.99:
+            gain *= 0.99 / peak
+        return (samples * np.float32(gain)).astype(np.float32, copy=False)

@@ -93,6 +93,7 @@ class LoaServer:
             max_target_frames=max(1, config.jitter_max_ms // FRAME_MS),
             capacity_frames=max(2, 2 * config.jitter_max_ms // FRAME_MS),
             stall_ms=config.source_stall_ms,
+            agc_target_lufs=config.loudness_target_lufs if config.live_agc else None,
         )
         self.mounts = Mounts(
             lambda p: self.engine.add_programme(p, persistent=True),

@@ -297,3 +297,22 @@ def test_http_listeners_get_packets_in_batches_and_miss_none() -> None:
     late_pkts = [p for _, _, p, bos in OggReader().feed(bytes(late.sink.data)) if not bos]
     # tags, the 200 ms burst, then 10 of the 11 new packets (the 11th waits for its batch)
     assert len(late_pkts) == 1 + 10 + 10
+
+
+@pytest.mark.parametrize("level_db", [-28.0, -8.0])  # within the AGC's ±12 dB
+def test_a_live_feed_is_brought_slowly_to_the_loudness_target(level_db: float) -> None:
+    from loa.codecs.loudness import integrated_lufs
+
+    engine, clock = make_engine()
+    src = LiveSource("live/x", clock, engine.counters,
+                     LiveSettings(1, 4, 50, agc_target_lufs=-18.0))
+    live = engine.add_programme(Programme("x", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    ear = listen(engine, "huyen")
+    src.connect()
+    gen = tone_source(1000, level=float(np.sqrt(2) * 10 ** (level_db / 20)))
+    for _ in range(1500):  # 30 s, one frame in and one out per tick
+        src.push_frames([gen.read(0)[0]])  # type: ignore[index]
+        run(engine, clock, 1)
+    _, pcm = heard(ear)
+    assert integrated_lufs(pcm[-5 * 48000 :]) == pytest.approx(-18.0, abs=1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loa.clock import NS_PER_MS, Clock
+from loa.codecs.loudness import SlowAgc
 from loa.codecs.pcm import SILENCE, Samples
 from loa.monitoring.counters import Counters
 from loa.server.jitter import JitterBuffer
@@ -18,6 +19,8 @@ class LiveSettings:
     # Connected but silent this long (no frame arrived, none buffered): the source counts as
     # down, so its zones fall back instead of carrying dead air. Icecast waits 10 s.
     stall_ms: int = 3000
+    # The live feed is brought slowly to the station's loudness target (None: left as sent).
+    agc_target_lufs: float | None = None
 
 
 class LiveSource:
@@ -37,6 +40,8 @@ class LiveSource:
         self.jitter = JitterBuffer(settings.target_frames, settings.max_target_frames,
                                    settings.capacity_frames)
         self._stall_ns = settings.stall_ms * NS_PER_MS
+        self.agc = SlowAgc(settings.agc_target_lufs) if settings.agc_target_lufs is not None \
+            else None
         self.connected = False
         self.frames_in = 0
         self.last_arrival_ns = 0
@@ -81,6 +86,8 @@ class LiveSource:
             return SILENCE, now_ns
         if self.jitter.trimmed != self._trimmed_seen:
             self._sync_counters()
+        if self.agc is not None:
+            return self.agc.process(got[0]), got[1]
         return got
 
     def _sync_counters(self) -> None:

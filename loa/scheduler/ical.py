@@ -33,7 +33,11 @@ def export_ics(items: list[ScheduleItem]) -> bytes:
         ev.add("dtstart", item.start.astimezone(STATION_TZ))
         ev.add("duration", timedelta(seconds=item.duration_s))
         if item.rrule:
-            ev.add("rrule", icalendar.vRecur.from_ical(item.rrule))
+            # exact, RDATE and EXDATE lines included (one content line: lines joined by " | ")
+            ev.add("x-loa-rrule", " | ".join(item.rrule.splitlines()))
+            plain = item.rrule.removeprefix("RRULE:")
+            if "\n" not in plain and ":" not in plain:
+                ev.add("rrule", icalendar.vRecur.from_ical(plain))
         ev.add("x-loa-zones", ",".join(item.zones))
         ev.add("x-loa-class", item.cls.value)
         ev.add("x-loa-content", json.dumps(item.content, ensure_ascii=False))
@@ -68,12 +72,14 @@ def import_ics(data: bytes) -> tuple[list[ScheduleItem], list[str]]:
                 raise ScheduleError("needs DURATION or DTEND")
             missed, _, late = str(ev.get("x-loa-missed", "skip;0")).partition(";")
             rrule = ev.get("rrule")
+            exact = ev.get("x-loa-rrule")
             body: dict[str, Any] = {
                 "title": title,
                 "zones": [z for z in str(ev.get("x-loa-zones", "")).split(",") if z],
                 "start": start.astimezone(STATION_TZ).isoformat(),
                 "duration_s": duration,
-                "rrule": rrule.to_ical().decode() if rrule is not None else None,
+                "rrule": "\n".join(str(exact).split(" | ")) if exact is not None else (
+                    rrule.to_ical().decode() if rrule is not None else None),
                 "class": str(ev.get("x-loa-class", "normal")),
                 "content": json.loads(str(ev.get("x-loa-content", "null")) or "null"),
                 "missed": missed, "late_minutes": int(late or 0),

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrule as RRule
+from dateutil.rrule import rruleset as RRuleSet
 from dateutil.rrule import rrulestr
 
 STATION_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -37,11 +37,13 @@ class ScheduleItem:
     start: datetime  # the first slot, aware, in the station's time zone
     duration_s: float  # the window: the item may play (or resume) until start + duration
     content: dict[str, Any]
-    rrule: str | None = None  # e.g. "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;COUNT=10"
+    # RFC 5545: "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;COUNT=10", or lines with chosen
+    # dates and exceptions: "RDATE:20261203T060000,20261210T060000", "EXDATE:…"
+    rrule: str | None = None
     cls: BulletinClass = BulletinClass.NORMAL
     missed: str = "skip"  # after an outage: "skip", or "late" within late_minutes
     late_minutes: int = 0
-    _rule: RRule | None = field(default=None, repr=False, compare=False)
+    _rule: RRuleSet | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -52,7 +54,9 @@ class ScheduleItem:
             raise ScheduleError('missed must be "skip" or "late"')
         if self.rrule:
             try:
-                self._rule = rrulestr(self.rrule, dtstart=self.start)  # type: ignore[assignment]
+                self._rule = rrulestr(self.rrule.replace("\\n", "\n"), dtstart=self.start,
+                                      forceset=True,
+                                      tzinfos={None: self.start.tzinfo})  # type: ignore[assignment]
             except (ValueError, TypeError) as exc:
                 raise ScheduleError(f"bad recurrence rule {self.rrule!r}: {exc}") from None
 

@@ -101,3 +101,19 @@ def test_ical_round_trip_and_foreign_events() -> None:
                b"END:VEVENT\r\nEND:VCALENDAR\r\n")
     got, refused = import_ics(foreign)
     assert got == [] and "zones" in refused[0]  # it says what to add
+
+
+def test_chosen_dates_and_exceptions() -> None:
+    from loa.scheduler.ical import export_ics, import_ics
+
+    chosen = item("chosen", "2026-12-01T06:00", "RDATE:20261203T060000,20261210T060000")
+    assert [s.strftime("%d %H:%M") for s in chosen.slots(local("2026-11-30T00:00"),
+                                                         local("2026-12-31T00:00"))] == [
+        "03 06:00", "10 06:00"]
+    weekdays_but = item("except", "2026-11-30T17:30",
+                        "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR\nEXDATE:20261202T173000")
+    days = [s.strftime("%a") for s in weekdays_but.slots(local("2026-11-30T00:00"),
+                                                         local("2026-12-05T00:00"))]
+    assert days == ["Mon", "Tue", "Thu", "Fri"]
+    back, refused = import_ics(export_ics([chosen, weekdays_but]))
+    assert refused == [] and [b.rrule for b in back] == [chosen.rrule, weekdays_but.rrule]

@@ -84,3 +84,17 @@ async def server(make_server: Callable[..., Awaitable[LoaServer]]) -> LoaServer:
 
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dict]:
+    """``python -m loa <command> --url … --token … <args>`` against ``server``: (exit, JSON)."""
+    import asyncio
+    import json
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loa", command, "--url", f"http://127.0.0.1:{server.port}",
+        "--token", ADMIN_TOKEN, *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}

@@ -112,23 +112,16 @@ async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: 
 
 
 async def test_the_schedule_cli_and_ics_import_export(make_server) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-    import json
-    import sys
 
     import aiohttp
 
-    from tests.conftest import auth
+    from tests.conftest import auth, run_cli
     from tests.server.test_ingest import base
 
     server = await make_server()
 
-    async def loa(*args: str) -> tuple[int, dict]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loa", "schedule", "--url", f"http://127.0.0.1:{server.port}",
-            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, json.loads(out)
+    def loa(*args: str):  # type: ignore[no-untyped-def]  # -> the CLI's (exit, JSON)
+        return run_cli(server, "schedule", *args)
 
     rc, added = await loa("add", "--title", "Bản tin sáng", "--zones", "an-binh",
                           "--start", "2030-01-01T06:00", "--duration", "900",

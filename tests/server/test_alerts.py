@@ -22,7 +22,7 @@ from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
 from tests.audio import dominant_hz, rms
-from tests.conftest import ADMIN_TOKEN, MemoryProtocol
+from tests.conftest import ADMIN_TOKEN, MemoryProtocol, run_cli
 from tests.server.test_api import call
 from tests.server.test_engine import heard, ws_frames
 
@@ -188,18 +188,11 @@ def test_alert_specs_are_checked() -> None:
 
 
 async def test_the_cli_triggers_lists_and_cancels(make_server) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-    import sys
 
     server = await make_server()
 
-    async def loa(*args: str) -> tuple[int, dict]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loa", "alert", "--url", f"http://127.0.0.1:{server.port}",
-            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}
+    def loa(*args: str):  # type: ignore[no-untyped-def]  # -> the CLI's (exit, JSON)
+        return run_cli(server, "alert", *args)
 
     rc, out = await loa("--zones", "an-binh-1,phu-my-2", "--text", "Mất điện lúc 14 giờ",
                         "--repeat", "2")
@@ -215,8 +208,6 @@ async def test_the_cli_triggers_lists_and_cancels(make_server) -> None:  # type:
 
 async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, tmp_path: Path  # type: ignore[no-untyped-def]
                                                                    ) -> None:
-    import asyncio
-    import sys
 
     from tests.audio import make_tone_file
 
@@ -225,12 +216,8 @@ async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, 
     fake = tmp_path / "fake.mp3"
     fake.write_text("this is text, not audio\n" * 50)
 
-    async def loa(*args: str) -> tuple[int, dict]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loa", "alert", "--url", f"http://127.0.0.1:{server.port}",
-            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, json.loads(out)
+    def loa(*args: str):  # type: ignore[no-untyped-def]  # -> the CLI's (exit, JSON)
+        return run_cli(server, "alert", *args)
 
     rc, out = await loa("--zones", "phu-my-1", "--file", str(good), "--class", "priority")
     assert rc == 0 and out["alert"]["content"]["kind"] == "media"

@@ -13,7 +13,7 @@ from loa.server.app import LoaServer
 from loa.server.priority import Priority
 from loa.server.store import Store
 from tests.audio import FFMPEG, make_tone_file
-from tests.conftest import auth
+from tests.conftest import auth, run_cli
 from tests.server.test_alerts import fake_clock_server, tick
 from tests.server.test_api import call
 from tests.server.test_engine import heard
@@ -158,19 +158,12 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
 
 
 async def test_the_media_cli(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-    import json
-    import sys
 
     server = await make_server()
     mp3 = make_tone_file(tmp_path / "nhac.mp3", 500, 1.0, ["-c:a", "libmp3lame"])
 
-    async def loa(*args: str) -> tuple[int, dict]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loa", "media", "--url", f"http://127.0.0.1:{server.port}",
-            "--token", "test-admin-token", *args, stdout=asyncio.subprocess.PIPE)
-        out, _ = await asyncio.wait_for(proc.communicate(), 30)
-        return proc.returncode or 0, json.loads(out)
+    def loa(*args: str):  # type: ignore[no-untyped-def]  # -> the CLI's (exit, JSON)
+        return run_cli(server, "media", *args)
 
     rc, added = await loa("add", str(mp3), "--title", "Nhạc hiệu", "--tags", "hieu")
     assert rc == 0 and added["media"]["title"] == "Nhạc hiệu"

@@ -22,6 +22,11 @@ class Counters:
     def total(self, name: str) -> int:
         return sum(v for (n, _), v in self._values.items() if n == name)
 
+    def items(self) -> list[tuple[str, dict[str, str], int]]:
+        """(name, labels, value) for every labelled counter."""
+        return [(name, dict(labels), value) for (name, labels), value in
+                sorted(self._values.items())]
+
     def snapshot(self) -> dict[str, int]:
         out = {}
         for (name, labels), value in sorted(self._values.items()):

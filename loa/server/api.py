@@ -44,7 +44,7 @@ def _error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith(("/api/", "/metrics")):
         return await handler(request)
     server: LoaServer = request.app[SERVER_KEY]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -116,6 +116,7 @@ class Api:
             web.get("/api/v1/audit", self.audit),
             web.post("/api/v1/cap", self.cap),
             web.get("/api/v1/log", self.broadcast_log),
+            web.get("/metrics", self.metrics),
             web.post("/api/v1/schedules", self.add_schedule),
             web.get("/api/v1/schedules", self.list_schedules),
             web.delete("/api/v1/schedules/{id}", self.delete_schedule),
@@ -206,6 +207,13 @@ class Api:
         self.s.store.delete_schedule(sid)
         self.s.store.audit(request[PRINCIPAL_KEY].name, "schedule.delete", sid)
         return web.json_response({"deleted": sid})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format; scrape it with the bearer token."""
+        from loa.monitoring.metrics import render
+
+        return web.Response(body=render(self.s), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
     async def broadcast_log(self, request: web.Request) -> web.Response:
         """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``."""

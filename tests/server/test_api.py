@@ -140,3 +140,22 @@ async def test_unknown_streams_are_404(server: LoaServer) -> None:
                      "/endpoints/nobody/ws"):
             async with http.get(base(server) + path) as resp:
                 assert resp.status == 404, path
+
+
+async def test_prometheus_metrics_need_the_token_and_say_what_plays(server: LoaServer) -> None:
+    await call(server, "POST", "/api/v1/zones/phu-my/requests",
+               json={"source": {"kind": "tone", "freq_hz": 500}, "priority": 50})
+    ep = SimulatedEndpoint(f"ws://127.0.0.1:{server.port}/zones/phu-my-1/ws")
+    async with aiohttp.ClientSession() as http:
+        listening = asyncio.create_task(ep.run(http, seconds=1.0))
+        await wait_for(lambda: ep.report.packets > 5)
+        async with http.get(base(server) + "/metrics") as resp:
+            assert resp.status == 401
+        async with http.get(base(server) + "/metrics", headers=auth()) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        await listening
+    assert 'loa_listeners{format="ws",zone="phu-my-1"} 1.0' in text
+    assert 'loa_zone_on_air_priority{zone="phu-my-2"} 50.0' in text
+    assert 'loa_encoders_created_total{codec="opus"} 1.0' in text
+    assert "loa_server_latency_ms" in text and "loa_schedule_lateness_max_seconds" in text

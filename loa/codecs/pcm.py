@@ -19,8 +19,3 @@ Samples = npt.NDArray[np.float32]
 SILENCE: Samples = np.zeros(FRAME_SAMPLES, dtype=np.float32)
 SILENCE.setflags(write=False)
 
-
-def rms_dbfs(samples: Samples) -> float:
-    """Level of a block in dBFS (a full-scale sine measures -3 dBFS)."""
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return -120.0 if rms <= 1e-6 else 20.0 * np.log10(rms)

@@ -33,7 +33,7 @@ from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet
 from loa.loadtest.report import percentiles
 from loa.loadtest.runner import LoadSpec, LoadTest
-from loa.loadtest.target import LocalLoa, free_port, sample_proc, stop_process
+from loa.loadtest.target import LocalLoa, free_port, stop_process
 
 ICECAST_CONFIG = """<icecast>
   <location>loa bench</location><admin>bench@localhost</admin>
@@ -159,7 +159,6 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
         ramp = min(5.0, seconds / 4)
         fleet = Fleet([(url, "ogg", ramp * i / listeners) for i in range(listeners)], procs,
                       seconds, out, server.pid, measure_from_s=ramp + 1)
-        rss_idle = sample_proc(server.pid)
         fleet.start()
         probes = [Probe(url) for _ in range(PROBES)]
         probe_tasks = [asyncio.create_task(p.run(seconds - ramp)) for p in probes]
@@ -174,8 +173,8 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
     startup = [e["startup_ns"][0] / 1e6 for e in eps if e["startup_ns"]]
     cpu_ms = (1000 * result.server_cpu_s / result.server_wall_s / listeners
               if result.server_cpu_s is not None and result.server_wall_s else None)
-    rss_kb = ((result.server_rss_kb - rss_idle.rss_kb) / listeners
-              if result.server_rss_kb and rss_idle else None)
+    rss_kb = ((result.server_rss_kb - result.server_rss_before_kb) / listeners
+              if result.server_rss_kb and result.server_rss_before_kb else None)
     return {
         "server": kind,
         "listeners": listeners,

@@ -48,12 +48,6 @@ class EndpointReport:
                 "p99": round(float(np.percentile(arr, 99)), 3),
                 "max": round(float(arr.max()), 3)}
 
-    def summary(self) -> dict[str, object]:
-        return {"url": self.url, "packets": self.packets, "gaps": self.gaps,
-                "duplicates": self.duplicates, "startup_ms": self.startup_ms,
-                "latency_ms": self.latency_percentiles(), "rtt_ms": self.rtt_ms,
-                "error": self.error}
-
 
 class OpusDecoder:
     """Decodes Opus packets to 48 kHz mono float32."""
@@ -180,7 +174,6 @@ class SimulatedEndpoint:
             if resp.status != 200:
                 self.report.error = f"HTTP {resp.status}"
                 return
-            headers_seen = 0
             async for chunk in resp.content.iter_any():
                 r = self.report
                 r.bytes += len(chunk)
@@ -191,7 +184,6 @@ class SimulatedEndpoint:
                     continue
                 for _serial, _granule, packet, bos in reader.feed(chunk):
                     if bos or packet.startswith((b"OpusHead", b"OpusTags")):
-                        headers_seen += 1
                         continue
                     if r.startup_ms is None:
                         r.startup_ms = (self._now_ns() - self._t0_ns) / 1e6

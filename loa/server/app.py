@@ -375,9 +375,13 @@ class LoaServer:
                                  {"slot": run.slot.isoformat(), "zone": req.zone_id})
         for relay in [r for r in self._slot_relays if r.programme.finished]:
             self._slot_relays.remove(relay)
-            task = asyncio.get_running_loop().create_task(relay.stop())
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._stop_later(relay)
+
+    def _stop_later(self, relay: Relay) -> None:
+        """Stop a relay from synchronous code; the task is owned and awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(relay.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def media_programme(self, item: MediaItem) -> Programme:
         """A library item, played normalised to the station's loudness target."""
@@ -397,10 +401,8 @@ class LoaServer:
 
     def _relay_ended(self, req: Request, reason: str) -> None:
         relay = self.relays.pop(req.id, None)
-        if relay is not None:  # ended by the engine (not the API): stop it, and own the task
-            task = asyncio.get_running_loop().create_task(relay.stop())
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+        if relay is not None:  # ended by the engine (not the API)
+            self._stop_later(relay)
 
     async def release_request(self, request_id: int) -> Request | None:
         relay = self.relays.pop(request_id, None)

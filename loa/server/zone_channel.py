@@ -64,7 +64,6 @@ class SwitchEvent:
     at_ns: int
     zone_id: str
     ended: Programme
-    ended_priority: int
     reason: EndReason
     started: Programme
     started_priority: int
@@ -132,8 +131,7 @@ class ZoneChannel:
         old = self.on_air
         if self.events is not None:
             self.events.append(SwitchEvent(self._now_ns(), self.zone.id, self.on_air_programme,
-                                           old.priority, self._end_reason(), programme,
-                                           priority))
+                                           self._end_reason(), programme, priority))
         self.on_air = OnAir(programme.id, programme.name, priority)
         self.on_air_programme = programme
         self.switches += 1

@@ -22,7 +22,6 @@ from loa.server.programme import Programme, ProgrammeKind
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK_BYTES = 4096
 # A session that played this long counts as healthy: the next failure starts backoff afresh.
 HEALTHY_SESSION_NS = 10 * NS_PER_S
 

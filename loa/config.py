@@ -43,10 +43,30 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     sha256 = "…"
     rights = ["operate"]             # admin, operate, alert (emergency alerts)
 
-    [[endpoints]]
+    [[endpoints]]                    # seeded into the registry on first sight; the API owns them after
     id = "loa-001"
     zone = "an-binh-1"
     name = "Cụm loa thôn 1"
+    address = "..."
+    admin_code = "..."
+
+    [mqtt]
+    url = "embedded"                 # or "mqtt://user:password@host:1883", "mqtts://…" (TLS)
+    listen = "127.0.0.1:1884"        # the embedded broker (1883 is often Mosquitto's already)
+    topic_root = "loa"
+    ca_file = "..."                  # mqtts: the CA to trust (default: the system's)
+    heartbeat_s = 30                 # endpoints send telemetry at least this often
+    heartbeat_timeout_s = 90         # no word for this long: offline
+    retry_s = 5                      # unacknowledged commands are sent again this often
+    command_ttl_s = 600              # and given up after this long
+
+    [alarms]
+    offline_minutes = 10             # an endpoint offline longer than this raises an alarm
+    hold_s = 10                      # other conditions must last this long
+    underruns_max = 10               # underruns per window above this raise an alarm
+    underrun_window_s = 300
+    supply_v_min = 11.0              # supply voltage outside this band raises an alarm
+    supply_v_max = 15.0
 """
 
 from __future__ import annotations
@@ -81,6 +101,35 @@ class EndpointConfig:
     name: str = ""
     lat: float | None = None
     lon: float | None = None
+    address: str = ""
+    admin_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    url: str = "embedded"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 1884
+    topic_root: str = "loa"
+    ca_file: str | None = None
+    heartbeat_s: float = 30.0
+    heartbeat_timeout_s: float = 90.0
+    retry_s: float = 5.0
+    command_ttl_s: float = 600.0
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmConfig:
+    offline_minutes: float = 10.0
+    hold_s: float = 10.0
+    underruns_max: int = 10
+    underrun_window_s: float = 300.0
+    supply_v_min: float = 11.0
+    supply_v_max: float = 15.0
 
 
 def default_zones() -> list[Zone]:
@@ -134,6 +183,8 @@ class Config:
     alert_tone_s: float = 2.0
     alert_gap_s: float = 2.0
     cap_test_zone: str | None = None  # where CAP Exercise/Test messages play (else: log only)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -147,7 +198,17 @@ class Config:
             "zones": len(self.zones),
             "endpoints": len(self.endpoints),
             "mounts": sorted(self.mount_passwords),
+            "mqtt": "embedded" if self.mqtt.embedded else _redact_url(self.mqtt.url),
         }
+
+
+def _redact_url(url: str) -> str:
+    """An MQTT URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -246,15 +307,60 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
             changes["endpoints"] = [
                 EndpointConfig(str(e["id"]), str(e["zone"]), str(e.get("name", "")),
                                float(e["lat"]) if "lat" in e else None,
-                               float(e["lon"]) if "lon" in e else None)
+                               float(e["lon"]) if "lon" in e else None,
+                               str(e.get("address", "")), str(e.get("admin_code", "")))
                 for e in raw["endpoints"]
             ]
         except (KeyError, TypeError):
             raise ConfigError("every [[endpoints]] entry needs an id and a zone") from None
+    if "mqtt" in raw:
+        changes["mqtt"] = _mqtt(cfg.mqtt, raw["mqtt"])
+    if "alarms" in raw:
+        changes["alarms"] = _alarms(cfg.alarms, raw["alarms"])
     new = replace(cfg, **changes)
     if new.jitter_target_ms > new.jitter_max_ms:
         raise ConfigError("jitter_target_ms must not exceed jitter_max_ms")
     return new
+
+
+def _float(section: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    v = section.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise ConfigError(f"{key} must be a number from {lo:g} to {hi:g}, not {v!r}")
+    return float(v)
+
+
+def _mqtt(cfg: MqttConfig, raw: dict[str, Any]) -> MqttConfig:
+    url = str(raw.get("url", cfg.url))
+    if url != "embedded" and not url.startswith(("mqtt://", "mqtts://")):
+        raise ConfigError(f"[mqtt] url must be \"embedded\", mqtt://… or mqtts://…, not {url!r}")
+    host, port = cfg.listen_host, cfg.listen_port
+    if "listen" in raw:
+        host, port = parse_listen(str(raw["listen"]))
+    root = str(raw.get("topic_root", cfg.topic_root))
+    if not root or any(c in root for c in "#+/") or root.startswith("$"):
+        raise ConfigError(f"[mqtt] topic_root {root!r} must be one plain topic level")
+    out = MqttConfig(
+        url, host, port, root, str(raw["ca_file"]) if raw.get("ca_file") else None,
+        _float(raw, "heartbeat_s", cfg.heartbeat_s, 1, 3600),
+        _float(raw, "heartbeat_timeout_s", cfg.heartbeat_timeout_s, 2, 86400),
+        _float(raw, "retry_s", cfg.retry_s, 0.1, 3600),
+        _float(raw, "command_ttl_s", cfg.command_ttl_s, 1, 7 * 86400),
+    )
+    if out.heartbeat_timeout_s <= out.heartbeat_s:
+        raise ConfigError("[mqtt] heartbeat_timeout_s must exceed heartbeat_s")
+    return out
+
+
+def _alarms(cfg: AlarmConfig, raw: dict[str, Any]) -> AlarmConfig:
+    return AlarmConfig(
+        _float(raw, "offline_minutes", cfg.offline_minutes, 0, 7 * 1440),
+        _float(raw, "hold_s", cfg.hold_s, 0, 3600),
+        _int(raw, "underruns_max", cfg.underruns_max, 0, 1_000_000),
+        _float(raw, "underrun_window_s", cfg.underrun_window_s, 10, 86400),
+        _float(raw, "supply_v_min", cfg.supply_v_min, 0, 400),
+        _float(raw, "supply_v_max", cfg.supply_v_max, 0, 400),
+    )
 
 
 def _apply_env(cfg: Config, env: dict[str, str]) -> Config:
@@ -267,6 +373,8 @@ def _apply_env(cfg: Config, env: dict[str, str]) -> Config:
         changes["source_password"] = env["LOA_SOURCE_PASSWORD"]
     if env.get("LOA_ADMIN_TOKEN"):
         changes["admin_token"] = env["LOA_ADMIN_TOKEN"]
+    if env.get("LOA_MQTT_URL"):
+        changes["mqtt"] = _mqtt(cfg.mqtt, {"url": env["LOA_MQTT_URL"]})
     if env.get("LOA_DEMO"):
         changes["demo"] = env["LOA_DEMO"].strip().lower() not in ("0", "false", "no", "off")
     return replace(cfg, **changes)

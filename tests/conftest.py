@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from loa.config import Config
+from loa.config import Config, MqttConfig
 from loa.server.app import LoaServer
 
 ADMIN_TOKEN = "test-admin-token"
@@ -57,6 +57,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[L
     servers: list[LoaServer] = []
 
     async def factory(**overrides: Any) -> LoaServer:
+        overrides.setdefault("mqtt", MqttConfig(listen_port=0))  # a free port each
         cfg = replace(
             Config(),
             listen_host="127.0.0.1",

@@ -50,17 +50,20 @@ class EndpointReport:
 
 
 class OpusDecoder:
-    """Decodes Opus packets to 48 kHz mono float32."""
+    """Decodes Opus packets to 48 kHz mono float32, through the endpoint's amplifier:
+    ``gain()`` is what its volume, mute and power make of the signal (1.0: as sent)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gain: Callable[[], float] | None = None) -> None:
         self._ctx = av.CodecContext.create("opus", "r")
         self._ctx.sample_rate = 48000
         self._ctx.layout = "mono"
         self.chunks: list[np.ndarray] = []
+        self.gain = gain
 
     def decode(self, packet: bytes) -> None:
         for frame in self._ctx.decode(av.Packet(packet)):
-            self.chunks.append(frame.to_ndarray()[0].astype(np.float32, copy=False))
+            pcm = frame.to_ndarray()[0].astype(np.float32, copy=False)
+            self.chunks.append(pcm if self.gain is None else pcm * np.float32(self.gain()))
 
     def pcm(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
@@ -68,10 +71,11 @@ class OpusDecoder:
 
 class SimulatedEndpoint:
     def __init__(self, url: str, *, decode: bool = False,
-                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 now_ns: Callable[[], int] = time.monotonic_ns,
+                 gain: Callable[[], float] | None = None) -> None:
         self.url = url
         self.report = EndpointReport(url)
-        self.decoder = OpusDecoder() if decode else None
+        self.decoder = OpusDecoder(gain) if decode else None
         self._now_ns = now_ns
         self._last_seq: int | None = None
         self._t0_ns = 0

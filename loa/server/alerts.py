@@ -214,6 +214,7 @@ class AlertManager:
         self.gap_s = gap_s
         self.wall = wall
         self.alerts: dict[str, Alert] = {}
+        self.fleet: Any = None  # FleetControl: volume commands over MQTT
         self._expiry_task: asyncio.Task[None] | None = None
         self.leveller: Leveller | None = None  # messages at the station's loudness target
 
@@ -536,8 +537,12 @@ class AlertManager:
         log.info("alert %s %s: %s", alert.id, status.value, note)
 
     def _volume(self, alert: Alert, raise_it: bool) -> None:
-        """Tell the endpoints of the targeted zones to raise their volume, then restore it.
-        (A control message on the native protocol; over MQTT once the fleet issue lands.)"""
+        """Tell the endpoints of the targeted zones to raise their volume (and unmute), then
+        restore it: over MQTT, and as a control message on the native protocol for streams."""
+        if self.fleet is not None:
+            self.fleet.alert_volume([z for z in alert.zone_ids if z in self.zones], alert.id,
+                                    raise_it,
+                                    lambda zid: self._other_alert_covers(alert, zid))
         for zid in alert.zone_ids:
             if zid not in self.zones:
                 continue

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +19,13 @@ from aiohttp import BodyPartReader, web
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.codecs.tts import TtsError
 from loa.scheduler.ical import export_ics, import_ics
-from loa.scheduler.recurrence import conflicts, item_from_json
+from loa.fleet.credentials import mosquitto_acl, mosquitto_passwd_lines
+from loa.monitoring.reports import commune_report, report_csv
+from loa.scheduler.recurrence import STATION_TZ, conflicts, item_from_json
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right
 from loa.server.cap import MAX_CAP_BYTES, CapError, parse_cap
-from loa.server.endpoints import EndpointError
+from loa.server.endpoints import CSV_FIELDS, EndpointError
 from loa.server.media import MediaError
 from loa.server.priority import Priority, parse_priority
 from loa.server.zones import ZoneError
@@ -34,6 +39,7 @@ SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 MAX_JSON_BYTES = 64 * 1024
 MAX_ICS_BYTES = 1 << 20
+MAX_CSV_BYTES = 8 << 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -109,6 +115,18 @@ class Api:
             web.post("/api/v1/endpoints", self.add_endpoint),
             web.patch("/api/v1/endpoints/{id}", self.update_endpoint),
             web.delete("/api/v1/endpoints/{id}", self.delete_endpoint),
+            web.get("/api/v1/endpoints/{id}", self.get_endpoint),
+            web.post("/api/v1/endpoints/{id}/credentials", self.rotate_credentials),
+            web.post("/api/v1/endpoints/{id}/commands", self.endpoint_command),
+            web.post("/api/v1/endpoints.csv", self.import_endpoints),
+            web.get("/api/v1/endpoints.csv", self.export_endpoints),
+            web.get("/api/v1/mqtt/mosquitto", self.mosquitto_files),
+            web.post("/api/v1/zones/{zone}/commands", self.zone_command),
+            web.patch("/api/v1/zones/{zone}", self.update_zone),
+            web.get("/api/v1/commands", self.list_commands),
+            web.get("/api/v1/commands/{id}", self.get_command),
+            web.get("/api/v1/alarms", self.list_alarms),
+            web.get("/api/v1/reports/{commune}", self.report),
             web.post("/api/v1/alerts", self.trigger_alert),
             web.get("/api/v1/alerts", self.list_alerts),
             web.get("/api/v1/alerts/{id}", self.get_alert),
@@ -435,35 +453,75 @@ class Api:
         return web.json_response({"released": req.describe()})
 
     async def list_endpoints(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"endpoints": [e.describe() for e in self.s.endpoints.endpoints.values()]}
-        )
+        """``?zone=`` (and below), ``?online=true|false``."""
+        zone = request.query.get("zone")
+        try:
+            eps = (self.s.endpoints.in_zone(zone) if zone
+                   else list(self.s.endpoints.endpoints.values()))
+        except ZoneError as exc:
+            return _error(404, str(exc))
+        out = [self.s.fleet.describe(e) for e in eps]
+        online = request.query.get("online")
+        if online in ("true", "false"):
+            out = [e for e in out if e["presence"]["online"] is (online == "true")]
+        return web.json_response({"endpoints": out})
+
+    async def get_endpoint(self, request: web.Request) -> web.Response:
+        try:
+            ep = self.s.endpoints.get(request.match_info["id"])
+        except EndpointError as exc:
+            return _error(404, str(exc))
+        return web.json_response({"endpoint": self.s.fleet.describe(ep)})
 
     async def add_endpoint(self, request: web.Request) -> web.Response:
+        """``{"id", "zone", "name", "lat", "lon", "address", "admin_code"}``; the answer
+        carries the endpoint's MQTT password, once."""
         require(request, Right.ADMIN)
         body = await read_json(request)
         try:
-            ep = self.s.endpoints.add(str(body.get("id", "")), str(body.get("zone", "")),
-                                      str(body.get("name", "")))
+            ep = self.s.endpoints.add(
+                str(body.get("id", "")), str(body.get("zone", "")), body.get("name", ""),
+                body.get("lat"), body.get("lon"), body.get("address", ""),
+                body.get("admin_code", ""))
         except (EndpointError, ZoneError) as exc:
             return _error(409 if "exists" in str(exc) else 400, str(exc))
-        return web.json_response({"endpoint": ep.describe()}, status=201)
+        password = self.s.endpoints.rotate_secret(ep.id)
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.add", ep.id, ep.describe())
+        return web.json_response({"endpoint": self.s.fleet.describe(ep),
+                                  "mqtt": self._mqtt_login(ep.id, password)}, status=201)
+
+    def _mqtt_login(self, eid: str, password: str) -> dict[str, Any]:
+        return {"username": eid, "password": password, "client_id": eid,
+                "topic_root": self.s.fleet.topics.base, "broker": self.s.fleet.broker_url}
+
+    async def rotate_credentials(self, request: web.Request) -> web.Response:
+        """A new MQTT password for the endpoint (the old one stops working at once)."""
+        require(request, Right.ADMIN)
+        eid = request.match_info["id"]
+        try:
+            password = self.s.endpoints.rotate_secret(eid)
+        except EndpointError as exc:
+            return _error(404, str(exc))
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.credentials", eid)
+        return web.json_response({"mqtt": self._mqtt_login(eid, password)})
 
     async def update_endpoint(self, request: web.Request) -> web.Response:
+        """Name, lat, lon, address, admin_code; ``zone`` moves it (connections and all) and
+        tells the device."""
         require(request, Right.OPERATE)
         body = await read_json(request)
         eid = request.match_info["id"]
         try:
-            ep = self.s.endpoints.get(eid)
-            if "name" in body:
-                ep.name = str(body["name"])
-            if "zone" in body:
-                ep = self.s.endpoints.move(eid, str(body["zone"]))
+            ep = self.s.endpoints.update(eid, body)
+            if "zone" in body and str(body["zone"]) != ep.zone_id:
+                self.s.fleet.endpoint_command(eid, {"op": "move", "zone": str(body["zone"])},
+                                              request[PRINCIPAL_KEY].name)
         except EndpointError as exc:
-            return _error(404, str(exc))
+            return _error(404 if "unknown endpoint" in str(exc) else 400, str(exc))
         except ZoneError as exc:
             return _error(400, str(exc))
-        return web.json_response({"endpoint": ep.describe()})
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.update", eid, body)
+        return web.json_response({"endpoint": self.s.fleet.describe(ep)})
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
         require(request, Right.ADMIN)
@@ -471,7 +529,184 @@ class Api:
             self.s.endpoints.remove(request.match_info["id"])
         except EndpointError as exc:
             return _error(404, str(exc))
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.delete",
+                           request.match_info["id"])
         return web.json_response({"deleted": request.match_info["id"]})
+
+    async def import_endpoints(self, request: web.Request) -> web.Response:
+        """A CSV body (UTF-8): id,name,zone,lat,lon,address,admin_code. All or nothing; new
+        endpoints come back with their MQTT passwords (as CSV with ``Accept: text/csv``)."""
+        require(request, Right.ADMIN)
+        data = await request.content.read(MAX_CSV_BYTES + 1)
+        if len(data) > MAX_CSV_BYTES:
+            return _error(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error(400, "the CSV must be UTF-8 (save it from the spreadsheet as "
+                               "CSV UTF-8)")
+        created, updated, errors = self.s.endpoints.import_csv(text)
+        if errors:
+            return web.json_response({"error": "nothing imported", "errors": errors[:200]},
+                                     status=400)
+        logins = [self._mqtt_login(ep.id, self.s.endpoints.rotate_secret(ep.id))
+                  for ep in created]
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.import", "csv",
+                           {"created": [e.id for e in created],
+                            "updated": [e.id for e in updated]})
+        if "text/csv" in request.headers.get("Accept", ""):
+            out = io.StringIO()
+            w = csv.writer(out)
+            w.writerow(["id", "username", "password", "client_id", "topic_root"])
+            for login in logins:
+                w.writerow([login["username"], login["username"], login["password"],
+                            login["client_id"], login["topic_root"]])
+            return web.Response(text=out.getvalue(), content_type="text/csv")
+        return web.json_response({"created": logins, "updated": [e.id for e in updated]},
+                                 status=201 if created else 200)
+
+    async def export_endpoints(self, request: web.Request) -> web.Response:
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(CSV_FIELDS)
+        for ep in self.s.endpoints.endpoints.values():
+            w.writerow([ep.id, ep.name, ep.zone_id, "" if ep.lat is None else ep.lat,
+                        "" if ep.lon is None else ep.lon, ep.address, ep.admin_code])
+        return web.Response(text=out.getvalue(), content_type="text/csv")
+
+    async def mosquitto_files(self, request: web.Request) -> web.Response:
+        """A password file and an ACL file for running the fleet on an external Mosquitto;
+        ``?server_user=`` names the server's own user there."""
+        require(request, Right.ADMIN)
+        server_user = request.query.get("server_user", "loa-server")
+        users = {e.id: e.secret_hash for e in self.s.endpoints.endpoints.values()
+                 if e.secret_hash}
+        return web.json_response({
+            "password_file": mosquitto_passwd_lines(users),
+            "acl_file": mosquitto_acl(self.s.fleet.topics.root, server_user)})
+
+    async def zone_command(self, request: web.Request) -> web.Response:
+        """``{"op": "volume", "volume_pct": 80}`` (also mute, unmute, power, reboot, play,
+        stop) to every endpoint of the zone and below; 202 with the commands to follow."""
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        zone_id = request.match_info["zone"]
+        try:
+            self.s.zones.get(zone_id)
+            cmds = self.s.fleet.zone_command(zone_id, body, request[PRINCIPAL_KEY].name)
+        except ZoneError as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return self._commands_accepted(request, cmds, zone_id, body)
+
+    async def endpoint_command(self, request: web.Request) -> web.Response:
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        eid = request.match_info["id"]
+        try:
+            cmds = self.s.fleet.endpoint_command(eid, body, request[PRINCIPAL_KEY].name)
+        except EndpointError as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return self._commands_accepted(request, cmds, eid, body)
+
+    def _commands_accepted(self, request: web.Request, cmds: list[Any], subject: str,
+                           body: dict[str, Any]) -> web.Response:
+        batch = cmds[0].batch if cmds else None
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "command", subject,
+                           {**body, "batch": batch, "endpoints": len(cmds)})
+        return web.json_response({"batch": batch, "commands": [c.describe() for c in cmds]},
+                                 status=202)
+
+    async def update_zone(self, request: web.Request) -> web.Response:
+        """``{"alert_volume_pct": 100}``: the volume a zone's endpoints rise to in an alert.
+        (Its everyday volume is a command: POST …/commands {"op": "volume"}.)"""
+        require(request, Right.OPERATE)
+        body = await read_json(request)
+        try:
+            zone = self.s.zones.get(request.match_info["zone"])
+        except ZoneError as exc:
+            return _error(404, str(exc))
+        pct = body.get("alert_volume_pct")
+        if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+            return _error(400, "alert_volume_pct must be an integer from 0 to 100")
+        for z in self.s.zones.subtree(zone.id):
+            z.alert_volume_pct = pct
+        self.s._save_zone_settings()
+        self.s.store.audit(request[PRINCIPAL_KEY].name, "zone.update", zone.id, body)
+        return web.json_response({"zone": zone.describe()})
+
+    async def list_commands(self, request: web.Request) -> web.Response:
+        """``?batch=…`` or ``?endpoint=…``; a batch also gets a summary by status."""
+        batch = request.query.get("batch")
+        eid = request.query.get("endpoint")
+        cmds = [c for c in self.s.fleet.commands.values()
+                if (not batch or c.batch == batch) and (not eid or c.endpoint_id == eid)]
+        summary: dict[str, int] = {}
+        for c in cmds:
+            summary[c.status] = summary.get(c.status, 0) + 1
+        acks = sorted(c.ack_ms for c in cmds if c.ack_ms is not None)
+        return web.json_response({
+            "summary": summary,
+            "ack_ms": {"p50": acks[len(acks) // 2], "p99": acks[int(0.99 * (len(acks) - 1))],
+                       "max": acks[-1]} if acks else None,
+            "commands": [c.describe() for c in cmds[-5000:]]})
+
+    async def get_command(self, request: web.Request) -> web.Response:
+        cmd = self.s.fleet.commands.get(request.match_info["id"])
+        if cmd is None:
+            return _error(404, f"no command {request.match_info['id']!r}")
+        return web.json_response({"command": cmd.describe()})
+
+    async def list_alarms(self, request: web.Request) -> web.Response:
+        self.s.check_alarms()
+        return web.json_response({"alarms": [a.describe() for a in self.s.alarms.active()]})
+
+    async def report(self, request: web.Request) -> web.Response:
+        """``/api/v1/reports/{commune}?from=2026-01-01&to=2027-01-01`` (local dates or unix
+        times; ``?year=2026`` for the yearly report); ``?format=csv`` for a spreadsheet."""
+        try:
+            start, end = report_period(request.query)
+            rep = commune_report(self.s.store, self.s.zones, self.s.endpoints,
+                                 request.match_info["commune"], start, end,
+                                 self.s.wall.now().timestamp())
+        except ZoneError as exc:
+            return _error(404, str(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if request.query.get("format") == "csv":
+            name = f"bao-cao-{rep['commune']['id']}.csv"
+            return web.Response(text=report_csv(rep), content_type="text/csv",
+                                headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return web.json_response(rep)
+
+
+def report_period(query: Any) -> tuple[float, float]:
+    """From ``year``, or ``from``/``to`` as local ISO dates/times or unix times."""
+    def parse(value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a date nor a unix time") from None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=STATION_TZ)).timestamp()
+
+    if query.get("year"):
+        try:
+            year = int(query["year"])
+        except ValueError:
+            raise ValueError("year must be a number") from None
+        if not 2000 <= year <= 2200:
+            raise ValueError("year must be from 2000 to 2200")
+        return parse(f"{year}-01-01"), parse(f"{year + 1}-01-01")
+    if not query.get("from") or not query.get("to"):
+        raise ValueError("give ?year=YYYY or ?from=…&to=…")
+    return parse(query["from"]), parse(query["to"])
 
 
 class UploadTooLarge(ValueError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import json
 import logging
 import socket
 from datetime import datetime
@@ -22,7 +23,11 @@ from loa.codecs.loudness import Leveller
 from loa.codecs.pcm import FRAME_MS
 from loa.codecs.tts import Tts
 from loa.config import Config
+from loa.fleet.broker import SERVER_USER, Authority, EmbeddedBroker
+from loa.fleet.control import FleetControl
 from loa.lifecycle import cancel_and_wait
+from loa.monitoring.alarms import AlarmBoard
+from loa.monitoring.alarms import conditions as alarm_conditions
 from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.counters import Counters
 from loa.scheduler.engine import Running, ScheduleEngine, WallClock
@@ -75,11 +80,12 @@ class LoaServer:
             FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms,
                            config.http_batch_ms),
         )
-        self.endpoints = EndpointRegistry(self.zones, self.engine.channels)
-        for e in config.endpoints:
-            self.endpoints.add(e.id, e.zone, e.name, e.lat, e.lon)
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data_dir / "loa.sqlite3")
+        self._load_zone_settings()
+        self.endpoints = EndpointRegistry(self.zones, self.engine.channels, self.store)
+        self._load_endpoints()
         self.media_dir = data_dir / "media"
         self.media_dir.mkdir(exist_ok=True)
         extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
@@ -100,7 +106,6 @@ class LoaServer:
             self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
         )
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
-        self.store = Store(data_dir / "loa.sqlite3")
         self.tts = Tts(data_dir / "tts")
         self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
                                    self.store, self.tts, self.clock, self.counters,
@@ -113,6 +118,16 @@ class LoaServer:
         self.broadcast_log = BroadcastLog(self.store, self.clock)
         self._log_task: asyncio.Task[None] | None = None
         self.wall = WallClock(self.clock, datetime.now(STATION_TZ))
+        self.started_ns = self.clock.now_ns()
+        self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
+                                  self.counters, lambda: self.wall.now().timestamp(),
+                                  self.store.log_presence)
+        self.fleet.on_zone_settings = self._save_zone_settings
+        self.alerts.fleet = self.fleet
+        self.broker: EmbeddedBroker | None = None
+        self.alarms = AlarmBoard(lambda action, subject, detail:
+                                 self.store.audit("loa", action, subject, detail))
+        self._alarm_task: asyncio.Task[None] | None = None
         self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
         self._schedule_task: asyncio.Task[None] | None = None
         self.relays: dict[int, Relay] = {}
@@ -163,6 +178,7 @@ class LoaServer:
             for root in self.zones.roots():
                 demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
                 self.engine.request(root.id, demo, int(Priority.FILL), label="demo")
+        await self._start_fleet(run_clock)
         resumed = await self.alerts.resume()
         if resumed:
             log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
@@ -173,6 +189,7 @@ class LoaServer:
             self._schedule_task = asyncio.create_task(self.schedule.run(), name="schedule")
         if run_clock:
             self.engine.start()
+            self._alarm_task = asyncio.create_task(self._watch_alarms(), name="alarms")
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
                  self.config.redacted())
 
@@ -181,6 +198,10 @@ class LoaServer:
             self._server.close()  # phase 1: accept nobody new
         await self.alerts.stop()
         await self.engine.stop()  # phase 2: no more ticks
+        await cancel_and_wait(self._alarm_task)
+        await self.fleet.stop()
+        if self.broker is not None:
+            await self.broker.stop()
         await cancel_and_wait(self._log_task)
         await cancel_and_wait(self._schedule_task)
         self.store.set_value("schedule_done_until", self.wall.now().isoformat())
@@ -208,6 +229,57 @@ class LoaServer:
         if self._http is not None:
             await self._http.close()
         self.store.close()
+
+    # the fleet
+
+    def _load_zone_settings(self) -> None:
+        saved = json.loads(self.store.get_value("zone_settings") or "{}")
+        for zone in self.zones:
+            z = saved.get(zone.id, {})
+            zone.volume_pct = int(z.get("volume_pct", zone.volume_pct))
+            zone.alert_volume_pct = int(z.get("alert_volume_pct", zone.alert_volume_pct))
+
+    def _save_zone_settings(self) -> None:
+        self.store.set_value("zone_settings", json.dumps(
+            {z.id: {"volume_pct": z.volume_pct, "alert_volume_pct": z.alert_volume_pct}
+             for z in self.zones if "~" not in z.id}))
+
+    def _load_endpoints(self) -> None:
+        """The saved registry, plus the configured endpoints never seen before (so one the
+        operators deleted does not come back on the next start)."""
+        self.endpoints.load()
+        seeded = set(json.loads(self.store.get_value("endpoints_seeded") or "[]"))
+        for e in self.config.endpoints:
+            if e.id in seeded or e.id in self.endpoints.endpoints:
+                continue
+            self.endpoints.add(e.id, e.zone, e.name, e.lat, e.lon, e.address, e.admin_code)
+            seeded.add(e.id)
+        self.store.set_value("endpoints_seeded", json.dumps(sorted(seeded)))
+
+    async def _start_fleet(self, run_clock: bool) -> None:
+        mq = self.config.mqtt
+        if mq.embedded:
+            authority = Authority(self.fleet.topics, self.endpoints.secret_hash)
+            self.broker = EmbeddedBroker(mq.listen_host, mq.listen_port, authority)
+            await self.broker.start()
+            host = f"[{self.broker.host}]" if ":" in self.broker.host else self.broker.host
+            self.fleet.start(f"mqtt://{host}:{self.broker.port}", SERVER_USER,
+                             authority.server_password, run_clock=run_clock)
+        else:
+            self.fleet.start(mq.url, run_clock=run_clock)
+
+    async def _watch_alarms(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now_ns() + NS_PER_S)
+            self.check_alarms()
+
+    def check_alarms(self) -> None:
+        try:
+            now = self.clock.now_ns()
+            self.alarms.update(alarm_conditions(self, self.config.alarms, now), now,
+                               self.wall.now().timestamp())
+        except Exception:  # an alarm check must never take the server down
+            log.exception("checking alarms failed")
 
     def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
         return self.mounts.accept(transport, head, rest) or self.streams.accept(transport, head,
@@ -422,6 +494,8 @@ class LoaServer:
             "counters": self.counters.snapshot(),
             "alerts": [a.describe() for a in self.alerts.alerts.values()
                        if a.status.value in ("pending", "active")],
+            "fleet": self.fleet.status(),
+            "alarms": [a.describe() for a in self.alarms.active()],
             "schedule": {
                 "items": len(self.schedule.items),
                 "running": len(self.schedule.running),

@@ -1,23 +1,33 @@
 """Endpoints (cụm loa): each belongs to one zone; its streams resolve through that zone.
 
+The registry is kept in SQLite (write-through) with each endpoint's MQTT credential hash.
 Moving an endpoint moves its open connections to the new zone's streams in place: no reconnect.
-(Persistence, credentials and the MQTT side arrive with the fleet issue.)
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-import re
+import math
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from loa.fleet.credentials import hash_password, new_password
+from loa.fleet.protocol import ENDPOINT_ID
 from loa.server.fanout import Subscriber
 from loa.server.outputs.websocket import WS_OPCODE_TEXT, ws_frame
 from loa.server.zone_channel import ZoneChannel
 from loa.server.zones import ZoneTree
 
+if TYPE_CHECKING:
+    from loa.server.store import Store
+
 log = logging.getLogger(__name__)
 
-ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CSV_FIELDS = ("id", "name", "zone", "lat", "lon", "address", "admin_code")
+MAX_CSV_ROWS = 20_000
 
 
 class EndpointError(ValueError):
@@ -31,18 +41,155 @@ class Endpoint:
     name: str = ""
     lat: float | None = None
     lon: float | None = None
+    address: str = ""
+    admin_code: str = ""  # administrative-unit code (mã đơn vị hành chính)
+    volume_pct: int | None = None  # the endpoint's own override of its zone's volume
+    muted: bool = False
+    power_on: bool = True
+    secret_hash: str = ""  # MQTT password, Mosquitto $7$ hash
+    created_at: float = 0.0
     subscribers: set[Subscriber] = field(default_factory=set)
 
     def describe(self) -> dict[str, object]:
         return {"id": self.id, "name": self.name, "zone": self.zone_id, "lat": self.lat,
-                "lon": self.lon, "connections": len(self.subscribers)}
+                "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
+                "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
+                "created_at": self.created_at, "connections": len(self.subscribers)}
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "zone": self.zone_id, "name": self.name, "lat": self.lat,
+                "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
+                "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
+                "secret_hash": self.secret_hash, "created_at": self.created_at}
+
+
+def _coord(value: Any, name: str, limit: float) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise EndpointError(f"{name} {value!r} is not a number") from None
+    if not math.isfinite(v) or not -limit <= v <= limit:
+        raise EndpointError(f"{name} {value!r} must be from -{limit:g} to {limit:g}")
+    return v
+
+
+def _text(value: Any, name: str, limit: int = 200) -> str:
+    text = "" if value is None else str(value).strip()
+    if len(text) > limit:
+        raise EndpointError(f"{name} is over {limit} characters")
+    return text
 
 
 class EndpointRegistry:
-    def __init__(self, zones: ZoneTree, channels: dict[str, ZoneChannel]) -> None:
+    def __init__(self, zones: ZoneTree, channels: dict[str, ZoneChannel],
+                 store: Store | None = None) -> None:
         self._zones = zones
         self._channels = channels
+        self._store = store
         self.endpoints: dict[str, Endpoint] = {}
+        self.on_removed: list[Any] = []  # callbacks(endpoint id)
+
+    def load(self) -> None:
+        """The saved registry; an endpoint whose zone is gone from the tree waits in the
+        first root zone (and says so) rather than being lost."""
+        if self._store is None:
+            return
+        for rec in self._store.load_endpoints():
+            zone_id = rec["zone"]
+            if zone_id not in self._zones:
+                log.error("endpoint %s: zone %r is gone; it waits in %r", rec["id"], zone_id,
+                          self._zones.roots()[0].id)
+                zone_id = self._zones.roots()[0].id
+            self.endpoints[rec["id"]] = Endpoint(
+                rec["id"], zone_id, rec.get("name", ""), rec.get("lat"), rec.get("lon"),
+                rec.get("address", ""), rec.get("admin_code", ""), rec.get("volume_pct"),
+                bool(rec.get("muted")), bool(rec.get("power_on", True)),
+                rec.get("secret_hash", ""), float(rec.get("created_at", 0.0)))
+
+    def save(self, ep: Endpoint) -> None:
+        if self._store is not None:
+            self._store.save_endpoint(ep.id, ep.record())
+
+    def secret_hash(self, endpoint_id: str) -> str | None:
+        ep = self.endpoints.get(endpoint_id)
+        return ep.secret_hash if ep is not None and ep.secret_hash else None
+
+    def rotate_secret(self, endpoint_id: str) -> str:
+        """A new MQTT password for the endpoint, returned once; only its hash is kept."""
+        ep = self.get(endpoint_id)
+        password = new_password()
+        ep.secret_hash = hash_password(password)
+        self.save(ep)
+        return password
+
+    def update(self, endpoint_id: str, fields: dict[str, Any]) -> Endpoint:
+        """Name, place and address fields; the zone moves through ``move``."""
+        ep = self.get(endpoint_id)
+        if "name" in fields:
+            ep.name = _text(fields["name"], "name")
+        if "lat" in fields:
+            ep.lat = _coord(fields["lat"], "lat", 90)
+        if "lon" in fields:
+            ep.lon = _coord(fields["lon"], "lon", 180)
+        if "address" in fields:
+            ep.address = _text(fields["address"], "address")
+        if "admin_code" in fields:
+            ep.admin_code = _text(fields["admin_code"], "admin_code", 16)
+        self.save(ep)
+        return ep
+
+    def import_csv(self, text: str) -> tuple[list[Endpoint], list[Endpoint], list[str]]:
+        """Rows of id,name,zone,lat,lon,address,admin_code (a header line names the columns;
+        id and zone are required). All rows are checked first; with any error nothing is
+        taken. Returns (created, updated, errors); an existing id is updated in place (its
+        zone moves) and keeps its credentials."""
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        if reader.fieldnames is None or not {"id", "zone"} <= {f.strip() for f in
+                                                               reader.fieldnames}:
+            return [], [], ["line 1: the header must name at least the columns id and zone"]
+        rows: list[tuple[int, dict[str, Any]]] = []
+        errors: list[str] = []
+        seen: set[str] = set()
+        for n, raw in enumerate(reader, start=2):
+            if n > MAX_CSV_ROWS + 1:
+                errors.append(f"over {MAX_CSV_ROWS} rows")
+                break
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()
+                   if isinstance(v, str)}
+            if not any(row.values()):
+                continue
+            try:
+                eid = row.get("id", "")
+                if not ENDPOINT_ID.match(eid):
+                    raise EndpointError(f"id {eid!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+                if eid in seen:
+                    raise EndpointError(f"id {eid!r} appears twice")
+                seen.add(eid)
+                self._zones.get(row.get("zone", ""))
+                _coord(row.get("lat"), "lat", 90)
+                _coord(row.get("lon"), "lon", 180)
+                for key, limit in (("name", 200), ("address", 200), ("admin_code", 16)):
+                    _text(row.get(key), key, limit)
+            except ValueError as exc:
+                errors.append(f"line {n}: {exc}")
+                continue
+            rows.append((n, row))
+        if errors:
+            return [], [], errors
+        created, updated = [], []
+        for _, row in rows:
+            eid = row["id"]
+            fields = {k: row[k] for k in ("name", "lat", "lon", "address", "admin_code")
+                      if k in row}
+            if eid in self.endpoints:
+                self.update(eid, fields)
+                updated.append(self.move(eid, row["zone"]))
+            else:
+                ep = self.add(eid, row["zone"], **fields)
+                created.append(ep)
+        return created, updated, []
 
     def get(self, endpoint_id: str) -> Endpoint:
         try:
@@ -50,15 +197,21 @@ class EndpointRegistry:
         except KeyError:
             raise EndpointError(f"unknown endpoint {endpoint_id!r}") from None
 
-    def add(self, endpoint_id: str, zone_id: str, name: str = "", lat: float | None = None,
-            lon: float | None = None) -> Endpoint:
+    def add(self, endpoint_id: str, zone_id: str, name: Any = "", lat: Any = None,
+            lon: Any = None, address: Any = "", admin_code: Any = "") -> Endpoint:
+        """A new endpoint with a fresh credential hash (see ``rotate_secret`` for a password
+        to give the device)."""
         if not ENDPOINT_ID.match(endpoint_id):
             raise EndpointError(f"endpoint id {endpoint_id!r} must be 1-64 of A-Z a-z 0-9 . _ -")
         if endpoint_id in self.endpoints:
             raise EndpointError(f"endpoint {endpoint_id!r} exists already")
         self._zones.get(zone_id)
-        ep = Endpoint(endpoint_id, zone_id, name, lat, lon)
+        ep = Endpoint(endpoint_id, zone_id, _text(name, "name"), _coord(lat, "lat", 90),
+                      _coord(lon, "lon", 180), _text(address, "address"),
+                      _text(admin_code, "admin_code", 16),
+                      secret_hash=hash_password(new_password()), created_at=time.time())
         self.endpoints[endpoint_id] = ep
+        self.save(ep)
         return ep
 
     def remove(self, endpoint_id: str) -> None:
@@ -66,6 +219,15 @@ class EndpointRegistry:
         for sub in list(ep.subscribers):
             sub.close()
         del self.endpoints[endpoint_id]
+        if self._store is not None:
+            self._store.delete_endpoint(endpoint_id)
+        for callback in self.on_removed:
+            callback(endpoint_id)
+
+    def in_zone(self, zone_id: str) -> list[Endpoint]:
+        """Endpoints of the zone and every zone below it."""
+        below = {z.id for z in self._zones.subtree(zone_id)}
+        return [ep for ep in self.endpoints.values() if ep.zone_id in below]
 
     def attach(self, ep: Endpoint, sub: Subscriber) -> None:
         ep.subscribers.add(sub)
@@ -85,6 +247,8 @@ class EndpointRegistry:
         if zone_id == ep.zone_id:
             return ep
         old, ep.zone_id = ep.zone_id, zone_id
+        if "~" not in zone_id and "~" not in old:  # alert groups are not saved
+            self.save(ep)
         channel = self._channels[zone_id]
         for sub in list(ep.subscribers):
             if sub.feed is not None:

@@ -49,6 +49,18 @@ CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS presence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint TEXT NOT NULL,
+    online INTEGER NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS presence_endpoint ON presence(endpoint, at);
 CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL,
@@ -111,6 +123,39 @@ class Store:
     def delete_media(self, media_id: str) -> None:
         self._db.execute("DELETE FROM media WHERE id = ?", (media_id,))
 
+    # the endpoint registry and its presence history
+
+    def save_endpoint(self, endpoint_id: str, data: dict[str, Any]) -> None:
+        self._db.execute("INSERT INTO endpoints(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
+                         "UPDATE SET data=excluded.data",
+                         (endpoint_id, json.dumps(data, ensure_ascii=False)))
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self._db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+
+    def load_endpoints(self) -> list[dict[str, Any]]:
+        return [json.loads(r[0]) for r in
+                self._db.execute("SELECT data FROM endpoints ORDER BY id")]
+
+    def log_presence(self, rows: list[tuple[str, bool, float, str]]) -> None:
+        """(endpoint, online, at, reason) transitions."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO presence(endpoint, online, at, reason) VALUES (?, ?, ?, ?)",
+                [(e, int(o), at, r) for e, o, at, r in rows])
+
+    def presence(self, endpoints: list[str], until: float) -> dict[str, list[tuple[float, bool]]]:
+        """Each endpoint's transitions (at, online) up to ``until``, oldest first."""
+        out: dict[str, list[tuple[float, bool]]] = {e: [] for e in endpoints}
+        for i in range(0, len(endpoints), 500):
+            chunk = endpoints[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for e, online, at in self._db.execute(
+                    f"SELECT endpoint, online, at FROM presence WHERE endpoint IN ({marks}) "
+                    "AND at < ? ORDER BY at, id", (*chunk, until)):
+                out[e].append((at, bool(online)))
+        return out
+
     # schedules
 
     def save_schedule(self, item_id: str, data: dict[str, Any]) -> None:
@@ -141,6 +186,15 @@ class Store:
                 "INSERT INTO broadcast_log(zone, programme, kind, priority, label, started_at, "
                 "ended_at, duration_s, end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(z, p, k, pr, lb, s, e, round(e - s, 3), r) for z, p, k, pr, lb, s, e, r in rows])
+
+    def broadcast_between(self, zones: list[str], start: float, end: float
+                          ) -> list[tuple[str, str, int, str, float, float]]:
+        """(zone, kind, priority, label, started_at, ended_at) overlapping [start, end)."""
+        marks = ",".join("?" * len(zones))
+        return list(self._db.execute(
+            f"SELECT zone, kind, priority, label, started_at, ended_at FROM broadcast_log "
+            f"WHERE zone IN ({marks}) AND started_at < ? AND ended_at > ? ORDER BY started_at",
+            (*zones, end, start)))
 
     def broadcast_log(self, zone: str | None = None, since: float = 0.0, limit: int = 1000
                       ) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 from loa.clock import FakeClock
 from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.codecs.tts import Tts
-from loa.config import Config, TokenConfig
+from loa.config import Config, MqttConfig, TokenConfig
 from loa.server.alerts import AlertStatus, parse_spec
 from loa.server.app import LoaServer
 from loa.server.auth import token_hash
@@ -31,6 +31,7 @@ OPERATOR_TOKEN = "operator-without-alert-right"
 
 async def fake_clock_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
     clock = FakeClock()
+    overrides = {"mqtt": MqttConfig(listen_port=0), **overrides}
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
                   admin_token=ADMIN_TOKEN, source_password="pw", alert_tone_s=1.0,
                   alert_gap_s=0.5, **overrides)  # type: ignore[arg-type]

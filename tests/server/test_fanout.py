@@ -12,7 +12,7 @@ import aiohttp
 from loa.clock import FakeClock
 from loa.codecs.ogg import OggReader
 from loa.codecs.pcm import FRAME_NS
-from loa.config import Config
+from loa.config import Config, MqttConfig
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.server.app import LoaServer
 from loa.server.inputs.generator import tone_source
@@ -22,6 +22,7 @@ from loa.server.programme import Programme, ProgrammeKind
 
 async def start_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
     clock = FakeClock()
+    overrides = {"mqtt": MqttConfig(listen_port=0), **overrides}
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
                   admin_token="t", source_password="pw", **overrides)  # type: ignore[arg-type]
     server = LoaServer(cfg, clock=clock)

@@ -1,0 +1,165 @@
+"""The embedded MQTT broker (amqtt) on a port of its own, so ``loa serve`` needs nothing else.
+
+It authenticates every client against the endpoint registry (per-endpoint ``$7$`` hashes) or
+the server's own credentials, and enforces the topic ACL: an endpoint publishes only its own
+state, telemetry and acks, sets its last will only on its own state, and subscribes only to its
+own commands. For an external Mosquitto, ``loa endpoints mosquitto`` writes the same rules as a
+password file and an ACL file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import secrets
+import socket
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+
+from loa.fleet.credentials import verify_password
+from loa.fleet.protocol import Kind, Topics
+
+log = logging.getLogger(__name__)
+
+SERVER_USER = "loa-server"
+SHUTDOWN_S = 3.0
+_AUTHORITIES: weakref.WeakValueDictionary[str, Authority] = weakref.WeakValueDictionary()
+
+
+class BrokerError(OSError):
+    pass
+
+
+class Authority:
+    """Who may connect, and what each may publish and subscribe."""
+
+    def __init__(self, topics: Topics, lookup: Callable[[str], str | None]) -> None:
+        self.topics = topics
+        self.lookup = lookup  # endpoint id → its password hash, or None if unknown
+        self.server_password = secrets.token_urlsafe(24)
+        self.key = secrets.token_hex(8)
+        self.refused = 0
+        _AUTHORITIES[self.key] = self
+
+    def authenticate(self, username: str | None, password: str | None, client_id: str | None,
+                     will_topic: str | None) -> bool:
+        if not username or password is None:
+            return False
+        if username == SERVER_USER:
+            return secrets.compare_digest(password, self.server_password)
+        hashed = self.lookup(username)
+        if hashed is None or not verify_password(password, hashed):
+            return False
+        if client_id != username:  # one session per endpoint, named by its id
+            return False
+        return will_topic is None or will_topic == self.topics.topic(username, Kind.STATE)
+
+    def allowed(self, username: str | None, topic: str, action: Action) -> bool:
+        if username == SERVER_USER:
+            return True
+        if not username:
+            return False
+        if action is Action.PUBLISH:
+            return topic in {self.topics.topic(username, k)
+                             for k in (Kind.STATE, Kind.TELEMETRY, Kind.ACK)}
+        return topic == self.topics.topic(username, Kind.CMD)  # SUBSCRIBE and RECEIVE
+
+
+class LoaAuthPlugin(BaseAuthPlugin):
+    @dataclass
+    class Config:
+        authority: str = ""
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        authority = _AUTHORITIES.get(self.config.authority)
+        ok = authority is not None and authority.authenticate(
+            session.username, session.password, session.client_id,
+            session.will_topic if session.will_flag else None)
+        if not ok:
+            if authority is not None:
+                authority.refused += 1
+            log.warning("MQTT: refused client %r (user %r) from %s", session.client_id,
+                        session.username, session.remote_address)
+        return ok
+
+
+class LoaTopicPlugin(BaseTopicPlugin):
+    @dataclass
+    class Config:
+        authority: str = ""
+
+    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
+                              action: Action | None = None) -> bool | None:
+        authority = _AUTHORITIES.get(self.config.authority)
+        if authority is None or session is None or topic is None or action is None:
+            return False
+        ok = authority.allowed(session.username, topic, action)
+        if not ok and action is not Action.RECEIVE:
+            log.warning("MQTT: %s may not %s %s", session.username, action.value, topic)
+        return ok
+
+
+class EmbeddedBroker:
+    def __init__(self, host: str, port: int, authority: Authority) -> None:
+        self.host = host
+        self.port = port
+        self.authority = authority
+        self._broker: Broker | None = None
+
+    async def start(self) -> None:
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        if self.port == 0:
+            self.port = _free_port(self.host)
+        else:
+            _check_free(self.host, self.port)
+        config: dict[str, Any] = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
+                                      "max_connections": 0}},
+            "plugins": {
+                f"{__name__}.LoaAuthPlugin": {"authority": self.authority.key},
+                f"{__name__}.LoaTopicPlugin": {"authority": self.authority.key},
+            },
+        }
+        self._broker = Broker(config, loop=asyncio.get_running_loop())
+        await self._broker.start()
+        log.info("embedded MQTT broker on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            broker, self._broker = self._broker, None
+            try:  # a client caught half-connected can hold amqtt's shutdown: bounded
+                await asyncio.wait_for(broker.shutdown(), SHUTDOWN_S)
+            except TimeoutError:
+                log.warning("the embedded MQTT broker did not stop within %g s", SHUTDOWN_S)
+            except Exception:  # a half-closed session must not stop the server's shutdown
+                log.exception("stopping the embedded MQTT broker")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _check_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BrokerError(
+                    exc.errno,
+                    f"MQTT port {host}:{port} is taken (another broker, such as Mosquitto?): "
+                    f"set [mqtt] url = \"mqtt://user:password@{host}:{port}\" to use that broker, "
+                    "or [mqtt] listen to another port") from None
+            raise

@@ -1,0 +1,113 @@
+"""Alarms (cảnh báo kỹ thuật): conditions that need an engineer, raised once they have lasted
+long enough and cleared when they end; every raise and clear goes to the audit log.
+
+    endpoint_offline   offline longer than ``offline_minutes``
+    zone_silent        a scheduled programme's window is open but the zone does not carry it
+                       (nor anything above it)
+    source_down        a live feed or relay that a zone asks for is not sending
+    underruns          an endpoint reports more underruns per window than ``underruns_max``
+    supply_voltage     an endpoint's supply voltage is outside the band
+    relay_fault        an endpoint's protection relay has tripped
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loa.clock import NS_PER_S
+from loa.config import AlarmConfig
+from loa.server.programme import ProgrammeKind
+
+if TYPE_CHECKING:
+    from loa.server.app import LoaServer
+
+KINDS = ("endpoint_offline", "zone_silent", "source_down", "underruns", "supply_voltage",
+         "relay_fault")
+
+
+@dataclass
+class Alarm:
+    kind: str
+    subject: str
+    detail: str
+    first_ns: int  # when the condition was first seen
+    raised_at: float | None = None  # wall time, once it lasted long enough
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subject": self.subject, "detail": self.detail,
+                "raised_at": self.raised_at}
+
+
+Condition = tuple[str, str, str, int, float]  # kind, subject, detail, since (clock ns), hold s
+
+
+class AlarmBoard:
+    def __init__(self, audit: Callable[[str, str, dict[str, Any]], None]) -> None:
+        self.audit = audit  # (action, subject, detail)
+        self.pending: dict[tuple[str, str], Alarm] = {}
+        self.raised_total: dict[str, int] = dict.fromkeys(KINDS, 0)
+
+    def update(self, conditions: list[Condition], now_ns: int, wall: float) -> None:
+        seen = set()
+        for kind, subject, detail, since_ns, hold_s in conditions:
+            key = (kind, subject)
+            seen.add(key)
+            alarm = self.pending.get(key)
+            if alarm is None:
+                alarm = self.pending[key] = Alarm(kind, subject, detail, since_ns)
+            alarm.detail = detail
+            if alarm.raised_at is None and now_ns - alarm.first_ns >= hold_s * NS_PER_S:
+                alarm.raised_at = wall
+                self.raised_total[kind] += 1
+                self.audit("alarm.raised", subject, {"kind": kind, "detail": detail})
+        for key in [k for k in self.pending if k not in seen]:
+            alarm = self.pending.pop(key)
+            if alarm.raised_at is not None:
+                self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind})
+
+    def active(self) -> list[Alarm]:
+        return [a for a in self.pending.values() if a.raised_at is not None]
+
+
+def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
+    out: list[Condition] = []
+    fleet = s.fleet
+    for eid in s.endpoints.endpoints:
+        h = fleet.health.get(eid)
+        if h is None or not h.online:
+            since = h.changed_ns if h is not None and h.changed_ns else s.started_ns
+            reason = h.reason if h is not None else "not seen since the server started"
+            out.append(("endpoint_offline", eid, f"offline: {reason}", since,
+                        cfg.offline_minutes * 60))
+        if h is None:
+            continue
+        t = h.telemetry
+        v = t.get("supply_v")
+        if v is not None and not cfg.supply_v_min <= v <= cfg.supply_v_max:
+            out.append(("supply_voltage", eid, f"supply {v:g} V outside "
+                        f"{cfg.supply_v_min:g}–{cfg.supply_v_max:g} V", now_ns, 0))
+        if t.get("relay") == "tripped":
+            out.append(("relay_fault", eid, "protection relay tripped", now_ns, 0))
+        window_ns = int(cfg.underrun_window_s * NS_PER_S)
+        recent = [(at, n) for at, n in h.underruns if now_ns - at <= window_ns]
+        if len(recent) >= 2:
+            grew = recent[-1][1] - recent[0][1]
+            if grew > cfg.underruns_max:
+                out.append(("underruns", eid, f"{grew} underruns in "
+                            f"{cfg.underrun_window_s:g} s", now_ns, 0))
+    for run in s.schedule.running:
+        prio = run.item.cls.priority
+        for zid in run.item.zones:
+            ch = s.engine.channels.get(zid)
+            if ch is not None and ch.on_air.priority < prio:
+                out.append(("zone_silent", zid, f"scheduled {run.item.title!r} is not on air "
+                            f"(on air: {ch.on_air.programme_name})", now_ns, cfg.hold_s))
+    down: dict[str, str] = {}
+    for req in s.engine.requests.values():
+        prog = req.programme
+        if prog.kind is ProgrammeKind.LIVE and not prog.finished and not prog.available:
+            down[prog.name] = f"{prog.name} is not sending (asked for by {req.zone_id})"
+    out += [("source_down", name, detail, now_ns, cfg.hold_s) for name, detail in down.items()]
+    return out

@@ -1,0 +1,157 @@
+"""Reports (báo cáo) per commune and period, from the broadcast log, the presence history and
+the alerts: hours on air by bulletin class, endpoint availability, alerts and their reach.
+
+Hours on air for the commune are the union over its zones (a programme heard in two villages
+at once counts once); each zone's own hours are listed beside. The yearly report the Circular
+asks for is this report over a calendar year.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+from loa.server.endpoints import EndpointRegistry
+from loa.server.store import Store
+from loa.server.zones import ZoneTree
+
+# bulletin classes by the priority they played at (see DESIGN.md's table)
+CLASSES = (("emergency", 100), ("live", 70), ("priority", 60), ("normal", 50), ("fill", 10))
+CLASS_NAMES_VI = {"emergency": "khẩn cấp", "live": "trực tiếp", "priority": "ưu tiên",
+                  "normal": "thông thường", "fill": "chờ"}
+
+
+def bulletin_class(priority: int) -> str | None:
+    for name, floor in CLASSES:
+        if priority >= floor:
+            return name
+    return None
+
+
+def _union_s(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def online_s(history: list[tuple[float, bool]], start: float, end: float) -> float:
+    """Seconds online within [start, end) from (at, online) transitions, oldest first; before
+    the first transition the endpoint counts as offline."""
+    total, online, since = 0.0, False, start
+    for at, state in history:
+        if at >= end:
+            break
+        if at > start:
+            if online:
+                total += at - since
+            since = at
+        online = state
+    if online:
+        total += end - max(since, start)
+    return total
+
+
+def commune_report(store: Store, zones: ZoneTree, registry: EndpointRegistry, commune: str,
+                   start: float, end: float, now: float) -> dict[str, Any]:
+    if end <= start:
+        raise ValueError("the period must end after it starts")
+    root = zones.get(commune)
+    zone_ids = [z.id for z in zones.subtree(commune)]
+    end_eff = min(end, now)
+
+    per_class: dict[str, list[tuple[float, float]]] = {c: [] for c, _ in CLASSES}
+    per_zone: dict[str, dict[str, float]] = {z: dict.fromkeys(per_class, 0.0) for z in zone_ids}
+    for zone, _kind, priority, _label, a, b in store.broadcast_between(zone_ids, start, end):
+        cls = bulletin_class(priority)
+        a, b = max(a, start), min(b, end)
+        if cls is None or b <= a:
+            continue
+        per_class[cls].append((a, b))
+        per_zone[zone][cls] += b - a
+    hours = {c: round(_union_s(iv) / 3600, 4) for c, iv in per_class.items()}
+    on_air_total = round(_union_s([i for c, iv in per_class.items() if c != "fill"
+                                   for i in iv]) / 3600, 4)
+
+    eps = sorted(registry.in_zone(commune), key=lambda e: e.id)
+    histories = store.presence([e.id for e in eps], end_eff)
+    availability = []
+    up_total = span_total = 0.0
+    for ep in eps:
+        a = max(start, ep.created_at or start)
+        span = max(0.0, end_eff - a)
+        up = online_s(histories[ep.id], a, end_eff) if span else 0.0
+        up_total += up
+        span_total += span
+        availability.append({"endpoint": ep.id, "name": ep.name, "zone": ep.zone_id,
+                             "online_h": round(up / 3600, 4),
+                             "availability_pct": round(100 * up / span, 2) if span else None})
+
+    ids = {e.id for e in eps}
+    alerts = []
+    for rec in store.load_alerts():
+        at = float(rec.get("created_at") or 0)
+        if not start <= at < end:
+            continue
+        targeted = [e for e in rec.get("targeted", []) if e in ids]
+        hit_zones = [z for z in rec.get("zones", []) if z in zone_ids]
+        if not targeted and not hit_zones and not rec.get("all"):
+            continue
+        reach = rec.get("reached_ms", {})
+        times = sorted(reach[e] for e in targeted if e in reach)
+        alerts.append({
+            "id": rec["id"], "class": rec.get("class"), "status": rec.get("status"),
+            "created_at": at, "targeted": len(targeted), "reached": len(times),
+            "reach_pct": round(100 * len(times) / len(targeted), 2) if targeted else None,
+            "reach_p50_ms": round(times[len(times) // 2], 3) if times else None,
+            "reach_max_ms": round(times[-1], 3) if times else None,
+        })
+    return {
+        "commune": {"id": root.id, "name": root.name, "admin_code": root.admin_code},
+        "period": {"start": start, "end": end,
+                   "start_iso": datetime.fromtimestamp(start).astimezone().isoformat(),
+                   "end_iso": datetime.fromtimestamp(end).astimezone().isoformat()},
+        "on_air_hours": {"by_class": hours, "total_without_fill": on_air_total,
+                         "by_zone": {z: {c: round(v / 3600, 4) for c, v in cl.items()}
+                                     for z, cl in per_zone.items()}},
+        "availability": {"endpoints": len(eps),
+                         "pct": round(100 * up_total / span_total, 2) if span_total else None,
+                         "per_endpoint": availability},
+        "alerts": {"count": len(alerts),
+                   "targeted": sum(a["targeted"] for a in alerts),
+                   "reached": sum(a["reached"] for a in alerts), "list": alerts},
+    }
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """One table: section, key, subkey, value, so a spreadsheet opens it as it is."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["section", "key", "subkey", "value"])
+    c, p = report["commune"], report["period"]
+    w.writerow(["commune", c["id"], "name", c["name"]])
+    w.writerow(["commune", c["id"], "admin_code", c["admin_code"] or ""])
+    w.writerow(["period", "start", "", p["start_iso"]])
+    w.writerow(["period", "end", "", p["end_iso"]])
+    air = report["on_air_hours"]
+    for cls, h in air["by_class"].items():
+        w.writerow(["on_air_hours", cls, CLASS_NAMES_VI[cls], h])
+    w.writerow(["on_air_hours", "total_without_fill", "", air["total_without_fill"]])
+    for zone, classes in air["by_zone"].items():
+        for cls, h in classes.items():
+            w.writerow(["zone_on_air_hours", zone, cls, h])
+    av = report["availability"]
+    w.writerow(["availability", "all", "pct", av["pct"] if av["pct"] is not None else ""])
+    for row in av["per_endpoint"]:
+        pct = row["availability_pct"]
+        w.writerow(["availability", row["endpoint"], "pct", pct if pct is not None else ""])
+    for a in report["alerts"]["list"]:
+        for key in ("class", "status", "targeted", "reached", "reach_pct", "reach_p50_ms",
+                    "reach_max_ms"):
+            w.writerow(["alert", a["id"], key, "" if a[key] is None else a[key]])
+    return out.getvalue()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--slow-at", type=float, help="s: a fraction of endpoints stop reading")
     lt.add_argument("--slow-fraction", type=float, default=0.05)
     lt.add_argument("--slow-seconds", type=float, default=10.0)
+    lt.add_argument("--mqtt", action="store_true",
+                    help="the MQTT control plane instead of the media path: endpoints online "
+                         "over MQTT, idle CPU, zone-wide volume acknowledgements")
+    lt.add_argument("--broker", choices=["embedded", "mosquitto"], default="embedded",
+                    help="with --mqtt: the server's embedded broker or a private Mosquitto")
+    lt.add_argument("--idle", type=float, default=20.0, help="with --mqtt: idle seconds measured")
+    lt.add_argument("--rounds", type=int, default=5, help="with --mqtt: volume commands sent")
     lt.add_argument("--json", dest="json_path", help="write the report as JSON here")
     lt.add_argument("--html", dest="html_path", help="write a self-contained HTML report here")
 
@@ -114,6 +122,51 @@ def main(argv: list[str] | None = None) -> int:
     srm = ssub.add_parser("rm", help="delete an item")
     srm.add_argument("id")
 
+    eps = sub.add_parser("endpoints", help="the endpoint registry (cụm loa) of a running server")
+    eps.add_argument("--url", default="http://127.0.0.1:8080")
+    eps.add_argument("--token", help="an admin token (or LOA_TOKEN)")
+    esub = eps.add_subparsers(dest="endpoints_command", required=True)
+    eadd = esub.add_parser("add", help="register an endpoint; prints its MQTT password once")
+    eadd.add_argument("id")
+    eadd.add_argument("--zone", required=True)
+    eadd.add_argument("--name", default="")
+    eadd.add_argument("--lat", type=float)
+    eadd.add_argument("--lon", type=float)
+    eadd.add_argument("--address", default="")
+    eadd.add_argument("--admin-code", default="", help="administrative-unit code")
+    elist = esub.add_parser("list", help="list endpoints with their presence")
+    elist.add_argument("--zone", help="only this zone and below")
+    elist.add_argument("--offline", action="store_true", help="only those offline")
+    erm = esub.add_parser("rm", help="remove an endpoint (its credentials stop working)")
+    erm.add_argument("id")
+    eimp = esub.add_parser("import", help="bulk import from CSV: id,name,zone,lat,lon,"
+                                          "address,admin_code; prints new passwords as CSV")
+    eimp.add_argument("file")
+    epw = esub.add_parser("passwd", help="a new MQTT password for an endpoint")
+    epw.add_argument("id")
+    emq = esub.add_parser("mosquitto", help="write a Mosquitto password file and ACL file")
+    emq.add_argument("--dir", default=".", help="where to write loa.passwd and loa.acl")
+
+    cmd = sub.add_parser("command", help="a command to the endpoints of a zone, or to one")
+    cmd.add_argument("--url", default="http://127.0.0.1:8080")
+    cmd.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    target = cmd.add_mutually_exclusive_group(required=True)
+    target.add_argument("--zone")
+    target.add_argument("--endpoint")
+    cmd.add_argument("op", choices=["volume", "mute", "unmute", "power", "reboot", "play",
+                                    "stop", "move"])
+    cmd.add_argument("value", nargs="?", help="volume 0-100, power on|off, move ZONE")
+
+    rep = sub.add_parser("report", help="the report (báo cáo) of a commune for a period")
+    rep.add_argument("--url", default="http://127.0.0.1:8080")
+    rep.add_argument("--token", help="a token (or LOA_TOKEN)")
+    rep.add_argument("commune", help="a commune's zone id")
+    period = rep.add_mutually_exclusive_group(required=True)
+    period.add_argument("--year", type=int, help="the calendar year (the yearly report)")
+    period.add_argument("--from", dest="start", help="local date/time or unix time")
+    rep.add_argument("--to", dest="end", help="with --from")
+    rep.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+
     bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
     bench.add_argument("--listeners", default="100,500,1000",
                        help="listener counts for the fan-out comparison")
@@ -127,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         return _alert(args)
     if args.command == "media":
         return _media(args)
+    if args.command == "endpoints":
+        return _endpoints(args)
+    if args.command == "command":
+        return _command(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "schedule":
         return _schedule(args)
     if args.command == "bench":
@@ -134,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
 
         counts = [int(x) for x in args.listeners.split(",") if x.strip()]
         return bench_main(counts, args.seconds, args.procs, args.no_icecast, args.json_path)
+    if args.command == "loadtest" and args.mqtt:
+        from loa.loadtest.mqtt_fleet import MqttLoadSpec, mqtt_loadtest_main
+
+        return mqtt_loadtest_main(MqttLoadSpec(
+            endpoints=args.endpoints, procs=args.procs or 2, villages=args.villages or 20,
+            broker=args.broker, ramp_s=args.ramp, idle_s=args.idle, rounds=args.rounds,
+            json_path=args.json_path))
     if args.command == "loadtest":
         from loa.loadtest.runner import LoadSpec, loadtest_main
 
@@ -206,6 +272,8 @@ async def _run_server(cfg: Config) -> None:
         f"Loa {__version__} đang chạy / running at {base}/",
         f"  Nghe thử / listen:        {base}/zones/{first_zone}/stream.ogg   (ffplay, VLC, mpv)",
         f"  Giao thức loa / native:   ws://{host}:{server.port}/endpoints/<id>/ws",
+        f"  Điều khiển / MQTT:        {server.fleet.broker_url}  "
+        f"(topics {server.fleet.topics.base}/ep/<id>/…)",
         "  Phát trực tiếp / go live: ffmpeg -re -i show.mp3 -c:a libmp3lame -f mp3 "
         f"-content_type audio/mpeg icecast://source:PASSWORD@{host}:{server.port}/live/studio",
     ]
@@ -235,8 +303,11 @@ async def _run_server(cfg: Config) -> None:
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: object = None,
-         files: dict[str, str] | None = None, fields: dict[str, str] | None = None) -> int:
-    """One API call for a CLI command: prints the JSON answer, exit 0 on success."""
+         files: dict[str, str] | None = None, fields: dict[str, str] | None = None,
+         raw: bytes | None = None, accept: str | None = None,
+         out: Callable[[object], str] | None = None) -> int:
+    """One API call for a CLI command: prints the answer (JSON, or text when the server
+    answers text, or ``out(json)``), exit 0 on success."""
     import json
     import os
 
@@ -248,9 +319,21 @@ def _api(args: argparse.Namespace, method: str, path: str, body: object = None,
         return 2
     url = args.url.rstrip("/") + path
     headers = {"Authorization": f"Bearer {token}"}
+    if accept:
+        headers["Accept"] = accept
 
     async def go() -> tuple[int, object]:
         async with aiohttp.ClientSession() as http:
+            if raw is not None:
+                async with http.request(method, url, data=raw, headers=headers) as resp:
+                    if resp.content_type == "application/json":
+                        return resp.status, await resp.json()
+                    return resp.status, await resp.text()
+            if method == "GET" and accept:
+                async with http.request(method, url, headers=headers) as resp:
+                    if resp.content_type == "application/json":
+                        return resp.status, await resp.json()
+                    return resp.status, await resp.text()
             if files:
                 form = aiohttp.FormData()
                 for name, value in (fields or {}).items():
@@ -268,8 +351,94 @@ def _api(args: argparse.Namespace, method: str, path: str, body: object = None,
     except (aiohttp.ClientError, OSError) as exc:
         print(f"loa {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    if isinstance(data, str):
+        print(data, end="")
+    elif out is not None and status < 400:
+        print(out(data), end="")
+    else:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     return 0 if status < 400 else 1
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    c = args.endpoints_command
+    if c == "add":
+        body = {"id": args.id, "zone": args.zone, "name": args.name, "lat": args.lat,
+                "lon": args.lon, "address": args.address, "admin_code": args.admin_code}
+        return _api(args, "POST", "/api/v1/endpoints", body)
+    if c == "list":
+        query = "&".join(q for q in (f"zone={quote(args.zone)}" if args.zone else "",
+                                     "online=false" if args.offline else "") if q)
+        return _api(args, "GET", "/api/v1/endpoints" + (f"?{query}" if query else ""))
+    if c == "rm":
+        return _api(args, "DELETE", f"/api/v1/endpoints/{quote(args.id)}")
+    if c == "import":
+        try:
+            data = open(args.file, "rb").read()
+        except OSError as exc:
+            print(f"loa endpoints import: {exc}", file=sys.stderr)
+            return 2
+        return _api(args, "POST", "/api/v1/endpoints.csv", raw=data, accept="text/csv")
+    if c == "passwd":
+        return _api(args, "POST", f"/api/v1/endpoints/{quote(args.id)}/credentials")
+    # mosquitto: two files beside each other
+    import os
+
+    def write(files: object) -> str:
+        assert isinstance(files, dict)
+        os.makedirs(args.dir, exist_ok=True)
+        pw, acl = os.path.join(args.dir, "loa.passwd"), os.path.join(args.dir, "loa.acl")
+        with open(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(files["password_file"])
+        with open(acl, "w") as f:
+            f.write(files["acl_file"])
+        return (f"wrote {pw} and {acl}; add the server's own user with\n"
+                f"  mosquitto_passwd {pw} loa-server\n"
+                f"and in mosquitto.conf: password_file {pw} / acl_file {acl} / "
+                "allow_anonymous false\n")
+
+    return _api(args, "GET", "/api/v1/mqtt/mosquitto", out=write)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    body: dict[str, object] = {"op": args.op}
+    try:
+        if args.op == "volume":
+            body["volume_pct"] = None if args.value in (None, "zone") else int(args.value)
+        elif args.op == "power":
+            if args.value not in ("on", "off"):
+                raise ValueError("power needs on or off")
+            body["on"] = args.value == "on"
+        elif args.op == "move":
+            if not args.value:
+                raise ValueError("move needs a zone")
+            body["zone"] = args.value
+    except ValueError as exc:
+        print(f"loa command: {exc}", file=sys.stderr)
+        return 2
+    path = (f"/api/v1/zones/{quote(args.zone)}/commands" if args.zone
+            else f"/api/v1/endpoints/{quote(args.endpoint)}/commands")
+    return _api(args, "POST", path, body)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, urlencode
+
+    if args.year:
+        query = {"year": str(args.year)}
+    else:
+        if not args.end:
+            print("loa report: --from needs --to", file=sys.stderr)
+            return 2
+        query = {"from": args.start, "to": args.end}
+    if args.csv:
+        query["format"] = "csv"
+    return _api(args, "GET", f"/api/v1/reports/{quote(args.commune)}?{urlencode(query)}",
+                accept="text/csv" if args.csv else "application/json")
 
 
 def _media(args: argparse.Namespace) -> int:

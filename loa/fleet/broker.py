@@ -107,12 +107,41 @@ class LoaTopicPlugin(BaseTopicPlugin):
         return ok
 
 
+class _Broker(Broker):
+    """amqtt 0.12.1's broker, with one leak closed: at every CONNECT it hands the new client
+    the retained messages of *every* topic filter any client holds (at QoS 0), past the ACL.
+    Here a client gets the retained messages of its own subscriptions only, and only those
+    it may receive."""
+
+    async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Session) -> None:
+        topic_filter, qos = subscription
+        holders = self._subscriptions.get(topic_filter, [])
+        if not any(s.client_id == session.client_id for s, _ in holders):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            if not await self._topic_filtering(session, topic, Action.RECEIVE):
+                continue
+            held_qos = max(q for s, q in holders if s.client_id == session.client_id)
+            tasks.append(asyncio.ensure_future(handler.mqtt_publish(
+                retained.topic, retained.data, min(held_qos, retained.qos or held_qos),
+                retain=True)))
+        if tasks:
+            await asyncio.wait(tasks)
+
+
 class EmbeddedBroker:
     def __init__(self, host: str, port: int, authority: Authority) -> None:
         self.host = host
         self.port = port
         self.authority = authority
-        self._broker: Broker | None = None
+        self._broker: _Broker | None = None
 
     async def start(self) -> None:
         for name in ("amqtt", "transitions"):
@@ -129,7 +158,7 @@ class EmbeddedBroker:
                 f"{__name__}.LoaTopicPlugin": {"authority": self.authority.key},
             },
         }
-        self._broker = Broker(config, loop=asyncio.get_running_loop())
+        self._broker = _Broker(config, loop=asyncio.get_running_loop())
         await self._broker.start()
         log.info("embedded MQTT broker on %s:%d", self.host, self.port)
 

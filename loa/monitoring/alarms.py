@@ -90,10 +90,14 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
                         f"{cfg.supply_v_min:g}–{cfg.supply_v_max:g} V", now_ns, 0))
         if t.get("relay") == "tripped":
             out.append(("relay_fault", eid, "protection relay tripped", now_ns, 0))
-        window_ns = int(cfg.underrun_window_s * NS_PER_S)
-        recent = [(at, n) for at, n in h.underruns if now_ns - at <= window_ns]
-        if len(recent) >= 2:
-            grew = recent[-1][1] - recent[0][1]
+        if h.underruns:  # the count's growth since the window began (cumulative counter)
+            start_ns = now_ns - int(cfg.underrun_window_s * NS_PER_S)
+            base = h.underruns[0][1]
+            for at, n in h.underruns:
+                if at > start_ns:
+                    break
+                base = n
+            grew = h.underruns[-1][1] - base
             if grew > cfg.underruns_max:
                 out.append(("underruns", eid, f"{grew} underruns in "
                             f"{cfg.underrun_window_s:g} s", now_ns, 0))

@@ -10,8 +10,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from loa.monitoring.alarms import KINDS as ALARM_KINDS
 
 if TYPE_CHECKING:
     from loa.server.app import LoaServer
@@ -65,12 +72,87 @@ class LoaCollector(Collector):
         yield GaugeMetricFamily("loa_schedule_lateness_max_seconds",
                                 "Worst lateness of a schedule slot start",
                                 value=max(late) if late else 0.0)
+        yield histogram("loa_schedule_lateness_seconds", "Schedule slot start lateness",
+                        list(late), LATENESS_BUCKETS_S)
         reach = GaugeMetricFamily("loa_alert_reached_endpoints",
                                   "Endpoints that got an active alert", labels=["alert"])
+        reach_s: list[float] = []
         for alert in s.alerts.alerts.values():
+            times = alert.reach_ms()
+            reach_s += [ms / 1000 for ms in times.values()]
             if alert.status.value == "active":
-                reach.add_metric([alert.id], len(alert.reach_ms()))
+                reach.add_metric([alert.id], len(times))
         yield reach
+        yield histogram("loa_alert_reach_seconds",
+                        "Alert trigger to the first alert packet on an endpoint's socket",
+                        reach_s, REACH_BUCKETS_S)
+        cpu = CounterMetricFamily("loa_encoder_cpu_seconds", "CPU time spent encoding",
+                                  labels=["codec"])
+        for codec, ns in s.engine.encode_cpu_ns.items():
+            cpu.add_metric([codec], ns / 1e9)
+        yield cpu
+        dropped = CounterMetricFamily("loa_packets_dropped", "Audio packets dropped, by reason",
+                                      labels=["reason"])
+        dropped.add_metric(["jitter_overflow"], s.counters.total("jitter_overflow_drops"))
+        dropped.add_metric(["jitter_trim"], s.counters.total("jitter_trimmed"))
+        yield dropped
+        yield from self._fleet()
+
+    def _fleet(self) -> Iterator[Metric]:
+        s = self.s
+        fleet = s.fleet
+        online = GaugeMetricFamily("loa_endpoints_online", "Endpoints online per zone",
+                                   labels=["zone"])
+        total = GaugeMetricFamily("loa_endpoints", "Endpoints registered per zone",
+                                  labels=["zone"])
+        for zone in s.zones:
+            if "~" in zone.id:
+                continue
+            eps = s.endpoints.in_zone(zone.id)
+            total.add_metric([zone.id], len(eps))
+            online.add_metric([zone.id], sum(1 for e in eps if fleet._is_online(e.id)))
+        yield online
+        yield total
+        yield GaugeMetricFamily("loa_mqtt_connected", "The server's broker connection is up",
+                                value=1.0 if fleet.connected.is_set() else 0.0)
+        alarms = GaugeMetricFamily("loa_alarms_active", "Alarms raised and not cleared",
+                                   labels=["kind"])
+        raised = CounterMetricFamily("loa_alarms_raised", "Alarms raised since the start",
+                                     labels=["kind"])
+        active = [a.kind for a in s.alarms.active()]
+        for kind in ALARM_KINDS:
+            alarms.add_metric([kind], active.count(kind))
+            raised.add_metric([kind], s.alarms.raised_total[kind])
+        yield alarms
+        yield raised
+        states = GaugeMetricFamily("loa_commands", "Endpoint commands kept, by status",
+                                   labels=["status"])
+        by: dict[str, int] = {}
+        for cmd in fleet.commands.values():
+            by[cmd.status] = by.get(cmd.status, 0) + 1
+        for status, n in sorted(by.items()):
+            states.add_metric([status], n)
+        yield states
+        yield histogram("loa_command_ack_seconds", "Command sent to acknowledged",
+                        [ms / 1000 for ms in fleet.ack_latency_ms], ACK_BUCKETS_S)
+
+
+REACH_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENESS_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
+ACK_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...]
+              ) -> HistogramMetricFamily:
+    """A histogram family from raw samples, built at scrape time."""
+    arr = sorted(values)
+    buckets, i = [], 0
+    for b in bounds:
+        while i < len(arr) and arr[i] <= b:
+            i += 1
+        buckets.append((repr(b), float(i)))
+    buckets.append(("+Inf", float(len(arr))))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=float(sum(arr)))
 
 
 def render(server: LoaServer) -> bytes:

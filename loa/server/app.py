@@ -138,6 +138,7 @@ class LoaServer:
         self._http: aiohttp.ClientSession | None = None
         self.port = 0
         self.host = config.listen_host
+        self._stopped = False
 
     @property
     def source_password(self) -> str:
@@ -194,6 +195,9 @@ class LoaServer:
                  self.config.redacted())
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         if self._server is not None:
             self._server.close()  # phase 1: accept nobody new
         await self.alerts.stop()

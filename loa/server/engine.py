@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ class Engine:
         self.renditions: dict[tuple[int, str], Rendition] = {}
         self.ticks = 0
         self.resyncs = 0
+        self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
         self._task: asyncio.Task[None] | None = None
 
     def _channel(self, zone: Zone) -> ZoneChannel:
@@ -195,9 +197,11 @@ class Engine:
             self.counters.inc("encoders_created", codec=codec)
             log.info("encoding %s as %s", prog.name, codec)
         rend.last_used_ns = now_ns
+        cpu0 = time.thread_time_ns()
         rend.packets = rend.encoder.encode(
             prog.frame, prog.position_samples - FRAME_SAMPLES, prog.capture_ns
         )
+        self.encode_cpu_ns[codec] = self.encode_cpu_ns.get(codec, 0) + time.thread_time_ns() - cpu0
         return rend.packets
 
     def _close_idle_renditions(self, now_ns: int) -> None:

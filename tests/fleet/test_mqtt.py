@@ -206,3 +206,232 @@ async def test_an_endpoint_that_falls_silent_goes_offline_after_the_heartbeat_ti
         await task
     finally:
         await server.stop()
+
+
+def mqtt_connect_packet(client_id: str, username: str, password: str,
+                        will: tuple[str, bytes] | None = None) -> bytes:
+    """An MQTT 3.1.1 CONNECT, by hand, so a test controls every field (the will too)."""
+    def s(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
+
+    flags = 0xC2  # username, password, clean session
+    payload = s(client_id.encode())
+    if will is not None:
+        flags |= 0x04 | 0x08 | 0x20  # will flag, QoS 1, retained
+        payload += s(will[0].encode()) + s(will[1])
+    payload += s(username.encode()) + s(password.encode())
+    body = s(b"MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big") + payload
+    assert len(body) < 128
+    return bytes([0x10, len(body)]) + body
+
+
+async def connack(host: str, port: int, packet: bytes) -> tuple[int, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(packet)
+    try:
+        head = await asyncio.wait_for(reader.readexactly(4), 5)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return -1, writer  # closed without an answer: refused too
+    assert head[0] == 0x20
+    return head[3], writer
+
+
+@pytest.fixture
+async def private_mosquitto(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """A Mosquitto of the test's own, run with the password and ACL files Loa exports."""
+    if shutil.which("mosquitto") is None:
+        pytest.fail("mosquitto is required: run ./run test")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(port: int, password_file: str, acl_file: str) -> int:
+        (tmp_path / "passwd").write_text(password_file)
+        (tmp_path / "acl").write_text(acl_file)
+        os.chmod(tmp_path / "passwd", 0o600)
+        (tmp_path / "mosquitto.conf").write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+            f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\n"
+            "user root\nlog_dest stderr\nlog_type error\n")
+        procs.append(subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                                      stderr=subprocess.PIPE))
+        return port
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto-acl"])
+async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
+    make_server: Callable[..., Awaitable[LoaServer]],
+    private_mosquitto: Callable[..., Awaitable[int]], broker: str,
+) -> None:
+    from loa.fleet.credentials import hash_password
+
+    if broker == "embedded":
+        server = await make_server(mqtt=MqttConfig(listen_port=0))
+    else:
+        port, server_pw = free_port(), secrets.token_urlsafe(12)
+        server = await make_server(
+            mqtt=MqttConfig(url=f"mqtt://loa-server:{server_pw}@127.0.0.1:{port}"))
+    pw = {e: server.endpoints.rotate_secret(e) for e in ("loa-001", "loa-002")}
+    if broker != "embedded":
+        status, files = await call(server, "GET", "/api/v1/mqtt/mosquitto")
+        assert status == 200
+        await private_mosquitto(
+            port, files["password_file"] + f"loa-server:{hash_password(server_pw)}\n",
+            files["acl_file"])
+    await asyncio.wait_for(server.fleet.connected.wait(), 15)
+    host, port = broker_address(server)
+    topics = server.fleet.topics
+
+    # unknown devices and wrong passwords are refused at the door
+    for eid, password in (("loa-003", "wrong"), ("loa-999", "whatever"),
+                          ("loa-001", pw["loa-002"])):
+        rc, writer = await connack(host, port, mqtt_connect_packet(eid, eid, password))
+        writer.close()
+        assert rc != 0, eid
+    # A may not leave a last will on B's presence
+    rc, writer = await connack(host, port, mqtt_connect_packet(
+        "loa-001", "loa-001", pw["loa-001"], (topics.topic("loa-002", Kind.STATE),
+                                              b'{"online":false}')))
+    writer.transport.abort()  # dies without a goodbye: a will, if taken, would fire now
+    will_refused_at_connect = rc != 0
+
+    stop = asyncio.Event()
+    b = MqttEndpoint("loa-002", pw["loa-002"], host, port, telemetry_s=3600)
+    b_task = asyncio.create_task(b.run(stop))
+    await server.fleet.until(lambda: server.fleet._is_online("loa-002"))
+    async with aiomqtt.Client(host, port, username="loa-001", password=pw["loa-001"],
+                              identifier="loa-001") as a:
+        await a.subscribe(topics.topic("loa-002", Kind.CMD), qos=1)  # refused or never fed
+        await a.subscribe(topics.topic("loa-001", Kind.CMD), qos=1)
+        for kind, payload in ((Kind.STATE, {"online": False}),
+                              (Kind.TELEMETRY, {"relay": "tripped", "supply_v": 3.0}),
+                              (Kind.ACK, {"id": "c-forged", "ok": True})):
+            await a.publish(topics.topic("loa-002", kind), json.dumps(payload), qos=1)
+        await a.publish(topics.topic("loa-001", Kind.TELEMETRY), b'{"supply_v": 12.5}', qos=1)
+        await server.fleet.until(lambda: "loa-001" in server.fleet.health
+                                 and "supply_v" in server.fleet.health["loa-001"].telemetry)
+        cmds = server.fleet.endpoint_command("loa-002", {"op": "mute"}, "test")
+        await server.fleet.until(lambda: cmds[0].status == "acked")
+        received = []
+        while len(a.messages):
+            received.append(await anext(a.messages))
+        assert [(m.topic.value, m.payload, m.retain, m.qos) for m in received] == []  # nothing meant for B
+    assert server.fleet._is_online("loa-002"), "A's forged offline (or will) was delivered"
+    telemetry = server.fleet.health["loa-002"].telemetry
+    assert telemetry.get("relay") == "ok" and telemetry.get("supply_v") == 12.6  # B's own
+    assert b.state.muted
+    stop.set()
+    await b_task
+    if broker == "embedded":
+        assert will_refused_at_connect
+
+
+async def test_bad_payloads_are_refused_counted_and_harm_nobody(
+    fleet_of: Callable[..., Awaitable[tuple[LoaServer, dict[str, MqttEndpoint]]]],
+) -> None:
+    server, eps = await fleet_of("embedded", ["loa-001", "loa-002"])
+    bad = eps["loa-001"]
+    assert bad.client is not None
+    topics = server.fleet.topics
+    telemetry = topics.topic("loa-001", Kind.TELEMETRY)
+    for payload in (b"not json at all", b"[1, 2, 3]", b'{"supply_v": "twelve"}',
+                    b'{"underruns": -5}', b'{"relay": "melted"}', b'{"buffer_ms": true}',
+                    b"\xff\xfe\x00", b'{"rssi_dbm": -50, "pad": "' + b"x" * 5000 + b'"}'):
+        await bad.client.publish(telemetry, payload, qos=1)
+    await bad.client.publish(topics.topic("loa-001", Kind.ACK), b'{"id": 7, "ok": "yes"}', qos=1)
+    await bad.client.publish(topics.topic("loa-001", Kind.STATE), b'{"online": "maybe"}', qos=1)
+    await bad.client.publish(telemetry, b'{"supply_v": 12.1, "future_field": [1]}', qos=1)
+    await server.fleet.until(lambda: server.fleet.health["loa-001"].telemetry.get("supply_v")
+                             == 12.1)
+    c = server.counters
+    assert c.get("mqtt_rejected", reason="json") == 3
+    assert c.get("mqtt_rejected", reason="type") == 6
+    assert c.get("mqtt_rejected", reason="size") == 1
+    assert server.fleet.health["loa-001"].telemetry == {"supply_v": 12.1}  # unknown: dropped
+    assert server.fleet._is_online("loa-001")  # "maybe" changed nothing
+    # the control plane goes on: both still obey
+    cmds = server.fleet.zone_command("an-binh-1", {"op": "volume", "volume_pct": 40}, "t")
+    await server.fleet.until(lambda: all(c.status == "acked" for c in cmds))
+    assert eps["loa-001"].state.volume_pct == eps["loa-002"].state.volume_pct == 40
+    metrics = await metrics_text(server)
+    assert 'loa_mqtt_rejected_total{reason="json"} 3.0' in metrics
+
+
+async def metrics_text(server: LoaServer) -> str:
+    from tests.server.test_api import auth, base
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base(server) + "/metrics", headers=auth()) as resp:
+            return await resp.text()
+
+
+async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endpoints(
+    tmp_path: Path,
+) -> None:
+    from tests.server.test_alerts import fake_clock_server
+
+    server, clock = await fake_clock_server(
+        tmp_path, mqtt=MqttConfig(listen_port=0, retry_s=5, command_ttl_s=60))
+    stop = asyncio.Event()
+    tasks = []
+    try:
+        await asyncio.wait_for(server.fleet.connected.wait(), 10)
+        host, port = broker_address(server)
+        deaf = MqttEndpoint("loa-001", server.endpoints.rotate_secret("loa-001"), host, port,
+                            telemetry_s=3600, ack=False)  # takes commands, never answers
+        tasks.append(asyncio.create_task(deaf.run(stop)))
+        await server.fleet.until(lambda: server.fleet._is_online("loa-001"))
+        heard: list[int] = []
+        arrived = asyncio.Event()
+
+        def on_command(cmd: dict) -> None:
+            heard.append(cmd["attempt"])
+            arrived.set()
+
+        async def until_heard(attempts: list[int]) -> None:
+            async with asyncio.timeout(10):
+                while heard != attempts:
+                    arrived.clear()
+                    await arrived.wait()
+
+        deaf.on_command = on_command
+        (cmd,) = server.fleet.endpoint_command("loa-001", {"op": "power", "on": False}, "t")
+        (late,) = server.fleet.endpoint_command("loa-002", {"op": "reboot"}, "t")
+        assert late.status == "pending"  # loa-002 is offline: it waits
+        await until_heard([1])
+        clock.set_ns(clock.now_ns() + 4 * 10**9)
+        server.fleet.tick()
+        assert cmd.attempts == 1  # not yet: retry_s is 5
+        clock.set_ns(clock.now_ns() + 1 * 10**9)
+        server.fleet.tick()
+        await until_heard([1, 2])
+        deaf.ack = True  # the firmware recovers
+        clock.set_ns(clock.now_ns() + 5 * 10**9)
+        server.fleet.tick()
+        await server.fleet.until(lambda: cmd.status == "acked")
+        assert cmd.attempts == 3 and not deaf.state.power
+
+        back = MqttEndpoint("loa-002", server.endpoints.rotate_secret("loa-002"), host, port,
+                            telemetry_s=3600)
+        tasks.append(asyncio.create_task(back.run(stop)))
+        await server.fleet.until(lambda: late.status == "acked")  # sent as it came online
+        (never,) = server.fleet.endpoint_command("loa-003", {"op": "mute"}, "t")
+        clock.set_ns(clock.now_ns() + 61 * 10**9)
+        server.fleet.tick()
+        assert never.status == "expired" and "never came online" in (never.error or "")
+        status, body = await call(server, "GET", f"/api/v1/commands/{never.id}")
+        assert body["command"]["status"] == "expired"
+    finally:
+        stop.set()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await server.stop()

@@ -1,0 +1,325 @@
+"""``loa loadtest --mqtt``: a fleet of simulated endpoints on the MQTT control plane, measured.
+
+The runner starts a server of its own (embedded broker, or ``--broker mosquitto``: a private
+Mosquitto with the password and ACL files Loa exports), registers the endpoints by CSV
+import, and spreads their MQTT clients over worker processes. Then it measures:
+
+- the server's CPU (and the broker's, when it is its own process) while the fleet is idle:
+  connected, sending telemetry every ``telemetry_s``;
+- zone-wide volume commands: the time until every endpoint has acknowledged (the server's
+  own clock, command created → ack received), ``rounds`` times.
+
+Bounded: every wait has a deadline, the fleet size and the run length are capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+
+from loa.loadtest.report import percentiles
+from loa.loadtest.target import LocalLoa, ProcSample, free_port, sample_proc, zone_tree_toml
+
+MAX_ENDPOINTS = 20_000
+CONNECT_DEADLINE_S = 120.0
+ROUND_DEADLINE_S = 60.0
+
+
+@dataclass
+class MqttLoadSpec:
+    endpoints: int = 1000
+    procs: int = 2
+    villages: int = 20
+    broker: str = "embedded"  # embedded | mosquitto
+    ramp_s: float = 10.0
+    idle_s: float = 20.0
+    rounds: int = 5
+    telemetry_s: float = 30.0
+    json_path: str | None = None
+
+    def validate(self) -> None:
+        if not 1 <= self.endpoints <= MAX_ENDPOINTS:
+            raise ValueError(f"endpoints must be 1 to {MAX_ENDPOINTS}")
+        if self.broker not in ("embedded", "mosquitto"):
+            raise ValueError("broker must be embedded or mosquitto")
+        if not 1 <= self.rounds <= 100 or not 1 <= self.idle_s <= 600:
+            raise ValueError("rounds must be 1-100 and idle_s 1-600")
+
+
+# the worker: python -m loa.loadtest.mqtt_fleet worker … (logins as JSON lines on stdin; it
+# stops when the pipe whose read end it was given closes)
+
+async def _worker(host: str, port: int, root: str, telemetry_s: float, ramp_s: float,
+                  stop_fd: int) -> None:
+    from loa.loadtest.mqtt_endpoint import MqttEndpoint
+
+    logins = [json.loads(line) for line in sys.stdin if line.strip()]
+    stop = asyncio.Event()
+    eps = [MqttEndpoint(lg["id"], lg["password"], host, port, topic_root=root,
+                        telemetry_s=telemetry_s, keepalive_s=60) for lg in logins]
+    errors: list[str] = []
+
+    async def one(i: int, ep: MqttEndpoint) -> None:
+        await asyncio.sleep(ramp_s * i / max(len(eps), 1))  # the ramp
+        for attempt in range(5):  # bounded reconnects
+            try:
+                await ep.run(stop)
+                return
+            except Exception as exc:  # noqa: BLE001 - a worker reports, it does not die
+                if stop.is_set():
+                    return
+                errors.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1 + attempt)
+
+    tasks = [asyncio.create_task(one(i, ep)) for i, ep in enumerate(eps)]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(stop_fd, "rb"))
+    await reader.read()  # the parent closes its end of the pipe: stop
+    stop.set()
+    await asyncio.wait(tasks, timeout=10)
+    acks = sum(len(ep.state.acks) for ep in eps)
+    print(json.dumps({"acks": acks, "errors": errors[:20], "error_count": len(errors)}),
+          flush=True)
+
+
+def worker_main() -> None:
+    host, port, root, telemetry_s, ramp_s, stop_fd = sys.argv[2:8]
+    asyncio.run(_worker(host, int(port), root, float(telemetry_s), float(ramp_s),
+                        int(stop_fd)))
+
+
+# the runner
+
+class MqttLoadTest:
+    def __init__(self, spec: MqttLoadSpec, out: Any = print) -> None:
+        spec.validate()
+        self.spec = spec
+        self.out = out
+        self.token = secrets.token_urlsafe(16)
+        self.dir = tempfile.mkdtemp(prefix="loa-mqtt-load-")
+        self.mosquitto: subprocess.Popen[bytes] | None = None
+
+    async def _api(self, http: aiohttp.ClientSession, method: str, path: str,
+                   **kw: Any) -> Any:
+        async with http.request(method, self.url + path, headers={
+                "Authorization": f"Bearer {self.token}", **kw.pop("headers", {})},
+                **kw) as resp:
+            if resp.status >= 400:
+                raise RuntimeError(f"{method} {path}: {resp.status} {await resp.text()}")
+            return await resp.json() if resp.content_type == "application/json" \
+                else await resp.text()
+
+    async def run(self) -> dict[str, Any]:
+        spec = self.spec
+        broker_port = free_port()
+        server_pw = secrets.token_urlsafe(16)
+        mqtt = (f'[mqtt]\nlisten = "127.0.0.1:{broker_port}"\n' if spec.broker == "embedded"
+                else f'[mqtt]\nurl = "mqtt://loa-server:{server_pw}@127.0.0.1:{broker_port}"\n'
+                     f'retry_s = 10\n')
+        server = LocalLoa(self.token, "loadtest", demo=False,
+                          config_toml=zone_tree_toml(spec.villages) + "\n" + mqtt)
+        workers: list[asyncio.subprocess.Process] = []
+        pipes: list[int] = []
+        try:
+            await server.start()
+            self.url = server.url
+            async with aiohttp.ClientSession() as http:
+                logins = await self._register(http)
+                if spec.broker == "mosquitto":
+                    await self._start_mosquitto(http, broker_port, server_pw)
+                    await self._until(http, lambda s: s["fleet"]["connected"], 20)
+                self.out(f"loa loadtest --mqtt: {spec.endpoints} endpoints on the "
+                         f"{spec.broker} broker, {spec.procs} worker processes")
+                for w in range(spec.procs):
+                    mine = logins[w::spec.procs]
+                    r, wfd = os.pipe()
+                    proc = await asyncio.create_subprocess_exec(
+                        sys.executable, "-m", "loa.loadtest.mqtt_fleet", "worker", "127.0.0.1",
+                        str(broker_port), "loa", str(spec.telemetry_s), str(spec.ramp_s), str(r),
+                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                        stderr=open(os.path.join(self.dir, f"worker{w}.log"), "wb"),
+                        pass_fds=(r,))
+                    os.close(r)
+                    pipes.append(wfd)
+                    assert proc.stdin is not None
+                    proc.stdin.write("".join(json.dumps(lg) + "\n" for lg in mine).encode())
+                    await proc.stdin.drain()
+                    proc.stdin.close()
+                    workers.append(proc)
+                t0 = time.monotonic()
+                await self._until(http, lambda s: s["fleet"]["online"] >= spec.endpoints,
+                                  CONNECT_DEADLINE_S, progress=True)
+                connect_s = time.monotonic() - t0
+                self.out(f"  all {spec.endpoints} online after {connect_s:.1f} s; idle for "
+                         f"{spec.idle_s:g} s")
+                await asyncio.sleep(spec.telemetry_s / 2 if spec.telemetry_s < 10 else 5)
+                idle = await self._idle(server.pid)
+                rounds = await self._rounds(http)
+        finally:
+            for fd in pipes:
+                os.close(fd)
+            results = []
+            for proc in workers:
+                try:
+                    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+                    results.append(json.loads(out.decode().strip().splitlines()[-1]))
+                except (TimeoutError, ValueError, IndexError):
+                    proc.kill()
+            logs = [os.path.join(self.dir, n) for n in sorted(os.listdir(self.dir))
+                    if n.endswith(".log")]
+            for path in logs:
+                with open(path, "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace").strip()
+                if tail:
+                    self.out(f"  {os.path.basename(path)}: …{tail}")
+            await server.stop()
+            if self.mosquitto is not None:
+                self.mosquitto.terminate()
+                self.mosquitto.wait(5)
+            shutil.rmtree(self.dir, ignore_errors=True)
+        acks = [ms for r in rounds for ms in r["ack_ms"]]
+        report = {
+            "spec": asdict(spec), "connect_s": round(connect_s, 2), "idle": idle,
+            "volume_rounds": [{k: v for k, v in r.items() if k != "ack_ms"} for r in rounds],
+            "volume_ack_ms": percentiles(acks),
+            "worker_errors": sum(r.get("error_count", 0) for r in results),
+            "acks_seen_by_endpoints": sum(r.get("acks", 0) for r in results),
+        }
+        return report
+
+    async def _register(self, http: aiohttp.ClientSession) -> list[dict[str, str]]:
+        zones = [z["id"] for z in (await self._api(http, "GET", "/api/v1/zones"))["zones"]
+                 if not z["children"]]
+        rows = ["id,name,zone"] + [f"sim-{i:05d},Sim {i},{zones[i % len(zones)]}"
+                                   for i in range(self.spec.endpoints)]
+        text = await self._api(http, "POST", "/api/v1/endpoints.csv",
+                               data="\n".join(rows).encode(), headers={"Accept": "text/csv"})
+        return [{"id": r["id"], "password": r["password"]}
+                for r in csv.DictReader(io.StringIO(text))]
+
+    async def _start_mosquitto(self, http: aiohttp.ClientSession, port: int,
+                               server_pw: str) -> None:
+        from loa.fleet.credentials import hash_password
+
+        if shutil.which("mosquitto") is None:
+            raise RuntimeError("--broker mosquitto needs the mosquitto package")
+        files = await self._api(http, "GET", "/api/v1/mqtt/mosquitto")
+        pw, acl, conf = (os.path.join(self.dir, n) for n in ("passwd", "acl", "mosquitto.conf"))
+        with open(pw, "w") as f:
+            f.write(files["password_file"] + f"loa-server:{hash_password(server_pw)}\n")
+        os.chmod(pw, 0o600)
+        with open(acl, "w") as f:
+            f.write(files["acl_file"])
+        with open(conf, "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+                    f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
+                    "log_dest stderr\nlog_type error\n")
+        self.mosquitto = subprocess.Popen(["mosquitto", "-c", conf])
+
+    async def _status(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        return await self._api(http, "GET", "/api/v1/status")  # type: ignore[no-any-return]
+
+    async def _until(self, http: aiohttp.ClientSession, pred: Any, deadline_s: float,
+                     progress: bool = False) -> None:
+        end = time.monotonic() + deadline_s
+        last = 0.0
+        while True:
+            status = await self._status(http)
+            if pred(status):
+                return
+            if time.monotonic() > end:
+                raise RuntimeError(f"not reached within {deadline_s:g} s: "
+                                   f"{status['fleet']}")
+            if progress and time.monotonic() - last >= 1:
+                last = time.monotonic()
+                self.out(f"  online {status['fleet']['online']}/{self.spec.endpoints}")
+            await asyncio.sleep(0.2)  # polling the API, bounded by the deadline
+
+    async def _idle(self, server_pid: int | None) -> dict[str, Any]:
+        pids = {"server": server_pid}
+        if self.mosquitto is not None:
+            pids["broker"] = self.mosquitto.pid
+        before = {k: sample_proc(p) for k, p in pids.items() if p}
+        t0 = time.monotonic()
+        await asyncio.sleep(self.spec.idle_s)  # the measured idle window
+        wall = time.monotonic() - t0
+        after = {k: sample_proc(p) for k, p in pids.items() if p}
+        out: dict[str, Any] = {"seconds": round(wall, 2)}
+        for k in before:
+            b, a = before[k], after.get(k)
+            if isinstance(b, ProcSample) and isinstance(a, ProcSample):
+                out[f"{k}_cpu_pct"] = round(100 * (a.cpu_s - b.cpu_s) / wall, 2)
+                out[f"{k}_rss_mb"] = round(a.rss_kb / 1024, 1)
+        if self.mosquitto is None:
+            out["note"] = "embedded broker: its CPU is inside the server's"
+        return out
+
+    async def _rounds(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        zones = (await self._api(http, "GET", "/api/v1/zones"))["zones"]
+        root = next(z["id"] for z in zones if not z["parent"])
+        out = []
+        for i in range(self.spec.rounds):
+            pct = 40 + 10 * (i % 5)
+            t0 = time.monotonic()
+            body = await self._api(http, "POST", f"/api/v1/zones/{root}/commands",
+                                   json={"op": "volume", "volume_pct": pct})
+            batch = body["batch"]
+            end = t0 + ROUND_DEADLINE_S
+            while True:
+                got = await self._api(http, "GET", f"/api/v1/commands?batch={batch}")
+                if got["summary"].get("acked", 0) >= self.spec.endpoints or \
+                        time.monotonic() > end:
+                    break
+                await asyncio.sleep(0.1)  # polling the API, bounded by the deadline
+            acks = sorted(c["ack_ms"] for c in got["commands"] if c["ack_ms"] is not None)
+            r = {"round": i + 1, "volume_pct": pct, "acked": len(acks),
+                 "of": len(got["commands"]),
+                 "p50_ms": acks[len(acks) // 2] if acks else None,
+                 "p99_ms": acks[int(0.99 * (len(acks) - 1))] if acks else None,
+                 "max_ms": acks[-1] if acks else None, "ack_ms": acks}
+            self.out(f"  volume {pct} % to {root}: {r['acked']}/{r['of']} acknowledged, "
+                     f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
+            out.append(r)
+            await asyncio.sleep(1)  # let the fleet settle between rounds
+        return out
+
+
+def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
+    try:
+        report = asyncio.run(MqttLoadTest(spec).run())
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"loa loadtest --mqtt: {exc}", file=sys.stderr)
+        return 1
+    idle, ack = report["idle"], report["volume_ack_ms"]
+    print(f"\n  {spec.endpoints} MQTT endpoints ({spec.broker} broker): all online after "
+          f"{report['connect_s']} s")
+    print(f"  idle {idle['seconds']} s: server CPU {idle.get('server_cpu_pct')} %"
+          + (f", broker CPU {idle['broker_cpu_pct']} %" if "broker_cpu_pct" in idle else
+             " (broker inside)") + f", server RSS {idle.get('server_rss_mb')} MB")
+    print(f"  zone-wide volume, {spec.rounds} rounds: ack p50 {ack['p50']} ms, p99 "
+          f"{ack['p99']} ms, max {ack['max']} ms; worker errors {report['worker_errors']}")
+    if spec.json_path:
+        with open(spec.json_path, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"  JSON: {spec.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        worker_main()

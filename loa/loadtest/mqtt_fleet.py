@@ -31,7 +31,13 @@ from typing import Any
 import aiohttp
 
 from loa.loadtest.report import percentiles
-from loa.loadtest.target import LocalLoa, ProcSample, free_port, sample_proc, zone_tree_toml
+from loa.loadtest.target import (
+    LocalLoa,
+    ProcSample,
+    free_port,
+    sample_proc,
+    zone_tree_toml,
+)
 
 MAX_ENDPOINTS = 20_000
 CONNECT_DEADLINE_S = 120.0

@@ -18,9 +18,9 @@ from aiohttp import BodyPartReader, web
 
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.codecs.tts import TtsError
-from loa.scheduler.ical import export_ics, import_ics
 from loa.fleet.credentials import mosquitto_acl, mosquitto_passwd_lines
 from loa.monitoring.reports import commune_report, report_csv
+from loa.scheduler.ical import export_ics, import_ics
 from loa.scheduler.recurrence import STATION_TZ, conflicts, item_from_json
 from loa.server.alerts import parse_spec
 from loa.server.auth import Principal, Right

@@ -181,8 +181,8 @@ class EndpointRegistry:
         created, updated = [], []
         for _, row in rows:
             eid = row["id"]
-            fields = {k: row[k] for k in ("name", "lat", "lon", "address", "admin_code")
-                      if k in row}
+            fields: dict[str, Any] = {k: row[k] for k in ("name", "lat", "lon", "address",
+                                                          "admin_code") if k in row}
             if eid in self.endpoints:
                 self.update(eid, fields)
                 updated.append(self.move(eid, row["zone"]))

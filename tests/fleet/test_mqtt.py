@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from loa.config import MqttConfig
-from loa.fleet.protocol import Kind, Topics
+from loa.fleet.protocol import Kind
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
 from loa.server.app import LoaServer

@@ -107,11 +107,71 @@ class LoaTopicPlugin(BaseTopicPlugin):
         return ok
 
 
+class _FilterIndex(dict[str, Any]):
+    """amqtt's subscription table, which also keeps the set of its wildcard filters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wild: set[str] = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if "+" in key or "#" in key:
+            self.wild.add(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.wild.discard(key)
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.wild.discard(key)
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        self.wild.clear()
+        super().clear()
+
+
 class _Broker(Broker):
-    """amqtt 0.12.1's broker, with one leak closed: at every CONNECT it hands the new client
-    the retained messages of *every* topic filter any client holds (at QoS 0), past the ACL.
-    Here a client gets the retained messages of its own subscriptions only, and only those
-    it may receive."""
+    """amqtt 0.12.1's broker (the version is pinned), with two changes:
+
+    - a leak closed: at every CONNECT it handed the new client the retained messages of
+      *every* topic filter any client holds (at QoS 0), past the ACL. Here a client gets the
+      retained messages of its own subscriptions only, and only those it may receive;
+    - its broadcast matched every message against every subscription, formatting a debug
+      line for each miss: with a thousand endpoints each holding its own command topic, a
+      zone-wide command was a million matches. Here exact filters are found by a dict
+      lookup and only wildcard filters are matched.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _FilterIndex()
+
+    async def _run_broadcast(self, running_tasks: Any) -> None:
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        subs = self._subscriptions
+        targets = list(subs.get(topic, ()))
+        for k_filter in list(getattr(subs, "wild", subs)):
+            if k_filter in subs and self._matches(topic, k_filter):
+                targets += subs[k_filter]
+        for target_session, sub_qos in targets:
+            qos = broadcast.get("qos", sub_qos)
+            if not await self._topic_filtering(target_session, topic=topic,
+                                               action=Action.RECEIVE):
+                continue
+            connected = target_session.transitions.state == "connected"
+            if (not connected and not target_session.clean_session and qos in (1, 2)
+                    and not target_session.is_anonymous):
+                await self._retain_broadcast_message(broadcast, qos, target_session)
+                continue
+            if not connected:
+                continue
+            handler = self._get_handler(target_session)
+            if handler:
+                running_tasks.append(asyncio.ensure_future(
+                    handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)))
 
     async def _publish_retained_messages_for_subscription(
             self, subscription: tuple[str, int], session: Session) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 
+from loa.fleet.control import publish_nowait
 from loa.fleet.protocol import OFFLINE, Kind, Op, Topics, encode
 from loa.lifecycle import cancel_and_wait
 
@@ -158,7 +159,7 @@ class MqttEndpoint:
                                           "power": s.power, "playing": s.playing}}
         if error:
             body["error"] = error
-        await client.publish(self._topic(Kind.ACK), encode(body), qos=1)
+        publish_nowait(client, self._topic(Kind.ACK), encode(body))
 
     async def send_telemetry(self) -> None:
         if self.client is not None:

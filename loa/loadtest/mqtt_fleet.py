@@ -287,11 +287,12 @@ class MqttLoadTest:
             batch = body["batch"]
             end = t0 + ROUND_DEADLINE_S
             while True:
-                got = await self._api(http, "GET", f"/api/v1/commands?batch={batch}")
+                got = await self._api(http, "GET", f"/api/v1/commands?batch={batch}&summary=1")
                 if got["summary"].get("acked", 0) >= self.spec.endpoints or \
                         time.monotonic() > end:
                     break
                 await asyncio.sleep(0.1)  # polling the API, bounded by the deadline
+            got = await self._api(http, "GET", f"/api/v1/commands?batch={batch}")
             acks = sorted(c["ack_ms"] for c in got["commands"] if c["ack_ms"] is not None)
             r = {"round": i + 1, "volume_pct": pct, "acked": len(acks),
                  "of": len(got["commands"]),

@@ -639,7 +639,8 @@ class Api:
         return web.json_response({"zone": zone.describe()})
 
     async def list_commands(self, request: web.Request) -> web.Response:
-        """``?batch=…`` or ``?endpoint=…``; a batch also gets a summary by status."""
+        """``?batch=…`` or ``?endpoint=…``: a summary by status and the acknowledgement times,
+        and the commands themselves (the last 5,000) unless ``?summary=1``."""
         batch = request.query.get("batch")
         eid = request.query.get("endpoint")
         cmds = [c for c in self.s.fleet.commands.values()
@@ -652,7 +653,8 @@ class Api:
             "summary": summary,
             "ack_ms": {"p50": acks[len(acks) // 2], "p99": acks[int(0.99 * (len(acks) - 1))],
                        "max": acks[-1]} if acks else None,
-            "commands": [c.describe() for c in cmds[-5000:]]})
+            "commands": [] if request.query.get("summary") == "1"
+            else [c.describe() for c in cmds[-5000:]]})
 
     async def get_command(self, request: web.Request) -> web.Response:
         cmd = self.s.fleet.commands.get(request.match_info["id"])

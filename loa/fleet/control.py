@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections import deque
@@ -97,6 +98,10 @@ class Health:
                 "telemetry_at": self.telemetry_at}
 
 
+# control messages are small and answered: Nagle's algorithm would hold each back ~40 ms
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+
 def publish_nowait(client: aiomqtt.Client, topic: str, payload: bytes, qos: int = 1) -> None:
     """Queue a publish on the client's paho core without awaiting the broker's PUBACK.
 
@@ -147,6 +152,7 @@ class FleetControl:
         self.client_params: dict[str, Any] = {}
         self.last_error: str | None = None
         self.on_zone_settings: Callable[[], None] | None = None  # zone volumes changed
+        self.alerting: Callable[[str], bool] | None = None  # zone id → an alert plays there
         self._stopping = False
         self.changed = asyncio.Event()  # set on every message and presence change (for waiters)
         registry.on_removed.append(self._forget)
@@ -199,7 +205,8 @@ class FleetControl:
                         p["hostname"], p["port"], username=p["username"], password=p["password"],
                         identifier=f"loa-server-{self._prefix}", tls_context=tls_context,
                         keepalive=30, max_inflight_messages=1000,
-                        max_queued_outgoing_messages=100_000, timeout=10) as client:
+                        max_queued_outgoing_messages=100_000, timeout=10,
+                        socket_options=NODELAY) as client:
                     self._client = client
                     if self._stopping:  # stop() came while we were connecting
                         return  # the context's exit says goodbye
@@ -313,6 +320,9 @@ class FleetControl:
         if ep is None or not h.state or GROUPS[Op.VOLUME] in self._waiting.get(eid, {}):
             return
         want = {"volume_pct": self.effective_volume(ep), "muted": ep.muted}
+        if self.alerting is not None and self.alerting(ep.zone_id):  # back during an alert
+            zone = self.zones.get(ep.zone_id) if ep.zone_id in self.zones else None
+            want = {"volume_pct": zone.alert_volume_pct if zone else 100, "muted": False}
         if any(k in h.state and h.state[k] != v for k, v in want.items()):
             self.send([eid], Op.VOLUME, want, "loa", reason="sync")
         if "power" in h.state and h.state["power"] != ep.power_on \

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiomqtt
 
-from loa.fleet.control import publish_nowait
+from loa.fleet.control import NODELAY, publish_nowait
 from loa.fleet.protocol import OFFLINE, Kind, Op, Topics, encode
 from loa.lifecycle import cancel_and_wait
 
@@ -92,7 +92,8 @@ class MqttEndpoint:
         try:
             async with aiomqtt.Client(self.host, self.port, username=self.id,
                                       password=self.password, identifier=self.id, will=will,
-                                      keepalive=self.keepalive_s, timeout=10) as client:
+                                      keepalive=self.keepalive_s, timeout=10,
+                                      socket_options=NODELAY) as client:
                 self.client = client
                 await client.subscribe(self._topic(Kind.CMD), qos=1)
                 await client.publish(self._topic(Kind.STATE), self._state(), qos=1, retain=True)

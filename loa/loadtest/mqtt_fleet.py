@@ -119,6 +119,7 @@ class MqttLoadTest:
         self.token = secrets.token_urlsafe(16)
         self.dir = tempfile.mkdtemp(prefix="loa-mqtt-load-")
         self.mosquitto: subprocess.Popen[bytes] | None = None
+        self.worker_pids: list[int] = []
 
     async def _api(self, http: aiohttp.ClientSession, method: str, path: str,
                    **kw: Any) -> Any:
@@ -174,8 +175,17 @@ class MqttLoadTest:
                 self.out(f"  all {spec.endpoints} online after {connect_s:.1f} s; idle for "
                          f"{spec.idle_s:g} s")
                 await asyncio.sleep(spec.telemetry_s / 2 if spec.telemetry_s < 10 else 5)
+                self.worker_pids = [w.pid for w in workers]
                 idle = await self._idle(server.pid)
+                cpu0 = self._cpu([server.pid, *self.worker_pids])
+                t_rounds = time.monotonic()
                 rounds = await self._rounds(http)
+                cpu1 = self._cpu([server.pid, *self.worker_pids])
+                wall = time.monotonic() - t_rounds
+                during = {"seconds": round(wall, 2),
+                          "server_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / wall, 1),
+                          "generator_cpu_pct": round(100 * (sum(cpu1[1:]) - sum(cpu0[1:]))
+                                                     / wall, 1)}
         finally:
             for fd in pipes:
                 os.close(fd)
@@ -202,6 +212,7 @@ class MqttLoadTest:
         report = {
             "spec": asdict(spec), "connect_s": round(connect_s, 2), "idle": idle,
             "volume_rounds": [{k: v for k, v in r.items() if k != "ack_ms"} for r in rounds],
+            "cpu_during_rounds": during,
             "volume_ack_ms": percentiles(acks),
             "worker_errors": sum(r.get("error_count", 0) for r in results),
             "acks_seen_by_endpoints": sum(r.get("acks", 0) for r in results),
@@ -234,6 +245,7 @@ class MqttLoadTest:
         with open(conf, "w") as f:
             f.write(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
                     f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
+                    "set_tcp_nodelay true\n"
                     "log_dest stderr\nlog_type error\n")
         self.mosquitto = subprocess.Popen(["mosquitto", "-c", conf])
 
@@ -256,10 +268,19 @@ class MqttLoadTest:
                 self.out(f"  online {status['fleet']['online']}/{self.spec.endpoints}")
             await asyncio.sleep(0.2)  # polling the API, bounded by the deadline
 
+    @staticmethod
+    def _cpu(pids: list[int | None]) -> list[float]:
+        out = []
+        for pid in pids:
+            sample = sample_proc(pid) if pid else None
+            out.append(sample.cpu_s if sample else 0.0)
+        return out
+
     async def _idle(self, server_pid: int | None) -> dict[str, Any]:
         pids = {"server": server_pid}
         if self.mosquitto is not None:
             pids["broker"] = self.mosquitto.pid
+        gen0 = sum(self._cpu(list(self.worker_pids)))
         before = {k: sample_proc(p) for k, p in pids.items() if p}
         t0 = time.monotonic()
         await asyncio.sleep(self.spec.idle_s)  # the measured idle window
@@ -271,6 +292,8 @@ class MqttLoadTest:
             if isinstance(b, ProcSample) and isinstance(a, ProcSample):
                 out[f"{k}_cpu_pct"] = round(100 * (a.cpu_s - b.cpu_s) / wall, 2)
                 out[f"{k}_rss_mb"] = round(a.rss_kb / 1024, 1)
+        out["generator_cpu_pct"] = round(
+            100 * (sum(self._cpu(list(self.worker_pids))) - gen0) / wall, 2)
         if self.mosquitto is None:
             out["note"] = "embedded broker: its CPU is inside the server's"
         return out
@@ -318,8 +341,11 @@ def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
     print(f"  idle {idle['seconds']} s: server CPU {idle.get('server_cpu_pct')} %"
           + (f", broker CPU {idle['broker_cpu_pct']} %" if "broker_cpu_pct" in idle else
              " (broker inside)") + f", server RSS {idle.get('server_rss_mb')} MB")
+    during = report["cpu_during_rounds"]
     print(f"  zone-wide volume, {spec.rounds} rounds: ack p50 {ack['p50']} ms, p99 "
           f"{ack['p99']} ms, max {ack['max']} ms; worker errors {report['worker_errors']}")
+    print(f"  CPU while commanding: server {during['server_cpu_pct']} %, load generator "
+          f"{during['generator_cpu_pct']} % (of one core; 2 cores in all)")
     if spec.json_path:
         with open(spec.json_path, "w") as f:
             json.dump(report, f, indent=2)

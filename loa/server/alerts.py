@@ -554,7 +554,11 @@ class AlertManager:
                     {"type": "volume", "volume_pct": pct, "alert": alert.id,
                      "reason": "alert" if raise_it else "alert-ended"}))
 
-    def _other_alert_covers(self, alert: Alert, zone_id: str) -> bool:
+    def zone_alerting(self, zone_id: str) -> bool:
+        """An active alert covers this zone (the fleet re-raises a returning endpoint)."""
+        return self._other_alert_covers(None, zone_id)
+
+    def _other_alert_covers(self, alert: Alert | None, zone_id: str) -> bool:
         for other in self.alerts.values():
             if other is alert or other.status is not AlertStatus.ACTIVE:
                 continue

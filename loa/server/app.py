@@ -124,6 +124,7 @@ class LoaServer:
                                   self.store.log_presence)
         self.fleet.on_zone_settings = self._save_zone_settings
         self.alerts.fleet = self.fleet
+        self.fleet.alerting = self.alerts.zone_alerting
         self.broker: EmbeddedBroker | None = None
         self.alarms = AlarmBoard(lambda action, subject, detail:
                                  self.store.audit("loa", action, subject, detail))

@@ -46,8 +46,15 @@ async def test_an_alert_raises_the_volume_over_mqtt_and_puts_it_back(tmp_path: P
         await server.fleet.until(lambda: eps["loa-001"].state.volume_pct == 95)
         assert not eps["loa-001"].state.muted  # an alert is heard even where muted
         assert eps["loa-005"].state.volume_pct == 70  # Phú Mỹ is not in the alert
+        # an endpoint that comes back during the alert is raised as it connects
+        late = MqttEndpoint("loa-002", server.endpoints.rotate_secret("loa-002"), host, port,
+                            telemetry_s=3600)
+        late.state.muted = True
+        tasks.append(asyncio.create_task(late.run(stop)))
+        await server.fleet.until(lambda: late.state.volume_pct == 95 and not late.state.muted)
         server.alerts.cancel(alert.id, "test")
-        await server.fleet.until(lambda: eps["loa-001"].state.volume_pct == 35)
+        await server.fleet.until(lambda: eps["loa-001"].state.volume_pct == 35
+                                 and late.state.volume_pct == 70)
         assert eps["loa-001"].state.muted  # back as the operator left it
         reasons = [c.reason for c in server.fleet.commands.values()
                    if c.endpoint_id == "loa-001"]

@@ -435,3 +435,46 @@ async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endp
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await server.stop()
+
+
+async def test_an_external_broker_over_tls_with_a_password(
+    make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
+) -> None:
+    """mqtts:// to a Mosquitto of the test's own, with a self-signed CA Loa is told to trust;
+    a wrong server password is refused and said so in the status."""
+    from loa.fleet.credentials import hash_password
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is required for the TLS test")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    port, server_pw = free_port(), secrets.token_urlsafe(12)
+    (tmp_path / "passwd").write_text(f"loa-server:{hash_password(server_pw)}\n")
+    (tmp_path / "acl").write_text("user loa-server\ntopic readwrite loa/#\n")
+    (tmp_path / "tls.conf").write_text(
+        f"listener {port} 127.0.0.1\ncertfile {tmp_path / 'cert.pem'}\n"
+        f"keyfile {tmp_path / 'key.pem'}\nallow_anonymous false\npersistence false\n"
+        f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\nuser root\n"
+        "log_dest stderr\nlog_type error\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "tls.conf")],
+                              stderr=subprocess.PIPE)
+    try:
+        ca = str(tmp_path / "cert.pem")
+        server = await make_server(mqtt=MqttConfig(
+            url=f"mqtts://loa-server:{server_pw}@127.0.0.1:{port}", ca_file=ca))
+        await asyncio.wait_for(server.fleet.connected.wait(), 15)
+        assert server.fleet.broker_url == f"mqtts://127.0.0.1:{port}"
+        assert server_pw not in json.dumps(server.config.redacted())
+        wrong = await make_server(mqtt=MqttConfig(
+            url=f"mqtts://loa-server:wrong@127.0.0.1:{port}", ca_file=ca))
+        async with asyncio.timeout(15):
+            while wrong.fleet.last_error is None:
+                await asyncio.sleep(0.05)  # the connection attempt is the event awaited
+        assert not wrong.fleet.connected.is_set()
+        status, body = await call(wrong, "GET", "/api/v1/status")
+        assert body["fleet"]["connected"] is False and body["fleet"]["last_error"]
+    finally:
+        broker.terminate()
+        broker.wait(5)

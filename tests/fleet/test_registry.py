@@ -143,3 +143,13 @@ async def test_the_cli_adds_lists_commands_reports_and_removes(
     text, _ = await proc.communicate()
     assert proc.returncode == 0
     assert text.decode().startswith("id,username,password") and "xa-09" in text.decode()
+
+
+def test_the_shipped_mosquitto_acl_example_is_what_loa_generates() -> None:
+    from loa.fleet.credentials import mosquitto_acl
+
+    def rules(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+    example = (Path(__file__).parents[2] / "docs" / "mosquitto-acl.example").read_text()
+    assert rules(example) == rules(mosquitto_acl("loa", "loa-server"))

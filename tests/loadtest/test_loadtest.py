@@ -49,3 +49,17 @@ def test_histogram_percentiles() -> None:
     p = histogram_percentiles(counts)
     assert (p["p50"], p["p99"], p["max"]) == (1.0, 10.0, 100.0)
     assert LATENCY_BIN_NS == 100_000
+
+
+async def test_the_mqtt_load_test_brings_a_fleet_online_and_times_zone_wide_commands() -> None:
+    from loa.loadtest.mqtt_fleet import MqttLoadSpec, MqttLoadTest
+
+    lines: list[str] = []
+    report = await MqttLoadTest(MqttLoadSpec(endpoints=40, procs=2, villages=4, ramp_s=0.5,
+                                             idle_s=1, rounds=2), out=lines.append).run()
+    assert [(r["acked"], r["of"]) for r in report["volume_rounds"]] == [(40, 40), (40, 40)]
+    assert report["acks_seen_by_endpoints"] == 80  # each endpoint acknowledged both
+    assert report["worker_errors"] == 0
+    assert 0 < report["volume_ack_ms"]["p50"] <= report["volume_ack_ms"]["max"]
+    assert report["idle"]["server_cpu_pct"] >= 0 and report["idle"]["server_rss_mb"] > 0
+    assert any("online" in line for line in lines)  # progress was shown

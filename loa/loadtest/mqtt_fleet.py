@@ -77,6 +77,16 @@ async def _worker(host: str, port: int, root: str, telemetry_s: float, ramp_s: f
     eps = [MqttEndpoint(lg["id"], lg["password"], host, port, topic_root=root,
                         telemetry_s=telemetry_s, keepalive_s=60) for lg in logins]
     errors: list[str] = []
+    received: dict[int, list[int]] = {}  # volume_pct → [first, last, count] (monotonic ns)
+
+    def on_command(cmd: dict[str, Any]) -> None:
+        now = time.monotonic_ns()
+        r = received.setdefault(int(cmd.get("volume_pct", -1)), [now, now, 0])
+        r[1] = now
+        r[2] += 1
+
+    for ep in eps:
+        ep.on_command = on_command
 
     async def one(i: int, ep: MqttEndpoint) -> None:
         await asyncio.sleep(ramp_s * i / max(len(eps), 1))  # the ramp
@@ -99,8 +109,8 @@ async def _worker(host: str, port: int, root: str, telemetry_s: float, ramp_s: f
     stop.set()
     await asyncio.wait(tasks, timeout=10)
     acks = sum(len(ep.state.acks) for ep in eps)
-    print(json.dumps({"acks": acks, "errors": errors[:20], "error_count": len(errors)}),
-          flush=True)
+    print(json.dumps({"acks": acks, "errors": errors[:20], "error_count": len(errors),
+                      "received": received}), flush=True)
 
 
 def worker_main() -> None:
@@ -120,6 +130,7 @@ class MqttLoadTest:
         self.dir = tempfile.mkdtemp(prefix="loa-mqtt-load-")
         self.mosquitto: subprocess.Popen[bytes] | None = None
         self.worker_pids: list[int] = []
+        self.round_t0_ns: dict[int, int] = {}
 
     async def _api(self, http: aiohttp.ClientSession, method: str, path: str,
                    **kw: Any) -> Any:
@@ -209,6 +220,13 @@ class MqttLoadTest:
                 self.mosquitto.wait(5)
             shutil.rmtree(self.dir, ignore_errors=True)
         acks = [ms for r in rounds for ms in r["ack_ms"]]
+        for r in rounds:  # when the command reached the endpoints (the clock is system-wide)
+            got = [w["received"][str(r["volume_pct"])] for w in results
+                   if str(r["volume_pct"]) in w.get("received", {})]
+            t0 = self.round_t0_ns[r["volume_pct"]]
+            if got:
+                r["delivered_first_ms"] = round((min(g[0] for g in got) - t0) / 1e6, 1)
+                r["delivered_last_ms"] = round((max(g[1] for g in got) - t0) / 1e6, 1)
         report = {
             "spec": asdict(spec), "connect_s": round(connect_s, 2), "idle": idle,
             "volume_rounds": [{k: v for k, v in r.items() if k != "ack_ms"} for r in rounds],
@@ -303,8 +321,9 @@ class MqttLoadTest:
         root = next(z["id"] for z in zones if not z["parent"])
         out = []
         for i in range(self.spec.rounds):
-            pct = 40 + 10 * (i % 5)
+            pct = 20 + i % 80  # each round its own value: the workers time its arrival
             t0 = time.monotonic()
+            self.round_t0_ns[pct] = time.monotonic_ns()
             body = await self._api(http, "POST", f"/api/v1/zones/{root}/commands",
                                    json={"op": "volume", "volume_pct": pct})
             batch = body["batch"]
@@ -342,6 +361,10 @@ def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
           + (f", broker CPU {idle['broker_cpu_pct']} %" if "broker_cpu_pct" in idle else
              " (broker inside)") + f", server RSS {idle.get('server_rss_mb')} MB")
     during = report["cpu_during_rounds"]
+    for r in report["volume_rounds"]:
+        print(f"  round {r['round']}: at the endpoints {r.get('delivered_first_ms')}–"
+              f"{r.get('delivered_last_ms')} ms after the API call; all acks by "
+              f"{r['max_ms']} ms")
     print(f"  zone-wide volume, {spec.rounds} rounds: ack p50 {ack['p50']} ms, p99 "
           f"{ack['p99']} ms, max {ack['max']} ms; worker errors {report['worker_errors']}")
     print(f"  CPU while commanding: server {during['server_cpu_pct']} %, load generator "

@@ -220,13 +220,13 @@ class MqttLoadTest:
                 self.mosquitto.wait(5)
             shutil.rmtree(self.dir, ignore_errors=True)
         acks = [ms for r in rounds for ms in r["ack_ms"]]
-        for r in rounds:  # when the command reached the endpoints (the clock is system-wide)
-            got = [w["received"][str(r["volume_pct"])] for w in results
-                   if str(r["volume_pct"]) in w.get("received", {})]
-            t0 = self.round_t0_ns[r["volume_pct"]]
+        for rnd in rounds:  # when the command reached the endpoints (a system-wide clock)
+            key = str(rnd["volume_pct"])
+            got = [w["received"][key] for w in results if key in w.get("received", {})]
+            t0 = self.round_t0_ns[rnd["volume_pct"]]
             if got:
-                r["delivered_first_ms"] = round((min(g[0] for g in got) - t0) / 1e6, 1)
-                r["delivered_last_ms"] = round((max(g[1] for g in got) - t0) / 1e6, 1)
+                rnd["delivered_first_ms"] = round((min(g[0] for g in got) - t0) / 1e6, 1)
+                rnd["delivered_last_ms"] = round((max(g[1] for g in got) - t0) / 1e6, 1)
         report = {
             "spec": asdict(spec), "connect_s": round(connect_s, 2), "idle": idle,
             "volume_rounds": [{k: v for k, v in r.items() if k != "ack_ms"} for r in rounds],

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from loa import __version__
 from loa.config import Config, ConfigError, load_config, parse_listen
@@ -68,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     lt.add_argument("--json", dest="json_path", help="write the report as JSON here")
     lt.add_argument("--html", dest="html_path", help="write a self-contained HTML report here")
 
-    alert = sub.add_parser("alert", help="trigger, list or cancel an alert on a running server")
-    alert.add_argument("--url", default="http://127.0.0.1:8080")
-    alert.add_argument("--token", help="a token with the alert right (or LOA_TOKEN)")
+    alert = _client(sub, "alert", "trigger, list or cancel an alert on a running server",
+                    "a token with the alert right")
     where = alert.add_mutually_exclusive_group()
     where.add_argument("--zones", help="comma-separated zone ids")
     where.add_argument("--all", action="store_true", help="every zone")
@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     alert.add_argument("--list", action="store_true", help="list alerts instead")
     alert.add_argument("--cancel", metavar="ID", help="cancel an alert instead")
 
-    media = sub.add_parser("media", help="the media library of a running server")
-    media.add_argument("--url", default="http://127.0.0.1:8080")
-    media.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    media = _client(sub, "media", "the media library of a running server",
+                    "an operator token")
     msub = media.add_subparsers(dest="media_command", required=True)
     madd = msub.add_parser("add", help="upload an audio file")
     madd.add_argument("file")
@@ -100,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     mrm = msub.add_parser("rm", help="delete an item (refused while it plays)")
     mrm.add_argument("id")
 
-    sched = sub.add_parser("schedule", help="the schedule of a running server")
-    sched.add_argument("--url", default="http://127.0.0.1:8080")
-    sched.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    sched = _client(sub, "schedule", "the schedule of a running server",
+                    "an operator token")
     ssub = sched.add_subparsers(dest="schedule_command", required=True)
     sadd = ssub.add_parser("add", help="add an item")
     sadd.add_argument("--title", default="")
@@ -122,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     srm = ssub.add_parser("rm", help="delete an item")
     srm.add_argument("id")
 
-    eps = sub.add_parser("endpoints", help="the endpoint registry (cụm loa) of a running server")
-    eps.add_argument("--url", default="http://127.0.0.1:8080")
-    eps.add_argument("--token", help="an admin token (or LOA_TOKEN)")
+    eps = _client(sub, "endpoints", "the endpoint registry (cụm loa) of a running server",
+                  "an admin token")
     esub = eps.add_subparsers(dest="endpoints_command", required=True)
     eadd = esub.add_parser("add", help="register an endpoint; prints its MQTT password once")
     eadd.add_argument("id")
@@ -147,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     emq = esub.add_parser("mosquitto", help="write a Mosquitto password file and ACL file")
     emq.add_argument("--dir", default=".", help="where to write loa.passwd and loa.acl")
 
-    cmd = sub.add_parser("command", help="a command to the endpoints of a zone, or to one")
-    cmd.add_argument("--url", default="http://127.0.0.1:8080")
-    cmd.add_argument("--token", help="an operator token (or LOA_TOKEN)")
+    cmd = _client(sub, "command", "a command to the endpoints of a zone, or to one",
+                  "an operator token")
     target = cmd.add_mutually_exclusive_group(required=True)
     target.add_argument("--zone")
     target.add_argument("--endpoint")
@@ -157,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "stop", "move"])
     cmd.add_argument("value", nargs="?", help="volume 0-100, power on|off, move ZONE")
 
-    rep = sub.add_parser("report", help="the report (báo cáo) of a commune for a period")
-    rep.add_argument("--url", default="http://127.0.0.1:8080")
-    rep.add_argument("--token", help="a token (or LOA_TOKEN)")
+    rep = _client(sub, "report", "the report (báo cáo) of a commune for a period",
+                  "a token")
     rep.add_argument("commune", help="a commune's zone id")
     period = rep.add_mutually_exclusive_group(required=True)
     period.add_argument("--year", type=int, help="the calendar year (the yearly report)")
@@ -300,6 +295,14 @@ async def _run_server(cfg: Config) -> None:
     finally:
         log.info("shutting down")
         await server.stop()
+
+
+def _client(sub: Any, name: str, help_text: str, token_help: str) -> argparse.ArgumentParser:
+    """A command that talks to a running server's API: --url and --token."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--token", help=f"{token_help}")
+    return parser
 
 
 def _api(args: argparse.Namespace, method: str, path: str, body: object = None,

@@ -588,34 +588,28 @@ class Api:
     async def zone_command(self, request: web.Request) -> web.Response:
         """``{"op": "volume", "volume_pct": 80}`` (also mute, unmute, power, reboot, play,
         stop) to every endpoint of the zone and below; 202 with the commands to follow."""
-        require(request, Right.OPERATE)
-        body = await read_json(request)
         zone_id = request.match_info["zone"]
-        try:
-            self.s.zones.get(zone_id)
-            cmds = self.s.fleet.zone_command(zone_id, body, request[PRINCIPAL_KEY].name)
-        except ZoneError as exc:
-            return _error(404, str(exc))
-        except ValueError as exc:
-            return _error(400, str(exc))
-        return self._commands_accepted(request, cmds, zone_id, body)
+        return await self._command(request, zone_id, self.s.fleet.zone_command, ZoneError)
 
     async def endpoint_command(self, request: web.Request) -> web.Response:
+        """The same for one endpoint, and ``{"op": "move", "zone": …}``."""
+        eid = request.match_info["id"]
+        return await self._command(request, eid, self.s.fleet.endpoint_command, EndpointError)
+
+    async def _command(self, request: web.Request, subject: str,
+                       send: Callable[[str, dict[str, Any], str], list[Any]],
+                       not_found: type[ValueError]) -> web.Response:
         require(request, Right.OPERATE)
         body = await read_json(request)
-        eid = request.match_info["id"]
+        actor = request[PRINCIPAL_KEY].name
         try:
-            cmds = self.s.fleet.endpoint_command(eid, body, request[PRINCIPAL_KEY].name)
-        except EndpointError as exc:
+            cmds = send(subject, body, actor)
+        except not_found as exc:
             return _error(404, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
-        return self._commands_accepted(request, cmds, eid, body)
-
-    def _commands_accepted(self, request: web.Request, cmds: list[Any], subject: str,
-                           body: dict[str, Any]) -> web.Response:
         batch = cmds[0].batch if cmds else None
-        self.s.store.audit(request[PRINCIPAL_KEY].name, "command", subject,
+        self.s.store.audit(actor, "command", subject,
                            {**body, "batch": batch, "endpoints": len(cmds)})
         return web.json_response({"batch": batch, "commands": [c.describe() for c in cmds]},
                                  status=202)

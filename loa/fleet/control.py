@@ -38,7 +38,7 @@ STOP_GRACE_S = 1.0
 RECONNECT_S = (0.5, 1, 2, 5, 10)
 MAX_COMMANDS_KEPT = 20_000
 # a newer command of the same group supersedes an older one still waiting
-GROUPS = {Op.VOLUME: "audio", Op.MUTE: "audio", Op.UNMUTE: "audio", Op.POWER: "power",
+GROUPS = {Op.VOLUME: "volume", Op.MUTE: "mute", Op.UNMUTE: "mute", Op.POWER: "power",
           Op.PLAY: "play", Op.STOP: "play", Op.MOVE: "move", Op.REBOOT: "reboot"}
 FINAL = ("acked", "failed", "expired", "superseded", "cancelled")
 

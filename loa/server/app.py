@@ -148,6 +148,16 @@ class LoaServer:
     # lifecycle
 
     async def start(self, *, run_clock: bool = True) -> None:
+        """Start everything; a part that cannot start (a taken port) stops the rest again
+        and its error is raised."""
+        try:
+            await self._start(run_clock)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, run_clock: bool) -> None:
+        await self._start_fleet(run_clock)  # first: a taken broker port fails before the rest
         app = web.Application(middlewares=[close_middleware, auth_middleware],
                               client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
         app[SERVER_KEY] = self
@@ -170,7 +180,6 @@ class LoaServer:
                 reuse_address=True, backlog=4096,
             )
         except OSError as exc:
-            await self._runner.cleanup()
             raise OSError(exc.errno, f"cannot listen on {self.config.listen_host}:"
                                      f"{self.config.listen_port}: {exc.strerror}") from None
         sock: socket.socket = self._server.sockets[0]
@@ -180,7 +189,6 @@ class LoaServer:
             for root in self.zones.roots():
                 demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
                 self.engine.request(root.id, demo, int(Priority.FILL), label="demo")
-        await self._start_fleet(run_clock)
         resumed = await self.alerts.resume()
         if resumed:
             log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))

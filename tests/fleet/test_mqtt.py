@@ -407,6 +407,10 @@ async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endp
         (cmd,) = server.fleet.endpoint_command("loa-001", {"op": "power", "on": False}, "t")
         (late,) = server.fleet.endpoint_command("loa-002", {"op": "reboot"}, "t")
         assert late.status == "pending"  # loa-002 is offline: it waits
+        (vol1,) = server.fleet.endpoint_command("loa-002", {"op": "volume", "volume_pct": 30}, "t")
+        (vol2,) = server.fleet.endpoint_command("loa-002", {"op": "volume", "volume_pct": 55}, "t")
+        (mute,) = server.fleet.endpoint_command("loa-002", {"op": "mute"}, "t")
+        assert vol1.status == "superseded"  # only the newest volume goes; the mute as well
         await until_heard([1])
         clock.set_ns(clock.now_ns() + 4 * 10**9)
         server.fleet.tick()
@@ -423,7 +427,8 @@ async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endp
         back = MqttEndpoint("loa-002", server.endpoints.rotate_secret("loa-002"), host, port,
                             telemetry_s=3600)
         tasks.append(asyncio.create_task(back.run(stop)))
-        await server.fleet.until(lambda: late.status == "acked")  # sent as it came online
+        await server.fleet.until(lambda: late.status == vol2.status == mute.status == "acked")
+        assert back.state.volume_pct == 55 and back.state.muted  # nothing lost while offline
         (never,) = server.fleet.endpoint_command("loa-003", {"op": "mute"}, "t")
         clock.set_ns(clock.now_ns() + 61 * 10**9)
         server.fleet.tick()
@@ -478,3 +483,34 @@ async def test_an_external_broker_over_tls_with_a_password(
     finally:
         broker.terminate()
         broker.wait(5)
+
+
+async def test_a_taken_broker_port_is_a_clear_start_up_error(
+    make_server: Callable[..., Awaitable[LoaServer]],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as err:
+            await make_server(mqtt=MqttConfig(listen_port=port))
+    message = str(err.value)
+    assert f"127.0.0.1:{port} is taken" in message and 'url = "mqtt://' in message
+
+
+def test_mqtt_settings_are_checked_and_the_password_never_shown() -> None:
+    from loa.config import ConfigError, _apply_toml, load_config
+
+    cfg = load_config(None, {"LOA_MQTT_URL": "mqtts://loa-server:s3cret@broker.example:8883"})
+    assert not cfg.mqtt.embedded
+    assert "s3cret" not in json.dumps(cfg.redacted())
+    assert cfg.redacted()["mqtt"] == "mqtts://loa-server:***@broker.example:8883"
+    for bad in ({"url": "http://x"}, {"topic_root": "a/b"}, {"topic_root": "#"},
+                {"heartbeat_s": 60, "heartbeat_timeout_s": 30}, {"retry_s": 0}):
+        with pytest.raises(ConfigError):
+            _apply_toml(cfg, {"mqtt": bad})
+    got = _apply_toml(cfg, {"mqtt": {"listen": "0.0.0.0:1883", "topic_root": "tinh"},
+                            "alarms": {"offline_minutes": 5}})
+    assert (got.mqtt.listen_host, got.mqtt.listen_port, got.mqtt.topic_root) == \
+        ("0.0.0.0", 1883, "tinh")
+    assert got.alarms.offline_minutes == 5

@@ -335,10 +335,12 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
         assert will_refused_at_connect
 
 
+@pytest.mark.parametrize("broker", BROKERS)
 async def test_bad_payloads_are_refused_counted_and_harm_nobody(
     fleet_of: Callable[..., Awaitable[tuple[LoaServer, dict[str, MqttEndpoint]]]],
+    broker: str,
 ) -> None:
-    server, eps = await fleet_of("embedded", ["loa-001", "loa-002"])
+    server, eps = await fleet_of(broker, ["loa-001", "loa-002"])
     bad = eps["loa-001"]
     assert bad.client is not None
     topics = server.fleet.topics

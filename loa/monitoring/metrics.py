@@ -44,6 +44,8 @@ class LoaCollector(Collector):
         published = CounterMetricFamily("loa_packets_published",
                                         "Packets framed per zone and output",
                                         labels=["zone", "format"])
+        sent = CounterMetricFamily("loa_packets_sent", "Packets written to listeners "
+                                   "(each listener counts)", labels=["zone", "format"])
         on_air = GaugeMetricFamily("loa_zone_on_air_priority",
                                    "Priority of what each zone forwards (0 idle)", labels=["zone"])
         for zone_id, ch in s.engine.channels.items():
@@ -51,8 +53,10 @@ class LoaCollector(Collector):
             for fmt, feed in ch.feeds.items():
                 listeners.add_metric([zone_id, fmt], len(feed))
                 published.add_metric([zone_id, fmt], feed.packets_published)
+                sent.add_metric([zone_id, fmt], feed.packets_sent)
         yield listeners
         yield published
+        yield sent
         yield on_air
 
         yield GaugeMetricFamily("loa_encoders", "Renditions being encoded",

@@ -85,6 +85,7 @@ class Feed:
         self._burst: deque[bytes] = deque(maxlen=max(burst_packets, 0) or None)
         self._burst_enabled = burst_packets > 0
         self.packets_published = 0
+        self.packets_sent = 0  # packets written to listeners (each listener counts)
         self.batch_packets = max(1, batch_packets)
         self._pending: list[bytes] = []  # packets of the batch being gathered
         self._pending_capture_ns = 0
@@ -140,6 +141,8 @@ class Feed:
             self._burst.append(data)
         if not self._subscribers:
             return
+        self.packets_sent += len(self._subscribers) * (self.batch_packets if self.batch_packets > 1
+                                                       and burst else 1)
         dropped: list[Subscriber] | None = None
         for sub in self._subscribers:
             proto = sub.protocol

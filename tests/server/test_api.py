@@ -159,3 +159,9 @@ async def test_prometheus_metrics_need_the_token_and_say_what_plays(server: LoaS
     assert 'loa_zone_on_air_priority{zone="phu-my-2"} 50.0' in text
     assert 'loa_encoders_created_total{codec="opus"} 1.0' in text
     assert "loa_server_latency_ms" in text and "loa_schedule_lateness_max_seconds" in text
+    sent = next(float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith('loa_packets_sent_total{format="ws",zone="phu-my-1"}'))
+    assert sent >= 5  # what the listener had received by then, at least
+    assert 'loa_encoder_cpu_seconds_total{codec="opus"}' in text
+    assert "loa_alert_reach_seconds_bucket" in text and "loa_command_ack_seconds_count" in text
+    assert 'loa_endpoints_online{zone="phu-my"} 0.0' in text

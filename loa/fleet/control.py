@@ -265,6 +265,8 @@ class FleetControl:
             h.state = {k: v for k, v in msg.items() if k != "online"}
             if msg["online"]:
                 h.last_seen_ns = now
+                if h.online:  # (re)connected without our seeing it go: send what waits
+                    self._resend(eid)
                 self._set_online(eid, h, True, "connected")
             else:
                 self._set_online(eid, h, False, "disconnected (last will or goodbye)")

@@ -34,6 +34,7 @@ from loa.loadtest.report import percentiles
 from loa.loadtest.target import (
     LocalLoa,
     ProcSample,
+    die_with_parent,
     free_port,
     sample_proc,
     zone_tree_toml,
@@ -265,7 +266,7 @@ class MqttLoadTest:
                     f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
                     "set_tcp_nodelay true\n"
                     "log_dest stderr\nlog_type error\n")
-        self.mosquitto = subprocess.Popen(["mosquitto", "-c", conf])
+        self.mosquitto = subprocess.Popen(["mosquitto", "-c", conf], preexec_fn=die_with_parent)
 
     async def _status(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         return await self._api(http, "GET", "/api/v1/status")  # type: ignore[no-any-return]

@@ -14,6 +14,19 @@ from dataclasses import dataclass
 import aiohttp
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the parent dies, so a load test that is
+    killed does not leave its server or source running."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):  # not Linux: the children outlive a killed parent
+        pass
 
 
 def free_port() -> int:
@@ -86,7 +99,7 @@ class LocalLoa:
             args += ["--config", self._config]
         self.proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=open(os.path.join(self._dir, "serve.log"), "wb"),
+            stderr=open(os.path.join(self._dir, "serve.log"), "wb"), preexec_fn=die_with_parent,
         )
         await wait_ready(self.url, self.token)
 
@@ -146,7 +159,7 @@ class FfmpegSource:
             "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
             f"sine=frequency={self.freq_hz}:sample_rate=44100", "-ac", "2", *enc, self.url,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
 
     async def stop(self) -> None:

@@ -8,6 +8,7 @@ long enough and cleared when they end; every raise and clear goes to the audit l
     underruns          an endpoint reports more underruns per window than ``underruns_max``
     supply_voltage     an endpoint's supply voltage is outside the band
     relay_fault        an endpoint's protection relay has tripped
+    broker_down        the server has lost its MQTT broker (no control, no presence)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from loa.server.app import LoaServer
 
 KINDS = ("endpoint_offline", "zone_silent", "source_down", "underruns", "supply_voltage",
-         "relay_fault")
+         "relay_fault", "broker_down")
 
 
 @dataclass
@@ -74,6 +75,10 @@ class AlarmBoard:
 def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
     out: list[Condition] = []
     fleet = s.fleet
+    if not fleet.connected.is_set() and fleet.broker_url:
+        out.append(("broker_down", fleet.broker_url,
+                    f"no connection to the MQTT broker: {fleet.last_error or 'connecting'}",
+                    now_ns, cfg.hold_s))
     for eid in s.endpoints.endpoints:
         h = fleet.health.get(eid)
         if h is None or not h.online:

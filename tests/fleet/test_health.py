@@ -75,6 +75,7 @@ async def test_alarms_rise_after_their_hold_and_clear(tmp_path: Path) -> None:
         alarms=AlarmConfig(offline_minutes=10, hold_s=10, underruns_max=5,
                            underrun_window_s=60, supply_v_min=11, supply_v_max=15))
     try:
+        await asyncio.wait_for(server.fleet.connected.wait(), 10)
         topics = server.fleet.topics
         fleet = server.fleet
 

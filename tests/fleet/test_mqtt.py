@@ -516,3 +516,52 @@ def test_mqtt_settings_are_checked_and_the_password_never_shown() -> None:
     assert (got.mqtt.listen_host, got.mqtt.listen_port, got.mqtt.topic_root) == \
         ("0.0.0.0", 1883, "tinh")
     assert got.alarms.offline_minutes == 5
+
+
+async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhile(
+    make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
+) -> None:
+    from loa.config import AlarmConfig
+
+    port = free_port()
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "user root\nlog_dest stderr\nlog_type error\n")
+
+    def start_broker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.PIPE)
+
+    broker = start_broker()
+    stop = asyncio.Event()
+    try:
+        server = await make_server(mqtt=MqttConfig(url=f"mqtt://127.0.0.1:{port}"),
+                                   alarms=AlarmConfig(hold_s=0))
+        await asyncio.wait_for(server.fleet.connected.wait(), 15)
+        ep = MqttEndpoint("loa-004", "any", "127.0.0.1", port, telemetry_s=3600)
+        first = asyncio.create_task(ep.run(stop))
+        await server.fleet.until(lambda: server.fleet._is_online("loa-004"))
+
+        broker.kill()  # the station's broker dies
+        broker.wait(5)
+        async with asyncio.timeout(15):
+            while server.fleet.connected.is_set():
+                await asyncio.sleep(0.05)  # the lost connection is the event awaited
+        with pytest.raises(aiomqtt.MqttError):
+            await first  # the endpoint lost it too
+        server.check_alarms()
+        assert [a.kind for a in server.alarms.active()] == ["broker_down"]
+        (cmd,) = server.fleet.endpoint_command("loa-004", {"op": "volume", "volume_pct": 33}, "t")
+
+        broker = start_broker()  # back on the same port: the server reconnects by itself
+        await asyncio.wait_for(server.fleet.connected.wait(), 20)
+        again = asyncio.create_task(ep.run(stop))  # and the device reconnects
+        await server.fleet.until(lambda: cmd.status == "acked", 15)
+        assert ep.state.volume_pct == 33  # the command made while the broker was down arrived
+        server.check_alarms()
+        assert "broker_down" not in [a.kind for a in server.alarms.active()]
+        stop.set()
+        await again
+    finally:
+        stop.set()
+        broker.kill()
+        broker.wait(5)

@@ -29,7 +29,7 @@ from loa.config import MqttConfig
 from loa.fleet.protocol import Kind, Op, PayloadError, Topics, decode, encode
 from loa.monitoring.counters import Counters
 from loa.server.endpoints import Endpoint, EndpointRegistry
-from loa.server.zones import ZoneTree
+from loa.server.zones import ZoneTree, home_zone_id
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,8 @@ class FleetControl:
             h.state = {k: v for k, v in msg.items() if k != "online"}
             if msg["online"]:
                 h.last_seen_ns = now
-                if h.online:  # (re)connected without our seeing it go: send what waits
-                    self._resend(eid)
+                if h.online:  # (re)connected without our seeing it go
+                    self._came_online(eid, h)
                 self._set_online(eid, h, True, "connected")
             else:
                 self._set_online(eid, h, False, "disconnected (last will or goodbye)")
@@ -312,19 +312,17 @@ class FleetControl:
         self._presence_rows.append((eid, online, h.changed_at, reason))
         log.info("endpoint %s %s: %s", eid, "online" if online else "offline", reason)
         if online:
-            self._resend(eid)
-            self._sync(eid, h)
+            self._came_online(eid, h)
 
-    def _sync(self, eid: str, h: Health) -> None:
-        """An endpoint back online that reports other settings than it should have (it was
-        offline when they changed, or it rebooted) is sent them."""
+    def _came_online(self, eid: str, h: Health) -> None:
+        """What waits for it goes now; and if it reports other settings than it should have
+        (it was offline when they changed, or it rebooted), it is sent them."""
+        self._resend(eid)
         ep = self.registry.endpoints.get(eid)
         if ep is None or not h.state or GROUPS[Op.VOLUME] in self._waiting.get(eid, {}):
             return
-        want = {"volume_pct": self.effective_volume(ep), "muted": ep.muted}
-        if self.alerting is not None and self.alerting(ep.zone_id):  # back during an alert
-            zone = self.zones.get(ep.zone_id) if ep.zone_id in self.zones else None
-            want = {"volume_pct": zone.alert_volume_pct if zone else 100, "muted": False}
+        alerting = self.alerting is not None and self.alerting(ep.zone_id)
+        want = self._audio(ep, alerting)
         if any(k in h.state and h.state[k] != v for k, v in want.items()):
             self.send([eid], Op.VOLUME, want, "loa", reason="sync")
         if "power" in h.state and h.state["power"] != ep.power_on \
@@ -469,7 +467,7 @@ class FleetControl:
     def effective_volume(self, ep: Endpoint) -> int:
         if ep.volume_pct is not None:
             return ep.volume_pct
-        zone_id = ep.zone_id.split("~")[0]  # an alert group follows its home zone
+        zone_id = home_zone_id(ep.zone_id)  # an alert group follows its home zone
         return self.zones.get(zone_id).volume_pct if zone_id in self.zones else 70
 
     def status(self) -> dict[str, Any]:
@@ -528,6 +526,14 @@ class FleetControl:
     def _volume_args(self, ep: Endpoint) -> dict[str, Any]:
         return {"volume_pct": self.effective_volume(ep)}
 
+    def _audio(self, ep: Endpoint, alerting: bool) -> dict[str, Any]:
+        """Volume and mute the endpoint should have: during an alert its zone's alert volume,
+        unmuted; otherwise its own."""
+        if alerting:
+            zone = self.zones.get(ep.zone_id) if ep.zone_id in self.zones else None
+            return {"volume_pct": zone.alert_volume_pct if zone else 100, "muted": False}
+        return {"volume_pct": self.effective_volume(ep), "muted": ep.muted}
+
     def alert_volume(self, zone_ids: list[str], alert_id: str, raise_it: bool,
                      skip: Callable[[str], bool] = lambda zone_id: False) -> list[Command]:
         """Raise every targeted endpoint to its zone's alert volume (unmuted) for an alert,
@@ -541,12 +547,7 @@ class FleetControl:
                         eps[ep.id] = ep
 
         def args(ep: Endpoint) -> dict[str, Any]:
-            if raise_it:
-                zone = self.zones.get(ep.zone_id) if ep.zone_id in self.zones else None
-                return {"volume_pct": zone.alert_volume_pct if zone else 100, "muted": False,
-                        "alert": alert_id}
-            return {"volume_pct": self.effective_volume(ep), "muted": ep.muted,
-                    "alert": alert_id}
+            return {**self._audio(ep, raise_it), "alert": alert_id}
 
         return self.send(list(eps), Op.VOLUME, args, "loa",
                          reason="alert" if raise_it else "alert-ended")

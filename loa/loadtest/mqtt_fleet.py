@@ -339,9 +339,8 @@ class MqttLoadTest:
             acks = sorted(c["ack_ms"] for c in got["commands"] if c["ack_ms"] is not None)
             r = {"round": i + 1, "volume_pct": pct, "acked": len(acks),
                  "of": len(got["commands"]),
-                 "p50_ms": acks[len(acks) // 2] if acks else None,
-                 "p99_ms": acks[int(0.99 * (len(acks) - 1))] if acks else None,
-                 "max_ms": acks[-1] if acks else None, "ack_ms": acks}
+                 **{f"{k}_ms": v for k, v in percentiles(acks, (50, 99)).items()},
+                 "ack_ms": acks}
             self.out(f"  volume {pct} % to {root}: {r['acked']}/{r['of']} acknowledged, "
                      f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
             out.append(r)

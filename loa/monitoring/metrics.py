@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from loa.monitoring.alarms import KINDS as ALARM_KINDS
+from loa.server.zones import is_alert_group
 
 if TYPE_CHECKING:
     from loa.server.app import LoaServer
@@ -110,7 +111,7 @@ class LoaCollector(Collector):
         total = GaugeMetricFamily("loa_endpoints", "Endpoints registered per zone",
                                   labels=["zone"])
         for zone in s.zones:
-            if "~" in zone.id:
+            if is_alert_group(zone.id):
                 continue
             eps = s.endpoints.in_zone(zone.id)
             total.add_metric([zone.id], len(eps))

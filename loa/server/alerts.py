@@ -42,7 +42,7 @@ from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.zone_channel import Request
-from loa.server.zones import Zone, ZoneTree
+from loa.server.zones import Zone, ZoneTree, alert_group_id
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ class AlertManager:
         out = []
         for home_id, eps in groups.items():
             home = self.zones.get(home_id)
-            gid = f"{home_id}~{alert.id}"
+            gid = alert_group_id(home_id, alert.id)
             self.zones.add_child(Zone(gid, f"{home.name} (cảnh báo {alert.id})", home_id,
                                       volume_pct=home.volume_pct,
                                       alert_volume_pct=home.alert_volume_pct))
@@ -457,9 +457,9 @@ class AlertManager:
     def _ungroup_endpoints(self, alert: Alert) -> None:
         for eid, home_id in alert.moved.items():
             ep = self.endpoints.endpoints.get(eid)
-            if ep is not None and ep.zone_id.endswith(f"~{alert.id}"):
+            if ep is not None and ep.zone_id == alert_group_id(home_id, alert.id):
                 self.endpoints.move(eid, home_id)
-        for gid in {f"{home}~{alert.id}" for home in alert.moved.values()}:
+        for gid in {alert_group_id(home, alert.id) for home in alert.moved.values()}:
             if gid in self.zones:
                 self.engine.remove_channel(gid)
                 self.zones.remove_leaf(gid)

@@ -628,7 +628,7 @@ class Api:
             return _error(400, "alert_volume_pct must be an integer from 0 to 100")
         for z in self.s.zones.subtree(zone.id):
             z.alert_volume_pct = pct
-        self.s._save_zone_settings()
+        self.s.save_zone_settings()
         self.s.store.audit(request[PRINCIPAL_KEY].name, "zone.update", zone.id, body)
         return web.json_response({"zone": zone.describe()})
 

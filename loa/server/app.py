@@ -61,7 +61,7 @@ from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.streams import Streams
 from loa.server.zone_channel import FanoutSettings, Request
-from loa.server.zones import ZoneTree
+from loa.server.zones import ZoneTree, is_alert_group
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class LoaServer:
         self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
                                   self.counters, lambda: self.wall.now().timestamp(),
                                   self.store.log_presence)
-        self.fleet.on_zone_settings = self._save_zone_settings
+        self.fleet.on_zone_settings = self.save_zone_settings
         self.alerts.fleet = self.fleet
         self.fleet.alerting = self.alerts.zone_alerting
         self.broker: EmbeddedBroker | None = None
@@ -252,10 +252,10 @@ class LoaServer:
             zone.volume_pct = int(z.get("volume_pct", zone.volume_pct))
             zone.alert_volume_pct = int(z.get("alert_volume_pct", zone.alert_volume_pct))
 
-    def _save_zone_settings(self) -> None:
+    def save_zone_settings(self) -> None:
         self.store.set_value("zone_settings", json.dumps(
             {z.id: {"volume_pct": z.volume_pct, "alert_volume_pct": z.alert_volume_pct}
-             for z in self.zones if "~" not in z.id}))
+             for z in self.zones if not is_alert_group(z.id)}))
 
     def _load_endpoints(self) -> None:
         """The saved registry, plus the configured endpoints never seen before (so one the

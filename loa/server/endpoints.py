@@ -19,7 +19,7 @@ from loa.fleet.protocol import ENDPOINT_ID
 from loa.server.fanout import Subscriber
 from loa.server.outputs.websocket import WS_OPCODE_TEXT, ws_frame
 from loa.server.zone_channel import ZoneChannel
-from loa.server.zones import ZoneTree
+from loa.server.zones import ZoneTree, is_alert_group
 
 if TYPE_CHECKING:
     from loa.server.store import Store
@@ -247,7 +247,7 @@ class EndpointRegistry:
         if zone_id == ep.zone_id:
             return ep
         old, ep.zone_id = ep.zone_id, zone_id
-        if "~" not in zone_id and "~" not in old:  # alert groups are not saved
+        if not is_alert_group(zone_id) and not is_alert_group(old):  # groups are not saved
             self.save(ep)
         channel = self._channels[zone_id]
         for sub in list(ep.subscribers):

@@ -13,6 +13,23 @@ class ZoneError(ValueError):
     pass
 
 
+GROUP_SEP = "~"  # configured zone ids contain neither this nor "/"
+
+
+def alert_group_id(home_id: str, alert_id: str) -> str:
+    """The id of the run-time zone that holds an alert's single endpoints under their home."""
+    return f"{home_id}{GROUP_SEP}{alert_id}"
+
+
+def is_alert_group(zone_id: str) -> bool:
+    return GROUP_SEP in zone_id
+
+
+def home_zone_id(zone_id: str) -> str:
+    """The configured zone an alert group stands under (a configured zone is its own)."""
+    return zone_id.split(GROUP_SEP, 1)[0]
+
+
 @dataclass(slots=True)
 class Zone:
     id: str
@@ -39,8 +56,9 @@ class ZoneTree:
     def __init__(self, zones: Iterable[Zone]) -> None:
         self._zones: dict[str, Zone] = {}
         for z in zones:
-            if not z.id or "/" in z.id:
-                raise ZoneError(f"zone id {z.id!r} must be non-empty and contain no '/'")
+            if not z.id or "/" in z.id or GROUP_SEP in z.id:
+                raise ZoneError(f"zone id {z.id!r} must be non-empty and contain no '/' "
+                                f"or {GROUP_SEP!r}")
             if z.id in self._zones:
                 raise ZoneError(f"zone {z.id!r} is defined twice")
             z.children = []

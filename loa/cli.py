@@ -30,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-demo", action="store_true", help="no demo chime on the zones")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    listen = sub.add_parser("listen", help="a simulated endpoint: pull a stream and report")
-    listen.add_argument("url", help="ws://…/endpoints/<id>/ws, ws://…/zones/<zone>/ws or "
-                                    "http://…/stream.ogg")
+    listen = sub.add_parser(
+        "listen", help="a simulated endpoint: pull a stream and report",
+        epilog="It also holds the audio timeline against the wall clock: stalls (audio more "
+               "than 100 ms behind real time), the longest silence and the share of real time "
+               "delivered. Exit status: 0 all heard in time; 1 an endpoint could not connect or "
+               "was cut off; 3 it heard a stall or got less than 99 % of real time.")
+    listen.add_argument("url", help="ws://…/endpoints/<id>/ws, ws://…/zones/<zone>/ws, "
+                                    "http://…/stream.ogg or http://…/stream.mp3")
     listen.add_argument("--seconds", type=float, default=10.0)
     listen.add_argument("--endpoints", type=int, default=1, help="how many to run at once")
     listen.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -169,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--procs", type=int, default=2, help="listener worker processes")
     bench.add_argument("--no-icecast", action="store_true", help="measure Loa alone")
     bench.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    bench.add_argument("--only", help="only these parts, comma-separated: fanout, transcode, "
+                       "switching, alerts (alerts: file, text and CAP alerts on some zones "
+                       "while the others listen, at the largest --listeners count)")
 
     args = parser.parse_args(argv)
     if args.command == "alert":
@@ -184,10 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schedule":
         return _schedule(args)
     if args.command == "bench":
-        from loa.loadtest.bench import bench_main
+        from loa.loadtest.bench import BENCH_PARTS, bench_main
 
         counts = [int(x) for x in args.listeners.split(",") if x.strip()]
-        return bench_main(counts, args.seconds, args.procs, args.no_icecast, args.json_path)
+        only = {x.strip() for x in (args.only or "").split(",") if x.strip()}
+        if only - set(BENCH_PARTS):
+            parser.error(f"--only: unknown part(s) {', '.join(sorted(only - set(BENCH_PARTS)))};"
+                         f" choose from {', '.join(BENCH_PARTS)}")
+        return bench_main(counts, args.seconds, args.procs, args.no_icecast, args.json_path,
+                          only or None)
     if args.command == "loadtest" and args.mqtt:
         from loa.loadtest.mqtt_fleet import MqttLoadSpec, mqtt_loadtest_main
 

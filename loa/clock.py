@@ -14,6 +14,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 NS_PER_S = 1_000_000_000
@@ -33,9 +34,10 @@ class MonotonicClock:
         return time.monotonic_ns()
 
     async def sleep_until(self, deadline_ns: int) -> None:
+        """Sleep until ``deadline_ns``; past it, still yield once, so that a task running
+        late (the master clock catching up) never keeps the loop from its other work."""
         delay_ns = deadline_ns - time.monotonic_ns()
-        if delay_ns > 0:
-            await asyncio.sleep(delay_ns / NS_PER_S)
+        await asyncio.sleep(delay_ns / NS_PER_S if delay_ns > 0 else 0)
 
 
 # Loop turns granted after each wake-up, at most, for the woken task to run and sleep again.
@@ -48,9 +50,12 @@ class FakeClock:
 
     ``advance`` wakes every sleeper whose deadline has passed, in deadline order, and lets each
     run before moving on, so code paced by this clock behaves as it would in real time.
+    Work that real time would have let finish (a file reader decoding ahead) is awaited
+    through ``settle`` hooks before each wake-up: ``clock.settle.append(engine.inputs_ready)``.
     """
 
     def __init__(self, start_ns: int = 1_000 * NS_PER_S) -> None:
+        self.settle: list[Callable[[], Awaitable[None]]] = []
         self._now_ns = start_ns
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
@@ -76,6 +81,8 @@ class FakeClock:
             self._now_ns = max(self._now_ns, deadline_ns)
             if fut.done():
                 continue  # its sleeper gave up waiting (cancelled)
+            for hook in self.settle:
+                await hook()
             fut.set_result(None)
             # Let the woken task (and whatever it wakes) run before time moves on: until it
             # sleeps again, or a bounded number of loop turns if it does not.

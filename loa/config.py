@@ -67,6 +67,7 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     underrun_window_s = 300
     supply_v_min = 11.0              # supply voltage outside this band raises an alarm
     supply_v_max = 15.0
+    loop_lag_ms = 50                 # the event loop woke this late: the audio is at risk
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ class AlarmConfig:
     underrun_window_s: float = 300.0
     supply_v_min: float = 11.0
     supply_v_max: float = 15.0
+    loop_lag_ms: float = 50.0
 
 
 def default_zones() -> list[Zone]:
@@ -360,6 +362,7 @@ def _alarms(cfg: AlarmConfig, raw: dict[str, Any]) -> AlarmConfig:
         _float(raw, "underrun_window_s", cfg.underrun_window_s, 10, 86400),
         _float(raw, "supply_v_min", cfg.supply_v_min, 0, 400),
         _float(raw, "supply_v_max", cfg.supply_v_max, 0, 400),
+        _float(raw, "loop_lag_ms", cfg.loop_lag_ms, 1, 60_000),
     )
 
 

@@ -40,6 +40,19 @@ def make_tone_file(path: Path, freq_hz: float, seconds: float, args: list[str],
     return path
 
 
+async def tone_file(path: Path, freq_hz: float, seconds: float, args: list[str],
+                    rate: int = 44100, channels: int = 2) -> Path:
+    """``make_tone_file`` beside the loop (ffmpeg's start and run would block it)."""
+    return await asyncio.to_thread(make_tone_file, path, freq_hz, seconds, args, rate, channels)
+
+
+async def tone_bytes(path: Path, freq_hz: float, seconds: float, args: list[str],
+                     rate: int = 44100, channels: int = 2) -> bytes:
+    """The encoded bytes of a ``make_tone_file`` tone, made and read beside the loop."""
+    return await asyncio.to_thread(
+        lambda: make_tone_file(path, freq_hz, seconds, args, rate, channels).read_bytes())
+
+
 async def ffmpeg_pull(url: str, seconds: float, timeout_s: float = 20.0) -> np.ndarray:
     """Decode ``seconds`` of a stream with the ffmpeg CLI; 48 kHz mono float32."""
     proc = await asyncio.create_subprocess_exec(

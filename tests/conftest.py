@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -10,6 +11,8 @@ import pytest
 
 from loa.config import Config, MqttConfig
 from loa.server.app import LoaServer
+
+pytest_plugins = ["tests.loop_watchdog"]  # every loop step under 20 ms
 
 ADMIN_TOKEN = "test-admin-token"
 SOURCE_PASSWORD = "test-source-pw"
@@ -68,7 +71,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[L
             source_password=SOURCE_PASSWORD,
             **overrides,
         )
-        server = LoaServer(cfg)
+        server = await asyncio.to_thread(LoaServer, cfg)  # opens its database: beside the loop
         await server.start()
         servers.append(server)
         return server
@@ -89,13 +92,13 @@ def auth() -> dict[str, str]:
 
 async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dict]:
     """``python -m loa <command> --url … --token … <args>`` against ``server``: (exit, JSON)."""
-    import asyncio
     import json
+    import subprocess
     import sys
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loa", command, "--url", f"http://127.0.0.1:{server.port}",
-        "--token", ADMIN_TOKEN, *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    proc = await asyncio.to_thread(  # the process starts and is waited for beside the loop
+        subprocess.run, [sys.executable, "-m", "loa", command, "--url",
+                         f"http://127.0.0.1:{server.port}", "--token", ADMIN_TOKEN, *args],
+        capture_output=True, timeout=30, check=False)
+    out, err = proc.stdout, proc.stderr
     return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}

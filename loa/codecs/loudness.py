@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
+import multiprocessing
+import threading
+
 import numpy as np
 import pyloudnorm
 
-from loa.codecs.pcm import SAMPLE_RATE, Samples
+from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 # Louder than broadcast's -23 for outdoor loudspeakers, yet with the headroom that speech's
 # peaks need to reach the target unclipped (there is no limiter).
@@ -30,13 +35,25 @@ def gain_to_target(measured_lufs: float | None, target_lufs: float) -> float:
     return float(10 ** (gain_db / 20))
 
 
-def measure_file(path: str, label: str | None = None) -> tuple[float, float | None, float]:
-    """Decode it all: (duration s, integrated loudness LUFS or None, sample peak)."""
+def measure_file(path: str, label: str | None = None, max_s: float | None = None
+                 ) -> tuple[float, float | None, float]:
+    """Decode it (all of it, or its first ``max_s`` seconds): (duration s, integrated
+    loudness LUFS or None, sample peak). Blocking and CPU-heavy (a 15-minute MP3 takes
+    seconds): never call it on the event loop. Raises ``DecodeError``."""
     from loa.codecs.decode import (
         FrameDecoder,  # decode imports PyAV; keep this module light
     )
 
-    frames = list(FrameDecoder(path, label=label))
+    decoder = FrameDecoder(path, label=label)
+    limit = None if max_s is None else int(max_s * SAMPLE_RATE / FRAME_SAMPLES)
+    frames = []
+    try:
+        for frame in decoder:
+            frames.append(frame)
+            if limit is not None and len(frames) >= limit:
+                break
+    finally:
+        decoder.close()
     pcm = np.concatenate(frames) if frames else np.zeros(0, np.float32)
     peak = float(np.max(np.abs(pcm))) if len(pcm) else 0.0
     return len(pcm) / SAMPLE_RATE, integrated_lufs(pcm), peak
@@ -48,17 +65,82 @@ def level_gain(lufs: float | None, peak: float, target_lufs: float) -> float:
     return min(gain_to_target(lufs, target_lufs), headroom)
 
 
+class MeasurePool:
+    """``measure_file`` in a worker process of its own, started on first use and shared.
+
+    A thread would do for the decoding, but the loudness filter (scipy's ``lfilter`` inside
+    pyloudnorm) holds the GIL for tens of milliseconds on a long file, and the event loop would
+    wait for it. ``measure`` blocks its caller: call it from a worker thread, never the loop.
+    The worker is spawned (never forked from a threaded server), so a script that embeds Loa
+    needs the usual ``if __name__ == "__main__":`` guard.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def start(self) -> None:
+        """Blocking (about a second, once per process): the worker imports the codecs."""
+        self._get().submit(_ready).result()
+
+    def measure(self, path: str, label: str | None = None, max_s: float | None = None
+                ) -> tuple[float, float | None, float]:
+        """As ``measure_file``; raises ``DecodeError`` as it does."""
+        pool = self._get()
+        try:
+            return pool.submit(measure_file, path, label, max_s).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            return measure_file(path, label, max_s)  # the worker died: measure here once
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready() -> bool:
+    from loa.codecs import decode  # noqa: F401  # imported now, not at the first measurement
+
+    return True
+
+
+MEASURER = MeasurePool()
+
+
+# Files outside the library are levelled on their first minute: an alert's message must not
+# wait for a 15-minute file to be decoded twice (a bulletin's level is steady; measured
+# 2026-11-30, the whole file took 6.3 s, the first minute ~0.3 s).
+LEVEL_ON_FIRST_S = 60.0
+
+
 class Leveller:
-    """Gains for files outside the library (text read aloud, alert uploads), measured once."""
+    """Gains for files outside the library (text read aloud, alert uploads), measured once
+    per path on their first ``LEVEL_ON_FIRST_S`` seconds.
+
+    ``gain_for`` decodes: call it beside the loop (a file reader's thread does). Thread-safe:
+    two threads measuring the same path at once both get the same answer.
+    """
 
     def __init__(self, target_lufs: float) -> None:
         self.target_lufs = target_lufs
         self._gains: dict[str, float] = {}
 
     def gain_for(self, path: str) -> float:
+        """Linear gain to the target, peak-safe. Raises ``DecodeError`` for a bad file."""
         gain = self._gains.get(path)
         if gain is None:
-            _, lufs, peak = measure_file(path)
+            _, lufs, peak = MEASURER.measure(path, max_s=LEVEL_ON_FIRST_S)
             gain = self._gains[path] = level_gain(lufs, peak, self.target_lufs)
         return gain
 

@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import os
 import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 VOICES = ("vi", "vi-vn-x-central", "vi-vn-x-south")
@@ -35,8 +37,10 @@ class Tts:
         key = hashlib.sha256(f"{self.engine}\0{voice}\0{text}".encode()).hexdigest()
         return self.cache_dir / f"{key}.wav"
 
-    async def speak(self, text: str, voice: str = DEFAULT_VOICE) -> Path:
-        """A WAV file of ``text`` spoken in ``voice``; made once, then served from the cache."""
+    @staticmethod
+    def check(text: str, voice: str) -> str:
+        """The text as it will be spoken (whitespace folded). Raises ``TtsError`` for empty
+        or over-long text or an unknown voice. No I/O: safe to call anywhere."""
         text = " ".join(text.split())
         if not text:
             raise TtsError("nothing to read aloud: the text is empty")
@@ -44,6 +48,12 @@ class Tts:
             raise TtsError(f"text too long to read aloud ({len(text)} > {MAX_TEXT_CHARS} chars)")
         if voice not in VOICES:
             raise TtsError(f"unknown voice {voice!r}; use one of {', '.join(VOICES)}")
+        return text
+
+    async def speak(self, text: str, voice: str = DEFAULT_VOICE) -> Path:
+        """A WAV file of ``text`` spoken in ``voice``; made once, then served from the cache.
+        Synthesis runs in an espeak-ng process; the loop only waits for it."""
+        text = self.check(text, voice)
         path = self.cache_path(text, voice)
         if path.exists():
             return path
@@ -52,14 +62,18 @@ class Tts:
             raise TtsUnavailable(
                 f"text-to-speech is unavailable: {self.engine} is not installed "
                 f"(Debian: apt-get install {self.engine})")
+        return await asyncio.to_thread(self._synthesise, exe, text, voice, path)
+
+    def _synthesise(self, exe: str, text: str, voice: str, path: Path) -> Path:
+        """Blocking: espeak-ng writes the WAV aside, then it is moved into the cache (process
+        start and file I/O both stay off the event loop)."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        proc = await asyncio.create_subprocess_exec(
-            exe, "-v", voice, "-w", str(tmp), "--", text,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        proc = subprocess.run([exe, "-v", voice, "-w", str(tmp), "--", text],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
         if proc.returncode != 0 or not tmp.exists():
             tmp.unlink(missing_ok=True)
-            raise TtsError(f"{self.engine} failed: {err.decode(errors='replace').strip()}")
+            raise TtsError(f"{self.engine} failed: "
+                           f"{proc.stderr.decode(errors='replace').strip()}")
         tmp.replace(path)
         return path

@@ -491,10 +491,11 @@ class FleetControl:
                 z.volume_pct = args["volume_pct"]
             if self.on_zone_settings is not None:
                 self.on_zone_settings()
-            for ep in eps:
-                if body.get("clear_overrides") and ep.volume_pct is not None:
-                    ep.volume_pct = None
-                    self.registry.save(ep)
+            cleared = [ep for ep in eps
+                       if body.get("clear_overrides") and ep.volume_pct is not None]
+            for ep in cleared:
+                ep.volume_pct = None
+            self.registry.save_many(cleared)
             return self.send([e.id for e in eps], op, self._volume_args, actor)
         self._apply_desired(eps, op, args)
         return self.send([e.id for e in eps], op, args, actor)
@@ -514,14 +515,14 @@ class FleetControl:
         return self.send([eid], op, args, actor)
 
     def _apply_desired(self, eps: list[Endpoint], op: Op, args: dict[str, Any]) -> None:
+        if op not in (Op.MUTE, Op.UNMUTE, Op.POWER):
+            return
         for ep in eps:
-            if op in (Op.MUTE, Op.UNMUTE):
-                ep.muted = op is Op.MUTE
-            elif op is Op.POWER:
+            if op is Op.POWER:
                 ep.power_on = bool(args["on"])
             else:
-                continue
-            self.registry.save(ep)
+                ep.muted = op is Op.MUTE
+        self.registry.save_many(eps)  # one store write for a whole zone
 
     def _volume_args(self, ep: Endpoint) -> dict[str, Any]:
         return {"volume_pct": self.effective_volume(ep)}

@@ -7,11 +7,18 @@
 - Transcode against the ffmpeg CLI: CPU to turn 128 kb/s stereo MP3 into 32 kb/s mono Opus.
 - Switching at 1,000 endpoints: live takeover, from the API call returning to the first
   packet of the live programme on every endpoint.
+- Alerts beside fan-out at 1,000 endpoints: emergency alerts with a recorded file, with long
+  text, and as CAP with an audio resource, started on a few zones each while the others listen
+  to the station live: dead air in the untouched zones, the server's loop lag, and how soon the
+  tone and the message reach each alerted endpoint (`alerts_run`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
+import hashlib
 import json
 import os
 import resource
@@ -30,10 +37,18 @@ from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggReader
 from loa.loadtest.bench_source import BenchSource, playout_delays_ms
 from loa.loadtest.endpoint import OpusDecoder
-from loa.loadtest.fleet import Fleet
+from loa.loadtest.fleet import Fleet, FleetResult
 from loa.loadtest.report import percentiles
 from loa.loadtest.runner import LoadSpec, LoadTest
-from loa.loadtest.target import LocalLoa, free_port, stop_process
+from loa.loadtest.target import (
+    FfmpegSource,
+    LocalLoa,
+    free_port,
+    stop_process,
+    village_admin_code,
+    zone_tree_toml,
+)
+from loa.loadtest.timeline import aggregate
 
 ICECAST_CONFIG = """<icecast>
   <location>loa bench</location><admin>bench@localhost</admin>
@@ -251,56 +266,461 @@ async def switching_run(endpoints: int, procs: int, out: Any) -> dict[str, Any]:
             for s in report["scenarios"]}
 
 
+# --- alerts beside fan-out ---
+
+ALERT_KINDS = ("file", "text", "cap")
+ALERT_KIND_NAMES = {"file": "recorded file (15 min MP3)", "text": "text read aloud",
+                    "cap": "CAP, inline audio resource"}
+ALERT_FILE = "bench-alert.mp3"  # in the server's media folder
+ALERT_NOTICE = (
+    "Thông báo khẩn cấp của Ủy ban nhân dân xã về tình hình mưa lũ. Do ảnh hưởng của hoàn lưu "
+    "bão, từ đêm qua đến sáng nay trên địa bàn xã đã có mưa to đến rất to, lượng mưa phổ biến "
+    "từ một trăm năm mươi đến hai trăm milimét. Mực nước các sông suối đang lên nhanh, nguy cơ "
+    "rất cao xảy ra lũ quét tại các thôn ven suối và sạt lở đất tại các khu vực đồi núi có độ "
+    "dốc lớn. Ủy ban nhân dân xã đề nghị bà con nhân dân khẩn trương di chuyển người già, trẻ "
+    "em, tài sản và gia súc đến nơi cao ráo, an toàn theo hướng dẫn của trưởng thôn và lực "
+    "lượng dân quân. Tuyệt đối không đi qua các ngầm tràn, cầu tạm, không vớt củi, đánh bắt "
+    "cá trên sông suối khi có lũ. Các hộ gia đình sống gần chân đồi, ven taluy cần rời khỏi "
+    "nhà ngay. Nhà văn hóa các thôn và trường tiểu học của xã được mở cửa làm nơi tránh trú. "
+    "Mọi trường hợp khẩn cấp xin báo ngay cho Ban chỉ huy phòng chống thiên tai và tìm kiếm "
+    "cứu nạn của xã hoặc trạm y tế xã để được hỗ trợ kịp thời.")
+
+
+def alert_text(chars: int = 2000) -> str:
+    """A bulletin of about ``chars`` characters, as a commune reads it out: the notice, then
+    "Xin nhắc lại" and the notice again, cut at the end of a sentence."""
+    text = ALERT_NOTICE
+    while len(text) < chars:
+        text += " Xin nhắc lại. " + ALERT_NOTICE
+    cut = text.rfind(". ", 0, chars)
+    return text[:cut + 1] if cut > 0 else text[:chars]
+
+
+def alert_cap_xml(identifier: str, geocodes: list[str], audio: bytes) -> bytes:
+    """A CAP 1.2 emergency (Actual, Public, Immediate, Severe) for the zones of ``geocodes``
+    whose message is ``audio`` (MP3) inline: a ``<resource>`` with ``<derefUri>`` base64."""
+    tz = datetime.timezone(datetime.timedelta(hours=7))
+    now = datetime.datetime.now(tz).replace(microsecond=0)
+    digest = hashlib.sha1(audio).hexdigest()  # CAP 1.2 names SHA-1
+    codes = "".join(f"<geocode><valueName>MaDVHC</valueName><value>{c}</value></geocode>"
+                    for c in geocodes)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier><sender>kttv@bench.loa</sender>
+  <sent>{now.isoformat()}</sent><status>Actual</status><msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>vi-VN</language><category>Met</category><event>Lũ quét</event>
+    <urgency>Immediate</urgency><severity>Severe</severity><certainty>Likely</certainty>
+    <expires>{(now + datetime.timedelta(hours=1)).isoformat()}</expires>
+    <headline>Cảnh báo lũ quét</headline>
+    <description>Mưa lớn gây lũ quét tại các thôn ven suối.</description>
+    <instruction>Di chuyển ngay đến nơi cao.</instruction>
+    <resource><resourceDesc>Bản tin cảnh báo lũ quét</resourceDesc><mimeType>audio/mpeg</mimeType>
+      <digest>{digest}</digest><derefUri>{base64.b64encode(audio).decode()}</derefUri></resource>
+    <area><areaDesc>Các thôn ven suối</areaDesc>{codes}</area>
+  </info>
+</alert>""".encode()
+
+
+def _sine_mp3(path: str, freq_hz: int, seconds: float) -> None:
+    """Blocking: a mono 32 kb/s MP3 tone made by the ffmpeg CLI."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency={freq_hz}:duration={seconds:g}:sample_rate=22050", "-ac",
+                    "1", "-c:a", "libmp3lame", "-b:a", "32k", path], check=True)
+
+
+def make_alert_media(media_dir: str, file_s: float, cap_s: float) -> bytes:
+    """Blocking (ffmpeg): the recorded message ``ALERT_FILE`` in ``media_dir``; returns the
+    CAP message's audio."""
+    os.makedirs(media_dir, exist_ok=True)
+    _sine_mp3(os.path.join(media_dir, ALERT_FILE), 330, file_s)
+    cap = os.path.join(media_dir, "cap-source.mp3")
+    _sine_mp3(cap, 550, cap_s)
+    with open(cap, "rb") as f:
+        data = f.read()
+    os.unlink(cap)
+    return data
+
+
+class _RegisteredFleetTest(LoadTest):
+    """The load test's fleet, each endpoint listening as a registered endpoint
+    (``/endpoints/<id>/ws``) so that the server records its reach; keeps the raw result."""
+
+    def __init__(self, spec: LoadSpec, ids: list[str], out: Any,
+                 actions: list[tuple[float, str, Any]]) -> None:
+        super().__init__(spec, out=out, actions=actions)
+        self.ids = ids
+        self.result: FleetResult | None = None
+
+    def _endpoints(self, zones: list[str]) -> list[tuple[str, str, float]]:
+        host = self.url.split("://", 1)[1].rstrip("/")
+        n = len(self.ids)
+        return [(f"ws://{host}/endpoints/{eid}/ws", "ws", self.spec.ramp_s * i / n)
+                for i, eid in enumerate(self.ids)]
+
+    def _report(self, zones: list[str], result: FleetResult) -> dict[str, Any]:
+        self.result = result
+        return super()._report(zones, result)
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any
+                ) -> tuple[int, Any]:
+    async with http.request(method, url, **kw) as resp:
+        try:
+            body = await resp.json()
+        except (aiohttp.ContentTypeError, ValueError):
+            body = await resp.text()
+        return resp.status, body
+
+
+async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20,
+                     zones_per_kind: int = 3, ramp_s: float = 5.0, alert_at: float = 10.0,
+                     lag_after_s: float = 10.0, seconds: float | None = None,
+                     file_s: float = 900.0, cap_s: float = 15.0, text_chars: int = 2000,
+                     kinds: tuple[str, ...] = ALERT_KINDS) -> dict[str, Any]:
+    """Emergency alerts beside fan-out. ``endpoints`` registered endpoints over ``villages``
+    village zones listen to the station live (an ffmpeg push taken on the root zone); at
+    ``alert_at`` s three emergency alerts start at once, each on its own ``zones_per_kind``
+    villages: a recorded file (``file_s`` s of MP3 in the media folder), text read aloud
+    (``text_chars`` of Vietnamese), and a CAP message whose audio resource is inline (targets
+    by geocode = the villages' admin codes). Measured: for the untouched zones, what their
+    endpoints heard (stalls, longest silence, share of real time); the server's loop lag over
+    the 10 s before the alerts and ``lag_after_s`` after; for each alert, per endpoint, ms
+    from the API call's arrival to the first tone packet and the first message packet written
+    to its socket (the server's ``reach_from_call_ms``), and, as the endpoints saw it, from
+    the call being sent to the first alert packet arriving. ``kinds``: only these alerts
+    (their zones stay out of the untouched ones either way)."""
+    if not kinds or set(kinds) - set(ALERT_KINDS):
+        raise ValueError(f"kinds must be some of {', '.join(ALERT_KINDS)}")
+    n_alerted = len(ALERT_KINDS) * zones_per_kind
+    if zones_per_kind < 1 or villages <= n_alerted:
+        raise ValueError(f"{villages} villages leave none untouched by {n_alerted} alerted")
+    if not 0 < ramp_s < alert_at:
+        raise ValueError("the alerts must start after the ramp")
+    seconds = seconds if seconds is not None else alert_at + lag_after_s + 4.0
+    if seconds < alert_at + lag_after_s + 1.5:
+        raise ValueError("the run must outlast the loop-lag reading by 1.5 s")
+    token = "bench"
+    zone_ids = [f"thon-{v + 1:02d}" for v in range(villages)]
+    targets = {kind: zone_ids[k * zones_per_kind:(k + 1) * zones_per_kind]
+               for k, kind in enumerate(ALERT_KINDS)}
+    untouched = zone_ids[n_alerted:]
+    ids = [f"bench-{i + 1:04d}" for i in range(endpoints)]
+    home = [zone_ids[i % villages] for i in range(endpoints)]
+    text = alert_text(text_chars)
+    config = (zone_tree_toml(villages, endpoints=list(zip(ids, home)), village_codes=True)
+              + f'\n[mqtt]\nlisten = "127.0.0.1:{free_port()}"\n')
+    server = LocalLoa(token=token, source_password=token, demo=False, config_toml=config)
+    source: FfmpegSource | None = None
+    state: dict[str, Any] = {"lag": {}, "resyncs": {}, "alerts": {}, "reach": {}, "errors": []}
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        out(f"alerts: making the messages ({file_s:g} s MP3, CAP audio {cap_s:g} s)")
+        cap_audio = await asyncio.to_thread(make_alert_media,
+                                            os.path.join(server.data_dir, "media"), file_s,
+                                            cap_s)
+        cap_xml = alert_cap_xml(f"bench-{os.getpid()}-{time.time_ns()}",
+                                [village_admin_code(zone_ids.index(z) + 1)
+                                 for z in targets["cap"]], cap_audio)
+        await server.start()
+        source = FfmpegSource(f"icecast://source:{token}@127.0.0.1:{server.port}/live/studio")
+        await source.start()
+        async with aiohttp.ClientSession(headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for _ in range(100):  # bounded: 10 s
+                _, st = await _call(http, "GET", server.url + "/api/v1/status")
+                if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
+                       for m in st["mounts"]):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("alerts: the live source did not connect")
+            status, body = await _call(http, "POST", server.url + "/api/v1/zones/huyen/live",
+                                       json={"mount": "studio"})
+            if status not in (200, 201):
+                raise RuntimeError(f"alerts: taking the root zone live: {status} {body}")
+
+            async def read_lag(when: str) -> None:
+                try:
+                    _, st = await _call(http, "GET", server.url + "/api/v1/status")
+                    state["lag"][when] = st["loop_lag_ms"]
+                    state["resyncs"][when] = st["engine"]["resyncs"]
+                except (aiohttp.ClientError, TimeoutError, KeyError, TypeError) as exc:
+                    state["errors"].append(f"status ({when}): {exc!r}")
+
+            async def trigger(kind: str) -> None:
+                sent_ns = time.monotonic_ns()
+                try:
+                    if kind == "cap":
+                        status, body = await _call(
+                            http, "POST", server.url + "/api/v1/cap", data=cap_xml,
+                            headers={"Content-Type": "application/xml"})
+                    else:
+                        content = ({"kind": "file", "path": ALERT_FILE} if kind == "file"
+                                   else {"kind": "text", "text": text, "voice": "vi"})
+                        status, body = await _call(
+                            http, "POST", server.url + "/api/v1/alerts",
+                            json={"class": "emergency", "zones": targets[kind],
+                                  "content": content})
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    state["errors"].append(f"{kind} alert: {exc!r}")
+                    return
+                answered_ms = (time.monotonic_ns() - sent_ns) / 1e6
+                if status != 201 or not isinstance(body, dict) or "alert" not in body:
+                    state["errors"].append(f"{kind} alert: {status} {body}")
+                    return
+                alert = body["alert"]
+                state["alerts"][kind] = {
+                    "id": alert["id"], "sent_ns": sent_ns, "answered_ms": round(answered_ms, 3),
+                    "zones": alert["zones"], "content": alert["content"]["kind"]}
+                if body.get("errors"):
+                    state["errors"] += [f"{kind} alert: {e}" for e in body["errors"]]
+
+            async def fire() -> None:
+                await asyncio.gather(*(trigger(kind) for kind in kinds))
+
+            async def collect() -> None:
+                """Every alert's reach, until each message has reached every targeted
+                endpoint (polled, bounded by the end of the run)."""
+                end = time.monotonic() + seconds - 1.0 - (alert_at + lag_after_s + 0.1)
+                while True:
+                    done = True
+                    for kind, a in state["alerts"].items():
+                        try:
+                            _, body = await _call(http, "GET", server.url
+                                                  + f"/api/v1/alerts/{a['id']}?endpoints=1")
+                            found = body["alert"]
+                        except (aiohttp.ClientError, TimeoutError, KeyError, TypeError) as exc:
+                            state["errors"].append(f"{kind} reach: {exc!r}")
+                            return
+                        state["reach"][kind] = found
+                        if len(found["reach_from_call_ms"]["message"]) < found["reach"]["targeted"]:
+                            done = False
+                    if done or time.monotonic() > end:
+                        return
+                    await asyncio.sleep(0.25)  # polling the server, bounded by ``end``
+
+            spec = LoadSpec(url=server.url, token=token, server_pid=server.pid,
+                            endpoints=endpoints, protocol="ws", procs=procs, ramp_s=ramp_s,
+                            seconds=seconds, zones=zone_ids)
+            actions = [(alert_at - 0.5, "loop lag before", lambda: read_lag("before")),
+                       (alert_at, "alerts", fire),
+                       (alert_at + lag_after_s, "loop lag after", lambda: read_lag("after")),
+                       (alert_at + lag_after_s + 0.1, "reach", collect)]
+            test = _RegisteredFleetTest(spec, ids, out, actions)
+            out(f"alerts: {endpoints} endpoints over {villages} villages, live on the root; "
+                f"at t={alert_at:g}s file on {','.join(targets['file'])}, text on "
+                f"{','.join(targets['text'])}, CAP on {','.join(targets['cap'])}")
+            cpu0 = _machine_jiffies()
+            report = await test.run()
+            cpu1 = _machine_jiffies()
+    finally:
+        if source is not None:
+            await source.stop()
+        await server.stop()
+    assert test.result is not None
+    eps = test.result.endpoints
+
+    start_ns = test.fleet.start_ns
+
+    def heard(zones: list[str]) -> dict[str, Any]:
+        idx = [i for i, z in enumerate(home) if z in zones]
+        rows = [eps[i]["timeline"] for i in idx if eps[i].get("timeline")]
+        agg = aggregate(rows)
+        when: dict[float, int] = {}  # stalls by when they were heard (s from the start)
+        for row in rows:
+            for ns in row["stalls_at_ns"]:
+                t = round((ns - start_ns) / 1e9, 1)
+                when[t] = when.get(t, 0) + 1
+        return {"zones": len(zones), "endpoints": len(idx), "reporting": len(rows),
+                "gaps": sum(eps[i].get("gaps", 0) for i in idx),
+                "stalls_at_s": {str(t): n for t, n in sorted(when.items())},
+                **{k: agg[k] for k in ("verdict", "verdict_reasons", "stalls",
+                                       "endpoints_with_stalls", "longest_silence_ms",
+                                       "delivered_pct")}}
+
+    alerts: dict[str, Any] = {}
+    for kind in ALERT_KINDS:
+        a, found = state["alerts"].get(kind), state["reach"].get(kind)
+        if a is None or found is None:
+            continue
+        rfc = found.get("reach_from_call_ms", {"tone": {}, "message": {}})
+        zone_set = set(targets[kind])
+        arrived = []  # as the endpoints saw it: call sent -> first alert packet
+        for i, z in enumerate(home):
+            if z in zone_set and eps[i]:
+                first = next((t for t, _, prio in eps[i].get("switches", [])
+                              if t >= a["sent_ns"] and prio == 100), None)
+                if first is not None:
+                    arrived.append((first - a["sent_ns"]) / 1e6)
+        alerts[kind] = {
+            "id": a["id"], "zones": a["zones"], "content": a["content"],
+            "answered_ms": a["answered_ms"], "targeted": found["reach"]["targeted"],
+            "tone_reached": len(rfc["tone"]), "message_reached": len(rfc["message"]),
+            "tone_first_ms": percentiles(list(rfc["tone"].values())),
+            "message_first_ms": percentiles(list(rfc["message"].values())),
+            "tone_arrived_ms": percentiles(arrived),
+            "timing_ms": found.get("timing_ms"), "status": found.get("status"),
+            "warnings": found.get("warnings", []),
+        }
+    return {
+        "endpoints": endpoints, "villages": villages, "zones_per_kind": zones_per_kind,
+        "seconds": seconds, "alert_at_s": alert_at, "lag_read_after_s": lag_after_s,
+        "zones": {**targets, "untouched": untouched},
+        "content": {"file_s": file_s, "text_chars": len(text), "cap_audio_bytes": len(cap_audio),
+                    "cap_xml_bytes": len(cap_xml)},
+        "untouched": heard(untouched),
+        "alerted": heard([z for zs in targets.values() for z in zs]),
+        "loop_lag_ms": state["lag"], "clock_resyncs": state["resyncs"],
+        "alerts": alerts,
+        "gaps": report["gaps"], "server": report.get("server"),
+        "generator_cpu_pct": report["generator_cpu_pct"],
+        # everything the machine did meanwhile (server, generator, source and anything else),
+        # % of all its cores: a busy machine shows as loop lag that is not the server's own
+        "machine_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]), 1)
+        if cpu1[1] > cpu0[1] else None,
+        "errors": state["errors"],
+    }
+
+
+BENCH_PARTS = ("fanout", "transcode", "switching", "alerts")
+
+
 async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: bool,
-                out: Any) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "fanout": []}
-    for n in counts:
-        for kind in (["loa"] if skip_icecast else ["icecast", "loa"]):
-            out(f"fan-out: {kind}, {n} listeners")
-            results["fanout"].append(await fanout_run(kind, n, seconds, procs, out))
-    out("transcode: 300 s of 128 kb/s stereo MP3 to 32 kb/s mono Opus, least of 3 runs")
-    results["transcode"] = transcode_run()
-    out(f"switching: live takeover and an alert at {max(counts)} endpoints over 20 zones")
-    results["switching"] = await switching_run(max(counts), procs, out)
+                out: Any, only: set[str] | None = None) -> dict[str, Any]:
+    """Every part of the bench in turn, or only those in ``only`` (``BENCH_PARTS``)."""
+    parts = set(BENCH_PARTS) if not only else only
+    results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}}
+    if "fanout" in parts:
+        results["fanout"] = []
+        for n in counts:
+            for kind in (["loa"] if skip_icecast else ["icecast", "loa"]):
+                out(f"fan-out: {kind}, {n} listeners")
+                results["fanout"].append(await fanout_run(kind, n, seconds, procs, out))
+    if "transcode" in parts:
+        out("transcode: 300 s of 128 kb/s stereo MP3 to 32 kb/s mono Opus, least of 3 runs")
+        results["transcode"] = await asyncio.to_thread(transcode_run)
+    if "switching" in parts:
+        out(f"switching: live takeover and an alert at {max(counts)} endpoints over 20 zones")
+        results["switching"] = await switching_run(max(counts), procs, out)
+    if "alerts" in parts:
+        out(f"alerts: file, text and CAP alerts on 9 of 20 zones beside fan-out at "
+            f"{max(counts)} endpoints")
+        results["alerts"] = await alerts_run(max(counts), procs, out)
     return results
 
 
 def format_results(r: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if r.get("fanout"):
+        lines += format_fanout(r["fanout"])
+    if r.get("transcode"):
+        tc = r["transcode"]
+        lines += ["", f"Transcode ({tc['audio_s']:.0f} s of audio): Loa {tc['loa_cpu_s']} s CPU, "
+                  f"ffmpeg {tc['ffmpeg_cpu_s']} s CPU, ratio {tc['ratio_loa_to_ffmpeg']}"]
+    if r.get("switching"):
+        sw = r["switching"].get("takeover", {})
+        al = r["switching"].get("alert", {})
+        lines += ["",
+                  f"Switching (live takeover): {sw.get('reached')}/{sw.get('of')} endpoints; "
+                  f"after the API returned p50 {sw.get('latency_ms', {}).get('p50')} ms, p99 "
+                  f"{sw.get('latency_ms', {}).get('p99')} ms; {sw.get('within_100ms_pct')} % "
+                  "within 100 ms",
+                  f"Alert (emergency, every zone): {al.get('reached')}/{al.get('of')} endpoints; "
+                  f"p50 {al.get('latency_ms', {}).get('p50')} ms, p99 "
+                  f"{al.get('latency_ms', {}).get('p99')} ms, max "
+                  f"{al.get('latency_ms', {}).get('max')} ms; {al.get('within_100ms_pct')} % "
+                  "within 100 ms"]
+    if r.get("alerts"):
+        lines += ["", *format_alerts(r["alerts"])]
+    return "\n".join(lines).strip("\n")
+
+
+def format_fanout(fanout: list[dict[str, Any]]) -> list[str]:
     lines = ["| server | listeners | streaming | CPU ms / listener-s | server CPU | RSS KB / "
              "listener | startup p50 / p99 ms | heard delay p50 / p99 ms | gaps |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for f in r["fanout"]:
+    for f in fanout:
         lines.append(
             f"| {f['server']} | {f['listeners']} | {f['streaming']} | "
             f"{f['cpu_ms_per_listener_second']} | {f['server_cpu_pct']} % | "
             f"{f['rss_kb_per_listener']} | {f['startup_ms']['p50']} / {f['startup_ms']['p99']} | "
             f"{f['heard_delay_ms']['p50']} / {f['heard_delay_ms']['p99']} | {f['gaps']} |")
-    by = {(f["server"], f["listeners"]): f for f in r["fanout"]}
+    by = {(f["server"], f["listeners"]): f for f in fanout}
     ratios = []
     for (kind, n), f in sorted(by.items()):
         ice = by.get(("icecast", n))
         if kind == "loa" and ice and ice["cpu_ms_per_listener_second"]:
             ratios.append(f"- {n} listeners: Loa / Icecast CPU per listener = "
                           f"{f['cpu_ms_per_listener_second'] / ice['cpu_ms_per_listener_second']:.2f}")
-    tc = r["transcode"]
-    sw = r["switching"].get("takeover", {})
-    al = r["switching"].get("alert", {})
-    lines += ["", *ratios, "",
-              f"Transcode ({tc['audio_s']:.0f} s of audio): Loa {tc['loa_cpu_s']} s CPU, "
-              f"ffmpeg {tc['ffmpeg_cpu_s']} s CPU, ratio {tc['ratio_loa_to_ffmpeg']}",
-              f"Switching (live takeover): {sw.get('reached')}/{sw.get('of')} endpoints; after the "
-              f"API returned p50 {sw.get('latency_ms', {}).get('p50')} ms, p99 "
-              f"{sw.get('latency_ms', {}).get('p99')} ms; {sw.get('within_100ms_pct')} % within "
-              "100 ms",
-              f"Alert (emergency, every zone): {al.get('reached')}/{al.get('of')} endpoints; p50 "
-              f"{al.get('latency_ms', {}).get('p50')} ms, p99 {al.get('latency_ms', {}).get('p99')}"
-              f" ms, max {al.get('latency_ms', {}).get('max')} ms; {al.get('within_100ms_pct')} % "
-              "within 100 ms"]
-    return "\n".join(lines)
+    return lines + ([""] + ratios if ratios else [])
+
+
+def _ms3(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "–"
+    return " / ".join("–" if d.get(k) is None else f"{d[k]:.1f}" for k in ("p50", "p99", "max"))
+
+
+def _stalls_at(heard: dict[str, Any], shown: int = 8) -> str:
+    when = list(heard.get("stalls_at_s", {}).items())[:shown]
+    return ("; stalls heard at t = " + ", ".join(f"{t} s ×{n}" for t, n in when)) if when else ""
+
+
+def format_alerts(a: dict[str, Any]) -> list[str]:
+    u = a["untouched"]
+    srv = a.get("server") or {}
+    lines = [
+        f"Alerts beside fan-out: {a['endpoints']} endpoints over {a['villages']} villages, live "
+        f"on the root; alerts at t={a['alert_at_s']:g}s on {a['zones_per_kind']} villages each",
+        f"- untouched zones ({u['zones']} zones, {u['reporting']}/{u['endpoints']} endpoints): "
+        f"{u['verdict']}; stalls {u['stalls']} in {u['endpoints_with_stalls']} endpoint(s); "
+        f"longest silence p50 / p99 / max {_ms3(u['longest_silence_ms'])} ms; delivered min "
+        f"{u['delivered_pct']['min']} %; gaps {u['gaps']}" + _stalls_at(u),
+    ]
+    for when, label in (("before", "10 s before the alerts"),
+                        ("after", f"{a['lag_read_after_s']:g} s after")):
+        lag = a["loop_lag_ms"].get(when)
+        lines.append(f"- loop lag p50 / p99 / max, {label}: {_ms3(lag)} ms"
+                     + (f" (clock resyncs so far: {a['clock_resyncs'][when]})"
+                        if when in a["clock_resyncs"] else ""))
+    lines += ["", "| alert | answered | tone reached | tone-first p50 / p99 / max ms | "
+              "message reached | message-first p50 / p99 / max ms | tone at the endpoints "
+              "p50 / p99 / max ms |", "|---|---|---|---|---|---|---|"]
+    for kind in ALERT_KINDS:
+        k = a["alerts"].get(kind)
+        if k is None:
+            lines.append(f"| {kind} | – | | | | | |")
+            continue
+        lines.append(f"| {kind} | {k['answered_ms']:.1f} ms | {k['tone_reached']}/{k['targeted']}"
+                     f" | {_ms3(k['tone_first_ms'])} | {k['message_reached']}/{k['targeted']} | "
+                     f"{_ms3(k['message_first_ms'])} | {_ms3(k['tone_arrived_ms'])} |")
+    lines.append("(tone-first, message-first: the server's ms from the API call's arrival to the "
+                 "first packet written to each endpoint's socket; tone at the endpoints: from the "
+                 "call being sent to the first alert packet arriving at each simulated endpoint)")
+    if srv:
+        lines.append(f"- server CPU {srv.get('cpu_pct')} % of one core, RSS {srv.get('rss_mb')} "
+                     f"MB; generator CPU {a['generator_cpu_pct']} %; the whole machine "
+                     f"{a.get('machine_cpu_pct')} % of {os.cpu_count()} cores")
+    if a["errors"]:
+        lines.append("- errors: " + "; ".join(a["errors"]))
+    return lines
 
 
 def bench_main(counts: list[int], seconds: float, procs: int, skip_icecast: bool,
-               json_path: str | None) -> int:
+               json_path: str | None, only: set[str] | None = None) -> int:
     try:
         import uvloop
 
@@ -309,8 +729,8 @@ def bench_main(counts: list[int], seconds: float, procs: int, skip_icecast: bool
         pass
     started = time.monotonic()
     try:
-        results = asyncio.run(bench(counts, seconds, procs, skip_icecast, print))
-    except RuntimeError as exc:
+        results = asyncio.run(bench(counts, seconds, procs, skip_icecast, print, only))
+    except (RuntimeError, ValueError) as exc:
         print(f"loa bench: {exc}", file=sys.stderr)
         return 1
     results["wall_s"] = round(time.monotonic() - started, 1)

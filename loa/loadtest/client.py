@@ -3,8 +3,10 @@
 A load generator that spends more CPU than the server it measures tells nothing, so these
 clients do the WebSocket handshake and framing, or the Ogg paging, themselves, and record only
 numbers: packets, sequence gaps, duplicates, start-up delay, latency (native protocol) into a
-fixed histogram, programme switches, reconnects. Decoding is left to the probe endpoints
-(`loa.loadtest.endpoint.SimulatedEndpoint`).
+fixed histogram, programme switches, reconnects, and the audio timeline against the wall clock
+(stalls, longest silence, share of real time delivered: `loa.loadtest.timeline`), on every
+protocol: the native header's pts, Ogg granule positions, MP3 frame counts. Decoding is left to
+the probe endpoints (`loa.loadtest.endpoint.SimulatedEndpoint`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from loa.codecs.pcm import FRAME_SAMPLES
+from loa.loadtest.mp3_frames import Mp3FrameReader
+from loa.loadtest.timeline import TimelineMonitor
 from loa.server.outputs.websocket import HEADER, HEADER_BYTES
 
 # Latency histogram: 0.1 ms bins up to 10 s; later samples land in the last bin.
@@ -63,6 +68,9 @@ class LightEndpoint(asyncio.Protocol):
         self.hist = histogram
         self.retry_s = retry_s
         self.stats = EndpointStats()
+        self.timeline = TimelineMonitor()
+        self._granule: int | None = None  # Ogg: the last page's, on the current logical stream
+        self._mp3 = Mp3FrameReader()
         self.transport: asyncio.Transport | None = None
         self.clock_offset_ns = 0
         self._buf = bytearray()
@@ -144,6 +152,9 @@ class LightEndpoint(asyncio.Protocol):
         self._head_done = False
         self._got_audio = False
         self._last_seq = None
+        self._granule = None
+        self._mp3 = Mp3FrameReader()
+        self.timeline.restart()  # the dead air of a reconnect counts; positions start anew
         host = f"{self.host}:{self.port}"
         if self.proto is Protocol.WS:
             key = base64.b64encode(os.urandom(16)).decode()
@@ -184,10 +195,7 @@ class LightEndpoint(asyncio.Protocol):
         elif self.proto is Protocol.OGG:
             self._parse_ogg(buf)
         else:
-            self.stats.bytes += len(buf)
-            self.stats.packets += 1
-            self._audio(time.monotonic_ns())
-            buf.clear()
+            self._parse_mp3(buf)
 
     # the native protocol
 
@@ -230,7 +238,7 @@ class LightEndpoint(asyncio.Protocol):
         del buf[:pos]
 
     def _native(self, buf: bytearray, start: int, length: int, now: int) -> None:
-        _, _, priority, _, seq, _, capture_ns, programme = HEADER.unpack_from(buf, start)
+        _, _, priority, _, seq, pts, capture_ns, programme = HEADER.unpack_from(buf, start)
         st = self.stats
         last = self._last_seq
         if last is not None:
@@ -247,6 +255,7 @@ class LightEndpoint(asyncio.Protocol):
         if self._on_air != (programme, priority):
             self._on_air = (programme, priority)
             st.switches.append((now, programme, priority))
+        self.timeline.on_packet(pts, now)
         self._audio(now)
 
     def _text(self, data: bytes, now: int) -> None:
@@ -262,6 +271,7 @@ class LightEndpoint(asyncio.Protocol):
                 self.clock_offset_ns = int(msg["server_ns"]) - (self._ping_sent_ns + now) // 2
         elif kind == "zone":
             self._last_seq = None
+            self.timeline.restart()  # the new zone's stream has its own pts
 
     # Ogg over HTTP: count pages, check page sequence numbers
 
@@ -282,23 +292,45 @@ class LightEndpoint(asyncio.Protocol):
             size = 27 + nsegs + sum(buf[pos + 27 : pos + 27 + nsegs])
             if n - pos < size:
                 break
-            _, _, htype, _granule, _serial, seq, _, _ = _OGG_HEADER.unpack_from(buf, pos)
+            _, _, htype, granule, _serial, seq, _, _ = _OGG_HEADER.unpack_from(buf, pos)
             if htype & 0x02 or buf[pos + 27 + nsegs : pos + 35 + nsegs] == b"OpusTags":
                 self._last_seq = None  # header pages: a (new) logical stream begins
+                if htype & 0x02:
+                    self._granule = None
+                    self.timeline.restart()  # a chained stream: granules start anew
             else:
                 st = self.stats
+                pages = 1  # since the last page we got: more when some were lost
                 if self._last_seq is not None:
                     delta = (seq - self._last_seq) & 0xFFFFFFFF
                     if delta == 0 or delta > 0x7FFFFFFF:
                         st.duplicates += 1
                     else:
                         st.gaps += delta - 1
+                        pages = delta
                 self._last_seq = seq
                 st.packets += 1
                 st.bytes += size
+                # The granule position is where the page's audio ends, in 48 kHz samples.
+                prev, self._granule = self._granule, granule
+                duration = ((granule - prev) // pages if prev is not None and granule > prev
+                            else FRAME_SAMPLES)
+                self.timeline.on_packet(granule - duration, now, duration)
                 self._audio(now)
             pos += size
         del buf[:pos]
+
+    # MP3 over HTTP: whole frames, their position counted from the frames before
+
+    def _parse_mp3(self, buf: bytearray) -> None:
+        now = time.monotonic_ns()
+        st = self.stats
+        for frame in self._mp3.feed(buf):
+            st.packets += 1
+            st.bytes += frame.size_bytes
+            self.timeline.on_packet(frame.pts_samples, now, frame.duration_samples)
+            self._audio(now)
+        buf.clear()
 
     def _audio(self, now: int) -> None:
         if not self._got_audio:

@@ -2,7 +2,9 @@
 
 Per packet it records the arrival time, and on the native protocol the sequence number,
 programme, priority and the server's capture time, so it can report latency (through a
-clock-offset estimate from ping/pong), gaps, duplicates and the startup delay.
+clock-offset estimate from ping/pong), gaps, duplicates and the startup delay. On every protocol
+it also holds the audio timeline (native pts, Ogg granule positions, MP3 frame counts) against
+the arrival times, so dead air shows as stalls (`loa.loadtest.timeline`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,28 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import av
 import numpy as np
 
 from loa.codecs.ogg import OggReader
+from loa.codecs.pcm import FRAME_SAMPLES
+from loa.loadtest.mp3_frames import Mp3FrameReader
+from loa.loadtest.timeline import (
+    DELIVERED_MIN_PCT,
+    EXIT_DEAD_AIR,
+    STALL_THRESHOLD_MS,
+    TimelineMonitor,
+    TimelineSummary,
+    Verdict,
+    aggregate,
+)
 from loa.server.outputs.websocket import parse_packet
 
 CLOCK_SYNC_PINGS = 5
+EXIT_ERRORS = 1  # ``loa listen``: an endpoint could not connect, or was cut off
 
 
 @dataclass
@@ -39,6 +54,7 @@ class EndpointReport:
     texts: list[dict[str, object]] = field(default_factory=list)
     error: str | None = None
     crc_errors: int = 0
+    timeline: TimelineSummary | None = None  # set when ``run`` returns
 
     def latency_percentiles(self) -> dict[str, float | None]:
         if not self.latencies_ms:
@@ -77,19 +93,30 @@ class SimulatedEndpoint:
         self.report = EndpointReport(url)
         self.decoder = OpusDecoder(gain) if decode else None
         self._now_ns = now_ns
+        self.timeline = TimelineMonitor()
         self._last_seq: int | None = None
         self._t0_ns = 0
         self.on_packet: Callable[[SimulatedEndpoint, object], None] | None = None
 
     async def run(self, session: aiohttp.ClientSession, seconds: float,
                   stop: asyncio.Event | None = None) -> EndpointReport:
-        """Listen for ``seconds`` (or until ``stop`` is set); errors end up in the report."""
+        """Listen for ``seconds`` (or until ``stop`` is set); errors end up in the report.
+
+        The timeline summary runs to the end of the listening period: cut off early by an
+        error, the endpoint heard silence for the rest of it.
+        """
+        start_ns = self._now_ns()
+        end_ns: int | None = None
         try:
             await asyncio.wait_for(self._run(session, stop), timeout=seconds)
         except TimeoutError:
-            pass
+            end_ns = self._now_ns()
         except (aiohttp.ClientError, OSError) as exc:
             self.report.error = f"{type(exc).__name__}: {exc}"
+        if end_ns is None:
+            stopped = stop is not None and stop.is_set()
+            end_ns = self._now_ns() if stopped else start_ns + int(seconds * 1e9)
+        self.report.timeline = self.timeline.summary(end_ns)
         return self.report
 
     async def _run(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> None:
@@ -117,7 +144,7 @@ class SimulatedEndpoint:
     async def _sync_clock(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """NTP-style: offset = server - midpoint, from the ping with the shortest round trip."""
         best: tuple[int, int] | None = None
-        pending: list[aiohttp.WSMessage] = []
+        pending: list[tuple[aiohttp.WSMessage, int]] = []  # (message, arrival ns)
         for _ in range(CLOCK_SYNC_PINGS):
             t0 = self._now_ns()
             await ws.send_str(json.dumps({"type": "ping", "t0": t0}))
@@ -134,13 +161,13 @@ class SimulatedEndpoint:
                         break
                 elif msg.type != aiohttp.WSMsgType.BINARY:
                     return
-                pending.append(msg)
+                pending.append((msg, self._now_ns()))
         if best is not None:
             self.report.rtt_ms = best[0] / 1e6
             self.report.clock_offset_ns = best[1]
-        for msg in pending:
+        for msg, arrival_ns in pending:
             if msg.type == aiohttp.WSMsgType.BINARY:
-                self._on_native(msg.data)
+                self._on_native(msg.data, arrival_ns)
             else:
                 self._on_text(json.loads(msg.data))
 
@@ -148,9 +175,10 @@ class SimulatedEndpoint:
         self.report.texts.append(msg)
         if msg.get("type") == "zone":
             self._last_seq = None  # moved to another zone's stream: its own sequence numbers
+            self.timeline.restart()  # and its own pts
 
-    def _on_native(self, data: bytes) -> None:
-        now = self._now_ns()
+    def _on_native(self, data: bytes, arrival_ns: int | None = None) -> None:
+        now = self._now_ns() if arrival_ns is None else arrival_ns
         pkt = parse_packet(data)
         r = self.report
         if r.startup_ms is None:
@@ -165,6 +193,7 @@ class SimulatedEndpoint:
         r.packets += 1
         r.bytes += len(data)
         r.latencies_ms.append((now - r.clock_offset_ns - pkt.capture_ns) / 1e6)
+        self.timeline.on_packet(pkt.pts_samples, now)
         if not r.programmes or r.programmes[-1][1:] != (pkt.programme_id, pkt.priority):
             r.programmes.append(((now - self._t0_ns) / 1e9, pkt.programme_id, pkt.priority))
         if self.decoder is not None:
@@ -173,30 +202,48 @@ class SimulatedEndpoint:
             self.on_packet(self, pkt)
 
     async def _run_http(self, session: aiohttp.ClientSession, stop: asyncio.Event | None) -> None:
-        reader = OggReader() if self.url.endswith(".ogg") else None
+        ogg = self.url.endswith(".ogg")
+        reader = OggReader() if ogg else None
+        mp3 = None if ogg else Mp3FrameReader()  # anything else is taken for MP3
+        serial: int | None = None
+        granule0: int | None = None  # the last audio page's granule, on this logical stream
         async with session.get(self.url) as resp:
             if resp.status != 200:
                 self.report.error = f"HTTP {resp.status}"
                 return
             async for chunk in resp.content.iter_any():
+                now = self._now_ns()
                 r = self.report
                 r.bytes += len(chunk)
-                if reader is None:
-                    if r.startup_ms is None:
-                        r.startup_ms = (self._now_ns() - self._t0_ns) / 1e6
-                    r.packets += 1
-                    continue
-                for _serial, _granule, packet, bos in reader.feed(chunk):
-                    if bos or packet.startswith((b"OpusHead", b"OpusTags")):
-                        continue
-                    if r.startup_ms is None:
-                        r.startup_ms = (self._now_ns() - self._t0_ns) / 1e6
-                    r.packets += 1
-                    if self.decoder is not None:
-                        self.decoder.decode(packet)
-                r.crc_errors = reader.crc_errors
+                if mp3 is not None:
+                    for frame in mp3.feed(chunk):
+                        self._first_audio(now)
+                        r.packets += 1
+                        self.timeline.on_packet(frame.pts_samples, now, frame.duration_samples)
+                elif reader is not None:
+                    for page_serial, granule, packet, bos in reader.feed(chunk):
+                        if page_serial != serial:
+                            serial, granule0 = page_serial, None
+                            self.timeline.restart()  # a chained stream: granules start anew
+                        if bos or packet.startswith((b"OpusHead", b"OpusTags")):
+                            continue
+                        self._first_audio(now)
+                        r.packets += 1
+                        # The granule position is where the page's audio ends (48 kHz samples).
+                        duration = (granule - granule0
+                                    if granule0 is not None and granule > granule0
+                                    else FRAME_SAMPLES)
+                        granule0 = granule
+                        self.timeline.on_packet(granule - duration, now, duration)
+                        if self.decoder is not None:
+                            self.decoder.decode(packet)
+                    r.crc_errors = reader.crc_errors
                 if stop is not None and stop.is_set():
                     return
+
+    def _first_audio(self, now: int) -> None:
+        if self.report.startup_ms is None:
+            self.report.startup_ms = (now - self._t0_ns) / 1e6
 
 
 async def run_endpoints(urls: list[str], seconds: float, *, decode: bool = False
@@ -208,9 +255,13 @@ async def run_endpoints(urls: list[str], seconds: float, *, decode: bool = False
 
 
 def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
+    """``loa listen``: exit 0 when all was heard in time, ``EXIT_ERRORS`` when an endpoint
+    could not connect or was cut off, ``EXIT_DEAD_AIR`` when it heard a stall (or got less
+    than ``DELIVERED_MIN_PCT`` of real time)."""
     reports = asyncio.run(run_endpoints([url] * count, seconds))
     lat = [x for r in reports for x in r.latencies_ms]
-    out = {
+    timeline = aggregate(r.timeline.as_dict() for r in reports if r.timeline is not None)
+    out: dict[str, Any] = {
         "endpoints": count,
         "seconds": seconds,
         "packets": sum(r.packets for r in reports),
@@ -223,10 +274,24 @@ def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
             "p50": round(float(np.percentile(lat, 50)), 3) if lat else None,
             "p99": round(float(np.percentile(lat, 99)), 3) if lat else None,
         },
+        # the audio timeline against the wall clock (a stall: > STALL_THRESHOLD_MS behind)
+        "stalls": timeline["stalls"],
+        "endpoints_with_stalls": timeline["endpoints_with_stalls"],
+        "longest_silence_ms": timeline["longest_silence_ms"]["max"],
+        "delivered_pct": timeline["delivered_pct"]["min"],  # of real time, the worst endpoint
+        "verdict": timeline["verdict"],
+        "verdict_reasons": timeline["verdict_reasons"],
     }
     if as_json:
         print(json.dumps(out, indent=2))
     else:
         for k, v in out.items():
-            print(f"{k:>18}: {v}")
-    return 0 if not out["errors"] else 1
+            if k not in ("verdict", "verdict_reasons"):
+                print(f"{k:>21}: {v}")
+        print(f"{'verdict':>21}: {out['verdict']}"
+              + "".join(f"\n{'':>23}{why}" for why in out["verdict_reasons"])
+              + f"\n{'':>23}(a stall: audio > {STALL_THRESHOLD_MS} ms behind real time;"
+              f" delivered must be >= {DELIVERED_MIN_PCT:g} %)")
+    if out["errors"]:
+        return EXIT_ERRORS
+    return EXIT_DEAD_AIR if out["verdict"] != Verdict.PASS.value else 0

@@ -139,7 +139,8 @@ class Fleet:
 
     def _tick_progress(self, t: float, dt: float) -> None:
         agg = {k: sum(p.get(k, 0) for p in self._progress.values())
-               for k in ("connected", "streaming", "packets", "gaps", "reconnects", "cpu_s")}
+               for k in ("connected", "streaming", "packets", "gaps", "stalls", "reconnects",
+                         "cpu_s")}
         prev = self._timeline[-1] if self._timeline else {"packets": 0, "cpu_s": 0.0}
         srv = sample_proc(self.server_pid) if self.server_pid else None
         prev_srv: ProcSample | None = getattr(self, "_prev_srv", None)
@@ -156,6 +157,7 @@ class Fleet:
         srv_txt = f"  server CPU {row['server_cpu_pct']}%" if srv_pct is not None else ""
         self.out(f"  t={t:5.1f}s  streaming {agg['streaming']:>5}/{len(self.endpoints)}"
                  f"  pkts/s {row['packets_per_s']:>7,}  gaps {agg['gaps']:>5}"
+                 f"  stalls {agg['stalls']:>5}"
                  f"  reconnects {agg['reconnects']:>5}  generator CPU "
                  f"{row['generator_cpu_pct']:5.1f}%{srv_txt}")
 

@@ -1,5 +1,9 @@
 """Load test reports: a summary table for people, JSON for machines, and a self-contained HTML
-page with the latency CDF and histogram drawn as inline SVG (nothing to fetch to view it)."""
+page with the latency CDF and histogram drawn as inline SVG (nothing to fetch to view it).
+
+Each leads with the verdict: FAILURE when any endpoint heard a stall or got less than 99 % of
+real time (`loa.loadtest.timeline`), whatever the sequence numbers say.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from loa.loadtest.client import LATENCY_BIN_NS
+from loa.loadtest.timeline import Verdict
 
 
 def percentiles(values: Sequence[float], pcts: Sequence[float] = (50, 90, 99)
@@ -44,7 +49,22 @@ def histogram_percentiles(counts: np.ndarray, pcts: Sequence[float] = (50, 90, 9
 def summary_table(report: dict[str, Any]) -> str:
     lat = report["latency_ms"]
     st = report["startup_ms"]
-    rows = [
+    verdict = report.get("verdict")
+    rows: list[tuple[str, str]] = []
+    if verdict is not None:
+        rows += [
+            ("verdict", verdict + "".join(f"; {why}" for why in report["verdict_reasons"])),
+            ("stalls", (f"{report['stalls']:,} in {report['endpoints_with_stalls']:,} endpoint(s)"
+                        f" (audio > {report['stall_threshold_ms']} ms behind real time)")),
+            ("longest silence p50/p99/max", _fmt(report["longest_silence_ms"],
+                                                 ("p50", "p99", "max"), "ms")),
+            ("delivered min/p50", _fmt(report["delivered_pct"], ("min", "p50"), "% of real time",
+                                       digits=2)),
+        ]
+        if report.get("endpoints_not_judged"):
+            rows.append(("not judged", (f"{report['endpoints_not_judged']} endpoint(s) the test"
+                                        " cut or stalled on purpose")))
+    rows += [
         ("endpoints", f"{report['endpoints']} ({report['protocol']}, {report['procs']} processes)"),
         ("duration", f"{report['duration_s']:.1f} s"),
         ("packets", f"{report['packets']:,}"),
@@ -64,12 +84,22 @@ def summary_table(report: dict[str, Any]) -> str:
     for sc in report.get("scenarios", []):
         rows.append((f"scenario {sc['name']}", sc["summary"]))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    table = "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    if verdict == Verdict.FAILURE.value:  # impossible to miss at the end of a terminal
+        table += "\n\n  *** FAILURE: endpoints heard dead air: " \
+                 + "; ".join(report["verdict_reasons"]) + " ***"
+    elif verdict is not None:
+        table += "\n\n  PASS: no stall, every endpoint got real time"
+    return table
 
 
 def _fmt4(d: dict[str, Any], unit: str) -> str:
-    vals = [d.get(k) for k in ("p50", "p90", "p99", "max")]
-    return " / ".join("–" if v is None else f"{v:.1f}" for v in vals) + f" {unit}"
+    return _fmt(d, ("p50", "p90", "p99", "max"), unit)
+
+
+def _fmt(d: dict[str, Any], keys: Sequence[str], unit: str, digits: int = 1) -> str:
+    vals = [d.get(k) for k in keys]
+    return " / ".join("–" if v is None else f"{v:.{digits}f}" for v in vals) + f" {unit}"
 
 
 def write_json(report: dict[str, Any], path: str) -> None:
@@ -165,6 +195,21 @@ def svg_timeline(timeline: list[dict[str, Any]], key: str, title: str) -> str:
     return _svg_frame(title, "seconds", key, x_max, y_max, body)
 
 
+def _verdict_html(report: dict[str, Any]) -> str:
+    """The verdict as a banner: red FAILURE with its reasons, or green PASS."""
+    verdict = report.get("verdict")
+    if verdict is None:
+        return ""
+    if verdict == Verdict.FAILURE.value:
+        title = "THẤT BẠI — loa bị mất tiếng / FAILURE — endpoints heard dead air"
+    else:
+        title = "ĐẠT / PASS — không ngắt quãng / no stall"
+    reasons = "".join(f"<li>{html.escape(why)}</li>" for why in report["verdict_reasons"])
+    return (f'<div class="verdict {html.escape(verdict)}" id="verdict"><strong>'
+            f"{html.escape(title)}</strong>" + (f"<ul>{reasons}</ul>" if reasons else "")
+            + "</div>")
+
+
 def write_html(report: dict[str, Any], path: str) -> None:
     counts = np.zeros(max((int(k) for k in report["latency_histogram"]), default=0) + 1)
     for k, v in report["latency_histogram"].items():
@@ -173,20 +218,28 @@ def write_html(report: dict[str, Any], path: str) -> None:
     values = (nz + 1) * LATENCY_BIN_NS / 1e6
     weights = counts[nz]
     startup = np.asarray(report.get("startup_samples_ms", []), dtype=float)
+    silences = np.asarray(report.get("longest_silence_samples_ms", []), dtype=float)
+    hidden = ("latency_histogram", "startup_samples_ms", "timeline", "longest_silence_samples_ms")
     parts = [
         "<!doctype html><html lang=vi><meta charset=utf-8>",
         "<title>Loa — báo cáo thử tải / load test report</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:760px}"
-        "pre{background:#f5f5f5;padding:1em}</style>",
+        "pre{background:#f5f5f5;padding:1em}"
+        ".verdict{padding:1em;font-size:1.3em;color:#fff}"
+        ".FAILURE{background:#b71c1c}.PASS{background:#2e7d32}</style>",
         "<h1>Loa — báo cáo thử tải</h1><p>Load test report</p>",
+        _verdict_html(report),
         f"<pre>{html.escape(summary_table(report))}</pre>",
         svg_cdf(values, weights, "Độ trễ / latency CDF", "ms, capture → receive"),
         svg_histogram(values, weights, "Độ trễ / latency histogram", "ms"),
         svg_cdf(startup, np.ones_like(startup), "Khởi động / startup delay CDF",
                 "ms, connect → first audio"),
+        svg_cdf(silences, np.ones_like(silences),
+                "Khoảng lặng dài nhất / longest silence per endpoint, CDF",
+                "ms, the longest wait between two packets"),
         svg_timeline(report.get("timeline", []), "streaming", "Đang nhận / endpoints streaming"),
         "<h2>JSON</h2>",
-        f"<pre>{html.escape(json.dumps({k: v for k, v in report.items() if k not in ('latency_histogram', 'startup_samples_ms', 'timeline')}, indent=2, ensure_ascii=False))}</pre>",
+        f"<pre>{html.escape(json.dumps({k: v for k, v in report.items() if k not in hidden}, indent=2, ensure_ascii=False))}</pre>",
         "</html>",
     ]
     with open(path, "w") as f:

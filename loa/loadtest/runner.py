@@ -13,7 +13,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,11 +23,16 @@ import numpy as np
 from loa.loadtest.fleet import WORKER_BOOT_S, Fleet, FleetResult
 from loa.loadtest.report import histogram_percentiles, percentiles, summary_table
 from loa.loadtest.target import FfmpegSource, LocalLoa, zone_tree_toml
+from loa.loadtest.timeline import EXIT_DEAD_AIR, Verdict, aggregate
 
 LIVE_PRIORITY = 80
 ALERT_PRIORITY = 100
 MAX_ENDPOINTS = 20_000
 MAX_SECONDS = 3600
+WORST_ENDPOINTS = 5  # listed by name in the report
+
+# A step of the scenario given by the caller: (seconds from the start, name, what to do).
+Action = tuple[float, str, Callable[[], Awaitable[object]]]
 
 
 @dataclass
@@ -70,10 +75,15 @@ class LoadSpec:
 
 
 class LoadTest:
-    def __init__(self, spec: LoadSpec, out: Callable[[str], None] = print) -> None:
+    """One load test run. ``actions`` adds steps of the caller's own to the scenario timeline
+    (a test that holds the server in-process can freeze its clock, say)."""
+
+    def __init__(self, spec: LoadSpec, out: Callable[[str], None] = print,
+                 actions: Sequence[Action] = ()) -> None:
         spec.validate()
         self.spec = spec
         self.out = out
+        self.actions = list(actions)
         self.server: LocalLoa | None = None
         self.source: FfmpegSource | None = None
         self.url = spec.url or ""
@@ -154,6 +164,8 @@ class LoadTest:
             actions.append((spec.storm_at, "storm"))
         if spec.slow_at is not None:
             actions.append((spec.slow_at, "slow"))
+        custom = {name: act for _, name, act in self.actions}
+        actions += [(at, name) for at, name, _ in self.actions]
         root = await self._root() if actions else ""
         for at, name in sorted(actions):
             await self._at(at)
@@ -172,6 +184,8 @@ class LoadTest:
             elif name == "slow":
                 self.fleet.command({"cmd": "stall", "fraction": spec.slow_fraction,
                                     "seconds": spec.slow_seconds})
+            elif name in custom:
+                await custom[name]()
             t1 = time.monotonic_ns()
             self.events.append({"name": name, "sent_ns": t0, "done_ns": t1})
             self.out(f"  -> {name} at t={(t0 - self._start_ns) / 1e9:.1f}s "
@@ -264,6 +278,7 @@ class LoadTest:
             "latency_histogram": {str(int(i)): int(hist[i]) for i in np.nonzero(hist)[0]},
             "startup_samples_ms": startup,
             "scenarios": self._scenario_results(eps),
+            **self._timeline_results(eps),
         }
         if result.server_cpu_s is not None and result.server_wall_s > 0:
             cpu_pct = 100 * result.server_cpu_s / result.server_wall_s
@@ -273,6 +288,30 @@ class LoadTest:
                 "rss_mb": round((result.server_rss_kb or 0) / 1024, 1),
             }
         return report
+
+    def _timeline_results(self, eps: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stalls, longest silence and the share of real time delivered, and the verdict.
+
+        Endpoints the test itself cut or stalled on purpose (storm, slow) count in the figures
+        but not in the verdict: their dead air is the fault injected, not the server's.
+        """
+        faulted = set(self.affected.get("drop", [])) | set(self.affected.get("stall", []))
+        rows = [(i, e["timeline"]) for i, e in enumerate(eps) if e.get("timeline")]
+        out = aggregate((t for _, t in rows), (i not in faulted for i, _ in rows))
+        missing = len(eps) - len(rows)
+        if missing:
+            out["verdict"] = Verdict.FAILURE.value
+            out["verdict_reasons"].append(f"{missing} endpoint(s) sent no report")
+        worst = sorted(rows, key=lambda r: (r[1]["stalls"], r[1]["longest_silence_ms"]),
+                       reverse=True)[:WORST_ENDPOINTS]
+        out["worst_endpoints"] = [{
+            "index": i, "url": self.fleet.endpoints[i][0], "judged": i not in faulted,
+            "stalls": t["stalls"], "longest_silence_ms": t["longest_silence_ms"],
+            "delivered_pct": t["delivered_pct"],
+            "stalls_at_s": [round((ns - self._start_ns) / 1e9, 2) for ns in t["stalls_at_ns"]],
+        } for i, t in worst]
+        out["longest_silence_samples_ms"] = [t["longest_silence_ms"] for _, t in rows]
+        return out
 
     def _scenario_results(self, eps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
@@ -358,4 +397,4 @@ def loadtest_main(spec: LoadSpec) -> int:
     if spec.html_path:
         write_html(report, spec.html_path)
         print(f"  HTML: {spec.html_path}")
-    return 0
+    return EXIT_DEAD_AIR if report["verdict"] != Verdict.PASS.value else 0

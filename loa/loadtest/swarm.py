@@ -61,9 +61,10 @@ class _Worker:
         except TimeoutError:
             pass
         self.stop.set()
+        end_ns = time.monotonic_ns()  # the end of the run: silence up to here counts
         await asyncio.gather(*tasks)
         progress.cancel()
-        self.conn.send({"type": "result", **self._result()})
+        self.conn.send({"type": "result", **self._result(end_ns)})
         commands.cancel()  # its thread ends when the runner closes the pipe
 
     async def _start(self, ep: LightEndpoint, offset_s: float) -> None:
@@ -112,14 +113,16 @@ class _Worker:
                 "streaming": sum(1 for e in eps if e.stats.packets and e.transport is not None),
                 "packets": sum(e.stats.packets for e in eps),
                 "gaps": sum(e.stats.gaps for e in eps),
+                "stalls": sum(e.timeline.stalls for e in eps),
                 "reconnects": sum(e.stats.reconnects for e in eps),
                 "cpu_s": time.process_time(),
             })
 
-    def _result(self) -> dict[str, Any]:
+    def _result(self, end_ns: int) -> dict[str, Any]:
         nz = np.nonzero(self.hist)[0]
         return {
             "cpu_s": time.process_time(),
             "histogram": {int(i): int(self.hist[i]) for i in nz},
-            "endpoints": [asdict(e.stats) for e in self.endpoints],
+            "endpoints": [{**asdict(e.stats), "timeline": e.timeline.summary(end_ns).as_dict()}
+                          for e in self.endpoints],
         }

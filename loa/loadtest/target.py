@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -78,6 +79,7 @@ class LocalLoa:
         self._demo = demo
         self._env = extra_env or {}
         self._dir = tempfile.mkdtemp(prefix="loa-loadtest-")
+        self.data_dir = os.path.join(self._dir, "data")  # its media folder: data_dir/media
         self._config: str | None = None
         if config_toml is not None:
             self._config = os.path.join(self._dir, "loa.toml")
@@ -91,7 +93,7 @@ class LocalLoa:
 
     async def start(self) -> None:
         env = dict(os.environ, LOA_ADMIN_TOKEN=self.token, LOA_SOURCE_PASSWORD=self.source_password,
-                   LOA_DATA_DIR=os.path.join(self._dir, "data"), **self._env)
+                   LOA_DATA_DIR=self.data_dir, **self._env)
         args = [sys.executable, "-m", "loa", "serve", "--listen", f"127.0.0.1:{self.port}"]
         if not self._demo:
             args.append("--no-demo")
@@ -125,18 +127,34 @@ async def wait_ready(url: str, token: str, timeout_s: float = 20.0) -> None:
             await asyncio.sleep(0.1)  # polling a starting process; bounded by the deadline
 
 
-def zone_tree_toml(villages: int, per_commune: int = 4) -> str:
-    """A district of ``villages`` leaf zones, ``per_commune`` to a commune."""
-    lines = ["endpoints = []  # the load test's endpoints listen by zone\n",
-             '[[zones]]\nid = "huyen"\nname = "Huyện thử tải"\nadmin_code = "000"\n']
+def zone_tree_toml(villages: int, per_commune: int = 4,
+                   endpoints: Sequence[tuple[str, str]] = (),
+                   village_codes: bool = False) -> str:
+    """A district of ``villages`` leaf zones, ``per_commune`` to a commune.
+
+    ``endpoints``: (id, zone) of endpoints to register (else none: the load test's endpoints
+    listen by zone). ``village_codes``: villages get an administrative code too (their
+    commune's, a dash and their number, e.g. ``00002-07``), so a CAP geocode can name them.
+    """
+    lines = ([] if endpoints else ["endpoints = []  # the load test's endpoints listen by zone\n"])
+    lines.append('[[zones]]\nid = "huyen"\nname = "Huyện thử tải"\nadmin_code = "000"\n')
     communes = -(-villages // per_commune)
     for c in range(communes):
         lines.append(f'[[zones]]\nid = "xa-{c + 1:02d}"\nname = "Xã {c + 1}"\n'
                      f'parent = "huyen"\nadmin_code = "{c + 1:05d}"\n')
     for v in range(villages):
+        code = (f'admin_code = "{village_admin_code(v + 1, per_commune)}"\n'
+                if village_codes else "")
         lines.append(f'[[zones]]\nid = "thon-{v + 1:02d}"\nname = "Thôn {v + 1}"\n'
-                     f'parent = "xa-{v // per_commune + 1:02d}"\n')
+                     f'parent = "xa-{v // per_commune + 1:02d}"\n{code}')
+    for eid, zone in endpoints:
+        lines.append(f'[[endpoints]]\nid = "{eid}"\nzone = "{zone}"\n')
     return "\n".join(lines)
+
+
+def village_admin_code(village: int, per_commune: int = 4) -> str:
+    """The code ``zone_tree_toml(..., village_codes=True)`` gives village ``village`` (1-based)."""
+    return f"{(village - 1) // per_commune + 1:05d}-{village:02d}"
 
 
 class FfmpegSource:

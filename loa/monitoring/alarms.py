@@ -9,6 +9,8 @@ long enough and cleared when they end; every raise and clear goes to the audit l
     supply_voltage     an endpoint's supply voltage is outside the band
     relay_fault        an endpoint's protection relay has tripped
     broker_down        the server has lost its MQTT broker (no control, no presence)
+    loop_lag           the event loop ran late by more than ``loop_lag_ms`` in the last 10 s
+                       (the audio of every zone is at risk; see ``loa_loop_lag_seconds``)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from loa.server.app import LoaServer
 
 KINDS = ("endpoint_offline", "zone_silent", "source_down", "underruns", "supply_voltage",
-         "relay_fault", "broker_down")
+         "relay_fault", "broker_down", "loop_lag")
 
 
 @dataclass
@@ -79,6 +81,10 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
         out.append(("broker_down", fleet.broker_url,
                     f"no connection to the MQTT broker: {fleet.last_error or 'connecting'}",
                     now_ns, cfg.hold_s))
+    worst = s.loop_lag.recent_ms()["max"]
+    if worst is not None and worst > cfg.loop_lag_ms:
+        out.append(("loop_lag", "server", f"the event loop ran {worst:.0f} ms late "
+                    f"(limit {cfg.loop_lag_ms:g} ms)", now_ns, 0))
     for eid in s.endpoints.endpoints:
         h = fleet.health.get(eid)
         if h is None or not h.online:

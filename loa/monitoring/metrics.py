@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from loa.monitoring.alarms import KINDS as ALARM_KINDS
+from loa.monitoring.loop_lag import BUCKETS_S as LOOP_LAG_BUCKETS_S
 from loa.server.zones import is_alert_group
 
 if TYPE_CHECKING:
@@ -101,6 +102,20 @@ class LoaCollector(Collector):
         dropped.add_metric(["jitter_overflow"], s.counters.total("jitter_overflow_drops"))
         dropped.add_metric(["jitter_trim"], s.counters.total("jitter_trimmed"))
         yield dropped
+        yield CounterMetricFamily("loa_store_failed_writes",
+                                  "Database writes refused (each logged, none raised)",
+                                  value=s.store.failed_writes)
+        yield GaugeMetricFamily("loa_store_queued", "Statements waiting for the database thread",
+                                value=s.store.queued)
+        lag = s.loop_lag
+        yield HistogramMetricFamily(
+            "loa_loop_lag_seconds", "How late the event loop woke a sleeper (probe every "
+            f"{lag.probe_s * 1000:g} ms)",
+            buckets=[(repr(b), float(sum(lag.bucket_counts[:i + 1])))
+                     for i, b in enumerate(LOOP_LAG_BUCKETS_S)]
+            + [("+Inf", float(lag.count))], sum_value=lag.sum_s)
+        yield CounterMetricFamily("loa_clock_resyncs", "Master clock resynchronisations "
+                                  "(the clock fell over 100 ms behind)", value=s.engine.resyncs)
         yield from self._fleet()
 
     def _fleet(self) -> Iterator[Metric]:

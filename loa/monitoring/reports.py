@@ -4,12 +4,18 @@ the alerts: hours on air by bulletin class, endpoint availability, alerts and th
 Hours on air for the commune are the union over its zones (a programme heard in two villages
 at once counts once); each zone's own hours are listed beside. The yearly report the Circular
 asks for is this report over a calendar year.
+
+A report reads months of history: ``report_scope`` copies what it covers on the event loop,
+then ``commune_report`` and ``report_csv`` run in a worker thread (their store reads go
+through the store's own thread).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,12 +63,42 @@ def online_s(history: list[tuple[float, bool]], start: float, end: float) -> flo
     return total
 
 
-def commune_report(store: Store, zones: ZoneTree, registry: EndpointRegistry, commune: str,
-                   start: float, end: float, now: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ReportEndpoint:
+    id: str
+    name: str
+    zone_id: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """What a commune's report covers, copied from the zone tree and the registry on the
+    event loop, so that the report can be computed in a worker thread while they change."""
+    commune_id: str
+    name: str
+    admin_code: str | None
+    zone_ids: tuple[str, ...]
+    endpoints: tuple[ReportEndpoint, ...]  # sorted by id
+
+
+def report_scope(zones: ZoneTree, registry: EndpointRegistry, commune: str) -> ReportScope:
+    """On the loop (cheap: one pass over the registry). Raises ZoneError."""
+    root = zones.get(commune)
+    eps = sorted(registry.in_zone(commune), key=lambda e: e.id)
+    return ReportScope(root.id, root.name, root.admin_code,
+                       tuple(z.id for z in zones.subtree(commune)),
+                       tuple(ReportEndpoint(e.id, e.name, e.zone_id, e.created_at)
+                             for e in eps))
+
+
+def commune_report(store: Store, scope: ReportScope, start: float, end: float, now: float
+                   ) -> dict[str, Any]:
+    """The report for ``scope`` over [start, end). Blocking (it reads the store): run it in a
+    worker thread. Raises ValueError for an empty period."""
     if end <= start:
         raise ValueError("the period must end after it starts")
-    root = zones.get(commune)
-    zone_ids = [z.id for z in zones.subtree(commune)]
+    zone_ids = list(scope.zone_ids)
     end_eff = min(end, now)
 
     per_class: dict[str, list[tuple[float, float]]] = {c: [] for c, _ in CLASSES}
@@ -78,7 +114,7 @@ def commune_report(store: Store, zones: ZoneTree, registry: EndpointRegistry, co
     on_air_total = round(_union_s([i for c, iv in per_class.items() if c != "fill"
                                    for i in iv]) / 3600, 4)
 
-    eps = sorted(registry.in_zone(commune), key=lambda e: e.id)
+    eps = scope.endpoints
     histories = store.presence([e.id for e in eps], end_eff)
     availability = []
     up_total = span_total = 0.0
@@ -112,7 +148,8 @@ def commune_report(store: Store, zones: ZoneTree, registry: EndpointRegistry, co
             "reach_max_ms": round(times[-1], 3) if times else None,
         })
     return {
-        "commune": {"id": root.id, "name": root.name, "admin_code": root.admin_code},
+        "commune": {"id": scope.commune_id, "name": scope.name,
+                    "admin_code": scope.admin_code},
         "period": {"start": start, "end": end,
                    "start_iso": datetime.fromtimestamp(start).astimezone().isoformat(),
                    "end_iso": datetime.fromtimestamp(end).astimezone().isoformat()},
@@ -155,3 +192,10 @@ def report_csv(report: dict[str, Any]) -> str:
                     "reach_max_ms"):
             w.writerow(["alert", a["id"], key, "" if a[key] is None else a[key]])
     return out.getvalue()
+
+
+def render_report(store: Store, scope: ReportScope, start: float, end: float, now: float,
+                  as_csv: bool) -> str:
+    """The report as CSV or JSON text, ready to send. Blocking: for a worker thread."""
+    report = commune_report(store, scope, start, end, now)
+    return report_csv(report) if as_csv else json.dumps(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -10,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,8 @@ from aiohttp import BodyPartReader, web
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.codecs.tts import TtsError
 from loa.fleet.credentials import mosquitto_acl, mosquitto_passwd_lines
-from loa.monitoring.reports import commune_report, report_csv
+from loa.monitoring.metrics import render
+from loa.monitoring.reports import render_report, report_scope
 from loa.scheduler.ical import export_ics, import_ics
 from loa.scheduler.recurrence import STATION_TZ, conflicts, item_from_json
 from loa.server.alerts import parse_spec
@@ -79,6 +82,20 @@ def require(request: web.Request, right: Right) -> None:
     if not principal.may(right):
         raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
                                 content_type="application/json")
+
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    """The whole body, or ``limit_bytes + 1`` of it when it is longer (the caller refuses
+    it). ``StreamReader.read(n)`` alone returns what has arrived so far, not the body."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit_bytes:
+        chunk = await request.content.read(limit_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -183,7 +200,7 @@ class Api:
 
     async def import_schedules(self, request: web.Request) -> web.Response:
         require(request, Right.OPERATE)
-        data = await request.content.read(MAX_ICS_BYTES + 1)
+        data = await read_body(request, MAX_ICS_BYTES)
         if len(data) > MAX_ICS_BYTES:
             return _error(413, f"calendars are limited to {MAX_ICS_BYTES >> 10} KiB")
         try:
@@ -228,8 +245,6 @@ class Api:
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text format; scrape it with the bearer token."""
-        from loa.monitoring.metrics import render
-
         return web.Response(body=render(self.s), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
@@ -241,7 +256,7 @@ class Api:
             return _error(400, "since is a unix time")
         zone = request.query.get("zone")
         return web.json_response({
-            "entries": self.s.store.broadcast_log(zone, since),
+            "entries": await self.s.store.broadcast_log_async(zone, since),
             "on_air": [e for e in self.s.broadcast_log.on_air() if not zone or e["zone"] == zone],
         })
 
@@ -251,18 +266,20 @@ class Api:
         if not request.content_type.startswith("multipart/"):
             return _error(415, 'upload as multipart/form-data with a "file" part')
         try:
-            fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20)
+            fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20,
+                                                 self.s.media.incoming)
         except UploadTooLarge as exc:
             return _error(413, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
-        if "file" not in files:
+        upload = files.get("file")
+        if upload is None:
             return _error(400, 'multipart needs a "file" part')
-        filename, data = files["file"]
+        filename = upload.filename
         try:
-            item, created = await self.s.media.add(
-                data, filename, request[PRINCIPAL_KEY].name, fields.get("title", ""),
-                fields.get("tags", "").split(","))
+            item, created = await self.s.media.add_file(
+                upload.path, upload.sha256, filename, request[PRINCIPAL_KEY].name,
+                fields.get("title", ""), fields.get("tags", "").split(","))
         except MediaError as exc:
             return _error(400, str(exc))
         self.s.store.audit(request[PRINCIPAL_KEY].name, "media.add", item.id,
@@ -286,21 +303,22 @@ class Api:
             return _error(404, f"no media item {request.match_info['id']!r}")
         if self.s.media_in_use(item):
             return _error(409, f"{item.title!r} is playing or scheduled; release it first")
-        self.s.media.delete(item.id)
+        await self.s.media.delete(item.id)
         self.s.store.audit(request[PRINCIPAL_KEY].name, "media.delete", item.id)
         return web.json_response({"deleted": item.id})
 
     async def cap(self, request: web.Request) -> web.Response:
         """A CAP 1.2 XML document as the request body."""
         require(request, Right.ALERT)
+        received_ns = self.s.clock.now_ns()
         if request.content_length and request.content_length > MAX_CAP_BYTES:
             return _error(413, f"CAP messages are limited to {MAX_CAP_BYTES} bytes")
-        data = await request.content.read(MAX_CAP_BYTES + 1)
+        data = await read_body(request, MAX_CAP_BYTES)
         try:
-            msg = parse_cap(data)
+            msg = await asyncio.to_thread(parse_cap, data)  # XML and base64: beside the loop
             status, body = await self.s.alerts.handle_cap(
                 msg, request[PRINCIPAL_KEY].name, test_zone=self.s.config.cap_test_zone,
-                upload_dir=self.s.media_dir / "cap", fetch=self.s.fetch_resource)
+                upload_dir=self.s.media_dir / "cap", received_ns=received_ns)
         except CapError as exc:
             status = 413 if "limit" in str(exc) else 400
             return _error(status, str(exc))
@@ -311,6 +329,7 @@ class Api:
     async def trigger_alert(self, request: web.Request) -> web.Response:
         """JSON, or multipart with a ``spec`` part (JSON) and an ``audio`` part (the message)."""
         require(request, Right.ALERT)
+        received_ns = self.s.clock.now_ns()
         uploaded: Path | None = None
         if request.content_type.startswith("multipart/"):
             try:
@@ -329,7 +348,7 @@ class Api:
                 path = media_path(self.s.media_dir, str(spec.content.get("path", "")))
                 spec.content = {"kind": "media", "path": str(path),
                                 "name": str(spec.content.get("path"))}
-            alert = await self.s.alerts.trigger(spec, request[PRINCIPAL_KEY].name)
+            alert = await self.s.alerts.trigger(spec, request[PRINCIPAL_KEY].name, received_ns)
         except ValueError as exc:
             return _error(400, str(exc))
         return web.json_response({"alert": alert.describe(full=True),
@@ -337,27 +356,28 @@ class Api:
 
     async def _read_alert_upload(self, request: web.Request) -> tuple[dict[str, Any], Path]:
         """The spec, and the uploaded audio saved content-addressed once it decodes."""
-        fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20)
-        try:
-            spec = json.loads(fields.get("spec", "{}"))
-        except ValueError:
-            raise ValueError("the spec part is not valid JSON") from None
-        if not isinstance(spec, dict):
-            raise ValueError("the spec part must be a JSON object")
-        data = files.get("audio", ("", b""))[1]
-        if not data:
-            raise ValueError('multipart needs an "audio" part with the message')
         folder = self.s.media_dir / "alerts"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / hashlib.sha256(data).hexdigest()
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
+        fields, files = await read_multipart(request, self.s.config.max_upload_mb << 20,
+                                             folder)
+        upload = files.get("audio")
         try:
-            FrameDecoder(str(tmp)).close()  # judged by decoding, not by its name or type
-        except DecodeError as exc:
-            tmp.unlink(missing_ok=True)
-            raise ValueError(f"the uploaded file is not audio Loa can play: {exc}") from None
-        tmp.replace(path)
+            try:
+                spec = json.loads(fields.get("spec", "{}"))
+            except ValueError:
+                raise ValueError("the spec part is not valid JSON") from None
+            if not isinstance(spec, dict):
+                raise ValueError("the spec part must be a JSON object")
+            if upload is None or upload.size == 0:
+                raise ValueError('multipart needs an "audio" part with the message')
+            path = folder / upload.sha256
+            try:  # judged by decoding, not by its name or type
+                await asyncio.to_thread(_probe_and_keep, upload.path, path)
+            except DecodeError as exc:
+                raise ValueError(f"the uploaded file is not audio Loa can play: {exc}") from None
+        except BaseException:
+            for f in files.values():
+                await asyncio.to_thread(f.discard)
+            raise
         return spec, path
 
     async def list_alerts(self, request: web.Request) -> web.Response:
@@ -365,12 +385,17 @@ class Api:
             {"alerts": [a.describe() for a in self.s.alerts.alerts.values()]})
 
     async def get_alert(self, request: web.Request) -> web.Response:
-        found = self.s.alerts.get(request.match_info["id"])
+        """One alert with its reach; ``?endpoints=1`` adds, per endpoint, the ms from the
+        API call to the first tone packet and to the message's first packet."""
+        found = await self.s.alerts.get(request.match_info["id"])
         if found is None:
             return _error(404, f"no alert {request.match_info['id']!r}")
         if isinstance(found, dict):
             return web.json_response({"alert": found})
-        return web.json_response({"alert": found.describe(full=True)})
+        out = found.describe(full=True)
+        if request.query.get("endpoints"):  # ?endpoints=1: every endpoint's reach
+            out["reach_from_call_ms"] = found.reach_from_call_ms()
+        return web.json_response({"alert": out})
 
     async def cancel_alert(self, request: web.Request) -> web.Response:
         require(request, Right.ALERT)
@@ -382,7 +407,8 @@ class Api:
 
     async def audit(self, request: web.Request) -> web.Response:
         require(request, Right.ADMIN)
-        return web.json_response({"audit": self.s.store.audit_log(request.query.get("subject"))})
+        return web.json_response(
+            {"audit": await self.s.store.audit_log_async(request.query.get("subject"))})
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self.s.status())
@@ -537,7 +563,7 @@ class Api:
         """A CSV body (UTF-8): id,name,zone,lat,lon,address,admin_code. All or nothing; new
         endpoints come back with their MQTT passwords (as CSV with ``Accept: text/csv``)."""
         require(request, Right.ADMIN)
-        data = await request.content.read(MAX_CSV_BYTES + 1)
+        data = await read_body(request, MAX_CSV_BYTES)
         if len(data) > MAX_CSV_BYTES:
             return _error(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
         try:
@@ -545,12 +571,12 @@ class Api:
         except UnicodeDecodeError:
             return _error(400, "the CSV must be UTF-8 (save it from the spreadsheet as "
                                "CSV UTF-8)")
-        created, updated, errors = self.s.endpoints.import_csv(text)
-        if errors:
-            return web.json_response({"error": "nothing imported", "errors": errors[:200]},
-                                     status=400)
-        logins = [self._mqtt_login(ep.id, self.s.endpoints.rotate_secret(ep.id))
-                  for ep in created]
+        result = await self.s.endpoints.import_csv(text)
+        created, updated = result.created, result.updated
+        if result.errors:
+            return web.json_response({"error": "nothing imported",
+                                      "errors": result.errors[:200]}, status=400)
+        logins = [self._mqtt_login(ep.id, result.passwords[ep.id]) for ep in created]
         self.s.store.audit(request[PRINCIPAL_KEY].name, "endpoint.import", "csv",
                            {"created": [e.id for e in created],
                             "updated": [e.id for e in updated]})
@@ -663,20 +689,22 @@ class Api:
     async def report(self, request: web.Request) -> web.Response:
         """``/api/v1/reports/{commune}?from=2026-01-01&to=2027-01-01`` (local dates or unix
         times; ``?year=2026`` for the yearly report); ``?format=csv`` for a spreadsheet."""
+        as_csv = request.query.get("format") == "csv"
         try:
             start, end = report_period(request.query)
-            rep = commune_report(self.s.store, self.s.zones, self.s.endpoints,
-                                 request.match_info["commune"], start, end,
-                                 self.s.wall.now().timestamp())
+            scope = report_scope(self.s.zones, self.s.endpoints, request.match_info["commune"])
+            # months of history: read, computed and rendered beside the loop
+            text = await asyncio.to_thread(render_report, self.s.store, scope, start, end,
+                                           self.s.wall.now().timestamp(), as_csv)
         except ZoneError as exc:
             return _error(404, str(exc))
         except ValueError as exc:
             return _error(400, str(exc))
-        if request.query.get("format") == "csv":
-            name = f"bao-cao-{rep['commune']['id']}.csv"
-            return web.Response(text=report_csv(rep), content_type="text/csv",
+        if as_csv:
+            name = f"bao-cao-{scope.commune_id}.csv"
+            return web.Response(text=text, content_type="text/csv",
                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
-        return web.json_response(rep)
+        return web.json_response(text=text)
 
 
 def report_period(query: Any) -> tuple[float, float]:
@@ -709,28 +737,84 @@ class UploadTooLarge(ValueError):
     pass
 
 
-async def read_multipart(request: web.Request, limit_bytes: int
-                         ) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
-    """Text fields, and files as (filename, bytes); a file over ``limit_bytes`` is refused
-    while it is still arriving."""
+UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
+
+
+@dataclass
+class Upload:
+    """A file part kept on disk while it arrived: its temp path, SHA-256 and size. The caller
+    moves it into place or calls ``discard``."""
+
+    filename: str
+    path: Path
+    sha256: str
+    size: int
+
+    def discard(self) -> None:
+        """Blocking (an unlink): call beside the loop, or accept a few microseconds."""
+        self.path.unlink(missing_ok=True)
+
+
+async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
+                         ) -> tuple[dict[str, str], dict[str, Upload]]:
+    """Text fields, and files written to ``incoming`` as they arrive (hashing and writing run
+    beside the loop, a megabyte at a time); a file over ``limit_bytes`` is refused while it is
+    still arriving and leaves nothing behind."""
     reader = await request.multipart()
     fields: dict[str, str] = {}
-    files: dict[str, tuple[str, bytes]] = {}
-    async for part in reader:
-        if not isinstance(part, BodyPartReader):
-            raise ValueError("nested multipart is not accepted")
-        name = part.name or ""
-        if part.filename is None:
-            fields[name] = await part.text()
-            continue
-        chunks, size = [], 0
+    files: dict[str, Upload] = {}
+    try:
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                raise ValueError("nested multipart is not accepted")
+            name = part.name or ""
+            if part.filename is None:
+                fields[name] = await part.text()
+                continue
+            files[name] = await _receive_file(part, limit_bytes, incoming)
+    except BaseException:
+        for upload in files.values():
+            await asyncio.to_thread(upload.discard)
+        raise
+    return fields, files
+
+
+async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path) -> Upload:
+    filename = part.filename or "upload"
+    await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+    path = incoming / f"{secrets.token_hex(8)}.part"
+    digest = hashlib.sha256()
+    size = 0
+    chunks: list[bytes] = []
+    pending = 0
+    out = await asyncio.to_thread(open, path, "wb")
+    try:
         while chunk := await part.read_chunk(65536):
             size += len(chunk)
             if size > limit_bytes:
-                raise UploadTooLarge(f"{part.filename}: over the {limit_bytes >> 20} MiB limit")
+                raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
             chunks.append(chunk)
-        files[name] = (part.filename, b"".join(chunks))
-    return fields, files
+            pending += len(chunk)
+            if pending >= UPLOAD_WRITE_BYTES:
+                await asyncio.to_thread(_write_hashed, out, digest, chunks)
+                chunks, pending = [], 0
+        await asyncio.to_thread(_write_hashed, out, digest, chunks)
+    except BaseException:
+        await asyncio.to_thread(_close_and_unlink, out, path)
+        raise
+    await asyncio.to_thread(out.close)
+    return Upload(filename, path, digest.hexdigest(), size)
+
+
+def _write_hashed(out: Any, digest: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+        out.write(chunk)
+
+
+def _close_and_unlink(out: Any, path: Path) -> None:
+    out.close()
+    path.unlink(missing_ok=True)
 
 
 def media_path(media_dir: Path, relative: str) -> Path:
@@ -742,3 +826,10 @@ def media_path(media_dir: Path, relative: str) -> Path:
     if not path.is_file():
         raise ValueError(f"no file {relative!r} in the media folder")
     return path
+
+
+def _probe_and_keep(tmp: Path, path: Path) -> None:
+    """Open ``tmp`` as audio, then move it to ``path`` (blocking). Raises ``DecodeError``;
+    ``tmp`` is then left for the caller to discard."""
+    FrameDecoder(str(tmp)).close()
+    tmp.replace(path)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import html
 import json
 import logging
 import socket
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+import loa.codecs.mp3  # noqa: F401  # codec and output families registered at import, so no
+import loa.codecs.opus  # noqa: F401  # first listener imports them on the loop (or the tick)
+import loa.server.outputs.mp3_http  # noqa: F401
+import loa.server.outputs.ogg_http  # noqa: F401
+import loa.server.outputs.websocket  # noqa: F401
 from loa import __version__
 from loa.clock import NS_PER_S, Clock, MonotonicClock
 from loa.codecs.decode import DecodeError
-from loa.codecs.loudness import Leveller
+from loa.codecs.loudness import MEASURER, Leveller
 from loa.codecs.pcm import FRAME_MS
 from loa.codecs.tts import Tts
 from loa.config import Config
@@ -30,6 +37,7 @@ from loa.monitoring.alarms import AlarmBoard
 from loa.monitoring.alarms import conditions as alarm_conditions
 from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.counters import Counters
+from loa.monitoring.loop_lag import LoopLag
 from loa.scheduler.engine import Running, ScheduleEngine, WallClock
 from loa.scheduler.recurrence import (
     STATION_TZ,
@@ -49,7 +57,7 @@ from loa.server.auth import Principal, Right, load_source_password, load_tokens
 from loa.server.endpoints import EndpointRegistry
 from loa.server.engine import Engine
 from loa.server.http_front import FrontProtocol, RequestHead
-from loa.server.inputs.file import FileSource
+from loa.server.inputs.file import READERS, FileSource
 from loa.server.inputs.generator import chime_source, tone_source
 from loa.server.inputs.live import LiveSettings
 from loa.server.inputs.push import Mounts
@@ -66,6 +74,7 @@ from loa.server.zones import ZoneTree, is_alert_group
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2.0
+SWITCH_INTERVAL_S = 0.001
 LOG_FLUSH_NS = NS_PER_S
 
 
@@ -109,7 +118,8 @@ class LoaServer:
         self.tts = Tts(data_dir / "tts")
         self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
                                    self.store, self.tts, self.clock, self.counters,
-                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s)
+                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s,
+                                   fetch=self.fetch_resource)
         self.streams.on_played = self.alerts.on_played
         self.media = MediaLibrary(self.store, self.media_dir / "library",
                                   config.loudness_target_lufs)
@@ -129,6 +139,8 @@ class LoaServer:
         self.alarms = AlarmBoard(lambda action, subject, detail:
                                  self.store.audit("loa", action, subject, detail))
         self._alarm_task: asyncio.Task[None] | None = None
+        self.loop_lag = LoopLag()
+        self._lag_task: asyncio.Task[None] | None = None
         self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
         self._schedule_task: asyncio.Task[None] | None = None
         self.relays: dict[int, Relay] = {}
@@ -157,6 +169,11 @@ class LoaServer:
             raise
 
     async def _start(self, run_clock: bool) -> None:
+        self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
+        await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
+        await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
+        # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         await self._start_fleet(run_clock)  # first: a taken broker port fails before the rest
         app = web.Application(middlewares=[close_middleware, auth_middleware],
                               client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
@@ -202,6 +219,9 @@ class LoaServer:
             self._alarm_task = asyncio.create_task(self._watch_alarms(), name="alarms")
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
                  self.config.redacted())
+        # What start-up built lives as long as the server: out of the garbage collector's
+        # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
+        gc.freeze()
 
     async def stop(self) -> None:
         if self._stopped:
@@ -211,6 +231,7 @@ class LoaServer:
             self._server.close()  # phase 1: accept nobody new
         await self.alerts.stop()
         await self.engine.stop()  # phase 2: no more ticks
+        await cancel_and_wait(self._lag_task)
         await cancel_and_wait(self._alarm_task)
         await self.fleet.stop()
         if self.broker is not None:
@@ -232,6 +253,7 @@ class LoaServer:
                 feed.close_all()
         for prog in list(self.engine.programmes.values()):
             prog.close()
+        await asyncio.to_thread(READERS.stop, SHUTDOWN_GRACE_S)
         if self._runner is not None:  # phase 4: close
             await self._runner.cleanup()
         if self._server is not None:
@@ -241,7 +263,7 @@ class LoaServer:
                 pass
         if self._http is not None:
             await self._http.close()
-        self.store.close()
+        await asyncio.to_thread(self.store.close)  # drains what is queued, with a deadline
 
     # the fleet
 
@@ -329,8 +351,10 @@ class LoaServer:
             return req
         if kind == "file":
             path = media_path(self.media_dir, str(source.get("path", "")))
-            loop = asyncio.get_running_loop()
-            file_source = await loop.run_in_executor(None, FileSource, str(path))
+            file_source = FileSource(str(path), counters=self.counters)
+            await file_source.ready()  # opened and a second decoded, beside the loop
+            if file_source.error is not None:
+                raise ValueError(file_source.error)
             prog = Programme(f"Tệp {path.name}", ProgrammeKind.FILE, file_source)
             return self.engine.request(zone_id, prog, priority, label=f"file/{path.name}")
         if kind == "media":
@@ -426,7 +450,8 @@ class LoaServer:
                 if not path.exists():
                     raise ValueError("its text was never read aloud (is espeak-ng installed?)")
                 return Programme(item.title, ProgrammeKind.FILE,
-                                 FileSource(str(path), self.leveller.gain_for(str(path))))
+                                 FileSource(str(path), self.leveller.gain_for,
+                                            counters=self.counters))
             if kind == "playlist":
                 parts: list[PartFactory] = []
                 for mid in content.get("items", []):
@@ -434,7 +459,8 @@ class LoaServer:
                     if media is None:
                         raise ValueError(f"playlist item {mid!r} is gone")
                     parts.append(functools.partial(FileSource, media.path,
-                                                   self.media.gain(media)))
+                                                   self.media.gain(media),
+                                                   counters=self.counters))
                 return Programme(item.title, ProgrammeKind.FILE, SequenceSource(parts))
             if kind == "tone":
                 return Programme(item.title, ProgrammeKind.GENERATOR,
@@ -470,8 +496,8 @@ class LoaServer:
 
     def media_programme(self, item: MediaItem) -> Programme:
         """A library item, played normalised to the station's loudness target."""
-        return Programme(item.title, ProgrammeKind.FILE, FileSource(item.path,
-                                                                    self.media.gain(item)))
+        return Programme(item.title, ProgrammeKind.FILE,
+                         FileSource(item.path, self.media.gain(item), counters=self.counters))
 
     def media_in_use(self, item: MediaItem) -> bool:
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
@@ -505,10 +531,13 @@ class LoaServer:
             "listeners": sum(sum(ch.listeners().values())
                              for ch in self.engine.channels.values()),
             "counters": self.counters.snapshot(),
+            "loop_lag_ms": self.loop_lag.recent_ms(),
             "alerts": [a.describe() for a in self.alerts.alerts.values()
                        if a.status.value in ("pending", "active")],
             "fleet": self.fleet.status(),
             "alarms": [a.describe() for a in self.alarms.active()],
+            "store": {"queued": self.store.queued, "failed_writes": self.store.failed_writes,
+                      "last_error": self.store.last_error},
             "schedule": {
                 "items": len(self.schedule.items),
                 "running": len(self.schedule.running),

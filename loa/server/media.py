@@ -4,14 +4,16 @@ loudness, and played back normalised to the station's target."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loa.codecs.decode import DecodeError
-from loa.codecs.loudness import level_gain, measure_file
+from loa.codecs.loudness import MEASURER, level_gain
 from loa.server.store import Store
 
 MAX_TITLE_CHARS = 200
@@ -43,52 +45,94 @@ class MediaItem:
 
 
 class MediaLibrary:
+    """The library's items, indexed in memory (loaded once from the store at construction,
+    kept up to date on add and delete), so ``get`` and ``list`` never touch the database: the
+    scheduler calls them on the event loop as a slot starts. Files live under ``root`` as
+    ``<sha[:2]>/<sha256>``; hashing, writing and measuring an upload run in the executor."""
+
     def __init__(self, store: Store, root: Path, target_lufs: float) -> None:
         self.store = store
         self.root = root
         self.target_lufs = target_lufs
+        self._items: dict[str, MediaItem] = {  # oldest first, as the store lists them
+            rec["id"]: MediaItem(**rec) for rec in store.list_media()}
 
     async def add(self, data: bytes, filename: str, uploader: str, title: str = "",
                   tags: list[str] | None = None) -> tuple[MediaItem, bool]:
-        """Store an upload. Returns (item, created): the same bytes twice are one item."""
-        tags = [t.strip() for t in (tags or []) if t.strip()][:MAX_TAGS]
-        sha = hashlib.sha256(data).hexdigest()
-        media_id = sha[:16]
-        existing = self.get(media_id)
-        if existing is not None:
-            return existing, False
-        incoming = self.root / ".incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        tmp = incoming / f"{sha}.part"
+        """Store bytes already in memory (the API streams uploads to disk and calls
+        ``add_file``). Returns (item, created): the same bytes twice are one item.
+        Raises MediaError when it does not decode as audio."""
+        tmp, sha = await asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        return await self.add_file(tmp, sha, filename, uploader, title, tags)
+
+    def _write(self, data: bytes) -> tuple[Path, str]:
+        """In the executor: the bytes aside in ``incoming``, and their SHA-256."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        tmp = self.incoming / f"{secrets.token_hex(8)}.part"  # two uploads never share one
         tmp.write_bytes(data)
+        return tmp, _sha256(data)
+
+    @property
+    def incoming(self) -> Path:
+        """Where uploads are written while they arrive (swept of leftovers at start)."""
+        return self.root / ".incoming"
+
+    async def add_file(self, tmp: Path, sha: str, filename: str, uploader: str,
+                       title: str = "", tags: list[str] | None = None
+                       ) -> tuple[MediaItem, bool]:
+        """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
+        judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
+        gone afterwards whatever happens. Returns (item, created); raises MediaError."""
+        tags = [t.strip() for t in (tags or []) if t.strip()][:MAX_TAGS]
+        loop = asyncio.get_running_loop()
+        media_id = sha[:16]
+        existing = self._items.get(media_id)
+        if existing is not None:
+            await loop.run_in_executor(None, functools.partial(tmp.unlink, missing_ok=True))
+            return existing, False
         try:
-            duration_s, lufs, peak = await asyncio.get_running_loop().run_in_executor(
-                None, _measure, tmp, filename)
+            final, (duration_s, lufs, peak) = await loop.run_in_executor(
+                None, self._place, tmp, sha, filename)
         except DecodeError as exc:
-            tmp.unlink(missing_ok=True)  # a refused upload leaves nothing behind
             raise MediaError(f"{filename}: not audio Loa can play ({exc})") from None
-        final = self.root / sha[:2] / sha
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(final)
+        existing = self._items.get(media_id)
+        if existing is not None:  # the same bytes came twice at once: one file, one item
+            return existing, False
         item = MediaItem(media_id, sha, filename, (title or Path(filename).stem)[:MAX_TITLE_CHARS],
                          round(duration_s, 3), None if lufs is None else round(lufs, 2),
                          uploader, str(final), tags, time.time(), round(peak, 5))
+        self._items[media_id] = item
         self.store.save_media(media_id, asdict(item))
         return item, True
 
+    def _place(self, tmp: Path, sha: str, filename: str
+               ) -> tuple[Path, tuple[float, float | None, float]]:
+        """In the executor: judge it by decoding it all, then move it to its content-addressed
+        place. A refused upload leaves nothing behind."""
+        try:
+            measured = _measure(tmp, filename)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        final = self.root / sha[:2] / sha
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(final)
+        return final, measured
+
     def get(self, media_id: str) -> MediaItem | None:
-        rec = self.store.get_media(media_id)
-        return MediaItem(**rec) if rec else None
+        return self._items.get(media_id)
 
     def list(self) -> list[MediaItem]:
-        return [MediaItem(**rec) for rec in self.store.list_media()]
+        return list(self._items.values())
 
-    def delete(self, media_id: str) -> MediaItem:
-        item = self.get(media_id)
+    async def delete(self, media_id: str) -> MediaItem:
+        """Forget the item and remove its file (in the executor). Raises KeyError."""
+        item = self._items.pop(media_id, None)
         if item is None:
             raise KeyError(media_id)
         self.store.delete_media(media_id)
-        Path(item.path).unlink(missing_ok=True)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(Path(item.path).unlink, missing_ok=True))
         return item
 
     def gain(self, item: MediaItem) -> float:
@@ -97,6 +141,11 @@ class MediaLibrary:
         return level_gain(item.loudness_lufs, item.peak, self.target_lufs)
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _measure(path: Path, label: str) -> tuple[float, float | None, float]:
-    """Decode it all (the only honest check that it is audio): duration, loudness, peak."""
-    return measure_file(str(path), label)
+    """Decode it all (the only honest check that it is audio): duration, loudness, peak.
+    In the measuring process: a long file's loudness filter would hold this one's GIL."""
+    return MEASURER.measure(str(path), label)

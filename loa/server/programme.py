@@ -58,6 +58,8 @@ class Programme:
         "finished",
         "pulled_at_ns",
         "reach",
+        "message_reach",
+        "message_started_ns",
         "completed",
         "release_reason",
     )
@@ -77,6 +79,10 @@ class Programme:
         # endpoint id -> when its first packet of this programme was written (Clock ns);
         # None: not tracked (only alerts need proof of reach)
         self.reach: dict[str, int] | None = None
+        # the same for the part after the attention tone (an alert's message): when its first
+        # packet was written to each endpoint; message_started_ns is the tick it began (0: not yet)
+        self.message_reach: dict[str, int] | None = None
+        self.message_started_ns = 0
 
     @property
     def available(self) -> bool:

@@ -1,16 +1,51 @@
-"""Durable records in SQLite (WAL): alerts with their history, and the audit log.
+"""Durable records in SQLite (WAL): alerts with their history, the audit log, the broadcast
+log, the endpoint registry and its presence history, schedules, media metadata and a few
+settings.
 
-Writes are a few rows per operator action, so they run on the event loop; nothing on the
-audio path touches the database.
+Threading: one writer thread owns the SQLite connection and runs every statement, one at a
+time, in the order they were submitted; the event loop, once it serves, never waits for
+the disk.
+
+- Writes are write-behind. ``save_alert``, ``audit``, ``log_broadcast``… encode their rows on
+  the caller's thread (what you pass is what is written, whatever happens to it afterwards;
+  ``save_endpoints`` alone takes fresh records and encodes them on the writer thread), queue
+  the statement and return at once. A write that fails is logged (which statement and
+  why, never its data) and counted in ``failed_writes``; it never raises into the caller, so
+  an emergency alert plays whatever the disk does, and the writes queued after it still run.
+- Reads queue behind the writes submitted before them, so they see every one of them.
+  The ``*_async`` reads are for code on the event loop: their answer comes back through
+  ``call_soon_threadsafe``. The plain reads block their caller until the answer is there:
+  they are for start-up (before serving), worker threads (reports), the CLI and tests, never
+  for the event loop while it serves.
+- ``await flush()`` waits until everything queued so far is written; ``close()`` drains the
+  queue (bounded by a deadline) and joins the thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import json
+import logging
+import queue
 import sqlite3
+import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Db = sqlite3.Connection
+Reply = Callable[[Any, BaseException | None], None]
+
+CLOSE_DEADLINE_S = 5.0  # how long close() waits for the queue to drain
+FAILURE_LOG_INTERVAL_S = 1.0  # repeated write failures are logged at most this often
+ID_CHUNK = 500  # ids per IN (…) list, under SQLite's bound-parameter limit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -68,164 +103,409 @@ CREATE TABLE IF NOT EXISTS media (
 );
 """
 
+SAVE_ENDPOINT = ("INSERT INTO endpoints(id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET "
+                 "data=excluded.data")
+BROADCAST_COLS = ("zone", "programme", "kind", "priority", "label", "started_at", "ended_at",
+                  "duration_s", "end_reason")
+
+BroadcastRow = tuple[str, str, str, int, str, float, float, str]
+PresenceRow = tuple[str, bool, float, str]
+
+
+def encode(data: Any) -> str:
+    """A record as the JSON text the store keeps."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+class StoreClosed(RuntimeError):
+    """A read asked of a store that has been closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    what: str  # for the log if it fails: the statement and its key, never its data
+    run: Callable[[Db], Any]
+    reply: Reply | None = None  # a read's answer; None for a write
+
+
+def _execute(sql: str, params: Sequence[Any]) -> Callable[[Db], object]:
+    return lambda db: db.execute(sql, params)
+
+
+def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[Db], None]:
+    """One transaction for the batch: all rows or none."""
+    def run(db: Db) -> None:
+        db.execute("BEGIN")
+        try:
+            db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # some errors (a full disk) have rolled it back already
+                db.execute("ROLLBACK")
+            raise
+    return run
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if fut.done():  # the reader was cancelled meanwhile
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
 
 class Store:
+    """The SQLite database at ``path`` and the one thread that talks to it (see the module
+    docstring for the threading model). Raises ``sqlite3.Error`` at construction if the
+    database cannot be opened; after that, writes never raise and reads raise what their
+    query raised, or ``StoreClosed``."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = path
+        self.failed_writes = 0  # writes the database refused (each was logged)
+        self.dropped_writes = 0  # writes submitted after close()
+        self.last_error: str | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # nothing is queued behind the closing sentinel
+        self._closed = False
+        self._failure_logged_s = float("-inf")
+        self._failures_unlogged = 0
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(path, opened),
+                                        name=f"store-{path.name}", daemon=True)
+        self._thread.start()
+        opened.result()
 
-    def close(self) -> None:
-        self._db.close()
+    @property
+    def queued(self) -> int:
+        """Statements waiting for the writer thread."""
+        return self._jobs.qsize()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written (or has failed)."""
+        try:
+            await self._read_async("flush", _nothing)
+        except StoreClosed:
+            pass  # close() has drained the queue (or given up on it after its deadline)
+
+    def close(self, deadline_s: float = CLOSE_DEADLINE_S) -> None:
+        """Write what is queued, within ``deadline_s``, then close the database. Blocks its
+        caller: from the event loop, run it in a thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
+        self._thread.join(deadline_s)
+        if self._thread.is_alive():
+            log.error("store %s: %d statement(s) still queued after %g s are left unwritten",
+                      self.path, self.queued, deadline_s)
+
+    # the writer thread
+
+    def _run(self, path: Path, opened: concurrent.futures.Future[None]) -> None:
+        try:
+            db = sqlite3.connect(str(path), isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(f"BEGIN; {SCHEMA} COMMIT;")  # one commit for a new database
+        except Exception as exc:
+            opened.set_exception(exc)
+            return
+        opened.set_result(None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._do(db, job)
+        finally:
+            db.close()
+
+    def _do(self, db: Db, job: _Job) -> None:
+        try:
+            value = job.run(db)
+        except Exception as exc:  # a refused statement must not end the writer
+            if job.reply is None:
+                self._write_failed(job.what, exc)
+            else:
+                job.reply(None, exc)
+            return
+        if job.reply is not None:
+            job.reply(value, None)
+
+    def _write_failed(self, what: str, exc: Exception) -> None:
+        self.failed_writes += 1
+        self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+        now_s = time.monotonic()
+        if now_s - self._failure_logged_s < FAILURE_LOG_INTERVAL_S:
+            self._failures_unlogged += 1
+            return
+        more = self._failures_unlogged
+        self._failure_logged_s, self._failures_unlogged = now_s, 0
+        log.error("store %s: %s was not written (%s: %s)%s", self.path.name, what,
+                  type(exc).__name__, exc,
+                  f"; {more} more write(s) failed since the last report" if more else "")
+
+    # submitting
+
+    def _put(self, job: _Job) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._jobs.put(job)
+            return True
+
+    def _write(self, what: str, run: Callable[[Db], object]) -> None:
+        if not self._put(_Job(what, run)):
+            self.dropped_writes += 1
+            log.error("store %s is closed: %s was not written", self.path.name, what)
+
+    def _read(self, what: str, run: Callable[[Db], T]) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a store read from inside the store's own thread")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def reply(value: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(value)
+
+        if not self._put(_Job(what, run, reply)):
+            raise StoreClosed(f"store {self.path.name} is closed ({what})")
+        return fut.result()
+
+    async def _read_async(self, what: str, run: Callable[[Db], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def reply(value: Any, exc: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, fut, value, exc)
+            except RuntimeError:  # the loop is closed: nobody waits for the answer any more
+                pass
+
+        if not self._put(_Job(what, run, reply)):
+            raise StoreClosed(f"store {self.path.name} is closed ({what})")
+        return await fut
 
     # alerts
 
     def save_alert(self, alert_id: str, status: str, data: dict[str, Any]) -> None:
-        self._db.execute(
+        self._write(f"save_alert {alert_id}", _execute(
             "INSERT INTO alerts(id, status, data, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET status=excluded.status, data=excluded.data, "
             "updated_at=excluded.updated_at",
-            (alert_id, status, json.dumps(data, ensure_ascii=False), time.time()),
-        )
+            (alert_id, status, encode(data), time.time())))
 
     def load_alerts(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-        if statuses:
-            marks = ",".join("?" * len(statuses))
-            rows = self._db.execute(
-                f"SELECT data FROM alerts WHERE status IN ({marks}) ORDER BY updated_at",
-                statuses)
-        else:
-            rows = self._db.execute("SELECT data FROM alerts ORDER BY updated_at")
-        return [json.loads(r[0]) for r in rows]
+        """Every alert (or those in ``statuses``), oldest change first. Blocking."""
+        return self._read("load_alerts", functools.partial(_load_alerts, statuses=statuses))
+
+    async def load_alerts_async(self, statuses: tuple[str, ...] | None = None
+                                ) -> list[dict[str, Any]]:
+        return await self._read_async("load_alerts",
+                                      functools.partial(_load_alerts, statuses=statuses))
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        """Blocking."""
+        return self._read("get_alert", functools.partial(_get_alert, alert_id=alert_id))
+
+    async def get_alert_async(self, alert_id: str) -> dict[str, Any] | None:
+        return await self._read_async("get_alert",
+                                      functools.partial(_get_alert, alert_id=alert_id))
 
     # media library
 
     def save_media(self, media_id: str, data: dict[str, Any]) -> None:
-        self._db.execute(
+        self._write(f"save_media {media_id}", _execute(
             "INSERT INTO media(id, data, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-            (media_id, json.dumps(data, ensure_ascii=False), time.time()))
-
-    def get_media(self, media_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT data FROM media WHERE id = ?", (media_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+            (media_id, encode(data), time.time())))
 
     def list_media(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT data FROM media ORDER BY created_at")
-        return [json.loads(r[0]) for r in rows]
+        """Oldest first. Blocking (the media library reads it once, at start-up)."""
+        return self._read("list_media", lambda db: [json.loads(r[0]) for r in db.execute(
+            "SELECT data FROM media ORDER BY created_at")])
 
     def delete_media(self, media_id: str) -> None:
-        self._db.execute("DELETE FROM media WHERE id = ?", (media_id,))
+        self._write(f"delete_media {media_id}",
+                    _execute("DELETE FROM media WHERE id = ?", (media_id,)))
 
     # the endpoint registry and its presence history
 
     def save_endpoint(self, endpoint_id: str, data: dict[str, Any]) -> None:
-        self._db.execute("INSERT INTO endpoints(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
-                         "UPDATE SET data=excluded.data",
-                         (endpoint_id, json.dumps(data, ensure_ascii=False)))
+        self._write(f"save_endpoint {endpoint_id}",
+                    _execute(SAVE_ENDPOINT, (endpoint_id, encode(data))))
+
+    def save_endpoints(self, records: list[dict[str, Any]]) -> None:
+        """Many endpoint records (each with its ``id``) in one transaction. Unlike the other
+        writes, these records are handed over and encoded on the writer thread (1,000 of them
+        would take milliseconds of the loop): pass fresh dicts of plain values that nobody
+        changes afterwards, as ``Endpoint.record()`` makes them."""
+        if records:
+            def run(db: Db) -> None:
+                _execute_many(SAVE_ENDPOINT, [(r["id"], encode(r)) for r in records])(db)
+            self._write(f"save_endpoints ({len(records)})", run)
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        self._db.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+        self._write(f"delete_endpoint {endpoint_id}",
+                    _execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)))
 
     def load_endpoints(self) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in
-                self._db.execute("SELECT data FROM endpoints ORDER BY id")]
+        """Blocking (start-up)."""
+        return self._read("load_endpoints", lambda db: [json.loads(r[0]) for r in db.execute(
+            "SELECT data FROM endpoints ORDER BY id")])
 
-    def log_presence(self, rows: list[tuple[str, bool, float, str]]) -> None:
+    def log_presence(self, rows: list[PresenceRow]) -> None:
         """(endpoint, online, at, reason) transitions."""
-        with self._db:
-            self._db.executemany(
+        if rows:
+            self._write(f"log_presence ({len(rows)})", _execute_many(
                 "INSERT INTO presence(endpoint, online, at, reason) VALUES (?, ?, ?, ?)",
-                [(e, int(o), at, r) for e, o, at, r in rows])
+                [(e, int(o), at, r) for e, o, at, r in rows]))
 
     def presence(self, endpoints: list[str], until: float) -> dict[str, list[tuple[float, bool]]]:
-        """Each endpoint's transitions (at, online) up to ``until``, oldest first."""
-        out: dict[str, list[tuple[float, bool]]] = {e: [] for e in endpoints}
-        for i in range(0, len(endpoints), 500):
-            chunk = endpoints[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for e, online, at in self._db.execute(
-                    f"SELECT endpoint, online, at FROM presence WHERE endpoint IN ({marks}) "
-                    "AND at < ? ORDER BY at, id", (*chunk, until)):
-                out[e].append((at, bool(online)))
-        return out
+        """Each endpoint's transitions (at, online) up to ``until``, oldest first. Blocking."""
+        return self._read("presence", functools.partial(_presence, endpoints=list(endpoints),
+                                                        until=until))
 
     # schedules
 
     def save_schedule(self, item_id: str, data: dict[str, Any]) -> None:
-        self._db.execute("INSERT INTO schedules(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
-                         "UPDATE SET data=excluded.data",
-                         (item_id, json.dumps(data, ensure_ascii=False)))
+        self._write(f"save_schedule {item_id}", _execute(
+            "INSERT INTO schedules(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
+            "UPDATE SET data=excluded.data", (item_id, encode(data))))
 
     def delete_schedule(self, item_id: str) -> None:
-        self._db.execute("DELETE FROM schedules WHERE id = ?", (item_id,))
+        self._write(f"delete_schedule {item_id}",
+                    _execute("DELETE FROM schedules WHERE id = ?", (item_id,)))
 
     def load_schedules(self) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self._db.execute("SELECT data FROM schedules")]
+        """Blocking (start-up)."""
+        return self._read("load_schedules", lambda db: [json.loads(r[0]) for r in db.execute(
+            "SELECT data FROM schedules")])
 
     def set_value(self, key: str, value: str) -> None:
-        self._db.execute("INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                         "SET value=excluded.value", (key, value))
+        self._write(f"set_value {key}", _execute(
+            "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+            "SET value=excluded.value", (key, value)))
 
     def get_value(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        """Blocking (start-up)."""
+        def run(db: Db) -> str | None:
+            row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+            return str(row[0]) if row else None
+        return self._read(f"get_value {key}", run)
 
     # broadcast log (nhật ký phát)
 
-    def log_broadcast(self, rows: list[tuple[str, str, str, int, str, float, float, str]]) -> None:
+    def log_broadcast(self, rows: list[BroadcastRow]) -> None:
         """(zone, programme, kind, priority, label, started_at, ended_at, end_reason)."""
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO broadcast_log(zone, programme, kind, priority, label, started_at, "
-                "ended_at, duration_s, end_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(z, p, k, pr, lb, s, e, round(e - s, 3), r) for z, p, k, pr, lb, s, e, r in rows])
+        if rows:
+            self._write(f"log_broadcast ({len(rows)})", _execute_many(
+                f"INSERT INTO broadcast_log({', '.join(BROADCAST_COLS)}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(z, p, k, pr, lb, s, e, round(e - s, 3), r)
+                 for z, p, k, pr, lb, s, e, r in rows]))
 
     def broadcast_between(self, zones: list[str], start: float, end: float
                           ) -> list[tuple[str, str, int, str, float, float]]:
-        """(zone, kind, priority, label, started_at, ended_at) overlapping [start, end)."""
-        marks = ",".join("?" * len(zones))
-        return list(self._db.execute(
-            f"SELECT zone, kind, priority, label, started_at, ended_at FROM broadcast_log "
-            f"WHERE zone IN ({marks}) AND started_at < ? AND ended_at > ? ORDER BY started_at",
-            (*zones, end, start)))
+        """(zone, kind, priority, label, started_at, ended_at) overlapping [start, end).
+        Blocking (reports run beside the loop)."""
+        return self._read("broadcast_between", functools.partial(
+            _broadcast_between, zones=list(zones), start=start, end=end))
 
     def broadcast_log(self, zone: str | None = None, since: float = 0.0, limit: int = 1000
                       ) -> list[dict[str, Any]]:
-        cols = "zone, programme, kind, priority, label, started_at, ended_at, duration_s, end_reason"
-        if zone:
-            rows = self._db.execute(
-                f"SELECT {cols} FROM broadcast_log WHERE zone = ? AND started_at >= ? "
-                "ORDER BY id LIMIT ?", (zone, since, limit))
-        else:
-            rows = self._db.execute(
-                f"SELECT {cols} FROM broadcast_log WHERE started_at >= ? ORDER BY id LIMIT ?",
-                (since, limit))
-        names = [c.strip() for c in cols.split(",")]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        """Blocking."""
+        return self._read("broadcast_log", functools.partial(
+            _broadcast_log, zone=zone, since=since, limit=limit))
+
+    async def broadcast_log_async(self, zone: str | None = None, since: float = 0.0,
+                                  limit: int = 1000) -> list[dict[str, Any]]:
+        return await self._read_async("broadcast_log", functools.partial(
+            _broadcast_log, zone=zone, since=since, limit=limit))
 
     # audit
 
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None
               ) -> None:
-        self._db.execute(
+        self._write(f"audit {action} {subject}", _execute(
             "INSERT INTO audit(at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), actor, action, subject, json.dumps(detail or {}, ensure_ascii=False)))
+            (time.time(), actor, action, subject, encode(detail or {}))))
 
     def audit_log(self, subject: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        if subject:
-            rows = self._db.execute(
-                "SELECT at, actor, action, subject, detail FROM audit WHERE subject = ? "
-                "ORDER BY id DESC LIMIT ?", (subject, limit))
-        else:
-            rows = self._db.execute(
-                "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?",
-                (limit,))
-        return [{"at": at, "actor": actor, "action": action, "subject": subj,
-                 "detail": json.loads(detail)} for at, actor, action, subj, detail in rows]
+        """Newest first. Blocking."""
+        return self._read("audit_log", functools.partial(_audit_log, subject=subject,
+                                                         limit=limit))
+
+    async def audit_log_async(self, subject: str | None = None, limit: int = 200
+                              ) -> list[dict[str, Any]]:
+        return await self._read_async("audit_log", functools.partial(
+            _audit_log, subject=subject, limit=limit))
+
+
+# the queries, run on the writer thread
+
+
+def _nothing(db: Db) -> None:
+    return None
+
+
+def _load_alerts(db: Db, statuses: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    if statuses:
+        marks = ",".join("?" * len(statuses))
+        rows = db.execute(
+            f"SELECT data FROM alerts WHERE status IN ({marks}) ORDER BY updated_at", statuses)
+    else:
+        rows = db.execute("SELECT data FROM alerts ORDER BY updated_at")
+    return [json.loads(r[0]) for r in rows]
+
+
+def _get_alert(db: Db, alert_id: str) -> dict[str, Any] | None:
+    row = db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _presence(db: Db, endpoints: list[str], until: float
+              ) -> dict[str, list[tuple[float, bool]]]:
+    out: dict[str, list[tuple[float, bool]]] = {e: [] for e in endpoints}
+    for i in range(0, len(endpoints), ID_CHUNK):
+        chunk = endpoints[i:i + ID_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for e, online, at in db.execute(
+                f"SELECT endpoint, online, at FROM presence WHERE endpoint IN ({marks}) "
+                "AND at < ? ORDER BY at, id", (*chunk, until)):
+            out[e].append((at, bool(online)))
+    return out
+
+
+def _broadcast_between(db: Db, zones: list[str], start: float, end: float
+                       ) -> list[tuple[str, str, int, str, float, float]]:
+    marks = ",".join("?" * len(zones))
+    return list(db.execute(
+        f"SELECT zone, kind, priority, label, started_at, ended_at FROM broadcast_log "
+        f"WHERE zone IN ({marks}) AND started_at < ? AND ended_at > ? ORDER BY started_at",
+        (*zones, end, start)))
+
+
+def _broadcast_log(db: Db, zone: str | None, since: float, limit: int) -> list[dict[str, Any]]:
+    cols = ", ".join(BROADCAST_COLS)
+    if zone:
+        rows = db.execute(f"SELECT {cols} FROM broadcast_log WHERE zone = ? AND started_at >= ? "
+                          "ORDER BY id LIMIT ?", (zone, since, limit))
+    else:
+        rows = db.execute(f"SELECT {cols} FROM broadcast_log WHERE started_at >= ? ORDER BY id "
+                          "LIMIT ?", (since, limit))
+    return [dict(zip(BROADCAST_COLS, row, strict=True)) for row in rows]
+
+
+def _audit_log(db: Db, subject: str | None, limit: int) -> list[dict[str, Any]]:
+    if subject:
+        rows = db.execute("SELECT at, actor, action, subject, detail FROM audit WHERE subject = ? "
+                          "ORDER BY id DESC LIMIT ?", (subject, limit))
+    else:
+        rows = db.execute("SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC "
+                          "LIMIT ?", (limit,))
+    return [{"at": at, "actor": actor, "action": action, "subject": subj,
+             "detail": json.loads(detail)} for at, actor, action, subj, detail in rows]

@@ -176,8 +176,13 @@ class ZoneChannel:
         endpoint: then ``header`` is what announces the change)."""
         feed = self.feed(sub.format_name)
         feed.add(sub, self.formats[sub.format_name].join_header() if header is None else header)
-        reach = self.on_air_programme.reach
+        prog = self.on_air_programme
+        reach = prog.reach
         if reach is not None and sub.endpoint_id and sub.endpoint_id not in reach:
+            reach[sub.endpoint_id] = self._now_ns()
+        reach = prog.message_reach
+        if reach is not None and prog.message_started_ns and sub.endpoint_id \
+                and sub.endpoint_id not in reach:
             reach[sub.endpoint_id] = self._now_ns()
 
     def control(self, message: str) -> None:
@@ -210,12 +215,11 @@ class ZoneChannel:
             for pkt in packets:
                 feed.publish(fmt.packet(pkt, on_air, switched), pkt.capture_ns)
                 switched = False
-            reach = self.on_air_programme.reach
-            if first and reach is not None:
-                now = self._now_ns()  # the first packet has just been written to them all
-                for sub in feed.subscribers():
-                    if sub.endpoint_id and sub.endpoint_id not in reach:
-                        reach[sub.endpoint_id] = now
+            prog = self.on_air_programme
+            if first and prog.reach is not None:
+                _mark_reach(prog.reach, feed, self._now_ns())
+            if prog.message_reach is not None and prog.message_started_ns == prog.pulled_at_ns:
+                _mark_reach(prog.message_reach, feed, self._now_ns())
 
     def describe(self) -> dict[str, object]:
         return {
@@ -230,3 +234,9 @@ class ZoneChannel:
             "switches": self.switches,
         }
 
+
+def _mark_reach(reach: dict[str, int], feed: Feed, now_ns: int) -> None:
+    """The packet just written reached every endpoint of the feed not yet counted."""
+    for sub in feed.subscribers():
+        if sub.endpoint_id and sub.endpoint_id not in reach:
+            reach[sub.endpoint_id] = now_ns

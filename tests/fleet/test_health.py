@@ -123,7 +123,7 @@ async def test_a_silent_zone_and_a_dead_source_raise_alarms(tmp_path: Path) -> N
         server.take_live("phu-my", "studio", int(Priority.DISTRICT_LIVE))  # nobody pushes
         prog = Programme("nhạc", ProgrammeKind.GENERATOR, tone_source(440))
         server.engine.request("an-binh-1", prog, Priority.FILL)
-        tick(server, clock, 5)
+        await tick(server, clock, 5)
 
         class Run:  # a schedule slot whose programme is missing from the zone
             item = item_from_json({"title": "Bản tin sáng", "zones": ["an-binh-1"],
@@ -135,7 +135,7 @@ async def test_a_silent_zone_and_a_dead_source_raise_alarms(tmp_path: Path) -> N
         server.schedule.running.append(Run())  # type: ignore[arg-type]
         server.check_alarms()
         assert server.alarms.active() == []  # held for 10 s first
-        tick(server, clock, 550)  # 11 s
+        await tick(server, clock, 550)  # 11 s
         server.check_alarms()
         got = {(a.kind, a.subject): a.detail for a in server.alarms.active()}
         assert ("zone_silent", "an-binh-1") in got and "Bản tin sáng" in got[

@@ -25,6 +25,7 @@ from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
 from loa.server.app import LoaServer
 from tests.audio import dominant_hz, rms
+from tests.server.test_alerts import fake_clock_server
 from tests.server.test_api import call
 
 MOSQUITTO_URL = "mqtt://127.0.0.1:1883"  # the machine's own broker (./run test starts it)
@@ -173,8 +174,6 @@ async def test_an_endpoint_that_falls_silent_goes_offline_after_the_heartbeat_ti
 ) -> None:
     """A connection that stays up but says nothing (a hung device behind NAT): only the
     heartbeat timeout tells. The clock is fake; the MQTT traffic is real."""
-    from tests.server.test_alerts import fake_clock_server
-
     server, clock = await fake_clock_server(
         tmp_path, mqtt=MqttConfig(listen_port=0, heartbeat_s=30, heartbeat_timeout_s=90))
     try:
@@ -243,7 +242,7 @@ async def private_mosquitto(tmp_path: Path) -> AsyncIterator[Callable[..., Await
         pytest.fail("mosquitto is required: run ./run test")
     procs: list[subprocess.Popen[bytes]] = []
 
-    async def start(port: int, password_file: str, acl_file: str) -> int:
+    def launch(port: int, password_file: str, acl_file: str) -> subprocess.Popen[bytes]:
         (tmp_path / "passwd").write_text(password_file)
         (tmp_path / "acl").write_text(acl_file)
         os.chmod(tmp_path / "passwd", 0o600)
@@ -251,14 +250,18 @@ async def private_mosquitto(tmp_path: Path) -> AsyncIterator[Callable[..., Await
             f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
             f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\n"
             "user root\nlog_dest stderr\nlog_type error\n")
-        procs.append(subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                                      stderr=subprocess.PIPE))
+        return subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                                stderr=subprocess.PIPE)
+
+    async def start(port: int, password_file: str, acl_file: str) -> int:
+        # files written and the broker spawned beside the loop
+        procs.append(await asyncio.to_thread(launch, port, password_file, acl_file))
         return port
 
     yield start
     for p in procs:
         p.terminate()
-        p.wait(5)
+        await asyncio.to_thread(p.wait, 5)
 
 
 def free_port() -> int:
@@ -379,8 +382,6 @@ async def metrics_text(server: LoaServer) -> str:
 async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endpoints(
     tmp_path: Path,
 ) -> None:
-    from tests.server.test_alerts import fake_clock_server
-
     server, clock = await fake_clock_server(
         tmp_path, mqtt=MqttConfig(listen_port=0, retry_s=5, command_ttl_s=60))
     stop = asyncio.Event()
@@ -453,10 +454,11 @@ async def test_an_external_broker_over_tls_with_a_password(
 
     if shutil.which("openssl") is None:
         pytest.fail("openssl is required for the TLS test")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
-                   check=True, capture_output=True)
+    await asyncio.to_thread(  # key generation and the process itself: beside the loop
+        subprocess.run, ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True)
     port, server_pw = free_port(), secrets.token_urlsafe(12)
     (tmp_path / "passwd").write_text(f"loa-server:{hash_password(server_pw)}\n")
     (tmp_path / "acl").write_text("user loa-server\ntopic readwrite loa/#\n")
@@ -465,8 +467,8 @@ async def test_an_external_broker_over_tls_with_a_password(
         f"keyfile {tmp_path / 'key.pem'}\nallow_anonymous false\npersistence false\n"
         f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\nuser root\n"
         "log_dest stderr\nlog_type error\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "tls.conf")],
-                              stderr=subprocess.PIPE)
+    broker = await asyncio.to_thread(  # spawned beside the loop
+        subprocess.Popen, ["mosquitto", "-c", str(tmp_path / "tls.conf")], stderr=subprocess.PIPE)
     try:
         ca = str(tmp_path / "cert.pem")
         server = await make_server(mqtt=MqttConfig(
@@ -484,7 +486,7 @@ async def test_an_external_broker_over_tls_with_a_password(
         assert body["fleet"]["connected"] is False and body["fleet"]["last_error"]
     finally:
         broker.terminate()
-        broker.wait(5)
+        await asyncio.to_thread(broker.wait, 5)
 
 
 async def test_a_taken_broker_port_is_a_clear_start_up_error(

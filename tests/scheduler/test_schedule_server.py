@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from tests.server.test_api import call
 from tests.server.test_engine import heard
 
 
-def step(server, clock, frames: int) -> None:  # type: ignore[no-untyped-def]
+async def step(server, clock, frames: int) -> None:  # type: ignore[no-untyped-def]
     for _ in range(frames):
-        tick(server, clock, 1)
+        await tick(server, clock, 1)
         server.schedule.due(server.wall.now())
 
 
@@ -38,14 +39,14 @@ async def test_a_slot_starts_on_the_frame_and_its_window_closes(tmp_path: Path) 
         assert status == 201 and [c["item"] for c in clash["conflicts"]] == [
             created["schedule"]["id"]]
         await call(server, "DELETE", f"/api/v1/schedules/{clash['schedule']['id']}")
-        step(server, clock, 150)  # the slot at 2 s; live takes over at 3 s for 0.5 s
+        await step(server, clock, 150)  # the slot at 2 s; live takes over at 3 s for 0.5 s
         live = server.engine.request("huyen", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
                                                         tone_source(1000)),
                                      Priority.DISTRICT_LIVE)
-        step(server, clock, 25)
+        await step(server, clock, 25)
         server.engine.release(live.id)
-        step(server, clock, 150)  # the window closes at 5 s
-        packets, pcm = heard(listener)
+        await step(server, clock, 150)  # the window closes at 5 s
+        packets, pcm = await asyncio.to_thread(heard, listener)
         prios = [p.priority for p in packets]
         first = prios.index(50)
         assert abs(first - 100) <= 1  # within one frame of its slot
@@ -185,10 +186,12 @@ async def test_a_preempted_scheduled_file_resumes_in_place_then_its_window_cuts_
         steps = np.concatenate([0.3 * np.sin(2 * np.pi * (300 + 100 * s) * np.arange(rate)
                                              / rate) for s in range(6)])
         wav = tmp_path / "steps.wav"
-        subprocess.run([FFMPEG, "-loglevel", "error", "-f", "s16le", "-ar", "48000", "-ac", "1",
-                        "-i", "-", str(wav)], input=(steps * 32767).astype("<i2").tobytes(),
-                       check=True)
-        media, _ = await server.media.add(wav.read_bytes(), "steps.wav", "test")
+        await asyncio.to_thread(  # ffmpeg run and waited for beside the loop
+            subprocess.run, [FFMPEG, "-loglevel", "error", "-f", "s16le", "-ar", "48000", "-ac",
+                             "1", "-i", "-", str(wav)],
+            input=(steps * 32767).astype("<i2").tobytes(), check=True)
+        media, _ = await server.media.add(await asyncio.to_thread(wav.read_bytes), "steps.wav",
+                                          "test")
         listener = ear(server, "an-binh-2", "loa-003")
         start = (server.wall.now() + timedelta(seconds=1)).astimezone(STATION_TZ)
         status, _ = await call(server, "POST", "/api/v1/schedules", json={
@@ -196,14 +199,14 @@ async def test_a_preempted_scheduled_file_resumes_in_place_then_its_window_cuts_
             "start": start.replace(tzinfo=None).isoformat(timespec="microseconds"),
             "content": {"kind": "media", "id": media.id}})
         assert status == 201
-        step(server, clock, 50 + 125)  # the slot at 1 s, then 2.5 s of the file
+        await step(server, clock, 50 + 125)  # the slot at 1 s, then 2.5 s of the file
         live = server.engine.request("huyen", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
                                                         tone_source(1000)),
                                      Priority.DISTRICT_LIVE)
-        step(server, clock, 50)  # 1 s live
+        await step(server, clock, 50)  # 1 s live
         server.engine.release(live.id)
-        step(server, clock, 150)  # 1.5 s more of the file: the window (5 s) closes at 6 s
-        packets, pcm = heard(listener)
+        await step(server, clock, 150)  # 1.5 s more of the file: the window (5 s) closes at 6 s
+        packets, pcm = await asyncio.to_thread(heard, listener)
         back = next(i for i, p in enumerate(packets)
                     if i > 0 and p.priority == 50 and packets[i - 1].priority == 80)
         after = pcm[back * 960 :]
@@ -219,15 +222,16 @@ async def test_a_preempted_scheduled_file_resumes_in_place_then_its_window_cuts_
 
 async def test_playlists_and_text_play_in_order_at_the_loudness_target(tmp_path: Path) -> None:
     from loa.codecs.loudness import integrated_lufs
-    from tests.audio import make_tone_file
+    from tests.audio import tone_bytes
 
     server, clock = await fake_clock_server(tmp_path)
     try:
         ids = []
         for hz, db in ((600, "-12dB"), (900, "-2dB")):
-            f = make_tone_file(tmp_path / f"t{hz}.wav", hz, 1.0,
-                               ["-af", f"volume={db}", "-c:a", "pcm_s16le"], channels=1)
-            ids.append((await server.media.add(f.read_bytes(), f.name, "test"))[0].id)
+            f = tmp_path / f"t{hz}.wav"
+            data = await tone_bytes(f, hz, 1.0, ["-af", f"volume={db}", "-c:a", "pcm_s16le"],
+                                    channels=1)  # made and read beside the loop
+            ids.append((await server.media.add(data, f.name, "test"))[0].id)
         listener = ear(server, "phu-my-1", "loa-005")
         start = (server.wall.now() + timedelta(seconds=0.5)).astimezone(STATION_TZ)
         when = start.replace(tzinfo=None).isoformat(timespec="microseconds")
@@ -235,8 +239,8 @@ async def test_playlists_and_text_play_in_order_at_the_loudness_target(tmp_path:
             "title": "Hai bài", "zones": ["phu-my-1"], "duration_s": 10, "start": when,
             "content": {"kind": "playlist", "items": ids}})
         assert status == 201, body
-        step(server, clock, 25 + 100 + 10)
-        packets, pcm = heard(listener)
+        await step(server, clock, 25 + 100 + 10)
+        packets, pcm = await asyncio.to_thread(heard, listener)
         first = [p.priority for p in packets].index(50) * 960
         a, b = pcm[first + 4800 : first + 43200], pcm[first + 52800 : first + 91200]
         assert dominant_hz(a) == pytest.approx(600, rel=0.01)
@@ -264,8 +268,8 @@ async def test_text_read_aloud_plays_at_the_loudness_target(tmp_path: Path) -> N
             "content": {"kind": "text", "text": "Thông báo lịch tiêm chủng cho trẻ em "
                                                 "tại trạm y tế xã vào sáng thứ bảy."}})
         assert status == 201, body
-        step(server, clock, 25 + 400)
-        packets, pcm = heard(listener)
+        await step(server, clock, 25 + 400)
+        packets, pcm = await asyncio.to_thread(heard, listener)
         first = [p.priority for p in packets].index(50) * 960
         assert integrated_lufs(pcm[first:]) == pytest.approx(server.config.loudness_target_lufs,
                                                              abs=1.0)

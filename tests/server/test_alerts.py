@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ from loa.server.inputs.generator import tone_source
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
 from loa.server.store import Store
-from tests.audio import dominant_hz, rms
+from tests.audio import dominant_hz, rms, tone_file
 from tests.conftest import ADMIN_TOKEN, MemoryProtocol, run_cli
 from tests.server.test_api import call
 from tests.server.test_engine import heard, ws_frames
@@ -35,7 +36,7 @@ async def fake_clock_server(tmp_path: Path, **overrides: object) -> tuple[LoaSer
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
                   admin_token=ADMIN_TOKEN, source_password="pw", alert_tone_s=1.0,
                   alert_gap_s=0.5, **overrides)  # type: ignore[arg-type]
-    server = LoaServer(cfg, clock=clock)
+    server = await asyncio.to_thread(LoaServer, cfg, clock)  # opens its database
     await server.start(run_clock=False)
     return server, clock
 
@@ -50,10 +51,14 @@ def texts(proto: MemoryProtocol) -> list[dict]:
     return [json.loads(p) for op, p in ws_frames(bytes(proto.sink.data)) if op == 1]
 
 
-def tick(server: LoaServer, clock: FakeClock, frames: int) -> None:
+async def tick(server: LoaServer, clock: FakeClock, frames: int) -> None:
+    """``frames`` ticks of fake time, one loop step each, file readers given the real time
+    they would have had."""
     for _ in range(frames):
+        await server.engine.inputs_ready()
         clock.set_ns(clock.now_ns() + FRAME_NS)
         server.engine.tick(clock.now_ns())
+        await asyncio.sleep(0)
 
 
 async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives_them_back(
@@ -64,22 +69,23 @@ async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives
         server.engine.request("huyen", Programme("nhạc", ProgrammeKind.GENERATOR,
                                                  tone_source(440)), Priority.SCHEDULED)
         inside, outside = ear(server, "an-binh-1", "loa-001"), ear(server, "phu-my-1", "loa-005")
-        tick(server, clock, 50)
+        await tick(server, clock, 50)
         spec = parse_spec({"class": "emergency", "zones": ["an-binh"],
                            "content": {"kind": "text", "text": "Cảnh báo lũ khẩn cấp."}},
                           default_gap_s=0.5, now=1e9)
         alert = await server.alerts.trigger(spec, "test")
+        await alert.message_ready()  # read aloud beside the loop (the tone does not wait)
         assert alert.status is AlertStatus.ACTIVE and alert.warnings == []
-        tick(server, clock, 1)
+        await tick(server, clock, 1)
         assert alert.describe()["reach"]["reached"] == 1  # loa-001, at the next packet
         for _ in range(30):  # the alert plays out: 1 s of tone, then ~2 s of speech
-            tick(server, clock, 50)
+            await tick(server, clock, 50)
             if alert.status is AlertStatus.COMPLETED:
                 break
         assert alert.status is AlertStatus.COMPLETED
-        tick(server, clock, 50)
+        await tick(server, clock, 50)
 
-        packets, pcm = heard(inside)
+        packets, pcm = await asyncio.to_thread(heard, inside)
         prios = [p.priority for p in packets]
         start = prios.index(100)
         end = len(prios) - prios[::-1].index(100)
@@ -94,7 +100,7 @@ async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives
         assert rms(speech) > 0.01  # something is said after the tone
         assert dominant_hz(pcm[b + 2400 : b + sr // 2]) == pytest.approx(440, rel=0.01)
         # the other commune heard its programme throughout
-        other, other_pcm = heard(outside)
+        other, other_pcm = await asyncio.to_thread(heard, outside)
         assert {p.priority for p in other} == {50}
         assert dominant_hz(other_pcm) == pytest.approx(440, rel=0.01)
         # volume: raised for the alert, restored after, only where it played
@@ -117,10 +123,11 @@ async def test_without_tts_the_tone_still_plays_and_the_error_says_why(tmp_path:
         spec = parse_spec({"zones": ["phu-my"], "content": {"kind": "text", "text": "Xin chào"}},
                           default_gap_s=0.5, now=1e9)
         alert = await server.alerts.trigger(spec, "test")
+        await alert.message_ready()
         assert alert.warnings and "not installed" in alert.warnings[0]
         listener = ear(server, "phu-my-2", "loa-007")
-        tick(server, clock, 60)
-        packets, pcm = heard(listener)
+        await tick(server, clock, 60)
+        packets, pcm = await asyncio.to_thread(heard, listener)
         assert packets[5].priority == 100
         assert dominant_hz(pcm[2400:14000]) == pytest.approx(853, rel=0.01)
         assert alert.status is AlertStatus.COMPLETED
@@ -165,11 +172,14 @@ async def test_an_active_alert_resumes_after_a_restart_unless_expired(tmp_path: 
         parse_spec(dict(body, expires_in_s=3600), default_gap_s=0.5, now=time.time()), "t")
     await server.stop()
     # while the server is down, `short` passes its expiry time
-    store = Store(tmp_path / "data" / "loa.sqlite3")
-    record = store.get_alert(short.id)
-    assert record is not None
-    store.save_alert(short.id, "active", dict(record, expires_at=time.time() - 1))
-    store.close()
+    def expire() -> None:
+        store = Store(tmp_path / "data" / "loa.sqlite3")
+        record = store.get_alert(short.id)
+        assert record is not None
+        store.save_alert(short.id, "active", dict(record, expires_at=time.time() - 1))
+        store.close()
+
+    await asyncio.to_thread(expire)
     again, _ = await fake_clock_server(tmp_path)
     try:
         assert again.alerts.alerts[keep.id].status is AlertStatus.ACTIVE
@@ -210,10 +220,8 @@ async def test_the_cli_triggers_lists_and_cancels(make_server) -> None:  # type:
 async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, tmp_path: Path  # type: ignore[no-untyped-def]
                                                                    ) -> None:
 
-    from tests.audio import make_tone_file
-
     server = await make_server()
-    good = make_tone_file(tmp_path / "thong-bao.mp3", 600, 1.0, ["-c:a", "libmp3lame"])
+    good = await tone_file(tmp_path / "thong-bao.mp3", 600, 1.0, ["-c:a", "libmp3lame"])
     fake = tmp_path / "fake.mp3"
     fake.write_text("this is text, not audio\n" * 50)
 
@@ -241,19 +249,19 @@ async def test_an_alert_for_single_endpoints_leaves_their_neighbours_alone(tmp_p
             server.endpoints.attach(server.endpoints.get(eid), sub)
             server.engine.channels["an-binh-1"].join(sub)
             ears[eid] = proto
-        tick(server, clock, 25)
+        await tick(server, clock, 25)
         spec = parse_spec({"endpoints": ["loa-001"], "content": {"kind": "tone"}},
                           default_gap_s=0.5, now=1e9)
         alert = await server.alerts.trigger(spec, "test")
         assert alert.targeted == ["loa-001"]
         assert server.endpoints.get("loa-001").zone_id == f"an-binh-1~{alert.id}"
-        tick(server, clock, 100)
+        await tick(server, clock, 100)
         assert alert.status is AlertStatus.COMPLETED
         assert server.endpoints.get("loa-001").zone_id == "an-binh-1"  # home again
         assert f"an-binh-1~{alert.id}" not in server.engine.channels
-        tick(server, clock, 25)
-        one, _ = heard(ears["loa-001"])
-        two, _ = heard(ears["loa-002"])
+        await tick(server, clock, 25)
+        one, _ = await asyncio.to_thread(heard, ears["loa-001"])
+        two, _ = await asyncio.to_thread(heard, ears["loa-002"])
         assert 100 in {p.priority for p in one}
         assert {p.priority for p in two} == {50}
         assert alert.describe()["reach"]["reached"] == 1
@@ -272,11 +280,11 @@ async def test_overlapping_alerts_queue_by_class_then_by_time(tmp_path: Path) ->
             return await server.alerts.trigger(spec, "test")
 
         normal = await alert("normal", "an-binh-1")
-        tick(server, clock, 10)
+        await tick(server, clock, 10)
         first = await alert("emergency", "an-binh")
         second = await alert("emergency", "an-binh-1")
-        tick(server, clock, 200)
-        packets, _ = heard(listener)
+        await tick(server, clock, 200)
+        packets, _ = await asyncio.to_thread(heard, listener)
         order = [p.programme_id for i, p in enumerate(packets)
                  if i == 0 or p.programme_id != packets[i - 1].programme_id]
         ids = [a.programme.id for a in (normal, first, second)]  # type: ignore[attr-defined]

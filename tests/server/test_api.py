@@ -9,7 +9,7 @@ import pytest
 
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.server.app import LoaServer
-from tests.audio import dominant_hz, make_tone_file
+from tests.audio import dominant_hz, tone_file
 from tests.conftest import auth
 from tests.server.test_ingest import base, wait_for
 
@@ -98,8 +98,8 @@ async def test_bad_requests_get_clear_errors(server: LoaServer) -> None:
 
 
 async def test_a_file_plays_from_the_media_folder(server: LoaServer, tmp_path: Path) -> None:
-    src = make_tone_file(tmp_path / "notice.mp3", 700, 3.0, ["-c:a", "libmp3lame"])
-    shutil.copy(src, server.media_dir / "notice.mp3")
+    src = await tone_file(tmp_path / "notice.mp3", 700, 3.0, ["-c:a", "libmp3lame"])
+    await asyncio.to_thread(shutil.copy, src, server.media_dir / "notice.mp3")
     bad = server.media_dir / "fake.mp3"
     bad.write_text("not audio at all\n" * 100)
     status, body = await call(server, "POST", "/api/v1/zones/phu-my/requests",

@@ -7,9 +7,11 @@ import hashlib
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from loa.server.app import LoaServer
-from tests.audio import make_tone_file
+from loa.server.cap import MAX_CAP_BYTES
+from tests.audio import make_tone_file, tone_bytes
 from tests.conftest import auth
 from tests.server.test_ingest import base
 
@@ -104,7 +106,7 @@ async def test_polygon_and_circle_target_the_endpoints_inside(server: LoaServer)
 
 async def test_an_audio_resource_plays_after_its_digest_is_checked(server: LoaServer,
                                                                    tmp_path: Path) -> None:
-    audio = make_tone_file(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"]).read_bytes()
+    audio = await tone_bytes(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"])
     good = hashlib.sha1(audio).hexdigest()  # noqa: S324  (CAP 1.2's digest is SHA-1)
     res = ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg</mimeType>"
            f"<digest>{{}}</digest><derefUri>{base64.b64encode(audio).decode()}</derefUri>"
@@ -113,6 +115,59 @@ async def test_an_audio_resource_plays_after_its_digest_is_checked(server: LoaSe
     assert status == 400 and "digest" in body["error"]
     status, body = await post_cap(server, cap_xml("R2", resource=res.format(good)))
     assert status == 201 and body["alert"]["content"]["kind"] == "media"
+
+
+async def test_a_resource_by_uri_is_fetched_while_the_tone_plays_and_text_replaces_it_if_lost(
+        server: LoaServer, tmp_path: Path) -> None:
+    audio = await tone_bytes(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"])
+    digest = hashlib.sha1(audio).hexdigest()  # noqa: S324  (CAP 1.2's digest is SHA-1)
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=audio)
+
+    app = web.Application()
+    app.router.add_get("/ban-tin.mp3", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's
+    try:
+        def res(uri: str) -> str:
+            return ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg"
+                    f"</mimeType><uri>{uri}</uri><digest>{digest}</digest></resource>")
+
+        status, body = await post_cap(server, cap_xml(
+            "U1", resource=res(f"http://127.0.0.1:{port}/ban-tin.mp3")))
+        assert status == 201 and body["alert"]["content"]["kind"] == "cap_resource"
+        alert = server.alerts.alerts[body["alert"]["id"]]
+        assert alert.programme is not None and alert.programme.available  # the tone, at once
+        await alert.message_ready()
+        assert alert.warnings == [] and alert.message is not None
+        assert alert.message.read_bytes() == audio
+        status, body = await post_cap(server, cap_xml(
+            "U2", resource=res(f"http://127.0.0.1:{port}/gone.mp3")))
+        assert status == 201
+        lost = server.alerts.alerts[body["alert"]["id"]]
+        await lost.message_ready()
+        assert "read aloud instead" in lost.warnings[0]
+        assert lost.message is not None and lost.message.suffix == ".wav"  # the CAP text
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_large_message_is_read_whole(server: LoaServer, tmp_path: Path) -> None:
+    """A message near the size limit (its audio inline) is read whole and its audio kept."""
+    audio = await tone_bytes(tmp_path / "long.mp3", 500, 12.0, ["-c:a", "libmp3lame",
+                                                               "-b:a", "96k"])
+    res = ("<resource><resourceDesc>Bản tin dài</resourceDesc><mimeType>audio/mpeg</mimeType>"
+           f"<derefUri>{base64.b64encode(audio).decode()}</derefUri></resource>")
+    body = cap_xml("L1", resource=res)
+    assert 150_000 < len(body) < MAX_CAP_BYTES
+    status, answer = await post_cap(server, body)
+    assert status == 201, answer
+    alert = server.alerts.alerts[answer["alert"]["id"]]
+    await alert.message_ready()
+    assert alert.message is not None and alert.message.read_bytes() == audio
 
 
 async def test_malformed_and_hostile_xml_is_refused(server: LoaServer) -> None:

@@ -25,7 +25,7 @@ async def start_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, 
     overrides = {"mqtt": MqttConfig(listen_port=0), **overrides}
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
                   admin_token="t", source_password="pw", **overrides)  # type: ignore[arg-type]
-    server = LoaServer(cfg, clock=clock)
+    server = await asyncio.to_thread(LoaServer, cfg, clock)  # opens its database: beside the loop
     await server.start(run_clock=False)
     return server, clock
 

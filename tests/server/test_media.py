@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 
 from loa.codecs.loudness import integrated_lufs
 from loa.server.app import LoaServer
+from loa.server.media import MediaLibrary
 from loa.server.priority import Priority
 from loa.server.store import Store
-from tests.audio import FFMPEG, make_tone_file
+from tests.audio import FFMPEG, tone_bytes, tone_file
 from tests.conftest import auth, run_cli
 from tests.server.test_alerts import fake_clock_server, tick
 from tests.server.test_api import call
@@ -24,7 +26,7 @@ async def upload(server: LoaServer, path: Path, **fields: str) -> tuple[int, dic
     form = aiohttp.FormData()
     for k, v in fields.items():
         form.add_field(k, v)
-    form.add_field("file", path.read_bytes(), filename=path.name)
+    form.add_field("file", await asyncio.to_thread(path.read_bytes), filename=path.name)
     async with aiohttp.ClientSession() as http:
         async with http.post(base(server) + "/api/v1/media", data=form, headers=auth()) as resp:
             return resp.status, await resp.json()
@@ -36,7 +38,7 @@ def leftovers(server: LoaServer) -> list[str]:
 
 
 async def test_upload_measures_and_lists_and_dedupes(server: LoaServer, tmp_path: Path) -> None:
-    mp3 = make_tone_file(tmp_path / "ban-tin.mp3", 500, 3.0, ["-c:a", "libmp3lame"])
+    mp3 = await tone_file(tmp_path / "ban-tin.mp3", 500, 3.0, ["-c:a", "libmp3lame"])
     status, body = await upload(server, mp3, title="Bản tin sáng", tags="sang,tin-tuc")
     assert status == 201 and body["created"]
     item = body["media"]
@@ -57,7 +59,7 @@ async def test_a_text_file_renamed_mp3_is_refused_and_leaves_nothing(server: Loa
     status, body = await upload(server, fake)
     assert status == 400 and "not audio" in body["error"]
     truncated = tmp_path / "cut.mp3"
-    whole = make_tone_file(tmp_path / "whole.wav", 500, 1.0, ["-c:a", "pcm_s16le"]).read_bytes()
+    whole = await tone_bytes(tmp_path / "whole.wav", 500, 1.0, ["-c:a", "pcm_s16le"])
     truncated.write_bytes(whole[:30])  # a WAV header and nothing else
     status, body = await upload(server, truncated)
     assert status == 400
@@ -66,14 +68,14 @@ async def test_a_text_file_renamed_mp3_is_refused_and_leaves_nothing(server: Loa
 
 async def test_oversize_uploads_are_refused(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server = await make_server(max_upload_mb=1)
-    big = make_tone_file(tmp_path / "long.wav", 500, 15.0, ["-c:a", "pcm_s16le"])  # ~2.6 MB
+    big = await tone_file(tmp_path / "long.wav", 500, 15.0, ["-c:a", "pcm_s16le"])  # ~2.6 MB
     status, body = await upload(server, big)
     assert status == 413
     assert leftovers(server) == []
 
 
 async def test_deletion_is_refused_while_the_item_plays(server: LoaServer, tmp_path: Path) -> None:
-    mp3 = make_tone_file(tmp_path / "x.mp3", 500, 5.0, ["-c:a", "libmp3lame"])
+    mp3 = await tone_file(tmp_path / "x.mp3", 500, 5.0, ["-c:a", "libmp3lame"])
     _, body = await upload(server, mp3)
     mid = body["media"]["id"]
     status, req = await call(server, "POST", "/api/v1/zones/phu-my/requests",
@@ -91,26 +93,30 @@ async def test_files_mastered_10_db_apart_play_at_the_same_loudness(tmp_path: Pa
     try:
         src = tmp_path / "music.wav"
         # music-like enough for BS.1770, with a low crest factor so no gain has to clip
-        subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i",
-                        "aevalsrc=0.25*sin(2*PI*300*t)+0.2*sin(2*PI*1250*t)"
-                        "+0.1*sin(2*PI*3100*t):s=48000:d=6", "-ac", "1", str(src)], check=True)
+        await asyncio.to_thread(
+            subprocess.run, [FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i",
+                             "aevalsrc=0.25*sin(2*PI*300*t)+0.2*sin(2*PI*1250*t)"
+                             "+0.1*sin(2*PI*3100*t):s=48000:d=6", "-ac", "1", str(src)],
+            check=True)
         quiet = tmp_path / "quiet.wav"
-        subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(src), "-af", "volume=-10dB",
-                        str(quiet)], check=True)
+        await asyncio.to_thread(
+            subprocess.run, [FFMPEG, "-loglevel", "error", "-i", str(src), "-af",
+                             "volume=-10dB", str(quiet)], check=True)
         heard_lufs = []
         for path in (src, quiet):
-            item, _ = await server.media.add(path.read_bytes(), path.name, "test")
+            data = await asyncio.to_thread(path.read_bytes)
+            item, _ = await server.media.add(data, path.name, "test")
             from tests.server.test_alerts import ear
 
             listener = ear(server, "an-binh-1", "loa-001")
             req = server.engine.request("an-binh-1", server.media_programme(item),
                                         Priority.SCHEDULED)
-            tick(server, clock, 300)
+            await tick(server, clock, 300)
             server.engine.release(req.id)
             listener.transport.abort()  # type: ignore[union-attr]
-            tick(server, clock, 1)
-            _, pcm = heard(listener)
-            heard_lufs.append(integrated_lufs(pcm[4800:]))
+            await tick(server, clock, 1)
+            _, pcm = await asyncio.to_thread(heard, listener)
+            heard_lufs.append(await asyncio.to_thread(integrated_lufs, pcm[4800:]))
         target = server.config.loudness_target_lufs
         assert heard_lufs[0] == pytest.approx(target, abs=1.0)
         assert heard_lufs[1] == pytest.approx(target, abs=1.0)
@@ -129,16 +135,16 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
 
         server.engine.request("huyen", Programme("Nhạc nền", ProgrammeKind.GENERATOR,
                                                  tone_source(440)), Priority.FILL)
-        wav = make_tone_file(tmp_path / "tin.wav", 600, 1.0, ["-c:a", "pcm_s16le"])
-        item, _ = await server.media.add(wav.read_bytes(), "tin.wav", "test", "Bản tin")
+        wav = await tone_bytes(tmp_path / "tin.wav", 600, 1.0, ["-c:a", "pcm_s16le"])
+        item, _ = await server.media.add(wav, "tin.wav", "test", "Bản tin")
         server.engine.request("an-binh-1", server.media_programme(item), Priority.SCHEDULED)
-        tick(server, clock, 25)  # 0.5 s of the bulletin
+        await tick(server, clock, 25)  # 0.5 s of the bulletin
         live = server.engine.request("an-binh", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
                                                           tone_source(1000)),
                                      Priority.DISTRICT_LIVE)
-        tick(server, clock, 20)  # 0.4 s live
+        await tick(server, clock, 20)  # 0.4 s live
         server.engine.release(live.id)
-        tick(server, clock, 50)  # the rest of the bulletin, then the fill again
+        await tick(server, clock, 50)  # the rest of the bulletin, then the fill again
         server.broadcast_log.consume(server.engine.drain_switch_events())
         status = [(e["programme"], e["end_reason"], round(e["duration_s"], 2))
                   for e in server.store.broadcast_log("an-binh-1")]
@@ -152,15 +158,20 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
     finally:
         await server.stop()
     # stopping closes what was still on air
-    store = Store(tmp_path / "data" / "loa.sqlite3")
-    assert [e["end_reason"] for e in store.broadcast_log("phu-my-1")] == ["server stopped"]
-    store.close()
+    def stopped_log() -> list[dict]:  # synchronous sqlite: beside the loop
+        store = Store(tmp_path / "data" / "loa.sqlite3")
+        try:
+            return store.broadcast_log("phu-my-1")
+        finally:
+            store.close()
+
+    assert [e["end_reason"] for e in await asyncio.to_thread(stopped_log)] == ["server stopped"]
 
 
 async def test_the_media_cli(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
 
     server = await make_server()
-    mp3 = make_tone_file(tmp_path / "nhac.mp3", 500, 1.0, ["-c:a", "libmp3lame"])
+    mp3 = await tone_file(tmp_path / "nhac.mp3", 500, 1.0, ["-c:a", "libmp3lame"])
 
     def loa(*args: str):  # type: ignore[no-untyped-def]  # -> the CLI's (exit, JSON)
         return run_cli(server, "media", *args)
@@ -173,3 +184,29 @@ async def test_the_media_cli(make_server, tmp_path: Path) -> None:  # type: igno
     assert rc == 0 and removed["deleted"] == added["media"]["id"]
     rc, missing = await loa("rm", "nope")
     assert rc == 1 and "no media item" in missing["error"]
+
+
+async def test_the_library_answers_from_memory_and_keeps_its_index_across_restarts(
+    tmp_path: Path,
+) -> None:
+    """``get`` and ``list`` never touch the database: the scheduler calls them on the loop."""
+    data = await tone_bytes(tmp_path / "tin.wav", 500, 0.5, ["-c:a", "pcm_s16le"])
+    db = tmp_path / "loa.sqlite3"
+    store = await asyncio.to_thread(Store, db)
+    lib = await asyncio.to_thread(MediaLibrary, store, tmp_path / "library", -18.0)
+    item, created = await lib.add(data, "tin.wav", "test", "Bản tin")
+    again, created_again = await lib.add(data, "copy.wav", "test")
+    assert created and not created_again and again is item
+    await asyncio.to_thread(store.close)
+    # the store is closed (a read would raise StoreClosed): the library answers from memory
+    assert lib.get(item.id) is item and lib.list() == [item] and lib.get("nope") is None
+
+    store = await asyncio.to_thread(Store, db)
+    try:
+        lib = await asyncio.to_thread(MediaLibrary, store, tmp_path / "library", -18.0)
+        found = lib.get(item.id)
+        assert found is not None and (found.title, found.path) == ("Bản tin", item.path)
+        assert (await lib.delete(item.id)).id == item.id
+        assert lib.list() == [] and not Path(item.path).exists()
+    finally:
+        await asyncio.to_thread(store.close)

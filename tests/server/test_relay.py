@@ -9,7 +9,7 @@ from aiohttp import web
 
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.server.inputs.relay import Backoff
-from tests.audio import dominant_hz, make_tone_file
+from tests.audio import dominant_hz, tone_bytes
 from tests.server.test_api import call
 from tests.server.test_ingest import wait_for
 
@@ -46,7 +46,7 @@ async def test_relay_of_another_station(make_server) -> None:  # type: ignore[no
 
 
 async def test_relay_reconnects_when_the_upstream_ends(make_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    clip = make_tone_file(tmp_path / "clip.mp3", 1000, 1.0, ["-c:a", "libmp3lame"]).read_bytes()
+    clip = await tone_bytes(tmp_path / "clip.mp3", 1000, 1.0, ["-c:a", "libmp3lame"])
     hits = []
 
     async def upstream(request: web.Request) -> web.StreamResponse:

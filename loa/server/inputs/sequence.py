@@ -67,12 +67,16 @@ class TwoTone:
 
 
 class SequenceSource:
+    """Parts played back to back, each opened one part ahead so a file part's reader has
+    decoded its first second before the part before it ends (no gap at the join)."""
+
     pausable = True
 
     def __init__(self, parts: Sequence[PartFactory]) -> None:
         self._parts = list(parts)
         self._index = 0
         self._current: FrameSource | None = None
+        self._next: FrameSource | None = None  # the part after the current one, opened early
         self.part_index = 0  # which part is playing, for status
 
     @property
@@ -82,8 +86,11 @@ class SequenceSource:
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
         while self._index < len(self._parts):
             if self._current is None:
-                self._current = self._parts[self._index]()
+                self._current = self._next or self._parts[self._index]()
+                self._next = None
                 self.part_index = self._index
+                if self._index + 1 < len(self._parts):
+                    self._next = self._parts[self._index + 1]()
             got = self._current.read(now_ns)
             if got is not None:
                 return got
@@ -92,8 +99,70 @@ class SequenceSource:
             self._index += 1
         return None
 
+    async def ready(self) -> None:
+        """The parts open now (this one and the next) have their next frame decoded."""
+        for part in (self._current, self._next):
+            await _ready(part)
+
     def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
+        for part in (self._current, self._next):
+            if part is not None:
+                part.close()
+        self._current = self._next = None
         self._index = len(self._parts)
+
+
+class Pending:
+    """A part whose content is still being prepared (text being read aloud, a file being
+    checked): silence until ``resolve`` gives it the real part, which then plays from its
+    start; ``fail`` ends it. ``on_first_frame(now_ns)`` is told when real audio first plays."""
+
+    pausable = True
+    available = True
+
+    def __init__(self, on_first_frame: Callable[[int], None] | None = None) -> None:
+        self._inner: FrameSource | None = None
+        self._failed = False
+        self._closed = False
+        self._started = False
+        self._on_first_frame = on_first_frame
+        self.waited_frames = 0
+
+    def resolve(self, part: FrameSource) -> None:
+        if self._closed:
+            part.close()
+        else:
+            self._inner = part
+
+    def fail(self) -> None:
+        self._failed = True
+
+    def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        inner = self._inner
+        if inner is None:
+            if self._failed or self._closed:
+                return None
+            self.waited_frames += 1
+            return np.zeros(FRAME_SAMPLES, dtype=np.float32), now_ns
+        got = inner.read(now_ns)
+        real: int | None = getattr(inner, "frames_read", None)  # a file's underruns are not
+        if got is not None and not self._started and (real is None or real > 0):
+            self._started = True
+            if self._on_first_frame is not None:
+                self._on_first_frame(now_ns)
+        return got
+
+    async def ready(self) -> None:
+        """The real part's next frame is decoded (returns at once while still pending)."""
+        await _ready(self._inner)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._inner is not None:
+            self._inner.close()
+
+
+async def _ready(part: FrameSource | None) -> None:
+    ready = getattr(part, "ready", None)
+    if ready is not None:
+        await ready()

@@ -1,0 +1,237 @@
+"""The real-time path never waits for the control plane (issue 10).
+
+A listener of one zone keeps hearing its programme on time, packet by packet against the wall
+clock, while the control plane does its heaviest work for another zone: alerts whose message is a
+15-minute MP3 or 2,000 characters read aloud, a 50 MB upload, a 1,000-endpoint import. The
+alerted zone hears the attention tone at once and the message as soon as it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from loa.loadtest.timeline import TimelineMonitor, TimelineSummary
+from loa.server.alerts import AlertStatus, parse_spec
+from loa.server.app import LoaServer
+from loa.server.inputs.generator import tone_source
+from loa.server.outputs.websocket import parse_packet
+from loa.server.priority import Priority
+from loa.server.programme import Programme, ProgrammeKind
+from tests.audio import dominant_hz
+from tests.conftest import ADMIN_TOKEN, auth
+from tests.server.test_alerts import ear, fake_clock_server, tick
+from tests.server.test_engine import heard
+
+FFMPEG = "ffmpeg"
+MAX_SILENCE_MS = 60.0
+MIN_DELIVERED_PCT = 99.0
+LONG_TEXT = ("Thông báo khẩn cấp của Ban chỉ huy phòng chống thiên tai xã: mưa lớn kéo dài, "
+             "nước sông đang lên nhanh. Bà con vùng trũng di chuyển ngay đến nơi cao. ") * 14
+
+
+@pytest.fixture(scope="session")
+def fifteen_minute_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 15-minute MP3 (330 Hz): decoding and measuring all of it takes seconds."""
+    path = tmp_path_factory.mktemp("long") / "ban-tin-15-phut.mp3"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=330:duration=900:sample_rate=22050", "-ac", "1",
+                    "-c:a", "libmp3lame", "-b:a", "32k", str(path)], check=True)
+    return path
+
+
+class ZoneListener:
+    """A native-protocol listener on the loop: every packet's pts against its arrival."""
+
+    def __init__(self, server: LoaServer, where: str) -> None:
+        self.url = f"ws://127.0.0.1:{server.port}/{where}/ws"
+        self.monitor = TimelineMonitor()
+        self.frequencies: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def __aenter__(self) -> ZoneListener:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._connected.wait(), 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(self.url) as ws:
+            self._connected.set()
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.BINARY:
+                    packet = parse_packet(msg.data)
+                    self.monitor.on_packet(packet.pts_samples, time.monotonic_ns())
+
+    def summary(self) -> TimelineSummary:
+        return self.monitor.summary(time.monotonic_ns())
+
+
+async def settle(seconds: float) -> None:
+    """Let real time pass: these tests are about real time."""
+    await asyncio.sleep(seconds)
+
+
+def assert_on_time(heard_: TimelineSummary, what: str) -> None:
+    assert heard_.packets > 0, what
+    assert heard_.stalls == 0, f"{what}: {heard_}"
+    assert heard_.longest_silence_ms <= MAX_SILENCE_MS, f"{what}: {heard_}"
+    assert heard_.delivered_pct >= MIN_DELIVERED_PCT, f"{what}: {heard_}"
+
+
+async def post(server: LoaServer, path: str, **kw: object) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{server.port}{path}", headers=auth(), **kw) as resp:  # type: ignore[arg-type]
+        return resp.status, await resp.json()
+
+
+async def test_heavy_alerts_on_one_commune_leave_the_others_on_time(
+        make_server: Callable[..., Awaitable[LoaServer]], fifteen_minute_mp3: Path) -> None:
+    server = await make_server()
+    media = Path(server.config.data_dir) / "media"
+    await asyncio.to_thread(lambda: (media / "ban-tin.mp3").write_bytes(
+        fifteen_minute_mp3.read_bytes()))
+    server.engine.request("huyen", Programme("nhạc", ProgrammeKind.GENERATOR, tone_source(440)),
+                          int(Priority.FILL))
+    async with ZoneListener(server, "zones/phu-my-1") as other, \
+            ZoneListener(server, "endpoints/loa-001") as alerted:
+        await settle(1.0)
+        t0 = time.monotonic()
+        status, file_alert = await post(server, "/api/v1/alerts", json={
+            "zones": ["an-binh-1"], "content": {"kind": "file", "path": "ban-tin.mp3"}})
+        assert status == 201, file_alert
+        status, text_alert = await post(server, "/api/v1/alerts", json={
+            "zones": ["an-binh-2"], "content": {"kind": "text", "text": LONG_TEXT}})
+        assert status == 201, text_alert
+        answered_ms = (time.monotonic() - t0) * 1000
+        alerts = [server.alerts.alerts[a["alert"]["id"]] for a in (file_alert, text_alert)]
+        for alert in alerts:
+            await alert.message_ready()  # synthesis and checks, beside the loop
+        await settle(max(0.0, 2.5 - (time.monotonic() - t0)) + 1.0)  # the tone, then 1 s
+        heard_ = other.summary()
+        heard_alerted = alerted.summary()
+    assert_on_time(heard_, "phu-my-1 while alerts started on an-binh")
+    assert_on_time(heard_alerted, "an-binh-1, alerted, while its message was prepared")
+    assert answered_ms < 1000  # the API did not wait for the message to be prepared
+    for alert in alerts:
+        assert alert.status is AlertStatus.ACTIVE and alert.warnings == []
+        timing = alert.timing_ms()
+        assert timing["message_first"] is not None and timing["message_first"] >= 1900, timing
+    tone_first = alerts[0].timing_ms()["tone_first"]  # loa-001 listens on an-binh-1
+    assert tone_first is not None and tone_first < 100
+    tone_at, message_at = alerts[0].reach_ms()["loa-001"], alerts[0].message_reach_ms()["loa-001"]
+    assert 0 <= tone_at < 100 and 1900 <= message_at < 4000  # after the 2 s tone
+    assert server.engine.resyncs == 0
+
+
+async def test_a_50_mb_upload_and_a_1000_endpoint_import_leave_listeners_on_time(
+        make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path) -> None:
+    server = await make_server()
+    big = tmp_path / "dai-50mb.wav"
+    await asyncio.to_thread(_write_wav, big, 50 << 20)
+    rows = "id,name,zone\n" + "".join(f"ep-{i:04d},Cụm {i},phu-my-2\n" for i in range(1000))
+    server.engine.request("huyen", Programme("nhạc", ProgrammeKind.GENERATOR, tone_source(440)),
+                          int(Priority.FILL))
+    base = f"http://127.0.0.1:{server.port}/api/v1"
+    async with ZoneListener(server, "zones/an-binh-1") as listener:
+        await settle(0.5)
+        # independent clients (curl), so the test's own loop carries only the listener
+        upload = asyncio.to_thread(subprocess.run, [
+            "curl", "-sS", "-H", f"Authorization: Bearer {ADMIN_TOKEN}",
+            "-F", f"file=@{big}", "-F", "title=Đài 50 MB", f"{base}/media"],
+            capture_output=True, check=False, timeout=120)
+        imported = asyncio.to_thread(subprocess.run, [
+            "curl", "-sS", "-H", f"Authorization: Bearer {ADMIN_TOKEN}", "-H",
+            "Content-Type: text/csv", "--data-binary", "@-", f"{base}/endpoints.csv"],
+            input=rows.encode(), capture_output=True, check=False, timeout=120)
+        up, imp = await asyncio.gather(upload, imported)
+        await settle(0.5)
+        heard_ = listener.summary()
+    assert_on_time(heard_, "an-binh-1 during the upload and the import")
+    added = json.loads(up.stdout)
+    assert added["created"] is True and added["media"]["duration_s"] > 500, added
+    created = json.loads(imp.stdout)["created"]
+    assert len(created) == 1000 and all(c["password"] for c in created)
+    assert len(server.endpoints.in_zone("phu-my-2")) >= 1000
+    assert server.engine.resyncs == 0
+
+
+def _write_wav(path: Path, size_bytes: int) -> None:
+    """A 48 kHz mono 16-bit WAV of about ``size_bytes`` (a 500 Hz tone), written in blocks."""
+    import wave
+
+    seconds = size_bytes // (2 * 48000)
+    t = np.arange(48000) / 48000
+    block = (0.3 * np.sin(2 * np.pi * 500 * t) * 32767).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        for _ in range(seconds):
+            w.writeframes(block)
+
+
+async def test_the_tone_starts_at_once_and_the_message_follows_when_ready(
+        tmp_path: Path) -> None:
+    """On a fake clock: synthesis that takes longer than the tone leaves the zone waiting in
+    silence after the tone, never before it; the speech follows once ready."""
+    slow = tmp_path / "slow-espeak"
+    slow.write_text("#!/bin/sh\nsleep 0.3\nexec espeak-ng \"$@\"\n")
+    slow.chmod(0o755)
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        server.alerts.tts.engine = str(slow)
+        listener = ear(server, "phu-my-2", "loa-007")
+        spec = parse_spec({"zones": ["phu-my"], "content": {"kind": "text",
+                                                            "text": "Thử nghiệm cảnh báo."}},
+                          default_gap_s=0.5, now=1e9)
+        alert = await server.alerts.trigger(spec, "test")
+        await tick(server, clock, 75)  # the 1 s tone, then 0.5 s with the speech not ready
+        assert alert.message is None and alert.timing_ms()["message_first"] is None
+        await alert.message_ready()
+        await tick(server, clock, 200)
+        assert alert.status is AlertStatus.COMPLETED
+        packets, pcm = await asyncio.to_thread(heard, listener)
+        assert packets[0].priority == 100  # the first packet after the trigger is the alert
+        assert alert.timing_ms()["tone_first"] == pytest.approx(20, abs=0.5)  # the next tick
+        assert dominant_hz(pcm[2400:14000]) == pytest.approx(853, rel=0.01)
+        gap = pcm[50 * 960 + 960: 75 * 960]
+        assert float(np.max(np.abs(gap))) < 1e-3  # waiting for the message: silence
+        assert alert.timing_ms()["message_first"] >= 1500
+        speech = pcm[76 * 960:]
+        assert float(np.sqrt(np.mean(speech ** 2))) > 0.01
+    finally:
+        await server.stop()
+
+
+async def test_loop_lag_is_measured_exported_and_raises_an_alarm(
+        make_server: Callable[..., Awaitable[LoaServer]]) -> None:
+    server = await make_server()
+    lag = server.loop_lag
+    before = lag.count
+    await settle(0.3)
+    assert lag.count > before  # the probe runs
+    server.loop_lag.observe(0.2)  # as a 200 ms stall would be seen
+    server.check_alarms()
+    got = {a.kind: a.detail for a in server.alarms.active()}
+    assert "loop_lag" in got and "200 ms" in got["loop_lag"]
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{server.port}/metrics", headers=auth()) as resp:
+        text = await resp.text()
+    assert 'loa_loop_lag_seconds_bucket{le="0.25"}' in text
+    assert "loa_loop_lag_seconds_count" in text and "loa_clock_resyncs_total 0.0" in text
+    status = server.status()
+    assert status["loop_lag_ms"]["max"] >= 200

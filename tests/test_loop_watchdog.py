@@ -1,0 +1,41 @@
+"""The loop watchdog itself: a step that holds the loop fails its test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.loop_watchdog import LIMIT_MS
+
+
+def _busy(ms: float) -> None:
+    end = time.thread_time_ns() + int(ms * 1e6)
+    while time.thread_time_ns() < end:
+        pass
+
+
+@pytest.mark.xfail(strict=True, reason="the guard must fail a 50 ms loop step")
+async def test_a_step_that_computes_for_50_ms_fails() -> None:
+    await asyncio.sleep(0)
+    _busy(50)  # CPU work on the loop: caught however busy the machine is
+
+
+@pytest.mark.xfail(reason="the guard fails a 50 ms blocking sleep (unless the kernel preempted "
+                          "the loop during that step, when only CPU time is judged)")
+async def test_a_step_that_sleeps_for_50_ms_fails() -> None:
+    await asyncio.sleep(0)
+    time.sleep(0.05)  # noqa: ASYNC251  # the point of the test
+
+
+async def test_many_short_steps_pass() -> None:
+    for _ in range(int(3 * LIMIT_MS)):  # 60 ms of work in 2 ms steps
+        _busy(2)
+        await asyncio.sleep(0)
+
+
+@pytest.mark.loop_blocking("proves the allow-list: this test blocks on purpose")
+async def test_an_allowed_test_may_block() -> None:
+    await asyncio.sleep(0)
+    _busy(30)

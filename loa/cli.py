@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 from loa import __version__
 from loa.config import Config, ConfigError, load_config, parse_listen
+from loa.monitoring.loop_watchdog import install_from_env
 
 log = logging.getLogger("loa")
 
@@ -253,12 +255,20 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"loa: {exc}", file=sys.stderr)
         return 2
     try:
-        import uvloop
+        watched = install_from_env(dict(os.environ)) is not None
+    except ValueError as exc:
+        print(f"loa: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if not watched:  # the watchdog hooks the standard loop's handles, not uvloop's
+            import uvloop
 
-        uvloop.install()
+            uvloop.install()
     except ImportError:
         pass
     try:
+        import loa.server.app  # noqa: F401  # the heavy imports, before the loop starts
+
         asyncio.run(_run_server(cfg))
     except OSError as exc:
         print(f"loa: {exc}", file=sys.stderr)
@@ -269,9 +279,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(cfg: Config) -> None:
-    from loa.server.app import LoaServer
+    from loa.server.app import LoaServer  # imported before the loop runs (see _serve)
 
-    server = LoaServer(cfg)
+    server = await asyncio.to_thread(LoaServer, cfg)  # opens the database: beside the loop
     await server.start()
     host = f"[{server.host}]" if ":" in server.host else server.host
     base = f"http://{host}:{server.port}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.loop_watchdog import LIMIT_MS
+from loa.monitoring.loop_watchdog import LIMIT_MS, install_from_env
 
 
 def _busy(ms: float) -> None:
@@ -39,3 +40,23 @@ async def test_many_short_steps_pass() -> None:
 async def test_an_allowed_test_may_block() -> None:
     await asyncio.sleep(0)
     _busy(30)
+
+
+@pytest.mark.loop_blocking("proves that `loa serve`'s watchdog reports a slow step")
+async def test_a_server_process_reports_its_slow_steps_to_the_file(tmp_path: Path) -> None:
+    report = tmp_path / "slow.log"
+    watchdog = install_from_env({"LOA_LOOP_WATCHDOG_MS": "10",
+                                 "LOA_LOOP_WATCHDOG_FILE": str(report)})
+    assert watchdog is not None
+    try:
+        async def hog() -> None:
+            _busy(30)
+
+        await asyncio.create_task(hog(), name="hog")
+    finally:
+        watchdog.uninstall()
+    lines = report.read_text().splitlines()
+    assert len(lines) == 1 and "task hog" in lines[0] and "of its own work" in lines[0]
+    assert install_from_env({}) is None
+    with pytest.raises(ValueError, match="positive"):
+        install_from_env({"LOA_LOOP_WATCHDOG_MS": "0"})

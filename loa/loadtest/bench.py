@@ -182,8 +182,12 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
     finally:
         await source.stop()
         await server.stop()
-    delays = [d for p in probes if p.first_audio_ns
-              for d in playout_delays_ms(p.decoder.pcm(), p.first_audio_ns, source.beep_sent_ns)]
+    def heard_delays() -> list[float]:  # decoding and beep finding: beside the loop
+        return [d for p in probes if p.first_audio_ns
+                for d in playout_delays_ms(p.decoder.pcm(), p.first_audio_ns,
+                                           source.beep_sent_ns)]
+
+    delays = await asyncio.to_thread(heard_delays)
     eps = [e for e in result.endpoints if e]
     startup = [e["startup_ns"][0] / 1e6 for e in eps if e["startup_ns"]]
     cpu_ms = (1000 * result.server_cpu_s / result.server_wall_s / listeners

@@ -365,8 +365,8 @@ def _api(args: argparse.Namespace, method: str, path: str, body: object = None,
                 for name, value in (fields or {}).items():
                     form.add_field(name, value)
                 for name, file_path in files.items():
-                    form.add_field(name, open(file_path, "rb"),
-                                   filename=os.path.basename(file_path))
+                    handle = await asyncio.to_thread(open, file_path, "rb")
+                    form.add_field(name, handle, filename=os.path.basename(file_path))
                 async with http.request(method, url, data=form, headers=headers) as resp:
                     return resp.status, await resp.json()
             async with http.request(method, url, json=body, headers=headers) as resp:

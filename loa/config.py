@@ -43,7 +43,8 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     sha256 = "…"
     rights = ["operate"]             # admin, operate, alert (emergency alerts)
 
-    [[endpoints]]                    # seeded into the registry on first sight; the API owns them after
+    [[endpoints]]                    # seeded into the registry on first sight; the API
+                                     # owns them after
     id = "loa-001"
     zone = "an-binh-1"
     name = "Cụm loa thôn 1"
@@ -259,7 +260,8 @@ def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
             str(name): str(m.get("password", "")) for name, m in mounts.items()
         }
     audio = raw.get("audio", {})
-    changes["opus_bitrate_bps"] = _int(audio, "opus_bitrate_bps", cfg.opus_bitrate_bps, 6000, 510000)
+    changes["opus_bitrate_bps"] = _int(audio, "opus_bitrate_bps", cfg.opus_bitrate_bps, 6000,
+                                       510000)
     changes["mp3_bitrate_bps"] = _int(audio, "mp3_bitrate_bps", cfg.mp3_bitrate_bps, 8000, 320000)
     changes["jitter_target_ms"] = _int(audio, "jitter_target_ms", cfg.jitter_target_ms, 20, 5000)
     changes["jitter_max_ms"] = _int(audio, "jitter_max_ms", cfg.jitter_max_ms, 20, 10000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,3 +82,10 @@ async def ffmpeg_push(url: str, *, freq_hz: float = 1000.0, seconds: float = 30.
 MP3_PUSH = ["-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "-content_type", "audio/mpeg"]
 OPUS_PUSH = ["-c:a", "libopus", "-b:a", "64k", "-page_duration", "20000", "-f", "ogg",
              "-content_type", "audio/ogg"]
+
+
+async def closed(writer: asyncio.StreamWriter) -> None:
+    """Close a raw client connection and wait until it is (an unclosed one warns later)."""
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()

@@ -226,7 +226,8 @@ def transcode_run(seconds: float = 300.0, rounds: int = TRANSCODE_ROUNDS) -> dic
                         "lavfi", "-i", f"anoisesrc=a=0.05:d={seconds}:r=44100",
                         "-filter_complex", "amix=inputs=2", "-ac", "2", "-c:a", "libmp3lame",
                         "-b:a", "128k", mp3], check=True)
-        data = open(mp3, "rb").read()
+        with open(mp3, "rb") as f:
+            data = f.read()
         ffmpeg_runs, loa_runs = [], []
         for _ in range(rounds):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -424,7 +425,8 @@ async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20
     ids = [f"bench-{i + 1:04d}" for i in range(endpoints)]
     home = [zone_ids[i % villages] for i in range(endpoints)]
     text = alert_text(text_chars)
-    config = (zone_tree_toml(villages, endpoints=list(zip(ids, home)), village_codes=True)
+    config = (zone_tree_toml(villages, endpoints=list(zip(ids, home, strict=True)),
+                              village_codes=True)
               + f'\n[mqtt]\nlisten = "127.0.0.1:{free_port()}"\n')
     server = LocalLoa(token=token, source_password=token, demo=False, config_toml=config)
     source: FfmpegSource | None = None
@@ -667,8 +669,8 @@ def format_fanout(fanout: list[dict[str, Any]]) -> list[str]:
     for (kind, n), f in sorted(by.items()):
         ice = by.get(("icecast", n))
         if kind == "loa" and ice and ice["cpu_ms_per_listener_second"]:
-            ratios.append(f"- {n} listeners: Loa / Icecast CPU per listener = "
-                          f"{f['cpu_ms_per_listener_second'] / ice['cpu_ms_per_listener_second']:.2f}")
+            ratio = f["cpu_ms_per_listener_second"] / ice["cpu_ms_per_listener_second"]
+            ratios.append(f"- {n} listeners: Loa / Icecast CPU per listener = {ratio:.2f}")
     return lines + ([""] + ratios if ratios else [])
 
 

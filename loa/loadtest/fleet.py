@@ -170,7 +170,7 @@ class Fleet:
             cpu += res["cpu_s"]
             for k, v in res["histogram"].items():
                 hist[int(k)] += v
-            for i, st in zip(self._index[w], res["endpoints"]):
+            for i, st in zip(self._index[w], res["endpoints"], strict=True):
                 eps[i] = st
         return FleetResult(
             histogram=hist, endpoints=eps, generator_cpu_s=cpu, timeline=self._timeline,

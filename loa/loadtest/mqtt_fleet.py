@@ -167,12 +167,14 @@ class MqttLoadTest:
                 for w in range(spec.procs):
                     mine = logins[w::spec.procs]
                     r, wfd = os.pipe()
+                    log_file = await asyncio.to_thread(
+                        open, os.path.join(self.dir, f"worker{w}.log"), "wb")
                     proc = await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "loa.loadtest.mqtt_fleet", "worker", "127.0.0.1",
                         str(broker_port), "loa", str(spec.telemetry_s), str(spec.ramp_s), str(r),
                         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                        stderr=open(os.path.join(self.dir, f"worker{w}.log"), "wb"),
-                        pass_fds=(r,))
+                        stderr=log_file, pass_fds=(r,))
+                    log_file.close()  # the worker has its own copy
                     os.close(r)
                     pipes.append(wfd)
                     assert proc.stdin is not None
@@ -208,13 +210,8 @@ class MqttLoadTest:
                     results.append(json.loads(out.decode().strip().splitlines()[-1]))
                 except (TimeoutError, ValueError, IndexError):
                     proc.kill()
-            logs = [os.path.join(self.dir, n) for n in sorted(os.listdir(self.dir))
-                    if n.endswith(".log")]
-            for path in logs:
-                with open(path, "rb") as f:
-                    tail = f.read()[-2000:].decode(errors="replace").strip()
-                if tail:
-                    self.out(f"  {os.path.basename(path)}: …{tail}")
+            for name, tail in await asyncio.to_thread(_log_tails, self.dir):
+                self.out(f"  {name}: …{tail}")
             await server.stop()
             if self.mosquitto is not None:
                 self.mosquitto.terminate()
@@ -255,18 +252,9 @@ class MqttLoadTest:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("--broker mosquitto needs the mosquitto package")
         files = await self._api(http, "GET", "/api/v1/mqtt/mosquitto")
-        pw, acl, conf = (os.path.join(self.dir, n) for n in ("passwd", "acl", "mosquitto.conf"))
-        with open(pw, "w") as f:
-            f.write(files["password_file"] + f"loa-server:{hash_password(server_pw)}\n")
-        os.chmod(pw, 0o600)
-        with open(acl, "w") as f:
-            f.write(files["acl_file"])
-        with open(conf, "w") as f:
-            f.write(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
-                    f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
-                    "set_tcp_nodelay true\n"
-                    "log_dest stderr\nlog_type error\n")
-        self.mosquitto = subprocess.Popen(["mosquitto", "-c", conf], preexec_fn=die_with_parent)
+        self.mosquitto = await asyncio.to_thread(  # files written, process started: off the loop
+            _start_mosquitto, self.dir, port, files["password_file"] +
+            f"loa-server:{hash_password(server_pw)}\n", files["acl_file"])
 
     async def _status(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         return await self._api(http, "GET", "/api/v1/status")  # type: ignore[no-any-return]
@@ -379,3 +367,32 @@ def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         worker_main()
+
+
+def _log_tails(folder: str) -> list[tuple[str, str]]:
+    """The last 2 KB of each non-empty ``*.log`` in ``folder`` (blocking)."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".log"):
+            with open(os.path.join(folder, name), "rb") as f:
+                tail = f.read()[-2000:].decode(errors="replace").strip()
+            if tail:
+                out.append((name, tail))
+    return out
+
+
+def _start_mosquitto(folder: str, port: int, password_file: str, acl_file: str
+                     ) -> subprocess.Popen[bytes]:
+    """A private Mosquitto with Loa's password and ACL files (blocking: run beside the loop)."""
+    pw, acl, conf = (os.path.join(folder, n) for n in ("passwd", "acl", "mosquitto.conf"))
+    with open(pw, "w") as f:
+        f.write(password_file)
+    os.chmod(pw, 0o600)
+    with open(acl, "w") as f:
+        f.write(acl_file)
+    with open(conf, "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+                f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
+                "set_tcp_nodelay true\n"
+                "log_dest stderr\nlog_type error\n")
+    return subprocess.Popen(["mosquitto", "-c", conf], preexec_fn=die_with_parent)

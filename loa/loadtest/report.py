@@ -79,7 +79,8 @@ def summary_table(report: dict[str, Any]) -> str:
     srv = report.get("server")
     if srv:
         rows.append(("server CPU", f"{srv['cpu_pct']:.1f} % of one core, "
-                                   f"{srv['cpu_ms_per_endpoint_second']:.3f} ms per endpoint-second"))
+                                   f"{srv['cpu_ms_per_endpoint_second']:.3f} ms per "
+                                   "endpoint-second"))
         rows.append(("server RSS", f"{srv['rss_mb']:.1f} MB"))
     for sc in report.get("scenarios", []):
         rows.append((f"scenario {sc['name']}", sc["summary"]))
@@ -159,7 +160,8 @@ def svg_cdf(values_ms: np.ndarray, weights: np.ndarray, title: str, xlabel: str)
     order = np.argsort(values_ms)
     v, w = values_ms[order], np.cumsum(weights[order]) / weights.sum()
     x_max = float(v[min(int(np.searchsorted(w, 0.999)), len(v) - 1)]) or 1.0
-    pts = " ".join(f"{_sx(min(x, x_max), x_max):.1f},{_sy(y, 1):.1f}" for x, y in zip(v, w))
+    pts = " ".join(f"{_sx(min(x, x_max), x_max):.1f},{_sy(y, 1):.1f}"
+                   for x, y in zip(v, w, strict=True))
     body = f'<polyline fill="none" stroke="#1565c0" stroke-width="2" points="{pts}"/>'
     return _svg_frame(title, xlabel, "fraction of packets", x_max, 1.0, body)
 
@@ -190,7 +192,7 @@ def svg_timeline(timeline: list[dict[str, Any]], key: str, title: str) -> str:
     xs = np.array([t["t"] for t in timeline], dtype=float)
     ys = np.array([t[key] for t in timeline], dtype=float)
     x_max, y_max = float(xs.max()) or 1.0, float(ys.max()) or 1.0
-    pts = " ".join(f"{_sx(x, x_max):.1f},{_sy(y, y_max):.1f}" for x, y in zip(xs, ys))
+    pts = " ".join(f"{_sx(x, x_max):.1f},{_sy(y, y_max):.1f}" for x, y in zip(xs, ys, strict=True))
     body = f'<polyline fill="none" stroke="#2e7d32" stroke-width="2" points="{pts}"/>'
     return _svg_frame(title, "seconds", key, x_max, y_max, body)
 
@@ -239,7 +241,8 @@ def write_html(report: dict[str, Any], path: str) -> None:
                 "ms, the longest wait between two packets"),
         svg_timeline(report.get("timeline", []), "streaming", "Đang nhận / endpoints streaming"),
         "<h2>JSON</h2>",
-        f"<pre>{html.escape(json.dumps({k: v for k, v in report.items() if k not in hidden}, indent=2, ensure_ascii=False))}</pre>",
+        "<pre>" + html.escape(json.dumps({k: v for k, v in report.items() if k not in hidden},
+                                         indent=2, ensure_ascii=False)) + "</pre>",
         "</html>",
     ]
     with open(path, "w") as f:

@@ -224,7 +224,7 @@ class LoadTest:
 
     async def _root(self) -> str:
         zones = (await self._api("GET", "/api/v1/zones", None))["zones"]
-        return next(z["id"] for z in zones if not z["parent"])
+        return str(next(z["id"] for z in zones if not z["parent"]))
 
     async def _start_source(self) -> None:
         host = self.url.split("://", 1)[1].rstrip("/")
@@ -360,7 +360,8 @@ class LoadTest:
                     "recovery_s": percentiles(back),
                     "api_ms_during": percentiles(api),
                     "summary": f"{len(idx)} dropped, {len(back)} streaming again, "
-                               f"all after {all_back if all_back is None else round(all_back, 2)} s;"
+                               "all after "
+                               f"{all_back if all_back is None else round(all_back, 2)} s;"
                                f" API p99 {percentiles(api)['p99']} ms meanwhile",
                 })
             elif name == "slow":

@@ -53,7 +53,7 @@ class _Worker:
     async def run(self) -> None:
         commands = asyncio.create_task(self._commands())
         tasks = [asyncio.create_task(self._start(ep, offset))
-                 for ep, (_, _, offset) in zip(self.endpoints, self.spec.endpoints)]
+                 for ep, (_, _, offset) in zip(self.endpoints, self.spec.endpoints, strict=True)]
         deadline_s = (self.spec.start_ns - time.monotonic_ns()) / 1e9 + self.spec.seconds
         progress = asyncio.create_task(self._progress())
         try:

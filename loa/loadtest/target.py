@@ -99,11 +99,17 @@ class LocalLoa:
             args.append("--no-demo")
         if self._config:
             args += ["--config", self._config]
+        log_file = await asyncio.to_thread(open, os.path.join(self._dir, "serve.log"), "wb")
         self.proc = await asyncio.create_subprocess_exec(
-            *args, env=env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=open(os.path.join(self._dir, "serve.log"), "wb"), preexec_fn=die_with_parent,
+            *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
+            preexec_fn=die_with_parent,
         )
-        await wait_ready(self.url, self.token)
+        log_file.close()  # the server has its own copy
+        try:
+            await wait_ready(self.url, self.token)
+        except RuntimeError as exc:  # say why: the server's last words
+            tail = await asyncio.to_thread(_tail, os.path.join(self._dir, "serve.log"))
+            raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
 
     async def stop(self) -> None:
         await stop_process(self.proc)
@@ -184,3 +190,12 @@ class FfmpegSource:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+def _tail(path: str, max_bytes: int = 1500) -> str:
+    """The end of a log file (blocking)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()[-max_bytes:].decode(errors="replace").strip()
+    except OSError as exc:
+        return f"(no log: {exc})"

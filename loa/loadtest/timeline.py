@@ -191,8 +191,8 @@ def aggregate(summaries: Iterable[dict[str, Any]], judged: Iterable[bool] | None
     silences = [float(s["longest_silence_ms"]) for s in rows]
     delivered = [float(s["delivered_pct"]) for s in rows]
     stalled = [s for s in rows if s["stalls"]]
-    bad_stall = sum(1 for s, j in zip(rows, judge) if j and s["stalls"])
-    bad_share = sum(1 for s, j in zip(rows, judge)
+    bad_stall = sum(1 for s, j in zip(rows, judge, strict=True) if j and s["stalls"])
+    bad_share = sum(1 for s, j in zip(rows, judge, strict=True)
                     if j and s["delivered_pct"] < DELIVERED_MIN_PCT)
     reasons = []
     if bad_stall:

@@ -11,6 +11,9 @@ long enough and cleared when they end; every raise and clear goes to the audit l
     broker_down        the server has lost its MQTT broker (no control, no presence)
     loop_lag           the event loop ran late by more than ``loop_lag_ms`` in the last 10 s
                        (the audio of every zone is at risk; see ``loa_loop_lag_seconds``)
+    clock_resync       the master clock fell so far behind that it resynchronised: every zone
+                       lost that much audio (also a whole-process pause, which the loop-lag
+                       probe, paused with it, cannot see); raised for ``RESYNC_ALARM_S``
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ if TYPE_CHECKING:
     from loa.server.app import LoaServer
 
 KINDS = ("endpoint_offline", "zone_silent", "source_down", "underruns", "supply_voltage",
-         "relay_fault", "broker_down", "loop_lag")
+         "relay_fault", "broker_down", "loop_lag", "clock_resync")
+RESYNC_ALARM_S = 60
 
 
 @dataclass
@@ -81,6 +85,11 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
         out.append(("broker_down", fleet.broker_url,
                     f"no connection to the MQTT broker: {fleet.last_error or 'connecting'}",
                     now_ns, cfg.hold_s))
+    engine = s.engine
+    if engine.last_resync_ns and now_ns - engine.last_resync_ns < RESYNC_ALARM_S * NS_PER_S:
+        out.append(("clock_resync", "master clock",
+                    f"the master clock fell {engine.last_resync_behind_ms:.0f} ms behind and "
+                    "resynchronised: every zone lost that much audio", engine.last_resync_ns, 0))
     worst = s.loop_lag.recent_ms()["max"]
     if worst is not None and worst > cfg.loop_lag_ms:
         out.append(("loop_lag", "server", f"the event loop ran {worst:.0f} ms late "

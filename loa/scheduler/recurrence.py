@@ -56,7 +56,7 @@ class ScheduleItem:
             try:
                 self._rule = rrulestr(self.rrule.replace("\\n", "\n"), dtstart=self.start,
                                       forceset=True,
-                                      tzinfos={None: self.start.tzinfo})  # type: ignore[assignment]
+                                      tzinfos={None: self.start.tzinfo})
             except (ValueError, TypeError) as exc:
                 raise ScheduleError(f"bad recurrence rule {self.rrule!r}: {exc}") from None
 

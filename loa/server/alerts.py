@@ -177,7 +177,7 @@ class Alert:
     received_ns: int = 0  # when the trigger arrived (Clock ns): reach is measured from here
     message: Path | None = None  # the message's audio, once prepared
     message_failed: bool = False
-    message_first_ns: int = 0  # when the message's first audio went on air
+    message_on_air_ns: int = 0  # when the message's first audio went on air
     pending: list[Pending] = field(default_factory=list)  # message parts waiting for it
     preparing: asyncio.Task[None] | None = None
 
@@ -207,16 +207,24 @@ class Alert:
             await asyncio.shield(self.preparing)
 
     def timing_ms(self) -> dict[str, float | None]:
-        """From the trigger's arrival: the first tone packet written to an endpoint's socket,
-        and the message's first audio on air (after the tone, once prepared)."""
-        first = min((ns for ns in (self.programme.reach or {}).values()), default=None) \
-            if self.programme is not None else None
+        """From the trigger's arrival at the API (ms): ``activated`` (its requests placed),
+        ``tone_on_air`` and ``message_on_air`` (the tick that first played each, whoever
+        listens), ``tone_first`` and ``message_first`` (the first packet of each written to an
+        endpoint's socket; None while no endpoint has had one)."""
+        prog = self.programme
         base = self.received_ns or self.activated_ns
+
+        def ms(ns: int | None) -> float | None:
+            return round((ns - base) / 1e6, 3) if ns else None
+
         return {
-            "activated": round((self.activated_ns - base) / 1e6, 3) if self.activated_ns else None,
-            "tone_first": round((first - base) / 1e6, 3) if first is not None else None,
-            "message_first": round((self.message_first_ns - base) / 1e6, 3)
-            if self.message_first_ns else None,
+            "activated": ms(self.activated_ns),
+            "tone_on_air": ms(prog.first_pulled_ns if prog is not None else None),
+            "message_on_air": ms(self.message_on_air_ns),
+            "tone_first": ms(min((prog.reach or {}).values(), default=None)
+                             if prog is not None else None),
+            "message_first": ms(min((prog.message_reach or {}).values(), default=None)
+                                if prog is not None else None),
         }
 
     def reach_from_call_ms(self) -> dict[str, dict[str, float]]:
@@ -590,8 +598,8 @@ class AlertManager:
         return pending
 
     def _message_on_air(self, alert: Alert, now_ns: int) -> None:
-        if not alert.message_first_ns:
-            alert.message_first_ns = now_ns
+        if not alert.message_on_air_ns:
+            alert.message_on_air_ns = now_ns
             if alert.programme is not None:
                 alert.programme.message_started_ns = now_ns
 

@@ -83,6 +83,7 @@ class LoaServer:
         self.config = config
         self.clock: Clock = clock or MonotonicClock()
         self.counters = Counters()
+        self.counters.inc("read_ahead_underruns", 0)  # exported from the start, not the first
         self.zones = ZoneTree(config.zones)
         self.engine = Engine(
             self.zones, self.clock, self.counters,

@@ -73,6 +73,8 @@ class Engine:
         self.renditions: dict[tuple[int, str], Rendition] = {}
         self.ticks = 0
         self.resyncs = 0
+        self.last_resync_ns = 0  # when the clock last resynchronised (0: never)
+        self.last_resync_behind_ms = 0.0  # and how far behind it was
         self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
         self._task: asyncio.Task[None] | None = None
 
@@ -109,7 +111,8 @@ class Engine:
             self._persistent.add(programme.id)
         return programme
 
-    def request(self, zone_id: str, programme: Programme, priority: int, label: str = "") -> Request:
+    def request(self, zone_id: str, programme: Programme, priority: int, label: str = ""
+                ) -> Request:
         """Ask for ``programme`` on a zone and everything below it."""
         subtree = self.zones.subtree(zone_id)  # raises ZoneError for an unknown zone
         self.add_programme(programme, persistent=programme.id in self._persistent)
@@ -172,7 +175,8 @@ class Engine:
         self._encode_and_forward(now_ns)
         self.ticks += 1
 
-    def _pull(self, programmes: Iterable[Programme], on_air: set[int], now_ns: int) -> list[Programme]:
+    def _pull(self, programmes: Iterable[Programme], on_air: set[int], now_ns: int
+              ) -> list[Programme]:
         ended = []
         for prog in list(programmes):
             if prog.finished or (prog.pausable and prog.id not in on_air):
@@ -230,6 +234,8 @@ class Engine:
             now_ns = clock.now_ns()
             if now_ns - deadline_ns > RESYNC_AFTER_NS:
                 self.resyncs += 1  # exported as loa_clock_resyncs
+                self.last_resync_ns = now_ns
+                self.last_resync_behind_ms = (now_ns - deadline_ns) / 1e6
                 log.warning("master clock %.1f ms behind: resynchronising",
                             (now_ns - deadline_ns) / 1e6)
                 deadline_ns = now_ns

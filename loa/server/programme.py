@@ -59,6 +59,7 @@ class Programme:
         "pulled_at_ns",
         "reach",
         "message_reach",
+        "first_pulled_ns",
         "message_started_ns",
         "completed",
         "release_reason",
@@ -76,6 +77,7 @@ class Programme:
         self.completed = False  # finished because its source ran out (not released)
         self.release_reason = ""  # why its last request was released, for the broadcast log
         self.pulled_at_ns = -1
+        self.first_pulled_ns = 0  # the tick it first played (0: not yet)
         # endpoint id -> when its first packet of this programme was written (Clock ns);
         # None: not tracked (only alerts need proof of reach)
         self.reach: dict[str, int] | None = None
@@ -97,6 +99,8 @@ class Programme:
         if self.pulled_at_ns == now_ns:
             return not self.finished
         self.pulled_at_ns = now_ns
+        if not self.first_pulled_ns:
+            self.first_pulled_ns = now_ns
         got = self.source.read(now_ns)
         if got is None:
             self.finished = True

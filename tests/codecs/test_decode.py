@@ -31,7 +31,8 @@ FORMATS = {
 @pytest.fixture(scope="module")
 def tone_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("tones")
-    return {ext: make_tone_file(d / f"tone.{ext}", 1000, 2.0, args) for ext, args in FORMATS.items()}
+    return {ext: make_tone_file(d / f"tone.{ext}", 1000, 2.0, args)
+            for ext, args in FORMATS.items()}
 
 
 @pytest.mark.parametrize("ext", list(FORMATS))

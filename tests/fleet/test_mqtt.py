@@ -24,7 +24,7 @@ from loa.fleet.protocol import Kind
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
 from loa.server.app import LoaServer
-from tests.audio import dominant_hz, rms
+from tests.audio import closed, dominant_hz, rms
 from tests.server.test_alerts import fake_clock_server
 from tests.server.test_api import call
 
@@ -251,7 +251,7 @@ async def private_mosquitto(tmp_path: Path) -> AsyncIterator[Callable[..., Await
             f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\n"
             "user root\nlog_dest stderr\nlog_type error\n")
         return subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.DEVNULL)
 
     async def start(port: int, password_file: str, acl_file: str) -> int:
         # files written and the broker spawned beside the loop
@@ -298,7 +298,7 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
     for eid, password in (("loa-003", "wrong"), ("loa-999", "whatever"),
                           ("loa-001", pw["loa-002"])):
         rc, writer = await connack(host, port, mqtt_connect_packet(eid, eid, password))
-        writer.close()
+        await closed(writer)
         assert rc != 0, eid
     # A may not leave a last will on B's presence
     rc, writer = await connack(host, port, mqtt_connect_packet(
@@ -327,7 +327,8 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
         received = []
         while len(a.messages):
             received.append(await anext(a.messages))
-        assert [(m.topic.value, m.payload, m.retain, m.qos) for m in received] == []  # nothing meant for B
+        # nothing meant for B
+        assert [(m.topic.value, m.payload, m.retain, m.qos) for m in received] == []
     assert server.fleet._is_online("loa-002"), "A's forged offline (or will) was delivered"
     telemetry = server.fleet.health["loa-002"].telemetry
     assert telemetry.get("relay") == "ok" and telemetry.get("supply_v") == 12.6  # B's own
@@ -468,7 +469,8 @@ async def test_an_external_broker_over_tls_with_a_password(
         f"password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\nuser root\n"
         "log_dest stderr\nlog_type error\n")
     broker = await asyncio.to_thread(  # spawned beside the loop
-        subprocess.Popen, ["mosquitto", "-c", str(tmp_path / "tls.conf")], stderr=subprocess.PIPE)
+        subprocess.Popen, ["mosquitto", "-c", str(tmp_path / "tls.conf")],
+        stderr=subprocess.DEVNULL)
     try:
         ca = str(tmp_path / "cert.pem")
         server = await make_server(mqtt=MqttConfig(
@@ -479,8 +481,8 @@ async def test_an_external_broker_over_tls_with_a_password(
         wrong = await make_server(mqtt=MqttConfig(
             url=f"mqtts://loa-server:wrong@127.0.0.1:{port}", ca_file=ca))
         async with asyncio.timeout(15):
-            while wrong.fleet.last_error is None:
-                await asyncio.sleep(0.05)  # the connection attempt is the event awaited
+            while wrong.fleet.last_error is None:  # noqa: ASYNC110  # no event says it failed
+                await asyncio.sleep(0.05)
         assert not wrong.fleet.connected.is_set()
         status, body = await call(wrong, "GET", "/api/v1/status")
         assert body["fleet"]["connected"] is False and body["fleet"]["last_error"]
@@ -531,7 +533,7 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
                     "user root\nlog_dest stderr\nlog_type error\n")
 
     def start_broker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.PIPE)
+        return subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
 
     broker = start_broker()
     stop = asyncio.Event()
@@ -544,10 +546,10 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
         await server.fleet.until(lambda: server.fleet._is_online("loa-004"))
 
         broker.kill()  # the station's broker dies
-        broker.wait(5)
+        await asyncio.to_thread(broker.wait, 5)
         async with asyncio.timeout(15):
-            while server.fleet.connected.is_set():
-                await asyncio.sleep(0.05)  # the lost connection is the event awaited
+            while server.fleet.connected.is_set():  # noqa: ASYNC110  # no event says it is lost
+                await asyncio.sleep(0.05)
         with pytest.raises(aiomqtt.MqttError):
             await first  # the endpoint lost it too
         server.check_alarms()
@@ -566,4 +568,4 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
     finally:
         stop.set()
         broker.kill()
-        broker.wait(5)
+        await asyncio.to_thread(broker.wait, 5)

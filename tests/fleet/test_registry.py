@@ -39,8 +39,8 @@ async def test_endpoints_are_created_updated_moved_deleted_and_kept(
     ep = server.endpoints.get("loa-101")
     assert verify_password(login["password"], ep.secret_hash)
     await server.store.flush()  # writes are queued to the store's thread
-    kept = b"".join(p.read_bytes() for p in Path(server.config.data_dir).rglob("*")
-                    if p.is_file())
+    kept = await asyncio.to_thread(lambda: b"".join(
+        p.read_bytes() for p in Path(server.config.data_dir).rglob("*") if p.is_file()))
     assert "Chợ Phú Mỹ".encode() in kept  # the registry is on disk
     assert login["password"].encode() not in kept  # its password is not, only its hash
     # the device logs in to the broker with what it was given

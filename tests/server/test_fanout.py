@@ -18,6 +18,7 @@ from loa.server.app import LoaServer
 from loa.server.inputs.generator import tone_source
 from loa.server.priority import Priority
 from loa.server.programme import Programme, ProgrammeKind
+from tests.audio import closed
 
 
 async def start_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
@@ -48,7 +49,7 @@ async def read_ogg(port: int, zone: str, reader_out: OggReader, stop: asyncio.Ev
         if not data:
             break
         packets += reader_out.feed(data)
-    writer.close()
+    await closed(writer)
 
 
 async def test_a_stalled_listener_is_cut_off_and_nobody_else_notices(tmp_path: Path) -> None:

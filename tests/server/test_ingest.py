@@ -12,7 +12,7 @@ import pytest
 
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.server.app import LoaServer
-from tests.audio import MP3_PUSH, OPUS_PUSH, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
+from tests.audio import MP3_PUSH, OPUS_PUSH, closed, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
 from tests.conftest import SOURCE_PASSWORD, auth
 
 
@@ -46,7 +46,7 @@ async def raw_request(server: LoaServer, head: str, body: bytes = b"") -> bytes:
     writer.write(head.encode() + body)
     await writer.drain()
     data = await asyncio.wait_for(reader.read(4096), 10)
-    writer.close()
+    await closed(writer)
     return data
 
 
@@ -114,7 +114,7 @@ async def test_legacy_source_method_and_unsupported_type(server: LoaServer) -> N
     writer.write(head.encode())
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.0 200 OK")
     await wait_for(lambda: server.mounts.get("old").session is not None)
-    writer.close()
+    await closed(writer)
     await wait_for(lambda: server.mounts.get("old").session is None)
 
 
@@ -168,7 +168,7 @@ async def test_garbage_ends_only_that_source(server: LoaServer) -> None:
             reply = await asyncio.wait_for(reader.read(4096), 10)
             assert reply.startswith(b"HTTP/1.1 400 ")
             assert b"cannot decode" in reply
-            writer.close()
+            await closed(writer)
             report = await listening
         assert server.mounts.get("junk").session is None
         assert server.counters.get("sources_failed", mount="junk") == 1

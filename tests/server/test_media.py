@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 from pathlib import Path
 
@@ -26,7 +27,8 @@ async def upload(server: LoaServer, path: Path, **fields: str) -> tuple[int, dic
     form = aiohttp.FormData()
     for k, v in fields.items():
         form.add_field(k, v)
-    form.add_field("file", await asyncio.to_thread(path.read_bytes), filename=path.name)
+    data = await asyncio.to_thread(path.read_bytes)
+    form.add_field("file", io.BytesIO(data), filename=path.name)
     async with aiohttp.ClientSession() as http:
         async with http.post(base(server) + "/api/v1/media", data=form, headers=auth()) as resp:
             return resp.status, await resp.json()
@@ -207,6 +209,6 @@ async def test_the_library_answers_from_memory_and_keeps_its_index_across_restar
         found = lib.get(item.id)
         assert found is not None and (found.title, found.path) == ("Bản tin", item.path)
         assert (await lib.delete(item.id)).id == item.id
-        assert lib.list() == [] and not Path(item.path).exists()
+        assert lib.list() == [] and not await asyncio.to_thread(Path(item.path).exists)
     finally:
         await asyncio.to_thread(store.close)

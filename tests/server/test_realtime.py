@@ -129,7 +129,8 @@ async def test_heavy_alerts_on_one_commune_leave_the_others_on_time(
     for alert in alerts:
         assert alert.status is AlertStatus.ACTIVE and alert.warnings == []
         timing = alert.timing_ms()
-        assert timing["message_first"] is not None and timing["message_first"] >= 1900, timing
+        assert timing["message_on_air"] is not None and timing["message_on_air"] >= 1900, timing
+        assert timing["tone_on_air"] is not None and timing["tone_on_air"] < 100, timing
     tone_first = alerts[0].timing_ms()["tone_first"]  # loa-001 listens on an-binh-1
     assert tone_first is not None and tone_first < 100
     tone_at, message_at = alerts[0].reach_ms()["loa-001"], alerts[0].message_reach_ms()["loa-001"]
@@ -200,7 +201,7 @@ async def test_the_tone_starts_at_once_and_the_message_follows_when_ready(
                           default_gap_s=0.5, now=1e9)
         alert = await server.alerts.trigger(spec, "test")
         await tick(server, clock, 75)  # the 1 s tone, then 0.5 s with the speech not ready
-        assert alert.message is None and alert.timing_ms()["message_first"] is None
+        assert alert.message is None and alert.timing_ms()["message_on_air"] is None
         await alert.message_ready()
         await tick(server, clock, 200)
         assert alert.status is AlertStatus.COMPLETED
@@ -210,7 +211,8 @@ async def test_the_tone_starts_at_once_and_the_message_follows_when_ready(
         assert dominant_hz(pcm[2400:14000]) == pytest.approx(853, rel=0.01)
         gap = pcm[50 * 960 + 960: 75 * 960]
         assert float(np.max(np.abs(gap))) < 1e-3  # waiting for the message: silence
-        assert alert.timing_ms()["message_first"] >= 1500
+        assert alert.timing_ms()["message_on_air"] >= 1500
+        assert alert.timing_ms()["message_first"] == alert.timing_ms()["message_on_air"]
         speech = pcm[76 * 960:]
         assert float(np.sqrt(np.mean(speech ** 2))) > 0.01
     finally:
@@ -235,3 +237,26 @@ async def test_loop_lag_is_measured_exported_and_raises_an_alarm(
     assert "loa_loop_lag_seconds_count" in text and "loa_clock_resyncs_total 0.0" in text
     status = server.status()
     assert status["loop_lag_ms"]["max"] >= 200
+
+
+async def test_a_clock_resync_raises_an_alarm_for_a_minute(tmp_path: Path) -> None:
+    """A whole-process pause (the loop-lag probe is paused with it) shows as a resync."""
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        task = asyncio.create_task(server.engine.run())
+        await clock.advance(100 * 1_000_000)
+        assert server.engine.resyncs == 0
+        clock.set_ns(clock.now_ns() + 1_500_000_000)  # 1.5 s without a tick
+        await clock.advance(20_000_000)
+        assert server.engine.resyncs == 1
+        server.check_alarms()
+        got = {a.kind: a.detail for a in server.alarms.active()}
+        assert "clock_resync" in got and "1480 ms behind" in got["clock_resync"], got  # 1.5 s
+        # less the 20 ms to the tick that was due
+        await clock.advance(61 * 1_000_000_000)
+        server.check_alarms()
+        assert "clock_resync" not in {a.kind for a in server.alarms.active()}
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await server.stop()

@@ -18,7 +18,7 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     b = Backoff(initial_s=0.5, max_s=4.0, factor=2.0, jitter=0.5, rng=random.Random(1))
     delays = [b.next_delay_ns() / 1e9 for _ in range(8)]
     nominal = [0.5, 1, 2, 4, 4, 4, 4, 4]
-    for d, n in zip(delays, nominal):
+    for d, n in zip(delays, nominal, strict=True):
         assert n * 0.5 <= d <= n
     assert len(set(delays)) == len(delays)  # jittered: a fleet does not reconnect in lockstep
     b.reset()

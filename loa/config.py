@@ -239,11 +239,12 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-        cfg = _apply_toml(cfg, raw)
+        cfg = apply_toml(cfg, raw)
     return _apply_env(cfg, env)
 
 
-def _apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
+def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
+    """``cfg`` with the settings of a parsed TOML file applied; ``ConfigError`` on a bad one."""
     changes: dict[str, Any] = {}
     if "listen" in raw:
         changes["listen_host"], changes["listen_port"] = parse_listen(str(raw["listen"]))

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pyloudnorm
 
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
+from loa.codecs.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 # Louder than broadcast's -23 for outdoor loudspeakers, yet with the headroom that speech's
 # peaks need to reach the target unclipped (there is no limiter).
@@ -164,7 +164,7 @@ class SlowAgc:
         self.gain_db = 0.0
         self._ring = np.zeros(window_frames)
         self._count = 0
-        self._step_db = rate_db_per_s * 0.02  # per 20 ms frame
+        self._step_db = rate_db_per_s * FRAME_MS / 1000  # per frame
 
     def process(self, samples: Samples) -> Samples:
         ms = float(np.dot(samples, samples)) / len(samples)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from loa.codecs.av_encoder import AvEncoder
 from loa.codecs.encoder import register
+from loa.codecs.pcm import FRAME_MS
 
 DEFAULT_OPUS_BITRATE_BPS = 32_000
 # CELT-only ("restricted low delay"): the SILK and hybrid modes of the libopus that PyAV
@@ -23,8 +24,8 @@ class OpusEncoder(AvEncoder):
     def __init__(self, bitrate_bps: int = DEFAULT_OPUS_BITRATE_BPS) -> None:
         super().__init__(
             bitrate_bps,
-            # 20 ms matches the pipeline frame.
-            {"application": OPUS_APPLICATION, "frame_duration": "20", "vbr": "on"},
+            # one Opus packet per pipeline frame
+            {"application": OPUS_APPLICATION, "frame_duration": str(FRAME_MS), "vbr": "on"},
         )
 
 

@@ -35,6 +35,9 @@ _AUTHORITIES: weakref.WeakValueDictionary[str, Authority] = weakref.WeakValueDic
 
 
 class BrokerError(OSError):
+    """The embedded broker cannot start (its port is taken); the message says how to use
+    the broker already there instead."""
+
     pass
 
 
@@ -51,6 +54,9 @@ class Authority:
 
     def authenticate(self, username: str | None, password: str | None, client_id: str | None,
                      will_topic: str | None) -> bool:
+        """MQTT CONNECT check: the server's own user by its generated password; an endpoint by
+        its $7$ hash, with client id equal to its endpoint id (one session each) and a will, if
+        any, only on its own state topic."""
         if not username or password is None:
             return False
         if username == SERVER_USER:
@@ -63,6 +69,8 @@ class Authority:
         return will_topic is None or will_topic == self.topics.topic(username, Kind.STATE)
 
     def allowed(self, username: str | None, topic: str, action: Action) -> bool:
+        """Topic ACL: the server may do anything; an endpoint may publish only its own
+        state, telemetry and ack topics, and subscribe to (and receive) only its own cmd topic."""
         if username == SERVER_USER:
             return True
         if not username:
@@ -74,6 +82,9 @@ class Authority:
 
 
 class LoaAuthPlugin(BaseAuthPlugin):
+    """amqtt authentication plugin: asks the Authority registered under its config key,
+    counts and logs refusals."""
+
     @dataclass
     class Config:
         authority: str = ""
@@ -92,6 +103,9 @@ class LoaAuthPlugin(BaseAuthPlugin):
 
 
 class LoaTopicPlugin(BaseTopicPlugin):
+    """amqtt topic-filter plugin: asks the Authority's ``allowed`` for every publish,
+    subscribe and delivery; a missing authority or session is refused."""
+
     @dataclass
     class Config:
         authority: str = ""
@@ -197,6 +211,9 @@ class _Broker(Broker):
 
 
 class EmbeddedBroker:
+    """The amqtt broker Loa runs by default, on ``host:port`` (0: a free port), with the
+    Authority's authentication and topic ACL."""
+
     def __init__(self, host: str, port: int, authority: Authority) -> None:
         self.host = host
         self.port = port
@@ -204,6 +221,7 @@ class EmbeddedBroker:
         self._broker: _Broker | None = None
 
     async def start(self) -> None:
+        """Start listening; raises BrokerError if the port is taken."""
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.ERROR)
         if self.port == 0:
@@ -223,6 +241,7 @@ class EmbeddedBroker:
         log.info("embedded MQTT broker on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        """Shut the broker down, waiting at most 3 s; errors are logged, never raised."""
         if self._broker is not None:
             broker, self._broker = self._broker, None
             try:  # a client caught half-connected can hold amqtt's shutdown: bounded

@@ -10,6 +10,7 @@ itself is real I/O and reconnects with a back-off when the broker goes away.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import secrets
@@ -40,11 +41,31 @@ MAX_COMMANDS_KEPT = 20_000
 # a newer command of the same group supersedes an older one still waiting
 GROUPS = {Op.VOLUME: "volume", Op.MUTE: "mute", Op.UNMUTE: "mute", Op.POWER: "power",
           Op.PLAY: "play", Op.STOP: "play", Op.MOVE: "move", Op.REBOOT: "reboot"}
-FINAL = ("acked", "failed", "expired", "superseded", "cancelled")
+
+
+class CommandStatus(enum.StrEnum):
+    """Where an endpoint command is: pending → sent → acked | failed | expired | superseded |
+    cancelled. The values go out as they are (the API, the metrics' labels)."""
+
+    PENDING = "pending"  # waiting for its endpoint to come online
+    SENT = "sent"  # published, not acknowledged yet
+    ACKED = "acked"
+    FAILED = "failed"  # the endpoint refused it
+    EXPIRED = "expired"  # not acknowledged within the command TTL
+    SUPERSEDED = "superseded"  # a newer command of its group replaced it before it was done
+    CANCELLED = "cancelled"  # its endpoint left the registry
+
+
+FINAL = frozenset({CommandStatus.ACKED, CommandStatus.FAILED, CommandStatus.EXPIRED,
+                   CommandStatus.SUPERSEDED, CommandStatus.CANCELLED})
 
 
 @dataclass(eq=False)
 class Command:
+    """One command to one endpoint (``op`` and ``args``), part of a ``batch`` (a zone-wide
+    command is one batch), with its status, attempts and times: ns on the injected clock,
+    ``created_at`` unix seconds."""
+
     id: str
     endpoint_id: str
     op: Op
@@ -54,7 +75,7 @@ class Command:
     reason: str
     created_ns: int
     created_at: float
-    status: str = "pending"  # → sent → acked | failed | expired | superseded | cancelled
+    status: CommandStatus = CommandStatus.PENDING
     attempts: int = 0
     first_sent_ns: int | None = None
     last_sent_ns: int | None = None
@@ -63,18 +84,21 @@ class Command:
 
     @property
     def ack_ms(self) -> float | None:
-        if self.status != "acked" or self.done_ns is None:
+        if self.status is not CommandStatus.ACKED or self.done_ns is None:
             return None
         return round((self.done_ns - self.created_ns) / 1e6, 3)
 
     def payload(self) -> bytes:
+        """The cmd message: id, op, attempt number and the args, as compact JSON."""
         return encode({"id": self.id, "op": self.op.value, "attempt": self.attempts,
                        **self.args})
 
     def describe(self) -> dict[str, Any]:
+        """The API view; ``ack_ms`` is creation to acknowledgement, in ms."""
         return {"id": self.id, "endpoint": self.endpoint_id, "op": self.op.value,
                 "args": self.args, "batch": self.batch, "actor": self.actor,
-                "reason": self.reason, "created_at": self.created_at, "status": self.status,
+                "reason": self.reason, "created_at": self.created_at,
+                "status": self.status.value,
                 "attempts": self.attempts, "ack_ms": self.ack_ms, "error": self.error}
 
 
@@ -93,6 +117,7 @@ class Health:
     underruns: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
 
     def describe(self) -> dict[str, Any]:
+        """The API view of presence (``since`` as unix time), state and telemetry."""
         return {"online": self.online, "since": self.changed_at or None, "reason": self.reason,
                 "state": self.state, "telemetry": self.telemetry,
                 "telemetry_at": self.telemetry_at}
@@ -126,6 +151,11 @@ def broker_params(url: str) -> dict[str, Any]:
 
 
 class FleetControl:
+    """The server's MQTT side (MQTT 3.1.1 via aiomqtt): presence and health per endpoint,
+    commands with acks, retries and expiry, the desired state (volume %, mute, power) they
+    carry, and telemetry. Timeouts and retries run on ``clock`` (ns); presence rows go to
+    ``record_presence`` with wall times from ``wall`` (unix s)."""
+
     def __init__(self, config: MqttConfig, registry: EndpointRegistry, zones: ZoneTree,
                  clock: Clock, counters: Counters, wall: Callable[[], float] = time.time,
                  record_presence: Callable[[list[tuple[str, bool, float, str]]], None]
@@ -161,6 +191,9 @@ class FleetControl:
 
     def start(self, url: str, username: str | None = None, password: str | None = None,
               *, run_clock: bool = True) -> None:
+        """Connect to the broker at ``url`` (``username``/``password`` override the URL's) and
+        keep reconnecting; with ``run_clock``, also run ``tick`` once a second. Raises
+        ValueError for a URL that is not mqtt:// or mqtts://."""
         params = broker_params(url)
         if username is not None:
             params["username"], params["password"] = username, password
@@ -291,16 +324,16 @@ class FleetControl:
             return  # a repeated ack of a retried command
         cmd.done_ns = now
         if msg["ok"]:
-            cmd.status = "acked"
+            cmd.status = CommandStatus.ACKED
             self.ack_latency_ms.append((now - cmd.created_ns) / 1e6)
         else:
-            cmd.status = "failed"
+            cmd.status = CommandStatus.FAILED
             cmd.error = str(msg.get("error") or "refused by the endpoint")
         if isinstance(msg.get("state"), dict):
             self.health[eid].state.update(
                 {k: v for k, v in msg["state"].items() if k in ("volume_pct", "muted", "power",
                                                                  "playing", "zone")})
-        self.counters.inc("commands_done", status=cmd.status)
+        self.counters.inc("commands_done", status=cmd.status.value)
         self._close(cmd)
 
     def _set_online(self, eid: str, h: Health, online: bool, reason: str) -> None:
@@ -330,6 +363,7 @@ class FleetControl:
             self.send([eid], Op.POWER, {"on": ep.power_on}, "loa", reason="sync")
 
     def flush_presence(self) -> None:
+        """Hand the presence changes gathered since the last flush to ``record_presence``."""
         rows, self._presence_rows = self._presence_rows, []
         if rows and self.record_presence is not None:
             self.record_presence(rows)
@@ -353,17 +387,18 @@ class FleetControl:
             group = self._waiting.setdefault(eid, {})
             old = group.get(GROUPS[op])
             if old is not None and old.status not in FINAL:
-                old.status, old.done_ns = "superseded", now
-                self.counters.inc("commands_done", status="superseded")
+                old.status, old.done_ns = CommandStatus.SUPERSEDED, now
+                self.counters.inc("commands_done", status=CommandStatus.SUPERSEDED.value)
             group[GROUPS[op]] = cmd
             self.commands[cmd.id] = cmd
             out.append(cmd)
         self._trim()
         self.counters.inc("commands_sent", len(out), op=op.value)
-        self._publish([c for c in out if self._is_online(c.endpoint_id)])
+        self._publish([c for c in out if self.is_online(c.endpoint_id)])
         return out
 
-    def _is_online(self, eid: str) -> bool:
+    def is_online(self, eid: str) -> bool:
+        """Whether endpoint ``eid`` is online now; ``False`` for one never heard from."""
         h = self.health.get(eid)
         return h is not None and h.online
 
@@ -376,7 +411,7 @@ class FleetControl:
         now = self.clock.now_ns()
         for cmd in cmds:
             cmd.attempts += 1
-            cmd.status = "sent"
+            cmd.status = CommandStatus.SENT
             cmd.last_sent_ns = now
             if cmd.first_sent_ns is None:
                 cmd.first_sent_ns = now
@@ -392,7 +427,7 @@ class FleetControl:
 
     def _resend_all(self) -> None:
         self._publish([c for g in self._waiting.values() for c in g.values()
-                       if c.status not in FINAL and self._is_online(c.endpoint_id)])
+                       if c.status not in FINAL and self.is_online(c.endpoint_id)])
 
     def _close(self, cmd: Command) -> None:
         group = self._waiting.get(cmd.endpoint_id, {})
@@ -409,7 +444,7 @@ class FleetControl:
     def _forget(self, eid: str) -> None:
         for cmd in self._waiting.pop(eid, {}).values():
             if cmd.status not in FINAL:
-                cmd.status = "cancelled"
+                cmd.status = CommandStatus.CANCELLED
         h = self.health.pop(eid, None)
         if h is not None and h.online:
             self._presence_rows.append((eid, False, self.wall(), "removed from the registry"))
@@ -422,11 +457,15 @@ class FleetControl:
                 await self.changed.wait()
 
     def batch(self, batch_id: str) -> list[Command]:
+        """The commands of one batch still kept."""
         return [c for c in self.commands.values() if c.batch == batch_id]
 
     # once a second: heartbeat timeouts, retries, expiry
 
     def tick(self) -> None:
+        """Once a second: mark silent endpoints offline after the heartbeat timeout, expire
+        commands past their TTL, resend unacknowledged ones to online endpoints every
+        ``retry_s``, and flush presence."""
         now = self.clock.now_ns()
         timeout_ns = int(self.config.heartbeat_timeout_s * NS_PER_S)
         for eid, h in self.health.items():
@@ -441,12 +480,12 @@ class FleetControl:
                 if cmd.status in FINAL:
                     continue
                 if now - cmd.created_ns > ttl_ns:
-                    cmd.status, cmd.done_ns = "expired", now
+                    cmd.status, cmd.done_ns = CommandStatus.EXPIRED, now
                     cmd.error = cmd.error or ("never acknowledged" if cmd.attempts
                                               else "the endpoint never came online")
-                    self.counters.inc("commands_done", status="expired")
+                    self.counters.inc("commands_done", status=CommandStatus.EXPIRED.value)
                     self._close(cmd)
-                elif (self._is_online(cmd.endpoint_id) and cmd.last_sent_ns is not None
+                elif (self.is_online(cmd.endpoint_id) and cmd.last_sent_ns is not None
                       and now - cmd.last_sent_ns >= retry_ns):
                     self.counters.inc("commands_retried")
                     again.append(cmd)
@@ -456,21 +495,25 @@ class FleetControl:
     # what the API and metrics read
 
     def online_count(self, zone_id: str | None = None) -> int:
+        """Endpoints online, in the zone and below it (or everywhere)."""
         eps = self.registry.in_zone(zone_id) if zone_id else self.registry.endpoints.values()
-        return sum(1 for ep in eps if self._is_online(ep.id))
+        return sum(1 for ep in eps if self.is_online(ep.id))
 
     def describe(self, ep: Endpoint) -> dict[str, Any]:
+        """An endpoint's API view with its effective volume (%) and presence."""
         h = self.health.get(ep.id) or Health()
         return {**ep.describe(), "effective_volume_pct": self.effective_volume(ep),
                 "presence": h.describe()}
 
     def effective_volume(self, ep: Endpoint) -> int:
+        """The volume (%) the endpoint should play at: its own override, else its home zone's."""
         if ep.volume_pct is not None:
             return ep.volume_pct
         zone_id = home_zone_id(ep.zone_id)  # an alert group follows its home zone
         return self.zones.get(zone_id).volume_pct if zone_id in self.zones else 70
 
     def status(self) -> dict[str, Any]:
+        """Broker URL and connection, endpoints known and online, commands still open."""
         open_cmds = sum(1 for g in self._waiting.values() for c in g.values()
                         if c.status not in FINAL)
         return {"broker": self.broker_url, "connected": self.connected.is_set(),
@@ -501,6 +544,9 @@ class FleetControl:
         return self.send([e.id for e in eps], op, args, actor)
 
     def endpoint_command(self, eid: str, body: dict[str, Any], actor: str) -> list[Command]:
+        """Apply an API command body to one endpoint: set the desired state (a volume of
+        None follows the zone again; a move re-homes it) and send it. Raises ValueError for a
+        bad body, ZoneError for an unknown zone, EndpointError for an unknown endpoint."""
         op, args = parse_command(body, zone=False)
         ep = self.registry.get(eid)
         if op is Op.VOLUME:

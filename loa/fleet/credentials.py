@@ -14,16 +14,20 @@ SALT_BYTES = 12
 
 
 def new_password() -> str:
+    """A fresh random MQTT password (24 URL-safe characters), shown once."""
     return secrets.token_urlsafe(18)
 
 
 def hash_password(password: str, *, rounds: int = ROUNDS, salt: bytes | None = None) -> str:
+    """The password's Mosquitto ``$7$`` hash (PBKDF2-SHA512, base64 salt and key)."""
     salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
     dk = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
     return f"$7${rounds}${base64.b64encode(salt).decode()}${base64.b64encode(dk).decode()}"
 
 
 def verify_password(password: str, hashed: str) -> bool:
+    """Whether the password matches a ``$7$`` hash; a malformed hash, another algorithm
+    or a round count outside 1-1,000,000 is a mismatch, never an error."""
     try:
         _, alg, rounds, salt_b64, dk_b64 = hashed.split("$")
         if alg != "7" or not 1 <= int(rounds) <= 1_000_000:

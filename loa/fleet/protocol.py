@@ -23,6 +23,8 @@ ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class Kind(enum.Enum):
+    """The last topic level: what a message on it carries."""
+
     STATE = "state"
     TELEMETRY = "telemetry"
     ACK = "ack"
@@ -33,6 +35,8 @@ FROM_ENDPOINT = (Kind.STATE, Kind.TELEMETRY, Kind.ACK)
 
 
 class Op(enum.Enum):
+    """The operations a cmd message can carry."""
+
     VOLUME = "volume"
     MUTE = "mute"
     UNMUTE = "unmute"
@@ -53,6 +57,8 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Topics:
+    """The v1 topic scheme under ``root`` (see the module docstring)."""
+
     root: str = "loa"
 
     @property
@@ -60,6 +66,7 @@ class Topics:
         return f"{self.root}/{VERSION}"
 
     def topic(self, endpoint_id: str, kind: Kind) -> str:
+        """One endpoint's topic of one kind."""
         return f"{self.base}/ep/{endpoint_id}/{kind.value}"
 
     def subscriptions(self) -> list[str]:
@@ -67,6 +74,8 @@ class Topics:
         return [f"{self.base}/ep/+/{k.value}" for k in FROM_ENDPOINT]
 
     def parse(self, topic: str) -> tuple[str, Kind]:
+        """(endpoint id, kind) of a topic; PayloadError (reason "topic") if it is not one of
+        the scheme's."""
         prefix = f"{self.base}/ep/"
         if not topic.startswith(prefix):
             raise PayloadError("topic", f"topic {topic!r} is not under {prefix}")
@@ -148,6 +157,7 @@ def decode(kind: Kind, payload: bytes) -> dict[str, Any]:
 
 
 def encode(msg: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as every message on the topics is sent."""
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
 
 

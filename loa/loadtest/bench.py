@@ -35,10 +35,10 @@ import aiohttp
 from loa.codecs.decode import ByteFeed, ParsedStreamDecoder
 from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggReader
+from loa.codecs.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from loa.loadtest.bench_source import BenchSource, playout_delays_ms
 from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet, FleetResult
-from loa.loadtest.report import percentiles
 from loa.loadtest.runner import LoadSpec, LoadTest
 from loa.loadtest.target import (
     FfmpegSource,
@@ -49,6 +49,7 @@ from loa.loadtest.target import (
     zone_tree_toml,
 )
 from loa.loadtest.timeline import aggregate
+from loa.monitoring.percentiles import percentiles
 
 ICECAST_CONFIG = """<icecast>
   <location>loa bench</location><admin>bench@localhost</admin>
@@ -232,8 +233,8 @@ def transcode_run(seconds: float = 300.0, rounds: int = TRANSCODE_ROUNDS) -> dic
         for _ in range(rounds):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-threads", "1", "-i", mp3,
-                            "-ac", "1", "-ar", "48000", "-c:a", "libopus", "-b:a", "32k",
-                            "-frame_duration", "20", "-f", "ogg", os.devnull], check=True)
+                            "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "libopus", "-b:a", "32k",
+                            "-frame_duration", str(FRAME_MS), "-f", "ogg", os.devnull], check=True)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             ffmpeg_runs.append((after.ru_utime - before.ru_utime)
                                + (after.ru_stime - before.ru_stime))
@@ -245,7 +246,7 @@ def transcode_run(seconds: float = 300.0, rounds: int = TRANSCODE_ROUNDS) -> dic
             encoder = create_encoder("opus", 32_000)
             frames = 0
             for samples in ParsedStreamDecoder(feed, "mp3", "bench"):
-                encoder.encode(samples, frames * 960, 0)
+                encoder.encode(samples, frames * FRAME_SAMPLES, 0)
                 frames += 1
             loa_runs.append(time.process_time() - t0)
         ffmpeg_cpu, loa_cpu = min(ffmpeg_runs), min(loa_runs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import av
 import numpy as np
 
 from loa.codecs.ogg import OggReader
-from loa.codecs.pcm import FRAME_SAMPLES
+from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.loadtest.mp3_frames import Mp3FrameReader
 from loa.loadtest.timeline import (
     DELIVERED_MIN_PCT,
@@ -33,6 +32,7 @@ from loa.loadtest.timeline import (
     Verdict,
     aggregate,
 )
+from loa.monitoring.percentiles import percentile, percentiles
 from loa.server.outputs.websocket import parse_packet
 
 CLOCK_SYNC_PINGS = 5
@@ -57,12 +57,7 @@ class EndpointReport:
     timeline: TimelineSummary | None = None  # set when ``run`` returns
 
     def latency_percentiles(self) -> dict[str, float | None]:
-        if not self.latencies_ms:
-            return {"p50": None, "p99": None, "max": None}
-        arr = np.asarray(self.latencies_ms)
-        return {"p50": round(float(np.percentile(arr, 50)), 3),
-                "p99": round(float(np.percentile(arr, 99)), 3),
-                "max": round(float(arr.max()), 3)}
+        return percentiles(self.latencies_ms, (50, 99))
 
 
 class OpusDecoder:
@@ -71,7 +66,7 @@ class OpusDecoder:
 
     def __init__(self, gain: Callable[[], float] | None = None) -> None:
         self._ctx = av.CodecContext.create("opus", "r")
-        self._ctx.sample_rate = 48000
+        self._ctx.sample_rate = SAMPLE_RATE
         self._ctx.layout = "mono"
         self.chunks: list[np.ndarray] = []
         self.gain = gain
@@ -268,12 +263,9 @@ def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
         "gaps": sum(r.gaps for r in reports),
         "duplicates": sum(r.duplicates for r in reports),
         "errors": sorted({r.error for r in reports if r.error}),
-        "startup_ms_median": statistics.median([r.startup_ms for r in reports
-                                                if r.startup_ms is not None] or [0]),
-        "latency_ms": {
-            "p50": round(float(np.percentile(lat, 50)), 3) if lat else None,
-            "p99": round(float(np.percentile(lat, 99)), 3) if lat else None,
-        },
+        "startup_ms_median": percentile([r.startup_ms for r in reports
+                                         if r.startup_ms is not None] or [0], 50),
+        "latency_ms": percentiles(lat, (50, 99), with_max=False),
         # the audio timeline against the wall clock (a stall: > STALL_THRESHOLD_MS behind)
         "stalls": timeline["stalls"],
         "endpoints_with_stalls": timeline["endpoints_with_stalls"],

@@ -30,7 +30,6 @@ from typing import Any
 
 import aiohttp
 
-from loa.loadtest.report import percentiles
 from loa.loadtest.target import (
     LocalLoa,
     ProcSample,
@@ -39,6 +38,7 @@ from loa.loadtest.target import (
     sample_proc,
     zone_tree_toml,
 )
+from loa.monitoring.percentiles import percentiles
 
 MAX_ENDPOINTS = 20_000
 CONNECT_DEADLINE_S = 120.0

@@ -16,34 +16,7 @@ import numpy as np
 
 from loa.loadtest.client import LATENCY_BIN_NS
 from loa.loadtest.timeline import Verdict
-
-
-def percentiles(values: Sequence[float], pcts: Sequence[float] = (50, 90, 99)
-                ) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    arr = np.asarray(values, dtype=np.float64)
-    for p in pcts:
-        out[f"p{p:g}"] = round(float(np.percentile(arr, p)), 3) if arr.size else None
-    out["max"] = round(float(arr.max()), 3) if arr.size else None
-    return out
-
-
-def histogram_percentiles(counts: np.ndarray, pcts: Sequence[float] = (50, 90, 99)
-                          ) -> dict[str, float | None]:
-    """Percentiles (ms) of a fixed-bin latency histogram; a bin reads as its upper edge."""
-    total = int(counts.sum())
-    out: dict[str, float | None] = {}
-    if total == 0:
-        empty: dict[str, float | None] = {f"p{p:g}": None for p in pcts}
-        return empty | {"max": None, "samples": 0}
-    cum = np.cumsum(counts)
-    bin_ms = LATENCY_BIN_NS / 1e6
-    for p in pcts:
-        idx = int(np.searchsorted(cum, total * p / 100.0))
-        out[f"p{p:g}"] = round((idx + 1) * bin_ms, 3)
-    out["max"] = round((int(np.nonzero(counts)[0][-1]) + 1) * bin_ms, 3)
-    out["samples"] = total
-    return out
+from loa.monitoring.percentiles import weighted_percentile
 
 
 def summary_table(report: dict[str, Any]) -> str:
@@ -159,7 +132,7 @@ def svg_cdf(values_ms: np.ndarray, weights: np.ndarray, title: str, xlabel: str)
         return f"<p>{html.escape(title)}: no samples</p>"
     order = np.argsort(values_ms)
     v, w = values_ms[order], np.cumsum(weights[order]) / weights.sum()
-    x_max = float(v[min(int(np.searchsorted(w, 0.999)), len(v) - 1)]) or 1.0
+    x_max = weighted_percentile(v, weights[order], 99.9) or 1.0
     pts = " ".join(f"{_sx(min(x, x_max), x_max):.1f},{_sy(y, 1):.1f}"
                    for x, y in zip(v, w, strict=True))
     body = f'<polyline fill="none" stroke="#1565c0" stroke-width="2" points="{pts}"/>'
@@ -171,9 +144,7 @@ def svg_histogram(values_ms: np.ndarray, weights: np.ndarray, title: str, xlabel
     if weights.sum() == 0:
         return f"<p>{html.escape(title)}: no samples</p>"
     order = np.argsort(values_ms)
-    cum = np.cumsum(weights[order]) / weights.sum()
-    x_max = float(values_ms[order][min(int(np.searchsorted(cum, 0.999)),
-                                       len(order) - 1)]) or 1.0
+    x_max = weighted_percentile(values_ms[order], weights[order], 99.9) or 1.0
     counts, edges = np.histogram(np.minimum(values_ms, x_max), bins=bins, range=(0, x_max),
                                  weights=weights)
     y_max = float(counts.max()) or 1.0

@@ -20,10 +20,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from loa.loadtest.client import LATENCY_BIN_NS
 from loa.loadtest.fleet import WORKER_BOOT_S, Fleet, FleetResult
-from loa.loadtest.report import histogram_percentiles, percentiles, summary_table
+from loa.loadtest.report import summary_table
 from loa.loadtest.target import FfmpegSource, LocalLoa, zone_tree_toml
 from loa.loadtest.timeline import EXIT_DEAD_AIR, Verdict, aggregate
+from loa.monitoring.percentiles import histogram_percentiles, percentiles
 
 LIVE_PRIORITY = 80
 ALERT_PRIORITY = 100
@@ -268,7 +270,8 @@ class LoadTest:
             "loss_pct": round(100 * gaps / max(packets + gaps, 1), 4),
             "duplicates": sum(e["duplicates"] for e in got),
             "reconnects": sum(e["reconnects"] for e in got),
-            "latency_ms": histogram_percentiles(hist) if spec.protocol == "ws" else
+            "latency_ms": histogram_percentiles(hist, LATENCY_BIN_NS / 1e6)
+            if spec.protocol == "ws" else
             {"p50": None, "p90": None, "p99": None, "max": None, "samples": 0},
             "startup_ms": percentiles(startup),
             "errors": errors,

@@ -22,13 +22,12 @@ the load test's figures and its verdict.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.monitoring.percentiles import percentile, percentiles
 
 STALL_THRESHOLD_MS = 100  # audio this far behind wall time: a loudspeaker has gone quiet
 DELIVERED_MIN_PCT = 99.0  # a run passes only if every endpoint got this share of real time
@@ -173,12 +172,6 @@ class TimelineMonitor:
         )
 
 
-def _pct(values: Sequence[float], p: float) -> float | None:
-    if not values:
-        return None
-    return round(float(np.percentile(np.asarray(values, dtype=np.float64), p)), 3)
-
-
 def aggregate(summaries: Iterable[dict[str, Any]], judged: Iterable[bool] | None = None
               ) -> dict[str, Any]:
     """The load test's figures over endpoints' ``TimelineSummary.as_dict()`` and its verdict.
@@ -210,9 +203,8 @@ def aggregate(summaries: Iterable[dict[str, Any]], judged: Iterable[bool] | None
         "delivered_min_pct": DELIVERED_MIN_PCT,
         "stalls": sum(int(s["stalls"]) for s in rows),
         "endpoints_with_stalls": len(stalled),
-        "longest_silence_ms": {"p50": _pct(silences, 50), "p99": _pct(silences, 99),
-                               "max": round(max(silences), 3) if silences else None},
+        "longest_silence_ms": percentiles(silences, (50, 99)),
         "delivered_pct": {"min": round(min(delivered), 3) if delivered else None,
-                          "p50": _pct(delivered, 50)},
+                          "p50": percentile(delivered, 50)},
         "endpoints_not_judged": sum(1 for j in judge if not j),
     }

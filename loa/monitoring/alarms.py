@@ -18,6 +18,7 @@ long enough and cleared when they end; every raise and clear goes to the audit l
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,32 +30,49 @@ from loa.server.programme import ProgrammeKind
 if TYPE_CHECKING:
     from loa.server.app import LoaServer
 
-KINDS = ("endpoint_offline", "zone_silent", "source_down", "underruns", "supply_voltage",
-         "relay_fault", "broker_down", "loop_lag", "clock_resync")
+
+
+class AlarmKind(enum.StrEnum):
+    """What an alarm is about (the module docstring says when each is raised); the values are
+    the API's and the audit log's ``kind`` and the metrics' label."""
+
+    ENDPOINT_OFFLINE = "endpoint_offline"
+    ZONE_SILENT = "zone_silent"
+    SOURCE_DOWN = "source_down"
+    UNDERRUNS = "underruns"
+    SUPPLY_VOLTAGE = "supply_voltage"
+    RELAY_FAULT = "relay_fault"
+    BROKER_DOWN = "broker_down"
+    LOOP_LAG = "loop_lag"
+    CLOCK_RESYNC = "clock_resync"
+
+
+KINDS = tuple(AlarmKind)
 RESYNC_ALARM_S = 60
 
 
 @dataclass
 class Alarm:
-    kind: str
+    kind: AlarmKind
     subject: str
     detail: str
     first_ns: int  # when the condition was first seen
     raised_at: float | None = None  # wall time, once it lasted long enough
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "subject": self.subject, "detail": self.detail,
+        return {"kind": self.kind.value, "subject": self.subject, "detail": self.detail,
                 "raised_at": self.raised_at}
 
 
-Condition = tuple[str, str, str, int, float]  # kind, subject, detail, since (clock ns), hold s
+# kind, subject, detail, since (clock ns), hold s
+Condition = tuple[AlarmKind, str, str, int, float]
 
 
 class AlarmBoard:
     def __init__(self, audit: Callable[[str, str, dict[str, Any]], None]) -> None:
         self.audit = audit  # (action, subject, detail)
-        self.pending: dict[tuple[str, str], Alarm] = {}
-        self.raised_total: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
+        self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
 
     def update(self, conditions: list[Condition], now_ns: int, wall: float) -> None:
         seen = set()
@@ -68,11 +86,11 @@ class AlarmBoard:
             if alarm.raised_at is None and now_ns - alarm.first_ns >= hold_s * NS_PER_S:
                 alarm.raised_at = wall
                 self.raised_total[kind] += 1
-                self.audit("alarm.raised", subject, {"kind": kind, "detail": detail})
+                self.audit("alarm.raised", subject, {"kind": kind.value, "detail": detail})
         for key in [k for k in self.pending if k not in seen]:
             alarm = self.pending.pop(key)
             if alarm.raised_at is not None:
-                self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind})
+                self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value})
 
     def active(self) -> list[Alarm]:
         return [a for a in self.pending.values() if a.raised_at is not None]
@@ -82,34 +100,34 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
     out: list[Condition] = []
     fleet = s.fleet
     if not fleet.connected.is_set() and fleet.broker_url:
-        out.append(("broker_down", fleet.broker_url,
+        out.append((AlarmKind.BROKER_DOWN, fleet.broker_url,
                     f"no connection to the MQTT broker: {fleet.last_error or 'connecting'}",
                     now_ns, cfg.hold_s))
     engine = s.engine
     if engine.last_resync_ns and now_ns - engine.last_resync_ns < RESYNC_ALARM_S * NS_PER_S:
-        out.append(("clock_resync", "master clock",
+        out.append((AlarmKind.CLOCK_RESYNC, "master clock",
                     f"the master clock fell {engine.last_resync_behind_ms:.0f} ms behind and "
                     "resynchronised: every zone lost that much audio", engine.last_resync_ns, 0))
     worst = s.loop_lag.recent_ms()["max"]
     if worst is not None and worst > cfg.loop_lag_ms:
-        out.append(("loop_lag", "server", f"the event loop ran {worst:.0f} ms late "
+        out.append((AlarmKind.LOOP_LAG, "server", f"the event loop ran {worst:.0f} ms late "
                     f"(limit {cfg.loop_lag_ms:g} ms)", now_ns, 0))
     for eid in s.endpoints.endpoints:
         h = fleet.health.get(eid)
         if h is None or not h.online:
             since = h.changed_ns if h is not None and h.changed_ns else s.started_ns
             reason = h.reason if h is not None else "not seen since the server started"
-            out.append(("endpoint_offline", eid, f"offline: {reason}", since,
+            out.append((AlarmKind.ENDPOINT_OFFLINE, eid, f"offline: {reason}", since,
                         cfg.offline_minutes * 60))
         if h is None:
             continue
         t = h.telemetry
         v = t.get("supply_v")
         if v is not None and not cfg.supply_v_min <= v <= cfg.supply_v_max:
-            out.append(("supply_voltage", eid, f"supply {v:g} V outside "
+            out.append((AlarmKind.SUPPLY_VOLTAGE, eid, f"supply {v:g} V outside "
                         f"{cfg.supply_v_min:g}–{cfg.supply_v_max:g} V", now_ns, 0))
         if t.get("relay") == "tripped":
-            out.append(("relay_fault", eid, "protection relay tripped", now_ns, 0))
+            out.append((AlarmKind.RELAY_FAULT, eid, "protection relay tripped", now_ns, 0))
         if h.underruns:  # the count's growth since the window began (cumulative counter)
             start_ns = now_ns - int(cfg.underrun_window_s * NS_PER_S)
             base = h.underruns[0][1]
@@ -119,19 +137,21 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
                 base = n
             grew = h.underruns[-1][1] - base
             if grew > cfg.underruns_max:
-                out.append(("underruns", eid, f"{grew} underruns in "
+                out.append((AlarmKind.UNDERRUNS, eid, f"{grew} underruns in "
                             f"{cfg.underrun_window_s:g} s", now_ns, 0))
     for run in s.schedule.running:
         prio = run.item.cls.priority
         for zid in run.item.zones:
             ch = s.engine.channels.get(zid)
             if ch is not None and ch.on_air.priority < prio:
-                out.append(("zone_silent", zid, f"scheduled {run.item.title!r} is not on air "
+                out.append((AlarmKind.ZONE_SILENT, zid,
+                            f"scheduled {run.item.title!r} is not on air "
                             f"(on air: {ch.on_air.programme_name})", now_ns, cfg.hold_s))
     down: dict[str, str] = {}
     for req in s.engine.requests.values():
         prog = req.programme
         if prog.kind is ProgrammeKind.LIVE and not prog.finished and not prog.available:
             down[prog.name] = f"{prog.name} is not sending (asked for by {req.zone_id})"
-    out += [("source_down", name, detail, now_ns, cfg.hold_s) for name, detail in down.items()]
+    out += [(AlarmKind.SOURCE_DOWN, name, detail, now_ns, cfg.hold_s)
+            for name, detail in down.items()]
     return out

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loa.clock import NS_PER_S, Clock
-from loa.server.programme import Programme, ProgrammeKind
+from loa.server.programme import EndReason, Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.zone_channel import SwitchEvent
 
@@ -42,14 +42,14 @@ class BroadcastLog:
             at = self.wall_of(ev.at_ns)
             current = self._open.pop(ev.zone_id, None)
             if current is not None and current.programme is ev.ended:
-                rows.append(self._row(ev.zone_id, current, at, ev.reason.value))
+                rows.append(self._row(ev.zone_id, current, at, ev.reason))
             if ev.started.kind is not ProgrammeKind.IDLE:
                 self._open[ev.zone_id] = _Open(ev.started, ev.started_priority, at)
         if rows:
             self.store.log_broadcast(rows)
         return len(rows)
 
-    def close_all(self, reason: str = "stopped") -> None:
+    def close_all(self, reason: EndReason = EndReason.STOPPED) -> None:
         at = self.wall_of(self._clock.now_ns())
         rows = [self._row(zone, entry, at, reason) for zone, entry in self._open.items()]
         self._open.clear()
@@ -62,8 +62,8 @@ class BroadcastLog:
                 for zone, e in self._open.items()]
 
     @staticmethod
-    def _row(zone: str, entry: _Open, ended_at: float, reason: str
+    def _row(zone: str, entry: _Open, ended_at: float, reason: EndReason
              ) -> tuple[str, str, str, int, str, float, float, str]:
         prog = entry.programme
         return (zone, prog.name, prog.kind.value, entry.priority, "", entry.started_at,
-                ended_at, reason)
+                ended_at, reason.value)

@@ -6,6 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from loa.monitoring.percentiles import percentile_values
+
 
 class Counters:
     """``inc("packets_dropped", reason="slow")``; every drop is counted with its reason."""
@@ -52,7 +54,4 @@ class LatencyWindow:
 
     def percentiles_ms(self, *pcts: float) -> list[float | None]:
         n = min(self._count, self._ring.shape[0])
-        if n == 0:
-            return [None for _ in pcts]
-        values = np.percentile(self._ring[:n], pcts) / 1e6
-        return [round(float(v), 3) for v in values]
+        return percentile_values(self._ring[:n], pcts, divisor=1e6)

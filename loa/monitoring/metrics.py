@@ -130,7 +130,7 @@ class LoaCollector(Collector):
                 continue
             eps = s.endpoints.in_zone(zone.id)
             total.add_metric([zone.id], len(eps))
-            online.add_metric([zone.id], sum(1 for e in eps if fleet._is_online(e.id)))
+            online.add_metric([zone.id], sum(1 for e in eps if fleet.is_online(e.id)))
         yield online
         yield total
         yield GaugeMetricFamily("loa_mqtt_connected", "The server's broker connection is up",
@@ -141,15 +141,15 @@ class LoaCollector(Collector):
                                      labels=["kind"])
         active = [a.kind for a in s.alarms.active()]
         for kind in ALARM_KINDS:
-            alarms.add_metric([kind], active.count(kind))
-            raised.add_metric([kind], s.alarms.raised_total[kind])
+            alarms.add_metric([kind.value], active.count(kind))
+            raised.add_metric([kind.value], s.alarms.raised_total[kind])
         yield alarms
         yield raised
         states = GaugeMetricFamily("loa_commands", "Endpoint commands kept, by status",
                                    labels=["status"])
         by: dict[str, int] = {}
         for cmd in fleet.commands.values():
-            by[cmd.status] = by.get(cmd.status, 0) + 1
+            by[cmd.status.value] = by.get(cmd.status.value, 0) + 1
         for status, n in sorted(by.items()):
             states.add_metric([status], n)
         yield states

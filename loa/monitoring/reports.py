@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from loa.monitoring.percentiles import percentile
 from loa.server.endpoints import EndpointRegistry
 from loa.server.store import Store
 from loa.server.zones import ZoneTree
@@ -139,13 +140,13 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
         if not targeted and not hit_zones and not rec.get("all"):
             continue
         reach = rec.get("reached_ms", {})
-        times = sorted(reach[e] for e in targeted if e in reach)
+        times = [reach[e] for e in targeted if e in reach]
         alerts.append({
             "id": rec["id"], "class": rec.get("class"), "status": rec.get("status"),
             "created_at": at, "targeted": len(targeted), "reached": len(times),
             "reach_pct": round(100 * len(times) / len(targeted), 2) if targeted else None,
-            "reach_p50_ms": round(times[len(times) // 2], 3) if times else None,
-            "reach_max_ms": round(times[-1], 3) if times else None,
+            "reach_p50_ms": percentile(times, 50),
+            "reach_max_ms": round(max(times), 3) if times else None,
         })
     return {
         "commune": {"id": scope.commune_id, "name": scope.name,

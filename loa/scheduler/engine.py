@@ -29,23 +29,32 @@ class WallClock:
         self._anchor = wall_at_anchor
 
     def now(self) -> datetime:
+        """Wall time now, as the pipeline's clock has advanced since the anchor."""
         return self.at(self.clock.now_ns())
 
     def at(self, ns: int) -> datetime:
+        """The wall time of a clock reading (ns), in the anchor's time zone."""
         return self._anchor + timedelta(microseconds=(ns - self._anchor_ns) / 1000)
 
     def ns_of(self, when: datetime) -> int:
+        """The clock reading (ns) at which a wall time falls: what the schedule sleeps until."""
         return self._anchor_ns + int((when - self._anchor).total_seconds() * NS_PER_S)
 
 
 @dataclass
 class Running:
+    """A slot that started and whose window has not closed yet."""
+
     item: ScheduleItem
     slot: datetime
     handle: object  # what start() returned (the engine request)
 
 
 class ScheduleEngine:
+    """Turns the items' slots into calls of ``start(item, slot)`` as they open, and of
+    ``close_window(running)`` when their windows end, on the wall time of ``wall`` (so the
+    injected clock). Keeps the items by id, what runs, and each start's lateness (s)."""
+
     def __init__(self, wall: WallClock,
                  start: Callable[[ScheduleItem, datetime], object],
                  close_window: Callable[[Running], None]) -> None:
@@ -59,10 +68,13 @@ class ScheduleEngine:
         self._changed = asyncio.Event()
 
     def put(self, item: ScheduleItem) -> None:
+        """Add or replace an item; the run loop re-plans at once."""
         self.items[item.id] = item
         self._changed.set()  # the next event may now be sooner
 
     def remove(self, item_id: str) -> None:
+        """Forget an item (a window already running still closes on time); unknown ids are
+        ignored."""
         self.items.pop(item_id, None)
         self._changed.set()
 
@@ -88,6 +100,8 @@ class ScheduleEngine:
             self._close_window(run)
 
     def next_event(self, now: datetime) -> datetime:
+        """When to wake next: the soonest slot still to start, or window to close, and at the
+        latest ``now`` + 10 minutes."""
         times = [now + IDLE_RECHECK]
         for item in self.items.values():
             nxt = item.next_slot(self._done_until)

@@ -22,6 +22,9 @@ PRODID = "-//Loa//lich phat//VI"
 
 
 def export_ics(items: list[ScheduleItem]) -> bytes:
+    """The items as one iCalendar file (RFC 5545), UTF-8 bytes: DTSTART in station time,
+    DURATION, an RRULE when the rule is a plain one, and Loa's own fields (zones, class,
+    content, missed policy, the exact rule) in X-LOA- properties."""
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")

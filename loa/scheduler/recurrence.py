@@ -21,6 +21,9 @@ class ScheduleError(ValueError):
 
 
 class BulletinClass(enum.Enum):
+    """Circular 39/2020/TT-BTTTT's classes a schedule item may have (emergency bulletins
+    are alerts, not schedule items); ``priority`` is the request priority."""
+
     NORMAL = "normal"  # bản tin thông thường, priority 50
     PRIORITY = "priority"  # bản tin ưu tiên, priority 60
 
@@ -31,6 +34,11 @@ class BulletinClass(enum.Enum):
 
 @dataclass
 class ScheduleItem:
+    """A bulletin on zones from ``start`` (aware), repeating by an RFC 5545 rule
+    (RRULE/RDATE/EXDATE lines), with a window of ``duration_s`` seconds (at most 24 h) per
+    slot. Construction raises ScheduleError for a naive start, a bad duration, an unknown
+    ``missed`` policy or a rule that does not parse."""
+
     id: str
     title: str
     zones: list[str]
@@ -67,15 +75,18 @@ class ScheduleItem:
         return [s for s in self._rule.between(after, before, inc=True) if s < before]
 
     def next_slot(self, after: datetime) -> datetime | None:
+        """The first slot at or after ``after``, or None if there is no more."""
         if self._rule is None:
             return self.start if self.start >= after else None
         found: datetime | None = self._rule.after(after, inc=True)
         return found
 
     def window(self, slot: datetime) -> tuple[datetime, datetime]:
+        """(start, end) of a slot's window: the item may play or resume until the end."""
         return slot, slot + timedelta(seconds=self.duration_s)
 
     def to_json(self) -> dict[str, Any]:
+        """The item as the API and the store keep it (start as ISO 8601 with its offset)."""
         return {"id": self.id, "title": self.title, "zones": self.zones,
                 "start": self.start.isoformat(), "duration_s": self.duration_s,
                 "content": self.content, "rrule": self.rrule, "class": self.cls.value,

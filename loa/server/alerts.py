@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,10 @@ from loa.server.cap import (
     CapError,
     CapInfo,
     CapMessage,
+    CapMsgType,
     CapResource,
+    CapScope,
+    CapStatus,
     in_circle,
     in_polygon,
     verify_resource,
@@ -55,7 +59,7 @@ from loa.server.inputs.sequence import (
     TwoTone,
 )
 from loa.server.priority import Priority
-from loa.server.programme import FrameSource, Programme, ProgrammeKind
+from loa.server.programme import EndReason, FrameSource, Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.zone_channel import Request
 from loa.server.zones import Zone, ZoneTree, alert_group_id
@@ -69,6 +73,9 @@ EXPIRY_CHECK_NS = NS_PER_S
 
 
 class AlertClass(enum.Enum):
+    """The alert classes of Circular 39/2020/TT-BTTTT: normal (thông thường), priority (ưu
+    tiên), emergency (khẩn cấp); ``CLASS_PRIORITY`` maps each to its request priority."""
+
     NORMAL = "normal"
     PRIORITY = "priority"
     EMERGENCY = "emergency"
@@ -82,6 +89,8 @@ CLASS_PRIORITY = {
 
 
 class AlertStatus(enum.Enum):
+    """An alert's life: PENDING, ACTIVE, then one final status (``FINAL``)."""
+
     PENDING = "pending"
     ACTIVE = "active"
     COMPLETED = "completed"
@@ -90,6 +99,18 @@ class AlertStatus(enum.Enum):
 
 
 FINAL = {AlertStatus.COMPLETED, AlertStatus.CANCELLED, AlertStatus.EXPIRED}
+# a final status is also why the alert's requests end (the broadcast log's reason)
+END_REASON = {AlertStatus.COMPLETED: EndReason.COMPLETED,
+              AlertStatus.CANCELLED: EndReason.CANCELLED,
+              AlertStatus.EXPIRED: EndReason.EXPIRED}
+
+
+class AlertPhase(enum.Enum):
+    """What an alert's requests play: its tone and message, then (a mount alert) the live
+    mount until cancelled."""
+
+    MESSAGE = "message"
+    LIVE = "live"
 
 
 class AlertError(ValueError):
@@ -98,6 +119,10 @@ class AlertError(ValueError):
 
 @dataclass
 class AlertSpec:
+    """What to broadcast, where and how: the class, target zones (or ``all_zones``) and
+    single endpoints, the content (``kind`` text/media/file/mount/tone/upload), the attention
+    tone, ``repeat`` (1-10 times) with ``gap_s`` seconds between, expiry as unix time."""
+
     cls: AlertClass
     zones: list[str]
     all_zones: bool
@@ -111,6 +136,7 @@ class AlertSpec:
     endpoints: list[str] = field(default_factory=list)  # single endpoints, beside the zones
 
     def to_json(self) -> dict[str, Any]:
+        """The spec as stored and shown (``class``, ``all`` as the API names them)."""
         return {"class": self.cls.value, "zones": self.zones, "all": self.all_zones,
                 "endpoints": self.endpoints,
                 "content": self.content, "tone": self.tone, "repeat": self.repeat,
@@ -118,7 +144,15 @@ class AlertSpec:
                 "cap": self.cap}
 
 
+def _is_number(value: object) -> bool:
+    """A finite JSON number (not a bool, not NaN or infinity, which Python's JSON accepts)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> AlertSpec:
+    """Check an API body and build its spec. ``now`` is unix time (``expires_in_s`` is
+    relative to it); an absent class means emergency. Raises AlertError saying what to fix."""
     try:
         cls = AlertClass(str(body.get("class", "emergency")).lower())
     except ValueError:
@@ -144,12 +178,14 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise AlertError(f"repeat must be an integer from 1 to {MAX_REPEAT}")
     gap_s = body.get("gap_s", default_gap_s)
-    if not isinstance(gap_s, (int, float)) or not 0 <= gap_s <= MAX_GAP_S:
+    if not _is_number(gap_s) or not 0 <= gap_s <= MAX_GAP_S:
         raise AlertError(f"gap_s must be from 0 to {MAX_GAP_S:g} seconds")
     expires_at = body.get("expires_at")
     if body.get("expires_in_s") is not None:
+        if not _is_number(body["expires_in_s"]):
+            raise AlertError("expires_in_s must be a number of seconds")
         expires_at = now + float(body["expires_in_s"])
-    if expires_at is not None and (not isinstance(expires_at, (int, float)) or expires_at <= now):
+    if expires_at is not None and (not _is_number(expires_at) or expires_at <= now):
         raise AlertError("expires_at must be a unix time in the future")
     return AlertSpec(cls, zones, all_zones, content, bool(body.get("tone", True)), repeat,
                      float(gap_s), expires_at, endpoints=endpoints)
@@ -157,6 +193,10 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
 
 @dataclass(eq=False)
 class Alert:
+    """One triggered alert: its spec, status and history, the programme and requests
+    that carry it, and proof of reach per endpoint (ms from activation; ns on the injected
+    clock for the raw timestamps)."""
+
     id: str
     spec: AlertSpec
     triggered_by: str
@@ -171,7 +211,7 @@ class Alert:
     reached_ms: dict[str, float] = field(default_factory=dict)  # kept after the programme ends
     message_reached_ms: dict[str, float] = field(default_factory=dict)  # the same, the message
     played_ms: dict[str, float] = field(default_factory=dict)
-    phase: str = "message"
+    phase: AlertPhase = AlertPhase.MESSAGE
     zone_ids: list[str] = field(default_factory=list)  # where its requests are, groups included
     moved: dict[str, str] = field(default_factory=dict)  # endpoint -> its home zone
     received_ns: int = 0  # when the trigger arrived (Clock ns): reach is measured from here
@@ -236,6 +276,8 @@ class Alert:
                             for e, ms in self.message_reach_ms().items()}}
 
     def describe(self, full: bool = False) -> dict[str, Any]:
+        """JSON view with reach counts and timing; ``full`` adds the slowest endpoints (up to
+        10), the first 100 not reached, and the history."""
         reach = self.reach_ms()
         reached = [e for e in self.targeted if e in reach]
         missing = [e for e in self.targeted if e not in reach]
@@ -258,6 +300,7 @@ class Alert:
         return out
 
     def record(self) -> dict[str, Any]:
+        """What the store keeps: the full description plus reach and play times per endpoint."""
         d = self.describe(full=True)
         d["targeted"] = self.targeted
         d["reached_ms"] = self.reach_ms()
@@ -267,6 +310,11 @@ class Alert:
 
 
 class AlertManager:
+    """Owns the alerts: triggers them (from the API or CAP 1.2 messages), places their
+    requests on the engine at the class's priority, prepares messages beside the loop, raises
+    and restores volume, records reach, expires and cancels them, and persists each to the
+    store. Times are ns on ``clock``; creation and expiry times are unix seconds from ``wall``."""
+
     def __init__(self, engine: Engine, zones: ZoneTree, endpoints: EndpointRegistry,
                  mounts: Mounts, store: Store, tts: Tts, clock: Clock, counters: Counters,
                  *, tone_s: float = 2.0, gap_s: float = 2.0,
@@ -292,10 +340,13 @@ class AlertManager:
     # lifecycle
 
     def start(self) -> None:
+        """Load the CAP identifiers already seen (a blocking read, at start-up) and start the
+        once-a-second expiry task."""
         self._cap_seen()  # read the CAP messages already seen now, at start-up (it blocks)
         self._expiry_task = asyncio.create_task(self._expire_loop(), name="alert-expiry")
 
     async def stop(self) -> None:
+        """Stop the expiry task and any message still being prepared (alerts stay as stored)."""
         await cancel_and_wait(self._expiry_task)
         self._expiry_task = None
         for alert in self.alerts.values():
@@ -304,7 +355,7 @@ class AlertManager:
     async def resume(self) -> list[Alert]:
         """Alerts that were active when the server stopped play again, unless expired."""
         resumed = []
-        for rec in self.store.load_alerts(("pending", "active")):
+        for rec in self.store.load_alerts((AlertStatus.PENDING.value, AlertStatus.ACTIVE.value)):
             spec = AlertSpec(AlertClass(rec["class"]), rec["zones"], rec["all"], rec["content"],
                              rec["tone"], rec["repeat"], rec["gap_s"], rec["expires_at"],
                              rec["source"], rec.get("cap"), rec.get("endpoints", []))
@@ -340,6 +391,7 @@ class AlertManager:
         return alert
 
     def cancel(self, alert_id: str, actor: str) -> Alert:
+        """Cancel an alert (audited); a finished one is returned unchanged. KeyError if unknown."""
         alert = self.alerts.get(alert_id)
         if alert is None:
             raise KeyError(alert_id)
@@ -360,34 +412,36 @@ class AlertManager:
             return 200, {"result": "duplicate", "alert": seen}
         self.store.audit(actor, "cap.received", subject, cap_describe(msg))
         refs = set(msg.references)
-        if msg.msg_type == "Cancel":
+        if msg.msg_type is CapMsgType.CANCEL:
             cancelled = [a.id for a in self._cap_alerts(refs)]
             for aid in cancelled:
                 self.cancel(aid, f"{actor} (CAP Cancel {msg.identifier})")
             self._remember(msg, "cancel")
             return 200, {"result": "cancelled", "alerts": cancelled}
-        if msg.msg_type not in ("Alert", "Update"):
+        if msg.msg_type not in (CapMsgType.ALERT, CapMsgType.UPDATE):
             self._remember(msg, "logged")
-            return 202, {"result": "logged", "reason": f"msgType {msg.msg_type} plays nothing"}
+            return 202, {"result": "logged",
+                         "reason": f"msgType {msg.msg_type.value} plays nothing"}
         info = msg.info()
         if info is None:
             raise AlertError("CAP alert has no <info> block")
         endpoints: list[str] = []
-        if msg.status == "Actual" and msg.scope == "Public":
+        if msg.status is CapStatus.ACTUAL and msg.scope is CapScope.PUBLIC:
             zones, endpoints = self._cap_targets(info)
             if not zones and not endpoints:
                 raise AlertError("no zone or endpoint lies in the alert's area")
-        elif msg.status in ("Exercise", "Test") and test_zone:
+        elif msg.status in (CapStatus.EXERCISE, CapStatus.TEST) and test_zone:
             zones = [test_zone]
         else:
             self._remember(msg, "logged")
             return 202, {"result": "logged",
-                         "reason": f"status {msg.status}, scope {msg.scope}: log only"}
+                         "reason": f"status {msg.status.value}, scope {msg.scope.value}: "
+                                   "log only"}
         expires_at = info.expires.timestamp() if info.expires else None
         if expires_at is not None and expires_at <= self.wall():
             self._remember(msg, "logged")
             return 202, {"result": "logged", "reason": "already expired"}
-        if msg.msg_type == "Update":
+        if msg.msg_type is CapMsgType.UPDATE:
             for old in self._cap_alerts(refs):
                 self.cancel(old.id, f"{actor} (CAP Update {msg.identifier})")
         content = await self._cap_content(info, upload_dir)
@@ -467,6 +521,8 @@ class AlertManager:
         return {"kind": "text", "text": text, "voice": DEFAULT_VOICE}
 
     def on_played(self, endpoint_id: str, programme_id: int, now_ns: int) -> None:
+        """An endpoint reports it started playing ``programme_id`` at ``now_ns``: kept, in ms
+        from activation, for the alert carrying that programme (the first report counts)."""
         for alert in self.alerts.values():
             if alert.programme is not None and alert.programme.id == programme_id:
                 alert.played_ms.setdefault(endpoint_id, (now_ns - alert.activated_ns) / 1e6)
@@ -658,20 +714,20 @@ class AlertManager:
             _save_resource, Path(str(content["dir"])), data, content.get("digest"),
             str(content.get("name") or content["uri"]))
 
-    def _request_ended(self, alert: Alert, req: Request, why: str) -> None:
+    def _request_ended(self, alert: Alert, req: Request, why: EndReason) -> None:
         if alert.status in FINAL:
             return
-        if why == "completed" and alert.spec.content.get("kind") == "mount" \
-                and alert.phase == "message":
+        if why is EndReason.COMPLETED and alert.spec.content.get("kind") == "mount" \
+                and alert.phase is AlertPhase.MESSAGE:
             # the tone has played: now the live mount, at the alert's priority, until cancelled
-            alert.phase = "live"
+            alert.phase = AlertPhase.LIVE
             mount = self.mounts.get(str(alert.spec.content.get("mount", "studio")))
             self.engine.request(req.zone_id, mount.programme, alert.priority,
                                 label=f"alert/{alert.id}")
-            alert.history.append({"at": self.wall(), "status": "active",
+            alert.history.append({"at": self.wall(), "status": AlertStatus.ACTIVE.value,
                                   "note": f"live from /live/{mount.name} on {req.zone_id}"})
             return
-        if why == "completed" and not any(
+        if why is EndReason.COMPLETED and not any(
                 r.id in self.engine.requests for r in alert.requests):
             self._finish(alert, AlertStatus.COMPLETED, "played in full")
 
@@ -682,7 +738,7 @@ class AlertManager:
             alert.preparing.cancel()  # stop() awaits it
         for req in list(self.engine.requests.values()):
             if req.label == f"alert/{alert.id}":
-                self.engine.release(req.id, reason=status.value)
+                self.engine.release(req.id, reason=END_REASON[status])
         self._volume(alert, raise_it=False)
         self._ungroup_endpoints(alert)
         self._set_status(alert, status, note)

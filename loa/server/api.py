@@ -22,6 +22,7 @@ from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.codecs.tts import TtsError
 from loa.fleet.credentials import mosquitto_acl, mosquitto_passwd_lines
 from loa.monitoring.metrics import render
+from loa.monitoring.percentiles import percentiles
 from loa.monitoring.reports import render_report, report_scope
 from loa.scheduler.ical import export_ics, import_ics
 from loa.scheduler.recurrence import STATION_TZ, conflicts, item_from_json
@@ -53,6 +54,8 @@ def _error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require ``Authorization: Bearer <token>`` on ``/api/`` and ``/metrics`` (401 with
+    ``WWW-Authenticate`` otherwise) and put the caller's Principal on the request."""
     if not request.path.startswith(("/api/", "/metrics")):
         return await handler(request)
     server: LoaServer = request.app[SERVER_KEY]
@@ -78,6 +81,7 @@ async def close_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def require(request: web.Request, right: Right) -> None:
+    """Raise HTTPForbidden (403, JSON error) unless the caller holds ``right``."""
     principal = request[PRINCIPAL_KEY]
     if not principal.may(right):
         raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
@@ -99,6 +103,8 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` when there is none). Raises 413 over 64 KiB by
+    Content-Length, 400 when it is not JSON or not an object."""
     if request.content_length and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES,
                                             actual_size=request.content_length)
@@ -116,10 +122,15 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 class Api:
+    """The ``/api/v1`` handlers over one LoaServer. Each handler checks its right with
+    ``require`` (reads need only a valid token), answers JSON errors as ``{"error": ...}`` and
+    audits what it changes."""
+
     def __init__(self, server: LoaServer) -> None:
         self.s = server
 
     def routes(self) -> list[web.RouteDef]:
+        """Every ``/api/v1`` route with its handler, for the aiohttp application."""
         return [
             web.get("/api/v1/status", self.status),
             web.get("/api/v1/zones", self.zones),
@@ -194,11 +205,15 @@ class Api:
                                   "next": nxt.isoformat() if nxt else None}, status=201)
 
     async def export_schedules(self, request: web.Request) -> web.Response:
+        """``GET schedules.ics``: the whole schedule as an iCalendar file (RFC 5545)."""
         return web.Response(body=export_ics(list(self.s.schedule.items.values())),
                             content_type="text/calendar", charset="utf-8",
                             headers={"Content-Disposition": 'attachment; filename="loa.ics"'})
 
     async def import_schedules(self, request: web.Request) -> web.Response:
+        """``POST schedules.ics`` (OPERATE): add the events of an iCalendar body (at most
+        1 MiB; 413 over, 400 if unreadable). Events naming an unknown zone are refused, not fatal.
+        """
         require(request, Right.OPERATE)
         data = await read_body(request, MAX_ICS_BYTES)
         if len(data) > MAX_ICS_BYTES:
@@ -226,6 +241,7 @@ class Api:
         return any(y in below.get(x, set()) or x in below.get(y, set()) for x in a for y in b)
 
     async def list_schedules(self, request: web.Request) -> web.Response:
+        """``GET schedules``: every item with its next slot (ISO 8601, station time) or None."""
         now = self.s.wall.now()
         out = []
         for item in self.s.schedule.items.values():
@@ -234,6 +250,7 @@ class Api:
         return web.json_response({"schedules": out})
 
     async def delete_schedule(self, request: web.Request) -> web.Response:
+        """``DELETE schedules/{id}`` (OPERATE): 404 if unknown."""
         require(request, Right.OPERATE)
         sid = request.match_info["id"]
         if sid not in self.s.schedule.items:
@@ -288,15 +305,18 @@ class Api:
                                  status=201 if created else 200)
 
     async def list_media(self, request: web.Request) -> web.Response:
+        """``GET media``: every library item, oldest first."""
         return web.json_response({"media": [m.describe() for m in self.s.media.list()]})
 
     async def get_media(self, request: web.Request) -> web.Response:
+        """``GET media/{id}``: one item; 404 if unknown."""
         item = self.s.media.get(request.match_info["id"])
         if item is None:
             return _error(404, f"no media item {request.match_info['id']!r}")
         return web.json_response({"media": item.describe()})
 
     async def delete_media(self, request: web.Request) -> web.Response:
+        """``DELETE media/{id}`` (OPERATE): 404 if unknown, 409 while it plays or is scheduled."""
         require(request, Right.OPERATE)
         item = self.s.media.get(request.match_info["id"])
         if item is None:
@@ -381,6 +401,7 @@ class Api:
         return spec, path
 
     async def list_alerts(self, request: web.Request) -> web.Response:
+        """``GET alerts``: the alerts held in memory since start (older ones are in the store)."""
         return web.json_response(
             {"alerts": [a.describe() for a in self.s.alerts.alerts.values()]})
 
@@ -398,6 +419,8 @@ class Api:
         return web.json_response({"alert": out})
 
     async def cancel_alert(self, request: web.Request) -> web.Response:
+        """``DELETE alerts/{id}`` (ALERT): cancel it and return its full description; 404 if
+        unknown."""
         require(request, Right.ALERT)
         try:
             alert = self.s.alerts.cancel(request.match_info["id"], request[PRINCIPAL_KEY].name)
@@ -406,14 +429,17 @@ class Api:
         return web.json_response({"alert": alert.describe(full=True)})
 
     async def audit(self, request: web.Request) -> web.Response:
+        """``GET audit`` (ADMIN): the newest 200 audit entries, optionally for one ``subject``."""
         require(request, Right.ADMIN)
         return web.json_response(
             {"audit": await self.s.store.audit_log_async(request.query.get("subject"))})
 
     async def status(self, request: web.Request) -> web.Response:
+        """``GET status``: ``LoaServer.status``."""
         return web.json_response(self.s.status())
 
     async def zones(self, request: web.Request) -> web.Response:
+        """``GET zones``: every zone with what is on air and its listeners by format."""
         out = []
         for zone in self.s.zones:
             d = zone.describe()
@@ -424,6 +450,9 @@ class Api:
         return web.json_response({"zones": out})
 
     async def take_live(self, request: web.Request) -> web.Response:
+        """``POST zones/{zone}/live`` (OPERATE): put a mount (default "studio") on the zone at
+        ``priority`` (default district live, 80). 201 when a new request is made, 200 when it
+        already existed; 404 for an unknown zone, 400 for a bad mount or priority."""
         require(request, Right.OPERATE)
         body = await read_json(request)
         zone_id = request.match_info["zone"]
@@ -437,6 +466,8 @@ class Api:
         return web.json_response({"request": req.describe()}, status=201 if created else 200)
 
     async def release_live(self, request: web.Request) -> web.Response:
+        """``DELETE zones/{zone}/live`` (OPERATE): release the zone's live requests (only
+        ``mount``'s, if given); 404 for an unknown zone."""
         require(request, Right.OPERATE)
         body = await read_json(request)
         zone_id = request.match_info["zone"]
@@ -463,11 +494,14 @@ class Api:
         return web.json_response({"request": req.describe()}, status=201)
 
     async def list_requests(self, request: web.Request) -> web.Response:
+        """``GET requests``: every request on the engine, with its programme."""
         return web.json_response(
             {"requests": [r.describe() for r in self.s.engine.requests.values()]}
         )
 
     async def delete_request(self, request: web.Request) -> web.Response:
+        """``DELETE requests/{id}`` (OPERATE): release a request; 400 for a non-integer id,
+        404 if unknown."""
         require(request, Right.OPERATE)
         try:
             rid = int(request.match_info["id"])
@@ -493,6 +527,8 @@ class Api:
         return web.json_response({"endpoints": out})
 
     async def get_endpoint(self, request: web.Request) -> web.Response:
+        """``GET endpoints/{id}``: the endpoint with its presence and effective volume; 404 if
+        unknown."""
         try:
             ep = self.s.endpoints.get(request.match_info["id"])
         except EndpointError as exc:
@@ -550,6 +586,7 @@ class Api:
         return web.json_response({"endpoint": self.s.fleet.describe(ep)})
 
     async def delete_endpoint(self, request: web.Request) -> web.Response:
+        """``DELETE endpoints/{id}`` (ADMIN): forget an endpoint; 404 if unknown."""
         require(request, Right.ADMIN)
         try:
             self.s.endpoints.remove(request.match_info["id"])
@@ -592,6 +629,7 @@ class Api:
                                  status=201 if created else 200)
 
     async def export_endpoints(self, request: web.Request) -> web.Response:
+        """``GET endpoints.csv``: the registry in the import format (``CSV_FIELDS`` columns)."""
         out = io.StringIO()
         w = csv.writer(out)
         w.writerow(CSV_FIELDS)
@@ -667,22 +705,23 @@ class Api:
                 if (not batch or c.batch == batch) and (not eid or c.endpoint_id == eid)]
         summary: dict[str, int] = {}
         for c in cmds:
-            summary[c.status] = summary.get(c.status, 0) + 1
-        acks = sorted(c.ack_ms for c in cmds if c.ack_ms is not None)
+            summary[c.status.value] = summary.get(c.status.value, 0) + 1
+        acks = [c.ack_ms for c in cmds if c.ack_ms is not None]
         return web.json_response({
             "summary": summary,
-            "ack_ms": {"p50": acks[len(acks) // 2], "p99": acks[int(0.99 * (len(acks) - 1))],
-                       "max": acks[-1]} if acks else None,
+            "ack_ms": percentiles(acks, (50, 99)) if acks else None,
             "commands": [] if request.query.get("summary") == "1"
             else [c.describe() for c in cmds[-5000:]]})
 
     async def get_command(self, request: web.Request) -> web.Response:
+        """``GET commands/{id}``: a fleet command and its status; 404 if unknown (or forgotten)."""
         cmd = self.s.fleet.commands.get(request.match_info["id"])
         if cmd is None:
             return _error(404, f"no command {request.match_info['id']!r}")
         return web.json_response({"command": cmd.describe()})
 
     async def list_alarms(self, request: web.Request) -> web.Response:
+        """``GET alarms``: re-evaluate the alarm rules now, then list the active alarms."""
         self.s.check_alarms()
         return web.json_response({"alarms": [a.describe() for a in self.s.alarms.active()]})
 
@@ -734,6 +773,8 @@ def report_period(query: Any) -> tuple[float, float]:
 
 
 class UploadTooLarge(ValueError):
+    """A multipart file part over its size limit (the handler answers 413)."""
+
     pass
 
 

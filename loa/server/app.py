@@ -45,7 +45,7 @@ from loa.scheduler.recurrence import (
     ScheduleItem,
     item_from_json,
 )
-from loa.server.alerts import AlertManager
+from loa.server.alerts import AlertManager, AlertStatus
 from loa.server.api import (
     SERVER_KEY,
     Api,
@@ -65,7 +65,7 @@ from loa.server.inputs.relay import Relay
 from loa.server.inputs.sequence import PartFactory, SequenceSource
 from loa.server.media import MediaItem, MediaLibrary
 from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
+from loa.server.programme import EndReason, Programme, ProgrammeKind
 from loa.server.store import Store
 from loa.server.streams import Streams
 from loa.server.zone_channel import FanoutSettings, Request
@@ -79,6 +79,11 @@ LOG_FLUSH_NS = NS_PER_S
 
 
 class LoaServer:
+    """The composition root: builds, from one Config, the clock (injected or monotonic),
+    zone tree, engine, store, endpoint registry, mounts, streams, alerts, media library,
+    broadcast log, fleet control (MQTT, embedded broker by default), alarms and schedule, and
+    serves them on one port. The operations the API calls live here."""
+
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or MonotonicClock()
@@ -225,6 +230,9 @@ class LoaServer:
         gc.freeze()
 
     async def stop(self) -> None:
+        """Shut down in phases, once: accept nobody new; stop alerts, the clock and the
+        background tasks (fleet, broker, log, schedule); close the broadcast log (server
+        stopped); end sources, relays and listeners; close the web app and the store (drained)."""
         if self._stopped:
             return
         self._stopped = True
@@ -241,7 +249,7 @@ class LoaServer:
         await cancel_and_wait(self._schedule_task)
         self.store.set_value("schedule_done_until", self.wall.now().isoformat())
         self.broadcast_log.consume(self.engine.drain_switch_events())
-        self.broadcast_log.close_all("server stopped")
+        self.broadcast_log.close_all(EndReason.SERVER_STOPPED)
         for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
             if mount.session is not None:
                 mount.session.close()
@@ -276,6 +284,7 @@ class LoaServer:
             zone.alert_volume_pct = int(z.get("alert_volume_pct", zone.alert_volume_pct))
 
     def save_zone_settings(self) -> None:
+        """Persist each zone's volume and alert volume (%) (alert groups are not saved)."""
         self.store.set_value("zone_settings", json.dumps(
             {z.id: {"volume_pct": z.volume_pct, "alert_volume_pct": z.alert_volume_pct}
              for z in self.zones if not is_alert_group(z.id)}))
@@ -310,6 +319,8 @@ class LoaServer:
             self.check_alarms()
 
     def check_alarms(self) -> None:
+        """Evaluate the alarm rules now (clock ns, station wall time); a failing check is logged,
+        never raised."""
         try:
             now = self.clock.now_ns()
             self.alarms.update(alarm_conditions(self, self.config.alarms, now), now,
@@ -334,6 +345,8 @@ class LoaServer:
                                    label=f"live/{mount_name}"), True
 
     def release_live(self, zone_id: str, mount_name: str | None = None) -> list[int]:
+        """Release the live requests made on the zone itself (those of ``mount_name`` only,
+        if given). Returns the released request ids."""
         released = []
         for req in self.engine.requests_on(zone_id):
             if req.programme.kind is not ProgrammeKind.LIVE:
@@ -345,6 +358,9 @@ class LoaServer:
         return released
 
     async def add_request(self, zone_id: str, source: dict[str, Any], priority: int) -> Request:
+        """Put a source on a zone at ``priority``: ``source["kind"]`` is live, file, media,
+        tone or relay. A file is opened and its first second decoded beside the loop before
+        the request is made. Raises ZoneError for an unknown zone, ValueError for a bad source."""
         self.zones.get(zone_id)
         kind = source.get("kind")
         if kind == "live":
@@ -482,7 +498,7 @@ class LoaServer:
         """The slot's window has closed: what still plays, or waits preempted, is cut short."""
         for req in run.handle if isinstance(run.handle, list) else []:
             if req.id in self.engine.requests:
-                self.engine.release(req.id, reason="cut short")
+                self.engine.release(req.id, reason=EndReason.CUT_SHORT)
                 self.store.audit("loa", "schedule.cut_short", run.item.id,
                                  {"slot": run.slot.isoformat(), "zone": req.zone_id})
         for relay in [r for r in self._slot_relays if r.programme.finished]:
@@ -501,28 +517,33 @@ class LoaServer:
                          FileSource(item.path, self.media.gain(item), counters=self.counters))
 
     def media_in_use(self, item: MediaItem) -> bool:
+        """Whether a media item is requested now, in a schedule item, or the message of a
+        pending or active alert (it must not be deleted then)."""
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
             return True
         if any((s.content.get("kind") == "media" and s.content.get("id") == item.id)
                or item.id in s.content.get("items", [])
                for s in self.schedule.items.values()):
             return True
-        return any(a.status.value in ("pending", "active")
+        return any(a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)
                    and a.spec.content.get("path") == item.path
                    for a in self.alerts.alerts.values())
 
-    def _relay_ended(self, req: Request, reason: str) -> None:
+    def _relay_ended(self, req: Request, reason: EndReason) -> None:
         relay = self.relays.pop(req.id, None)
         if relay is not None:  # ended by the engine (not the API)
             self._stop_later(relay)
 
     async def release_request(self, request_id: int) -> Request | None:
+        """Release a request (stopping its relay, if any); None if there is no such request."""
         relay = self.relays.pop(request_id, None)
         if relay is not None:
             await relay.stop()
         return self.engine.release(request_id)
 
     def status(self) -> dict[str, Any]:
+        """The ``/api/v1/status`` snapshot: engine, zones, mounts, relays, listeners, counters,
+        loop lag, live alerts, fleet, alarms, store queue and schedule lateness (ms)."""
         return {
             "version": __version__,
             "engine": self.engine.describe(),
@@ -534,7 +555,7 @@ class LoaServer:
             "counters": self.counters.snapshot(),
             "loop_lag_ms": self.loop_lag.recent_ms(),
             "alerts": [a.describe() for a in self.alerts.alerts.values()
-                       if a.status.value in ("pending", "active")],
+                       if a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)],
             "fleet": self.fleet.status(),
             "alarms": [a.describe() for a in self.alarms.active()],
             "store": {"queued": self.store.queued, "failed_writes": self.store.failed_writes,
@@ -550,6 +571,8 @@ class LoaServer:
         }
 
     async def icecast_metadata(self, request: web.Request) -> web.Response:
+        """Icecast's ``/admin/metadata`` for source clients: answers Icecast's XML
+        ``<iceresponse>`` with the status of ``Mounts.update_metadata``."""
         status, message = self.mounts.update_metadata(
             request.query.get("mount", ""), request.query.get("mode", ""),
             request.query.get("song", ""), request.headers.get("Authorization", ""))
@@ -562,6 +585,7 @@ class LoaServer:
     # a small public landing page (Vietnamese first)
 
     async def index(self, request: web.Request) -> web.Response:
+        """The public landing page: each zone, what it plays, and its stream links."""
         rows = []
         for zone in self.zones:
             ch = self.engine.channels[zone.id]

@@ -21,12 +21,15 @@ SOURCE_PASSWORD_FILE = "source_password"
 
 
 class Right(enum.Enum):
+    """What a token may do; ADMIN implies every other right."""
+
     ADMIN = "admin"  # everything
     OPERATE = "operate"  # zones, live, programmes
     ALERT = "alert"  # emergency alerts (separate from ordinary operation)
 
 
 def token_hash(token: str) -> str:
+    """The SHA-256 (hex) under which a token is stored and configured."""
     return _hash(token)
 
 
@@ -36,18 +39,25 @@ def _hash(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a valid token speaks for (its name goes in the audit log) and its rights."""
+
     name: str
     rights: frozenset[Right]
 
     def may(self, right: Right) -> bool:
+        """Whether it holds ``right`` (or ADMIN)."""
         return Right.ADMIN in self.rights or right in self.rights
 
 
 class TokenStore:
+    """Tokens known only by their SHA-256 hex digest, each mapped to its Principal."""
+
     def __init__(self, entries: dict[str, Principal]) -> None:
         self._by_hash = entries
 
     def authenticate(self, token: str) -> Principal | None:
+        """The principal of a bearer token, or None (for an empty token too). Compares digests
+        in constant time."""
         if not token:
             return None
         digest = _hash(token)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -24,13 +25,46 @@ NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _Q = "{" + NS + "}"
 EARTH_RADIUS_KM = 6371.0
 
+_Code = TypeVar("_Code", bound=enum.StrEnum)
+
 
 class CapError(ValueError):
     """The CAP message is refused; the message says why."""
 
 
+class CapStatus(enum.StrEnum):
+    """CAP 1.2 §3.2.1 <status>: how the message is to be handled."""
+
+    ACTUAL = "Actual"  # act on it
+    EXERCISE = "Exercise"  # for the designated exercise participants only
+    SYSTEM = "System"  # the alerting network's own messages
+    TEST = "Test"  # technical testing only: to be discarded
+    DRAFT = "Draft"  # a template, not to be acted on
+
+
+class CapMsgType(enum.StrEnum):
+    """CAP 1.2 §3.2.1 <msgType>: what the message does."""
+
+    ALERT = "Alert"
+    UPDATE = "Update"  # supersedes the messages in <references>
+    CANCEL = "Cancel"  # cancels the messages in <references>
+    ACK = "Ack"
+    ERROR = "Error"
+
+
+class CapScope(enum.StrEnum):
+    """CAP 1.2 §3.2.1 <scope>: who the message is for."""
+
+    PUBLIC = "Public"
+    RESTRICTED = "Restricted"
+    PRIVATE = "Private"
+
+
 @dataclass
 class CapResource:
+    """A CAP 1.2 §3.2.3 <resource>: the audio to play, by ``uri`` or inline (``deref``,
+    decoded from <derefUri>); ``digest`` is checked by ``verify_resource``."""
+
     description: str
     mime_type: str
     uri: str | None
@@ -40,6 +74,9 @@ class CapResource:
 
 @dataclass
 class CapArea:
+    """A CAP 1.2 §3.2.4 <area>: polygons and circles in WGS 84 (lat, lon), radii in km,
+    and (valueName, value) geocodes."""
+
     description: str
     polygons: list[list[tuple[float, float]]] = field(default_factory=list)  # (lat, lon)
     circles: list[tuple[float, float, float]] = field(default_factory=list)  # lat, lon, km
@@ -48,6 +85,9 @@ class CapArea:
 
 @dataclass
 class CapInfo:
+    """A CAP 1.2 §3.2.2 <info> block. urgency, severity and certainty are kept as the
+    document's strings (empty if absent); ``expires`` as parsed from ISO 8601."""
+
     language: str
     event: str
     urgency: str
@@ -63,12 +103,15 @@ class CapInfo:
 
 @dataclass
 class CapMessage:
+    """A CAP 1.2 §3.2.1 <alert>: identity, handling codes, the (sender, identifier) pairs
+    it updates or cancels, and its info blocks."""
+
     identifier: str
     sender: str
     sent: str
-    status: str  # Actual | Exercise | System | Test | Draft
-    msg_type: str  # Alert | Update | Cancel | Ack | Error
-    scope: str  # Public | Restricted | Private
+    status: CapStatus
+    msg_type: CapMsgType
+    scope: CapScope
     references: list[tuple[str, str]]  # (sender, identifier)
     infos: list[CapInfo]
 
@@ -92,6 +135,16 @@ def _text(el: Element, name: str, required: bool = False) -> str:
     return value
 
 
+def _choice(el: Element, name: str, kind: type[_Code]) -> _Code:
+    """A required element whose value is one of a CAP 1.2 code list (exact, case and all)."""
+    value = _text(el, name, True)
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise CapError(f"CAP <{name}> must be one of {allowed}, not {value!r}") from None
+
+
 def _point(pair: str) -> tuple[float, float]:
     lat, lon = (float(v) for v in pair.split(","))
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -100,6 +153,9 @@ def _point(pair: str) -> tuple[float, float]:
 
 
 def parse_cap(data: bytes) -> CapMessage:
+    """Parse a CAP 1.2 document (at most 256 KiB) with DTDs, entities and external
+    references refused. Raises CapError for unsafe or malformed XML, another root element,
+    a missing required <alert> element, or an unreadable value in <info>."""
     if len(data) > MAX_CAP_BYTES:
         raise CapError(f"CAP message of {len(data)} bytes is over the {MAX_CAP_BYTES} byte limit")
     try:
@@ -122,8 +178,8 @@ def parse_cap(data: bytes) -> CapMessage:
         raise CapError(f"bad value in <info>: {exc}") from None
     return CapMessage(
         identifier=_text(root, "identifier", True), sender=_text(root, "sender", True),
-        sent=_text(root, "sent", True), status=_text(root, "status", True),
-        msg_type=_text(root, "msgType", True), scope=_text(root, "scope", True),
+        sent=_text(root, "sent", True), status=_choice(root, "status", CapStatus),
+        msg_type=_choice(root, "msgType", CapMsgType), scope=_choice(root, "scope", CapScope),
         references=refs, infos=infos)
 
 
@@ -166,10 +222,13 @@ def alert_class(info: CapInfo) -> str:
 
 
 def spoken_text(info: CapInfo) -> str:
+    """What is read aloud: headline, description and instruction, joined by ". "."""
     return ". ".join(t for t in (info.headline, info.description, info.instruction) if t)
 
 
 def verify_resource(res: CapResource, data: bytes) -> None:
+    """Raise CapError if the bytes do not match the resource's SHA-1 <digest> (CAP 1.2
+    §3.2.3); no digest, no check."""
     if res.digest and hashlib.sha1(data).hexdigest() != res.digest:  # noqa: S324  (CAP 1.2 names SHA-1)
         raise CapError(f"resource {res.description or res.uri!r}: digest does not match")
 
@@ -188,6 +247,8 @@ def in_polygon(lat: float, lon: float, polygon: list[tuple[float, float]]) -> bo
 
 
 def in_circle(lat: float, lon: float, circle: tuple[float, float, float]) -> bool:
+    """Whether a point lies within a CAP circle (lat, lon, radius in km): great-circle
+    (haversine) distance on a 6371 km sphere."""
     clat, clon, radius_km = circle
     p1, p2 = math.radians(lat), math.radians(clat)
     dp, dl = p2 - p1, math.radians(clon - lon)
@@ -196,5 +257,6 @@ def in_circle(lat: float, lon: float, circle: tuple[float, float, float]) -> boo
 
 
 def describe(msg: CapMessage) -> dict[str, Any]:
+    """The message's identity and codes, as the audit log and API answers show them."""
     return {"sender": msg.sender, "identifier": msg.identifier, "sent": msg.sent,
-            "status": msg.status, "msgType": msg.msg_type, "scope": msg.scope}
+            "status": msg.status.value, "msgType": msg.msg_type.value, "scope": msg.scope.value}

@@ -31,11 +31,17 @@ MAX_CSV_ROWS = 20_000
 
 
 class EndpointError(ValueError):
+    """An unknown endpoint, or a bad id, field or CSV row; the message says which."""
+
     pass
 
 
 @dataclass(eq=False)
 class Endpoint:
+    """A registered loudspeaker cluster: its leaf zone, place (WGS 84 degrees), own volume
+    override (%, None: the zone's), mute and power state, the Mosquitto $7$ hash of its MQTT
+    password, and its live stream connections (``subscribers``)."""
+
     id: str
     zone_id: str
     name: str = ""
@@ -51,12 +57,14 @@ class Endpoint:
     subscribers: set[Subscriber] = field(default_factory=set)
 
     def describe(self) -> dict[str, object]:
+        """The API view: no credential hash, connections as a count."""
         return {"id": self.id, "name": self.name, "zone": self.zone_id, "lat": self.lat,
                 "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
                 "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
                 "created_at": self.created_at, "connections": len(self.subscribers)}
 
     def record(self) -> dict[str, Any]:
+        """What the store keeps, credential hash included."""
         return {"id": self.id, "zone": self.zone_id, "name": self.name, "lat": self.lat,
                 "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
                 "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
@@ -171,6 +179,10 @@ def plan_csv_import(text: str, existing: frozenset[str], zone_ids: frozenset[str
 
 
 class EndpointRegistry:
+    """The endpoints by id, saved to the store on every change. It moves an endpoint's
+    live connections when its zone changes (through ``channels``) and calls ``on_removed``
+    when one is deleted. Raises EndpointError (unknown endpoint, bad field) or ZoneError."""
+
     def __init__(self, zones: ZoneTree, channels: dict[str, ZoneChannel],
                  store: Store | None = None) -> None:
         self._zones = zones
@@ -197,6 +209,7 @@ class EndpointRegistry:
                 rec.get("secret_hash", ""), float(rec.get("created_at", 0.0)))
 
     def save(self, ep: Endpoint) -> None:
+        """Write the endpoint's record (write-behind; nothing without a store)."""
         if self._store is not None:
             self._store.save_endpoint(ep.id, ep.record())
 
@@ -206,6 +219,8 @@ class EndpointRegistry:
             self._store.save_endpoints([ep.record() for ep in eps])
 
     def secret_hash(self, endpoint_id: str) -> str | None:
+        """The endpoint's MQTT password hash, or None if unknown or without one (the broker's
+        authentication asks this)."""
         ep = self.endpoints.get(endpoint_id)
         return ep.secret_hash if ep is not None and ep.secret_hash else None
 
@@ -272,6 +287,7 @@ class EndpointRegistry:
         return CsvImport(created, updated, [], passwords)
 
     def get(self, endpoint_id: str) -> Endpoint:
+        """The endpoint, or EndpointError if unknown."""
         try:
             return self.endpoints[endpoint_id]
         except KeyError:
@@ -295,6 +311,8 @@ class EndpointRegistry:
         return ep
 
     def remove(self, endpoint_id: str) -> None:
+        """Forget an endpoint: close its stream connections, delete its record and tell the
+        ``on_removed`` callbacks. EndpointError if unknown."""
         ep = self.get(endpoint_id)
         for sub in list(ep.subscribers):
             sub.close()
@@ -310,6 +328,7 @@ class EndpointRegistry:
         return [ep for ep in self.endpoints.values() if ep.zone_id in below]
 
     def attach(self, ep: Endpoint, sub: Subscriber) -> None:
+        """Count a stream connection as the endpoint's; it is forgotten when the feed drops it."""
         ep.subscribers.add(sub)
 
         def gone(s: Subscriber) -> None:
@@ -318,6 +337,7 @@ class EndpointRegistry:
         sub.on_gone = gone
 
     def detach(self, ep: Endpoint, sub: Subscriber) -> None:
+        """Forget a stream connection of the endpoint (it closed)."""
         ep.subscribers.discard(sub)
 
     def move(self, endpoint_id: str, zone_id: str) -> Endpoint:

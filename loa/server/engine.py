@@ -27,7 +27,7 @@ from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.lifecycle import cancel_and_wait
 from loa.monitoring.counters import Counters, LatencyWindow
 from loa.server.inputs.generator import silence_source
-from loa.server.programme import Programme, ProgrammeKind
+from loa.server.programme import EndReason, Programme, ProgrammeKind
 from loa.server.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
 from loa.server.zones import Zone, ZoneTree
 
@@ -51,6 +51,12 @@ class Rendition:
 
 
 class Engine:
+    """The master clock and everything it drives: one ZoneChannel per zone of ``zones``, the
+    registered programmes, the requests, and the renditions (one encoder per programme x codec).
+
+    Times are ns on the injected ``clock``; each tick moves one 20 ms frame (960 samples at
+    48 kHz). Zone switches are collected in ``switch_events`` for the broadcast log."""
+
     def __init__(
         self,
         zones: ZoneTree,
@@ -85,6 +91,8 @@ class Engine:
         return ch
 
     def drain_switch_events(self) -> list[SwitchEvent]:
+        """Take every zone switch recorded since the last call, oldest first, and empty the
+        list in place (the channels keep appending to the same list)."""
         events, self.switch_events[:] = list(self.switch_events), []
         return events
 
@@ -98,6 +106,8 @@ class Engine:
         return ch
 
     def remove_channel(self, zone_id: str) -> None:
+        """Drop a zone's channel and close every listener connection on it; KeyError for an
+        unknown zone. Requests on the zone are left as they are."""
         ch = self.channels.pop(zone_id)
         for feed in ch.feeds.values():
             feed.close_all()
@@ -123,7 +133,11 @@ class Engine:
         log.info("request %d: %s on %s at priority %d", req.id, programme.name, zone_id, priority)
         return req
 
-    def release(self, request_id: int, reason: str = "released") -> Request | None:
+    def release(self, request_id: int, reason: EndReason = EndReason.RELEASED
+                ) -> Request | None:
+        """End a request: take it off its zone and every zone below, call its ``on_end``
+        callbacks with ``reason``, and close its programme unless persistent or still requested.
+        Returns the request, or None if it was already gone."""
         req = self.requests.pop(request_id, None)
         if req is None:
             return None
@@ -137,7 +151,8 @@ class Engine:
             r.programme is prog for r in self.requests.values()
         ):
             self._drop_programme(prog)
-        log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id, reason)
+        log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id,
+                 reason.value)
         return req
 
     def _drop_programme(self, prog: Programme) -> None:
@@ -147,6 +162,7 @@ class Engine:
         prog.close()
 
     def requests_on(self, zone_id: str) -> list[Request]:
+        """The requests made on exactly this zone (not those inherited from its parents)."""
         return [r for r in self.requests.values() if r.zone_id == zone_id]
 
     # the clock
@@ -161,13 +177,16 @@ class Engine:
                 await ready()
 
     def tick(self, now_ns: int) -> None:
+        """Run one frame at ``now_ns``: choose each zone's winner, pull the programmes, encode
+        each listened (programme, codec) once and forward it. A programme that ends releases its
+        requests (COMPLETED), and whoever takes over plays in this same tick."""
         channels = self.channels.values()
         on_air = {ch.choose().id for ch in channels}
         ended = self._pull(self.programmes.values(), on_air, now_ns)
         if ended:
             for prog in ended:
                 for req in [r for r in self.requests.values() if r.programme is prog]:
-                    self.release(req.id, reason="completed")
+                    self.release(req.id, reason=EndReason.COMPLETED)
             on_air = {ch.choose().id for ch in channels}
             # Whoever takes over this tick plays this tick: no gap at the end of a file.
             self._pull([self.programmes[p] for p in on_air if p in self.programmes], on_air,
@@ -246,13 +265,17 @@ class Engine:
                 log.exception("tick failed")
 
     def start(self) -> None:
+        """Start ``run`` as the "master-clock" task."""
         self._task = asyncio.create_task(self.run(), name="master-clock")
 
     async def stop(self) -> None:
+        """Cancel the clock task and wait for it to end."""
         await cancel_and_wait(self._task)
         self._task = None
 
     def describe(self) -> dict[str, object]:
+        """Status snapshot: ticks, resyncs, programmes, open renditions, and the server-added
+        latency p50/p99 in ms."""
         p50, p99 = self.latency.percentiles_ms(50, 99)
         return {
             "ticks": self.ticks,

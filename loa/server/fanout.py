@@ -23,6 +23,9 @@ MIN_BACKLOG_BYTES = 16 * 1024
 
 
 class WritableProtocol(Protocol):
+    """What fan-out needs of a connection's protocol: its transport (None once lost) and
+    whether the transport has paused writing (it went over the high-water mark)."""
+
     transport: Any  # asyncio.Transport, None once the connection is lost
 
     @property
@@ -44,6 +47,7 @@ class Subscriber:
         self.on_gone: Callable[[Subscriber], None] | None = None
 
     def close(self) -> None:
+        """Close the connection (buffered bytes are still flushed); no-op once it is lost."""
         tr = self.protocol.transport
         if tr is not None:
             tr.close()
@@ -94,6 +98,7 @@ class Feed:
         return len(self._subscribers)
 
     def subscribers(self) -> list[Subscriber]:
+        """A copy of the subscribers, in join order."""
         return list(self._subscribers)
 
     def add(self, sub: Subscriber, header: bytes) -> None:
@@ -110,6 +115,8 @@ class Feed:
         self.counters.inc("subscribers_joined", feed=self.name)
 
     def remove(self, sub: Subscriber) -> None:
+        """Forget a subscriber (its connection is left open). The last one to leave clears
+        the burst and any half-gathered batch, so a later joiner gets no stale audio."""
         if sub in self._subscribers:
             del self._subscribers[sub]
             sub.feed = None
@@ -175,6 +182,7 @@ class Feed:
                 sub.on_gone(sub)
 
     def close_all(self) -> None:
+        """Remove every subscriber and close its connection (a zone went away)."""
         for sub in list(self._subscribers):
             self.remove(sub)
             sub.close()

@@ -38,6 +38,8 @@ REASONS = {
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
+    """A request line and headers as the front door parsed them; ``path`` is percent-decoded."""
+
     method: str
     target: str
     path: str
@@ -46,14 +48,19 @@ class RequestHead:
     headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
 
     def header(self, name: str, default: str = "") -> str:
+        """A header's value by case-insensitive name, or ``default``."""
         return self.headers.get(name.lower(), default)
 
 
 class HeadError(ValueError):
+    """A request head that is not HTTP/1.x or ICE/1.x, or has a malformed line."""
+
     pass
 
 
 def parse_head(raw: bytes) -> RequestHead:
+    """Parse a request head (the bytes before the blank line, latin-1). Accepts
+    ``HTTP/1.x`` and Icecast's ``ICE/1.x``; raises HeadError otherwise."""
     try:
         text = raw.decode("latin-1")
         lines = text.split("\r\n")
@@ -76,6 +83,8 @@ def parse_head(raw: bytes) -> RequestHead:
 
 def simple_response(status: int, body: str = "", extra: dict[str, str] | None = None,
                     version: str = "HTTP/1.0") -> bytes:
+    """A complete ``Connection: close`` response: status line, optional text/plain body
+    (a newline is added) and ``extra`` headers, encoded latin-1."""
     payload = (body + "\n").encode() if body else b""
     lines = [f"{version} {status} {REASONS.get(status, '')}", "Server: Loa",
              "Connection: close"]
@@ -91,6 +100,11 @@ RawRoute = Callable[[asyncio.Transport, RequestHead, bytes], bool]
 
 
 class FrontProtocol(asyncio.Protocol):
+    """The protocol of every connection on the public port until its request head is read
+    (at most 16 KiB, within 10 s: else 431 or 408). Then ``raw_route`` may take the transport
+    (sources, listener streams); otherwise the bytes read so far go, untouched, to a fresh
+    ``fallback()`` protocol (aiohttp). A route that raises answers 503."""
+
     def __init__(self, raw_route: RawRoute, fallback: Callable[[], asyncio.Protocol]) -> None:
         self._raw_route = raw_route
         self._fallback = fallback
@@ -99,6 +113,7 @@ class FrontProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the 10 s deadline for the request head."""
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self._timeout)
@@ -117,11 +132,16 @@ class FrontProtocol(asyncio.Protocol):
             self._timer = None
 
     def data_received(self, data: bytes) -> None:
+        """Gather bytes until the head ends (``CRLF CRLF``), then route: a raw route may take
+        the transport (with the bytes read past the head); anything else, and a head that
+        does not parse, goes to aiohttp with every byte read so far."""
         self._buf += data
         end = self._buf.find(b"\r\n\r\n")
+        if end > MAX_HEAD_BYTES or (end < 0 and len(self._buf) > MAX_HEAD_BYTES):
+            # the limit holds however TCP split the head (whole in one read, or in pieces)
+            self._reply_and_close(431, "request head too large")
+            return
         if end < 0:
-            if len(self._buf) > MAX_HEAD_BYTES:
-                self._reply_and_close(431, "request head too large")
             return
         self._cancel_timer()
         transport = self._transport

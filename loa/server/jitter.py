@@ -9,6 +9,8 @@ from loa.codecs.pcm import FRAME_NS, Samples
 
 
 class JitterState(enum.Enum):
+    """BUFFERING until the buffer holds its target depth, then PLAYING until an underflow."""
+
     BUFFERING = "buffering"  # waiting for `target_frames` before playing
     PLAYING = "playing"
 
@@ -54,6 +56,9 @@ class JitterBuffer:
         return len(self._frames)
 
     def push(self, samples: Samples, arrival_ns: int) -> None:
+        """Queue one frame (960 float32 samples) that arrived at ``arrival_ns``. After an
+        underflow, the first frame back raises the target to cover the gap; past
+        ``capacity_frames`` the oldest frame is dropped and counted."""
         if self._underflow_since_ns is not None:
             gap_frames = -(-(arrival_ns - self._underflow_since_ns) // FRAME_NS)  # ceil
             self.target_frames = min(max(self.target_frames + 1, gap_frames + 1),
@@ -68,6 +73,9 @@ class JitterBuffer:
             self.state = JitterState.PLAYING
 
     def pop(self, now_ns: int) -> tuple[Samples, int] | None:
+        """This tick's frame and its arrival time, or None while buffering or on underflow
+        (the caller plays silence). Once a window (50 pops), trims a drifted-deep buffer and
+        relaxes the target."""
         if self.state is JitterState.BUFFERING:
             return None
         frames = self._frames

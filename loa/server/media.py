@@ -26,6 +26,9 @@ class MediaError(ValueError):
 
 @dataclass
 class MediaItem:
+    """One file of the library: content-addressed by ``sha256``, with its measured duration
+    (s), integrated loudness (LUFS, None if not measured) and sample peak (full scale 1.0)."""
+
     id: str
     sha256: str
     filename: str
@@ -39,6 +42,7 @@ class MediaItem:
     peak: float = 1.0  # largest sample magnitude, full scale 1.0
 
     def describe(self) -> dict[str, Any]:
+        """The API view (everything but the path on disk)."""
         d = asdict(self)
         d.pop("path")
         return d
@@ -120,9 +124,11 @@ class MediaLibrary:
         return final, measured
 
     def get(self, media_id: str) -> MediaItem | None:
+        """The item, or None; from memory, safe on the loop."""
         return self._items.get(media_id)
 
     def list(self) -> list[MediaItem]:
+        """Every item, oldest first; from memory, safe on the loop."""
         return list(self._items.values())
 
     async def delete(self, media_id: str) -> MediaItem:

@@ -6,6 +6,8 @@ import enum
 
 
 class Priority(enum.IntEnum):
+    """The default priority levels (0-100) of DESIGN.md's table; higher preempts lower."""
+
     EMERGENCY = 100  # bản tin khẩn cấp
     DISTRICT_LIVE = 80
     COMMUNE_LIVE = 70

@@ -11,10 +11,12 @@ import enum
 import itertools
 from typing import Protocol
 
-from loa.codecs.pcm import FRAME_SAMPLES, SILENCE, Samples
+from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE, SILENCE, Samples
 
 
 class ProgrammeKind(enum.Enum):
+    """Where a programme's frames come from; the status pages and the broadcast log show it."""
+
     LIVE = "live"  # a station's push to a mount
     RELAY = "relay"  # pulling another station's stream (tiếp sóng)
     FILE = "file"
@@ -23,7 +25,25 @@ class ProgrammeKind(enum.Enum):
     ALERT = "alert"  # an alert's tone, message and repeats
 
 
+class EndReason(enum.StrEnum):
+    """Why a request or a programme's time on air ended: the values are the broadcast log's
+    ``end_reason`` (stored as they are) and what request callbacks are told."""
+
+    COMPLETED = "completed"  # its source ran out: played in full
+    RELEASED = "released"  # an operator (or the API) released its request
+    PREEMPTED = "preempted"  # a higher priority took the zone
+    CANCELLED = "cancelled"  # released before it finished (an alert's cancel, an operator)
+    CUT_SHORT = "cut short"  # its schedule window closed before it could finish
+    FAILED = "failed"  # a live source dropped or stalled
+    EXPIRED = "expired"  # an alert's expiry came while it still played
+    STOPPED = "stopped"  # the broadcast log was closed
+    SERVER_STOPPED = "server stopped"  # the server shut down while it played
+
+
 class FrameSource(Protocol):
+    """What a programme plays from: canonical frames (960 float32 samples, 48 kHz mono)
+    read once per tick, with the capture time in ns on the engine's clock."""
+
     @property
     def available(self) -> bool:
         """Whether the source can play now (a mount with its encoder connected)."""
@@ -75,7 +95,8 @@ class Programme:
         self.capture_ns = 0
         self.finished = False
         self.completed = False  # finished because its source ran out (not released)
-        self.release_reason = ""  # why its last request was released, for the broadcast log
+        # why its last request was released, for the broadcast log (None: not released)
+        self.release_reason: EndReason | None = None
         self.pulled_at_ns = -1
         self.first_pulled_ns = 0  # the tick it first played (0: not yet)
         # endpoint id -> when its first packet of this programme was written (Clock ns);
@@ -112,15 +133,17 @@ class Programme:
         return True
 
     def close(self) -> None:
+        """Mark the programme finished and close its source."""
         self.finished = True
         self.source.close()
 
     def describe(self) -> dict[str, object]:
+        """Status snapshot; ``position_s`` is the programme's own timeline in seconds."""
         return {
             "id": self.id,
             "name": self.name,
             "kind": self.kind.value,
             "available": self.available,
             "finished": self.finished,
-            "position_s": round(self.position_samples / 48_000, 3),
+            "position_s": round(self.position_samples / SAMPLE_RATE, 3),
         }

@@ -292,6 +292,7 @@ class Store:
     # alerts
 
     def save_alert(self, alert_id: str, status: str, data: dict[str, Any]) -> None:
+        """Insert or replace an alert's record and status (write-behind)."""
         self._write(f"save_alert {alert_id}", _execute(
             "INSERT INTO alerts(id, status, data, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET status=excluded.status, data=excluded.data, "
@@ -304,6 +305,7 @@ class Store:
 
     async def load_alerts_async(self, statuses: tuple[str, ...] | None = None
                                 ) -> list[dict[str, Any]]:
+        """``load_alerts`` for code on the event loop."""
         return await self._read_async("load_alerts",
                                       functools.partial(_load_alerts, statuses=statuses))
 
@@ -312,12 +314,14 @@ class Store:
         return self._read("get_alert", functools.partial(_get_alert, alert_id=alert_id))
 
     async def get_alert_async(self, alert_id: str) -> dict[str, Any] | None:
+        """``get_alert`` for code on the event loop: the stored record, or None."""
         return await self._read_async("get_alert",
                                       functools.partial(_get_alert, alert_id=alert_id))
 
     # media library
 
     def save_media(self, media_id: str, data: dict[str, Any]) -> None:
+        """Insert or replace a media item's metadata; ``created_at`` stays the first save's."""
         self._write(f"save_media {media_id}", _execute(
             "INSERT INTO media(id, data, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
@@ -329,12 +333,14 @@ class Store:
             "SELECT data FROM media ORDER BY created_at")])
 
     def delete_media(self, media_id: str) -> None:
+        """Delete a media item's record (write-behind; the file is the library's business)."""
         self._write(f"delete_media {media_id}",
                     _execute("DELETE FROM media WHERE id = ?", (media_id,)))
 
     # the endpoint registry and its presence history
 
     def save_endpoint(self, endpoint_id: str, data: dict[str, Any]) -> None:
+        """Insert or replace one endpoint record (write-behind)."""
         self._write(f"save_endpoint {endpoint_id}",
                     _execute(SAVE_ENDPOINT, (endpoint_id, encode(data))))
 
@@ -349,6 +355,7 @@ class Store:
             self._write(f"save_endpoints ({len(records)})", run)
 
     def delete_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint's record (write-behind; its presence history stays)."""
         self._write(f"delete_endpoint {endpoint_id}",
                     _execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)))
 
@@ -372,11 +379,13 @@ class Store:
     # schedules
 
     def save_schedule(self, item_id: str, data: dict[str, Any]) -> None:
+        """Insert or replace a schedule item (write-behind)."""
         self._write(f"save_schedule {item_id}", _execute(
             "INSERT INTO schedules(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
             "UPDATE SET data=excluded.data", (item_id, encode(data))))
 
     def delete_schedule(self, item_id: str) -> None:
+        """Delete a schedule item (write-behind)."""
         self._write(f"delete_schedule {item_id}",
                     _execute("DELETE FROM schedules WHERE id = ?", (item_id,)))
 
@@ -386,6 +395,7 @@ class Store:
             "SELECT data FROM schedules")])
 
     def set_value(self, key: str, value: str) -> None:
+        """Set a setting in the key-value table (write-behind)."""
         self._write(f"set_value {key}", _execute(
             "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
             "SET value=excluded.value", (key, value)))
@@ -423,6 +433,7 @@ class Store:
 
     async def broadcast_log_async(self, zone: str | None = None, since: float = 0.0,
                                   limit: int = 1000) -> list[dict[str, Any]]:
+        """``broadcast_log`` for code on the event loop."""
         return await self._read_async("broadcast_log", functools.partial(
             _broadcast_log, zone=zone, since=since, limit=limit))
 
@@ -430,6 +441,8 @@ class Store:
 
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None
               ) -> None:
+        """Append an audit entry stamped with the wall time now (unix s); ``detail`` is encoded
+        as JSON on the caller's thread."""
         self._write(f"audit {action} {subject}", _execute(
             "INSERT INTO audit(at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
             (time.time(), actor, action, subject, encode(detail or {}))))
@@ -441,6 +454,7 @@ class Store:
 
     async def audit_log_async(self, subject: str | None = None, limit: int = 200
                               ) -> list[dict[str, Any]]:
+        """``audit_log`` for code on the event loop: newest first."""
         return await self._read_async("audit_log", functools.partial(
             _audit_log, subject=subject, limit=limit))
 

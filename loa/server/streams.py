@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from loa.clock import Clock
+from loa.codecs.pcm import FRAME_MS, SAMPLE_RATE
 from loa.server.endpoints import Endpoint, EndpointError, EndpointRegistry
 from loa.server.engine import Engine
 from loa.server.fanout import Subscriber, tune_socket
@@ -42,6 +43,8 @@ class ListenerProtocol(asyncio.Protocol):
         return self._paused
 
     def pause_writing(self) -> None:
+        """The transport went over its high-water mark (the listener's backlog): the next
+        publish sees ``writing_paused`` and cuts this listener."""
         self._paused = True
 
     def resume_writing(self) -> None:
@@ -54,10 +57,15 @@ class ListenerProtocol(asyncio.Protocol):
         return False  # the client half-closed: close, the stream has nobody to go to
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Show the connection as gone (``transport`` None); the feed drops it on its next write."""
         self.transport = None
 
 
 class Streams:
+    """Connects listeners to zone channels: Icecast-style HTTP streams on the raw transport
+    (``accept``) and the native protocol over aiohttp WebSocket (``websocket``). A listener
+    on an endpoint's path is attached to that endpoint and joins its zone's channel."""
+
     def __init__(self, engine: Engine, endpoints: EndpointRegistry, clock: Clock,
                  sndbuf_bytes: int) -> None:
         self.engine = engine
@@ -79,6 +87,10 @@ class Streams:
     # HTTP streams, on the raw transport
 
     def accept(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
+        """Raw route for ``GET``/``HEAD /zones|endpoints/<id>/stream.ogg|.mp3``: answer a bare
+        HTTP/1.0 200 with icy headers and take the transport into the zone's feed. Answers 405
+        for other methods and 404 for an unknown zone or endpoint. Returns False if the path is
+        not a stream (the front door then passes it on)."""
         m = STREAM_PATH.match(head.path)
         if m is None:
             return False
@@ -123,6 +135,10 @@ class Streams:
     # the native protocol over WebSocket
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp handler for ``/zones/<zone>/ws`` and ``/endpoints/<id>/ws``: send the "hello"
+        (codec, 48 kHz, 20 ms frames, ``server_ns`` on the injected clock, what is on air), join
+        the zone's "ws" feed, then read the endpoint's text messages until it goes. Raises
+        HTTPNotFound for an unknown zone or endpoint."""
         kind = "zones" if "zone" in request.match_info else "endpoints"
         ident = request.match_info.get("zone") or request.match_info["endpoint"]
         try:
@@ -143,9 +159,9 @@ class Streams:
             "zone": channel.zone.id,
             "endpoint": ep.id if ep else None,
             "codec": "opus",
-            "sample_rate": 48000,
+            "sample_rate": SAMPLE_RATE,
             "channels": 1,
-            "frame_ms": 20,
+            "frame_ms": FRAME_MS,
             "server_ns": self.clock.now_ns(),
             "programme": on_air.programme_id,
             "name": on_air.programme_name,

@@ -7,7 +7,6 @@ comes from the new programme's rendition, on the same connections, with no re-en
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from loa.server.fanout import Feed, Subscriber
 from loa.server.outputs import StreamFormat, create_format
 from loa.server.outputs.base import OnAir, StreamInfo
 from loa.server.outputs.websocket import WS_OPCODE_TEXT, ws_frame
-from loa.server.programme import Programme
+from loa.server.programme import EndReason, Programme
 from loa.server.zones import Zone
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,10 @@ class Request:
     priority: int
     label: str = ""
     id: int = field(default_factory=lambda: next(_request_ids))
-    on_end: list[Callable[[Request, str], None]] = field(default_factory=list)
+    on_end: list[Callable[[Request, EndReason], None]] = field(default_factory=list)
 
     def describe(self) -> dict[str, object]:
+        """JSON-ready view of the request, with its programme."""
         return {
             "id": self.id,
             "zone": self.zone_id,
@@ -47,14 +47,6 @@ class Request:
             "label": self.label,
             "programme": self.programme.describe(),
         }
-
-
-class EndReason(enum.Enum):
-    COMPLETED = "completed"
-    PREEMPTED = "preempted"
-    CANCELLED = "cancelled"
-    CUT_SHORT = "cut short"  # its schedule window closed before it could finish
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +63,9 @@ class SwitchEvent:
 
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
+    """How feeds are sized: bitrate per codec (bit/s), the join burst and each listener's
+    backlog (ms of audio), and the write batch for HTTP listeners (ms, a multiple of 20)."""
+
     bitrates_bps: dict[str, int]  # per codec
     burst_ms: int
     backlog_ms: int
@@ -78,6 +73,10 @@ class FanoutSettings:
 
 
 class ZoneChannel:
+    """One zone's switch: its requests, the programme on air, and one Feed (with its wire
+    format) per output format that listeners asked for. Each tick the engine calls ``choose``
+    and then ``forward``; times come from ``now_ns`` (ns on the engine's clock)."""
+
     def __init__(
         self,
         zone: Zone,
@@ -107,9 +106,11 @@ class ZoneChannel:
     # requests
 
     def add(self, request: Request) -> None:
+        """Queue a request; it wins when its priority is strictly higher than the others'."""
         self.requests.append(request)
 
     def remove(self, request: Request) -> None:
+        """Take a request off the zone; a request not on it is ignored."""
         if request in self.requests:
             self.requests.remove(request)
 
@@ -149,7 +150,7 @@ class ZoneChannel:
         if prog.completed:
             return EndReason.COMPLETED
         if not any(r.programme is prog for r in self.requests):
-            return EndReason.CUT_SHORT if prog.release_reason == "cut short" \
+            return EndReason.CUT_SHORT if prog.release_reason is EndReason.CUT_SHORT \
                 else EndReason.CANCELLED
         if not prog.available:
             return EndReason.FAILED  # a live source dropped or stalled
@@ -158,6 +159,9 @@ class ZoneChannel:
     # listeners
 
     def feed(self, format_name: str) -> Feed:
+        """The zone's feed in ``format_name`` ("ogg", "mp3", "ws"...), created on first use
+        with its burst, backlog and batch sized from the settings. Raises KeyError for an unknown
+        format."""
         feed = self.feeds.get(format_name)
         if feed is None:
             fmt = create_format(format_name, self._info, self._settings.bitrates_bps)
@@ -193,9 +197,11 @@ class ZoneChannel:
             feed.publish(ws_frame(WS_OPCODE_TEXT, message.encode()), burst=False)
 
     def listeners(self) -> dict[str, int]:
+        """Connected listeners by format name."""
         return {name: len(feed) for name, feed in self.feeds.items()}
 
     def codecs_listened(self) -> set[str]:
+        """The codecs some listener of this zone needs this tick: the renditions to encode."""
         return {self.formats[n].codec for n, feed in self.feeds.items() if len(feed)}
 
     def forward(self, packets_by_codec: dict[str, list[EncodedPacket]]) -> None:
@@ -222,6 +228,7 @@ class ZoneChannel:
                 _mark_reach(prog.message_reach, feed, self._now_ns())
 
     def describe(self) -> dict[str, object]:
+        """Status snapshot: what is on air, the requests, listeners by format, switch count."""
         return {
             "zone": self.zone.id,
             "on_air": {

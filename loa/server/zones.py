@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 
 class ZoneError(ValueError):
+    """An unknown zone, or a zone tree that cannot be built (bad id, duplicate, unknown
+    parent, cycle, empty); the message says which."""
+
     pass
 
 
@@ -22,6 +25,7 @@ def alert_group_id(home_id: str, alert_id: str) -> str:
 
 
 def is_alert_group(zone_id: str) -> bool:
+    """Whether the id is an alert's run-time group (it contains ``~``), not a configured zone."""
     return GROUP_SEP in zone_id
 
 
@@ -32,6 +36,9 @@ def home_zone_id(zone_id: str) -> str:
 
 @dataclass(slots=True)
 class Zone:
+    """One zone of the tree, with the endpoints' volume (%) in normal play and during
+    alerts; ``children`` is filled in by ZoneTree."""
+
     id: str
     name: str
     parent_id: str | None = None
@@ -41,6 +48,7 @@ class Zone:
     alert_volume_pct: int = 100  # raised to this while an alert plays
 
     def describe(self) -> dict[str, object]:
+        """The API view: children as ids."""
         return {
             "id": self.id,
             "name": self.name,
@@ -53,6 +61,9 @@ class Zone:
 
 
 class ZoneTree:
+    """The zones by id, with their parent links resolved into ``children``. Construction
+    raises ZoneError for an empty tree, a bad or duplicate id, an unknown parent or a cycle."""
+
     def __init__(self, zones: Iterable[Zone]) -> None:
         self._zones: dict[str, Zone] = {}
         for z in zones:
@@ -89,6 +100,7 @@ class ZoneTree:
         return iter(self._zones.values())
 
     def get(self, zone_id: str) -> Zone:
+        """The zone, or ZoneError if unknown."""
         try:
             return self._zones[zone_id]
         except KeyError:
@@ -104,6 +116,7 @@ class ZoneTree:
         parent.children.append(zone)
 
     def remove_leaf(self, zone_id: str) -> None:
+        """Remove a zone without children (an alert group that ended); ZoneError otherwise."""
         zone = self.get(zone_id)
         if zone.children:
             raise ZoneError(f"zone {zone_id!r} has children")
@@ -113,6 +126,7 @@ class ZoneTree:
         del self._zones[zone_id]
 
     def roots(self) -> list[Zone]:
+        """The zones without a parent, in definition order."""
         return [z for z in self._zones.values() if z.parent_id is None]
 
     def subtree(self, zone_id: str) -> list[Zone]:

@@ -33,7 +33,7 @@ async def test_an_alert_raises_the_volume_over_mqtt_and_puts_it_back(tmp_path: P
         eps = {e: MqttEndpoint(e, server.endpoints.rotate_secret(e), host, port,
                                telemetry_s=3600) for e in ("loa-001", "loa-005")}
         tasks = [asyncio.create_task(ep.run(stop)) for ep in eps.values()]
-        await server.fleet.until(lambda: all(server.fleet._is_online(e) for e in eps))
+        await server.fleet.until(lambda: all(server.fleet.is_online(e) for e in eps))
         # the operator mutes loa-001's village and sets its own volume: the alert overrides
         server.fleet.endpoint_command("loa-001", {"op": "mute"}, "t")
         server.fleet.endpoint_command("loa-001", {"op": "volume", "volume_pct": 35}, "t")

@@ -63,7 +63,7 @@ async def fleet_of(make_server: Callable[..., Awaitable[LoaServer]]
                               topic_root=server.fleet.topics.root, telemetry_s=3600)
             eps[eid] = ep
             tasks.append(asyncio.create_task(ep.run(stop)))
-        await server.fleet.until(lambda: all(server.fleet._is_online(e) for e in ids))
+        await server.fleet.until(lambda: all(server.fleet.is_online(e) for e in ids))
         return server, eps
 
     yield start
@@ -152,11 +152,11 @@ async def test_a_killed_endpoint_goes_offline_at_once_by_its_last_will(
         sys.executable, "-m", "loa.loadtest.mqtt_endpoint", "loa-003",
         server.endpoints.rotate_secret("loa-003"), host, str(port), server.fleet.topics.root)
     try:
-        await server.fleet.until(lambda: server.fleet._is_online("loa-003"))
+        await server.fleet.until(lambda: server.fleet.is_online("loa-003"))
         loop = asyncio.get_running_loop()
         killed_at = loop.time()
         proc.send_signal(signal.SIGKILL)
-        await server.fleet.until(lambda: not server.fleet._is_online("loa-003"), 10)
+        await server.fleet.until(lambda: not server.fleet.is_online("loa-003"), 10)
         assert loop.time() - killed_at < 10  # within the heartbeat timeout
     finally:
         if proc.returncode is None:
@@ -183,21 +183,21 @@ async def test_an_endpoint_that_falls_silent_goes_offline_after_the_heartbeat_ti
                           telemetry_s=3600)
         stop = asyncio.Event()
         task = asyncio.create_task(ep.run(stop))
-        await server.fleet.until(lambda: server.fleet._is_online("loa-002"))
+        await server.fleet.until(lambda: server.fleet.is_online("loa-002"))
         clock.set_ns(clock.now_ns() + 60 * 10**9)
         server.fleet.tick()
-        assert server.fleet._is_online("loa-002")  # 60 s of silence: still within 90 s
+        assert server.fleet.is_online("loa-002")  # 60 s of silence: still within 90 s
         await ep.send_telemetry()  # a heartbeat resets the count
         await server.fleet.until(lambda: bool(server.fleet.health["loa-002"].telemetry))
         clock.set_ns(clock.now_ns() + 89 * 10**9)
         server.fleet.tick()
-        assert server.fleet._is_online("loa-002")
+        assert server.fleet.is_online("loa-002")
         clock.set_ns(clock.now_ns() + 2 * 10**9)
         server.fleet.tick()
         health = server.fleet.health["loa-002"]
         assert not health.online and "no word for 90 s" in health.reason
         await ep.send_telemetry()  # it speaks again: back online
-        await server.fleet.until(lambda: server.fleet._is_online("loa-002"))
+        await server.fleet.until(lambda: server.fleet.is_online("loa-002"))
         server.fleet.flush_presence()
         history = server.store.presence(["loa-002"], 2e9)["loa-002"]
         assert [online for _, online in history] == [True, False, True]
@@ -310,7 +310,7 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
     stop = asyncio.Event()
     b = MqttEndpoint("loa-002", pw["loa-002"], host, port, telemetry_s=3600)
     b_task = asyncio.create_task(b.run(stop))
-    await server.fleet.until(lambda: server.fleet._is_online("loa-002"))
+    await server.fleet.until(lambda: server.fleet.is_online("loa-002"))
     async with aiomqtt.Client(host, port, username="loa-001", password=pw["loa-001"],
                               identifier="loa-001") as a:
         await a.subscribe(topics.topic("loa-002", Kind.CMD), qos=1)  # refused or never fed
@@ -329,7 +329,7 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
             received.append(await anext(a.messages))
         # nothing meant for B
         assert [(m.topic.value, m.payload, m.retain, m.qos) for m in received] == []
-    assert server.fleet._is_online("loa-002"), "A's forged offline (or will) was delivered"
+    assert server.fleet.is_online("loa-002"), "A's forged offline (or will) was delivered"
     telemetry = server.fleet.health["loa-002"].telemetry
     assert telemetry.get("relay") == "ok" and telemetry.get("supply_v") == 12.6  # B's own
     assert b.state.muted
@@ -363,7 +363,7 @@ async def test_bad_payloads_are_refused_counted_and_harm_nobody(
     assert c.get("mqtt_rejected", reason="type") == 6
     assert c.get("mqtt_rejected", reason="size") == 1
     assert server.fleet.health["loa-001"].telemetry == {"supply_v": 12.1}  # unknown: dropped
-    assert server.fleet._is_online("loa-001")  # "maybe" changed nothing
+    assert server.fleet.is_online("loa-001")  # "maybe" changed nothing
     # the control plane goes on: both still obey
     cmds = server.fleet.zone_command("an-binh-1", {"op": "volume", "volume_pct": 40}, "t")
     await server.fleet.until(lambda: all(c.status == "acked" for c in cmds))
@@ -393,7 +393,7 @@ async def test_commands_are_retried_until_acknowledged_and_wait_for_offline_endp
         deaf = MqttEndpoint("loa-001", server.endpoints.rotate_secret("loa-001"), host, port,
                             telemetry_s=3600, ack=False)  # takes commands, never answers
         tasks.append(asyncio.create_task(deaf.run(stop)))
-        await server.fleet.until(lambda: server.fleet._is_online("loa-001"))
+        await server.fleet.until(lambda: server.fleet.is_online("loa-001"))
         heard: list[int] = []
         arrived = asyncio.Event()
 
@@ -505,7 +505,7 @@ async def test_a_taken_broker_port_is_a_clear_start_up_error(
 
 
 def test_mqtt_settings_are_checked_and_the_password_never_shown() -> None:
-    from loa.config import ConfigError, _apply_toml, load_config
+    from loa.config import ConfigError, apply_toml, load_config
 
     cfg = load_config(None, {"LOA_MQTT_URL": "mqtts://loa-server:s3cret@broker.example:8883"})
     assert not cfg.mqtt.embedded
@@ -514,8 +514,8 @@ def test_mqtt_settings_are_checked_and_the_password_never_shown() -> None:
     for bad in ({"url": "http://x"}, {"topic_root": "a/b"}, {"topic_root": "#"},
                 {"heartbeat_s": 60, "heartbeat_timeout_s": 30}, {"retry_s": 0}):
         with pytest.raises(ConfigError):
-            _apply_toml(cfg, {"mqtt": bad})
-    got = _apply_toml(cfg, {"mqtt": {"listen": "0.0.0.0:1883", "topic_root": "tinh"},
+            apply_toml(cfg, {"mqtt": bad})
+    got = apply_toml(cfg, {"mqtt": {"listen": "0.0.0.0:1883", "topic_root": "tinh"},
                             "alarms": {"offline_minutes": 5}})
     assert (got.mqtt.listen_host, got.mqtt.listen_port, got.mqtt.topic_root) == \
         ("0.0.0.0", 1883, "tinh")
@@ -543,7 +543,7 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
         await asyncio.wait_for(server.fleet.connected.wait(), 15)
         ep = MqttEndpoint("loa-004", "any", "127.0.0.1", port, telemetry_s=3600)
         first = asyncio.create_task(ep.run(stop))
-        await server.fleet.until(lambda: server.fleet._is_online("loa-004"))
+        await server.fleet.until(lambda: server.fleet.is_online("loa-004"))
 
         broker.kill()  # the station's broker dies
         await asyncio.to_thread(broker.wait, 5)

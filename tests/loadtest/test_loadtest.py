@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from loa.loadtest.client import LATENCY_BIN_NS
-from loa.loadtest.report import histogram_percentiles, write_html, write_json
+from loa.loadtest.report import write_html, write_json
 from loa.loadtest.runner import LoadSpec, LoadTest
+from loa.monitoring.percentiles import histogram_percentiles
 
 
 async def test_a_small_fleet_with_takeover_source_cut_and_reconnect_storm(tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ def test_histogram_percentiles() -> None:
     counts[9] = 50  # 1.0 ms
     counts[99] = 49  # 10.0 ms
     counts[999] = 1  # 100.0 ms
-    p = histogram_percentiles(counts)
+    p = histogram_percentiles(counts, LATENCY_BIN_NS / 1e6)
     assert (p["p50"], p["p99"], p["max"]) == (1.0, 10.0, 100.0)
     assert LATENCY_BIN_NS == 100_000
 
@@ -61,5 +62,8 @@ async def test_the_mqtt_load_test_brings_a_fleet_online_and_times_zone_wide_comm
     assert report["acks_seen_by_endpoints"] == 80  # each endpoint acknowledged both
     assert report["worker_errors"] == 0
     assert 0 < report["volume_ack_ms"]["p50"] <= report["volume_ack_ms"]["max"]
-    assert report["idle"]["server_cpu_pct"] >= 0 and report["idle"]["server_rss_mb"] > 0
+    # Idle CPU over 1 s is zero or one 10 ms clock tick: nothing to assert beyond its being
+    # sampled. Commanding 40 endpoints is work, so that CPU must show.
+    assert "server_cpu_pct" in report["idle"] and report["idle"]["server_rss_mb"] > 0
+    assert report["cpu_during_rounds"]["server_cpu_pct"] > 0
     assert any("online" in line for line in lines)  # progress was shown

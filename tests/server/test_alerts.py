@@ -193,7 +193,10 @@ def test_alert_specs_are_checked() -> None:
     for body, msg in [({"zones": []}, "say where"), ({"all": True, "repeat": 0}, "repeat"),
                       ({"all": True, "class": "loud"}, "class"),
                       ({"all": True, "content": {"kind": "video"}}, "content"),
-                      ({"all": True, "expires_at": 5}, "future")]:
+                      ({"all": True, "expires_at": 5}, "future"),
+                      ({"all": True, "expires_in_s": [60]}, "seconds"),
+                      ({"all": True, "expires_at": float("nan")}, "future"),
+                      ({"all": True, "gap_s": True}, "gap_s")]:
         with pytest.raises(ValueError, match=msg):
             parse_spec(body, default_gap_s=1, now=1000)
 

@@ -130,7 +130,7 @@ async def test_a_resource_by_uri_is_fetched_while_the_tone_plays_and_text_replac
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # aiohttp's
+    port = runner.addresses[0][1]  # the port the OS chose for port 0
     try:
         def res(uri: str) -> str:
             return ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg"
@@ -197,3 +197,18 @@ async def test_malformed_and_hostile_xml_is_refused(server: LoaServer) -> None:
     status, body = await post_cap(server, not_cap)
     assert status == 400 and "not a CAP" in body["error"]
     assert not server.alerts.alerts  # nothing played
+
+
+async def test_a_status_msgtype_or_scope_outside_cap_1_2_is_refused_naming_the_allowed_values(
+        server: LoaServer) -> None:
+    for field, xml, allowed in (
+            ("status", cap_xml("S1", status="Real"), "Actual, Exercise, System, Test, Draft"),
+            ("msgType", cap_xml("S2", msg_type="alert"), "Alert, Update, Cancel, Ack, Error"),
+            ("scope", cap_xml("S3", scope="Everyone"), "Public, Restricted, Private")):
+        status, body = await post_cap(server, xml)
+        assert status == 400, body
+        assert f"<{field}>" in body["error"] and allowed in body["error"], body
+    assert not server.alerts.alerts  # nothing played
+    status, body = await post_cap(server, cap_xml("S4", status="Draft"))  # valid, not acted on
+    assert status == 202 and body["result"] == "logged"
+    assert body["reason"] == "status Draft, scope Public: log only"

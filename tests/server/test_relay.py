@@ -64,7 +64,7 @@ async def test_relay_reconnects_when_the_upstream_ends(make_server, tmp_path: Pa
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]  # the port the OS chose for port 0
     try:
         server = await make_server()
         status, body = await call(server, "POST", "/api/v1/zones/huyen/requests",

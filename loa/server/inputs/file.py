@@ -112,6 +112,8 @@ class FileSource:
     # the clock's side
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """Take the next decoded frame (never blocks): asks for a refill below half of
+        ``ahead_frames``, and plays counted silence when the reader is behind."""
         buf = self._buf
         if buf:
             samples = buf.popleft()

@@ -13,6 +13,9 @@ class _Gen(Protocol):
 
 
 class GeneratorSource:
+    """A pausable, always-available source of generated frames (960 float32 samples); with
+    no generator, silence. Never ends; the capture time is the tick's ``now_ns``."""
+
     pausable = True
     available = True
 
@@ -27,12 +30,15 @@ class GeneratorSource:
 
 
 def tone_source(freq_hz: float, level: float = 0.5) -> GeneratorSource:
+    """A steady sine at ``freq_hz`` Hz, ``level`` of full scale (a test signal)."""
     return GeneratorSource(SineGenerator(freq_hz, level))
 
 
 def chime_source() -> GeneratorSource:
+    """The demo chime, endlessly."""
     return GeneratorSource(ChimeGenerator())
 
 
 def silence_source() -> GeneratorSource:
+    """Endless silence: the idle programme's source."""
     return GeneratorSource(None)

@@ -13,6 +13,9 @@ from loa.server.jitter import JitterBuffer
 
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
+    """Jitter-buffer sizes in 20 ms frames (1 <= target <= max_target <= capacity, else
+    JitterBuffer raises ValueError), the stall timeout in ms and an optional AGC target in LUFS."""
+
     target_frames: int
     max_target_frames: int
     capacity_frames: int
@@ -60,11 +63,14 @@ class LiveSource:
         return self.connected and not self.available
 
     def connect(self) -> None:
+        """A source came on: start from an empty jitter buffer and count the stall timeout from now.
+        """
         self.jitter.reset()
         self.connected = True
         self.last_arrival_ns = self._clock.now_ns()
 
     def disconnect(self) -> None:
+        """The source went away: unavailable, buffered frames discarded."""
         self.connected = False
         self.jitter.reset()
 
@@ -80,6 +86,8 @@ class LiveSource:
         self._sync_counters()
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """This tick's frame from the jitter buffer (AGC applied if set), or silence stamped
+        ``now_ns`` while buffering, on underflow or when disconnected. Never returns None."""
         got = self.jitter.pop(now_ns) if self.connected else None
         if got is None:
             self._sync_counters()

@@ -64,6 +64,7 @@ class Mount:
         self.title = ""  # "now playing", from the encoder's /admin/metadata updates
 
     def describe(self) -> dict[str, object]:
+        """Status snapshot: connection, stall, jitter depth and target (frames), sessions, title."""
         s = self.session
         return {
             "mount": self.name,
@@ -80,6 +81,10 @@ class Mount:
 
 
 class Mounts:
+    """The Icecast-style mounts (``/live/<name>``): creates each mount's LiveSource and
+    programme (registered through ``register``), checks source credentials and accepts source
+    connections from the front door. A mount's own password wins over ``global_password``."""
+
     def __init__(
         self,
         register: Callable[[Programme], object],  # adds a mount's programme to the engine
@@ -118,6 +123,7 @@ class Mounts:
         return mount
 
     def password_for(self, name: str) -> str:
+        """The source password of a mount: its own if set (non-empty), else the global one."""
         return self.mount_passwords.get(name) or self.global_password
 
     def update_metadata(self, mount_path: str, mode: str, song: str, authorization: str
@@ -210,6 +216,8 @@ class IngestSession(asyncio.Protocol):
         )
 
     def start(self, rest: bytes) -> None:
+        """Answer ``100 Continue`` (or ``200 OK``), connect the mount's source, start the
+        decoder thread and feed it ``rest`` (body bytes read with the head)."""
         tr = self.transport
         assert tr is not None
         tune_socket(tr, 0)
@@ -227,6 +235,7 @@ class IngestSession(asyncio.Protocol):
     # transport side
 
     def data_received(self, data: bytes) -> None:
+        """Pass body bytes to the decoder; pause reading while its bounded feed is full."""
         self.bytes_in += len(data)
         if not self.feed.write(data) and self.transport is not None:
             self.transport.pause_reading()  # the decoder is behind: let TCP push back
@@ -236,10 +245,12 @@ class IngestSession(asyncio.Protocol):
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
+        """The source finished sending: end the decoder's feed; the connection then closes."""
         self.feed.close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """End the session (disconnected): stop the decoder and free the mount."""
         self.transport = None
         self.feed.close()
         self._end("disconnected")
@@ -278,6 +289,7 @@ class IngestSession(asyncio.Protocol):
                  self.bytes_in)
 
     def close(self) -> None:
+        """Close the source's connection and its feed (the session then ends as disconnected)."""
         if self.transport is not None:
             self.transport.close()
         self.feed.close()

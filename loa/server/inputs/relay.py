@@ -39,11 +39,14 @@ class Backoff:
         self._delay_s = initial_s
 
     def next_delay_ns(self) -> int:
+        """The next wait in ns (jittered), then grow the base delay by ``factor`` up to ``max_s``.
+        """
         delay = self._delay_s * (1 - self.jitter * self._rng.random())
         self._delay_s = min(self._delay_s * self.factor, self.max_s)
         return int(delay * NS_PER_S)
 
     def reset(self) -> None:
+        """Back to ``initial_s`` (after a healthy session)."""
         self._delay_s = self.initial_s
 
 
@@ -75,14 +78,19 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start ``run`` as a task."""
         self._task = asyncio.create_task(self.run(), name=f"relay {self.url}")
 
     async def stop(self) -> None:
+        """Cancel the task, wait for it, and disconnect the source."""
         await cancel_and_wait(self._task)
         self._task = None
         self.source.disconnect()
 
     async def run(self) -> None:
+        """Connect, decode into the LiveSource until the stream ends or fails, then wait a
+        backoff delay on the injected clock and reconnect; forever, until cancelled. A session
+        longer than 10 s resets the backoff; every end counts in ``relay_failures``."""
         while True:
             started_ns = self._clock.now_ns()
             try:
@@ -145,5 +153,6 @@ class Relay:
                 raise failed[0]
 
     def describe(self) -> dict[str, object]:
+        """Status snapshot: URL, connected, connects, failures and the last error."""
         return {"url": self.url, "connected": self.source.connected, "connects": self.connects,
                 "failures": self.failures, "last_error": self.last_error}

@@ -34,7 +34,7 @@ class SilenceFor:
 
 
 class TwoTone:
-    """The attention signal: two tones alternating every 250 ms, with soft edges."""
+    """The attention signal: two tones alternating every 240 ms, with soft edges."""
 
     pausable = True
     available = True
@@ -48,6 +48,8 @@ class TwoTone:
         self.level = level
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """The next frame of the alternating pair, faded in on the first frame and out on the
+        last; None after ``seconds``."""
         if self._i >= self._frames:
             return None
         freq = self.FREQS_HZ[(self._i // self.SWITCH_FRAMES) % 2]
@@ -84,6 +86,8 @@ class SequenceSource:
         return True
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """The current part's next frame; when a part ends it is closed and the next one (already
+        opened) takes over in the same tick. None after the last part."""
         while self._index < len(self._parts):
             if self._current is None:
                 self._current = self._next or self._parts[self._index]()
@@ -105,6 +109,7 @@ class SequenceSource:
             await _ready(part)
 
     def close(self) -> None:
+        """Close the open parts; the sequence then ends."""
         for part in (self._current, self._next):
             if part is not None:
                 part.close()
@@ -129,15 +134,19 @@ class Pending:
         self.waited_frames = 0
 
     def resolve(self, part: FrameSource) -> None:
+        """Give the real part (it plays from its start); closed already, the part is closed."""
         if self._closed:
             part.close()
         else:
             self._inner = part
 
     def fail(self) -> None:
+        """Preparation failed: if still unresolved, the part ends at the next read."""
         self._failed = True
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """Silence (counted in ``waited_frames``) until resolved, then the real part's frames;
+        None once it ends, or at once if failed or closed before resolving."""
         inner = self._inner
         if inner is None:
             if self._failed or self._closed:
@@ -157,6 +166,7 @@ class Pending:
         await _ready(self._inner)
 
     def close(self) -> None:
+        """Close it and the real part, if any; a later ``resolve`` closes its part at once."""
         self._closed = True
         if self._inner is not None:
             self._inner.close()

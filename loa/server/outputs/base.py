@@ -11,6 +11,8 @@ from loa.codecs.encoder import EncodedPacket
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
+    """What a wire format knows of its zone stream: the zone's id and name, and its Ogg serial."""
+
     zone_id: str
     zone_name: str
     serial: int  # distinct per zone stream (Ogg serial number)
@@ -26,6 +28,10 @@ class OnAir:
 
 
 class StreamFormat(Protocol):
+    """One wire format of one zone stream (stateful: Ogg page numbers, sequence numbers).
+    It frames the encoded packets of ``codec`` for the zone's feed; ``nominal_bytes_per_s``
+    sizes the listener backlog."""
+
     name: str
     codec: str  # which rendition it carries: "opus" or "mp3"
     content_type: str
@@ -52,10 +58,13 @@ FORMATS: dict[str, FormatFactory] = {}
 
 
 def register(name: str, factory: FormatFactory) -> None:
+    """Make a format buildable by ``create_format`` under ``name`` (a later call replaces it)."""
     FORMATS[name] = factory
 
 
 def create_format(name: str, info: StreamInfo, bitrates_bps: Mapping[str, int]) -> StreamFormat:
+    """Build a new format instance for one zone stream; ``bitrates_bps`` is bit/s per codec.
+    Raises ValueError for an unknown name, KeyError if its codec has no bitrate."""
     from loa.server.outputs import mp3_http, ogg_http, websocket  # noqa: F401  (registration)
 
     try:

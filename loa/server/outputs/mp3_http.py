@@ -9,6 +9,9 @@ from loa.server.outputs.base import OnAir, StreamInfo, register
 
 
 class Mp3Format:
+    """The "mp3" format: the MP3 rendition's bytes as they are (no header, no switch
+    notice), written in batches to HTTP listeners."""
+
     name = "mp3"
     codec = "mp3"
     batchable = True

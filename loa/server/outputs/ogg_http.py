@@ -6,12 +6,16 @@ from collections.abc import Mapping
 
 from loa.codecs.encoder import EncodedPacket
 from loa.codecs.ogg import OggOpusPager
+from loa.codecs.pcm import FRAME_SAMPLES
 from loa.server.outputs.base import OnAir, StreamInfo, register
 
 OGG_PAGE_OVERHEAD_BYTES = 28  # 27-byte header + one lacing byte
 
 
 class OggFormat:
+    """The "ogg" format: Ogg/Opus with the zone's name as title; every Opus packet becomes
+    one Ogg page of its own. A new listener gets the stream's header pages first."""
+
     name = "ogg"
     codec = "opus"
     batchable = True
@@ -26,7 +30,8 @@ class OggFormat:
         return self._pager.headers
 
     def packet(self, pkt: EncodedPacket, on_air: OnAir, switched: bool) -> bytes:
-        return self._pager.page(pkt.data, pkt.duration_samples or 960)
+        """One Ogg page carrying the packet; granule position advances by its samples (48 kHz)."""
+        return self._pager.page(pkt.data, pkt.duration_samples or FRAME_SAMPLES)
 
     def switch_notice(self, on_air: OnAir) -> bytes | None:
         return None

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loa.codecs.encoder import EncodedPacket
+from loa.codecs.pcm import FRAME_SAMPLES
 from loa.server.outputs.base import OnAir, StreamInfo, register
 
 PROTOCOL_VERSION = 1
@@ -51,6 +52,9 @@ def ws_frame(opcode: int, payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class NativePacket:
+    """A decoded binary message of the native protocol (the header fields, then the Opus
+    payload); see the module docstring for sizes and units."""
+
     version: int
     payload_type: int
     priority: int
@@ -67,10 +71,14 @@ class NativePacket:
 
 
 class ProtocolError(ValueError):
+    """A binary message shorter than the 28-byte header, or of another protocol version."""
+
     pass
 
 
 def parse_packet(message: bytes) -> NativePacket:
+    """Decode one binary message (what an endpoint or the load tester receives); raises
+    ProtocolError."""
     if len(message) < HEADER_BYTES:
         raise ProtocolError(f"binary message of {len(message)} bytes is shorter than the header")
     fields = HEADER.unpack_from(message)
@@ -82,6 +90,7 @@ def parse_packet(message: bytes) -> NativePacket:
 
 
 def programme_message(on_air: OnAir, zone_id: str) -> str:
+    """The "programme" text message: what a zone now forwards (id, name, priority)."""
     return json.dumps(
         {
             "type": "programme",
@@ -95,6 +104,10 @@ def programme_message(on_air: OnAir, zone_id: str) -> str:
 
 
 class WsFormat:
+    """The "ws" format (native protocol v1): every packet, unbatched, as a binary WebSocket
+    frame with the 28-byte header; switches are also announced by a "programme" text message.
+    Sequence numbers and pts (48 kHz samples) run per zone stream, across programmes."""
+
     name = "ws"
     codec = "opus"
     batchable = False
@@ -111,6 +124,8 @@ class WsFormat:
         return b""  # the handler greets each endpoint with a hello text message
 
     def packet(self, pkt: EncodedPacket, on_air: OnAir, switched: bool) -> bytes:
+        """The packet as one binary frame: header (priority, switch flag, seq, pts, capture ns,
+        programme id) and the Opus data; advances seq (mod 2**32) and pts."""
         head = HEADER.pack(
             PROTOCOL_VERSION,
             PAYLOAD_OPUS,
@@ -122,7 +137,7 @@ class WsFormat:
             on_air.programme_id,
         )
         self._seq = (self._seq + 1) & 0xFFFFFFFF
-        self._pts_samples += pkt.duration_samples or 960
+        self._pts_samples += pkt.duration_samples or FRAME_SAMPLES
         return ws_frame(WS_OPCODE_BINARY, head + pkt.data)
 
     def switch_notice(self, on_air: OnAir) -> bytes | None:

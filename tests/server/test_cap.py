@@ -14,6 +14,7 @@ from loa.server.cap import MAX_CAP_BYTES
 from tests.audio import tone_bytes
 from tests.conftest import auth
 from tests.server.test_ingest import base
+from tests.upstream import http_upstream
 
 SENDER = "kttv@province.gov.vn"
 
@@ -121,16 +122,11 @@ async def test_a_resource_by_uri_is_fetched_while_the_tone_plays_and_text_replac
         server: LoaServer, tmp_path: Path) -> None:
     audio = await tone_bytes(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"])
     digest = hashlib.sha1(audio).hexdigest()  # noqa: S324  (CAP 1.2's digest is SHA-1)
+
     async def serve(request: web.Request) -> web.Response:
         return web.Response(body=audio)
 
-    app = web.Application()
-    app.router.add_get("/ban-tin.mp3", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]  # the port the OS chose for port 0
+    runner, port = await http_upstream("/ban-tin.mp3", serve)
     try:
         def res(uri: str) -> str:
             return ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg"

@@ -12,6 +12,7 @@ from loa.server.inputs.relay import Backoff
 from tests.audio import dominant_hz, tone_bytes
 from tests.server.test_api import call
 from tests.server.test_ingest import wait_for
+from tests.upstream import http_upstream
 
 
 def test_backoff_grows_with_jitter_and_caps() -> None:
@@ -58,13 +59,7 @@ async def test_relay_reconnects_when_the_upstream_ends(make_server, tmp_path: Pa
         await resp.write(clip)
         return resp
 
-    app = web.Application()
-    app.router.add_get("/radio.mp3", upstream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]  # the port the OS chose for port 0
+    runner, port = await http_upstream("/radio.mp3", upstream)
     try:
         server = await make_server()
         status, body = await call(server, "POST", "/api/v1/zones/huyen/requests",

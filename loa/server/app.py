@@ -147,6 +147,7 @@ class LoaServer:
         self._alarm_task: asyncio.Task[None] | None = None
         self.loop_lag = LoopLag()
         self._lag_task: asyncio.Task[None] | None = None
+        self._readers_started = False
         self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
         self._schedule_task: asyncio.Task[None] | None = None
         self.relays: dict[int, Relay] = {}
@@ -177,6 +178,7 @@ class LoaServer:
     async def _start(self, run_clock: bool) -> None:
         self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
+        self._readers_started = True
         await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
         # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -262,7 +264,8 @@ class LoaServer:
                 feed.close_all()
         for prog in list(self.engine.programmes.values()):
             prog.close()
-        await asyncio.to_thread(READERS.stop, SHUTDOWN_GRACE_S)
+        if self._readers_started:
+            await asyncio.to_thread(READERS.stop, SHUTDOWN_GRACE_S)
         if self._runner is not None:  # phase 4: close
             await self._runner.cleanup()
         if self._server is not None:

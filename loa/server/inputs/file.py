@@ -42,26 +42,38 @@ class ReaderPool:
         self._jobs: queue.SimpleQueue[FileSource | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._size = threads
+        self._users = 0  # servers in this process using the pool (tests run several)
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the threads (blocking for a moment each): at server start, not on a tick."""
+        """Start the threads if they are not running (blocking for a moment each): at server
+        start, not on a tick. Each ``start`` is matched by one ``stop``."""
         with self._lock:
-            while len(self._threads) < self._size:
-                t = threading.Thread(target=self._work, name=f"file-reader-{len(self._threads)}",
-                                     daemon=True)
-                t.start()
-                self._threads.append(t)
+            self._users += 1
+            self._spawn()
+
+    def _spawn(self) -> None:
+        """With the lock held."""
+        while len(self._threads) < self._size:
+            t = threading.Thread(target=self._work, name=f"file-reader-{len(self._threads)}",
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def submit(self, source: FileSource) -> None:
-        """Queue a refill (never blocks)."""
+        """Queue a refill (never blocks once started; a pool nobody started starts here)."""
         if not self._threads:
-            self.start()
+            with self._lock:
+                self._spawn()
         self._jobs.put(source)
 
     def stop(self, timeout_s: float) -> None:
-        """Blocking: end the threads (the work in hand first). Call beside the loop."""
+        """Blocking: the last user's stop ends the threads (the work in hand first). Call
+        beside the loop."""
         with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users:
+                return
             threads, self._threads = self._threads, []
         for _ in threads:
             self._jobs.put(None)

@@ -267,7 +267,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
-        import loa.server.app  # noqa: F401  # the heavy imports, before the loop starts
+        import loa.app  # noqa: F401  # the heavy imports, before the loop starts
 
         asyncio.run(_run_server(cfg))
     except OSError as exc:
@@ -279,7 +279,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(cfg: Config) -> None:
-    from loa.server.app import LoaServer  # imported before the loop runs (see _serve)
+    from loa.app import LoaServer  # imported before the loop runs (see _serve)
 
     server = await asyncio.to_thread(LoaServer, cfg)  # opens the database: beside the loop
     await server.start()

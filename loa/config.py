@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any
 
 from loa.codecs.loudness import DEFAULT_TARGET_LUFS
-from loa.server.zones import Zone
+from loa.core.zones import Zone
 
 
 class ConfigError(ValueError):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from loa.app import LoaServer
 from loa.config import Config, MqttConfig
-from loa.server.app import LoaServer
 
 pytest_plugins = ["tests.loop_watchdog"]  # every loop step under 20 ms
 

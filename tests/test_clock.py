@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import asyncio
 
-from loa.clock import NS_PER_S, FakeClock
-from loa.codecs.pcm import FRAME_NS
-from loa.server.priority import Priority
+from loa.core.clock import NS_PER_S, FakeClock
+from loa.core.pcm import FRAME_NS
+from loa.core.priority import Priority
 from tests.server.test_engine import make_engine, tone
 
 

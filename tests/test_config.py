@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from loa.config import ConfigError, load_config
-from loa.server.zones import ZoneError, ZoneTree
+from loa.core.zones import ZoneError, ZoneTree
 
 
 def test_embedded_defaults_need_no_file() -> None:
@@ -51,7 +51,7 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) ->
 
 
 def test_zone_tree_errors() -> None:
-    from loa.server.zones import Zone
+    from loa.core.zones import Zone
 
     with pytest.raises(ZoneError, match="unknown parent"):
         ZoneTree([Zone("a", "A", "ghost")])

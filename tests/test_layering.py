@@ -49,3 +49,27 @@ async def test_a_module_no_layer_names_is_reported(tmp_path: Path) -> None:
     pkg = make_package(tmp_path, {"low": "", "stray": ""})
     assert await asyncio.to_thread(check, pkg, "fixpkg", LAYERS, [str(tmp_path)]) == [
         Violation("unplaced", "fixpkg.stray")]
+
+
+# The house, bottom floor first (DESIGN.md "Module map"): each floor imports only floors below
+# it. The load tester stands on the wire formats and codecs alone, beside the server.
+LOA_LAYERS = [
+    ["loa.core"],
+    ["loa.codecs"],
+    ["loa.protocol"],
+    ["loa.loadtest"],
+    ["loa.playout"],
+    ["loa.control", "loa.config"],
+    ["loa.monitoring"],
+    ["loa.api"],
+    ["loa.app", "loa.cli", "loa.__main__"],
+]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_loa_imports_run_one_way() -> None:
+    root = ROOT
+    found = await asyncio.to_thread(check, root / "loa", "loa", LOA_LAYERS, [str(root)])
+    assert [str(v) for v in found] == []

@@ -8,7 +8,7 @@ from typing import cast
 import av
 
 from loa.codecs.encoder import EncodedPacket
-from loa.codecs.pcm import SAMPLE_RATE, Samples
+from loa.core.pcm import SAMPLE_RATE, Samples
 
 
 class AvEncoder:

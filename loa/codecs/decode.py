@@ -19,7 +19,7 @@ import av
 import av.error
 import numpy as np
 
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 log = logging.getLogger(__name__)
 

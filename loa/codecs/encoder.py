@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from loa.codecs.pcm import Samples
+from loa.core.pcm import Samples
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pyloudnorm
 
-from loa.codecs.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Samples
+from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 # Louder than broadcast's -23 for outdoor loudspeakers, yet with the headroom that speech's
 # peaks need to reach the target unclipped (there is no limiter).

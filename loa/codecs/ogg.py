@@ -10,7 +10,7 @@ import struct
 import zlib
 
 from loa.codecs.opus import OPUS_PRESKIP_SAMPLES
-from loa.codecs.pcm import SAMPLE_RATE
+from loa.core.pcm import SAMPLE_RATE
 
 _HEADER = struct.Struct("<4sBBqIII B")
 HEADER_TYPE_CONTINUED = 0x01

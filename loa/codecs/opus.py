@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loa.codecs.av_encoder import AvEncoder
 from loa.codecs.encoder import register
-from loa.codecs.pcm import FRAME_MS
+from loa.core.pcm import FRAME_MS
 
 DEFAULT_OPUS_BITRATE_BPS = 32_000
 # CELT-only ("restricted low delay"): the SILK and hybrid modes of the libopus that PyAV

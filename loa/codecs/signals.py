@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 
 class SineGenerator:

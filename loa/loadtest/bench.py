@@ -35,7 +35,8 @@ import aiohttp
 from loa.codecs.decode import ByteFeed, ParsedStreamDecoder
 from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggReader
-from loa.codecs.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.percentiles import percentiles
 from loa.loadtest.bench_source import BenchSource, playout_delays_ms
 from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet, FleetResult
@@ -49,7 +50,6 @@ from loa.loadtest.target import (
     zone_tree_toml,
 )
 from loa.loadtest.timeline import aggregate
-from loa.monitoring.percentiles import percentiles
 
 ICECAST_CONFIG = """<icecast>
   <location>loa bench</location><admin>bench@localhost</admin>

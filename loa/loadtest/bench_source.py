@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
-from loa.clock import MonotonicClock
 from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggOpusPager
-from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
-from loa.lifecycle import cancel_and_wait
+from loa.core.clock import MonotonicClock
+from loa.core.lifecycle import cancel_and_wait
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES, SAMPLE_RATE
 
 BEEP_EVERY_FRAMES = 50  # one a second
 BEEP_FRAMES = 5  # 100 ms

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from loa.codecs.pcm import FRAME_SAMPLES
+from loa.core.pcm import FRAME_SAMPLES
 from loa.loadtest.mp3_frames import Mp3FrameReader
 from loa.loadtest.timeline import TimelineMonitor
-from loa.server.outputs.websocket import HEADER, HEADER_BYTES
+from loa.protocol.native import HEADER, HEADER_BYTES
 
 # Latency histogram: 0.1 ms bins up to 10 s; later samples land in the last bin.
 LATENCY_BIN_NS = 100_000

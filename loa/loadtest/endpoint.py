@@ -21,7 +21,8 @@ import av
 import numpy as np
 
 from loa.codecs.ogg import OggReader
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.percentiles import percentile, percentiles
 from loa.loadtest.mp3_frames import Mp3FrameReader
 from loa.loadtest.timeline import (
     DELIVERED_MIN_PCT,
@@ -32,8 +33,7 @@ from loa.loadtest.timeline import (
     Verdict,
     aggregate,
 )
-from loa.monitoring.percentiles import percentile, percentiles
-from loa.server.outputs.websocket import parse_packet
+from loa.protocol.native import parse_packet
 
 CLOCK_SYNC_PINGS = 5
 EXIT_ERRORS = 1  # ``loa listen``: an endpoint could not connect, or was cut off

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loa.codecs.pcm import SAMPLE_RATE
+from loa.core.pcm import SAMPLE_RATE
 
 # kbit/s by bitrate index, Layer III
 _BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)

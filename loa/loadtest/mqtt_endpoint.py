@@ -17,9 +17,8 @@ from typing import Any
 
 import aiomqtt
 
-from loa.fleet.control import NODELAY, publish_nowait
-from loa.fleet.protocol import OFFLINE, Kind, Op, Topics, encode
-from loa.lifecycle import cancel_and_wait
+from loa.core.lifecycle import cancel_and_wait
+from loa.protocol.mqtt import NODELAY, OFFLINE, Kind, Op, Topics, encode, publish_nowait
 
 
 def volume_gain(volume_pct: int) -> float:

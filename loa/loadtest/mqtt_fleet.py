@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from loa.core.percentiles import percentiles
 from loa.loadtest.target import (
     LocalLoa,
     ProcSample,
@@ -38,7 +39,6 @@ from loa.loadtest.target import (
     sample_proc,
     zone_tree_toml,
 )
-from loa.monitoring.percentiles import percentiles
 
 MAX_ENDPOINTS = 20_000
 CONNECT_DEADLINE_S = 120.0
@@ -247,7 +247,7 @@ class MqttLoadTest:
 
     async def _start_mosquitto(self, http: aiohttp.ClientSession, port: int,
                                server_pw: str) -> None:
-        from loa.fleet.credentials import hash_password
+        from loa.protocol.credentials import hash_password
 
         if shutil.which("mosquitto") is None:
             raise RuntimeError("--broker mosquitto needs the mosquitto package")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from loa.core.percentiles import weighted_percentile
 from loa.loadtest.client import LATENCY_BIN_NS
 from loa.loadtest.timeline import Verdict
-from loa.monitoring.percentiles import weighted_percentile
 
 
 def summary_table(report: dict[str, Any]) -> str:

@@ -20,12 +20,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from loa.core.percentiles import histogram_percentiles, percentiles
 from loa.loadtest.client import LATENCY_BIN_NS
 from loa.loadtest.fleet import WORKER_BOOT_S, Fleet, FleetResult
 from loa.loadtest.report import summary_table
 from loa.loadtest.target import FfmpegSource, LocalLoa, zone_tree_toml
 from loa.loadtest.timeline import EXIT_DEAD_AIR, Verdict, aggregate
-from loa.monitoring.percentiles import histogram_percentiles, percentiles
 
 LIVE_PRIORITY = 80
 ALERT_PRIORITY = 100

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
-from loa.monitoring.percentiles import percentile, percentiles
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.percentiles import percentile, percentiles
 
 STALL_THRESHOLD_MS = 100  # audio this far behind wall time: a loudspeaker has gone quiet
 DELIVERED_MIN_PCT = 99.0  # a run passes only if every endpoint got this share of real time

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loa.clock import NS_PER_S
 from loa.config import AlarmConfig
-from loa.server.programme import ProgrammeKind
+from loa.core.clock import NS_PER_S
+from loa.playout.programme import ProgrammeKind
 
 if TYPE_CHECKING:
-    from loa.server.app import LoaServer
+    from loa.app import LoaServer
 
 
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loa.clock import NS_PER_S, Clock
-from loa.server.programme import EndReason, Programme, ProgrammeKind
-from loa.server.store import Store
-from loa.server.zone_channel import SwitchEvent
+from loa.control.store import Store
+from loa.core.clock import NS_PER_S, Clock
+from loa.playout.programme import EndReason, Programme, ProgrammeKind
+from loa.playout.zone_channel import SwitchEvent
 
 
 @dataclass

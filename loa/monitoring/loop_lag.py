@@ -17,7 +17,7 @@ import asyncio
 import threading
 import time
 
-from loa.monitoring.counters import LatencyWindow
+from loa.core.counters import LatencyWindow
 
 PROBE_S = 0.025
 RECENT_S = 10.0

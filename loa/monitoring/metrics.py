@@ -18,12 +18,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from loa.core.zones import is_alert_group
 from loa.monitoring.alarms import KINDS as ALARM_KINDS
 from loa.monitoring.loop_lag import BUCKETS_S as LOOP_LAG_BUCKETS_S
-from loa.server.zones import is_alert_group
 
 if TYPE_CHECKING:
-    from loa.server.app import LoaServer
+    from loa.app import LoaServer
 
 
 class LoaCollector(Collector):

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loa.monitoring.percentiles import percentile
-from loa.server.endpoints import EndpointRegistry
-from loa.server.store import Store
-from loa.server.zones import ZoneTree
+from loa.control.endpoints import EndpointRegistry
+from loa.control.store import Store
+from loa.core.percentiles import percentile
+from loa.core.zones import ZoneTree
 
 # bulletin classes by the priority they played at (see DESIGN.md's table)
 CLASSES = (("emergency", 100), ("live", 70), ("priority", 60), ("normal", 50), ("fill", 10))

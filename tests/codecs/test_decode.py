@@ -15,7 +15,7 @@ from loa.codecs.decode import (
     decode_file,
     format_for_content_type,
 )
-from loa.codecs.pcm import FRAME_SAMPLES
+from loa.core.pcm import FRAME_SAMPLES
 from tests.audio import dominant_hz, make_tone_file, rms
 
 FORMATS = {

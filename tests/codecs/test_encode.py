@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from loa.codecs.encoder import create_encoder
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.loadtest.endpoint import OpusDecoder
 from tests.audio import rms
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import aiohttp
 
 from loa.config import AlarmConfig, MqttConfig
+from loa.control.alerts import parse_spec
+from loa.control.schedule.recurrence import item_from_json
+from loa.core.priority import Priority
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
-from loa.scheduler.recurrence import item_from_json
-from loa.server.alerts import parse_spec
-from loa.server.inputs.generator import tone_source
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
 from tests.fleet.test_mqtt import broker_address
 from tests.server.test_alerts import fake_clock_server, tick
 from tests.server.test_api import auth, base, call

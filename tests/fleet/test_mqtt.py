@@ -19,11 +19,11 @@ import aiomqtt
 import numpy as np
 import pytest
 
+from loa.app import LoaServer
 from loa.config import MqttConfig
-from loa.fleet.protocol import Kind
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
-from loa.server.app import LoaServer
+from loa.protocol.mqtt import Kind
 from tests.audio import closed, dominant_hz, rms
 from tests.server.test_alerts import fake_clock_server
 from tests.server.test_api import call
@@ -275,7 +275,7 @@ async def test_endpoint_a_cannot_speak_or_listen_as_endpoint_b(
     make_server: Callable[..., Awaitable[LoaServer]],
     private_mosquitto: Callable[..., Awaitable[int]], broker: str,
 ) -> None:
-    from loa.fleet.credentials import hash_password
+    from loa.protocol.credentials import hash_password
 
     if broker == "embedded":
         server = await make_server(mqtt=MqttConfig(listen_port=0))
@@ -451,7 +451,7 @@ async def test_an_external_broker_over_tls_with_a_password(
 ) -> None:
     """mqtts:// to a Mosquitto of the test's own, with a self-signed CA Loa is told to trust;
     a wrong server password is refused and said so in the status."""
-    from loa.fleet.credentials import hash_password
+    from loa.protocol.credentials import hash_password
 
     if shutil.which("openssl") is None:
         pytest.fail("openssl is required for the TLS test")

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 import aiomqtt
 
-from loa.fleet.credentials import verify_password
-from loa.server.app import LoaServer
+from loa.app import LoaServer
+from loa.protocol.credentials import verify_password
 from tests.conftest import run_cli
 from tests.fleet.test_mqtt import broker_address
 from tests.server.test_api import auth, base, call
@@ -66,7 +66,7 @@ async def test_endpoints_are_created_updated_moved_deleted_and_kept(
     assert status == 200
 
     # a restart keeps the registry as it was left (the deleted config endpoint stays gone)
-    from loa.server.app import LoaServer as Server
+    from loa.app import LoaServer as Server
 
     await server.stop()
     again = Server(server.config)
@@ -178,7 +178,7 @@ async def test_the_cli_adds_lists_commands_reports_and_removes(
 
 
 def test_the_shipped_mosquitto_acl_example_is_what_loa_generates() -> None:
-    from loa.fleet.credentials import mosquitto_acl
+    from loa.protocol.credentials import mosquitto_acl
 
     def rules(text: str) -> list[str]:
         return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from loa.codecs.pcm import SAMPLE_RATE
+from loa.core.pcm import SAMPLE_RATE
 from loa.loadtest.bench import (
     ALERT_KINDS,
     alert_text,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from loa.core.percentiles import histogram_percentiles
 from loa.loadtest.client import LATENCY_BIN_NS
 from loa.loadtest.report import write_html, write_json
 from loa.loadtest.runner import LoadSpec, LoadTest
-from loa.monitoring.percentiles import histogram_percentiles
 
 
 async def test_a_small_fleet_with_takeover_source_cut_and_reconnect_storm(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from loa.codecs.mp3 import Mp3Encoder
-from loa.codecs.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.loadtest.mp3_frames import Mp3FrameReader, frame_header
 
 

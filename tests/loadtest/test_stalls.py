@@ -19,6 +19,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from loa.app import LoaServer
 from loa.loadtest.client import LATENCY_BINS, LightEndpoint, Protocol
 from loa.loadtest.endpoint import SimulatedEndpoint
 from loa.loadtest.report import summary_table, write_html, write_json
@@ -29,7 +30,6 @@ from loa.loadtest.timeline import (
     TimelineSummary,
     Verdict,
 )
-from loa.server.app import LoaServer
 from tests.conftest import ADMIN_TOKEN
 
 FREEZE_S = 1.0

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from loa.clock import NS_PER_S, FakeClock
-from loa.scheduler.engine import ScheduleEngine, WallClock
-from loa.scheduler.recurrence import (
+from loa.control.schedule.engine import ScheduleEngine, WallClock
+from loa.control.schedule.recurrence import (
     STATION_TZ,
     BulletinClass,
     ScheduleError,
@@ -17,6 +16,7 @@ from loa.scheduler.recurrence import (
     conflicts,
     local,
 )
+from loa.core.clock import NS_PER_S, FakeClock
 
 
 def item(id_: str, start: str, rule: str | None, minutes: float = 15,
@@ -86,7 +86,7 @@ def test_bad_items_are_clear_errors() -> None:
 
 
 def test_ical_round_trip_and_foreign_events() -> None:
-    from loa.scheduler.ical import export_ics, import_ics
+    from loa.control.schedule.ical import export_ics, import_ics
 
     items = [item("morning", "2026-11-30T06:00", "FREQ=WEEKLY;BYDAY=MO,WE,FR", minutes=20),
              item("once", "2026-12-24T19:30", None, cls=BulletinClass.PRIORITY)]
@@ -104,7 +104,7 @@ def test_ical_round_trip_and_foreign_events() -> None:
 
 
 def test_chosen_dates_and_exceptions() -> None:
-    from loa.scheduler.ical import export_ics, import_ics
+    from loa.control.schedule.ical import export_ics, import_ics
 
     chosen = item("chosen", "2026-12-01T06:00", "RDATE:20261203T060000,20261210T060000")
     assert [s.strftime("%d %H:%M") for s in chosen.slots(local("2026-11-30T00:00"),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loa.scheduler.recurrence import STATION_TZ
-from loa.server.inputs.generator import tone_source
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
+from loa.control.schedule.recurrence import STATION_TZ
+from loa.core.priority import Priority
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
 from tests.audio import dominant_hz
 from tests.server.test_alerts import ear, fake_clock_server, tick
 from tests.server.test_api import call
@@ -83,7 +83,7 @@ async def test_bad_schedules_are_refused(tmp_path: Path) -> None:
 
 
 async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: Path) -> None:
-    from loa.server.store import Store
+    from loa.control.store import Store
 
     server, _ = await fake_clock_server(tmp_path)
     now = server.wall.now().astimezone(STATION_TZ)

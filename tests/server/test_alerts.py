@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from loa.clock import FakeClock
-from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.app import LoaServer
 from loa.codecs.tts import Tts
 from loa.config import Config, MqttConfig, TokenConfig
-from loa.server.alerts import AlertStatus, parse_spec
-from loa.server.app import LoaServer
-from loa.server.auth import token_hash
-from loa.server.fanout import Subscriber
-from loa.server.inputs.generator import tone_source
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
-from loa.server.store import Store
+from loa.control.alerts import AlertStatus, parse_spec
+from loa.control.auth import token_hash
+from loa.control.store import Store
+from loa.core.clock import FakeClock
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.core.priority import Priority
+from loa.playout.fanout import Subscriber
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
 from tests.audio import dominant_hz, rms, tone_file
 from tests.conftest import ADMIN_TOKEN, MemoryProtocol, run_cli
 from tests.server.test_api import call

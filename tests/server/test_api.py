@@ -7,8 +7,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from loa.app import LoaServer
 from loa.loadtest.endpoint import SimulatedEndpoint
-from loa.server.app import LoaServer
 from tests.audio import dominant_hz, tone_file
 from tests.conftest import auth
 from tests.server.test_ingest import base, wait_for

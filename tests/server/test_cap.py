@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from loa.server.app import LoaServer
-from loa.server.cap import MAX_CAP_BYTES
+from loa.app import LoaServer
+from loa.protocol.cap import MAX_CAP_BYTES
 from tests.audio import tone_bytes
 from tests.conftest import auth
 from tests.server.test_ingest import base

@@ -9,22 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loa.clock import FakeClock
 from loa.codecs.ogg import OggReader
-from loa.codecs.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.config import default_zones
+from loa.core.clock import FakeClock
+from loa.core.counters import Counters
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.core.priority import Priority
+from loa.core.zones import ZoneTree
 from loa.loadtest.endpoint import OpusDecoder
-from loa.monitoring.counters import Counters
-from loa.server.engine import Engine
-from loa.server.fanout import Subscriber
-from loa.server.inputs.file import FileSource
-from loa.server.inputs.generator import tone_source
-from loa.server.inputs.live import LiveSettings, LiveSource
-from loa.server.outputs.websocket import HEADER_BYTES, parse_packet
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
-from loa.server.zone_channel import FanoutSettings
-from loa.server.zones import ZoneTree
+from loa.playout.engine import Engine
+from loa.playout.fanout import Subscriber
+from loa.playout.inputs.file import FileSource
+from loa.playout.inputs.generator import tone_source
+from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.programme import Programme, ProgrammeKind
+from loa.playout.zone_channel import FanoutSettings
+from loa.protocol.native import HEADER_BYTES, parse_packet
 from tests.audio import FFMPEG, dominant_hz
 from tests.conftest import MemoryProtocol
 

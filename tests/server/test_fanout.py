@@ -9,15 +9,15 @@ from pathlib import Path
 
 import aiohttp
 
-from loa.clock import FakeClock
+from loa.app import LoaServer
 from loa.codecs.ogg import OggReader
-from loa.codecs.pcm import FRAME_NS
 from loa.config import Config, MqttConfig
+from loa.core.clock import FakeClock
+from loa.core.pcm import FRAME_NS
+from loa.core.priority import Priority
 from loa.loadtest.endpoint import SimulatedEndpoint
-from loa.server.app import LoaServer
-from loa.server.inputs.generator import tone_source
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
 from tests.audio import closed
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from loa.clock import FakeClock
-from loa.monitoring.counters import Counters, LatencyWindow
-from loa.server.fanout import MIN_BACKLOG_BYTES, Feed, Subscriber
-from loa.server.streams import ListenerProtocol
+from loa.control.streams import ListenerProtocol
+from loa.core.clock import FakeClock
+from loa.core.counters import Counters, LatencyWindow
+from loa.playout.fanout import MIN_BACKLOG_BYTES, Feed, Subscriber
 from tests.server.memory_transport import MemoryTransport
 
 NAME = "an-binh-1/ogg"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loa.codecs.pcm import FRAME_SAMPLES
-from loa.monitoring.counters import Counters
-from loa.server.inputs.file import FileSource, ReaderPool
+from loa.core.counters import Counters
+from loa.core.pcm import FRAME_SAMPLES
+from loa.playout.inputs.file import FileSource, ReaderPool
 from tests.audio import dominant_hz, tone_file
 
 

@@ -15,19 +15,13 @@ from typing import Any
 
 import pytest
 
-from loa.clock import FakeClock
-from loa.monitoring.counters import Counters
-from loa.server.http_front import (
-    HEAD_TIMEOUT_S,
-    MAX_HEAD_BYTES,
-    FrontProtocol,
-    HeadError,
-    RequestHead,
-    parse_head,
-)
-from loa.server.inputs.live import LiveSettings
-from loa.server.inputs.push import Mounts
-from loa.server.streams import ListenerProtocol, Streams
+from loa.control.streams import ListenerProtocol, Streams
+from loa.core.clock import FakeClock
+from loa.core.counters import Counters
+from loa.playout.front_door import FrontProtocol
+from loa.playout.inputs.live import LiveSettings
+from loa.playout.inputs.push import Mounts
+from loa.protocol.http import HEAD_TIMEOUT_S, MAX_HEAD_BYTES, HeadError, RequestHead, parse_head
 from tests.server.memory_transport import MemoryTransport
 from tests.server.test_zone_channel import make_channel
 

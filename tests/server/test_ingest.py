@@ -10,8 +10,8 @@ import aiohttp
 import numpy as np
 import pytest
 
+from loa.app import LoaServer
 from loa.loadtest.endpoint import SimulatedEndpoint
-from loa.server.app import LoaServer
 from tests.audio import MP3_PUSH, OPUS_PUSH, closed, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
 from tests.conftest import SOURCE_PASSWORD, auth
 

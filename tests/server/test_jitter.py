@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loa.server.jitter import JitterBuffer, JitterState
+from loa.playout.jitter import JitterBuffer, JitterState
 
 MS = 1_000_000
 

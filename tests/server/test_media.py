@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from loa.app import LoaServer
 from loa.codecs.loudness import integrated_lufs
-from loa.server.app import LoaServer
-from loa.server.media import MediaLibrary
-from loa.server.priority import Priority
-from loa.server.store import Store
+from loa.control.media import MediaLibrary
+from loa.control.store import Store
+from loa.core.priority import Priority
 from tests.audio import FFMPEG, tone_bytes, tone_file
 from tests.conftest import auth, run_cli
 from tests.server.test_alerts import fake_clock_server, tick
@@ -132,8 +132,8 @@ async def test_files_mastered_10_db_apart_play_at_the_same_loudness(tmp_path: Pa
 async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Path) -> None:
     server, clock = await fake_clock_server(tmp_path)
     try:
-        from loa.server.inputs.generator import tone_source
-        from loa.server.programme import Programme, ProgrammeKind
+        from loa.playout.inputs.generator import tone_source
+        from loa.playout.programme import Programme, ProgrammeKind
 
         server.engine.request("huyen", Programme("Nhạc nền", ProgrammeKind.GENERATOR,
                                                  tone_source(440)), Priority.FILL)

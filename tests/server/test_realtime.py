@@ -19,13 +19,13 @@ import aiohttp
 import numpy as np
 import pytest
 
+from loa.app import LoaServer
+from loa.control.alerts import AlertStatus, parse_spec
+from loa.core.priority import Priority
 from loa.loadtest.timeline import TimelineMonitor, TimelineSummary
-from loa.server.alerts import AlertStatus, parse_spec
-from loa.server.app import LoaServer
-from loa.server.inputs.generator import tone_source
-from loa.server.outputs.websocket import parse_packet
-from loa.server.priority import Priority
-from loa.server.programme import Programme, ProgrammeKind
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
+from loa.protocol.native import parse_packet
 from tests.audio import dominant_hz
 from tests.conftest import ADMIN_TOKEN, auth
 from tests.server.test_alerts import ear, fake_clock_server, tick

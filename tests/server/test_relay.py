@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from loa.loadtest.endpoint import SimulatedEndpoint
-from loa.server.inputs.relay import Backoff
+from loa.playout.inputs.relay import Backoff
 from tests.audio import dominant_hz, tone_bytes
 from tests.server.test_api import call
 from tests.server.test_ingest import wait_for

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loa.server.store import Store, StoreClosed
+from loa.control.store import Store, StoreClosed
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ async def test_a_refused_write_is_logged_and_counted_never_raised_and_later_writ
     store: Store, path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     await asyncio.to_thread(refuse_doomed_rows, path)
-    caplog.set_level(logging.ERROR, logger="loa.server.store")
+    caplog.set_level(logging.ERROR, logger="loa.control.store")
     store.audit("op", "before", "s")
     store.audit("op", "doomed", "s", {"password": "hunter2-secret"})  # returns, raises nothing
     store.audit("op", "after", "s")

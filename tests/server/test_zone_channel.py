@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 
-from loa.clock import FakeClock
 from loa.codecs.encoder import EncodedPacket
 from loa.codecs.ogg import OggOpusPager
-from loa.codecs.pcm import FRAME_MS, FRAME_SAMPLES, SILENCE, Samples
-from loa.monitoring.counters import Counters, LatencyWindow
-from loa.server.fanout import Subscriber
-from loa.server.outputs.websocket import WS_OPCODE_BINARY, WS_OPCODE_TEXT, parse_packet
-from loa.server.programme import EndReason, Programme, ProgrammeKind
-from loa.server.streams import ListenerProtocol
-from loa.server.zone_channel import FanoutSettings, Request, ZoneChannel
-from loa.server.zones import Zone
+from loa.control.streams import ListenerProtocol
+from loa.core.clock import FakeClock
+from loa.core.counters import Counters, LatencyWindow
+from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SILENCE, Samples
+from loa.core.zones import Zone
+from loa.playout.fanout import Subscriber
+from loa.playout.programme import EndReason, Programme, ProgrammeKind
+from loa.playout.zone_channel import FanoutSettings, Request, ZoneChannel
+from loa.protocol.native import WS_OPCODE_BINARY, WS_OPCODE_TEXT, parse_packet
 from tests.server.memory_transport import MemoryTransport, ws_frames
 
 ZONE = "an-binh-1"

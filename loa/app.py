@@ -1,0 +1,608 @@
+"""Wiring: one `LoaServer` owns the clock, engine, inputs, outputs and API, and shuts them
+down in phases (stop accepting, stop the clock, end sources and listeners, close)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import html
+import json
+import logging
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+import loa.codecs.mp3  # noqa: F401  # codec and output families registered at import, so no
+import loa.codecs.opus  # noqa: F401  # first listener imports them on the loop (or the tick)
+import loa.playout.outputs.mp3_http  # noqa: F401
+import loa.playout.outputs.ogg_http  # noqa: F401
+import loa.playout.outputs.websocket  # noqa: F401
+from loa import __version__
+from loa.api import (
+    SERVER_KEY,
+    Api,
+    auth_middleware,
+    close_middleware,
+    media_path,
+)
+from loa.codecs.decode import DecodeError
+from loa.codecs.loudness import MEASURER, Leveller
+from loa.codecs.tts import Tts
+from loa.config import Config
+from loa.control.alerts import AlertManager, AlertStatus
+from loa.control.auth import Principal, Right, load_source_password, load_tokens
+from loa.control.endpoints import EndpointRegistry
+from loa.control.fleet.broker import SERVER_USER, Authority, EmbeddedBroker
+from loa.control.fleet.control import FleetControl
+from loa.control.media import MediaItem, MediaLibrary
+from loa.control.schedule.engine import Running, ScheduleEngine, WallClock
+from loa.control.schedule.recurrence import (
+    STATION_TZ,
+    ScheduleError,
+    ScheduleItem,
+    item_from_json,
+)
+from loa.control.store import Store
+from loa.control.streams import Streams
+from loa.core.clock import NS_PER_S, Clock, MonotonicClock
+from loa.core.counters import Counters
+from loa.core.lifecycle import cancel_and_wait
+from loa.core.pcm import FRAME_MS
+from loa.core.priority import Priority
+from loa.core.zones import ZoneTree, is_alert_group
+from loa.monitoring.alarms import AlarmBoard
+from loa.monitoring.alarms import conditions as alarm_conditions
+from loa.monitoring.broadcast_log import BroadcastLog
+from loa.monitoring.loop_lag import LoopLag
+from loa.playout.engine import Engine
+from loa.playout.front_door import FrontProtocol
+from loa.playout.inputs.file import READERS, FileSource
+from loa.playout.inputs.generator import chime_source, tone_source
+from loa.playout.inputs.live import LiveSettings
+from loa.playout.inputs.push import Mounts
+from loa.playout.inputs.relay import Relay
+from loa.playout.inputs.sequence import PartFactory, SequenceSource
+from loa.playout.programme import EndReason, Programme, ProgrammeKind
+from loa.playout.zone_channel import FanoutSettings, Request
+from loa.protocol.http import RequestHead
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 2.0
+SWITCH_INTERVAL_S = 0.001
+LOG_FLUSH_NS = NS_PER_S
+
+
+class LoaServer:
+    """The composition root: builds, from one Config, the clock (injected or monotonic),
+    zone tree, engine, store, endpoint registry, mounts, streams, alerts, media library,
+    broadcast log, fleet control (MQTT, embedded broker by default), alarms and schedule, and
+    serves them on one port. The operations the API calls live here."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or MonotonicClock()
+        self.counters = Counters()
+        self.counters.inc("read_ahead_underruns", 0)  # exported from the start, not the first
+        self.zones = ZoneTree(config.zones)
+        self.engine = Engine(
+            self.zones, self.clock, self.counters,
+            FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms,
+                           config.http_batch_ms),
+        )
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data_dir / "loa.sqlite3")
+        self._load_zone_settings()
+        self.endpoints = EndpointRegistry(self.zones, self.engine.channels, self.store)
+        self._load_endpoints()
+        self.media_dir = data_dir / "media"
+        self.media_dir.mkdir(exist_ok=True)
+        extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
+                 for t in config.tokens}
+        self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token, extra)
+        password, self.source_password_generated = load_source_password(
+            data_dir, config.source_password
+        )
+        self.live_settings = LiveSettings(
+            target_frames=max(1, config.jitter_target_ms // FRAME_MS),
+            max_target_frames=max(1, config.jitter_max_ms // FRAME_MS),
+            capacity_frames=max(2, 2 * config.jitter_max_ms // FRAME_MS),
+            stall_ms=config.source_stall_ms,
+            agc_target_lufs=config.loudness_target_lufs if config.live_agc else None,
+        )
+        self.mounts = Mounts(
+            lambda p: self.engine.add_programme(p, persistent=True),
+            self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
+        )
+        self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
+        self.tts = Tts(data_dir / "tts")
+        self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
+                                   self.store, self.tts, self.clock, self.counters,
+                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s,
+                                   fetch=self.fetch_resource)
+        self.streams.on_played = self.alerts.on_played
+        self.media = MediaLibrary(self.store, self.media_dir / "library",
+                                  config.loudness_target_lufs)
+        self.leveller = Leveller(config.loudness_target_lufs)
+        self.alerts.leveller = self.leveller
+        self.broadcast_log = BroadcastLog(self.store, self.clock)
+        self._log_task: asyncio.Task[None] | None = None
+        self.wall = WallClock(self.clock, datetime.now(STATION_TZ))
+        self.started_ns = self.clock.now_ns()
+        self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
+                                  self.counters, lambda: self.wall.now().timestamp(),
+                                  self.store.log_presence)
+        self.fleet.on_zone_settings = self.save_zone_settings
+        self.alerts.fleet = self.fleet
+        self.fleet.alerting = self.alerts.zone_alerting
+        self.broker: EmbeddedBroker | None = None
+        self.alarms = AlarmBoard(lambda action, subject, detail:
+                                 self.store.audit("loa", action, subject, detail))
+        self._alarm_task: asyncio.Task[None] | None = None
+        self.loop_lag = LoopLag()
+        self._lag_task: asyncio.Task[None] | None = None
+        self._readers_started = False
+        self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
+        self._schedule_task: asyncio.Task[None] | None = None
+        self.relays: dict[int, Relay] = {}
+        self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
+        self._slot_relays: list[Relay] = []
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.port = 0
+        self.host = config.listen_host
+        self._stopped = False
+
+    @property
+    def source_password(self) -> str:
+        return self.mounts.global_password
+
+    # lifecycle
+
+    async def start(self, *, run_clock: bool = True) -> None:
+        """Start everything; a part that cannot start (a taken port) stops the rest again
+        and its error is raised."""
+        try:
+            await self._start(run_clock)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, run_clock: bool) -> None:
+        self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
+        await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
+        self._readers_started = True
+        await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
+        # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        await self._start_fleet(run_clock)  # first: a taken broker port fails before the rest
+        app = web.Application(middlewares=[close_middleware, auth_middleware],
+                              client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
+        app[SERVER_KEY] = self
+        app.add_routes(Api(self).routes())
+        app.add_routes([
+            web.get("/", self.index),
+            web.get("/zones/{zone}/ws", self.streams.websocket),
+            web.get("/endpoints/{endpoint}/ws", self.streams.websocket),
+            web.get("/admin/metadata", self.icecast_metadata),
+        ])
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        aiohttp_server = self._runner.server
+        assert aiohttp_server is not None
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: FrontProtocol(self._raw_route, aiohttp_server),
+                self.config.listen_host, self.config.listen_port,
+                reuse_address=True, backlog=4096,
+            )
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {self.config.listen_host}:"
+                                     f"{self.config.listen_port}: {exc.strerror}") from None
+        sock: socket.socket = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        self._http = aiohttp.ClientSession()
+        if self.config.demo:
+            for root in self.zones.roots():
+                demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
+                self.engine.request(root.id, demo, int(Priority.FILL), label="demo")
+        resumed = await self.alerts.resume()
+        if resumed:
+            log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
+        self.alerts.start()
+        self._log_task = asyncio.create_task(self._write_log(), name="broadcast-log")
+        self._load_schedules()
+        if run_clock:
+            self._schedule_task = asyncio.create_task(self.schedule.run(), name="schedule")
+        if run_clock:
+            self.engine.start()
+            self._alarm_task = asyncio.create_task(self._watch_alarms(), name="alarms")
+        log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
+                 self.config.redacted())
+        # What start-up built lives as long as the server: out of the garbage collector's
+        # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
+        gc.freeze()
+
+    async def stop(self) -> None:
+        """Shut down in phases, once: accept nobody new; stop alerts, the clock and the
+        background tasks (fleet, broker, log, schedule); close the broadcast log (server
+        stopped); end sources, relays and listeners; close the web app and the store (drained)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._server is not None:
+            self._server.close()  # phase 1: accept nobody new
+        await self.alerts.stop()
+        await self.engine.stop()  # phase 2: no more ticks
+        await cancel_and_wait(self._lag_task)
+        await cancel_and_wait(self._alarm_task)
+        await self.fleet.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        await cancel_and_wait(self._log_task)
+        await cancel_and_wait(self._schedule_task)
+        self.store.set_value("schedule_done_until", self.wall.now().isoformat())
+        self.broadcast_log.consume(self.engine.drain_switch_events())
+        self.broadcast_log.close_all(EndReason.SERVER_STOPPED)
+        for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
+            if mount.session is not None:
+                mount.session.close()
+        for relay in self.relays.values():
+            await relay.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
+        for ch in self.engine.channels.values():
+            for feed in ch.feeds.values():
+                feed.close_all()
+        for prog in list(self.engine.programmes.values()):
+            prog.close()
+        if self._readers_started:
+            await asyncio.to_thread(READERS.stop, SHUTDOWN_GRACE_S)
+        if self._runner is not None:  # phase 4: close
+            await self._runner.cleanup()
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), SHUTDOWN_GRACE_S)
+            except TimeoutError:
+                pass
+        if self._http is not None:
+            await self._http.close()
+        await asyncio.to_thread(self.store.close)  # drains what is queued, with a deadline
+
+    # the fleet
+
+    def _load_zone_settings(self) -> None:
+        saved = json.loads(self.store.get_value("zone_settings") or "{}")
+        for zone in self.zones:
+            z = saved.get(zone.id, {})
+            zone.volume_pct = int(z.get("volume_pct", zone.volume_pct))
+            zone.alert_volume_pct = int(z.get("alert_volume_pct", zone.alert_volume_pct))
+
+    def save_zone_settings(self) -> None:
+        """Persist each zone's volume and alert volume (%) (alert groups are not saved)."""
+        self.store.set_value("zone_settings", json.dumps(
+            {z.id: {"volume_pct": z.volume_pct, "alert_volume_pct": z.alert_volume_pct}
+             for z in self.zones if not is_alert_group(z.id)}))
+
+    def _load_endpoints(self) -> None:
+        """The saved registry, plus the configured endpoints never seen before (so one the
+        operators deleted does not come back on the next start)."""
+        self.endpoints.load()
+        seeded = set(json.loads(self.store.get_value("endpoints_seeded") or "[]"))
+        for e in self.config.endpoints:
+            if e.id in seeded or e.id in self.endpoints.endpoints:
+                continue
+            self.endpoints.add(e.id, e.zone, e.name, e.lat, e.lon, e.address, e.admin_code)
+            seeded.add(e.id)
+        self.store.set_value("endpoints_seeded", json.dumps(sorted(seeded)))
+
+    async def _start_fleet(self, run_clock: bool) -> None:
+        mq = self.config.mqtt
+        if mq.embedded:
+            authority = Authority(self.fleet.topics, self.endpoints.secret_hash)
+            self.broker = EmbeddedBroker(mq.listen_host, mq.listen_port, authority)
+            await self.broker.start()
+            host = f"[{self.broker.host}]" if ":" in self.broker.host else self.broker.host
+            self.fleet.start(f"mqtt://{host}:{self.broker.port}", SERVER_USER,
+                             authority.server_password, run_clock=run_clock)
+        else:
+            self.fleet.start(mq.url, run_clock=run_clock)
+
+    async def _watch_alarms(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now_ns() + NS_PER_S)
+            self.check_alarms()
+
+    def check_alarms(self) -> None:
+        """Evaluate the alarm rules now (clock ns, station wall time); a failing check is logged,
+        never raised."""
+        try:
+            now = self.clock.now_ns()
+            self.alarms.update(alarm_conditions(self, self.config.alarms, now), now,
+                               self.wall.now().timestamp())
+        except Exception:  # an alarm check must never take the server down
+            log.exception("checking alarms failed")
+
+    def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
+        return self.mounts.accept(transport, head, rest) or self.streams.accept(transport, head,
+                                                                                 rest)
+
+    # operations (the API and, later, the scheduler and alerts call these)
+
+    def take_live(self, zone_id: str, mount_name: str, priority: int) -> tuple[Request, bool]:
+        """Take a zone (and its children) for a live mount. Idempotent per zone and mount."""
+        self.zones.get(zone_id)
+        mount = self.mounts.get(mount_name)
+        for req in self.engine.requests_on(zone_id):
+            if req.programme is mount.programme and req.priority == priority:
+                return req, False
+        return self.engine.request(zone_id, mount.programme, priority,
+                                   label=f"live/{mount_name}"), True
+
+    def release_live(self, zone_id: str, mount_name: str | None = None) -> list[int]:
+        """Release the live requests made on the zone itself (those of ``mount_name`` only,
+        if given). Returns the released request ids."""
+        released = []
+        for req in self.engine.requests_on(zone_id):
+            if req.programme.kind is not ProgrammeKind.LIVE:
+                continue
+            if mount_name and req.label != f"live/{mount_name}":
+                continue
+            self.engine.release(req.id)
+            released.append(req.id)
+        return released
+
+    async def add_request(self, zone_id: str, source: dict[str, Any], priority: int) -> Request:
+        """Put a source on a zone at ``priority``: ``source["kind"]`` is live, file, media,
+        tone or relay. A file is opened and its first second decoded beside the loop before
+        the request is made. Raises ZoneError for an unknown zone, ValueError for a bad source."""
+        self.zones.get(zone_id)
+        kind = source.get("kind")
+        if kind == "live":
+            req, _ = self.take_live(zone_id, str(source.get("mount", "studio")), priority)
+            return req
+        if kind == "file":
+            path = media_path(self.media_dir, str(source.get("path", "")))
+            file_source = FileSource(str(path), counters=self.counters)
+            await file_source.ready()  # opened and a second decoded, beside the loop
+            if file_source.error is not None:
+                raise ValueError(file_source.error)
+            prog = Programme(f"Tệp {path.name}", ProgrammeKind.FILE, file_source)
+            return self.engine.request(zone_id, prog, priority, label=f"file/{path.name}")
+        if kind == "media":
+            item = self.media.get(str(source.get("id", "")))
+            if item is None:
+                raise ValueError(f"no media item {source.get('id')!r}")
+            prog = self.media_programme(item)
+            return self.engine.request(zone_id, prog, priority, label=f"media/{item.id}")
+        if kind == "tone":
+            freq = float(source.get("freq_hz", 1000))
+            if not 20 <= freq <= 20000:
+                raise ValueError("freq_hz must be from 20 to 20000")
+            prog = Programme(f"Âm thử {freq:g} Hz", ProgrammeKind.GENERATOR, tone_source(freq))
+            return self.engine.request(zone_id, prog, priority, label="tone")
+        if kind == "relay":
+            assert self._http is not None
+            relay = Relay(str(source.get("url", "")), self.clock, self.counters, self.live_settings,
+                          self._http, name=source.get("name"))
+            req = self.engine.request(zone_id, relay.programme, priority, label="relay")
+            self.relays[req.id] = relay
+            req.on_end.append(self._relay_ended)
+            relay.start()
+            return req
+        raise ValueError(f"unknown source kind {kind!r}; use media, file, relay, live or tone")
+
+    async def fetch_resource(self, url: str, limit_bytes: int = 20 << 20) -> bytes:
+        """A CAP resource by URL (http/https), size-limited."""
+        if not url.startswith(("http://", "https://")) or self._http is None:
+            raise ValueError(f"cannot fetch resource {url!r}")
+        async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            if resp.status != 200:
+                raise ValueError(f"resource {url}: HTTP {resp.status}")
+            data = await resp.content.read(limit_bytes + 1)
+        if len(data) > limit_bytes:
+            raise ValueError(f"resource {url} is over {limit_bytes} bytes")
+        return data
+
+    async def _write_log(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now_ns() + LOG_FLUSH_NS)
+            try:
+                self.broadcast_log.consume(self.engine.drain_switch_events())
+                self.store.set_value("schedule_done_until", self.wall.now().isoformat())
+            except Exception:  # a full disk must not end the log task for good
+                log.exception("writing the broadcast log failed")
+
+    # the schedule
+
+    def _load_schedules(self) -> None:
+        """Load the saved schedule; slots missed while the server was down follow each
+        item's policy: skipped (and logged), or played late within its late_minutes."""
+        for rec in self.store.load_schedules():
+            try:
+                self.schedule.put(item_from_json(rec, rec["id"]))
+            except ScheduleError as exc:
+                log.error("schedule item %s ignored: %s", rec.get("id"), exc)
+        done = self.store.get_value("schedule_done_until")
+        now = self.wall.now()
+        if done is None:
+            return
+        since = datetime.fromisoformat(done)
+        for item in self.schedule.items.values():
+            for slot in item.slots(since, now):
+                late_s = (now - slot).total_seconds()
+                if item.missed == "late" and late_s <= item.late_minutes * 60:
+                    self.schedule.start_late(item, slot, now)
+                    note = f"played {late_s:.0f} s late after a restart"
+                else:
+                    note = "missed while the server was down: skipped"
+                self.store.audit("loa", "schedule.missed", item.id,
+                                 {"slot": slot.isoformat(), "note": note})
+                log.warning("schedule %s slot %s: %s", item.id, slot.isoformat(), note)
+
+    def _start_slot(self, item: ScheduleItem, slot: datetime) -> list[Request]:
+        prog = self._slot_programme(item)
+        if prog is None:
+            return []
+        return [self.engine.request(z, prog, item.cls.priority, label=f"schedule/{item.id}")
+                for z in item.zones if z in self.zones]
+
+    def _slot_programme(self, item: ScheduleItem) -> Programme | None:
+        content = item.content
+        kind = content.get("kind")
+        try:
+            if kind == "media":
+                media = self.media.get(str(content.get("id", "")))
+                if media is None:
+                    raise ValueError(f"media item {content.get('id')!r} is gone")
+                return self.media_programme(media)
+            if kind == "text":
+                path = self.tts.cache_path(" ".join(str(content.get("text", "")).split()),
+                                           str(content.get("voice", "vi")))
+                if not path.exists():
+                    raise ValueError("its text was never read aloud (is espeak-ng installed?)")
+                return Programme(item.title, ProgrammeKind.FILE,
+                                 FileSource(str(path), self.leveller.gain_for,
+                                            counters=self.counters))
+            if kind == "playlist":
+                parts: list[PartFactory] = []
+                for mid in content.get("items", []):
+                    media = self.media.get(str(mid))
+                    if media is None:
+                        raise ValueError(f"playlist item {mid!r} is gone")
+                    parts.append(functools.partial(FileSource, media.path,
+                                                   self.media.gain(media),
+                                                   counters=self.counters))
+                return Programme(item.title, ProgrammeKind.FILE, SequenceSource(parts))
+            if kind == "tone":
+                return Programme(item.title, ProgrammeKind.GENERATOR,
+                                 tone_source(float(content.get("freq_hz", 1000))))
+            if kind == "relay":
+                assert self._http is not None
+                relay = Relay(str(content.get("url", "")), self.clock, self.counters,
+                              self.live_settings, self._http, name=item.title)
+                relay.start()
+                self._slot_relays.append(relay)
+                return relay.programme
+        except (ValueError, DecodeError) as exc:
+            log.error("schedule %s cannot start: %s", item.id, exc)
+            self.store.audit("loa", "schedule.failed", item.id, {"error": str(exc)})
+        return None
+
+    def _close_slot(self, run: Running) -> None:
+        """The slot's window has closed: what still plays, or waits preempted, is cut short."""
+        for req in run.handle if isinstance(run.handle, list) else []:
+            if req.id in self.engine.requests:
+                self.engine.release(req.id, reason=EndReason.CUT_SHORT)
+                self.store.audit("loa", "schedule.cut_short", run.item.id,
+                                 {"slot": run.slot.isoformat(), "zone": req.zone_id})
+        for relay in [r for r in self._slot_relays if r.programme.finished]:
+            self._slot_relays.remove(relay)
+            self._stop_later(relay)
+
+    def _stop_later(self, relay: Relay) -> None:
+        """Stop a relay from synchronous code; the task is owned and awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(relay.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def media_programme(self, item: MediaItem) -> Programme:
+        """A library item, played normalised to the station's loudness target."""
+        return Programme(item.title, ProgrammeKind.FILE,
+                         FileSource(item.path, self.media.gain(item), counters=self.counters))
+
+    def media_in_use(self, item: MediaItem) -> bool:
+        """Whether a media item is requested now, in a schedule item, or the message of a
+        pending or active alert (it must not be deleted then)."""
+        if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
+            return True
+        if any((s.content.get("kind") == "media" and s.content.get("id") == item.id)
+               or item.id in s.content.get("items", [])
+               for s in self.schedule.items.values()):
+            return True
+        return any(a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)
+                   and a.spec.content.get("path") == item.path
+                   for a in self.alerts.alerts.values())
+
+    def _relay_ended(self, req: Request, reason: EndReason) -> None:
+        relay = self.relays.pop(req.id, None)
+        if relay is not None:  # ended by the engine (not the API)
+            self._stop_later(relay)
+
+    async def release_request(self, request_id: int) -> Request | None:
+        """Release a request (stopping its relay, if any); None if there is no such request."""
+        relay = self.relays.pop(request_id, None)
+        if relay is not None:
+            await relay.stop()
+        return self.engine.release(request_id)
+
+    def status(self) -> dict[str, Any]:
+        """The ``/api/v1/status`` snapshot: engine, zones, mounts, relays, listeners, counters,
+        loop lag, live alerts, fleet, alarms, store queue and schedule lateness (ms)."""
+        return {
+            "version": __version__,
+            "engine": self.engine.describe(),
+            "zones": [ch.describe() for ch in self.engine.channels.values()],
+            "mounts": [m.describe() for m in self.mounts.mounts.values()],
+            "relays": {rid: r.describe() for rid, r in self.relays.items()},
+            "listeners": sum(sum(ch.listeners().values())
+                             for ch in self.engine.channels.values()),
+            "counters": self.counters.snapshot(),
+            "loop_lag_ms": self.loop_lag.recent_ms(),
+            "alerts": [a.describe() for a in self.alerts.alerts.values()
+                       if a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)],
+            "fleet": self.fleet.status(),
+            "alarms": [a.describe() for a in self.alarms.active()],
+            "store": {"queued": self.store.queued, "failed_writes": self.store.failed_writes,
+                      "last_error": self.store.last_error},
+            "schedule": {
+                "items": len(self.schedule.items),
+                "running": len(self.schedule.running),
+                "lateness_ms": {
+                    "max": round(1000 * max(self.schedule.lateness_s), 3)
+                    if self.schedule.lateness_s else None,
+                    "starts": len(self.schedule.lateness_s)},
+            },
+        }
+
+    async def icecast_metadata(self, request: web.Request) -> web.Response:
+        """Icecast's ``/admin/metadata`` for source clients: answers Icecast's XML
+        ``<iceresponse>`` with the status of ``Mounts.update_metadata``."""
+        status, message = self.mounts.update_metadata(
+            request.query.get("mount", ""), request.query.get("mode", ""),
+            request.query.get("song", ""), request.headers.get("Authorization", ""))
+        body = ('<?xml version="1.0"?>\n<iceresponse><message>'
+                f"{html.escape(message)}</message><return>{int(status == 200)}</return>"
+                "</iceresponse>\n")
+        headers = {"WWW-Authenticate": 'Basic realm="Loa source"'} if status == 401 else None
+        return web.Response(status=status, text=body, content_type="text/xml", headers=headers)
+
+    # a small public landing page (Vietnamese first)
+
+    async def index(self, request: web.Request) -> web.Response:
+        """The public landing page: each zone, what it plays, and its stream links."""
+        rows = []
+        for zone in self.zones:
+            ch = self.engine.channels[zone.id]
+            rows.append(
+                f"<tr><td>{html.escape(zone.name)}</td><td><code>{zone.id}</code></td>"
+                f"<td>{html.escape(ch.on_air.programme_name)}</td>"
+                f'<td><a href="/zones/{zone.id}/stream.ogg">Ogg/Opus</a> · '
+                f'<a href="/zones/{zone.id}/stream.mp3">MP3</a></td></tr>'
+            )
+        body = (
+            "<!doctype html><meta charset=utf-8><title>Loa</title>"
+            "<h1>Loa — đài truyền thanh cơ sở</h1>"
+            "<table><tr><th>Vùng</th><th>Mã</th><th>Đang phát</th><th>Nghe</th></tr>"
+            + "".join(rows) + "</table>"
+        )
+        return web.Response(text=body, content_type="text/html")

@@ -1,0 +1,157 @@
+"""The media library: uploads judged by decoding, stored content-addressed, measured for
+loudness, and played back normalised to the station's target."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loa.codecs.decode import DecodeError
+from loa.codecs.loudness import MEASURER, level_gain
+from loa.control.store import Store
+
+MAX_TITLE_CHARS = 200
+MAX_TAGS = 20
+
+
+class MediaError(ValueError):
+    """A refused upload or operation; the message says why."""
+
+
+@dataclass
+class MediaItem:
+    """One file of the library: content-addressed by ``sha256``, with its measured duration
+    (s), integrated loudness (LUFS, None if not measured) and sample peak (full scale 1.0)."""
+
+    id: str
+    sha256: str
+    filename: str
+    title: str
+    duration_s: float
+    loudness_lufs: float | None
+    uploader: str
+    path: str
+    tags: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    peak: float = 1.0  # largest sample magnitude, full scale 1.0
+
+    def describe(self) -> dict[str, Any]:
+        """The API view (everything but the path on disk)."""
+        d = asdict(self)
+        d.pop("path")
+        return d
+
+
+class MediaLibrary:
+    """The library's items, indexed in memory (loaded once from the store at construction,
+    kept up to date on add and delete), so ``get`` and ``list`` never touch the database: the
+    scheduler calls them on the event loop as a slot starts. Files live under ``root`` as
+    ``<sha[:2]>/<sha256>``; hashing, writing and measuring an upload run in the executor."""
+
+    def __init__(self, store: Store, root: Path, target_lufs: float) -> None:
+        self.store = store
+        self.root = root
+        self.target_lufs = target_lufs
+        self._items: dict[str, MediaItem] = {  # oldest first, as the store lists them
+            rec["id"]: MediaItem(**rec) for rec in store.list_media()}
+
+    async def add(self, data: bytes, filename: str, uploader: str, title: str = "",
+                  tags: list[str] | None = None) -> tuple[MediaItem, bool]:
+        """Store bytes already in memory (the API streams uploads to disk and calls
+        ``add_file``). Returns (item, created): the same bytes twice are one item.
+        Raises MediaError when it does not decode as audio."""
+        tmp, sha = await asyncio.get_running_loop().run_in_executor(None, self._write, data)
+        return await self.add_file(tmp, sha, filename, uploader, title, tags)
+
+    def _write(self, data: bytes) -> tuple[Path, str]:
+        """In the executor: the bytes aside in ``incoming``, and their SHA-256."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        tmp = self.incoming / f"{secrets.token_hex(8)}.part"  # two uploads never share one
+        tmp.write_bytes(data)
+        return tmp, _sha256(data)
+
+    @property
+    def incoming(self) -> Path:
+        """Where uploads are written while they arrive (swept of leftovers at start)."""
+        return self.root / ".incoming"
+
+    async def add_file(self, tmp: Path, sha: str, filename: str, uploader: str,
+                       title: str = "", tags: list[str] | None = None
+                       ) -> tuple[MediaItem, bool]:
+        """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
+        judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
+        gone afterwards whatever happens. Returns (item, created); raises MediaError."""
+        tags = [t.strip() for t in (tags or []) if t.strip()][:MAX_TAGS]
+        loop = asyncio.get_running_loop()
+        media_id = sha[:16]
+        existing = self._items.get(media_id)
+        if existing is not None:
+            await loop.run_in_executor(None, functools.partial(tmp.unlink, missing_ok=True))
+            return existing, False
+        try:
+            final, (duration_s, lufs, peak) = await loop.run_in_executor(
+                None, self._place, tmp, sha, filename)
+        except DecodeError as exc:
+            raise MediaError(f"{filename}: not audio Loa can play ({exc})") from None
+        existing = self._items.get(media_id)
+        if existing is not None:  # the same bytes came twice at once: one file, one item
+            return existing, False
+        item = MediaItem(media_id, sha, filename, (title or Path(filename).stem)[:MAX_TITLE_CHARS],
+                         round(duration_s, 3), None if lufs is None else round(lufs, 2),
+                         uploader, str(final), tags, time.time(), round(peak, 5))
+        self._items[media_id] = item
+        self.store.save_media(media_id, asdict(item))
+        return item, True
+
+    def _place(self, tmp: Path, sha: str, filename: str
+               ) -> tuple[Path, tuple[float, float | None, float]]:
+        """In the executor: judge it by decoding it all, then move it to its content-addressed
+        place. A refused upload leaves nothing behind."""
+        try:
+            measured = _measure(tmp, filename)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        final = self.root / sha[:2] / sha
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(final)
+        return final, measured
+
+    def get(self, media_id: str) -> MediaItem | None:
+        """The item, or None; from memory, safe on the loop."""
+        return self._items.get(media_id)
+
+    def list(self) -> list[MediaItem]:
+        """Every item, oldest first; from memory, safe on the loop."""
+        return list(self._items.values())
+
+    async def delete(self, media_id: str) -> MediaItem:
+        """Forget the item and remove its file (in the executor). Raises KeyError."""
+        item = self._items.pop(media_id, None)
+        if item is None:
+            raise KeyError(media_id)
+        self.store.delete_media(media_id)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(Path(item.path).unlink, missing_ok=True))
+        return item
+
+    def gain(self, item: MediaItem) -> float:
+        """To the loudness target, but never so much that the file's peaks would clip (there
+        is no limiter yet: a quiet file with loud peaks plays under the target)."""
+        return level_gain(item.loudness_lufs, item.peak, self.target_lufs)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _measure(path: Path, label: str) -> tuple[float, float | None, float]:
+    """Decode it all (the only honest check that it is audio): duration, loudness, peak.
+    In the measuring process: a long file's loudness filter would hold this one's GIL."""
+    return MEASURER.measure(str(path), label)

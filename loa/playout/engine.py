@@ -1,0 +1,288 @@
+"""The engine: one master clock tick per 20 ms frame drives every programme and zone.
+
+Per tick, in order:
+1. every zone channel picks its winner;
+2. each programme is pulled once: live ones always (they keep their live edge while
+   preempted), pausable ones only while on air somewhere (so they resume where they stopped);
+3. each (programme, codec) that some listened zone forwards is encoded once (a rendition,
+   created lazily and dropped when nobody has listened for a while);
+4. each zone frames the packets once per wire format and fans them out.
+
+``tick`` is synchronous and I/O-free apart from non-blocking transport writes, so tests drive
+it directly with any clock; ``run`` paces it with absolute deadlines on the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from loa.codecs.encoder import EncodedPacket, Encoder, create_encoder
+from loa.core.clock import NS_PER_S, Clock
+from loa.core.counters import Counters, LatencyWindow
+from loa.core.lifecycle import cancel_and_wait
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.core.zones import Zone, ZoneTree
+from loa.playout.inputs.generator import silence_source
+from loa.playout.programme import EndReason, Programme, ProgrammeKind
+from loa.playout.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
+
+log = logging.getLogger(__name__)
+
+# Behind by more than this, the clock resynchronises (and counts it) instead of bursting.
+RESYNC_AFTER_NS = 5 * FRAME_NS
+# A rendition nobody has forwarded for this long is closed; a new listener reopens it.
+RENDITION_IDLE_NS = 2 * NS_PER_S
+
+
+@dataclass(eq=False)
+class Rendition:
+    """A programme encoded in one codec: the one encoder every listener of it shares."""
+
+    programme: Programme
+    codec: str
+    encoder: Encoder
+    last_used_ns: int
+    packets: list[EncodedPacket]
+
+
+class Engine:
+    """The master clock and everything it drives: one ZoneChannel per zone of ``zones``, the
+    registered programmes, the requests, and the renditions (one encoder per programme x codec).
+
+    Times are ns on the injected ``clock``; each tick moves one 20 ms frame (960 samples at
+    48 kHz). Zone switches are collected in ``switch_events`` for the broadcast log."""
+
+    def __init__(
+        self,
+        zones: ZoneTree,
+        clock: Clock,
+        counters: Counters,
+        fanout: FanoutSettings,
+    ) -> None:
+        self.zones = zones
+        self.clock = clock
+        self.counters = counters
+        self.fanout = fanout
+        self.latency = LatencyWindow()
+        self.idle = Programme("Im lặng (idle)", ProgrammeKind.IDLE, silence_source())
+        self._serials = itertools.count(0x4C4F4100)  # "LOA\0": Ogg serials, one a stream
+        self.switch_events: list[SwitchEvent] = []  # drained by the broadcast log
+        self.channels: dict[str, ZoneChannel] = {z.id: self._channel(z) for z in zones}
+        self.programmes: dict[int, Programme] = {self.idle.id: self.idle}
+        self._persistent: set[int] = {self.idle.id}
+        self.requests: dict[int, Request] = {}
+        self.renditions: dict[tuple[int, str], Rendition] = {}
+        self.ticks = 0
+        self.resyncs = 0
+        self.last_resync_ns = 0  # when the clock last resynchronised (0: never)
+        self.last_resync_behind_ms = 0.0  # and how far behind it was
+        self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
+        self._task: asyncio.Task[None] | None = None
+
+    def _channel(self, zone: Zone) -> ZoneChannel:
+        ch = ZoneChannel(zone, self.idle, self.fanout, self.counters, self.latency,
+                         self.clock.now_ns, next(self._serials))
+        ch.events = self.switch_events
+        return ch
+
+    def drain_switch_events(self) -> list[SwitchEvent]:
+        """Take every zone switch recorded since the last call, oldest first, and empty the
+        list in place (the channels keep appending to the same list)."""
+        events, self.switch_events[:] = list(self.switch_events), []
+        return events
+
+    def add_channel(self, zone: Zone) -> ZoneChannel:
+        """A channel for a zone added at run time: it carries what its parent carries."""
+        ch = self._channel(zone)
+        if zone.parent_id is not None:
+            for req in self.channels[zone.parent_id].requests:
+                ch.add(req)
+        self.channels[zone.id] = ch
+        return ch
+
+    def remove_channel(self, zone_id: str) -> None:
+        """Drop a zone's channel and close every listener connection on it; KeyError for an
+        unknown zone. Requests on the zone are left as they are."""
+        ch = self.channels.pop(zone_id)
+        for feed in ch.feeds.values():
+            feed.close_all()
+
+    # programmes and requests
+
+    def add_programme(self, programme: Programme, *, persistent: bool = False) -> Programme:
+        """Register a programme. Persistent ones (mounts) outlive their requests."""
+        self.programmes[programme.id] = programme
+        if persistent:
+            self._persistent.add(programme.id)
+        return programme
+
+    def request(self, zone_id: str, programme: Programme, priority: int, label: str = ""
+                ) -> Request:
+        """Ask for ``programme`` on a zone and everything below it."""
+        subtree = self.zones.subtree(zone_id)  # raises ZoneError for an unknown zone
+        self.add_programme(programme, persistent=programme.id in self._persistent)
+        req = Request(zone_id, programme, priority, label)
+        self.requests[req.id] = req
+        for zone in subtree:
+            self.channels[zone.id].add(req)
+        log.info("request %d: %s on %s at priority %d", req.id, programme.name, zone_id, priority)
+        return req
+
+    def release(self, request_id: int, reason: EndReason = EndReason.RELEASED
+                ) -> Request | None:
+        """End a request: take it off its zone and every zone below, call its ``on_end``
+        callbacks with ``reason``, and close its programme unless persistent or still requested.
+        Returns the request, or None if it was already gone."""
+        req = self.requests.pop(request_id, None)
+        if req is None:
+            return None
+        req.programme.release_reason = reason
+        for zone in self.zones.subtree(req.zone_id):
+            self.channels[zone.id].remove(req)
+        for cb in req.on_end:
+            cb(req, reason)
+        prog = req.programme
+        if prog.id not in self._persistent and not any(
+            r.programme is prog for r in self.requests.values()
+        ):
+            self._drop_programme(prog)
+        log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id,
+                 reason.value)
+        return req
+
+    def _drop_programme(self, prog: Programme) -> None:
+        self.programmes.pop(prog.id, None)
+        for key in [k for k in self.renditions if k[0] == prog.id]:
+            del self.renditions[key]
+        prog.close()
+
+    def requests_on(self, zone_id: str) -> list[Request]:
+        """The requests made on exactly this zone (not those inherited from its parents)."""
+        return [r for r in self.requests.values() if r.zone_id == zone_id]
+
+    # the clock
+
+    async def inputs_ready(self) -> None:
+        """Wait until every file reader has its next frame decoded. Only a driver faster
+        than real time needs this (a test on a ``FakeClock``): in real time a reader is a
+        second ahead, and the tick never waits for it."""
+        for prog in list(self.programmes.values()):
+            ready = getattr(prog.source, "ready", None)
+            if ready is not None and not prog.finished:
+                await ready()
+
+    def tick(self, now_ns: int) -> None:
+        """Run one frame at ``now_ns``: choose each zone's winner, pull the programmes, encode
+        each listened (programme, codec) once and forward it. A programme that ends releases its
+        requests (COMPLETED), and whoever takes over plays in this same tick."""
+        channels = self.channels.values()
+        on_air = {ch.choose().id for ch in channels}
+        ended = self._pull(self.programmes.values(), on_air, now_ns)
+        if ended:
+            for prog in ended:
+                for req in [r for r in self.requests.values() if r.programme is prog]:
+                    self.release(req.id, reason=EndReason.COMPLETED)
+            on_air = {ch.choose().id for ch in channels}
+            # Whoever takes over this tick plays this tick: no gap at the end of a file.
+            self._pull([self.programmes[p] for p in on_air if p in self.programmes], on_air,
+                       now_ns)
+        self._encode_and_forward(now_ns)
+        self.ticks += 1
+
+    def _pull(self, programmes: Iterable[Programme], on_air: set[int], now_ns: int
+              ) -> list[Programme]:
+        ended = []
+        for prog in list(programmes):
+            if prog.finished or (prog.pausable and prog.id not in on_air):
+                continue
+            if not prog.pull(now_ns):
+                ended.append(prog)
+        return ended
+
+    def _encode_and_forward(self, now_ns: int) -> None:
+        by_programme: dict[int, dict[str, list[EncodedPacket]]] = {}
+        for ch in self.channels.values():
+            codecs = ch.codecs_listened()
+            if not codecs:
+                continue
+            prog = ch.on_air_programme
+            encoded = by_programme.setdefault(prog.id, {})
+            for codec in codecs:
+                if codec not in encoded:
+                    encoded[codec] = self._encode(prog, codec, now_ns)
+            ch.forward(encoded)
+        if self.ticks % 50 == 0:
+            self._close_idle_renditions(now_ns)
+
+    def _encode(self, prog: Programme, codec: str, now_ns: int) -> list[EncodedPacket]:
+        key = (prog.id, codec)
+        rend = self.renditions.get(key)
+        if rend is None:
+            encoder = create_encoder(codec, self.fanout.bitrates_bps[codec])
+            rend = Rendition(prog, codec, encoder, now_ns, [])
+            self.renditions[key] = rend
+            self.counters.inc("encoders_created", codec=codec)
+            log.info("encoding %s as %s", prog.name, codec)
+        rend.last_used_ns = now_ns
+        cpu0 = time.thread_time_ns()
+        rend.packets = rend.encoder.encode(
+            prog.frame, prog.position_samples - FRAME_SAMPLES, prog.capture_ns
+        )
+        self.encode_cpu_ns[codec] = self.encode_cpu_ns.get(codec, 0) + time.thread_time_ns() - cpu0
+        return rend.packets
+
+    def _close_idle_renditions(self, now_ns: int) -> None:
+        for key, rend in list(self.renditions.items()):
+            if now_ns - rend.last_used_ns > RENDITION_IDLE_NS:
+                del self.renditions[key]
+                log.info("stopped encoding %s as %s (no listeners)", rend.programme.name,
+                         rend.codec)
+
+    async def run(self) -> None:
+        """Tick every frame on absolute deadlines until cancelled."""
+        clock = self.clock
+        deadline_ns = clock.now_ns()
+        while True:
+            deadline_ns += FRAME_NS
+            await clock.sleep_until(deadline_ns)
+            now_ns = clock.now_ns()
+            if now_ns - deadline_ns > RESYNC_AFTER_NS:
+                self.resyncs += 1  # exported as loa_clock_resyncs
+                self.last_resync_ns = now_ns
+                self.last_resync_behind_ms = (now_ns - deadline_ns) / 1e6
+                log.warning("master clock %.1f ms behind: resynchronising",
+                            (now_ns - deadline_ns) / 1e6)
+                deadline_ns = now_ns
+            try:
+                self.tick(now_ns)
+            except Exception:  # one bad tick must not stop the clock for every zone
+                self.counters.inc("tick_errors")
+                log.exception("tick failed")
+
+    def start(self) -> None:
+        """Start ``run`` as the "master-clock" task."""
+        self._task = asyncio.create_task(self.run(), name="master-clock")
+
+    async def stop(self) -> None:
+        """Cancel the clock task and wait for it to end."""
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    def describe(self) -> dict[str, object]:
+        """Status snapshot: ticks, resyncs, programmes, open renditions, and the server-added
+        latency p50/p99 in ms."""
+        p50, p99 = self.latency.percentiles_ms(50, 99)
+        return {
+            "ticks": self.ticks,
+            "resyncs": self.resyncs,
+            "programmes": [p.describe() for p in self.programmes.values()],
+            "renditions": [
+                {"programme": r.programme.id, "codec": r.codec} for r in self.renditions.values()
+            ],
+            "server_latency_ms": {"p50": p50, "p99": p99, "samples": self.latency.count},
+        }

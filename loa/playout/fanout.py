@@ -1,0 +1,188 @@
+"""Fan-out: the same immutable bytes to every subscriber, never awaiting any one of them.
+
+Each subscriber's transport gets a high-water mark equal to its backlog. The transport calls
+``pause_writing`` on its protocol the moment a write takes it over that mark; the next check
+sees ``writing_paused`` and cuts the subscriber off, so one slow endpoint costs the others
+nothing. (aiohttp's ``BaseProtocol`` and our raw stream protocol both expose ``transport`` and
+``writing_paused``; a closed connection shows as ``transport is None``.)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loa.core.counters import Counters, LatencyWindow
+
+log = logging.getLogger(__name__)
+
+MIN_BACKLOG_BYTES = 16 * 1024
+
+
+class WritableProtocol(Protocol):
+    """What fan-out needs of a connection's protocol: its transport (None once lost) and
+    whether the transport has paused writing (it went over the high-water mark)."""
+
+    transport: Any  # asyncio.Transport, None once the connection is lost
+
+    @property
+    def writing_paused(self) -> bool: ...
+
+
+class Subscriber:
+    """One listener connection on one feed."""
+
+    __slots__ = ("protocol", "label", "format_name", "feed", "on_gone", "endpoint_id")
+
+    def __init__(self, protocol: WritableProtocol, label: str, format_name: str,
+                 endpoint_id: str | None = None) -> None:
+        self.protocol = protocol
+        self.label = label
+        self.format_name = format_name
+        self.endpoint_id = endpoint_id
+        self.feed: Feed | None = None
+        self.on_gone: Callable[[Subscriber], None] | None = None
+
+    def close(self) -> None:
+        """Close the connection (buffered bytes are still flushed); no-op once it is lost."""
+        tr = self.protocol.transport
+        if tr is not None:
+            tr.close()
+
+
+def tune_socket(transport: Any, sndbuf_bytes: int) -> None:
+    """Small kernel send buffer (bounded delay and memory per endpoint), no Nagle delay."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sndbuf_bytes > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf_bytes)
+    except OSError:
+        pass  # not a TCP socket (tests over pipes): nothing to tune
+
+
+class Feed:
+    """One zone stream in one wire format, with its subscribers and a short join burst."""
+
+    def __init__(
+        self,
+        name: str,
+        counters: Counters,
+        latency: LatencyWindow,
+        *,
+        burst_packets: int,
+        backlog_bytes: int,
+        now_ns: Callable[[], int],
+        batch_packets: int = 1,
+    ) -> None:
+        self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
+        self.counters = counters
+        self.latency = latency
+        self.backlog_bytes = max(backlog_bytes, MIN_BACKLOG_BYTES)
+        self._now_ns = now_ns
+        self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
+        self._burst: deque[bytes] = deque(maxlen=max(burst_packets, 0) or None)
+        self._burst_enabled = burst_packets > 0
+        self.packets_published = 0
+        self.packets_sent = 0  # packets written to listeners (each listener counts)
+        self.batch_packets = max(1, batch_packets)
+        self._pending: list[bytes] = []  # packets of the batch being gathered
+        self._pending_capture_ns = 0
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def subscribers(self) -> list[Subscriber]:
+        """A copy of the subscribers, in join order."""
+        return list(self._subscribers)
+
+    def add(self, sub: Subscriber, header: bytes) -> None:
+        """Join: the stream's header, then the recent burst, in one write."""
+        tr = sub.protocol.transport
+        if tr is None:
+            return
+        tr.set_write_buffer_limits(high=self.backlog_bytes)
+        sub.feed = self
+        self._subscribers[sub] = None
+        data = header + b"".join(self._burst) if self._burst_enabled else header
+        if data:
+            tr.write(data)
+        self.counters.inc("subscribers_joined", feed=self.name)
+
+    def remove(self, sub: Subscriber) -> None:
+        """Forget a subscriber (its connection is left open). The last one to leave clears
+        the burst and any half-gathered batch, so a later joiner gets no stale audio."""
+        if sub in self._subscribers:
+            del self._subscribers[sub]
+            sub.feed = None
+            if not self._subscribers:
+                self._burst.clear()  # a later joiner must not get stale audio
+                self._pending.clear()
+                self._pending_capture_ns = 0
+
+    def publish(self, data: bytes, capture_ns: int = 0, *, burst: bool = True) -> None:
+        """Write ``data`` to every subscriber. ``capture_ns`` > 0 records server-added latency.
+
+        With ``batch_packets`` > 1, packets are held and written together, one write per
+        subscriber per batch: fewer send() calls, at the price of up to a batch of latency.
+        """
+        self.packets_published += 1
+        if self.batch_packets > 1 and burst:
+            self._pending.append(data)
+            if capture_ns and not self._pending_capture_ns:
+                self._pending_capture_ns = capture_ns  # the oldest packet's: the worst latency
+            if len(self._pending) < self.batch_packets:
+                return
+            if self._burst_enabled:
+                self._burst.extend(self._pending)
+            data = b"".join(self._pending)
+            capture_ns = self._pending_capture_ns
+            self._pending.clear()
+            self._pending_capture_ns = 0
+        elif burst and self._burst_enabled:
+            self._burst.append(data)
+        if not self._subscribers:
+            return
+        self.packets_sent += len(self._subscribers) * (self.batch_packets if self.batch_packets > 1
+                                                       and burst else 1)
+        dropped: list[Subscriber] | None = None
+        for sub in self._subscribers:
+            proto = sub.protocol
+            tr = proto.transport
+            if tr is None:
+                (dropped := dropped or []).append(sub)
+                continue
+            tr.write(data)
+            if proto.writing_paused:
+                (dropped := dropped or []).append(sub)
+        if capture_ns > 0:
+            # After the last write: the worst subscriber's server-added latency for this packet.
+            self.latency.add(self._now_ns() - capture_ns)
+        if dropped:
+            self._drop(dropped)
+
+    def _drop(self, subs: list[Subscriber]) -> None:
+        for sub in subs:
+            self.remove(sub)
+            tr = sub.protocol.transport
+            if tr is None:
+                self.counters.inc("subscribers_left", feed=self.name)
+            else:
+                # Over its backlog: abort (discarding the backlog) rather than let it grow.
+                self.counters.inc("subscribers_cut", feed=self.name, reason="slow")
+                log.warning("cut slow listener %s on %s (backlog over %d bytes)",
+                            sub.label, self.name, self.backlog_bytes)
+                tr.abort()
+            if sub.on_gone is not None:
+                sub.on_gone(sub)
+
+    def close_all(self) -> None:
+        """Remove every subscriber and close its connection (a zone went away)."""
+        for sub in list(self._subscribers):
+            self.remove(sub)
+            sub.close()

@@ -1,0 +1,117 @@
+"""A live source: frames pushed by a decoder thread, drained one per tick via a jitter buffer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loa.codecs.loudness import SlowAgc
+from loa.core.clock import NS_PER_MS, Clock
+from loa.core.counters import Counters
+from loa.core.pcm import SILENCE, Samples
+from loa.playout.jitter import JitterBuffer
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """Jitter-buffer sizes in 20 ms frames (1 <= target <= max_target <= capacity, else
+    JitterBuffer raises ValueError), the stall timeout in ms and an optional AGC target in LUFS."""
+
+    target_frames: int
+    max_target_frames: int
+    capacity_frames: int
+    # Connected but silent this long (no frame arrived, none buffered): the source counts as
+    # down, so its zones fall back instead of carrying dead air. Icecast waits 10 s.
+    stall_ms: int = 3000
+    # The live feed is brought slowly to the station's loudness target (None: left as sent).
+    agc_target_lufs: float | None = None
+
+
+class LiveSource:
+    """The receiving end of a push or relay. Never finishes by itself.
+
+    Available while connected and not stalled; a stalled source that sends again is
+    available again, and its zones rejoin it.
+    """
+
+    pausable = False
+
+    def __init__(self, label: str, clock: Clock, counters: Counters,
+                 settings: LiveSettings) -> None:
+        self.label = label
+        self._clock = clock
+        self._counters = counters
+        self.jitter = JitterBuffer(settings.target_frames, settings.max_target_frames,
+                                   settings.capacity_frames)
+        self._stall_ns = settings.stall_ms * NS_PER_MS
+        self.agc = SlowAgc(settings.agc_target_lufs) if settings.agc_target_lufs is not None \
+            else None
+        self.connected = False
+        self.frames_in = 0
+        self.last_arrival_ns = 0
+        self._underflows_seen = 0
+        self._overflows_seen = 0
+        self._trimmed_seen = 0
+
+    @property
+    def available(self) -> bool:
+        if not self.connected:
+            return False
+        return len(self.jitter) > 0 or self._clock.now_ns() - self.last_arrival_ns < self._stall_ns
+
+    @property
+    def stalled(self) -> bool:
+        return self.connected and not self.available
+
+    def connect(self) -> None:
+        """A source came on: start from an empty jitter buffer and count the stall timeout from now.
+        """
+        self.jitter.reset()
+        self.connected = True
+        self.last_arrival_ns = self._clock.now_ns()
+
+    def disconnect(self) -> None:
+        """The source went away: unavailable, buffered frames discarded."""
+        self.connected = False
+        self.jitter.reset()
+
+    def push_frames(self, frames: list[Samples]) -> None:
+        """Called on the loop with freshly decoded frames; stamps their arrival."""
+        if not self.connected:
+            return
+        now_ns = self._clock.now_ns()
+        self.last_arrival_ns = now_ns
+        for samples in frames:
+            self.jitter.push(samples, now_ns)
+        self.frames_in += len(frames)
+        self._sync_counters()
+
+    def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """This tick's frame from the jitter buffer (AGC applied if set), or silence stamped
+        ``now_ns`` while buffering, on underflow or when disconnected. Never returns None."""
+        got = self.jitter.pop(now_ns) if self.connected else None
+        if got is None:
+            self._sync_counters()
+            return SILENCE, now_ns
+        if self.jitter.trimmed != self._trimmed_seen:
+            self._sync_counters()
+        if self.agc is not None:
+            return self.agc.process(got[0]), got[1]
+        return got
+
+    def _sync_counters(self) -> None:
+        jb = self.jitter
+        if jb.underflows != self._underflows_seen:
+            self._counters.inc("jitter_underflows", jb.underflows - self._underflows_seen,
+                               source=self.label)
+            self._underflows_seen = jb.underflows
+        if jb.overflow_drops != self._overflows_seen:
+            self._counters.inc("jitter_overflow_drops", jb.overflow_drops - self._overflows_seen,
+                               source=self.label)
+            self._overflows_seen = jb.overflow_drops
+        if jb.trimmed != self._trimmed_seen:
+            self._counters.inc("jitter_trimmed", jb.trimmed - self._trimmed_seen,
+                               source=self.label)
+            self._trimmed_seen = jb.trimmed
+
+    def close(self) -> None:
+        self.disconnect()

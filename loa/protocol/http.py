@@ -1,0 +1,83 @@
+"""HTTP/1.x request heads as the front door reads them (Icecast sources, listeners, everything
+else), and the small raw responses it writes before a socket is handed on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+MAX_HEAD_BYTES = 16 * 1024
+HEAD_TIMEOUT_S = 10.0
+
+REASONS = {
+    100: "Continue",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    415: "Unsupported Media Type",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request line and headers as the front door parsed them; ``path`` is percent-decoded."""
+
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
+
+    def header(self, name: str, default: str = "") -> str:
+        """A header's value by case-insensitive name, or ``default``."""
+        return self.headers.get(name.lower(), default)
+
+
+class HeadError(ValueError):
+    """A request head that is not HTTP/1.x or ICE/1.x, or has a malformed line."""
+
+    pass
+
+
+def parse_head(raw: bytes) -> RequestHead:
+    """Parse a request head (the bytes before the blank line, latin-1). Accepts
+    ``HTTP/1.x`` and Icecast's ``ICE/1.x``; raises HeadError otherwise."""
+    try:
+        text = raw.decode("latin-1")
+        lines = text.split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        raise HeadError("malformed request line") from None
+    if not version.startswith(("HTTP/1.", "ICE/1.")):
+        raise HeadError("unsupported protocol version")
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise HeadError("malformed header line")
+        headers[name.strip().lower()] = value.strip()
+    split = urlsplit(target)
+    return RequestHead(method.upper(), target, unquote(split.path), split.query, version, headers)
+
+
+def simple_response(status: int, body: str = "", extra: dict[str, str] | None = None,
+                    version: str = "HTTP/1.0") -> bytes:
+    """A complete ``Connection: close`` response: status line, optional text/plain body
+    (a newline is added) and ``extra`` headers, encoded latin-1."""
+    payload = (body + "\n").encode() if body else b""
+    lines = [f"{version} {status} {REASONS.get(status, '')}", "Server: Loa",
+             "Connection: close"]
+    if payload:
+        lines += ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(payload)}"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+

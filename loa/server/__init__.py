@@ -1,1 +1,0 @@
-"""The server: inputs, programmes, zone channels, fan-out, outputs, API."""

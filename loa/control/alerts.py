@@ -217,7 +217,6 @@ class Alert:
     received_ns: int = 0  # when the trigger arrived (Clock ns): reach is measured from here
     message: Path | None = None  # the message's audio, once prepared
     message_failed: bool = False
-    message_on_air_ns: int = 0  # when the message's first audio went on air
     pending: list[Pending] = field(default_factory=list)  # message parts waiting for it
     preparing: asyncio.Task[None] | None = None
 
@@ -260,7 +259,7 @@ class Alert:
         return {
             "activated": ms(self.activated_ns),
             "tone_on_air": ms(prog.first_pulled_ns if prog is not None else None),
-            "message_on_air": ms(self.message_on_air_ns),
+            "message_on_air": ms(prog.message_started_ns if prog is not None else None),
             "tone_first": ms(min((prog.reach or {}).values(), default=None)
                              if prog is not None else None),
             "message_first": ms(min((prog.message_reach or {}).values(), default=None)
@@ -654,10 +653,9 @@ class AlertManager:
         return pending
 
     def _message_on_air(self, alert: Alert, now_ns: int) -> None:
-        if not alert.message_on_air_ns:
-            alert.message_on_air_ns = now_ns
-            if alert.programme is not None:
-                alert.programme.message_started_ns = now_ns
+        prog = alert.programme
+        if prog is not None and not prog.message_started_ns:
+            prog.message_started_ns = now_ns  # the first repeat's, kept
 
     def _file_part(self, alert: Alert, path: Path) -> FileSource:
         gain = self.leveller.gain_for if self.leveller is not None else 1.0

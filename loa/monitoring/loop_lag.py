@@ -33,7 +33,6 @@ class LoopLag:
         self.bucket_counts = [0] * (len(BUCKETS_S) + 1)  # the last one is +Inf
         self.count = 0
         self.sum_s = 0.0
-        self.max_s = 0.0
         self.recent = LatencyWindow(int(RECENT_S / probe_s))
 
     def observe(self, lag_s: float) -> None:
@@ -46,7 +45,6 @@ class LoopLag:
             self.bucket_counts[-1] += 1
         self.count += 1
         self.sum_s += lag_s
-        self.max_s = max(self.max_s, lag_s)
         self.recent.add(int(lag_s * 1e9))
 
     def recent_ms(self) -> dict[str, float | None]:

@@ -106,7 +106,7 @@ async def test_alarms_rise_after_their_hold_and_clear(tmp_path: Path) -> None:
         say("loa-003", "telemetry", b'{"relay": "ok"}')
         assert ("endpoint_offline", "loa-004") not in active()
         assert ("relay_fault", "loa-003") not in active()
-        actions = [a["action"] for a in server.store.audit_log()]
+        actions = [a["action"] for a in await server.store.audit_log_async()]
         assert actions.count("alarm.raised") >= 4 and actions.count("alarm.cleared") >= 2
         metrics = await metrics_text(server)
         assert 'loa_alarms_active{kind="underruns"} 1.0' in metrics

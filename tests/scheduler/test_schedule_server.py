@@ -56,14 +56,15 @@ async def test_a_slot_starts_on_the_frame_and_its_window_closes(tmp_path: Path) 
         assert prios[150:175] == [80] * 25  # the live takeover
         assert set(prios[175:250]) == {50}  # the bulletin again, until its window closes
         assert 50 not in prios[252:]
-        assert [e["action"] for e in server.store.audit_log(created["schedule"]["id"])
+        assert [e["action"] for e in await server.store.audit_log_async(created["schedule"]["id"])
                 ][0] == "schedule.cut_short"
         status, listing = await call(server, "GET", "/api/v1/schedules")
         assert [s["title"] for s in listing["schedules"]] == ["Bản tin trưa"]
         server.broadcast_log.consume(server.engine.drain_switch_events())
-        assert [(e["programme"], e["end_reason"]) for e in server.store.broadcast_log("phu-my-1")
-                ] == [("Bản tin trưa", "preempted"), ("Trực tiếp", "cancelled"),
-                      ("Bản tin trưa", "cut short")]
+        logged = await server.store.broadcast_log_async("phu-my-1")
+        assert [(e["programme"], e["end_reason"]) for e in logged] == [
+            ("Bản tin trưa", "preempted"), ("Trực tiếp", "cancelled"),
+            ("Bản tin trưa", "cut short")]
     finally:
         await server.stop()
 
@@ -103,7 +104,7 @@ async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: 
         labels = {r.label for r in again.engine.requests.values()}
         assert f"schedule/{late['schedule']['id']}" in labels
         assert f"schedule/{skip['schedule']['id']}" not in labels
-        notes = {a["subject"]: a["detail"]["note"] for a in again.store.audit_log()
+        notes = {a["subject"]: a["detail"]["note"] for a in await again.store.audit_log_async()
                  if a["action"] == "schedule.missed"}
         assert "late" in notes[late["schedule"]["id"]]
         assert "skipped" in notes[skip["schedule"]["id"]]
@@ -214,7 +215,7 @@ async def test_a_preempted_scheduled_file_resumes_in_place_then_its_window_cuts_
         step_at = next(i for i in range(60) if dominant_hz(after[i * 960 : (i + 2) * 960]) > 550)
         assert abs(step_at - 25) <= 1  # the 500 -> 600 Hz step, 0.5 s later: nothing lost
         server.broadcast_log.consume(server.engine.drain_switch_events())
-        assert [e["end_reason"] for e in server.store.broadcast_log("an-binh-2")] == [
+        assert [e["end_reason"] for e in await server.store.broadcast_log_async("an-binh-2")] == [
             "preempted", "cancelled", "cut short"]
     finally:
         await server.stop()

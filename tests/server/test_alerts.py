@@ -102,7 +102,7 @@ async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives
         # the other commune heard its programme throughout
         other, other_pcm = await asyncio.to_thread(heard, outside)
         assert {p.priority for p in other} == {50}
-        assert dominant_hz(other_pcm) == pytest.approx(440, rel=0.01)
+        assert await asyncio.to_thread(dominant_hz, other_pcm) == pytest.approx(440, rel=0.01)
         # volume: raised for the alert, restored after, only where it played
         vols = [t for t in texts(inside) if t["type"] == "volume"]
         assert [v["volume_pct"] for v in vols] == [100, 70]
@@ -111,7 +111,7 @@ async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives
         full = alert.describe(full=True)["reach"]
         assert full["targeted"] == 4 and full["reached"] == 1
         assert "loa-002" in full["not_reached_endpoints"]
-        assert server.store.audit_log(alert.id)
+        assert await server.store.audit_log_async(alert.id)
     finally:
         await server.stop()
 

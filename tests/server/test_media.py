@@ -149,14 +149,14 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
         await tick(server, clock, 50)  # the rest of the bulletin, then the fill again
         server.broadcast_log.consume(server.engine.drain_switch_events())
         status = [(e["programme"], e["end_reason"], round(e["duration_s"], 2))
-                  for e in server.store.broadcast_log("an-binh-1")]
+                  for e in await server.store.broadcast_log_async("an-binh-1")]
         # (the bulletin was asked for before the first tick: the fill never went on air here)
         assert status == [("Bản tin", "preempted", 0.5), ("Trực tiếp", "cancelled", 0.4),
                           ("Bản tin", "completed", 0.5)]
         assert [e["programme"] for e in server.broadcast_log.on_air()
                 if e["zone"] == "an-binh-1"] == ["Nhạc nền"]
         # phu-my never heard anything but the fill: nothing has ended there yet
-        assert server.store.broadcast_log("phu-my-1") == []
+        assert await server.store.broadcast_log_async("phu-my-1") == []
     finally:
         await server.stop()
     # stopping closes what was still on air

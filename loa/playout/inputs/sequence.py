@@ -131,7 +131,6 @@ class Pending:
         self._closed = False
         self._started = False
         self._on_first_frame = on_first_frame
-        self.waited_frames = 0
 
     def resolve(self, part: FrameSource) -> None:
         """Give the real part (it plays from its start); closed already, the part is closed."""
@@ -145,13 +144,12 @@ class Pending:
         self._failed = True
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
-        """Silence (counted in ``waited_frames``) until resolved, then the real part's frames;
+        """Silence until resolved, then the real part's frames;
         None once it ends, or at once if failed or closed before resolving."""
         inner = self._inner
         if inner is None:
             if self._failed or self._closed:
                 return None
-            self.waited_frames += 1
             return np.zeros(FRAME_SAMPLES, dtype=np.float32), now_ns
         got = inner.read(now_ns)
         real: int | None = getattr(inner, "frames_read", None)  # a file's underruns are not

@@ -60,3 +60,25 @@ async def test_a_server_process_reports_its_slow_steps_to_the_file(tmp_path: Pat
     assert install_from_env({}) is None
     with pytest.raises(ValueError, match="positive"):
         install_from_env({"LOA_LOOP_WATCHDOG_MS": "0"})
+
+
+@pytest.mark.loop_blocking("proves that a slow step names the coroutine that held the loop")
+async def test_a_slow_step_names_the_innermost_coroutine(tmp_path: Path) -> None:
+    report = tmp_path / "slow.log"
+    watchdog = install_from_env({"LOA_LOOP_WATCHDOG_MS": "10",
+                                 "LOA_LOOP_WATCHDOG_FILE": str(report)})
+    assert watchdog is not None
+    try:
+        async def tidy_up() -> None:
+            await asyncio.sleep(0)
+            _busy(30)  # the slow work, then the step goes on to the next await
+            await asyncio.sleep(0)
+
+        async def outer() -> None:
+            await tidy_up()
+
+        await asyncio.create_task(outer(), name="outer")
+    finally:
+        watchdog.uninstall()
+    (line,) = report.read_text().splitlines()
+    assert "task outer" in line and "in tidy_up at" in line and __file__ in line

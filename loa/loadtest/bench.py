@@ -121,7 +121,7 @@ class IcecastServer:
 
     async def stop(self) -> None:
         await stop_process(self.proc)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self._dir, ignore_errors=True)
 
 
 @dataclass
@@ -540,66 +540,69 @@ async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20
     assert test.result is not None
     eps = test.result.endpoints
 
-    start_ns = test.fleet.start_ns
+    def figures() -> dict[str, Any]:  # 40 to 2000 endpoints' timelines: beside the loop
+        start_ns = test.fleet.start_ns
 
-    def heard(zones: list[str]) -> dict[str, Any]:
-        idx = [i for i, z in enumerate(home) if z in zones]
-        rows = [eps[i]["timeline"] for i in idx if eps[i].get("timeline")]
-        agg = aggregate(rows)
-        when: dict[float, int] = {}  # stalls by when they were heard (s from the start)
-        for row in rows:
-            for ns in row["stalls_at_ns"]:
-                t = round((ns - start_ns) / 1e9, 1)
-                when[t] = when.get(t, 0) + 1
-        return {"zones": len(zones), "endpoints": len(idx), "reporting": len(rows),
-                "gaps": sum(eps[i].get("gaps", 0) for i in idx),
-                "stalls_at_s": {str(t): n for t, n in sorted(when.items())},
-                **{k: agg[k] for k in ("verdict", "verdict_reasons", "stalls",
-                                       "endpoints_with_stalls", "longest_silence_ms",
-                                       "delivered_pct")}}
+        def heard(zones: list[str]) -> dict[str, Any]:
+            idx = [i for i, z in enumerate(home) if z in zones]
+            rows = [eps[i]["timeline"] for i in idx if eps[i].get("timeline")]
+            agg = aggregate(rows)
+            when: dict[float, int] = {}  # stalls by when they were heard (s from the start)
+            for row in rows:
+                for ns in row["stalls_at_ns"]:
+                    t = round((ns - start_ns) / 1e9, 1)
+                    when[t] = when.get(t, 0) + 1
+            return {"zones": len(zones), "endpoints": len(idx), "reporting": len(rows),
+                    "gaps": sum(eps[i].get("gaps", 0) for i in idx),
+                    "stalls_at_s": {str(t): n for t, n in sorted(when.items())},
+                    **{k: agg[k] for k in ("verdict", "verdict_reasons", "stalls",
+                                           "endpoints_with_stalls", "longest_silence_ms",
+                                           "delivered_pct")}}
 
-    alerts: dict[str, Any] = {}
-    for kind in ALERT_KINDS:
-        a, found = state["alerts"].get(kind), state["reach"].get(kind)
-        if a is None or found is None:
-            continue
-        rfc = found.get("reach_from_call_ms", {"tone": {}, "message": {}})
-        zone_set = set(targets[kind])
-        arrived = []  # as the endpoints saw it: call sent -> first alert packet
-        for i, z in enumerate(home):
-            if z in zone_set and eps[i]:
-                first = next((t for t, _, prio in eps[i].get("switches", [])
-                              if t >= a["sent_ns"] and prio == 100), None)
-                if first is not None:
-                    arrived.append((first - a["sent_ns"]) / 1e6)
-        alerts[kind] = {
-            "id": a["id"], "zones": a["zones"], "content": a["content"],
-            "answered_ms": a["answered_ms"], "targeted": found["reach"]["targeted"],
-            "tone_reached": len(rfc["tone"]), "message_reached": len(rfc["message"]),
-            "tone_first_ms": percentiles(list(rfc["tone"].values())),
-            "message_first_ms": percentiles(list(rfc["message"].values())),
-            "tone_arrived_ms": percentiles(arrived),
-            "timing_ms": found.get("timing_ms"), "status": found.get("status"),
-            "warnings": found.get("warnings", []),
+        alerts: dict[str, Any] = {}
+        for kind in ALERT_KINDS:
+            a, found = state["alerts"].get(kind), state["reach"].get(kind)
+            if a is None or found is None:
+                continue
+            rfc = found.get("reach_from_call_ms", {"tone": {}, "message": {}})
+            zone_set = set(targets[kind])
+            arrived = []  # as the endpoints saw it: call sent -> first alert packet
+            for i, z in enumerate(home):
+                if z in zone_set and eps[i]:
+                    first = next((t for t, _, prio in eps[i].get("switches", [])
+                                  if t >= a["sent_ns"] and prio == 100), None)
+                    if first is not None:
+                        arrived.append((first - a["sent_ns"]) / 1e6)
+            alerts[kind] = {
+                "id": a["id"], "zones": a["zones"], "content": a["content"],
+                "answered_ms": a["answered_ms"], "targeted": found["reach"]["targeted"],
+                "tone_reached": len(rfc["tone"]), "message_reached": len(rfc["message"]),
+                "tone_first_ms": percentiles(list(rfc["tone"].values())),
+                "message_first_ms": percentiles(list(rfc["message"].values())),
+                "tone_arrived_ms": percentiles(arrived),
+                "timing_ms": found.get("timing_ms"), "status": found.get("status"),
+                "warnings": found.get("warnings", []),
+            }
+        return {
+            "endpoints": endpoints, "villages": villages, "zones_per_kind": zones_per_kind,
+            "seconds": seconds, "alert_at_s": alert_at, "lag_read_after_s": lag_after_s,
+            "zones": {**targets, "untouched": untouched},
+            "content": {"file_s": file_s, "text_chars": len(text),
+                        "cap_audio_bytes": len(cap_audio), "cap_xml_bytes": len(cap_xml)},
+            "untouched": heard(untouched),
+            "alerted": heard([z for zs in targets.values() for z in zs]),
+            "loop_lag_ms": state["lag"], "clock_resyncs": state["resyncs"],
+            "alerts": alerts,
+            "gaps": report["gaps"], "server": report.get("server"),
+            "generator_cpu_pct": report["generator_cpu_pct"],
+            # everything the machine did meanwhile (server, generator, source and anything else),
+            # % of all its cores: a busy machine shows as loop lag that is not the server's own
+            "machine_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]), 1)
+            if cpu1[1] > cpu0[1] else None,
+            "errors": state["errors"],
         }
-    return {
-        "endpoints": endpoints, "villages": villages, "zones_per_kind": zones_per_kind,
-        "seconds": seconds, "alert_at_s": alert_at, "lag_read_after_s": lag_after_s,
-        "zones": {**targets, "untouched": untouched},
-        "content": {"file_s": file_s, "text_chars": len(text), "cap_audio_bytes": len(cap_audio),
-                    "cap_xml_bytes": len(cap_xml)},
-        "untouched": heard(untouched),
-        "alerted": heard([z for zs in targets.values() for z in zs]),
-        "loop_lag_ms": state["lag"], "clock_resyncs": state["resyncs"],
-        "alerts": alerts,
-        "gaps": report["gaps"], "server": report.get("server"),
-        "generator_cpu_pct": report["generator_cpu_pct"],
-        # everything the machine did meanwhile (server, generator, source and anything else),
-        # % of all its cores: a busy machine shows as loop lag that is not the server's own
-        "machine_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]), 1)
-        if cpu1[1] > cpu0[1] else None,
-        "errors": state["errors"],
-    }
+
+    return await asyncio.to_thread(figures)
 
 
 BENCH_PARTS = ("fanout", "transcode", "switching", "alerts")

@@ -215,8 +215,8 @@ class MqttLoadTest:
             await server.stop()
             if self.mosquitto is not None:
                 self.mosquitto.terminate()
-                self.mosquitto.wait(5)
-            shutil.rmtree(self.dir, ignore_errors=True)
+                await asyncio.to_thread(self.mosquitto.wait, 5)
+            await asyncio.to_thread(shutil.rmtree, self.dir, ignore_errors=True)
         acks = [ms for r in rounds for ms in r["ack_ms"]]
         for rnd in rounds:  # when the command reached the endpoints (a system-wide clock)
             key = str(rnd["volume_pct"])

@@ -113,7 +113,8 @@ class LocalLoa:
 
     async def stop(self) -> None:
         await stop_process(self.proc)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        # its media folder can hold a long recording: removing it is disk work
+        await asyncio.to_thread(shutil.rmtree, self._dir, ignore_errors=True)
 
 
 async def wait_ready(url: str, token: str, timeout_s: float = 20.0) -> None:

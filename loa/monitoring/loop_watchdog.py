@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio.events
 import gc
 import logging
+import os
 import resource
 import threading
 import time
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LIMIT_MS = 20.0
+_ASYNCIO_DIR = os.path.dirname(asyncio.events.__file__)
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 
@@ -128,10 +130,32 @@ def _describe(handle: asyncio.events.Handle) -> str:
     task = getattr(cb, "__self__", None)
     if isinstance(task, asyncio.Task):
         coro = task.get_coro()
-        frame = getattr(coro, "cr_frame", None)
-        where = f" at {frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
-        return f"task {task.get_name()} ({getattr(coro, '__qualname__', coro)}){where}"
+        return f"task {task.get_name()} ({getattr(coro, '__qualname__', coro)}){_where(coro)}"
     return repr(handle)
+
+
+def _where(coro: Any) -> str:
+    """Where the step stopped: the task's own line, then, down its chain of awaits, the
+    innermost coroutine's line outside asyncio itself (where the step ended: the await after
+    the slow work)."""
+    frames = []
+    for _ in range(50):  # bounded: a chain of awaits is short
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        if not frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if coro is None:
+            break
+    if not frames:
+        return ""
+    first, last = frames[0], frames[-1]
+    where = f" at {first.f_code.co_filename}:{first.f_lineno}"
+    if last is not first:
+        where += (f", in {last.f_code.co_name} at {last.f_code.co_filename}:"
+                  f"{last.f_lineno}")
+    return where
 
 
 def install_from_env(env: dict[str, str]) -> LoopWatchdog | None:

@@ -4,13 +4,13 @@ down in phases (stop accepting, stop the clock, end sources and listeners, close
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import html
 import json
 import logging
 import socket
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,10 @@ import loa.playout.outputs.mp3_http  # noqa: F401
 import loa.playout.outputs.ogg_http  # noqa: F401
 import loa.playout.outputs.websocket  # noqa: F401
 from loa import __version__
-from loa.api import (
-    SERVER_KEY,
-    Api,
-    auth_middleware,
-    close_middleware,
-    media_path,
-)
-from loa.codecs.decode import DecodeError
+from loa.api.errors import error_middleware
+from loa.api.middleware import auth_middleware, close_middleware
+from loa.api.resource import SERVER_KEY
+from loa.api.routes import Api
 from loa.codecs.loudness import MEASURER, Leveller
 from loa.codecs.tts import Tts
 from loa.config import Config
@@ -41,7 +37,8 @@ from loa.control.endpoints import EndpointRegistry
 from loa.control.fleet.broker import SERVER_USER, Authority, EmbeddedBroker
 from loa.control.fleet.control import FleetControl
 from loa.control.media import MediaItem, MediaLibrary
-from loa.control.schedule.engine import Running, ScheduleEngine, WallClock
+from loa.control.programmes import ProgrammeFactory
+from loa.control.schedule.engine import Running, ScheduleEngine
 from loa.control.schedule.recurrence import (
     STATION_TZ,
     ScheduleError,
@@ -50,7 +47,15 @@ from loa.control.schedule.recurrence import (
 )
 from loa.control.store import Store
 from loa.control.streams import Streams
-from loa.core.clock import NS_PER_S, Clock, MonotonicClock
+from loa.core.clock import NS_PER_S, Clock, MonotonicClock, WallClock
+from loa.core.content import (
+    ContentError,
+    ContentSpec,
+    FileContent,
+    LiveContent,
+    MediaContent,
+    PlaylistContent,
+)
 from loa.core.counters import Counters
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS
@@ -62,19 +67,20 @@ from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.loop_lag import LoopLag
 from loa.playout.engine import Engine
 from loa.playout.front_door import FrontProtocol
-from loa.playout.inputs.file import READERS, FileSource
-from loa.playout.inputs.generator import chime_source, tone_source
+from loa.playout.inputs.file import READERS
+from loa.playout.inputs.generator import chime_source
 from loa.playout.inputs.live import LiveSettings
 from loa.playout.inputs.push import Mounts
 from loa.playout.inputs.relay import Relay
-from loa.playout.inputs.sequence import PartFactory, SequenceSource
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request
-from loa.protocol.http import RequestHead
+from loa.protocol.http import RequestHead, query_bytes
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2.0
+START_DEADLINE_S = 30.0  # each phase of start-up
+STOP_DEADLINE_S = 15.0  # each phase of shutdown
 SWITCH_INTERVAL_S = 0.001
 LOG_FLUSH_NS = NS_PER_S
 
@@ -89,6 +95,9 @@ class LoaServer:
         self.config = config
         self.clock: Clock = clock or MonotonicClock()
         self.counters = Counters()
+        # the one wall clock: on the pipeline's clock, kept on the system's (not under test)
+        self.wall = WallClock(self.clock, STATION_TZ, system=time.time
+                              if isinstance(self.clock, MonotonicClock) else None)
         self.counters.inc("read_ahead_underruns", 0)  # exported from the start, not the first
         self.zones = ZoneTree(config.zones)
         self.engine = Engine(
@@ -120,28 +129,34 @@ class LoaServer:
         self.mounts = Mounts(
             lambda p: self.engine.add_programme(p, persistent=True),
             self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
+            source_timeout_s=config.source_timeout_s,
         )
-        self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes)
         self.tts = Tts(data_dir / "tts")
-        self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
-                                   self.store, self.tts, self.clock, self.counters,
-                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s,
-                                   fetch=self.fetch_resource)
-        self.streams.on_played = self.alerts.on_played
         self.media = MediaLibrary(self.store, self.media_dir / "library",
                                   config.loudness_target_lufs)
         self.leveller = Leveller(config.loudness_target_lufs)
-        self.alerts.leveller = self.leveller
+        self._http: aiohttp.ClientSession | None = None
+        self.programmes = ProgrammeFactory(
+            media=self.media, media_dir=self.media_dir, tts=self.tts, leveller=self.leveller,
+            mounts=self.mounts, clock=self.clock, counters=self.counters,
+            live_settings=self.live_settings, http=lambda: self._http,
+            fetch=self.fetch_resource)
+        # The fleet asks whether an alert plays in a zone (a returning endpoint's volume);
+        # alerts command the fleet's volumes: the fleet is made first and asks through here.
+        self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
+                                  self.counters, self.wall.timestamp,
+                                  self.store.log_presence,
+                                  on_zone_settings=self.save_zone_settings,
+                                  alerting=lambda zone_id: self.alerts.zone_alerting(zone_id))
+        self.alerts = AlertManager(self.engine, self.zones, self.endpoints, self.mounts,
+                                   self.store, self.programmes, self.clock, self.counters,
+                                   tone_s=config.alert_tone_s, gap_s=config.alert_gap_s,
+                                   wall=self.wall.timestamp, fleet=self.fleet)
+        self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes,
+                               on_played=self.alerts.on_played)
         self.broadcast_log = BroadcastLog(self.store, self.clock)
         self._log_task: asyncio.Task[None] | None = None
-        self.wall = WallClock(self.clock, datetime.now(STATION_TZ))
         self.started_ns = self.clock.now_ns()
-        self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
-                                  self.counters, lambda: self.wall.now().timestamp(),
-                                  self.store.log_presence)
-        self.fleet.on_zone_settings = self.save_zone_settings
-        self.alerts.fleet = self.fleet
-        self.fleet.alerting = self.alerts.zone_alerting
         self.broker: EmbeddedBroker | None = None
         self.alarms = AlarmBoard(lambda action, subject, detail:
                                  self.store.audit("loa", action, subject, detail))
@@ -156,7 +171,6 @@ class LoaServer:
         self._slot_relays: list[Relay] = []
         self._runner: web.AppRunner | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._http: aiohttp.ClientSession | None = None
         self.port = 0
         self.host = config.listen_host
         self._stopped = False
@@ -177,14 +191,34 @@ class LoaServer:
             raise
 
     async def _start(self, run_clock: bool) -> None:
+        for name, deadline_s, phase in (
+            ("worker threads and processes", START_DEADLINE_S, self._start_workers),
+            # the broker first: a taken MQTT port fails before anything listens
+            ("the fleet", START_DEADLINE_S, lambda: self._start_fleet(run_clock)),
+            ("the web front", START_DEADLINE_S, self._start_web),
+            ("programmes", START_DEADLINE_S, lambda: self._start_programmes(run_clock)),
+        ):
+            try:
+                async with asyncio.timeout(deadline_s):
+                    await phase()
+            except TimeoutError:
+                raise TimeoutError(f"starting {name} took over {deadline_s:g} s") from None
+        log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
+                 self.config.redacted())
+        # What start-up built lives as long as the server: out of the garbage collector's
+        # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
+        gc.freeze()
+
+    async def _start_workers(self) -> None:
         self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
         self._readers_started = True
         await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
         # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        await self._start_fleet(run_clock)  # first: a taken broker port fails before the rest
-        app = web.Application(middlewares=[close_middleware, auth_middleware],
+
+    async def _start_web(self) -> None:
+        app = web.Application(middlewares=[close_middleware, auth_middleware, error_middleware],
                               client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
         app[SERVER_KEY] = self
         app.add_routes(Api(self).routes())
@@ -211,6 +245,8 @@ class LoaServer:
         sock: socket.socket = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         self._http = aiohttp.ClientSession()
+
+    async def _start_programmes(self, run_clock: bool) -> None:
         if self.config.demo:
             for root in self.zones.roots():
                 demo = Programme("Nhạc chờ (demo)", ProgrammeKind.GENERATOR, chime_source())
@@ -223,26 +259,40 @@ class LoaServer:
         self._load_schedules()
         if run_clock:
             self._schedule_task = asyncio.create_task(self.schedule.run(), name="schedule")
-        if run_clock:
             self.engine.start()
             self._alarm_task = asyncio.create_task(self._watch_alarms(), name="alarms")
-        log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
-                 self.config.redacted())
-        # What start-up built lives as long as the server: out of the garbage collector's
-        # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
-        gc.freeze()
 
     async def stop(self) -> None:
-        """Shut down in phases, once: accept nobody new; stop alerts, the clock and the
+        """Shut down in phases, once, each within its deadline (one that overruns or fails is
+        logged, and the next goes on): accept nobody new; stop alerts, the clock and the
         background tasks (fleet, broker, log, schedule); close the broadcast log (server
-        stopped); end sources, relays and listeners; close the web app and the store (drained)."""
+        stopped); end sources (decoder threads joined), relays and listeners; close the web
+        app, the client session and the store (drained)."""
         if self._stopped:
             return
         self._stopped = True
+        for name, deadline_s, phase in (
+            ("accepting", 1.0, self._stop_accepting),
+            ("the clock and background tasks", STOP_DEADLINE_S, self._stop_clock),
+            ("the broadcast log", STOP_DEADLINE_S, self._close_log),
+            ("sources and listeners", STOP_DEADLINE_S, self._stop_sources),
+            ("the web app and the store", STOP_DEADLINE_S, self._close),
+        ):
+            try:
+                async with asyncio.timeout(deadline_s):
+                    await phase()
+            except TimeoutError:
+                log.error("stopping %s took over %g s: going on without it", name, deadline_s)
+            except Exception:  # one part failing must not leave the others running
+                log.exception("stopping %s failed: going on", name)
+
+    async def _stop_accepting(self) -> None:
         if self._server is not None:
-            self._server.close()  # phase 1: accept nobody new
+            self._server.close()
+
+    async def _stop_clock(self) -> None:
         await self.alerts.stop()
-        await self.engine.stop()  # phase 2: no more ticks
+        await self.engine.stop()  # no more ticks
         await cancel_and_wait(self._lag_task)
         await cancel_and_wait(self._alarm_task)
         await self.fleet.stop()
@@ -250,13 +300,15 @@ class LoaServer:
             await self.broker.stop()
         await cancel_and_wait(self._log_task)
         await cancel_and_wait(self._schedule_task)
+
+    async def _close_log(self) -> None:
         self.store.set_value("schedule_done_until", self.wall.now().isoformat())
         self.broadcast_log.consume(self.engine.drain_switch_events())
         self.broadcast_log.close_all(EndReason.SERVER_STOPPED)
-        for mount in self.mounts.mounts.values():  # phase 3: end sources and listeners
-            if mount.session is not None:
-                mount.session.close()
-        for relay in self.relays.values():
+
+    async def _stop_sources(self) -> None:
+        await self.mounts.stop()  # decoder threads joined
+        for relay in [*self.relays.values(), *self._slot_relays]:
             await relay.stop()
         if self._stopping:
             await asyncio.gather(*self._stopping)
@@ -267,7 +319,9 @@ class LoaServer:
             prog.close()
         if self._readers_started:
             await asyncio.to_thread(READERS.stop, SHUTDOWN_GRACE_S)
-        if self._runner is not None:  # phase 4: close
+
+    async def _close(self) -> None:
+        if self._runner is not None:
             await self._runner.cleanup()
         if self._server is not None:
             try:
@@ -301,7 +355,7 @@ class LoaServer:
         for e in self.config.endpoints:
             if e.id in seeded or e.id in self.endpoints.endpoints:
                 continue
-            self.endpoints.add(e.id, e.zone, e.name, e.lat, e.lon, e.address, e.admin_code)
+            self.endpoints.add(e.id, e.zone_id, e.name, e.lat, e.lon, e.address, e.admin_code)
             seeded.add(e.id)
         self.store.set_value("endpoints_seeded", json.dumps(sorted(seeded)))
 
@@ -321,6 +375,16 @@ class LoaServer:
         while True:
             await self.clock.sleep_until(self.clock.now_ns() + NS_PER_S)
             self.check_alarms()
+            self.correct_wall()
+
+    def correct_wall(self) -> None:
+        """Keep the wall clock on the system's (once a second); a step re-plans the
+        schedule and is logged and audited."""
+        step = self.wall.correct()
+        if step:
+            log.warning("wall clock stepped %+.3f s to the system clock", step)
+            self.store.audit("loa", "clock.wall_step", "wall", {"step_s": round(step, 3)})
+            self.schedule.replan()
 
     def check_alarms(self) -> None:
         """Evaluate the alarm rules now (clock ns, station wall time); a failing check is logged,
@@ -361,45 +425,21 @@ class LoaServer:
             released.append(req.id)
         return released
 
-    async def add_request(self, zone_id: str, source: dict[str, Any], priority: int) -> Request:
-        """Put a source on a zone at ``priority``: ``source["kind"]`` is live, file, media,
-        tone or relay. A file is opened and its first second decoded beside the loop before
-        the request is made. Raises ZoneError for an unknown zone, ValueError for a bad source."""
+    async def add_request(self, zone_id: str, content: ContentSpec, priority: int) -> Request:
+        """Put content on a zone at ``priority`` (``REQUEST_KINDS``). A file is found, opened
+        and its first second decoded, and text read aloud, beside the loop before the request
+        is made. Raises ZoneError for an unknown zone, ContentError for content that cannot
+        play."""
         self.zones.get(zone_id)
-        kind = source.get("kind")
-        if kind == "live":
-            req, _ = self.take_live(zone_id, str(source.get("mount", "studio")), priority)
+        if isinstance(content, LiveContent):
+            req, _ = self.take_live(zone_id, content.mount, priority)
             return req
-        if kind == "file":
-            path = media_path(self.media_dir, str(source.get("path", "")))
-            file_source = FileSource(str(path), counters=self.counters)
-            await file_source.ready()  # opened and a second decoded, beside the loop
-            if file_source.error is not None:
-                raise ValueError(file_source.error)
-            prog = Programme(f"Tệp {path.name}", ProgrammeKind.FILE, file_source)
-            return self.engine.request(zone_id, prog, priority, label=f"file/{path.name}")
-        if kind == "media":
-            item = self.media.get(str(source.get("id", "")))
-            if item is None:
-                raise ValueError(f"no media item {source.get('id')!r}")
-            prog = self.media_programme(item)
-            return self.engine.request(zone_id, prog, priority, label=f"media/{item.id}")
-        if kind == "tone":
-            freq = float(source.get("freq_hz", 1000))
-            if not 20 <= freq <= 20000:
-                raise ValueError("freq_hz must be from 20 to 20000")
-            prog = Programme(f"Âm thử {freq:g} Hz", ProgrammeKind.GENERATOR, tone_source(freq))
-            return self.engine.request(zone_id, prog, priority, label="tone")
-        if kind == "relay":
-            assert self._http is not None
-            relay = Relay(str(source.get("url", "")), self.clock, self.counters, self.live_settings,
-                          self._http, name=source.get("name"))
-            req = self.engine.request(zone_id, relay.programme, priority, label="relay")
-            self.relays[req.id] = relay
+        built = await self.programmes.make(content)
+        req = self.engine.request(zone_id, built.programme, priority, label=built.label)
+        if built.relay is not None:
+            self.relays[req.id] = built.relay
             req.on_end.append(self._relay_ended)
-            relay.start()
-            return req
-        raise ValueError(f"unknown source kind {kind!r}; use media, file, relay, live or tone")
+        return req
 
     async def fetch_resource(self, url: str, limit_bytes: int = 20 << 20) -> bytes:
         """A CAP resource by URL (http/https), size-limited."""
@@ -457,46 +497,17 @@ class LoaServer:
                 for z in item.zones if z in self.zones]
 
     def _slot_programme(self, item: ScheduleItem) -> Programme | None:
-        content = item.content
-        kind = content.get("kind")
+        """Built when the slot starts (checked and prepared when the item was saved); what
+        cannot play is logged and audited, and the slot stays silent."""
         try:
-            if kind == "media":
-                media = self.media.get(str(content.get("id", "")))
-                if media is None:
-                    raise ValueError(f"media item {content.get('id')!r} is gone")
-                return self.media_programme(media)
-            if kind == "text":
-                path = self.tts.cache_path(" ".join(str(content.get("text", "")).split()),
-                                           str(content.get("voice", "vi")))
-                if not path.exists():
-                    raise ValueError("its text was never read aloud (is espeak-ng installed?)")
-                return Programme(item.title, ProgrammeKind.FILE,
-                                 FileSource(str(path), self.leveller.gain_for,
-                                            counters=self.counters))
-            if kind == "playlist":
-                parts: list[PartFactory] = []
-                for mid in content.get("items", []):
-                    media = self.media.get(str(mid))
-                    if media is None:
-                        raise ValueError(f"playlist item {mid!r} is gone")
-                    parts.append(functools.partial(FileSource, media.path,
-                                                   self.media.gain(media),
-                                                   counters=self.counters))
-                return Programme(item.title, ProgrammeKind.FILE, SequenceSource(parts))
-            if kind == "tone":
-                return Programme(item.title, ProgrammeKind.GENERATOR,
-                                 tone_source(float(content.get("freq_hz", 1000))))
-            if kind == "relay":
-                assert self._http is not None
-                relay = Relay(str(content.get("url", "")), self.clock, self.counters,
-                              self.live_settings, self._http, name=item.title)
-                relay.start()
-                self._slot_relays.append(relay)
-                return relay.programme
-        except (ValueError, DecodeError) as exc:
+            built = self.programmes.build(item.content, item.title)
+        except ContentError as exc:
             log.error("schedule %s cannot start: %s", item.id, exc)
             self.store.audit("loa", "schedule.failed", item.id, {"error": str(exc)})
-        return None
+            return None
+        if built.relay is not None:
+            self._slot_relays.append(built.relay)
+        return built.programme
 
     def _close_slot(self, run: Running) -> None:
         """The slot's window has closed: what still plays, or waits preempted, is cut short."""
@@ -515,23 +526,15 @@ class LoaServer:
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
-    def media_programme(self, item: MediaItem) -> Programme:
-        """A library item, played normalised to the station's loudness target."""
-        return Programme(item.title, ProgrammeKind.FILE,
-                         FileSource(item.path, self.media.gain(item), counters=self.counters))
-
     def media_in_use(self, item: MediaItem) -> bool:
         """Whether a media item is requested now, in a schedule item, or the message of a
         pending or active alert (it must not be deleted then)."""
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
             return True
-        if any((s.content.get("kind") == "media" and s.content.get("id") == item.id)
-               or item.id in s.content.get("items", [])
-               for s in self.schedule.items.values()):
+        if any(_plays(s.content, item) for s in self.schedule.items.values()):
             return True
         return any(a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)
-                   and a.spec.content.get("path") == item.path
-                   for a in self.alerts.alerts.values())
+                   and _plays(a.spec.content, item) for a in self.alerts.alerts.values())
 
     def _relay_ended(self, req: Request, reason: EndReason) -> None:
         relay = self.relays.pop(req.id, None)
@@ -576,10 +579,11 @@ class LoaServer:
 
     async def icecast_metadata(self, request: web.Request) -> web.Response:
         """Icecast's ``/admin/metadata`` for source clients: answers Icecast's XML
-        ``<iceresponse>`` with the status of ``Mounts.update_metadata``."""
+        ``<iceresponse>`` with the status of ``Mounts.update_metadata``. The query is read
+        raw: its bytes are text only in the ``charset`` it names."""
         status, message = self.mounts.update_metadata(
-            request.query.get("mount", ""), request.query.get("mode", ""),
-            request.query.get("song", ""), request.headers.get("Authorization", ""))
+            query_bytes(request.raw_path.partition("?")[2]),
+            request.headers.get("Authorization", ""))
         body = ('<?xml version="1.0"?>\n<iceresponse><message>'
                 f"{html.escape(message)}</message><return>{int(status == 200)}</return>"
                 "</iceresponse>\n")
@@ -606,3 +610,12 @@ class LoaServer:
             + "".join(rows) + "</table>"
         )
         return web.Response(text=body, content_type="text/html")
+
+
+def _plays(content: ContentSpec, item: MediaItem) -> bool:
+    """Whether the content plays the library item (by its id, or its file)."""
+    if isinstance(content, MediaContent):
+        return content.id == item.id
+    if isinstance(content, PlaylistContent):
+        return item.id in content.items
+    return isinstance(content, FileContent) and content.path == item.path

@@ -8,6 +8,9 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
 
     [source]
     password = "..."                 # or LOA_SOURCE_PASSWORD; generated on first start if unset
+    timeout_s = 10                   # a connected source that sends nothing this long is
+                                     # dropped (Icecast's source-timeout); a new source with
+                                     # the password replaces a stalled one at once
     [mounts.studio]
     password = "..."                 # a mount's own password overrides the global one
 
@@ -53,7 +56,8 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
 
     [mqtt]
     url = "embedded"                 # or "mqtt://user:password@host:1883", "mqtts://…" (TLS)
-    listen = "127.0.0.1:1884"        # the embedded broker (1883 is often Mosquitto's already)
+    listen = "127.0.0.1:1884"        # the embedded broker, or LOA_MQTT_LISTEN (1883 is often
+                                     # Mosquitto's already)
     topic_root = "loa"
     ca_file = "..."                  # mqtts: the CA to trust (default: the system's)
     heartbeat_s = 30                 # endpoints send telemetry at least this often
@@ -80,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from loa.codecs.loudness import DEFAULT_TARGET_LUFS
+from loa.core.endpoint import EndpointInfo
 from loa.core.zones import Zone
 
 
@@ -94,17 +99,6 @@ class TokenConfig:
     name: str
     sha256: str
     rights: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointConfig:
-    id: str
-    zone: str
-    name: str = ""
-    lat: float | None = None
-    lon: float | None = None
-    address: str = ""
-    admin_code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +142,12 @@ def default_zones() -> list[Zone]:
     ]
 
 
-def default_endpoints() -> list[EndpointConfig]:
+def default_endpoints() -> list[EndpointInfo]:
     villages = ["an-binh-1", "an-binh-2", "phu-my-1", "phu-my-2"]
     # demo coordinates: two villages a commune, a few km apart
     centres = [(15.50, 108.00), (15.52, 108.02), (15.60, 108.10), (15.62, 108.12)]
     return [
-        EndpointConfig(f"loa-{i + 1:03d}", villages[i // 2], f"Cụm loa {i + 1}",
+        EndpointInfo(f"loa-{i + 1:03d}", villages[i // 2], f"Cụm loa {i + 1}",
                        centres[i // 2][0] + 0.001 * (i % 2), centres[i // 2][1])
         for i in range(8)
     ]
@@ -166,6 +160,7 @@ class Config:
     data_dir: Path = Path("loa-data")
     demo: bool = True
     source_password: str | None = None
+    source_timeout_s: float = 10.0  # Icecast's source-timeout
     mount_passwords: dict[str, str] = field(default_factory=dict)
     admin_token: str | None = None
     opus_bitrate_bps: int = 32_000
@@ -181,7 +176,7 @@ class Config:
     sndbuf_bytes: int = 16_384
     http_batch_ms: int = 40
     zones: list[Zone] = field(default_factory=default_zones)
-    endpoints: list[EndpointConfig] = field(default_factory=default_endpoints)
+    endpoints: list[EndpointInfo] = field(default_factory=default_endpoints)
     tokens: list[TokenConfig] = field(default_factory=list)
     alert_tone_s: float = 2.0
     alert_gap_s: float = 2.0
@@ -255,6 +250,7 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     source = raw.get("source", {})
     if "password" in source:
         changes["source_password"] = str(source["password"])
+    changes["source_timeout_s"] = _float(source, "timeout_s", cfg.source_timeout_s, 1, 3600)
     mounts = raw.get("mounts", {})
     if mounts:
         changes["mount_passwords"] = {
@@ -310,7 +306,7 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     if "endpoints" in raw:
         try:
             changes["endpoints"] = [
-                EndpointConfig(str(e["id"]), str(e["zone"]), str(e.get("name", "")),
+                EndpointInfo(str(e["id"]), str(e["zone"]), str(e.get("name", "")),
                                float(e["lat"]) if "lat" in e else None,
                                float(e["lon"]) if "lon" in e else None,
                                str(e.get("address", "")), str(e.get("admin_code", "")))
@@ -379,8 +375,10 @@ def _apply_env(cfg: Config, env: dict[str, str]) -> Config:
         changes["source_password"] = env["LOA_SOURCE_PASSWORD"]
     if env.get("LOA_ADMIN_TOKEN"):
         changes["admin_token"] = env["LOA_ADMIN_TOKEN"]
-    if env.get("LOA_MQTT_URL"):
-        changes["mqtt"] = _mqtt(cfg.mqtt, {"url": env["LOA_MQTT_URL"]})
+    mqtt_env = {key: env[name] for key, name in (("url", "LOA_MQTT_URL"),
+                                                  ("listen", "LOA_MQTT_LISTEN")) if env.get(name)}
+    if mqtt_env:
+        changes["mqtt"] = _mqtt(cfg.mqtt, mqtt_env)
     if env.get("LOA_DEMO"):
         changes["demo"] = env["LOA_DEMO"].strip().lower() not in ("0", "false", "no", "off")
     return replace(cfg, **changes)

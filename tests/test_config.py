@@ -26,10 +26,14 @@ def test_toml_then_environment(tmp_path: Path) -> None:
         '[[zones]]\nid = "tinh"\nname = "Tỉnh"\n'
         '[[zones]]\nid = "xa"\nname = "Xã"\nparent = "tinh"\n'
         '[[endpoints]]\nid = "e1"\nzone = "xa"\n'
+        '[mqtt]\nlisten = "127.0.0.1:1990"\ntopic_root = "tinh"\n'
     )
     cfg = load_config(path, env={"LOA_LISTEN": "127.0.0.1:9100",
-                                 "LOA_SOURCE_PASSWORD": "from-env"})
+                                 "LOA_SOURCE_PASSWORD": "from-env",
+                                 "LOA_MQTT_LISTEN": "127.0.0.1:1991"})
     assert cfg.listen_port == 9100
+    assert (cfg.mqtt.listen_port, cfg.mqtt.topic_root) == (1991, "tinh")
+    assert cfg.endpoints[0].zone_id == "xa"
     assert cfg.source_password == "from-env"
     assert cfg.mount_passwords == {"studio": "studio-pw"}
     assert cfg.opus_bitrate_bps == 24000

@@ -3,8 +3,11 @@
 Three ways in, one code path:
 - ``decode_file(path)``: a file on disk, pulled frame by frame (files are paced by the clock);
 - ``FrameDecoder`` over any readable object, e.g. a ``ByteFeed`` filled from a socket;
-- ``StreamDecoder``: a ``ByteFeed`` decoded on its own thread, frames handed back to the event loop
-  in batches with ``call_soon_threadsafe`` (a live push or a relay).
+- ``ParsedStreamDecoder``: an MP3 or ADTS AAC byte stream split by the codec's own parser.
+
+Every path ends in ``CanonicalFrames``, which follows the input's format as it changes. A live
+stream (a push or a relay) is decoded by ``loa.codecs.live_decode.LiveDecoder`` on a thread that
+``loa.playout.inputs.ingest.LiveIngest`` owns; ``ByteFeed`` is the pipe between them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
 import av
@@ -36,7 +39,9 @@ CONTENT_TYPE_FORMATS = {
 }
 
 # Small probe and I/O buffers: a live source should start playing within a frame or two.
-LIVE_OPEN_OPTIONS = {"probesize": "4096", "analyzeduration": "0", "fflags": "nobuffer"}
+# Not ``fflags=nobuffer``: it throws away the packets read while the stream is analysed, the
+# first 20-40 ms of every source and of every chained Ogg link.
+LIVE_OPEN_OPTIONS = {"probesize": "4096", "analyzeduration": "0"}
 LIVE_IO_BUFFER_BYTES = 4096
 
 
@@ -49,6 +54,8 @@ class UnsupportedFormat(DecodeError):
 
 
 def format_for_content_type(content_type: str) -> str:
+    """The demuxer name ("mp3", "ogg", "aac") for an HTTP ``Content-Type`` (parameters such as
+    ``; codecs=opus`` ignored). Raises ``UnsupportedFormat`` naming the accepted types."""
     base = content_type.split(";", 1)[0].strip().lower()
     try:
         return CONTENT_TYPE_FORMATS[base]
@@ -69,11 +76,77 @@ def to_canonical(out: av.AudioFrame) -> Samples:
     return samples
 
 
+class CanonicalFrames:
+    """Decoded audio of any sample format, channel layout and rate, as canonical frames.
+
+    ``push(frame)`` takes one decoded ``av.AudioFrame`` and returns the canonical frames it
+    completed (float32 arrays of ``FRAME_SAMPLES``, 48 kHz mono, each a fresh array);
+    ``flush()`` ends the input and returns the rest, the last frame padded with silence.
+
+    A frame whose format, layout or rate differs from the one before reopens the resampler
+    (counted in ``reopened``), after draining what the old one still holds: a stream that
+    changes under way (a chained Ogg link, an MP3 stream going from 44.1 kHz stereo to 48 kHz
+    mono) plays on without losing a sample.
+    """
+
+    def __init__(self) -> None:
+        self._resampler: av.AudioResampler | None = None
+        self._input: tuple[str, str, int] | None = None  # (sample format, layout, rate)
+        self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+        self._fill = 0  # samples of ``_out`` filled so far
+        self.reopened = 0
+
+    def push(self, frame: av.AudioFrame) -> list[Samples]:
+        """The canonical frames ``frame`` completes (often one, sometimes none or two)."""
+        done: list[Samples] = []
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != self._input or self._resampler is None:
+            if self._resampler is not None:
+                self._take(self._resampler.resample(None), done)
+                self.reopened += 1
+                log.info("input format changed to %s %s %d Hz: resampler reopened", *shape)
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self._input = shape
+        self._take(self._resampler.resample(frame), done)
+        return done
+
+    def flush(self) -> list[Samples]:
+        """End of input: the rest, the last frame padded with silence. Pushing again starts
+        afresh."""
+        done: list[Samples] = []
+        if self._resampler is not None:
+            self._take(self._resampler.resample(None), done)
+            self._resampler = None
+            self._input = None
+        if self._fill:
+            self._out[self._fill :] = 0.0
+            done.append(self._out)
+            self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+            self._fill = 0
+        return done
+
+    def _take(self, frames: list[av.AudioFrame], done: list[Samples]) -> None:
+        for frame in frames:
+            samples = frame.to_ndarray()[0]  # packed float mono: shape (1, n)
+            pos, n = 0, samples.shape[0]
+            while pos < n:
+                k = min(FRAME_SAMPLES - self._fill, n - pos)
+                self._out[self._fill : self._fill + k] = samples[pos : pos + k]
+                self._fill += k
+                pos += k
+                if self._fill == FRAME_SAMPLES:
+                    done.append(self._out)
+                    self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
+                    self._fill = 0
+
+
 class FrameDecoder:
     """Demux + decode + resample one input into consecutive canonical frames.
 
     Iterating yields float32 arrays of ``FRAME_SAMPLES``; the last partial frame is padded with
-    silence. Any failure is raised as ``DecodeError`` with a message that names the input.
+    silence. ``decoded()`` yields the decoded ``av.AudioFrame`` objects instead, for a caller
+    that resamples across several inputs (the links of a chained Ogg stream). Any failure is
+    raised as ``DecodeError`` with a message that names the input.
     """
 
     def __init__(
@@ -103,40 +176,44 @@ class FrameDecoder:
         self._stream = self._container.streams.audio[0]
         self.codec_name = self._stream.codec_context.name
         self.input_rate = self._stream.codec_context.sample_rate
-        self._resampler = av.AudioResampler(
-            format="flt", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
-        )
         self.frames_out = 0
         self.decode_errors = 0
+        self._decoded = 0
 
-    def __iter__(self) -> Iterator[Samples]:
+    def decoded(self) -> Iterator[av.AudioFrame]:
+        """The input's decoded frames, as decoded (any rate and layout); closes the input at
+        the end. Corrupt packets are skipped as players do, unless nothing decodes at all."""
         try:
             for packet in self._container.demux(self._stream):
                 try:
-                    decoded = packet.decode()
+                    frames = packet.decode()
                 except av.error.InvalidDataError:
-                    # A corrupt packet in an otherwise good stream: skip it, as players do.
                     self.decode_errors += 1
-                    if self.frames_out == 0 and self.decode_errors > 50:
+                    if self._decoded == 0 and self.decode_errors > 50:
                         raise DecodeError(f"{self.label}: no decodable audio") from None
                     continue
-                for frame in decoded:
-                    for out in self._resampler.resample(frame):
-                        yield self._emit(out)
-            for out in self._resampler.resample(None):
-                yield self._emit(out)
+                for frame in frames:
+                    self._decoded += 1
+                    yield frame
         except av.error.FFmpegError as exc:
             raise DecodeError(f"{self.label}: decoding failed ({exc})") from exc
         finally:
             self.close()
+
+    def __iter__(self) -> Iterator[Samples]:
+        canonical = CanonicalFrames()
+        for frame in self.decoded():
+            for samples in canonical.push(frame):
+                self.frames_out += 1
+                yield samples
+        for samples in canonical.flush():
+            self.frames_out += 1
+            yield samples
         if self.frames_out == 0:
             raise DecodeError(f"{self.label}: contains no audio")
 
-    def _emit(self, out: av.AudioFrame) -> Samples:
-        self.frames_out += 1
-        return to_canonical(out)
-
     def close(self) -> None:
+        """Close the input (done by ``decoded`` at its end, and by iterating to the end)."""
         self._container.close()
 
 
@@ -148,20 +225,24 @@ PARSE_READ_BYTES = 4096
 
 
 class ParsedStreamDecoder:
-    """Decode an MP3 or ADTS AAC byte stream frame by frame, through the codec's parser."""
+    """Decode an MP3 or ADTS AAC byte stream frame by frame, through the codec's parser.
+
+    ``reader`` has ``read(n) -> bytes`` (b"" at the end); ``fmt`` is a key of
+    ``PARSED_FORMATS``. Iterating yields canonical frames; a change of rate or channels under
+    way is followed. Raises ``DecodeError`` when the stream cannot be parsed or holds no audio.
+    """
 
     def __init__(self, reader: Any, fmt: str, label: str) -> None:
         self.label = label
         self._reader = reader
         self._ctx = cast(av.AudioCodecContext, av.CodecContext.create(PARSED_FORMATS[fmt], "r"))
-        self._resampler = av.AudioResampler(
-            format="flt", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
-        )
+        self._canonical = CanonicalFrames()
         self.frames_out = 0
         self.decode_errors = 0
 
     def __iter__(self) -> Iterator[Samples]:
         ctx = self._ctx
+        canonical = self._canonical
         while True:
             data = self._reader.read(PARSE_READ_BYTES)
             try:
@@ -175,18 +256,16 @@ class ParsedStreamDecoder:
                     self.decode_errors += 1  # a tag or a damaged frame: skip it, as players do
                     continue
                 for frame in decoded:
-                    for out in self._resampler.resample(frame):
-                        yield self._emit(out)
+                    for samples in canonical.push(frame):
+                        self.frames_out += 1
+                        yield samples
             if not data:
                 break
-        for out in self._resampler.resample(None):
-            yield self._emit(out)
+        for samples in canonical.flush():
+            self.frames_out += 1
+            yield samples
         if self.frames_out == 0:
             raise DecodeError(f"{self.label}: contains no audio")
-
-    def _emit(self, out: av.AudioFrame) -> Samples:
-        self.frames_out += 1
-        return to_canonical(out)
 
 
 def decode_file(path: str) -> Iterator[Samples]:
@@ -231,11 +310,15 @@ class ByteFeed:
         self._drained_cb = callback
 
     def close(self) -> None:
+        """No more bytes will come: the reader gets what is buffered, then b"" (end of stream).
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` buffered bytes (all of them if ``n`` < 1), blocking while the feed is
+        empty and open; b"" once it is closed and empty. Called from the decoder thread."""
         with self._cond:
             while not self._chunks and not self._closed:
                 self._cond.wait()
@@ -256,104 +339,3 @@ class ByteFeed:
                     except RuntimeError:
                         pass  # loop closed during shutdown
             return data
-
-
-# A live stream that has given this many bytes without one decodable frame is not audio.
-NO_AUDIO_LIMIT_BYTES = 64 * 1024
-
-
-class _GuardedReader:
-    """Reads a feed for the demuxer, and gives up on a stream that yields no audio.
-
-    Demuxers resynchronise past garbage silently, so an open-ended stream of junk would keep a
-    mount busy forever; the guard turns it into a ``DecodeError`` after ``limit_bytes``.
-    """
-
-    def __init__(self, feed: ByteFeed, label: str, limit_bytes: int) -> None:
-        self.feed = feed
-        self.label = label
-        self.limit_bytes = limit_bytes
-        self.bytes_read = 0
-        self.audio_seen = False
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.audio_seen and self.bytes_read > self.limit_bytes:
-            raise DecodeError(
-                f"{self.label}: no decodable audio in the first {self.limit_bytes // 1024} KiB"
-            )
-        data = self.feed.read(n)
-        self.bytes_read += len(data)
-        return data
-
-
-class StreamDecoder:
-    """Decodes a ``ByteFeed`` on a thread of its own.
-
-    Frames come back to the loop in batches through ``on_frames``; exactly one of ``on_end``
-    (clean end of stream) or ``on_error`` (a ``DecodeError``) is called at the end, on the loop.
-    """
-
-    BATCH_FRAMES = 1  # hand each frame over as soon as it exists: latency over call overhead
-
-    def __init__(
-        self,
-        feed: ByteFeed,
-        *,
-        format: str | None,
-        label: str,
-        on_frames: Callable[[list[Samples]], None],
-        on_end: Callable[[], None],
-        on_error: Callable[[DecodeError], None],
-    ) -> None:
-        self.feed = feed
-        self.format = format
-        self.label = label
-        self._on_frames = on_frames
-        self._on_end = on_end
-        self._on_error = on_error
-        self._loop = asyncio.get_running_loop()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name=f"decode-{label}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Ask the thread to finish; it ends at its next read."""
-        self._stop = True
-        self.feed.close()
-
-    def _run(self) -> None:
-        loop = self._loop
-        reader = _GuardedReader(self.feed, self.label, NO_AUDIO_LIMIT_BYTES)
-        decoder: Iterable[Samples]
-        try:
-            if self.format in PARSED_FORMATS:
-                decoder = ParsedStreamDecoder(reader, self.format, self.label)
-            else:
-                decoder = FrameDecoder(reader, format=self.format, label=self.label, live=True)
-            batch: list[Samples] = []
-            for samples in decoder:
-                if self._stop:
-                    break
-                reader.audio_seen = True
-                batch.append(samples)
-                if len(batch) >= self.BATCH_FRAMES:
-                    loop.call_soon_threadsafe(self._on_frames, batch)
-                    batch = []
-            if batch:
-                loop.call_soon_threadsafe(self._on_frames, batch)
-        except DecodeError as exc:
-            self._call(self._on_error, exc)
-            return
-        except Exception as exc:  # a decoder bug must end this source only, with context
-            log.exception("decoder for %s failed", self.label)
-            self._call(self._on_error, DecodeError(f"{self.label}: decoder failed ({exc})"))
-            return
-        self._call(self._on_end)
-
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the loop has closed: nobody is left to tell

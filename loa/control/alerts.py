@@ -5,6 +5,7 @@ Classes follow Circular 39: normal (bản tin thông thường), priority (bản
 emergency (bản tin khẩn cấp, level 100, above everything). Overlapping alerts queue as any
 requests do: by priority, then by time. An alert is an attention tone, then its message (text
 read aloud, an audio file, or a live mount), repeated with a gap; it expires at ``expires_at``.
+An alert with an ``effective_at`` still ahead waits for it (PENDING) on the server's clock.
 """
 
 from __future__ import annotations
@@ -12,25 +13,38 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import hashlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from loa.codecs.decode import DecodeError, FrameDecoder
-from loa.codecs.loudness import Leveller
-from loa.codecs.tts import DEFAULT_VOICE, Tts, TtsError
 from loa.control.endpoints import EndpointError, EndpointRegistry
+from loa.control.fleet.control import FleetControl
+from loa.control.programmes import ProgrammeFactory, save_resource
 from loa.control.store import Store
-from loa.core.clock import NS_PER_S, Clock
+from loa.core.clock import NS_PER_S, STATION_TZ, Clock
+from loa.core.content import (
+    ALERT_KINDS,
+    DEFAULT_VOICE,
+    FILE_LIKE,
+    CapResourceContent,
+    ContentError,
+    ContentSpec,
+    FileContent,
+    LiveContent,
+    TextContent,
+    ToneContent,
+    content_from_json,
+    parse_content,
+)
 from loa.core.counters import Counters
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
@@ -53,12 +67,10 @@ from loa.protocol.cap import (
     CapInfo,
     CapMessage,
     CapMsgType,
-    CapResource,
     CapScope,
     CapStatus,
     in_circle,
     in_polygon,
-    verify_resource,
 )
 from loa.protocol.cap import alert_class as cap_alert_class
 from loa.protocol.cap import describe as cap_describe
@@ -120,13 +132,15 @@ class AlertError(ValueError):
 @dataclass
 class AlertSpec:
     """What to broadcast, where and how: the class, target zones (or ``all_zones``) and
-    single endpoints, the content (``kind`` text/media/file/mount/tone/upload), the attention
-    tone, ``repeat`` (1-10 times) with ``gap_s`` seconds between, expiry as unix time."""
+    single endpoints, the content (``ALERT_KINDS``, or a CAP resource), the attention tone,
+    ``repeat`` (1-10 times) with ``gap_s`` seconds between; expiry and the time it takes
+    effect (it waits until then) as unix time; ``fallback_text``, read aloud when the
+    message's audio cannot be had (a CAP alert's text)."""
 
     cls: AlertClass
     zones: list[str]
     all_zones: bool
-    content: dict[str, Any]  # {"kind": "text"|"media"|"file"|"mount"|"tone", ...}
+    content: ContentSpec
     tone: bool = True
     repeat: int = 1
     gap_s: float = 2.0
@@ -134,14 +148,17 @@ class AlertSpec:
     source: str = "api"
     cap: dict[str, Any] | None = None  # sender, identifier, … when it came as CAP
     endpoints: list[str] = field(default_factory=list)  # single endpoints, beside the zones
+    effective_at: float | None = None  # unix time; None: at once
+    fallback_text: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The spec as stored and shown (``class``, ``all`` as the API names them)."""
         return {"class": self.cls.value, "zones": self.zones, "all": self.all_zones,
                 "endpoints": self.endpoints,
-                "content": self.content, "tone": self.tone, "repeat": self.repeat,
-                "gap_s": self.gap_s, "expires_at": self.expires_at, "source": self.source,
-                "cap": self.cap}
+                "content": self.content.to_json(), "tone": self.tone, "repeat": self.repeat,
+                "gap_s": self.gap_s, "expires_at": self.expires_at,
+                "effective_at": self.effective_at, "source": self.source, "cap": self.cap,
+                "fallback_text": self.fallback_text}
 
 
 def _is_number(value: object) -> bool:
@@ -170,10 +187,10 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
         raise AlertError('"endpoints" must be a list of endpoint ids')
     if not zones and not all_zones and not endpoints:
         raise AlertError('say where: "zones": [...], "endpoints": [...] or "all": true')
-    content = body.get("content") or {"kind": "tone"}
-    if not isinstance(content, dict) or content.get("kind") not in (
-            "text", "media", "file", "mount", "tone", "upload"):
-        raise AlertError('"content" needs a kind: text, media, mount or tone (or an upload)')
+    try:
+        content = parse_content(body.get("content") or {"kind": "tone"}, ALERT_KINDS)
+    except ContentError as exc:
+        raise AlertError(str(exc)) from None
     repeat = body.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise AlertError(f"repeat must be an integer from 1 to {MAX_REPEAT}")
@@ -219,6 +236,7 @@ class Alert:
     message_failed: bool = False
     pending: list[Pending] = field(default_factory=list)  # message parts waiting for it
     preparing: asyncio.Task[None] | None = None
+    waiting: asyncio.Task[None] | None = None  # for its effective time
 
     @property
     def priority(self) -> int:
@@ -315,26 +333,24 @@ class AlertManager:
     store. Times are ns on ``clock``; creation and expiry times are unix seconds from ``wall``."""
 
     def __init__(self, engine: Engine, zones: ZoneTree, endpoints: EndpointRegistry,
-                 mounts: Mounts, store: Store, tts: Tts, clock: Clock, counters: Counters,
-                 *, tone_s: float = 2.0, gap_s: float = 2.0,
+                 mounts: Mounts, store: Store, programmes: ProgrammeFactory, clock: Clock,
+                 counters: Counters, *, tone_s: float = 2.0, gap_s: float = 2.0,
                  wall: Callable[[], float] = time.time,
-                 fetch: Callable[[str], Awaitable[bytes]] | None = None) -> None:
+                 fleet: FleetControl | None = None) -> None:
         self.engine = engine
         self.zones = zones
         self.endpoints = endpoints
         self.mounts = mounts
         self.store = store
-        self.tts = tts
+        self.programmes = programmes  # content -> its message file and parts
         self.clock = clock
         self.counters = counters
         self.tone_s = tone_s
         self.gap_s = gap_s
         self.wall = wall
         self.alerts: dict[str, Alert] = {}
-        self.fetch = fetch  # a CAP resource by URL (size-limited, off the loop's time)
-        self.fleet: Any = None  # FleetControl: volume commands over MQTT
+        self.fleet = fleet  # volume commands over MQTT
         self._expiry_task: asyncio.Task[None] | None = None
-        self.leveller: Leveller | None = None  # messages at the station's loudness target
 
     # lifecycle
 
@@ -345,19 +361,28 @@ class AlertManager:
         self._expiry_task = asyncio.create_task(self._expire_loop(), name="alert-expiry")
 
     async def stop(self) -> None:
-        """Stop the expiry task and any message still being prepared (alerts stay as stored)."""
+        """Stop the expiry task, the waits for effective times and any message still being
+        prepared (alerts stay as stored)."""
         await cancel_and_wait(self._expiry_task)
         self._expiry_task = None
         for alert in self.alerts.values():
+            await cancel_and_wait(alert.waiting)
             await cancel_and_wait(alert.preparing)
 
     async def resume(self) -> list[Alert]:
-        """Alerts that were active when the server stopped play again, unless expired."""
+        """Alerts that were active when the server stopped play again, unless expired; one
+        still waiting for its effective time waits again."""
         resumed = []
         for rec in self.store.load_alerts((AlertStatus.PENDING.value, AlertStatus.ACTIVE.value)):
-            spec = AlertSpec(AlertClass(rec["class"]), rec["zones"], rec["all"], rec["content"],
+            try:
+                content = content_from_json(rec["content"])
+            except ContentError:
+                content = ToneContent()  # unreadable: the attention tone alone
+            spec = AlertSpec(AlertClass(rec["class"]), rec["zones"], rec["all"], content,
                              rec["tone"], rec["repeat"], rec["gap_s"], rec["expires_at"],
-                             rec["source"], rec.get("cap"), rec.get("endpoints", []))
+                             rec["source"], rec.get("cap"), rec.get("endpoints", []),
+                             effective_at=rec.get("effective_at"),
+                             fallback_text=rec.get("fallback_text"))
             alert = Alert(rec["id"], spec, rec["triggered_by"], rec["created_at"],
                           history=rec.get("history", []))
             self.alerts[alert.id] = alert
@@ -365,7 +390,7 @@ class AlertManager:
                 self._set_status(alert, AlertStatus.EXPIRED, "expired while the server was down")
                 continue
             try:
-                await self._activate(alert, note="resumed after a restart")
+                await self._start(alert, note="resumed after a restart")
                 resumed.append(alert)
             except AlertError as exc:
                 self._set_status(alert, AlertStatus.CANCELLED, f"could not resume: {exc}")
@@ -373,17 +398,21 @@ class AlertManager:
 
     # operations
 
-    async def trigger(self, spec: AlertSpec, actor: str, received_ns: int | None = None
-                      ) -> Alert:
+    async def trigger(self, spec: AlertSpec, actor: str, received_ns: int | None = None, *,
+                      warnings: Sequence[str] = ()) -> Alert:
         """Put an alert on air: its attention tone starts on every targeted zone at the next
         tick; its message (text read aloud, a file, a CAP resource) is prepared beside the loop
-        and follows the tone as soon as it is ready. Raises ``AlertError`` for a bad spec."""
-        alert = Alert(secrets.token_hex(6), spec, actor, self.wall())
+        and follows the tone as soon as it is ready. An ``effective_at`` still ahead makes it
+        wait (PENDING) until then. ``warnings`` (what was already passed over) start its
+        warnings and history. Raises ``AlertError`` for a bad spec."""
+        alert = Alert(secrets.token_hex(6), spec, actor, self.wall(), warnings=list(warnings))
         alert.received_ns = received_ns or self.clock.now_ns()
+        alert.history += [{"at": alert.created_at, "status": alert.status.value, "note": w}
+                          for w in warnings]
         self.alerts[alert.id] = alert
         self.store.audit(actor, "alert.trigger", alert.id, spec.to_json())
         try:
-            await self._activate(alert, note=f"triggered by {actor}")
+            await self._start(alert, note=f"triggered by {actor}")
         except AlertError:
             del self.alerts[alert.id]
             raise
@@ -399,24 +428,82 @@ class AlertManager:
             self._finish(alert, AlertStatus.CANCELLED, f"cancelled by {actor}")
         return alert
 
+    async def _start(self, alert: Alert, note: str) -> None:
+        """On air now; or, its effective time still ahead, checked now (zones, content) and
+        PENDING until then, on a task of its own that sleeps on the server's clock."""
+        effective = alert.spec.effective_at
+        if effective is None or effective <= self.wall():
+            await self._activate(alert, note)
+            return
+        self._target_zones(alert.spec)
+        self._check_content(alert.spec)
+        when = datetime.fromtimestamp(effective, STATION_TZ).isoformat()
+        self._set_status(alert, AlertStatus.PENDING, f"{note}; waits until it takes effect "
+                                                     f"at {when}")
+        alert.waiting = asyncio.create_task(self._when_effective(alert),
+                                            name=f"alert-{alert.id}-effective")
+
+    async def _when_effective(self, alert: Alert) -> None:
+        """Sleep on the clock until the alert's effective time (in steps of at most a
+        second, so a corrected wall clock is followed), then put it on air."""
+        effective = alert.spec.effective_at
+        assert effective is not None
+        while (left_s := effective - self.wall()) > 0:
+            step_ns = max(1, min(int(left_s * NS_PER_S), EXPIRY_CHECK_NS))
+            await self.clock.sleep_until(self.clock.now_ns() + step_ns)
+        alert.received_ns = self.clock.now_ns()  # its reach is timed from here
+        try:
+            await self._activate(alert, note="took effect")
+        except AlertError as exc:
+            self._set_status(alert, AlertStatus.CANCELLED, f"could not start: {exc}")
+
     # CAP 1.2
 
     async def handle_cap(self, msg: CapMessage, actor: str, *, test_zone: str | None,
                          upload_dir: Path, received_ns: int | None = None
                          ) -> tuple[int, dict[str, Any]]:
-        """Act on a parsed CAP message. Returns (HTTP status, body)."""
+        """Act on a parsed CAP message. Returns (HTTP status, body): 201 on air, 202
+        ``scheduled`` (its <effective> time ahead) or ``logged``, 200 a duplicate or a Cancel,
+        422 valid CAP that cannot be placed (``error`` says why). An Update or Cancel first
+        ends the alerts of the messages it references, whatever then becomes of it (an
+        Update's ``superseded``); what breaks CAP 1.2 in it is listed in ``nonconforming``
+        (and in the alert's warnings)."""
         subject = f"cap:{msg.sender}:{msg.identifier}"
         seen = self._cap_seen().get(msg.key)
         if seen is not None:
             return 200, {"result": "duplicate", "alert": seen}
         self.store.audit(actor, "cap.received", subject, cap_describe(msg))
-        refs = set(msg.references)
+        superseded = self._supersede(msg, actor)
         if msg.msg_type is CapMsgType.CANCEL:
-            cancelled = [a.id for a in self._cap_alerts(refs)]
-            for aid in cancelled:
-                self.cancel(aid, f"{actor} (CAP Cancel {msg.identifier})")
             self._remember(msg, "cancel")
-            return 200, {"result": "cancelled", "alerts": cancelled}
+            status, body = 200, {"result": "cancelled", "alerts": superseded}
+        else:
+            try:
+                status, body = await self._play_cap(msg, actor, test_zone, upload_dir,
+                                                    received_ns)
+            except AlertError as exc:  # no <info>, no zone in its area, …
+                status, body = 422, {"error": str(exc)}
+            if msg.msg_type is CapMsgType.UPDATE:
+                body["superseded"] = superseded
+        if msg.nonconforming:
+            body["nonconforming"] = msg.nonconforming
+        return status, body
+
+    def _supersede(self, msg: CapMessage, actor: str) -> list[str]:
+        """An Update or Cancel ends the live alerts of the messages it references (CAP 1.2
+        §3.2.1 <msgType>): their ids."""
+        if msg.msg_type not in (CapMsgType.UPDATE, CapMsgType.CANCEL):
+            return []
+        ended = [a.id for a in self._cap_alerts(set(msg.references))]
+        for aid in ended:
+            self.cancel(aid, f"{actor} (CAP {msg.msg_type.value} {msg.identifier})")
+        return ended
+
+    async def _play_cap(self, msg: CapMessage, actor: str, test_zone: str | None,
+                        upload_dir: Path, received_ns: int | None
+                        ) -> tuple[int, dict[str, Any]]:
+        """An Alert or Update put on air (or scheduled, or logged). Raises AlertError when
+        it cannot be placed."""
         if msg.msg_type not in (CapMsgType.ALERT, CapMsgType.UPDATE):
             self._remember(msg, "logged")
             return 202, {"result": "logged",
@@ -437,18 +524,25 @@ class AlertManager:
                          "reason": f"status {msg.status.value}, scope {msg.scope.value}: "
                                    "log only"}
         expires_at = info.expires.timestamp() if info.expires else None
+        effective_at = info.effective.timestamp() if info.effective else None
         if expires_at is not None and expires_at <= self.wall():
             self._remember(msg, "logged")
             return 202, {"result": "logged", "reason": "already expired"}
-        if msg.msg_type is CapMsgType.UPDATE:
-            for old in self._cap_alerts(refs):
-                self.cancel(old.id, f"{actor} (CAP Update {msg.identifier})")
-        content = await self._cap_content(info, upload_dir)
+        if expires_at is not None and effective_at is not None and effective_at >= expires_at:
+            self._remember(msg, "logged")
+            return 202, {"result": "logged", "reason": "it expires before it takes effect"}
+        content, warnings = await self._cap_content(info, upload_dir)
+        text = " ".join(cap_spoken_text(info).split())
         spec = AlertSpec(AlertClass(cap_alert_class(info)), zones, False, content, True, 1,
                          self.gap_s, expires_at, source="cap",
-                         cap={**cap_describe(msg), "event": info.event}, endpoints=endpoints)
-        alert = await self.trigger(spec, actor, received_ns)
+                         cap={**cap_describe(msg), "event": info.event}, endpoints=endpoints,
+                         effective_at=effective_at, fallback_text=text or None)
+        notes = [f"non-conforming CAP: {n}" for n in msg.nonconforming] + warnings
+        alert = await self.trigger(spec, actor, received_ns, warnings=notes)
         self._cap_seen()[msg.key] = alert.id
+        if alert.status is AlertStatus.PENDING:
+            return 202, {"result": "scheduled", "alert": alert.describe(full=True),
+                         "errors": alert.warnings}
         return 201, {"result": "playing", "alert": alert.describe(full=True),
                      "errors": alert.warnings}
 
@@ -501,23 +595,41 @@ class AlertManager:
                 out.append(zid)
         return sorted(out)
 
-    async def _cap_content(self, info: CapInfo, upload_dir: Path) -> dict[str, Any]:
-        """The message of a CAP alert: its first audio resource (inline data saved now, a URI
-        fetched while the tone plays), else its text read aloud. The text stays as the
-        fallback when the resource cannot be had."""
-        text = cap_spoken_text(info)
+    async def _cap_content(self, info: CapInfo, upload_dir: Path
+                           ) -> tuple[ContentSpec, list[str]]:
+        """The message of a CAP alert, and why audio resources were passed over: its first
+        usable audio resource (inline data checked against its digest and saved now, else
+        its URI, fetched while the tone plays), else its text read aloud, else the tone
+        alone. A <resource> is optional: one that cannot be used (not base64, a wrong
+        digest, a disk that refuses it) never refuses the alert."""
+        text = " ".join(cap_spoken_text(info).split())
+        warnings: list[str] = []
         for res in info.resources:
             if not res.mime_type.startswith("audio/"):
                 continue
             name = res.description or "CAP audio"
             if res.deref is not None:
-                path = await asyncio.to_thread(_save_resource, upload_dir, res.deref,
-                                               res.digest, name)
-                return {"kind": "media", "path": str(path), "name": name}
+                try:
+                    path = await asyncio.to_thread(save_resource, upload_dir, res.deref,
+                                                   res.digest, name)
+                except CapError as exc:
+                    warnings.append(f"{exc}: passed over")
+                except OSError as exc:
+                    warnings.append(f"resource {name!r} cannot be saved ({exc}): passed over")
+                else:
+                    return FileContent(str(path), name), warnings
+            elif res.problem:
+                warnings.append(f"resource {name!r}: {res.problem}: passed over")
             if res.uri:
-                return {"kind": "cap_resource", "uri": res.uri, "digest": res.digest,
-                        "dir": str(upload_dir), "name": name, "fallback_text": text}
-        return {"kind": "text", "text": text, "voice": DEFAULT_VOICE}
+                return CapResourceContent(res.uri, str(upload_dir), res.digest, name,
+                                          text), warnings
+        if text:
+            if warnings:
+                warnings.append("the alert's text is read aloud instead")
+            return TextContent(text, DEFAULT_VOICE), warnings
+        if warnings:
+            warnings.append("the alert has no text to read: only the attention tone plays")
+        return ToneContent(), warnings
 
     def on_played(self, endpoint_id: str, programme_id: int, now_ns: int) -> None:
         """An endpoint reports it started playing ``programme_id`` at ``now_ns``: kept, in ms
@@ -542,6 +654,10 @@ class AlertManager:
 
     async def _activate(self, alert: Alert, note: str) -> None:
         spec = alert.spec
+        try:  # a file is looked for now (a stat, beside the loop): a wrong name fails at once
+            spec.content = await self.programmes.resolve(spec.content)
+        except ContentError as exc:
+            raise AlertError(str(exc)) from None
         zone_ids = self._target_zones(spec)
         covered = {z.id for zid in zone_ids for z in self.zones.subtree(zid)}
         singles = []
@@ -608,22 +724,14 @@ class AlertManager:
 
     @staticmethod
     def _has_message(spec: AlertSpec) -> bool:
-        return spec.content.get("kind") in ("text", "media", "file", "cap_resource")
+        return spec.content.kind in FILE_LIKE
 
     def _check_content(self, spec: AlertSpec) -> None:
         """What can be judged at once, without I/O: raises ``AlertError``."""
-        content = spec.content
-        kind = content.get("kind")
-        if kind == "text":
-            try:
-                self.tts.check(str(content.get("text", "")),
-                               str(content.get("voice", DEFAULT_VOICE)))
-            except TtsError as exc:
-                raise AlertError(str(exc)) from None
-        elif kind in ("media", "file") and not content.get("path"):
-            raise AlertError("the message file is missing")
-        elif kind == "mount":
-            self.mounts.get(str(content.get("mount", "studio")))  # validates the name
+        try:
+            self.programmes.check(spec.content)
+        except ContentError as exc:
+            raise AlertError(str(exc)) from None
 
     def _parts(self, alert: Alert) -> list[PartFactory]:
         """Tone, message, gap, tone, message …: the message parts wait (in silence) for the
@@ -658,30 +766,22 @@ class AlertManager:
             prog.message_started_ns = now_ns  # the first repeat's, kept
 
     def _file_part(self, alert: Alert, path: Path) -> FileSource:
-        gain = self.leveller.gain_for if self.leveller is not None else 1.0
-        return FileSource(str(path), gain, counters=self.counters)
+        return self.programmes.file_source(path, alert.spec.content)
 
     async def _prepare(self, alert: Alert) -> None:
         """Make the message ready (synthesis, download, a decode check) beside the loop, then
         hand it to the message parts waiting for it. A message that cannot be made leaves the
         tone alone, with the reason in the alert's warnings."""
         content = alert.spec.content
-        kind = content.get("kind")
         try:
-            if kind == "text":
-                path = await self.tts.speak(str(content.get("text", "")),
-                                            str(content.get("voice", DEFAULT_VOICE)))
-            elif kind == "cap_resource":
-                path = await self._cap_download(content)
-            else:
-                path = Path(str(content.get("path", "")))
-            await asyncio.to_thread(_probe, path)
-        except (TtsError, DecodeError, CapError, ValueError, OSError,
-                aiohttp.ClientError, TimeoutError) as exc:
-            fallback = content.get("fallback_text") if kind == "cap_resource" else None
+            path = await self.programmes.audio_file(content)
+        except (ContentError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+            fallback = None if isinstance(content, TextContent) else (
+                content.fallback_text if isinstance(content, CapResourceContent) else None
+            ) or alert.spec.fallback_text
             if fallback:
                 alert.warnings.append(f"{exc}; the alert's text is read aloud instead")
-                alert.spec.content = {"kind": "text", "text": fallback, "voice": DEFAULT_VOICE}
+                alert.spec.content = TextContent(" ".join(fallback.split()), DEFAULT_VOICE)
                 await self._prepare(alert)
                 return
             alert.warnings.append(f"{exc}; only the attention tone plays")
@@ -704,22 +804,15 @@ class AlertManager:
         alert.history.append({"at": self.wall(), "status": alert.status.value, "note": note})
         self.store.save_alert(alert.id, alert.status.value, alert.record())
 
-    async def _cap_download(self, content: dict[str, Any]) -> Path:
-        if self.fetch is None:
-            raise ValueError("fetching CAP resources is not configured")
-        data = await self.fetch(str(content["uri"]))
-        return await asyncio.to_thread(
-            _save_resource, Path(str(content["dir"])), data, content.get("digest"),
-            str(content.get("name") or content["uri"]))
-
     def _request_ended(self, alert: Alert, req: Request, why: EndReason) -> None:
         if alert.status in FINAL:
             return
-        if why is EndReason.COMPLETED and alert.spec.content.get("kind") == "mount" \
+        content = alert.spec.content
+        if why is EndReason.COMPLETED and isinstance(content, LiveContent) \
                 and alert.phase is AlertPhase.MESSAGE:
             # the tone has played: now the live mount, at the alert's priority, until cancelled
             alert.phase = AlertPhase.LIVE
-            mount = self.mounts.get(str(alert.spec.content.get("mount", "studio")))
+            mount = self.mounts.get(content.mount)
             self.engine.request(req.zone_id, mount.programme, alert.priority,
                                 label=f"alert/{alert.id}")
             alert.history.append({"at": self.wall(), "status": AlertStatus.ACTIVE.value,
@@ -734,6 +827,8 @@ class AlertManager:
         alert.message_reach_ms()
         if alert.preparing is not None:
             alert.preparing.cancel()  # stop() awaits it
+        if alert.waiting is not None and alert.waiting is not asyncio.current_task():
+            alert.waiting.cancel()  # stop() awaits it
         for req in list(self.engine.requests.values()):
             if req.label == f"alert/{alert.id}":
                 self.engine.release(req.id, reason=END_REASON[status])
@@ -785,22 +880,5 @@ class AlertManager:
             now = self.wall()
             for alert in list(self.alerts.values()):
                 exp = alert.spec.expires_at
-                if alert.status is AlertStatus.ACTIVE and exp is not None and exp <= now:
+                if alert.status not in FINAL and exp is not None and exp <= now:
                     self._finish(alert, AlertStatus.EXPIRED, "expired")
-
-
-def _probe(path: Path) -> None:
-    """Open the file as audio (blocking: run beside the loop). Raises ``DecodeError``."""
-    FrameDecoder(str(path)).close()
-
-
-def _save_resource(folder: Path, data: bytes, digest: str | None, name: str) -> Path:
-    """Check a CAP resource's SHA-1 digest and keep it content-addressed (blocking)."""
-    verify_resource(CapResource(name, "audio/*", None, None, digest), data)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / hashlib.sha256(data).hexdigest()
-    if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path

@@ -8,15 +8,16 @@ Moving an endpoint moves its open connections to the new zone's streams in place
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, read_table
 from loa.control.store import Store
+from loa.core.endpoint import EndpointInfo
 from loa.core.zones import ZoneError, ZoneTree, is_alert_group
 from loa.playout.fanout import Subscriber
 from loa.playout.zone_channel import ZoneChannel
@@ -26,7 +27,18 @@ from loa.protocol.native import WS_OPCODE_TEXT, ws_frame
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("id", "name", "zone", "lat", "lon", "address", "admin_code")
+CSV_FIELDS = ("id", "name", "zone", "lat", "lon", "address", "admin_code")  # as exported
+# What a header cell may say for each column, as ``spreadsheet.column_key`` reduces it (no
+# case, no accents): the names Loa exports, and those a Vietnamese station writes.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "endpoint", "endpoint_id", "ma", "ma_loa", "ma_cum_loa", "ma_thiet_bi"),
+    "name": ("name", "ten", "ten_loa", "ten_cum_loa"),
+    "zone": ("zone", "zone_id", "vung", "ma_vung", "khu_vuc"),
+    "lat": ("lat", "latitude", "vi_do"),
+    "lon": ("lon", "lng", "long", "longitude", "kinh_do"),
+    "address": ("address", "dia_chi"),
+    "admin_code": ("admin_code", "ma_hanh_chinh", "ma_don_vi_hanh_chinh", "ma_dvhc"),
+}
 MAX_CSV_ROWS = 20_000
 
 
@@ -55,6 +67,12 @@ class Endpoint:
     secret_hash: str = ""  # MQTT password, Mosquitto $7$ hash
     created_at: float = 0.0
     subscribers: set[Subscriber] = field(default_factory=set)
+
+    @property
+    def info(self) -> EndpointInfo:
+        """Its identity and place, as a frozen record (safe to hand to a worker thread)."""
+        return EndpointInfo(self.id, self.zone_id, self.name, self.lat, self.lon, self.address,
+                            self.admin_code, self.created_at)
 
     def describe(self) -> dict[str, object]:
         """The API view: no credential hash, connections as a count."""
@@ -125,25 +143,39 @@ class CsvImport:
     passwords: dict[str, str]  # new endpoint id → its MQTT password (shown once)
 
 
-def plan_csv_import(text: str, existing: frozenset[str], zone_ids: frozenset[str],
-                    now: float) -> CsvPlan:
-    """Parse and check a CSV import against a snapshot of the registry (its ids, the zone ids
-    endpoints may live in), and make the new endpoints with their passwords. Pure and
-    thread-safe: the registry runs it in a worker thread."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if reader.fieldnames is None or not {"id", "zone"} <= {f.strip() for f in
-                                                           reader.fieldnames}:
-        return CsvPlan(["line 1: the header must name at least the columns id and zone"])
+def plan_csv_import(data: str | bytes, existing: frozenset[str], zone_ids: frozenset[str],
+                    now: float, charset: str | None = None) -> CsvPlan:
+    """Decode (bytes: see ``spreadsheet.decode``; ``charset`` from the Content-Type), parse
+    and check a CSV import against a snapshot of the registry (its ids, the zone ids
+    endpoints may live in), and make the new endpoints with their passwords. The separator
+    is guessed and the header matched to ``CSV_COLUMNS`` as ``spreadsheet.read_table`` does;
+    a coordinate may use a decimal comma. Pure and thread-safe: the registry runs it in a
+    worker thread."""
+    try:
+        text = data if isinstance(data, str) else decode(data, charset)
+        table = read_table(text, CSV_COLUMNS, ("id", "zone"))
+    except TableError as exc:
+        return CsvPlan([str(exc)])
+    return _plan_rows(table, existing, zone_ids, now)
+
+
+def _records(table: Table, errors: list[str]) -> Iterator[Row]:
+    """The table's records, until one the csv module refuses (added to ``errors``)."""
+    try:
+        yield from table.rows()
+    except TableError as exc:
+        errors.append(str(exc))
+
+
+def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float
+               ) -> CsvPlan:
     plan = CsvPlan()
     seen: set[str] = set()
-    for n, raw in enumerate(reader, start=2):
-        if n > MAX_CSV_ROWS + 1:
+    for count, record in enumerate(_records(table, plan.errors), start=1):
+        if count > MAX_CSV_ROWS:
             plan.errors.append(f"over {MAX_CSV_ROWS} rows")
             break
-        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()
-               if isinstance(v, str)}
-        if not any(row.values()):
-            continue
+        n, row = record.line, record.values
         try:
             eid = row.get("id", "")
             if not ENDPOINT_ID.match(eid):
@@ -154,8 +186,8 @@ def plan_csv_import(text: str, existing: frozenset[str], zone_ids: frozenset[str
             zone_id = row.get("zone", "")
             if zone_id not in zone_ids:
                 raise ZoneError(f"unknown zone {zone_id!r}")
-            lat = _coord(row.get("lat"), "lat", 90)
-            lon = _coord(row.get("lon"), "lon", 180)
+            lat = _coord(decimal(row.get("lat", "")), "lat", 90)
+            lon = _coord(decimal(row.get("lon", "")), "lon", 180)
             name, address, admin_code = (_text(row.get(key), key, limit) for key, limit in
                                          (("name", 200), ("address", 200), ("admin_code", 16)))
         except ValueError as exc:
@@ -248,18 +280,23 @@ class EndpointRegistry:
         self.save(ep)
         return ep
 
-    async def import_csv(self, text: str) -> CsvImport:
-        """Rows of id,name,zone,lat,lon,address,admin_code (a header line names the columns;
-        id and zone are required). All rows are checked first; with any error nothing is
-        taken. An existing id is updated in place (its zone moves) and keeps its credentials;
-        a new one gets an MQTT password, returned once.
+    async def import_csv(self, data: str | bytes, charset: str | None = None) -> CsvImport:
+        """Rows of id,name,zone,lat,lon,address,admin_code (a header line names the columns,
+        in any case, with or without accents, in English or Vietnamese: see ``CSV_COLUMNS``;
+        id and zone are required). Bytes are decoded as ``spreadsheet.decode`` says
+        (``charset``: the request's, if it named one); the separator is guessed. All rows are
+        checked first; with any error nothing is taken. An existing id is updated in place
+        (its zone moves) and keeps its credentials; a new one gets an MQTT password, returned
+        once.
 
-        Parsing, checking and hashing the new passwords (tens of ms for 1,000 rows) run in a
-        worker thread against a snapshot of the registry; the result is applied on the loop
-        in one step, with one store write for the lot."""
+        Decoding, parsing, checking and hashing the new passwords (tens of ms for 1,000
+        rows) run in a worker thread against a snapshot of the registry; the result is
+        applied on the loop in one step, with one store write for the lot (inside the
+        caller's ``Store.transaction()`` if it opened one)."""
         existing = frozenset(self.endpoints)
         zone_ids = frozenset(z.id for z in self._zones if not is_alert_group(z.id))
-        plan = await asyncio.to_thread(plan_csv_import, text, existing, zone_ids, time.time())
+        plan = await asyncio.to_thread(plan_csv_import, data, existing, zone_ids, time.time(),
+                                       charset)
         if plan.errors:
             return CsvImport([], [], plan.errors, {})
         # the registry may have changed while the plan was being made

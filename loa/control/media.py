@@ -15,6 +15,7 @@ from typing import Any
 from loa.codecs.decode import DecodeError
 from loa.codecs.loudness import MEASURER, level_gain
 from loa.control.store import Store
+from loa.core.text import nfc
 
 MAX_TITLE_CHARS = 200
 MAX_TAGS = 20
@@ -86,8 +87,10 @@ class MediaLibrary:
                        ) -> tuple[MediaItem, bool]:
         """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
         judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
-        gone afterwards whatever happens. Returns (item, created); raises MediaError."""
-        tags = [t.strip() for t in (tags or []) if t.strip()][:MAX_TAGS]
+        gone afterwards whatever happens. File name, title and tags are kept in NFC (a Mac
+        sends names decomposed). Returns (item, created); raises MediaError."""
+        filename, title = nfc(filename), nfc(title)
+        tags = [nfc(t.strip()) for t in (tags or []) if t.strip()][:MAX_TAGS]
         loop = asyncio.get_running_loop()
         media_id = sha[:16]
         existing = self._items.get(media_id)

@@ -17,6 +17,9 @@ the disk.
   ``call_soon_threadsafe``. The plain reads block their caller until the answer is there:
   they are for start-up (before serving), worker threads (reports), the CLI and tests, never
   for the event loop while it serves.
+- Each write is its own transaction. ``with store.transaction():`` makes the writes of a
+  block one transaction: all of them are on the disk, or none (a CSV import's rows and its
+  audit entry; a crash between two commits would keep one without the other).
 - ``await flush()`` waits until everything queued so far is written; ``close()`` drains the
   queue (bounded by a deadline) and joins the thread.
 """
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -32,8 +37,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +126,22 @@ class StoreClosed(RuntimeError):
     """A read asked of a store that has been closed."""
 
 
+@dataclass(eq=False)
+class _Batch:
+    """The writes of an open ``Store.transaction()`` block, queued together at its end."""
+
+    store: Store
+    writes: list[tuple[str, Callable[[Db], object]]] = field(default_factory=list)
+    open: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)  # to_thread copies context
+
+
+# The open transaction block of the running task (or thread): a context variable, so that
+# the writes other tasks make meanwhile are not caught in it.
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("loa_store_batch",
+                                                                      default=None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     what: str  # for the log if it fails: the statement and its key, never its data
@@ -132,12 +153,17 @@ def _execute(sql: str, params: Sequence[Any]) -> Callable[[Db], object]:
     return lambda db: db.execute(sql, params)
 
 
-def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[Db], None]:
-    """One transaction for the batch: all rows or none."""
+def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[Db], object]:
+    return lambda db: db.executemany(sql, rows)
+
+
+def _in_transaction(runs: list[Callable[[Db], object]]) -> Callable[[Db], None]:
+    """One transaction for the statements: all of them or none."""
     def run(db: Db) -> None:
         db.execute("BEGIN")
         try:
-            db.executemany(sql, rows)
+            for statement in runs:
+                statement(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # some errors (a full disk) have rolled it back already
@@ -189,6 +215,11 @@ class Store:
             await self._read_async("flush", _nothing)
         except StoreClosed:
             pass  # close() has drained the queue (or given up on it after its deadline)
+
+    @property
+    def closed(self) -> bool:
+        """Closed: later writes are dropped (and logged), not raised."""
+        return self._closed
 
     def close(self, deadline_s: float = CLOSE_DEADLINE_S) -> None:
         """Write what is queued, within ``deadline_s``, then close the database. Blocks its
@@ -256,9 +287,46 @@ class Store:
             return True
 
     def _write(self, what: str, run: Callable[[Db], object]) -> None:
-        if not self._put(_Job(what, run)):
+        batch = _BATCH.get()
+        if batch is not None and batch.store is self:
+            with batch.lock:
+                if batch.open:
+                    batch.writes.append((what, run))
+                    return
+        self._queue_write(what, [run])
+
+    def _queue_write(self, what: str, runs: list[Callable[[Db], object]]) -> None:
+        if not self._put(_Job(what, _in_transaction(runs))):
             self.dropped_writes += 1
             log.error("store %s is closed: %s was not written", self.path.name, what)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make the writes of the block one transaction: every write this task (or thread)
+        makes to this store inside it is held, and at the block's end they are queued as one
+        job that commits all of them or none (a failure is logged and counted once, naming
+        each write). Writes other tasks make meanwhile are not held: they may reach the disk
+        first, so keep awaits out of the span from the block's first write to its end
+        wherever another task may write the same records. An exception leaving the block
+        does not drop the writes made before it (what they record has happened in memory):
+        they are queued as they are. A block inside another one joins the outer one."""
+        outer = _BATCH.get()
+        if outer is not None and outer.store is self and outer.open:
+            yield
+            return
+        batch = _Batch(self)
+        token = _BATCH.set(batch)
+        try:
+            yield
+        finally:
+            _BATCH.reset(token)
+            with batch.lock:
+                batch.open = False
+            if batch.writes:
+                whats = [what for what, _ in batch.writes]
+                what = whats[0] if len(whats) == 1 else \
+                    f"transaction of {len(whats)} writes ({'; '.join(whats)})"
+                self._queue_write(what, [run for _, run in batch.writes])
 
     def _read(self, what: str, run: Callable[[Db], T]) -> T:
         if threading.current_thread() is self._thread:
@@ -350,8 +418,8 @@ class Store:
         would take milliseconds of the loop): pass fresh dicts of plain values that nobody
         changes afterwards, as ``Endpoint.record()`` makes them."""
         if records:
-            def run(db: Db) -> None:
-                _execute_many(SAVE_ENDPOINT, [(r["id"], encode(r)) for r in records])(db)
+            def run(db: Db) -> object:
+                return db.executemany(SAVE_ENDPOINT, [(r["id"], encode(r)) for r in records])
             self._write(f"save_endpoints ({len(records)})", run)
 
     def delete_endpoint(self, endpoint_id: str) -> None:

@@ -67,13 +67,14 @@ class Streams:
     on an endpoint's path is attached to that endpoint and joins its zone's channel."""
 
     def __init__(self, engine: Engine, endpoints: EndpointRegistry, clock: Clock,
-                 sndbuf_bytes: int) -> None:
+                 sndbuf_bytes: int,
+                 on_played: Callable[[str, int, int], None] | None = None) -> None:
         self.engine = engine
         self.endpoints = endpoints
         self.clock = clock
         self.sndbuf_bytes = sndbuf_bytes
         # endpoint id, programme id, Clock ns: an endpoint says it started playing a programme
-        self.on_played: Callable[[str, int, int], None] | None = None
+        self.on_played = on_played
 
     def _resolve(self, kind: str, ident: str) -> tuple[ZoneChannel, Endpoint | None]:
         if kind == "zones":

@@ -15,10 +15,15 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
+# The station's local time: the calendar's, and what a time written without a UTC offset
+# (a CAP message's, an operator's) is read in.
+STATION_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 class Clock(Protocol):
@@ -96,3 +101,63 @@ class FakeClock:
     def set_ns(self, now_ns: int) -> None:
         """Jump without waking anyone (for pure-core tests that pass time explicitly)."""
         self._now_ns = now_ns
+
+
+class WallClock:
+    """Wall time (aware datetimes in ``tz``, or unix seconds) read off the pipeline's clock,
+    so that a ``FakeClock`` moves the calendar too; the one wall clock of the server.
+
+    It is anchored on the system's real-time clock (``system``: unix seconds, ``time.time``)
+    when made, and ``correct()`` re-anchors it when the two have drifted apart by more than
+    ``max_drift_s`` (NTP stepping the system clock, a VM resumed after a pause, the monotonic
+    clock's own drift over weeks). ``system=None`` never corrects (tests on a fake clock).
+    """
+
+    def __init__(self, clock: Clock, tz: tzinfo, *,
+                 system: Callable[[], float] | None = time.time, max_drift_s: float = 0.5,
+                 start: datetime | None = None) -> None:
+        self.clock = clock
+        self.tz = tz
+        self._system = system
+        self._max_drift_ns = int(max_drift_s * NS_PER_S)
+        self.steps = 0  # corrections made
+        self.last_step_s = 0.0  # the last correction, s (+: the wall clock jumped forward)
+        wall = start if start is not None else datetime.fromtimestamp(
+            (system or time.time)(), tz)
+        self._anchor_ns = clock.now_ns()
+        self._anchor_unix_ns = int(wall.timestamp() * NS_PER_S)
+
+    def now(self) -> datetime:
+        """Wall time now, as the pipeline's clock has advanced since the anchor."""
+        return self.at(self.clock.now_ns())
+
+    def timestamp(self) -> float:
+        """Now, in unix seconds."""
+        return self.unix_ns(self.clock.now_ns()) / NS_PER_S
+
+    def unix_ns(self, ns: int) -> int:
+        """The unix time (ns) of a clock reading."""
+        return self._anchor_unix_ns + (ns - self._anchor_ns)
+
+    def at(self, ns: int) -> datetime:
+        """The wall time of a clock reading (ns), in ``tz``."""
+        return datetime.fromtimestamp(self.unix_ns(ns) / NS_PER_S, self.tz)
+
+    def ns_of(self, when: datetime) -> int:
+        """The clock reading (ns) at which a wall time falls: what the schedule sleeps until."""
+        return self._anchor_ns + round(when.timestamp() * NS_PER_S) - self._anchor_unix_ns
+
+    def correct(self) -> float:
+        """Compare with the system clock; past ``max_drift_s``, re-anchor on it. Returns the
+        step made (s; 0.0 when none). Whoever sleeps until a wall time must re-plan after a
+        step (the schedule does)."""
+        if self._system is None:
+            return 0.0
+        now_ns = self.clock.now_ns()
+        drift = int(self._system() * NS_PER_S) - self.unix_ns(now_ns)
+        if abs(drift) <= self._max_drift_ns:
+            return 0.0
+        self._anchor_ns, self._anchor_unix_ns = now_ns, self.unix_ns(now_ns) + drift
+        self.steps += 1
+        self.last_step_s = drift / NS_PER_S
+        return self.last_step_s

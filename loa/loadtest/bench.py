@@ -11,6 +11,9 @@
   text, and as CAP with an audio resource, started on a few zones each while the others listen
   to the station live: dead air in the untouched zones, the server's loop lag, and how soon the
   tone and the message reach each alerted endpoint (`alerts_run`).
+- A source outage: the ffmpeg CLI pushing live is stopped for 5 s with its connection open,
+  then continued; the delay a listener hears, second by second before and after, and how soon
+  it is back to what it was (`outage_run`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,19 +35,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import numpy as np
 
 from loa.codecs.decode import ByteFeed, ParsedStreamDecoder
 from loa.codecs.encoder import create_encoder
 from loa.codecs.ogg import OggReader
+from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from loa.core.percentiles import percentiles
-from loa.loadtest.bench_source import BenchSource, playout_delays_ms
+from loa.loadtest.bench_source import (
+    BEEP_CYCLE,
+    BEEP_FRAMES,
+    BEEP_LEVEL,
+    BenchSource,
+    beep_hz,
+    find_beeps,
+    playout_delays_ms,
+)
 from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet, FleetResult
 from loa.loadtest.runner import LoadSpec, LoadTest
 from loa.loadtest.target import (
     FfmpegSource,
     LocalLoa,
+    die_with_parent,
     free_port,
     stop_process,
     village_admin_code,
@@ -605,7 +620,280 @@ async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20
     return await asyncio.to_thread(figures)
 
 
-BENCH_PARTS = ("fanout", "transcode", "switching", "alerts")
+# --- a source outage: the delay a listener hears before and after ---
+
+OUTAGE_AT_S = 20.0  # the station has been on air this long when its link dies
+OUTAGE_S = 5.0
+OUTAGE_AFTER_S = 20.0  # listened to after the link comes back
+OUTAGE_SETTLE_S = 3.0  # the first seconds on air (start-up) do not count towards the baseline
+# "Back to the target": a delay no more than this above the largest heard before the outage.
+# Ordinary jitter moves the delay about that much: an underflow's silence (a frame or two) and
+# the frame the jitter target grows by.
+OUTAGE_BAND_MS = 50.0
+
+
+# Between the beeps, a quiet hum: far under the beeps' onset threshold, but it shows when a
+# listener hears the source again after an outage, to the 10 ms.
+BED_LEVEL = 0.01
+BED_HZ = 150
+
+
+def beeps_expr() -> str:
+    """The bench's marker beeps (``bench_source``: a 100 ms beep at the start of each second,
+    its frequency naming the second modulo ``BEEP_CYCLE``) over a quiet hum (``BED_LEVEL``),
+    as an expression of ffmpeg's ``aevalsrc``, so that ffmpeg itself makes and encodes them."""
+    step_hz = beep_hz(1) - beep_hz(0)
+    return (f"if(lt(mod(t,1),{BEEP_FRAMES * FRAME_MS / 1000:g}),{BEEP_LEVEL:g}*sin(2*PI*("
+            f"{beep_hz(0):g}+{step_hz:g}*mod(floor(t),{BEEP_CYCLE}))*t),"
+            f"{BED_LEVEL:g}*sin(2*PI*{BED_HZ}*t))")
+
+
+def first_sound_ns(pcm: np.ndarray, first_audio_ns: int, after_ns: int, rms: float
+                   ) -> int | None:
+    """When a player starting at its first audio packet first hears, after ``after_ns``, a
+    10 ms block of ``pcm`` louder than ``rms`` (monotonic ns; None: never)."""
+    block = SAMPLE_RATE // 100
+    start = max(0, (after_ns - first_audio_ns) * SAMPLE_RATE // 1_000_000_000)
+    n = (len(pcm) - start) // block
+    if n <= 0:
+        return None
+    env = np.sqrt(np.mean(pcm[start:start + n * block].reshape(n, block) ** 2, axis=1))
+    loud = np.flatnonzero(env > rms)
+    if not len(loud):
+        return None
+    return first_audio_ns + (start + int(loud[0]) * block) * 1_000_000_000 // SAMPLE_RATE
+
+
+class FfmpegBeepSource:
+    """The station going live as the ffmpeg CLI pushes it: marker beeps made by ``aevalsrc``,
+    128 kb/s stereo MP3 at 44.1 kHz, pushed Icecast-style at real time (``-re``).
+
+    ffmpeg's ``-progress`` reports say how much audio it has written; read as they come, they
+    give the monotonic time at which second 0 of the audio left it (``t0_ns``), hence when each
+    beep was sent. ``pause()`` / ``resume()`` stop and continue the process (SIGSTOP /
+    SIGCONT): its TCP connection stays open and sends nothing, as when a 4G link dies; on
+    resuming, ``-re`` catches up at full speed, as TCP delivers what an encoder queued meanwhile.
+    """
+
+    PROGRESS_PERIOD_S = 0.05
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.proc: asyncio.subprocess.Process | None = None
+        self.t0_ns: int | None = None  # the earliest (arrival - audio written) seen
+        self.reports = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-re", "-f", "lavfi",
+            "-i", f"aevalsrc=exprs='{beeps_expr()}':s=44100:c=mono", "-ac", "2",
+            "-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "-content_type", "audio/mpeg",
+            "-progress", "pipe:1", "-stats_period", f"{self.PROGRESS_PERIOD_S:g}", self.url,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+        self._reader = asyncio.create_task(self._read_progress(self.proc))
+
+    async def _read_progress(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            arrived_ns = time.monotonic_ns()
+            key, _, value = line.decode(errors="replace").strip().partition("=")
+            if key != "out_time_us" or not value.isdigit() or int(value) == 0:
+                continue  # 0: reported before anything was written
+            self.reports += 1
+            t0 = arrived_ns - int(value) * 1000
+            self.t0_ns = t0 if self.t0_ns is None else min(self.t0_ns, t0)
+
+    def beep_sent_ns(self, until_ns: int) -> dict[int, int]:
+        """Beep number -> monotonic ns it was due to be sent (second b of the audio), up to
+        ``until_ns``; empty before the first progress report."""
+        if self.t0_ns is None:
+            return {}
+        n = max(0, (until_ns - self.t0_ns) // 1_000_000_000 + 1)
+        return {b: self.t0_ns + b * 1_000_000_000 for b in range(n)}
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            os.kill(self.proc.pid, sig)
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()  # SIGKILL ends a stopped process too
+            await self.proc.wait()
+        await cancel_and_wait(self._reader)
+
+
+def heard_delay_series(pcm: np.ndarray, first_audio_ns: int, beep_sent_ns: dict[int, int]
+                       ) -> list[tuple[int, float]]:
+    """(monotonic ns heard, ms after it was sent) for each beep a player starting at its first
+    audio packet hears in ``pcm``: ``playout_delays_ms`` with the time each was heard."""
+    series = []
+    for onset, k in find_beeps(pcm):
+        heard_ns = first_audio_ns + onset * 1_000_000_000 // SAMPLE_RATE
+        sent = [s for b, s in beep_sent_ns.items() if b % BEEP_CYCLE == k and s <= heard_ns]
+        if sent:
+            series.append((heard_ns, (heard_ns - max(sent)) / 1e6))
+    return series
+
+
+def back_to_target(series: list[tuple[float, float]], from_s: float, limit_ms: float
+                   ) -> float | None:
+    """Seconds after ``from_s`` until a beep is heard within ``limit_ms`` of delay again (None:
+    never). ``series``: (s heard, delay ms), in order."""
+    return next((t - from_s for t, d in series if t >= from_s and d <= limit_ms), None)
+
+
+async def outage_run(out: Any, *, before_s: float = OUTAGE_AT_S, outage_s: float = OUTAGE_S,
+                     after_s: float = OUTAGE_AFTER_S) -> dict[str, Any]:
+    """A live source's link dies for ``outage_s`` and comes back: the delay a listener hears,
+    before and after. ffmpeg pushes marker beeps to a ``loa serve`` (``FfmpegBeepSource``),
+    taken live on the root zone; a decoding listener (``Probe``) listens from the start. After
+    ``before_s`` the ffmpeg process is stopped for ``outage_s`` (its connection open), then
+    continued, and the listener goes on for ``after_s``. The server's jitter target and depth
+    are read once a second. Figures: the heard delay of every beep as a time series (s from the
+    outage's start), its p50 / max before and after, the time from the link coming back to
+    the first beep heard within ``OUTAGE_BAND_MS`` of the largest delay heard before, how many
+    beeps after it came back were not, and the server's jitter counters. Raises RuntimeError
+    if the source does not go live."""
+    token = "bench"
+    # the default zone tree; the embedded broker on a port of its own (another server may
+    # hold the default one)
+    server = LocalLoa(token=token, source_password=token, demo=False,
+                      config_toml=f'[mqtt]\nlisten = "127.0.0.1:{free_port()}"\n')
+    source = FfmpegBeepSource(f"icecast://source:{token}@127.0.0.1:{server.port}/live/studio")
+    headers = {"Authorization": f"Bearer {token}"}
+    samples: list[dict[str, Any]] = []
+    errors: list[str] = []
+    marks: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    try:
+        await server.start()
+        await source.start()
+        async with aiohttp.ClientSession(headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for _ in range(100):  # bounded: 10 s
+                _, st = await _call(http, "GET", server.url + "/api/v1/status")
+                if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
+                       for m in st["mounts"]):
+                    break
+                await asyncio.sleep(0.1)  # polling a starting source, bounded
+            else:
+                raise RuntimeError("outage: the live source did not connect")
+            status, body = await _call(http, "POST", server.url + "/api/v1/zones/huyen/live",
+                                       json={"mount": "studio"})
+            if status not in (200, 201):
+                raise RuntimeError(f"outage: taking the root zone live: {status} {body}")
+            probe = Probe(server.url + "/zones/huyen/stream.ogg")
+            total_s = before_s + outage_s + after_s
+            listening = asyncio.create_task(probe.run(total_s))
+
+            async def sample() -> None:
+                """The studio mount's jitter target and depth, once a second."""
+                start = time.monotonic()
+                for i in range(int(total_s) + 1):
+                    await asyncio.sleep(max(0.0, start + i - time.monotonic()))
+                    try:
+                        _, st = await _call(http, "GET", server.url + "/api/v1/status")
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        errors.append(f"status: {exc!r}")
+                        continue
+                    m = next((m for m in st["mounts"] if m["mount"] == "studio"), None)
+                    if m is not None:
+                        samples.append({"at_ns": time.monotonic_ns(),
+                                        "target_frames": m["jitter_target_frames"],
+                                        "depth_frames": m["jitter_frames"],
+                                        "stalled": m["stalled"]})
+                    counters.update({k: v for k, v in st["counters"].items()
+                                     if k.startswith("jitter_")})
+
+            sampling = asyncio.create_task(sample())
+            try:
+                await asyncio.sleep(before_s)
+                out(f"outage: stopping the source (ffmpeg) for {outage_s:g} s")
+                marks["stop_ns"] = time.monotonic_ns()
+                source.pause()
+                await asyncio.sleep(outage_s)  # the outage itself: wall time is the point
+                source.resume()
+                marks["resume_ns"] = time.monotonic_ns()
+                out(f"outage: the source is back; listening for {after_s:g} s more")
+                await listening
+            finally:
+                await cancel_and_wait(sampling)
+                await cancel_and_wait(listening)
+    finally:
+        await source.stop()
+        await server.stop()
+
+    def figures() -> dict[str, Any]:  # beep finding over the whole recording: beside the loop
+        stop_ns, resume_ns = marks["stop_ns"], marks["resume_ns"]
+        resume_s = (resume_ns - stop_ns) / 1e9
+        sent = source.beep_sent_ns(time.monotonic_ns())
+        pcm = probe.decoder.pcm()
+        heard = heard_delay_series(pcm, probe.first_audio_ns, sent)
+        sound_ns = first_sound_ns(pcm, probe.first_audio_ns, resume_ns, BED_LEVEL / 4)
+        series = [(round((t - stop_ns) / 1e9, 3), round(d, 1)) for t, d in heard]
+        first_s = (probe.first_audio_ns - stop_ns) / 1e9
+        before = [d for t, d in series if first_s + OUTAGE_SETTLE_S <= t < 0]
+        after = [d for t, d in series if t >= resume_s]
+        limit_ms = max(before) + OUTAGE_BAND_MS if before else None
+        back_s = back_to_target(series, resume_s, limit_ms) if limit_ms is not None else None
+        return {
+            "outage_s": round(resume_s, 3),
+            "before_s": before_s, "after_s": after_s,
+            "beeps_before": len(before), "beeps_after": len(after),
+            "delay_before_ms": percentiles(before, (50,)),
+            "delay_after_ms": percentiles(after, (50,)),
+            "back_within_ms": limit_ms,
+            "back_to_target_s": round(back_s, 3) if back_s is not None else None,
+            "beeps_after_outside": sum(1 for d in after if limit_ms is None or d > limit_ms),
+            "first_heard_after_s": next((round(t - resume_s, 3) for t, _ in series
+                                         if t >= resume_s), None),
+            "sound_back_s": round((sound_ns - resume_ns) / 1e9, 3) if sound_ns else None,
+            "series": series,  # (s from the outage's start, heard delay ms)
+            "jitter": [{"t_s": round((s["at_ns"] - stop_ns) / 1e9, 1),
+                        **{k: v for k, v in s.items() if k != "at_ns"}} for s in samples],
+            "counters": counters,
+            "progress_reports": source.reports,
+            "errors": errors,
+        }
+
+    return await asyncio.to_thread(figures)
+
+
+def format_outage(o: dict[str, Any]) -> list[str]:
+    """The outage part as text: the summary, then the heard delay second by second."""
+    b, a = o["delay_before_ms"], o["delay_after_ms"]
+    back = o["back_to_target_s"]
+    lines = [f"Source outage ({o['outage_s']:g} s, ffmpeg stopped with its connection open): "
+             f"heard delay before p50 {b['p50']} ms, max {b['max']} ms ({o['beeps_before']} "
+             f"beeps); after p50 {a['p50']} ms, max {a['max']} ms ({o['beeps_after']} beeps)",
+             f"- back within {o['back_within_ms']} ms (the largest delay before, plus "
+             f"{OUTAGE_BAND_MS:g} ms) "
+             + (f"{back:g} s after the source came back" if back is not None else "never")
+             + f" (the first beep heard after it came back: {o['first_heard_after_s']} s); "
+             f"beeps after it came back outside that: {o['beeps_after_outside']}",
+             f"- the source heard again (its hum) {o['sound_back_s']} s after it came back",
+             "- jitter counters: " + ", ".join(f"{k} {v}" for k, v in o["counters"].items()),
+             "", "| t (s from the outage's start) | heard delay (ms) | jitter target / depth "
+             "(frames) |", "|---|---|---|"]
+    jitter = o["jitter"]
+    for t, d in o["series"]:
+        j = min(jitter, key=lambda s: abs(s["t_s"] - t)) if jitter else None
+        lines.append(f"| {t:.1f} | {d:.0f} | "
+                     + (f"{j['target_frames']} / {j['depth_frames']}" if j else "–") + " |")
+    if o["errors"]:
+        lines.append("- errors: " + "; ".join(o["errors"]))
+    return lines
+
+
+BENCH_PARTS = ("fanout", "transcode", "switching", "alerts", "outage")
 
 
 async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: bool,
@@ -629,6 +917,10 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
         out(f"alerts: file, text and CAP alerts on 9 of 20 zones beside fan-out at "
             f"{max(counts)} endpoints")
         results["alerts"] = await alerts_run(max(counts), procs, out)
+    if "outage" in parts:
+        out(f"outage: a live source stopped for {OUTAGE_S:g} s after {OUTAGE_AT_S:g} s on air, "
+            "heard by a decoding listener")
+        results["outage"] = await outage_run(out)
     return results
 
 
@@ -655,6 +947,8 @@ def format_results(r: dict[str, Any]) -> str:
                   "within 100 ms"]
     if r.get("alerts"):
         lines += ["", *format_alerts(r["alerts"])]
+    if r.get("outage"):
+        lines += ["", *format_outage(r["outage"])]
     return "\n".join(lines).strip("\n")
 
 

@@ -80,6 +80,7 @@ class LocalLoa:
         self._env = extra_env or {}
         self._dir = tempfile.mkdtemp(prefix="loa-loadtest-")
         self.data_dir = os.path.join(self._dir, "data")  # its media folder: data_dir/media
+        self.log_path = os.path.join(self._dir, "serve.log")  # its stderr (gone after stop)
         self._config: str | None = None
         if config_toml is not None:
             self._config = os.path.join(self._dir, "loa.toml")
@@ -92,14 +93,16 @@ class LocalLoa:
         return self.proc.pid if self.proc else None
 
     async def start(self) -> None:
+        # its embedded MQTT broker on a free port too: beside another server, or a second run
         env = dict(os.environ, LOA_ADMIN_TOKEN=self.token, LOA_SOURCE_PASSWORD=self.source_password,
-                   LOA_DATA_DIR=self.data_dir, **self._env)
+                   LOA_DATA_DIR=self.data_dir, LOA_MQTT_LISTEN=f"127.0.0.1:{free_port()}",
+                   **self._env)
         args = [sys.executable, "-m", "loa", "serve", "--listen", f"127.0.0.1:{self.port}"]
         if not self._demo:
             args.append("--no-demo")
         if self._config:
             args += ["--config", self._config]
-        log_file = await asyncio.to_thread(open, os.path.join(self._dir, "serve.log"), "wb")
+        log_file = await asyncio.to_thread(open, self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
             preexec_fn=die_with_parent,
@@ -108,7 +111,7 @@ class LocalLoa:
         try:
             await wait_ready(self.url, self.token)
         except RuntimeError as exc:  # say why: the server's last words
-            tail = await asyncio.to_thread(_tail, os.path.join(self._dir, "serve.log"))
+            tail = await asyncio.to_thread(_tail, self.log_path)
             raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
 
     async def stop(self) -> None:

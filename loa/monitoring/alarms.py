@@ -21,15 +21,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from loa.config import AlarmConfig
 from loa.core.clock import NS_PER_S
+from loa.monitoring.loop_lag import LoopLag
+from loa.monitoring.views import EngineView, FleetView, RegistryView, ScheduleView
 from loa.playout.programme import ProgrammeKind
-
-if TYPE_CHECKING:
-    from loa.app import LoaServer
-
 
 
 class AlarmKind(enum.StrEnum):
@@ -53,6 +51,9 @@ RESYNC_ALARM_S = 60
 
 @dataclass
 class Alarm:
+    """One condition on one subject (an endpoint id, a zone id, a source name, ...), pending
+    until it has held for its hold time, then raised."""
+
     kind: AlarmKind
     subject: str
     detail: str
@@ -60,6 +61,7 @@ class Alarm:
     raised_at: float | None = None  # wall time, once it lasted long enough
 
     def describe(self) -> dict[str, Any]:
+        """The API view (``raised_at`` unix seconds, None while pending)."""
         return {"kind": self.kind.value, "subject": self.subject, "detail": self.detail,
                 "raised_at": self.raised_at}
 
@@ -69,12 +71,17 @@ Condition = tuple[AlarmKind, str, str, int, float]
 
 
 class AlarmBoard:
+    """The alarms pending and raised, keyed by (kind, subject), with a count of raises per
+    kind; each raise and clear goes to ``audit(action, subject, detail)``."""
+
     def __init__(self, audit: Callable[[str, str, dict[str, Any]], None]) -> None:
         self.audit = audit  # (action, subject, detail)
         self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
         self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
 
     def update(self, conditions: list[Condition], now_ns: int, wall: float) -> None:
+        """Take the conditions that hold now (``now_ns`` injected clock, ``wall`` unix
+        seconds): raise those held long enough, clear those no longer among them."""
         seen = set()
         for kind, subject, detail, since_ns, hold_s in conditions:
             key = (kind, subject)
@@ -93,10 +100,38 @@ class AlarmBoard:
                 self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value})
 
     def active(self) -> list[Alarm]:
+        """The raised alarms (pending ones are not yet shown)."""
         return [a for a in self.pending.values() if a.raised_at is not None]
 
 
-def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
+class AlarmSource(Protocol):
+    """What the alarm rules read: the fleet, the engine, the loop-lag probe, the endpoint
+    registry, the schedule, and when the server started (``started_ns``, injected clock: an
+    endpoint never seen counts as offline since then)."""
+
+    @property
+    def fleet(self) -> FleetView: ...
+
+    @property
+    def engine(self) -> EngineView: ...
+
+    @property
+    def loop_lag(self) -> LoopLag: ...
+
+    @property
+    def endpoints(self) -> RegistryView: ...
+
+    @property
+    def schedule(self) -> ScheduleView: ...
+
+    @property
+    def started_ns(self) -> int: ...
+
+
+def conditions(s: AlarmSource, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
+    """The conditions that hold now (``now_ns`` on the injected clock), each with the time it
+    has held since and how long it must hold before its alarm is raised (``Condition``);
+    ``AlarmBoard.update`` raises and clears the alarms from them."""
     out: list[Condition] = []
     fleet = s.fleet
     if not fleet.connected.is_set() and fleet.broker_url:
@@ -142,13 +177,13 @@ def conditions(s: LoaServer, cfg: AlarmConfig, now_ns: int) -> list[Condition]:
     for run in s.schedule.running:
         prio = run.item.cls.priority
         for zid in run.item.zones:
-            ch = s.engine.channels.get(zid)
+            ch = engine.channels.get(zid)
             if ch is not None and ch.on_air.priority < prio:
                 out.append((AlarmKind.ZONE_SILENT, zid,
                             f"scheduled {run.item.title!r} is not on air "
                             f"(on air: {ch.on_air.programme_name})", now_ns, cfg.hold_s))
     down: dict[str, str] = {}
-    for req in s.engine.requests.values():
+    for req in engine.requests.values():
         prog = req.programme
         if prog.kind is ProgrammeKind.LIVE and not prog.finished and not prog.available:
             down[prog.name] = f"{prog.name} is not sending (asked for by {req.zone_id})"

@@ -9,9 +9,10 @@ to other processes (it must not cry wolf on a busy 2-core machine):
 - CPU time of the loop's thread during the step (``CLOCK_THREAD_CPUTIME_ID``); plus
 - time the thread spent blocked of its own accord (a sleep, disk or socket I/O, a lock, the GIL
   held by another thread): the step's wall time minus its CPU time, counted only when the
-  kernel did not preempt the thread during the step (``ru_nivcsw`` unchanged). A preempted
-  step is judged by its CPU time alone, since its wall time then includes other processes'
-  turns.
+  kernel preempted no thread of the process during the step (``ru_nivcsw`` of the process
+  unchanged). A preempted step is judged by its CPU time alone, since its wall time then
+  includes other processes' turns: the loop's own thread's, or those of a worker thread that
+  held the GIL the loop was waiting for.
 
 Garbage-collection time inside the step is shown beside it (it counts: it held the loop).
 
@@ -36,7 +37,7 @@ from typing import Any
 
 LIMIT_MS = 20.0
 _ASYNCIO_DIR = os.path.dirname(asyncio.events.__file__)
-_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+_RUSAGE_SELF = resource.RUSAGE_SELF  # every thread of the process
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class LoopWatchdog:
         watchdog = self
 
         def _run(handle: asyncio.events.Handle) -> None:
-            nivcsw0 = usage(_RUSAGE_THREAD).ru_nivcsw
+            nivcsw0 = usage(_RUSAGE_SELF).ru_nivcsw
             gc0 = watchdog._gc_ns
             wall0, cpu0 = perf(), cpu()
             try:
@@ -94,7 +95,7 @@ class LoopWatchdog:
                 wall_ns = perf() - wall0
                 if wall_ns > watchdog.limit_ns:
                     watchdog._judge(handle, wall_ns, cpu() - cpu0,
-                                    usage(_RUSAGE_THREAD).ru_nivcsw != nivcsw0,
+                                    usage(_RUSAGE_SELF).ru_nivcsw != nivcsw0,
                                     watchdog._gc_ns - gc0)
 
         # the hook itself: typeshed types _run with a stray second self

@@ -6,8 +6,8 @@ Prometheus asks. Names are ``loa_*``; counters keep the labels they were counted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -18,17 +18,70 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from loa.control.alerts import AlertStatus
+from loa.core.counters import Counters
 from loa.core.zones import is_alert_group
 from loa.monitoring.alarms import KINDS as ALARM_KINDS
+from loa.monitoring.alarms import AlarmBoard
 from loa.monitoring.loop_lag import BUCKETS_S as LOOP_LAG_BUCKETS_S
+from loa.monitoring.loop_lag import LoopLag
+from loa.monitoring.views import (
+    AlertsView,
+    EngineView,
+    FleetView,
+    Identified,
+    MountsView,
+    RegistryView,
+    ScheduleView,
+    StoreView,
+)
 
-if TYPE_CHECKING:
-    from loa.app import LoaServer
+
+class MetricsSource(Protocol):
+    """What a scrape reads: the event counters, the engine, the live mounts, the schedule, the
+    alerts, the store, the loop-lag probe, the zones (alert groups are skipped), the endpoint
+    registry, the fleet and the alarm board."""
+
+    @property
+    def counters(self) -> Counters: ...
+
+    @property
+    def engine(self) -> EngineView: ...
+
+    @property
+    def mounts(self) -> MountsView: ...
+
+    @property
+    def schedule(self) -> ScheduleView: ...
+
+    @property
+    def alerts(self) -> AlertsView: ...
+
+    @property
+    def store(self) -> StoreView: ...
+
+    @property
+    def loop_lag(self) -> LoopLag: ...
+
+    @property
+    def zones(self) -> Iterable[Identified]: ...
+
+    @property
+    def endpoints(self) -> RegistryView: ...
+
+    @property
+    def fleet(self) -> FleetView: ...
+
+    @property
+    def alarms(self) -> AlarmBoard: ...
 
 
 class LoaCollector(Collector):
-    def __init__(self, server: LoaServer) -> None:
-        self.s = server
+    """Yields every ``loa_*`` family from ``source`` when Prometheus scrapes; reads only,
+    and only then (nothing is kept between scrapes)."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self.s = source
 
     def collect(self) -> Iterator[Metric]:
         s = self.s
@@ -86,7 +139,7 @@ class LoaCollector(Collector):
         for alert in s.alerts.alerts.values():
             times = alert.reach_ms()
             reach_s += [ms / 1000 for ms in times.values()]
-            if alert.status.value == "active":
+            if alert.status is AlertStatus.ACTIVE:
                 reach.add_metric([alert.id], len(times))
         yield reach
         yield histogram("loa_alert_reach_seconds",
@@ -175,7 +228,9 @@ def histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=float(sum(arr)))
 
 
-def render(server: LoaServer) -> bytes:
+def render(source: MetricsSource) -> bytes:
+    """The Prometheus text exposition (format 0.0.4) of every ``loa_*`` metric, read from
+    ``source`` now."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LoaCollector(server))
+    registry.register(LoaCollector(source))
     return bytes(generate_latest(registry))

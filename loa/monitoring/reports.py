@@ -21,6 +21,7 @@ from typing import Any
 
 from loa.control.endpoints import EndpointRegistry
 from loa.control.store import Store
+from loa.core.endpoint import EndpointInfo
 from loa.core.percentiles import percentile
 from loa.core.zones import ZoneTree
 
@@ -65,14 +66,6 @@ def online_s(history: list[tuple[float, bool]], start: float, end: float) -> flo
 
 
 @dataclass(frozen=True, slots=True)
-class ReportEndpoint:
-    id: str
-    name: str
-    zone_id: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
 class ReportScope:
     """What a commune's report covers, copied from the zone tree and the registry on the
     event loop, so that the report can be computed in a worker thread while they change."""
@@ -80,7 +73,7 @@ class ReportScope:
     name: str
     admin_code: str | None
     zone_ids: tuple[str, ...]
-    endpoints: tuple[ReportEndpoint, ...]  # sorted by id
+    endpoints: tuple[EndpointInfo, ...]  # sorted by id
 
 
 def report_scope(zones: ZoneTree, registry: EndpointRegistry, commune: str) -> ReportScope:
@@ -89,8 +82,7 @@ def report_scope(zones: ZoneTree, registry: EndpointRegistry, commune: str) -> R
     eps = sorted(registry.in_zone(commune), key=lambda e: e.id)
     return ReportScope(root.id, root.name, root.admin_code,
                        tuple(z.id for z in zones.subtree(commune)),
-                       tuple(ReportEndpoint(e.id, e.name, e.zone_id, e.created_at)
-                             for e in eps))
+                       tuple(e.info for e in eps))
 
 
 def commune_report(store: Store, scope: ReportScope, start: float, end: float, now: float

@@ -4,7 +4,8 @@ Icecast-style sources (``PUT``/``SOURCE /live/<mount>``) stream an unbounded bod
 Content-Length nor chunking, which an HTTP/1.1 parser (aiohttp's included) would read as an
 empty body followed by garbage. Listener streams want a bare ``HTTP/1.0`` response and the raw
 transport for fan-out. So this protocol reads the request head itself, hands those two kinds of
-connection to their own protocols, and passes everything else, bytes untouched, to aiohttp.
+connection to their own protocols, and passes everything else, bytes untouched, to aiohttp
+(but for raw UTF-8 in the request target, which it percent-encodes: aiohttp refuses it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from loa.protocol.http import (
     MAX_HEAD_BYTES,
     HeadError,
     RequestHead,
+    ascii_request_line,
     parse_head,
     simple_response,
 )
@@ -32,8 +34,9 @@ RawRoute = Callable[[asyncio.Transport, RequestHead, bytes], bool]
 class FrontProtocol(asyncio.Protocol):
     """The protocol of every connection on the public port until its request head is read
     (at most 16 KiB, within 10 s: else 431 or 408). Then ``raw_route`` may take the transport
-    (sources, listener streams); otherwise the bytes read so far go, untouched, to a fresh
-    ``fallback()`` protocol (aiohttp). A route that raises answers 503."""
+    (sources, listener streams); otherwise the bytes read so far go, untouched (raw UTF-8 in
+    the target percent-encoded), to a fresh ``fallback()`` protocol (aiohttp). A route that
+    raises answers 503."""
 
     def __init__(self, raw_route: RawRoute, fallback: Callable[[], asyncio.Protocol]) -> None:
         self._raw_route = raw_route
@@ -64,7 +67,8 @@ class FrontProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Gather bytes until the head ends (``CRLF CRLF``), then route: a raw route may take
         the transport (with the bytes read past the head); anything else, and a head that
-        does not parse, goes to aiohttp with every byte read so far."""
+        does not parse, goes to aiohttp with every byte read so far (a raw non-ASCII byte
+        in the request line percent-encoded)."""
         self._buf += data
         end = self._buf.find(b"\r\n\r\n")
         if end > MAX_HEAD_BYTES or (end < 0 and len(self._buf) > MAX_HEAD_BYTES):
@@ -92,6 +96,8 @@ class FrontProtocol(asyncio.Protocol):
             self._transport = None
             self._buf = bytearray()
         else:
+            # aiohttp refuses raw UTF-8 in a target (400): it gets the target escaped
+            self._buf = bytearray(ascii_request_line(bytes(self._buf)))
             self._hand_over(transport)
 
     def _hand_over(self, transport: asyncio.Transport) -> None:

@@ -1,18 +1,34 @@
-"""The bounded jitter buffer between a live input and the master clock."""
+"""The bounded jitter buffer between a live input and the master clock.
+
+It tells two things apart that both leave it empty:
+
+- **jitter**, a short spread in arrival times (a late packet, an encoder that flushes a page a
+  second): the buffer learns it, growing its target so that the next one is ridden out;
+- **an outage**, a gap in arrivals far longer than any jitter seen lately (a 4G link that dies
+  for seconds): learning it would leave every listener seconds late for minutes, since the
+  target only steps down a frame every few seconds. Instead the buffer resynchronises: it waits
+  until the backlog the source sends on its return has arrived, keeps only the newest frames,
+  as many as it holds in steady state (its target; a page for a source that sends a page a
+  second), and plays on from there, at its usual delay. The backlog is cut in one piece, so a
+  listener hears one discontinuity (WebRTC NetEq's flush, Snapcast's hard resync).
+"""
 
 from __future__ import annotations
 
 import enum
 from collections import deque
 
+from loa.core.clock import NS_PER_MS
 from loa.core.pcm import FRAME_NS, Samples
 
 
 class JitterState(enum.Enum):
-    """BUFFERING until the buffer holds its target depth, then PLAYING until an underflow."""
+    """BUFFERING until the buffer holds its target depth, then PLAYING until an underflow;
+    RESYNCING after an outage until the source's backlog has arrived."""
 
     BUFFERING = "buffering"  # waiting for `target_frames` before playing
     PLAYING = "playing"
+    RESYNCING = "resyncing"  # an outage ended: holding until arrivals are back to real time
 
 
 class JitterBuffer:
@@ -23,6 +39,13 @@ class JitterBuffer:
       seen (at least one frame more, at most ``max_target_frames``): a hiccup costs a frame or
       two of latency, while a source that arrives in bursts (an Ogg encoder flushing a page a
       second) settles after a single underflow.
+    - Outage: a gap between two arrivals longer than ``outage_threshold_ns`` (``OUTAGE_MIN_MS``,
+      or ``OUTAGE_JITTER_FACTOR`` times the longest gap seen in the last
+      ``JITTER_MEMORY_WINDOWS`` windows, whichever is longer) is not learned. The buffer goes
+      RESYNCING: it plays nothing, keeps only the newest ``resync_depth_frames`` of what
+      arrives (the older ones are counted in ``resync_drops``) and, once ``RESYNC_SETTLED_POPS``
+      ticks in a row have seen arrivals no faster than real time (``RESYNC_SLACK_FRAMES`` of
+      slack), plays on from the live edge at the unchanged target.
     - Overflow (more than ``capacity_frames`` queued): the oldest frames are dropped, which
       bounds the delay a burst can add.
     - Drift: a burst at start-up (the decoder's probe) would otherwise leave the buffer deeper
@@ -30,10 +53,26 @@ class JitterBuffer:
       buffer never went below ``target + 1`` frames, the excess oldest frames are trimmed.
     - Calm: after ``CALM_WINDOWS`` windows without an underflow, the target steps back down by
       one frame, towards its initial value.
+
+    Times are monotonic ns; sizes are 20 ms frames. Raises ValueError unless
+    ``1 <= target_frames <= max_target_frames <= capacity_frames``.
     """
 
     WINDOW_FRAMES = 50  # 1 s of ticks
     CALM_WINDOWS = 5
+    # An outage is a gap this long at least, whatever the jitter seen: an Ogg encoder flushing
+    # a page a second (gaps of about 1 s from the very start) is jitter, not an outage.
+    OUTAGE_MIN_MS = 1_500
+    # ... and this many times the longest gap seen lately (jitter): "much longer".
+    OUTAGE_JITTER_FACTOR = 3
+    JITTER_MEMORY_WINDOWS = 30  # how long a gap counts as "seen lately": 30 windows, ~30 s
+    # After an outage: arrivals within a tick at most this many frames above real time...
+    RESYNC_SLACK_FRAMES = 2
+    # ... for this many ticks in a row, and the backlog is in: cut to the live edge and play.
+    RESYNC_SETTLED_POPS = 2
+    # A source whose longest gap seen lately is more than this many frames beyond the target
+    # is bursty: a resync keeps enough of it to ride that gap, not just the target.
+    BURSTY_FRAMES = 2
 
     def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int) -> None:
         if not 1 <= target_frames <= max_target_frames <= capacity_frames:
@@ -47,18 +86,59 @@ class JitterBuffer:
         self.underflows = 0  # ticks that found the buffer empty while playing
         self.overflow_drops = 0  # frames dropped, oldest first
         self.trimmed = 0  # frames dropped to bring a drifted-deep buffer back to its target
+        self.outages = 0  # gaps in arrivals taken for outages (each followed by a resync)
+        self.resync_drops = 0  # frames of an outage's backlog cut to land on the live edge
+        self.last_outage_ns = 0  # the length of the last outage's gap in arrivals
         self._window_pops = 0
         self._window_min = capacity_frames
         self._calm_windows = 0
         self._underflow_since_ns: int | None = None
+        self._last_arrival_ns: int | None = None
+        self._window_gap_peak_ns = 0  # the longest gap between arrivals in this window
+        self._gap_peaks: deque[int] = deque(maxlen=self.JITTER_MEMORY_WINDOWS)  # past windows'
+        self._arrived_since_pop = 0
+        self._last_pop_ns: int | None = None
+        self._settled_pops = 0
 
     def __len__(self) -> int:
         return len(self._frames)
 
+    @property
+    def jitter_seen_ns(self) -> int:
+        """The longest gap between two arrivals in the last ``JITTER_MEMORY_WINDOWS`` windows
+        (outages excluded), in ns."""
+        return max(self._window_gap_peak_ns, max(self._gap_peaks, default=0))
+
+    @property
+    def outage_threshold_ns(self) -> int:
+        """A gap between arrivals longer than this (ns) is an outage, not jitter."""
+        return max(self.OUTAGE_MIN_MS * NS_PER_MS, self.OUTAGE_JITTER_FACTOR * self.jitter_seen_ns)
+
+    @property
+    def resync_depth_frames(self) -> int:
+        """How many of the newest frames a resync keeps: the target, where the drift trim
+        keeps a steady buffer (more would be trimmed a window later: a second cut); but for a
+        bursty source, whose longest gap seen lately is more than ``BURSTY_FRAMES`` beyond the
+        target (an encoder sending a page a second, whose buffer runs from a page deep down to
+        the target), enough frames to ride that gap, at most ``max_target_frames``."""
+        ride_frames = -(-self.jitter_seen_ns // FRAME_NS)  # ceil
+        if ride_frames <= self.target_frames + self.BURSTY_FRAMES:
+            return self.target_frames
+        return min(ride_frames, self.max_target_frames)
+
     def push(self, samples: Samples, arrival_ns: int) -> None:
         """Queue one frame (960 float32 samples) that arrived at ``arrival_ns``. After an
-        underflow, the first frame back raises the target to cover the gap; past
-        ``capacity_frames`` the oldest frame is dropped and counted."""
+        underflow, the first frame back raises the target to cover the gap, unless the gap was
+        an outage, which starts a resync instead; past ``capacity_frames`` (while resyncing:
+        past ``target_frames``) the oldest frame is dropped and counted."""
+        last_ns = self._last_arrival_ns
+        self._last_arrival_ns = arrival_ns
+        if last_ns is not None and arrival_ns > last_ns:
+            gap_ns = arrival_ns - last_ns
+            if gap_ns > self.OUTAGE_MIN_MS * NS_PER_MS and gap_ns > self.outage_threshold_ns:
+                self._begin_resync(gap_ns)
+            elif gap_ns > self._window_gap_peak_ns:
+                self._window_gap_peak_ns = gap_ns
         if self._underflow_since_ns is not None:
             gap_frames = -(-(arrival_ns - self._underflow_since_ns) // FRAME_NS)  # ceil
             self.target_frames = min(max(self.target_frames + 1, gap_frames + 1),
@@ -66,6 +146,15 @@ class JitterBuffer:
             self._underflow_since_ns = None
         frames = self._frames
         frames.append((samples, arrival_ns))
+        self._arrived_since_pop += 1
+        if self.state is JitterState.RESYNCING:
+            # keep the newest frames, as many as the jitter needs: the older part of the
+            # backlog is cut, once, before anything of it plays
+            keep = self.resync_depth_frames
+            while len(frames) > keep:
+                frames.popleft()
+                self.resync_drops += 1
+            return
         if len(frames) > self.capacity_frames:
             frames.popleft()
             self.overflow_drops += 1
@@ -73,9 +162,24 @@ class JitterBuffer:
             self.state = JitterState.PLAYING
 
     def pop(self, now_ns: int) -> tuple[Samples, int] | None:
-        """This tick's frame and its arrival time, or None while buffering or on underflow
-        (the caller plays silence). Once a window (50 pops), trims a drifted-deep buffer and
-        relaxes the target."""
+        """This tick's frame and its arrival time, or None while buffering, resyncing or on
+        underflow (the caller plays silence). Once a window (50 pops), trims a drifted-deep
+        buffer and relaxes the target. Called once per tick, ``now_ns`` the tick's time."""
+        arrived = self._arrived_since_pop
+        self._arrived_since_pop = 0
+        last_pop_ns = self._last_pop_ns
+        self._last_pop_ns = now_ns
+        if self.state is JitterState.RESYNCING:
+            elapsed_ns = now_ns - last_pop_ns if last_pop_ns is not None else FRAME_NS
+            if arrived * FRAME_NS <= elapsed_ns + self.RESYNC_SLACK_FRAMES * FRAME_NS:
+                self._settled_pops += 1
+            else:
+                self._settled_pops = 0  # the backlog is still pouring in
+            if self._settled_pops < self.RESYNC_SETTLED_POPS:
+                return None
+            self._start_window()
+            self.state = (JitterState.PLAYING if len(self._frames) >= self.target_frames
+                          else JitterState.BUFFERING)
         if self.state is JitterState.BUFFERING:
             return None
         frames = self._frames
@@ -95,6 +199,13 @@ class JitterBuffer:
             self._end_window()
         return got
 
+    def _begin_resync(self, gap_ns: int) -> None:
+        self.outages += 1
+        self.last_outage_ns = gap_ns
+        self._underflow_since_ns = None  # an outage is not jitter: the target stays
+        self.state = JitterState.RESYNCING
+        self._settled_pops = 0
+
     def _start_window(self) -> None:
         self._window_pops = 0
         self._window_min = self.capacity_frames
@@ -110,6 +221,8 @@ class JitterBuffer:
         if self._calm_windows >= self.CALM_WINDOWS:
             self._calm_windows = 0
             self.target_frames = max(self.initial_target_frames, self.target_frames - 1)
+        self._gap_peaks.append(self._window_gap_peak_ns)
+        self._window_gap_peak_ns = 0
         self._start_window()
 
     def reset(self) -> None:
@@ -119,4 +232,10 @@ class JitterBuffer:
         self.target_frames = self.initial_target_frames
         self._calm_windows = 0
         self._underflow_since_ns = None
+        self._last_arrival_ns = None
+        self._window_gap_peak_ns = 0
+        self._gap_peaks.clear()
+        self._arrived_since_pop = 0
+        self._last_pop_ns = None
+        self._settled_pops = 0
         self._start_window()

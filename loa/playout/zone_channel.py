@@ -19,7 +19,7 @@ from loa.core.zones import Zone
 from loa.playout.fanout import Feed, Subscriber
 from loa.playout.outputs import StreamFormat, create_format
 from loa.playout.outputs.base import OnAir, StreamInfo
-from loa.playout.programme import EndReason, Programme
+from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.protocol.native import WS_OPCODE_TEXT, ws_frame
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class ZoneChannel:
     # requests
 
     def add(self, request: Request) -> None:
-        """Queue a request; it wins when its priority is strictly higher than the others'."""
+        """Queue a request; it wins when its priority is strictly higher than the others', or
+        equal with it an alert against requests that are not."""
         self.requests.append(request)
 
     def remove(self, request: Request) -> None:
@@ -118,7 +119,7 @@ class ZoneChannel:
         """Pick the winner for this tick; note a switch. Returns the programme to forward."""
         best: Request | None = None
         for req in self.requests:  # few requests a zone: a scan beats a heap here
-            if req.programme.available and (best is None or req.priority > best.priority):
+            if req.programme.available and (best is None or _outranks(req, best)):
                 best = req
         if best is None:
             programme, priority = self.idle, 0
@@ -247,3 +248,13 @@ def _mark_reach(reach: dict[str, int], feed: Feed, now_ns: int) -> None:
     for sub in feed.subscribers():
         if sub.endpoint_id and sub.endpoint_id not in reach:
             reach[sub.endpoint_id] = now_ns
+
+
+def _outranks(req: Request, best: Request) -> bool:
+    """Higher priority wins; at the same level an alert wins over what is not one (an
+    operator's request at the emergency level cannot hold the air against an alert); between
+    equals the earlier request keeps the air."""
+    if req.priority != best.priority:
+        return req.priority > best.priority
+    return req.programme.kind is ProgrammeKind.ALERT \
+        and best.programme.kind is not ProgrammeKind.ALERT

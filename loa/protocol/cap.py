@@ -3,6 +3,12 @@
 Safety first: the XML parser (defusedxml) refuses DTDs, entity declarations and external
 references, so neither an external-entity read nor an entity-expansion bomb gets anywhere, and
 a document over ``MAX_CAP_BYTES`` is refused before parsing.
+
+Strict where the standard is, lenient where a refusal would silence an emergency: a code outside
+CAP 1.2's lists (``status``, ``msgType``, ``scope``; ``category``, ``urgency``, ``severity``,
+``certainty`` in ``<info>``) or an unreadable time refuses the message; a time without a UTC
+offset is read in the station's time zone and the message is marked non-conforming; a broken
+optional ``<resource>`` is kept with its ``problem``, for the alert to read its text instead.
 """
 
 from __future__ import annotations
@@ -12,18 +18,25 @@ import binascii
 import enum
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from loa.core.clock import STATION_TZ
+
 MAX_CAP_BYTES = 256 * 1024
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _Q = "{" + NS + "}"
 EARTH_RADIUS_KM = 6371.0
+# CAP 1.2 §3.3.2: "YYYY-MM-DDThh:mm:ssXzh:zm" (xs:dateTime; fractions of a second allowed)
+_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:\d{2})?")
+# xs:base64Binary: XML whitespace may stand between the characters (76-column MIME lines)
+_XML_SPACE = re.compile(r"[ \t\r\n]+")
 
 _Code = TypeVar("_Code", bound=enum.StrEnum)
 
@@ -60,16 +73,66 @@ class CapScope(enum.StrEnum):
     PRIVATE = "Private"
 
 
+class CapCategory(enum.StrEnum):
+    """CAP 1.2 §3.2.2 <category>: the kind of event (one or more per <info>)."""
+
+    GEO = "Geo"
+    MET = "Met"
+    SAFETY = "Safety"
+    SECURITY = "Security"
+    RESCUE = "Rescue"
+    FIRE = "Fire"
+    HEALTH = "Health"
+    ENV = "Env"
+    TRANSPORT = "Transport"
+    INFRA = "Infra"
+    CBRNE = "CBRNE"
+    OTHER = "Other"
+
+
+class CapUrgency(enum.StrEnum):
+    """CAP 1.2 §3.2.2 <urgency>: when to act."""
+
+    IMMEDIATE = "Immediate"
+    EXPECTED = "Expected"
+    FUTURE = "Future"
+    PAST = "Past"
+    UNKNOWN = "Unknown"
+
+
+class CapSeverity(enum.StrEnum):
+    """CAP 1.2 §3.2.2 <severity>: how bad it is."""
+
+    EXTREME = "Extreme"
+    SEVERE = "Severe"
+    MODERATE = "Moderate"
+    MINOR = "Minor"
+    UNKNOWN = "Unknown"
+
+
+class CapCertainty(enum.StrEnum):
+    """CAP 1.2 §3.2.2 <certainty>: how sure the sender is."""
+
+    OBSERVED = "Observed"
+    LIKELY = "Likely"
+    POSSIBLE = "Possible"
+    UNLIKELY = "Unlikely"
+    UNKNOWN = "Unknown"
+
+
 @dataclass
 class CapResource:
     """A CAP 1.2 §3.2.3 <resource>: the audio to play, by ``uri`` or inline (``deref``,
-    decoded from <derefUri>); ``digest`` is checked by ``verify_resource``."""
+    decoded from <derefUri>); ``digest`` is checked by ``verify_resource``. ``problem`` says
+    why inline data could not be read (``deref`` is then None): a resource is optional, so a
+    broken one does not refuse its message."""
 
     description: str
     mime_type: str
     uri: str | None
     deref: bytes | None
     digest: str | None  # SHA-1, hex (CAP 1.2 §3.2.3)
+    problem: str | None = None
 
 
 @dataclass
@@ -85,17 +148,19 @@ class CapArea:
 
 @dataclass
 class CapInfo:
-    """A CAP 1.2 §3.2.2 <info> block. urgency, severity and certainty are kept as the
-    document's strings (empty if absent); ``expires`` as parsed from ISO 8601."""
+    """A CAP 1.2 §3.2.2 <info> block, its codes checked against CAP 1.2's lists; ``effective``
+    and ``expires`` are aware datetimes (None if absent)."""
 
     language: str
+    categories: list[CapCategory]
     event: str
-    urgency: str
-    severity: str
-    certainty: str
+    urgency: CapUrgency
+    severity: CapSeverity
+    certainty: CapCertainty
     headline: str
     description: str
     instruction: str
+    effective: datetime | None
     expires: datetime | None
     resources: list[CapResource]
     areas: list[CapArea]
@@ -104,7 +169,8 @@ class CapInfo:
 @dataclass
 class CapMessage:
     """A CAP 1.2 §3.2.1 <alert>: identity, handling codes, the (sender, identifier) pairs
-    it updates or cancels, and its info blocks."""
+    it updates or cancels, and its info blocks. ``nonconforming`` lists what in it breaks
+    CAP 1.2 without stopping it from being read (a time without a UTC offset)."""
 
     identifier: str
     sender: str
@@ -114,6 +180,7 @@ class CapMessage:
     scope: CapScope
     references: list[tuple[str, str]]  # (sender, identifier)
     infos: list[CapInfo]
+    nonconforming: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -135,14 +202,55 @@ def _text(el: Element, name: str, required: bool = False) -> str:
     return value
 
 
-def _choice(el: Element, name: str, kind: type[_Code]) -> _Code:
-    """A required element whose value is one of a CAP 1.2 code list (exact, case and all)."""
-    value = _text(el, name, True)
+def _code(name: str, value: str, kind: type[_Code]) -> _Code:
+    """``value`` as a member of a CAP 1.2 code list (exact, case and all); CapError naming
+    the allowed values if it is not one."""
     try:
         return kind(value)
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise CapError(f"CAP <{name}> must be one of {allowed}, not {value!r}") from None
+
+
+def _choice(el: Element, name: str, kind: type[_Code]) -> _Code:
+    """A required element whose value is one of a CAP 1.2 code list."""
+    return _code(name, _text(el, name, True), kind)
+
+
+def _choices(el: Element, name: str, kind: type[_Code]) -> list[_Code]:
+    """A required, repeatable element whose every value is one of a CAP 1.2 code list."""
+    values = [(c.text or "").strip() for c in el.findall(_Q + name)]
+    if not values:
+        raise CapError(f"CAP <{name}> is missing")
+    return [_code(name, value, kind) for value in values]
+
+
+def _time(el: Element, name: str, local_tz: tzinfo, nonconforming: list[str],
+          required: bool = False) -> datetime | None:
+    """A CAP 1.2 §3.3.2 date and time, aware. One without a UTC offset is read in
+    ``local_tz`` and one with "Z" as UTC, each noted in ``nonconforming``; one that is not a
+    date and time at all raises CapError."""
+    text = _text(el, name, required)
+    if not text:
+        return None
+    match = _DATETIME.fullmatch(text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        when = datetime.fromisoformat(match[1])
+    except ValueError:
+        raise CapError(f"CAP <{name}> {text!r} is not a date and time as CAP 1.2 writes them "
+                       "(2026-11-26T10:00:00+07:00)") from None
+    zone = match[2]
+    if zone is None:
+        nonconforming.append(f"<{name}> {text} has no UTC offset (CAP 1.2 §3.3.2 requires "
+                             f"one): read as {local_tz} time")
+        return when.replace(tzinfo=local_tz)
+    if zone == "Z":
+        nonconforming.append(f'<{name}> {text} uses "Z" (CAP 1.2 §3.3.2 writes UTC as '
+                             "-00:00): read as UTC")
+        return when.replace(tzinfo=UTC)
+    return datetime.fromisoformat(match[1] + zone)
 
 
 def _point(pair: str) -> tuple[float, float]:
@@ -152,10 +260,13 @@ def _point(pair: str) -> tuple[float, float]:
     return lat, lon
 
 
-def parse_cap(data: bytes) -> CapMessage:
+def parse_cap(data: bytes, local_tz: tzinfo = STATION_TZ) -> CapMessage:
     """Parse a CAP 1.2 document (at most 256 KiB) with DTDs, entities and external
-    references refused. Raises CapError for unsafe or malformed XML, another root element,
-    a missing required <alert> element, or an unreadable value in <info>."""
+    references refused; times without a UTC offset are read in ``local_tz`` (and noted in
+    ``nonconforming``). Raises CapError for unsafe or malformed XML, another root element,
+    a missing required element, a code outside CAP 1.2's lists (naming the allowed ones),
+    a time that is not one, or an unreadable area. A <resource> whose inline data cannot be
+    read does not raise: it keeps its ``problem``."""
     if len(data) > MAX_CAP_BYTES:
         raise CapError(f"CAP message of {len(data)} bytes is over the {MAX_CAP_BYTES} byte limit")
     try:
@@ -172,26 +283,42 @@ def parse_cap(data: bytes) -> CapMessage:
         parts = ref.split(",")
         if len(parts) >= 2:
             refs.append((parts[0], parts[1]))
-    try:
-        infos = [_info(el) for el in root.findall(_Q + "info")]
-    except (ValueError, binascii.Error) as exc:
-        raise CapError(f"bad value in <info>: {exc}") from None
-    return CapMessage(
+    nonconforming: list[str] = []
+    msg = CapMessage(
         identifier=_text(root, "identifier", True), sender=_text(root, "sender", True),
         sent=_text(root, "sent", True), status=_choice(root, "status", CapStatus),
         msg_type=_choice(root, "msgType", CapMsgType), scope=_choice(root, "scope", CapScope),
-        references=refs, infos=infos)
+        references=refs, infos=[], nonconforming=nonconforming)
+    _time(root, "sent", local_tz, nonconforming, required=True)
+    try:
+        msg.infos = [_info(el, local_tz, nonconforming) for el in root.findall(_Q + "info")]
+    except CapError:
+        raise
+    except ValueError as exc:
+        raise CapError(f"bad value in <info>: {exc}") from None
+    return msg
 
 
-def _info(el: Element) -> CapInfo:
-    expires = _text(el, "expires")
-    resources = []
-    for r in el.findall(_Q + "resource"):
-        deref = _text(r, "derefUri")
-        resources.append(CapResource(
-            _text(r, "resourceDesc"), _text(r, "mimeType"), _text(r, "uri") or None,
-            base64.b64decode(deref, validate=True) if deref else None,
-            _text(r, "digest").lower() or None))
+def _resource(r: Element) -> CapResource:
+    res = CapResource(_text(r, "resourceDesc"), _text(r, "mimeType"), _text(r, "uri") or None,
+                      None, _text(r, "digest").lower() or None)
+    deref = _XML_SPACE.sub("", _text(r, "derefUri"))
+    if deref:
+        try:
+            res.deref = base64.b64decode(deref, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            res.problem = f"its <derefUri> is not base64 data ({exc})"
+    return res
+
+
+def _info(el: Element, local_tz: tzinfo, nonconforming: list[str]) -> CapInfo:
+    categories = _choices(el, "category", CapCategory)
+    urgency = _choice(el, "urgency", CapUrgency)
+    severity = _choice(el, "severity", CapSeverity)
+    certainty = _choice(el, "certainty", CapCertainty)
+    effective = _time(el, "effective", local_tz, nonconforming)
+    expires = _time(el, "expires", local_tz, nonconforming)
+    resources = [_resource(r) for r in el.findall(_Q + "resource")]
     areas = []
     for a in el.findall(_Q + "area"):
         area = CapArea(_text(a, "areaDesc"))
@@ -204,19 +331,19 @@ def _info(el: Element) -> CapInfo:
             area.geocodes.append((_text(g, "valueName"), _text(g, "value")))
         areas.append(area)
     return CapInfo(
-        language=_text(el, "language") or "en-US", event=_text(el, "event"),
-        urgency=_text(el, "urgency"), severity=_text(el, "severity"),
-        certainty=_text(el, "certainty"), headline=_text(el, "headline"),
-        description=_text(el, "description"), instruction=_text(el, "instruction"),
-        expires=datetime.fromisoformat(expires) if expires else None,
+        language=_text(el, "language") or "en-US", categories=categories,
+        event=_text(el, "event"), urgency=urgency, severity=severity, certainty=certainty,
+        headline=_text(el, "headline"), description=_text(el, "description"),
+        instruction=_text(el, "instruction"), effective=effective, expires=expires,
         resources=resources, areas=areas)
 
 
 def alert_class(info: CapInfo) -> str:
     """Immediate urgency, or Severe/Extreme severity, is an emergency (bản tin khẩn cấp)."""
-    if info.urgency == "Immediate" or info.severity in ("Severe", "Extreme"):
+    if info.urgency is CapUrgency.IMMEDIATE or info.severity in (CapSeverity.SEVERE,
+                                                                 CapSeverity.EXTREME):
         return "emergency"
-    if info.urgency == "Expected" or info.severity == "Moderate":
+    if info.urgency is CapUrgency.EXPECTED or info.severity is CapSeverity.MODERATE:
         return "priority"
     return "normal"
 
@@ -257,6 +384,11 @@ def in_circle(lat: float, lon: float, circle: tuple[float, float, float]) -> boo
 
 
 def describe(msg: CapMessage) -> dict[str, Any]:
-    """The message's identity and codes, as the audit log and API answers show them."""
-    return {"sender": msg.sender, "identifier": msg.identifier, "sent": msg.sent,
-            "status": msg.status.value, "msgType": msg.msg_type.value, "scope": msg.scope.value}
+    """The message's identity and codes, as the audit log and API answers show them; and
+    ``nonconforming``, what in it breaks CAP 1.2, when something does."""
+    out: dict[str, Any] = {"sender": msg.sender, "identifier": msg.identifier,
+                           "sent": msg.sent, "status": msg.status.value,
+                           "msgType": msg.msg_type.value, "scope": msg.scope.value}
+    if msg.nonconforming:
+        out["nonconforming"] = msg.nonconforming
+    return out

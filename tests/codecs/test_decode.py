@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,6 @@ from loa.codecs.decode import (
     ByteFeed,
     DecodeError,
     FrameDecoder,
-    StreamDecoder,
     UnsupportedFormat,
     decode_file,
     format_for_content_type,
@@ -85,39 +83,6 @@ def test_content_types() -> None:
     assert format_for_content_type("audio/aac") == "aac"
     with pytest.raises(UnsupportedFormat, match="video/mp4"):
         format_for_content_type("video/mp4")
-
-
-@pytest.mark.parametrize("ext,fmt", [("mp3", "mp3"), ("opus.ogg", "ogg"), ("aac", "aac")])
-async def test_pushed_byte_stream_decodes_on_its_thread(tone_files: dict[str, Path], ext: str,
-                                                         fmt: str) -> None:
-    data = tone_files[ext].read_bytes()
-    feed = ByteFeed()
-    frames: list[np.ndarray] = []
-    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    dec = StreamDecoder(feed, format=fmt, label="test", on_frames=frames.extend,
-                        on_end=lambda: done.set_result("end"),
-                        on_error=lambda e: done.set_result(f"error {e}"))
-    dec.start()
-    for i in range(0, len(data), 1000):  # arrives in pieces, as from a socket
-        feed.write(data[i : i + 1000])
-        await asyncio.sleep(0)
-    feed.close()
-    assert await asyncio.wait_for(done, 10) == "end"
-    pcm = np.concatenate(frames[5:-5])
-    assert dominant_hz(pcm) == pytest.approx(1000, rel=0.01)
-
-
-async def test_pushed_garbage_reports_an_error() -> None:
-    feed = ByteFeed()
-    done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    dec = StreamDecoder(feed, format="mp3", label="/live/x", on_frames=lambda f: None,
-                        on_end=lambda: done.set_result("end"),
-                        on_error=lambda e: done.set_result(str(e)))
-    dec.start()
-    feed.write(bytes(range(256)) * 200)
-    feed.close()
-    msg = await asyncio.wait_for(done, 10)
-    assert "/live/x" in msg and ("decod" in msg or "audio" in msg)
 
 
 def test_byte_feed_reports_backpressure() -> None:

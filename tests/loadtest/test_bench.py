@@ -14,6 +14,7 @@ from loa.loadtest.bench import (
     alerts_run,
     fanout_run,
     format_results,
+    outage_run,
     transcode_run,
 )
 from loa.loadtest.bench_source import (
@@ -50,15 +51,19 @@ async def test_fanout_run_against_each_server(kind: str) -> None:
     if kind == "icecast" and shutil.which("icecast2") is None:
         raise pytest.UsageError("icecast2 is required: run ./run test")
     lines: list[str] = []
+    warmup_s = 2.5
     r = await fanout_run(kind, listeners=10, seconds=6.0, procs=1, out=lines.append,
-                         warmup_s=2.5)
+                         warmup_s=warmup_s)
     assert r["streaming"] == 10 and r["gaps"] == 0
     assert r["beeps_heard"] >= 3
-    assert r["cpu_ms_per_listener_second"] is not None and r["source_error"] is None
+    assert r["cpu_ms_per_listener_second"] > 0 and r["source_error"] is None
+    # What a new listener is given first (how soon it hears is `loa bench`'s figure): Icecast's
+    # burst, the whole warm-up behind the live edge; Loa, the live edge.
+    behind_ms = 1000 * warmup_s / 2
     if kind == "loa":
-        assert r["heard_delay_ms"]["p99"] < 1000
-    else:  # Icecast's burst: a new listener starts with the whole warm-up behind it
-        assert r["heard_delay_ms"]["p50"] > 1500
+        assert r["heard_delay_ms"]["p99"] < behind_ms
+    else:
+        assert r["heard_delay_ms"]["p50"] > behind_ms
 
 
 def test_the_alert_text_is_long_vietnamese_cut_at_a_sentence() -> None:
@@ -91,8 +96,29 @@ async def test_alerts_beside_fanout_small() -> None:
         assert 0 < tone["p50"] <= tone["p99"] <= tone["max"], kind
         # the message follows the 2 s attention tone
         assert 1900 < message["p50"] <= message["p99"] <= message["max"], kind
-        assert a["tone_arrived_ms"]["max"] is not None, kind
-    assert r["alerts"]["cap"]["content"] == "media"  # the resource, not the text read aloud
+        # call sent -> heard at the endpoint spans call arrived -> written by the server
+        arrived = a["tone_arrived_ms"]
+        assert tone["p50"] <= arrived["p50"] and tone["max"] <= arrived["max"], (kind, arrived)
+    assert r["alerts"]["cap"]["content"] == "file"  # the resource, not the text read aloud
     text = format_results({"alerts": r})
     assert "untouched zones (2 zones, 10/10 endpoints): PASS" in text
     assert all(f"| {kind} |" in text for kind in ALERT_KINDS)
+
+
+async def test_after_a_5_second_source_outage_the_heard_delay_is_back_within_5_s() -> None:
+    """The outage part in small: ffmpeg pushes beeps live, is stopped for 5 s with its
+    connection open, then goes on (catching up at full speed). The delay the decoding listener
+    hears is back to what it was before within 5 s of the source's return (in fact at the
+    first beep: the server cuts the backlog and plays on from the live edge)."""
+    lines: list[str] = []
+    r = await outage_run(lines.append, before_s=7.0, outage_s=5.0, after_s=6.0)
+    assert r["errors"] == []
+    assert r["beeps_before"] >= 3 and r["beeps_after"] >= 4
+    assert r["counters"]["jitter_outages{source=live/studio}"] == 1
+    assert r["back_to_target_s"] is not None and r["back_to_target_s"] < 5.0
+    assert r["first_heard_after_s"] == r["back_to_target_s"]
+    assert r["delay_after_ms"]["p50"] <= r["back_within_ms"]
+    assert r["sound_back_s"] is not None and r["sound_back_s"] < 1.0  # the live edge, at once
+    assert all(j["target_frames"] < 10 for j in r["jitter"])  # never learned as jitter
+    text = format_results({"outage": r})
+    assert "Source outage (5" in text and "| t (s from the outage's start) |" in text

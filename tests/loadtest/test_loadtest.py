@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,15 @@ async def test_a_small_fleet_with_takeover_source_cut_and_reconnect_storm(tmp_pa
     assert report["endpoints_reporting"] == 30
     assert report["gaps"] == 0 and report["duplicates"] == 0
     assert report["packets"] > 30 * 50 * 4  # at least 4 s of 20 ms packets each
-    assert report["latency_ms"]["p50"] is not None
-    assert report["startup_ms"]["p50"] is not None
+    latency, startup = report["latency_ms"], report["startup_ms"]
+    assert latency["samples"] == report["packets"]  # every packet's latency measured
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert len(report["startup_samples_ms"]) == 30  # every endpoint's start-up timed
+    assert 0 < startup["p50"] <= startup["p99"] <= startup["max"]
     scen = {s["name"]: s for s in report["scenarios"]}
     assert scen["takeover"]["reached"] == 30  # every endpoint heard the live programme
     assert scen["cut_source"]["reached"] == 30  # and fell back when the source was cut
-    assert scen["cut_source"]["latency_ms"]["max"] < 1000
+    # (how soon, for each scenario, is the report's figure to read, not a gate)
     storm = scen["storm"]
     assert storm["dropped"] > 0 and storm["back"] == storm["dropped"]
     assert report["reconnects"] >= storm["dropped"]
@@ -62,8 +66,11 @@ async def test_the_mqtt_load_test_brings_a_fleet_online_and_times_zone_wide_comm
     assert report["acks_seen_by_endpoints"] == 80  # each endpoint acknowledged both
     assert report["worker_errors"] == 0
     assert 0 < report["volume_ack_ms"]["p50"] <= report["volume_ack_ms"]["max"]
-    # Idle CPU over 1 s is zero or one 10 ms clock tick: nothing to assert beyond its being
-    # sampled. Commanding 40 endpoints is work, so that CPU must show.
-    assert "server_cpu_pct" in report["idle"] and report["idle"]["server_rss_mb"] > 0
+    # Idle CPU over 1 s is zero or a 10 ms clock tick or two: nothing to compare it with, but
+    # it was sampled over the whole window, as a share of the cores there are. Commanding 40
+    # endpoints is work, so that CPU must show.
+    idle = report["idle"]
+    assert idle["seconds"] >= 1.0 and idle["server_rss_mb"] > 0
+    assert 0 <= idle["server_cpu_pct"] <= 100 * (os.cpu_count() or 1)
     assert report["cpu_during_rounds"]["server_cpu_pct"] > 0
     assert any("online" in line for line in lines)  # progress was shown

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from loa.control.schedule.engine import ScheduleEngine, WallClock
+from loa.control.schedule.engine import ScheduleEngine
 from loa.control.schedule.recurrence import (
     STATION_TZ,
     BulletinClass,
@@ -16,20 +16,21 @@ from loa.control.schedule.recurrence import (
     conflicts,
     local,
 )
-from loa.core.clock import NS_PER_S, FakeClock
+from loa.core.clock import NS_PER_S, FakeClock, WallClock
+from loa.core.content import ToneContent
 
 
 def item(id_: str, start: str, rule: str | None, minutes: float = 15,
          cls: BulletinClass = BulletinClass.NORMAL, zones: list[str] | None = None
          ) -> ScheduleItem:
     return ScheduleItem(id_, id_, zones or ["an-binh"], local(start), minutes * 60,
-                        {"kind": "tone"}, rule, cls)
+                        ToneContent(), rule, cls)
 
 
 async def test_a_week_of_recurring_items_starts_on_local_time_in_moments() -> None:
     clock = FakeClock(start_ns=0)
     monday = local("2026-11-30T00:00")  # a Monday, in Asia/Ho_Chi_Minh
-    wall = WallClock(clock, monday)
+    wall = WallClock(clock, STATION_TZ, system=None, start=monday)
     started: list[tuple[str, datetime]] = []
     closed: list[str] = []
     engine = ScheduleEngine(wall, lambda it, slot: started.append((it.id, wall.now())),
@@ -80,7 +81,7 @@ def test_bad_items_are_clear_errors() -> None:
     with pytest.raises(ScheduleError, match="recurrence"):
         item("x", "2026-11-30T06:00", "FREQ=SOMETIMES")
     with pytest.raises(ScheduleError, match="time zone"):
-        ScheduleItem("x", "x", ["a"], datetime(2026, 11, 30, 6), 60, {}, None)
+        ScheduleItem("x", "x", ["a"], datetime(2026, 11, 30, 6), 60, ToneContent(), None)
     with pytest.raises(ScheduleError, match="duration"):
         item("x", "2026-11-30T06:00", None, minutes=0)
 
@@ -117,3 +118,39 @@ def test_chosen_dates_and_exceptions() -> None:
     assert days == ["Mon", "Tue", "Thu", "Fri"]
     back, refused = import_ics(export_ics([chosen, weekdays_but]))
     assert refused == [] and [b.rrule for b in back] == [chosen.rrule, weekdays_but.rrule]
+
+
+async def test_a_stepped_wall_clock_moves_the_schedule_with_it() -> None:
+    """NTP steps the system clock 30 s ahead: the wall clock follows once it has drifted past
+    half a second, and the 06:01 slot starts at the new 06:01, not 30 s late."""
+    clock = FakeClock(start_ns=0)
+    system = [local("2026-11-30T06:00").timestamp()]  # the system's real-time clock, s
+    wall = WallClock(clock, STATION_TZ, system=lambda: system[0])
+    started: list[datetime] = []
+    engine = ScheduleEngine(wall, lambda it, slot: started.append(wall.now()),
+                            lambda run: None)
+    engine.put(item("bulletin", "2026-11-30T06:01", None, minutes=5))
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0)
+    await clock.advance(10 * NS_PER_S)
+    system[0] += 10.4  # 0.4 s of drift: left alone
+    assert wall.correct() == 0.0 and wall.steps == 0
+    system[0] += 30.0  # the step
+    assert wall.correct() == pytest.approx(30.4, abs=1e-6)
+    assert wall.timestamp() == pytest.approx(system[0], abs=1e-6)
+    engine.replan()
+    await asyncio.sleep(0)
+    await clock.advance(20 * NS_PER_S)  # fake 06:00:30, wall 06:01:00.4
+    task.cancel()
+    assert [t.strftime("%H:%M") for t in started] == ["06:01"]
+    assert max(engine.lateness_s) < 0.5
+
+
+def test_the_wall_clock_maps_both_ways_in_the_station_zone() -> None:
+    clock = FakeClock(start_ns=5 * NS_PER_S)
+    start = local("2026-11-30T06:00")
+    wall = WallClock(clock, STATION_TZ, system=None, start=start)
+    later = local("2026-11-30T06:00:01.5")
+    assert wall.at(wall.ns_of(later)) == later and wall.ns_of(later) == 6_500_000_000
+    assert wall.now() == start and wall.now().utcoffset() == timedelta(hours=7)
+    assert wall.correct() == 0.0  # no system clock: never stepped

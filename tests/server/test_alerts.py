@@ -119,7 +119,7 @@ async def test_a_tone_and_speech_alert_reaches_only_the_targeted_zones_and_gives
 async def test_without_tts_the_tone_still_plays_and_the_error_says_why(tmp_path: Path) -> None:
     server, clock = await fake_clock_server(tmp_path)
     try:
-        server.alerts.tts = Tts(tmp_path / "tts", engine="no-such-tts-engine")
+        server.programmes.tts = Tts(tmp_path / "tts", engine="no-such-tts-engine")
         spec = parse_spec({"zones": ["phu-my"], "content": {"kind": "text", "text": "Xin chào"}},
                           default_gap_s=0.5, now=1e9)
         alert = await server.alerts.trigger(spec, "test")
@@ -232,7 +232,7 @@ async def test_an_uploaded_message_plays_and_a_fake_one_is_refused(make_server, 
         return run_cli(server, "alert", *args)
 
     rc, out = await loa("--zones", "phu-my-1", "--file", str(good), "--class", "priority")
-    assert rc == 0 and out["alert"]["content"]["kind"] == "media"
+    assert rc == 0 and out["alert"]["content"]["kind"] == "file"
     assert out["alert"]["priority"] == 60
     rc, bad = await loa("--zones", "phu-my-1", "--file", str(fake))
     assert rc == 1 and "not audio" in bad["error"]

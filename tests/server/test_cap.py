@@ -107,15 +107,19 @@ async def test_polygon_and_circle_target_the_endpoints_inside(server: LoaServer)
 
 async def test_an_audio_resource_plays_after_its_digest_is_checked(server: LoaServer,
                                                                    tmp_path: Path) -> None:
+    """A wrong digest passes the resource over (it is optional): the text is read instead."""
     audio = await tone_bytes(tmp_path / "msg.mp3", 700, 1.0, ["-c:a", "libmp3lame"])
     good = hashlib.sha1(audio).hexdigest()  # noqa: S324  (CAP 1.2's digest is SHA-1)
     res = ("<resource><resourceDesc>Bản tin</resourceDesc><mimeType>audio/mpeg</mimeType>"
            f"<digest>{{}}</digest><derefUri>{base64.b64encode(audio).decode()}</derefUri>"
            "</resource>")
     status, body = await post_cap(server, cap_xml("R1", resource=res.format("0" * 40)))
-    assert status == 400 and "digest" in body["error"]
+    assert status == 201 and body["alert"]["content"]["kind"] == "text"
+    assert "digest does not match" in body["errors"][0]
+    assert "read aloud instead" in body["errors"][-1]
     status, body = await post_cap(server, cap_xml("R2", resource=res.format(good)))
-    assert status == 201 and body["alert"]["content"]["kind"] == "media"
+    assert status == 201 and body["alert"]["content"]["kind"] == "file"
+    assert body["errors"] == []
 
 
 async def test_a_resource_by_uri_is_fetched_while_the_tone_plays_and_text_replaces_it_if_lost(

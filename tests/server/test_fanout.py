@@ -55,11 +55,11 @@ async def read_ogg(port: int, zone: str, reader_out: OggReader, stop: asyncio.Ev
 async def test_a_stalled_listener_is_cut_off_and_nobody_else_notices(tmp_path: Path) -> None:
     server, clock = await start_server(tmp_path, sndbuf_bytes=4096, backlog_ms=100,
                                        opus_bitrate_bps=256_000, burst_ms=0)
+    # the stalled one: a tiny receive window, and it never reads
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         prog = Programme("noise-ish", ProgrammeKind.GENERATOR, tone_source(3000))
         server.engine.request("huyen", prog, Priority.SCHEDULED)
-        # the stalled one: a tiny receive window, and it never reads
-        stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         stalled.connect(("127.0.0.1", server.port))
         stalled.sendall(b"GET /zones/an-binh-1/stream.ogg HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -94,8 +94,8 @@ async def test_a_stalled_listener_is_cut_off_and_nobody_else_notices(tmp_path: P
             # two header pages, then one page per tick since joining: nothing lost
             assert r.pages >= sent + 2 - 1
         assert ws_ep.report.gaps == 0 and ws_ep.report.packets >= sent - 1
-        stalled.close()
     finally:
+        stalled.close()  # closed whether the test passed or not: no socket left to the GC
         await server.stop()
 
 

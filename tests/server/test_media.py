@@ -111,7 +111,7 @@ async def test_files_mastered_10_db_apart_play_at_the_same_loudness(tmp_path: Pa
             from tests.server.test_alerts import ear
 
             listener = ear(server, "an-binh-1", "loa-001")
-            req = server.engine.request("an-binh-1", server.media_programme(item),
+            req = server.engine.request("an-binh-1", server.programmes.media_programme(item),
                                         Priority.SCHEDULED)
             await tick(server, clock, 300)
             server.engine.release(req.id)
@@ -139,7 +139,8 @@ async def test_the_broadcast_log_says_what_played_and_why_it_ended(tmp_path: Pat
                                                  tone_source(440)), Priority.FILL)
         wav = await tone_bytes(tmp_path / "tin.wav", 600, 1.0, ["-c:a", "pcm_s16le"])
         item, _ = await server.media.add(wav, "tin.wav", "test", "Bản tin")
-        server.engine.request("an-binh-1", server.media_programme(item), Priority.SCHEDULED)
+        server.engine.request("an-binh-1", server.programmes.media_programme(item),
+                              Priority.SCHEDULED)
         await tick(server, clock, 25)  # 0.5 s of the bulletin
         live = server.engine.request("an-binh", Programme("Trực tiếp", ProgrammeKind.GENERATOR,
                                                           tone_source(1000)),

@@ -110,13 +110,19 @@ async def test_heavy_alerts_on_one_commune_leave_the_others_on_time(
             ZoneListener(server, "endpoints/loa-001") as alerted:
         await settle(1.0)
         t0 = time.monotonic()
+        # whether the API answered while the message was still being prepared (it takes
+        # seconds: decoding and measuring 15 minutes, reading 2,000 characters aloud)
+        answered_before_ready: list[bool] = []
         status, file_alert = await post(server, "/api/v1/alerts", json={
             "zones": ["an-binh-1"], "content": {"kind": "file", "path": "ban-tin.mp3"}})
         assert status == 201, file_alert
+        answered_before_ready.append(server.alerts.alerts[file_alert["alert"]["id"]].message
+                                     is None)
         status, text_alert = await post(server, "/api/v1/alerts", json={
             "zones": ["an-binh-2"], "content": {"kind": "text", "text": LONG_TEXT}})
         assert status == 201, text_alert
-        answered_ms = (time.monotonic() - t0) * 1000
+        answered_before_ready.append(server.alerts.alerts[text_alert["alert"]["id"]].message
+                                     is None)
         alerts = [server.alerts.alerts[a["alert"]["id"]] for a in (file_alert, text_alert)]
         for alert in alerts:
             await alert.message_ready()  # synthesis and checks, beside the loop
@@ -125,16 +131,21 @@ async def test_heavy_alerts_on_one_commune_leave_the_others_on_time(
         heard_alerted = alerted.summary()
     assert_on_time(heard_, "phu-my-1 while alerts started on an-binh")
     assert_on_time(heard_alerted, "an-binh-1, alerted, while its message was prepared")
-    assert answered_ms < 1000  # the API did not wait for the message to be prepared
+    assert answered_before_ready == [True, True]  # the API did not wait for either message
+    # The order of what was heard; how soon is `loa bench`'s (alerts: answered, tone-first and
+    # message-first ms), and the next tick on a fake clock is
+    # test_the_tone_starts_at_once_and_the_message_follows_when_ready's.
     for alert in alerts:
         assert alert.status is AlertStatus.ACTIVE and alert.warnings == []
         timing = alert.timing_ms()
-        assert timing["message_on_air"] is not None and timing["message_on_air"] >= 1900, timing
-        assert timing["tone_on_air"] is not None and timing["tone_on_air"] < 100, timing
+        tone_on_air, message_on_air = timing["tone_on_air"], timing["message_on_air"]
+        assert tone_on_air is not None and message_on_air is not None, timing
+        assert message_on_air - tone_on_air >= 1900, timing  # the whole 2 s tone came first
     tone_first = alerts[0].timing_ms()["tone_first"]  # loa-001 listens on an-binh-1
-    assert tone_first is not None and tone_first < 100
+    message_on_air = alerts[0].timing_ms()["message_on_air"]
+    assert tone_first is not None and message_on_air is not None and tone_first < message_on_air
     tone_at, message_at = alerts[0].reach_ms()["loa-001"], alerts[0].message_reach_ms()["loa-001"]
-    assert 0 <= tone_at < 100 and 1900 <= message_at < 4000  # after the 2 s tone
+    assert message_at - tone_at >= 1900  # loa-001 got the whole tone, then the message
     assert server.engine.resyncs == 0
 
 
@@ -194,7 +205,7 @@ async def test_the_tone_starts_at_once_and_the_message_follows_when_ready(
     slow.chmod(0o755)
     server, clock = await fake_clock_server(tmp_path)
     try:
-        server.alerts.tts.engine = str(slow)
+        server.programmes.tts.engine = str(slow)
         listener = ear(server, "phu-my-2", "loa-007")
         spec = parse_spec({"zones": ["phu-my"], "content": {"kind": "text",
                                                             "text": "Thử nghiệm cảnh báo."}},

@@ -10,6 +10,7 @@ password file and an ACL file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import secrets
@@ -147,7 +148,7 @@ class _FilterIndex(dict[str, Any]):
 
 
 class _Broker(Broker):
-    """amqtt 0.12.1's broker (the version is pinned), with two changes:
+    """amqtt 0.12.1's broker (the version is pinned), with three changes:
 
     - a leak closed: at every CONNECT it handed the new client the retained messages of
       *every* topic filter any client holds (at QoS 0), past the ACL. Here a client gets the
@@ -155,12 +156,33 @@ class _Broker(Broker):
     - its broadcast matched every message against every subscription, formatting a debug
       line for each miss: with a thousand endpoints each holding its own command topic, a
       zone-wide command was a million matches. Here exact filters are found by a dict
-      lookup and only wildcard filters are matched.
+      lookup and only wildcard filters are matched;
+    - a socket leak closed: a connection's transport is closed when its session ends (see
+      ``stream_connected``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._subscriptions = _FilterIndex()
+
+    async def stream_connected(self, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter, listener_name: str) -> None:
+        """One TCP client, from accept to the end of its session; its transport is closed on
+        the way out, whatever happened.
+
+        amqtt 0.12.1 leaves it open when a client goes away abruptly: its
+        ``StreamWriterAdapter.close()`` (amqtt/adapters.py) drains and calls ``write_eof()``
+        before ``close()``, so when the peer has already reset, ``write_eof()`` raises
+        ``OSError(ENOTCONN)``, ``close()`` is never reached and ``ProtocolHandler.stop()``
+        (amqtt/mqtt/protocol/handler.py) swallows the error. The socket then waited for the
+        garbage collector (a ResourceWarning in the tests). Nor does ``_client_connected``
+        close a connection that ends before its first packet was read as a CONNECT."""
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            writer.close()  # idempotent: a no-op when amqtt did close it
+            with contextlib.suppress(OSError):  # the reset that ended the session, again
+                await writer.wait_closed()
 
     async def _run_broadcast(self, running_tasks: Any) -> None:
         broadcast = await self._broadcast_queue.get()

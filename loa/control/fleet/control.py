@@ -152,7 +152,8 @@ class FleetControl:
     def __init__(self, config: MqttConfig, registry: EndpointRegistry, zones: ZoneTree,
                  clock: Clock, counters: Counters, wall: Callable[[], float] = time.time,
                  record_presence: Callable[[list[tuple[str, bool, float, str]]], None]
-                 | None = None) -> None:
+                 | None = None, *, on_zone_settings: Callable[[], None] | None = None,
+                 alerting: Callable[[str], bool] | None = None) -> None:
         self.config = config
         self.topics = Topics(config.topic_root)
         self.registry = registry
@@ -174,8 +175,8 @@ class FleetControl:
         self.broker_url = ""
         self.client_params: dict[str, Any] = {}
         self.last_error: str | None = None
-        self.on_zone_settings: Callable[[], None] | None = None  # zone volumes changed
-        self.alerting: Callable[[str], bool] | None = None  # zone id → an alert plays there
+        self.on_zone_settings = on_zone_settings  # zone volumes changed: save them
+        self.alerting = alerting  # zone id → an alert plays there (its volume then)
         self._stopping = False
         self.changed = asyncio.Event()  # set on every message and presence change (for waiters)
         registry.on_removed.append(self._forget)

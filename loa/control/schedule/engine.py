@@ -8,37 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem
-from loa.core.clock import NS_PER_S, Clock
+from loa.core.clock import WallClock
 
 log = logging.getLogger(__name__)
 
 IDLE_RECHECK = timedelta(minutes=10)  # with nothing due, look again this often
-
-
-class WallClock:
-    """Maps the pipeline's clock to wall time through one anchor (the calendar's view)."""
-
-    def __init__(self, clock: Clock, wall_at_anchor: datetime) -> None:
-        self.clock = clock
-        self._anchor_ns = clock.now_ns()
-        self._anchor = wall_at_anchor
-
-    def now(self) -> datetime:
-        """Wall time now, as the pipeline's clock has advanced since the anchor."""
-        return self.at(self.clock.now_ns())
-
-    def at(self, ns: int) -> datetime:
-        """The wall time of a clock reading (ns), in the anchor's time zone."""
-        return self._anchor + timedelta(microseconds=(ns - self._anchor_ns) / 1000)
-
-    def ns_of(self, when: datetime) -> int:
-        """The clock reading (ns) at which a wall time falls: what the schedule sleeps until."""
-        return self._anchor_ns + int((when - self._anchor).total_seconds() * NS_PER_S)
+LATENESS_KEPT = 10_000  # starts whose lateness the metrics still see
 
 
 @dataclass
@@ -63,7 +44,7 @@ class ScheduleEngine:
         self._close_window = close_window
         self.items: dict[str, ScheduleItem] = {}
         self.running: list[Running] = []
-        self.lateness_s: list[float] = []
+        self.lateness_s: deque[float] = deque(maxlen=LATENESS_KEPT)  # the latest starts
         self._done_until = wall.now()
         self._changed = asyncio.Event()
 
@@ -76,6 +57,10 @@ class ScheduleEngine:
         """Forget an item (a window already running still closes on time); unknown ids are
         ignored."""
         self.items.pop(item_id, None)
+        self._changed.set()
+
+    def replan(self) -> None:
+        """Wake the run loop to plan again: the wall clock was stepped."""
         self._changed.set()
 
     def start_late(self, item: ScheduleItem, slot: datetime, now: datetime) -> None:

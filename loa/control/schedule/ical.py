@@ -43,7 +43,7 @@ def export_ics(items: list[ScheduleItem]) -> bytes:
                 ev.add("rrule", icalendar.vRecur.from_ical(plain))
         ev.add("x-loa-zones", ",".join(item.zones))
         ev.add("x-loa-class", item.cls.value)
-        ev.add("x-loa-content", json.dumps(item.content, ensure_ascii=False))
+        ev.add("x-loa-content", json.dumps(item.content.to_json(), ensure_ascii=False))
         ev.add("x-loa-missed", f"{item.missed};{item.late_minutes}")
         cal.add_component(ev)
     return bytes(cal.to_ical())

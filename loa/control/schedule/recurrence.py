@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rruleset as RRuleSet
 from dateutil.rrule import rrulestr
 
-STATION_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from loa.core.clock import STATION_TZ as STATION_TZ  # defined below protocol/, for CAP
+from loa.core.content import SCHEDULE_KINDS, ContentError, ContentSpec, parse_content
+
 CONFLICT_HORIZON = timedelta(days=14)
 
 
@@ -44,7 +46,7 @@ class ScheduleItem:
     zones: list[str]
     start: datetime  # the first slot, aware, in the station's time zone
     duration_s: float  # the window: the item may play (or resume) until start + duration
-    content: dict[str, Any]
+    content: ContentSpec
     # RFC 5545: "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;COUNT=10", or lines with chosen
     # dates and exceptions: "RDATE:20261203T060000,20261210T060000", "EXDATE:…"
     rrule: str | None = None
@@ -89,7 +91,7 @@ class ScheduleItem:
         """The item as the API and the store keep it (start as ISO 8601 with its offset)."""
         return {"id": self.id, "title": self.title, "zones": self.zones,
                 "start": self.start.isoformat(), "duration_s": self.duration_s,
-                "content": self.content, "rrule": self.rrule, "class": self.cls.value,
+                "content": self.content.to_json(), "rrule": self.rrule, "class": self.cls.value,
                 "missed": self.missed, "late_minutes": self.late_minutes}
 
 
@@ -102,13 +104,10 @@ def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleIte
     zones = d.get("zones")
     if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
         raise ScheduleError('"zones" must be a non-empty list of zone ids')
-    content = d.get("content")
-    if not isinstance(content, dict) or content.get("kind") not in (
-            "media", "playlist", "text", "relay", "tone"):
-        raise ScheduleError('"content" needs a kind: media, playlist, text, relay or tone')
-    if content.get("kind") == "playlist" and (
-            not isinstance(content.get("items"), list) or not content["items"]):
-        raise ScheduleError('a playlist needs "items": [media ids]')
+    try:
+        content = parse_content(d.get("content"), SCHEDULE_KINDS)
+    except ContentError as exc:
+        raise ScheduleError(str(exc)) from None
     try:
         start = local(str(d["start"]))
         duration = float(d.get("duration_s", 0))

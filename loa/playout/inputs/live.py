@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from loa.codecs.loudness import SlowAgc
-from loa.core.clock import NS_PER_MS, Clock
+from loa.core.clock import NS_PER_MS, NS_PER_S, Clock
 from loa.core.counters import Counters
 from loa.core.pcm import SILENCE, Samples
-from loa.playout.jitter import JitterBuffer
+from loa.playout.jitter import JitterBuffer, JitterState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,8 @@ class LiveSource:
     """The receiving end of a push or relay. Never finishes by itself.
 
     Available while connected and not stalled; a stalled source that sends again is
-    available again, and its zones rejoin it.
+    available again, and its zones rejoin it. A source that ends (``end``) stays available
+    until what it sent has played out; ``disconnect`` drops it at once.
     """
 
     pausable = False
@@ -46,16 +50,19 @@ class LiveSource:
         self.agc = SlowAgc(settings.agc_target_lufs) if settings.agc_target_lufs is not None \
             else None
         self.connected = False
+        self.ending = False  # ended, still playing out what it sent
         self.frames_in = 0
         self.last_arrival_ns = 0
         self._underflows_seen = 0
         self._overflows_seen = 0
         self._trimmed_seen = 0
+        self._outages_seen = 0
+        self._resync_drops_seen = 0
 
     @property
     def available(self) -> bool:
         if not self.connected:
-            return False
+            return self.ending
         return len(self.jitter) > 0 or self._clock.now_ns() - self.last_arrival_ns < self._stall_ns
 
     @property
@@ -67,12 +74,29 @@ class LiveSource:
         """
         self.jitter.reset()
         self.connected = True
+        self.ending = False
         self.last_arrival_ns = self._clock.now_ns()
 
     def disconnect(self) -> None:
-        """The source went away: unavailable, buffered frames discarded."""
+        """Cut the source (released, shut down): unavailable now, buffered frames discarded."""
         self.connected = False
+        self.ending = False
         self.jitter.reset()
+
+    def end(self) -> None:
+        """The source has finished sending (it hung up, its stream ended): what it sent plays
+        out to the last frame, even below the jitter target; then the source is unavailable
+        and its zones fall back. Frames pushed after this are ignored."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.ending = len(self.jitter) > 0
+        if self.ending:
+            # Nothing more will arrive: no depth to wait for (BUFFERING), no live edge to find
+            # (RESYNCING) and no delay to trim (a target as deep as the buffer can be keeps
+            # the drift trim off): only the rest to play. ``connect`` resets both.
+            self.jitter.state = JitterState.PLAYING
+            self.jitter.target_frames = self.jitter.capacity_frames
 
     def push_frames(self, frames: list[Samples]) -> None:
         """Called on the loop with freshly decoded frames; stamps their arrival."""
@@ -86,9 +110,19 @@ class LiveSource:
         self._sync_counters()
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
-        """This tick's frame from the jitter buffer (AGC applied if set), or silence stamped
-        ``now_ns`` while buffering, on underflow or when disconnected. Never returns None."""
-        got = self.jitter.pop(now_ns) if self.connected else None
+        """This tick's frame from the jitter buffer (AGC applied if set; after ``end``, what is
+        left of it), or silence stamped ``now_ns`` while buffering, on underflow or when
+        disconnected. Never returns None."""
+        if self.connected:
+            got = self.jitter.pop(now_ns)
+        elif self.ending:
+            got = self.jitter.pop(now_ns)
+            if got is None or not len(self.jitter):
+                self.ending = False  # played out: the zones fall back at the next tick
+                if got is None:
+                    self.jitter.reset()
+        else:
+            got = None
         if got is None:
             self._sync_counters()
             return SILENCE, now_ns
@@ -112,6 +146,16 @@ class LiveSource:
             self._counters.inc("jitter_trimmed", jb.trimmed - self._trimmed_seen,
                                source=self.label)
             self._trimmed_seen = jb.trimmed
+        if jb.outages != self._outages_seen:
+            self._counters.inc("jitter_outages", jb.outages - self._outages_seen,
+                               source=self.label)
+            self._outages_seen = jb.outages
+            log.info("source %s: no audio for %.1f s, an outage: resynchronising to the live "
+                     "edge", self.label, jb.last_outage_ns / NS_PER_S)
+        if jb.resync_drops != self._resync_drops_seen:
+            self._counters.inc("jitter_resync_drops", jb.resync_drops - self._resync_drops_seen,
+                               source=self.label)
+            self._resync_drops_seen = jb.resync_drops
 
     def close(self) -> None:
         self.disconnect()

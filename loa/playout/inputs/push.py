@@ -3,9 +3,25 @@
 What ffmpeg's ``icecast://`` output does: ``PUT`` with ``Expect: 100-continue`` and Basic auth
 as user ``source``, then the encoded stream as an unbounded body until it closes. We answer
 ``100 Continue`` (or ``200 OK`` when nothing is expected, as Icecast does), then read until EOF.
-The bytes go through a bounded `ByteFeed` to a decoder thread; its frames land in the mount's
-`LiveSource`. A busy mount answers 403, a wrong password 401, an unknown type 415; bytes that
-do not decode end that source alone, with a 400 where the client still listens for one.
+The bytes go to a `LiveIngest` (a bounded feed, a decoder thread); its frames land in the mount's
+`LiveSource`. A busy mount answers 403, a wrong password 401, an unknown type 415; a push with
+no ``Content-Type`` has its format sniffed. Bytes that do not decode end that source alone,
+with a 400 where the client still listens for one. When a source hangs up, what it sent plays
+out before its zones fall back.
+
+What real encoders and networks add (issue 12):
+
+- A body framed with ``Transfer-Encoding: chunked`` or ``Content-Length`` is unframed before
+  the decoder sees it (`loa.protocol.framing`); a framing this route cannot undo is refused
+  (``Content-Encoding`` 415, another transfer coding 501), a malformed chunk cuts the source.
+  An empty body (``Content-Length: 0``, libshout's credential check) gets 200 and goes nowhere.
+- A source that sends nothing for ``source_timeout_s`` (Icecast's ``source-timeout``, 10 s) is
+  dropped, and its socket has TCP keepalive (`source_session.IngestSession`), so a dead 4G
+  link does not hold the mount. A new source with the right password replaces a stalled one
+  at once (the studio's reconnect), without waiting for the timeout.
+- libshout (ezstream, Mixxx, BUTT) first probes with ``OPTIONS *`` and ``Upgrade: TLS/1.0``
+  (RFC 2817). Loa has no TLS on this port, so it answers ``204`` without an upgrade and the
+  client carries on in plain HTTP, as it does after Icecast 2.4's answer (which closes).
 """
 
 from __future__ import annotations
@@ -15,20 +31,16 @@ import base64
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from loa.codecs.decode import (
-    ByteFeed,
-    DecodeError,
-    StreamDecoder,
-    format_for_content_type,
-)
+from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import Clock
 from loa.core.counters import Counters
-from loa.core.pcm import Samples
-from loa.playout.fanout import tune_socket
+from loa.core.text import TextError, decode_text
 from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.inputs.source_session import IngestSession, response_version
 from loa.playout.programme import Programme, ProgrammeKind
+from loa.protocol.framing import FramingError, Sized, body_reader
 from loa.protocol.http import RequestHead, simple_response
 
 log = logging.getLogger(__name__)
@@ -36,6 +48,8 @@ log = logging.getLogger(__name__)
 MOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_MOUNTS = 64
 SOURCE_USER = "source"
+SOURCE_TIMEOUT_S = 10.0  # Icecast's source-timeout default
+ALLOWED_METHODS = "GET, PUT, SOURCE, OPTIONS"  # the OPTIONS answer: libshout then uses PUT
 
 
 def check_basic_auth(header: str, password: str) -> bool:
@@ -83,7 +97,8 @@ class Mount:
 class Mounts:
     """The Icecast-style mounts (``/live/<name>``): creates each mount's LiveSource and
     programme (registered through ``register``), checks source credentials and accepts source
-    connections from the front door. A mount's own password wins over ``global_password``."""
+    connections from the front door. A mount's own password wins over ``global_password``.
+    ``source_timeout_s``: a connected source that sends nothing this long is dropped."""
 
     def __init__(
         self,
@@ -94,6 +109,7 @@ class Mounts:
         global_password: str,
         mount_passwords: dict[str, str],
         sndbuf_bytes: int = 0,
+        source_timeout_s: float = SOURCE_TIMEOUT_S,
     ) -> None:
         self._register = register
         self._clock = clock
@@ -102,7 +118,9 @@ class Mounts:
         self.global_password = global_password
         self.mount_passwords = mount_passwords
         self.sndbuf_bytes = sndbuf_bytes
+        self.source_timeout_s = source_timeout_s
         self.mounts: dict[str, Mount] = {}
+        self._replacing: set[asyncio.Task[None]] = set()  # a ghost being cut for a new source
         for name in mount_passwords:
             self.get(name)
 
@@ -122,15 +140,29 @@ class Mounts:
         self.mounts[name] = mount
         return mount
 
+    async def stop(self) -> None:
+        """Let any replacement under way finish, then cut every connected source and join its
+        decoder thread (server shutdown)."""
+        while self._replacing:
+            await next(iter(self._replacing))
+        for mount in list(self.mounts.values()):
+            if mount.session is not None:
+                await mount.session.stop()
+
     def password_for(self, name: str) -> str:
         """The source password of a mount: its own if set (non-empty), else the global one."""
         return self.mount_passwords.get(name) or self.global_password
 
-    def update_metadata(self, mount_path: str, mode: str, song: str, authorization: str
+    def update_metadata(self, query: Mapping[str, bytes], authorization: str
                         ) -> tuple[int, str]:
-        """Icecast's ``GET /admin/metadata?mount=/live/x&mode=updinfo&song=…``, which broadcast
-        software (BUTT, Mixxx, …) sends with the source credentials. Returns (status, message)."""
-        name = mount_path.removeprefix("/live/").lstrip("/")
+        """Icecast's ``GET /admin/metadata?mount=/live/x&mode=updinfo&song=…[&charset=…]``,
+        which broadcast software (BUTT, Mixxx, …) sends with the source credentials. ``query``:
+        its fields percent-decoded to bytes (``loa.protocol.http.query_bytes``). As Icecast
+        does, ``song`` is converted from the ``charset`` it names (UTF-8 when it names none);
+        unlike Icecast, an unknown charset or bytes not valid in it are refused (400, saying
+        why) rather than stored as mojibake. Returns (status, message)."""
+        mode = query.get("mode", b"").decode("latin-1")
+        name = query.get("mount", b"").decode("latin-1").removeprefix("/live/").lstrip("/")
         if not MOUNT_NAME.match(name):
             return 400, "unknown mount"
         if not check_basic_auth(authorization, self.password_for(name)):
@@ -140,19 +172,29 @@ class Mounts:
         mount = self.mounts.get(name)
         if mount is None:
             return 400, "unknown mount"
+        try:
+            song = decode_text(query.get("song", b""), query.get("charset", b"").decode("latin-1"))
+        except TextError as exc:
+            return 400, f"song: {exc}"
         mount.title = song[:256]
         log.info("/live/%s now playing: %s", name, mount.title)
         return 200, "Metadata update successful"
 
     def accept(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
-        """Raw route for ``PUT``/``SOURCE /live/<mount>``. Returns True if it took the transport."""
+        """Raw route for ``PUT``/``SOURCE /live/<mount>``, and for the ``OPTIONS`` probe of
+        libshout clients (``*`` or a mount). Returns True if it took the transport."""
+        if head.method == "OPTIONS" and (head.target == "*" or head.path.startswith("/live/")):
+            return self._options(transport, head)
         if head.method not in ("PUT", "SOURCE") or not head.path.startswith("/live/"):
             return False
         name = head.path[len("/live/") :]
         peer = transport.get_extra_info("peername")
 
         def refuse(status: int, message: str, extra: dict[str, str] | None = None) -> bool:
-            log.warning("source %s on /live/%s refused: %d %s", peer, name, status, message)
+            # libshout asks without credentials first, to be challenged: not worth a warning
+            level = logging.INFO if status == 401 and not head.header("authorization") \
+                else logging.WARNING
+            log.log(level, "source %s on /live/%s refused: %d %s", peer, name, status, message)
             self._counters.inc("sources_refused", status=str(status))
             transport.write(simple_response(status, message, extra))
             transport.close()
@@ -163,6 +205,16 @@ class Mounts:
         if not check_basic_auth(head.header("authorization"), self.password_for(name)):
             return refuse(401, "wrong source password (user must be 'source')",
                           {"WWW-Authenticate": 'Basic realm="Loa source"'})
+        try:
+            body = body_reader(head.headers)
+        except FramingError as exc:
+            return refuse(exc.status, str(exc))
+        if isinstance(body, Sized) and body.done:
+            # libshout's credential check (``Content-Length: 0``): nothing to put on air
+            transport.write(simple_response(200, "source credentials accepted",
+                                            version=response_version(head)))
+            transport.close()
+            return True
         content_type = head.header("content-type")
         try:
             fmt = format_for_content_type(content_type) if content_type else None
@@ -172,124 +224,46 @@ class Mounts:
             mount = self.get(name)
         except ValueError as exc:
             return refuse(403, str(exc))
-        if mount.session is not None:
+        ghost = mount.session
+        if ghost is not None and not ghost.stalled:
             return refuse(403, f"mount /live/{name} is busy: another source is live on it")
 
-        session = IngestSession(self, mount, transport, head, fmt, content_type)
+        session = IngestSession(mount, transport, head, fmt, content_type, body,
+                                counters=self._counters, timeout_s=self.source_timeout_s)
         mount.session = session
         mount.sessions_total += 1
         transport.set_protocol(session)
-        session.start(rest)
+        if ghost is None:
+            session.start(rest)
+            return True
+        # The mount's source is connected but stalled (a dead link that left its TCP
+        # connection open): the right password takes over now, not after the timeout.
+        log.warning("source %s on /live/%s replaces the stalled source %s", peer, name,
+                    ghost.peer)
+        self._counters.inc("sources_replaced", mount=name)
+        session.hold()  # until the ghost is cut and the new session starts
+        task = asyncio.get_running_loop().create_task(self._replace(ghost, session, rest))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
         return True
 
+    async def _replace(self, ghost: IngestSession, session: IngestSession, rest: bytes) -> None:
+        try:
+            await ghost.stop("replaced by a new source")  # cut, its decoder thread joined
+        except asyncio.CancelledError:
+            await session.stop("shut down before it went live")
+            raise
+        except Exception:  # a failed cut must not keep the studio off the air
+            log.exception("cutting the stalled source on /live/%s failed", ghost.mount.name)
+        session.start(rest)
 
-class IngestSession(asyncio.Protocol):
-    """One connected source. Owns its transport, its feed and its decoder thread."""
-
-    def __init__(
-        self,
-        mounts: Mounts,
-        mount: Mount,
-        transport: asyncio.Transport,
-        head: RequestHead,
-        fmt: str | None,
-        content_type: str,
-    ) -> None:
-        self.mounts = mounts
-        self.mount = mount
-        self.transport: asyncio.Transport | None = transport
-        self.content_type = content_type or "(probed)"
-        self.peer = transport.get_extra_info("peername")
-        self._expects_continue = head.header("expect").lower() == "100-continue"
-        self._version = "HTTP/1.1" if head.version == "HTTP/1.1" else "HTTP/1.0"
-        self.feed = ByteFeed()
-        self.bytes_in = 0
-        self.frames_decoded = 0
-        self._ended = False
-        self.decoder = StreamDecoder(
-            self.feed,
-            format=fmt,
-            label=f"/live/{mount.name}",
-            on_frames=self._on_frames,
-            on_end=self._on_end,
-            on_error=self._on_error,
-        )
-
-    def start(self, rest: bytes) -> None:
-        """Answer ``100 Continue`` (or ``200 OK``), connect the mount's source, start the
-        decoder thread and feed it ``rest`` (body bytes read with the head)."""
-        tr = self.transport
-        assert tr is not None
-        tune_socket(tr, 0)
-        if self._expects_continue:
-            tr.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        else:
-            tr.write(f"{self._version} 200 OK\r\nServer: Loa\r\n\r\n".encode())
-        self.feed.on_drained(asyncio.get_running_loop(), self._resume)
-        self.mount.source.connect()
-        self.decoder.start()
-        log.info("source %s live on /live/%s (%s)", self.peer, self.mount.name, self.content_type)
-        if rest:
-            self.data_received(rest)
-
-    # transport side
-
-    def data_received(self, data: bytes) -> None:
-        """Pass body bytes to the decoder; pause reading while its bounded feed is full."""
-        self.bytes_in += len(data)
-        if not self.feed.write(data) and self.transport is not None:
-            self.transport.pause_reading()  # the decoder is behind: let TCP push back
-
-    def _resume(self) -> None:
-        if self.transport is not None and not self._ended:
-            self.transport.resume_reading()
-
-    def eof_received(self) -> bool:
-        """The source finished sending: end the decoder's feed; the connection then closes."""
-        self.feed.close()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """End the session (disconnected): stop the decoder and free the mount."""
-        self.transport = None
-        self.feed.close()
-        self._end("disconnected")
-
-    # decoder side (called on the loop)
-
-    def _on_frames(self, frames: list[Samples]) -> None:
-        if self._ended:
-            return
-        self.frames_decoded += len(frames)
-        self.mount.source.push_frames(frames)
-
-    def _on_end(self) -> None:
-        self._end("end of stream")
-
-    def _on_error(self, exc: DecodeError) -> None:
-        log.error("source on /live/%s from %s rejected: %s", self.mount.name, self.peer, exc)
-        self.mounts._counters.inc("sources_failed", mount=self.mount.name)
-        tr = self.transport
-        if tr is not None:
-            if self._expects_continue and self.frames_decoded == 0:
-                tr.write(simple_response(400, f"cannot decode the stream: {exc}",
-                                         version="HTTP/1.1"))
-            tr.close()
-        self._end("decode error")
-
-    def _end(self, why: str) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self.decoder.stop()
-        if self.mount.session is self:
-            self.mount.session = None
-            self.mount.source.disconnect()
-        log.info("source on /live/%s ended (%s) after %d bytes", self.mount.name, why,
-                 self.bytes_in)
-
-    def close(self) -> None:
-        """Close the source's connection and its feed (the session then ends as disconnected)."""
-        if self.transport is not None:
-            self.transport.close()
-        self.feed.close()
+    def _options(self, transport: asyncio.Transport, head: RequestHead) -> bool:
+        """The RFC 2817 probe libshout sends first (``OPTIONS *``, ``Upgrade: TLS/1.0,
+        HTTP/1.1``). No TLS here: 204 without an ``Upgrade`` tells it to carry on in plain
+        HTTP; ``Allow`` names the methods (libshout then sources with PUT)."""
+        log.info("OPTIONS %s from %s (Upgrade: %s): carrying on in plain HTTP", head.target,
+                 transport.get_extra_info("peername"), head.header("upgrade") or "-")
+        transport.write(simple_response(204, "", {"Allow": ALLOWED_METHODS},
+                                        version=response_version(head)))
+        transport.close()
+        return True

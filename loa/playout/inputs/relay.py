@@ -8,15 +8,11 @@ import random
 
 import aiohttp
 
-from loa.codecs.decode import (
-    ByteFeed,
-    DecodeError,
-    StreamDecoder,
-    format_for_content_type,
-)
+from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
 from loa.core.lifecycle import cancel_and_wait
+from loa.playout.inputs.ingest import LiveIngest
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from loa.playout.programme import Programme, ProgrammeKind
 
@@ -51,7 +47,12 @@ class Backoff:
 
 
 class Relay:
-    """Keeps a URL flowing into a `LiveSource` until stopped."""
+    """Keeps a URL flowing into a `LiveSource` until stopped.
+
+    Each connection is decoded by a `LiveIngest` (format from the ``Content-Type``, else
+    sniffed); when the stream ends or breaks, what arrived plays out while the relay waits its
+    backoff and reconnects. Raises ValueError for a URL that is not http(s).
+    """
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class Relay:
         self._task = asyncio.create_task(self.run(), name=f"relay {self.url}")
 
     async def stop(self) -> None:
-        """Cancel the task, wait for it, and disconnect the source."""
+        """Cancel the task and wait for it (its decoder thread joined), and cut the source."""
         await cancel_and_wait(self._task)
         self._task = None
         self.source.disconnect()
@@ -118,39 +119,29 @@ class Relay:
             try:
                 fmt: str | None = format_for_content_type(ctype)
             except DecodeError:
-                fmt = None  # let the demuxer probe (a file server's generic type, say)
-            feed = ByteFeed()
-            loop = asyncio.get_running_loop()
-            drained = asyncio.Event()
-            feed.on_drained(loop, drained.set)
-            failed: list[DecodeError] = []
-            done = asyncio.Event()
-
-            def on_error(exc: DecodeError) -> None:
-                failed.append(exc)
-                done.set()
-
-            decoder = StreamDecoder(feed, format=fmt, label=f"relay {self.url}",
-                                    on_frames=self.source.push_frames, on_end=done.set,
-                                    on_error=on_error)
+                fmt = None  # sniffed from the bytes (a file server's generic type, say)
+            ingest = LiveIngest(self.source, format=fmt, label=f"relay {self.url}")
             self.connects += 1
-            self.source.connect()
-            decoder.start()
+            ingest.start()
             log.info("relay %s connected (%s)", self.url, ctype or "unknown type")
+            lost: Exception | None = None
             try:
-                async for chunk in resp.content.iter_any():
-                    if failed:
-                        break
-                    if not feed.write(chunk):
-                        drained.clear()
-                        await drained.wait()
-                feed.close()
-                await done.wait()  # let the decoder hand over the tail of the stream
+                try:
+                    async for chunk in resp.content.iter_any():
+                        if not ingest.write(chunk):
+                            await ingest.wait_writable()
+                        if ingest.ended:
+                            break
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    lost = exc  # what arrived before the cut still plays out
+                ingest.finish_input()
+                await ingest.wait_ended()  # the decoder hands over the tail of the stream
             finally:
-                decoder.stop()
-                self.source.disconnect()
-            if failed:
-                raise failed[0]
+                await ingest.stop()  # joins the decoder thread (cuts the source if cancelled)
+            if ingest.error is not None:
+                raise ingest.error
+            if lost is not None:
+                raise lost
 
     def describe(self) -> dict[str, object]:
         """Status snapshot: URL, connected, connects, failures and the last error."""

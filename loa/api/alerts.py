@@ -1,0 +1,137 @@
+"""Emergency alerts (bản tin khẩn cấp, the ``alert`` right): trigger (JSON, or multipart with
+the message as audio), list, show with reach, cancel; and CAP 1.2 messages. The alert manager
+audits what it does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from loa.api.errors import ApiError, error_status
+from loa.api.resource import actor, read_body, read_json, require, server_of
+from loa.api.uploads import read_multipart
+from loa.codecs.decode import DecodeError, FrameDecoder
+from loa.control.alerts import parse_spec
+from loa.control.auth import Right
+from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/alerts")
+@error_status({ValueError: 400})  # a bad spec, zone, file or upload: the request is wrong
+async def trigger_alert(request: web.Request) -> web.Response:
+    """JSON, or multipart with a ``spec`` part (JSON) and an ``audio`` part (the message);
+    201 with the alert and the warnings (``errors``) of its preparation so far."""
+    require(request, Right.ALERT)
+    s = server_of(request)
+    received_ns = s.clock.now_ns()
+    uploaded: Path | None = None
+    if request.content_type.startswith("multipart/"):
+        body, uploaded = await _read_alert_upload(request)
+    else:
+        body = await read_json(request)
+    if uploaded is not None:
+        body["content"] = {"kind": "file", "path": str(uploaded), "name": "upload"}
+    spec = parse_spec(body, default_gap_s=s.config.alert_gap_s, now=s.wall.timestamp())
+    alert = await s.alerts.trigger(spec, actor(request), received_ns)
+    return web.json_response({"alert": alert.describe(full=True),
+                              "errors": alert.warnings}, status=201)
+
+
+async def _read_alert_upload(request: web.Request) -> tuple[dict[str, Any], Path]:
+    """The spec, and the uploaded audio saved content-addressed once it decodes."""
+    s = server_of(request)
+    folder = s.media_dir / "alerts"
+    fields, files = await read_multipart(request, s.config.max_upload_mb << 20, folder)
+    upload = files.get("audio")
+    try:
+        try:
+            spec = json.loads(fields.get("spec", "{}"))
+        except ValueError:
+            raise ValueError("the spec part is not valid JSON") from None
+        if not isinstance(spec, dict):
+            raise ValueError("the spec part must be a JSON object")
+        if upload is None or upload.size == 0:
+            raise ValueError('multipart needs an "audio" part with the message')
+        path = folder / upload.sha256
+        try:  # judged by decoding, not by its name or type
+            await asyncio.to_thread(_probe_and_keep, upload.path, path)
+        except DecodeError as exc:
+            raise ValueError(f"the uploaded file is not audio Loa can play: {exc}") from None
+    except BaseException:
+        for f in files.values():
+            await asyncio.to_thread(f.discard)
+        raise
+    return spec, path
+
+
+def _probe_and_keep(tmp: Path, path: Path) -> None:
+    """Open ``tmp`` as audio, then move it to ``path`` (blocking). Raises ``DecodeError``;
+    ``tmp`` is then left for the caller to discard."""
+    FrameDecoder(str(tmp)).close()
+    tmp.replace(path)
+
+
+@routes.get("/api/v1/alerts")
+async def list_alerts(request: web.Request) -> web.Response:
+    """``GET alerts``: the alerts held in memory since start (older ones are in the store)."""
+    return web.json_response(
+        {"alerts": [a.describe() for a in server_of(request).alerts.alerts.values()]})
+
+
+@routes.get("/api/v1/alerts/{id}")
+async def get_alert(request: web.Request) -> web.Response:
+    """One alert with its reach; ``?endpoints=1`` adds, per endpoint, the ms from the
+    API call to the first tone packet and to the message's first packet. 404 if unknown."""
+    found = await server_of(request).alerts.get(request.match_info["id"])
+    if found is None:
+        raise ApiError(404, f"no alert {request.match_info['id']!r}")
+    if isinstance(found, dict):
+        return web.json_response({"alert": found})
+    out = found.describe(full=True)
+    if request.query.get("endpoints"):  # ?endpoints=1: every endpoint's reach
+        out["reach_from_call_ms"] = found.reach_from_call_ms()
+    return web.json_response({"alert": out})
+
+
+@routes.delete("/api/v1/alerts/{id}")
+async def cancel_alert(request: web.Request) -> web.Response:
+    """``DELETE alerts/{id}`` (ALERT): cancel it and return its full description; 404 if
+    unknown."""
+    require(request, Right.ALERT)
+    try:
+        alert = server_of(request).alerts.cancel(request.match_info["id"], actor(request))
+    except KeyError:
+        raise ApiError(404, f"no alert {request.match_info['id']!r}") from None
+    return web.json_response({"alert": alert.describe(full=True)})
+
+
+@routes.post("/api/v1/cap")
+async def cap(request: web.Request) -> web.Response:
+    """A CAP 1.2 XML document as the request body (ALERT); times without a UTC offset are
+    read in the station's time zone. The status is the alert manager's (201 on air, 200
+    duplicate or cancel, 202 scheduled for its <effective> time or logged, 422 valid CAP
+    that Loa cannot place, with what an Update superseded all the same); 413 over the size
+    limit, 400 for a document that is not valid CAP (a code outside its lists named with the
+    allowed ones)."""
+    require(request, Right.ALERT)
+    s = server_of(request)
+    received_ns = s.clock.now_ns()
+    if request.content_length and request.content_length > MAX_CAP_BYTES:
+        raise ApiError(413, f"CAP messages are limited to {MAX_CAP_BYTES} bytes")
+    data = await read_body(request, MAX_CAP_BYTES)
+    try:
+        msg = await asyncio.to_thread(parse_cap, data, s.wall.tz)  # XML, base64: beside the loop
+        status, body = await s.alerts.handle_cap(
+            msg, actor(request), test_zone=s.config.cap_test_zone,
+            upload_dir=s.media_dir / "cap", received_ns=received_ns)
+    except CapError:
+        raise  # the error table: 400, or 413 over a limit
+    except ValueError as exc:  # no <info>, no zone in its area, a zone it cannot reach
+        raise ApiError(422, str(exc)) from None
+    return web.json_response(body, status=status)

@@ -1,0 +1,173 @@
+"""The endpoint registry (cụm loa): list, add, change, forget, MQTT credentials, CSV import
+and export, and the files for running the fleet on an external Mosquitto."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from loa.api.audit import Changed, audited
+from loa.api.errors import ApiError, error_status
+from loa.api.resource import actor, read_body, read_json, require, server_of
+from loa.control.auth import Right
+from loa.control.endpoints import CSV_FIELDS
+from loa.core.zones import ZoneError
+from loa.protocol.credentials import mosquitto_acl, mosquitto_passwd_lines
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
+
+MAX_CSV_BYTES = 8 << 20
+
+routes = web.RouteTableDef()
+
+
+def mqtt_login(server: LoaServer, eid: str, password: str) -> dict[str, Any]:
+    """What a device needs to log in to the fleet's broker: username, password, client id,
+    topic root and broker URL."""
+    return {"username": eid, "password": password, "client_id": eid,
+            "topic_root": server.fleet.topics.base, "broker": server.fleet.broker_url}
+
+
+@routes.get("/api/v1/endpoints")
+async def list_endpoints(request: web.Request) -> web.Response:
+    """``?zone=`` (and below; 404 if unknown), ``?online=true|false``."""
+    s = server_of(request)
+    zone = request.query.get("zone")
+    eps = s.endpoints.in_zone(zone) if zone else list(s.endpoints.endpoints.values())
+    out = [s.fleet.describe(e) for e in eps]
+    online = request.query.get("online")
+    if online in ("true", "false"):
+        out = [e for e in out if e["presence"]["online"] is (online == "true")]
+    return web.json_response({"endpoints": out})
+
+
+@routes.post("/api/v1/endpoints")
+@audited("endpoint.add")
+@error_status({ZoneError: 400})  # the zone is named in the body
+async def add_endpoint(request: web.Request) -> Changed:
+    """``{"id", "zone", "name", "lat", "lon", "address", "admin_code"}`` (ADMIN); the answer
+    carries the endpoint's MQTT password, once. 409 for a taken id, 400 for a bad field or
+    an unknown zone."""
+    require(request, Right.ADMIN)
+    body = await read_json(request)
+    s = server_of(request)
+    ep = s.endpoints.add(
+        str(body.get("id", "")), str(body.get("zone", "")), body.get("name", ""),
+        body.get("lat"), body.get("lon"), body.get("address", ""),
+        body.get("admin_code", ""))
+    password = s.endpoints.rotate_secret(ep.id)
+    detail = ep.describe()
+    return Changed(web.json_response({"endpoint": s.fleet.describe(ep),
+                                      "mqtt": mqtt_login(s, ep.id, password)}, status=201),
+                   ep.id, detail)
+
+
+@routes.patch("/api/v1/endpoints/{id}")
+@audited("endpoint.update")
+@error_status({ZoneError: 400})  # the zone is named in the body
+async def update_endpoint(request: web.Request) -> Changed:
+    """Name, lat, lon, address, admin_code; ``zone`` moves it (connections and all) and
+    tells the device (OPERATE). 404 for an unknown endpoint, 400 for a bad field or zone."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    eid = request.match_info["id"]
+    s = server_of(request)
+    ep = s.endpoints.update(eid, body)
+    if "zone" in body and str(body["zone"]) != ep.zone_id:
+        s.fleet.endpoint_command(eid, {"op": "move", "zone": str(body["zone"])},
+                                 actor(request))
+    return Changed(web.json_response({"endpoint": s.fleet.describe(ep)}), eid, body)
+
+
+@routes.delete("/api/v1/endpoints/{id}")
+@audited("endpoint.delete")
+async def delete_endpoint(request: web.Request) -> Changed:
+    """``DELETE endpoints/{id}`` (ADMIN): forget an endpoint; 404 if unknown."""
+    require(request, Right.ADMIN)
+    eid = request.match_info["id"]
+    server_of(request).endpoints.remove(eid)
+    return Changed(web.json_response({"deleted": eid}), eid)
+
+
+@routes.get("/api/v1/endpoints/{id}")
+async def get_endpoint(request: web.Request) -> web.Response:
+    """``GET endpoints/{id}``: the endpoint with its presence and effective volume; 404 if
+    unknown."""
+    s = server_of(request)
+    ep = s.endpoints.get(request.match_info["id"])
+    return web.json_response({"endpoint": s.fleet.describe(ep)})
+
+
+@routes.post("/api/v1/endpoints/{id}/credentials")
+@audited("endpoint.credentials")
+async def rotate_credentials(request: web.Request) -> Changed:
+    """A new MQTT password for the endpoint (ADMIN; the old one stops working at once);
+    404 if unknown."""
+    require(request, Right.ADMIN)
+    eid = request.match_info["id"]
+    s = server_of(request)
+    password = s.endpoints.rotate_secret(eid)
+    return Changed(web.json_response({"mqtt": mqtt_login(s, eid, password)}), eid)
+
+
+@routes.post("/api/v1/endpoints.csv")
+@audited("endpoint.import", atomic=True)  # the rows and their audit entry: one transaction
+async def import_endpoints(request: web.Request) -> Changed:
+    """A CSV body (ADMIN): id,name,zone,lat,lon,address,admin_code, as a spreadsheet saves
+    it: UTF-8 (with or without its byte-order mark), UTF-16 with its mark, or the
+    ``charset`` the Content-Type names; comma, semicolon or tab separated; the header in any
+    case, with or without accents, in English or Vietnamese (``CSV_COLUMNS``). All or
+    nothing (400 with ``errors``, the first 200, saying what was seen); new endpoints come
+    back with their MQTT passwords (as CSV with ``Accept: text/csv``). 413 over 8 MiB."""
+    require(request, Right.ADMIN)
+    data = await read_body(request, MAX_CSV_BYTES)
+    if len(data) > MAX_CSV_BYTES:
+        raise ApiError(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
+    s = server_of(request)
+    # decoded beside the loop, with the parsing; aiohttp's charset is None when none is named
+    result = await s.endpoints.import_csv(data, request.charset)
+    created, updated = result.created, result.updated
+    if result.errors:
+        raise ApiError(400, "nothing imported", errors=result.errors[:200])
+    logins = [mqtt_login(s, ep.id, result.passwords[ep.id]) for ep in created]
+    detail = {"created": [e.id for e in created], "updated": [e.id for e in updated]}
+    if "text/csv" in request.headers.get("Accept", ""):
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["id", "username", "password", "client_id", "topic_root"])
+        for login in logins:
+            w.writerow([login["username"], login["username"], login["password"],
+                        login["client_id"], login["topic_root"]])
+        return Changed(web.Response(text=out.getvalue(), content_type="text/csv"), "csv",
+                       detail)
+    return Changed(web.json_response({"created": logins, "updated": [e.id for e in updated]},
+                                     status=201 if created else 200), "csv", detail)
+
+
+@routes.get("/api/v1/endpoints.csv")
+async def export_endpoints(request: web.Request) -> web.Response:
+    """``GET endpoints.csv``: the registry in the import format (``CSV_FIELDS`` columns)."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(CSV_FIELDS)
+    for ep in server_of(request).endpoints.endpoints.values():
+        w.writerow([ep.id, ep.name, ep.zone_id, "" if ep.lat is None else ep.lat,
+                    "" if ep.lon is None else ep.lon, ep.address, ep.admin_code])
+    return web.Response(text=out.getvalue(), content_type="text/csv")
+
+
+@routes.get("/api/v1/mqtt/mosquitto")
+async def mosquitto_files(request: web.Request) -> web.Response:
+    """A password file and an ACL file for running the fleet on an external Mosquitto
+    (ADMIN); ``?server_user=`` names the server's own user there."""
+    require(request, Right.ADMIN)
+    s = server_of(request)
+    server_user = request.query.get("server_user", "loa-server")
+    users = {e.id: e.secret_hash for e in s.endpoints.endpoints.values() if e.secret_hash}
+    return web.json_response({
+        "password_file": mosquitto_passwd_lines(users),
+        "acl_file": mosquitto_acl(s.fleet.topics.root, server_user)})

@@ -1,0 +1,68 @@
+"""The media library: uploads judged by decoding, stored by content hash and measured for
+loudness; list, show, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loa.api.audit import Changed, audited
+from loa.api.errors import ApiError
+from loa.api.resource import actor, require, server_of
+from loa.api.uploads import read_multipart
+from loa.control.auth import Right
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/media")
+@audited("media.add")
+async def add_media(request: web.Request) -> Changed:
+    """Multipart (OPERATE): a ``file`` part, optional ``title`` and ``tags``
+    (comma-separated). 201 with the new item, 200 when the same audio was there already;
+    415 for another body, 413 over ``max_upload_mb``, 400 for a file that is not audio."""
+    require(request, Right.OPERATE)
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(415, 'upload as multipart/form-data with a "file" part')
+    s = server_of(request)
+    fields, files = await read_multipart(request, s.config.max_upload_mb << 20,
+                                         s.media.incoming)
+    upload = files.get("file")
+    if upload is None:
+        raise ApiError(400, 'multipart needs a "file" part')
+    filename = upload.filename
+    item, created = await s.media.add_file(
+        upload.path, upload.sha256, filename, actor(request),
+        fields.get("title", ""), fields.get("tags", "").split(","))
+    return Changed(web.json_response({"media": item.describe(), "created": created},
+                                     status=201 if created else 200),
+                   item.id, {"filename": filename, "created": created})
+
+
+@routes.get("/api/v1/media")
+async def list_media(request: web.Request) -> web.Response:
+    """``GET media``: every library item, oldest first."""
+    return web.json_response({"media": [m.describe() for m in server_of(request).media.list()]})
+
+
+@routes.get("/api/v1/media/{id}")
+async def get_media(request: web.Request) -> web.Response:
+    """``GET media/{id}``: one item; 404 if unknown."""
+    item = server_of(request).media.get(request.match_info["id"])
+    if item is None:
+        raise ApiError(404, f"no media item {request.match_info['id']!r}")
+    return web.json_response({"media": item.describe()})
+
+
+@routes.delete("/api/v1/media/{id}")
+@audited("media.delete")
+async def delete_media(request: web.Request) -> Changed:
+    """``DELETE media/{id}`` (OPERATE): 404 if unknown, 409 while it plays or is scheduled."""
+    require(request, Right.OPERATE)
+    s = server_of(request)
+    item = s.media.get(request.match_info["id"])
+    if item is None:
+        raise ApiError(404, f"no media item {request.match_info['id']!r}")
+    if s.media_in_use(item):
+        raise ApiError(409, f"{item.title!r} is playing or scheduled; release it first")
+    await s.media.delete(item.id)
+    return Changed(web.json_response({"deleted": item.id}), item.id)

@@ -1,0 +1,86 @@
+"""What every ``/api/v1`` handler stands on: the server and the caller on the request, the
+right a call needs, and request bodies read within their limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from loa.control.auth import Principal, Right
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
+
+SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
+API_PATHS = ("/api/", "/metrics")  # what the bearer token guards and the error table answers
+MAX_JSON_BYTES = 64 * 1024
+JSON_TOO_LARGE = f"JSON bodies are limited to {MAX_JSON_BYTES >> 10} KiB"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def server_of(request: web.Request) -> LoaServer:
+    """The LoaServer the application was built for (``app[SERVER_KEY]``, set by ``loa.app``)."""
+    server: LoaServer = request.app[SERVER_KEY]
+    return server
+
+
+def actor(request: web.Request) -> str:
+    """The caller's name, as the audit log and the fleet's commands record it (set by
+    ``auth_middleware``; KeyError on a route it did not guard)."""
+    return request[PRINCIPAL_KEY].name
+
+
+def require(request: web.Request, right: Right) -> None:
+    """Raise HTTPForbidden (403, JSON error) unless the caller holds ``right``."""
+    principal = request[PRINCIPAL_KEY]
+    if not principal.may(right):
+        raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
+                                content_type="application/json")
+
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    """The whole body, or ``limit_bytes + 1`` of it when it is longer (the caller refuses
+    it). ``StreamReader.read(n)`` alone returns what has arrived so far, not the body."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit_bytes:
+        chunk = await request.content.read(limit_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (``{}`` when there is none). UTF-8 with or without a
+    byte-order mark (as Windows tools save it), or UTF-16/32 (RFC 8259 detection, as
+    ``json.loads`` does it); the Content-Type's charset is not needed. Raises 413 over
+    64 KiB (by Content-Length, or as read), 400 when it is not JSON or not an object; each
+    answered as ``{"error": message}``."""
+    if request.content_length and request.content_length > MAX_JSON_BYTES:
+        raise _json_error(web.HTTPRequestEntityTooLarge, JSON_TOO_LARGE,
+                          max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+    if not request.can_read_body:
+        return {}
+    data = await read_body(request, MAX_JSON_BYTES)
+    if len(data) > MAX_JSON_BYTES:
+        raise _json_error(web.HTTPRequestEntityTooLarge, JSON_TOO_LARGE,
+                          max_size=MAX_JSON_BYTES, actual_size=len(data))
+    try:
+        body = json.loads(data)  # bytes: a BOM is skipped, UTF-16/32 detected
+    except (ValueError, UnicodeDecodeError):
+        raise _json_error(web.HTTPBadRequest, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _json_error(web.HTTPBadRequest, "body must be a JSON object")
+    return body
+
+
+def _json_error(kind: Callable[..., web.HTTPException], message: str, **args: Any
+                ) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json", **args)

@@ -1,0 +1,120 @@
+"""The schedule (lịch phát): items with RFC 5545 recurrence in station time, and the whole
+schedule as an iCalendar file, out and in."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from loa.api.audit import Changed, audited
+from loa.api.errors import ApiError
+from loa.api.resource import read_body, read_json, require, server_of
+from loa.control.auth import Right
+from loa.control.schedule.ical import export_ics, import_ics
+from loa.control.schedule.recurrence import conflicts, item_from_json
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
+
+MAX_ICS_BYTES = 1 << 20
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/schedules")
+@audited("schedule.add")
+async def add_schedule(request: web.Request) -> Changed:
+    """``{"title", "zones", "start": local ISO time, "duration_s", "rrule", "class",
+    "content": (``loa.core.content``, ``SCHEDULE_KINDS``), "missed", "late_minutes"}``
+    (OPERATE): 201 with the item, the items it conflicts with and its next slot; 404 for an
+    unknown zone, 400 for a bad item, a missing media item or text that cannot be read
+    aloud."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    s = server_of(request)
+    item = item_from_json(body, secrets.token_hex(6))
+    for z in item.zones:
+        s.zones.get(z)
+    # checked, a file found and opened, text read aloud: now, so the slot starts on the frame
+    await s.programmes.prepare(item.content)
+    found = conflicts(item, list(s.schedule.items.values()),
+                      lambda a, b: zones_overlap(s, a, b), s.wall.now())
+    s.store.save_schedule(item.id, item.to_json())
+    s.schedule.put(item)
+    nxt = item.next_slot(s.wall.now())
+    return Changed(web.json_response({"schedule": item.to_json(), "conflicts": found,
+                                      "next": nxt.isoformat() if nxt else None}, status=201),
+                   item.id, item.to_json())
+
+
+def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
+    """Zones overlap when one is the other or lies below it (unknown zones overlap none)."""
+    below = {z: {x.id for x in server.zones.subtree(z)} for z in set(a) | set(b)
+             if z in server.zones}
+    return any(y in below.get(x, set()) or x in below.get(y, set()) for x in a for y in b)
+
+
+@routes.get("/api/v1/schedules")
+async def list_schedules(request: web.Request) -> web.Response:
+    """``GET schedules``: every item with its next slot (ISO 8601, station time) or None."""
+    s = server_of(request)
+    now = s.wall.now()
+    out = []
+    for item in s.schedule.items.values():
+        nxt = item.next_slot(now)
+        out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
+    return web.json_response({"schedules": out})
+
+
+@routes.delete("/api/v1/schedules/{id}")
+@audited("schedule.delete")
+async def delete_schedule(request: web.Request) -> Changed:
+    """``DELETE schedules/{id}`` (OPERATE): 404 if unknown."""
+    require(request, Right.OPERATE)
+    s = server_of(request)
+    sid = request.match_info["id"]
+    if sid not in s.schedule.items:
+        raise ApiError(404, f"no schedule item {sid!r}")
+    s.schedule.remove(sid)
+    s.store.delete_schedule(sid)
+    return Changed(web.json_response({"deleted": sid}), sid)
+
+
+@routes.get("/api/v1/schedules.ics")
+async def export_schedules(request: web.Request) -> web.Response:
+    """``GET schedules.ics``: the whole schedule as an iCalendar file (RFC 5545)."""
+    return web.Response(body=export_ics(list(server_of(request).schedule.items.values())),
+                        content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="loa.ics"'})
+
+
+@routes.post("/api/v1/schedules.ics")
+@audited("schedule.import")
+async def import_schedules(request: web.Request) -> Changed:
+    """``POST schedules.ics`` (OPERATE): add the events of an iCalendar body (at most
+    1 MiB; 413 over, 400 if unreadable). Events naming an unknown zone are refused, not fatal.
+    """
+    require(request, Right.OPERATE)
+    data = await read_body(request, MAX_ICS_BYTES)
+    if len(data) > MAX_ICS_BYTES:
+        raise ApiError(413, f"calendars are limited to {MAX_ICS_BYTES >> 10} KiB")
+    items, refused = await asyncio.to_thread(import_ics, data)  # up to 1 MiB of text
+    s = server_of(request)
+    taken = []
+    for item in items:
+        if not all(z in s.zones for z in item.zones):
+            refused.append(f"{item.title}: unknown zone in {item.zones}")
+            continue
+        try:  # as when an item is added alone
+            await s.programmes.prepare(item.content)
+        except ValueError as exc:
+            refused.append(f"{item.title}: {exc}")
+            continue
+        s.store.save_schedule(item.id, item.to_json())
+        s.schedule.put(item)
+        taken.append(item.id)
+    return Changed(web.json_response({"imported": taken, "refused": refused}), "ics",
+                   {"taken": taken, "refused": refused})

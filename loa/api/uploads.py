@@ -1,0 +1,97 @@
+"""Multipart uploads written to disk as they arrive: hashed and written beside the loop a
+megabyte at a time, refused while still arriving once over their limit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
+
+
+class UploadTooLarge(ValueError):
+    """A multipart file part over its size limit (the error table answers 413)."""
+
+
+@dataclass
+class Upload:
+    """A file part kept on disk while it arrived: its temp path, SHA-256 and size. The caller
+    moves it into place or calls ``discard``."""
+
+    filename: str
+    path: Path
+    sha256: str
+    size: int
+
+    def discard(self) -> None:
+        """Blocking (an unlink): call beside the loop, or accept a few microseconds."""
+        self.path.unlink(missing_ok=True)
+
+
+async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
+                         ) -> tuple[dict[str, str], dict[str, Upload]]:
+    """Text fields, and files written to ``incoming`` as they arrive (hashing and writing run
+    beside the loop, a megabyte at a time); a file over ``limit_bytes`` is refused while it is
+    still arriving and leaves nothing behind. Raises UploadTooLarge for that, ValueError for a
+    nested multipart part."""
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    files: dict[str, Upload] = {}
+    try:
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                raise ValueError("nested multipart is not accepted")
+            name = part.name or ""
+            if part.filename is None:
+                fields[name] = await part.text()
+                continue
+            files[name] = await _receive_file(part, limit_bytes, incoming)
+    except BaseException:
+        for upload in files.values():
+            await asyncio.to_thread(upload.discard)
+        raise
+    return fields, files
+
+
+async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path) -> Upload:
+    filename = part.filename or "upload"
+    await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+    path = incoming / f"{secrets.token_hex(8)}.part"
+    digest = hashlib.sha256()
+    size = 0
+    chunks: list[bytes] = []
+    pending = 0
+    out = await asyncio.to_thread(open, path, "wb")
+    try:
+        while chunk := await part.read_chunk(65536):
+            size += len(chunk)
+            if size > limit_bytes:
+                raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
+            chunks.append(chunk)
+            pending += len(chunk)
+            if pending >= UPLOAD_WRITE_BYTES:
+                await asyncio.to_thread(_write_hashed, out, digest, chunks)
+                chunks, pending = [], 0
+        await asyncio.to_thread(_write_hashed, out, digest, chunks)
+    except BaseException:
+        await asyncio.to_thread(_close_and_unlink, out, path)
+        raise
+    await asyncio.to_thread(out.close)
+    return Upload(filename, path, digest.hexdigest(), size)
+
+
+def _write_hashed(out: Any, digest: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+        out.write(chunk)
+
+
+def _close_and_unlink(out: Any, path: Path) -> None:
+    out.close()
+    path.unlink(missing_ok=True)

@@ -1,0 +1,124 @@
+"""Zones and what they play: the zone tree, live takeovers, requests (a source on a zone at a
+priority) and a zone's alert volume."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loa.api.audit import Changed, audited
+from loa.api.errors import ApiError
+from loa.api.resource import PRINCIPAL_KEY, read_json, require, server_of
+from loa.control.auth import Right
+from loa.core.content import REQUEST_KINDS, parse_content
+from loa.core.priority import Priority, parse_priority
+
+routes = web.RouteTableDef()
+
+
+def reserved_to_alerts(request: web.Request, priority: int) -> int:
+    """``priority``, unless it is at or above the emergency level and the caller lacks the
+    ``alert`` right (403): an operator's request must not hold the air against an alert."""
+    if priority >= Priority.EMERGENCY and not request[PRINCIPAL_KEY].may(Right.ALERT):
+        raise ApiError(403, f"priority {priority} is reserved to emergency alerts "
+                            f"(the alert right); use at most {int(Priority.EMERGENCY) - 1}")
+    return priority
+
+
+@routes.get("/api/v1/zones")
+async def zones(request: web.Request) -> web.Response:
+    """``GET zones``: every zone with what is on air and its listeners by format."""
+    s = server_of(request)
+    out = []
+    for zone in s.zones:
+        d = zone.describe()
+        ch = s.engine.channels[zone.id]
+        d["on_air"] = ch.describe()["on_air"]
+        d["listeners"] = ch.listeners()
+        out.append(d)
+    return web.json_response({"zones": out})
+
+
+@routes.post("/api/v1/zones/{zone}/live")
+async def take_live(request: web.Request) -> web.Response:
+    """``POST zones/{zone}/live`` (OPERATE): put a mount (default "studio") on the zone at
+    ``priority`` (default district live, 80). 201 when a new request is made, 200 when it
+    already existed; 404 for an unknown zone, 400 for a bad mount or priority."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    zone_id = request.match_info["zone"]
+    mount_name = body.get("mount", "studio")
+    priority = reserved_to_alerts(request, parse_priority(body.get("priority",
+                                                                   int(Priority.DISTRICT_LIVE))))
+    req, created = server_of(request).take_live(zone_id, str(mount_name), priority)
+    return web.json_response({"request": req.describe()}, status=201 if created else 200)
+
+
+@routes.delete("/api/v1/zones/{zone}/live")
+async def release_live(request: web.Request) -> web.Response:
+    """``DELETE zones/{zone}/live`` (OPERATE): release the zone's live requests (only
+    ``mount``'s, if given); 404 for an unknown zone."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    zone_id = request.match_info["zone"]
+    s = server_of(request)
+    if zone_id not in s.zones:
+        raise ApiError(404, f"unknown zone {zone_id!r}")
+    released = s.release_live(zone_id, body.get("mount"))
+    return web.json_response({"released": released})
+
+
+@routes.post("/api/v1/zones/{zone}/requests")
+async def add_request(request: web.Request) -> web.Response:
+    """``{"source": content (``loa.core.content``, ``REQUEST_KINDS``), "priority": 50}``: 201
+    with the request; 404 for an unknown zone, 400 for content that cannot play or a bad
+    priority."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    zone_id = request.match_info["zone"]
+    content = parse_content(body.get("source"), REQUEST_KINDS)
+    priority = reserved_to_alerts(request, parse_priority(body.get("priority",
+                                                                   int(Priority.SCHEDULED))))
+    req = await server_of(request).add_request(zone_id, content, priority)
+    return web.json_response({"request": req.describe()}, status=201)
+
+
+@routes.get("/api/v1/requests")
+async def list_requests(request: web.Request) -> web.Response:
+    """``GET requests``: every request on the engine, with its programme."""
+    return web.json_response(
+        {"requests": [r.describe() for r in server_of(request).engine.requests.values()]}
+    )
+
+
+@routes.delete("/api/v1/requests/{id}")
+async def delete_request(request: web.Request) -> web.Response:
+    """``DELETE requests/{id}`` (OPERATE): release a request; 400 for a non-integer id,
+    404 if unknown."""
+    require(request, Right.OPERATE)
+    try:
+        rid = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(400, "request ids are integers") from None
+    req = await server_of(request).release_request(rid)
+    if req is None:
+        raise ApiError(404, f"no request {rid}")
+    return web.json_response({"released": req.describe()})
+
+
+@routes.patch("/api/v1/zones/{zone}")
+@audited("zone.update")
+async def update_zone(request: web.Request) -> Changed:
+    """``{"alert_volume_pct": 100}``: the volume a zone's endpoints rise to in an alert, for the
+    zone and the zones below. (Its everyday volume is a command: POST …/commands
+    {"op": "volume"}.) 404 for an unknown zone, 400 for a bad volume."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    s = server_of(request)
+    zone = s.zones.get(request.match_info["zone"])
+    pct = body.get("alert_volume_pct")
+    if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+        raise ApiError(400, "alert_volume_pct must be an integer from 0 to 100")
+    for z in s.zones.subtree(zone.id):
+        z.alert_volume_pct = pct
+    s.save_zone_settings()
+    return Changed(web.json_response({"zone": zone.describe()}), zone.id, body)

@@ -1,0 +1,113 @@
+"""``loa serve``: run the whole server on this machine, with embedded defaults when nothing is
+configured, until SIGINT or SIGTERM; print once where to listen, push and control."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from loa import __version__
+from loa.config import Config, ConfigError, load_config, parse_listen
+from loa.core.logs import configure as configure_logging
+from loa.monitoring.loop_watchdog import install_from_env
+
+log = logging.getLogger("loa")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` to the subcommands ``sub``."""
+    serve = sub.add_parser("serve", help="run the server (embedded defaults, no setup needed)")
+    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080, or LOA_LISTEN)")
+    serve.add_argument("--config", help="TOML config file")
+    serve.add_argument("--data-dir", help="data folder (default ./loa-data, or LOA_DATA_DIR)")
+    serve.add_argument("--no-demo", action="store_true", help="no demo chime on the zones")
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted. Exit status: 0 after a clean stop; 1 when the server cannot
+    start (a port taken, a folder not writable); 2 on a configuration error."""
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        cfg = load_config(args.config)
+        if args.listen:
+            host, port = parse_listen(args.listen)
+            cfg = replace(cfg, listen_host=host, listen_port=port)
+        if args.data_dir:
+            cfg = replace(cfg, data_dir=Path(args.data_dir))
+        if args.no_demo:
+            cfg = replace(cfg, demo=False)
+    except ConfigError as exc:
+        print(f"loa: {exc}", file=sys.stderr)
+        return 2
+    try:
+        watched = install_from_env(dict(os.environ)) is not None
+    except ValueError as exc:
+        print(f"loa: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if not watched:  # the watchdog hooks the standard loop's handles, not uvloop's
+            import uvloop
+
+            uvloop.install()
+    except ImportError:
+        pass
+    try:
+        import loa.app  # noqa: F401  # the heavy imports, before the loop starts
+
+        asyncio.run(_run_server(cfg))
+    except OSError as exc:
+        print(f"loa: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_server(cfg: Config) -> None:
+    from loa.app import LoaServer  # imported before the loop runs (see run)
+
+    server = await asyncio.to_thread(LoaServer, cfg)  # opens the database: beside the loop
+    await server.start()
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    base = f"http://{host}:{server.port}"
+    first_zone = next(iter(server.zones)).id
+    lines = [
+        f"Loa {__version__} đang chạy / running at {base}/",
+        f"  Nghe thử / listen:        {base}/zones/{first_zone}/stream.ogg   (ffplay, VLC, mpv)",
+        f"  Giao thức loa / native:   ws://{host}:{server.port}/endpoints/<id>/ws",
+        f"  Điều khiển / MQTT:        {server.fleet.broker_url}  "
+        f"(topics {server.fleet.topics.base}/ep/<id>/…)",
+        "  Phát trực tiếp / go live: ffmpeg -re -i show.mp3 -c:a libmp3lame -f mp3 "
+        f"-content_type audio/mpeg icecast://source:PASSWORD@{host}:{server.port}/live/studio",
+    ]
+    if server.source_password_generated:
+        lines.append(f"  Mật khẩu nguồn / source password (shown once, kept in "
+                     f"{cfg.data_dir}/source_password): {server.source_password}")
+    else:
+        lines.append("  Mật khẩu nguồn / source password: from config, LOA_SOURCE_PASSWORD or "
+                     f"{cfg.data_dir}/source_password")
+    if server.new_admin_token:
+        lines.append(f"  Admin token (shown once, only its hash is kept): "
+                     f"{server.new_admin_token}")
+    print("\n".join(lines), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:
+            pass
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()

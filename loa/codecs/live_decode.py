@@ -1,0 +1,344 @@
+"""Decoding a live byte stream (a push, a relay) that may change its format under way.
+
+A file is what it is from start to end; a live source is not. Stations' encoders start a new
+chained Ogg link at every track change (Liquidsoap, ices), with a new rate or channel count;
+an MP3 stream may switch from 44.1 kHz stereo to 48 kHz mono; an encoder may push without a
+``Content-Type``. ``LiveDecoder`` turns such a stream into canonical frames:
+
+- no format given: the first bytes are sniffed (Ogg page, MP3 or ADTS frame headers) and then
+  decoded like any other bytes, so nothing is lost to probing (ffmpeg's MP3 probe skips the
+  first ~0.3-0.5 s of a live stream); anything else goes to the demuxer's own probe;
+- MP3 and ADTS AAC go through the codec's parser (``ParsedStreamDecoder``);
+- Ogg is split into its links at page boundaries (``OggLinks``) and each link gets a fresh
+  demuxer and decoder: ffmpeg's Ogg demuxer cannot follow a link whose parameters differ
+  ("Not yet implemented in FFmpeg");
+- ``CanonicalFrames`` reopens the resampler whenever the decoded format changes, so a change
+  loses no audio.
+
+Everything here blocks on its reader: it runs on the ingest's decoder thread, never the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from typing import Protocol
+
+from loa.codecs.decode import (
+    PARSED_FORMATS,
+    CanonicalFrames,
+    DecodeError,
+    FrameDecoder,
+    ParsedStreamDecoder,
+)
+from loa.codecs.ogg import HEADER_TYPE_BOS, ogg_crc
+from loa.core.pcm import Samples
+
+log = logging.getLogger(__name__)
+
+# A live stream that has given this many bytes without one decodable frame is not audio.
+NO_AUDIO_LIMIT_BYTES = 64 * 1024
+# How far into a stream of unknown type the sniffer looks before leaving it to the demuxer.
+SNIFF_LIMIT_BYTES = 16 * 1024
+READ_BYTES = 4096
+
+
+class Reader(Protocol):
+    """A blocking byte source: ``read(n)`` returns 1..n bytes, or b"" at the end."""
+
+    def read(self, n: int = -1) -> bytes: ...
+
+
+class _GuardedReader:
+    """Reads a feed for the decoder, and gives up on a stream that yields no audio.
+
+    Demuxers resynchronise past garbage silently, so an open-ended stream of junk would keep a
+    mount busy forever; the guard turns it into a ``DecodeError`` after ``limit_bytes``.
+    """
+
+    def __init__(self, reader: Reader, label: str, limit_bytes: int) -> None:
+        self.reader = reader
+        self.label = label
+        self.limit_bytes = limit_bytes
+        self.bytes_read = 0
+        self.audio_seen = False
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.audio_seen and self.bytes_read > self.limit_bytes:
+            raise DecodeError(
+                f"{self.label}: no decodable audio in the first {self.limit_bytes // 1024} KiB"
+            )
+        data = self.reader.read(n)
+        self.bytes_read += len(data)
+        return data
+
+
+class _Prefixed:
+    """A reader that gives ``head`` (bytes already read, to sniff them) before the rest."""
+
+    def __init__(self, head: bytes, reader: Reader) -> None:
+        self._head = head
+        self._reader = reader
+
+    def read(self, n: int = -1) -> bytes:
+        head = self._head
+        if not head:
+            return self._reader.read(n)
+        if 0 < n < len(head):
+            self._head = head[n:]
+            return head[:n]
+        self._head = b""
+        return head
+
+
+# sniffing
+
+_MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_L3_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
+               8000, 7350)
+
+
+def _mp3_frame(head: bytes, pos: int) -> tuple[int, int] | None:
+    """(frame length in bytes, rate) of an MPEG audio layer III header at ``pos``, or None."""
+    b1, b2 = head[pos + 1], head[pos + 2]
+    if head[pos] != 0xFF or b1 & 0xE0 != 0xE0:
+        return None
+    version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+    bitrate_index, rate_index = b2 >> 4, (b2 >> 2) & 3
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    rate = _MPEG_RATES[version][rate_index]
+    table, coef = (_MPEG1_L3_KBPS, 144) if version == 3 else (_MPEG2_L3_KBPS, 72)
+    return coef * table[bitrate_index] * 1000 // rate + ((b2 >> 1) & 1), rate
+
+
+def _adts_frame(head: bytes, pos: int) -> tuple[int, int] | None:
+    """(frame length in bytes, rate) of an ADTS (AAC) header at ``pos``, or None."""
+    b1, b2 = head[pos + 1], head[pos + 2]
+    if head[pos] != 0xFF or b1 & 0xF6 != 0xF0:
+        return None
+    rate_index = (b2 >> 2) & 0xF
+    if pos + 6 > len(head) or rate_index >= len(_ADTS_RATES):
+        return None
+    length = ((head[pos + 3] & 3) << 11) | (head[pos + 4] << 3) | (head[pos + 5] >> 5)
+    return (length, _ADTS_RATES[rate_index]) if length > 7 else None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """What the first bytes of a stream are: "ogg" (an Ogg page), "mp3" (two consecutive
+    MPEG layer III frame headers, after an ID3v2 tag if any) or "aac" (two ADTS headers);
+    None while undecided (read more, up to ``SNIFF_LIMIT_BYTES``, then let the demuxer probe).
+    """
+    if head.startswith(b"OggS"):
+        return "ogg"
+    start = 0
+    if head.startswith(b"ID3"):
+        if len(head) < 10:
+            return None
+        size = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7
+                     | (head[9] & 0x7F))
+        start = size + 10 if head[5] & 0x10 else size  # a footer repeats the header
+        if start > SNIFF_LIMIT_BYTES:
+            return "mp3"  # a tag too large to look past: ID3v2 all but always heads MP3
+    for pos in range(start, len(head) - 3):
+        if head[pos] != 0xFF:
+            if head.startswith(b"OggS", pos):
+                return "ogg"  # joined mid-stream: the link splitter finds the page boundary
+            continue
+        for fmt, frame in (("mp3", _mp3_frame), ("aac", _adts_frame)):
+            got = frame(head, pos)
+            if got is None:
+                continue
+            nxt = pos + got[0]
+            if nxt + 6 > len(head):
+                return None  # a likely header: wait for the next one to confirm it
+            again = frame(head, nxt)
+            if again is not None and again[1] == got[1]:
+                return fmt
+    return None
+
+
+# chained Ogg
+
+_PAGE_HEAD = struct.Struct("<4sBBqIII B")  # capture, version, type, granule, serial, seq, crc, n
+
+
+class OggLinks:
+    """Splits a chained Ogg stream into its links, at page boundaries.
+
+    RFC 3533: a chained stream is whole logical streams one after another; a link opens with
+    its beginning-of-stream (BOS) pages. ``next_link()`` returns a reader of the next link's
+    pages (whole, CRC-checked pages; b"" where the link ends), or None once the stream has
+    ended. Bytes between pages are skipped and counted in ``skipped_bytes``; so are pages
+    before the first BOS page (a stream joined mid-link has no headers to decode with).
+    """
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        self._buf = bytearray()
+        self._eof = False
+        self._carry: bytes | None = None  # the BOS page that ended the previous link
+        self._current: OggLink | None = None
+        self._started = False
+        self.links = 0
+        self.skipped_bytes = 0
+
+    def next_link(self) -> OggLink | None:
+        """A reader of the next link, None at the end of the stream. What the previous link's
+        reader was not asked for (a demuxer that stopped at its last page) is skipped."""
+        if self._current is not None:
+            while rest := self._current.read(READ_BYTES):
+                self.skipped_bytes += len(rest)
+        if not self._started:
+            self._started = True
+            while (page := self.next_page()) is not None and not page[5] & HEADER_TYPE_BOS:
+                self.skipped_bytes += len(page)
+            self._carry = page
+        page, self._carry = self._carry, None
+        if page is None:
+            return None
+        self.links += 1
+        self._current = OggLink(self, page)
+        return self._current
+
+    def end_link(self, bos_page: bytes) -> None:
+        """Called by a link that met the next link's first page."""
+        self._carry = bos_page
+
+    def next_page(self) -> bytes | None:
+        """The next whole page with a good CRC, or None at the end of the stream."""
+        buf = self._buf
+        while True:
+            start = buf.find(b"OggS")
+            if start < 0:
+                keep = min(len(buf), 3)  # "Ogg" may be the start of a capture pattern
+                self.skipped_bytes += len(buf) - keep
+                del buf[: len(buf) - keep]
+            elif start > 0:
+                self.skipped_bytes += start
+                del buf[:start]
+            if start == 0 and len(buf) >= 27:
+                header_end = 27 + buf[26]
+                if len(buf) >= header_end:
+                    size = header_end + sum(buf[27:header_end])
+                    if len(buf) >= size:
+                        page = bytes(buf[:size])
+                        crc = _PAGE_HEAD.unpack_from(page)[6]
+                        if ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) == crc:
+                            del buf[:size]
+                            return page
+                        self.skipped_bytes += 1  # "OggS" inside other bytes: look further
+                        del buf[:1]
+                        continue
+            if self._eof:
+                return None
+            data = self._reader.read(READ_BYTES)
+            if not data:
+                self._eof = True
+            buf += data
+
+
+class OggLink:
+    """A reader of one link's pages, for a demuxer (``read(n)`` returns at most ``n`` bytes);
+    b"" where the link ends: at the next link's BOS page, or at the end of the stream."""
+
+    def __init__(self, links: OggLinks, first_page: bytes) -> None:
+        self._links = links
+        self._page = first_page
+        self._pos = 0
+        self._data_seen = not first_page[5] & HEADER_TYPE_BOS
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes of this link's pages (all of one page if ``n`` < 1); b"" at its
+        end."""
+        while self._pos >= len(self._page):
+            if self._done:
+                return b""
+            page = self._links.next_page()
+            if page is None:
+                self._done = True
+                return b""
+            if page[5] & HEADER_TYPE_BOS:
+                if self._data_seen:  # the next link begins
+                    self._links.end_link(page)
+                    self._done = True
+                    return b""
+            else:
+                self._data_seen = True
+            self._page, self._pos = page, 0
+        end = len(self._page) if n < 1 else min(len(self._page), self._pos + n)
+        data = self._page[self._pos : end]
+        self._pos = end
+        return data
+
+
+class LiveDecoder:
+    """A live byte stream as canonical frames, across format changes.
+
+    ``reader`` blocks for bytes and returns b"" at the end (a ``ByteFeed``); ``format`` is a
+    demuxer name ("mp3", "ogg", "aac", ...) or None to sniff it. Iterating yields float32
+    arrays of ``FRAME_SAMPLES`` (48 kHz mono) until the stream ends; raises ``DecodeError``
+    for a stream that is not audio (nothing decodable in its first ``NO_AUDIO_LIMIT_BYTES``,
+    or not readable at all) or that fails to decode, the message naming ``label``.
+    """
+
+    def __init__(self, reader: Reader, format: str | None, label: str) -> None:
+        self._reader = reader
+        self.format = format
+        self.label = label
+        self.frames_out = 0
+        self.links = 0  # chained Ogg links opened
+
+    def __iter__(self) -> Iterator[Samples]:
+        guard = _GuardedReader(self._reader, self.label, NO_AUDIO_LIMIT_BYTES)
+        source: Reader = guard
+        if self.format is None:
+            self.format, head = self._sniff(guard)
+            log.info("%s: sniffed as %s", self.label, self.format or "(left to the demuxer)")
+            source = _Prefixed(head, guard)
+        for samples in self._frames(source, self.format):
+            guard.audio_seen = True
+            self.frames_out += 1
+            yield samples
+
+    @staticmethod
+    def _sniff(reader: Reader) -> tuple[str | None, bytes]:
+        head = b""
+        while len(head) < SNIFF_LIMIT_BYTES:
+            data = reader.read(READ_BYTES)
+            if not data:
+                break
+            head += data
+            fmt = sniff_format(head)
+            if fmt is not None:
+                return fmt, head
+        return None, head
+
+    def _frames(self, source: Reader, fmt: str | None) -> Iterator[Samples]:
+        if fmt in PARSED_FORMATS:
+            return iter(ParsedStreamDecoder(source, fmt, self.label))
+        if fmt == "ogg":
+            return self._ogg(source)
+        return iter(FrameDecoder(source, format=fmt, label=self.label, live=True))
+
+    def _ogg(self, source: Reader) -> Iterator[Samples]:
+        canonical = CanonicalFrames()  # one for all links: a link of the same format joins
+        links = OggLinks(source)  # seamlessly, another one reopens it without a gap
+        out = 0
+        while (link := links.next_link()) is not None:
+            self.links += 1
+            if self.links > 1:
+                log.info("%s: chained Ogg link %d", self.label, self.links)
+            for frame in FrameDecoder(link, format="ogg", label=self.label, live=True).decoded():
+                for samples in canonical.push(frame):
+                    out += 1
+                    yield samples
+        for samples in canonical.flush():
+            out += 1
+            yield samples
+        if out == 0:
+            raise DecodeError(f"{self.label}: contains no audio")

@@ -1,0 +1,239 @@
+"""Tables that people save from spreadsheets as CSV, read the way they were written.
+
+A spreadsheet writes what its locale and its "Save as" menu say, not what the importer
+expects:
+- the encoding: "CSV UTF-8" (with a byte-order mark), "Unicode Text" (UTF-16 with a
+  byte-order mark, tab-separated), or the Windows code page of the machine
+  (Windows-1258 in Vietnamese, with its tone marks as separate combining characters);
+- the separator: a comma, or a semicolon where the comma is the decimal mark (Vietnamese,
+  French, German… locales), and then ``10,5`` for a number; Excel may put a ``sep=;`` line
+  first;
+- the header: ``ID``, ``Zone`` or ``Vĩ độ`` as much as ``id``, ``zone`` or ``lat``.
+
+``decode`` turns the bytes into text, ``read_table`` guesses the separator (``csv.Sniffer``
+on a bounded sample, then the header itself decides) and matches the header to the columns
+the caller knows, whatever their case, accents, spacing or language. Every refusal is a
+``TableError`` that says what was seen: the encoding tried, the header found, the
+separator guessed. Pure and thread-safe: importers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+SNIFF_SAMPLE_CHARS = 16 * 1024  # what csv.Sniffer looks at: its cost grows with the sample
+DELIMITERS = ",;\t|"
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+HEADER_CELLS_SHOWN = 12  # a refusal quotes at most this many header cells…
+HEADER_CELL_CHARS = 40  # …each cut to this length
+BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+SHOWN = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
+NEWLINE = b"\n"
+SAVE_HINT = ("save it from the spreadsheet as \"CSV UTF-8\", or name its encoding in the "
+             "request's Content-Type (for example text/csv; charset=windows-1258)")
+
+_SEP_LINE = re.compile(r"\A\s*sep=(.)\s*\Z", re.IGNORECASE)  # Excel's own separator hint
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+_PARENTHESES = re.compile(r"\([^)]*\)|\[[^\]]*\]")  # units and notes: "Vĩ độ (WGS 84)"
+_WORD = re.compile(r"[0-9a-z]+")
+
+
+class TableError(ValueError):
+    """A table that cannot be read: the message says what was seen and what to do."""
+
+
+def decode(data: bytes, charset: str | None = None) -> str:
+    """The text of a saved table. A byte-order mark decides first (UTF-8, UTF-16 or UTF-32,
+    whatever ``charset`` says), then ``charset`` (from the request's Content-Type), then
+    UTF-8. Text from a legacy code page is put in Unicode's composed form (NFC):
+    Windows-1258 writes Vietnamese tone marks as separate characters.
+
+    Raises TableError for an unknown charset, bytes the encoding cannot decode (naming the
+    encoding tried and where it failed) or NUL characters (UTF-16 without its mark)."""
+    encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        encoding = (charset or "utf-8").strip().lower()
+        try:
+            encoding = codecs.lookup(encoding).name
+        except LookupError:
+            raise TableError(f"unknown charset {charset!r} in the Content-Type") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        where = f"at byte {exc.start}"
+        if not encoding.startswith(("utf-16", "utf-32")):  # lines need an ASCII-based code
+            where += f", line {data.count(NEWLINE, 0, exc.start) + 1}"
+        raise TableError(f"the file is not valid {SHOWN.get(encoding, encoding)} "
+                         f"(byte 0x{data[exc.start]:02x} {where}): {SAVE_HINT}") from None
+    if "\x00" in text:
+        raise TableError("the file holds NUL characters, as UTF-16 without a byte-order mark "
+                         f"would: {SAVE_HINT}")
+    if not encoding.startswith("utf"):
+        text = unicodedata.normalize("NFC", text)
+    return text.removeprefix("\ufeff")
+
+
+def column_key(header: str) -> str:
+    """A header cell reduced to what matters for matching: no accents (đ is d), no case, no
+    notes in brackets, words joined by ``_``. ``"Mã cụm loa"`` → ``"ma_cum_loa"``,
+    ``"Vĩ độ (WGS 84)"`` → ``"vi_do"``, ``" Admin-Code "`` → ``"admin_code"``."""
+    text = _PARENTHESES.sub(" ", header).replace("đ", "d").replace("Đ", "D")
+    text = "".join(c for c in unicodedata.normalize("NFKD", text)
+                   if not unicodedata.combining(c))
+    return "_".join(_WORD.findall(text.casefold()))
+
+
+def decimal(value: str) -> str:
+    """A number written with a decimal comma (``"15,5"``, as comma-decimal locales write
+    it) with a decimal point instead; any other text as it is."""
+    return value.replace(",", ".") if _DECIMAL_COMMA.fullmatch(value) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One record of the table: the line it starts on (1-based) and its value (stripped) for
+    each known column the header has and the record reaches."""
+
+    line: int
+    values: dict[str, str]
+
+
+class _Records(Protocol):
+    """What ``csv.reader`` returns: records, and the physical line read up to."""
+
+    @property
+    def line_num(self) -> int: ...
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+
+@dataclass
+class Table:
+    """A table whose header names the required columns: its separator, its header as
+    written and the line it ends on, which cell holds each known column, and its records
+    (``rows()``, blank ones skipped; iterate once)."""
+
+    delimiter: str
+    header: list[str]
+    header_line: int
+    columns: dict[str, int]  # known column → its cell index
+    _records: _Records
+    _line_offset: int  # lines before the text the reader reads (Excel's sep= line)
+
+    def rows(self) -> Iterator[Row]:
+        """The records after the header, in order. Raises TableError for a record the csv
+        module refuses (an over-long cell), naming its line."""
+        start = self.header_line + 1
+        records = iter(self._records)
+        while True:
+            try:
+                cells = next(records)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise TableError(f"line {start}: {exc}") from None
+            values = {name: cells[i].strip() for name, i in self.columns.items()
+                      if i < len(cells)}  # a short record lacks its last columns
+            line, start = start, self._line_offset + self._records.line_num + 1
+            if any(values.values()):
+                yield Row(line, values)
+
+
+def read_table(text: str, known: Mapping[str, Sequence[str]], required: Sequence[str]
+               ) -> Table:
+    """Open ``text`` as a table whose header names at least the ``required`` columns.
+    ``known`` maps each column the caller reads to the header names that mean it, as
+    ``column_key`` reduces them (``{"lat": ("lat", "latitude", "vi_do")}``); other columns
+    are ignored.
+
+    The separator is the one of Excel's ``sep=`` first line if there is one; else the first
+    of ``DELIMITERS`` that makes a header naming the required columns, tried in this order:
+    the one ``csv.Sniffer`` guesses from the start of the text, then the others, the most
+    frequent on the first line first. Raises TableError when none does (naming the header
+    cells found and the separator guessed) or when two cells name the same column."""
+    aliases = {alias: name for name, names in known.items() for alias in names}
+    hinted, body, offset = _hinted(text)
+    candidates = [hinted] if hinted is not None else _candidates(body)
+    ambiguous: TableError | None = None
+    for delimiter in candidates:
+        records = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
+        header = _header(records)
+        header_line = offset + records.line_num
+        columns: dict[str, int] = {}
+        for i, cell in enumerate(header):
+            name = aliases.get(column_key(cell))
+            if name is None:
+                continue
+            if name in columns:
+                ambiguous = ambiguous or TableError(
+                    f"line {header_line}: columns {header[columns[name]]!r} and {cell!r} both "
+                    f"name {name}")
+                break
+            columns[name] = i
+        else:
+            if set(required) <= columns.keys():
+                return Table(delimiter, header, header_line, columns, records, offset)
+    if ambiguous is not None:
+        raise ambiguous
+    wanted = " and ".join(required)
+    guess = candidates[0]
+    records = csv.reader(io.StringIO(body, newline=""), delimiter=guess)
+    header = _header(records)
+    if not header:
+        raise TableError(f"the file has no header: its first line must name at least the "
+                         f"columns {wanted}")
+    raise TableError(f"line {offset + records.line_num}: the header must name at least the "
+                     f"columns {wanted}; found {_quote(header)} with "
+                     f"{DELIMITER_NAMES.get(guess, repr(guess))} as the separator")
+
+
+def _header(records: _Records) -> list[str]:
+    """The first record that is not blank ([] if none, or if the csv module refuses it)."""
+    try:
+        return next((cells for cells in records if any(c.strip() for c in cells)), [])
+    except csv.Error:
+        return []
+
+
+def _hinted(text: str) -> tuple[str | None, str, int]:
+    """Excel's ``sep=X`` first line: (X, the text after it, 1 line before it), or (None, the
+    text, 0) without one."""
+    first, newline, rest = text.partition("\n")
+    hint = _SEP_LINE.match(first)
+    if hint is None or not newline:
+        return None, text, 0
+    return hint.group(1), rest, 1
+
+
+def _candidates(body: str) -> list[str]:
+    """``DELIMITERS`` in the order to try them: the sniffed one, then by count on the first
+    line that is not blank."""
+    sample = body[:SNIFF_SAMPLE_CHARS]
+    if len(body) > SNIFF_SAMPLE_CHARS and "\n" in sample:
+        sample = sample[:sample.rindex("\n")]  # whole lines only
+    try:
+        sniffed = [csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter]
+    except csv.Error:  # too little text, or no separator keeps a steady count per line
+        sniffed = []
+    first = next((line for line in sample.splitlines() if line.strip()), "")
+    by_count = sorted(DELIMITERS, key=lambda d: -first.count(d))  # stable: ties keep order
+    return sniffed + [d for d in by_count if d not in sniffed]
+
+
+def _quote(cells: list[str]) -> str:
+    shown = [repr(c[:HEADER_CELL_CHARS]) for c in cells[:HEADER_CELLS_SHOWN]]
+    more = len(cells) - HEADER_CELLS_SHOWN
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")

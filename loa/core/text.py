@@ -1,0 +1,53 @@
+"""Text as encoders and people send it: bytes in a declared (often legacy) charset, and names
+in either Unicode normal form.
+
+Broadcast software names the charset of its metadata on Icecast's ``/admin/metadata``
+(``charset=ISO-8859-1``); without one, Loa takes UTF-8. macOS writes file names decomposed
+(NFD: ``a`` + U+0309 + …), keyboards type them composed (NFC), and Vietnamese, with up to two
+marks on a letter, is full of both. Loa keeps text in NFC and compares names under NFC, so
+the two spellings of one name are one name.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+DEFAULT_CHARSET = "UTF-8"
+
+
+class TextError(ValueError):
+    """Bytes that are not text in the charset they claim, or a charset that is unknown; the
+    message says which, in words an encoder's operator can act on."""
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form C (composed, as keyboards type it)."""
+    return unicodedata.normalize("NFC", text)
+
+
+def decode_text(raw: bytes, charset: str = "") -> str:
+    """Decode ``raw`` strictly in ``charset`` (any name Python knows: ``ISO-8859-1``,
+    ``latin1``, ``windows-1258``, ``utf8``…; UTF-8 when empty) and return it in NFC.
+
+    Raises TextError for an unknown charset (or one that is not a text encoding, such as
+    ``base64``) and for bytes that are not valid in it: nothing is decoded with replacement
+    characters, so no mojibake is stored."""
+    name = charset.strip() or DEFAULT_CHARSET
+    try:
+        text = raw.decode(name)
+    except LookupError:
+        raise TextError(f"unknown charset {name!r}: use a name such as UTF-8, ISO-8859-1 "
+                        "or windows-1258") from None
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.end]
+        hint = "" if charset.strip() else " (name its charset, e.g. charset=ISO-8859-1)"
+        raise TextError(f"not valid {name}: byte{'s' if len(bad) > 1 else ''} "
+                        f"{' '.join(f'0x{b:02X}' for b in bad)} "
+                        f"at offset {exc.start}{hint}") from None
+    except UnicodeError as exc:  # a codec that refuses every input ("undefined")
+        raise TextError(f"charset {name!r} cannot decode text: {exc}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, from an escape codec: not storable text
+        raise TextError(f"charset {name!r} gave text that is not Unicode") from None
+    return nfc(text)

@@ -1,0 +1,188 @@
+"""One live input's way in: a byte stream from a socket to frames in a `LiveSource`.
+
+The Icecast-style push (``push.IngestSession``) and the relay (``relay.Relay``) differ in how
+the bytes arrive (a raw transport; an HTTP client response) and share everything after that,
+here: the bounded `ByteFeed` the loop writes into, the thread that decodes it
+(``LiveDecoder``: sniffing, chained Ogg links, format changes), each decoded frame handed to the
+`LiveSource` on the loop, back-pressure when the decoder falls behind, and the end:
+
+- the input ends (``finish_input``): the decoder decodes what was received, the source plays it
+  out (``LiveSource.end``), and ``on_end(None)`` follows on the loop;
+- the bytes are not audio, or stop decoding: ``on_end(error)``, the same way;
+- ``stop()`` (a released relay, shutdown): the source is cut at once, and the decoder thread is
+  ended and joined beside the loop, so no decoder thread outlives its source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from loa.codecs.decode import ByteFeed, DecodeError
+from loa.codecs.live_decode import LiveDecoder
+from loa.core.pcm import Samples
+from loa.playout.inputs.live import LiveSource
+
+log = logging.getLogger(__name__)
+
+FEED_LIMIT_BYTES = 256 * 1024  # past this the writer pauses reading: TCP pushes back
+JOIN_TIMEOUT_S = 5.0  # a decoder thread ends at its next frame; this only bounds a stuck one
+
+
+class LiveIngest:
+    """Decodes one source's byte stream into ``source`` (a `LiveSource`) on a thread of its own.
+
+    ``format`` is a demuxer name ("mp3", "ogg", "aac") or None to sniff it from the bytes;
+    ``label`` names the source in logs, errors and the thread's name. Call ``start()`` on the
+    loop, then ``write`` the bytes as they arrive. ``write`` returns False once the feed holds
+    more than ``feed_limit_bytes``: ``pause_reading`` has then been called, and
+    ``resume_reading`` is called (and ``wait_writable`` returns) when the decoder has caught up.
+    ``on_end`` is called once, on the loop, when the decoder ends by itself: with None after
+    the end of the input, with the ``DecodeError`` when the stream could not be decoded; never
+    after ``stop()``. Every callback runs on the loop.
+    """
+
+    def __init__(
+        self,
+        source: LiveSource,
+        *,
+        format: str | None,
+        label: str,
+        on_end: Callable[[DecodeError | None], None] | None = None,
+        pause_reading: Callable[[], None] | None = None,
+        resume_reading: Callable[[], None] | None = None,
+        feed_limit_bytes: int = FEED_LIMIT_BYTES,
+    ) -> None:
+        self.source = source
+        self.format = format
+        self.label = label
+        self.feed = ByteFeed(feed_limit_bytes)
+        self._on_end = on_end
+        self._pause_reading = pause_reading
+        self._resume_reading = resume_reading
+        self.bytes_in = 0
+        self.frames_decoded = 0
+        self.error: DecodeError | None = None
+        self.ended = False  # the decoder finished, or the ingest was stopped
+        self._stopping = False  # read by the thread: stop at the next frame, report nothing
+        self._paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._done = asyncio.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Connect the source (an empty jitter buffer) and start the decoder thread."""
+        loop = asyncio.get_running_loop()
+        self.feed.on_drained(loop, self._drained)
+        self.source.connect()
+        self._thread = threading.Thread(target=self._run, args=(loop,),
+                                        name=f"decode-{self.label}", daemon=True)
+        self._thread.start()
+
+    # the writer's side (on the loop)
+
+    def write(self, data: bytes) -> bool:
+        """Queue received bytes for the decoder; False when the feed is full (reading paused)."""
+        if self.ended:
+            return True
+        self.bytes_in += len(data)
+        if self.feed.write(data):
+            return True
+        if not self._paused:
+            self._paused = True
+            self._writable.clear()
+            if self._pause_reading is not None:
+                self._pause_reading()
+        return False
+
+    async def wait_writable(self) -> None:
+        """Return once the feed has room again (or the ingest has ended)."""
+        await self._writable.wait()
+
+    def finish_input(self) -> None:
+        """No more bytes will come: the decoder decodes what it has, then the ingest ends."""
+        self.feed.close()
+
+    async def wait_ended(self) -> None:
+        """Return once the ingest has ended (its last frame delivered) or was stopped."""
+        await self._done.wait()
+
+    async def stop(self, timeout_s: float = JOIN_TIMEOUT_S) -> None:
+        """End now: the source is cut (what it had buffered is dropped, unless the ingest had
+        already ended and is playing it out), and the decoder thread is ended and joined beside
+        the loop, waiting at most ``timeout_s``. Safe to call more than once."""
+        if not self.ended:
+            self.ended = True
+            self.source.disconnect()
+            self._writable.set()
+            self._done.set()
+        self._stopping = True
+        self.feed.close()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, timeout_s)
+            if thread.is_alive():
+                log.warning("decoder thread of %s still running %.0f s after stop", self.label,
+                            timeout_s)
+
+    @property
+    def decoder_alive(self) -> bool:
+        """Whether the decoder thread is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # the decoder's side (run on the loop by the thread)
+
+    def _drained(self) -> None:
+        if self.ended or not self._paused:
+            return
+        self._paused = False
+        self._writable.set()
+        if self._resume_reading is not None:
+            self._resume_reading()
+
+    def _deliver(self, samples: Samples) -> None:
+        if self.ended:
+            return
+        self.frames_decoded += 1
+        self.source.push_frames([samples])
+
+    def _finished(self, error: DecodeError | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.error = error
+        self.source.end()  # what was received plays out; then the zones fall back
+        self._writable.set()
+        self._done.set()
+        if self._on_end is not None:
+            self._on_end(error)
+
+    # the thread
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        error: DecodeError | None = None
+        try:
+            for samples in LiveDecoder(self.feed, self.format, self.label):
+                # one call a frame: each is handed over as soon as it exists (latency first)
+                if self._stopping or not _post(loop, self._deliver, samples):
+                    return
+        except DecodeError as exc:
+            error = exc
+        except Exception as exc:  # a decoder bug must end this source only, with context
+            log.exception("decoder for %s failed", self.label)
+            error = DecodeError(f"{self.label}: decoder failed ({exc})")
+        if not self._stopping:
+            _post(loop, self._finished, error)
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> bool:
+    """Run ``fn(*args)`` on ``loop`` from the decoder thread; False once the loop has closed."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        return False  # the loop has closed: nobody is left to tell
+    return True

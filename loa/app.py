@@ -31,7 +31,9 @@ from loa.api.routes import Api
 from loa.codecs.loudness import MEASURER, Leveller
 from loa.codecs.tts import Tts
 from loa.config import Config
-from loa.control.alerts import AlertManager, AlertStatus
+from loa.control.alerts.cap import CapAlerts
+from loa.control.alerts.manager import AlertManager
+from loa.control.alerts.model import AlertStatus
 from loa.control.auth import Principal, Right, load_source_password, load_tokens
 from loa.control.endpoints import EndpointRegistry
 from loa.control.fleet.broker import SERVER_USER, Authority, EmbeddedBroker
@@ -152,6 +154,7 @@ class LoaServer:
                                    self.store, self.programmes, self.clock, self.counters,
                                    tone_s=config.alert_tone_s, gap_s=config.alert_gap_s,
                                    wall=self.wall.timestamp, fleet=self.fleet)
+        self.cap = CapAlerts(self.alerts)
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes,
                                on_played=self.alerts.on_played)
         self.broadcast_log = BroadcastLog(self.store, self.clock)
@@ -255,6 +258,7 @@ class LoaServer:
         if resumed:
             log.warning("resumed %d alert(s) that were active at the last stop", len(resumed))
         self.alerts.start()
+        self.cap.start()
         self._log_task = asyncio.create_task(self._write_log(), name="broadcast-log")
         self._load_schedules()
         if run_clock:
@@ -499,6 +503,8 @@ class LoaServer:
     def _slot_programme(self, item: ScheduleItem) -> Programme | None:
         """Built when the slot starts (checked and prepared when the item was saved); what
         cannot play is logged and audited, and the slot stays silent."""
+        if item.content is None:  # a draft has no slots; this is only for the type checker
+            return None
         try:
             built = self.programmes.build(item.content, item.title)
         except ContentError as exc:
@@ -531,7 +537,8 @@ class LoaServer:
         pending or active alert (it must not be deleted then)."""
         if any(r.label == f"media/{item.id}" for r in self.engine.requests.values()):
             return True
-        if any(_plays(s.content, item) for s in self.schedule.items.values()):
+        if any(s.content is not None and _plays(s.content, item)
+               for s in self.schedule.items.values()):
             return True
         return any(a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)
                    and _plays(a.spec.content, item) for a in self.alerts.alerts.values())

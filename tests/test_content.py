@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
 from loa.core.content import (
@@ -44,6 +46,8 @@ def test_older_spellings_are_still_read() -> None:
 def test_text_is_folded_and_defaults_fill_in() -> None:
     assert parse_content({"kind": "text", "text": "  Cảnh báo\n lũ   quét. "}) \
         == TextContent("Cảnh báo lũ quét.", "vi")
+    decomposed = unicodedata.normalize("NFD", "Bão số 3")
+    assert parse_content({"kind": "text", "text": decomposed}) == TextContent("Bão số 3")
     assert parse_content({"kind": "tone"}) == ToneContent(1000.0)
     assert parse_content({"kind": "live"}) == LiveContent("studio")
 

@@ -15,7 +15,7 @@ from loa.api.errors import ApiError, error_status
 from loa.api.resource import actor, read_body, read_json, require, server_of
 from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
-from loa.control.alerts import parse_spec
+from loa.control.alerts.model import parse_spec
 from loa.control.auth import Right
 from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
 
@@ -127,7 +127,7 @@ async def cap(request: web.Request) -> web.Response:
     data = await read_body(request, MAX_CAP_BYTES)
     try:
         msg = await asyncio.to_thread(parse_cap, data, s.wall.tz)  # XML, base64: beside the loop
-        status, body = await s.alerts.handle_cap(
+        status, body = await s.cap.handle_cap(
             msg, actor(request), test_zone=s.config.cap_test_zone,
             upload_dir=s.media_dir / "cap", received_ns=received_ns)
     except CapError:

@@ -31,7 +31,7 @@ from loa.control.endpoints import EndpointError
 from loa.control.media import MediaError
 from loa.control.schedule.recurrence import ScheduleError
 from loa.core.zones import ZoneError
-from loa.protocol.cap import CapError
+from loa.protocol.cap import CapError, CapTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def _cap_status(exc: Exception) -> int:
-    return 413 if "limit" in str(exc) else 400
-
-
 def _endpoint_status(exc: Exception) -> int:
     # EndpointError is raised for an unknown endpoint, a taken id and a bad field alike;
     # its message tells them apart.
@@ -67,7 +63,8 @@ def _endpoint_status(exc: Exception) -> int:
 # The first class the error is an instance of gives its status: subclasses before their base.
 ERROR_STATUS: tuple[tuple[type[Exception], int | Callable[[Exception], int]], ...] = (
     (UploadTooLarge, 413),
-    (CapError, _cap_status),  # 413 over a size limit
+    (CapTooLarge, 413),
+    (CapError, 400),
     (ZoneError, 404),  # an unknown zone in the URL
     (EndpointError, _endpoint_status),  # 404 unknown, 409 exists already, else 400
     (MediaError, 400),
@@ -96,8 +93,8 @@ def error_response(status: int, message: str, **extra: Any) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error under ``/api/`` or ``/metrics`` as ``{"error": message}``: an
     ``ApiError``; an error ``ERROR_STATUS`` names; aiohttp's HTTP errors (``http_error``;
-    those already JSON pass as they are, redirects untouched); anything else as a 500 whose
-    traceback is logged. Other paths pass through untouched."""
+    redirects pass untouched); anything else as a 500 whose traceback is logged. Other
+    paths pass through untouched."""
     if not request.path.startswith(API_PATHS):
         return await handler(request)
     try:
@@ -109,7 +106,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         assert status is not None  # every class of _MAPPED is in the table
         return error_response(status, str(exc))
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
+        if exc.status < 400:
             raise
         return await http_error(request, exc)
     except ConnectionResetError:
@@ -122,13 +119,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
-    """aiohttp's HTTP error ``exc`` as JSON: its own text when it has more to say than its
-    status line, else a message by status; its headers (``Allow``, ``Retry-After``…) kept."""
+    """aiohttp's HTTP error ``exc`` as a JSON response (answered, not raised: the
+    middlewares around see it as any other answer): its body if it is JSON already, else
+    its own text when it has more to say than its status line, else a message by status;
+    its headers (``Allow``, ``Retry-After``…) kept."""
+    headers = {k: v for k, v in exc.headers.items()
+               if k.lower() not in ("content-type", "content-length")}
+    if exc.content_type == "application/json" and exc.text:
+        return web.Response(text=exc.text, status=exc.status, headers=headers,
+                            content_type="application/json")
     message = exc.text or ""
     if message in ("", f"{exc.status}: {exc.reason}"):
         message = await _message_by_status(request, exc)
-    headers = {k: v for k, v in exc.headers.items()
-               if k.lower() not in ("content-type", "content-length")}
     return web.json_response({"error": message}, status=exc.status, headers=headers)
 
 

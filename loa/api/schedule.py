@@ -14,7 +14,7 @@ from loa.api.errors import ApiError
 from loa.api.resource import read_body, read_json, require, server_of
 from loa.control.auth import Right
 from loa.control.schedule.ical import export_ics, import_ics
-from loa.control.schedule.recurrence import conflicts, item_from_json
+from loa.control.schedule.recurrence import ScheduleItem, conflicts, item_from_json
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
@@ -27,26 +27,52 @@ routes = web.RouteTableDef()
 @routes.post("/api/v1/schedules")
 @audited("schedule.add")
 async def add_schedule(request: web.Request) -> Changed:
-    """``{"title", "zones", "start": local ISO time, "duration_s", "rrule", "class",
-    "content": (``loa.core.content``, ``SCHEDULE_KINDS``), "missed", "late_minutes"}``
-    (OPERATE): 201 with the item, the items it conflicts with and its next slot; 404 for an
-    unknown zone, 400 for a bad item, a missing media item or text that cannot be read
-    aloud."""
+    """``{"title", "zones", "start": local ISO time, "tz", "duration_s", "rrule",
+    "overrides", "class", "content": (``loa.core.content``, ``SCHEDULE_KINDS``), "missed",
+    "late_minutes", "draft"}`` (``recurrence.item_from_json``) (OPERATE): 201 with the item,
+    the items it conflicts with and its next slot; 404 for an unknown zone, 400 for a bad
+    item, a missing media item or text that cannot be read aloud."""
     require(request, Right.OPERATE)
     body = await read_json(request)
     s = server_of(request)
     item = item_from_json(body, secrets.token_hex(6))
+    return await _save(s, item, 201)
+
+
+@routes.patch("/api/v1/schedules/{id}")
+@audited("schedule.update")
+async def update_schedule(request: web.Request) -> Changed:
+    """``PATCH schedules/{id}`` (OPERATE): change the fields given (those of ``POST``), e.g.
+    the zones and content of a draft imported from another calendar, after which it plays.
+    A complete item becomes a draft again only with ``"draft": true``. 200 with the item,
+    its conflicts and its next slot; 404 for an unknown item or zone, 400 for a bad item."""
+    require(request, Right.OPERATE)
+    body = await read_json(request)
+    s = server_of(request)
+    sid = request.match_info["id"]
+    old = s.schedule.items.get(sid)
+    if old is None:
+        raise ApiError(404, f"no schedule item {sid!r}")
+    merged = {**old.to_json(), **body, "id": sid,
+              "draft": old.draft or body.get("draft") is True}
+    return await _save(s, item_from_json(merged, sid), 200)
+
+
+async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
+    """Check the zones, prepare the content (now, so the slot starts on the frame), report
+    conflicts, store and schedule the item; a draft is stored and listed, never started."""
     for z in item.zones:
         s.zones.get(z)
-    # checked, a file found and opened, text read aloud: now, so the slot starts on the frame
-    await s.programmes.prepare(item.content)
+    if item.content is not None:
+        await s.programmes.prepare(item.content)
     found = conflicts(item, list(s.schedule.items.values()),
                       lambda a, b: zones_overlap(s, a, b), s.wall.now())
     s.store.save_schedule(item.id, item.to_json())
     s.schedule.put(item)
     nxt = item.next_slot(s.wall.now())
     return Changed(web.json_response({"schedule": item.to_json(), "conflicts": found,
-                                      "next": nxt.isoformat() if nxt else None}, status=201),
+                                      "next": nxt.isoformat() if nxt else None},
+                                     status=status),
                    item.id, item.to_json())
 
 
@@ -59,7 +85,8 @@ def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
 
 @routes.get("/api/v1/schedules")
 async def list_schedules(request: web.Request) -> web.Response:
-    """``GET schedules``: every item with its next slot (ISO 8601, station time) or None."""
+    """``GET schedules``: every item with its next slot (ISO 8601, station time) or None;
+    drafts (``"draft": true``, imported without zones or content) among them."""
     s = server_of(request)
     now = s.wall.now()
     out = []
@@ -85,8 +112,10 @@ async def delete_schedule(request: web.Request) -> Changed:
 
 @routes.get("/api/v1/schedules.ics")
 async def export_schedules(request: web.Request) -> web.Response:
-    """``GET schedules.ics``: the whole schedule as an iCalendar file (RFC 5545)."""
-    return web.Response(body=export_ics(list(server_of(request).schedule.items.values())),
+    """``GET schedules.ics``: the whole schedule as an iCalendar file (RFC 5545), DTSTAMP
+    the server's wall time."""
+    s = server_of(request)
+    return web.Response(body=export_ics(list(s.schedule.items.values()), s.wall.now()),
                         content_type="text/calendar", charset="utf-8",
                         headers={"Content-Disposition": 'attachment; filename="loa.ics"'})
 
@@ -95,26 +124,33 @@ async def export_schedules(request: web.Request) -> web.Response:
 @audited("schedule.import")
 async def import_schedules(request: web.Request) -> Changed:
     """``POST schedules.ics`` (OPERATE): add the events of an iCalendar body (at most
-    1 MiB; 413 over, 400 if unreadable). Events naming an unknown zone are refused, not fatal.
-    """
+    1 MiB; 413 over, 400 if unreadable), an event already imported (the same UID) replacing
+    its item. An event without Loa's zones and content comes in as a draft (``imported``
+    and ``drafts`` name it) to complete with ``PATCH schedules/{id}``. Events naming an
+    unknown zone are refused, not fatal."""
     require(request, Right.OPERATE)
     data = await read_body(request, MAX_ICS_BYTES)
     if len(data) > MAX_ICS_BYTES:
         raise ApiError(413, f"calendars are limited to {MAX_ICS_BYTES >> 10} KiB")
-    items, refused = await asyncio.to_thread(import_ics, data)  # up to 1 MiB of text
     s = server_of(request)
-    taken = []
+    known = dict(s.schedule.items)
+    items, refused = await asyncio.to_thread(import_ics, data, known)  # up to 1 MiB of text
+    taken, drafts = [], []
     for item in items:
         if not all(z in s.zones for z in item.zones):
             refused.append(f"{item.title}: unknown zone in {item.zones}")
             continue
-        try:  # as when an item is added alone
-            await s.programmes.prepare(item.content)
-        except ValueError as exc:
-            refused.append(f"{item.title}: {exc}")
-            continue
+        if item.content is not None:
+            try:  # as when an item is added alone
+                await s.programmes.prepare(item.content)
+            except ValueError as exc:
+                refused.append(f"{item.title}: {exc}")
+                continue
         s.store.save_schedule(item.id, item.to_json())
         s.schedule.put(item)
         taken.append(item.id)
-    return Changed(web.json_response({"imported": taken, "refused": refused}), "ics",
-                   {"taken": taken, "refused": refused})
+        if item.draft:
+            drafts.append(item.id)
+    return Changed(web.json_response({"imported": taken, "drafts": drafts,
+                                      "refused": refused}), "ics",
+                   {"taken": taken, "drafts": drafts, "refused": refused})

@@ -62,7 +62,7 @@ def decode(data: bytes, charset: str | None = None) -> str:
     Windows-1258 writes Vietnamese tone marks as separate characters.
 
     Raises TableError for an unknown charset, bytes the encoding cannot decode (naming the
-    encoding tried and where it failed) or NUL characters (UTF-16 without its mark)."""
+    encoding tried and where it failed) or NUL bytes (UTF-16 without its mark)."""
     encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), None)
     if encoding is None:
         encoding = (charset or "utf-8").strip().lower()
@@ -70,17 +70,18 @@ def decode(data: bytes, charset: str | None = None) -> str:
             encoding = codecs.lookup(encoding).name
         except LookupError:
             raise TableError(f"unknown charset {charset!r} in the Content-Type") from None
+    ascii_based = not encoding.startswith(("utf-16", "utf-32"))
+    if ascii_based and b"\x00" in data:
+        raise TableError("the file holds NUL bytes, as UTF-16 without a byte-order mark "
+                         f"would: {SAVE_HINT}")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         where = f"at byte {exc.start}"
-        if not encoding.startswith(("utf-16", "utf-32")):  # lines need an ASCII-based code
+        if ascii_based:  # a line number needs an ASCII-based encoding
             where += f", line {data.count(NEWLINE, 0, exc.start) + 1}"
         raise TableError(f"the file is not valid {SHOWN.get(encoding, encoding)} "
                          f"(byte 0x{data[exc.start]:02x} {where}): {SAVE_HINT}") from None
-    if "\x00" in text:
-        raise TableError("the file holds NUL characters, as UTF-16 without a byte-order mark "
-                         f"would: {SAVE_HINT}")
     if not encoding.startswith("utf"):
         text = unicodedata.normalize("NFC", text)
     return text.removeprefix("\ufeff")

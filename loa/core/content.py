@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from loa.core.text import nfc
+
 DEFAULT_VOICE = "vi"
 DEFAULT_TONE_HZ = 1000.0
 DEFAULT_MOUNT = "studio"
@@ -81,7 +83,8 @@ class PlaylistContent:
 
 @dataclass(frozen=True, slots=True)
 class TextContent:
-    """``text`` with its whitespace folded (the form the synthesis cache is keyed on)."""
+    """``text`` with its whitespace folded and in NFC (the form the synthesis cache is keyed
+    on: typed composed or pasted decomposed, one text is read once)."""
 
     text: str
     voice: str = DEFAULT_VOICE
@@ -209,7 +212,7 @@ def _parse(kind: ContentKind, d: dict[str, Any]) -> ContentSpec:
             raise ContentError('a playlist needs "items": [media ids]')
         return PlaylistContent(tuple(items))
     if kind is ContentKind.TEXT:
-        text = " ".join(str(d.get("text", "")).split())
+        text = nfc(" ".join(str(d.get("text", "")).split()))  # one spelling, one synthesis
         if not text:
             raise ContentError('text read aloud needs "text"')
         return TextContent(text, _str(d, "voice", "text", DEFAULT_VOICE))

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from loa.control.alerts import AlertStatus
+from loa.control.alerts.model import AlertStatus
 from loa.core.counters import Counters
 from loa.core.zones import is_alert_group
 from loa.monitoring.alarms import KINDS as ALARM_KINDS

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from loa.control.alerts import AlertStatus
+    from loa.control.alerts.model import AlertStatus
     from loa.control.fleet.control import CommandStatus, Health
     from loa.control.schedule.engine import Running
     from loa.core.counters import LatencyWindow

@@ -45,6 +45,10 @@ class CapError(ValueError):
     """The CAP message is refused; the message says why."""
 
 
+class CapTooLarge(CapError):
+    """A CAP message over ``MAX_CAP_BYTES`` (HTTP 413)."""
+
+
 class CapStatus(enum.StrEnum):
     """CAP 1.2 §3.2.1 <status>: how the message is to be handled."""
 
@@ -268,7 +272,8 @@ def parse_cap(data: bytes, local_tz: tzinfo = STATION_TZ) -> CapMessage:
     a time that is not one, or an unreadable area. A <resource> whose inline data cannot be
     read does not raise: it keeps its ``problem``."""
     if len(data) > MAX_CAP_BYTES:
-        raise CapError(f"CAP message of {len(data)} bytes is over the {MAX_CAP_BYTES} byte limit")
+        raise CapTooLarge(f"CAP message of {len(data)} bytes is over the {MAX_CAP_BYTES} "
+                          "byte limit")
     try:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)

@@ -22,11 +22,13 @@ MAX_SIZE_DIGITS = 15  # hex digits of a chunk size: below 2**60 bytes
 
 class FramingError(ValueError):
     """A request whose body framing cannot be read: ``status`` is the HTTP status to answer
-    (400 malformed, 415 a content coding, 501 an unknown transfer coding)."""
+    (400 malformed, 415 a content coding, 501 an unknown transfer coding). Raised by ``feed``,
+    ``body`` holds the body bytes of that call read before the fault."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.body: list[bytes] = []
 
 
 class BodyReader(Protocol):
@@ -95,6 +97,14 @@ class Chunked:
     def feed(self, data: bytes) -> list[bytes]:
         """The chunk data in ``data``; framing bytes are consumed."""
         out: list[bytes] = []
+        try:
+            self._feed(data, out)
+        except FramingError as exc:
+            exc.body = out
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
         i, n = 0, len(data)
         while i < n and self._state != "done":
             if self._state == "data":
@@ -132,7 +142,6 @@ class Chunked:
                     self._size_line(line)
                 else:
                     self._trailer_line(line)
-        return out
 
     def _size_line(self, line: bytes) -> None:
         size_text = line.split(b";", 1)[0].strip(b" \t")

@@ -18,6 +18,10 @@ The formats, and where they are written down:
   entries play in the order of ``n`` (SHOUTcast lists its relays of one stream so, as
   mirrors). Served as ``audio/x-scpls``. There is no RFC; the de facto description is
   Winamp's (summarised at https://en.wikipedia.org/wiki/PLS_(file_format)).
+- **XSPF** is Xiph's XML playlist (https://www.xspf.org/spec): ``<playlist
+  xmlns="http://xspf.org/ns/0/">`` with a ``<trackList>`` of ``<track>``s, each with
+  ``<location>`` URLs. Icecast serves ``/<mount>.xspf`` so (``application/xspf+xml``). Parsed
+  with defusedxml: no DTD, no entities.
 - **HLS** is RFC 8216: an M3U8 playlist with ``#EXT-X-`` tags. A *master* playlist lists
   variant streams (``#EXT-X-STREAM-INF`` with ``BANDWIDTH`` and ``CODECS``, each followed by
   its playlist's URI; §4.3.4.2) and alternative audio renditions (``#EXT-X-MEDIA``,
@@ -31,9 +35,14 @@ The formats, and where they are written down:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
+from xml.etree.ElementTree import ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
 
 # Content types (RFC 6838 names and the legacy ones servers still send) that mean a playlist.
 PLAYLIST_CONTENT_TYPES = {
@@ -46,12 +55,14 @@ PLAYLIST_CONTENT_TYPES = {
     "audio/scpls": "pls",
     "application/pls": "pls",
     "application/pls+xml": "pls",
+    "application/xspf+xml": "xspf",
 }
-PLAYLIST_EXTENSIONS = {".m3u": "m3u", ".m3u8": "m3u", ".pls": "pls"}
+PLAYLIST_EXTENSIONS = {".m3u": "m3u", ".m3u8": "m3u", ".pls": "pls", ".xspf": "xspf"}
 # A playlist larger than this is not a station link (a long VOD HLS playlist is ~100 KiB).
 MAX_PLAYLIST_BYTES = 1024 * 1024
 # How much of a response ``playlist_kind`` wants to see to tell a playlist from audio.
-SNIFF_BYTES = 64
+SNIFF_BYTES = 256
+XSPF_NS = "http://xspf.org/ns/0/"
 
 _BOM = b"\xef\xbb\xbf"
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -82,13 +93,16 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def sniff_playlist(head: bytes) -> str | None:
-    """"m3u" or "pls" when the first bytes of a body say so (``#EXTM3U``, ``[playlist]``, or a
-    bare ``http(s)://`` URL line); None otherwise (audio, or text that does not say)."""
+    """"m3u", "pls" or "xspf" when the first bytes of a body say so (``#EXTM3U``,
+    ``[playlist]``, XML naming the XSPF namespace, or a bare ``http(s)://`` URL line); None
+    otherwise (audio, or text that does not say)."""
     text = head.removeprefix(_BOM).lstrip()
     if text.startswith(b"#EXTM3U"):
         return "m3u"
     if text[:10].lower() == b"[playlist]":
         return "pls"
+    if text.startswith(b"<") and XSPF_NS.encode() in text:
+        return "xspf"
     if text[:8].lower().startswith((b"http://", b"https://")) and _looks_like_text(head):
         return "m3u"  # a list of URLs, one a line: the simplest M3U
     return None
@@ -96,12 +110,12 @@ def sniff_playlist(head: bytes) -> str | None:
 
 def playlist_kind(content_type: str, url: str, head: bytes) -> str | None:
     """Whether an HTTP response is a playlist to follow: "m3u" (HLS included: see
-    ``is_hls``), "pls", or None for a stream or a file to play.
+    ``is_hls``), "pls", "xspf", or None for a stream or a file to play.
 
     ``head`` is the first bytes of the body (``SNIFF_BYTES`` suffice). The body decides
     first (``sniff_playlist``: a server may send a playlist as ``text/plain`` or
     ``application/octet-stream``); then the ``Content-Type`` (``PLAYLIST_CONTENT_TYPES``),
-    then the URL's extension (``.m3u``, ``.m3u8``, ``.pls``), either only for a body that is
+    then the URL's extension (``PLAYLIST_EXTENSIONS``), either only for a body that is
     text: an MP3 file mislabelled as a playlist still plays as audio.
     """
     sniffed = sniff_playlist(head)
@@ -131,7 +145,7 @@ def parse_m3u(text: str, base_url: str) -> list[str]:
     ``base_url``; comment and ``#EXT`` lines skipped. Raises PlaylistError when there is none.
     (An HLS playlist parses too, into its segments or variants: check ``is_hls`` first.)"""
     urls = []
-    for line in text.splitlines():
+    for line in text.removeprefix("\ufeff").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -162,9 +176,37 @@ def parse_pls(text: str, base_url: str) -> list[str]:
     return [url for _, url in sorted(numbered, key=lambda item: item[0])]
 
 
+def parse_xspf(text: str, base_url: str) -> list[str]:
+    """The http(s) ``<location>`` URLs of an XSPF playlist's tracks, in order (a track's
+    first usable one), relative ones resolved against ``base_url``. Raises PlaylistError for
+    XML that is not XSPF, is unsafe (a DTD, entities) or lists no http(s) location."""
+    try:
+        root = SafeET.fromstring(text.encode(), forbid_dtd=True, forbid_entities=True,
+                                 forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise PlaylistError(f"not an XSPF playlist ({exc})") from None
+    if root.tag != f"{{{XSPF_NS}}}playlist":
+        raise PlaylistError("not an XSPF playlist: no <playlist> in the XSPF namespace")
+    urls = []
+    for track in root.iter(f"{{{XSPF_NS}}}track"):
+        for location in track.iter(f"{{{XSPF_NS}}}location"):
+            url = _http_url(location.text or "", base_url)
+            if url is not None:
+                urls.append(url)
+                break
+    if not urls:
+        raise PlaylistError("the XSPF playlist lists no http(s) stream")
+    return urls
+
+
 def parse_playlist(kind: str, text: str, base_url: str) -> list[str]:
-    """``parse_m3u`` or ``parse_pls`` by ``kind`` ("m3u", "pls"). Raises PlaylistError."""
-    return parse_pls(text, base_url) if kind == "pls" else parse_m3u(text, base_url)
+    """``parse_m3u``, ``parse_pls`` or ``parse_xspf`` by ``kind`` ("m3u", "pls", "xspf").
+    Raises PlaylistError."""
+    if kind == "pls":
+        return parse_pls(text, base_url)
+    if kind == "xspf":
+        return parse_xspf(text, base_url)
+    return parse_m3u(text, base_url)
 
 
 # HLS (RFC 8216)
@@ -255,6 +297,7 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
         if not line:
             continue
         tag, _, value = line.partition(":")
+        number = _number(tag, value) if tag in _NUMERIC_TAGS else 0.0
         if tag == "#EXT-X-STREAM-INF":
             pending_inf = parse_attributes(value)
         elif tag == "#EXT-X-MEDIA":
@@ -264,9 +307,9 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
                 if group not in audio_groups or attrs.get("DEFAULT") == "YES":
                     audio_groups[group] = urljoin(base_url, attrs["URI"])
         elif tag == "#EXT-X-TARGETDURATION":
-            target_s = float(value)
+            target_s = number
         elif tag == "#EXT-X-MEDIA-SEQUENCE":
-            sequence = int(value)
+            sequence = int(number)
         elif tag == "#EXT-X-ENDLIST" or (tag == "#EXT-X-PLAYLIST-TYPE" and value == "VOD"):
             ended = True  # a VOD playlist never changes; its ENDLIST is in it already
         elif tag == "#EXT-X-MAP":
@@ -276,20 +319,20 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
             if method != "NONE":
                 encryption = method  # some segment is encrypted: the playlist cannot play
         elif tag == "#EXTINF":
-            duration_s = float(value.split(",", 1)[0] or 0)
+            duration_s = _number(tag, value.split(",", 1)[0])
         elif tag == "#EXT-X-BYTERANGE":
             length, _, offset = value.partition("@")
-            start = int(offset) if offset else next_offset
-            byte_range = (start, int(length))
-            next_offset = start + int(length)
+            start = int(_number(tag, offset)) if offset else next_offset
+            byte_range = (start, int(_number(tag, length)))
+            next_offset = start + byte_range[1]
         elif line.startswith("#"):
             continue  # a tag this player has no use for (RFC 8216 §4.1: ignore it)
         elif pending_inf is not None:
-            bandwidth = int(pending_inf.get("BANDWIDTH", "0") or 0)
+            bandwidth = int(_number("BANDWIDTH", pending_inf.get("BANDWIDTH", "0") or "0"))
             codecs = pending_inf.get("CODECS", "")
-            group = pending_inf.get("AUDIO")
-            if group is not None and group in audio_groups:
-                variants.append(HlsVariant(audio_groups[group], bandwidth, "mp4a"))
+            audio_group = pending_inf.get("AUDIO")
+            if audio_group is not None and audio_group in audio_groups:
+                variants.append(HlsVariant(audio_groups[audio_group], bandwidth, "mp4a"))
             else:
                 variants.append(HlsVariant(urljoin(base_url, line), bandwidth, codecs))
             pending_inf = None
@@ -301,6 +344,19 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
         raise PlaylistError("HLS media playlist without #EXT-X-TARGETDURATION")
     return HlsPlaylist(tuple(variants), tuple(segments), target_s, ended and not variants,
                        map_url, encryption)
+
+
+_NUMERIC_TAGS = ("#EXT-X-TARGETDURATION", "#EXT-X-MEDIA-SEQUENCE")
+
+
+def _number(tag: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise PlaylistError(f"HLS playlist: {tag} is not a number: {value!r}")
+    return number
 
 
 def choose_variant(variants: tuple[HlsVariant, ...]) -> HlsVariant:

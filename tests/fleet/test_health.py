@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from loa.config import AlarmConfig, MqttConfig
-from loa.control.alerts import parse_spec
+from loa.control.alerts.model import parse_spec
 from loa.control.schedule.recurrence import item_from_json
 from loa.core.priority import Priority
 from loa.loadtest.mqtt_endpoint import MqttEndpoint

@@ -10,7 +10,7 @@ from datetime import datetime
 from prometheus_client.parser import text_string_to_metric_families
 
 from loa.config import AlarmConfig
-from loa.control.alerts import AlertStatus
+from loa.control.alerts.model import AlertStatus
 from loa.control.fleet.control import CommandStatus, Health
 from loa.control.schedule.engine import Running
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem

@@ -13,7 +13,7 @@ import pytest
 from loa.app import LoaServer
 from loa.codecs.tts import Tts
 from loa.config import Config, MqttConfig, TokenConfig
-from loa.control.alerts import AlertStatus, parse_spec
+from loa.control.alerts.model import AlertStatus, parse_spec
 from loa.control.auth import token_hash
 from loa.control.store import Store
 from loa.core.clock import FakeClock

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from loa.config import TokenConfig
-from loa.control.alerts import parse_spec
+from loa.control.alerts.model import parse_spec
 from loa.control.auth import token_hash
 from loa.core.pcm import SAMPLE_RATE
 from tests.audio import dominant_hz

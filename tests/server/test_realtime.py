@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from loa.app import LoaServer
-from loa.control.alerts import AlertStatus, parse_spec
+from loa.control.alerts.model import AlertStatus, parse_spec
 from loa.core.priority import Priority
 from loa.loadtest.timeline import TimelineMonitor, TimelineSummary
 from loa.playout.inputs.generator import tone_source

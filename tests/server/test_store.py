@@ -130,3 +130,41 @@ def test_a_database_that_cannot_be_opened_fails_at_construction(tmp_path: Path) 
     (tmp_path / "loa.sqlite3").mkdir()  # a folder where the file should be
     with pytest.raises(sqlite3.Error):
         Store(tmp_path / "loa.sqlite3")
+
+
+async def test_a_transaction_writes_all_of_its_block_or_nothing_and_holds_no_other_task(
+    store: Store, path: Path,
+) -> None:
+    """The writes of a ``transaction()`` block reach the disk together, or none of them; a
+    write another task makes meanwhile is its own."""
+    await asyncio.to_thread(refuse_doomed_rows, path)
+    inside = asyncio.Event()
+    other_done = asyncio.Event()
+
+    async def other_task() -> None:
+        await inside.wait()
+        store.audit("other", "meanwhile", "t")  # not caught in the block
+        other_done.set()
+
+    other = asyncio.create_task(other_task())
+    with store.transaction():
+        store.save_endpoints([{"id": "loa-001", "zone": "an-binh"}])
+        inside.set()
+        await other_done.wait()
+        await store.flush()  # a read: it waits for what is queued, the block's writes are not
+        assert on_disk(path, "SELECT action FROM audit") == [("meanwhile",)]
+        assert on_disk(path, "SELECT id FROM endpoints") == []
+        with store.transaction():  # an inner block joins the outer one
+            store.audit("op", "endpoint.import", "t")
+        await store.flush()
+        assert on_disk(path, "SELECT id FROM endpoints") == []
+    await other
+    with store.transaction():
+        store.save_endpoints([{"id": "loa-002", "zone": "an-binh"}])
+        store.audit("op", "doomed", "t")  # refused: the endpoint row goes with it
+    await store.flush()
+    assert store.failed_writes == 1
+    assert store.last_error is not None and "transaction of 2 writes" in store.last_error
+    assert on_disk(path, "SELECT id FROM endpoints") == [("loa-001",)]
+    assert [e["action"] for e in await store.audit_log_async("t")] == [
+        "endpoint.import", "meanwhile"]

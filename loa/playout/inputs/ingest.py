@@ -19,12 +19,11 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from loa.codecs.decode import ByteFeed, DecodeError
 from loa.codecs.live_decode import LiveDecoder
 from loa.core.pcm import Samples
-from loa.playout.inputs.live import LiveSource
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,24 @@ FEED_LIMIT_BYTES = 256 * 1024  # past this the writer pauses reading: TCP pushes
 JOIN_TIMEOUT_S = 5.0  # a decoder thread ends at its next frame; this only bounds a stuck one
 
 
+class FrameSink(Protocol):
+    """Where an ingest puts its frames, on the loop: a `LiveSource` (a live stream, through its
+    jitter buffer), or a relay's ``PacedFrames`` (a file or HLS, read ahead at the clock's
+    pace). ``connect`` as the input starts, ``push_frames`` as frames are decoded, then ``end``
+    (the input is over: what it sent plays out) or ``disconnect`` (cut now)."""
+
+    def connect(self) -> None: ...
+
+    def push_frames(self, frames: list[Samples]) -> None: ...
+
+    def end(self) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+
 class LiveIngest:
-    """Decodes one source's byte stream into ``source`` (a `LiveSource`) on a thread of its own.
+    """Decodes one source's byte stream into ``source`` (a `FrameSink`, usually a
+    `LiveSource`) on a thread of its own.
 
     ``format`` is a demuxer name ("mp3", "ogg", "aac") or None to sniff it from the bytes;
     ``label`` names the source in logs, errors and the thread's name. Call ``start()`` on the
@@ -47,7 +62,7 @@ class LiveIngest:
 
     def __init__(
         self,
-        source: LiveSource,
+        source: FrameSink,
         *,
         format: str | None,
         label: str,

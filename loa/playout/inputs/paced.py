@@ -89,8 +89,11 @@ class PacedFrames:
     # the input's side
 
     def connect(self) -> None:
-        """An input starts feeding; what the previous one left still plays first."""
+        """An input starts feeding; what the previous one left still plays first (with
+        nothing left, it gathers its start frames again)."""
         self.connected = True
+        if not self._frames:
+            self.buffering = True
         self.last_arrival_ns = self._clock.now_ns()
 
     def push_frames(self, frames: list[Samples]) -> None:
@@ -108,7 +111,7 @@ class PacedFrames:
         self.last_arrival_ns = self._clock.now_ns()
         if len(queue) >= self.lead_frames:
             self._room.clear()
-        if len(queue) >= self.start_frames:
+        if self._waiters and (not self.buffering or len(queue) >= self.start_frames):
             self._wake()
 
     def end(self) -> None:
@@ -135,10 +138,11 @@ class PacedFrames:
             await self._room.wait()
 
     async def ready(self) -> None:
-        """Return once ``read`` would play audio rather than wait (its start frames are in,
-        or its input has gone). Only a driver faster than real time needs this: a test on a
-        ``FakeClock``."""
-        while self.connected and self.buffering and len(self._frames) < self.start_frames:
+        """Return once ``read`` would play a frame of the input rather than silence (a frame
+        is queued and its start frames are in), or the input has gone. Only a driver faster
+        than real time needs this: a test on a ``FakeClock``."""
+        while self.connected and (not self._frames
+                                  or self.buffering and len(self._frames) < self.start_frames):
             fut = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             await fut

@@ -143,8 +143,8 @@ class Mounts:
     async def stop(self) -> None:
         """Let any replacement under way finish, then cut every connected source and join its
         decoder thread (server shutdown)."""
-        while self._replacing:
-            await next(iter(self._replacing))
+        if self._replacing:
+            await asyncio.wait(list(self._replacing))
         for mount in list(self.mounts.values()):
             if mount.session is not None:
                 await mount.session.stop()

@@ -163,6 +163,8 @@ class IngestSession(asyncio.Protocol):
         try:
             pieces = self._body.feed(data)
         except FramingError as exc:
+            for piece in exc.body:  # what came before the fault still plays
+                self.ingest.write(piece)
             self._cut(f"malformed body: {exc}", 400)
             return
         for piece in pieces:

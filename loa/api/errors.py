@@ -114,7 +114,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except TimeoutError:
         return error_response(504, "the request timed out")  # as aiohttp answers it
     except Exception:
-        log.exception("API %s %s failed", request.method, request.path)
+        log.exception("API %s %r failed", request.method, request.path)  # %r: no forged lines
         return error_response(500, "internal error: the server log has the details")
 
 

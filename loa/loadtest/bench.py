@@ -406,6 +406,18 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any
         return resp.status, body
 
 
+async def _source_connected(http: aiohttp.ClientSession, url: str, part: str) -> None:
+    """Wait (polling, at most 10 s) until the studio mount has a source sending frames.
+    Raises RuntimeError naming the bench ``part`` when it does not."""
+    for _ in range(100):  # bounded: 10 s
+        _, st = await _call(http, "GET", url + "/api/v1/status")
+        if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
+               for m in st["mounts"]):
+            return
+        await asyncio.sleep(0.1)  # polling a starting source, bounded
+    raise RuntimeError(f"{part}: the live source did not connect")
+
+
 async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20,
                      zones_per_kind: int = 3, ramp_s: float = 5.0, alert_at: float = 10.0,
                      lag_after_s: float = 10.0, seconds: float | None = None,
@@ -461,14 +473,7 @@ async def alerts_run(endpoints: int, procs: int, out: Any, *, villages: int = 20
         await source.start()
         async with aiohttp.ClientSession(headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=30)) as http:
-            for _ in range(100):  # bounded: 10 s
-                _, st = await _call(http, "GET", server.url + "/api/v1/status")
-                if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
-                       for m in st["mounts"]):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("alerts: the live source did not connect")
+            await _source_connected(http, server.url, "alerts")
             status, body = await _call(http, "POST", server.url + "/api/v1/zones/huyen/live",
                                        json={"mount": "studio"})
             if status not in (200, 201):
@@ -778,14 +783,7 @@ async def outage_run(out: Any, *, before_s: float = OUTAGE_AT_S, outage_s: float
         await source.start()
         async with aiohttp.ClientSession(headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=30)) as http:
-            for _ in range(100):  # bounded: 10 s
-                _, st = await _call(http, "GET", server.url + "/api/v1/status")
-                if any(m["mount"] == "studio" and m["connected"] and m["frames_in"] > 5
-                       for m in st["mounts"]):
-                    break
-                await asyncio.sleep(0.1)  # polling a starting source, bounded
-            else:
-                raise RuntimeError("outage: the live source did not connect")
+            await _source_connected(http, server.url, "outage")
             status, body = await _call(http, "POST", server.url + "/api/v1/zones/huyen/live",
                                        json={"mount": "studio"})
             if status not in (200, 201):

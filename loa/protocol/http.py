@@ -38,7 +38,7 @@ class RequestHead:
     path: str
     query: str
     version: str
-    headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
+    headers: dict[str, str]  # names lower-cased; a repeated header's values joined by ", "
 
     def header(self, name: str, default: str = "") -> str:
         """A header's value by case-insensitive name, or ``default``."""
@@ -63,14 +63,17 @@ def parse_head(raw: bytes) -> RequestHead:
         raise HeadError("malformed request line") from None
     if not version.startswith(("HTTP/1.", "ICE/1.")):
         raise HeadError("unsupported protocol version")
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep or not name.strip():
             raise HeadError("malformed header line")
-        headers[name.strip().lower()] = value.strip()
+        key = name.strip().lower()
+        # a repeated field is one list, its values joined (RFC 9110 §5.3): two
+        # Transfer-Encoding lines are both seen, two Content-Lengths no longer read as one
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     target = _escape_non_ascii(target)
     split = urlsplit(target)
     return RequestHead(method.upper(), target, unquote(split.path), split.query, version, headers)

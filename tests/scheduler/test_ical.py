@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from loa.control.schedule.recurrence import (
 from loa.core.content import TextContent, ToneContent
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ical"
-STAMP = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
+STAMP = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
 def load(name: str, known: dict[str, ScheduleItem] | None = None) -> dict[str, ScheduleItem]:
@@ -58,7 +58,8 @@ def test_a_fold_inside_a_utf8_sequence_is_joined_before_decoding() -> None:
     raw = (FIXTURES / "google_an_binh.ics").read_bytes()
     assert "Bì".encode()[:-1] + b"\r\n " + "ì".encode()[1:] in raw  # the fold splits "ì"
     assert KIEU_BAO in load("google_an_binh.ics")
-    assert unfold(b"SUMMARY:B\xc3\r\n \xacnh\r\nX:a\n\tb\r\n") == "SUMMARY:Bình\r\nX:ab\r\n".encode()
+    assert unfold(b"SUMMARY:B\xc3\r\n \xacnh\r\nX:a\n\tb\r\n") == (
+        "SUMMARY:Bình\r\nX:ab\r\n".encode())
 
 
 def test_an_exdate_removes_only_that_date() -> None:
@@ -131,7 +132,7 @@ def test_an_outlook_customized_time_zone_is_matched_to_the_zone_with_its_rules()
     assert item.zone.key != "America/Havana"
     new_york = ZoneInfo("America/New_York")
     for m, d, h in [(3, 8, 6), (3, 8, 8), (11, 1, 5), (11, 1, 7), (7, 1, 0)]:  # UTC
-        at = datetime(2026, m, d, h, tzinfo=timezone.utc)
+        at = datetime(2026, m, d, h, tzinfo=UTC)
         assert at.astimezone(item.zone).utcoffset() == at.astimezone(new_york).utcoffset()
     assert station_slots(item) == ["Tue 10-27 20:00 15'", "Tue 11-03 21:00 15'",
                                    "Tue 11-10 21:00 15'"]
@@ -331,3 +332,17 @@ def test_slots_are_kept_between_asks_and_found_far_ahead() -> None:
     ended = ScheduleItem("e", "e", ["a"], local("2026-11-01T06:00"), 60, ToneContent(),
                          "FREQ=DAILY;COUNT=3")
     assert ended.next_slot(now) is None and ended.slots(now, now + timedelta(days=30)) == []
+
+
+@pytest.mark.parametrize("tzid", ["Europe/Berlin", '"Europe/Berlin"', "W. Europe Standard Time",
+                                  "/mozilla.org/20070129_1/Europe/Berlin"])
+def test_every_spelling_of_a_zone_is_named(tzid: str) -> None:
+    """IANA, quoted, Windows (Outlook) and vendor-prefixed (old Lightning) TZIDs, each without
+    a VTIMEZONE: the rule is expanded in Europe/Berlin."""
+    ics = "\r\n".join(("BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:x", "BEGIN:VEVENT", "UID:z",
+                       "DTSTAMP:20261101T000000Z", "SUMMARY:z",
+                       f"DTSTART;TZID={tzid}:20261020T100000", "DURATION:PT10M",
+                       "RRULE:FREQ=WEEKLY;COUNT=2", "END:VEVENT", "END:VCALENDAR", ""))
+    (item,), refused = import_ics(ics.encode())
+    assert refused == [] and item.zone.key == "Europe/Berlin"
+    assert station_slots(on_air(item)) == ["Tue 10-20 15:00 10'", "Tue 10-27 16:00 10'"]

@@ -60,6 +60,25 @@ async def test_a_week_of_recurring_items_starts_on_local_time_in_moments() -> No
     assert first.astimezone(STATION_TZ).hour == 6 and first.utcoffset() == timedelta(hours=7)
 
 
+async def test_a_draft_never_starts() -> None:
+    """An item imported without zones or content is in the engine (and the list) but has no
+    slot until both are set."""
+    clock = FakeClock(start_ns=0)
+    wall = WallClock(clock, STATION_TZ, system=None, start=local("2026-11-30T00:00"))
+    started: list[str] = []
+    engine = ScheduleEngine(wall, lambda it, slot: started.append(it.id), lambda run: None)
+    draft = ScheduleItem("draft", "Họp thôn", [], local("2026-11-30T06:00"), 600, None,
+                         "FREQ=DAILY")
+    engine.put(draft)
+    engine.put(item("ready", "2026-11-30T06:00", "FREQ=DAILY"))
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0)
+    await clock.advance(2 * 24 * 3600 * NS_PER_S)
+    task.cancel()
+    assert draft.draft and started == ["ready", "ready"]
+    assert engine.next_event(wall.now()) <= local("2026-12-02T06:00")
+
+
 def test_conflicts_are_found_when_saving() -> None:
     def overlap(a: list[str], b: list[str]) -> bool:
         tree = {"an-binh": {"an-binh", "an-binh-1", "an-binh-2"}, "an-binh-1": {"an-binh-1"},
@@ -91,7 +110,7 @@ def test_ical_round_trip_and_foreign_events() -> None:
 
     items = [item("morning", "2026-11-30T06:00", "FREQ=WEEKLY;BYDAY=MO,WE,FR", minutes=20),
              item("once", "2026-12-24T19:30", None, cls=BulletinClass.PRIORITY)]
-    ics = export_ics(items)
+    ics = export_ics(items, local("2026-11-29T12:00"))
     assert b"TZID=Asia/Ho_Chi_Minh:20261130T060000" in ics
     back, refused = import_ics(ics)
     assert refused == []
@@ -100,23 +119,26 @@ def test_ical_round_trip_and_foreign_events() -> None:
     foreign = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:a\r\n"
                b"SUMMARY:Hop thon\r\nDTSTART:20261201T080000\r\nDTEND:20261201T090000\r\n"
                b"END:VEVENT\r\nEND:VCALENDAR\r\n")
-    got, refused = import_ics(foreign)
-    assert got == [] and "zones" in refused[0]  # it says what to add
+    (got,), refused = import_ics(foreign)
+    # a draft: kept, with no zones or content yet, and no slot until it has both
+    assert refused == [] and got.draft and got.zones == [] and got.content is None
+    assert got.start == local("2026-12-01T08:00") and got.duration_s == 3600
 
 
 def test_chosen_dates_and_exceptions() -> None:
     from loa.control.schedule.ical import export_ics, import_ics
 
     chosen = item("chosen", "2026-12-01T06:00", "RDATE:20261203T060000,20261210T060000")
+    # the start is always the first slot (RFC 5545 §3.8.5.3), as calendar apps show it
     assert [s.strftime("%d %H:%M") for s in chosen.slots(local("2026-11-30T00:00"),
                                                          local("2026-12-31T00:00"))] == [
-        "03 06:00", "10 06:00"]
+        "01 06:00", "03 06:00", "10 06:00"]
     weekdays_but = item("except", "2026-11-30T17:30",
                         "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR\nEXDATE:20261202T173000")
     days = [s.strftime("%a") for s in weekdays_but.slots(local("2026-11-30T00:00"),
                                                          local("2026-12-05T00:00"))]
     assert days == ["Mon", "Tue", "Thu", "Fri"]
-    back, refused = import_ics(export_ics([chosen, weekdays_but]))
+    back, refused = import_ics(export_ics([chosen, weekdays_but], local("2026-11-29T12:00")))
     assert refused == [] and [b.rrule for b in back] == [chosen.rrule, weekdays_but.rrule]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -275,5 +275,79 @@ async def test_text_read_aloud_plays_at_the_loudness_target(tmp_path: Path) -> N
         first = [p.priority for p in packets].index(50) * 960
         assert integrated_lufs(pcm[first:]) == pytest.approx(server.config.loudness_target_lufs,
                                                              abs=1.0)
+    finally:
+        await server.stop()
+
+
+def plain_event(slot: datetime, minutes: int) -> bytes:
+    """A plain event as Google Calendar exports it: UTC times, the calendar's zone in
+    X-WR-TIMEZONE, no Loa fields."""
+    def utc(t: datetime) -> str:
+        return t.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    lines = ["BEGIN:VCALENDAR", "PRODID:-//Google Inc//Google Calendar 70.9054//EN",
+             "VERSION:2.0", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
+             "X-WR-TIMEZONE:Asia/Ho_Chi_Minh", "BEGIN:VEVENT", f"DTSTART:{utc(slot)}",
+             f"DTEND:{utc(slot + timedelta(minutes=minutes))}", "DTSTAMP:20261115T020304Z",
+             "UID:0a9s8d7f6g5h4j3k2l1q0w9e8r@google.com", "SEQUENCE:0", "STATUS:CONFIRMED",
+             "SUMMARY:Họp giao ban thôn Phú Mỹ", "TRANSP:OPAQUE", "END:VEVENT", "END:VCALENDAR"]
+    return "".join(f"{ln}\r\n" for ln in lines).encode()
+
+
+async def test_a_plain_calendar_event_is_a_draft_until_its_zones_and_content_are_set(
+    tmp_path: Path,
+) -> None:
+    import aiohttp
+
+    from tests.conftest import auth
+    from tests.server.test_ingest import base
+
+    async def post_ics(data: bytes) -> dict:  # type: ignore[type-arg]
+        async with aiohttp.ClientSession() as http:
+            async with http.post(base(server) + "/api/v1/schedules.ics", data=data,
+                                 headers=auth()) as resp:
+                assert resp.status == 200
+                return await resp.json()  # type: ignore[no-any-return]
+
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        listener = ear(server, "phu-my-1", "loa-005")
+        t0 = server.wall.now()
+        slot = (t0 + timedelta(seconds=3)).replace(microsecond=0)  # 2-3 s ahead
+        ics = plain_event(slot, minutes=1)
+        got = await post_ics(ics)
+        sid = "0a9s8d7f6g5h4j3k2l1q0w9e8r@google.com"
+        assert got == {"imported": [sid], "drafts": [sid], "refused": []}
+        _, listing = await call(server, "GET", "/api/v1/schedules")
+        (draft,) = listing["schedules"]
+        assert draft["draft"] is True and draft["next"] is None and draft["zones"] == []
+        assert draft["title"] == "Họp giao ban thôn Phú Mỹ" and draft["content"] is None
+        await step(server, clock, 25)
+        status, half = await call(server, "PATCH", f"/api/v1/schedules/{sid}",
+                                  json={"zones": ["phu-my"]})
+        assert status == 200 and half["schedule"]["draft"] is True and half["next"] is None
+        status, done = await call(server, "PATCH", f"/api/v1/schedules/{sid}",
+                                  json={"content": {"kind": "tone", "freq_hz": 700}})
+        assert status == 200 and done["schedule"]["draft"] is False
+        assert done["next"] == slot.astimezone(STATION_TZ).isoformat()
+        await step(server, clock, int((slot - t0).total_seconds() * 50) - 25 + 50)
+        packets, pcm = await asyncio.to_thread(heard, listener)
+        prios = [p.priority for p in packets]
+        first = prios.index(50)
+        assert abs(first - (slot - t0).total_seconds() * 50) <= 1  # on its slot's frame
+        assert dominant_hz(pcm[first * 960 + 2400 : first * 960 + 24000]) == pytest.approx(
+            700, rel=0.01)
+        # the calendar exported again: the event keeps what the operator gave it
+        again = await post_ics(ics)
+        assert again == {"imported": [sid], "drafts": [], "refused": []}
+        assert server.schedule.items[sid].zones == ["phu-my"]
+        # a complete item does not lose its zones by accident; unknown items and zones
+        status, err = await call(server, "PATCH", f"/api/v1/schedules/{sid}",
+                                 json={"zones": []})
+        assert status == 400 and "zones" in err["error"]
+        status, _ = await call(server, "PATCH", f"/api/v1/schedules/{sid}",
+                               json={"zones": ["nowhere"]})
+        assert status == 404
+        status, _ = await call(server, "PATCH", "/api/v1/schedules/nope", json={})
+        assert status == 404
     finally:
         await server.stop()

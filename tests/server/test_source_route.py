@@ -239,6 +239,8 @@ async def test_an_empty_body_checks_credentials_and_puts_nothing_on_air() -> Non
     ("Content-Encoding: gzip", b"415"),
     ("Transfer-Encoding: gzip, chunked", b"501"),
     ("Transfer-Encoding: x-unknown", b"501"),
+    ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked", b"501"),  # two lines: one list
+    ("Content-Length: 5\r\nContent-Length: 7", b"400"),  # which one? (request smuggling)
 ])
 async def test_a_source_framed_as_the_route_cannot_read_is_refused(header: str,
                                                                    status: bytes) -> None:

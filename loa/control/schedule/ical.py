@@ -26,9 +26,11 @@ and content that Loa already has for its UID when the file carries none.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import re
+import warnings
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -36,6 +38,7 @@ from typing import Any
 
 import icalendar
 import x_wr_timezone
+from icalendar.error import GloballyUniqueTZIDGuessed
 from icalendar.parser import unescape_backslash
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
@@ -51,7 +54,6 @@ from loa.control.schedule.recurrence import (
 PRODID = "-//Loa//lich phat//VI"
 FOLD = re.compile(rb"\r?\n[ \t]")  # RFC 5545 §3.1; a bare LF as some exporters write it
 SAFE_ID = re.compile(r"[A-Za-z0-9._@-]{1,128}")  # what may stand in /api/v1/schedules/{id}
-RULE_PROPS = ("RRULE", "RDATE", "EXDATE")
 MATCH_DAYS = 366  # a VTIMEZONE is matched to an IANA zone on a year of daily offsets
 
 
@@ -107,7 +109,9 @@ def import_ics(data: bytes, known: Mapping[str, ScheduleItem] | None = None
         raise ScheduleError(f"not an iCalendar file: not UTF-8 at byte {exc.start} "
                             "(RFC 5545 §3.1.4)") from None
     try:
-        parsed = icalendar.Calendar.from_ical(text)
+        with warnings.catch_warnings():  # "/vendor/Area/City": _Zones names it the same way
+            warnings.simplefilter("ignore", GloballyUniqueTZIDGuessed)
+            parsed = icalendar.Calendar.from_ical(text)
     except ValueError as exc:
         raise ScheduleError(f"not an iCalendar file: {exc}") from None
     if not isinstance(parsed, icalendar.Calendar):
@@ -289,7 +293,6 @@ class _Zones:
 
     def __init__(self, cal: icalendar.Calendar) -> None:
         self._vtimezones = {str(tz["TZID"]): tz for tz in cal.timezones if "TZID" in tz}
-        self._floating = STATION_TZ
         self._named: dict[str, zoneinfo.ZoneInfo] = {}
 
     def aware(self, ev: icalendar.Event, name: str) -> datetime | date | None:
@@ -330,7 +333,7 @@ class _Zones:
             zone = self.zone(str(tzid), what, dt.year)
             return dt.replace(tzinfo=None).replace(tzinfo=zone)
         if dt.tzinfo is None:
-            return dt.replace(tzinfo=self._floating)
+            return dt.replace(tzinfo=STATION_TZ)  # floating, and no X-WR-TIMEZONE
         if isinstance(dt.tzinfo, zoneinfo.ZoneInfo):
             return dt
         return dt.astimezone(UTC)  # "Z" and every other bare offset
@@ -397,11 +400,7 @@ def _same_offsets(offset_at: Callable[[datetime], timedelta] | None, year: int
     return None
 
 
-_AVAILABLE: set[str] = set()
-
-
-def _available() -> set[str]:
+@functools.cache
+def _available() -> frozenset[str]:
     """The IANA names this machine knows (tzdata), read once."""
-    if not _AVAILABLE:
-        _AVAILABLE.update(zoneinfo.available_timezones())
-    return _AVAILABLE
+    return frozenset(zoneinfo.available_timezones())

@@ -38,6 +38,7 @@ MAX_SEGMENT_BYTES = 16 * 1024 * 1024  # a 10 s segment of 320 kb/s audio is 400 
 STALLED_TARGETS = 3
 STALLED_MIN_S = 10.0
 TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=10)
+FETCH_TRIES = 2
 _TS_PACKET = 188
 
 
@@ -146,6 +147,19 @@ class HlsFollower:
                                 f"({self.media_url})")
 
     async def _get(self, url: str, byte_range: tuple[int, int] | None, limit: int) -> bytes:
+        """A playlist or segment, whole; a transfer that breaks is tried again, once."""
+        for attempt in range(FETCH_TRIES):  # bounded
+            try:
+                return await self._get_once(url, byte_range, limit)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                    TimeoutError) as exc:
+                if attempt == FETCH_TRIES - 1:
+                    raise
+                log.warning("HLS %s: fetching %s failed (%s); again", self.url, url, exc)
+        raise AssertionError("unreachable")
+
+    async def _get_once(self, url: str, byte_range: tuple[int, int] | None, limit: int
+                        ) -> bytes:
         headers = {}
         if byte_range is not None:
             offset, length = byte_range

@@ -61,6 +61,7 @@ PACED_PIECE_BYTES = 2048
 PACED_FEED_BYTES = 4096
 MAX_NESTED_PLAYLISTS = 4  # a playlist that lists itself, or playlists of playlists of...
 MAX_ENTRIES = 100
+MAX_RESUMES = 3  # a file's transfer broken this many times over is given up
 # What ends one entry's session and lets the relay try the next.
 FAILURES = (TimeoutError, aiohttp.ClientError, DecodeError, OSError, PlaylistError)
 
@@ -278,18 +279,65 @@ class Relay:
             base_url = str(resp.url)  # after redirects: what relative entries resolve against
             head = await _head(resp)
             kind = playlist_kind(ctype, base_url, head)
+            if kind is None and resp.content_length is None:
+                self.kind = "stream"
+                log.info("relay %s: stream (%s)", url, ctype or "unknown type")
+                await self._ingest(url, self.live, _format(ctype), _body(resp, head))
+                return False  # a stream that ends is a failure: the next entry, or backoff
             if kind is None:
-                sink = self.live if resp.content_length is None else self.paced
-                self.kind = "stream" if sink is self.live else "file"
-                log.info("relay %s: %s (%s)", url, self.kind, ctype or "unknown type")
-                await self._ingest(url, sink, _format(ctype), _body(resp, head))
-                return sink is self.paced  # a file has played to its end; a stream ended
+                self.kind = "file"
+                log.info("relay %s: file of %d bytes (%s)", url, resp.content_length,
+                         ctype or "unknown type")
+                await self._ingest(url, self.paced, _format(ctype),
+                                   self._file_body(url, resp, head))
+                return True
             text = decode_text(await read_limited(resp, MAX_PLAYLIST_BYTES, head))
         if kind == "m3u" and is_hls(text):
             return await self._hls(url, base_url, text)
         entries = parse_playlist(kind, text, base_url)
         log.info("relay %s: %s playlist of %d entries", url, kind.upper(), len(entries))
         return entries
+
+    async def _file_body(self, url: str, resp: aiohttp.ClientResponse, head: bytes
+                         ) -> AsyncGenerator[bytes, None]:
+        """A file's bytes: ``head``, the rest of ``resp``, and if the connection breaks
+        before the end, the rest from where it broke: a ``Range`` request, when the server
+        offers ranges (``Accept-Ranges: bytes``), at once, up to ``MAX_RESUMES`` times. Raises
+        what broke the transfer when it cannot resume."""
+        total = resp.content_length
+        resumable = resp.headers.get("Accept-Ranges", "").lower() == "bytes"
+        got = len(head)
+        if head:
+            yield head
+        current = resp
+        try:
+            for resumes in range(MAX_RESUMES + 1):  # bounded: each pass is one request
+                if resumes:
+                    if current is not resp:
+                        current.release()
+                    current = await self._http.get(
+                        url, timeout=TIMEOUT, headers={"Range": f"bytes={got}-"})
+                    if current.status != 206 or not current.headers.get(
+                            "Content-Range", "").startswith(f"bytes {got}-"):
+                        raise aiohttp.ClientResponseError(
+                            current.request_info, (), status=current.status,
+                            message=f"cannot resume {url} at byte {got} "
+                                    f"(HTTP {current.status})")
+                    log.warning("relay %s: resumed at byte %d of %s", self.url, got, total)
+                try:
+                    async for chunk in current.content.iter_any():
+                        got += len(chunk)
+                        yield chunk
+                    return
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                        TimeoutError) as exc:
+                    if not resumable or total is None or resumes == MAX_RESUMES:
+                        raise
+                    log.warning("relay %s: %s broke at byte %d of %d (%s)", self.url, url,
+                                got, total, exc)
+        finally:
+            if current is not resp:
+                current.release()
 
     async def _hls(self, url: str, base_url: str, text: str) -> bool:
         self.kind = "hls"

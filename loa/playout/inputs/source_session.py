@@ -60,7 +60,7 @@ class IngestSession(asyncio.Protocol):
     Reads the body (unframed as ``body`` says) until the source hangs up or the body ends;
     what it sent plays out, then the mount is free again. Bytes that do not decode, or a
     malformed chunk, end the session with a 400 where the client still waits for an answer
-    (``Expect: 100-continue`` and nothing decoded yet). A source that sends nothing for the
+    (``Expect: 100-continue`` and nothing decoded yet). A source that sends nothing for
     ``timeout_s`` (reading paused for back-pressure does not count) is dropped. ``body``
     unframes what the socket delivers; ``counters`` counts timeouts and failures per mount.
     """

@@ -1,8 +1,8 @@
 """One live input's way in: a byte stream from a socket to frames in a `LiveSource`.
 
 The Icecast-style push (``source_session.IngestSession``) and the relay (``relay.Relay``)
-differ in how the bytes arrive (a raw transport; an HTTP client response) and share everything after that,
-here: the bounded `ByteFeed` the loop writes into, the thread that decodes it
+differ in how the bytes arrive (a raw transport; an HTTP client response) and share
+everything after that, here: the bounded `ByteFeed` the loop writes into, the thread that decodes it
 (``LiveDecoder``: sniffing, chained Ogg links, format changes), each decoded frame handed to the
 `LiveSource` on the loop, back-pressure when the decoder falls behind, and the end:
 

@@ -43,6 +43,7 @@ from loa.control.programmes import ProgrammeFactory
 from loa.control.schedule.engine import Running, ScheduleEngine
 from loa.control.schedule.recurrence import (
     STATION_TZ,
+    MissedPolicy,
     ScheduleError,
     ScheduleItem,
     item_from_json,
@@ -484,7 +485,7 @@ class LoaServer:
         for item in self.schedule.items.values():
             for slot in item.slots(since, now):
                 late_s = (now - slot).total_seconds()
-                if item.missed == "late" and late_s <= item.late_minutes * 60:
+                if item.missed is MissedPolicy.LATE and late_s <= item.late_minutes * 60:
                     self.schedule.start_late(item, slot, now)
                     note = f"played {late_s:.0f} s late after a restart"
                 else:

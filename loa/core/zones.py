@@ -34,6 +34,10 @@ def home_zone_id(zone_id: str) -> str:
     return zone_id.split(GROUP_SEP, 1)[0]
 
 
+DEFAULT_VOLUME_PCT = 70  # a zone's loudspeakers, until an operator sets it
+DEFAULT_ALERT_VOLUME_PCT = 100  # while an alert plays
+
+
 @dataclass(slots=True)
 class Zone:
     """One zone of the tree, with the endpoints' volume (%) in normal play and during
@@ -44,8 +48,8 @@ class Zone:
     parent_id: str | None = None
     admin_code: str | None = None  # administrative-unit code (mã đơn vị hành chính)
     children: list[Zone] = field(default_factory=list)
-    volume_pct: int = 70  # the endpoints' volume (set on the device)
-    alert_volume_pct: int = 100  # raised to this while an alert plays
+    volume_pct: int = DEFAULT_VOLUME_PCT  # the endpoints' volume (set on the device)
+    alert_volume_pct: int = DEFAULT_ALERT_VOLUME_PCT  # raised to this while an alert plays
 
     def describe(self) -> dict[str, object]:
         """The API view: children as ids."""

@@ -211,50 +211,93 @@ async def station(routes: dict[str, Handler], files: Path | None = None
 # pacing, on a fake clock
 
 
+async def play_on_fake_clock(url: str, frames: int
+                             ) -> tuple[list[np.ndarray], Relay, Counters, list[int]]:
+    """Relay ``url`` on a ``FakeClock``, ticking its programme until it ends (at most five
+    times ``frames`` ticks): (what it played, the relay, its counters, the bytes it had read
+    after each tick)."""
+    clock = FakeClock()
+    counters = Counters()
+    played: list[np.ndarray] = []
+    bytes_read: list[int] = []
+    async with aiohttp.ClientSession() as http:
+        relay = Relay(url, clock, counters, LiveSettings(2, 100, 200), http)
+        relay.start()
+        try:
+            await wait_for(lambda: relay.paced.connected)
+            for _ in range(5 * frames):  # bounded: it ends after ``frames``
+                # what real time would have let happen before the tick: a frame decoded, and
+                # after the input's end, the relay deciding that it has finished
+                await relay.paced.ready()
+                if not relay.paced.connected and not len(relay.paced):
+                    await wait_for(lambda: relay.state is RelayState.COMPLETED)
+                clock.set_ns(clock.now_ns() + FRAME_NS)
+                if not relay.programme.pull(clock.now_ns()):
+                    break
+                played.append(relay.programme.frame)
+                bytes_read.append(relay.bytes_in)
+                await asyncio.sleep(0)  # a turn of the loop for the relay's writer
+        finally:
+            await relay.stop()
+    return played, relay, counters, bytes_read
+
+
 async def test_a_file_on_a_web_server_is_read_at_the_clock_pace_and_played_once(
         tmp_path: Path) -> None:
     tones = ((500, 4.0), (1000, 3.0), (1500, 3.0))
     mp3 = await asyncio.to_thread(make_tones, tmp_path / "show.mp3", tones, MP3_FILE)
     data = await asyncio.to_thread(mp3.read_bytes)
     expected = await asyncio.to_thread(lambda: list(LiveDecoder(Pieces(data), "mp3", "peer")))
-    bytes_per_frame = len(data) / len(expected)
     runner, port, hits = await station({}, tmp_path)
-    clock = FakeClock()
-    counters = Counters()
     try:
-        async with aiohttp.ClientSession() as http:
-            relay = Relay(f"http://127.0.0.1:{port}/files/show.mp3", clock, counters,
-                          LiveSettings(2, 100, 200), http)
-            relay.start()
-            try:
-                await wait_for(lambda: relay.paced.connected)
-                played: list[np.ndarray] = []
-                ahead_frames = []  # how far reading ran ahead of playing, after each tick
-                for _ in range(5 * len(expected)):  # bounded: it ends after len(expected)
-                    # what real time would have let happen before the tick: a frame decoded,
-                    # and after the input's end, the relay deciding that it has finished
-                    await relay.paced.ready()
-                    if not relay.paced.connected and not len(relay.paced):
-                        await wait_for(lambda: relay.state is RelayState.COMPLETED)
-                    clock.set_ns(clock.now_ns() + FRAME_NS)
-                    if not relay.programme.pull(clock.now_ns()):
-                        break
-                    played.append(relay.programme.frame)
-                    ahead_frames.append(relay.bytes_in / bytes_per_frame - len(played))
-                    await asyncio.sleep(0)  # a turn of the loop for the relay's writer
-                assert relay.programme.completed and relay.state is RelayState.COMPLETED
-            finally:
-                await relay.stop()
+        played, relay, counters, bytes_read = await play_on_fake_clock(
+            f"http://127.0.0.1:{port}/files/show.mp3", len(expected))
     finally:
         await runner.cleanup()
+    assert relay.programme.completed and relay.state is RelayState.COMPLETED
     # all of it, once, in order, as the peer decodes it
     assert len(played) == len(expected)
     assert np.array_equal(np.concatenate(played), np.concatenate(expected))
     assert hits["/files/show.mp3"] == 1
     # read no faster than the clock plays it, plus the lead and the bytes in the decoder
+    bytes_per_frame = len(data) / len(expected)
+    ahead_frames = [read / bytes_per_frame - tick for tick, read in enumerate(bytes_read, 1)]
     assert max(ahead_frames) <= LEAD_FRAMES + 40 < len(expected) / 2
     assert counters.total("paced_underflows") == 0
     assert counters.total("paced_overflow_drops") == 0
+
+
+async def test_a_file_whose_transfer_breaks_resumes_where_it_broke(tmp_path: Path) -> None:
+    mp3 = await asyncio.to_thread(make_tones, tmp_path / "show.mp3", TONES, MP3_FILE)
+    data = await asyncio.to_thread(mp3.read_bytes)
+    expected = await asyncio.to_thread(lambda: list(LiveDecoder(Pieces(data), "mp3", "peer")))
+    ranges: list[str] = []
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        """The whole file with its length, cut at a third; a range of it, in full."""
+        if "Range" in request.headers:
+            ranges.append(request.headers["Range"])
+            return web.FileResponse(mp3)
+        resp = web.StreamResponse(headers={"Content-Type": "audio/mpeg",
+                                           "Accept-Ranges": "bytes"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        await resp.write(data[: len(data) // 3])
+        assert request.transport is not None
+        request.transport.close()  # a 4G link dropping mid-file
+        return resp
+
+    runner, port, hits = await station({"/bulletin.mp3": flaky})
+    try:
+        played, relay, _, _ = await play_on_fake_clock(
+            f"http://127.0.0.1:{port}/bulletin.mp3", len(expected))
+    finally:
+        await runner.cleanup()
+    assert relay.state is RelayState.COMPLETED and relay.failures == 0
+    assert len(ranges) == 1 and hits["/bulletin.mp3"] == 2
+    # nothing lost, nothing twice: what the peer decodes of the whole file
+    assert len(played) == len(expected)
+    assert np.array_equal(np.concatenate(played), np.concatenate(expected))
 
 
 async def test_a_live_hls_playlist_is_followed_from_its_live_edge_on_the_clock() -> None:

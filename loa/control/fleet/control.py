@@ -28,7 +28,7 @@ from loa.config import MqttConfig
 from loa.control.endpoints import Endpoint, EndpointRegistry
 from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
-from loa.core.zones import ZoneTree, home_zone_id
+from loa.core.zones import DEFAULT_VOLUME_PCT, ZoneTree, home_zone_id
 from loa.protocol.mqtt import (
     NODELAY,
     Kind,
@@ -504,7 +504,8 @@ class FleetControl:
         if ep.volume_pct is not None:
             return ep.volume_pct
         zone_id = home_zone_id(ep.zone_id)  # an alert group follows its home zone
-        return self.zones.get(zone_id).volume_pct if zone_id in self.zones else 70
+        return self.zones.get(zone_id).volume_pct if zone_id in self.zones \
+            else DEFAULT_VOLUME_PCT
 
     def status(self) -> dict[str, Any]:
         """Broker URL and connection, endpoints known and online, commands still open."""

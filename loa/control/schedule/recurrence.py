@@ -17,6 +17,7 @@ import recurring_ical_events
 
 from loa.core.clock import STATION_TZ as STATION_TZ  # defined below protocol/, for CAP
 from loa.core.content import SCHEDULE_KINDS, ContentError, ContentSpec, parse_content
+from loa.core.priority import Priority
 
 CONFLICT_HORIZON = timedelta(days=14)
 UTC = ZoneInfo("UTC")
@@ -40,7 +41,15 @@ class BulletinClass(enum.Enum):
 
     @property
     def priority(self) -> int:
-        return 60 if self is BulletinClass.PRIORITY else 50
+        return int(Priority.PRIORITY_BULLETIN if self is BulletinClass.PRIORITY
+                   else Priority.SCHEDULED)
+
+
+class MissedPolicy(enum.StrEnum):
+    """What a slot missed while the server was down becomes at the next start."""
+
+    SKIP = "skip"  # logged and audited, not played
+    LATE = "late"  # played late, if within the item's late_minutes
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class ScheduleItem:
     # TZID or Z are in the item's zone)
     rrule: str | None = None
     cls: BulletinClass = BulletinClass.NORMAL
-    missed: str = "skip"  # after an outage: "skip", or "late" within late_minutes
+    missed: MissedPolicy = MissedPolicy.SKIP  # after an outage (late: within late_minutes)
     late_minutes: int = 0
     overrides: tuple[Override, ...] = ()
     _query: Any = field(default=None, init=False, repr=False, compare=False)
@@ -101,8 +110,7 @@ class ScheduleItem:
                 UTC if self.start.utcoffset() == timedelta(0) else STATION_TZ)
         if not 0 < self.duration_s <= MAX_WINDOW_S:
             raise ScheduleError("duration must be more than 0 and at most 24 hours")
-        if self.missed not in ("skip", "late"):
-            raise ScheduleError('missed must be "skip" or "late"')
+        self.missed = _missed(self.missed)
         for ov in self.overrides:
             if ov.start.tzinfo is None or ov.recurrence_id.tzinfo is None:
                 raise ScheduleError("an override's times need a time zone")
@@ -212,7 +220,7 @@ class ScheduleItem:
                 "duration_s": self.duration_s,
                 "content": None if self.content is None else self.content.to_json(),
                 "rrule": self.rrule, "overrides": [o.to_json() for o in self.overrides],
-                "class": self.cls.value, "missed": self.missed,
+                "class": self.cls.value, "missed": self.missed.value,
                 "late_minutes": self.late_minutes, "draft": self.draft}
 
 
@@ -316,7 +324,7 @@ def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleIte
         raise ScheduleError('"start" (local ISO time) and "duration_s" are needed') from None
     return ScheduleItem(item_id or str(d.get("id", "")), str(d.get("title", "")) or "lịch phát",
                         zones, start, duration, content, d.get("rrule") or None, cls,
-                        str(d.get("missed", "skip")), late,
+                        _missed(d.get("missed", "skip")), late,
                         _overrides(d.get("overrides"), zone, duration))
 
 
@@ -364,3 +372,10 @@ def conflicts(item: ScheduleItem, others: list[ScheduleItem], overlapping_zones:
                               "slot": slot.isoformat()})
                 break
     return found
+
+
+def _missed(value: object) -> MissedPolicy:
+    try:
+        return MissedPolicy(str(value))
+    except ValueError:
+        raise ScheduleError('missed must be "skip" or "late"') from None

@@ -16,8 +16,10 @@ said plainly in the error: encrypted segments (``#EXT-X-KEY``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import ParamSpec, TypeVar
 
 import aiohttp
 
@@ -39,6 +41,9 @@ STALLED_TARGETS = 3
 STALLED_MIN_S = 10.0
 TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=10)
 FETCH_TRIES = 2
+INLINE_PARSE_BYTES = 16 * 1024  # a playlist this small parses in well under a millisecond
+P = ParamSpec("P")
+T = TypeVar("T")
 _TS_PACKET = 188
 
 
@@ -53,6 +58,19 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int, head: bytes = b
             raise PlaylistError(f"{resp.url}: over {limit // 1024} KiB, too large to follow")
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def beside_if_large(size: int, fn: Callable[P, T], *args: P.args,
+                          **kwargs: P.kwargs) -> T:
+    """``fn(*args)``: a pure parser of a text of ``size`` bytes, run on the loop when the text
+    is small, beside it when it is large (a long VOD playlist takes tens of ms to parse)."""
+    if size <= INLINE_PARSE_BYTES:
+        return fn(*args, **kwargs)
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _parse_hls_bytes(data: bytes, url: str) -> HlsPlaylist:
+    return parse_hls(decode_text(data), url)
 
 
 def segment_format(data: bytes, fragmented: bool) -> str | None:
@@ -91,7 +109,7 @@ class HlsFollower:
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The stream's bytes, a segment at a time (see the class)."""
-        playlist = parse_hls(self._text, self.url)
+        playlist = await beside_if_large(len(self._text), parse_hls, self._text, self.url)
         if playlist.is_master:
             variant = choose_variant(playlist.variants)
             self.media_url = variant.url
@@ -139,7 +157,7 @@ class HlsFollower:
 
     async def _load(self) -> HlsPlaylist:
         data = await self._get(self.media_url, None, MAX_PLAYLIST_BYTES)
-        return parse_hls(decode_text(data), self.media_url)
+        return await beside_if_large(len(data), _parse_hls_bytes, data, self.media_url)
 
     def _check(self, playlist: HlsPlaylist) -> None:
         if playlist.encryption is not None:

@@ -35,7 +35,7 @@ from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import SILENCE, Samples
-from loa.playout.inputs.hls import HlsFollower, read_limited
+from loa.playout.inputs.hls import HlsFollower, beside_if_large, read_limited
 from loa.playout.inputs.ingest import FEED_LIMIT_BYTES, FrameSink, LiveIngest
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from loa.playout.inputs.paced import PacedFrames
@@ -291,10 +291,10 @@ class Relay:
                 await self._ingest(url, self.paced, _format(ctype),
                                    self._file_body(url, resp, head))
                 return True
-            text = decode_text(await read_limited(resp, MAX_PLAYLIST_BYTES, head))
-        if kind == "m3u" and is_hls(text):
+            data = await read_limited(resp, MAX_PLAYLIST_BYTES, head)
+        text, entries = await beside_if_large(len(data), _read_playlist, kind, data, base_url)
+        if entries is None:
             return await self._hls(url, base_url, text)
-        entries = parse_playlist(kind, text, base_url)
         log.info("relay %s: %s playlist of %d entries", url, kind.upper(), len(entries))
         return entries
 
@@ -422,6 +422,14 @@ async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[byt
     yield first
     async for chunk in rest:
         yield chunk
+
+
+def _read_playlist(kind: str, data: bytes, base_url: str) -> tuple[str, list[str] | None]:
+    """(the playlist's text, its entries), the entries None for HLS. Raises PlaylistError."""
+    text = decode_text(data)
+    if kind == "m3u" and is_hls(text):
+        return text, None
+    return text, parse_playlist(kind, text, base_url)
 
 
 def _format(content_type: str) -> str | None:

@@ -60,6 +60,7 @@ from loa.core.content import (
     PlaylistContent,
 )
 from loa.core.counters import Counters
+from loa.core.disk import sweep_partials
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS
 from loa.core.priority import Priority
@@ -159,6 +160,7 @@ class LoaServer:
         self.streams = Streams(self.engine, self.endpoints, self.clock, config.sndbuf_bytes,
                                on_played=self.alerts.on_played)
         self.broadcast_log = BroadcastLog(self.store, self.clock)
+        self._recover_log()
         self._log_task: asyncio.Task[None] | None = None
         self.started_ns = self.clock.now_ns()
         self.broker: EmbeddedBroker | None = None
@@ -214,6 +216,7 @@ class LoaServer:
         gc.freeze()
 
     async def _start_workers(self) -> None:
+        await asyncio.to_thread(self._sweep_debris)  # before anything writes
         self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
         self._readers_started = True
@@ -290,6 +293,31 @@ class LoaServer:
                 log.error("stopping %s took over %g s: going on without it", name, deadline_s)
             except Exception:  # one part failing must not leave the others running
                 log.exception("stopping %s failed: going on", name)
+
+    def _recover_log(self) -> None:
+        """What the last run left on air in the broadcast log (it did not stop cleanly) is
+        closed, at the last second it was seen on air (blocking: at construction)."""
+        left = self.broadcast_log.recover(EndReason.UNCLEAN_STOP)
+        if left:
+            log.warning("the last run stopped uncleanly while %d segment(s) were on air (%s): "
+                        "closed in the broadcast log as %r", len(left),
+                        ", ".join(f"{e['zone']}: {e['programme']!r}" for e in left[:5]),
+                        EndReason.UNCLEAN_STOP.value)
+
+    def debris_folders(self) -> list[Path]:
+        """Where Loa writes files aside (``*.part``) before moving them into place: media and
+        alert uploads, CAP resources, text read aloud."""
+        return [self.media.incoming, self.media_dir / "alerts", self.media_dir / "cap",
+                self.tts.cache_dir]
+
+    def _sweep_debris(self) -> None:
+        """Remove the partial files a killed run left behind (blocking: beside the loop, at
+        start, before anything writes)."""
+        removed = sweep_partials(self.debris_folders())
+        if removed:
+            log.warning("removed %d partial file(s) (%.1f MB) left by an earlier run: %s",
+                        len(removed), sum(size for _, size in removed) / 1e6,
+                        ", ".join(path.name for path, _ in removed[:5]))
 
     async def _stop_accepting(self) -> None:
         if self._server is not None:
@@ -574,7 +602,10 @@ class LoaServer:
             "fleet": self.fleet.status(),
             "alarms": [a.describe() for a in self.alarms.active()],
             "store": {"queued": self.store.queued, "failed_writes": self.store.failed_writes,
-                      "last_error": self.store.last_error},
+                      "last_error": self.store.last_error,
+                      "held_writes": self.store.held_writes,
+                      "lost_writes": self.store.lost_writes,
+                      "disk_error": self.store.disk_error},
             "schedule": {
                 "items": len(self.schedule.items),
                 "running": len(self.schedule.running),

@@ -2,7 +2,7 @@
 
 A handler does not catch the errors of the domain calls it makes: ``ZoneError``,
 ``EndpointError``, ``MediaError``, ``ScheduleError``, ``CapError``, ``TtsError``,
-``DecodeError`` or any other ``ValueError`` reach ``error_middleware``, which answers
+``DecodeError``, ``DiskFull`` or any other ``ValueError`` reach ``error_middleware``, which answers
 ``{"error": str(exc)}`` with the status ``ERROR_STATUS`` gives the error's class. A handler
 refuses a request itself by raising ``ApiError(status, message)``; where one error means
 something else for one handler (a zone named in a body is a bad request, not a missing
@@ -30,6 +30,7 @@ from loa.codecs.tts import TtsError
 from loa.control.endpoints import EndpointError
 from loa.control.media import MediaError
 from loa.control.schedule.recurrence import ScheduleError
+from loa.core.disk import DiskFull, is_disk_full
 from loa.core.zones import ZoneError
 from loa.protocol.cap import CapError, CapTooLarge
 
@@ -62,6 +63,7 @@ def _endpoint_status(exc: Exception) -> int:
 
 # The first class the error is an instance of gives its status: subclasses before their base.
 ERROR_STATUS: tuple[tuple[type[Exception], int | Callable[[Exception], int]], ...] = (
+    (DiskFull, 507),  # Insufficient Storage: the message says what could not be written
     (UploadTooLarge, 413),
     (CapTooLarge, 413),
     (CapError, 400),
@@ -93,8 +95,8 @@ def error_response(status: int, message: str, **extra: Any) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every error under ``/api/`` or ``/metrics`` as ``{"error": message}``: an
     ``ApiError``; an error ``ERROR_STATUS`` names; aiohttp's HTTP errors (``http_error``;
-    redirects pass untouched); anything else as a 500 whose traceback is logged. Other
-    paths pass through untouched."""
+    redirects pass untouched); an ``OSError`` that means the disk is full as a 507; anything
+    else as a 500 whose traceback is logged. Other paths pass through untouched."""
     if not request.path.startswith(API_PATHS):
         return await handler(request)
     try:
@@ -113,7 +115,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise  # the client left: aiohttp has nobody to answer
     except TimeoutError:
         return error_response(504, "the request timed out")  # as aiohttp answers it
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # a write that did not say what it was: still the disk's refusal
+            log.error("API %s %r: the disk has no room: %s", request.method, request.path, exc)
+            return error_response(507, "the data disk is full: the request cannot be stored")
         log.exception("API %s %r failed", request.method, request.path)  # %r: no forged lines
         return error_response(500, "internal error: the server log has the details")
 

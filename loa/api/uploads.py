@@ -1,9 +1,12 @@
 """Multipart uploads written to disk as they arrive: hashed and written beside the loop a
-megabyte at a time, refused while still arriving once over their limit."""
+megabyte at a time, refused while still arriving once over their limit, or when the disk
+has no room for them (``DiskFull``, answered 507). A refused upload leaves no file behind; one
+cut short by a killed server leaves a ``*.part`` that the next start removes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -11,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+
+from loa.core.disk import PART_SUFFIX, writing
 
 UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
 
@@ -38,8 +43,9 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
                          ) -> tuple[dict[str, str], dict[str, Upload]]:
     """Text fields, and files written to ``incoming`` as they arrive (hashing and writing run
     beside the loop, a megabyte at a time); a file over ``limit_bytes`` is refused while it is
-    still arriving and leaves nothing behind. Raises UploadTooLarge for that, ValueError for a
-    nested multipart part."""
+    still arriving and leaves nothing behind. Raises UploadTooLarge for that, DiskFull when
+    the disk has no room for a file (nothing left behind either), ValueError for a nested
+    multipart part."""
     reader = await request.multipart()
     fields: dict[str, str] = {}
     files: dict[str, Upload] = {}
@@ -61,28 +67,29 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
 
 async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path) -> Upload:
     filename = part.filename or "upload"
-    await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
-    path = incoming / f"{secrets.token_hex(8)}.part"
+    path = incoming / f"{secrets.token_hex(8)}{PART_SUFFIX}"
     digest = hashlib.sha256()
     size = 0
     chunks: list[bytes] = []
     pending = 0
-    out = await asyncio.to_thread(open, path, "wb")
-    try:
-        while chunk := await part.read_chunk(65536):
-            size += len(chunk)
-            if size > limit_bytes:
-                raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
-            chunks.append(chunk)
-            pending += len(chunk)
-            if pending >= UPLOAD_WRITE_BYTES:
-                await asyncio.to_thread(_write_hashed, out, digest, chunks)
-                chunks, pending = [], 0
-        await asyncio.to_thread(_write_hashed, out, digest, chunks)
-    except BaseException:
-        await asyncio.to_thread(_close_and_unlink, out, path)
-        raise
-    await asyncio.to_thread(out.close)
+    with writing(f"the upload {filename!r}"):
+        await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+        out = await asyncio.to_thread(open, path, "wb")
+        try:
+            while chunk := await part.read_chunk(65536):
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
+                chunks.append(chunk)
+                pending += len(chunk)
+                if pending >= UPLOAD_WRITE_BYTES:
+                    await asyncio.to_thread(_write_hashed, out, digest, chunks)
+                    chunks, pending = [], 0
+            await asyncio.to_thread(_write_hashed, out, digest, chunks)
+            await asyncio.to_thread(out.close)  # its last bytes may be refused here
+        except BaseException:
+            await asyncio.to_thread(_close_and_unlink, out, path)
+            raise
     return Upload(filename, path, digest.hexdigest(), size)
 
 
@@ -93,5 +100,10 @@ def _write_hashed(out: Any, digest: Any, chunks: list[bytes]) -> None:
 
 
 def _close_and_unlink(out: Any, path: Path) -> None:
-    out.close()
-    path.unlink(missing_ok=True)
+    """Give up a file being written: closed (its buffered bytes may be refused again: the
+    error that got us here is the one to raise) and removed."""
+    try:
+        with contextlib.suppress(OSError):
+            out.close()
+    finally:
+        path.unlink(missing_ok=True)

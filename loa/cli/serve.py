@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Exit status: 0 after a clean stop; 1 when the server cannot
     start (a port taken, a folder not writable); 2 on a configuration error."""
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    # A file-size limit (ulimit -f, systemd LimitFSIZE) fails the write that crosses it
+    # (EFBIG: handled as a full disk) instead of killing the station with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         cfg = load_config(args.config)
         if args.listen:

@@ -1,14 +1,22 @@
-"""Vietnamese text read aloud by espeak-ng (Debian package), cached by voice and text."""
+"""Vietnamese text read aloud by espeak-ng (Debian package), cached by voice and text.
+
+espeak-ng sends its WAV down a pipe and Loa writes the file: espeak-ng writing a file itself
+exits 0 on a full disk and leaves a truncated file, which the cache would then keep. A disk
+that has no room raises ``DiskFull`` (an ``OSError``, not a ``TtsError``: the API answers 507,
+an alert plays its tone alone and says why).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
+import io
 import shutil
 import subprocess
-import threading
+import wave
 from pathlib import Path
+
+from loa.core.disk import write_atomically
 
 VOICES = ("vi", "vi-vn-x-central", "vi-vn-x-south")
 DEFAULT_VOICE = "vi"
@@ -21,10 +29,13 @@ class TtsError(Exception):
 
 
 class TtsUnavailable(TtsError):
-    pass
+    """The speech engine is not installed."""
 
 
 class Tts:
+    """Text to speech into ``cache_dir`` (``<sha256 of engine, voice, text>.wav``), made
+    once per text and voice."""
+
     def __init__(self, cache_dir: Path, engine: str = ENGINE) -> None:
         self.cache_dir = cache_dir
         self.engine = engine
@@ -52,7 +63,9 @@ class Tts:
 
     async def speak(self, text: str, voice: str = DEFAULT_VOICE) -> Path:
         """A WAV file of ``text`` spoken in ``voice``; made once, then served from the cache.
-        Synthesis runs in an espeak-ng process; the loop only waits for it."""
+        Synthesis runs in an espeak-ng process; the loop only waits for it. Raises
+        ``TtsError`` (bad text, no engine, the engine failed) or ``DiskFull`` (no room for
+        the file)."""
         text = self.check(text, voice)
         path = self.cache_path(text, voice)
         if path.exists():
@@ -65,15 +78,31 @@ class Tts:
         return await asyncio.to_thread(self._synthesise, exe, text, voice, path)
 
     def _synthesise(self, exe: str, text: str, voice: str, path: Path) -> Path:
-        """Blocking: espeak-ng writes the WAV aside, then it is moved into the cache (process
-        start and file I/O both stay off the event loop)."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        proc = subprocess.run([exe, "-v", voice, "-w", str(tmp), "--", text],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-        if proc.returncode != 0 or not tmp.exists():
-            tmp.unlink(missing_ok=True)
+        """Blocking: espeak-ng speaks into a pipe; the WAV, its header completed, is written
+        aside and moved into the cache (process start and file I/O both stay off the event
+        loop). Raises TtsError, or DiskFull."""
+        proc = subprocess.run([exe, "-v", voice, "--stdout", "--", text],
+                              capture_output=True, check=False)
+        if proc.returncode != 0 or not proc.stdout:
             raise TtsError(f"{self.engine} failed: "
                            f"{proc.stderr.decode(errors='replace').strip()}")
-        tmp.replace(path)
+        data = _complete_wav(proc.stdout, self.engine)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data, "the text read aloud")
         return path
+
+
+def _complete_wav(data: bytes, engine: str) -> bytes:
+    """A WAV sent down a pipe has no sizes in its header (the sender cannot seek back to
+    write them): the same samples with a complete header. Raises TtsError if it is not WAV."""
+    try:
+        with wave.open(io.BytesIO(data)) as src:
+            params = src.getparams()
+            frames = src.readframes(src.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise TtsError(f"{engine} sent no WAV audio ({exc})") from None
+    out = io.BytesIO()
+    with wave.open(out, "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes(frames)
+    return out.getvalue()

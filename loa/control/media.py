@@ -1,5 +1,6 @@
 """The media library: uploads judged by decoding, stored content-addressed, measured for
-loudness, and played back normalised to the station's target."""
+loudness, and played back normalised to the station's target. A disk with no room for an
+upload raises ``DiskFull`` (the API answers 507) and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from loa.codecs.decode import DecodeError
 from loa.codecs.loudness import MEASURER, level_gain
 from loa.control.store import Store
+from loa.core.disk import PART_SUFFIX, writing
 from loa.core.text import nfc
 
 MAX_TITLE_CHARS = 200
@@ -66,15 +68,22 @@ class MediaLibrary:
                   tags: list[str] | None = None) -> tuple[MediaItem, bool]:
         """Store bytes already in memory (the API streams uploads to disk and calls
         ``add_file``). Returns (item, created): the same bytes twice are one item.
-        Raises MediaError when it does not decode as audio."""
+        Raises MediaError when it does not decode as audio, DiskFull when the disk has no
+        room for it."""
         tmp, sha = await asyncio.get_running_loop().run_in_executor(None, self._write, data)
         return await self.add_file(tmp, sha, filename, uploader, title, tags)
 
     def _write(self, data: bytes) -> tuple[Path, str]:
-        """In the executor: the bytes aside in ``incoming``, and their SHA-256."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        tmp = self.incoming / f"{secrets.token_hex(8)}.part"  # two uploads never share one
-        tmp.write_bytes(data)
+        """In the executor: the bytes aside in ``incoming``, and their SHA-256. Raises
+        DiskFull (nothing left behind)."""
+        tmp = self.incoming / f"{secrets.token_hex(8)}{PART_SUFFIX}"  # never shared
+        with writing("the upload"):
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.write_bytes(data)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         return tmp, _sha256(data)
 
     @property
@@ -88,7 +97,8 @@ class MediaLibrary:
         """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
         judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
         gone afterwards whatever happens. File name, title and tags are kept in NFC (a Mac
-        sends names decomposed). Returns (item, created); raises MediaError."""
+        sends names decomposed). Returns (item, created); raises MediaError, or DiskFull
+        when the disk has no room to move it into place."""
         filename, title = nfc(filename), nfc(title)
         tags = [nfc(t.strip()) for t in (tags or []) if t.strip()][:MAX_TAGS]
         loop = asyncio.get_running_loop()
@@ -118,12 +128,13 @@ class MediaLibrary:
         place. A refused upload leaves nothing behind."""
         try:
             measured = _measure(tmp, filename)
+            final = self.root / sha[:2] / sha
+            with writing("the upload"):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp.replace(final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        final = self.root / sha[:2] / sha
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(final)
         return final, measured
 
     def get(self, media_id: str) -> MediaItem | None:

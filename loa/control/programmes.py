@@ -10,7 +10,9 @@ Three steps, so that nothing slow runs on the loop or in the tick:
 - ``build`` (synchronous, cheap): the programme, its file read ahead by the reader pool.
 
 ``make`` does all three for a request made now; a schedule item is checked and prepared when
-it is saved, and built when its slot starts.
+it is saved, and built when its slot starts. What is written on the way (text read aloud, a CAP
+resource) raises ``DiskFull`` (an ``OSError``, not a ``ContentError``) when the disk has no
+room: the API answers 507, an alert plays its tone and says why.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from loa.core.content import (
     ToneContent,
 )
 from loa.core.counters import Counters
+from loa.core.disk import write_atomically, writing
 from loa.core.text import nfc
 from loa.playout.inputs.file import FileSource
 from loa.playout.inputs.generator import tone_source
@@ -122,7 +125,8 @@ class ProgrammeFactory:
 
     async def prepare(self, spec: ContentSpec) -> ContentSpec:
         """Do the slow work ahead: ``resolve``, then a file opened once as audio, text read
-        aloud into the cache. Returns the spec to build from. Raises ContentError."""
+        aloud into the cache. Returns the spec to build from. Raises ContentError, or
+        DiskFull."""
         spec = await self.resolve(spec)
         if isinstance(spec, FileContent):
             await asyncio.to_thread(probe, Path(spec.path))
@@ -132,8 +136,8 @@ class ProgrammeFactory:
 
     async def audio_file(self, spec: ContentSpec) -> Path:
         """The one audio file a file-like spec plays (media, file, text, CAP resource),
-        made ready and opened once as audio. Raises ContentError (or, for a CAP resource,
-        aiohttp.ClientError / TimeoutError)."""
+        made ready and opened once as audio. Raises ContentError, DiskFull (or, for a CAP
+        resource, aiohttp.ClientError / TimeoutError)."""
         spec = await self.resolve(spec)
         if isinstance(spec, MediaContent):
             path = Path(self._item(spec.id).path)
@@ -308,12 +312,12 @@ def probe(path: Path) -> None:
 
 def save_resource(folder: Path, data: bytes, digest: str | None, name: str) -> Path:
     """Check a CAP resource's SHA-1 digest (CAP 1.2 §3.2.3 ``digest``) and keep it
-    content-addressed under ``folder`` (blocking). Raises CapError on a digest mismatch."""
+    content-addressed under ``folder`` (blocking). Raises CapError on a digest mismatch,
+    DiskFull when the disk has no room for it (nothing is left behind)."""
     verify_resource(CapResource(name, "audio/*", None, None, digest), data)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / hashlib.sha256(data).hexdigest()
     if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        with writing(f"the CAP resource {name!r}"):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data, f"the CAP resource {name!r}")
     return path

@@ -17,11 +17,21 @@ the disk.
   ``call_soon_threadsafe``. The plain reads block their caller until the answer is there:
   they are for start-up (before serving), worker threads (reports), the CLI and tests, never
   for the event loop while it serves.
+- A write the disk refuses for want of room (SQLite's "database or disk is full", a write
+  error: ``ENOSPC``, ``EFBIG`` under a file-size limit) is not lost: it is held, in memory,
+  with every write submitted after it (their order kept), and retried every
+  ``RETRY_INTERVAL_S`` until the disk takes it. ``held_writes`` counts them and ``disk_error``
+  says why while the disk refuses (the "disk full" alarm reads both). The hold is bounded
+  (``HELD_MAX``): a later write of the same record (an alert's, a setting's, a schedule
+  item's…) replaces the one held, and beyond the bound the oldest held writes are given up,
+  logged and counted in ``lost_writes`` (so are those still held when the store closes).
+  While writes are held, reads do not see them.
 - Each write is its own transaction. ``with store.transaction():`` makes the writes of a
   block one transaction: all of them are on the disk, or none (a CSV import's rows and its
   audit entry; a crash between two commits would keep one without the other).
-- ``await flush()`` waits until everything queued so far is written; ``close()`` drains the
-  queue (bounded by a deadline) and joins the thread.
+- ``await flush()`` tries the held writes once more, then waits until everything queued so
+  far is written (or held, or failed); ``close()`` drains the queue (bounded by a deadline),
+  tries the held writes a last time, and joins the thread.
 """
 
 from __future__ import annotations
@@ -31,16 +41,20 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import itertools
 import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from loa.core.disk import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +65,11 @@ Reply = Callable[[Any, BaseException | None], None]
 CLOSE_DEADLINE_S = 5.0  # how long close() waits for the queue to drain
 FAILURE_LOG_INTERVAL_S = 1.0  # repeated write failures are logged at most this often
 ID_CHUNK = 500  # ids per IN (…) list, under SQLite's bound-parameter limit
+HELD_MAX = 10_000  # writes held while the disk refuses them; beyond, the oldest are lost
+RETRY_INTERVAL_S = 1.0  # how often held writes are tried again
+# SQLite's primary result codes that mean the disk did not take a write
+DISK_RESULT_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+OPEN = "on air"  # the end_reason of an open segment, as the report reads it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -81,6 +100,15 @@ CREATE TABLE IF NOT EXISTS broadcast_log (
     end_reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS broadcast_log_zone ON broadcast_log(zone, started_at);
+CREATE TABLE IF NOT EXISTS broadcast_open (
+    zone TEXT PRIMARY KEY,
+    programme TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL
@@ -114,6 +142,8 @@ BROADCAST_COLS = ("zone", "programme", "kind", "priority", "label", "started_at"
                   "duration_s", "end_reason")
 
 BroadcastRow = tuple[str, str, str, int, str, float, float, str]
+# (zone, programme, kind, priority, label, started_at): a segment on air now
+OpenRow = tuple[str, str, str, int, str, float]
 PresenceRow = tuple[str, bool, float, str]
 
 
@@ -124,6 +154,17 @@ def encode(data: Any) -> str:
 
 class StoreClosed(RuntimeError):
     """A read asked of a store that has been closed."""
+
+
+def disk_refused(exc: BaseException) -> bool:
+    """Whether a failed statement failed because the disk did not take the write: SQLite's
+    ``SQLITE_FULL`` (a full disk, or ``max_page_count``) or ``SQLITE_IOERR`` (a write error:
+    ``EFBIG`` past a file-size limit, a failing disk), or an ``OSError`` that means a full
+    disk. Such a write can succeed later; any other failure would fail again."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in DISK_RESULT_CODES
+    return is_disk_full(exc)
 
 
 @dataclass(eq=False)
@@ -147,6 +188,11 @@ class _Job:
     what: str  # for the log if it fails: the statement and its key, never its data
     run: Callable[[Db], Any]
     reply: Reply | None = None  # a read's answer; None for a write
+    # the record a write sets as a whole (a later write of it makes a held one useless)
+    key: str | None = None
+
+
+_RETRY = _Job("retry the held writes", lambda db: None)  # the writer's own wake-up
 
 
 def _execute(sql: str, params: Sequence[Any]) -> Callable[[Db], object]:
@@ -187,12 +233,19 @@ class Store:
     database cannot be opened; after that, writes never raise and reads raise what their
     query raised, or ``StoreClosed``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, held_max: int = HELD_MAX) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.failed_writes = 0  # writes the database refused (each was logged)
+        self.held_max = held_max  # writes held while the disk refuses them (oldest lost beyond)
+        self.failed_writes = 0  # writes that never reached the disk (each was logged)
+        self.lost_writes = 0  # of them: held for room, then given up (also in failed_writes)
         self.dropped_writes = 0  # writes submitted after close()
         self.last_error: str | None = None
+        self.disk_error: str | None = None  # why the disk refuses writes now (None: it takes them)
+        # writes waiting for room on the disk, in order (only the writer thread touches it)
+        self._held: OrderedDict[object, _Job] = OrderedDict()
+        self._retry_at_s = 0.0
+        self._unique = itertools.count()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # nothing is queued behind the closing sentinel
         self._closed = False
@@ -209,10 +262,16 @@ class Store:
         """Statements waiting for the writer thread."""
         return self._jobs.qsize()
 
+    @property
+    def held_writes(self) -> int:
+        """Writes the disk refused, held for a retry (0 while it takes them)."""
+        return len(self._held)
+
     async def flush(self) -> None:
-        """Wait until everything submitted so far is written (or has failed)."""
+        """Try the writes held for room on the disk once more, then wait until everything
+        submitted so far is written, has failed, or is held."""
         try:
-            await self._read_async("flush", _nothing)
+            await self._read_async("flush", self._retry_now)
         except StoreClosed:
             pass  # close() has drained the queue (or given up on it after its deadline)
 
@@ -247,22 +306,96 @@ class Store:
             return
         opened.set_result(None)
         try:
-            while (job := self._jobs.get()) is not None:
-                self._do(db, job)
+            while True:
+                try:
+                    job = self._jobs.get(timeout=RETRY_INTERVAL_S if self._held else None)
+                except queue.Empty:  # only while writes are held: time to try them again
+                    job = _RETRY
+                if job is None:
+                    break
+                if self._held and time.monotonic() >= self._retry_at_s:
+                    self._retry(db)
+                if job is not _RETRY:
+                    self._do(db, job)
+            if self._held:
+                self._retry(db)  # one last chance
+            self._give_up(len(self._held), "the store closed with the disk still full")
+            self._held.clear()
         finally:
             db.close()
 
     def _do(self, db: Db, job: _Job) -> None:
+        if job.reply is None and self._held:  # behind the writes already waiting for room
+            self._hold(job)
+            return
         try:
             value = job.run(db)
         except Exception as exc:  # a refused statement must not end the writer
-            if job.reply is None:
-                self._write_failed(job.what, exc)
-            else:
+            if job.reply is not None:
                 job.reply(None, exc)
+            elif disk_refused(exc):
+                self._disk_refused(job, exc)
+            else:
+                self._write_failed(job.what, exc)
             return
         if job.reply is not None:
             job.reply(value, None)
+
+    def _disk_refused(self, job: _Job, exc: Exception) -> None:
+        """The first write the disk refused: held, and the writes after it with it."""
+        self.disk_error = f"{type(exc).__name__}: {exc}"
+        self._retry_at_s = time.monotonic() + RETRY_INTERVAL_S
+        log.error("store %s: the disk refuses writes (%s); %s and the writes after it are "
+                  "held until it has room", self.path.name, self.disk_error, job.what)
+        self._hold(job)
+
+    def _hold(self, job: _Job) -> None:
+        key = job.key if job.key is not None else next(self._unique)
+        self._held.pop(key, None)  # a newer write of the same record replaces it
+        self._held[key] = job
+        over = len(self._held) - self.held_max
+        for _ in range(max(0, over)):
+            _, oldest = self._held.popitem(last=False)
+            self._give_up(1, f"over {self.held_max} writes were held", oldest.what)
+
+    def _retry_now(self, db: Db) -> None:
+        if self._held:
+            self._retry(db)
+
+    def _retry(self, db: Db) -> None:
+        """Write the held writes in order, until the disk refuses one again."""
+        written = 0
+        while self._held:
+            key, job = next(iter(self._held.items()))
+            try:
+                job.run(db)
+            except Exception as exc:
+                if disk_refused(exc):
+                    self.disk_error = f"{type(exc).__name__}: {exc}"
+                    self._retry_at_s = time.monotonic() + RETRY_INTERVAL_S
+                    break
+                del self._held[key]
+                self._write_failed(job.what, exc)
+                continue
+            del self._held[key]
+            written += 1
+        if not self._held and self.disk_error is not None:
+            log.warning("store %s: the disk takes writes again; %d held write(s) written",
+                        self.path.name, written)
+            self.disk_error = None
+
+    def _give_up(self, count: int, why: str, what: str = "") -> None:
+        if not count:
+            return
+        self.lost_writes += count
+        self.failed_writes += count
+        now_s = time.monotonic()
+        if now_s - self._failure_logged_s < FAILURE_LOG_INTERVAL_S:
+            self._failures_unlogged += count
+            return
+        self._failure_logged_s, self._failures_unlogged = now_s, 0
+        log.error("store %s: %d write(s) held for room on the disk are lost (%s)%s",
+                  self.path.name, count, why, f": {what}" if what else "")
 
     def _write_failed(self, what: str, exc: Exception) -> None:
         self.failed_writes += 1
@@ -286,17 +419,20 @@ class Store:
             self._jobs.put(job)
             return True
 
-    def _write(self, what: str, run: Callable[[Db], object]) -> None:
+    def _write(self, what: str, run: Callable[[Db], object], key: str | None = None) -> None:
+        """Queue one write; ``key`` names the record it sets as a whole (held for room, a
+        later write with the same key replaces it)."""
         batch = _BATCH.get()
         if batch is not None and batch.store is self:
             with batch.lock:
                 if batch.open:
                     batch.writes.append((what, run))
                     return
-        self._queue_write(what, [run])
+        self._queue_write(what, [run], key)
 
-    def _queue_write(self, what: str, runs: list[Callable[[Db], object]]) -> None:
-        if not self._put(_Job(what, _in_transaction(runs))):
+    def _queue_write(self, what: str, runs: list[Callable[[Db], object]],
+                     key: str | None = None) -> None:
+        if not self._put(_Job(what, _in_transaction(runs), key=key)):
             self.dropped_writes += 1
             log.error("store %s is closed: %s was not written", self.path.name, what)
 
@@ -365,7 +501,7 @@ class Store:
             "INSERT INTO alerts(id, status, data, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET status=excluded.status, data=excluded.data, "
             "updated_at=excluded.updated_at",
-            (alert_id, status, encode(data), time.time())))
+            (alert_id, status, encode(data), time.time())), key=f"alert {alert_id}")
 
     def load_alerts(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Every alert (or those in ``statuses``), oldest change first. Blocking."""
@@ -393,7 +529,7 @@ class Store:
         self._write(f"save_media {media_id}", _execute(
             "INSERT INTO media(id, data, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-            (media_id, encode(data), time.time())))
+            (media_id, encode(data), time.time())), key=f"media {media_id}")
 
     def list_media(self) -> list[dict[str, Any]]:
         """Oldest first. Blocking (the media library reads it once, at start-up)."""
@@ -403,14 +539,16 @@ class Store:
     def delete_media(self, media_id: str) -> None:
         """Delete a media item's record (write-behind; the file is the library's business)."""
         self._write(f"delete_media {media_id}",
-                    _execute("DELETE FROM media WHERE id = ?", (media_id,)))
+                    _execute("DELETE FROM media WHERE id = ?", (media_id,)),
+                    key=f"media {media_id}")
 
     # the endpoint registry and its presence history
 
     def save_endpoint(self, endpoint_id: str, data: dict[str, Any]) -> None:
         """Insert or replace one endpoint record (write-behind)."""
         self._write(f"save_endpoint {endpoint_id}",
-                    _execute(SAVE_ENDPOINT, (endpoint_id, encode(data))))
+                    _execute(SAVE_ENDPOINT, (endpoint_id, encode(data))),
+                    key=f"endpoint {endpoint_id}")
 
     def save_endpoints(self, records: list[dict[str, Any]]) -> None:
         """Many endpoint records (each with its ``id``) in one transaction. Unlike the other
@@ -425,7 +563,8 @@ class Store:
     def delete_endpoint(self, endpoint_id: str) -> None:
         """Delete an endpoint's record (write-behind; its presence history stays)."""
         self._write(f"delete_endpoint {endpoint_id}",
-                    _execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)))
+                    _execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,)),
+                    key=f"endpoint {endpoint_id}")
 
     def load_endpoints(self) -> list[dict[str, Any]]:
         """Blocking (start-up)."""
@@ -450,12 +589,14 @@ class Store:
         """Insert or replace a schedule item (write-behind)."""
         self._write(f"save_schedule {item_id}", _execute(
             "INSERT INTO schedules(id, data) VALUES (?, ?) ON CONFLICT(id) DO "
-            "UPDATE SET data=excluded.data", (item_id, encode(data))))
+            "UPDATE SET data=excluded.data", (item_id, encode(data))),
+            key=f"schedule {item_id}")
 
     def delete_schedule(self, item_id: str) -> None:
         """Delete a schedule item (write-behind)."""
         self._write(f"delete_schedule {item_id}",
-                    _execute("DELETE FROM schedules WHERE id = ?", (item_id,)))
+                    _execute("DELETE FROM schedules WHERE id = ?", (item_id,)),
+                    key=f"schedule {item_id}")
 
     def load_schedules(self) -> list[dict[str, Any]]:
         """Blocking (start-up)."""
@@ -466,7 +607,7 @@ class Store:
         """Set a setting in the key-value table (write-behind)."""
         self._write(f"set_value {key}", _execute(
             "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-            "SET value=excluded.value", (key, value)))
+            "SET value=excluded.value", (key, value)), key=f"kv {key}")
 
     def get_value(self, key: str) -> str | None:
         """Blocking (start-up)."""
@@ -475,21 +616,67 @@ class Store:
             return str(row[0]) if row else None
         return self._read(f"get_value {key}", run)
 
-    # broadcast log (nhật ký phát)
+    # broadcast log (nhật ký phát): ended segments, and the segments on air now (one per
+    # zone at most), kept apart so that a crash leaves the latter to be closed at the next start
 
     def log_broadcast(self, rows: list[BroadcastRow]) -> None:
-        """(zone, programme, kind, priority, label, started_at, ended_at, end_reason)."""
+        """Ended segments: (zone, programme, kind, priority, label, started_at, ended_at,
+        end_reason), times unix s. Each one's open record (same zone and start), if any, goes
+        in the same transaction."""
         if rows:
-            self._write(f"log_broadcast ({len(rows)})", _execute_many(
-                f"INSERT INTO broadcast_log({', '.join(BROADCAST_COLS)}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(z, p, k, pr, lb, s, e, round(e - s, 3), r)
-                 for z, p, k, pr, lb, s, e, r in rows]))
+            ended = [(z, s) for z, _, _, _, _, s, _, _ in rows]
+
+            def run(db: Db) -> None:
+                db.executemany(
+                    f"INSERT INTO broadcast_log({', '.join(BROADCAST_COLS)}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(z, p, k, pr, lb, s, e, round(e - s, 3), r)
+                     for z, p, k, pr, lb, s, e, r in rows])
+                db.executemany("DELETE FROM broadcast_open WHERE zone = ? AND started_at = ?",
+                               ended)
+            self._write(f"log_broadcast ({len(rows)})", run)
+
+    def open_broadcast(self, row: OpenRow) -> None:
+        """A segment on air from now (zone, programme, kind, priority, label, started_at);
+        it replaces the zone's previous open segment, if any."""
+        self._write(f"open_broadcast {row[0]}", _execute(
+            "INSERT INTO broadcast_open(zone, programme, kind, priority, label, started_at, "
+            "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(zone) DO UPDATE SET "
+            "programme=excluded.programme, kind=excluded.kind, priority=excluded.priority, "
+            "label=excluded.label, started_at=excluded.started_at, seen_at=excluded.seen_at",
+            (*row, row[5])))
+
+    def broadcasts_seen(self, at: float) -> None:
+        """Every open segment was still on air at ``at`` (unix s): where a crash now would
+        end it."""
+        self._write("broadcasts_seen", _execute(
+            "UPDATE broadcast_open SET seen_at = ? WHERE seen_at < ?", (at, at)),
+            key="broadcasts_seen")
+
+    def open_broadcasts(self) -> list[dict[str, Any]]:
+        """The segments left open (zone, programme, kind, priority, label, started_at,
+        seen_at). Blocking (start-up)."""
+        return self._read("open_broadcasts", _open_broadcasts)
+
+    def close_open_broadcasts(self, reason: str) -> None:
+        """Move every open segment into the log, ended at the last time it was seen on air,
+        for ``reason`` (one transaction, write-behind)."""
+        cols = ", ".join(BROADCAST_COLS)
+
+        def run(db: Db) -> None:
+            db.execute(
+                f"INSERT INTO broadcast_log({cols}) SELECT zone, programme, kind, priority, "
+                "label, started_at, max(seen_at, started_at), "
+                "round(max(seen_at, started_at) - started_at, 3), ? FROM broadcast_open "
+                "ORDER BY started_at", (reason,))
+            db.execute("DELETE FROM broadcast_open")
+        self._write("close_open_broadcasts", run)
 
     def broadcast_between(self, zones: list[str], start: float, end: float
-                          ) -> list[tuple[str, str, int, str, float, float]]:
-        """(zone, kind, priority, label, started_at, ended_at) overlapping [start, end).
-        Blocking (reports run beside the loop)."""
+                          ) -> list[tuple[str, str, int, str, float, float, str]]:
+        """(zone, kind, priority, label, started_at, ended_at, end_reason) overlapping
+        [start, end): the ended segments, and those on air, ended so far at the last time they
+        were seen on air (end_reason ``OPEN``). Blocking (reports run beside the loop)."""
         return self._read("broadcast_between", functools.partial(
             _broadcast_between, zones=list(zones), start=start, end=end))
 
@@ -530,10 +717,6 @@ class Store:
 # the queries, run on the writer thread
 
 
-def _nothing(db: Db) -> None:
-    return None
-
-
 def _load_alerts(db: Db, statuses: tuple[str, ...] | None) -> list[dict[str, Any]]:
     if statuses:
         marks = ",".join("?" * len(statuses))
@@ -563,12 +746,20 @@ def _presence(db: Db, endpoints: list[str], until: float
 
 
 def _broadcast_between(db: Db, zones: list[str], start: float, end: float
-                       ) -> list[tuple[str, str, int, str, float, float]]:
+                       ) -> list[tuple[str, str, int, str, float, float, str]]:
     marks = ",".join("?" * len(zones))
     return list(db.execute(
-        f"SELECT zone, kind, priority, label, started_at, ended_at FROM broadcast_log "
-        f"WHERE zone IN ({marks}) AND started_at < ? AND ended_at > ? ORDER BY started_at",
-        (*zones, end, start)))
+        f"SELECT zone, kind, priority, label, started_at, ended_at, end_reason "
+        f"FROM broadcast_log WHERE zone IN ({marks}) AND started_at < ? AND ended_at > ? "
+        f"UNION ALL SELECT zone, kind, priority, label, started_at, seen_at, ? "
+        f"FROM broadcast_open WHERE zone IN ({marks}) AND started_at < ? AND seen_at > ? "
+        f"ORDER BY started_at", (*zones, end, start, OPEN, *zones, end, start)))
+
+
+def _open_broadcasts(db: Db) -> list[dict[str, Any]]:
+    cols = ("zone", "programme", "kind", "priority", "label", "started_at", "seen_at")
+    return [dict(zip(cols, row, strict=True)) for row in db.execute(
+        f"SELECT {', '.join(cols)} FROM broadcast_open ORDER BY started_at")]
 
 
 def _broadcast_log(db: Db, zone: str | None, since: float, limit: int) -> list[dict[str, Any]]:

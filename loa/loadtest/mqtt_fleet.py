@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -158,6 +159,9 @@ class MqttLoadTest:
             await server.start()
             self.url = server.url
             async with aiohttp.ClientSession() as http:
+                if spec.broker == "embedded":  # LocalLoa picks its port (LOA_MQTT_LISTEN)
+                    broker_port = urlsplit((await self._status(http))["fleet"]["broker"]).port \
+                        or broker_port
                 logins = await self._register(http)
                 if spec.broker == "mosquitto":
                     await self._start_mosquitto(http, broker_port, server_pw)

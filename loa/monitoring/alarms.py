@@ -14,6 +14,9 @@ long enough and cleared when they end; every raise and clear goes to the audit l
     clock_resync       the master clock fell so far behind that it resynchronised: every zone
                        lost that much audio (also a whole-process pause, which the loop-lag
                        probe, paused with it, cannot see); raised for ``RESYNC_ALARM_S``
+    disk_full          the data disk refuses the store's writes (full, over a quota or a
+                       file-size limit, or failing): records wait in memory for room (alerts
+                       still play); raised at once, cleared when the held writes are written
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 from loa.config import AlarmConfig
 from loa.core.clock import NS_PER_S
 from loa.monitoring.loop_lag import LoopLag
-from loa.monitoring.views import EngineView, FleetView, RegistryView, ScheduleView
+from loa.monitoring.views import EngineView, FleetView, RegistryView, ScheduleView, StoreView
 from loa.playout.programme import ProgrammeKind
 
 
@@ -43,6 +46,7 @@ class AlarmKind(enum.StrEnum):
     BROKER_DOWN = "broker_down"
     LOOP_LAG = "loop_lag"
     CLOCK_RESYNC = "clock_resync"
+    DISK_FULL = "disk_full"
 
 
 KINDS = tuple(AlarmKind)
@@ -106,8 +110,8 @@ class AlarmBoard:
 
 class AlarmSource(Protocol):
     """What the alarm rules read: the fleet, the engine, the loop-lag probe, the endpoint
-    registry, the schedule, and when the server started (``started_ns``, injected clock: an
-    endpoint never seen counts as offline since then)."""
+    registry, the schedule, the store, and when the server started (``started_ns``, injected
+    clock: an endpoint never seen counts as offline since then)."""
 
     @property
     def fleet(self) -> FleetView: ...
@@ -123,6 +127,9 @@ class AlarmSource(Protocol):
 
     @property
     def schedule(self) -> ScheduleView: ...
+
+    @property
+    def store(self) -> StoreView: ...
 
     @property
     def started_ns(self) -> int: ...
@@ -143,6 +150,12 @@ def conditions(s: AlarmSource, cfg: AlarmConfig, now_ns: int) -> list[Condition]
         out.append((AlarmKind.CLOCK_RESYNC, "master clock",
                     f"the master clock fell {engine.last_resync_behind_ms:.0f} ms behind and "
                     "resynchronised: every zone lost that much audio", engine.last_resync_ns, 0))
+    store = s.store
+    if store.disk_error is not None:
+        out.append((AlarmKind.DISK_FULL, "data disk",
+                    f"the data disk refuses writes ({store.disk_error}): {store.held_writes} "
+                    f"write(s) wait in memory for room, {store.lost_writes} lost so far",
+                    now_ns, 0))
     worst = s.loop_lag.recent_ms()["max"]
     if worst is not None and worst > cfg.loop_lag_ms:
         out.append((AlarmKind.LOOP_LAG, "server", f"the event loop ran {worst:.0f} ms late "

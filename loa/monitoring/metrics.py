@@ -160,6 +160,11 @@ class LoaCollector(Collector):
                                   value=s.store.failed_writes)
         yield GaugeMetricFamily("loa_store_queued", "Statements waiting for the database thread",
                                 value=s.store.queued)
+        yield GaugeMetricFamily("loa_store_held_writes", "Database writes the disk refused, "
+                                "held in memory until it has room", value=s.store.held_writes)
+        yield CounterMetricFamily("loa_store_lost_writes", "Held database writes given up "
+                                  "(over the bound, or the disk still full at stop)",
+                                  value=s.store.lost_writes)
         lag = s.loop_lag
         yield HistogramMetricFamily(
             "loa_loop_lag_seconds", "How late the event loop woke a sleeper (probe every "

@@ -2,7 +2,10 @@
 the alerts: hours on air by bulletin class, endpoint availability, alerts and their reach.
 
 Hours on air for the commune are the union over its zones (a programme heard in two villages
-at once counts once); each zone's own hours are listed beside. The yearly report the Circular
+at once counts once); each zone's own hours are listed beside. A segment still on air counts
+until the last second it was seen on air; one the server never closed (it was killed, crashed
+or lost power) was closed at its next start, at that same second, and is counted so and listed
+under ``unclean_stops``. The yearly report the Circular
 asks for is this report over a calendar year.
 
 A report reads months of history: ``report_scope`` copies what it covers on the event loop,
@@ -24,6 +27,7 @@ from loa.control.store import Store
 from loa.core.endpoint import EndpointInfo
 from loa.core.percentiles import percentile
 from loa.core.zones import ZoneTree
+from loa.playout.programme import EndReason
 
 # bulletin classes by the priority they played at (see DESIGN.md's table)
 CLASSES = (("emergency", 100), ("live", 70), ("priority", 60), ("normal", 50), ("fill", 10))
@@ -96,7 +100,12 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
 
     per_class: dict[str, list[tuple[float, float]]] = {c: [] for c, _ in CLASSES}
     per_zone: dict[str, dict[str, float]] = {z: dict.fromkeys(per_class, 0.0) for z in zone_ids}
-    for zone, _kind, priority, _label, a, b in store.broadcast_between(zone_ids, start, end):
+    unclean = []
+    for zone, kind, priority, _label, a, b, reason in store.broadcast_between(zone_ids, start,
+                                                                             end):
+        if reason == EndReason.UNCLEAN_STOP.value:
+            unclean.append({"zone": zone, "kind": kind, "priority": priority,
+                            "started_at": a, "last_seen_at": b})
         cls = bulletin_class(priority)
         a, b = max(a, start), min(b, end)
         if cls is None or b <= a:
@@ -152,6 +161,9 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
         "availability": {"endpoints": len(eps),
                          "pct": round(100 * up_total / span_total, 2) if span_total else None,
                          "per_endpoint": availability},
+        # segments the server never closed: on air until last_seen_at, then it stopped
+        # uncleanly (killed, crashed, power cut)
+        "unclean_stops": unclean,
         "alerts": {"count": len(alerts),
                    "targeted": sum(a["targeted"] for a in alerts),
                    "reached": sum(a["reached"] for a in alerts), "list": alerts},
@@ -180,6 +192,9 @@ def report_csv(report: dict[str, Any]) -> str:
     for row in av["per_endpoint"]:
         pct = row["availability_pct"]
         w.writerow(["availability", row["endpoint"], "pct", pct if pct is not None else ""])
+    for stop in report["unclean_stops"]:
+        w.writerow(["unclean_stop", stop["zone"], "last_seen_at",
+                    datetime.fromtimestamp(stop["last_seen_at"]).astimezone().isoformat()])
     for a in report["alerts"]["list"]:
         for key in ("class", "status", "targeted", "reached", "reach_pct", "reach_p50_ms",
                     "reach_max_ms"):

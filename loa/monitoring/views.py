@@ -165,13 +165,24 @@ class AlertsView(Protocol):
 
 
 class StoreView(Protocol):
-    """The store's health: writes refused so far, statements waiting for its thread."""
+    """The store's health: writes refused so far, statements waiting for its thread, and,
+    while the disk refuses writes, why (``disk_error``, None when it takes them), the writes
+    held for room and those given up."""
 
     @property
     def failed_writes(self) -> int: ...
 
     @property
     def queued(self) -> int: ...
+
+    @property
+    def held_writes(self) -> int: ...
+
+    @property
+    def lost_writes(self) -> int: ...
+
+    @property
+    def disk_error(self) -> str | None: ...
 
 
 class RegistryView(Protocol):

@@ -38,6 +38,9 @@ class EndReason(enum.StrEnum):
     EXPIRED = "expired"  # an alert's expiry came while it still played
     STOPPED = "stopped"  # the broadcast log was closed
     SERVER_STOPPED = "server stopped"  # the server shut down while it played
+    # the server ended without closing the log (killed, crashed, its power cut): closed at
+    # its next start, at the last second it was seen on air
+    UNCLEAN_STOP = "unclean stop"
 
 
 class FrameSource(Protocol):

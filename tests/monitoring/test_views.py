@@ -102,6 +102,9 @@ class Alerts:
 class Store:
     failed_writes: int
     queued: int
+    held_writes: int = 0
+    lost_writes: int = 0
+    disk_error: str | None = None
 
 
 @dataclass

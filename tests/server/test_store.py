@@ -168,3 +168,62 @@ async def test_a_transaction_writes_all_of_its_block_or_nothing_and_holds_no_oth
     assert on_disk(path, "SELECT id FROM endpoints") == [("loa-001",)]
     assert [e["action"] for e in await store.audit_log_async("t")] == [
         "endpoint.import", "meanwhile"]
+
+
+async def fill_the_disk(store: Store, full: bool = True) -> None:
+    """Emulates a full disk as SQLite meets one: ``PRAGMA max_page_count`` on the store's own
+    connection (a per-connection setting) caps the database at its present size, so every
+    write that needs a new page fails with SQLITE_FULL, "database or disk is full", the
+    error a full filesystem gives. ``full=False`` gives the room back. (The writes below carry
+    kilobytes each, so that each needs new pages, as on a real full disk every write does.)"""
+    def cap(db: sqlite3.Connection) -> None:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages if full else 1 << 30}")
+    await store._read_async("fill the disk", cap)
+
+
+BIG = {"text": "lũ " * 3000}  # about 9 kB: new pages for every write
+
+
+async def test_writes_the_disk_refuses_are_held_in_order_and_written_once_it_has_room(
+    store: Store, path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store.audit("op", "before", "d")
+    await store.flush()
+    await fill_the_disk(store)
+    store.save_alert("a1", "active", {"id": "a1", "status": "active", **BIG})
+    for i in range(5):
+        store.audit("op", f"step {i}", "d", BIG)
+    store.save_alert("a1", "completed", {"id": "a1", "status": "completed", **BIG})
+    await store.flush()
+    # held, in memory: the alert once (its later record replaced the earlier), five audits
+    assert store.held_writes == 6 and store.failed_writes == 0 and store.lost_writes == 0
+    assert store.disk_error is not None and "database or disk is full" in store.disk_error
+    assert "the disk refuses writes" in caplog.text
+    assert on_disk(path, "SELECT COUNT(*) FROM alerts") == [(0,)]
+    # reads still answer, without the held writes
+    assert [e["action"] for e in await store.audit_log_async("d")] == ["before"]
+
+    await fill_the_disk(store, full=False)
+    await store.flush()  # tries the held writes again
+    assert store.held_writes == 0 and store.disk_error is None and store.lost_writes == 0
+    assert on_disk(path, "SELECT status FROM alerts") == [("completed",)]
+    assert [a for (a,) in on_disk(path, "SELECT action FROM audit ORDER BY id")] == [
+        "before", *(f"step {i}" for i in range(5))]
+
+
+async def test_the_hold_is_bounded_and_what_it_gives_up_is_counted_and_logged(
+    path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Store(path, held_max=3)
+    try:
+        await fill_the_disk(store)
+        for i in range(5):
+            store.audit("op", f"step {i}", "d", BIG)
+        await store.flush()
+        assert store.held_writes == 3 and store.lost_writes == 2 and store.failed_writes == 2
+        assert "held for room on the disk are lost" in caplog.text
+    finally:
+        await asyncio.to_thread(store.close)  # the disk still full: the held ones are lost
+    assert store.lost_writes == 5 and store.held_writes == 0
+    assert on_disk(path, "SELECT COUNT(*) FROM audit") == [(0,)]

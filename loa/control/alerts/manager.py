@@ -337,8 +337,11 @@ class AlertManager:
 
     async def _prepare(self, alert: Alert) -> None:
         """Make the message ready (synthesis, download, a decode check) beside the loop, then
-        hand it to the message parts waiting for it. A message that cannot be made leaves the
-        tone alone, with the reason in the alert's warnings."""
+        hand it to the message parts waiting for it. A message that cannot be made (a disk
+        with no room for the text read aloud or the resource included) falls back to the
+        alert's text read aloud if it has one, else leaves the tone alone, with the reason in
+        the alert's warnings. (The alert's records never fail it: the store holds what the
+        disk refuses.)"""
         content = alert.spec.content
         try:
             path = await self.programmes.audio_file(content)

@@ -130,6 +130,8 @@ class RelaySource:
         return self.live.frames_in + self.paced.frames_in
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        """This tick's frame: an ended input's rest first, then the input playing; silence
+        between inputs; None once the relay has finished and nothing is left."""
         paced, live = self.paced, self.live
         if len(paced) and not paced.connected:  # the rest of an input that has ended
             return paced.read(now_ns)

@@ -25,7 +25,7 @@ import loa.playout.outputs.ogg_http  # noqa: F401
 import loa.playout.outputs.websocket  # noqa: F401
 from loa import __version__
 from loa.api.errors import error_middleware
-from loa.api.middleware import auth_middleware, close_middleware
+from loa.api.middleware import auth_middleware, close_after_response, throttle_middleware
 from loa.api.resource import SERVER_KEY
 from loa.api.routes import Api
 from loa.codecs.loudness import MEASURER, Leveller
@@ -35,8 +35,9 @@ from loa.control.alerts.cap import CapAlerts
 from loa.control.alerts.manager import AlertManager
 from loa.control.alerts.model import AlertStatus
 from loa.control.auth import Principal, Right, load_source_password, load_tokens
+from loa.control.datalock import DataLock
 from loa.control.endpoints import EndpointRegistry
-from loa.control.fleet.broker import SERVER_USER, Authority, EmbeddedBroker
+from loa.control.fleet.broker import SERVER_USER, MosquittoBroker
 from loa.control.fleet.control import FleetControl
 from loa.control.media import MediaItem, MediaLibrary
 from loa.control.programmes import ProgrammeFactory
@@ -61,21 +62,26 @@ from loa.core.content import (
 )
 from loa.core.counters import Counters
 from loa.core.disk import sweep_partials
+from loa.core.fetch_policy import refusal_in
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS
 from loa.core.priority import Priority
+from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, is_alert_group
 from loa.monitoring.alarms import AlarmBoard
 from loa.monitoring.alarms import conditions as alarm_conditions
 from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.loop_lag import LoopLag
+from loa.playout.admission import Admission
 from loa.playout.engine import Engine
-from loa.playout.front_door import FrontProtocol
+from loa.playout.front_door import FrontProtocol, Routed, TlsSettings, server_tls_context
 from loa.playout.inputs.file import READERS
 from loa.playout.inputs.generator import chime_source
 from loa.playout.inputs.live import LiveSettings
 from loa.playout.inputs.push import Mounts
 from loa.playout.inputs.relay import Relay
+from loa.playout.listener import PublicListener
+from loa.playout.outbound import outbound_session
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request
 from loa.protocol.http import RequestHead, query_bytes
@@ -92,8 +98,8 @@ LOG_FLUSH_NS = NS_PER_S
 class LoaServer:
     """The composition root: builds, from one Config, the clock (injected or monotonic),
     zone tree, engine, store, endpoint registry, mounts, streams, alerts, media library,
-    broadcast log, fleet control (MQTT, embedded broker by default), alarms and schedule, and
-    serves them on one port. The operations the API calls live here."""
+    broadcast log, fleet control (MQTT, on a Mosquitto of its own by default), alarms and
+    schedule, and serves them on one port. The operations the API calls live here."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
@@ -111,6 +117,8 @@ class LoaServer:
         )
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_lock = DataLock(data_dir)
+        self.data_lock.acquire()  # DataDirBusy: another server runs on this folder
         self.store = Store(data_dir / "loa.sqlite3")
         self._load_zone_settings()
         self.endpoints = EndpointRegistry(self.zones, self.engine.channels, self.store)
@@ -130,10 +138,18 @@ class LoaServer:
             stall_ms=config.source_stall_ms,
             agc_target_lufs=config.loudness_target_lufs if config.live_agc else None,
         )
+        limits = config.limits
+        # wrong source passwords and API tokens, one account per client address
+        self.throttle = FailureThrottle(
+            self.clock.now_ns, free_failures=limits.failures_free,
+            max_delay_s=limits.failure_delay_max_s, trusted_proxies=limits.trusted_proxies)
+        # connections per client address, and descriptors kept for the API and sources
+        self.admission = Admission(self.counters, per_address=limits.connections_per_address,
+                                   exempt=limits.exempt, reserve=limits.fd_reserve)
         self.mounts = Mounts(
             lambda p: self.engine.add_programme(p, persistent=True),
             self.clock, self.counters, self.live_settings, password, dict(config.mount_passwords),
-            source_timeout_s=config.source_timeout_s,
+            source_timeout_s=config.source_timeout_s, throttle=self.throttle,
         )
         self.tts = Tts(data_dir / "tts")
         self.media = MediaLibrary(self.store, self.media_dir / "library",
@@ -144,7 +160,8 @@ class LoaServer:
             media=self.media, media_dir=self.media_dir, tts=self.tts, leveller=self.leveller,
             mounts=self.mounts, clock=self.clock, counters=self.counters,
             live_settings=self.live_settings, http=lambda: self._http,
-            fetch=self.fetch_resource)
+            fetch=self.fetch_resource,
+            known_mounts=set(json.loads(self.store.get_value("mounts_known") or "[]")))
         # The fleet asks whether an alert plays in a zone (a returning endpoint's volume);
         # alerts command the fleet's volumes: the fleet is made first and asks through here.
         self.fleet = FleetControl(config.mqtt, self.endpoints, self.zones, self.clock,
@@ -163,7 +180,7 @@ class LoaServer:
         self._recover_log()
         self._log_task: asyncio.Task[None] | None = None
         self.started_ns = self.clock.now_ns()
-        self.broker: EmbeddedBroker | None = None
+        self.broker: MosquittoBroker | None = None  # Loa's own ([mqtt] url = "embedded")
         self.alarms = AlarmBoard(lambda action, subject, detail:
                                  self.store.audit("loa", action, subject, detail))
         self._alarm_task: asyncio.Task[None] | None = None
@@ -176,10 +193,17 @@ class LoaServer:
         self._stopping: set[asyncio.Task[None]] = set()  # relay shutdowns we started
         self._slot_relays: list[Relay] = []
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._server: PublicListener | None = None
         self.port = 0
         self.host = config.listen_host
         self._stopped = False
+
+    @property
+    def url(self) -> str:
+        """Where the server answers, once listening (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "https" if self.config.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def source_password(self) -> str:
@@ -225,8 +249,10 @@ class LoaServer:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     async def _start_web(self) -> None:
-        app = web.Application(middlewares=[close_middleware, auth_middleware, error_middleware],
+        app = web.Application(middlewares=[throttle_middleware, auth_middleware,
+                                           error_middleware],
                               client_max_size=(self.config.max_upload_mb << 20) + (1 << 20))
+        app.on_response_prepare.append(close_after_response)  # every request via the front door
         app[SERVER_KEY] = self
         app.add_routes(Api(self).routes())
         app.add_routes([
@@ -239,19 +265,23 @@ class LoaServer:
         await self._runner.setup()
         aiohttp_server = self._runner.server
         assert aiohttp_server is not None
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                lambda: FrontProtocol(self._raw_route, aiohttp_server),
-                self.config.listen_host, self.config.listen_port,
-                reuse_address=True, backlog=4096,
-            )
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {self.config.listen_host}:"
-                                     f"{self.config.listen_port}: {exc.strerror}") from None
+        tls: TlsSettings | None = None
+        if self.config.tls.cert_file is not None:  # the certificate is read beside the loop
+            context = await asyncio.to_thread(server_tls_context, self.config.tls.cert_file,
+                                              self.config.tls.key_file)
+            tls = TlsSettings(context, self.config.tls.allow_plain)
+        # accepted by Loa itself, a batch at a time, so admission keeps descriptors in reserve
+        self._server = await PublicListener.open(
+            self.config.listen_host, self.config.listen_port,
+            lambda: FrontProtocol(self._raw_route, aiohttp_server, admission=self.admission,
+                                  tls=tls),
+            self.admission)
         sock: socket.socket = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        self._http = aiohttp.ClientSession()
+        await asyncio.to_thread(self.data_lock.note, self.url)
+        # every outgoing fetch, its redirects and playlist entries, checked against
+        # [network] fetch_allow / fetch_deny on each address connected to
+        self._http = outbound_session(self.config.fetch_policy)
 
     async def _start_programmes(self, run_clock: bool) -> None:
         if self.config.demo:
@@ -336,6 +366,7 @@ class LoaServer:
 
     async def _close_log(self) -> None:
         self.store.set_value("schedule_done_until", self.wall.now().isoformat())
+        self._remember_mounts()
         self.broadcast_log.consume(self.engine.drain_switch_events())
         self.broadcast_log.close_all(EndReason.SERVER_STOPPED)
 
@@ -364,6 +395,7 @@ class LoaServer:
         if self._http is not None:
             await self._http.close()
         await asyncio.to_thread(self.store.close)  # drains what is queued, with a deadline
+        self.data_lock.release()
 
     # the fleet
 
@@ -395,12 +427,14 @@ class LoaServer:
     async def _start_fleet(self, run_clock: bool) -> None:
         mq = self.config.mqtt
         if mq.embedded:
-            authority = Authority(self.fleet.topics, self.endpoints.secret_hash)
-            self.broker = EmbeddedBroker(mq.listen_host, mq.listen_port, authority)
+            # Loa's own broker: a Mosquitto it starts and supervises, its files in the data
+            # folder, the registry's credentials followed as they change
+            self.broker = MosquittoBroker(mq.listen_host, mq.listen_port,
+                                          Path(self.config.data_dir) / "mosquitto",
+                                          self.fleet.topics, self.endpoints, self.counters)
             await self.broker.start()
-            host = f"[{self.broker.host}]" if ":" in self.broker.host else self.broker.host
-            self.fleet.start(f"mqtt://{host}:{self.broker.port}", SERVER_USER,
-                             authority.server_password, run_clock=run_clock)
+            self.fleet.start(self.broker.url, SERVER_USER, self.broker.server_password,
+                             run_clock=run_clock)
         else:
             self.fleet.start(mq.url, run_clock=run_clock)
 
@@ -429,7 +463,8 @@ class LoaServer:
         except Exception:  # an alarm check must never take the server down
             log.exception("checking alarms failed")
 
-    def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
+    def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes
+                   ) -> bool | Routed:
         return self.mounts.accept(transport, head, rest) or self.streams.accept(transport, head,
                                                                                  rest)
 
@@ -438,7 +473,7 @@ class LoaServer:
     def take_live(self, zone_id: str, mount_name: str, priority: int) -> tuple[Request, bool]:
         """Take a zone (and its children) for a live mount. Idempotent per zone and mount."""
         self.zones.get(zone_id)
-        mount = self.mounts.get(mount_name)
+        mount = self.programmes.mount(mount_name)  # a known mount, or ContentError
         for req in self.engine.requests_on(zone_id):
             if req.programme is mount.programme and req.priority == priority:
                 return req, False
@@ -475,13 +510,21 @@ class LoaServer:
         return req
 
     async def fetch_resource(self, url: str, limit_bytes: int = 20 << 20) -> bytes:
-        """A CAP resource by URL (http/https), size-limited."""
+        """A CAP resource by URL (http/https), size-limited. Raises ValueError (not http(s),
+        a status other than 200, over ``limit_bytes``, a host the fetch policy refuses: the
+        reason given), aiohttp.ClientError, TimeoutError."""
         if not url.startswith(("http://", "https://")) or self._http is None:
             raise ValueError(f"cannot fetch resource {url!r}")
-        async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            if resp.status != 200:
-                raise ValueError(f"resource {url}: HTTP {resp.status}")
-            data = await resp.content.read(limit_bytes + 1)
+        try:
+            async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                if resp.status != 200:
+                    raise ValueError(f"resource {url}: HTTP {resp.status}")
+                data = await resp.content.read(limit_bytes + 1)
+        except aiohttp.ClientConnectorError as exc:
+            refused = refusal_in(exc)
+            if refused is None:
+                raise
+            raise ValueError(refused.explain(f"resource {url}: fetch from")) from None
         if len(data) > limit_bytes:
             raise ValueError(f"resource {url} is over {limit_bytes} bytes")
         return data
@@ -492,8 +535,17 @@ class LoaServer:
             try:
                 self.broadcast_log.consume(self.engine.drain_switch_events())
                 self.store.set_value("schedule_done_until", self.wall.now().isoformat())
+                self._remember_mounts()
             except Exception:  # a full disk must not end the log task for good
                 log.exception("writing the broadcast log failed")
+
+    def _remember_mounts(self) -> None:
+        """Mounts used this run stay known at the next start (``programmes.mount``)."""
+        used = set(self.mounts.mounts) - self.programmes.known_mounts
+        if used:
+            self.programmes.known_mounts |= used
+            self.store.set_value("mounts_known",
+                                 json.dumps(sorted(self.programmes.known_mounts)))
 
     # the schedule
 

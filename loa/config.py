@@ -55,9 +55,13 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     admin_code = "..."
 
     [mqtt]
-    url = "embedded"                 # or "mqtt://user:password@host:1883", "mqtts://…" (TLS)
-    listen = "127.0.0.1:1884"        # the embedded broker, or LOA_MQTT_LISTEN (1883 is often
-                                     # Mosquitto's already)
+    url = "embedded"                 # Loa's own broker: a Mosquitto that Loa starts (Debian's
+                                     # package `mosquitto`), feeds the registry's logins and
+                                     # ACL and restarts if it dies, files in data_dir/mosquitto;
+                                     # or "mqtt://user:password@host:1883", "mqtts://…" (TLS)
+                                     # for a broker of your own (`loa endpoints mosquitto`)
+    listen = "127.0.0.1:1884"        # Loa's own broker, or LOA_MQTT_LISTEN (1883 is often
+                                     # the machine's Mosquitto already)
     topic_root = "loa"
     ca_file = "..."                  # mqtts: the CA to trust (default: the system's)
     heartbeat_s = 30                 # endpoints send telemetry at least this often
@@ -73,6 +77,37 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     supply_v_min = 11.0              # supply voltage outside this band raises an alarm
     supply_v_max = 15.0
     loop_lag_ms = 50                 # the event loop woke this late: the audio is at risk
+
+    [network]                        # what relays (and their playlists, HLS, redirects) and
+                                     # CAP resources may fetch, checked on every address
+                                     # connected to (after DNS, on every redirect). Denied
+                                     # unless allowed: loopback, private (RFC 1918),
+                                     # link-local (cloud metadata), CGNAT, unique-local,
+                                     # multicast, unspecified, reserved, and their IPv4-mapped
+                                     # IPv6 forms. Any port. Entries: networks, addresses,
+                                     # host names (the URL's), "*.domain" (its subdomains).
+    fetch_allow = ["10.20.0.0/16", "studio.lan"]  # lifts the default denials for these
+    fetch_deny = ["203.0.113.0/24"]  # never fetched, even when allowed
+
+    [tls]                            # the port speaks HTTPS, WSS and TLS for sources (RFC
+                                     # 2818, and libshout's RFC 2817 upgrade); or put a
+                                     # reverse proxy in front (README, "TLS")
+    cert_file = "/etc/loa/fullchain.pem"   # PEM certificate chain
+    key_file = "/etc/loa/privkey.pem"      # PEM private key (default: inside cert_file)
+    allow_plain = false              # also serve plain HTTP (endpoints that have no TLS);
+                                     # otherwise a plain request gets 426 Upgrade Required
+
+    [limits]                         # hostile clients (issue 13)
+    connections_per_address = 256    # open at once per client address (an IPv6 /64 counts
+                                     # as one; 0: no cap). Endpoints behind one carrier-grade
+                                     # NAT share an address: keep it above their number
+    exempt = ["127.0.0.1", "::1"]    # addresses/networks without that cap (a reverse proxy,
+                                     # a load tester)
+    fd_reserve = 128                 # descriptors kept for the API and sources: below it,
+                                     # idle connections are closed and listeners wait (503)
+    trusted_proxies = ["127.0.0.1", "::1"]  # their X-Forwarded-For names the client
+    failures_free = 5                # wrong passwords/tokens per address answered at once;
+    failure_delay_max_s = 30         # later ones are held 1, 2, 4 … s, up to this (0: off)
 """
 
 from __future__ import annotations
@@ -85,6 +120,9 @@ from typing import Any
 
 from loa.codecs.loudness import DEFAULT_TARGET_LUFS
 from loa.core.endpoint import EndpointInfo
+from loa.core.fetch_policy import FetchPolicy, FetchRule
+from loa.core.peers import AddressSet
+from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
 
 
@@ -103,6 +141,10 @@ class TokenConfig:
 
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
+    """The fleet's MQTT settings (see the module docstring). ``url`` "embedded" means Loa's
+    own broker (a supervised Mosquitto on ``listen_host:listen_port``); anything else is a
+    broker Loa only connects to."""
+
     url: str = "embedded"
     listen_host: str = "127.0.0.1"
     listen_port: int = 1884
@@ -115,6 +157,7 @@ class MqttConfig:
 
     @property
     def embedded(self) -> bool:
+        """Whether Loa runs the broker itself (``url = "embedded"``)."""
         return self.url == "embedded"
 
 
@@ -127,6 +170,37 @@ class AlarmConfig:
     supply_v_min: float = 11.0
     supply_v_max: float = 15.0
     loop_lag_ms: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[tls]``: the certificate and key the public port serves TLS with (none: plain HTTP),
+    and whether plain HTTP is served beside it."""
+
+    cert_file: str | None = None
+    key_file: str | None = None  # None: the key is in cert_file
+    allow_plain: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+# Loopback: a reverse proxy or a load tester on this machine (local processes are trusted).
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``[limits]``: what one client address may hold and try (``loa.playout.admission``,
+    ``loa.core.throttle``)."""
+
+    connections_per_address: int = 256
+    exempt: AddressSet = field(default_factory=lambda: AddressSet(LOOPBACK))
+    fd_reserve: int = 128
+    trusted_proxies: AddressSet = field(default_factory=lambda: AddressSet(LOOPBACK))
+    failures_free: int = FREE_FAILURES
+    failure_delay_max_s: float = MAX_DELAY_S
 
 
 def default_zones() -> list[Zone]:
@@ -183,6 +257,9 @@ class Config:
     cap_test_zone: str | None = None  # where CAP Exercise/Test messages play (else: log only)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)  # [network] fetch_*
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -318,6 +395,12 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         changes["mqtt"] = _mqtt(cfg.mqtt, raw["mqtt"])
     if "alarms" in raw:
         changes["alarms"] = _alarms(cfg.alarms, raw["alarms"])
+    if "network" in raw:
+        changes["fetch_policy"] = _network(raw["network"])
+    if "tls" in raw:
+        changes["tls"] = _tls(raw["tls"])
+    if "limits" in raw:
+        changes["limits"] = _limits(cfg.limits, raw["limits"])
     new = replace(cfg, **changes)
     if new.jitter_target_ms > new.jitter_max_ms:
         raise ConfigError("jitter_target_ms must not exceed jitter_max_ms")
@@ -351,6 +434,52 @@ def _mqtt(cfg: MqttConfig, raw: dict[str, Any]) -> MqttConfig:
     if out.heartbeat_timeout_s <= out.heartbeat_s:
         raise ConfigError("[mqtt] heartbeat_timeout_s must exceed heartbeat_s")
     return out
+
+
+def _network(raw: dict[str, Any]) -> FetchPolicy:
+    """The fetch policy of ``[network]``: ``fetch_allow`` and ``fetch_deny``, lists of
+    networks, addresses, host names and ``*.domain``."""
+    rules = []
+    for key in ("fetch_allow", "fetch_deny"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"[network] {key} must be a list of strings, not {value!r}")
+        try:
+            rules.append(tuple(FetchRule.parse(v) for v in value))
+        except ValueError as exc:
+            raise ConfigError(f"[network] {key}: {exc}") from None
+    return FetchPolicy(*rules)
+
+
+def _tls(raw: dict[str, Any]) -> TlsConfig:
+    cert, key = raw.get("cert_file"), raw.get("key_file")
+    if key and not cert:
+        raise ConfigError("[tls] key_file needs a cert_file")
+    return TlsConfig(str(cert) if cert else None, str(key) if key else None,
+                     bool(raw.get("allow_plain", False)))
+
+
+def _addresses(raw: dict[str, Any], key: str, default: AddressSet) -> AddressSet:
+    if key not in raw:
+        return default
+    entries = raw[key]
+    if not isinstance(entries, list):
+        raise ConfigError(f"[limits] {key} must be a list of addresses or networks")
+    try:
+        return AddressSet(str(e) for e in entries)
+    except ValueError as exc:
+        raise ConfigError(f"[limits] {key}: {exc}") from None
+
+
+def _limits(cfg: LimitsConfig, raw: dict[str, Any]) -> LimitsConfig:
+    return LimitsConfig(
+        _int(raw, "connections_per_address", cfg.connections_per_address, 0, 1_000_000),
+        _addresses(raw, "exempt", cfg.exempt),
+        _int(raw, "fd_reserve", cfg.fd_reserve, 0, 1_000_000),
+        _addresses(raw, "trusted_proxies", cfg.trusted_proxies),
+        _int(raw, "failures_free", cfg.failures_free, 0, 1000),
+        _float(raw, "failure_delay_max_s", cfg.failure_delay_max_s, 0, 3600),
+    )
 
 
 def _alarms(cfg: AlarmConfig, raw: dict[str, Any]) -> AlarmConfig:

@@ -11,11 +11,15 @@ import pytest
 
 from loa.app import LoaServer
 from loa.config import Config, MqttConfig
+from loa.core.fetch_policy import FetchPolicy
 
 pytest_plugins = ["tests.loop_watchdog"]  # every loop step under 20 ms
 
 ADMIN_TOKEN = "test-admin-token"
 SOURCE_PASSWORD = "test-source-pw"
+# The test upstreams (other stations, CAP resource hosts) listen on loopback, which the
+# default fetch policy refuses: test servers allow it, as a station would its own LAN.
+LOOPBACK_FETCHES = FetchPolicy.parse(allow=["127.0.0.0/8", "::1"])
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -61,6 +65,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[L
 
     async def factory(**overrides: Any) -> LoaServer:
         overrides.setdefault("mqtt", MqttConfig(listen_port=0))  # a free port each
+        overrides.setdefault("fetch_policy", LOOPBACK_FETCHES)
         cfg = replace(
             Config(),
             listen_host="127.0.0.1",
@@ -91,14 +96,16 @@ def auth() -> dict[str, str]:
 
 
 async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dict]:
-    """``python -m loa <command> --url … --token … <args>`` against ``server``: (exit, JSON)."""
+    """``python -m loa <command> --url … --token … --json <args>`` against ``server``: (exit,
+    the API's JSON as the command printed it)."""
     import json
     import subprocess
     import sys
 
     proc = await asyncio.to_thread(  # the process starts and is waited for beside the loop
         subprocess.run, [sys.executable, "-m", "loa", command, "--url",
-                         f"http://127.0.0.1:{server.port}", "--token", ADMIN_TOKEN, *args],
+                         f"http://127.0.0.1:{server.port}", "--token", ADMIN_TOKEN, "--json",
+                         *args],
         capture_output=True, timeout=30, check=False)
     out, err = proc.stdout, proc.stderr
     return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.errors import ApiError, error_status
-from loa.api.resource import actor, read_body, read_json, require, server_of
+from loa.api.resource import actor, json_response, read_body, read_json, require, server_of
 from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.control.alerts.model import parse_spec
@@ -26,28 +26,35 @@ routes = web.RouteTableDef()
 @error_status({ValueError: 400})  # a bad spec, zone, file or upload: the request is wrong
 async def trigger_alert(request: web.Request) -> web.Response:
     """JSON, or multipart with a ``spec`` part (JSON) and an ``audio`` part (the message);
-    201 with the alert and the warnings (``errors``) of its preparation so far."""
+    201 with the alert and the warnings (``errors``) of its preparation so far. An audio part
+    the disk has no room for does not refuse the alert: it plays its attention tone alone,
+    and the warnings say why."""
     require(request, Right.ALERT)
     s = server_of(request)
     received_ns = s.clock.now_ns()
     uploaded: Path | None = None
+    warnings: list[str] = []
     if request.content_type.startswith("multipart/"):
-        body, uploaded = await _read_alert_upload(request)
+        body, uploaded, warnings = await _read_alert_upload(request)
+        body.pop("content", None)  # the message is the audio part: without it, the tone
     else:
         body = await read_json(request)
     if uploaded is not None:
         body["content"] = {"kind": "file", "path": str(uploaded), "name": "upload"}
     spec = parse_spec(body, default_gap_s=s.config.alert_gap_s, now=s.wall.timestamp())
-    alert = await s.alerts.trigger(spec, actor(request), received_ns)
-    return web.json_response({"alert": alert.describe(full=True),
+    alert = await s.alerts.trigger(spec, actor(request), received_ns, warnings=warnings)
+    return json_response({"alert": alert.describe(full=True),
                               "errors": alert.warnings}, status=201)
 
 
-async def _read_alert_upload(request: web.Request) -> tuple[dict[str, Any], Path]:
-    """The spec, and the uploaded audio saved content-addressed once it decodes."""
+async def _read_alert_upload(request: web.Request
+                             ) -> tuple[dict[str, Any], Path | None, list[str]]:
+    """The spec, the uploaded audio saved content-addressed once it decodes (None when the
+    disk had no room for it), and the warnings (why it was not kept)."""
     s = server_of(request)
     folder = s.media_dir / "alerts"
-    fields, files = await read_multipart(request, s.config.max_upload_mb << 20, folder)
+    fields, files = await read_multipart(request, s.config.max_upload_mb << 20, folder,
+                                         without_room=True)
     upload = files.get("audio")
     try:
         try:
@@ -58,6 +65,10 @@ async def _read_alert_upload(request: web.Request) -> tuple[dict[str, Any], Path
             raise ValueError("the spec part must be a JSON object")
         if upload is None or upload.size == 0:
             raise ValueError('multipart needs an "audio" part with the message')
+        if upload.refused is not None:
+            for f in files.values():
+                await asyncio.to_thread(f.discard)
+            return spec, None, [f"{upload.refused}; only the attention tone plays"]
         path = folder / upload.sha256
         try:  # judged by decoding, not by its name or type
             await asyncio.to_thread(_probe_and_keep, upload.path, path)
@@ -67,7 +78,7 @@ async def _read_alert_upload(request: web.Request) -> tuple[dict[str, Any], Path
         for f in files.values():
             await asyncio.to_thread(f.discard)
         raise
-    return spec, path
+    return spec, path, []
 
 
 def _probe_and_keep(tmp: Path, path: Path) -> None:
@@ -80,7 +91,7 @@ def _probe_and_keep(tmp: Path, path: Path) -> None:
 @routes.get("/api/v1/alerts")
 async def list_alerts(request: web.Request) -> web.Response:
     """``GET alerts``: the alerts held in memory since start (older ones are in the store)."""
-    return web.json_response(
+    return json_response(
         {"alerts": [a.describe() for a in server_of(request).alerts.alerts.values()]})
 
 
@@ -92,11 +103,11 @@ async def get_alert(request: web.Request) -> web.Response:
     if found is None:
         raise ApiError(404, f"no alert {request.match_info['id']!r}")
     if isinstance(found, dict):
-        return web.json_response({"alert": found})
+        return json_response({"alert": found})
     out = found.describe(full=True)
     if request.query.get("endpoints"):  # ?endpoints=1: every endpoint's reach
         out["reach_from_call_ms"] = found.reach_from_call_ms()
-    return web.json_response({"alert": out})
+    return json_response({"alert": out})
 
 
 @routes.delete("/api/v1/alerts/{id}")
@@ -108,7 +119,7 @@ async def cancel_alert(request: web.Request) -> web.Response:
         alert = server_of(request).alerts.cancel(request.match_info["id"], actor(request))
     except KeyError:
         raise ApiError(404, f"no alert {request.match_info['id']!r}") from None
-    return web.json_response({"alert": alert.describe(full=True)})
+    return json_response({"alert": alert.describe(full=True)})
 
 
 @routes.post("/api/v1/cap")
@@ -134,4 +145,4 @@ async def cap(request: web.Request) -> web.Response:
         raise  # the error table: 400, or 413 over a limit
     except ValueError as exc:  # no <info>, no zone in its area, a zone it cannot reach
         raise ApiError(422, str(exc)) from None
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)

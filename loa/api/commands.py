@@ -10,7 +10,7 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError, error_status
-from loa.api.resource import actor, read_json, require, server_of
+from loa.api.resource import actor, json_response, read_json, require, server_of
 from loa.control.auth import Right
 from loa.core.percentiles import percentiles
 from loa.core.zones import ZoneError
@@ -45,7 +45,7 @@ async def _command(request: web.Request, subject: str,
     cmds = send(subject, body, actor(request))
     batch = cmds[0].batch if cmds else None
     return Changed(
-        web.json_response({"batch": batch, "commands": [c.describe() for c in cmds]},
+        json_response({"batch": batch, "commands": [c.describe() for c in cmds]},
                           status=202),
         subject, {**body, "batch": batch, "endpoints": len(cmds)})
 
@@ -62,7 +62,7 @@ async def list_commands(request: web.Request) -> web.Response:
     for c in cmds:
         summary[c.status.value] = summary.get(c.status.value, 0) + 1
     acks = [c.ack_ms for c in cmds if c.ack_ms is not None]
-    return web.json_response({
+    return json_response({
         "summary": summary,
         "ack_ms": percentiles(acks, (50, 99)) if acks else None,
         "commands": [] if request.query.get("summary") == "1"
@@ -75,4 +75,4 @@ async def get_command(request: web.Request) -> web.Response:
     cmd = server_of(request).fleet.commands.get(request.match_info["id"])
     if cmd is None:
         raise ApiError(404, f"no command {request.match_info['id']!r}")
-    return web.json_response({"command": cmd.describe()})
+    return json_response({"command": cmd.describe()})

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError, error_status
-from loa.api.resource import actor, read_body, read_json, require, server_of
+from loa.api.resource import actor, json_response, read_body, read_json, require, server_of
 from loa.control.auth import Right
 from loa.control.endpoints import CSV_FIELDS
 from loa.core.zones import ZoneError
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 MAX_CSV_BYTES = 8 << 20
 
 routes = web.RouteTableDef()
+
+
+async def broker_has_logins(server: LoaServer) -> None:
+    """Wait (bounded) until Loa's own broker has the registry's credential changes, so a
+    password in the answer works at once and a replaced or removed one no longer does. With
+    an external broker there is nothing to wait for (its files come from ``loa endpoints
+    mosquitto``)."""
+    if server.broker is not None:
+        await server.broker.synced()
 
 
 def mqtt_login(server: LoaServer, eid: str, password: str) -> dict[str, Any]:
@@ -42,7 +51,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     online = request.query.get("online")
     if online in ("true", "false"):
         out = [e for e in out if e["presence"]["online"] is (online == "true")]
-    return web.json_response({"endpoints": out})
+    return json_response({"endpoints": out})
 
 
 @routes.post("/api/v1/endpoints")
@@ -60,8 +69,9 @@ async def add_endpoint(request: web.Request) -> Changed:
         body.get("lat"), body.get("lon"), body.get("address", ""),
         body.get("admin_code", ""))
     password = s.endpoints.rotate_secret(ep.id)
+    await broker_has_logins(s)
     detail = ep.describe()
-    return Changed(web.json_response({"endpoint": s.fleet.describe(ep),
+    return Changed(json_response({"endpoint": s.fleet.describe(ep),
                                       "mqtt": mqtt_login(s, ep.id, password)}, status=201),
                    ep.id, detail)
 
@@ -80,7 +90,7 @@ async def update_endpoint(request: web.Request) -> Changed:
     if "zone" in body and str(body["zone"]) != ep.zone_id:
         s.fleet.endpoint_command(eid, {"op": "move", "zone": str(body["zone"])},
                                  actor(request))
-    return Changed(web.json_response({"endpoint": s.fleet.describe(ep)}), eid, body)
+    return Changed(json_response({"endpoint": s.fleet.describe(ep)}), eid, body)
 
 
 @routes.delete("/api/v1/endpoints/{id}")
@@ -90,7 +100,8 @@ async def delete_endpoint(request: web.Request) -> Changed:
     require(request, Right.ADMIN)
     eid = request.match_info["id"]
     server_of(request).endpoints.remove(eid)
-    return Changed(web.json_response({"deleted": eid}), eid)
+    await broker_has_logins(server_of(request))
+    return Changed(json_response({"deleted": eid}), eid)
 
 
 @routes.get("/api/v1/endpoints/{id}")
@@ -99,7 +110,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     unknown."""
     s = server_of(request)
     ep = s.endpoints.get(request.match_info["id"])
-    return web.json_response({"endpoint": s.fleet.describe(ep)})
+    return json_response({"endpoint": s.fleet.describe(ep)})
 
 
 @routes.post("/api/v1/endpoints/{id}/credentials")
@@ -111,7 +122,8 @@ async def rotate_credentials(request: web.Request) -> Changed:
     eid = request.match_info["id"]
     s = server_of(request)
     password = s.endpoints.rotate_secret(eid)
-    return Changed(web.json_response({"mqtt": mqtt_login(s, eid, password)}), eid)
+    await broker_has_logins(s)
+    return Changed(json_response({"mqtt": mqtt_login(s, eid, password)}), eid)
 
 
 @routes.post("/api/v1/endpoints.csv")
@@ -128,7 +140,9 @@ async def import_endpoints(request: web.Request) -> Changed:
     if len(data) > MAX_CSV_BYTES:
         raise ApiError(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
     s = server_of(request)
-    # decoded beside the loop, with the parsing; aiohttp's charset is None when none is named
+    # decoded beside the loop, with the parsing; aiohttp's charset is None when none is named.
+    # Loa's broker is not awaited after it: the rows and the audit entry are one transaction
+    # with no await between their writes; the broker has the new logins a reload later.
     result = await s.endpoints.import_csv(data, request.charset)
     created, updated = result.created, result.updated
     if result.errors:
@@ -144,7 +158,7 @@ async def import_endpoints(request: web.Request) -> Changed:
                         login["client_id"], login["topic_root"]])
         return Changed(web.Response(text=out.getvalue(), content_type="text/csv"), "csv",
                        detail)
-    return Changed(web.json_response({"created": logins, "updated": [e.id for e in updated]},
+    return Changed(json_response({"created": logins, "updated": [e.id for e in updated]},
                                      status=201 if created else 200), "csv", detail)
 
 
@@ -168,6 +182,6 @@ async def mosquitto_files(request: web.Request) -> web.Response:
     s = server_of(request)
     server_user = request.query.get("server_user", "loa-server")
     users = {e.id: e.secret_hash for e in s.endpoints.endpoints.values() if e.secret_hash}
-    return web.json_response({
+    return json_response({
         "password_file": mosquitto_passwd_lines(users),
         "acl_file": mosquitto_acl(s.fleet.topics.root, server_user)})

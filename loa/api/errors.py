@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from loa.api.resource import API_PATHS, Handler
+from loa.api.resource import API_PATHS, Handler, json_response
 from loa.api.uploads import UploadTooLarge
 from loa.codecs.decode import DecodeError
 from loa.codecs.tts import TtsError
@@ -88,7 +88,7 @@ def status_of(exc: Exception) -> int | None:
 
 def error_response(status: int, message: str, **extra: Any) -> web.Response:
     """``{"error": message, **extra}`` with ``status``."""
-    return web.json_response({"error": message, **extra}, status=status)
+    return json_response({"error": message, **extra}, status=status)
 
 
 @web.middleware
@@ -136,7 +136,7 @@ async def http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
     message = exc.text or ""
     if message in ("", f"{exc.status}: {exc.reason}"):
         message = await _message_by_status(request, exc)
-    return web.json_response({"error": message}, status=exc.status, headers=headers)
+    return json_response({"error": message}, status=exc.status, headers=headers)
 
 
 async def _message_by_status(request: web.Request, exc: web.HTTPException) -> str:

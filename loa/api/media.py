@@ -7,7 +7,7 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import actor, require, server_of
+from loa.api.resource import actor, json_response, require, server_of
 from loa.api.uploads import read_multipart
 from loa.control.auth import Right
 
@@ -33,7 +33,7 @@ async def add_media(request: web.Request) -> Changed:
     item, created = await s.media.add_file(
         upload.path, upload.sha256, filename, actor(request),
         fields.get("title", ""), fields.get("tags", "").split(","))
-    return Changed(web.json_response({"media": item.describe(), "created": created},
+    return Changed(json_response({"media": item.describe(), "created": created},
                                      status=201 if created else 200),
                    item.id, {"filename": filename, "created": created})
 
@@ -41,7 +41,7 @@ async def add_media(request: web.Request) -> Changed:
 @routes.get("/api/v1/media")
 async def list_media(request: web.Request) -> web.Response:
     """``GET media``: every library item, oldest first."""
-    return web.json_response({"media": [m.describe() for m in server_of(request).media.list()]})
+    return json_response({"media": [m.describe() for m in server_of(request).media.list()]})
 
 
 @routes.get("/api/v1/media/{id}")
@@ -50,7 +50,7 @@ async def get_media(request: web.Request) -> web.Response:
     item = server_of(request).media.get(request.match_info["id"])
     if item is None:
         raise ApiError(404, f"no media item {request.match_info['id']!r}")
-    return web.json_response({"media": item.describe()})
+    return json_response({"media": item.describe()})
 
 
 @routes.delete("/api/v1/media/{id}")
@@ -65,4 +65,4 @@ async def delete_media(request: web.Request) -> Changed:
     if s.media_in_use(item):
         raise ApiError(409, f"{item.title!r} is playing or scheduled; release it first")
     await s.media.delete(item.id)
-    return Changed(web.json_response({"deleted": item.id}), item.id)
+    return Changed(json_response({"deleted": item.id}), item.id)

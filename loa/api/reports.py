@@ -32,7 +32,7 @@ async def report(request: web.Request) -> web.Response:
         name = f"bao-cao-{scope.commune_id}.csv"
         return web.Response(text=text, content_type="text/csv",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    return web.json_response(text=text)
+    return web.Response(text=text, content_type="application/json")  # UTF-8, as dumps
 
 
 def report_period(query: Mapping[str, str]) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """What every ``/api/v1`` handler stands on: the server and the caller on the request, the
-right a call needs, and request bodies read within their limits."""
+right a call needs, request bodies read within their limits, and JSON answers as UTF-8 text
+(``json_response``: Vietnamese names as they are, not ``\\u``-escaped)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ JSON_TOO_LARGE = f"JSON bodies are limited to {MAX_JSON_BYTES >> 10} KiB"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def dumps(data: Any) -> str:
+    """``data`` as the API's JSON text: non-ASCII characters as they are (the body is UTF-8),
+    not ``\\u``-escaped as ``json.dumps`` does by default."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def json_response(data: Any = None, *, status: int = 200,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    """``data`` as a JSON answer (``application/json; charset=utf-8``, through ``dumps``), the
+    one way every API handler answers JSON."""
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
 def server_of(request: web.Request) -> LoaServer:
     """The LoaServer the application was built for (``app[SERVER_KEY]``, set by ``loa.app``)."""
     server: LoaServer = request.app[SERVER_KEY]
@@ -39,7 +53,7 @@ def require(request: web.Request, right: Right) -> None:
     """Raise HTTPForbidden (403, JSON error) unless the caller holds ``right``."""
     principal = request[PRINCIPAL_KEY]
     if not principal.may(right):
-        raise web.HTTPForbidden(text=json.dumps({"error": f"needs the {right.value} right"}),
+        raise web.HTTPForbidden(text=dumps({"error": f"needs the {right.value} right"}),
                                 content_type="application/json")
 
 
@@ -83,4 +97,4 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 def _json_error(kind: Callable[..., web.HTTPException], message: str, **args: Any
                 ) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json", **args)
+    return kind(text=dumps({"error": message}), content_type="application/json", **args)

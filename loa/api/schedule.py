@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import read_body, read_json, require, server_of
+from loa.api.resource import json_response, read_body, read_json, require, server_of
 from loa.control.auth import Right
 from loa.control.schedule.ical import export_ics, import_ics
 from loa.control.schedule.recurrence import ScheduleItem, conflicts, item_from_json
@@ -63,6 +64,12 @@ async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
     conflicts, store and schedule the item; a draft is stored and listed, never started."""
     for z in item.zones:
         s.zones.get(z)
+    now = s.wall.now()
+    # refused when every window has closed (one open now still counts: it can start late)
+    if not item.draft and item.next_slot(now - timedelta(seconds=item.duration_s)) is None:
+        raise ApiError(400, f"every slot of {item.title!r} is in the past (it started "
+                            f"{item.start.isoformat()}; now is {now.isoformat(timespec='seconds')}"
+                            "): give a later start or a rule that repeats")
     if item.content is not None:
         await s.programmes.prepare(item.content)
     found = conflicts(item, list(s.schedule.items.values()),
@@ -70,7 +77,7 @@ async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
     s.store.save_schedule(item.id, item.to_json())
     s.schedule.put(item)
     nxt = item.next_slot(s.wall.now())
-    return Changed(web.json_response({"schedule": item.to_json(), "conflicts": found,
+    return Changed(json_response({"schedule": item.to_json(), "conflicts": found,
                                       "next": nxt.isoformat() if nxt else None},
                                      status=status),
                    item.id, item.to_json())
@@ -93,7 +100,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     for item in s.schedule.items.values():
         nxt = item.next_slot(now)
         out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
-    return web.json_response({"schedules": out})
+    return json_response({"schedules": out})
 
 
 @routes.delete("/api/v1/schedules/{id}")
@@ -107,7 +114,7 @@ async def delete_schedule(request: web.Request) -> Changed:
         raise ApiError(404, f"no schedule item {sid!r}")
     s.schedule.remove(sid)
     s.store.delete_schedule(sid)
-    return Changed(web.json_response({"deleted": sid}), sid)
+    return Changed(json_response({"deleted": sid}), sid)
 
 
 @routes.get("/api/v1/schedules.ics")
@@ -153,6 +160,6 @@ async def import_schedules(request: web.Request) -> Changed:
         taken.append(item.id)
         if item.draft:
             drafts.append(item.id)
-    return Changed(web.json_response({"imported": taken, "drafts": drafts,
+    return Changed(json_response({"imported": taken, "drafts": drafts,
                                       "refused": refused}), "ics",
                    {"taken": taken, "drafts": drafts, "refused": refused})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from loa.api.errors import ApiError
-from loa.api.resource import require, server_of
+from loa.api.resource import json_response, require, server_of
 from loa.control.auth import Right
 from loa.monitoring.metrics import render
 
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/status")
 async def status(request: web.Request) -> web.Response:
     """``GET status``: ``LoaServer.status``."""
-    return web.json_response(server_of(request).status())
+    return json_response(server_of(request).status())
 
 
 @routes.get("/metrics")
@@ -31,7 +31,7 @@ async def list_alarms(request: web.Request) -> web.Response:
     """``GET alarms``: re-evaluate the alarm rules now, then list the active alarms."""
     s = server_of(request)
     s.check_alarms()
-    return web.json_response({"alarms": [a.describe() for a in s.alarms.active()]})
+    return json_response({"alarms": [a.describe() for a in s.alarms.active()]})
 
 
 @routes.get("/api/v1/log")
@@ -44,7 +44,7 @@ async def broadcast_log(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "since is a unix time") from None
     zone = request.query.get("zone")
-    return web.json_response({
+    return json_response({
         "entries": await s.store.broadcast_log_async(zone, since),
         "on_air": [e for e in s.broadcast_log.on_air() if not zone or e["zone"] == zone],
     })
@@ -54,5 +54,5 @@ async def broadcast_log(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     """``GET audit`` (ADMIN): the newest 200 audit entries, optionally for one ``subject``."""
     require(request, Right.ADMIN)
-    return web.json_response(
+    return json_response(
         {"audit": await server_of(request).store.audit_log_async(request.query.get("subject"))})

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from loa.core.disk import PART_SUFFIX, writing
+from loa.core.disk import PART_SUFFIX, DiskFull, writing
 
 UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
 
@@ -27,25 +27,30 @@ class UploadTooLarge(ValueError):
 @dataclass
 class Upload:
     """A file part kept on disk while it arrived: its temp path, SHA-256 and size. The caller
-    moves it into place or calls ``discard``."""
+    moves it into place or calls ``discard``. ``refused``: the disk had no room for it (only
+    when the caller asked to go on without it): nothing is kept, ``sha256`` is empty and
+    ``size`` is what arrived."""
 
     filename: str
     path: Path
     sha256: str
     size: int
+    refused: DiskFull | None = None
 
     def discard(self) -> None:
         """Blocking (an unlink): call beside the loop, or accept a few microseconds."""
         self.path.unlink(missing_ok=True)
 
 
-async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
+async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path, *,
+                         without_room: bool = False
                          ) -> tuple[dict[str, str], dict[str, Upload]]:
     """Text fields, and files written to ``incoming`` as they arrive (hashing and writing run
     beside the loop, a megabyte at a time); a file over ``limit_bytes`` is refused while it is
     still arriving and leaves nothing behind. Raises UploadTooLarge for that, DiskFull when
-    the disk has no room for a file (nothing left behind either), ValueError for a nested
-    multipart part."""
+    the disk has no room for a file (nothing left behind either; ``without_room``: the file
+    is read to its end and dropped, and its ``Upload`` says why, so that the other parts are
+    read), ValueError for a nested multipart part."""
     reader = await request.multipart()
     fields: dict[str, str] = {}
     files: dict[str, Upload] = {}
@@ -57,7 +62,7 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
             if part.filename is None:
                 fields[name] = await part.text()
                 continue
-            files[name] = await _receive_file(part, limit_bytes, incoming)
+            files[name] = await _receive_file(part, limit_bytes, incoming, without_room)
     except BaseException:
         for upload in files.values():
             await asyncio.to_thread(upload.discard)
@@ -65,20 +70,38 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path
     return fields, files
 
 
-async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path) -> Upload:
+async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path,
+                        without_room: bool) -> Upload:
     filename = part.filename or "upload"
     path = incoming / f"{secrets.token_hex(8)}{PART_SUFFIX}"
+    received = [0]  # bytes arrived so far, whatever became of them
+    try:
+        return await _write_file(part, filename, limit_bytes, path, received)
+    except DiskFull as exc:
+        if not without_room:
+            raise
+        while chunk := await part.read_chunk(65536):  # the rest of it, read and dropped
+            received[0] += len(chunk)
+            if received[0] > limit_bytes:
+                raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB "
+                                     "limit") from None
+        return Upload(filename, path, "", received[0], refused=exc)
+
+
+async def _write_file(part: BodyPartReader, filename: str, limit_bytes: int, path: Path,
+                      received: list[int]) -> Upload:
+    """The part written to ``path`` as it arrives (``received[0]`` counts its bytes).
+    Raises UploadTooLarge or DiskFull, leaving nothing behind."""
     digest = hashlib.sha256()
-    size = 0
     chunks: list[bytes] = []
     pending = 0
     with writing(f"the upload {filename!r}"):
-        await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         out = await asyncio.to_thread(open, path, "wb")
         try:
             while chunk := await part.read_chunk(65536):
-                size += len(chunk)
-                if size > limit_bytes:
+                received[0] += len(chunk)
+                if received[0] > limit_bytes:
                     raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
                 chunks.append(chunk)
                 pending += len(chunk)
@@ -90,7 +113,7 @@ async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path) 
         except BaseException:
             await asyncio.to_thread(_close_and_unlink, out, path)
             raise
-    return Upload(filename, path, digest.hexdigest(), size)
+    return Upload(filename, path, digest.hexdigest(), received[0])
 
 
 def _write_hashed(out: Any, digest: Any, chunks: list[bytes]) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import PRINCIPAL_KEY, read_json, require, server_of
+from loa.api.resource import PRINCIPAL_KEY, json_response, read_json, require, server_of
 from loa.control.auth import Right
 from loa.core.content import REQUEST_KINDS, parse_content
 from loa.core.priority import Priority, parse_priority
@@ -35,7 +35,7 @@ async def zones(request: web.Request) -> web.Response:
         d["on_air"] = ch.describe()["on_air"]
         d["listeners"] = ch.listeners()
         out.append(d)
-    return web.json_response({"zones": out})
+    return json_response({"zones": out})
 
 
 @routes.post("/api/v1/zones/{zone}/live")
@@ -50,7 +50,7 @@ async def take_live(request: web.Request) -> web.Response:
     priority = reserved_to_alerts(request, parse_priority(body.get("priority",
                                                                    int(Priority.DISTRICT_LIVE))))
     req, created = server_of(request).take_live(zone_id, str(mount_name), priority)
-    return web.json_response({"request": req.describe()}, status=201 if created else 200)
+    return json_response({"request": req.describe()}, status=201 if created else 200)
 
 
 @routes.delete("/api/v1/zones/{zone}/live")
@@ -64,7 +64,7 @@ async def release_live(request: web.Request) -> web.Response:
     if zone_id not in s.zones:
         raise ApiError(404, f"unknown zone {zone_id!r}")
     released = s.release_live(zone_id, body.get("mount"))
-    return web.json_response({"released": released})
+    return json_response({"released": released})
 
 
 @routes.post("/api/v1/zones/{zone}/requests")
@@ -79,13 +79,13 @@ async def add_request(request: web.Request) -> web.Response:
     priority = reserved_to_alerts(request, parse_priority(body.get("priority",
                                                                    int(Priority.SCHEDULED))))
     req = await server_of(request).add_request(zone_id, content, priority)
-    return web.json_response({"request": req.describe()}, status=201)
+    return json_response({"request": req.describe()}, status=201)
 
 
 @routes.get("/api/v1/requests")
 async def list_requests(request: web.Request) -> web.Response:
     """``GET requests``: every request on the engine, with its programme."""
-    return web.json_response(
+    return json_response(
         {"requests": [r.describe() for r in server_of(request).engine.requests.values()]}
     )
 
@@ -102,7 +102,7 @@ async def delete_request(request: web.Request) -> web.Response:
     req = await server_of(request).release_request(rid)
     if req is None:
         raise ApiError(404, f"no request {rid}")
-    return web.json_response({"released": req.describe()})
+    return json_response({"released": req.describe()})
 
 
 @routes.patch("/api/v1/zones/{zone}")
@@ -121,4 +121,4 @@ async def update_zone(request: web.Request) -> Changed:
     for z in s.zones.subtree(zone.id):
         z.alert_volume_pct = pct
     s.save_zone_settings()
-    return Changed(web.json_response({"zone": zone.describe()}), zone.id, body)
+    return Changed(json_response({"zone": zone.describe()}), zone.id, body)

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import argparse
 
+from loa.cli.text import _
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``bench`` to the subcommands ``sub``."""
-    bench = sub.add_parser("bench", help="Loa beside Icecast 2 and the ffmpeg CLI, in one run")
+    text = _("Loa beside Icecast 2 and the ffmpeg CLI, in one run")
+    bench = sub.add_parser("bench", help=text, description=text)
     bench.add_argument("--listeners", default="100,500,1000",
-                       help="listener counts for the fan-out comparison")
-    bench.add_argument("--seconds", type=float, default=20.0, help="length of each fan-out run")
-    bench.add_argument("--procs", type=int, default=2, help="listener worker processes")
-    bench.add_argument("--no-icecast", action="store_true", help="measure Loa alone")
-    bench.add_argument("--json", dest="json_path", help="write the results as JSON here")
-    bench.add_argument("--only", help="only these parts, comma-separated: fanout, transcode, "
-                       "switching, alerts, outage (alerts: file, text and CAP alerts on some "
-                       "zones while the others listen, at the largest --listeners count; "
-                       "outage: the heard delay before and after a 5 s source outage)")
+                       help=_("listener counts for the fan-out comparison"))
+    bench.add_argument("--seconds", type=float, default=20.0,
+                       help=_("length of each fan-out run"))
+    bench.add_argument("--procs", type=int, default=2, help=_("listener worker processes"))
+    bench.add_argument("--no-icecast", action="store_true", help=_("measure Loa alone"))
+    bench.add_argument("--json", dest="json_path", help=_("write the results as JSON here"))
+    bench.add_argument("--only", help=_("only these parts, comma-separated: fanout, transcode, "
+                                        "switching, alerts, outage (alerts: file, text and CAP "
+                                        "alerts on some zones while the others listen, at the "
+                                        "largest --listeners count; outage: the heard delay "
+                                        "before and after a 5 s source outage)"))
     bench.set_defaults(run=run)
 
 
@@ -34,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     counts = [int(x) for x in args.listeners.split(",") if x.strip()]
     only = {x.strip() for x in (args.only or "").split(",") if x.strip()}
     if only - set(BENCH_PARTS):
-        raise argparse.ArgumentTypeError(
-            f"--only: unknown part(s) {', '.join(sorted(only - set(BENCH_PARTS)))};"
-            f" choose from {', '.join(BENCH_PARTS)}")
+        raise argparse.ArgumentTypeError(_(
+            "--only: unknown part(s) {parts}; choose from {known}",
+            parts=", ".join(sorted(only - set(BENCH_PARTS))), known=", ".join(BENCH_PARTS)))
     return bench_main(counts, args.seconds, args.procs, args.no_icecast, args.json_path,
                       only or None)

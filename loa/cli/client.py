@@ -1,89 +1,408 @@
-"""What the commands that talk to a running server share: ``--url`` and ``--token`` on their
-parser, and one API call that prints the answer and gives the exit status.
+"""What the commands that talk to a running server share: finding the server and the token,
+the options every such command takes, one API session, and how answers and refusals are shown.
 
-Used by ``alert``, ``media``, ``schedule``, ``endpoints``, ``command`` and ``report``. aiohttp is
-imported only when a call is made, so that ``loa --help`` stays quick.
+The server is found without flags: ``--url``, else ``LOA_URL``, else the URL the running server
+of this folder's data folder wrote in its lock file (``loa.cli.local_server``), else
+``http://127.0.0.1:8080``. The token: ``--token``, else ``LOA_TOKEN``. ``--url``, ``--token``
+and ``--json`` are taken before the subcommand (``loa --json media list``) and after it
+(``loa media list --json``, ``loa media --json list``).
+
+By default answers are shown to people (tables, local times, names beside ids, in the
+process's language); ``--json`` prints the API's JSON exactly as it came, for scripts. A
+refusal prints the server's error: with ``--json`` its JSON on stdout, else a sentence on
+stderr; when the command named zones and one of them does not exist, the nearest valid zones
+are suggested on stderr. Exit status: 0 done; 1 refused by the server or not reachable; 2 a
+usage error (no token, a local file missing, a bad value).
+
+aiohttp is imported only when a call is made, so that ``loa --help`` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import json
+import os
 import sys
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from loa.cli import local_server
+from loa.cli.text import _, language
+from loa.core.i18n import N_
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def add_client_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
-                      help_text: str, token_help: str) -> argparse.ArgumentParser:
-    """Add the command ``name`` to ``sub`` with ``--url`` (default ``http://127.0.0.1:8080``)
-    and ``--token`` (``token_help`` says which right it needs); returns its parser."""
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-    parser.add_argument("--url", default="http://127.0.0.1:8080")
-    parser.add_argument("--token", help=f"{token_help}")
+class CliExit(Exception):
+    """End the command with exit ``status``, printing ``message`` (if any) on stderr as
+    ``loa <command>: message``. Raised anywhere below ``run``; ``loa.cli.commands`` catches
+    it."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def client_options(token_help: str) -> argparse.ArgumentParser:
+    """A parent parser with ``--url``, ``--token`` and ``--json``, for every level of a client
+    command (its defaults are left out, so a level that does not see an option does not
+    overwrite what another level saw)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS,
+                        help=_("the server (default: LOA_URL, else the server of this folder, "
+                               "else {url})", url=DEFAULT_URL))
+    common.add_argument("--token", default=argparse.SUPPRESS,
+                        help=_("{who} (default: LOA_TOKEN)", who=token_help))
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help=_("print the API's JSON as it came, for scripts"))
+    return common
+
+
+def add_client_parser(sub: SubParsers, name: str, help_text: str,
+                      token_help: str) -> argparse.ArgumentParser:
+    """Add the command ``name`` to ``sub`` with the client options (``client_options``;
+    ``token_help`` says which right the token needs); returns its parser."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, parents=[client_options(token_help)])
     return parser
 
 
-def call_api(args: argparse.Namespace, method: str, path: str, body: object = None,
-             files: dict[str, str] | None = None, fields: dict[str, str] | None = None,
-             raw: bytes | None = None, accept: str | None = None,
-             out: Callable[[object], str] | None = None) -> int:
-    """One API call for a CLI command; returns the exit status.
+def add_client_subparser(sub: SubParsers, name: str, help_text: str,
+                         parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A subcommand of a client command (``endpoints list``) that takes the client options
+    after its name too (``parent`` is what ``client_options`` made)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text,
+                                                     parents=[parent])
+    return parser
 
-    ``args`` carries ``url``, ``token`` (else ``LOA_TOKEN``) and ``command`` (for messages).
-    The request carries one of: ``raw`` bytes; ``files`` (form field → local path) with
-    ``fields``, as multipart; or ``body`` as JSON. ``accept`` sets the Accept header. Prints the
-    answer: text as it came, JSON indented, or ``out(json)`` on success.
 
-    Exit status: 0 on a status below 400; 1 on an error status or when the server cannot be
-    reached; 2 without a token.
+def add_list_options(parser: argparse.ArgumentParser) -> None:
+    """``--limit`` and ``--offset``, for the tables of a list (not ``--json``: it is the API's
+    whole answer)."""
+    parser.add_argument("--limit", type=int, default=None,
+                        help=_("rows to show (default 100; 0 for all)"))
+    parser.add_argument("--offset", type=int, default=0, help=_("rows to skip"))
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    """Whether ``--json`` was given, before or after the subcommand."""
+    return bool(getattr(args, "json", False))
+
+
+def local_file(path: str) -> Path:
+    """``path`` from the user's working directory, as an absolute path. Raises ``CliExit``
+    (2, "file not found") when there is no such file."""
+    found = Path(os.path.abspath(Path(path).expanduser()))  # "../x.mp3" named as /home/x.mp3
+    if not found.is_file():
+        raise CliExit(2, _("file not found: {path}", path=str(found)) if not found.exists()
+                      else _("not a file: {path}", path=str(found)))
+    return found
+
+
+@dataclass(frozen=True)
+class Target:
+    """The server a command talks to: ``url`` (no trailing slash), where it came from
+    (``source``: "--url", "LOA_URL", the lock file's path, or "default") and the ``token``
+    (None when none was given)."""
+
+    url: str
+    source: str
+    token: str | None
+
+
+def find_target(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Target:
+    """The server and token for ``args`` (see the module's docstring for the order)."""
+    env = dict(os.environ if environ is None else environ)
+    token = getattr(args, "token", None) or env.get("LOA_TOKEN") or None
+    if getattr(args, "url", None):
+        return Target(args.url.rstrip("/"), "--url", token)
+    if env.get("LOA_URL"):
+        return Target(env["LOA_URL"].rstrip("/"), "LOA_URL", token)
+    data_dir = local_server.data_dir_from_env(env)
+    found = local_server.find(data_dir)
+    if found:
+        return Target(found.rstrip("/"), str(local_server.lock_path(data_dir)), token)
+    return Target(DEFAULT_URL, "default", token)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One API answer: HTTP ``status``, ``text`` as it came, and ``data`` (the JSON, when
+    the answer is JSON; else None)."""
+
+    status: int
+    text: str
+    data: Any
+
+    @property
+    def ok(self) -> bool:
+        """Below 400."""
+        return self.status < 400
+
+    @property
+    def error(self) -> str:
+        """The server's error message (``{"error": …}``), or the text it sent."""
+        message = self.data.get("error") if isinstance(self.data, dict) else None
+        if isinstance(message, str):
+            return message
+        return self.text.strip() or f"HTTP {self.status}"
+
+
+class ApiClient:
+    """One session with a server for one command, used from plain (non-async) code: each
+    ``call`` runs on the session's own event loop. A context manager: ``with
+    ApiClient(args) as api: answer = api.call("GET", "/api/v1/zones")``.
+
+    Raises ``CliExit`` (2) on entry without a token, and from ``call`` (1) when the server
+    cannot be reached, saying where the URL came from and what to do.
     """
-    import json
-    import os
 
-    import aiohttp
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.command = getattr(args, "command", "")
+        self.target = find_target(args)
+        self.as_json = wants_json(args)
+        self._zones: dict[str, dict[str, Any]] | None = None
+        self._runner: asyncio.Runner | None = None
+        self._http: aiohttp.ClientSession | None = None
 
-    token = args.token or os.environ.get("LOA_TOKEN")
-    if not token:
-        print(f"loa {args.command}: needs --token (or LOA_TOKEN)", file=sys.stderr)
-        return 2
-    url = args.url.rstrip("/") + path
-    headers = {"Authorization": f"Bearer {token}"}
-    if accept:
-        headers["Accept"] = accept
+    def __enter__(self) -> ApiClient:
+        if not self.target.token:
+            raise CliExit(2, _("needs a token: set LOA_TOKEN=<token> (the admin token is "
+                               "printed once, at the first start of loa serve), or give "
+                               "--token <token>"))
+        import aiohttp
 
-    async def go() -> tuple[int, object]:
-        async with aiohttp.ClientSession() as http:
-            if raw is not None:
-                async with http.request(method, url, data=raw, headers=headers) as resp:
+        async def open_session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(headers={
+                "Authorization": f"Bearer {self.target.token}",
+                "Accept-Language": language()})
+
+        self._runner = asyncio.Runner()
+        self._http = self._runner.run(open_session())
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._runner is not None:
+            if self._http is not None:
+                self._runner.run(self._http.close())
+            self._runner.close()
+
+    def call(self, method: str, path: str, body: object = None, *, raw: bytes | None = None,
+             files: dict[str, Path] | None = None, fields: dict[str, str] | None = None,
+             accept: str | None = None) -> Answer:
+        """One request: ``raw`` bytes as the body, or ``files`` (form field → local file)
+        with ``fields`` as multipart, or ``body`` as JSON (None: no body). ``accept`` sets the
+        Accept header. Returns the answer, whatever its status."""
+        import aiohttp
+
+        assert self._runner is not None and self._http is not None, "use ApiClient in a with"
+        http = self._http
+        url = self.target.url + path
+        headers = {"Accept": accept} if accept else {}
+
+        async def go() -> Answer:
+            handles = []
+            try:
+                if raw is not None:
+                    data: Any = raw
+                elif files:
+                    form = aiohttp.FormData()
+                    for name, value in (fields or {}).items():
+                        form.add_field(name, value)
+                    for name, file_path in files.items():
+                        handle = await asyncio.to_thread(open, file_path, "rb")
+                        handles.append(handle)
+                        form.add_field(name, handle, filename=file_path.name)
+                    data = form
+                else:
+                    data = None
+                kwargs: dict[str, Any] = {"data": data} if data is not None else (
+                    {"json": body} if body is not None else {})
+                async with http.request(method, url, headers=headers, **kwargs) as resp:
+                    text = await resp.text(encoding="utf-8")
+                    parsed = None
                     if resp.content_type == "application/json":
-                        return resp.status, await resp.json()
-                    return resp.status, await resp.text()
-            if method == "GET" and accept:
-                async with http.request(method, url, headers=headers) as resp:
-                    if resp.content_type == "application/json":
-                        return resp.status, await resp.json()
-                    return resp.status, await resp.text()
-            if files:
-                form = aiohttp.FormData()
-                for name, value in (fields or {}).items():
-                    form.add_field(name, value)
-                for name, file_path in files.items():
-                    handle = await asyncio.to_thread(open, file_path, "rb")
-                    form.add_field(name, handle, filename=os.path.basename(file_path))
-                async with http.request(method, url, data=form, headers=headers) as resp:
-                    return resp.status, await resp.json()
-            async with http.request(method, url, json=body, headers=headers) as resp:
-                return resp.status, await resp.json()
+                        try:
+                            parsed = json.loads(text)
+                        except ValueError:
+                            parsed = None
+                    return Answer(resp.status, text, parsed)
+            finally:
+                for handle in handles:
+                    handle.close()
 
-    try:
-        status, data = asyncio.run(go())
-    except (aiohttp.ClientError, OSError) as exc:
-        print(f"loa {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
-        return 1
-    if isinstance(data, str):
-        print(data, end="")
-    elif out is not None and status < 400:
-        print(out(data), end="")
-    else:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    return 0 if status < 400 else 1
+        try:
+            return self._runner.run(go())
+        except aiohttp.InvalidURL:
+            raise CliExit(2, _("{url} is not a server address: give one such as "
+                               "http://127.0.0.1:8080 (--url or LOA_URL)",
+                               url=self.target.url)) from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise CliExit(1, self._unreachable(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise CliExit(1, _("talking to the server at {url} failed: {error}",
+                               url=self.target.url, error=str(exc) or type(exc).__name__)
+                          ) from None
+
+    def _unreachable(self, exc: BaseException) -> str:
+        source = self.target.source
+        where = {"--url": _("given with --url"), "LOA_URL": _("from LOA_URL"),
+                 "default": _("the default")}.get(source) or _("written by loa serve in {path}",
+                                                                path=source)
+        reason = str(exc) or type(exc).__name__
+        return _("cannot reach the Loa server at {url} ({where}): {reason}.\n"
+                 "Is it running? Start it with ./run serve, or name another server with "
+                 "LOA_URL=http://host:port or --url.", url=self.target.url, where=where,
+                 reason=reason)
+
+    # answers
+
+    def check(self, answer: Answer, zones: Iterable[str] = ()) -> Any:
+        """``answer.data`` if the server did what was asked; else show the refusal (the API's
+        JSON on stdout with ``--json``, a sentence on stderr otherwise; suggestions for any of
+        ``zones`` that does not exist) and raise ``CliExit(1)``."""
+        if answer.ok:
+            return answer.data
+        if self.as_json:
+            emit(answer.text)
+        else:
+            print(self.refusal(answer), file=sys.stderr)
+        for hint in self.zone_hints(zones):
+            print(hint, file=sys.stderr)
+        raise CliExit(1)
+
+    def refusal(self, answer: Answer) -> str:
+        """A refusal as a sentence for people, with what to do for the statuses that have a
+        usual cause."""
+        line = _("loa {command}: the server refused ({status}): {error}",
+                 command=self.command, status=answer.status, error=answer.error)
+        if answer.status == 401:
+            line += "\n" + _("The token was not accepted: set LOA_TOKEN to a token of this "
+                             "server (the admin token is printed once, at its first start).")
+        elif answer.status == 403:
+            line += "\n" + _("This token lacks the right for it: use a token that has it.")
+        return line
+
+    def show(self, answer: Answer, human: str, zones: Iterable[str] = ()) -> int:
+        """Print the answer: the API's JSON with ``--json``, else ``human`` (a table or
+        sentences). Refusals as ``check`` shows them. Returns the exit status 0."""
+        self.check(answer, zones)
+        emit(answer.text if self.as_json else human)
+        return 0
+
+    # zones: names beside ids, and suggestions for a zone that does not exist
+
+    def zones(self) -> dict[str, dict[str, Any]]:
+        """The server's zones by id (one API call per command, then kept)."""
+        if self._zones is None:
+            answer = self.call("GET", "/api/v1/zones")
+            listed = answer.data.get("zones") if answer.ok and isinstance(answer.data,
+                                                                          dict) else None
+            self._zones = {z["id"]: z for z in listed or [] if isinstance(z, dict)}
+        return self._zones
+
+    def zone_name(self, zone_id: str) -> str:
+        """The zone's name, or "" when it has none or is unknown."""
+        return str(self.zones().get(zone_id, {}).get("name") or "")
+
+    def zone_hints(self, names: Iterable[str]) -> list[str]:
+        """For each of ``names`` that is not a zone of the server: a line saying so, with the
+        nearest valid zones (by id, or by name without accents)."""
+        names = [n for n in names if n]
+        if not names:
+            return []
+        known = self.zones()
+        if not known:
+            return []
+        hints = []
+        for name in names:
+            if name in known:
+                continue
+            near = nearest_zones(name, known)
+            if near:
+                listed = ", ".join(f"{z} ({known[z].get('name')})" if known[z].get("name")
+                                   else z for z in near)
+                hints.append(_("There is no zone {zone!r}; the nearest: {near}.",
+                               zone=name, near=listed))
+            else:
+                hints.append(_("There is no zone {zone!r}; see the zones with: loa zones",
+                               zone=name))
+        return hints
+
+
+def slug(text: str) -> str:
+    """``text`` as a zone id would spell it: lower case, no accents (đ as d), words joined by
+    hyphens (``Xã Phú Mỹ`` → ``xa-phu-my``)."""
+    text = text.replace("đ", "d").replace("Đ", "D")
+    bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return "-".join(bare.lower().replace("_", " ").replace("-", " ").split())
+
+
+def nearest_zones(name: str, known: dict[str, dict[str, Any]], n: int = 3) -> list[str]:
+    """Up to ``n`` zone ids of ``known`` close to ``name`` (difflib's ratio over the ids, and
+    over the names spelt as ids), closest first."""
+    by_slug: dict[str, str] = {}
+    for zone_id, zone in known.items():
+        by_slug.setdefault(slug(zone_id), zone_id)
+        if zone.get("name"):
+            by_slug.setdefault(slug(str(zone["name"])), zone_id)
+            # "Xã An Bình" is found from "an-binh" too: without its first word (xã, thôn…)
+            words = slug(str(zone["name"])).split("-", 1)
+            if len(words) == 2:
+                by_slug.setdefault(words[1], zone_id)
+    found: list[str] = []
+    for match in difflib.get_close_matches(slug(name), list(by_slug), n=n * 3, cutoff=0.6):
+        zone_id = by_slug[match]
+        if zone_id not in found:
+            found.append(zone_id)
+    return found[:n]
+
+
+def emit(text: str) -> None:
+    """Write ``text`` to stdout, ending it with a newline if it has none (nothing for "").
+
+    Written as bytes until all are taken: with ``PYTHONUNBUFFERED`` stdout is unbuffered, and
+    a text write that the pipe takes only part of would be cut short without an error (the
+    reader gone, ``BrokenPipeError`` is raised on the next write, as ``loa.cli.main``
+    expects)."""
+    if not text:
+        return
+    text = text if text.endswith("\n") else text + "\n"
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # a stdout replaced by text-only stream
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()  # what the text layer holds goes first
+    data = memoryview(text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
+    while data:
+        written = out.write(data)
+        data = data[written or 0:]
+    out.flush()
+
+
+# what the few status words of the API read as, for people
+STATUS_WORDS = {
+    "pending": N_("pending"), "sent": N_("sent, not acknowledged"), "acked": N_("acknowledged"),
+    "failed": N_("failed"), "expired": N_("expired"), "superseded": N_("superseded"),
+    "cancelled": N_("cancelled"), "active": N_("active"), "completed": N_("completed"),
+}
+
+
+def status_word(status: object) -> str:
+    """An API status (``acked``, ``active``…) in words; unknown ones as they are."""
+    word = STATUS_WORDS.get(str(status))
+    return _(word) if word else str(status)

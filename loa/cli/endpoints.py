@@ -5,78 +5,157 @@ issue MQTT passwords, and write a Mosquitto password and ACL file for an externa
 from __future__ import annotations
 
 import argparse
-import sys
+import os
+from typing import Any
+from urllib.parse import quote, urlencode
 
-from loa.cli.client import add_client_parser, call_api
+from loa.cli.client import (
+    ApiClient,
+    add_client_parser,
+    add_client_subparser,
+    add_list_options,
+    client_options,
+    local_file,
+)
+from loa.cli.show import NONE, local_time, named, page, pairs, table
+from loa.cli.text import _, ngettext
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``endpoints`` and its subcommands to the subcommands ``sub``."""
-    eps = add_client_parser(sub, "endpoints", "the endpoint registry (cụm loa) of a running "
-                            "server", "an admin token")
-    esub = eps.add_subparsers(dest="endpoints_command", required=True)
-    eadd = esub.add_parser("add", help="register an endpoint; prints its MQTT password once")
+    token = _("an admin token")
+    eps = add_client_parser(sub, "endpoints", _("the endpoint registry (cụm loa) of a running "
+                                                "server"), token)
+    common = client_options(token)
+    esub = eps.add_subparsers(dest="endpoints_command", required=True, metavar="SUBCOMMAND")
+    eadd = add_client_subparser(esub, "add", _("register an endpoint; prints its MQTT "
+                                               "password once"), common)
     eadd.add_argument("id")
-    eadd.add_argument("--zone", required=True)
+    eadd.add_argument("--zone", required=True, help=_("its zone (a village, usually)"))
     eadd.add_argument("--name", default="")
-    eadd.add_argument("--lat", type=float)
-    eadd.add_argument("--lon", type=float)
+    eadd.add_argument("--lat", type=float, help=_("latitude, e.g. 15.5012"))
+    eadd.add_argument("--lon", type=float, help=_("longitude, e.g. 108.0034"))
     eadd.add_argument("--address", default="")
-    eadd.add_argument("--admin-code", default="", help="administrative-unit code")
-    elist = esub.add_parser("list", help="list endpoints with their presence")
-    elist.add_argument("--zone", help="only this zone and below")
-    elist.add_argument("--offline", action="store_true", help="only those offline")
-    erm = esub.add_parser("rm", help="remove an endpoint (its credentials stop working)")
+    eadd.add_argument("--admin-code", default="", help=_("administrative-unit code"))
+    elist = add_client_subparser(esub, "list", _("list endpoints with their presence"), common)
+    elist.add_argument("--zone", help=_("only this zone and below"))
+    elist.add_argument("--offline", action="store_true", help=_("only those offline"))
+    elist.add_argument("--online", action="store_true", help=_("only those online"))
+    add_list_options(elist)
+    erm = add_client_subparser(esub, "rm", _("remove an endpoint (its credentials stop "
+                                             "working)"), common)
     erm.add_argument("id")
-    eimp = esub.add_parser("import", help="bulk import from CSV: id,name,zone,lat,lon,"
-                                          "address,admin_code; prints new passwords as CSV")
-    eimp.add_argument("file")
-    epw = esub.add_parser("passwd", help="a new MQTT password for an endpoint")
+    eimp = add_client_subparser(esub, "import", _("bulk import from CSV: id,name,zone,lat,lon,"
+                                                  "address,admin_code; prints new passwords "
+                                                  "as CSV"), common)
+    eimp.add_argument("file", help=_("the CSV file (as a spreadsheet saves it)"))
+    epw = add_client_subparser(esub, "passwd", _("a new MQTT password for an endpoint"), common)
     epw.add_argument("id")
-    emq = esub.add_parser("mosquitto", help="write a Mosquitto password file and ACL file")
-    emq.add_argument("--dir", default=".", help="where to write loa.passwd and loa.acl")
+    emq = add_client_subparser(esub, "mosquitto", _("write a Mosquitto password file and ACL "
+                                                    "file"), common)
+    emq.add_argument("--dir", default=".", help=_("where to write loa.passwd and loa.acl"))
     eps.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """The one API call of the subcommand; exit status as ``call_api``'s, or 2 when the CSV
-    file of ``import`` cannot be read."""
-    from urllib.parse import quote
-
+    """The subcommand's API call, shown; exit status 0 done, 1 refused or unreachable, 2 when
+    the CSV file of ``import`` is missing."""
     c = args.endpoints_command
-    if c == "add":
-        body = {"id": args.id, "zone": args.zone, "name": args.name, "lat": args.lat,
-                "lon": args.lon, "address": args.address, "admin_code": args.admin_code}
-        return call_api(args, "POST", "/api/v1/endpoints", body)
-    if c == "list":
-        query = "&".join(q for q in (f"zone={quote(args.zone)}" if args.zone else "",
-                                     "online=false" if args.offline else "") if q)
-        return call_api(args, "GET", "/api/v1/endpoints" + (f"?{query}" if query else ""))
-    if c == "rm":
-        return call_api(args, "DELETE", f"/api/v1/endpoints/{quote(args.id)}")
-    if c == "import":
-        try:
-            data = open(args.file, "rb").read()
-        except OSError as exc:
-            print(f"loa endpoints import: {exc}", file=sys.stderr)
-            return 2
-        return call_api(args, "POST", "/api/v1/endpoints.csv", raw=data, accept="text/csv")
-    if c == "passwd":
-        return call_api(args, "POST", f"/api/v1/endpoints/{quote(args.id)}/credentials")
-    # mosquitto: two files beside each other
-    import os
+    csv_file = local_file(args.file) if c == "import" else None  # before asking for a token
+    with ApiClient(args) as api:
+        if c == "add":
+            body = {"id": args.id, "zone": args.zone, "name": args.name, "lat": args.lat,
+                    "lon": args.lon, "address": args.address, "admin_code": args.admin_code}
+            answer = api.call("POST", "/api/v1/endpoints", body)
+            data = api.check(answer, [args.zone])
+            return api.show(answer, added(api, data))
+        if c == "list":
+            return list_endpoints(api, args)
+        if c == "rm":
+            answer = api.call("DELETE", f"/api/v1/endpoints/{quote(args.id, safe='')}")
+            api.check(answer)
+            return api.show(answer, _("Removed endpoint {id}: its MQTT login no longer works.",
+                                      id=args.id))
+        if c == "import":
+            assert csv_file is not None
+            answer = api.call("POST", "/api/v1/endpoints.csv", raw=csv_file.read_bytes(),
+                              accept="application/json" if api.as_json else "text/csv")
+            api.check(answer)
+            return api.show(answer, answer.text)  # the new passwords, as CSV
+        if c == "passwd":
+            answer = api.call("POST", f"/api/v1/endpoints/{quote(args.id, safe='')}/credentials")
+            data = api.check(answer)
+            return api.show(answer, login_lines(data.get("mqtt") or {}))
+        answer = api.call("GET", "/api/v1/mqtt/mosquitto")
+        data = api.check(answer)
+        if api.as_json:
+            return api.show(answer, "")
+        return api.show(answer, write_mosquitto(args.dir, data))
 
-    def write(files: object) -> str:
-        assert isinstance(files, dict)
-        os.makedirs(args.dir, exist_ok=True)
-        pw, acl = os.path.join(args.dir, "loa.passwd"), os.path.join(args.dir, "loa.acl")
-        with open(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(files["password_file"])
-        with open(acl, "w") as f:
-            f.write(files["acl_file"])
-        return (f"wrote {pw} and {acl}; add the server's own user with\n"
-                f"  mosquitto_passwd {pw} loa-server\n"
-                f"and in mosquitto.conf: password_file {pw} / acl_file {acl} / "
-                "allow_anonymous false\n")
 
-    return call_api(args, "GET", "/api/v1/mqtt/mosquitto", out=write)
+def list_endpoints(api: ApiClient, args: argparse.Namespace) -> int:
+    """``endpoints list``: a table with presence, zone names and local times."""
+    query = {}
+    if args.zone:
+        query["zone"] = args.zone
+    if args.offline or args.online:
+        if not (args.offline and args.online):
+            query["online"] = "false" if args.offline else "true"
+    answer = api.call("GET", "/api/v1/endpoints" + (f"?{urlencode(query)}" if query else ""))
+    data = api.check(answer, [args.zone] if args.zone else [])
+    if api.as_json:
+        return api.show(answer, "")
+    eps: list[dict[str, Any]] = data.get("endpoints") or []
+    rows = []
+    for e in eps:
+        presence = e.get("presence") or {}
+        volume = f"{e.get('effective_volume_pct')}%"
+        if e.get("muted"):
+            volume += " " + _("(muted)")
+        if e.get("power_on") is False:
+            volume += " " + _("(off)")
+        rows.append([e.get("id"), e.get("name"),
+                     named(e.get("zone"), api.zone_name(str(e.get("zone")))),
+                     _("online") if presence.get("online") else _("offline"),
+                     local_time(presence.get("since")), volume, e.get("connections")])
+    shown, footer = page(rows, args.limit, args.offset)
+    online = sum(1 for e in eps if (e.get("presence") or {}).get("online"))
+    head = ngettext("{n} endpoint, {online} online.", "{n} endpoints, {online} online.",
+                    len(eps), online=online)
+    return api.show(answer, head + "\n" + table(
+        [_("ID"), _("NAME"), _("ZONE"), _("PRESENCE"), _("SINCE"), _("VOLUME"),
+         _("STREAMS")], shown) + footer)
+
+
+def added(api: ApiClient, data: dict[str, Any]) -> str:
+    """What ``endpoints add`` shows: the endpoint and its MQTT login (shown once)."""
+    ep = data.get("endpoint") or {}
+    zone = str(ep.get("zone"))
+    return (_("Added endpoint {id} ({name}) in zone {zone}.", id=ep.get("id"),
+              name=ep.get("name") or NONE, zone=named(zone, api.zone_name(zone))) + "\n"
+            + login_lines(data.get("mqtt") or {}))
+
+
+def login_lines(mqtt: dict[str, Any]) -> str:
+    """An MQTT login as lines for people, with the warning that it is shown once."""
+    topics = f"{mqtt.get('topic_root')}/ep/{mqtt.get('username')}/…"
+    return (_("MQTT login (shown once: keep it now):") + "\n"
+            + pairs([(_("broker"), mqtt.get("broker")), (_("username"), mqtt.get("username")),
+                     (_("password"), mqtt.get("password")),
+                     (_("client id"), mqtt.get("client_id")), (_("topics"), topics)]))
+
+
+def write_mosquitto(folder: str, files: dict[str, Any]) -> str:
+    """Write the password file (mode 0600) and the ACL file into ``folder`` (from the user's
+    working directory); returns what to do next."""
+    os.makedirs(folder, exist_ok=True)
+    pw = os.path.abspath(os.path.join(folder, "loa.passwd"))
+    acl = os.path.abspath(os.path.join(folder, "loa.acl"))
+    with open(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(files["password_file"])
+    with open(acl, "w") as f:
+        f.write(files["acl_file"])
+    return _("Wrote {pw} and {acl}. Add the server's own user with\n"
+             "  mosquitto_passwd {pw} loa-server\n"
+             "and in mosquitto.conf: password_file {pw} / acl_file {acl} / "
+             "allow_anonymous false", pw=pw, acl=acl)

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import argparse
 
+from loa.cli.text import _
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``listen`` to the subcommands ``sub``."""
+    text = _("a simulated endpoint: pull a stream and report")
     listen = sub.add_parser(
-        "listen", help="a simulated endpoint: pull a stream and report",
-        epilog="It also holds the audio timeline against the wall clock: stalls (audio more "
-               "than 100 ms behind real time), the longest silence and the share of real time "
-               "delivered. Exit status: 0 all heard in time; 1 an endpoint could not connect or "
-               "was cut off; 3 it heard a stall or got less than 99 % of real time.")
-    listen.add_argument("url", help="ws://…/endpoints/<id>/ws, ws://…/zones/<zone>/ws, "
-                                    "http://…/stream.ogg or http://…/stream.mp3")
-    listen.add_argument("--seconds", type=float, default=10.0)
-    listen.add_argument("--endpoints", type=int, default=1, help="how many to run at once")
-    listen.add_argument("--json", action="store_true", help="print the report as JSON")
+        "listen", help=text, description=text,
+        epilog=_("It also holds the audio timeline against the wall clock: stalls (audio more "
+                 "than 100 ms behind real time), the longest silence and the share of real "
+                 "time delivered. Exit status: 0 all heard in time; 1 an endpoint could not "
+                 "connect or was cut off; 3 it heard a stall or got less than 99 per cent of "
+                 "real time."))
+    listen.add_argument("url", help=_("ws://…/endpoints/<id>/ws, ws://…/zones/<zone>/ws, "
+                                      "http://…/stream.ogg or http://…/stream.mp3"))
+    listen.add_argument("--seconds", type=float, default=10.0, help=_("how long to listen"))
+    listen.add_argument("--endpoints", type=int, default=1, help=_("how many to run at once"))
+    listen.add_argument("--json", action="store_true", help=_("print the report as JSON"))
     listen.set_defaults(run=run)
 
 

@@ -6,40 +6,47 @@ from __future__ import annotations
 
 import argparse
 
+from loa.cli.text import _
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``loadtest`` to the subcommands ``sub``."""
-    lt = sub.add_parser("loadtest", help="a fleet of simulated endpoints, with faults, measured")
-    lt.add_argument("--url", help="server to test (default: start one on loopback)")
-    lt.add_argument("--token", default="loadtest", help="admin token of that server")
+    text = _("a fleet of simulated endpoints, with faults, measured")
+    lt = sub.add_parser("loadtest", help=text, description=text)
+    lt.add_argument("--url", help=_("server to test (default: start one on loopback)"))
+    lt.add_argument("--token", default="loadtest", help=_("admin token of that server"))
     lt.add_argument("--source-password", default="loadtest")
-    lt.add_argument("--server-pid", type=int, help="pid of a --url server, for CPU and RSS")
+    lt.add_argument("--server-pid", type=int, help=_("pid of a --url server, for CPU and RSS"))
     lt.add_argument("--endpoints", type=int, default=1000)
     lt.add_argument("--protocol", choices=["ws", "ogg", "mp3"], default="ws")
-    lt.add_argument("--procs", type=int, help="worker processes (default: one per core)")
-    lt.add_argument("--ramp", type=float, default=5.0, help="seconds to connect them all")
-    lt.add_argument("--seconds", type=float, default=30.0, help="length of the run")
-    lt.add_argument("--zones", help="comma-separated zones (default: every leaf zone)")
-    lt.add_argument("--takeover-at", type=float, help="s: take the root zone live (then release)")
+    lt.add_argument("--procs", type=int, help=_("worker processes (default: one per core)"))
+    lt.add_argument("--ramp", type=float, default=5.0, help=_("seconds to connect them all"))
+    lt.add_argument("--seconds", type=float, default=30.0, help=_("length of the run"))
+    lt.add_argument("--zones", help=_("comma-separated zones (default: every leaf zone)"))
+    lt.add_argument("--takeover-at", type=float,
+                    help=_("s: take the root zone live (then release)"))
     lt.add_argument("--takeover-hold", type=float, default=5.0)
-    lt.add_argument("--cut-source-at", type=float, help="s: kill the live source")
-    lt.add_argument("--alert-at", type=float, help="s: an emergency alert on every zone")
+    lt.add_argument("--cut-source-at", type=float, help=_("s: kill the live source"))
+    lt.add_argument("--alert-at", type=float, help=_("s: an emergency alert on every zone"))
     lt.add_argument("--villages", type=int, default=0,
-                    help="our own server gets a district of this many village zones")
-    lt.add_argument("--storm-at", type=float, help="s: drop a fraction; all reconnect at once")
+                    help=_("our own server gets a district of this many village zones"))
+    lt.add_argument("--storm-at", type=float,
+                    help=_("s: drop a fraction; all reconnect at once"))
     lt.add_argument("--storm-fraction", type=float, default=0.3)
-    lt.add_argument("--slow-at", type=float, help="s: a fraction of endpoints stop reading")
+    lt.add_argument("--slow-at", type=float, help=_("s: a fraction of endpoints stop reading"))
     lt.add_argument("--slow-fraction", type=float, default=0.05)
     lt.add_argument("--slow-seconds", type=float, default=10.0)
     lt.add_argument("--mqtt", action="store_true",
-                    help="the MQTT control plane instead of the media path: endpoints online "
-                         "over MQTT, idle CPU, zone-wide volume acknowledgements")
+                    help=_("the MQTT control plane instead of the media path: endpoints online "
+                           "over MQTT, idle CPU, zone-wide volume acknowledgements"))
     lt.add_argument("--broker", choices=["embedded", "mosquitto"], default="embedded",
-                    help="with --mqtt: the server's embedded broker or a private Mosquitto")
-    lt.add_argument("--idle", type=float, default=20.0, help="with --mqtt: idle seconds measured")
-    lt.add_argument("--rounds", type=int, default=5, help="with --mqtt: volume commands sent")
-    lt.add_argument("--json", dest="json_path", help="write the report as JSON here")
-    lt.add_argument("--html", dest="html_path", help="write a self-contained HTML report here")
+                    help=_("with --mqtt: the server's embedded broker or a private Mosquitto"))
+    lt.add_argument("--idle", type=float, default=20.0,
+                    help=_("with --mqtt: idle seconds measured"))
+    lt.add_argument("--rounds", type=int, default=5, help=_("with --mqtt: volume commands sent"))
+    lt.add_argument("--json", dest="json_path", help=_("write the report as JSON here"))
+    lt.add_argument("--html", dest="html_path",
+                    help=_("write a self-contained HTML report here"))
     lt.set_defaults(run=run)
 
 

@@ -11,29 +11,38 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loa import __version__
-from loa.config import Config, ConfigError, load_config, parse_listen
-from loa.core.logs import configure as configure_logging
-from loa.monitoring.loop_watchdog import install_from_env
+from loa.cli.text import _
+
+if TYPE_CHECKING:
+    from loa.config import Config
 
 log = logging.getLogger("loa")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` to the subcommands ``sub``."""
-    serve = sub.add_parser("serve", help="run the server (embedded defaults, no setup needed)")
-    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080, or LOA_LISTEN)")
-    serve.add_argument("--config", help="TOML config file")
-    serve.add_argument("--data-dir", help="data folder (default ./loa-data, or LOA_DATA_DIR)")
-    serve.add_argument("--no-demo", action="store_true", help="no demo chime on the zones")
-    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    text = _("run the server (embedded defaults, no setup needed)")
+    serve = sub.add_parser("serve", help=text, description=text)
+    serve.add_argument("--listen", help=_("HOST:PORT (default 127.0.0.1:8080, or LOA_LISTEN)"))
+    serve.add_argument("--config", help=_("TOML config file"))
+    serve.add_argument("--data-dir", help=_("data folder (default ./loa-data, or LOA_DATA_DIR)"))
+    serve.add_argument("--no-demo", action="store_true", help=_("no demo chime on the zones"))
+    serve.add_argument("-v", "--verbose", action="store_true", help=_("debug logging"))
     serve.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted. Exit status: 0 after a clean stop; 1 when the server cannot
     start (a port taken, a folder not writable); 2 on a configuration error."""
+    # imported here: the configuration pulls in the codecs, which the client commands, whose
+    # parsers are built beside this one, never need
+    from loa.config import ConfigError, load_config, parse_listen
+    from loa.core.logs import configure as configure_logging
+    from loa.monitoring.loop_watchdog import install_from_env
+
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     # A file-size limit (ulimit -f, systemd LimitFSIZE) fails the write that crosses it
     # (EFBIG: handled as a full disk) instead of killing the station with SIGXFSZ.
@@ -100,6 +109,8 @@ async def _run_server(cfg: Config) -> None:
     if server.new_admin_token:
         lines.append(f"  Admin token (shown once, only its hash is kept): "
                      f"{server.new_admin_token}")
+        lines.append(f"  Lệnh loa / loa commands:  export LOA_TOKEN={server.new_admin_token}"
+                     f"   (và/and LOA_URL={base} từ thư mục khác/from another folder)")
     print("\n".join(lines), flush=True)
 
     stop = asyncio.Event()

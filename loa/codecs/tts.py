@@ -3,20 +3,24 @@
 espeak-ng sends its WAV down a pipe and Loa writes the file: espeak-ng writing a file itself
 exits 0 on a full disk and leaves a truncated file, which the cache would then keep. A disk
 that has no room raises ``DiskFull`` (an ``OSError``, not a ``TtsError``: the API answers 507,
-an alert plays its tone alone and says why).
+an alert plays its tone alone and says why); so does espeak-ng killed by ``SIGXFSZ`` (under a
+file-size limit, ``ulimit -f``: its audio library sizes a 64 MB shared-memory file even when
+it only writes to a pipe).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import shutil
+import signal
 import subprocess
 import wave
 from pathlib import Path
 
-from loa.core.disk import write_atomically
+from loa.core.disk import DiskFull, write_atomically
 
 VOICES = ("vi", "vi-vn-x-central", "vi-vn-x-south")
 DEFAULT_VOICE = "vi"
@@ -83,6 +87,8 @@ class Tts:
         loop). Raises TtsError, or DiskFull."""
         proc = subprocess.run([exe, "-v", voice, "--stdout", "--", text],
                               capture_output=True, check=False)
+        if proc.returncode == -signal.SIGXFSZ:
+            raise DiskFull("the text read aloud", errno.EFBIG)
         if proc.returncode != 0 or not proc.stdout:
             raise TtsError(f"{self.engine} failed: "
                            f"{proc.stderr.decode(errors='replace').strip()}")

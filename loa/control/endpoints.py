@@ -212,8 +212,9 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
 
 class EndpointRegistry:
     """The endpoints by id, saved to the store on every change. It moves an endpoint's
-    live connections when its zone changes (through ``channels``) and calls ``on_removed``
-    when one is deleted. Raises EndpointError (unknown endpoint, bad field) or ZoneError."""
+    live connections when its zone changes (through ``channels``), calls ``on_removed``
+    when one is deleted and ``on_credentials`` when one gets a new MQTT password hash (added,
+    rotated, imported). Raises EndpointError (unknown endpoint, bad field) or ZoneError."""
 
     def __init__(self, zones: ZoneTree, channels: dict[str, ZoneChannel],
                  store: Store | None = None) -> None:
@@ -222,6 +223,7 @@ class EndpointRegistry:
         self._store = store
         self.endpoints: dict[str, Endpoint] = {}
         self.on_removed: list[Any] = []  # callbacks(endpoint id)
+        self.on_credentials: list[Any] = []  # callbacks(endpoint id): Loa's broker follows
 
     def load(self) -> None:
         """The saved registry; an endpoint whose zone is gone from the tree waits in the
@@ -262,6 +264,7 @@ class EndpointRegistry:
         password = new_password()
         ep.secret_hash = hash_password(password)
         self.save(ep)
+        self._credentials_changed(ep.id)
         return password
 
     def update(self, endpoint_id: str, fields: dict[str, Any]) -> Endpoint:
@@ -313,6 +316,7 @@ class EndpointRegistry:
             self.endpoints[ep.id] = ep
             created.append(ep)
             passwords[ep.id] = new.password
+            self._credentials_changed(ep.id)
         updated: list[Endpoint] = []
         for row in plan.changes:
             ep = self.endpoints[row.id]
@@ -345,7 +349,12 @@ class EndpointRegistry:
                       secret_hash=hash_password(new_password()), created_at=time.time())
         self.endpoints[endpoint_id] = ep
         self.save(ep)
+        self._credentials_changed(endpoint_id)
         return ep
+
+    def _credentials_changed(self, endpoint_id: str) -> None:
+        for callback in self.on_credentials:
+            callback(endpoint_id)
 
     def remove(self, endpoint_id: str) -> None:
         """Forget an endpoint: close its stream connections, delete its record and tell the

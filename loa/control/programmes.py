@@ -18,6 +18,7 @@ room: the API answers 507, an alert plays its tone and says why.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import functools
 import hashlib
 import os
@@ -33,6 +34,7 @@ from loa.codecs.tts import Tts, TtsError
 from loa.control.media import MediaItem, MediaLibrary
 from loa.core.clock import Clock
 from loa.core.content import (
+    DEFAULT_MOUNT,
     CapResourceContent,
     ContentError,
     ContentSpec,
@@ -50,7 +52,7 @@ from loa.core.text import nfc
 from loa.playout.inputs.file import FileSource
 from loa.playout.inputs.generator import tone_source
 from loa.playout.inputs.live import LiveSettings
-from loa.playout.inputs.push import Mounts
+from loa.playout.inputs.push import Mount, Mounts
 from loa.playout.inputs.relay import Relay
 from loa.playout.inputs.sequence import PartFactory, SequenceSource
 from loa.playout.programme import Programme, ProgrammeKind
@@ -77,12 +79,13 @@ class ProgrammeFactory:
     def __init__(self, *, media: MediaLibrary, media_dir: Path, tts: Tts, leveller: Leveller,
                  mounts: Mounts, clock: Clock, counters: Counters, live_settings: LiveSettings,
                  http: Callable[[], aiohttp.ClientSession | None],
-                 fetch: Fetch | None = None) -> None:
+                 fetch: Fetch | None = None, known_mounts: set[str] | None = None) -> None:
         self.media = media
         self.media_dir = media_dir
         self.tts = tts
         self.leveller = leveller
         self.mounts = mounts
+        self.known_mounts = known_mounts or set()  # used by a source before this run
         self.clock = clock
         self.counters = counters
         self.live_settings = live_settings
@@ -104,10 +107,7 @@ class ProgrammeFactory:
             except TtsError as exc:
                 raise ContentError(str(exc)) from None
         elif isinstance(spec, LiveContent):
-            try:
-                self.mounts.get(spec.mount)
-            except ValueError as exc:
-                raise ContentError(str(exc)) from None
+            self.mount(spec.mount)
         elif isinstance(spec, CapResourceContent) and self.fetch is None:
             raise ContentError("fetching CAP resources is not configured")
 
@@ -207,10 +207,7 @@ class ProgrammeFactory:
             relay.start()
             return Built(relay.programme, "relay", relay)
         if isinstance(spec, LiveContent):
-            try:
-                mount = self.mounts.get(spec.mount)
-            except ValueError as exc:
-                raise ContentError(str(exc)) from None
+            mount = self.mount(spec.mount)
             return Built(mount.programme, f"live/{mount.name}")
         raise ContentError("a CAP resource plays only as an alert's message")
 
@@ -227,6 +224,23 @@ class ProgrammeFactory:
         return built
 
     # the parts
+
+    def mount(self, name: str) -> Mount:
+        """A mount operators may put on air: the default one (``studio``), one with its own
+        password in the config, or one a source has used (``known_mounts``, kept across
+        restarts by the server). Raises ContentError naming the known ones for any other
+        (a typo such as ``studoi`` must not go on air as silence)."""
+        known = self.known_mounts | set(self.mounts.mount_passwords) | {DEFAULT_MOUNT}
+        if name not in known and name not in self.mounts.mounts:
+            names = sorted(known | set(self.mounts.mounts))
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ContentError(f"no source has ever used the mount {name!r}{hint} "
+                               f"(known: {', '.join(names)})")
+        try:
+            return self.mounts.get(name)
+        except ValueError as exc:
+            raise ContentError(str(exc)) from None
 
     def media_programme(self, item: MediaItem, title: str | None = None) -> Programme:
         """A library item, played normalised to the station's loudness target."""

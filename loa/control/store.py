@@ -229,9 +229,10 @@ def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> 
 
 class Store:
     """The SQLite database at ``path`` and the one thread that talks to it (see the module
-    docstring for the threading model). Raises ``sqlite3.Error`` at construction if the
-    database cannot be opened; after that, writes never raise and reads raise what their
-    query raised, or ``StoreClosed``."""
+    docstring for the threading model). ``held_max``: how many writes are held while the
+    disk refuses them. Raises ``sqlite3.Error`` at construction if the database cannot be
+    opened; after that, writes never raise and reads raise what their query raised, or
+    ``StoreClosed``."""
 
     def __init__(self, path: Path, held_max: int = HELD_MAX) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """``loa loadtest --mqtt``: a fleet of simulated endpoints on the MQTT control plane, measured.
 
-The runner starts a server of its own (embedded broker, or ``--broker mosquitto``: a private
-Mosquitto with the password and ACL files Loa exports), registers the endpoints by CSV
+The runner starts a server of its own (on Loa's own broker, a Mosquitto the server starts and
+supervises; or ``--broker mosquitto``: a private Mosquitto with the password and ACL files Loa
+exports, the server only connecting to it), registers the endpoints by CSV
 import, and spreads their MQTT clients over worker processes. Then it measures:
 
 - the server's CPU (and the broker's, when it is its own process) while the fleet is idle:
@@ -131,6 +132,7 @@ class MqttLoadTest:
         self.token = secrets.token_urlsafe(16)
         self.dir = tempfile.mkdtemp(prefix="loa-mqtt-load-")
         self.mosquitto: subprocess.Popen[bytes] | None = None
+        self.broker_pid: int | None = None  # the broker's process, when not the server's
         self.worker_pids: list[int] = []
         self.round_t0_ns: dict[int, int] = {}
 
@@ -194,16 +196,20 @@ class MqttLoadTest:
                          f"{spec.idle_s:g} s")
                 await asyncio.sleep(spec.telemetry_s / 2 if spec.telemetry_s < 10 else 5)
                 self.worker_pids = [w.pid for w in workers]
+                self.broker_pid = self.mosquitto.pid if self.mosquitto is not None else \
+                    _child_named(server.pid, "mosquitto")  # the server's own broker
                 idle = await self._idle(server.pid)
-                cpu0 = self._cpu([server.pid, *self.worker_pids])
+                cpu0 = self._cpu([server.pid, self.broker_pid, *self.worker_pids])
                 t_rounds = time.monotonic()
                 rounds = await self._rounds(http)
-                cpu1 = self._cpu([server.pid, *self.worker_pids])
+                cpu1 = self._cpu([server.pid, self.broker_pid, *self.worker_pids])
                 wall = time.monotonic() - t_rounds
                 during = {"seconds": round(wall, 2),
                           "server_cpu_pct": round(100 * (cpu1[0] - cpu0[0]) / wall, 1),
-                          "generator_cpu_pct": round(100 * (sum(cpu1[1:]) - sum(cpu0[1:]))
+                          "generator_cpu_pct": round(100 * (sum(cpu1[2:]) - sum(cpu0[2:]))
                                                      / wall, 1)}
+                if self.broker_pid:
+                    during["broker_cpu_pct"] = round(100 * (cpu1[1] - cpu0[1]) / wall, 1)
         finally:
             for fd in pipes:
                 os.close(fd)
@@ -288,9 +294,7 @@ class MqttLoadTest:
         return out
 
     async def _idle(self, server_pid: int | None) -> dict[str, Any]:
-        pids = {"server": server_pid}
-        if self.mosquitto is not None:
-            pids["broker"] = self.mosquitto.pid
+        pids = {"server": server_pid, "broker": self.broker_pid}
         gen0 = sum(self._cpu(list(self.worker_pids)))
         before = {k: sample_proc(p) for k, p in pids.items() if p}
         t0 = time.monotonic()
@@ -305,8 +309,8 @@ class MqttLoadTest:
                 out[f"{k}_rss_mb"] = round(a.rss_kb / 1024, 1)
         out["generator_cpu_pct"] = round(
             100 * (sum(self._cpu(list(self.worker_pids))) - gen0) / wall, 2)
-        if self.mosquitto is None:
-            out["note"] = "embedded broker: its CPU is inside the server's"
+        if self.broker_pid is None:
+            out["note"] = "the broker's CPU is inside the server's"
         return out
 
     async def _rounds(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
@@ -359,7 +363,9 @@ def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
               f"{r['max_ms']} ms")
     print(f"  zone-wide volume, {spec.rounds} rounds: ack p50 {ack['p50']} ms, p99 "
           f"{ack['p99']} ms, max {ack['max']} ms; worker errors {report['worker_errors']}")
-    print(f"  CPU while commanding: server {during['server_cpu_pct']} %, load generator "
+    print(f"  CPU while commanding: server {during['server_cpu_pct']} %"
+          + (f", broker {during['broker_cpu_pct']} %" if "broker_cpu_pct" in during else "")
+          + f", load generator "
           f"{during['generator_cpu_pct']} % (of one core; 2 cores in all)")
     if spec.json_path:
         with open(spec.json_path, "w") as f:
@@ -371,6 +377,22 @@ def mqtt_loadtest_main(spec: MqttLoadSpec) -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         worker_main()
+
+
+def _child_named(pid: int | None, name: str) -> int | None:
+    """The first child process of ``pid`` whose command is ``name``, from /proc (Linux)."""
+    if pid is None:
+        return None
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    with open(f"/proc/{child}/comm") as comm:
+                        if comm.read().strip() == name:
+                            return int(child)
+    except OSError:
+        pass
+    return None
 
 
 def _log_tails(folder: str) -> list[tuple[str, str]]:

@@ -175,8 +175,11 @@ def install_from_env(env: dict[str, str]) -> LoopWatchdog | None:
     def report(step: SlowStep) -> None:
         log.error("the event loop was held: %s", step)
         if path:
-            with open(path, "a", encoding="utf-8") as f:  # rare, and already a failure
-                f.write(f"{step}\n")
+            try:
+                with open(path, "a", encoding="utf-8") as f:  # rare, and already a failure
+                    f.write(f"{step}\n")
+            except OSError as exc:  # a full disk must not stop the loop it watches
+                log.error("the slow step was not written to %s: %s", path, exc)
 
     watchdog = LoopWatchdog(limit_ms, report)
     watchdog.install()

@@ -206,4 +206,4 @@ def render_report(store: Store, scope: ReportScope, start: float, end: float, no
                   as_csv: bool) -> str:
     """The report as CSV or JSON text, ready to send. Blocking: for a worker thread."""
     report = commune_report(store, scope, start, end, now)
-    return report_csv(report) if as_csv else json.dumps(report)
+    return report_csv(report) if as_csv else json.dumps(report, ensure_ascii=False)  # UTF-8

@@ -12,6 +12,7 @@ HEAD_TIMEOUT_S = 10.0
 
 REASONS = {
     100: "Continue",
+    101: "Switching Protocols",
     200: "OK",
     204: "No Content",
     400: "Bad Request",
@@ -21,6 +22,8 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     415: "Unsupported Media Type",
+    426: "Upgrade Required",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     501: "Not Implemented",
     503: "Service Unavailable",
@@ -114,12 +117,13 @@ def query_bytes(query: str) -> dict[str, bytes]:
 
 
 def simple_response(status: int, body: str = "", extra: dict[str, str] | None = None,
-                    version: str = "HTTP/1.0") -> bytes:
-    """A complete ``Connection: close`` response: status line, optional text/plain body
-    (a newline is added) and ``extra`` headers, encoded latin-1."""
+                    version: str = "HTTP/1.0", connection: str = "close") -> bytes:
+    """A complete response: status line, ``Connection`` (``close`` unless the caller keeps
+    the connection: ``keep-alive``, ``Upgrade``), optional text/plain body (a newline is
+    added) and ``extra`` headers, encoded latin-1."""
     payload = (body + "\n").encode() if body else b""
     lines = [f"{version} {status} {REASONS.get(status, '')}", "Server: Loa",
-             "Connection: close"]
+             f"Connection: {connection}"]
     if payload:
         lines += ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(payload)}"]
     lines += [f"{k}: {v}" for k, v in (extra or {}).items()]

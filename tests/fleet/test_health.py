@@ -16,7 +16,7 @@ from loa.core.priority import Priority
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
 from loa.playout.inputs.generator import tone_source
 from loa.playout.programme import Programme, ProgrammeKind
-from tests.fleet.test_mqtt import broker_address
+from tests.fleet.test_mqtt import broker_address, login
 from tests.server.test_alerts import fake_clock_server, tick
 from tests.server.test_api import auth, base, call
 
@@ -30,7 +30,7 @@ async def test_an_alert_raises_the_volume_over_mqtt_and_puts_it_back(tmp_path: P
     try:
         await asyncio.wait_for(server.fleet.connected.wait(), 10)
         host, port = broker_address(server)
-        eps = {e: MqttEndpoint(e, server.endpoints.rotate_secret(e), host, port,
+        eps = {e: MqttEndpoint(e, await login(server, e), host, port,
                                telemetry_s=3600) for e in ("loa-001", "loa-005")}
         tasks = [asyncio.create_task(ep.run(stop)) for ep in eps.values()]
         await server.fleet.until(lambda: all(server.fleet.is_online(e) for e in eps))
@@ -47,7 +47,7 @@ async def test_an_alert_raises_the_volume_over_mqtt_and_puts_it_back(tmp_path: P
         assert not eps["loa-001"].state.muted  # an alert is heard even where muted
         assert eps["loa-005"].state.volume_pct == 70  # Phú Mỹ is not in the alert
         # an endpoint that comes back during the alert is raised as it connects
-        late = MqttEndpoint("loa-002", server.endpoints.rotate_secret("loa-002"), host, port,
+        late = MqttEndpoint("loa-002", await login(server, "loa-002"), host, port,
                             telemetry_s=3600)
         late.state.muted = True
         tasks.append(asyncio.create_task(late.run(stop)))

@@ -295,3 +295,20 @@ def test_the_metrics_read_a_district_of_plain_records() -> None:
     assert value("loa_commands", status="expired") == 1
     assert value("loa_command_ack_seconds_count") == 2
     assert value("loa_command_ack_seconds_bucket", le="0.05") == 1
+
+
+def test_a_disk_that_refuses_writes_raises_its_alarm_at_once_and_shows_in_the_metrics() -> None:
+    d = district()
+    d.store = Store(failed_writes=3, queued=0, held_writes=12, lost_writes=3,
+                    disk_error="OperationalError: database or disk is full")
+    got = [c for c in conditions(d, AlarmConfig(), NOW_NS) if c[0] is AlarmKind.DISK_FULL]
+    assert got == [(AlarmKind.DISK_FULL, "data disk", "the data disk refuses writes "
+                    "(OperationalError: database or disk is full): 12 write(s) wait in "
+                    "memory for room, 3 lost so far", NOW_NS, 0)]
+    d.alarms.update(conditions(d, AlarmConfig(), NOW_NS), NOW_NS, 1.8e9)
+    metrics = samples(render(d).decode())
+    assert metrics[("loa_alarms_active", frozenset({("kind", "disk_full")}))] == 1
+    assert metrics[("loa_store_held_writes", frozenset())] == 12
+    assert metrics[("loa_store_lost_writes_total", frozenset())] == 3
+    d.store.disk_error = None  # the disk takes writes again
+    assert not [c for c in conditions(d, AlarmConfig(), NOW_NS) if c[0] is AlarmKind.DISK_FULL]

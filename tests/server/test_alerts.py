@@ -23,7 +23,7 @@ from loa.playout.fanout import Subscriber
 from loa.playout.inputs.generator import tone_source
 from loa.playout.programme import Programme, ProgrammeKind
 from tests.audio import dominant_hz, rms, tone_file
-from tests.conftest import ADMIN_TOKEN, MemoryProtocol, run_cli
+from tests.conftest import ADMIN_TOKEN, LOOPBACK_FETCHES, MemoryProtocol, run_cli
 from tests.server.test_api import call
 from tests.server.test_engine import heard, ws_frames
 
@@ -32,7 +32,8 @@ OPERATOR_TOKEN = "operator-without-alert-right"
 
 async def fake_clock_server(tmp_path: Path, **overrides: object) -> tuple[LoaServer, FakeClock]:
     clock = FakeClock()
-    overrides = {"mqtt": MqttConfig(listen_port=0), **overrides}
+    overrides = {"mqtt": MqttConfig(listen_port=0), "fetch_policy": LOOPBACK_FETCHES,
+                 **overrides}
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "data", demo=False,
                   admin_token=ADMIN_TOKEN, source_password="pw", alert_tone_s=1.0,
                   alert_gap_s=0.5, **overrides)  # type: ignore[arg-type]

@@ -1,2 +1,2 @@
-"""The endpoint fleet over MQTT: topics and payloads, credentials, the embedded broker, and the
+"""The endpoint fleet over MQTT: Loa's own broker (a Mosquitto it starts and supervises) and the
 server's control plane (presence, commands with acknowledgements, telemetry)."""

@@ -1,10 +1,43 @@
-"""The embedded MQTT broker (amqtt) on a port of its own, so ``loa serve`` needs nothing else.
+"""Loa's own MQTT broker: a Mosquitto that Loa starts, configures, feeds with the endpoints'
+credentials and supervises, so ``loa serve`` needs no broker set up by hand
+(``[mqtt] url = "embedded"``, the default).
 
-It authenticates every client against the endpoint registry (per-endpoint ``$7$`` hashes) or
-the server's own credentials, and enforces the topic ACL: an endpoint publishes only its own
-state, telemetry and acks, sets its last will only on its own state, and subscribes only to its
-own commands. For an external Mosquitto, ``loa endpoints mosquitto`` writes the same rules as a
-password file and an ACL file.
+Why a supervised Mosquitto and not a broker inside the process (measured 2026-12,
+docs/benchmarks.md, "MQTT broker"): the amqtt broker Loa embedded before kept two sessions
+with one client id (MQTT 3.1.1 §3.1.4-2 says the older one goes), left an MQTT 5 client
+waiting for a CONNACK that never came (§3.1.2-2: CONNACK 0x01, then close), never closed a
+connection that sent no CONNECT, and answered a zone-wide volume command at 1,000 endpoints
+2-3 times slower than Mosquitto while costing the server's loop three times the CPU.
+Mosquitto (Debian's 2.0) does all of that right and reads Loa's ``$7$`` hashes as they are.
+
+What Loa gives it, in ``<data_dir>/mosquitto/`` (written beside the loop, rewritten at every
+start):
+
+- ``mosquitto.conf``: one listener on ``[mqtt] listen``, no anonymous clients, the client id
+  taken from the username (one session per endpoint: a second login with the same
+  credentials, a cloned device, replaces the first), its log on stderr, which comes here;
+- ``passwd``: each endpoint's ``$7$`` hash from the registry, the server's own user (a password
+  generated at each start) and a probe user (below);
+- ``acl``: the server reads and writes the whole tree; an endpoint publishes only its own
+  state, telemetry and acks and reads only its own commands (patterns on ``%u``).
+
+A credential change in the registry (an endpoint added, a new password, a CSV import, a
+removal) rewrites ``passwd`` and sends SIGHUP; Mosquitto reloads it and drops every connected
+client whose login no longer holds. Each rewrite also gives the probe user a new password, so
+a login with it that is accepted proves the reload done: ``synced()`` waits for that, and the
+API answers with a new password only once it works.
+
+Why not Mosquitto's dynamic-security plugin (it ships in Debian's package): in 2.0 its ACLs
+cannot name the client (no ``%u``), so each endpoint needs a role of its own, it takes
+passwords only in clear (Loa keeps hashes), and it rewrites its whole JSON file after every
+command: provisioning 1,000 endpoints took 7 s and 3,000 took 138 s of the broker's single
+thread, during which it served nobody.
+
+Supervision: if Mosquitto dies it is started again on the same port with a back-off, counted
+(``mqtt_broker_restarts``); while it is down the server's broker connection is down too, and
+the fleet's ``broker_down`` alarm stands. At stop it gets SIGTERM, then SIGKILL after
+``STOP_S``. It runs in a session of its own (a Ctrl-C at the terminal reaches Loa, which stops
+it in its shutdown phase) and dies with Loa if Loa is killed (``setpriv --pdeathsig``).
 """
 
 from __future__ import annotations
@@ -13,265 +46,522 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import pwd
+import re
 import secrets
+import shutil
+import signal
 import socket
-import weakref
-from collections.abc import Callable
+import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from amqtt.broker import Broker
-from amqtt.contexts import Action
-from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
-from amqtt.session import Session
-
-from loa.protocol.credentials import verify_password
-from loa.protocol.mqtt import Kind, Topics
+from loa.control.endpoints import EndpointRegistry
+from loa.core.counters import Counters
+from loa.core.lifecycle import cancel_and_wait
+from loa.protocol.credentials import hash_password, mosquitto_acl, mosquitto_passwd_lines
+from loa.protocol.mqtt import Topics
 
 log = logging.getLogger(__name__)
 
 SERVER_USER = "loa-server"
-SHUTDOWN_S = 3.0
-_AUTHORITIES: weakref.WeakValueDictionary[str, Authority] = weakref.WeakValueDictionary()
+PROBE_USER = "loa@probe"  # never an endpoint's id: ids have no "@"
+START_S = 10.0  # a new Mosquitto must accept Loa's login this soon
+RELOAD_S = 5.0  # and a reloaded one its new probe password
+STOP_S = 3.0  # SIGTERM, then SIGKILL
+SYNC_S = 10.0  # synced() stops waiting after this long
+RETRY_S = 5.0  # a reload that did not take is tried again this much later
+RESTART_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # back-off between restarts
+STABLE_S = 60.0  # running this long resets the back-off
+LOG_LINES_PER_S = 20  # Mosquitto lines logged at INFO or above, per second; the rest counted
+MAX_QUEUED = 20_000  # per client: the server's session takes every endpoint's ack at once
+INSTALL_HINT = ("run `sudo apt-get install mosquitto` (./run installs it), or set [mqtt] url "
+                "to a broker of your own")
 
 
 class BrokerError(OSError):
-    """The embedded broker cannot start (its port is taken); the message says how to use
-    the broker already there instead."""
+    """Loa's own broker cannot start: Mosquitto is not installed, the port is taken, or
+    Mosquitto exited or did not accept Loa's login; the message says what to do."""
 
     pass
 
 
-class Authority:
-    """Who may connect, and what each may publish and subscribe."""
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """What Mosquitto is started with: the texts of its config, password and ACL files."""
 
-    def __init__(self, topics: Topics, lookup: Callable[[str], str | None]) -> None:
-        self.topics = topics
-        self.lookup = lookup  # endpoint id → its password hash, or None if unknown
-        self.server_password = secrets.token_urlsafe(24)
-        self.key = secrets.token_hex(8)
-        self.refused = 0
-        _AUTHORITIES[self.key] = self
-
-    def authenticate(self, username: str | None, password: str | None, client_id: str | None,
-                     will_topic: str | None) -> bool:
-        """MQTT CONNECT check: the server's own user by its generated password; an endpoint by
-        its $7$ hash, with client id equal to its endpoint id (one session each) and a will, if
-        any, only on its own state topic."""
-        if not username or password is None:
-            return False
-        if username == SERVER_USER:
-            return secrets.compare_digest(password, self.server_password)
-        hashed = self.lookup(username)
-        if hashed is None or not verify_password(password, hashed):
-            return False
-        if client_id != username:  # one session per endpoint, named by its id
-            return False
-        return will_topic is None or will_topic == self.topics.topic(username, Kind.STATE)
-
-    def allowed(self, username: str | None, topic: str, action: Action) -> bool:
-        """Topic ACL: the server may do anything; an endpoint may publish only its own
-        state, telemetry and ack topics, and subscribe to (and receive) only its own cmd topic."""
-        if username == SERVER_USER:
-            return True
-        if not username:
-            return False
-        if action is Action.PUBLISH:
-            return topic in {self.topics.topic(username, k)
-                             for k in (Kind.STATE, Kind.TELEMETRY, Kind.ACK)}
-        return topic == self.topics.topic(username, Kind.CMD)  # SUBSCRIBE and RECEIVE
+    conf: str
+    passwd: str
+    acl: str
 
 
-class LoaAuthPlugin(BaseAuthPlugin):
-    """amqtt authentication plugin: asks the Authority registered under its config key,
-    counts and logs refusals."""
-
-    @dataclass
-    class Config:
-        authority: str = ""
-
-    async def authenticate(self, *, session: Session) -> bool | None:
-        authority = _AUTHORITIES.get(self.config.authority)
-        ok = authority is not None and authority.authenticate(
-            session.username, session.password, session.client_id,
-            session.will_topic if session.will_flag else None)
-        if not ok:
-            if authority is not None:
-                authority.refused += 1
-            log.warning("MQTT: refused client %r (user %r) from %s", session.client_id,
-                        session.username, session.remote_address)
-        return ok
-
-
-class LoaTopicPlugin(BaseTopicPlugin):
-    """amqtt topic-filter plugin: asks the Authority's ``allowed`` for every publish,
-    subscribe and delivery; a missing authority or session is refused."""
-
-    @dataclass
-    class Config:
-        authority: str = ""
-
-    async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
-                              action: Action | None = None) -> bool | None:
-        authority = _AUTHORITIES.get(self.config.authority)
-        if authority is None or session is None or topic is None or action is None:
-            return False
-        ok = authority.allowed(session.username, topic, action)
-        if not ok and action is not Action.RECEIVE:
-            log.warning("MQTT: %s may not %s %s", session.username, action.value, topic)
-        return ok
+def mosquitto_conf(host: str, port: int, folder: Path, user: str) -> str:
+    """Mosquitto's config for Loa's own broker: one listener on ``host:port`` whose password
+    and ACL files are ``folder/passwd`` and ``folder/acl``, running as ``user`` (Mosquitto
+    started as root would otherwise switch to the user ``mosquitto``, who cannot read Loa's
+    data folder), logging to stderr without timestamps (Loa's log has its own)."""
+    return "\n".join([
+        "# Loa's own MQTT broker. Written by Loa at every start: changes here are lost",
+        "# (see loa/control/fleet/broker.py).",
+        "per_listener_settings true",
+        f"listener {port} {host}",
+        "allow_anonymous false",
+        f"password_file {folder / 'passwd'}",
+        f"acl_file {folder / 'acl'}",
+        "# the client id is the username: one session per endpoint, the older one dropped",
+        "use_username_as_clientid true",
+        "persistence false",
+        "set_tcp_nodelay true",
+        f"max_queued_messages {MAX_QUEUED}",
+        f"user {user}",
+        "log_dest stderr",
+        *(f"log_type {t}" for t in ("error", "warning", "notice", "information")),
+        "log_timestamp false",
+        "",
+    ])
 
 
-class _FilterIndex(dict[str, Any]):
-    """amqtt's subscription table, which also keeps the set of its wildcard filters."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.wild: set[str] = set()
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if "+" in key or "#" in key:
-            self.wild.add(key)
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.wild.discard(key)
-        super().__delitem__(key)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.wild.discard(key)
-        return super().pop(key, *default)
-
-    def clear(self) -> None:
-        self.wild.clear()
-        super().clear()
+def broker_files(host: str, port: int, folder: Path, user: str, topics: Topics,
+                 users: dict[str, str]) -> BrokerFiles:
+    """The three files for the users given (name → ``$7$`` hash: the endpoints, the server
+    and the probe)."""
+    return BrokerFiles(mosquitto_conf(host, port, folder, user), mosquitto_passwd_lines(users),
+                       mosquitto_acl(topics.root, SERVER_USER))
 
 
-class _Broker(Broker):
-    """amqtt 0.12.1's broker (the version is pinned), with three changes:
+def connect_packet(client_id: str, username: str, password: str, keepalive_s: int = 10) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a clean session, username and password, and no will."""
+    def s(b: bytes) -> bytes:
+        return len(b).to_bytes(2, "big") + b
 
-    - a leak closed: at every CONNECT it handed the new client the retained messages of
-      *every* topic filter any client holds (at QoS 0), past the ACL. Here a client gets the
-      retained messages of its own subscriptions only, and only those it may receive;
-    - its broadcast matched every message against every subscription, formatting a debug
-      line for each miss: with a thousand endpoints each holding its own command topic, a
-      zone-wide command was a million matches. Here exact filters are found by a dict
-      lookup and only wildcard filters are matched;
-    - a socket leak closed: a connection's transport is closed when its session ends (see
-      ``stream_connected``).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._subscriptions = _FilterIndex()
-
-    async def stream_connected(self, reader: asyncio.StreamReader,
-                               writer: asyncio.StreamWriter, listener_name: str) -> None:
-        """One TCP client, from accept to the end of its session; its transport is closed on
-        the way out, whatever happened.
-
-        amqtt 0.12.1 leaves it open when a client goes away abruptly: its
-        ``StreamWriterAdapter.close()`` (amqtt/adapters.py) drains and calls ``write_eof()``
-        before ``close()``, so when the peer has already reset, ``write_eof()`` raises
-        ``OSError(ENOTCONN)``, ``close()`` is never reached and ``ProtocolHandler.stop()``
-        (amqtt/mqtt/protocol/handler.py) swallows the error. The socket then waited for the
-        garbage collector (a ResourceWarning in the tests). Nor does ``_client_connected``
-        close a connection that ends before its first packet was read as a CONNECT."""
-        try:
-            await super().stream_connected(reader, writer, listener_name)
-        finally:
-            writer.close()  # idempotent: a no-op when amqtt did close it
-            with contextlib.suppress(OSError):  # the reset that ended the session, again
-                await writer.wait_closed()
-
-    async def _run_broadcast(self, running_tasks: Any) -> None:
-        broadcast = await self._broadcast_queue.get()
-        topic = broadcast["topic"]
-        subs = self._subscriptions
-        targets = list(subs.get(topic, ()))
-        for k_filter in list(getattr(subs, "wild", subs)):
-            if k_filter in subs and self._matches(topic, k_filter):
-                targets += subs[k_filter]
-        for target_session, sub_qos in targets:
-            qos = broadcast.get("qos", sub_qos)
-            if not await self._topic_filtering(target_session, topic=topic,
-                                               action=Action.RECEIVE):
-                continue
-            connected = target_session.transitions.state == "connected"
-            if (not connected and not target_session.clean_session and qos in (1, 2)
-                    and not target_session.is_anonymous):
-                await self._retain_broadcast_message(broadcast, qos, target_session)
-                continue
-            if not connected:
-                continue
-            handler = self._get_handler(target_session)
-            if handler:
-                running_tasks.append(asyncio.ensure_future(
-                    handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)))
-
-    async def _publish_retained_messages_for_subscription(
-            self, subscription: tuple[str, int], session: Session) -> None:
-        topic_filter, qos = subscription
-        holders = self._subscriptions.get(topic_filter, [])
-        if not any(s.client_id == session.client_id for s, _ in holders):
-            return
-        handler = self._get_handler(session)
-        if handler is None:
-            return
-        tasks = []
-        for topic, retained in list(self._retained_messages.items()):
-            if not self._matches(topic, topic_filter):
-                continue
-            if not await self._topic_filtering(session, topic, Action.RECEIVE):
-                continue
-            held_qos = max(q for s, q in holders if s.client_id == session.client_id)
-            tasks.append(asyncio.ensure_future(handler.mqtt_publish(
-                retained.topic, retained.data, min(held_qos, retained.qos or held_qos),
-                retain=True)))
-        if tasks:
-            await asyncio.wait(tasks)
+    body = (s(b"MQTT") + bytes([4, 0xC2]) + keepalive_s.to_bytes(2, "big")
+            + s(client_id.encode()) + s(username.encode()) + s(password.encode()))
+    n, length = len(body), bytearray()
+    while True:  # the remaining length, 7 bits a byte
+        n, digit = divmod(n, 128)
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes([0x10]) + bytes(length) + body
 
 
-class EmbeddedBroker:
-    """The amqtt broker Loa runs by default, on ``host:port`` (0: a free port), with the
-    Authority's authentication and topic ACL."""
+_ROUTINE = re.compile(r"(New connection from |New client connected from |Client \S+ "
+                      r"(disconnected\.$|closed its connection)|Opening ipv[46] listen socket|"
+                      r"Config loaded from |Reloading config)")
+_NOTICE = re.compile(r"(mosquitto version \S+ (starting|running|terminating)|Client \S+ has "
+                     r"exceeded timeout|Warning: Mosquitto should not be run as root)")
 
-    def __init__(self, host: str, port: int, authority: Authority) -> None:
+
+def log_level(line: str) -> int:
+    """The level a Mosquitto log line is logged at here: DEBUG for the routine (every
+    connection and disconnection, Loa's own probe logins), INFO for start, stop and a client
+    timed out, WARNING for the rest (a session taken over, a refused login, a malformed
+    packet, any error)."""
+    if PROBE_USER in line or _ROUTINE.match(line):
+        return logging.DEBUG
+    if _NOTICE.match(line):
+        return logging.INFO
+    return logging.WARNING
+
+
+class MosquittoBroker:
+    """Loa's own broker: Mosquitto on ``host:port`` (0: a free port, chosen at the first
+    start), its files in ``folder``, credentials from ``registry`` (followed as they change),
+    topics under ``topics``; restarts are counted in ``counters``. ``executable`` overrides
+    where ``mosquitto`` is looked for (``PATH``, then /usr/sbin). ``start`` raises
+    BrokerError; nothing else raises."""
+
+    def __init__(self, host: str, port: int, folder: Path, topics: Topics,
+                 registry: EndpointRegistry, counters: Counters, *,
+                 executable: str | None = None) -> None:
         self.host = host
         self.port = port
-        self.authority = authority
-        self._broker: _Broker | None = None
+        self.folder = folder
+        self.topics = topics
+        self.registry = registry
+        self.counters = counters
+        self.executable = executable
+        self.server_password = secrets.token_urlsafe(24)  # the server's own login, per start
+        self.starts = 0  # Mosquitto processes started and found accepting logins
+        self.restarts = 0
+        self.last_exit: str | None = None  # why the last Mosquitto ended, if one did
+        self._proc: asyncio.subprocess.Process | None = None
+        self._argv: list[str] = []
+        self._user = ""
+        self._started_s = 0.0
+        self._tail: deque[str] = deque(maxlen=12)  # its last lines, for error messages
+        self._pump: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._applier: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one writer of the files and the process at a time
+        self._running = asyncio.Event()  # it said "running"
+        self._reloaded = asyncio.Event()  # it said "Reloading config."
+        self._kick = asyncio.Event()  # credentials changed
+        self._launched = asyncio.Event()  # a start succeeded
+        self._wanted = 0  # credential changes seen
+        self._applied = 0  # those Mosquitto is known to have
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._window_s = 0.0
+        self._lines = 0
+        self._suppressed = 0
+        self._stopping = False
+        registry.on_credentials.append(self._changed)
+        registry.on_removed.append(self._changed)
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port``, for the server's own client and the devices."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """Mosquitto's process id while it runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    # lifecycle
 
     async def start(self) -> None:
-        """Start listening; raises BrokerError if the port is taken."""
-        for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        """Start Mosquitto and return once it accepts Loa's own login. BrokerError if it is
+        not installed, the port is taken, or it exits or does not answer within ``START_S``."""
+        exe, setpriv, self._user = await asyncio.to_thread(_find, self.executable)
+        if exe is None:
+            raise BrokerError(errno.ENOENT, "Loa's own MQTT broker is Mosquitto, and it is "
+                                            f"not installed: {INSTALL_HINT}")
+        self._argv = [*([setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []), exe]
         if self.port == 0:
             self.port = _free_port(self.host)
         else:
             _check_free(self.host, self.port)
-        config: dict[str, Any] = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
-                                      "max_connections": 0}},
-            "plugins": {
-                f"{__name__}.LoaAuthPlugin": {"authority": self.authority.key},
-                f"{__name__}.LoaTopicPlugin": {"authority": self.authority.key},
-            },
-        }
-        self._broker = _Broker(config, loop=asyncio.get_running_loop())
-        await self._broker.start()
-        log.info("embedded MQTT broker on %s:%d", self.host, self.port)
+        self.counters.inc("mqtt_broker_restarts", 0)  # exported from the start
+        try:
+            await self._launch()
+        except BaseException:
+            await self._end_process()
+            raise
+        log.info("MQTT broker: mosquitto (pid %s) on %s:%d", self.pid, self.host, self.port)
+        self._supervisor = asyncio.create_task(self._supervise(), name="mqtt-broker")
+        self._applier = asyncio.create_task(self._apply_changes(), name="mqtt-broker-logins")
 
     async def stop(self) -> None:
-        """Shut the broker down, waiting at most 3 s; errors are logged, never raised."""
-        if self._broker is not None:
-            broker, self._broker = self._broker, None
-            try:  # a client caught half-connected can hold amqtt's shutdown: bounded
-                await asyncio.wait_for(broker.shutdown(), SHUTDOWN_S)
+        """Stop supervising, then Mosquitto: SIGTERM, SIGKILL after ``STOP_S``. Waiters of
+        ``synced`` get False. Never raises."""
+        self._stopping = True
+        await cancel_and_wait(self._supervisor)
+        await cancel_and_wait(self._applier)
+        await self._end_process()
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_result(False)
+        self._waiters.clear()
+
+    async def synced(self, timeout_s: float = SYNC_S) -> bool:
+        """Wait until Mosquitto has every credential change the registry made before this
+        call (a new password works, a removed endpoint is out). False if it has not within
+        ``timeout_s`` (it is down or restarting: it gets them when it is back); never
+        raises."""
+        want = self._wanted
+        if self._applied >= want:
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        entry = (want, fut)
+        self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError:
+            log.warning("MQTT broker: credential changes not applied after %g s", timeout_s)
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    async def until_started(self, starts: int, timeout_s: float = 2 * START_S) -> None:
+        """Wait until Mosquitto has been started ``starts`` times in all (the first start
+        counts) and accepts logins; TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            while self.starts < starts:
+                self._launched.clear()
+                await self._launched.wait()
+
+    # the process
+
+    async def _launch(self) -> None:
+        """Write the files, spawn Mosquitto and wait until it accepts the probe's login."""
+        async with self._lock:
+            target = self._wanted
+            users, probe_password = self._users()
+            conf = await asyncio.to_thread(self._write_all, users)
+            self._running.clear()
+            self._tail.clear()
+            # spawned from the loop's own thread: the death signal follows this thread
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True)
+            self._proc = proc
+            self._started_s = time.monotonic()
+            self._pump = asyncio.create_task(self._read_log(proc), name="mqtt-broker-log")
+            await self._until_accepted(proc, self._running, probe_password, START_S)
+            self._mark_applied(target)
+            self.starts += 1
+            self._launched.set()
+
+    async def _end_process(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_S)
             except TimeoutError:
-                log.warning("the embedded MQTT broker did not stop within %g s", SHUTDOWN_S)
-            except Exception:  # a half-closed session must not stop the server's shutdown
-                log.exception("stopping the embedded MQTT broker")
+                log.warning("MQTT broker: mosquitto did not stop within %g s: killed", STOP_S)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._pump is not None:  # its stderr ends with it
+            try:
+                await asyncio.wait_for(self._pump, STOP_S)
+            except TimeoutError:
+                await cancel_and_wait(self._pump)
+
+    async def _supervise(self) -> None:
+        """Start Mosquitto again whenever it ends, with a back-off."""
+        failures = 0
+        while True:
+            proc = self._proc
+            assert proc is not None
+            code = await proc.wait()
+            if self._stopping:
+                return
+            if self._pump is not None:  # the last lines it wrote, logged
+                await asyncio.wait({self._pump}, timeout=STOP_S)
+            if time.monotonic() - self._started_s > STABLE_S:
+                failures = 0
+            self.restarts += 1
+            self.counters.inc("mqtt_broker_restarts")
+            self.last_exit = _exit_text(code)
+            while True:
+                delay_s = RESTART_S[min(failures, len(RESTART_S) - 1)]
+                failures += 1
+                log.error("MQTT broker: mosquitto (pid %d) %s; starting it again in %g s "
+                          "(restart %d)", proc.pid, self.last_exit, delay_s, self.restarts)
+                await asyncio.sleep(delay_s)
+                try:
+                    await self._launch()
+                    log.info("MQTT broker: mosquitto running again (pid %s)", self.pid)
+                    break
+                except BrokerError as exc:
+                    self.last_exit = str(exc)
+                    await self._end_process()
+                    proc = self._proc or proc
+
+    async def _until_accepted(self, proc: asyncio.subprocess.Process, said: asyncio.Event,
+                              password: str, deadline_s: float) -> None:
+        """Wait until Mosquitto says it is running (or reloading), then until it accepts the
+        probe's login with ``password``; BrokerError if it exits or does not in time."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        exited = asyncio.ensure_future(proc.wait())
+        told = asyncio.ensure_future(said.wait())
+        try:
+            await asyncio.wait({exited, told}, timeout=deadline_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            told.cancel()
+        try:
+            delay_s = 0.01
+            while not exited.done():
+                # Mosquitto reloads within the loop turn that logs it, and started once it
+                # says it runs: the first try normally passes; the rest are a safety net
+                if await self._probe(password) == 0:
+                    return
+                if loop.time() + delay_s > end:
+                    raise BrokerError(errno.ETIMEDOUT, "mosquitto did not accept Loa's login "
+                                      f"within {deadline_s:g} s (Loa needs Mosquitto 2.0 or "
+                                      f"later); its log ends: {self._last_words()}")
+                await asyncio.wait({exited}, timeout=delay_s)  # a short pause, or its end
+                delay_s = min(2 * delay_s, 0.2)
+            if self._pump is not None:
+                await asyncio.wait({self._pump}, timeout=1.0)  # its last words, read
+            raise BrokerError(errno.EIO, f"mosquitto {_exit_text(proc.returncode)}; its log "
+                                         f"ends: {self._last_words()}")
+        finally:
+            exited.cancel()
+
+    async def _probe(self, password: str) -> int:
+        """One login as the probe user: the CONNACK's return code (0: accepted), or -1 when
+        the connection failed or closed without one."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, self.port), 2.0)
+        except (OSError, TimeoutError):
+            return -1
+        try:
+            writer.write(connect_packet(PROBE_USER, PROBE_USER, password))
+            head = await asyncio.wait_for(reader.readexactly(4), 2.0)
+            if head[0] != 0x20:
+                return -1
+            if head[3] == 0:
+                writer.write(b"\xe0\x00")  # DISCONNECT: a goodbye, not a lost client
+            return head[3]
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            return -1
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # credentials
+
+    def _changed(self, endpoint_id: str) -> None:
+        self._wanted += 1
+        self._kick.set()
+
+    def _users(self) -> tuple[dict[str, str], str]:
+        """A snapshot of the logins (name → ``$7$`` hash; the probe's from a new password, also
+        returned), taken on the loop."""
+        users = {e.id: e.secret_hash for e in self.registry.endpoints.values()
+                 if e.secret_hash and e.id != SERVER_USER}
+        probe_password = secrets.token_urlsafe(16)
+        users[SERVER_USER] = self.server_password  # hashed with the probe's, beside the loop
+        users[PROBE_USER] = probe_password
+        return users, probe_password
+
+    def _mark_applied(self, target: int) -> None:
+        self._applied = max(self._applied, target)
+        for want, fut in self._waiters:
+            if want <= self._applied and not fut.done():
+                fut.set_result(True)
+
+    async def _apply_changes(self) -> None:
+        """Rewrite the password file and reload Mosquitto after credential changes; changes
+        that arrive meanwhile go together in the next reload."""
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            if self._applied >= self._wanted:
+                continue
+            try:
+                await self._reload()
+            except BrokerError as exc:
+                log.error("MQTT broker: new logins not applied (%s); trying again in %g s",
+                          exc, RETRY_S)
+                await asyncio.sleep(RETRY_S)
+                self._kick.set()
+
+    async def _reload(self) -> None:
+        async with self._lock:
+            proc = self._proc
+            if proc is None or proc.returncode is not None:
+                return  # down: its restart writes every file afresh
+            target = self._wanted
+            users, probe_password = self._users()
+            await asyncio.to_thread(self._write_passwd, users)
+            self._reloaded.clear()
+            proc.send_signal(signal.SIGHUP)
+            await self._until_accepted(proc, self._reloaded, probe_password, RELOAD_S)
+            self._mark_applied(target)
+
+    # files (blocking: run beside the loop)
+
+    def _write_all(self, users: dict[str, str]) -> Path:
+        folder = self.folder.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        hashed = _hashed(users)
+        files = broker_files(self.host, self.port, folder, self._user, self.topics, hashed)
+        _write(folder / "acl", files.acl)
+        _write(folder / "passwd", files.passwd)
+        _write(folder / "mosquitto.conf", files.conf)
+        return folder / "mosquitto.conf"
+
+    def _write_passwd(self, users: dict[str, str]) -> None:
+        _write(self.folder.resolve() / "passwd", mosquitto_passwd_lines(_hashed(users)))
+
+    # its log
+
+    async def _read_log(self, proc: asyncio.subprocess.Process) -> None:
+        """Mosquitto's stderr, line by line, into this module's logger until it ends."""
+        stream = proc.stderr
+        assert stream is not None
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the stream's limit: not one of Mosquitto's
+                continue
+            if not raw:
+                return
+            line = raw.decode(errors="replace").strip()
+            if not line:
+                continue
+            self._tail.append(line)
+            if line.startswith("mosquitto version") and line.endswith(" running"):
+                self._running.set()
+            elif line == "Reloading config.":
+                self._reloaded.set()
+            self._log(log_level(line), line)
+
+    def _log(self, level: int, line: str) -> None:
+        if level < logging.INFO:
+            log.debug("mosquitto: %s", line)
+            return
+        now = time.monotonic()
+        if now - self._window_s >= 1.0:
+            if self._suppressed:
+                log.warning("mosquitto: %d more line(s) not shown", self._suppressed)
+            self._window_s, self._lines, self._suppressed = now, 0, 0
+        self._lines += 1
+        if self._lines > LOG_LINES_PER_S:
+            self._suppressed += 1
+            return
+        log.log(level, "mosquitto: %s", line)
+
+    def _last_words(self) -> str:
+        return " | ".join(self._tail) or "(nothing)"
+
+
+def _find(executable: str | None) -> tuple[str | None, str | None, str]:
+    """(mosquitto, setpriv if there, the user we run as); blocking: file and user lookups."""
+    if executable is not None:
+        exe = executable if os.access(executable, os.X_OK) else None
+    else:  # Debian puts it in /usr/sbin, which a user's PATH often lacks
+        exe = shutil.which("mosquitto") or shutil.which(
+            "mosquitto", path="/usr/local/sbin:/usr/sbin:/sbin")
+    setpriv = shutil.which("setpriv") if os.uname().sysname == "Linux" else None
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without a name (a container): Mosquitto then stays as it is
+        user = str(os.geteuid())
+    return exe, setpriv, user
+
+
+def _hashed(users: dict[str, str]) -> dict[str, str]:
+    """The endpoints' hashes as they are; the server's and the probe's passwords hashed."""
+    return {u: hash_password(p) if u in (SERVER_USER, PROBE_USER) else p
+            for u, p in users.items()}
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` at once (a reload never reads half a file), readable by us only."""
+    tmp = path.with_name(f".{path.name}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "is running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 def _free_port(host: str) -> int:

@@ -20,8 +20,18 @@ What real encoders and networks add (issue 12):
   link does not hold the mount. A new source with the right password replaces a stalled one
   at once (the studio's reconnect), without waiting for the timeout.
 - libshout (ezstream, Mixxx, BUTT) first probes with ``OPTIONS *`` and ``Upgrade: TLS/1.0``
-  (RFC 2817). Loa has no TLS on this port, so it answers ``204`` without an upgrade and the
-  client carries on in plain HTTP, as it does after Icecast 2.4's answer (which closes).
+  (RFC 2817). With TLS configured the front door upgrades the connection before any route sees
+  the probe; without, this route answers ``204`` without an upgrade and the client carries on
+  in plain HTTP, as it does after Icecast 2.4's answer (which closes). libshout then asks
+  without credentials, to be challenged (``Content-Length: 0``, keep-alive): the ``401`` keeps
+  the connection, and the front door reads its next request, the real one. Inside TLS the
+  password thus never travels in clear (a closed connection would make libshout reconnect,
+  and send it in plain).
+
+And what hostile clients taught it (issue 13): wrong passwords are throttled per client
+address (`loa.core.throttle.FailureThrottle`, shared with the API's tokens). Past a few, a
+wrong password's 401 is held for a delay that doubles, and an address holding its limit of
+such answers gets 429 without its password being looked at. A right password is never held.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import asyncio
 import base64
 import hmac
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 
@@ -37,6 +48,8 @@ from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import Clock
 from loa.core.counters import Counters
 from loa.core.text import TextError, decode_text
+from loa.core.throttle import FailureThrottle
+from loa.playout.front_door import Routed
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from loa.playout.inputs.source_session import IngestSession, response_version
 from loa.playout.programme import Programme, ProgrammeKind
@@ -98,7 +111,9 @@ class Mounts:
     """The Icecast-style mounts (``/live/<name>``): creates each mount's LiveSource and
     programme (registered through ``register``), checks source credentials and accepts source
     connections from the front door. A mount's own password wins over ``global_password``.
-    ``source_timeout_s``: a connected source that sends nothing this long is dropped."""
+    ``source_timeout_s``: a connected source that sends nothing this long is dropped.
+    ``throttle``: the wrong-password accounts per client address (a fresh one by default;
+    the server shares its own with the API)."""
 
     def __init__(
         self,
@@ -110,8 +125,10 @@ class Mounts:
         mount_passwords: dict[str, str],
         sndbuf_bytes: int = 0,
         source_timeout_s: float = SOURCE_TIMEOUT_S,
+        throttle: FailureThrottle | None = None,
     ) -> None:
         self._register = register
+        self.throttle = throttle if throttle is not None else FailureThrottle(clock.now_ns)
         self._clock = clock
         self._counters = counters
         self._live = live
@@ -180,31 +197,56 @@ class Mounts:
         log.info("/live/%s now playing: %s", name, mount.title)
         return 200, "Metadata update successful"
 
-    def accept(self, transport: asyncio.Transport, head: RequestHead, rest: bytes) -> bool:
+    def accept(self, transport: asyncio.Transport, head: RequestHead, rest: bytes
+               ) -> bool | Routed:
         """Raw route for ``PUT``/``SOURCE /live/<mount>``, and for the ``OPTIONS`` probe of
-        libshout clients (``*`` or a mount). Returns True if it took the transport."""
+        libshout clients (``*`` or a mount). Returns True if it took the transport,
+        ``Routed.NEXT_REQUEST`` after challenging a client that keeps its connection."""
         if head.method == "OPTIONS" and (head.target == "*" or head.path.startswith("/live/")):
             return self._options(transport, head)
         if head.method not in ("PUT", "SOURCE") or not head.path.startswith("/live/"):
             return False
         name = head.path[len("/live/") :]
         peer = transport.get_extra_info("peername")
+        authorization = head.header("authorization")
 
-        def refuse(status: int, message: str, extra: dict[str, str] | None = None) -> bool:
-            # libshout asks without credentials first, to be challenged: not worth a warning
-            level = logging.INFO if status == 401 and not head.header("authorization") \
-                else logging.WARNING
+        def refuse(status: int, message: str, extra: dict[str, str] | None = None,
+                   hold_s: float = 0.0) -> bool:
+            # libshout asks without credentials first, to be challenged: not worth a
+            # warning; nor is each guess refused unexamined (they come by the thousand)
+            level = logging.INFO if status == 401 and not authorization else \
+                logging.DEBUG if status == 429 else logging.WARNING
             log.log(level, "source %s on /live/%s refused: %d %s", peer, name, status, message)
             self._counters.inc("sources_refused", status=str(status))
-            transport.write(simple_response(status, message, extra))
+            response = simple_response(status, message, extra)
+            if hold_s > 0:
+                transport.set_protocol(HeldAnswer(transport, response, hold_s,
+                                                  lambda: self.throttle.done(key)))
+                return True
+            transport.write(response)
             transport.close()
             return True
 
         if not MOUNT_NAME.match(name):
             return refuse(404, "mount names are 1-64 of A-Z a-z 0-9 . _ -")
-        if not check_basic_auth(head.header("authorization"), self.password_for(name)):
-            return refuse(401, "wrong source password (user must be 'source')",
-                          {"WWW-Authenticate": 'Basic realm="Loa source"'})
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        key = self.throttle.key_for(host, head.header("x-forwarded-for"))
+        if authorization and (wait_s := self.throttle.blocked_for_s(key)):
+            return refuse(429, "too many wrong passwords from your address: try again later",
+                          {"Retry-After": str(math.ceil(wait_s))})
+        if not check_basic_auth(authorization, self.password_for(name)):
+            challenge = {"WWW-Authenticate": 'Basic realm="Loa source"'}
+            message = "wrong source password (user must be 'source')"
+            if not authorization and _bodiless(head) and _keeps_alive(head):
+                # libshout's challenge: answered on the connection it keeps for its next try
+                log.info("source %s on /live/%s challenged for its credentials", peer, name)
+                self._counters.inc("sources_refused", status="401")
+                transport.write(simple_response(401, message, challenge,
+                                                version=response_version(head),
+                                                connection="keep-alive"))
+                return Routed.NEXT_REQUEST
+            hold_s = self.throttle.failed(key) if authorization else 0.0
+            return refuse(401, message, challenge, hold_s)
         try:
             body = body_reader(head.headers)
         except FramingError as exc:
@@ -259,11 +301,62 @@ class Mounts:
 
     def _options(self, transport: asyncio.Transport, head: RequestHead) -> bool:
         """The RFC 2817 probe libshout sends first (``OPTIONS *``, ``Upgrade: TLS/1.0,
-        HTTP/1.1``). No TLS here: 204 without an ``Upgrade`` tells it to carry on in plain
-        HTTP; ``Allow`` names the methods (libshout then sources with PUT)."""
+        HTTP/1.1``), when the port has no TLS (with TLS the front door upgrades the connection
+        first): 204 without an ``Upgrade`` tells it to carry on in plain HTTP; ``Allow`` names
+        the methods (libshout then sources with PUT)."""
         log.info("OPTIONS %s from %s (Upgrade: %s): carrying on in plain HTTP", head.target,
                  transport.get_extra_info("peername"), head.header("upgrade") or "-")
         transport.write(simple_response(204, "", {"Allow": ALLOWED_METHODS},
                                         version=response_version(head)))
         transport.close()
         return True
+
+
+def _bodiless(head: RequestHead) -> bool:
+    """A request that says its body is empty (``Content-Length: 0``, no transfer coding)."""
+    return head.header("content-length").strip() == "0" and not head.header("transfer-encoding")
+
+
+def _keeps_alive(head: RequestHead) -> bool:
+    """Whether the client keeps its connection after the answer: HTTP/1.1 unless it says
+    ``close``, HTTP/1.0 (and ICE) only when it says ``keep-alive``."""
+    tokens = {t.strip().lower() for t in head.header("connection").split(",")}
+    if "close" in tokens:
+        return False
+    return head.version == "HTTP/1.1" or "keep-alive" in tokens
+
+
+class HeldAnswer(asyncio.Protocol):
+    """A refused connection whose answer the throttle holds: whatever the client sends is
+    dropped; after ``hold_s`` (loop time) ``response`` is written and the connection closed.
+    ``release`` runs once, when the answer went or the client left first."""
+
+    def __init__(self, transport: asyncio.Transport, response: bytes, hold_s: float,
+                 release: Callable[[], None]) -> None:
+        self._transport: asyncio.Transport | None = transport
+        self._response = response
+        self._release: Callable[[], None] | None = release
+        self._timer = asyncio.get_running_loop().call_later(hold_s, self._answer)
+
+    def _answer(self) -> None:
+        if self._transport is not None:
+            self._transport.write(self._response)
+            self._transport.close()
+            self._transport = None
+        self._released()
+
+    def _released(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return True  # a client that half-closes still gets its answer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+        self._transport = None
+        self._released()

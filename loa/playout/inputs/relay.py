@@ -16,7 +16,9 @@ Each input is decoded by a `LiveIngest` on its own thread. The relay ends by its
 after a pass through its entries that played a file (or VOD) to its end: its programme plays
 out what it holds, then ends (its requests end "completed", the zones fall back). A stream
 never ends a relay: when every entry has failed in a row, the relay waits its backoff on the
-injected clock and starts over, the playlist fetched afresh.
+injected clock and starts over, the playlist fetched afresh. A connection the fetch policy
+refuses (``[network]``, `loa.playout.outbound`: loopback and private addresses by default) is
+such a failure, backoff and all, and ``last_error`` names the address and why.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import aiohttp
 from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
+from loa.core.fetch_policy import refusal_in
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import SILENCE, Samples
 from loa.playout.inputs.hls import HlsFollower, beside_if_large, read_limited
@@ -247,8 +250,7 @@ class Relay:
                 self.backoff.reset()
                 index += 1
                 continue
-            self.last_error = "stream ended" if outcome is False else \
-                str(outcome) or type(outcome).__name__
+            self.last_error = "stream ended" if outcome is False else _failure(outcome)
             self.failures += 1
             self._counters.inc("relay_failures")
             if self._clock.now_ns() - started_ns > HEALTHY_SESSION_NS:
@@ -432,6 +434,15 @@ def _read_playlist(kind: str, data: bytes, base_url: str) -> tuple[str, list[str
     if kind == "m3u" and is_hls(text):
         return text, None
     return text, parse_playlist(kind, text, base_url)
+
+
+def _failure(exc: Exception) -> str:
+    """What an entry's failure says in ``last_error``: a connection the fetch policy refused
+    as "relay to 10.0.0.5 refused: private address; allow it in [network] fetch_allow"."""
+    refused = refusal_in(exc)
+    if refused is not None:
+        return refused.explain("relay to")
+    return str(exc) or type(exc).__name__
 
 
 def _format(content_type: str) -> str | None:

@@ -1,0 +1,110 @@
+"""``loa live`` takes zones for a live mount and gives them back; ``loa commands <batch>``
+shows, endpoint by endpoint, which acknowledged a command, which wait for it and which refused
+it (endpoints online over MQTT, one of them a firmware that refuses)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from loa.app import LoaServer
+from loa.loadtest.mqtt_endpoint import MqttEndpoint
+from loa.protocol.mqtt import Kind, encode, publish_nowait
+from tests.cli.shell import loa, server_env
+from tests.fleet.test_mqtt import broker_address, login
+
+
+def live_zones(server: LoaServer) -> dict[str, int]:
+    return {r.zone_id: r.priority for r in server.engine.requests.values()
+            if r.label == "live/studio"}
+
+
+async def test_live_takes_zones_for_a_mount_and_release_gives_them_back(
+    server: LoaServer,
+) -> None:
+    env = server_env(server)
+    taken = await loa("live", "an-binh,phu-my-1", "--mount", "studio", env=env)
+    assert taken.code == 0, taken.err
+    assert live_zones(server) == {"an-binh": 80, "phu-my-1": 80}
+    lines = taken.out.splitlines()
+    assert lines[0].split() == ["VÙNG", "ĐIỂM", "PHÁT", "ƯU", "TIÊN", "YÊU", "CẦU", "NGUỒN"]
+    assert lines[1].split() == ["an-binh", "(Xã", "An", "Bình)", "studio", "80", "1", "(mới)",
+                                "đang", "chờ", "nguồn"]
+    assert lines[-1].startswith("Chưa có nguồn nào đẩy tới điểm phát này")
+
+    again = await loa("live", "phu-my-1", "--json", env=env)  # the same request again: 200
+    answer = json.loads(again.out)
+    assert list(answer) == ["phu-my-1"]
+    assert answer["phu-my-1"]["request"]["zone"] == "phu-my-1"
+    assert answer["phu-my-1"]["request"]["label"] == "live/studio"
+
+    released = await loa("live", "--release", "an-binh", "phu-my-1", env=env)
+    assert released.code == 0, released.err
+    assert live_zones(server) == {}
+    assert released.out.splitlines()[1].startswith("an-binh (Xã An Bình)")
+    nothing = await loa("live", "--release", "phu-my-2", env={**env, "LANG": "en_US.UTF-8"})
+    assert "phu-my-2 (Thôn Phú Mỹ 2)  nothing was live" in nothing.out
+
+
+class RefusingEndpoint(MqttEndpoint):
+    """A firmware that refuses every command (its amplifier is broken)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, ack=False, **kwargs)
+        self.on_command = self.refuse
+
+    def refuse(self, cmd: dict[str, Any]) -> None:
+        assert self.client is not None
+        publish_nowait(self.client, self.topics.topic(self.id, Kind.ACK),
+                       encode({"id": cmd["id"], "ok": False, "error": "amplifier fault"}))
+
+
+async def test_commands_shows_who_acknowledged_who_waits_and_who_failed(
+    server: LoaServer,
+) -> None:
+    await asyncio.wait_for(server.fleet.connected.wait(), 10)
+    host, port = broker_address(server)
+    root = server.fleet.topics.root
+    good = MqttEndpoint("loa-001", await login(server, "loa-001"), host, port,
+                        topic_root=root, telemetry_s=3600)
+    broken = RefusingEndpoint("loa-002", await login(server, "loa-002"), host, port,
+                              topic_root=root, telemetry_s=3600)
+    stop = asyncio.Event()
+    running = [asyncio.create_task(ep.run(stop)) for ep in (good, broken)]
+    try:
+        await server.fleet.until(lambda: all(server.fleet.is_online(e)
+                                             for e in ("loa-001", "loa-002")))
+        env = server_env(server)
+        sent = await loa("command", "--zone", "an-binh", "volume", "55", env=env)
+        assert sent.code == 0, sent.err
+        batch = list(server.fleet.commands.values())[-1].batch
+        assert sent.out.splitlines()[0] == (
+            f"Đã gửi lệnh volume 55 tới 4 cụm loa của vùng an-binh (Xã An Bình): lô lệnh "
+            f"{batch}.")
+        assert sent.out.splitlines()[-1] == f"Theo dõi kết quả: loa commands {batch}"
+        await server.fleet.until(lambda: {c.endpoint_id: c.status.value
+                                          for c in server.fleet.batch(batch)}
+                                 == {"loa-001": "acked", "loa-002": "failed",
+                                     "loa-003": "pending", "loa-004": "pending"})
+    finally:
+        stop.set()
+        await asyncio.wait(running, timeout=5)
+
+    shown = await loa("commands", batch, env=env)
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0] == f"Lô lệnh {batch}: volume 55 tới 4 cụm loa."
+    assert lines[1].startswith("đã xác nhận 1 · đang chờ 2 · thất bại 1  (xác nhận sau p50 ")
+    rows = {line.split()[0]: line for line in lines[3:]}
+    assert list(rows) == ["loa-002", "loa-003", "loa-004", "loa-001"]  # failures first
+    assert "(Cụm loa 2)" in rows["loa-002"] and "thất bại" in rows["loa-002"]
+    assert rows["loa-002"].endswith("amplifier fault")
+    assert "đang chờ" in rows["loa-003"] and "đã xác nhận" in rows["loa-001"]
+
+    english = await loa("commands", batch, env={**env, "LANG": "en_US.UTF-8"})
+    assert english.out.splitlines()[1].startswith("acknowledged 1 · pending 2 · failed 1")
+    scripted = await loa("commands", batch, "--json", env=env)
+    assert json.loads(scripted.out)["summary"] == {"acked": 1, "failed": 1, "pending": 2}
+    unknown = await loa("commands", "nope", env=env)
+    assert unknown.code == 1 and "không có lệnh nào cho nope" in unknown.err

@@ -31,6 +31,7 @@ from loa.api.routes import Api
 from loa.codecs.loudness import MEASURER, Leveller
 from loa.codecs.tts import Tts
 from loa.config import Config
+from loa.control.accounts import Accounts
 from loa.control.alerts.cap import CapAlerts
 from loa.control.alerts.manager import AlertManager
 from loa.control.alerts.model import AlertStatus
@@ -128,6 +129,10 @@ class LoaServer:
         extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
                  for t in config.tokens}
         self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token, extra)
+        # people's accounts; the first start makes "admin" (its password hashed: ~0.1 s)
+        self.accounts = Accounts(self.store, self.zones, self.clock, self.wall.timestamp,
+                                 config.sessions)
+        self.new_admin_password = self.accounts.ensure_admin()
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
         )

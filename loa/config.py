@@ -108,6 +108,12 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     trusted_proxies = ["127.0.0.1", "::1"]  # their X-Forwarded-For names the client
     failures_free = 5                # wrong passwords/tokens per address answered at once;
     failure_delay_max_s = 30         # later ones are held 1, 2, 4 … s, up to this (0: off)
+
+    [sessions]                       # the browser's logins to accounts (issue 14)
+    idle_timeout_min = 30            # a session unused this long ends: log in again
+    login_failures = 5               # wrong passwords per username, and per address, after
+                                     # which logins are refused (429) until one is forgotten
+    login_forget_s = 60              # one such failure is forgotten this often
 """
 
 from __future__ import annotations
@@ -203,6 +209,17 @@ class LimitsConfig:
     failure_delay_max_s: float = MAX_DELAY_S
 
 
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """``[sessions]``: browser sessions of accounts (``loa.control.accounts``): the idle
+    timeout (s), and the wrong passwords per username and per address (``login_failures``)
+    after which logins are refused until one is forgotten (one every ``login_forget_s``)."""
+
+    idle_timeout_s: float = 30 * 60.0
+    login_failures: int = 5
+    login_forget_s: float = 60.0
+
+
 def default_zones() -> list[Zone]:
     """A small district: two communes, two villages each."""
     return [
@@ -260,6 +277,7 @@ class Config:
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)  # [network] fetch_*
     tls: TlsConfig = field(default_factory=TlsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -401,6 +419,8 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         changes["tls"] = _tls(raw["tls"])
     if "limits" in raw:
         changes["limits"] = _limits(cfg.limits, raw["limits"])
+    if "sessions" in raw:
+        changes["sessions"] = _sessions(cfg.sessions, raw["sessions"])
     new = replace(cfg, **changes)
     if new.jitter_target_ms > new.jitter_max_ms:
         raise ConfigError("jitter_target_ms must not exceed jitter_max_ms")
@@ -479,6 +499,14 @@ def _limits(cfg: LimitsConfig, raw: dict[str, Any]) -> LimitsConfig:
         _addresses(raw, "trusted_proxies", cfg.trusted_proxies),
         _int(raw, "failures_free", cfg.failures_free, 0, 1000),
         _float(raw, "failure_delay_max_s", cfg.failure_delay_max_s, 0, 3600),
+    )
+
+
+def _sessions(cfg: SessionsConfig, raw: dict[str, Any]) -> SessionsConfig:
+    return SessionsConfig(
+        60.0 * _float(raw, "idle_timeout_min", cfg.idle_timeout_s / 60.0, 1, 7 * 1440),
+        _int(raw, "login_failures", cfg.login_failures, 1, 1000),
+        _float(raw, "login_forget_s", cfg.login_forget_s, 1, 86400),
     )
 
 

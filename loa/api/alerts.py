@@ -1,6 +1,11 @@
 """Emergency alerts (bản tin khẩn cấp, the ``alert`` right): trigger (JSON, or multipart with
 the message as audio), list, show with reach, cancel; and CAP 1.2 messages. The alert manager
-audits what it does."""
+audits what it does.
+
+An alert official alerts their own subtree only: every zone an alert targets, and the zone of
+every endpoint it targets (a CAP message's area as resolved to them), lies in the caller's
+scope (``"all"``: a scope of the whole tree); so does cancelling one. An alert is listed and
+shown to those whose scope it plays in (on a zone of it, or above it)."""
 
 from __future__ import annotations
 
@@ -12,10 +17,20 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.errors import ApiError, error_status
-from loa.api.resource import actor, json_response, read_body, read_json, require, server_of
+from loa.api.resource import (
+    actor,
+    json_response,
+    read_body,
+    read_json,
+    require,
+    scope_of,
+    scoped,
+    scoped_all,
+    server_of,
+)
 from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
-from loa.control.alerts.model import parse_spec
+from loa.control.alerts.model import Alert, parse_spec
 from loa.control.auth import Right
 from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
 
@@ -42,9 +57,36 @@ async def trigger_alert(request: web.Request) -> web.Response:
     if uploaded is not None:
         body["content"] = {"kind": "file", "path": str(uploaded), "name": "upload"}
     spec = parse_spec(body, default_gap_s=s.config.alert_gap_s, now=s.wall.timestamp())
+    if spec.all_zones:
+        scoped_all(request, "an alert to every zone")
+    scoped_targets(request, spec.zones, spec.endpoints)
     alert = await s.alerts.trigger(spec, actor(request), received_ns, warnings=warnings)
     return json_response({"alert": alert.describe(full=True),
                               "errors": alert.warnings}, status=201)
+
+
+def scoped_targets(request: web.Request, zones: list[str], endpoints: list[str]) -> None:
+    """``scoped`` for an alert's zones and its endpoints' zones (an unknown endpoint is left
+    to the alert manager, which refuses it)."""
+    registry = server_of(request).endpoints.endpoints
+    scoped(request, *zones, *(registry[e].zone_id for e in endpoints if e in registry))
+
+
+def alert_zones(request: web.Request, view: dict[str, Any]) -> list[str]:
+    """The zones an alert plays on, from its description or stored record: its zones (the
+    roots for ``all``) and its single endpoints' zones."""
+    s = server_of(request)
+    if view.get("all"):
+        return [z.id for z in s.zones.roots()]
+    registry = s.endpoints.endpoints
+    return [*view.get("zones", []),
+            *(registry[e].zone_id for e in view.get("endpoints", []) if e in registry)]
+
+
+def visible_alert(request: web.Request, view: dict[str, Any]) -> bool:
+    """Whether an alert plays in the caller's scope (on a zone of it or above it)."""
+    scope = scope_of(request)
+    return any(scope.overlaps(z) for z in alert_zones(request, view))
 
 
 async def _read_alert_upload(request: web.Request
@@ -90,9 +132,10 @@ def _probe_and_keep(tmp: Path, path: Path) -> None:
 
 @routes.get("/api/v1/alerts")
 async def list_alerts(request: web.Request) -> web.Response:
-    """``GET alerts``: the alerts held in memory since start (older ones are in the store)."""
-    return json_response(
-        {"alerts": [a.describe() for a in server_of(request).alerts.alerts.values()]})
+    """``GET alerts``: the alerts held in memory since start (older ones are in the store)
+    that play in the caller's scope."""
+    views = [a.describe() for a in server_of(request).alerts.alerts.values()]
+    return json_response({"alerts": [v for v in views if visible_alert(request, v)]})
 
 
 @routes.get("/api/v1/alerts/{id}")
@@ -102,9 +145,13 @@ async def get_alert(request: web.Request) -> web.Response:
     found = await server_of(request).alerts.get(request.match_info["id"])
     if found is None:
         raise ApiError(404, f"no alert {request.match_info['id']!r}")
+    view = found if isinstance(found, dict) else found.describe(full=True)
+    if not visible_alert(request, view):  # refused, naming a zone outside the scope
+        scoped(request, *alert_zones(request, view))
+        scoped_all(request, f"alert {request.match_info['id']!r}")  # it plays on no zone now
     if isinstance(found, dict):
         return json_response({"alert": found})
-    out = found.describe(full=True)
+    out = view
     if request.query.get("endpoints"):  # ?endpoints=1: every endpoint's reach
         out["reach_from_call_ms"] = found.reach_from_call_ms()
     return json_response({"alert": out})
@@ -115,6 +162,11 @@ async def cancel_alert(request: web.Request) -> web.Response:
     """``DELETE alerts/{id}`` (ALERT): cancel it and return its full description; 404 if
     unknown."""
     require(request, Right.ALERT)
+    held: Alert | None = server_of(request).alerts.alerts.get(request.match_info["id"])
+    if held is not None:
+        if held.spec.all_zones:
+            scoped_all(request, "an alert to every zone")
+        scoped_targets(request, held.spec.zones, held.spec.endpoints)
     try:
         alert = server_of(request).alerts.cancel(request.match_info["id"], actor(request))
     except KeyError:
@@ -140,7 +192,8 @@ async def cap(request: web.Request) -> web.Response:
         msg = await asyncio.to_thread(parse_cap, data, s.wall.tz)  # XML, base64: beside the loop
         status, body = await s.cap.handle_cap(
             msg, actor(request), test_zone=s.config.cap_test_zone,
-            upload_dir=s.media_dir / "cap", received_ns=received_ns)
+            upload_dir=s.media_dir / "cap", received_ns=received_ns,
+            guard=lambda zones, endpoints: scoped_targets(request, zones, endpoints))
     except CapError:
         raise  # the error table: 400, or 413 over a limit
     except ValueError as exc:  # no <info>, no zone in its area, a zone it cannot reach

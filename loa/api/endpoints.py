@@ -1,5 +1,7 @@
 """The endpoint registry (cụm loa): list, add, change, forget, MQTT credentials, CSV import
-and export, and the files for running the fleet on an external Mosquitto."""
+and export, and the files for running the fleet on an external Mosquitto. Each within the
+caller's scope (the endpoint's zone); what spans the whole fleet (a CSV import, the
+Mosquitto files) needs a scope of the whole tree."""
 
 from __future__ import annotations
 
@@ -11,7 +13,18 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError, error_status
-from loa.api.resource import actor, json_response, read_body, read_json, require, server_of
+from loa.api.resource import (
+    actor,
+    json_response,
+    read_body,
+    read_json,
+    require,
+    scope_of,
+    scoped,
+    scoped_all,
+    scoped_endpoint,
+    server_of,
+)
 from loa.control.auth import Right
 from loa.control.endpoints import CSV_FIELDS
 from loa.core.zones import ZoneError
@@ -43,11 +56,15 @@ def mqtt_login(server: LoaServer, eid: str, password: str) -> dict[str, Any]:
 
 @routes.get("/api/v1/endpoints")
 async def list_endpoints(request: web.Request) -> web.Response:
-    """``?zone=`` (and below; 404 if unknown), ``?online=true|false``."""
+    """``?zone=`` (and below; 404 if unknown), ``?online=true|false``; only the endpoints of
+    the caller's scope."""
     s = server_of(request)
     zone = request.query.get("zone")
+    scope = scope_of(request)
+    if zone and zone in s.zones:
+        scoped(request, zone)
     eps = s.endpoints.in_zone(zone) if zone else list(s.endpoints.endpoints.values())
-    out = [s.fleet.describe(e) for e in eps]
+    out = [s.fleet.describe(e) for e in eps if scope.contains(e.zone_id)]
     online = request.query.get("online")
     if online in ("true", "false"):
         out = [e for e in out if e["presence"]["online"] is (online == "true")]
@@ -64,6 +81,8 @@ async def add_endpoint(request: web.Request) -> Changed:
     require(request, Right.ADMIN)
     body = await read_json(request)
     s = server_of(request)
+    if str(body.get("zone", "")) in s.zones:  # an unknown one: the registry's 400
+        scoped(request, str(body.get("zone", "")))
     ep = s.endpoints.add(
         str(body.get("id", "")), str(body.get("zone", "")), body.get("name", ""),
         body.get("lat"), body.get("lon"), body.get("address", ""),
@@ -86,6 +105,9 @@ async def update_endpoint(request: web.Request) -> Changed:
     body = await read_json(request)
     eid = request.match_info["id"]
     s = server_of(request)
+    scoped_endpoint(request, eid)
+    if "zone" in body and str(body["zone"]) in s.zones:  # an unknown one: the registry's 400
+        scoped(request, str(body["zone"]))
     ep = s.endpoints.update(eid, body)
     if "zone" in body and str(body["zone"]) != ep.zone_id:
         s.fleet.endpoint_command(eid, {"op": "move", "zone": str(body["zone"])},
@@ -99,6 +121,7 @@ async def delete_endpoint(request: web.Request) -> Changed:
     """``DELETE endpoints/{id}`` (ADMIN): forget an endpoint; 404 if unknown."""
     require(request, Right.ADMIN)
     eid = request.match_info["id"]
+    scoped_endpoint(request, eid)
     server_of(request).endpoints.remove(eid)
     await broker_has_logins(server_of(request))
     return Changed(json_response({"deleted": eid}), eid)
@@ -109,7 +132,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     """``GET endpoints/{id}``: the endpoint with its presence and effective volume; 404 if
     unknown."""
     s = server_of(request)
-    ep = s.endpoints.get(request.match_info["id"])
+    ep = scoped_endpoint(request, request.match_info["id"])
     return json_response({"endpoint": s.fleet.describe(ep)})
 
 
@@ -121,6 +144,7 @@ async def rotate_credentials(request: web.Request) -> Changed:
     require(request, Right.ADMIN)
     eid = request.match_info["id"]
     s = server_of(request)
+    scoped_endpoint(request, eid)
     password = s.endpoints.rotate_secret(eid)
     await broker_has_logins(s)
     return Changed(json_response({"mqtt": mqtt_login(s, eid, password)}), eid)
@@ -134,8 +158,10 @@ async def import_endpoints(request: web.Request) -> Changed:
     ``charset`` the Content-Type names; comma, semicolon or tab separated; the header in any
     case, with or without accents, in English or Vietnamese (``CSV_COLUMNS``). All or
     nothing (400 with ``errors``, the first 200, saying what was seen); new endpoints come
-    back with their MQTT passwords (as CSV with ``Accept: text/csv``). 413 over 8 MiB."""
+    back with their MQTT passwords (as CSV with ``Accept: text/csv``). 413 over 8 MiB. A
+    scope of the whole tree only."""
     require(request, Right.ADMIN)
+    scoped_all(request, "a CSV import of the whole registry")
     data = await read_body(request, MAX_CSV_BYTES)
     if len(data) > MAX_CSV_BYTES:
         raise ApiError(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
@@ -164,11 +190,15 @@ async def import_endpoints(request: web.Request) -> Changed:
 
 @routes.get("/api/v1/endpoints.csv")
 async def export_endpoints(request: web.Request) -> web.Response:
-    """``GET endpoints.csv``: the registry in the import format (``CSV_FIELDS`` columns)."""
+    """``GET endpoints.csv``: the registry in the import format (``CSV_FIELDS`` columns), the
+    caller's scope of it."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(CSV_FIELDS)
+    scope = scope_of(request)
     for ep in server_of(request).endpoints.endpoints.values():
+        if not scope.contains(ep.zone_id):
+            continue
         w.writerow([ep.id, ep.name, ep.zone_id, "" if ep.lat is None else ep.lat,
                     "" if ep.lon is None else ep.lon, ep.address, ep.admin_code])
     return web.Response(text=out.getvalue(), content_type="text/csv")
@@ -177,8 +207,9 @@ async def export_endpoints(request: web.Request) -> web.Response:
 @routes.get("/api/v1/mqtt/mosquitto")
 async def mosquitto_files(request: web.Request) -> web.Response:
     """A password file and an ACL file for running the fleet on an external Mosquitto
-    (ADMIN); ``?server_user=`` names the server's own user there."""
+    (ADMIN, scope of the whole tree); ``?server_user=`` names the server's own user there."""
     require(request, Right.ADMIN)
+    scoped_all(request, "the whole fleet's broker files")
     s = server_of(request)
     server_user = request.query.get("server_user", "loa-server")
     users = {e.id: e.secret_hash for e in s.endpoints.endpoints.values() if e.secret_hash}

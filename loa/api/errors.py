@@ -1,8 +1,9 @@
 """One table from errors to HTTP answers, and the middleware that applies it.
 
-A handler does not catch the errors of the domain calls it makes: ``ZoneError``,
-``EndpointError``, ``MediaError``, ``ScheduleError``, ``CapError``, ``TtsError``,
-``DecodeError``, ``DiskFull`` or any other ``ValueError`` reach ``error_middleware``, which answers
+A handler does not catch the errors of the domain calls it makes: ``ScopeError``,
+``ZoneError``, ``EndpointError``, ``MediaError``, ``ScheduleError``, ``AccountError``,
+``CapError``, ``TtsError``, ``DecodeError``, ``DiskFull`` or any other ``ValueError`` reach
+``error_middleware``, which answers
 ``{"error": str(exc)}`` with the status ``ERROR_STATUS`` gives the error's class. A handler
 refuses a request itself by raising ``ApiError(status, message)``; where one error means
 something else for one handler (a zone named in a body is a bad request, not a missing
@@ -27,6 +28,8 @@ from loa.api.resource import API_PATHS, Handler, json_response
 from loa.api.uploads import UploadTooLarge
 from loa.codecs.decode import DecodeError
 from loa.codecs.tts import TtsError
+from loa.control.accounts import AccountError, AccountExists, UnknownAccount
+from loa.control.auth import ScopeError
 from loa.control.endpoints import EndpointError
 from loa.control.media import MediaError
 from loa.control.schedule.recurrence import ScheduleError
@@ -64,6 +67,10 @@ def _endpoint_status(exc: Exception) -> int:
 # The first class the error is an instance of gives its status: subclasses before their base.
 ERROR_STATUS: tuple[tuple[type[Exception], int | Callable[[Exception], int]], ...] = (
     (DiskFull, 507),  # Insufficient Storage: the message says what could not be written
+    (ScopeError, 403),  # outside the caller's scope: the message names the zone and the scope
+    (UnknownAccount, 404),
+    (AccountExists, 409),
+    (AccountError, 400),
     (UploadTooLarge, 413),
     (CapTooLarge, 413),
     (CapError, 400),

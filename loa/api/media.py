@@ -1,5 +1,9 @@
 """The media library: uploads judged by decoding, stored by content hash and measured for
-loudness; list, show, delete."""
+loudness; list, show, delete.
+
+Scope: an item belongs to its uploader's scope (``zone``; none for a caller of the whole
+station's). It is listed and shown to those whose scope holds its zone; the station's items
+(no zone) to everyone. Deleting one needs its zone in scope (the station's: the whole tree)."""
 
 from __future__ import annotations
 
@@ -7,9 +11,19 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import actor, json_response, require, server_of
+from loa.api.resource import (
+    actor,
+    json_response,
+    principal_of,
+    require,
+    scope_of,
+    scoped,
+    scoped_all,
+    server_of,
+)
 from loa.api.uploads import read_multipart
-from loa.control.auth import Right
+from loa.control.auth import Right, Scope
+from loa.control.media import MediaItem
 
 routes = web.RouteTableDef()
 
@@ -30,9 +44,12 @@ async def add_media(request: web.Request) -> Changed:
     if upload is None:
         raise ApiError(400, 'multipart needs a "file" part')
     filename = upload.filename
+    zone = principal_of(request).scope
+    if zone is not None:
+        scoped(request, zone)  # where: the uploader's zone
     item, created = await s.media.add_file(
         upload.path, upload.sha256, filename, actor(request),
-        fields.get("title", ""), fields.get("tags", "").split(","))
+        fields.get("title", ""), fields.get("tags", "").split(","), zone)
     return Changed(json_response({"media": item.describe(), "created": created},
                                      status=201 if created else 200),
                    item.id, {"filename": filename, "created": created})
@@ -40,8 +57,16 @@ async def add_media(request: web.Request) -> Changed:
 
 @routes.get("/api/v1/media")
 async def list_media(request: web.Request) -> web.Response:
-    """``GET media``: every library item, oldest first."""
-    return json_response({"media": [m.describe() for m in server_of(request).media.list()]})
+    """``GET media``: the library items of the caller's scope and the station's, oldest
+    first."""
+    scope = scope_of(request)
+    return json_response({"media": [m.describe() for m in server_of(request).media.list()
+                                    if visible_media(scope, m)]})
+
+
+def visible_media(scope: Scope, item: MediaItem) -> bool:
+    """The station's items are everyone's; a zone's, those of the scopes that hold it."""
+    return item.zone is None or scope.contains(item.zone)
 
 
 @routes.get("/api/v1/media/{id}")
@@ -50,6 +75,8 @@ async def get_media(request: web.Request) -> web.Response:
     item = server_of(request).media.get(request.match_info["id"])
     if item is None:
         raise ApiError(404, f"no media item {request.match_info['id']!r}")
+    if item.zone is not None:
+        scoped(request, item.zone)
     return json_response({"media": item.describe()})
 
 
@@ -62,6 +89,10 @@ async def delete_media(request: web.Request) -> Changed:
     item = s.media.get(request.match_info["id"])
     if item is None:
         raise ApiError(404, f"no media item {request.match_info['id']!r}")
+    if item.zone is None:
+        scoped_all(request, f"the station's media item {item.id!r}")
+    else:
+        scoped(request, item.zone)
     if s.media_in_use(item):
         raise ApiError(409, f"{item.title!r} is playing or scheduled; release it first")
     await s.media.delete(item.id)

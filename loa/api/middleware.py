@@ -1,6 +1,16 @@
-"""The front of every request aiohttp serves: the bearer token on ``/api/`` and ``/metrics``,
-the throttle on wrong credentials, and no keep-alive. (Errors are answered by
-``loa.api.errors.error_middleware``.)"""
+"""The front of every request aiohttp serves: who is calling on ``/api/`` and ``/metrics``
+(a bearer token, or a browser session's cookie with its CSRF token), the throttle on wrong
+credentials, and no keep-alive. (Errors are answered by ``loa.api.errors.error_middleware``.)
+
+Credentials, in order: ``Authorization: Bearer <token>`` (the environment's admin token, the
+config's ``[[tokens]]``, or an account's personal token); else the ``loa_session`` cookie of
+a login (``loa.api.sessions``). CSRF protection is the synchronizer-token pattern: the
+session keeps the CSRF token its login answered, and every request made with the cookie whose
+method changes something (anything but GET, HEAD and OPTIONS) must carry it in the
+``X-CSRF-Token`` header, or it is refused (403) before its handler runs. A bearer token needs
+no CSRF token: a browser never sends one by itself. The cookie itself is HttpOnly,
+SameSite=Strict, and Secure when the port speaks TLS.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +18,22 @@ import math
 
 from aiohttp import hdrs, web
 
-from loa.api.resource import API_PATHS, PRINCIPAL_KEY, Handler, server_of
+from loa.api.resource import (
+    API_PATHS,
+    PRINCIPAL_KEY,
+    Handler,
+    client_address,
+    json_response,
+    server_of,
+)
+from loa.control.audit import AUDIT_SOURCE, AuditSource
+from loa.control.auth import Principal
 from loa.core.clock import NS_PER_S
+
+SESSION_COOKIE = "loa_session"
+CSRF_HEADER = "X-CSRF-Token"
+LOGIN_PATH = "/api/v1/login"  # the one API path that takes no credentials: it makes them
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # What takes credentials through aiohttp: the API's bearer tokens, Icecast's admin (an
 # encoder's metadata update, with the source password)
@@ -18,20 +42,55 @@ THROTTLED_PATHS = (*API_PATHS, "/admin/")
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require ``Authorization: Bearer <token>`` on ``/api/`` and ``/metrics`` (401 with
-    ``WWW-Authenticate`` otherwise) and put the caller's Principal on the request."""
+    """On ``/api/`` and ``/metrics``: find the caller (see the module docstring) and put their
+    Principal on the request, or answer 401 (with ``WWW-Authenticate``), or 403 for a
+    cookie's state-changing request without its CSRF token. Every request there (the login
+    too) is served with its client's address as the source of its audit entries."""
     if not request.path.startswith(API_PATHS):
         return await handler(request)
+    if request.path != LOGIN_PATH:
+        found = _caller(request)
+        if isinstance(found, web.Response):
+            return found
+        request[PRINCIPAL_KEY] = found
+    token = AUDIT_SOURCE.set(AuditSource(client_address(request)))
+    try:
+        return await handler(request)
+    finally:
+        AUDIT_SOURCE.reset(token)
+
+
+def _caller(request: web.Request) -> Principal | web.Response:
+    """The request's principal, or the answer refusing it."""
     server = server_of(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    principal = server.tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    if principal is None:
-        return web.json_response(
-            {"error": "missing or invalid bearer token"}, status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="Loa"'},
-        )
-    request[PRINCIPAL_KEY] = principal
-    return await handler(request)
+    if hdrs.AUTHORIZATION in request.headers:
+        scheme, _, token = request.headers[hdrs.AUTHORIZATION].partition(" ")
+        token = token.strip()
+        principal = None
+        if scheme.lower() == "bearer" and token:
+            principal = server.tokens.authenticate(token) or \
+                server.accounts.authenticate_token(token)
+        return principal if principal is not None else _unauthorized(
+            "missing or invalid bearer token")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return _unauthorized("missing or invalid bearer token (or log in: POST /api/v1/login)")
+    session = server.accounts.session(cookie)
+    principal = server.accounts.principal(session.username) if session is not None else None
+    if session is None or principal is None:
+        return _unauthorized("your session has ended (logged out, or idle too long): "
+                             "log in again (POST /api/v1/login)")
+    if request.method not in SAFE_METHODS and \
+            not server.accounts.csrf_ok(session, request.headers.get(CSRF_HEADER, "")):
+        return json_response({"error": f"a change made with the session cookie needs the "
+                                       f"{CSRF_HEADER} header the login answered (csrf_token)"},
+                             status=403)
+    return principal
+
+
+def _unauthorized(message: str) -> web.Response:
+    return json_response({"error": message}, status=401,
+                         headers={"WWW-Authenticate": 'Bearer realm="Loa"'})
 
 
 @web.middleware

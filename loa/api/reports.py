@@ -1,5 +1,5 @@
 """Reports for a commune (báo cáo): hours on air, availability and alerts over a period, as
-JSON or CSV."""
+JSON or CSV; for a zone of the caller's scope."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from loa.api.resource import server_of
+from loa.api.resource import scoped, server_of
 from loa.control.schedule.recurrence import STATION_TZ
 from loa.monitoring.reports import render_report, report_scope
 
@@ -20,8 +20,10 @@ routes = web.RouteTableDef()
 async def report(request: web.Request) -> web.Response:
     """``/api/v1/reports/{commune}?from=2026-01-01&to=2027-01-01`` (local dates or unix
     times; ``?year=2026`` for the yearly report); ``?format=csv`` for a spreadsheet. 404 for
-    an unknown commune, 400 for a bad period."""
+    an unknown commune, 403 outside the caller's scope, 400 for a bad period."""
     s = server_of(request)
+    if request.match_info["commune"] in s.zones:  # an unknown one: report_scope's 404
+        scoped(request, request.match_info["commune"])
     as_csv = request.query.get("format") == "csv"
     start, end = report_period(request.query)
     scope = report_scope(s.zones, s.endpoints, request.match_info["commune"])

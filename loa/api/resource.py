@@ -1,6 +1,14 @@
 """What every ``/api/v1`` handler stands on: the server and the caller on the request, the
-right a call needs, request bodies read within their limits, and JSON answers as UTF-8 text
-(``json_response``: Vietnamese names as they are, not ``\\u``-escaped)."""
+right a call needs, the caller's scope, request bodies read within their limits, and JSON
+answers as UTF-8 text (``json_response``: Vietnamese names as they are, not
+``\\u``-escaped).
+
+Scope (issue 14) is checked here, the one way every handler does it: a handler that acts on
+or reads one thing names the zones it lies in with ``scoped`` (``scoped_endpoint`` for an
+endpoint; ``scoped_all`` for what lies in no zone), which raises ``ScopeError`` (403, the
+error table) naming the zone and the caller's scope, and notes the zone as where the request
+acts for its audit entries; a list keeps what ``scope_of(request)`` contains (or overlaps,
+for things that play on several zones)."""
 
 from __future__ import annotations
 
@@ -10,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from loa.control.auth import Principal, Right
+from loa.control.audit import AUDIT_SOURCE
+from loa.control.auth import Principal, Right, Scope
+from loa.core.peers import client_host
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
+    from loa.control.endpoints import Endpoint
 
 SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
@@ -47,6 +58,49 @@ def actor(request: web.Request) -> str:
     """The caller's name, as the audit log and the fleet's commands record it (set by
     ``auth_middleware``; KeyError on a route it did not guard)."""
     return request[PRINCIPAL_KEY].name
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The caller (set by ``auth_middleware``; KeyError on a route it did not guard)."""
+    return request[PRINCIPAL_KEY]
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer's, or the one a trusted proxy forwards for."""
+    server = server_of(request)
+    return client_host(request.remote or "", request.headers.get("X-Forwarded-For", ""),
+                       server.config.limits.trusted_proxies)
+
+
+def scope_of(request: web.Request) -> Scope:
+    """The caller's scope over the server's zone tree (``loa.control.auth.Scope``)."""
+    return Scope(server_of(request).zones, request[PRINCIPAL_KEY].scope)
+
+
+def scoped(request: web.Request, *zone_ids: str) -> None:
+    """Raise ScopeError (403: "zone 'phu-my' is outside your scope (an-binh)") unless every
+    one of ``zone_ids`` lies in the caller's scope; then note them as where the request acts
+    (its audit entries' zone: the smallest zone holding them all)."""
+    scope = scope_of(request)
+    for zone_id in zone_ids:
+        scope.check(zone_id)
+    source = AUDIT_SOURCE.get()
+    if source is not None and zone_ids:
+        source.zone = scope.meet([*([source.zone] if source.zone else []), *zone_ids])
+
+
+def scoped_all(request: web.Request, what: str) -> None:
+    """Raise ScopeError unless the caller's scope is the whole tree: for what lies in no one
+    zone (``what`` names it in the message)."""
+    scope_of(request).check_all(what)
+
+
+def scoped_endpoint(request: web.Request, endpoint_id: str) -> Endpoint:
+    """The endpoint (EndpointError, 404, if unknown), once its zone is in the caller's scope
+    (``scoped``)."""
+    endpoint = server_of(request).endpoints.get(endpoint_id)
+    scoped(request, endpoint.zone_id)
+    return endpoint
 
 
 def require(request: web.Request, right: Right) -> None:

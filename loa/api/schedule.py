@@ -1,5 +1,10 @@
 """The schedule (lịch phát): items with RFC 5545 recurrence in station time, and the whole
-schedule as an iCalendar file, out and in."""
+schedule as an iCalendar file, out and in.
+
+Scope: an item is added, changed or deleted only by a caller whose scope holds every one of
+its zones (before and after a change); it is listed (and exported) to those whose scope it
+plays in (a zone of it or above it). A draft without zones plays nowhere: anyone with the
+operate right sees and completes it."""
 
 from __future__ import annotations
 
@@ -12,8 +17,16 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import json_response, read_body, read_json, require, server_of
-from loa.control.auth import Right
+from loa.api.resource import (
+    json_response,
+    read_body,
+    read_json,
+    require,
+    scope_of,
+    scoped,
+    server_of,
+)
+from loa.control.auth import Right, Scope
 from loa.control.schedule.ical import export_ics, import_ics
 from loa.control.schedule.recurrence import ScheduleItem, conflicts, item_from_json
 
@@ -37,6 +50,7 @@ async def add_schedule(request: web.Request) -> Changed:
     body = await read_json(request)
     s = server_of(request)
     item = item_from_json(body, secrets.token_hex(6))
+    scoped(request, *item.zones)
     return await _save(s, item, 201)
 
 
@@ -54,9 +68,12 @@ async def update_schedule(request: web.Request) -> Changed:
     old = s.schedule.items.get(sid)
     if old is None:
         raise ApiError(404, f"no schedule item {sid!r}")
+    scoped(request, *old.zones)
     merged = {**old.to_json(), **body, "id": sid,
               "draft": old.draft or body.get("draft") is True}
-    return await _save(s, item_from_json(merged, sid), 200)
+    item = item_from_json(merged, sid)
+    scoped(request, *item.zones)
+    return await _save(s, item, 200)
 
 
 async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
@@ -83,6 +100,12 @@ async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
                    item.id, item.to_json())
 
 
+def visible_item(scope: Scope, item: ScheduleItem) -> bool:
+    """Whether the item plays in the scope (a zone of it or above it); a draft without zones
+    is everyone's."""
+    return not item.zones or any(scope.overlaps(z) for z in item.zones)
+
+
 def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
     """Zones overlap when one is the other or lies below it (unknown zones overlap none)."""
     below = {z: {x.id for x in server.zones.subtree(z)} for z in set(a) | set(b)
@@ -93,11 +116,15 @@ def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
 @routes.get("/api/v1/schedules")
 async def list_schedules(request: web.Request) -> web.Response:
     """``GET schedules``: every item with its next slot (ISO 8601, station time) or None;
-    drafts (``"draft": true``, imported without zones or content) among them."""
+    drafts (``"draft": true``, imported without zones or content) among them; the items
+    that play in the caller's scope."""
     s = server_of(request)
+    scope = scope_of(request)
     now = s.wall.now()
     out = []
     for item in s.schedule.items.values():
+        if not visible_item(scope, item):
+            continue
         nxt = item.next_slot(now)
         out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
     return json_response({"schedules": out})
@@ -112,6 +139,7 @@ async def delete_schedule(request: web.Request) -> Changed:
     sid = request.match_info["id"]
     if sid not in s.schedule.items:
         raise ApiError(404, f"no schedule item {sid!r}")
+    scoped(request, *s.schedule.items[sid].zones)
     s.schedule.remove(sid)
     s.store.delete_schedule(sid)
     return Changed(json_response({"deleted": sid}), sid)
@@ -119,11 +147,13 @@ async def delete_schedule(request: web.Request) -> Changed:
 
 @routes.get("/api/v1/schedules.ics")
 async def export_schedules(request: web.Request) -> web.Response:
-    """``GET schedules.ics``: the whole schedule as an iCalendar file (RFC 5545), DTSTAMP
-    the server's wall time."""
+    """``GET schedules.ics``: the schedule (the items that play in the caller's scope) as an
+    iCalendar file (RFC 5545), DTSTAMP the server's wall time."""
     s = server_of(request)
+    scope = scope_of(request)
+    items = [i for i in s.schedule.items.values() if visible_item(scope, i)]
     # beside the loop: a VTIMEZONE per zone used takes milliseconds to write
-    ics = await asyncio.to_thread(export_ics, list(s.schedule.items.values()), s.wall.now())
+    ics = await asyncio.to_thread(export_ics, items, s.wall.now())
     return web.Response(body=ics,
                         content_type="text/calendar", charset="utf-8",
                         headers={"Content-Disposition": 'attachment; filename="loa.ics"'})
@@ -136,7 +166,7 @@ async def import_schedules(request: web.Request) -> Changed:
     1 MiB; 413 over, 400 if unreadable), an event already imported (the same UID) replacing
     its item. An event without Loa's zones and content comes in as a draft (``imported``
     and ``drafts`` name it) to complete with ``PATCH schedules/{id}``. Events naming an
-    unknown zone are refused, not fatal."""
+    unknown zone, or one outside the caller's scope, are refused, not fatal."""
     require(request, Right.OPERATE)
     data = await read_body(request, MAX_ICS_BYTES)
     if len(data) > MAX_ICS_BYTES:
@@ -144,10 +174,18 @@ async def import_schedules(request: web.Request) -> Changed:
     s = server_of(request)
     known = dict(s.schedule.items)
     items, refused = await asyncio.to_thread(import_ics, data, known)  # up to 1 MiB of text
+    scope = scope_of(request)
     taken, drafts = [], []
     for item in items:
         if not all(z in s.zones for z in item.zones):
             refused.append(f"{item.title}: unknown zone in {item.zones}")
+            continue
+        old = known.get(item.id)
+        outside = [z for z in [*item.zones, *(old.zones if old else [])]
+                   if not scope.contains(z)]
+        if outside:
+            refused.append(f"{item.title}: zone {outside[0]!r} is outside your scope "
+                           f"({scope.label})")
             continue
         if item.content is not None:
             try:  # as when an item is added alone

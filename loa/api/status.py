@@ -1,12 +1,14 @@
 """What the station is doing and did: status, Prometheus metrics, alarms, the broadcast log
-(nhật ký phát) and the audit log. Reads only."""
+(nhật ký phát) and the audit log. Reads only. The alarms and the logs are those of the
+caller's scope: its zones and their endpoints (what concerns the whole station, to a scope of
+the whole tree); status and metrics are the station's."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from loa.api.errors import ApiError
-from loa.api.resource import json_response, require, server_of
+from loa.api.resource import json_response, require, scope_of, scoped, server_of
 from loa.control.auth import Right
 from loa.monitoring.metrics import render
 
@@ -28,31 +30,47 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/alarms")
 async def list_alarms(request: web.Request) -> web.Response:
-    """``GET alarms``: re-evaluate the alarm rules now, then list the active alarms."""
+    """``GET alarms``: re-evaluate the alarm rules now, then list the active alarms of the
+    caller's scope: those of its zones and endpoints (the station's, to a whole tree)."""
     s = server_of(request)
     s.check_alarms()
-    return json_response({"alarms": [a.describe() for a in s.alarms.active()]})
+    scope = scope_of(request)
+    registry = s.endpoints.endpoints
+    shown = []
+    for alarm in s.alarms.active():
+        subject = alarm.subject
+        zone = registry[subject].zone_id if subject in registry else (
+            subject if subject in s.zones else None)
+        if scope.contains(zone) if zone is not None else scope.covers_all():
+            shown.append(alarm.describe())
+    return json_response({"alarms": shown})
 
 
 @routes.get("/api/v1/log")
 async def broadcast_log(request: web.Request) -> web.Response:
-    """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``; 400 for a bad
-    ``since``."""
+    """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``, the zones of the
+    caller's scope; 400 for a bad ``since``, 403 for a zone outside the scope."""
     s = server_of(request)
     try:
         since = float(request.query.get("since", "0"))
     except ValueError:
         raise ApiError(400, "since is a unix time") from None
     zone = request.query.get("zone")
+    if zone:
+        scoped(request, zone)
+    scope = scope_of(request)
     return json_response({
-        "entries": await s.store.broadcast_log_async(zone, since),
-        "on_air": [e for e in s.broadcast_log.on_air() if not zone or e["zone"] == zone],
+        "entries": await s.store.broadcast_log_async(zone, since, zones=scope.zone_ids()),
+        "on_air": [e for e in s.broadcast_log.on_air()
+                   if (not zone or e["zone"] == zone) and scope.contains(e["zone"])],
     })
 
 
 @routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
-    """``GET audit`` (ADMIN): the newest 200 audit entries, optionally for one ``subject``."""
+    """``GET audit`` (ADMIN): the newest 200 audit entries of the caller's scope (made in
+    its zones; with a scope of the whole tree, every entry), optionally for one
+    ``subject``."""
     require(request, Right.ADMIN)
-    return json_response(
-        {"audit": await server_of(request).store.audit_log_async(request.query.get("subject"))})
+    return json_response({"audit": await server_of(request).store.audit_log_async(
+        request.query.get("subject"), zones=scope_of(request).zone_ids())})

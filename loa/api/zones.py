@@ -7,7 +7,15 @@ from aiohttp import web
 
 from loa.api.audit import Changed, audited
 from loa.api.errors import ApiError
-from loa.api.resource import PRINCIPAL_KEY, json_response, read_json, require, server_of
+from loa.api.resource import (
+    PRINCIPAL_KEY,
+    json_response,
+    read_json,
+    require,
+    scope_of,
+    scoped,
+    server_of,
+)
 from loa.control.auth import Right
 from loa.core.content import REQUEST_KINDS, parse_content
 from loa.core.priority import Priority, parse_priority
@@ -26,10 +34,14 @@ def reserved_to_alerts(request: web.Request, priority: int) -> int:
 
 @routes.get("/api/v1/zones")
 async def zones(request: web.Request) -> web.Response:
-    """``GET zones``: every zone with what is on air and its listeners by format."""
+    """``GET zones``: every zone of the caller's scope with what is on air and its listeners
+    by format."""
     s = server_of(request)
+    scope = scope_of(request)
     out = []
     for zone in s.zones:
+        if not scope.contains(zone.id):
+            continue
         d = zone.describe()
         ch = s.engine.channels[zone.id]
         d["on_air"] = ch.describe()["on_air"]
@@ -46,6 +58,7 @@ async def take_live(request: web.Request) -> web.Response:
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
+    scoped(request, zone_id)
     mount_name = body.get("mount", "studio")
     priority = reserved_to_alerts(request, parse_priority(body.get("priority",
                                                                    int(Priority.DISTRICT_LIVE))))
@@ -63,6 +76,7 @@ async def release_live(request: web.Request) -> web.Response:
     s = server_of(request)
     if zone_id not in s.zones:
         raise ApiError(404, f"unknown zone {zone_id!r}")
+    scoped(request, zone_id)
     released = s.release_live(zone_id, body.get("mount"))
     return json_response({"released": released})
 
@@ -75,6 +89,7 @@ async def add_request(request: web.Request) -> web.Response:
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
+    scoped(request, zone_id)
     content = parse_content(body.get("source"), REQUEST_KINDS)
     priority = reserved_to_alerts(request, parse_priority(body.get("priority",
                                                                    int(Priority.SCHEDULED))))
@@ -84,9 +99,12 @@ async def add_request(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/requests")
 async def list_requests(request: web.Request) -> web.Response:
-    """``GET requests``: every request on the engine, with its programme."""
+    """``GET requests``: every request on the engine that plays in the caller's scope (on a
+    zone of it, or above it), with its programme."""
+    scope = scope_of(request)
     return json_response(
-        {"requests": [r.describe() for r in server_of(request).engine.requests.values()]}
+        {"requests": [r.describe() for r in server_of(request).engine.requests.values()
+                      if scope.overlaps(r.zone_id)]}
     )
 
 
@@ -99,6 +117,9 @@ async def delete_request(request: web.Request) -> web.Response:
         rid = int(request.match_info["id"])
     except ValueError:
         raise ApiError(400, "request ids are integers") from None
+    held = server_of(request).engine.requests.get(rid)
+    if held is not None:
+        scoped(request, held.zone_id)
     req = await server_of(request).release_request(rid)
     if req is None:
         raise ApiError(404, f"no request {rid}")
@@ -115,6 +136,7 @@ async def update_zone(request: web.Request) -> Changed:
     body = await read_json(request)
     s = server_of(request)
     zone = s.zones.get(request.match_info["zone"])
+    scoped(request, zone.id)
     pct = body.get("alert_volume_pct")
     if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
         raise ApiError(400, "alert_volume_pct must be an integer from 0 to 100")

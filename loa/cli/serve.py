@@ -89,16 +89,19 @@ async def _run_server(cfg: Config) -> None:
     server = await asyncio.to_thread(LoaServer, cfg)  # opens the database: beside the loop
     await server.start()
     host = f"[{server.host}]" if ":" in server.host else server.host
-    base = f"http://{host}:{server.port}"
+    base = server.url  # https:// when the port speaks TLS
+    tls = cfg.tls.enabled
     first_zone = next(iter(server.zones)).id
     lines = [
         f"Loa {__version__} đang chạy / running at {base}/",
         f"  Nghe thử / listen:        {base}/zones/{first_zone}/stream.ogg   (ffplay, VLC, mpv)",
-        f"  Giao thức loa / native:   ws://{host}:{server.port}/endpoints/<id>/ws",
+        f"  Giao thức loa / native:   {'wss' if tls else 'ws'}://{host}:{server.port}"
+        "/endpoints/<id>/ws",
         f"  Điều khiển / MQTT:        {server.fleet.broker_url}  "
         f"(topics {server.fleet.topics.base}/ep/<id>/…)",
         "  Phát trực tiếp / go live: ffmpeg -re -i show.mp3 -c:a libmp3lame -f mp3 "
-        f"-content_type audio/mpeg icecast://source:PASSWORD@{host}:{server.port}/live/studio",
+        f"{'-tls 1 ' if tls else ''}-content_type audio/mpeg "
+        f"icecast://source:PASSWORD@{host}:{server.port}/live/studio",
     ]
     if server.source_password_generated:
         lines.append(f"  Mật khẩu nguồn / source password (shown once, kept in "
@@ -111,6 +114,9 @@ async def _run_server(cfg: Config) -> None:
                      f"{server.new_admin_token}")
         lines.append(f"  Lệnh loa / loa commands:  export LOA_TOKEN={server.new_admin_token}"
                      f"   (và/and LOA_URL={base} từ thư mục khác/from another folder)")
+    if server.new_admin_password:
+        lines.append("  Tài khoản / account (shown once, only its hash is kept): admin  "
+                     f"mật khẩu/password {server.new_admin_password}   (loa users passwd admin)")
     print("\n".join(lines), flush=True)
 
     stop = asyncio.Event()

@@ -296,10 +296,18 @@ class LiveDecoder:
     def __iter__(self) -> Iterator[Samples]:
         guard = _GuardedReader(self._reader, self.label, NO_AUDIO_LIMIT_BYTES)
         source: Reader = guard
-        if self.format is None:
-            self.format, head = self._sniff(guard)
+        # The bytes, not the label, say what the stream is: an encoder that sends MP3 as
+        # audio/ogg (or sends no type) is decoded as what it sends. A declared format the
+        # sniffer does not know (FLAC, WebM…) is taken as declared.
+        declared = self.format
+        sniffed, head = self._sniff(guard)
+        source = _Prefixed(head, guard)
+        self.format = sniffed or declared
+        if declared is None:
             log.info("%s: sniffed as %s", self.label, self.format or "(left to the demuxer)")
-            source = _Prefixed(head, guard)
+        elif sniffed is not None and sniffed != declared:
+            log.warning("%s: sent as %s, but its bytes are %s: decoded as %s", self.label,
+                        declared, sniffed, sniffed)
         for samples in self._frames(source, self.format):
             guard.audio_seen = True
             self.frames_out += 1

@@ -1,8 +1,19 @@
-"""Credentials: the admin token (stored only as a hash) and the source password.
+"""Credentials and what they allow: the admin token (stored only as a hash), the source
+password, rights, roles, and the scope a caller acts in.
 
 On first start ``loa serve`` makes an admin token, prints it once and keeps only its SHA-256;
-``LOA_ADMIN_TOKEN`` sets the token explicitly instead. Tokens carry rights; later issues add
-narrower ones (``alert`` for emergency alerts, commune operators limited to their zones).
+``LOA_ADMIN_TOKEN`` sets the token explicitly instead. The config's ``[[tokens]]`` add more,
+each with its rights. People have accounts (``loa.control.accounts``): a role
+(``Role``: admin, operator, alert, viewer; alert may go with operator), which gives rights,
+and a scope.
+
+The scope is the zone subtree a caller acts on (Circular 39: the district runs the station,
+each commune its own loudspeakers): a zone id, whose zone and every zone below it are the
+caller's. Tokens of the environment and the config have no scope (every zone). ``Scope`` is
+the one check every API surface asks: ``contains`` (the zone lies in the subtree: the caller
+may act on it and read it), ``overlaps`` (it lies in the subtree or above it, so what plays
+there reaches into it: the caller may see it), ``covers_all`` (the scope is the whole tree:
+what belongs to no zone). ``check`` raises ``ScopeError`` (403) naming the zone and the scope.
 """
 
 from __future__ import annotations
@@ -13,11 +24,15 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loa.core.zones import ZoneTree, home_zone_id
+
 TOKEN_FILE = "tokens.json"
 SOURCE_PASSWORD_FILE = "source_password"
+ALL_ZONES = "*"  # an account's scope that is every zone (a tree with several roots)
 
 
 class Right(enum.Enum):
@@ -26,6 +41,62 @@ class Right(enum.Enum):
     ADMIN = "admin"  # everything
     OPERATE = "operate"  # zones, live, programmes
     ALERT = "alert"  # emergency alerts (separate from ordinary operation)
+
+
+class Role(enum.Enum):
+    """An account's role (issue 14): what its holder does, as rights (``ROLE_RIGHTS``)."""
+
+    ADMIN = "admin"  # everything in scope, users included
+    OPERATOR = "operator"  # live, requests, schedule, media, volume, power, commands, reports
+    ALERT = "alert"  # emergency alerts and CAP; may go with operator
+    VIEWER = "viewer"  # read only
+
+
+ROLE_RIGHTS: dict[Role, frozenset[Right]] = {
+    Role.ADMIN: frozenset({Right.ADMIN}),
+    Role.OPERATOR: frozenset({Right.OPERATE}),
+    Role.ALERT: frozenset({Right.ALERT}),
+    Role.VIEWER: frozenset(),
+}
+# the roles an account may hold together; any one role alone is allowed too
+ROLE_PAIRS = (frozenset({Role.OPERATOR, Role.ALERT}),)
+
+
+def parse_roles(value: object) -> frozenset[Role]:
+    """The roles of ``value``: a role name, names separated by commas, or a list of names.
+    Raises ValueError saying which roles exist and which go together."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError("role must be a role name or a list of them")
+    known = ", ".join(r.value for r in Role)
+    roles = set()
+    for name in names:
+        try:
+            roles.add(Role(name.strip().lower()))
+        except ValueError:
+            raise ValueError(f"unknown role {name.strip()!r}: the roles are {known}") from None
+    found = frozenset(roles)
+    if not found:
+        raise ValueError(f"give a role: {known}")
+    if len(found) > 1 and found not in ROLE_PAIRS:
+        raise ValueError("only alert and operator go together; any other role stands alone")
+    return found
+
+
+def rights_of(roles: Iterable[Role]) -> frozenset[Right]:
+    """The rights the roles give together."""
+    return frozenset(right for role in roles for right in ROLE_RIGHTS[role])
+
+
+def role_names(roles: Iterable[Role]) -> list[str]:
+    """The roles' names, in ``Role``'s order (for JSON and tables)."""
+    held = set(roles)
+    return [r.value for r in Role if r in held]
+
+
+class ScopeError(Exception):
+    """A caller acting or reading outside their scope (answered 403); the message names the
+    zone (or what lies in none) and the scope."""
 
 
 def token_hash(token: str) -> str:
@@ -39,14 +110,96 @@ def _hash(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a valid token speaks for (its name goes in the audit log) and its rights."""
+    """Who a request speaks for: its ``name`` (a configured token's, or the account's
+    username: the audit log's "who"), its rights, its ``scope`` (the zone id whose subtree it
+    acts on; None: every zone), its account's roles and username (``user``; None for a
+    configured token)."""
 
     name: str
     rights: frozenset[Right]
+    scope: str | None = None
+    roles: frozenset[Role] = frozenset()
+    user: str | None = None
 
     def may(self, right: Right) -> bool:
         """Whether it holds ``right`` (or ADMIN)."""
         return Right.ADMIN in self.rights or right in self.rights
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A caller's reach over the zone tree: the subtree of ``root`` (None: every zone). Zone
+    ids may be an alert's run-time group (``home~alert``): it counts as its home zone. Reads
+    the tree as it is now (it changes while alerts run)."""
+
+    zones: ZoneTree
+    root: str | None
+
+    def _ancestry(self, zone_id: str) -> list[str]:
+        """The zone and its ancestors up to its root; [] for an unknown zone."""
+        out: list[str] = []
+        zid: str | None = home_zone_id(zone_id)
+        while zid is not None and zid in self.zones and zid not in out:
+            out.append(zid)
+            zid = self.zones.get(zid).parent_id
+        return out
+
+    @property
+    def label(self) -> str:
+        """The scope as the messages name it: its zone id, or ``*`` for every zone."""
+        return self.root if self.root is not None else ALL_ZONES
+
+    def covers_all(self) -> bool:
+        """Whether the scope is the whole tree: no root, or the tree's only root."""
+        if self.root is None:
+            return True
+        roots = self.zones.roots()
+        return len(roots) == 1 and roots[0].id == self.root
+
+    def contains(self, zone_id: str) -> bool:
+        """The zone lies in the subtree (the caller may act on it and read it). An unknown
+        zone lies in none but the whole tree's."""
+        return self.root is None or self.root in self._ancestry(zone_id)
+
+    def overlaps(self, zone_id: str) -> bool:
+        """The zone lies in the subtree or above it: what plays there reaches the caller's
+        zones (they may see it, not change it)."""
+        if self.contains(zone_id):
+            return True
+        return zone_id in self._ancestry(self.root) if self.root is not None else False
+
+    def check(self, zone_id: str) -> None:
+        """Raise ScopeError unless the zone lies in the subtree."""
+        if not self.contains(zone_id):
+            raise ScopeError(f"zone {zone_id!r} is outside your scope ({self.label})")
+
+    def check_all(self, what: str) -> None:
+        """Raise ScopeError unless the scope is the whole tree; ``what`` names what belongs to
+        no one zone (``"every zone"``, ``"the station's media"``)."""
+        if not self.covers_all():
+            raise ScopeError(f"{what} is outside your scope ({self.label})")
+
+    def zone_ids(self) -> list[str] | None:
+        """The ids of the subtree's zones (None: every zone, for a whole tree)."""
+        if self.covers_all():
+            return None
+        assert self.root is not None
+        return [z.id for z in self.zones.subtree(self.root)] if self.root in self.zones else []
+
+    def meet(self, zone_ids: Iterable[str]) -> str | None:
+        """The smallest zone that holds every one of ``zone_ids`` (the audit log's "where"
+        for an action on several), or None when they share none (or there are none)."""
+        common: list[str] | None = None
+        for zid in zone_ids:
+            line = list(reversed(self._ancestry(zid)))  # root first
+            if common is None:
+                common = line
+                continue
+            shared = 0
+            while shared < min(len(common), len(line)) and common[shared] == line[shared]:
+                shared += 1
+            common = common[:shared]
+        return common[-1] if common else None
 
 
 class TokenStore:

@@ -30,7 +30,8 @@ class MediaError(ValueError):
 @dataclass
 class MediaItem:
     """One file of the library: content-addressed by ``sha256``, with its measured duration
-    (s), integrated loudness (LUFS, None if not measured) and sample peak (full scale 1.0)."""
+    (s), integrated loudness (LUFS, None if not measured) and sample peak (full scale 1.0).
+    ``zone``: whose it is, the scope of its uploader (None: the whole station's)."""
 
     id: str
     sha256: str
@@ -43,6 +44,7 @@ class MediaItem:
     tags: list[str] = field(default_factory=list)
     created_at: float = 0.0
     peak: float = 1.0  # largest sample magnitude, full scale 1.0
+    zone: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The API view (everything but the path on disk)."""
@@ -65,13 +67,14 @@ class MediaLibrary:
             rec["id"]: MediaItem(**rec) for rec in store.list_media()}
 
     async def add(self, data: bytes, filename: str, uploader: str, title: str = "",
-                  tags: list[str] | None = None) -> tuple[MediaItem, bool]:
+                  tags: list[str] | None = None, zone: str | None = None
+                  ) -> tuple[MediaItem, bool]:
         """Store bytes already in memory (the API streams uploads to disk and calls
         ``add_file``). Returns (item, created): the same bytes twice are one item.
         Raises MediaError when it does not decode as audio, DiskFull when the disk has no
         room for it."""
         tmp, sha = await asyncio.get_running_loop().run_in_executor(None, self._write, data)
-        return await self.add_file(tmp, sha, filename, uploader, title, tags)
+        return await self.add_file(tmp, sha, filename, uploader, title, tags, zone)
 
     def _write(self, data: bytes) -> tuple[Path, str]:
         """In the executor: the bytes aside in ``incoming``, and their SHA-256. Raises
@@ -92,13 +95,14 @@ class MediaLibrary:
         return self.root / ".incoming"
 
     async def add_file(self, tmp: Path, sha: str, filename: str, uploader: str,
-                       title: str = "", tags: list[str] | None = None
-                       ) -> tuple[MediaItem, bool]:
+                       title: str = "", tags: list[str] | None = None,
+                       zone: str | None = None) -> tuple[MediaItem, bool]:
         """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
         judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
         gone afterwards whatever happens. File name, title and tags are kept in NFC (a Mac
-        sends names decomposed). Returns (item, created); raises MediaError, or DiskFull
-        when the disk has no room to move it into place."""
+        sends names decomposed). ``zone``: whose the item is (None: the station's). Returns
+        (item, created); raises MediaError, or DiskFull when the disk has no room to move it
+        into place."""
         filename, title = nfc(filename), nfc(title)
         tags = [nfc(t.strip()) for t in (tags or []) if t.strip()][:MAX_TAGS]
         loop = asyncio.get_running_loop()
@@ -117,7 +121,7 @@ class MediaLibrary:
             return existing, False
         item = MediaItem(media_id, sha, filename, (title or Path(filename).stem)[:MAX_TITLE_CHARS],
                          round(duration_s, 3), None if lufs is None else round(lufs, 2),
-                         uploader, str(final), tags, time.time(), round(peak, 5))
+                         uploader, str(final), tags, time.time(), round(peak, 5), zone)
         self._items[media_id] = item
         self.store.save_media(media_id, asdict(item))
         return item, True

@@ -1,6 +1,6 @@
-"""Durable records in SQLite (WAL): alerts with their history, the audit log, the broadcast
-log, the endpoint registry and its presence history, schedules, media metadata and a few
-settings.
+"""Durable records in SQLite (WAL): alerts with their history, the audit log (hash-chained:
+``loa.control.audit``), the broadcast log, the endpoint registry and its presence history,
+schedules, media metadata, accounts and their personal tokens, and a few settings.
 
 Threading: one writer thread owns the SQLite connection and runs every statement, one at a
 time, in the order they were submitted; the event loop, once it serves, never waits for
@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from loa.control import audit as audit_chain
 from loa.core.disk import is_disk_full
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ CREATE TABLE IF NOT EXISTS audit (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     subject TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    zone TEXT,
+    address TEXT,
+    hash TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 CREATE TABLE IF NOT EXISTS broadcast_log (
@@ -133,6 +137,15 @@ CREATE TABLE IF NOT EXISTS media (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_tokens (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    data TEXT NOT NULL
 );
 """
 
@@ -302,6 +315,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(f"BEGIN; {SCHEMA} COMMIT;")  # one commit for a new database
+            audit_chain.migrate(db)  # a database from before the chain: sealed as it is
         except Exception as exc:
             opened.set_exception(exc)
             return
@@ -681,38 +695,86 @@ class Store:
         return self._read("broadcast_between", functools.partial(
             _broadcast_between, zones=list(zones), start=start, end=end))
 
-    def broadcast_log(self, zone: str | None = None, since: float = 0.0, limit: int = 1000
-                      ) -> list[dict[str, Any]]:
-        """Blocking."""
+    def broadcast_log(self, zone: str | None = None, since: float = 0.0, limit: int = 1000,
+                      zones: list[str] | None = None) -> list[dict[str, Any]]:
+        """Ended segments of ``zone`` (or every zone) from ``since`` (unix s), oldest first;
+        ``zones``: only these zones' (None: every zone's). Blocking."""
         return self._read("broadcast_log", functools.partial(
-            _broadcast_log, zone=zone, since=since, limit=limit))
+            _broadcast_log, zone=zone, since=since, limit=limit, zones=zones))
 
     async def broadcast_log_async(self, zone: str | None = None, since: float = 0.0,
-                                  limit: int = 1000) -> list[dict[str, Any]]:
+                                  limit: int = 1000, zones: list[str] | None = None
+                                  ) -> list[dict[str, Any]]:
         """``broadcast_log`` for code on the event loop."""
         return await self._read_async("broadcast_log", functools.partial(
-            _broadcast_log, zone=zone, since=since, limit=limit))
+            _broadcast_log, zone=zone, since=since, limit=limit, zones=zones))
 
     # audit
 
-    def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None
-              ) -> None:
-        """Append an audit entry stamped with the wall time now (unix s); ``detail`` is encoded
-        as JSON on the caller's thread."""
-        self._write(f"audit {action} {subject}", _execute(
-            "INSERT INTO audit(at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), actor, action, subject, encode(detail or {}))))
+    def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None,
+              *, zone: str | None = None, address: str | None = None) -> None:
+        """Append an audit entry stamped with the wall time now (unix s), chained to the one
+        before it (``loa.control.audit``); ``detail`` is encoded as JSON on the caller's thread.
+        ``zone`` (where) and ``address`` (from where) default to those of the request being
+        served (``AUDIT_SOURCE``), if any."""
+        source = audit_chain.AUDIT_SOURCE.get()
+        if source is not None:
+            zone = zone if zone is not None else source.zone
+            address = address if address is not None else source.address
+        self._write(f"audit {action} {subject}", functools.partial(
+            audit_chain.append, at=time.time(), actor=actor, action=action, subject=subject,
+            zone=zone, address=address, detail=encode(detail or {})))
 
-    def audit_log(self, subject: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Newest first. Blocking."""
+    def audit_log(self, subject: str | None = None, limit: int = 200,
+                  zones: list[str] | None = None) -> list[dict[str, Any]]:
+        """Newest first: id, at, actor, action, subject, zone, address, detail. ``zones``:
+        only the entries made in these zones (None: every entry). Blocking."""
         return self._read("audit_log", functools.partial(_audit_log, subject=subject,
-                                                         limit=limit))
+                                                         limit=limit, zones=zones))
 
-    async def audit_log_async(self, subject: str | None = None, limit: int = 200
-                              ) -> list[dict[str, Any]]:
+    async def audit_log_async(self, subject: str | None = None, limit: int = 200,
+                              zones: list[str] | None = None) -> list[dict[str, Any]]:
         """``audit_log`` for code on the event loop: newest first."""
         return await self._read_async("audit_log", functools.partial(
-            _audit_log, subject=subject, limit=limit))
+            _audit_log, subject=subject, limit=limit, zones=zones))
+
+    # accounts (loa.control.accounts) and their personal tokens
+
+    def save_user(self, username: str, data: dict[str, Any]) -> None:
+        """Insert or replace an account's record (write-behind)."""
+        self._write(f"save_user {username}", _execute(
+            "INSERT INTO users(username, data) VALUES (?, ?) ON CONFLICT(username) DO UPDATE "
+            "SET data=excluded.data", (username, encode(data))), key=f"user {username}")
+
+    def delete_user(self, username: str) -> None:
+        """Delete an account and its personal tokens, in one transaction (write-behind)."""
+        def run(db: Db) -> None:
+            db.execute("DELETE FROM user_tokens WHERE username = ?", (username,))
+            db.execute("DELETE FROM users WHERE username = ?", (username,))
+        self._write(f"delete_user {username}", run, key=f"user {username}")
+
+    def load_users(self) -> list[dict[str, Any]]:
+        """Every account's record. Blocking (start-up)."""
+        return self._read("load_users", lambda db: [json.loads(r[0]) for r in db.execute(
+            "SELECT data FROM users ORDER BY username")])
+
+    def save_user_token(self, token_id: str, username: str, data: dict[str, Any]) -> None:
+        """Insert or replace a personal token's record (its SHA-256, never the token)."""
+        self._write(f"save_user_token {token_id}", _execute(
+            "INSERT INTO user_tokens(id, username, data) VALUES (?, ?, ?) ON CONFLICT(id) DO "
+            "UPDATE SET data=excluded.data", (token_id, username, encode(data))),
+            key=f"user_token {token_id}")
+
+    def delete_user_token(self, token_id: str) -> None:
+        """Delete a personal token's record (write-behind)."""
+        self._write(f"delete_user_token {token_id}",
+                    _execute("DELETE FROM user_tokens WHERE id = ?", (token_id,)),
+                    key=f"user_token {token_id}")
+
+    def load_user_tokens(self) -> list[dict[str, Any]]:
+        """Every personal token's record. Blocking (start-up)."""
+        return self._read("load_user_tokens", lambda db: [json.loads(r[0]) for r in db.execute(
+            "SELECT data FROM user_tokens ORDER BY rowid")])
 
 
 # the queries, run on the writer thread
@@ -763,23 +825,35 @@ def _open_broadcasts(db: Db) -> list[dict[str, Any]]:
         f"SELECT {', '.join(cols)} FROM broadcast_open ORDER BY started_at")]
 
 
-def _broadcast_log(db: Db, zone: str | None, since: float, limit: int) -> list[dict[str, Any]]:
+def _broadcast_log(db: Db, zone: str | None, since: float, limit: int,
+                   zones: list[str] | None) -> list[dict[str, Any]]:
     cols = ", ".join(BROADCAST_COLS)
+    where, params = _zones_clause(zones)
     if zone:
-        rows = db.execute(f"SELECT {cols} FROM broadcast_log WHERE zone = ? AND started_at >= ? "
-                          "ORDER BY id LIMIT ?", (zone, since, limit))
-    else:
-        rows = db.execute(f"SELECT {cols} FROM broadcast_log WHERE started_at >= ? ORDER BY id "
-                          "LIMIT ?", (since, limit))
+        where.append("zone = ?")
+        params.append(zone)
+    where.append("started_at >= ?")
+    rows = db.execute(f"SELECT {cols} FROM broadcast_log WHERE {' AND '.join(where)} "
+                      "ORDER BY id LIMIT ?", (*params, since, limit))
     return [dict(zip(BROADCAST_COLS, row, strict=True)) for row in rows]
 
 
-def _audit_log(db: Db, subject: str | None, limit: int) -> list[dict[str, Any]]:
+def _audit_log(db: Db, subject: str | None, limit: int, zones: list[str] | None
+               ) -> list[dict[str, Any]]:
+    where, params = _zones_clause(zones)
     if subject:
-        rows = db.execute("SELECT at, actor, action, subject, detail FROM audit WHERE subject = ? "
-                          "ORDER BY id DESC LIMIT ?", (subject, limit))
-    else:
-        rows = db.execute("SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC "
-                          "LIMIT ?", (limit,))
-    return [{"at": at, "actor": actor, "action": action, "subject": subj,
-             "detail": json.loads(detail)} for at, actor, action, subj, detail in rows]
+        where.append("subject = ?")
+        params.append(subject)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = db.execute(f"SELECT id, at, actor, action, subject, zone, address, detail FROM audit "
+                      f"{clause}ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [{"id": rid, "at": at, "actor": actor, "action": action, "subject": subj,
+             "zone": zone, "address": address, "detail": json.loads(detail)}
+            for rid, at, actor, action, subj, zone, address, detail in rows]
+
+
+def _zones_clause(zones: list[str] | None) -> tuple[list[str], list[Any]]:
+    """A WHERE condition keeping the rows of ``zones`` (none for None: every row)."""
+    if zones is None:
+        return [], []
+    return [f"zone IN ({','.join('?' * len(zones))})"], list(zones)

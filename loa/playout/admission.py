@@ -22,13 +22,14 @@ meanwhile, and the API was locked out for that long. So:
   endpoint's WebSocket, a page) is answered 503 until descriptors are free again. The API and
   the sources get in.
 
-Open descriptors are counted from ``/proc/self/fd`` (about 1 ms for 3,000), so at most every
-``RECOUNT_NS`` and only when the estimate (the last count, plus connections accepted since,
-minus those closed here) says the reserve is near.
+Open descriptors are counted from ``/proc/self/fd`` (about 1 ms for 3,000, and file I/O: in a
+thread), once a second, or at most every ``RECOUNT_NS`` when the estimate (the last count,
+plus connections accepted since, minus those closed here) says the reserve is near.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import resource
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 PER_ADDRESS = 256
 RESERVE_FDS = 128
 EXEMPT = ("127.0.0.1", "::1")
-RECOUNT_NS = 50_000_000  # a /proc/self/fd count at most this often (while the reserve is near)
+RECOUNT_NS = 250_000_000  # a /proc/self/fd count at most this often (the reserve near)
 STALE_COUNT_NS = 1_000_000_000  # and whenever the last one is older than this
 MAX_SOFT_LIMIT = 1 << 20  # when the hard limit is "unlimited"
 SWEEP_MIN = 1024  # closed connections are swept from the per-address sets this often, at least
@@ -75,49 +76,77 @@ def open_fd_count() -> int | None:
         return None
 
 
+Counted = Callable[[int | None], None]  # what a count calls with its result (None: unknown)
+
+
+def count_now(count: Callable[[], int | None], done: Counted) -> None:
+    """Run a count here and now (a pure test's, or at start)."""
+    done(count())
+
+
+def count_in_a_thread(count: Callable[[], int | None], done: Counted) -> None:
+    """Run a count in the loop's executor (it reads ``/proc``: file I/O, kept off the loop)
+    and give its result back on the loop; a count that fails gives None."""
+    future = asyncio.get_running_loop().run_in_executor(None, count)
+    future.add_done_callback(
+        lambda f: done(None if f.cancelled() or f.exception() else f.result()))
+
+
 class FdBudget:
     """How many descriptors are free: ``limit`` minus those open. ``count`` counts the open
-    ones (slow: called at most every ``RECOUNT_NS`` while the reserve is near, or when the last
-    count is over a second old); between counts, connections accepted (``opened``) and closed
-    (``released``) here move the estimate. ``now_ns``: a monotonic clock in ns."""
+    ones: once at construction, then (through ``spawn``: in a thread, in the server) whenever
+    the last count is over a second old, or at most every ``RECOUNT_NS`` while the estimate is
+    within twice the reserve of the limit. Between counts, connections accepted (``opened``)
+    and closed (``released``) here move the estimate. ``now_ns``: a monotonic clock in ns."""
 
     def __init__(self, limit: int, *, count: Callable[[], int | None] = open_fd_count,
-                 now_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 now_ns: Callable[[], int] = time.monotonic_ns,
+                 spawn: Callable[[Callable[[], int | None], Counted], None] = count_now
+                 ) -> None:
         self.limit = limit
         self._count = count
+        self._spawn = spawn
         self.now_ns = now_ns
-        self._counted: int | None = None
-        self._counted_ns = 0
-        self._since = 0  # opened minus released since the last count
+        self._counted: int | None = count()
+        self._counted_ns = now_ns()
+        self._counting = False
+        self._since = 0  # opened minus released since the last count began
         self._floor = 0  # the highest accepted descriptor number + 1: at least that many open
-        self.counts = 0
+        self._floor_counting = 0  # the same, since the count under way began
+        self.counts = 1
 
     def opened(self, fd: int) -> None:
         """A connection was accepted on descriptor ``fd`` (-1 when unknown). Linux gives the
         lowest free number, so ``fd + 1`` descriptors at least are open."""
         self._since += 1
         self._floor = max(self._floor, fd + 1)
+        self._floor_counting = max(self._floor_counting, fd + 1)
 
     def released(self, n: int = 1) -> None:
         """``n`` connections were closed here (they free their descriptors on the next turn)."""
         self._since -= n
 
     def _recount(self, now: int) -> None:
-        self._counted = self._count()
+        self._counting = True
         self._counted_ns = now
-        self._since = 0
-        self._floor = 0
-        self.counts += 1
+        since_before = self._since
+        self._floor_counting = 0
+
+        def counted(value: int | None) -> None:
+            self._counting = False
+            self._counted = value
+            self._since -= since_before  # what moved while it counted still counts
+            self._floor = self._floor_counting
+            self.counts += 1
+
+        self._spawn(self._count, counted)
 
     def free(self, reserve: int) -> int:
-        """Descriptors free now, counted afresh if the estimate comes within twice ``reserve``
-        of the limit (at most every ``RECOUNT_NS``) or the last count is stale."""
+        """Descriptors free now (an estimate), a count started if one is due (see above)."""
         now = self.now_ns()
         age = now - self._counted_ns
-        if self.counts == 0:
-            self._recount(now)
-        elif age >= STALE_COUNT_NS or (age >= RECOUNT_NS and self._estimate() > self.limit
-                                       - 2 * reserve):
+        if not self._counting and (age >= STALE_COUNT_NS or (
+                age >= RECOUNT_NS and self._estimate() > self.limit - 2 * reserve)):
             self._recount(now)
         return self.limit - self._estimate()
 
@@ -179,7 +208,8 @@ class Admission:
         self._counters = counters
         self.per_address = per_address
         self.exempt = exempt if exempt is not None else AddressSet(EXEMPT)
-        self.budget = budget if budget is not None else FdBudget(raise_fd_limit())
+        self.budget = budget if budget is not None else FdBudget(raise_fd_limit(),
+                                                                 spawn=count_in_a_thread)
         # never more than a quarter of the limit: a low limit must still serve someone
         self.reserve = min(reserve, self.budget.limit // 4)
         self._by_key: dict[str, set[Ticket]] = {}

@@ -20,9 +20,10 @@ What hostile clients taught it (issue 13):
 - **TLS** (``TlsSettings``): the port speaks TLS when a certificate is configured. A connection
   whose first byte opens a TLS handshake is wrapped at once (RFC 2818: browsers, curl, ffmpeg's
   ``tls=1``); a plain one may ask to upgrade (RFC 2817: libshout sends ``OPTIONS *`` with
-  ``Upgrade: TLS/1.0``) and gets ``101``, the handshake on the same connection, then its
-  requests inside, as Icecast does. Other plain requests get ``426 Upgrade Required``, unless
-  plain HTTP is allowed too. The handshake must end within the head timeout.
+  ``Upgrade: TLS/1.0``) and gets ``101``, the handshake on the same connection, then the
+  answer to its request inside TLS (RFC 2817 §3.3; libshout waits for it), and its next
+  requests there too. Other plain requests get ``426 Upgrade Required``, unless plain HTTP is
+  allowed too. The handshake must end within the head timeout.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def __init__(self, raw_route: RawRoute, fallback: Callable[[], asyncio.Protocol], *,
                  admission: Admission | None = None, tls: TlsSettings | None = None,
-                 ticket: Ticket | None = None) -> None:
+                 ticket: Ticket | None = None, replay: bytes = b"") -> None:
         self._raw_route = raw_route
         self._fallback = fallback
         self._admission = admission
@@ -140,6 +141,7 @@ class FrontProtocol(asyncio.Protocol):
         self._first = True  # nothing received yet (a TLS handshake can only start there)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._replay = replay  # a request to route first, as if received (RFC 2817 §3.3)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admit the connection (else 503), then start the 10 s deadline for its head."""
@@ -152,6 +154,9 @@ class FrontProtocol(asyncio.Protocol):
                                       {"Retry-After": str(BUSY_RETRY_S)})
                 return
         self._await_head()
+        if self._replay:
+            replay, self._replay = self._replay, b""
+            self.data_received(replay)
 
     def _await_head(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_S, self._timeout)
@@ -219,7 +224,8 @@ class FrontProtocol(asyncio.Protocol):
             if is_tls_upgrade(head):
                 transport.write(simple_response(101, "", {"Upgrade": "TLS/1.0, HTTP/1.1"},
                                                 version="HTTP/1.1", connection="Upgrade"))
-                self._start_tls(rest)
+                # then the answer to the request itself, inside TLS (libshout waits for it)
+                self._start_tls(rest, replay=bytes(self._buf[: end + 4]))
                 return False
             if not self._tls.allow_plain:
                 self._reply_and_close(426, "this port speaks TLS: use https://",
@@ -258,14 +264,15 @@ class FrontProtocol(asyncio.Protocol):
         self._transport = None
         proto.data_received(data)
 
-    def _start_tls(self, received: bytes) -> None:
+    def _start_tls(self, received: bytes, replay: bytes = b"") -> None:
         """Wrap the connection in TLS; ``received``: the bytes of the handshake read so far.
-        A fresh FrontProtocol reads the requests inside, under the same admission ticket."""
+        A fresh FrontProtocol reads the requests inside, under the same admission ticket,
+        the upgrading request (``replay``) first."""
         assert self._tls is not None and self._transport is not None
         self._cancel_timer()
         transport, self._transport = self._transport, None
         inner = FrontProtocol(self._raw_route, self._fallback, admission=self._admission,
-                              ticket=self._ticket)
+                              ticket=self._ticket, replay=replay)
         tls = _TlsProtocol(asyncio.get_running_loop(), inner, self._tls.context,
                            None,  # type: ignore[arg-type]  # no waiter: asyncio takes None
                            server_side=True, ssl_handshake_timeout=math.ceil(HEAD_TIMEOUT_S))

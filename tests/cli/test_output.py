@@ -122,3 +122,16 @@ async def test_a_missing_token_says_how_to_give_one(server: LoaServer, tmp_path:
     ran = await loa("zones", env=env, cwd=tmp_path)
     assert ran.code == 2 and ran.out == ""
     assert ran.err.startswith("loa zones: cần mã truy cập: đặt LOA_TOKEN=<mã>")
+
+
+def test_columns_count_what_a_terminal_shows() -> None:
+    from unicodedata import normalize
+
+    from loa.cli.show import duration, table, width
+
+    decomposed = normalize("NFD", "Xã Phú Mỹ")
+    assert len(decomposed) > len("Xã Phú Mỹ") and width(decomposed) == width("Xã Phú Mỹ") == 9
+    assert width("广播") == 4
+    assert table(["A", "B"], [[decomposed, 1], ["x", None]]) == (
+        f"A{' ' * 10}B\n{decomposed}  1\nx{' ' * 10}–\n")  # 9 wide, 2 apart
+    assert [duration(s) for s in (59.6, 1800, 3725, None)] == ["1:00", "30:00", "1:02:05", "–"]

@@ -137,6 +137,15 @@ def test_a_stream_of_unknown_type_is_sniffed_and_loses_nothing(tmp_path: Path,
     assert len(decode(data + rest.read_bytes(), None)) > 1.45 * 48000
 
 
+@pytest.mark.parametrize("case", list(SNIFFED), ids=list(SNIFFED))
+def test_a_stream_sent_under_the_wrong_type_is_decoded_as_what_it_is(tmp_path: Path,
+                                                                     case: str) -> None:
+    args, fmt = SNIFFED[case]
+    data = make_tone_file(tmp_path / "a", 500, 1.0, args).read_bytes()
+    wrong = "mp3" if fmt != "mp3" else "ogg"  # e.g. MP3 sent as audio/ogg
+    assert np.array_equal(decode(data, wrong), decode(data, fmt))
+
+
 def test_junk_of_unknown_type_is_not_audio() -> None:
     junk = np.random.default_rng(3).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
     assert sniff_format(junk[:16384]) is None

@@ -39,15 +39,19 @@ async def test_first_start_makes_an_admin_token_and_keeps_only_its_hash(tmp_path
     from loa.config import Config
 
     cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "d", demo=False)
-    s = LoaServer(cfg)
+    s = await asyncio.to_thread(LoaServer, cfg)  # opens its database: beside the loop
     token = s.new_admin_token
     assert token and len(token) >= 32
-    stored = (tmp_path / "d" / "tokens.json").read_text()
+    stored = await asyncio.to_thread((tmp_path / "d" / "tokens.json").read_text)
     assert token not in stored
-    again = LoaServer(cfg)  # a restart: the same token works, no new one is printed
-    assert again.new_admin_token is None
-    assert again.tokens.authenticate(token) is not None
-    assert again.tokens.authenticate(token + "x") is None
+    await s.stop()  # never started: closes its store and lets the data folder go
+    again = await asyncio.to_thread(LoaServer, cfg)  # a restart: the same token works,
+    try:                                              # no new one is printed
+        assert again.new_admin_token is None
+        assert again.tokens.authenticate(token) is not None
+        assert again.tokens.authenticate(token + "x") is None
+    finally:
+        await again.stop()
 
 
 async def test_zones_tree(server: LoaServer) -> None:

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import re
 import resource
 import select
 import signal
@@ -123,9 +124,12 @@ async def test_nothing_can_trickle_in_after_an_answer(make_server: MakeServer) -
     with contextlib.suppress(ConnectionError):
         writer.write(b"GET /zones/hu")  # the start of a head that would never end
         await writer.drain()
-    with contextlib.suppress(ConnectionError):
-        await asyncio.wait_for(reader.read(), 2)  # the rest of the 404's body, then the end
-    assert reader.at_eof()
+    try:  # the rest of the 404's body, then the end (a TimeoutError if it stays open)
+        await asyncio.wait_for(reader.read(), 2)
+        ended = reader.at_eof()
+    except ConnectionError:  # the server had closed: our late bytes were reset
+        ended = True
+    assert ended
     await closed(writer)
 
 
@@ -290,7 +294,7 @@ async def test_under_pressure_idle_connections_go_first_and_listeners_wait() -> 
 
 def test_the_budget_counts_rarely_and_estimates_between() -> None:
     fds = Fds(100)
-    budget = fds.budget(1000)
+    budget = fds.budget(1000)  # counted once, when made
     assert budget.free(reserve=100) == 900 and budget.counts == 1
     for fd in range(100, 150):
         budget.opened(fd)
@@ -300,11 +304,31 @@ def test_the_budget_counts_rarely_and_estimates_between() -> None:
     assert budget.free(reserve=100) == 880 and budget.counts == 2
     for fd in range(120, 820):
         budget.opened(fd)
-    fds.now_ns += 60_000_000  # near the reserve: counted again, at most every 50 ms
+    fds.now_ns += 300_000_000  # near the reserve: counted again, at most every 250 ms
     fds.open = 300
     assert budget.free(reserve=100) == 700 and budget.counts == 3
     budget.opened(950)  # the lowest free descriptor is 950: at least 951 are open
     assert budget.free(reserve=100) == 49 and budget.counts == 3
+
+
+def test_a_count_under_way_keeps_what_moved_meanwhile() -> None:
+    """The server counts in a thread: connections accepted while it counts stay counted."""
+    fds = Fds(100)
+    counting: list[tuple[Callable[[], int | None], Callable[[int | None], None]]] = []
+    budget = FdBudget(1000, count=lambda: fds.open, now_ns=lambda: fds.now_ns,
+                      spawn=lambda count, done: counting.append((count, done)))
+    fds.now_ns += 2 * NS_PER_S
+    budget.opened(-1)
+    assert budget.free(reserve=100) == 899 and len(counting) == 1  # the estimate meanwhile
+    budget.opened(-1)
+    budget.opened(-1)
+    assert budget.free(reserve=100) == 897 and len(counting) == 1  # one count at a time
+    count, done = counting.pop()
+    fds.open = 150
+    done(count())
+    assert budget.free(reserve=100) == 848 and budget.counts == 2  # 150, and 2 since it began
+    done(None)  # a count that failed: the lowest-free rule alone
+    assert budget.free(reserve=100) == 1000
 
 
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
@@ -337,31 +361,38 @@ def _low_fd_limit() -> None:  # runs in the child, before exec
 
 @contextlib.asynccontextmanager
 async def child_server(tmp_path: Path, config: str) -> AsyncIterator[int]:
-    """``loa serve`` in a child process with ``RLIMIT_NOFILE`` 512; yields its port."""
+    """``loa serve`` in a child process with ``RLIMIT_NOFILE`` 512; yields its port. Its log
+    goes to a pipe this test drains (a log file on a busy disk can hold the child's loop)."""
     cfg = tmp_path / "loa.toml"
-    cfg.write_text(config)
+    await asyncio.to_thread(cfg.write_text, config)
     env = dict(os.environ, LOA_ADMIN_TOKEN=ADMIN_TOKEN, LOA_SOURCE_PASSWORD=SOURCE_PASSWORD,
                LOA_MQTT_LISTEN="127.0.0.1:0")
-    log = (tmp_path / "serve.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loa", "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
         "--data-dir", str(tmp_path / "data"), "--no-demo", stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=log, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
         preexec_fn=_low_fd_limit)  # noqa: PLW1509  # setrlimit only: nothing a thread holds
+    assert proc.stdout is not None and proc.stderr is not None
+    log = bytearray()
+    draining = asyncio.create_task(drain(proc.stderr, log))
     try:
-        assert proc.stdout is not None
         port = 0
         while not port:
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, (tmp_path / "serve.log").read_text()
-            if b"running at http://127.0.0.1:" in line:
-                port = int(line.rsplit(b":", 1)[1].strip(b"/\n"))
+            assert line, log.decode(errors="replace")
+            if found := re.search(rb"running at https?://127\.0\.0\.1:(\d+)/", line):
+                port = int(found[1])
         yield port
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
-        log.close()
+        await draining
+
+
+async def drain(stream: asyncio.StreamReader, into: bytearray) -> None:
+    while chunk := await stream.read(65536):
+        into += chunk
 
 
 def open_idle(host: str, port: int, n: int) -> list[socket.socket]:
@@ -433,8 +464,7 @@ async def test_idle_connections_cannot_lock_out_the_api_and_the_sources(
             evicted = await asyncio.to_thread(answered, attack, 0.5)
         finally:
             await asyncio.to_thread(close_all, attack)
-        print(f"api {api_s:.3f} s, source {source_s:.3f} s")
-        assert api_s < 3.0 and source_s < 3.0, (api_s, source_s)  # was about 10 s
+        assert api_s < 1.0 and source_s < 1.0, (api_s, source_s)  # was about 10 s
         assert sum(e.startswith(b"HTTP/1.0 503 ") for e in evicted) >= 600 - FD_LIMIT
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/api/v1/status",
@@ -660,7 +690,7 @@ async def guess(port: int, stop: asyncio.Event, statuses: list[bytes], n: int) -
         try:
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
             reader, writer = await asyncio.open_connection(sock=sock)
-        except OSError:
+        except BaseException:  # refused, or the attack is over (cancelled) meanwhile
             sock.close()
             raise
         try:
@@ -685,22 +715,22 @@ async def attack(port: int, seconds: float, workers: int = 16) -> list[bytes]:
 
 
 async def test_guesses_per_second_drop_by_orders_of_magnitude(make_server: MakeServer) -> None:
-    """Before: 5,422 source-password guesses a second. The same raw-socket attack for one
-    second on an unthrottled server and on a throttled one, in one run; meanwhile the
-    studio, from another address, goes live at once."""
+    """Before: 5,422 source-password guesses a second. The same raw-socket attack on an
+    unthrottled server (1 s) and on a throttled one (2 s), in one run; meanwhile the studio,
+    from another address, goes live at once."""
     open_door = await make_server(limits=replace(LimitsConfig(), failure_delay_max_s=0))
     unthrottled = await attack(open_door.port, 1.0)
     guarded = await make_server()
-    attacking = asyncio.create_task(attack(guarded.port, 1.0))
+    attacking = asyncio.create_task(attack(guarded.port, 2.0))
     await wait_until(lambda: guarded.throttle.describe(GUESSER)["pending"] == 4)
     studio, studio_s = await timed_request(guarded.port, source_put(SOURCE_PASSWORD), b"\r\n\r\n")
     throttled = await attacking
     # guesses examined: answered 401 at once, or held (their answers were still on the way)
     examined = guarded.counters.get("sources_refused", status="401")
-    unthrottled_examined = unthrottled.count(b"401")
-    assert unthrottled_examined > 300, len(unthrottled)
-    assert examined <= 10  # 5 free, then 4 held
-    assert unthrottled_examined / examined >= 100  # orders of magnitude (measured: ~400)
+    per_s = unthrottled.count(b"401") / 1.0
+    assert per_s > 300, len(unthrottled)
+    assert examined <= 11  # 5 free, 4 held (1, 2, 4, 8 s), one more after the first is out
+    assert per_s / (examined / 2.0) >= 100  # orders of magnitude (measured: about 800)
     assert throttled.count(b"429") > 100  # the rest, refused without a look at them
     assert guarded.counters.get("sources_refused", status="429") >= throttled.count(b"429")
     assert studio.startswith(b"HTTP/1.1 100 Continue") and studio_s < 0.5

@@ -113,8 +113,8 @@ async def test_plain_http_may_be_allowed_beside_tls(make_server: MakeServer,
 
 async def test_an_rfc2817_upgrade_serves_the_requests_inside_tls(
         tls_server: LoaServer, cert: tuple[Path, Path]) -> None:
-    """libshout's probe on a raw socket: 101, the handshake on the same connection, then an
-    API request inside it."""
+    """libshout's probe on a raw socket: 101, the handshake on the same connection, the answer
+    to the probe inside TLS (RFC 2817 §3.3), then an API request on the same connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", tls_server.port)
     writer.write(b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
                  b"Upgrade: TLS/1.0, HTTP/1.1\r\n\r\n")
@@ -126,7 +126,11 @@ async def test_an_rfc2817_upgrade_serves_the_requests_inside_tls(
                  b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n\r\n")
     answer = await asyncio.wait_for(reader.read(), 5)
     await closed(writer)
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+    options, _, api_answer = answer.partition(b"\r\n\r\n")
+    assert options.startswith(b"HTTP/1.1 204 No Content\r\n") and b"keep-alive" in options
+    assert b"Allow: GET, PUT, SOURCE, OPTIONS" in options
+    assert api_answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+    assert b'"zones"' in api_answer
 
 
 async def test_a_native_endpoint_listens_over_secure_websocket(

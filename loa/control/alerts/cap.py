@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ from loa.protocol.cap import spoken_text as cap_spoken_text
 
 log = logging.getLogger(__name__)
 
+# (zones, endpoints) -> None: raises when the sender may not play (or end) an alert on them
+# (its scope, issue 14)
+Guard = Callable[[list[str], list[str]], None]
+
 
 class CapAlerts:
     """Receives parsed CAP messages for an ``AlertManager``: ``start()`` reads the messages
@@ -57,27 +62,29 @@ class CapAlerts:
         self._cap_seen()
 
     async def handle_cap(self, msg: CapMessage, actor: str, *, test_zone: str | None,
-                         upload_dir: Path, received_ns: int | None = None
-                         ) -> tuple[int, dict[str, Any]]:
+                         upload_dir: Path, received_ns: int | None = None,
+                         guard: Guard | None = None) -> tuple[int, dict[str, Any]]:
         """Act on a parsed CAP message. Returns (HTTP status, body): 201 on air, 202
         ``scheduled`` (its <effective> time ahead) or ``logged``, 200 a duplicate or a Cancel,
         422 valid CAP that cannot be placed (``error`` says why). An Update or Cancel first
         ends the alerts of the messages it references, whatever then becomes of it (an
         Update's ``superseded``); what breaks CAP 1.2 in it is listed in ``nonconforming``
-        (and in the alert's warnings)."""
+        (and in the alert's warnings). ``guard`` is asked about every alert the message would
+        end and the one it would play, once its area is resolved to zones and endpoints; what
+        it raises (the sender's scope) is raised before that alert is ended or played."""
         subject = f"cap:{msg.sender}:{msg.identifier}"
         seen = self._cap_seen().get(msg.key)
         if seen is not None:
             return 200, {"result": "duplicate", "alert": seen}
         self.manager.store.audit(actor, "cap.received", subject, cap_describe(msg))
-        superseded = self._supersede(msg, actor)
+        superseded = self._supersede(msg, actor, guard)
         if msg.msg_type is CapMsgType.CANCEL:
             self._remember(msg, "cancel")
             status, body = 200, {"result": "cancelled", "alerts": superseded}
         else:
             try:
                 status, body = await self._play_cap(msg, actor, test_zone, upload_dir,
-                                                    received_ns)
+                                                    received_ns, guard)
             except AlertError as exc:  # no <info>, no zone in its area, …
                 status, body = 422, {"error": str(exc)}
             if msg.msg_type is CapMsgType.UPDATE:
@@ -86,20 +93,24 @@ class CapAlerts:
             body["nonconforming"] = msg.nonconforming
         return status, body
 
-    def _supersede(self, msg: CapMessage, actor: str) -> list[str]:
+    def _supersede(self, msg: CapMessage, actor: str, guard: Guard | None) -> list[str]:
         """An Update or Cancel ends the live alerts of the messages it references (CAP 1.2
         §3.2.1 <msgType>) that have its own <status>: a Test or Exercise cancel never ends an
         Actual alert. Returns their ids."""
         if msg.msg_type not in (CapMsgType.UPDATE, CapMsgType.CANCEL):
             return []
-        ended = [a.id for a in self._cap_alerts(set(msg.references))
-                 if a.spec.cap is not None and a.spec.cap.get("status") == msg.status.value]
+        ending = [a for a in self._cap_alerts(set(msg.references))
+                  if a.spec.cap is not None and a.spec.cap.get("status") == msg.status.value]
+        if guard is not None:
+            for alert in ending:
+                guard(alert.spec.zones, alert.spec.endpoints)
+        ended = [a.id for a in ending]
         for aid in ended:
             self.manager.cancel(aid, f"{actor} (CAP {msg.msg_type.value} {msg.identifier})")
         return ended
 
     async def _play_cap(self, msg: CapMessage, actor: str, test_zone: str | None,
-                        upload_dir: Path, received_ns: int | None
+                        upload_dir: Path, received_ns: int | None, guard: Guard | None
                         ) -> tuple[int, dict[str, Any]]:
         """An Alert or Update put on air (or scheduled, or logged). Raises AlertError when
         it cannot be placed."""
@@ -130,6 +141,8 @@ class CapAlerts:
         if expires_at is not None and effective_at is not None and effective_at >= expires_at:
             self._remember(msg, "logged")
             return 202, {"result": "logged", "reason": "it expires before it takes effect"}
+        if guard is not None:  # before its resources are fetched
+            guard(zones, endpoints)
         content, warnings = await self._cap_content(info, upload_dir)
         text = " ".join(cap_spoken_text(info).split())
         spec = AlertSpec(AlertClass(cap_alert_class(info)), zones, False, content, True, 1,

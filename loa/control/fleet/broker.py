@@ -390,13 +390,27 @@ class MosquittoBroker:
         finally:
             exited.cancel()
 
+    async def _poke(self) -> None:
+        """Connect and close at once: Mosquitto reloads at the end of its loop's turn, and a
+        quiet broker otherwise takes the turn only when its 100 ms poll times out."""
+        with contextlib.suppress(OSError, TimeoutError):
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._loopback, self.port), 2.0)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    @property
+    def _loopback(self) -> str:
+        """Where Loa itself reaches the listener (a wildcard address is not one to dial)."""
+        return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+
     async def _probe(self, password: str) -> int:
         """One login as the probe user: the CONNACK's return code (0: accepted), or -1 when
         the connection failed or closed without one."""
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, self.port), 2.0)
+                asyncio.open_connection(self._loopback, self.port), 2.0)
         except (OSError, TimeoutError):
             return -1
         try:
@@ -462,6 +476,7 @@ class MosquittoBroker:
             await asyncio.to_thread(self._write_passwd, users)
             self._reloaded.clear()
             proc.send_signal(signal.SIGHUP)
+            await self._poke()
             await self._until_accepted(proc, self._reloaded, probe_password, RELOAD_S)
             self._mark_applied(target)
 

@@ -268,7 +268,9 @@ class Mounts:
             return refuse(403, str(exc))
         ghost = mount.session
         if ghost is not None and not ghost.stalled:
-            return refuse(403, f"mount /live/{name} is busy: another source is live on it")
+            return refuse(403, f"mount /live/{name} is busy: another source is live on it "
+                               f"(a source silent for {self._live.stall_ms / 1000:g} s is "
+                               "replaced by the next with the right password)")
 
         session = IngestSession(mount, transport, head, fmt, content_type, body,
                                 counters=self._counters, timeout_s=self.source_timeout_s)
@@ -299,13 +301,22 @@ class Mounts:
             log.exception("cutting the stalled source on /live/%s failed", ghost.mount.name)
         session.start(rest)
 
-    def _options(self, transport: asyncio.Transport, head: RequestHead) -> bool:
+    def _options(self, transport: asyncio.Transport, head: RequestHead) -> bool | Routed:
         """The RFC 2817 probe libshout sends first (``OPTIONS *``, ``Upgrade: TLS/1.0,
-        HTTP/1.1``), when the port has no TLS (with TLS the front door upgrades the connection
-        first): 204 without an ``Upgrade`` tells it to carry on in plain HTTP; ``Allow`` names
-        the methods (libshout then sources with PUT)."""
-        log.info("OPTIONS %s from %s (Upgrade: %s): carrying on in plain HTTP", head.target,
-                 transport.get_extra_info("peername"), head.header("upgrade") or "-")
+        HTTP/1.1``): 204, ``Allow`` naming the methods (libshout then sources with PUT). On a
+        port without TLS, the answer has no ``Upgrade`` (carry on in plain HTTP) and closes,
+        as Icecast 2.4's does. With TLS the front door upgrades the connection first and this
+        answer comes inside it: it keeps the connection, for libshout to be challenged and
+        to source on it (if it reconnected, it would do so in plain HTTP)."""
+        secure = transport.get_extra_info("sslcontext") is not None
+        log.info("OPTIONS %s from %s (Upgrade: %s): %s", head.target,
+                 transport.get_extra_info("peername"), head.header("upgrade") or "-",
+                 "upgraded to TLS" if secure else "carrying on in plain HTTP")
+        if secure and _keeps_alive(head):
+            transport.write(simple_response(204, "", {"Allow": ALLOWED_METHODS},
+                                            version=response_version(head),
+                                            connection="keep-alive"))
+            return Routed.NEXT_REQUEST
         transport.write(simple_response(204, "", {"Allow": ALLOWED_METHODS},
                                         version=response_version(head)))
         transport.close()

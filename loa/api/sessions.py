@@ -1,0 +1,89 @@
+"""Browser sessions (issue 14): log in with a username and password, log out, and ask who one
+is. The login sets the ``loa_session`` cookie (HttpOnly, SameSite=Strict, Secure when the
+port speaks TLS, no expiry: it ends with the browser, or after the idle timeout) and answers
+the session's CSRF token, which every state-changing request made with the cookie sends back
+in ``X-CSRF-Token`` (``loa.api.middleware``; the synchronizer-token pattern).
+
+Logins are limited per username and per client address (``Accounts.log_in``): a refused one
+is answered 429 with ``Retry-After`` and a message saying for whom and how long; a wrong one
+401, without saying whether the username exists. Both are audited, as is every login."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from loa.api.errors import ApiError
+from loa.api.middleware import SESSION_COOKIE
+from loa.api.resource import (
+    client_address,
+    json_response,
+    principal_of,
+    read_json,
+    server_of,
+)
+from loa.control.accounts import LoginFailed, LoginRefused
+from loa.control.auth import ALL_ZONES, role_names
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/login")
+async def login(request: web.Request) -> web.Response:
+    """``{"username", "password"}``: 200 with the user, the session's ``csrf_token`` and its
+    ``idle_timeout_s``, and the session cookie; 401 for a wrong username or password, 429
+    (``Retry-After``) while too many wrong ones for the username or from the address are
+    not yet forgotten."""
+    body = await read_json(request)
+    s = server_of(request)
+    username = str(body.get("username") or "")[:64]
+    address = client_address(request)
+    key = s.throttle.key_for(request.remote or "", request.headers.get("X-Forwarded-For", ""))
+    try:
+        user = await s.accounts.log_in(username, body.get("password"), key)
+    except LoginRefused as exc:
+        s.store.audit(username or "-", "login.refused", username, address=address)
+        return json_response({"error": str(exc)}, status=429,
+                             headers={"Retry-After": str(max(1, math.ceil(exc.wait_s)))})
+    except LoginFailed as exc:
+        s.store.audit(username or "-", "login.failed", username, address=address)
+        raise ApiError(401, str(exc)) from None
+    cookie, session = s.accounts.open_session(user, address)
+    s.store.audit(user.username, "login", user.username,
+                  zone=None if user.scope == ALL_ZONES else user.scope, address=address)
+    resp = json_response({"user": user.describe(), "csrf_token": session.csrf_token,
+                          "idle_timeout_s": s.config.sessions.idle_timeout_s})
+    resp.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Strict",
+                    secure=request.secure or s.config.tls.enabled)
+    return resp
+
+
+@routes.post("/api/v1/logout")
+async def logout(request: web.Request) -> web.Response:
+    """End the session of the cookie (with its CSRF token, as every change) and clear the
+    cookie; with a bearer token there is nothing to end."""
+    s = server_of(request)
+    ended = s.accounts.close_session(request.cookies.get(SESSION_COOKIE, "")) \
+        if "Authorization" not in request.headers else None
+    if ended is not None:
+        s.store.audit(ended.username, "logout", ended.username)
+    resp = json_response({"logged_out": ended is not None})
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+@routes.get("/api/v1/session")
+async def whoami(request: web.Request) -> web.Response:
+    """Who the caller is: name, account (None for a configured token), roles, rights and
+    scope (``*``: every zone); with the session cookie, its ``csrf_token`` too (a page
+    reloaded has lost it)."""
+    p = principal_of(request)
+    out: dict[str, object] = {
+        "name": p.name, "user": p.user, "roles": role_names(p.roles),
+        "rights": sorted(r.value for r in p.rights), "scope": p.scope or ALL_ZONES}
+    if "Authorization" not in request.headers:
+        session = server_of(request).accounts.session(request.cookies.get(SESSION_COOKIE, ""))
+        if session is not None:
+            out["csrf_token"] = session.csrf_token
+    return json_response(out)

@@ -130,6 +130,7 @@ from loa.core.fetch_policy import FetchPolicy, FetchRule
 from loa.core.peers import AddressSet
 from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
+from loa.playout.admission import EXEMPT, PER_ADDRESS, RESERVE_FDS
 
 
 class ConfigError(ValueError):
@@ -192,19 +193,16 @@ class TlsConfig:
         return self.cert_file is not None
 
 
-# Loopback: a reverse proxy or a load tester on this machine (local processes are trusted).
-LOOPBACK = ("127.0.0.1", "::1")
-
-
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """``[limits]``: what one client address may hold and try (``loa.playout.admission``,
     ``loa.core.throttle``)."""
 
-    connections_per_address: int = 256
-    exempt: AddressSet = field(default_factory=lambda: AddressSet(LOOPBACK))
-    fd_reserve: int = 128
-    trusted_proxies: AddressSet = field(default_factory=lambda: AddressSet(LOOPBACK))
+    connections_per_address: int = PER_ADDRESS
+    # loopback: a reverse proxy or a load tester on this machine (local processes are trusted)
+    exempt: AddressSet = field(default_factory=lambda: AddressSet(EXEMPT))
+    fd_reserve: int = RESERVE_FDS
+    trusted_proxies: AddressSet = field(default_factory=lambda: AddressSet(EXEMPT))
     failures_free: int = FREE_FAILURES
     failure_delay_max_s: float = MAX_DELAY_S
 

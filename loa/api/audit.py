@@ -1,6 +1,8 @@
 """One audit decorator: a handler that changes something returns what it changed, and
 ``audited`` writes the audit entry with the caller's name, once, after the change succeeded.
-A refused request raises (``ApiError`` or a domain error) and leaves no entry."""
+A refused request raises (``ApiError`` or a domain error) and leaves no entry. Where it acted
+(the zones its scope check named) and the client's address come with the request
+(``loa.control.audit.AUDIT_SOURCE``); the store chains the entry to the one before."""
 
 from __future__ import annotations
 

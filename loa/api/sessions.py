@@ -11,6 +11,7 @@ is answered 429 with ``Retry-After`` and a message saying for whom and how long;
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,8 +24,11 @@ from loa.api.resource import (
     read_json,
     server_of,
 )
-from loa.control.accounts import LoginFailed, LoginRefused
+from loa.control.accounts import LoginFailed, LoginRefused, UnknownAccount
 from loa.control.auth import ALL_ZONES, role_names
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
 
 routes = web.RouteTableDef()
 
@@ -43,20 +47,32 @@ async def login(request: web.Request) -> web.Response:
     try:
         user = await s.accounts.log_in(username, body.get("password"), key)
     except LoginRefused as exc:
-        s.store.audit(username or "-", "login.refused", username, address=address)
+        s.store.audit(username or "-", "login.refused", username, zone=_zone(s, username),
+                      address=address)
         return json_response({"error": str(exc)}, status=429,
                              headers={"Retry-After": str(max(1, math.ceil(exc.wait_s)))})
     except LoginFailed as exc:
-        s.store.audit(username or "-", "login.failed", username, address=address)
+        s.store.audit(username or "-", "login.failed", username, zone=_zone(s, username),
+                      address=address)
         raise ApiError(401, str(exc)) from None
     cookie, session = s.accounts.open_session(user, address)
-    s.store.audit(user.username, "login", user.username,
-                  zone=None if user.scope == ALL_ZONES else user.scope, address=address)
+    s.store.audit(user.username, "login", user.username, zone=_zone(s, user.username),
+                  address=address)
     resp = json_response({"user": user.describe(), "csrf_token": session.csrf_token,
                           "idle_timeout_s": s.config.sessions.idle_timeout_s})
     resp.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Strict",
                     secure=request.secure or s.config.tls.enabled)
     return resp
+
+
+def _zone(server: LoaServer, username: str) -> str | None:
+    """Where a login is audited: the account's scope (None for every zone, or no account),
+    so that the admins of that scope see it."""
+    try:
+        scope = server.accounts.get(username).scope
+    except UnknownAccount:
+        return None
+    return None if scope == ALL_ZONES else scope
 
 
 @routes.post("/api/v1/logout")

@@ -1,12 +1,16 @@
 """What the station is doing and did: status, Prometheus metrics, alarms, the broadcast log
 (nhật ký phát) and the audit log. Reads only. The alarms and the logs are those of the
 caller's scope: its zones and their endpoints (what concerns the whole station, to a scope of
-the whole tree); status and metrics are the station's."""
+the whole tree); so are the zones, alerts and alarms of the status. The status's counters and
+the metrics are the station's."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from loa.api.alerts import visible_alert
 from loa.api.errors import ApiError
 from loa.api.resource import json_response, require, scope_of, scoped, server_of
 from loa.control.auth import Right
@@ -17,8 +21,14 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/status")
 async def status(request: web.Request) -> web.Response:
-    """``GET status``: ``LoaServer.status``."""
-    return json_response(server_of(request).status())
+    """``GET status``: ``LoaServer.status``, its zones, alerts and alarms those of the
+    caller's scope."""
+    out = server_of(request).status()
+    scope = scope_of(request)
+    out["zones"] = [z for z in out["zones"] if scope.contains(z["zone"])]
+    out["alerts"] = [a for a in out["alerts"] if visible_alert(request, a)]
+    out["alarms"] = [a for a in out["alarms"] if visible_alarm(request, a)]
+    return json_response(out)
 
 
 @routes.get("/metrics")
@@ -34,16 +44,20 @@ async def list_alarms(request: web.Request) -> web.Response:
     caller's scope: those of its zones and endpoints (the station's, to a whole tree)."""
     s = server_of(request)
     s.check_alarms()
+    views = [a.describe() for a in s.alarms.active()]
+    return json_response({"alarms": [a for a in views if visible_alarm(request, a)]})
+
+
+def visible_alarm(request: web.Request, view: dict[str, Any]) -> bool:
+    """Whether an alarm is the caller's: its subject (an endpoint, or a zone) lies in their
+    scope; an alarm of the whole station (the disk, the loop) is a whole tree's."""
+    s = server_of(request)
     scope = scope_of(request)
+    subject = str(view.get("subject"))
     registry = s.endpoints.endpoints
-    shown = []
-    for alarm in s.alarms.active():
-        subject = alarm.subject
-        zone = registry[subject].zone_id if subject in registry else (
-            subject if subject in s.zones else None)
-        if scope.contains(zone) if zone is not None else scope.covers_all():
-            shown.append(alarm.describe())
-    return json_response({"alarms": shown})
+    zone = registry[subject].zone_id if subject in registry else (
+        subject if subject in s.zones else None)
+    return scope.covers_all() if zone is None else scope.contains(zone)
 
 
 @routes.get("/api/v1/log")

@@ -61,6 +61,8 @@ def self_or_admin(request: web.Request, user: User) -> None:
     """The caller is the user, or an admin over them (403 otherwise)."""
     if principal_of(request).user != user.username:
         admin_over(request, user)
+    else:
+        scoped_account(request, user.scope)  # their own: where the request acts
 
 
 def _roles_of(body: dict[str, Any]) -> Any:
@@ -127,6 +129,7 @@ async def update_user(request: web.Request) -> Changed:
         if "password" in body and await s.accounts.check_password(
                 user.username, str(body.get("current_password") or "")) is None:
             raise ApiError(403, "current_password is not your password")
+        scoped_account(request, user.scope)  # their own: where the request acts
     else:
         admin_over(request, user)
         if "scope" in body:

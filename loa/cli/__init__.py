@@ -1,10 +1,10 @@
 """The ``loa`` command (``loa.cli:main``, also ``python -m loa``): one module per subcommand.
 
 ``serve`` runs the server; ``listen``, ``loadtest`` and ``bench`` measure one; ``zones``,
-``live``, ``alert``, ``media``, ``schedule``, ``endpoints``, ``command``/``commands`` and
-``report`` call a running server's API through ``client`` and show its answers through
-``show``, in the language ``text`` picked. ``commands`` builds the parser from them and
-dispatches.
+``live``, ``alert``, ``media``, ``schedule``, ``endpoints``, ``command``/``commands``,
+``report`` and ``users`` call a running server's API through ``client`` and show its answers
+through ``show``, in the language ``text`` picked; ``audit verify`` reads the data folder.
+``commands`` builds the parser from them and dispatches.
 
 This file imports nothing of its own package at import time: importing one subcommand module
 runs it first, and it must not pull in every other one.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from loa import __version__
 from loa.cli import (
     alert,
+    audit,
     bench,
     command,
     endpoints,
@@ -27,6 +28,7 @@ from loa.cli import (
     report,
     schedule,
     serve,
+    users,
     zones,
 )
 from loa.cli.client import DEFAULT_URL, CliExit
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 COMMANDS: Sequence[Register] = (
     serve.register, zones.register, live.register, alert.register, media.register,
     schedule.register, endpoints.register, command.register, report.register,
-    listen.register, loadtest.register, bench.register,
+    users.register, audit.register, listen.register, loadtest.register, bench.register,
 )
 
 

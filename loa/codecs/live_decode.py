@@ -50,6 +50,11 @@ class Reader(Protocol):
     def read(self, n: int = -1) -> bytes: ...
 
 
+# What ``sniff_format`` can tell apart: a stream declared as one of these is decoded as what
+# its bytes are; any other declared container (MPEG-TS, MP4 from HLS) is taken as declared.
+SNIFFABLE = frozenset({"mp3", "ogg", "aac"})
+
+
 class _GuardedReader:
     """Reads a feed for the decoder, and gives up on a stream that yields no audio.
 
@@ -300,6 +305,9 @@ class LiveDecoder:
         # audio/ogg (or sends no type) is decoded as what it sends. A declared format the
         # sniffer does not know (FLAC, WebM…) is taken as declared.
         declared = self.format
+        if declared is not None and declared not in SNIFFABLE:
+            yield from self._decoded(guard, declared, guard)  # a container not sniffed
+            return
         sniffed, head = self._sniff(guard)
         source = _Prefixed(head, guard)
         self.format = sniffed or declared
@@ -308,7 +316,11 @@ class LiveDecoder:
         elif sniffed is not None and sniffed != declared:
             log.warning("%s: sent as %s, but its bytes are %s: decoded as %s", self.label,
                         declared, sniffed, sniffed)
-        for samples in self._frames(source, self.format):
+        yield from self._decoded(source, self.format, guard)
+
+    def _decoded(self, source: Reader, fmt: str | None, guard: _GuardedReader
+                 ) -> Iterator[Samples]:
+        for samples in self._frames(source, fmt):
             guard.audio_seen = True
             self.frames_out += 1
             yield samples

@@ -217,8 +217,12 @@ class Accounts:
         roots = self.zones.roots()
         scope = roots[0].id if len(roots) == 1 else ALL_ZONES
         now = self.wall()
-        self._put(User(FIRST_ADMIN, "Administrator", self.hasher.hash(password),
-                       frozenset({Role.ADMIN}), scope, now, now))
+        user = User(FIRST_ADMIN, "Administrator", self.hasher.hash(password),
+                    frozenset({Role.ADMIN}), scope, now, now)
+        self._put(user)
+        self.store.audit("loa", "user.add", user.username,
+                         {"roles": role_names(user.roles), "scope": scope},
+                         zone=None if scope == ALL_ZONES else scope)
         return password
 
     def get(self, username: str) -> User:

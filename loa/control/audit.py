@@ -25,6 +25,7 @@ trigger) say where and from where too.
 from __future__ import annotations
 
 import contextvars
+import enum
 import hashlib
 import json
 import sqlite3
@@ -63,8 +64,10 @@ def chain_hash(previous: str, entry: str) -> str:
     return hashlib.sha256((previous + entry).encode()).hexdigest()
 
 
-def _head(db: sqlite3.Connection) -> str:
-    row = db.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+def _head(db: sqlite3.Connection, before_id: int) -> str:
+    """The hash of the newest entry before ``before_id`` (``GENESIS`` for none)."""
+    row = db.execute("SELECT hash FROM audit WHERE id < ? ORDER BY id DESC LIMIT 1",
+                     (before_id,)).fetchone()
     return str(row[0]) if row and row[0] else GENESIS
 
 
@@ -76,13 +79,15 @@ def _set_head(db: sqlite3.Connection, row_id: int, digest: str) -> None:
 def append(db: sqlite3.Connection, *, at: float, actor: str, action: str, subject: str,
            zone: str | None, address: str | None, detail: str) -> None:
     """Write one entry chained to the newest (on the writer thread, inside the write's
-    transaction): insert it, hash it with its id, and move the head to it."""
-    previous = _head(db)
+    transaction): insert it, hash it with its id, and move the head to it. (The insert
+    comes first: it takes the write lock, waiting for it as every write does; a read first
+    would make SQLite refuse the upgrade at once while another connection writes.)"""
     cur = db.execute("INSERT INTO audit(at, actor, action, subject, zone, address, detail, "
                      "hash) VALUES (?, ?, ?, ?, ?, ?, ?, '')",
                      (at, actor, action, subject, zone, address, detail))
     row_id = cur.lastrowid
     assert row_id is not None
+    previous = _head(db, row_id)
     digest = chain_hash(previous, entry_json(row_id, at, actor, action, subject, zone, address,
                                              detail))
     db.execute("UPDATE audit SET hash = ? WHERE id = ?", (digest, row_id))
@@ -115,18 +120,51 @@ def migrate(db: sqlite3.Connection) -> None:
         raise
 
 
+class ChainProblem(enum.Enum):
+    """How the chain breaks at ``ChainCheck.bad_id``."""
+
+    REMOVED = "removed"  # entries before it are missing (from ``ChainCheck.missing_from``)
+    EDITED = "edited"  # it does not match its hash (edited, or the one before it replaced)
+    END_REMOVED = "end removed"  # the newest entry written (``bad_id``) is gone
+    APPENDED = "appended"  # it was added after the newest entry Loa wrote, by someone else
+    NO_HEAD = "no head"  # the chain's head is missing from the kv table
+
+
 @dataclass(frozen=True, slots=True)
 class ChainCheck:
-    """What ``verify`` found: ``entries`` read; ``bad_id``, the first entry that breaks the
-    chain (None when it is whole); ``problem``, what is wrong there (English)."""
+    """What ``verify`` found: ``entries`` read and found whole; ``bad_id``, the first entry
+    where the chain breaks (None when it is whole), and how (``problem``): for REMOVED,
+    the first missing id is ``missing_from``; for END_REMOVED, ``bad_id`` is the newest entry
+    written, which the log no longer ends with (it ends at ``last_id``). ``head``: the hash
+    of the newest whole entry (keep it elsewhere: a later check must reach it)."""
 
     entries: int
     bad_id: int | None = None
-    problem: str = ""
+    problem: ChainProblem | None = None
+    missing_from: int | None = None
+    last_id: int = 0
+    head: str = GENESIS
 
     @property
     def whole(self) -> bool:
-        return self.bad_id is None
+        return self.problem is None
+
+    def describe(self) -> str:
+        """The finding in English (the command line says it in the user's language)."""
+        if self.problem is None:
+            return f"whole: {self.entries} entries"
+        if self.problem is ChainProblem.REMOVED:
+            return f"entries #{self.missing_from}-#{(self.bad_id or 0) - 1} removed before " \
+                   f"#{self.bad_id}"
+        if self.problem is ChainProblem.EDITED:
+            return f"entry #{self.bad_id} does not match its hash: edited, or the entry " \
+                   "before it replaced"
+        if self.problem is ChainProblem.APPENDED:
+            return f"entry #{self.bad_id} was added after the newest entry Loa wrote"
+        if self.problem is ChainProblem.END_REMOVED:
+            return f"the newest entry written, #{self.bad_id}, is gone: the log ends at " \
+                   f"#{self.last_id}"
+        return "the chain's head is missing from the kv table"
 
 
 def verify(path: Path) -> ChainCheck:
@@ -147,23 +185,25 @@ def _verify(db: sqlite3.Connection) -> ChainCheck:
     for row in db.execute(f"SELECT {', '.join(COLUMNS)}, hash FROM audit ORDER BY id"):
         row_id, stored = row[0], row[-1]
         if row_id != last_id + 1:
-            gone = (f"entry #{last_id + 1}" if row_id == last_id + 2
-                    else f"entries #{last_id + 1}-#{row_id - 1}")
-            return ChainCheck(count, row_id, f"{gone} removed: #{row_id} follows "
-                              + (f"#{last_id}" if last_id else "nothing"))
+            return ChainCheck(count, row_id, ChainProblem.REMOVED, last_id + 1, last_id,
+                              previous)
         expected = chain_hash(previous, entry_json(*row[:-1]))
         if stored != expected:
-            return ChainCheck(count, row_id, f"entry #{row_id} does not match its hash: it was "
-                                             "edited, or the entry before it was replaced")
+            return ChainCheck(count, row_id, ChainProblem.EDITED, last_id=last_id,
+                              head=previous)
         previous, last_id, count = expected, row_id, count + 1
     found = db.execute("SELECT value FROM kv WHERE key = ?", (HEAD_KEY,)).fetchone()
-    if found is not None:
-        head = json.loads(found[0])
-        if head.get("id") != last_id or head.get("hash") != previous:
-            newest = head.get("id")
-            return ChainCheck(count, newest if isinstance(newest, int) else last_id,
-                              f"the newest entry written was #{newest}, but the log ends at "
-                              f"#{last_id}: entries at its end were removed or replaced")
-    elif count:
-        return ChainCheck(count, last_id, "the chain's head is missing from the kv table")
-    return ChainCheck(count)
+    if found is None:
+        return ChainCheck(count, last_id, ChainProblem.NO_HEAD, last_id=last_id,
+                          head=previous) if count else ChainCheck(count)
+    head = json.loads(found[0])
+    newest = head.get("id")
+    if not isinstance(newest, int) or newest > last_id:
+        return ChainCheck(count, newest if isinstance(newest, int) else last_id,
+                          ChainProblem.END_REMOVED, last_id=last_id, head=previous)
+    if newest < last_id:
+        return ChainCheck(newest, newest + 1, ChainProblem.APPENDED, last_id=last_id,
+                          head=str(head.get("hash")))
+    if head.get("hash") != previous:
+        return ChainCheck(count - 1, last_id, ChainProblem.EDITED, last_id=last_id)
+    return ChainCheck(count, last_id=last_id, head=previous)

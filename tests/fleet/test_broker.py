@@ -5,6 +5,7 @@ raw sockets for connections that never log in, and the registry's credentials an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -57,8 +58,11 @@ async def spawn(*argv: str) -> asyncio.subprocess.Process:
 
 
 async def ended(proc: asyncio.subprocess.Process) -> None:
+    """Kill a client and reap it (SIGTERM is not enough: a ``mosquitto_sub`` that has lost its
+    broker keeps trying to reconnect)."""
     if proc.returncode is None:
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
     await proc.communicate()
 
 

@@ -216,8 +216,10 @@ class FrontProtocol(asyncio.Protocol):
             self._ticket.busy()
         try:
             head = parse_head(bytes(self._buf[:end]))
-        except HeadError:
-            self._hand_over(transport)  # let aiohttp give its standard 400
+        except HeadError as exc:  # one line in the log, not aiohttp's traceback
+            peer = transport.get_extra_info("peername")
+            log.warning("bad request head from %s: %s", peer, exc)
+            self._reply_and_close(400, f"bad request: {exc}")
             return False
         rest = bytes(self._buf[end + 4 :])
         if self._tls is not None:  # a plain request on a TLS port

@@ -137,12 +137,14 @@ async def test_a_head_not_taken_is_handed_over_byte_for_byte() -> None:
     assert len(door.routed) == 1
 
 
-async def test_a_malformed_head_goes_to_the_fallback_without_routing() -> None:
+async def test_a_malformed_head_is_a_400_and_one_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
     door = Door()
     door.send(b"GARBAGE\r\n\r\nmore")
-    assert door.routed == []
-    [fb] = door.fallbacks
-    assert fb.data == b"GARBAGE\r\n\r\nmore"  # aiohttp answers its own 400
+    assert door.routed == [] and door.fallbacks == []
+    assert door.tr.data.split(b"\r\n")[0].endswith(b" 400 Bad Request") and door.tr.closed
+    [record] = [r for r in caplog.records if "bad request head" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.exc_info is None
 
 
 async def test_an_over_long_head_is_refused_with_431() -> None:

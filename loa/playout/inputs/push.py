@@ -79,6 +79,8 @@ def check_basic_auth(header: str, password: str) -> bool:
     return ok_user and ok_pass
 
 
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
 class Mount:
     """A named live input (``studio``): one programme, at most one source at a time."""
 
@@ -193,7 +195,8 @@ class Mounts:
             song = decode_text(query.get("song", b""), query.get("charset", b"").decode("latin-1"))
         except TextError as exc:
             return 400, f"song: {exc}"
-        mount.title = song[:256]
+        # a title is one line of text: control characters (CR, LF, ESC…) become spaces
+        mount.title = " ".join(_CONTROLS.sub(" ", song).split())[:256]
         log.info("/live/%s now playing: %s", name, mount.title)
         return 200, "Metadata update successful"
 

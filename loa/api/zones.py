@@ -53,16 +53,21 @@ async def zones(request: web.Request) -> web.Response:
 @routes.post("/api/v1/zones/{zone}/live")
 async def take_live(request: web.Request) -> web.Response:
     """``POST zones/{zone}/live`` (OPERATE): put a mount (default "studio") on the zone at
-    ``priority`` (default district live, 80). 201 when a new request is made, 200 when it
-    already existed; 404 for an unknown zone, 400 for a bad mount or priority."""
+    ``priority``: by default district live (80) for a caller whose scope is a root zone (or
+    every zone), commune live (70) for one scoped below it (DESIGN.md's table: a district's
+    live preempts a commune's). 201 when a new request is made, 200 when it already existed;
+    404 for an unknown zone, 400 for a bad mount or priority."""
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
     scoped(request, zone_id)
     mount_name = body.get("mount", "studio")
-    priority = reserved_to_alerts(request, parse_priority(body.get("priority",
-                                                                   int(Priority.DISTRICT_LIVE))))
-    req, created = server_of(request).take_live(zone_id, str(mount_name), priority)
+    s = server_of(request)
+    scope = request[PRINCIPAL_KEY].scope
+    below_root = scope is not None and scope in s.zones and s.zones.get(scope).parent_id
+    default = Priority.COMMUNE_LIVE if below_root else Priority.DISTRICT_LIVE
+    priority = reserved_to_alerts(request, parse_priority(body.get("priority", int(default))))
+    req, created = s.take_live(zone_id, str(mount_name), priority)
     return json_response({"request": req.describe()}, status=201 if created else 200)
 
 

@@ -103,6 +103,10 @@ async def test_a_commune_operator_is_refused_another_commune_on_every_surface(
     ]:
         status, answer = await call(server, method, path, json=body, headers=op)
         assert status == expected, (path, answer)
+    # a commune goes live at the commune level by default: the district's live preempts it
+    status, answer = await call(server, "POST", "/api/v1/zones/an-binh/live",
+                                json={"mount": "studio"}, headers=op)
+    assert status == 201 and answer["request"]["priority"] == 70, answer
 
 
 async def test_lists_hold_only_the_callers_subtree(server: LoaServer) -> None:

@@ -231,7 +231,8 @@ class FrontProtocol(asyncio.Protocol):
                 return False
             if not self._tls.allow_plain:
                 self._reply_and_close(426, "this port speaks TLS: use https://",
-                                      {"Upgrade": "TLS/1.2, HTTP/1.1"})
+                                      {"Upgrade": "TLS/1.2, HTTP/1.1"},
+                                      as_json=head.path.startswith(("/api/", "/metrics")))
                 return False
         if self._admission is not None and not reserved(head) and \
                 self._admission.under_pressure:
@@ -290,12 +291,12 @@ class FrontProtocol(asyncio.Protocol):
             tls.buffer_updated(n)
             view = view[n:]
 
-    def _reply_and_close(self, status: int, body: str,
-                         extra: dict[str, str] | None = None) -> None:
+    def _reply_and_close(self, status: int, body: str, extra: dict[str, str] | None = None,
+                         as_json: bool = False) -> None:
         self._cancel_timer()
         if self._ticket is not None:
             self._ticket.busy()
         if self._transport is not None:
-            self._transport.write(simple_response(status, body, extra))
+            self._transport.write(simple_response(status, body, extra, as_json=as_json))
             self._transport.close()
             self._transport = None

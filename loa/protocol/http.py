@@ -3,6 +3,7 @@ else), and the small raw responses it writes before a socket is handed on."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
@@ -117,15 +118,22 @@ def query_bytes(query: str) -> dict[str, bytes]:
 
 
 def simple_response(status: int, body: str = "", extra: dict[str, str] | None = None,
-                    version: str = "HTTP/1.0", connection: str = "close") -> bytes:
+                    version: str = "HTTP/1.0", connection: str = "close",
+                    as_json: bool = False) -> bytes:
     """A complete response: status line, ``Connection`` (``close`` unless the caller keeps
-    the connection: ``keep-alive``, ``Upgrade``), optional text/plain body (a newline is
-    added) and ``extra`` headers, encoded latin-1."""
-    payload = (body + "\n").encode() if body else b""
+    the connection: ``keep-alive``, ``Upgrade``), optional body (text/plain with a newline
+    added; with ``as_json``, ``{"error": body}`` as the API answers errors) and ``extra``
+    headers, encoded latin-1."""
+    if as_json and body:
+        payload = (json.dumps({"error": body}, ensure_ascii=False) + "\n").encode()
+        content_type = "application/json; charset=utf-8"
+    else:
+        payload = (body + "\n").encode() if body else b""
+        content_type = "text/plain; charset=utf-8"
     lines = [f"{version} {status} {REASONS.get(status, '')}", "Server: Loa",
              f"Connection: {connection}"]
     if payload:
-        lines += ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(payload)}"]
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
     lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 

@@ -99,6 +99,10 @@ async def test_a_plain_request_to_a_tls_port_is_told_to_upgrade(tls_server: LoaS
     await closed(writer)
     assert answer.startswith(b"HTTP/1.0 426 Upgrade Required\r\n")
     assert b"Upgrade: TLS/1.2, HTTP/1.1\r\n" in answer
+    # under /api/, an error as every API error is: JSON with a message
+    assert b"Content-Type: application/json" in answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {
+        "error": "this port speaks TLS: use https://"}
 
 
 async def test_plain_http_may_be_allowed_beside_tls(make_server: MakeServer,

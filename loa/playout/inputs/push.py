@@ -239,7 +239,7 @@ class Mounts:
                           {"Retry-After": str(math.ceil(wait_s))})
         if not check_basic_auth(authorization, self.password_for(name)):
             challenge = {"WWW-Authenticate": 'Basic realm="Loa source"'}
-            message = "wrong source password (user must be 'source')"
+            message = "wrong source user or password (an Icecast source logs in as user 'source')"
             if not authorization and _bodiless(head) and _keeps_alive(head):
                 # libshout's challenge: answered on the connection it keeps for its next try
                 log.info("source %s on /live/%s challenged for its credentials", peer, name)

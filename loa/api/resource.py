@@ -20,6 +20,7 @@ from aiohttp import web
 
 from loa.control.audit import AUDIT_SOURCE
 from loa.control.auth import Principal, Right, Scope
+from loa.core.content import ContentSpec, MediaContent, PlaylistContent
 from loa.core.peers import client_host
 
 if TYPE_CHECKING:
@@ -87,6 +88,23 @@ def scoped(request: web.Request, *zone_ids: str) -> None:
     source = AUDIT_SOURCE.get()
     if source is not None and zone_ids:
         source.zone = scope.meet([*([source.zone] if source.zone else []), *zone_ids])
+
+
+def scoped_content(request: web.Request, content: ContentSpec | None) -> None:
+    """Raise ScopeError unless every library item ``content`` names (a media item, a
+    playlist's items) is the caller's to play: one of a zone in their scope, or the whole
+    station's (no zone). As ``GET media/{id}`` refuses another commune's item, so does
+    playing it."""
+    ids: tuple[str, ...] = ()
+    if isinstance(content, MediaContent):
+        ids = (content.id,)
+    elif isinstance(content, PlaylistContent):
+        ids = content.items
+    media = server_of(request).media
+    for media_id in ids:
+        item = media.get(media_id)
+        if item is not None and item.zone is not None:
+            scoped(request, item.zone)
 
 
 def scoped_all(request: web.Request, what: str) -> None:

@@ -24,6 +24,7 @@ from loa.api.resource import (
     require,
     scope_of,
     scoped,
+    scoped_content,
     server_of,
 )
 from loa.control.auth import Right, Scope
@@ -50,6 +51,7 @@ async def add_schedule(request: web.Request) -> Changed:
     body = await read_json(request)
     s = server_of(request)
     item = item_from_json(body, secrets.token_hex(6))
+    scoped_content(request, item.content)
     scoped(request, *item.zones)
     return await _save(s, item, 201)
 
@@ -73,6 +75,7 @@ async def update_schedule(request: web.Request) -> Changed:
               "draft": old.draft or body.get("draft") is True}
     item = item_from_json(merged, sid)
     scoped(request, *item.zones)
+    scoped_content(request, item.content)
     return await _save(s, item, 200)
 
 

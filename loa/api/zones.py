@@ -14,6 +14,7 @@ from loa.api.resource import (
     require,
     scope_of,
     scoped,
+    scoped_content,
     server_of,
 )
 from loa.control.auth import Right
@@ -96,6 +97,7 @@ async def add_request(request: web.Request) -> web.Response:
     zone_id = request.match_info["zone"]
     scoped(request, zone_id)
     content = parse_content(body.get("source"), REQUEST_KINDS)
+    scoped_content(request, content)
     priority = reserved_to_alerts(request, parse_priority(body.get("priority",
                                                                    int(Priority.SCHEDULED))))
     req = await server_of(request).add_request(zone_id, content, priority)

@@ -73,6 +73,11 @@ async def test_a_commune_operator_is_refused_another_commune_on_every_surface(
         ("GET", f"/api/v1/media/{media_id}", None),
         ("GET", "/api/v1/reports/phu-my?year=2026", None),  # report
         ("GET", "/api/v1/log?zone=phu-my", None),  # log
+        # another commune's recording, played on their own commune
+        ("POST", "/api/v1/zones/an-binh/requests",
+         {"source": {"kind": "media", "id": media_id}}),
+        ("POST", "/api/v1/schedules", {**schedule, "zones": ["an-binh"],
+                                       "content": {"kind": "playlist", "items": [media_id]}}),
     ]
     for method, path, body in refused:
         status, answer = await call(server, method, path, json=body, headers=op)

@@ -5,15 +5,14 @@ line. Tracebacks, which come from the code, are left as they are."""
 from __future__ import annotations
 
 import logging
-import re
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from loa.core.text import CONTROLS
 
 
 def escape_controls(text: str) -> str:
     """``text`` with C0/C1 control characters and Unicode line separators escaped
     (``\\n``, ``\\x1b``, ``\\u2028``)."""
-    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class SafeFormatter(logging.Formatter):

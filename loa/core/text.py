@@ -10,9 +10,12 @@ the two spellings of one name are one name.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 DEFAULT_CHARSET = "UTF-8"
+# C0/C1 control characters and Unicode's line separators: what makes one line of text two
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class TextError(ValueError):
@@ -51,3 +54,9 @@ def decode_text(raw: bytes, charset: str = "") -> str:
     except UnicodeEncodeError:  # lone surrogates, from an escape codec: not storable text
         raise TextError(f"charset {name!r} gave text that is not Unicode") from None
     return nfc(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: control characters (CR, LF, ESC…) become spaces, runs of
+    whitespace one space."""
+    return " ".join(CONTROLS.sub(" ", text).split())

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import Clock
 from loa.core.counters import Counters
-from loa.core.text import TextError, decode_text
+from loa.core.text import TextError, decode_text, one_line
 from loa.core.throttle import FailureThrottle
 from loa.playout.front_door import Routed
 from loa.playout.inputs.live import LiveSettings, LiveSource
@@ -78,8 +78,6 @@ def check_basic_auth(header: str, password: str) -> bool:
     ok_pass = hmac.compare_digest(given.encode(), password.encode())
     return ok_user and ok_pass
 
-
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 class Mount:
     """A named live input (``studio``): one programme, at most one source at a time."""
@@ -195,8 +193,7 @@ class Mounts:
             song = decode_text(query.get("song", b""), query.get("charset", b"").decode("latin-1"))
         except TextError as exc:
             return 400, f"song: {exc}"
-        # a title is one line of text: control characters (CR, LF, ESC…) become spaces
-        mount.title = " ".join(_CONTROLS.sub(" ", song).split())[:256]
+        mount.title = one_line(song)[:256]  # a title is one line of text
         log.info("/live/%s now playing: %s", name, mount.title)
         return 200, "Metadata update successful"
 

@@ -58,10 +58,10 @@ from loa.loadtest.runner import LoadSpec, LoadTest
 from loa.loadtest.target import (
     FfmpegSource,
     LocalLoa,
-    die_with_parent,
     free_port,
     stop_process,
     village_admin_code,
+    with_parent,
     zone_tree_toml,
 )
 from loa.loadtest.timeline import aggregate
@@ -691,12 +691,13 @@ class FfmpegBeepSource:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-re", "-f", "lavfi",
-            "-i", f"aevalsrc=exprs='{beeps_expr()}':s=44100:c=mono", "-ac", "2",
-            "-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "-content_type", "audio/mpeg",
-            "-progress", "pipe:1", "-stats_period", f"{self.PROGRESS_PERIOD_S:g}", self.url,
+            *with_parent([
+                "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats", "-re", "-f", "lavfi",
+                "-i", f"aevalsrc=exprs='{beeps_expr()}':s=44100:c=mono", "-ac", "2",
+                "-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "-content_type", "audio/mpeg",
+                "-progress", "pipe:1", "-stats_period", f"{self.PROGRESS_PERIOD_S:g}", self.url]),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+            stderr=asyncio.subprocess.DEVNULL)
         self._reader = asyncio.create_task(self._read_progress(self.proc))
 
     async def _read_progress(self, proc: asyncio.subprocess.Process) -> None:

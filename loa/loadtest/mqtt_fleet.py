@@ -36,9 +36,9 @@ from loa.core.percentiles import percentiles
 from loa.loadtest.target import (
     LocalLoa,
     ProcSample,
-    die_with_parent,
     free_port,
     sample_proc,
+    with_parent,
     zone_tree_toml,
 )
 
@@ -421,4 +421,4 @@ def _start_mosquitto(folder: str, port: int, password_file: str, acl_file: str
                 f"password_file {pw}\nacl_file {acl}\nuser root\nmax_keepalive 300\n"
                 "set_tcp_nodelay true\n"
                 "log_dest stderr\nlog_type error\n")
-    return subprocess.Popen(["mosquitto", "-c", conf], preexec_fn=die_with_parent)
+    return subprocess.Popen(with_parent(["mosquitto", "-c", conf]))

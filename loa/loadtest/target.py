@@ -15,19 +15,18 @@ from dataclasses import dataclass
 import aiohttp
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal and execs the command: the spawn keeps
+# Python's vfork path (a Python hook run in the child forces a full fork of this process,
+# which held the event loop 20 ms when the test process was large).
+SETPRIV = shutil.which("setpriv")
 
 
-def die_with_parent() -> None:
-    """In a child before exec (Linux): SIGTERM when the parent dies, so a load test that is
-    killed does not leave its server or source running."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    except (OSError, AttributeError):  # not Linux: the children outlive a killed parent
-        pass
+def with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` made to get SIGTERM when its parent thread dies (Linux, ``setpriv
+    --pdeathsig``), so a load test that is killed does not leave its server or source
+    running. Spawn it from a thread that lives as long as the child (the event loop's):
+    the signal follows the thread that forked. Without setpriv, ``argv`` as it is."""
+    return ([SETPRIV, "--pdeathsig", "TERM", "--", *argv] if SETPRIV else list(argv))
 
 
 def free_port() -> int:
@@ -104,9 +103,7 @@ class LocalLoa:
             args += ["--config", self._config]
         log_file = await asyncio.to_thread(open, self.log_path, "wb")
         self.proc = await asyncio.create_subprocess_exec(
-            *args, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file,
-            preexec_fn=die_with_parent,
-        )
+            *with_parent(args), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log_file)
         log_file.close()  # the server has its own copy
         try:
             await wait_ready(self.url, self.token)
@@ -184,11 +181,11 @@ class FfmpegSource:
             enc = ["-c:a", "libopus", "-b:a", "32k", "-ac", "1", "-page_duration", "20000",
                    "-f", "ogg", "-content_type", "audio/ogg"]
         self.proc = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
-            f"sine=frequency={self.freq_hz}:sample_rate=44100", "-ac", "2", *enc, self.url,
+            *with_parent(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+                          "-i", f"sine=frequency={self.freq_hz}:sample_rate=44100", "-ac", "2",
+                          *enc, self.url]),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent,
-        )
+            stderr=asyncio.subprocess.DEVNULL)
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -355,10 +355,6 @@ fd_reserve = 128
 """
 
 
-def _low_fd_limit() -> None:  # runs in the child, before exec
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
 @contextlib.asynccontextmanager
 async def child_server(tmp_path: Path, config: str) -> AsyncIterator[int]:
     """``loa serve`` in a child process with ``RLIMIT_NOFILE`` 512; yields its port. Its log
@@ -367,11 +363,13 @@ async def child_server(tmp_path: Path, config: str) -> AsyncIterator[int]:
     await asyncio.to_thread(cfg.write_text, config)
     env = dict(os.environ, LOA_ADMIN_TOKEN=ADMIN_TOKEN, LOA_SOURCE_PASSWORD=SOURCE_PASSWORD,
                LOA_MQTT_LISTEN="127.0.0.1:0")
+    # util-linux's prlimit sets the limit and execs: no Python hook in the child, whose full
+    # fork of this large process held the event loop
     proc = await asyncio.create_subprocess_exec(
+        "prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--",
         sys.executable, "-m", "loa", "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
         "--data-dir", str(tmp_path / "data"), "--no-demo", stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        preexec_fn=_low_fd_limit)  # noqa: PLW1509  # setrlimit only: nothing a thread holds
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     log = bytearray()
     draining = asyncio.create_task(drain(proc.stderr, log))

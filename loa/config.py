@@ -127,13 +127,14 @@ from typing import Any
 from loa.codecs.loudness import DEFAULT_TARGET_LUFS
 from loa.core.endpoint import EndpointInfo
 from loa.core.fetch_policy import FetchPolicy, FetchRule
+from loa.core.i18n import Explained
 from loa.core.peers import AddressSet
 from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
 from loa.playout.admission import EXEMPT, PER_ADDRESS, RESERVE_FDS
 
 
-class ConfigError(ValueError):
+class ConfigError(Explained, ValueError):
     pass
 
 

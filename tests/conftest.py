@@ -92,7 +92,9 @@ async def server(make_server: Callable[..., Awaitable[LoaServer]]) -> LoaServer:
 
 
 def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    """The admin's credentials, asking for messages in English (the API's default is
+    Vietnamese: tests of the catalogue ask for it themselves)."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}", "Accept-Language": "en"}
 
 
 async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dict]:

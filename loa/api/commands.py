@@ -10,8 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError, error_status
+from loa.api.errors import error_status
 from loa.api.resource import (
+    ApiError,
     actor,
     json_response,
     read_json,

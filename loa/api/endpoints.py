@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError, error_status
+from loa.api.errors import error_status
 from loa.api.resource import (
+    ApiError,
     actor,
     json_response,
     read_body,
@@ -27,6 +28,7 @@ from loa.api.resource import (
 )
 from loa.control.auth import Right
 from loa.control.endpoints import CSV_FIELDS
+from loa.core.i18n import N_
 from loa.core.zones import ZoneError
 from loa.protocol.credentials import mosquitto_acl, mosquitto_passwd_lines
 
@@ -172,7 +174,7 @@ async def import_endpoints(request: web.Request) -> Changed:
     result = await s.endpoints.import_csv(data, request.charset)
     created, updated = result.created, result.updated
     if result.errors:
-        raise ApiError(400, "nothing imported", errors=result.errors[:200])
+        raise ApiError(400, N_("nothing imported"), extra={"errors": result.errors[:200]})
     logins = [mqtt_login(s, ep.id, result.passwords[ep.id]) for ep in created]
     detail = {"created": [e.id for e in created], "updated": [e.id for e in updated]}
     if "text/csv" in request.headers.get("Accept", ""):

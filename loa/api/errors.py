@@ -3,11 +3,18 @@
 A handler does not catch the errors of the domain calls it makes: ``ScopeError``,
 ``ZoneError``, ``EndpointError``, ``MediaError``, ``ScheduleError``, ``AccountError``,
 ``CapError``, ``TtsError``, ``DecodeError``, ``DiskFull`` or any other ``ValueError`` reach
-``error_middleware``, which answers
-``{"error": str(exc)}`` with the status ``ERROR_STATUS`` gives the error's class. A handler
-refuses a request itself by raising ``ApiError(status, message)``; where one error means
-something else for one handler (a zone named in a body is a bad request, not a missing
-page), ``error_status`` says so at the handler's head.
+``error_middleware``, which answers ``{"error": message}`` with the status ``ERROR_STATUS``
+gives the error's class. A handler refuses a request itself by raising ``ApiError(status,
+N_("message {field}"), field=…)``; where one error means something else for one handler (a
+zone named in a body is a bad request, not a missing page), ``error_status`` says so at the
+handler's head.
+
+Every message is said in the language the request's ``Accept-Language`` prefers among
+Loa's, Vietnamese by default (``loa.core.i18n``: an ``Explained`` error is translated from
+its msgid and fields; a plain error's text when it is a message of the catalogue). A 403
+says which kind of refusal it is, for clients that explain it: ``"refused": "scope"`` (the
+zone lies outside the caller's scope, also named as ``"scope"``) or ``"refused": "right"``
+(the caller's role lacks the right, named as ``"right"``).
 
 Every other error under ``/api/`` and ``/metrics`` is JSON too, with a message that says
 what was wrong: aiohttp's own answers (no such route, with a hint when only a trailing slash
@@ -22,35 +29,25 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from loa.api.resource import API_PATHS, Handler, json_response
+from loa.api.resource import API_PATHS, ApiError, Handler, json_response
 from loa.api.uploads import UploadTooLarge
 from loa.codecs.decode import DecodeError
 from loa.codecs.tts import TtsError
 from loa.control.accounts import AccountError, AccountExists, UnknownAccount
-from loa.control.auth import ScopeError
+from loa.control.auth import RightError, ScopeError
 from loa.control.endpoints import EndpointError
 from loa.control.media import MediaError
 from loa.control.schedule.recurrence import ScheduleError
 from loa.core.disk import DiskFull, is_disk_full
+from loa.core.i18n import N_, Message, language_from_header, say
 from loa.core.zones import ZoneError
 from loa.protocol.cap import CapError, CapTooLarge
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-
-class ApiError(Exception):
-    """A request refused by its handler: answered with ``status`` and the JSON body
-    ``{"error": message, **extra}``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 def _endpoint_status(exc: Exception) -> int:
@@ -68,6 +65,7 @@ def _endpoint_status(exc: Exception) -> int:
 ERROR_STATUS: tuple[tuple[type[Exception], int | Callable[[Exception], int]], ...] = (
     (DiskFull, 507),  # Insufficient Storage: the message says what could not be written
     (ScopeError, 403),  # outside the caller's scope: the message names the zone and the scope
+    (RightError, 403),  # the caller's role lacks the right: the message names it
     (UnknownAccount, 404),
     (AccountExists, 409),
     (AccountError, 400),
@@ -93,9 +91,28 @@ def status_of(exc: Exception) -> int | None:
     return None
 
 
-def error_response(status: int, message: str, **extra: Any) -> web.Response:
-    """``{"error": message, **extra}`` with ``status``."""
-    return json_response({"error": message, **extra}, status=status)
+def language_of(request: web.BaseRequest) -> str:
+    """The language to answer ``request`` in: its ``Accept-Language``'s choice among Loa's,
+    else Vietnamese."""
+    return language_from_header(request.headers.get(hdrs.ACCEPT_LANGUAGE))
+
+
+def error_response(request: web.BaseRequest, status: int, message: str | Message, /,
+                   headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
+    """``{"error": message, **extra}`` with ``status``, the message in the request's
+    language (``language_of``)."""
+    text = message.say(language_of(request)) if isinstance(message, Message) else message
+    return json_response({"error": text, **extra}, status=status,
+                         headers=dict(headers) if headers else None)
+
+
+def _extra_of(exc: Exception) -> dict[str, Any]:
+    """What an answer says beside the message, by the error's kind."""
+    if isinstance(exc, ScopeError):
+        return {"refused": "scope", "scope": exc.scope} if exc.scope else {"refused": "scope"}
+    if isinstance(exc, RightError):
+        return {"refused": "right", "right": exc.right}
+    return {}
 
 
 @web.middleware
@@ -109,11 +126,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, **exc.extra)
+        return error_response(request, exc.status, exc.message, **exc.extra)
     except _MAPPED as exc:
         status = status_of(exc)
         assert status is not None  # every class of _MAPPED is in the table
-        return error_response(status, str(exc))
+        return error_response(request, status, say(exc, language_of(request)), **_extra_of(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -121,13 +138,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:
         raise  # the client left: aiohttp has nobody to answer
     except TimeoutError:
-        return error_response(504, "the request timed out")  # as aiohttp answers it
+        return error_response(request, 504, Message(N_("the request timed out")))
     except Exception as exc:
         if is_disk_full(exc):  # a write that did not say what it was: still the disk's refusal
             log.error("API %s %r: the disk has no room: %s", request.method, request.path, exc)
-            return error_response(507, "the data disk is full: the request cannot be stored")
+            return error_response(request, 507, Message(
+                N_("the data disk is full: the request cannot be stored")))
         log.exception("API %s %r failed", request.method, request.path)  # %r: no forged lines
-        return error_response(500, "internal error: the server log has the details")
+        return error_response(request, 500, Message(
+            N_("internal error: the server log has the details")))
 
 
 async def http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -140,25 +159,32 @@ async def http_error(request: web.Request, exc: web.HTTPException) -> web.Respon
     if exc.content_type == "application/json" and exc.text:
         return web.Response(text=exc.text, status=exc.status, headers=headers,
                             content_type="application/json")
-    message = exc.text or ""
-    if message in ("", f"{exc.status}: {exc.reason}"):
+    text = exc.text or ""
+    message: str | Message = text
+    if text in ("", f"{exc.status}: {exc.reason}"):
         message = await _message_by_status(request, exc)
-    return json_response({"error": message}, status=exc.status, headers=headers)
+    else:  # aiohttp's own words (a body over its limit…): a message of the catalogue or not
+        message = say(exc, language_of(request)) if text == str(exc) else text
+    return error_response(request, exc.status, message, headers=headers)
 
 
-async def _message_by_status(request: web.Request, exc: web.HTTPException) -> str:
+async def _message_by_status(request: web.Request, exc: web.HTTPException) -> Message:
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return (f"{request.method} is not allowed on {request.path}; allowed: "
-                f"{', '.join(sorted(exc.allowed_methods))}")
+        return Message(N_("{method} is not allowed on {path}; allowed: {allowed}"),
+                       {"method": request.method, "path": request.path,
+                        "allowed": ", ".join(sorted(exc.allowed_methods))})
     if isinstance(exc, web.HTTPNotFound) and request.match_info.http_exception is not None:
-        message = f"no such API route: {request.method} {request.path}"
         bare = request.path.rstrip("/")
         if bare != request.path:  # the router refused it: its body is unread, it clones
             match = await request.app.router.resolve(request.clone(rel_url=bare))
             if not isinstance(match.http_exception, web.HTTPNotFound):
-                message += f" (without the trailing slash: {bare})"
-        return message
-    return exc.reason.lower() if exc.reason else f"HTTP error {exc.status}"
+                return Message(N_("no such API route: {method} {path} (without the trailing "
+                                  "slash: {bare})"),
+                               {"method": request.method, "path": request.path, "bare": bare})
+        return Message(N_("no such API route: {method} {path}"),
+                       {"method": request.method, "path": request.path})
+    return Message(N_("HTTP error {status}: {reason}"),
+                   {"status": exc.status, "reason": (exc.reason or "").lower()})
 
 
 def error_status(statuses: Mapping[type[Exception], int]
@@ -176,7 +202,9 @@ def error_status(statuses: Mapping[type[Exception], int]
                 return await handler(request)
             except kinds as exc:
                 status = next(s for cls, s in statuses.items() if isinstance(exc, cls))
-                raise ApiError(status, str(exc)) from exc
+                message = getattr(exc, "message", None)
+                raise ApiError(status, message if isinstance(message, Message)
+                               else str(exc)) from exc
 
         return answered
 

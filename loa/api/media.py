@@ -10,8 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError
 from loa.api.resource import (
+    ApiError,
     actor,
     json_response,
     principal_of,

@@ -13,14 +13,15 @@ for things that play on several zones)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from loa.control.audit import AUDIT_SOURCE
-from loa.control.auth import Principal, Right, Scope
+from loa.control.auth import Principal, Right, RightError, Scope
 from loa.core.content import ContentSpec, MediaContent, PlaylistContent
+from loa.core.i18n import N_, Explained, Message
 from loa.core.peers import client_host
 
 if TYPE_CHECKING:
@@ -31,9 +32,22 @@ SERVER_KEY: web.AppKey[Any] = web.AppKey("loa_server", object)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 API_PATHS = ("/api/", "/metrics")  # what the bearer token guards and the error table answers
 MAX_JSON_BYTES = 64 * 1024
-JSON_TOO_LARGE = f"JSON bodies are limited to {MAX_JSON_BYTES >> 10} KiB"
+JSON_TOO_LARGE = N_("JSON bodies are limited to {kib} KiB")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Explained):
+    """A request refused by its handler: answered (``loa.api.errors.error_middleware``) with
+    ``status`` and the JSON body ``{"error": <message in the caller's language>, **extra}``;
+    ``message`` an ``N_``-marked msgid whose ``{name}`` fields come from ``fields`` (or a
+    ``Message``)."""
+
+    def __init__(self, status: int, message: str | Message, /, *,
+                 extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.status = status
+        self.extra = dict(extra or {})
 
 
 def dumps(data: Any) -> str:
@@ -107,7 +121,7 @@ def scoped_content(request: web.Request, content: ContentSpec | None) -> None:
             scoped(request, item.zone)
 
 
-def scoped_all(request: web.Request, what: str) -> None:
+def scoped_all(request: web.Request, what: str | Message) -> None:
     """Raise ScopeError unless the caller's scope is the whole tree: for what lies in no one
     zone (``what`` names it in the message)."""
     scope_of(request).check_all(what)
@@ -122,11 +136,11 @@ def scoped_endpoint(request: web.Request, endpoint_id: str) -> Endpoint:
 
 
 def require(request: web.Request, right: Right) -> None:
-    """Raise HTTPForbidden (403, JSON error) unless the caller holds ``right``."""
+    """Raise RightError (403, "needs the operator right") unless the caller holds
+    ``right``."""
     principal = request[PRINCIPAL_KEY]
     if not principal.may(right):
-        raise web.HTTPForbidden(text=dumps({"error": f"needs the {right.value} right"}),
-                                content_type="application/json")
+        raise RightError(right.value)
 
 
 async def read_body(request: web.Request, limit_bytes: int) -> bytes:
@@ -150,23 +164,17 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     64 KiB (by Content-Length, or as read), 400 when it is not JSON or not an object; each
     answered as ``{"error": message}``."""
     if request.content_length and request.content_length > MAX_JSON_BYTES:
-        raise _json_error(web.HTTPRequestEntityTooLarge, JSON_TOO_LARGE,
-                          max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+        raise ApiError(413, JSON_TOO_LARGE, kib=MAX_JSON_BYTES >> 10)
     if not request.can_read_body:
         return {}
     data = await read_body(request, MAX_JSON_BYTES)
     if len(data) > MAX_JSON_BYTES:
-        raise _json_error(web.HTTPRequestEntityTooLarge, JSON_TOO_LARGE,
-                          max_size=MAX_JSON_BYTES, actual_size=len(data))
+        raise ApiError(413, JSON_TOO_LARGE, kib=MAX_JSON_BYTES >> 10)
     try:
         body = json.loads(data)  # bytes: a BOM is skipped, UTF-16/32 detected
     except (ValueError, UnicodeDecodeError):
-        raise _json_error(web.HTTPBadRequest, "body is not valid JSON") from None
+        raise ApiError(400, N_("body is not valid JSON")) from None
     if not isinstance(body, dict):
-        raise _json_error(web.HTTPBadRequest, "body must be a JSON object")
+        raise ApiError(400, N_("body must be a JSON object"))
     return body
 
-
-def _json_error(kind: Callable[..., web.HTTPException], message: str, **args: Any
-                ) -> web.HTTPException:
-    return kind(text=dumps({"error": message}), content_type="application/json", **args)

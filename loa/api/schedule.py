@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError
 from loa.api.resource import (
+    ApiError,
     json_response,
     read_body,
     read_json,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from loa.api.errors import ApiError
 from loa.api.middleware import SESSION_COOKIE
 from loa.api.resource import (
+    ApiError,
     client_address,
     json_response,
     principal_of,

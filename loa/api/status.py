@@ -11,8 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.alerts import visible_alert
-from loa.api.errors import ApiError
-from loa.api.resource import json_response, require, scope_of, scoped, server_of
+from loa.api.resource import ApiError, json_response, require, scope_of, scoped, server_of
 from loa.control.auth import Right
 from loa.monitoring.metrics import render
 

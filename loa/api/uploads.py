@@ -16,11 +16,12 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from loa.core.disk import PART_SUFFIX, DiskFull, writing
+from loa.core.i18n import Explained
 
 UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
 
 
-class UploadTooLarge(ValueError):
+class UploadTooLarge(Explained, ValueError):
     """A multipart file part over its size limit (the error table answers 413)."""
 
 

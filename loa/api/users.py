@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError
 from loa.api.resource import (
+    ApiError,
     json_response,
     principal_of,
     read_json,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import ApiError
 from loa.api.resource import (
     PRINCIPAL_KEY,
+    ApiError,
     json_response,
     read_json,
     require,

@@ -22,6 +22,7 @@ import av
 import av.error
 import numpy as np
 
+from loa.core.i18n import Explained
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ LIVE_OPEN_OPTIONS = {"probesize": "4096", "analyzeduration": "0"}
 LIVE_IO_BUFFER_BYTES = 4096
 
 
-class DecodeError(Exception):
+class DecodeError(Explained):
     """The input could not be decoded as audio. The message says why, for the operator."""
 
 

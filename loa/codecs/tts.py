@@ -21,6 +21,7 @@ import wave
 from pathlib import Path
 
 from loa.core.disk import DiskFull, write_atomically
+from loa.core.i18n import Explained
 
 VOICES = ("vi", "vi-vn-x-central", "vi-vn-x-south")
 DEFAULT_VOICE = "vi"
@@ -28,7 +29,7 @@ MAX_TEXT_CHARS = 5000
 ENGINE = "espeak-ng"
 
 
-class TtsError(Exception):
+class TtsError(Explained):
     """Text could not be spoken; the message says why, for the operator."""
 
 

@@ -53,6 +53,7 @@ from loa.control.auth import (
 )
 from loa.control.store import Store
 from loa.core.clock import NS_PER_S, Clock
+from loa.core.i18n import Explained
 from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, is_alert_group
 
@@ -66,7 +67,7 @@ MAX_SESSIONS = 10_000  # beyond, the oldest sessions end first
 FIRST_ADMIN = "admin"
 
 
-class AccountError(ValueError):
+class AccountError(Explained, ValueError):
     """A bad username, password, role, scope or name (400); the message says what to give."""
 
 

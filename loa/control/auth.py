@@ -27,7 +27,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from loa.core.i18n import N_, Explained, Message
 from loa.core.zones import ZoneTree, home_zone_id
 
 TOKEN_FILE = "tokens.json"
@@ -94,9 +96,22 @@ def role_names(roles: Iterable[Role]) -> list[str]:
     return [r.value for r in Role if r in held]
 
 
-class ScopeError(Exception):
+class ScopeError(Explained):
     """A caller acting or reading outside their scope (answered 403); the message names the
-    zone (or what lies in none) and the scope."""
+    zone (or what lies in none) and the scope, ``scope`` the scope's zone id."""
+
+    def __init__(self, message: str | Message, /, *, scope: str = "", **fields: Any) -> None:
+        super().__init__(message, scope=scope, **fields)
+        self.scope = scope
+
+
+class RightError(Explained):
+    """A caller whose role lacks the right for what they asked (answered 403); ``right`` the
+    right's name."""
+
+    def __init__(self, right: str) -> None:
+        super().__init__(N_("needs the {right} right"), right=right)
+        self.right = right
 
 
 def token_hash(token: str) -> str:
@@ -171,13 +186,15 @@ class Scope:
     def check(self, zone_id: str) -> None:
         """Raise ScopeError unless the zone lies in the subtree."""
         if not self.contains(zone_id):
-            raise ScopeError(f"zone {zone_id!r} is outside your scope ({self.label})")
+            raise ScopeError(N_("zone {zone!r} is outside your scope ({scope})"), zone=zone_id,
+                             scope=self.label)
 
-    def check_all(self, what: str) -> None:
+    def check_all(self, what: str | Message) -> None:
         """Raise ScopeError unless the scope is the whole tree; ``what`` names what belongs to
-        no one zone (``"every zone"``, ``"the station's media"``)."""
+        no one zone (``Message(N_("every zone"))``, ``"the station's media"``)."""
         if not self.covers_all():
-            raise ScopeError(f"{what} is outside your scope ({self.label})")
+            raise ScopeError(N_("{what} is outside your scope ({scope})"), what=what,
+                             scope=self.label)
 
     def zone_ids(self) -> list[str] | None:
         """The ids of the subtree's zones (None: every zone, for a whole tree)."""

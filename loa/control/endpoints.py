@@ -18,6 +18,7 @@ from typing import Any
 from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, read_table
 from loa.control.store import Store
 from loa.core.endpoint import EndpointInfo
+from loa.core.i18n import Explained
 from loa.core.zones import ZoneError, ZoneTree, is_alert_group
 from loa.playout.fanout import Subscriber
 from loa.playout.zone_channel import ZoneChannel
@@ -42,7 +43,7 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 MAX_CSV_ROWS = 20_000
 
 
-class EndpointError(ValueError):
+class EndpointError(Explained, ValueError):
     """An unknown endpoint, or a bad id, field or CSV row; the message says which."""
 
     pass

@@ -17,13 +17,14 @@ from loa.codecs.decode import DecodeError
 from loa.codecs.loudness import MEASURER, level_gain
 from loa.control.store import Store
 from loa.core.disk import PART_SUFFIX, writing
+from loa.core.i18n import Explained
 from loa.core.text import nfc
 
 MAX_TITLE_CHARS = 200
 MAX_TAGS = 20
 
 
-class MediaError(ValueError):
+class MediaError(Explained, ValueError):
     """A refused upload or operation; the message says why."""
 
 

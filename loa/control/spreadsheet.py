@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from loa.core.i18n import Explained
+
 SNIFF_SAMPLE_CHARS = 8 * 1024  # what csv.Sniffer looks at: some 100 lines
 DELIMITERS = ",;\t|"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
@@ -56,7 +58,7 @@ _NO_QUOTES = str.maketrans("", "", "\"'")
 _ASCII = re.compile(r"[\x00-\x7f]")  # composes with nothing before it: a safe place to cut
 
 
-class TableError(ValueError):
+class TableError(Explained, ValueError):
     """A table that cannot be read: the message says what was seen and what to do."""
 
 

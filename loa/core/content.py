@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from loa.core.i18n import Explained
 from loa.core.text import nfc
 
 DEFAULT_VOICE = "vi"
@@ -43,7 +44,7 @@ class ContentKind(enum.StrEnum):
     CAP_RESOURCE = "cap_resource"
 
 
-class ContentError(ValueError):
+class ContentError(Explained, ValueError):
     """Content the server cannot play; the message says what to fix (in the API's words)."""
 
 

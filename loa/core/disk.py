@@ -20,11 +20,13 @@ import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from loa.core.i18n import N_, Message
+
 # each errno that means "no room", and how the operator is told
 DISK_FULL_REASONS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "over the disk quota",
-    errno.EFBIG: "over the process's file-size limit",
+    errno.ENOSPC: Message(N_("no space left on the device")),
+    errno.EDQUOT: Message(N_("over the disk quota")),
+    errno.EFBIG: Message(N_("over the process's file-size limit")),
 }
 DISK_FULL_ERRNOS = frozenset(DISK_FULL_REASONS)
 PART_SUFFIX = ".part"
@@ -36,9 +38,11 @@ class DiskFull(OSError):
     one (``ENOSPC``, ``EDQUOT`` or ``EFBIG``). An ``OSError``, so code that already passes
     over a failed write (a CAP resource, an alert's message) passes over this one too."""
 
-    def __init__(self, what: str, code: int = errno.ENOSPC) -> None:
-        reason = DISK_FULL_REASONS.get(code) or os.strerror(code)
-        super().__init__(code, f"the data disk is full: {what} cannot be written ({reason})")
+    def __init__(self, what: str | Message, code: int = errno.ENOSPC) -> None:
+        reason = DISK_FULL_REASONS.get(code)
+        self.message = Message(N_("the data disk is full: {what} cannot be written ({reason})"),
+                               {"what": what, "reason": reason or os.strerror(code)})
+        super().__init__(code, str(self.message))
 
     def __str__(self) -> str:
         return str(self.strerror)

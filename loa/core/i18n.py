@@ -15,6 +15,13 @@ asks for a language Loa speaks.
 Placeholders are ``{name}`` fields (``str.format``), filled after translation so a translation
 may move them: ``translate("vi", "unknown zone {zone}", zone="an-bnh")``.
 
+An error says what went wrong in whoever's language reads it: a class that derives from
+``Explained`` is raised with an ``N_``-marked msgid and its fields (``raise
+ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)``); ``str(exc)`` is the English, and
+``say(exc, language)`` the translation (the API answers in the language of
+``Accept-Language``, the command line in the user's). ``say`` also translates a plain
+exception whose whole text is a msgid of the catalogue, and leaves any other text as it is.
+
 Reading a catalogue is file I/O: the first ``catalogue(lang)`` of a process reads the ``.mo``
 and keeps it. A server calls ``load_catalogues()`` beside its loop at start-up, before any
 handler translates.
@@ -25,7 +32,9 @@ from __future__ import annotations
 import functools
 import gettext
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DOMAIN = "loa"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
@@ -114,3 +123,45 @@ def translate_plural(language: str, singular: str, plural: str, n: int, /,
     one form), placeholders filled from ``fields`` and ``{n}``."""
     text = catalogue(language).ngettext(singular, plural, n)
     return text.format(n=n, **fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message not yet in anyone's language: an English msgid (``N_``-marked where it is
+    written, so ``./run i18n`` extracts it) and the values of its ``{name}`` fields. A field
+    may be a Message itself (a phrase translated in its turn). ``str()`` is the English."""
+
+    msgid: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def say(self, language: str) -> str:
+        """The message in ``language``, its fields filled (KeyError: a field is missing)."""
+        fields = {k: v.say(language) if isinstance(v, Message) else v
+                  for k, v in self.fields.items()}
+        return translate(language, self.msgid, **fields)
+
+    def __str__(self) -> str:
+        return self.say(SOURCE_LANGUAGE)
+
+
+class Explained(Exception):
+    """An error whose message is a ``Message``: raise it as ``Error(N_("msgid {x}"), x=…)``.
+    ``str(exc)`` is the English text (logs, tests, callers that do not translate);
+    ``exc.message.say(language)`` (or ``say(exc, language)``) the translation. Raised with
+    a text that is no msgid (an f-string of old), the text is said as it is."""
+
+    def __init__(self, message: str | Message = "", /, **fields: Any) -> None:
+        self.message = message if isinstance(message, Message) else Message(message, fields)
+        super().__init__(str(self.message))
+
+
+def say(exc: BaseException, language: str) -> str:
+    """What ``exc`` says, in ``language``: the ``Message`` of an ``Explained`` error (or of
+    any error with a ``message`` attribute that is one, as ``DiskFull``) translated; the
+    text of any other error translated when it is a msgid of the catalogue (a fixed
+    message), else as it is."""
+    message = getattr(exc, "message", None)  # an Explained error, or one that has its own
+    if isinstance(message, Message):
+        return message.say(language)
+    text = str(exc)
+    return catalogue(language).gettext(text) if text else text

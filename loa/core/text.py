@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from loa.core.i18n import Explained
+
 DEFAULT_CHARSET = "UTF-8"
 # C0/C1 control characters and Unicode's line separators: what makes one line of text two
 CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-class TextError(ValueError):
+class TextError(Explained, ValueError):
     """Bytes that are not text in the charset they claim, or a charset that is unknown; the
     message says which, in words an encoder's operator can act on."""
 

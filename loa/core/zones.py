@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from loa.core.i18n import Explained
 
-class ZoneError(ValueError):
+
+class ZoneError(Explained, ValueError):
     """An unknown zone, or a zone tree that cannot be built (bad id, duplicate, unknown
     parent, cycle, empty); the message says which."""
 

@@ -28,6 +28,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from loa.core.clock import STATION_TZ
+from loa.core.i18n import Explained
 
 MAX_CAP_BYTES = 256 * 1024
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -41,7 +42,7 @@ _XML_SPACE = re.compile(r"[ \t\r\n]+")
 _Code = TypeVar("_Code", bound=enum.StrEnum)
 
 
-class CapError(ValueError):
+class CapError(Explained, ValueError):
     """The CAP message is refused; the message says why."""
 
 

@@ -44,6 +44,8 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from loa.core.i18n import Explained
+
 # Content types (RFC 6838 names and the legacy ones servers still send) that mean a playlist.
 PLAYLIST_CONTENT_TYPES = {
     "audio/x-mpegurl": "m3u",
@@ -72,7 +74,7 @@ _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^,]*)')
 _VIDEO_CODECS = ("avc", "hvc", "hev", "vp0", "vp8", "vp9", "av01", "mp4v", "dvh", "dvav")
 
 
-class PlaylistError(ValueError):
+class PlaylistError(Explained, ValueError):
     """A playlist that cannot be followed: not a playlist of this kind, no usable entry, or an
     HLS feature Loa does not play. The message says which, for the operator."""
 

@@ -17,6 +17,7 @@ from loa.core.content import (
     ContentSpec,
     parse_content,
 )
+from loa.core.i18n import Explained
 from loa.core.priority import Priority
 from loa.playout.inputs.sequence import (
     Pending,
@@ -70,7 +71,7 @@ class AlertPhase(enum.Enum):
     LIVE = "live"
 
 
-class AlertError(ValueError):
+class AlertError(Explained, ValueError):
     """A bad alert: the message says what to fix."""
 
 

@@ -17,6 +17,7 @@ import recurring_ical_events
 
 from loa.core.clock import STATION_TZ as STATION_TZ  # defined below protocol/, for CAP
 from loa.core.content import SCHEDULE_KINDS, ContentError, ContentSpec, parse_content
+from loa.core.i18n import Explained
 from loa.core.priority import Priority
 
 CONFLICT_HORIZON = timedelta(days=14)
@@ -28,7 +29,7 @@ CACHE_SPAN = timedelta(days=1)
 MAX_WINDOW_S = 24 * 3600
 
 
-class ScheduleError(ValueError):
+class ScheduleError(Explained, ValueError):
     """A bad schedule item; the message says what to fix."""
 
 

@@ -24,6 +24,7 @@ import loa.playout.outputs.mp3_http  # noqa: F401
 import loa.playout.outputs.ogg_http  # noqa: F401
 import loa.playout.outputs.websocket  # noqa: F401
 from loa import __version__
+from loa.api.console import ConsoleFiles
 from loa.api.errors import error_middleware
 from loa.api.middleware import auth_middleware, close_after_response, throttle_middleware
 from loa.api.resource import SERVER_KEY
@@ -64,6 +65,7 @@ from loa.core.content import (
 from loa.core.counters import Counters
 from loa.core.disk import sweep_partials
 from loa.core.fetch_policy import refusal_in
+from loa.core.i18n import load_catalogues
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS
 from loa.core.priority import Priority
@@ -250,6 +252,7 @@ class LoaServer:
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
         self._readers_started = True
         await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
+        await asyncio.to_thread(load_catalogues)  # the messages' languages, read once
         # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
@@ -260,8 +263,9 @@ class LoaServer:
         app.on_response_prepare.append(close_after_response)  # every request via the front door
         app[SERVER_KEY] = self
         app.add_routes(Api(self).routes())
+        console = await asyncio.to_thread(ConsoleFiles.load)  # file I/O, beside the loop
+        app.add_routes(console.routes())
         app.add_routes([
-            web.get("/", self.index),
             web.get("/zones/{zone}/ws", self.streams.websocket),
             web.get("/endpoints/{endpoint}/ws", self.streams.websocket),
             web.get("/admin/metadata", self.icecast_metadata),
@@ -685,27 +689,6 @@ class LoaServer:
                 "</iceresponse>\n")
         headers = {"WWW-Authenticate": 'Basic realm="Loa source"'} if status == 401 else None
         return web.Response(status=status, text=body, content_type="text/xml", headers=headers)
-
-    # a small public landing page (Vietnamese first)
-
-    async def index(self, request: web.Request) -> web.Response:
-        """The public landing page: each zone, what it plays, and its stream links."""
-        rows = []
-        for zone in self.zones:
-            ch = self.engine.channels[zone.id]
-            rows.append(
-                f"<tr><td>{html.escape(zone.name)}</td><td><code>{zone.id}</code></td>"
-                f"<td>{html.escape(ch.on_air.programme_name)}</td>"
-                f'<td><a href="/zones/{zone.id}/stream.ogg">Ogg/Opus</a> · '
-                f'<a href="/zones/{zone.id}/stream.mp3">MP3</a></td></tr>'
-            )
-        body = (
-            "<!doctype html><meta charset=utf-8><title>Loa</title>"
-            "<h1>Loa — đài truyền thanh cơ sở</h1>"
-            "<table><tr><th>Vùng</th><th>Mã</th><th>Đang phát</th><th>Nghe</th></tr>"
-            + "".join(rows) + "</table>"
-        )
-        return web.Response(text=body, content_type="text/html")
 
 
 def _plays(content: ContentSpec, item: MediaItem) -> bool:

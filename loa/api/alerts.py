@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loa.api.errors import error_status
+from loa.api.errors import error_status, language_of
 from loa.api.resource import (
     ApiError,
     actor,
@@ -33,6 +33,7 @@ from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.control.alerts.model import Alert, parse_spec
 from loa.control.auth import Right
+from loa.core.i18n import N_, Explained, Message
 from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
 
 routes = web.RouteTableDef()
@@ -59,7 +60,7 @@ async def trigger_alert(request: web.Request) -> web.Response:
         body["content"] = {"kind": "file", "path": str(uploaded), "name": "upload"}
     spec = parse_spec(body, default_gap_s=s.config.alert_gap_s, now=s.wall.timestamp())
     if spec.all_zones:
-        scoped_all(request, "an alert to every zone")
+        scoped_all(request, Message(N_("an alert to every zone")))
     scoped_targets(request, spec.zones, spec.endpoints)
     alert = await s.alerts.trigger(spec, actor(request), received_ns, warnings=warnings)
     return json_response({"alert": alert.describe(full=True),
@@ -103,11 +104,11 @@ async def _read_alert_upload(request: web.Request
         try:
             spec = json.loads(fields.get("spec", "{}"))
         except ValueError:
-            raise ValueError("the spec part is not valid JSON") from None
+            raise ValueError(N_("the spec part is not valid JSON")) from None
         if not isinstance(spec, dict):
-            raise ValueError("the spec part must be a JSON object")
+            raise ValueError(N_("the spec part must be a JSON object"))
         if upload is None or upload.size == 0:
-            raise ValueError('multipart needs an "audio" part with the message')
+            raise ValueError(N_('multipart needs an "audio" part with the message'))
         if upload.refused is not None:
             for f in files.values():
                 await asyncio.to_thread(f.discard)
@@ -116,7 +117,8 @@ async def _read_alert_upload(request: web.Request
         try:  # judged by decoding, not by its name or type
             await asyncio.to_thread(_probe_and_keep, upload.path, path)
         except DecodeError as exc:
-            raise ValueError(f"the uploaded file is not audio Loa can play: {exc}") from None
+            raise ApiError(400, N_("the uploaded file is not audio Loa can play: {problem}"),
+                           problem=exc.message) from None
     except BaseException:
         for f in files.values():
             await asyncio.to_thread(f.discard)
@@ -145,11 +147,12 @@ async def get_alert(request: web.Request) -> web.Response:
     API call to the first tone packet and to the message's first packet. 404 if unknown."""
     found = await server_of(request).alerts.get(request.match_info["id"])
     if found is None:
-        raise ApiError(404, f"no alert {request.match_info['id']!r}")
+        raise ApiError(404, N_("no alert {id!r}"), id=request.match_info["id"])
     view = found if isinstance(found, dict) else found.describe(full=True)
     if not visible_alert(request, view):  # refused, naming a zone outside the scope
         scoped(request, *alert_zones(request, view))
-        scoped_all(request, f"alert {request.match_info['id']!r}")  # it plays on no zone now
+        # it plays on no zone now
+        scoped_all(request, Message(N_("alert {id!r}"), {"id": request.match_info["id"]}))
     if isinstance(found, dict):
         return json_response({"alert": found})
     out = view
@@ -166,12 +169,12 @@ async def cancel_alert(request: web.Request) -> web.Response:
     held: Alert | None = server_of(request).alerts.alerts.get(request.match_info["id"])
     if held is not None:
         if held.spec.all_zones:
-            scoped_all(request, "an alert to every zone")
+            scoped_all(request, Message(N_("an alert to every zone")))
         scoped_targets(request, held.spec.zones, held.spec.endpoints)
     try:
         alert = server_of(request).alerts.cancel(request.match_info["id"], actor(request))
     except KeyError:
-        raise ApiError(404, f"no alert {request.match_info['id']!r}") from None
+        raise ApiError(404, N_("no alert {id!r}"), id=request.match_info["id"]) from None
     return json_response({"alert": alert.describe(full=True)})
 
 
@@ -187,16 +190,17 @@ async def cap(request: web.Request) -> web.Response:
     s = server_of(request)
     received_ns = s.clock.now_ns()
     if request.content_length and request.content_length > MAX_CAP_BYTES:
-        raise ApiError(413, f"CAP messages are limited to {MAX_CAP_BYTES} bytes")
+        raise ApiError(413, N_("CAP messages are limited to {limit} bytes"), limit=MAX_CAP_BYTES)
     data = await read_body(request, MAX_CAP_BYTES)
     try:
         msg = await asyncio.to_thread(parse_cap, data, s.wall.tz)  # XML, base64: beside the loop
         status, body = await s.cap.handle_cap(
             msg, actor(request), test_zone=s.config.cap_test_zone,
             upload_dir=s.media_dir / "cap", received_ns=received_ns,
-            guard=lambda zones, endpoints: scoped_targets(request, zones, endpoints))
+            guard=lambda zones, endpoints: scoped_targets(request, zones, endpoints),
+            language=language_of(request))
     except CapError:
         raise  # the error table: 400, or 413 over a limit
     except ValueError as exc:  # no <info>, no zone in its area, a zone it cannot reach
-        raise ApiError(422, str(exc)) from None
+        raise ApiError(422, exc.message if isinstance(exc, Explained) else str(exc)) from None
     return json_response(body, status=status)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
-from loa.api.errors import error_status
+from loa.api.errors import error_status, language_of
 from loa.api.resource import (
     ApiError,
     actor,
@@ -28,7 +28,7 @@ from loa.api.resource import (
 )
 from loa.control.auth import Right
 from loa.control.endpoints import CSV_FIELDS
-from loa.core.i18n import N_
+from loa.core.i18n import N_, Message
 from loa.core.zones import ZoneError
 from loa.protocol.credentials import mosquitto_acl, mosquitto_passwd_lines
 
@@ -163,10 +163,11 @@ async def import_endpoints(request: web.Request) -> Changed:
     back with their MQTT passwords (as CSV with ``Accept: text/csv``). 413 over 8 MiB. A
     scope of the whole tree only."""
     require(request, Right.ADMIN)
-    scoped_all(request, "a CSV import of the whole registry")
+    scoped_all(request, Message(N_("a CSV import of the whole registry")))
     data = await read_body(request, MAX_CSV_BYTES)
     if len(data) > MAX_CSV_BYTES:
-        raise ApiError(413, f"CSV imports are limited to {MAX_CSV_BYTES >> 20} MiB")
+        raise ApiError(413, N_("CSV imports are limited to {limit_mib} MiB"),
+                       limit_mib=MAX_CSV_BYTES >> 20)
     s = server_of(request)
     # decoded beside the loop, with the parsing; aiohttp's charset is None when none is named.
     # Loa's broker is not awaited after it: the rows and the audit entry are one transaction
@@ -174,7 +175,9 @@ async def import_endpoints(request: web.Request) -> Changed:
     result = await s.endpoints.import_csv(data, request.charset)
     created, updated = result.created, result.updated
     if result.errors:
-        raise ApiError(400, N_("nothing imported"), extra={"errors": result.errors[:200]})
+        language = language_of(request)
+        raise ApiError(400, N_("nothing imported"),
+                       extra={"errors": [e.say(language) for e in result.errors[:200]]})
     logins = [mqtt_login(s, ep.id, result.passwords[ep.id]) for ep in created]
     detail = {"created": [e.id for e in created], "updated": [e.id for e in updated]}
     if "text/csv" in request.headers.get("Accept", ""):
@@ -211,7 +214,7 @@ async def mosquitto_files(request: web.Request) -> web.Response:
     """A password file and an ACL file for running the fleet on an external Mosquitto
     (ADMIN, scope of the whole tree); ``?server_user=`` names the server's own user there."""
     require(request, Right.ADMIN)
-    scoped_all(request, "the whole fleet's broker files")
+    scoped_all(request, Message(N_("the whole fleet's broker files")))
     s = server_of(request)
     server_user = request.query.get("server_user", "loa-server")
     users = {e.id: e.secret_hash for e in s.endpoints.endpoints.values() if e.secret_hash}

@@ -24,6 +24,7 @@ from loa.api.resource import (
 from loa.api.uploads import read_multipart
 from loa.control.auth import Right, Scope
 from loa.control.media import MediaItem
+from loa.core.i18n import N_, Message
 
 routes = web.RouteTableDef()
 
@@ -36,13 +37,13 @@ async def add_media(request: web.Request) -> Changed:
     415 for another body, 413 over ``max_upload_mb``, 400 for a file that is not audio."""
     require(request, Right.OPERATE)
     if not request.content_type.startswith("multipart/"):
-        raise ApiError(415, 'upload as multipart/form-data with a "file" part')
+        raise ApiError(415, N_('upload as multipart/form-data with a "file" part'))
     s = server_of(request)
     fields, files = await read_multipart(request, s.config.max_upload_mb << 20,
                                          s.media.incoming)
     upload = files.get("file")
     if upload is None:
-        raise ApiError(400, 'multipart needs a "file" part')
+        raise ApiError(400, N_('multipart needs a "file" part'))
     filename = upload.filename
     zone = principal_of(request).scope
     if zone is not None:
@@ -74,7 +75,7 @@ async def get_media(request: web.Request) -> web.Response:
     """``GET media/{id}``: one item; 404 if unknown."""
     item = server_of(request).media.get(request.match_info["id"])
     if item is None:
-        raise ApiError(404, f"no media item {request.match_info['id']!r}")
+        raise ApiError(404, N_("no media item {id!r}"), id=request.match_info["id"])
     if item.zone is not None:
         scoped(request, item.zone)
     return json_response({"media": item.describe()})
@@ -88,12 +89,13 @@ async def delete_media(request: web.Request) -> Changed:
     s = server_of(request)
     item = s.media.get(request.match_info["id"])
     if item is None:
-        raise ApiError(404, f"no media item {request.match_info['id']!r}")
+        raise ApiError(404, N_("no media item {id!r}"), id=request.match_info["id"])
     if item.zone is None:
-        scoped_all(request, f"the station's media item {item.id!r}")
+        scoped_all(request, Message(N_("the station's media item {id!r}"), {"id": item.id}))
     else:
         scoped(request, item.zone)
     if s.media_in_use(item):
-        raise ApiError(409, f"{item.title!r} is playing or scheduled; release it first")
+        raise ApiError(409, N_("{title!r} is playing or scheduled; release it first"),
+                       title=item.title)
     await s.media.delete(item.id)
     return Changed(json_response({"deleted": item.id}), item.id)

@@ -18,17 +18,18 @@ import math
 
 from aiohttp import hdrs, web
 
+from loa.api.errors import error_response, language_of
 from loa.api.resource import (
     API_PATHS,
     PRINCIPAL_KEY,
     Handler,
     client_address,
-    json_response,
     server_of,
 )
 from loa.control.audit import AUDIT_SOURCE, AuditSource
 from loa.control.auth import Principal
 from loa.core.clock import NS_PER_S
+from loa.core.i18n import N_, Message, translate
 
 SESSION_COOKIE = "loa_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -71,26 +72,30 @@ def _caller(request: web.Request) -> Principal | web.Response:
             principal = server.tokens.authenticate(token) or \
                 server.accounts.authenticate_token(token)
         return principal if principal is not None else _unauthorized(
-            "missing or invalid bearer token")
+            request, N_("missing or invalid bearer token"))
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        return _unauthorized("missing or invalid bearer token (or log in: POST /api/v1/login)")
+        return _unauthorized(request, N_("missing or invalid bearer token (or log in: POST "
+                                         "{login})"), login=LOGIN_PATH)
     session = server.accounts.session(cookie)
     principal = server.accounts.principal(session.username) if session is not None else None
     if session is None or principal is None:
-        return _unauthorized("your session has ended (logged out, or idle too long): "
-                             "log in again (POST /api/v1/login)")
+        return _unauthorized(request, N_("your session has ended (logged out, or idle too "
+                                         "long): log in again (POST {login})"),
+                             login=LOGIN_PATH)
     if request.method not in SAFE_METHODS and \
             not server.accounts.csrf_ok(session, request.headers.get(CSRF_HEADER, "")):
-        return json_response({"error": f"a change made with the session cookie needs the "
-                                       f"{CSRF_HEADER} header the login answered (csrf_token)"},
-                             status=403)
+        return error_response(request, 403, Message(
+            N_("a change made with the session cookie needs the {header} header the login "
+               "answered (csrf_token)"), {"header": CSRF_HEADER}))
     return principal
 
 
-def _unauthorized(message: str) -> web.Response:
-    return json_response({"error": message}, status=401,
-                         headers={"WWW-Authenticate": 'Bearer realm="Loa"'})
+def _unauthorized(request: web.Request, message: str, /, **fields: object) -> web.Response:
+    """401 with ``WWW-Authenticate``: ``message`` (a msgid, its fields) in the request's
+    language."""
+    return error_response(request, 401, Message(message, fields),
+                          headers={"WWW-Authenticate": 'Bearer realm="Loa"'})
 
 
 @web.middleware
@@ -107,11 +112,12 @@ async def throttle_middleware(request: web.Request, handler: Handler) -> web.Str
     throttle = server.throttle
     key = throttle.key_for(request.remote or "", request.headers.get("X-Forwarded-For", ""))
     if wait_s := throttle.blocked_for_s(key):
-        message = "too many wrong credentials from your address: try again later"
+        message = N_("too many wrong credentials from your address: try again later")
         headers = {"Retry-After": str(math.ceil(wait_s))}
         if request.path.startswith(API_PATHS):
-            return web.json_response({"error": message}, status=429, headers=headers)
-        return web.Response(status=429, text=message, headers=headers)
+            return error_response(request, 429, Message(message), headers=headers)
+        return web.Response(status=429, text=translate(language_of(request), message),
+                            headers=headers)
     resp = await handler(request)
     if resp.status != 401:
         return resp

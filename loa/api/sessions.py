@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from loa.api.errors import error_response
 from loa.api.middleware import SESSION_COOKIE
 from loa.api.resource import (
     ApiError,
@@ -49,12 +50,12 @@ async def login(request: web.Request) -> web.Response:
     except LoginRefused as exc:
         s.store.audit(username or "-", "login.refused", username, zone=_zone(s, username),
                       address=address)
-        return json_response({"error": str(exc)}, status=429,
-                             headers={"Retry-After": str(max(1, math.ceil(exc.wait_s)))})
+        return error_response(request, 429, exc.message,
+                              headers={"Retry-After": str(max(1, math.ceil(exc.wait_s)))})
     except LoginFailed as exc:
         s.store.audit(username or "-", "login.failed", username, zone=_zone(s, username),
                       address=address)
-        raise ApiError(401, str(exc)) from None
+        raise ApiError(401, exc.message) from None
     cookie, session = s.accounts.open_session(user, address)
     s.store.audit(user.username, "login", user.username, zone=_zone(s, user.username),
                   address=address)

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from loa.core.disk import PART_SUFFIX, DiskFull, writing
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 
 UPLOAD_WRITE_BYTES = 1 << 20  # gathered, then written and hashed beside the loop
 
@@ -58,7 +58,7 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path,
     try:
         async for part in reader:
             if not isinstance(part, BodyPartReader):
-                raise ValueError("nested multipart is not accepted")
+                raise ValueError(N_("nested multipart is not accepted"))
             name = part.name or ""
             if part.filename is None:
                 fields[name] = await part.text()
@@ -84,8 +84,8 @@ async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path,
         while chunk := await part.read_chunk(65536):  # the rest of it, read and dropped
             received[0] += len(chunk)
             if received[0] > limit_bytes:
-                raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB "
-                                     "limit") from None
+                raise UploadTooLarge(N_("{filename}: over the {limit_mib} MiB limit"),
+                                     filename=filename, limit_mib=limit_bytes >> 20) from None
         return Upload(filename, path, "", received[0], refused=exc)
 
 
@@ -103,7 +103,8 @@ async def _write_file(part: BodyPartReader, filename: str, limit_bytes: int, pat
             while chunk := await part.read_chunk(65536):
                 received[0] += len(chunk)
                 if received[0] > limit_bytes:
-                    raise UploadTooLarge(f"{filename}: over the {limit_bytes >> 20} MiB limit")
+                    raise UploadTooLarge(N_("{filename}: over the {limit_mib} MiB limit"),
+                                         filename=filename, limit_mib=limit_bytes >> 20)
                 chunks.append(chunk)
                 pending += len(chunk)
                 if pending >= UPLOAD_WRITE_BYTES:

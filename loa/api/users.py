@@ -32,6 +32,7 @@ from loa.api.resource import (
 )
 from loa.control.accounts import User
 from loa.control.auth import ALL_ZONES, Right, Scope
+from loa.core.i18n import N_, Message
 
 routes = web.RouteTableDef()
 
@@ -46,7 +47,7 @@ def holds(scope: Scope, account_scope: str) -> bool:
 def scoped_account(request: web.Request, scope: str) -> None:
     """Raise ScopeError unless an account of ``scope`` lies in the caller's scope."""
     if scope == ALL_ZONES:
-        scoped_all(request, "an account of every zone")
+        scoped_all(request, Message(N_("an account of every zone")))
     else:
         scoped(request, scope)
 
@@ -119,16 +120,16 @@ async def update_user(request: web.Request) -> Changed:
     body = await read_json(request)
     unknown = sorted(set(body) - {*PATCHABLE, "current_password"})
     if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; the fields are "
-                            f"{', '.join(PATCHABLE)}")
+        raise ApiError(400, N_("unknown field(s) {fields}; the fields are {known}"),
+                       fields=", ".join(unknown), known=", ".join(PATCHABLE))
     p = principal_of(request)
     own = p.user == user.username
     if own and not (p.may(Right.ADMIN) and holds(scope_of(request), user.scope)):
         if _roles_of(body) is not None or "scope" in body:
-            raise ApiError(403, "only an admin changes roles and scopes")
+            raise ApiError(403, N_("only an admin changes roles and scopes"))
         if "password" in body and await s.accounts.check_password(
                 user.username, str(body.get("current_password") or "")) is None:
-            raise ApiError(403, "current_password is not your password")
+            raise ApiError(403, N_("current_password is not your password"))
         scoped_account(request, user.scope)  # their own: where the request acts
     else:
         admin_over(request, user)
@@ -150,7 +151,7 @@ async def delete_user(request: web.Request) -> Changed:
     user = s.accounts.get(request.match_info["username"])
     admin_over(request, user)
     if principal_of(request).user == user.username:
-        raise ApiError(409, "you cannot remove your own account")
+        raise ApiError(409, N_("you cannot remove your own account"))
     s.accounts.remove(user.username)
     return Changed(json_response({"deleted": user.username}), user.username)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from loa.cli import local_server
 from loa.cli.text import _, language
@@ -294,8 +295,21 @@ class ApiClient:
             line += "\n" + _("The token was not accepted: set LOA_TOKEN to a token of this "
                              "server (the admin token is printed once, at its first start).")
         elif answer.status == 403:
-            line += "\n" + _("This token lacks the right for it: use a token that has it.")
+            line += "\n" + self._forbidden_hint(answer)
         return line
+
+    @staticmethod
+    def _forbidden_hint(answer: Answer) -> str:
+        """What to do about a 403, by the kind of refusal the API names (``refused``)."""
+        data = answer.data if isinstance(answer.data, dict) else {}
+        if data.get("refused") == "scope":
+            return _("Your account acts only on the zones under {scope}: an administrator "
+                     "whose scope covers this zone can do it, or widen your scope.",
+                     scope=data.get("scope") or "?")
+        if data.get("refused") == "right":
+            return _("Your role lacks the {right} right: ask an administrator to give it to "
+                     "you, or use a token that has it.", right=data.get("right") or "?")
+        return _("This token lacks the right for it: use a token that has it.")
 
     def show(self, answer: Answer, human: str, zones: Iterable[str] = ()) -> int:
         """Print the answer: the API's JSON with ``--json``, else ``human`` (a table or
@@ -320,8 +334,9 @@ class ApiClient:
         return str(self.zones().get(zone_id, {}).get("name") or "")
 
     def zone_hints(self, names: Iterable[str]) -> list[str]:
-        """For each of ``names`` that is not a zone of the server: a line saying so, with the
-        nearest valid zones (by id, or by name without accents)."""
+        """For each of ``names`` that is not a zone of the caller's scope: a line saying so,
+        with the nearest valid zones (by id, or by name without accents); or, for a zone that
+        exists outside the scope, the server's refusal and what to do."""
         names = [n for n in names if n]
         if not names:
             return []
@@ -331,6 +346,13 @@ class ApiClient:
         hints = []
         for name in names:
             if name in known:
+                continue
+            # the list holds only the caller's scope: a zone outside it is refused, not unknown
+            answer = self.call("GET", f"/api/v1/zones/{quote(name, safe='')}")
+            if answer.status == 403:
+                hints.append(self.refusal(answer))
+                continue
+            if answer.ok:
                 continue
             near = nearest_zones(name, known)
             if near:

@@ -22,7 +22,7 @@ import av
 import av.error
 import numpy as np
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def format_for_content_type(content_type: str) -> str:
     except KeyError:
         accepted = ", ".join(sorted({"audio/mpeg", "audio/ogg", "audio/aac"}))
         raise UnsupportedFormat(
-            f"content type {base or '(none)'!r} is not supported; use one of {accepted}"
-        ) from None
+            N_("content type {type!r} is not supported; use one of {accepted}"),
+            type=base or "(none)", accepted=accepted) from None
 
 
 def to_canonical(out: av.AudioFrame) -> Samples:
@@ -168,12 +168,13 @@ class FrameDecoder:
         try:
             self._container = av.open(source, mode="r", **kwargs)
         except av.error.FileNotFoundError:
-            raise DecodeError(f"{self.label}: no such file") from None
+            raise DecodeError(N_("{label}: no such file"), label=self.label) from None
         except (av.error.FFmpegError, ValueError, OSError) as exc:
-            raise DecodeError(f"{self.label}: not a readable audio stream ({exc})") from exc
+            raise DecodeError(N_("{label}: not a readable audio stream ({problem})"),
+                              label=self.label, problem=str(exc)) from exc
         if not self._container.streams.audio:
             self._container.close()
-            raise UnsupportedFormat(f"{self.label}: has no audio stream")
+            raise UnsupportedFormat(N_("{label}: has no audio stream"), label=self.label)
         self._stream = self._container.streams.audio[0]
         self.codec_name = self._stream.codec_context.name
         self.input_rate = self._stream.codec_context.sample_rate
@@ -191,13 +192,15 @@ class FrameDecoder:
                 except av.error.InvalidDataError:
                     self.decode_errors += 1
                     if self._decoded == 0 and self.decode_errors > 50:
-                        raise DecodeError(f"{self.label}: no decodable audio") from None
+                        raise DecodeError(N_("{label}: no decodable audio"),
+                                          label=self.label) from None
                     continue
                 for frame in frames:
                     self._decoded += 1
                     yield frame
         except av.error.FFmpegError as exc:
-            raise DecodeError(f"{self.label}: decoding failed ({exc})") from exc
+            raise DecodeError(N_("{label}: decoding failed ({problem})"), label=self.label,
+                              problem=str(exc)) from exc
         finally:
             self.close()
 
@@ -211,7 +214,7 @@ class FrameDecoder:
             self.frames_out += 1
             yield samples
         if self.frames_out == 0:
-            raise DecodeError(f"{self.label}: contains no audio")
+            raise DecodeError(N_("{label}: contains no audio"), label=self.label)
 
     def close(self) -> None:
         """Close the input (done by ``decoded`` at its end, and by iterating to the end)."""
@@ -249,7 +252,8 @@ class ParsedStreamDecoder:
             try:
                 packets = ctx.parse(data or None)
             except av.error.FFmpegError as exc:
-                raise DecodeError(f"{self.label}: cannot parse the stream ({exc})") from exc
+                raise DecodeError(N_("{label}: cannot parse the stream ({problem})"),
+                                  label=self.label, problem=str(exc)) from exc
             for packet in packets:
                 try:
                     decoded = ctx.decode(packet)
@@ -266,7 +270,7 @@ class ParsedStreamDecoder:
             self.frames_out += 1
             yield samples
         if self.frames_out == 0:
-            raise DecodeError(f"{self.label}: contains no audio")
+            raise DecodeError(N_("{label}: contains no audio"), label=self.label)
 
 
 def decode_file(path: str) -> Iterator[Samples]:

@@ -21,7 +21,7 @@ import wave
 from pathlib import Path
 
 from loa.core.disk import DiskFull, write_atomically
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained, Message
 
 VOICES = ("vi", "vi-vn-x-central", "vi-vn-x-south")
 DEFAULT_VOICE = "vi"
@@ -59,11 +59,13 @@ class Tts:
         or over-long text or an unknown voice. No I/O: safe to call anywhere."""
         text = " ".join(text.split())
         if not text:
-            raise TtsError("nothing to read aloud: the text is empty")
+            raise TtsError(N_("nothing to read aloud: the text is empty"))
         if len(text) > MAX_TEXT_CHARS:
-            raise TtsError(f"text too long to read aloud ({len(text)} > {MAX_TEXT_CHARS} chars)")
+            raise TtsError(N_("text too long to read aloud ({n} > {limit} chars)"), n=len(text),
+                           limit=MAX_TEXT_CHARS)
         if voice not in VOICES:
-            raise TtsError(f"unknown voice {voice!r}; use one of {', '.join(VOICES)}")
+            raise TtsError(N_("unknown voice {voice!r}; use one of {voices}"), voice=voice,
+                           voices=", ".join(VOICES))
         return text
 
     async def speak(self, text: str, voice: str = DEFAULT_VOICE) -> Path:
@@ -78,8 +80,8 @@ class Tts:
         exe = shutil.which(self.engine)
         if exe is None:
             raise TtsUnavailable(
-                f"text-to-speech is unavailable: {self.engine} is not installed "
-                f"(Debian: apt-get install {self.engine})")
+                N_("text-to-speech is unavailable: {engine} is not installed "
+                   "(Debian: apt-get install {engine})"), engine=self.engine)
         return await asyncio.to_thread(self._synthesise, exe, text, voice, path)
 
     def _synthesise(self, exe: str, text: str, voice: str, path: Path) -> Path:
@@ -89,10 +91,10 @@ class Tts:
         proc = subprocess.run([exe, "-v", voice, "--stdout", "--", text],
                               capture_output=True, check=False)
         if proc.returncode == -signal.SIGXFSZ:
-            raise DiskFull("the text read aloud", errno.EFBIG)
+            raise DiskFull(Message(N_("the text read aloud")), errno.EFBIG)
         if proc.returncode != 0 or not proc.stdout:
-            raise TtsError(f"{self.engine} failed: "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
+            raise TtsError(N_("{engine} failed: {problem}"), engine=self.engine,
+                           problem=proc.stderr.decode(errors="replace").strip())
         data = _complete_wav(proc.stdout, self.engine)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(path, data, "the text read aloud")
@@ -107,7 +109,8 @@ def _complete_wav(data: bytes, engine: str) -> bytes:
             params = src.getparams()
             frames = src.readframes(src.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise TtsError(f"{engine} sent no WAV audio ({exc})") from None
+        raise TtsError(N_("{engine} sent no WAV audio ({problem})"), engine=engine,
+                       problem=str(exc)) from None
     out = io.BytesIO()
     with wave.open(out, "wb") as dst:
         dst.setparams(params)

@@ -47,13 +47,14 @@ from loa.control.auth import (
     ALL_ZONES,
     Principal,
     Role,
+    RoleError,
     parse_roles,
     rights_of,
     role_names,
 )
 from loa.control.store import Store
 from loa.core.clock import NS_PER_S, Clock
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained, Message
 from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, is_alert_group
 
@@ -79,16 +80,17 @@ class AccountExists(AccountError):
     """The username is taken (409)."""
 
 
-class LoginFailed(Exception):
+class LoginFailed(Explained):
     """Wrong username or password (401); which of the two is not said."""
 
 
-class LoginRefused(Exception):
+class LoginRefused(Explained):
     """Too many wrong passwords lately for the username or from the address (429):
-    ``wait_s`` until the next try is examined; the message says which and how long."""
+    ``wait_s`` (s) until the next try is examined; the message (a msgid and its fields, as
+    every ``Explained``) says which and how long."""
 
-    def __init__(self, message: str, wait_s: float) -> None:
-        super().__init__(message)
+    def __init__(self, message: str | Message, /, *, wait_s: float, **fields: object) -> None:
+        super().__init__(message, **fields)
         self.wait_s = wait_s
 
 
@@ -230,7 +232,7 @@ class Accounts:
         """The user; UnknownAccount if there is none."""
         user = self._index.users.get(username.strip().lower())
         if user is None:
-            raise UnknownAccount(f"no user {username!r}")
+            raise UnknownAccount(N_("no user {username!r}"), username=username)
         return user
 
     def users(self) -> list[User]:
@@ -248,13 +250,13 @@ class Accounts:
         separated by commas, or a list; ``scope``: a zone id or ``*``."""
         name = self._username(username)
         if name in self._index.users:
-            raise AccountExists(f"user {name!r} exists already")
+            raise AccountExists(N_("user {username!r} exists already"), username=name)
         checked_roles = self._roles(roles)
         checked_scope = self._scope(scope)
         shown = self._display_name(display_name, name)
         digest = await asyncio.to_thread(self.hasher.hash, self._password(password))
         if name in self._index.users:  # made meanwhile
-            raise AccountExists(f"user {name!r} exists already")
+            raise AccountExists(N_("user {username!r} exists already"), username=name)
         now = self.wall()
         user = User(name, shown, digest, checked_roles, checked_scope, now, now)
         self._put(user)
@@ -329,32 +331,32 @@ class Accounts:
     def _username(self, value: Any) -> str:
         name = str(value or "").strip().lower()
         if not USERNAME.match(name):
-            raise AccountError("username must be 1-64 characters: lower-case letters, digits, "
-                               "'.', '_' or '-', starting with a letter or digit")
+            raise AccountError(N_("username must be 1-64 characters: lower-case letters, "
+                                  "digits, '.', '_' or '-', starting with a letter or digit"))
         return name
 
     @staticmethod
     def _password(value: Any) -> str:
         if not isinstance(value, str) or not MIN_PASSWORD_CHARS <= len(value) \
                 <= MAX_PASSWORD_CHARS:
-            raise AccountError(f"password must be text of at least {MIN_PASSWORD_CHARS} "
-                               "characters")
+            raise AccountError(N_("password must be text of at least {min_chars} characters"),
+                               min_chars=MIN_PASSWORD_CHARS)
         return value
 
     @staticmethod
     def _roles(value: Any) -> frozenset[Role]:
         try:
             return parse_roles(value)
-        except ValueError as exc:
-            raise AccountError(str(exc)) from None
+        except RoleError as exc:
+            raise AccountError(exc.message) from None
 
     def _scope(self, value: Any) -> str:
         scope = str(value or "").strip()
         if scope == ALL_ZONES:
             return scope
         if not scope or scope not in self.zones or is_alert_group(scope):
-            raise AccountError(f"scope must be a zone id or {ALL_ZONES!r} (every zone), "
-                               f"not {scope!r}")
+            raise AccountError(N_("scope must be a zone id or {all_zones!r} (every zone), "
+                                  "not {scope!r}"), all_zones=ALL_ZONES, scope=scope)
         return scope
 
     @staticmethod
@@ -388,7 +390,8 @@ class Accounts:
                 del self._index.tokens[token.sha256]
                 self.store.delete_user_token(token.id)
                 return token
-        raise UnknownAccount(f"user {username!r} has no token {token_id!r}")
+        raise UnknownAccount(N_("user {username!r} has no token {token!r}"),
+                             username=username, token=token_id)
 
     def authenticate_token(self, secret: str) -> Principal | None:
         """The principal of a personal token, or None; notes its use (written at most once a
@@ -418,15 +421,19 @@ class Accounts:
         for which, key in keys.items():
             wait_s = self._refused_for_s(key)
             if wait_s > 0:
-                whom = (f"for user {name!r}" if which == "user" else "from your address")
-                raise LoginRefused(f"too many wrong passwords {whom}: try again in "
-                                   f"{max(1, round(wait_s))} s", wait_s)
+                seconds = max(1, round(wait_s))
+                if which == "user":
+                    raise LoginRefused(N_("too many wrong passwords for user {username!r}: "
+                                          "try again in {seconds} s"),
+                                       wait_s=wait_s, username=name, seconds=seconds)
+                raise LoginRefused(N_("too many wrong passwords from your address: try again "
+                                      "in {seconds} s"), wait_s=wait_s, seconds=seconds)
         user = await self.check_password(name, password if isinstance(password, str) else "")
         if user is None:
             for key in keys.values():
                 if self.login_throttle.failed(key) > 0:
                     self.login_throttle.done(key)  # counted only: the answer is not held
-            raise LoginFailed("wrong username or password")
+            raise LoginFailed(N_("wrong username or password"))
         return user
 
     def _refused_for_s(self, key: str) -> float:

@@ -64,24 +64,30 @@ ROLE_RIGHTS: dict[Role, frozenset[Right]] = {
 ROLE_PAIRS = (frozenset({Role.OPERATOR, Role.ALERT}),)
 
 
+class RoleError(Explained, ValueError):
+    """A role that does not exist, or roles that do not go together; the message says which
+    roles exist and which go together."""
+
+
 def parse_roles(value: object) -> frozenset[Role]:
     """The roles of ``value``: a role name, names separated by commas, or a list of names.
-    Raises ValueError saying which roles exist and which go together."""
+    Raises RoleError (a ValueError) saying which roles exist and which go together."""
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise ValueError("role must be a role name or a list of them")
+        raise RoleError(N_("role must be a role name or a list of them"))
     known = ", ".join(r.value for r in Role)
     roles = set()
     for name in names:
         try:
             roles.add(Role(name.strip().lower()))
         except ValueError:
-            raise ValueError(f"unknown role {name.strip()!r}: the roles are {known}") from None
+            raise RoleError(N_("unknown role {role!r}: the roles are {roles}"),
+                            role=name.strip(), roles=known) from None
     found = frozenset(roles)
     if not found:
-        raise ValueError(f"give a role: {known}")
+        raise RoleError(N_("give a role: {roles}"), roles=known)
     if len(found) > 1 and found not in ROLE_PAIRS:
-        raise ValueError("only alert and operator go together; any other role stands alone")
+        raise RoleError(N_("only alert and operator go together; any other role stands alone"))
     return found
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, read_table
 from loa.control.store import Store
 from loa.core.endpoint import EndpointInfo
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained, Message
 from loa.core.zones import ZoneError, ZoneTree, is_alert_group
 from loa.playout.fanout import Subscriber
 from loa.playout.zone_channel import ZoneChannel
@@ -47,6 +47,12 @@ class EndpointError(Explained, ValueError):
     """An unknown endpoint, or a bad id, field or CSV row; the message says which."""
 
     pass
+
+
+def _message_of(exc: Exception) -> Message:
+    """What ``exc`` says, still to be said in its reader's language: an ``Explained`` error's
+    Message, else its text (translated only if it is a msgid of the catalogue)."""
+    return exc.message if isinstance(exc, Explained) else Message(str(exc))
 
 
 @dataclass(eq=False)
@@ -96,16 +102,18 @@ def _coord(value: Any, name: str, limit: float) -> float | None:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise EndpointError(f"{name} {value!r} is not a number") from None
+        raise EndpointError(N_("{name} {value!r} is not a number"), name=name,
+                            value=value) from None
     if not math.isfinite(v) or not -limit <= v <= limit:
-        raise EndpointError(f"{name} {value!r} must be from -{limit:g} to {limit:g}")
+        raise EndpointError(N_("{name} {value!r} must be from -{limit:g} to {limit:g}"),
+                            name=name, value=value, limit=limit)
     return v
 
 
 def _text(value: Any, name: str, limit: int = 200) -> str:
     text = "" if value is None else str(value).strip()
     if len(text) > limit:
-        raise EndpointError(f"{name} is over {limit} characters")
+        raise EndpointError(N_("{name} is over {limit} characters"), name=name, limit=limit)
     return text
 
 
@@ -128,19 +136,20 @@ class CsvNew:
 
 @dataclass
 class CsvPlan:
-    """What an import would do: errors (then nothing is done), or new endpoints and changes
-    to existing ones."""
-    errors: list[str] = field(default_factory=list)
+    """What an import would do: errors (then nothing is done; each a Message, said in its
+    reader's language), or new endpoints and changes to existing ones."""
+    errors: list[Message] = field(default_factory=list)
     new: list[CsvNew] = field(default_factory=list)
     changes: list[CsvRow] = field(default_factory=list)
 
 
 @dataclass
 class CsvImport:
-    """The outcome of ``EndpointRegistry.import_csv``: with errors, nothing was taken."""
+    """The outcome of ``EndpointRegistry.import_csv``: with errors (each a Message, said in
+    its reader's language), nothing was taken."""
     created: list[Endpoint]
     updated: list[Endpoint]
-    errors: list[str]
+    errors: list[Message]
     passwords: dict[str, str]  # new endpoint id → its MQTT password (shown once)
 
 
@@ -156,16 +165,16 @@ def plan_csv_import(data: str | bytes, existing: frozenset[str], zone_ids: froze
         text = data if isinstance(data, str) else decode(data, charset)
         table = read_table(text, CSV_COLUMNS, ("id", "zone"))
     except TableError as exc:
-        return CsvPlan([str(exc)])
+        return CsvPlan([exc.message])
     return _plan_rows(table, existing, zone_ids, now)
 
 
-def _records(table: Table, errors: list[str]) -> Iterator[Row]:
+def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
     """The table's records, until one the csv module refuses (added to ``errors``)."""
     try:
         yield from table.rows()
     except TableError as exc:
-        errors.append(str(exc))
+        errors.append(exc.message)
 
 
 def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float
@@ -174,25 +183,26 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
     seen: set[str] = set()
     for count, record in enumerate(_records(table, plan.errors), start=1):
         if count > MAX_CSV_ROWS:
-            plan.errors.append(f"over {MAX_CSV_ROWS} rows")
+            plan.errors.append(Message(N_("over {limit} rows"), {"limit": MAX_CSV_ROWS}))
             break
         n, row = record.line, record.values
         try:
             eid = row.get("id", "")
             if not ENDPOINT_ID.match(eid):
-                raise EndpointError(f"id {eid!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+                raise EndpointError(N_("id {id!r} must be 1-64 of A-Z a-z 0-9 . _ -"), id=eid)
             if eid in seen:
-                raise EndpointError(f"id {eid!r} appears twice")
+                raise EndpointError(N_("id {id!r} appears twice"), id=eid)
             seen.add(eid)
             zone_id = row.get("zone", "")
             if zone_id not in zone_ids:
-                raise ZoneError(f"unknown zone {zone_id!r}")
+                raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
             lat = _coord(decimal(row.get("lat", "")), "lat", 90)
             lon = _coord(decimal(row.get("lon", "")), "lon", 180)
             name, address, admin_code = (_text(row.get(key), key, limit) for key, limit in
                                          (("name", 200), ("address", 200), ("admin_code", 16)))
         except ValueError as exc:
-            plan.errors.append(f"line {n}: {exc}")
+            plan.errors.append(Message(N_("line {line}: {error}"),
+                                       {"line": n, "error": _message_of(exc)}))
             continue
         if plan.errors:
             continue  # nothing will be taken: spare the hashing
@@ -304,9 +314,11 @@ class EndpointRegistry:
         if plan.errors:
             return CsvImport([], [], plan.errors, {})
         # the registry may have changed while the plan was being made
-        stale = [f"line {new.line}: endpoint {new.endpoint.id!r} was added while the import ran"
+        stale = [Message(N_("line {line}: endpoint {endpoint!r} was added while the import "
+                            "ran"), {"line": new.line, "endpoint": new.endpoint.id})
                  for new in plan.new if new.endpoint.id in self.endpoints]
-        stale += [f"line {row.line}: endpoint {row.id!r} was removed while the import ran"
+        stale += [Message(N_("line {line}: endpoint {endpoint!r} was removed while the import "
+                             "ran"), {"line": row.line, "endpoint": row.id})
                   for row in plan.changes if row.id not in self.endpoints]
         if stale:
             return CsvImport([], [], stale, {})
@@ -333,16 +345,19 @@ class EndpointRegistry:
         try:
             return self.endpoints[endpoint_id]
         except KeyError:
-            raise EndpointError(f"unknown endpoint {endpoint_id!r}") from None
+            raise EndpointError(N_("unknown endpoint {endpoint!r}"),
+                                endpoint=endpoint_id) from None
 
     def add(self, endpoint_id: str, zone_id: str, name: Any = "", lat: Any = None,
             lon: Any = None, address: Any = "", admin_code: Any = "") -> Endpoint:
         """A new endpoint with a fresh credential hash (see ``rotate_secret`` for a password
         to give the device)."""
         if not ENDPOINT_ID.match(endpoint_id):
-            raise EndpointError(f"endpoint id {endpoint_id!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+            raise EndpointError(N_("endpoint id {endpoint!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
+                                endpoint=endpoint_id)
         if endpoint_id in self.endpoints:
-            raise EndpointError(f"endpoint {endpoint_id!r} exists already")
+            raise EndpointError(N_("endpoint {endpoint!r} exists already"),
+                                endpoint=endpoint_id)
         self._zones.get(zone_id)
         ep = Endpoint(endpoint_id, zone_id, _text(name, "name"), _coord(lat, "lat", 90),
                       _coord(lon, "lon", 180), _text(address, "address"),

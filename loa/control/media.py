@@ -17,7 +17,7 @@ from loa.codecs.decode import DecodeError
 from loa.codecs.loudness import MEASURER, level_gain
 from loa.control.store import Store
 from loa.core.disk import PART_SUFFIX, writing
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 from loa.core.text import nfc
 
 MAX_TITLE_CHARS = 200
@@ -116,7 +116,8 @@ class MediaLibrary:
             final, (duration_s, lufs, peak) = await loop.run_in_executor(
                 None, self._place, tmp, sha, filename)
         except DecodeError as exc:
-            raise MediaError(f"{filename}: not audio Loa can play ({exc})") from None
+            raise MediaError(N_("{filename}: not audio Loa can play ({problem})"),
+                             filename=filename, problem=exc.message) from None
         existing = self._items.get(media_id)
         if existing is not None:  # the same bytes came twice at once: one file, one item
             return existing, False

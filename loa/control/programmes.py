@@ -48,6 +48,7 @@ from loa.core.content import (
 )
 from loa.core.counters import Counters
 from loa.core.disk import write_atomically, writing
+from loa.core.i18n import N_, Explained, Message
 from loa.core.text import nfc
 from loa.playout.inputs.file import FileSource
 from loa.playout.inputs.generator import tone_source
@@ -100,16 +101,16 @@ class ProgrammeFactory:
             self._item(spec.id)
         elif isinstance(spec, PlaylistContent):
             for mid in spec.items:
-                self._item(mid, " for the playlist")
+                self._item(mid, N_("no media item {id!r} for the playlist"))
         elif isinstance(spec, TextContent):
             try:
                 self.tts.check(spec.text, spec.voice)
             except TtsError as exc:
-                raise ContentError(str(exc)) from None
+                raise ContentError(exc.message) from None
         elif isinstance(spec, LiveContent):
             self.mount(spec.mount)
         elif isinstance(spec, CapResourceContent) and self.fetch is None:
-            raise ContentError("fetching CAP resources is not configured")
+            raise ContentError(N_("fetching CAP resources is not configured"))
 
     # 2. beside the loop
 
@@ -152,9 +153,9 @@ class ProgrammeFactory:
                 path = await asyncio.to_thread(save_resource, Path(spec.dir), data, spec.digest,
                                                spec.name or spec.uri)
             except (CapError, ValueError) as exc:  # refused, a bad status, too big, bad digest
-                raise ContentError(str(exc)) from None
+                raise ContentError(_message(exc)) from None
         else:
-            raise ContentError(f"{spec.kind} content is not one audio file")
+            raise ContentError(N_("{kind} content is not one audio file"), kind=spec.kind)
         await asyncio.to_thread(probe, path)
         return path
 
@@ -162,7 +163,7 @@ class ProgrammeFactory:
         try:
             return await self.tts.speak(spec.text, spec.voice)
         except TtsError as exc:
-            raise ContentError(str(exc)) from None
+            raise ContentError(exc.message) from None
 
     # 3. cheap, on the loop
 
@@ -171,20 +172,21 @@ class ProgrammeFactory:
         prepared is gone (a library item deleted, text never read aloud). A relay is started
         here."""
         if isinstance(spec, MediaContent):
-            item = self._item(spec.id, " (deleted?)")
+            item = self._item(spec.id, N_("no media item {id!r} (deleted?)"))
             return Built(self.media_programme(item, title), f"media/{item.id}")
         if isinstance(spec, FileContent):
             # resolved when it was checked; looked at again by the reader, beside the loop
             path = Path(os.path.normpath(self.media_dir / spec.path))
             if not path.is_relative_to(os.path.normpath(self.media_dir)):
-                raise ContentError(f"file {spec.path!r} must be a path inside the media folder")
+                raise ContentError(N_("file {path!r} must be a path inside the media folder"),
+                                   path=spec.path)
             return Built(Programme(title or f"Tệp {spec.name or path.name}", ProgrammeKind.FILE,
                                    self.file_source(path, spec)),
                          f"file/{spec.name or path.name}")
         if isinstance(spec, PlaylistContent):
             parts: list[PartFactory] = []
             for mid in spec.items:
-                item = self._item(mid, " for the playlist (deleted?)")
+                item = self._item(mid, N_("no media item {id!r} for the playlist (deleted?)"))
                 parts.append(functools.partial(FileSource, item.path, self.media.gain(item),
                                                counters=self.counters))
             return Built(Programme(title or "Danh sách phát", ProgrammeKind.FILE,
@@ -192,7 +194,7 @@ class ProgrammeFactory:
         if isinstance(spec, TextContent):
             path = self.tts.cache_path(spec.text, spec.voice)
             if not path.exists():
-                raise ContentError("its text was never read aloud (is espeak-ng installed?)")
+                raise ContentError(N_("its text was never read aloud (is espeak-ng installed?)"))
             return Built(Programme(title or "Đọc văn bản", ProgrammeKind.FILE,
                                    self.file_source(path, spec)), "text")
         if isinstance(spec, ToneContent):
@@ -201,7 +203,7 @@ class ProgrammeFactory:
         if isinstance(spec, RelayContent):
             http = self._http()
             if http is None:
-                raise ContentError("the server is not started: no relays yet")
+                raise ContentError(N_("the server is not started: no relays yet"))
             relay = Relay(spec.url, self.clock, self.counters, self.live_settings, http,
                           name=title or spec.name)
             relay.start()
@@ -209,7 +211,7 @@ class ProgrammeFactory:
         if isinstance(spec, LiveContent):
             mount = self.mount(spec.mount)
             return Built(mount.programme, f"live/{mount.name}")
-        raise ContentError("a CAP resource plays only as an alert's message")
+        raise ContentError(N_("a CAP resource plays only as an alert's message"))
 
     async def make(self, spec: ContentSpec, title: str | None = None) -> Built:
         """Check, prepare and build for a request made now; a file's first second is decoded
@@ -234,13 +236,17 @@ class ProgrammeFactory:
         if name not in known and name not in self.mounts.mounts:
             names = sorted(known | set(self.mounts.mounts))
             near = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ContentError(f"no source has ever used the mount {name!r}{hint} "
-                               f"(known: {', '.join(names)})")
+            known_names = ", ".join(names)
+            if near:
+                raise ContentError(N_("no source has ever used the mount {mount!r}; did you "
+                                      "mean {near!r}? (known: {known})"),
+                                   mount=name, near=near[0], known=known_names)
+            raise ContentError(N_("no source has ever used the mount {mount!r} "
+                                  "(known: {known})"), mount=name, known=known_names)
         try:
             return self.mounts.get(name)
         except ValueError as exc:
-            raise ContentError(str(exc)) from None
+            raise ContentError(_message(exc)) from None
 
     def media_programme(self, item: MediaItem, title: str | None = None) -> Programme:
         """A library item, played normalised to the station's loudness target."""
@@ -255,11 +261,19 @@ class ProgrammeFactory:
                               counters=self.counters)
         return FileSource(str(path), self.leveller.gain_for, counters=self.counters)
 
-    def _item(self, media_id: str, where: str = "") -> MediaItem:
+    def _item(self, media_id: str, missing: str = N_("no media item {id!r}")) -> MediaItem:
+        """The library item; ContentError ``missing`` (a msgid with ``{id}``) if it is not
+        there."""
         item = self.media.get(media_id)
         if item is None:
-            raise ContentError(f"no media item {media_id!r}{where}")
+            raise ContentError(missing, id=media_id)
         return item
+
+
+def _message(exc: Exception) -> str | Message:
+    """What ``exc`` says, kept translatable: an ``Explained`` error's message, else its
+    text."""
+    return exc.message if isinstance(exc, Explained) else str(exc)
 
 
 # Entries looked at per folder when a name is matched by its normal form: a bound on the work
@@ -275,14 +289,16 @@ def media_path(media_dir: Path, relative: str) -> Path:
     base = media_dir.resolve()
     path = (base / relative).resolve()
     if not relative or not path.is_relative_to(base):
-        raise ContentError(f"file {relative!r} must be a path inside the media folder")
+        raise ContentError(N_("file {path!r} must be a path inside the media folder"),
+                           path=relative)
     if not path.is_file():
         found = _same_name_under_nfc(base, path.relative_to(base).parts)
         if found is None:
-            raise ContentError(f"no file {relative!r} in the media folder")
+            raise ContentError(N_("no file {path!r} in the media folder"), path=relative)
         path = found.resolve()
         if not path.is_relative_to(base):  # a link found that way must not lead out either
-            raise ContentError(f"file {relative!r} must be a path inside the media folder")
+            raise ContentError(N_("file {path!r} must be a path inside the media folder"),
+                               path=relative)
     return path
 
 
@@ -321,7 +337,7 @@ def probe(path: Path) -> None:
     try:
         FrameDecoder(str(path)).close()
     except DecodeError as exc:
-        raise ContentError(str(exc)) from None
+        raise ContentError(exc.message) from None
 
 
 def save_resource(folder: Path, data: bytes, digest: str | None, name: str) -> Path:

@@ -28,11 +28,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained, Message
 
 SNIFF_SAMPLE_CHARS = 8 * 1024  # what csv.Sniffer looks at: some 100 lines
 DELIMITERS = ",;\t|"
-DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+DELIMITER_NAMES = {",": N_("comma"), ";": N_("semicolon"), "\t": N_("tab"),
+                   "|": N_("vertical bar")}
 HEADER_CELLS_SHOWN = 12  # a refusal quotes at most this many header cells…
 HEADER_CELL_CHARS = 40  # …each cut to this length
 BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
@@ -46,8 +47,8 @@ PIECE_BYTES = 256 * 1024  # decoded per C call (about 1 ms): the GIL goes back b
 PIECE_CHARS = 64 * 1024  # composed (NFC) per C call, likewise
 SHOWN = {"utf-8": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
 NEWLINE = b"\n"
-SAVE_HINT = ("save it from the spreadsheet as \"CSV UTF-8\", or name its encoding in the "
-             "request's Content-Type (for example text/csv; charset=windows-1258)")
+SAVE_HINT = N_("save it from the spreadsheet as \"CSV UTF-8\", or name its encoding in the "
+               "request's Content-Type (for example text/csv; charset=windows-1258)")
 
 _SEP_LINE = re.compile(r"\A\s*sep=(.)\s*\Z", re.IGNORECASE)  # Excel's own separator hint
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
@@ -76,20 +77,24 @@ def decode(data: bytes, charset: str | None = None) -> str:
         try:
             encoding = codecs.lookup((charset or "utf-8").strip()).name
         except LookupError:
-            raise TableError(f"unknown charset {charset!r} in the Content-Type") from None
+            raise TableError(N_("unknown charset {charset!r} in the Content-Type"),
+                             charset=charset) from None
     ascii_based = not encoding.startswith(("utf-16", "utf-32"))
     if ascii_based and b"\x00" in data:
-        raise TableError("the file holds NUL bytes, as UTF-16 without a byte-order mark "
-                         f"would: {SAVE_HINT}")
+        raise TableError(N_("the file holds NUL bytes, as UTF-16 without a byte-order mark "
+                            "would: {hint}"), hint=Message(SAVE_HINT))
     try:
         text = _decoded(memoryview(data)[skip:], encoding)
     except UnicodeDecodeError as exc:
         start = skip + exc.start
-        where = f"at byte {start}"
+        fields = {"encoding": SHOWN.get(encoding, encoding), "byte": data[start], "at": start,
+                  "hint": Message(SAVE_HINT)}
         if ascii_based:  # a line number needs an ASCII-based encoding
-            where += f", line {data.count(NEWLINE, 0, start) + 1}"
-        raise TableError(f"the file is not valid {SHOWN.get(encoding, encoding)} "
-                         f"(byte 0x{data[start]:02x} {where}): {SAVE_HINT}") from None
+            raise TableError(N_("the file is not valid {encoding} (byte 0x{byte:02x} at byte "
+                                "{at}, line {line}): {hint}"),
+                             line=data.count(NEWLINE, 0, start) + 1, **fields) from None
+        raise TableError(N_("the file is not valid {encoding} (byte 0x{byte:02x} at byte {at}): "
+                            "{hint}"), **fields) from None
     if not encoding.startswith("utf"):
         text = _composed(text)
     return text
@@ -183,7 +188,8 @@ class Table:
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise TableError(f"line {start}: {exc}") from None
+                raise TableError(N_("line {line}: {error}"), line=start,
+                                 error=str(exc)) from None
             values = {name: cells[i].strip() for name, i in self.columns.items()
                       if i < len(cells)}  # a short record lacks its last columns
             line, start = start, self._line_offset + self._records.line_num + 1
@@ -218,8 +224,8 @@ def read_table(text: str, known: Mapping[str, Sequence[str]], required: Sequence
                 continue
             if name in columns:
                 ambiguous = ambiguous or TableError(
-                    f"line {header_line}: columns {header[columns[name]]!r} and {cell!r} both "
-                    f"name {name}")
+                    N_("line {line}: columns {first!r} and {second!r} both name {column}"),
+                    line=header_line, first=header[columns[name]], second=cell, column=name)
                 break
             columns[name] = i
         else:
@@ -227,16 +233,18 @@ def read_table(text: str, known: Mapping[str, Sequence[str]], required: Sequence
                 return Table(delimiter, header, header_line, columns, records, offset)
     if ambiguous is not None:
         raise ambiguous
-    wanted = " and ".join(required)
+    wanted = _and(list(required))
     guess = candidates[0]
     records = csv.reader(io.StringIO(body, newline=""), delimiter=guess)
     header = _header(records)
     if not header:
-        raise TableError(f"the file has no header: its first line must name at least the "
-                         f"columns {wanted}")
-    raise TableError(f"line {offset + records.line_num}: the header must name at least the "
-                     f"columns {wanted}; found {_quote(header)} with "
-                     f"{DELIMITER_NAMES.get(guess, repr(guess))} as the separator")
+        raise TableError(N_("the file has no header: its first line must name at least the "
+                            "columns {columns}"), columns=wanted)
+    separator = DELIMITER_NAMES.get(guess)
+    raise TableError(N_("line {line}: the header must name at least the columns {columns}; "
+                        "found {found} with {separator} as the separator"),
+                     line=offset + records.line_num, columns=wanted, found=_quote(header),
+                     separator=repr(guess) if separator is None else Message(separator))
 
 
 def _header(records: _Records) -> list[str]:
@@ -277,7 +285,18 @@ def _candidates(body: str) -> list[str]:
     return sniffed + [d for d in by_count if d not in sniffed]
 
 
-def _quote(cells: list[str]) -> str:
-    shown = [repr(c[:HEADER_CELL_CHARS]) for c in cells[:HEADER_CELLS_SHOWN]]
+def _and(names: list[str]) -> str | Message:
+    """``a``, ``a and b``, ``a, b and c``: the "and" in the reader's language."""
+    if len(names) < 2:
+        return "".join(names)
+    return Message(N_("{items} and {last}"), {"items": ", ".join(names[:-1]), "last": names[-1]})
+
+
+def _quote(cells: list[str]) -> str | Message:
+    """The header cells as a refusal quotes them: the first ``HEADER_CELLS_SHOWN``, each cut to
+    ``HEADER_CELL_CHARS``, then how many more."""
+    shown = ", ".join(repr(c[:HEADER_CELL_CHARS]) for c in cells[:HEADER_CELLS_SHOWN])
     more = len(cells) - HEADER_CELLS_SHOWN
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    if more <= 0:
+        return shown
+    return Message(N_("{cells} and {more} more"), {"cells": shown, "more": more})

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 from loa.core.text import nfc
 
 DEFAULT_VOICE = "vi"
@@ -162,10 +162,12 @@ FILE_LIKE = frozenset({ContentKind.MEDIA, ContentKind.FILE, ContentKind.TEXT,
 _ALIASES = {"mount": ContentKind.LIVE}
 
 
-def _str(d: dict[str, Any], key: str, what: str, default: str | None = None) -> str:
+def _str(d: dict[str, Any], key: str, missing: str, default: str | None = None) -> str:
+    """``d[key]`` stripped; ContentError with ``missing`` (an ``N_``-marked msgid naming the
+    kind of content and the key: ``'a file needs "path"'``) when it is missing or blank."""
     value = d.get(key, default)
     if not isinstance(value, str) or not value.strip():
-        raise ContentError(f'{what} needs "{key}"')
+        raise ContentError(missing)
     return value.strip()
 
 
@@ -183,7 +185,8 @@ def parse_content(raw: object, allowed: frozenset[ContentKind] = REQUEST_KINDS
     """The spec of a JSON object. Raises ContentError naming the allowed kinds for an unknown
     or unallowed kind, and the missing or bad field otherwise."""
     if not isinstance(raw, dict):
-        raise ContentError(f'"content" must be an object with a kind: {_names(allowed)}')
+        raise ContentError(N_('"content" must be an object with a kind: {kinds}'),
+                           kinds=_names(allowed))
     name = raw.get("kind")
     try:
         kind = _ALIASES.get(str(name)) or ContentKind(str(name))
@@ -192,7 +195,8 @@ def parse_content(raw: object, allowed: frozenset[ContentKind] = REQUEST_KINDS
     if kind is ContentKind.MEDIA and "id" not in raw and "path" in raw:
         kind = ContentKind.FILE  # an alert's file, as older clients and records spell it
     if kind is None or kind not in allowed:
-        raise ContentError(f'"content" needs a kind: {_names(allowed)} (not {name!r})')
+        raise ContentError(N_('"content" needs a kind: {kinds} (not {name!r})'),
+                           kinds=_names(allowed), name=name)
     return _parse(kind, raw)
 
 
@@ -203,33 +207,35 @@ def content_from_json(raw: dict[str, Any]) -> ContentSpec:
 
 def _parse(kind: ContentKind, d: dict[str, Any]) -> ContentSpec:
     if kind is ContentKind.MEDIA:
-        return MediaContent(_str(d, "id", "media"))
+        return MediaContent(_str(d, "id", N_('media needs "id"')))
     if kind is ContentKind.FILE:
-        return FileContent(_str(d, "path", "a file"), _optional_str(d, "name"))
+        return FileContent(_str(d, "path", N_('a file needs "path"')), _optional_str(d, "name"))
     if kind is ContentKind.PLAYLIST:
         items = d.get("items")
         if not isinstance(items, list) or not items \
                 or not all(isinstance(i, str) and i for i in items):
-            raise ContentError('a playlist needs "items": [media ids]')
+            raise ContentError(N_('a playlist needs "items": [media ids]'))
         return PlaylistContent(tuple(items))
     if kind is ContentKind.TEXT:
         text = nfc(" ".join(str(d.get("text", "")).split()))  # one spelling, one synthesis
         if not text:
-            raise ContentError('text read aloud needs "text"')
-        return TextContent(text, _str(d, "voice", "text", DEFAULT_VOICE))
+            raise ContentError(N_('text read aloud needs "text"'))
+        return TextContent(text, _str(d, "voice", N_('text needs "voice"'), DEFAULT_VOICE))
     if kind is ContentKind.TONE:
         freq = d.get("freq_hz", DEFAULT_TONE_HZ)
         if isinstance(freq, bool) or not isinstance(freq, int | float) \
                 or not math.isfinite(freq) or not 20 <= freq <= 20000:
-            raise ContentError("freq_hz must be from 20 to 20000")
+            raise ContentError(N_("freq_hz must be from 20 to 20000"))
         return ToneContent(float(freq))
     if kind is ContentKind.RELAY:
-        url = _str(d, "url", "a relay")
+        url = _str(d, "url", N_('a relay needs "url"'))
         if not url.startswith(("http://", "https://")):
-            raise ContentError(f"a relay's url must be http:// or https://, not {url!r}")
+            raise ContentError(N_("a relay's url must be http:// or https://, not {url!r}"),
+                               url=url)
         return RelayContent(url, _optional_str(d, "name"))
     if kind is ContentKind.LIVE:
-        return LiveContent(_str(d, "mount", "live", DEFAULT_MOUNT))
-    return CapResourceContent(_str(d, "uri", "a CAP resource"), _str(d, "dir", "a CAP resource"),
+        return LiveContent(_str(d, "mount", N_('live needs "mount"'), DEFAULT_MOUNT))
+    return CapResourceContent(_str(d, "uri", N_('a CAP resource needs "uri"')),
+                              _str(d, "dir", N_('a CAP resource needs "dir"')),
                               _optional_str(d, "digest"), _optional_str(d, "name"),
                               _optional_str(d, "fallback_text"))

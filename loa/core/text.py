@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 
 DEFAULT_CHARSET = "UTF-8"
 # C0/C1 control characters and Unicode's line separators: what makes one line of text two
@@ -41,20 +41,28 @@ def decode_text(raw: bytes, charset: str = "") -> str:
     try:
         text = raw.decode(name)
     except LookupError:
-        raise TextError(f"unknown charset {name!r}: use a name such as UTF-8, ISO-8859-1 "
-                        "or windows-1258") from None
+        raise TextError(N_("unknown charset {charset!r}: use a name such as UTF-8, ISO-8859-1 "
+                           "or windows-1258"), charset=name) from None
     except UnicodeDecodeError as exc:
         bad = raw[exc.start:exc.end]
-        hint = "" if charset.strip() else " (name its charset, e.g. charset=ISO-8859-1)"
-        raise TextError(f"not valid {name}: byte{'s' if len(bad) > 1 else ''} "
-                        f"{' '.join(f'0x{b:02X}' for b in bad)} "
-                        f"at offset {exc.start}{hint}") from None
+        shown = " ".join(f"0x{b:02X}" for b in bad)
+        if charset.strip():
+            message = (N_("not valid {charset}: bytes {bytes} at offset {offset}") if len(bad) > 1
+                       else N_("not valid {charset}: byte {bytes} at offset {offset}"))
+        else:  # none named: the sender should name it
+            message = (N_("not valid {charset}: bytes {bytes} at offset {offset} (name its "
+                          "charset, e.g. charset=ISO-8859-1)") if len(bad) > 1
+                       else N_("not valid {charset}: byte {bytes} at offset {offset} (name its "
+                               "charset, e.g. charset=ISO-8859-1)"))
+        raise TextError(message, charset=name, bytes=shown, offset=exc.start) from None
     except UnicodeError as exc:  # a codec that refuses every input ("undefined")
-        raise TextError(f"charset {name!r} cannot decode text: {exc}") from None
+        raise TextError(N_("charset {charset!r} cannot decode text: {error}"),
+                        charset=name, error=str(exc)) from None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates, from an escape codec: not storable text
-        raise TextError(f"charset {name!r} gave text that is not Unicode") from None
+        raise TextError(N_("charset {charset!r} gave text that is not Unicode"),
+                        charset=name) from None
     return nfc(text)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 
 
 class ZoneError(Explained, ValueError):
@@ -74,10 +74,10 @@ class ZoneTree:
         self._zones: dict[str, Zone] = {}
         for z in zones:
             if not z.id or "/" in z.id or GROUP_SEP in z.id:
-                raise ZoneError(f"zone id {z.id!r} must be non-empty and contain no '/' "
-                                f"or {GROUP_SEP!r}")
+                raise ZoneError(N_("zone id {zone!r} must be non-empty and contain no '/' "
+                                   "or {sep!r}"), zone=z.id, sep=GROUP_SEP)
             if z.id in self._zones:
-                raise ZoneError(f"zone {z.id!r} is defined twice")
+                raise ZoneError(N_("zone {zone!r} is defined twice"), zone=z.id)
             z.children = []
             self._zones[z.id] = z
         for z in self._zones.values():
@@ -85,18 +85,19 @@ class ZoneTree:
                 continue
             parent = self._zones.get(z.parent_id)
             if parent is None:
-                raise ZoneError(f"zone {z.id!r} names unknown parent {z.parent_id!r}")
+                raise ZoneError(N_("zone {zone!r} names unknown parent {parent!r}"),
+                                zone=z.id, parent=z.parent_id)
             parent.children.append(z)
         for z in self._zones.values():  # a cycle would make subtree() loop forever
             seen = set()
             p: Zone | None = z
             while p is not None:
                 if p.id in seen:
-                    raise ZoneError(f"zone {z.id!r} is its own ancestor")
+                    raise ZoneError(N_("zone {zone!r} is its own ancestor"), zone=z.id)
                 seen.add(p.id)
                 p = self._zones.get(p.parent_id) if p.parent_id else None
         if not self._zones:
-            raise ZoneError("the zone tree is empty")
+            raise ZoneError(N_("the zone tree is empty"))
 
     def __contains__(self, zone_id: object) -> bool:
         return zone_id in self._zones
@@ -110,12 +111,12 @@ class ZoneTree:
         try:
             return self._zones[zone_id]
         except KeyError:
-            raise ZoneError(f"unknown zone {zone_id!r}") from None
+            raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id) from None
 
     def add_child(self, zone: Zone) -> None:
         """A zone added at run time under an existing one (an alert's endpoint group)."""
         if zone.id in self._zones:
-            raise ZoneError(f"zone {zone.id!r} exists already")
+            raise ZoneError(N_("zone {zone!r} exists already"), zone=zone.id)
         parent = self.get(zone.parent_id or "")
         zone.children = []
         self._zones[zone.id] = zone
@@ -125,7 +126,7 @@ class ZoneTree:
         """Remove a zone without children (an alert group that ended); ZoneError otherwise."""
         zone = self.get(zone_id)
         if zone.children:
-            raise ZoneError(f"zone {zone_id!r} has children")
+            raise ZoneError(N_("zone {zone!r} has children"), zone=zone_id)
         if zone.parent_id is not None:
             parent = self._zones[zone.parent_id]
             parent.children = [c for c in parent.children if c.id != zone_id]

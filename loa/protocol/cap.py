@@ -28,7 +28,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from loa.core.clock import STATION_TZ
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 
 MAX_CAP_BYTES = 256 * 1024
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -203,7 +203,7 @@ def _text(el: Element, name: str, required: bool = False) -> str:
     child = el.find(_Q + name)
     value = (child.text or "").strip() if child is not None else ""
     if required and not value:
-        raise CapError(f"CAP <{name}> is missing")
+        raise CapError(N_("CAP <{name}> is missing"), name=name)
     return value
 
 
@@ -214,7 +214,8 @@ def _code(name: str, value: str, kind: type[_Code]) -> _Code:
         return kind(value)
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
-        raise CapError(f"CAP <{name}> must be one of {allowed}, not {value!r}") from None
+        raise CapError(N_("CAP <{name}> must be one of {allowed}, not {value!r}"), name=name,
+                       allowed=allowed, value=value) from None
 
 
 def _choice(el: Element, name: str, kind: type[_Code]) -> _Code:
@@ -226,7 +227,7 @@ def _choices(el: Element, name: str, kind: type[_Code]) -> list[_Code]:
     """A required, repeatable element whose every value is one of a CAP 1.2 code list."""
     values = [(c.text or "").strip() for c in el.findall(_Q + name)]
     if not values:
-        raise CapError(f"CAP <{name}> is missing")
+        raise CapError(N_("CAP <{name}> is missing"), name=name)
     return [_code(name, value, kind) for value in values]
 
 
@@ -244,8 +245,8 @@ def _time(el: Element, name: str, local_tz: tzinfo, nonconforming: list[str],
             raise ValueError(text)
         when = datetime.fromisoformat(match[1])
     except ValueError:
-        raise CapError(f"CAP <{name}> {text!r} is not a date and time as CAP 1.2 writes them "
-                       "(2026-11-26T10:00:00+07:00)") from None
+        raise CapError(N_("CAP <{name}> {text!r} is not a date and time as CAP 1.2 writes them "
+                          "(2026-11-26T10:00:00+07:00)"), name=name, text=text) from None
     zone = match[2]
     if zone is None:
         nonconforming.append(f"<{name}> {text} has no UTC offset (CAP 1.2 §3.3.2 requires "
@@ -273,17 +274,18 @@ def parse_cap(data: bytes, local_tz: tzinfo = STATION_TZ) -> CapMessage:
     a time that is not one, or an unreadable area. A <resource> whose inline data cannot be
     read does not raise: it keeps its ``problem``."""
     if len(data) > MAX_CAP_BYTES:
-        raise CapTooLarge(f"CAP message of {len(data)} bytes is over the {MAX_CAP_BYTES} "
-                          "byte limit")
+        raise CapTooLarge(N_("CAP message of {size} bytes is over the {limit} byte limit"),
+                          size=len(data), limit=MAX_CAP_BYTES)
     try:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)
     except DefusedXmlException as exc:
-        raise CapError(f"refused unsafe XML ({type(exc).__name__}): no DTDs or entities") from None
+        raise CapError(N_("refused unsafe XML ({kind}): no DTDs or entities"),
+                       kind=type(exc).__name__) from None
     except ParseError as exc:
-        raise CapError(f"malformed XML: {exc}") from None
+        raise CapError(N_("malformed XML: {problem}"), problem=str(exc)) from None
     if root.tag != _Q + "alert":
-        raise CapError(f"not a CAP 1.2 alert (root element {root.tag!r})")
+        raise CapError(N_("not a CAP 1.2 alert (root element {tag!r})"), tag=root.tag)
     refs = []
     for ref in _text(root, "references").split():
         parts = ref.split(",")
@@ -301,7 +303,7 @@ def parse_cap(data: bytes, local_tz: tzinfo = STATION_TZ) -> CapMessage:
     except CapError:
         raise
     except ValueError as exc:
-        raise CapError(f"bad value in <info>: {exc}") from None
+        raise CapError(N_("bad value in <info>: {problem}"), problem=str(exc)) from None
     return msg
 
 
@@ -363,7 +365,8 @@ def verify_resource(res: CapResource, data: bytes) -> None:
     """Raise CapError if the bytes do not match the resource's SHA-1 <digest> (CAP 1.2
     §3.2.3); no digest, no check."""
     if res.digest and hashlib.sha1(data).hexdigest() != res.digest:  # noqa: S324  (CAP 1.2 names SHA-1)
-        raise CapError(f"resource {res.description or res.uri!r}: digest does not match")
+        raise CapError(N_("resource {name!r}: digest does not match"),
+                       name=res.description or res.uri)
 
 
 def in_polygon(lat: float, lon: float, polygon: list[tuple[float, float]]) -> bool:

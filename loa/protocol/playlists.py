@@ -44,7 +44,7 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 
 # Content types (RFC 6838 names and the legacy ones servers still send) that mean a playlist.
 PLAYLIST_CONTENT_TYPES = {
@@ -155,7 +155,7 @@ def parse_m3u(text: str, base_url: str) -> list[str]:
         if url is not None:
             urls.append(url)
     if not urls:
-        raise PlaylistError("the M3U playlist lists no http(s) stream")
+        raise PlaylistError(N_("the M3U playlist lists no http(s) stream"))
     return urls
 
 
@@ -164,7 +164,7 @@ def parse_pls(text: str, base_url: str) -> list[str]:
     ones resolved against ``base_url``. Raises PlaylistError without a ``[playlist]`` section
     or without any http(s) entry."""
     if "[playlist]" not in text.lower():
-        raise PlaylistError("not a PLS playlist: no [playlist] section")
+        raise PlaylistError(N_("not a PLS playlist: no [playlist] section"))
     numbered = []
     for line in text.splitlines():
         match = _PLS_FILE.match(line)
@@ -174,7 +174,7 @@ def parse_pls(text: str, base_url: str) -> list[str]:
         if url is not None:
             numbered.append((int(match.group(1)), url))
     if not numbered:
-        raise PlaylistError("the PLS playlist lists no http(s) stream")
+        raise PlaylistError(N_("the PLS playlist lists no http(s) stream"))
     return [url for _, url in sorted(numbered, key=lambda item: item[0])]
 
 
@@ -186,9 +186,9 @@ def parse_xspf(text: str, base_url: str) -> list[str]:
         root = SafeET.fromstring(text.encode(), forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)
     except (ParseError, DefusedXmlException, ValueError) as exc:
-        raise PlaylistError(f"not an XSPF playlist ({exc})") from None
+        raise PlaylistError(N_("not an XSPF playlist ({error})"), error=str(exc)) from None
     if root.tag != f"{{{XSPF_NS}}}playlist":
-        raise PlaylistError("not an XSPF playlist: no <playlist> in the XSPF namespace")
+        raise PlaylistError(N_("not an XSPF playlist: no <playlist> in the XSPF namespace"))
     urls = []
     for track in root.iter(f"{{{XSPF_NS}}}track"):
         for location in track.iter(f"{{{XSPF_NS}}}location"):
@@ -197,7 +197,7 @@ def parse_xspf(text: str, base_url: str) -> list[str]:
                 urls.append(url)
                 break
     if not urls:
-        raise PlaylistError("the XSPF playlist lists no http(s) stream")
+        raise PlaylistError(N_("the XSPF playlist lists no http(s) stream"))
     return urls
 
 
@@ -281,7 +281,7 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
     (the audio of a video stream) is listed by that rendition's URL, as audio only. Raises
     PlaylistError for text that is not HLS, or a media playlist without a target duration."""
     if not is_hls(text):
-        raise PlaylistError("not an HLS playlist (no #EXTM3U with #EXT-X- tags)")
+        raise PlaylistError(N_("not an HLS playlist (no #EXTM3U with #EXT-X- tags)"))
     variants: list[HlsVariant] = []
     audio_groups: dict[str, str] = {}  # GROUP-ID -> the URI of its default (or first) rendition
     segments: list[HlsSegment] = []
@@ -343,7 +343,7 @@ def parse_hls(text: str, base_url: str) -> HlsPlaylist:
                                        duration_s, byte_range))
             duration_s, byte_range = 0.0, None
     if not variants and target_s <= 0:
-        raise PlaylistError("HLS media playlist without #EXT-X-TARGETDURATION")
+        raise PlaylistError(N_("HLS media playlist without #EXT-X-TARGETDURATION"))
     return HlsPlaylist(tuple(variants), tuple(segments), target_s, ended and not variants,
                        map_url, encryption)
 
@@ -357,7 +357,8 @@ def _number(tag: str, value: str) -> float:
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or number < 0:
-        raise PlaylistError(f"HLS playlist: {tag} is not a number: {value!r}")
+        raise PlaylistError(N_("HLS playlist: {tag} is not a number: {value!r}"), tag=tag,
+                            value=value)
     return number
 
 
@@ -367,7 +368,7 @@ def choose_variant(variants: tuple[HlsVariant, ...]) -> HlsVariant:
     the same in every variant, its pictures are bytes for nothing). Raises PlaylistError for
     an empty tuple."""
     if not variants:
-        raise PlaylistError("the HLS master playlist lists no variant")
+        raise PlaylistError(N_("the HLS master playlist lists no variant"))
     audio = [v for v in variants if v.audio_only]
     if audio:
         return max(audio, key=lambda v: v.bandwidth)

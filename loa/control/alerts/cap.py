@@ -29,6 +29,7 @@ from loa.core.content import (
     TextContent,
     ToneContent,
 )
+from loa.core.i18n import N_, SOURCE_LANGUAGE, say
 from loa.protocol.cap import (
     CapError,
     CapInfo,
@@ -63,7 +64,8 @@ class CapAlerts:
 
     async def handle_cap(self, msg: CapMessage, actor: str, *, test_zone: str | None,
                          upload_dir: Path, received_ns: int | None = None,
-                         guard: Guard | None = None) -> tuple[int, dict[str, Any]]:
+                         guard: Guard | None = None, language: str = SOURCE_LANGUAGE
+                         ) -> tuple[int, dict[str, Any]]:
         """Act on a parsed CAP message. Returns (HTTP status, body): 201 on air, 202
         ``scheduled`` (its <effective> time ahead) or ``logged``, 200 a duplicate or a Cancel,
         422 valid CAP that cannot be placed (``error`` says why). An Update or Cancel first
@@ -71,7 +73,9 @@ class CapAlerts:
         Update's ``superseded``); what breaks CAP 1.2 in it is listed in ``nonconforming``
         (and in the alert's warnings). ``guard`` is asked about every alert the message would
         end and the one it would play, once its area is resolved to zones and endpoints; what
-        it raises (the sender's scope) is raised before that alert is ended or played."""
+        it raises (the sender's scope) is raised before that alert is ended or played.
+        ``language`` is the language of the ``error`` text (``loa.core.i18n``; English by
+        default)."""
         subject = f"cap:{msg.sender}:{msg.identifier}"
         seen = self._cap_seen().get(msg.key)
         if seen is not None:
@@ -86,7 +90,7 @@ class CapAlerts:
                 status, body = await self._play_cap(msg, actor, test_zone, upload_dir,
                                                     received_ns, guard)
             except AlertError as exc:  # no <info>, no zone in its area, …
-                status, body = 422, {"error": str(exc)}
+                status, body = 422, {"error": say(exc, language)}
             if msg.msg_type is CapMsgType.UPDATE:
                 body["superseded"] = superseded
         if msg.nonconforming:
@@ -120,12 +124,12 @@ class CapAlerts:
                          "reason": f"msgType {msg.msg_type.value} plays nothing"}
         info = msg.info()
         if info is None:
-            raise AlertError("CAP alert has no <info> block")
+            raise AlertError(N_("CAP alert has no <info> block"))
         endpoints: list[str] = []
         if msg.status is CapStatus.ACTUAL and msg.scope is CapScope.PUBLIC:
             zones, endpoints = self._cap_targets(info)
             if not zones and not endpoints:
-                raise AlertError("no zone or endpoint lies in the alert's area")
+                raise AlertError(N_("no zone or endpoint lies in the alert's area"))
         elif msg.status in (CapStatus.EXERCISE, CapStatus.TEST) and test_zone:
             zones = [test_zone]
         else:

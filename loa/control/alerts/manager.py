@@ -48,6 +48,7 @@ from loa.core.content import (
     content_from_json,
 )
 from loa.core.counters import Counters
+from loa.core.i18n import N_
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.core.zones import Zone, ZoneTree, alert_group_id
@@ -216,7 +217,7 @@ class AlertManager:
             return [z.id for z in self.zones.roots()]
         for z in spec.zones:
             if z not in self.zones:
-                raise AlertError(f"unknown zone {z!r}")
+                raise AlertError(N_("unknown zone {zone!r}"), zone=z)
         return list(dict.fromkeys(spec.zones))
 
     async def _activate(self, alert: Alert, note: str) -> None:
@@ -224,7 +225,7 @@ class AlertManager:
         try:  # a file is looked for now (a stat, beside the loop): a wrong name fails at once
             spec.content = await self.programmes.resolve(spec.content)
         except ContentError as exc:
-            raise AlertError(str(exc)) from None
+            raise AlertError(exc.message) from None
         zone_ids = self._target_zones(spec)
         covered = {z.id for zid in zone_ids for z in self.zones.subtree(zid)}
         singles = []
@@ -232,7 +233,7 @@ class AlertManager:
             try:
                 ep = self.endpoints.get(eid)
             except EndpointError:
-                raise AlertError(f"unknown endpoint {eid!r}") from None
+                raise AlertError(N_("unknown endpoint {endpoint!r}"), endpoint=eid) from None
             if ep.zone_id not in covered:
                 singles.append(ep)
         alert.targeted = sorted({e.id for e in self.endpoints.endpoints.values()
@@ -298,7 +299,7 @@ class AlertManager:
         try:
             self.programmes.check(spec.content)
         except ContentError as exc:
-            raise AlertError(str(exc)) from None
+            raise AlertError(exc.message) from None
 
     def _parts(self, alert: Alert) -> list[PartFactory]:
         """Tone, message, gap, tone, message …: the message parts wait (in silence) for the

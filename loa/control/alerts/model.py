@@ -17,7 +17,7 @@ from loa.core.content import (
     ContentSpec,
     parse_content,
 )
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 from loa.core.priority import Priority
 from loa.playout.inputs.sequence import (
     Pending,
@@ -119,37 +119,37 @@ def parse_spec(body: dict[str, Any], *, default_gap_s: float, now: float) -> Ale
     try:
         cls = AlertClass(str(body.get("class", "emergency")).lower())
     except ValueError:
-        raise AlertError('class must be "normal", "priority" or "emergency"') from None
+        raise AlertError(N_('class must be "normal", "priority" or "emergency"')) from None
     zones = body.get("zones") or []
     if isinstance(zones, str):
         zones = [z for z in zones.split(",") if z]
     all_zones = bool(body.get("all", False))
     if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
-        raise AlertError('"zones" must be a list of zone ids')
+        raise AlertError(N_('"zones" must be a list of zone ids'))
     endpoints = body.get("endpoints") or []
     if isinstance(endpoints, str):
         endpoints = [e for e in endpoints.split(",") if e]
     if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
-        raise AlertError('"endpoints" must be a list of endpoint ids')
+        raise AlertError(N_('"endpoints" must be a list of endpoint ids'))
     if not zones and not all_zones and not endpoints:
-        raise AlertError('say where: "zones": [...], "endpoints": [...] or "all": true')
+        raise AlertError(N_('say where: "zones": [...], "endpoints": [...] or "all": true'))
     try:
         content = parse_content(body.get("content") or {"kind": "tone"}, ALERT_KINDS)
     except ContentError as exc:
-        raise AlertError(str(exc)) from None
+        raise AlertError(exc.message) from None
     repeat = body.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
-        raise AlertError(f"repeat must be an integer from 1 to {MAX_REPEAT}")
+        raise AlertError(N_("repeat must be an integer from 1 to {max}"), max=MAX_REPEAT)
     gap_s = body.get("gap_s", default_gap_s)
     if not _is_number(gap_s) or not 0 <= gap_s <= MAX_GAP_S:
-        raise AlertError(f"gap_s must be from 0 to {MAX_GAP_S:g} seconds")
+        raise AlertError(N_("gap_s must be from 0 to {max:g} seconds"), max=MAX_GAP_S)
     expires_at = body.get("expires_at")
     if body.get("expires_in_s") is not None:
         if not _is_number(body["expires_in_s"]):
-            raise AlertError("expires_in_s must be a number of seconds")
+            raise AlertError(N_("expires_in_s must be a number of seconds"))
         expires_at = now + float(body["expires_in_s"])
     if expires_at is not None and (not _is_number(expires_at) or expires_at <= now):
-        raise AlertError("expires_at must be a unix time in the future")
+        raise AlertError(N_("expires_at must be a unix time in the future"))
     return AlertSpec(cls, zones, all_zones, content, bool(body.get("tone", True)), repeat,
                      float(gap_s), expires_at, endpoints=endpoints)
 

@@ -17,7 +17,7 @@ import recurring_ical_events
 
 from loa.core.clock import STATION_TZ as STATION_TZ  # defined below protocol/, for CAP
 from loa.core.content import SCHEDULE_KINDS, ContentError, ContentSpec, parse_content
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained
 from loa.core.priority import Priority
 
 CONFLICT_HORIZON = timedelta(days=14)
@@ -105,19 +105,19 @@ class ScheduleItem:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
-            raise ScheduleError("start needs a time zone (the station's local time)")
+            raise ScheduleError(N_("start needs a time zone (the station's local time)"))
         if not isinstance(self.start.tzinfo, ZoneInfo):  # a bare offset: no rules to expand in
             self.start = self.start.astimezone(
                 UTC if self.start.utcoffset() == timedelta(0) else STATION_TZ)
         if not 0 < self.duration_s <= MAX_WINDOW_S:
-            raise ScheduleError("duration must be more than 0 and at most 24 hours")
+            raise ScheduleError(N_("duration must be more than 0 and at most 24 hours"))
         self.missed = _missed(self.missed)
         for ov in self.overrides:
             if ov.start.tzinfo is None or ov.recurrence_id.tzinfo is None:
-                raise ScheduleError("an override's times need a time zone")
+                raise ScheduleError(N_("an override's times need a time zone"))
             if not 0 < ov.duration_s <= MAX_WINDOW_S:
-                raise ScheduleError("an override's duration must be more than 0 and at most "
-                                    "24 hours")
+                raise ScheduleError(N_("an override's duration must be more than 0 and at "
+                                       "most 24 hours"))
             self._durations[ov.start] = ov.duration_s
         if self.rrule or self.overrides:
             cal = icalendar.Calendar()
@@ -127,7 +127,8 @@ class ScheduleItem:
                 self._query = recurring_ical_events.of(cal)
                 self._query.between(self.start, self.start + timedelta(seconds=1))  # a probe
             except (ValueError, TypeError) as exc:
-                raise ScheduleError(f"bad recurrence rule {self.rrule!r}: {exc}") from None
+                raise ScheduleError(N_("bad recurrence rule {rule!r}: {error}"),
+                                    rule=self.rrule, error=str(exc)) from None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -237,17 +238,20 @@ def parse_rule(text: str, zone: ZoneInfo
     try:
         parsed = icalendar.Event.from_ical(f"BEGIN:VEVENT\r\n{body}END:VEVENT\r\n")
     except ValueError as exc:
-        raise ScheduleError(f"bad recurrence rule {text!r}: {exc}") from None
+        raise ScheduleError(N_("bad recurrence rule {rule!r}: {error}"),
+                            rule=text, error=str(exc)) from None
     if not isinstance(parsed, icalendar.Event) or parsed.subcomponents:
-        raise ScheduleError(f"bad recurrence rule {text!r}: only {', '.join(RULE_PROPERTIES)} "
-                            "lines")
+        raise ScheduleError(N_("bad recurrence rule {rule!r}: only {properties} lines"),
+                            rule=text, properties=", ".join(RULE_PROPERTIES))
     if parsed.errors:
         name, why = parsed.errors[0]
-        raise ScheduleError(f"bad recurrence rule {text!r}: {name}: {why}")
+        raise ScheduleError(N_("bad recurrence rule {rule!r}: {property}: {error}"),
+                            rule=text, property=name, error=str(why))
     other = sorted(set(parsed) - set(RULE_PROPERTIES))
     if other:
-        raise ScheduleError(f"bad recurrence rule {text!r}: {', '.join(other)} is not taken "
-                            f"(only {', '.join(RULE_PROPERTIES)})")
+        raise ScheduleError(N_("bad recurrence rule {rule!r}: {properties} is not taken "
+                               "(only {allowed})"), rule=text, properties=", ".join(other),
+                            allowed=", ".join(RULE_PROPERTIES))
     rrules = [_until_in_utc(r, zone) for r in _listed(parsed.get("RRULE"))]
     return rrules, _times(parsed.get("RDATE"), "RDATE", zone), _times(
         parsed.get("EXDATE"), "EXDATE", zone)
@@ -274,10 +278,11 @@ def _times(value: Any, name: str, zone: ZoneInfo) -> list[datetime]:
     for prop in _listed(value):
         for dt in (v.dt for v in prop.dts):
             if isinstance(dt, tuple):
-                raise ScheduleError(f"{name} periods are not taken: give that slot an "
-                                    "override with its own duration")
+                raise ScheduleError(N_("{property} periods are not taken: give that slot an "
+                                       "override with its own duration"), property=name)
             if not isinstance(dt, datetime):
-                raise ScheduleError(f"{name} needs date-times, not the date {dt}")
+                raise ScheduleError(N_("{property} needs date-times, not the date {date}"),
+                                    property=name, date=str(dt))
             out.append(dt.replace(tzinfo=zone) if dt.tzinfo is None else dt.astimezone(zone))
     return out
 
@@ -289,8 +294,8 @@ def zone_named(name: object) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"unknown time zone {name!r} (an IANA name such as "
-                            "Asia/Ho_Chi_Minh)") from None
+        raise ScheduleError(N_("unknown time zone {zone!r} (an IANA name such as "
+                               "Asia/Ho_Chi_Minh)"), zone=name) from None
 
 
 def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleItem:
@@ -303,26 +308,26 @@ def item_from_json(d: dict[str, Any], item_id: str | None = None) -> ScheduleIte
     try:
         cls = BulletinClass(str(d.get("class", "normal")))
     except ValueError:
-        raise ScheduleError('class must be "normal" or "priority"') from None
+        raise ScheduleError(N_('class must be "normal" or "priority"')) from None
     zones = d.get("zones")
     if zones is None and draft_ok:
         zones = []
     if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones) or (
             not zones and not draft_ok):
-        raise ScheduleError('"zones" must be a non-empty list of zone ids')
+        raise ScheduleError(N_('"zones" must be a non-empty list of zone ids'))
     content: ContentSpec | None = None
     if d.get("content") is not None or not draft_ok:
         try:
             content = parse_content(d.get("content"), SCHEDULE_KINDS)
         except ContentError as exc:
-            raise ScheduleError(str(exc)) from None
+            raise ScheduleError(exc.message) from None  # the same words, in any language
     zone = zone_named(d.get("tz"))
     try:
         start = local(str(d["start"]), zone)
         duration = float(d.get("duration_s", 0))
         late = int(d.get("late_minutes", 0))
     except (KeyError, ValueError, TypeError):
-        raise ScheduleError('"start" (local ISO time) and "duration_s" are needed') from None
+        raise ScheduleError(N_('"start" (local ISO time) and "duration_s" are needed')) from None
     return ScheduleItem(item_id or str(d.get("id", "")), str(d.get("title", "")) or "lịch phát",
                         zones, start, duration, content, d.get("rrule") or None, cls,
                         _missed(d.get("missed", "skip")), late,
@@ -333,8 +338,9 @@ def _overrides(raw: object, zone: ZoneInfo, duration: float) -> tuple[Override, 
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ScheduleError('"overrides" must be a list of {"recurrence_id", "start", '
-                            '"duration_s"}')
+        # the braces of the shape are a field's value, not the msgid's: it is formatted
+        raise ScheduleError(N_('"overrides" must be a list of {shape}'),
+                            shape='{"recurrence_id", "start", "duration_s"}')
     out = []
     for o in raw:
         try:
@@ -342,8 +348,8 @@ def _overrides(raw: object, zone: ZoneInfo, duration: float) -> tuple[Override, 
                                 local(str(o.get("start", o["recurrence_id"])), zone),
                                 float(o.get("duration_s", duration))))
         except (KeyError, ValueError, TypeError, AttributeError):
-            raise ScheduleError('an override needs "recurrence_id" (the slot it replaces), '
-                                '"start" and "duration_s"') from None
+            raise ScheduleError(N_('an override needs "recurrence_id" (the slot it '
+                                   'replaces), "start" and "duration_s"')) from None
     return tuple(out)
 
 
@@ -379,4 +385,4 @@ def _missed(value: object) -> MissedPolicy:
     try:
         return MissedPolicy(str(value))
     except ValueError:
-        raise ScheduleError('missed must be "skip" or "late"') from None
+        raise ScheduleError(N_('missed must be "skip" or "late"')) from None

@@ -26,6 +26,7 @@ import loa.playout.outputs.websocket  # noqa: F401
 from loa import __version__
 from loa.api.console import ConsoleFiles
 from loa.api.errors import error_middleware
+from loa.api.events import EventHub
 from loa.api.middleware import auth_middleware, close_after_response, throttle_middleware
 from loa.api.resource import SERVER_KEY
 from loa.api.routes import Api
@@ -131,10 +132,11 @@ class LoaServer:
         extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
                  for t in config.tokens}
         self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token, extra)
-        # people's accounts; the first start makes "admin" (its password hashed: ~0.1 s)
+        # people's accounts; the first start makes "admin" (its password hashed: ~0.1 s), with
+        # LOA_ADMIN_PASSWORD's password or a random one (shown once)
         self.accounts = Accounts(self.store, self.zones, self.clock, self.wall.timestamp,
                                  config.sessions)
-        self.new_admin_password = self.accounts.ensure_admin()
+        self.new_admin_password = self.accounts.ensure_admin(config.admin_password)
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
         )
@@ -201,6 +203,7 @@ class LoaServer:
         self._slot_relays: list[Relay] = []
         self._runner: web.AppRunner | None = None
         self._server: PublicListener | None = None
+        self.events = EventHub(self)  # the console's live streams (/api/v1/events)
         self.port = 0
         self.host = config.listen_host
         self._stopped = False
@@ -361,6 +364,7 @@ class LoaServer:
     async def _stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()
+        await self.events.close()  # the live streams end now, not when the web app closes
 
     async def _stop_clock(self) -> None:
         await self.alerts.stop()

@@ -127,7 +127,7 @@ from typing import Any
 from loa.codecs.loudness import DEFAULT_TARGET_LUFS
 from loa.core.endpoint import EndpointInfo
 from loa.core.fetch_policy import FetchPolicy, FetchRule
-from loa.core.i18n import Explained
+from loa.core.i18n import N_, Explained, Message
 from loa.core.peers import AddressSet
 from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
@@ -135,7 +135,14 @@ from loa.playout.admission import EXEMPT, PER_ADDRESS, RESERVE_FDS
 
 
 class ConfigError(Explained, ValueError):
-    pass
+    """A setting of the TOML file or the environment that cannot be used; the message (said
+    by ``loa serve`` in its language) names it and what it may be."""
+
+
+def _message_of(exc: Exception) -> Message:
+    """What ``exc`` says, still to be said in its reader's language: an ``Explained`` error's
+    Message, else its text (translated only if it is a msgid of the catalogue)."""
+    return exc.message if isinstance(exc, Explained) else Message(str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +226,12 @@ class SessionsConfig:
     login_forget_s: float = 60.0
 
 
+# An account's password (``loa.control.accounts``), here so that LOA_ADMIN_PASSWORD is checked
+# with the rest of the configuration, before the server starts.
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024  # argon2 takes any length; this bounds the work a request asks
+
+
 def default_zones() -> list[Zone]:
     """A small district: two communes, two villages each."""
     return [
@@ -253,6 +266,7 @@ class Config:
     source_timeout_s: float = 10.0  # Icecast's source-timeout
     mount_passwords: dict[str, str] = field(default_factory=dict)
     admin_token: str | None = None
+    admin_password: str | None = None  # the first admin's, at the first start (no account yet)
     opus_bitrate_bps: int = 32_000
     mp3_bitrate_bps: int = 64_000
     jitter_target_ms: int = 40
@@ -306,14 +320,15 @@ def _redact_url(url: str) -> str:
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"listen address {value!r} must be HOST:PORT")
+        raise ConfigError(N_("listen address {value!r} must be HOST:PORT"), value=value)
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _int(section: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     v = section.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ConfigError(f"{key} must be an integer from {lo} to {hi}, not {v!r}")
+        raise ConfigError(N_("{key} must be an integer from {lo} to {hi}, not {value!r}"),
+                          key=key, lo=lo, hi=hi, value=v)
     return v
 
 
@@ -325,9 +340,11 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             with open(path, "rb") as f:
                 raw = tomllib.load(f)
         except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+            raise ConfigError(N_("cannot read config {path}: {reason}"), path=str(path),
+                              reason=exc.strerror) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+            raise ConfigError(N_("config {path} is not valid TOML: {reason}"), path=str(path),
+                              reason=str(exc)) from None
         cfg = apply_toml(cfg, raw)
     return _apply_env(cfg, env)
 
@@ -363,7 +380,7 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     if "loudness_target_lufs" in audio:
         target = audio["loudness_target_lufs"]
         if not isinstance(target, (int, float)) or not -40 <= target <= -5:
-            raise ConfigError("loudness_target_lufs must be from -40 to -5")
+            raise ConfigError(N_("loudness_target_lufs must be from -40 to -5"))
         changes["loudness_target_lufs"] = float(target)
     fanout = raw.get("fanout", {})
     changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
@@ -380,7 +397,7 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
                 for z in raw["zones"]
             ]
         except (KeyError, TypeError):
-            raise ConfigError("every [[zones]] entry needs an id") from None
+            raise ConfigError(N_("every [[zones]] entry needs an id")) from None
     if "tokens" in raw:
         try:
             changes["tokens"] = [
@@ -389,7 +406,8 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
                 for t in raw["tokens"]
             ]
         except (KeyError, TypeError):
-            raise ConfigError("every [[tokens]] entry needs a name, a sha256 and rights") from None
+            raise ConfigError(N_("every [[tokens]] entry needs a name, a sha256 and "
+                                 "rights")) from None
     alerts = raw.get("alerts", {})
     if "tone_s" in alerts:
         changes["alert_tone_s"] = float(alerts["tone_s"])
@@ -407,7 +425,7 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
                 for e in raw["endpoints"]
             ]
         except (KeyError, TypeError):
-            raise ConfigError("every [[endpoints]] entry needs an id and a zone") from None
+            raise ConfigError(N_("every [[endpoints]] entry needs an id and a zone")) from None
     if "mqtt" in raw:
         changes["mqtt"] = _mqtt(cfg.mqtt, raw["mqtt"])
     if "alarms" in raw:
@@ -422,27 +440,30 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         changes["sessions"] = _sessions(cfg.sessions, raw["sessions"])
     new = replace(cfg, **changes)
     if new.jitter_target_ms > new.jitter_max_ms:
-        raise ConfigError("jitter_target_ms must not exceed jitter_max_ms")
+        raise ConfigError(N_("jitter_target_ms must not exceed jitter_max_ms"))
     return new
 
 
 def _float(section: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
     v = section.get(key, default)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise ConfigError(f"{key} must be a number from {lo:g} to {hi:g}, not {v!r}")
+        raise ConfigError(N_("{key} must be a number from {lo:g} to {hi:g}, not {value!r}"),
+                          key=key, lo=lo, hi=hi, value=v)
     return float(v)
 
 
 def _mqtt(cfg: MqttConfig, raw: dict[str, Any]) -> MqttConfig:
     url = str(raw.get("url", cfg.url))
     if url != "embedded" and not url.startswith(("mqtt://", "mqtts://")):
-        raise ConfigError(f"[mqtt] url must be \"embedded\", mqtt://… or mqtts://…, not {url!r}")
+        raise ConfigError(N_('[mqtt] url must be "embedded", mqtt://… or mqtts://…, not '
+                             "{url!r}"), url=url)
     host, port = cfg.listen_host, cfg.listen_port
     if "listen" in raw:
         host, port = parse_listen(str(raw["listen"]))
     root = str(raw.get("topic_root", cfg.topic_root))
     if not root or any(c in root for c in "#+/") or root.startswith("$"):
-        raise ConfigError(f"[mqtt] topic_root {root!r} must be one plain topic level")
+        raise ConfigError(N_("[mqtt] topic_root {root!r} must be one plain topic level"),
+                          root=root)
     out = MqttConfig(
         url, host, port, root, str(raw["ca_file"]) if raw.get("ca_file") else None,
         _float(raw, "heartbeat_s", cfg.heartbeat_s, 1, 3600),
@@ -451,7 +472,7 @@ def _mqtt(cfg: MqttConfig, raw: dict[str, Any]) -> MqttConfig:
         _float(raw, "command_ttl_s", cfg.command_ttl_s, 1, 7 * 86400),
     )
     if out.heartbeat_timeout_s <= out.heartbeat_s:
-        raise ConfigError("[mqtt] heartbeat_timeout_s must exceed heartbeat_s")
+        raise ConfigError(N_("[mqtt] heartbeat_timeout_s must exceed heartbeat_s"))
     return out
 
 
@@ -462,18 +483,20 @@ def _network(raw: dict[str, Any]) -> FetchPolicy:
     for key in ("fetch_allow", "fetch_deny"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"[network] {key} must be a list of strings, not {value!r}")
+            raise ConfigError(N_("[network] {key} must be a list of strings, not {value!r}"),
+                              key=key, value=value)
         try:
             rules.append(tuple(FetchRule.parse(v) for v in value))
         except ValueError as exc:
-            raise ConfigError(f"[network] {key}: {exc}") from None
+            raise ConfigError(N_("[network] {key}: {error}"), key=key,
+                              error=_message_of(exc)) from None
     return FetchPolicy(*rules)
 
 
 def _tls(raw: dict[str, Any]) -> TlsConfig:
     cert, key = raw.get("cert_file"), raw.get("key_file")
     if key and not cert:
-        raise ConfigError("[tls] key_file needs a cert_file")
+        raise ConfigError(N_("[tls] key_file needs a cert_file"))
     return TlsConfig(str(cert) if cert else None, str(key) if key else None,
                      bool(raw.get("allow_plain", False)))
 
@@ -483,11 +506,12 @@ def _addresses(raw: dict[str, Any], key: str, default: AddressSet) -> AddressSet
         return default
     entries = raw[key]
     if not isinstance(entries, list):
-        raise ConfigError(f"[limits] {key} must be a list of addresses or networks")
+        raise ConfigError(N_("[limits] {key} must be a list of addresses or networks"), key=key)
     try:
         return AddressSet(str(e) for e in entries)
     except ValueError as exc:
-        raise ConfigError(f"[limits] {key}: {exc}") from None
+        raise ConfigError(N_("[limits] {key}: {error}"), key=key,
+                          error=_message_of(exc)) from None
 
 
 def _limits(cfg: LimitsConfig, raw: dict[str, Any]) -> LimitsConfig:
@@ -531,6 +555,13 @@ def _apply_env(cfg: Config, env: dict[str, str]) -> Config:
         changes["source_password"] = env["LOA_SOURCE_PASSWORD"]
     if env.get("LOA_ADMIN_TOKEN"):
         changes["admin_token"] = env["LOA_ADMIN_TOKEN"]
+    if env.get("LOA_ADMIN_PASSWORD"):
+        password = env["LOA_ADMIN_PASSWORD"]
+        if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+            raise ConfigError(N_("LOA_ADMIN_PASSWORD must have {min_chars} to {max_chars} "
+                                 "characters"), min_chars=MIN_PASSWORD_CHARS,
+                              max_chars=MAX_PASSWORD_CHARS)
+        changes["admin_password"] = password
     mqtt_env = {key: env[name] for key, name in (("url", "LOA_MQTT_URL"),
                                                   ("listen", "LOA_MQTT_LISTEN")) if env.get(name)}
     if mqtt_env:

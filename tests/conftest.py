@@ -99,8 +99,9 @@ def auth() -> dict[str, str]:
 
 async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dict]:
     """``python -m loa <command> --url … --token … --json <args>`` against ``server``: (exit,
-    the API's JSON as the command printed it)."""
+    the API's JSON as the command printed it), in English (``LANGUAGE=en``, as ``auth()``)."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -108,6 +109,6 @@ async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dic
         subprocess.run, [sys.executable, "-m", "loa", command, "--url",
                          f"http://127.0.0.1:{server.port}", "--token", ADMIN_TOKEN, "--json",
                          *args],
-        capture_output=True, timeout=30, check=False)
+        capture_output=True, timeout=30, check=False, env={**os.environ, "LANGUAGE": "en"})
     out, err = proc.stdout, proc.stderr
     return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}

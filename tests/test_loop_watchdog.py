@@ -82,3 +82,28 @@ async def test_a_slow_step_names_the_innermost_coroutine(tmp_path: Path) -> None
         watchdog.uninstall()
     (line,) = report.read_text().splitlines()
     assert "task outer" in line and "in tidy_up at" in line and __file__ in line
+
+
+def test_time_waiting_for_a_cpu_is_the_machine_s_not_the_step_s() -> None:
+    """A step that was ready to run but queued behind other processes (a busy 2-core
+    machine, after a wait of its own) is judged without that queueing; a step that blocked
+    of its own accord for as long is still caught."""
+    from asyncio.events import Handle
+
+    from loa.monitoring.loop_watchdog import LoopWatchdog, run_queue_clock
+
+    watchdog = LoopWatchdog(20.0)
+    handle = Handle(lambda: None, (), asyncio.new_event_loop())
+    handle._loop.close()
+    ms = 1_000_000
+    watchdog._judge(handle, wall_ns=30 * ms, cpu_ns=ms // 10, preempted=False, gc_ns=0,
+                    queued_ns=25 * ms)
+    assert watchdog.take() == []
+    watchdog._judge(handle, wall_ns=30 * ms, cpu_ns=ms // 10, preempted=False, gc_ns=0,
+                    queued_ns=0)
+    [slow] = watchdog.take()
+    assert slow.own_ms == 30.0 and "waiting for a CPU 0.0 ms" in str(slow)
+    queued = run_queue_clock()
+    first = queued()
+    sum(range(2_000_000))  # on the CPU a while: the count never goes back
+    assert queued() >= first >= 0

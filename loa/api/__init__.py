@@ -11,6 +11,7 @@
 - ``reports``: a commune's report over a period
 - ``users``: accounts and their personal tokens
 - ``sessions``: login, logout, who am I
+- ``events``: the console's live stream (server-sent events: status and levels)
 
 Around them: ``resource`` (the server and caller on a request, rights, scope, bodies),
 ``middleware`` (bearer token or session and CSRF, no keep-alive), ``errors`` (the one table

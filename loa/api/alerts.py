@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -32,9 +32,12 @@ from loa.api.resource import (
 from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
 from loa.control.alerts.model import Alert, parse_spec
-from loa.control.auth import Right
+from loa.control.auth import Right, Scope
 from loa.core.i18n import N_, Explained, Message
 from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
 
 routes = web.RouteTableDef()
 
@@ -77,18 +80,26 @@ def scoped_targets(request: web.Request, zones: list[str], endpoints: list[str])
 def alert_zones(request: web.Request, view: dict[str, Any]) -> list[str]:
     """The zones an alert plays on, from its description or stored record: its zones (the
     roots for ``all``) and its single endpoints' zones."""
-    s = server_of(request)
+    return zones_of_alert(server_of(request), view)
+
+
+def zones_of_alert(server: LoaServer, view: dict[str, Any]) -> list[str]:
+    """``alert_zones`` for a server rather than a request."""
     if view.get("all"):
-        return [z.id for z in s.zones.roots()]
-    registry = s.endpoints.endpoints
+        return [z.id for z in server.zones.roots()]
+    registry = server.endpoints.endpoints
     return [*view.get("zones", []),
             *(registry[e].zone_id for e in view.get("endpoints", []) if e in registry)]
 
 
 def visible_alert(request: web.Request, view: dict[str, Any]) -> bool:
     """Whether an alert plays in the caller's scope (on a zone of it or above it)."""
-    scope = scope_of(request)
-    return any(scope.overlaps(z) for z in alert_zones(request, view))
+    return alert_in_scope(server_of(request), scope_of(request), view)
+
+
+def alert_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> bool:
+    """``visible_alert`` for a scope rather than a request (the events stream's)."""
+    return any(scope.overlaps(z) for z in zones_of_alert(server, view))
 
 
 async def _read_alert_upload(request: web.Request

@@ -25,6 +25,7 @@ from loa.api.resource import (
 )
 from loa.control.auth import Right, Scope
 from loa.control.endpoints import Endpoint
+from loa.core.i18n import N_, Message
 from loa.core.percentiles import percentiles
 from loa.core.zones import ZoneError
 
@@ -96,10 +97,11 @@ async def get_command(request: web.Request) -> web.Response:
     s = server_of(request)
     cmd = s.fleet.commands.get(request.match_info["id"])
     if cmd is None:
-        raise ApiError(404, f"no command {request.match_info['id']!r}")
+        raise ApiError(404, N_("no command {command!r}"), command=request.match_info["id"])
     ep = s.endpoints.endpoints.get(cmd.endpoint_id)
     if ep is None:
-        scoped_all(request, f"the command to the forgotten endpoint {cmd.endpoint_id!r}")
+        scoped_all(request, Message(N_("the command to the forgotten endpoint {endpoint!r}"),
+                                    {"endpoint": cmd.endpoint_id}))
     else:
         scoped(request, ep.zone_id)
     return json_response({"command": cmd.describe()})

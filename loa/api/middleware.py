@@ -1,6 +1,8 @@
 """The front of every request aiohttp serves: who is calling on ``/api/`` and ``/metrics``
 (a bearer token, or a browser session's cookie with its CSRF token), the throttle on wrong
-credentials, and no keep-alive. (Errors are answered by ``loa.api.errors.error_middleware``.)
+credentials, and no keep-alive. (Errors are answered by ``loa.api.errors.error_middleware``;
+the refusals made here, 401, 403 and 429, are said as it says them, in the language of the
+request's ``Accept-Language``.)
 
 Credentials, in order: ``Authorization: Bearer <token>`` (the environment's admin token, the
 config's ``[[tokens]]``, or an account's personal token); else the ``loa_session`` cookie of

@@ -10,6 +10,7 @@ from loa.api import (
     alerts,
     commands,
     endpoints,
+    events,
     media,
     reports,
     schedule,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from loa.app import LoaServer
 
 RESOURCES = (status, zones, commands, endpoints, alerts, schedule, media, reports, users,
-             sessions)
+             sessions, events)
 
 
 class Api:

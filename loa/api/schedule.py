@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
+from loa.api.errors import language_of
 from loa.api.resource import (
     ApiError,
     json_response,
@@ -28,8 +29,9 @@ from loa.api.resource import (
     server_of,
 )
 from loa.control.auth import Right, Scope
-from loa.control.schedule.ical import export_ics, import_ics
+from loa.control.schedule.ical import export_ics, import_ics, refusal
 from loa.control.schedule.recurrence import ScheduleItem, conflicts, item_from_json
+from loa.core.i18n import N_, Message
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
@@ -69,7 +71,7 @@ async def update_schedule(request: web.Request) -> Changed:
     sid = request.match_info["id"]
     old = s.schedule.items.get(sid)
     if old is None:
-        raise ApiError(404, f"no schedule item {sid!r}")
+        raise ApiError(404, N_("no schedule item {id!r}"), id=sid)
     scoped(request, *old.zones)
     merged = {**old.to_json(), **body, "id": sid,
               "draft": old.draft or body.get("draft") is True}
@@ -87,9 +89,10 @@ async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
     now = s.wall.now()
     # refused when every window has closed (one open now still counts: it can start late)
     if not item.draft and item.next_slot(now - timedelta(seconds=item.duration_s)) is None:
-        raise ApiError(400, f"every slot of {item.title!r} is in the past (it started "
-                            f"{item.start.isoformat()}; now is {now.isoformat(timespec='seconds')}"
-                            "): give a later start or a rule that repeats")
+        raise ApiError(400, N_("every slot of {title!r} is in the past (it started {start}; "
+                               "now is {now}): give a later start or a rule that repeats"),
+                       title=item.title, start=item.start.isoformat(),
+                       now=now.isoformat(timespec="seconds"))
     if item.content is not None:
         await s.programmes.prepare(item.content)
     found = conflicts(item, list(s.schedule.items.values()),
@@ -141,7 +144,7 @@ async def delete_schedule(request: web.Request) -> Changed:
     s = server_of(request)
     sid = request.match_info["id"]
     if sid not in s.schedule.items:
-        raise ApiError(404, f"no schedule item {sid!r}")
+        raise ApiError(404, N_("no schedule item {id!r}"), id=sid)
     scoped(request, *s.schedule.items[sid].zones)
     s.schedule.remove(sid)
     s.store.delete_schedule(sid)
@@ -169,11 +172,12 @@ async def import_schedules(request: web.Request) -> Changed:
     1 MiB; 413 over, 400 if unreadable), an event already imported (the same UID) replacing
     its item. An event without Loa's zones and content comes in as a draft (``imported``
     and ``drafts`` name it) to complete with ``PATCH schedules/{id}``. Events naming an
-    unknown zone, or one outside the caller's scope, are refused, not fatal."""
+    unknown zone, or one outside the caller's scope, are refused, not fatal: ``refused``
+    says why for each (``"title: why"``, in the caller's language)."""
     require(request, Right.OPERATE)
     data = await read_body(request, MAX_ICS_BYTES)
     if len(data) > MAX_ICS_BYTES:
-        raise ApiError(413, f"calendars are limited to {MAX_ICS_BYTES >> 10} KiB")
+        raise ApiError(413, N_("calendars are limited to {kib} KiB"), kib=MAX_ICS_BYTES >> 10)
     s = server_of(request)
     known = dict(s.schedule.items)
     items, refused = await asyncio.to_thread(import_ics, data, known)  # up to 1 MiB of text
@@ -181,26 +185,29 @@ async def import_schedules(request: web.Request) -> Changed:
     taken, drafts = [], []
     for item in items:
         if not all(z in s.zones for z in item.zones):
-            refused.append(f"{item.title}: unknown zone in {item.zones}")
+            refused.append(refusal(item.title, Message(N_("unknown zone in {zones}"),
+                                                       {"zones": item.zones})))
             continue
         old = known.get(item.id)
         outside = [z for z in [*item.zones, *(old.zones if old else [])]
                    if not scope.contains(z)]
         if outside:
-            refused.append(f"{item.title}: zone {outside[0]!r} is outside your scope "
-                           f"({scope.label})")
+            refused.append(refusal(item.title, Message(
+                N_("zone {zone!r} is outside your scope ({scope})"),
+                {"zone": outside[0], "scope": scope.label})))
             continue
         if item.content is not None:
             try:  # as when an item is added alone
                 await s.programmes.prepare(item.content)
             except ValueError as exc:
-                refused.append(f"{item.title}: {exc}")
+                refused.append(refusal(item.title, exc))
                 continue
         s.store.save_schedule(item.id, item.to_json())
         s.schedule.put(item)
         taken.append(item.id)
         if item.draft:
             drafts.append(item.id)
+    language = language_of(request)  # the answer in the caller's words, the audit in English
     return Changed(json_response({"imported": taken, "drafts": drafts,
-                                      "refused": refused}), "ics",
-                   {"taken": taken, "drafts": drafts, "refused": refused})
+                                  "refused": [r.say(language) for r in refused]}), "ics",
+                   {"taken": taken, "drafts": drafts, "refused": [str(r) for r in refused]})

@@ -6,14 +6,18 @@ the metrics are the station's."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from loa.api.alerts import visible_alert
+from loa.api.alerts import alert_in_scope
 from loa.api.resource import ApiError, json_response, require, scope_of, scoped, server_of
-from loa.control.auth import Right
+from loa.control.auth import Right, Scope
+from loa.core.i18n import N_
 from loa.monitoring.metrics import render
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
 
 routes = web.RouteTableDef()
 
@@ -22,12 +26,20 @@ routes = web.RouteTableDef()
 async def status(request: web.Request) -> web.Response:
     """``GET status``: ``LoaServer.status``, its zones, alerts and alarms those of the
     caller's scope."""
-    out = server_of(request).status()
-    scope = scope_of(request)
-    out["zones"] = [z for z in out["zones"] if scope.contains(z["zone"])]
-    out["alerts"] = [a for a in out["alerts"] if visible_alert(request, a)]
-    out["alarms"] = [a for a in out["alarms"] if visible_alarm(request, a)]
-    return json_response(out)
+    s = server_of(request)
+    return json_response(scoped_status(s, scope_of(request), s.status()))
+
+
+def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any]) -> dict[str, Any]:
+    """The status a caller of ``scope`` sees, from the station's (``full``:
+    ``LoaServer.status()``, left as it is): its zones, and the alerts and alarms of its
+    scope (``visible_alert``, ``visible_alarm``); the rest as it is. It depends on the scope
+    alone, so callers of one scope may share it (the events stream does)."""
+    out = dict(full)
+    out["zones"] = [z for z in full["zones"] if scope.contains(z["zone"])]
+    out["alerts"] = [a for a in full["alerts"] if alert_in_scope(server, scope, a)]
+    out["alarms"] = [a for a in full["alarms"] if alarm_in_scope(server, scope, a)]
+    return out
 
 
 @routes.get("/metrics")
@@ -50,12 +62,15 @@ async def list_alarms(request: web.Request) -> web.Response:
 def visible_alarm(request: web.Request, view: dict[str, Any]) -> bool:
     """Whether an alarm is the caller's: its subject (an endpoint, or a zone) lies in their
     scope; an alarm of the whole station (the disk, the loop) is a whole tree's."""
-    s = server_of(request)
-    scope = scope_of(request)
+    return alarm_in_scope(server_of(request), scope_of(request), view)
+
+
+def alarm_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> bool:
+    """``visible_alarm`` for a scope rather than a request."""
     subject = str(view.get("subject"))
-    registry = s.endpoints.endpoints
+    registry = server.endpoints.endpoints
     zone = registry[subject].zone_id if subject in registry else (
-        subject if subject in s.zones else None)
+        subject if subject in server.zones else None)
     return scope.covers_all() if zone is None else scope.contains(zone)
 
 
@@ -67,7 +82,7 @@ async def broadcast_log(request: web.Request) -> web.Response:
     try:
         since = float(request.query.get("since", "0"))
     except ValueError:
-        raise ApiError(400, "since is a unix time") from None
+        raise ApiError(400, N_("since is a unix time")) from None
     zone = request.query.get("zone")
     if zone:
         scoped(request, zone)

@@ -19,6 +19,7 @@ from loa.api.resource import (
 )
 from loa.control.auth import Right
 from loa.core.content import REQUEST_KINDS, parse_content
+from loa.core.i18n import N_
 from loa.core.priority import Priority, parse_priority
 
 routes = web.RouteTableDef()
@@ -28,8 +29,9 @@ def reserved_to_alerts(request: web.Request, priority: int) -> int:
     """``priority``, unless it is at or above the emergency level and the caller lacks the
     ``alert`` right (403): an operator's request must not hold the air against an alert."""
     if priority >= Priority.EMERGENCY and not request[PRINCIPAL_KEY].may(Right.ALERT):
-        raise ApiError(403, f"priority {priority} is reserved to emergency alerts "
-                            f"(the alert right); use at most {int(Priority.EMERGENCY) - 1}")
+        raise ApiError(403, N_("priority {priority} is reserved to emergency alerts (the "
+                               "alert right); use at most {highest}"),
+                       priority=priority, highest=int(Priority.EMERGENCY) - 1)
     return priority
 
 
@@ -39,16 +41,28 @@ async def zones(request: web.Request) -> web.Response:
     by format."""
     s = server_of(request)
     scope = scope_of(request)
-    out = []
-    for zone in s.zones:
-        if not scope.contains(zone.id):
-            continue
-        d = zone.describe()
-        ch = s.engine.channels[zone.id]
-        d["on_air"] = ch.describe()["on_air"]
-        d["listeners"] = ch.listeners()
-        out.append(d)
-    return json_response({"zones": out})
+    return json_response({"zones": [_zone_view(request, zone.id) for zone in s.zones
+                                    if scope.contains(zone.id)]})
+
+
+@routes.get("/api/v1/zones/{zone}")
+async def zone(request: web.Request) -> web.Response:
+    """``GET zones/{zone}``: one zone as ``GET zones`` lists it; 404 for an unknown zone, 403
+    for one outside the caller's scope (a client tells "no such zone" from "not yours")."""
+    zone_id = request.match_info["zone"]
+    if zone_id not in server_of(request).zones:
+        raise ApiError(404, N_("unknown zone {zone!r}"), zone=zone_id)
+    scoped(request, zone_id)
+    return json_response(_zone_view(request, zone_id))
+
+
+def _zone_view(request: web.Request, zone_id: str) -> dict[str, object]:
+    s = server_of(request)
+    d = s.zones.get(zone_id).describe()
+    ch = s.engine.channels[zone_id]
+    d["on_air"] = ch.describe()["on_air"]
+    d["listeners"] = ch.listeners()
+    return d
 
 
 @routes.post("/api/v1/zones/{zone}/live")
@@ -81,7 +95,7 @@ async def release_live(request: web.Request) -> web.Response:
     zone_id = request.match_info["zone"]
     s = server_of(request)
     if zone_id not in s.zones:
-        raise ApiError(404, f"unknown zone {zone_id!r}")
+        raise ApiError(404, N_("unknown zone {zone!r}"), zone=zone_id)
     scoped(request, zone_id)
     released = s.release_live(zone_id, body.get("mount"))
     return json_response({"released": released})
@@ -123,13 +137,13 @@ async def delete_request(request: web.Request) -> web.Response:
     try:
         rid = int(request.match_info["id"])
     except ValueError:
-        raise ApiError(400, "request ids are integers") from None
+        raise ApiError(400, N_("request ids are integers")) from None
     held = server_of(request).engine.requests.get(rid)
     if held is not None:
         scoped(request, held.zone_id)
     req = await server_of(request).release_request(rid)
     if req is None:
-        raise ApiError(404, f"no request {rid}")
+        raise ApiError(404, N_("no request {id}"), id=rid)
     return json_response({"released": req.describe()})
 
 
@@ -146,7 +160,7 @@ async def update_zone(request: web.Request) -> Changed:
     scoped(request, zone.id)
     pct = body.get("alert_volume_pct")
     if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
-        raise ApiError(400, "alert_volume_pct must be an integer from 0 to 100")
+        raise ApiError(400, N_("alert_volume_pct must be an integer from 0 to 100"))
     for z in s.zones.subtree(zone.id):
         z.alert_volume_pct = pct
     s.save_zone_settings()

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loa import __version__
-from loa.cli.text import _
+from loa.cli.text import _, language
+from loa.core.i18n import say
 
 if TYPE_CHECKING:
     from loa.config import Config
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = replace(cfg, data_dir=Path(args.data_dir))
         if args.no_demo:
             cfg = replace(cfg, demo=False)
-    except ConfigError as exc:
-        print(f"loa: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # said in the language of the command line
+        print(f"loa: {say(exc, language())}", file=sys.stderr)
         return 2
     try:
         watched = install_from_env(dict(os.environ)) is not None

@@ -42,7 +42,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from loa.config import SessionsConfig
+from loa.config import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, SessionsConfig
 from loa.control.auth import (
     ALL_ZONES,
     Principal,
@@ -59,8 +59,6 @@ from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, is_alert_group
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MIN_PASSWORD_CHARS = 8
-MAX_PASSWORD_CHARS = 1024  # argon2 takes any length; this bounds the work a request asks
 MAX_DISPLAY_CHARS = 200
 MAX_TOKEN_NAME_CHARS = 100
 TOKEN_TOUCH_S = 60.0  # a token's last use is written at most this often
@@ -210,13 +208,16 @@ class Accounts:
 
     # users
 
-    def ensure_admin(self) -> str | None:
+    def ensure_admin(self, password: str | None = None) -> str | None:
         """With no account at all, make ``admin`` (role admin, scope the tree's root, or every
-        zone when it has several) with a random password, and return it to show once; else
-        None. Blocking (hashes): at start-up."""
+        zone when it has several) with ``password`` (``LOA_ADMIN_PASSWORD``; AccountError if
+        it is too short or too long) or, without one, a random password, which it returns to
+        show once; else (an account exists, or the password was given) None. Blocking
+        (hashes): at start-up."""
         if self._index.users:
             return None
-        password = secrets.token_urlsafe(12)
+        generated = password is None
+        password = secrets.token_urlsafe(12) if password is None else self._password(password)
         roots = self.zones.roots()
         scope = roots[0].id if len(roots) == 1 else ALL_ZONES
         now = self.wall()
@@ -226,7 +227,7 @@ class Accounts:
         self.store.audit("loa", "user.add", user.username,
                          {"roles": role_names(user.roles), "scope": scope},
                          zone=None if scope == ALL_ZONES else scope)
-        return password
+        return password if generated else None
 
     def get(self, username: str) -> User:
         """The user; UnknownAccount if there is none."""
@@ -452,9 +453,10 @@ class Accounts:
         self._index.sessions[_sha256(cookie)] = session
         return cookie, session
 
-    def session(self, cookie: str) -> Session | None:
-        """The live session of a cookie value, marked used now; None when unknown, idle for
-        longer than the timeout (it ends), or its user is gone."""
+    def session(self, cookie: str, *, touch: bool = True) -> Session | None:
+        """The live session of a cookie value, marked used now (unless ``touch`` is False:
+        a long-lived stream checking that its session still lives does not keep it alive);
+        None when unknown, idle for longer than the timeout (it ends), or its user is gone."""
         if not cookie:
             return None
         key = _sha256(cookie)
@@ -465,7 +467,8 @@ class Accounts:
         if self._idle(session, now) or session.username not in self._index.users:
             del self._index.sessions[key]
             return None
-        session.seen_ns = now
+        if touch:
+            session.seen_ns = now
         return session
 
     def csrf_ok(self, session: Session, sent: str) -> bool:

@@ -12,7 +12,11 @@ to other processes (it must not cry wolf on a busy 2-core machine):
   kernel preempted no thread of the process during the step (``ru_nivcsw`` of the process
   unchanged). A preempted step is judged by its CPU time alone, since its wall time then
   includes other processes' turns: the loop's own thread's, or those of a worker thread that
-  held the GIL the loop was waiting for.
+  held the GIL the loop was waiting for;
+- less the time the loop's thread was ready to run but waited for a CPU (its run-queue delay,
+  ``/proc/thread-self/schedstat``): after a wait of its own (the GIL handed over, a socket
+  closed) a thread on a busy machine can wait tens of ms to be scheduled again without
+  being preempted — that is the machine's time, not the step's.
 
 Garbage-collection time inside the step is shown beside it (it counts: it held the loop).
 
@@ -51,10 +55,13 @@ class SlowStep:
     preempted: bool
     gc_ms: float
 
+    queued_ms: float = 0.0  # waiting for a CPU while ready to run
+
     def __str__(self) -> str:
         how = "preempted, judged by CPU" if self.preempted else "not preempted"
         return (f"{self.what}: {self.own_ms:.1f} ms of its own work "
                 f"(CPU {self.cpu_ms:.1f} ms, wall {self.wall_ms:.1f} ms, {how}; "
+                f"waiting for a CPU {self.queued_ms:.1f} ms; "
                 f"garbage collection {self.gc_ms:.1f} ms)")
 
 
@@ -83,11 +90,13 @@ class LoopWatchdog:
         perf = time.perf_counter_ns
         cpu = time.thread_time_ns
         usage = resource.getrusage
+        queued = run_queue_clock()
         watchdog = self
 
         def _run(handle: asyncio.events.Handle) -> None:
             nivcsw0 = usage(_RUSAGE_SELF).ru_nivcsw
             gc0 = watchdog._gc_ns
+            queued0 = queued()
             wall0, cpu0 = perf(), cpu()
             try:
                 original(handle)
@@ -96,7 +105,7 @@ class LoopWatchdog:
                 if wall_ns > watchdog.limit_ns:
                     watchdog._judge(handle, wall_ns, cpu() - cpu0,
                                     usage(_RUSAGE_SELF).ru_nivcsw != nivcsw0,
-                                    watchdog._gc_ns - gc0)
+                                    watchdog._gc_ns - gc0, queued() - queued0)
 
         # the hook itself: typeshed types _run with a stray second self
         asyncio.events.Handle._run = _run  # type: ignore[method-assign, assignment]
@@ -109,12 +118,12 @@ class LoopWatchdog:
             gc.callbacks.remove(self._on_gc)
 
     def _judge(self, handle: asyncio.events.Handle, wall_ns: int, cpu_ns: int,
-               preempted: bool, gc_ns: int) -> None:
-        own_ns = cpu_ns if preempted else wall_ns
+               preempted: bool, gc_ns: int, queued_ns: int = 0) -> None:
+        own_ns = cpu_ns if preempted else max(cpu_ns, wall_ns - queued_ns)
         if own_ns <= self.limit_ns:
             return
         step = SlowStep(_describe(handle), own_ns / 1e6, cpu_ns / 1e6, wall_ns / 1e6, preempted,
-                        gc_ns / 1e6)
+                        gc_ns / 1e6, queued_ns / 1e6)
         with self._lock:
             self._slow.append(step)
         if self.on_slow is not None:
@@ -124,6 +133,30 @@ class LoopWatchdog:
         with self._lock:
             slow, self._slow = self._slow, []
         return slow
+
+
+def run_queue_clock() -> Callable[[], int]:
+    """A function giving the calling thread's total run-queue delay (ns: time it was ready to
+    run and waited for a CPU; the second field of ``/proc/thread-self/schedstat``, Linux).
+    Each thread reads its own file, opened once and re-read with ``pread`` (a few µs). Where
+    the kernel keeps no such count, it always answers 0 (nothing is subtracted)."""
+    local = threading.local()
+
+    def queued_ns() -> int:
+        fd = getattr(local, "fd", None)
+        if fd is None:
+            try:
+                fd = local.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            except OSError:
+                fd = local.fd = -1
+        if fd < 0:
+            return 0
+        try:
+            return int(os.pread(fd, 96, 0).split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    return queued_ns
 
 
 def _describe(handle: asyncio.events.Handle) -> str:

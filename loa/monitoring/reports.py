@@ -9,14 +9,12 @@ under ``unclean_stops``. The yearly report the Circular
 asks for is this report over a calendar year.
 
 A report reads months of history: ``report_scope`` copies what it covers on the event loop,
-then ``commune_report`` and ``report_csv`` run in a worker thread (their store reads go
-through the store's own thread).
+then ``commune_report`` runs in a worker thread (its store reads go through the store's own
+thread), and so do the files made of it (``loa.monitoring.report_files``: CSV, Excel).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,15 +22,15 @@ from typing import Any
 
 from loa.control.endpoints import EndpointRegistry
 from loa.control.store import Store
+from loa.core.clock import STATION_TZ
 from loa.core.endpoint import EndpointInfo
+from loa.core.i18n import N_
 from loa.core.percentiles import percentile
 from loa.core.zones import ZoneTree
 from loa.playout.programme import EndReason
 
 # bulletin classes by the priority they played at (see DESIGN.md's table)
 CLASSES = (("emergency", 100), ("live", 70), ("priority", 60), ("normal", 50), ("fill", 10))
-CLASS_NAMES_VI = {"emergency": "khẩn cấp", "live": "trực tiếp", "priority": "ưu tiên",
-                  "normal": "thông thường", "fill": "chờ"}
 
 
 def bulletin_class(priority: int) -> str | None:
@@ -94,7 +92,7 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
     """The report for ``scope`` over [start, end). Blocking (it reads the store): run it in a
     worker thread. Raises ValueError for an empty period."""
     if end <= start:
-        raise ValueError("the period must end after it starts")
+        raise ValueError(N_("the period must end after it starts"))
     zone_ids = list(scope.zone_ids)
     end_eff = min(end, now)
 
@@ -153,8 +151,8 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
         "commune": {"id": scope.commune_id, "name": scope.name,
                     "admin_code": scope.admin_code},
         "period": {"start": start, "end": end,
-                   "start_iso": datetime.fromtimestamp(start).astimezone().isoformat(),
-                   "end_iso": datetime.fromtimestamp(end).astimezone().isoformat()},
+                   "start_iso": datetime.fromtimestamp(start, STATION_TZ).isoformat(),
+                   "end_iso": datetime.fromtimestamp(end, STATION_TZ).isoformat()},
         "on_air_hours": {"by_class": hours, "total_without_fill": on_air_total,
                          "by_zone": {z: {c: round(v / 3600, 4) for c, v in cl.items()}
                                      for z, cl in per_zone.items()}},
@@ -170,40 +168,8 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
     }
 
 
-def report_csv(report: dict[str, Any]) -> str:
-    """One table: section, key, subkey, value, so a spreadsheet opens it as it is."""
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["section", "key", "subkey", "value"])
-    c, p = report["commune"], report["period"]
-    w.writerow(["commune", c["id"], "name", c["name"]])
-    w.writerow(["commune", c["id"], "admin_code", c["admin_code"] or ""])
-    w.writerow(["period", "start", "", p["start_iso"]])
-    w.writerow(["period", "end", "", p["end_iso"]])
-    air = report["on_air_hours"]
-    for cls, h in air["by_class"].items():
-        w.writerow(["on_air_hours", cls, CLASS_NAMES_VI[cls], h])
-    w.writerow(["on_air_hours", "total_without_fill", "", air["total_without_fill"]])
-    for zone, classes in air["by_zone"].items():
-        for cls, h in classes.items():
-            w.writerow(["zone_on_air_hours", zone, cls, h])
-    av = report["availability"]
-    w.writerow(["availability", "all", "pct", av["pct"] if av["pct"] is not None else ""])
-    for row in av["per_endpoint"]:
-        pct = row["availability_pct"]
-        w.writerow(["availability", row["endpoint"], "pct", pct if pct is not None else ""])
-    for stop in report["unclean_stops"]:
-        w.writerow(["unclean_stop", stop["zone"], "last_seen_at",
-                    datetime.fromtimestamp(stop["last_seen_at"]).astimezone().isoformat()])
-    for a in report["alerts"]["list"]:
-        for key in ("class", "status", "targeted", "reached", "reach_pct", "reach_p50_ms",
-                    "reach_max_ms"):
-            w.writerow(["alert", a["id"], key, "" if a[key] is None else a[key]])
-    return out.getvalue()
-
-
-def render_report(store: Store, scope: ReportScope, start: float, end: float, now: float,
-                  as_csv: bool) -> str:
-    """The report as CSV or JSON text, ready to send. Blocking: for a worker thread."""
-    report = commune_report(store, scope, start, end, now)
-    return report_csv(report) if as_csv else json.dumps(report, ensure_ascii=False)  # UTF-8
+def render_report(store: Store, scope: ReportScope, start: float, end: float, now: float
+                  ) -> str:
+    """The report as JSON text, ready to send (as files: ``loa.monitoring.report_files``).
+    Blocking: for a worker thread."""
+    return json.dumps(commune_report(store, scope, start, end, now), ensure_ascii=False)

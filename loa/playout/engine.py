@@ -4,9 +4,11 @@ Per tick, in order:
 1. every zone channel picks its winner;
 2. each programme is pulled once: live ones always (they keep their live edge while
    preempted), pausable ones only while on air somewhere (so they resume where they stopped);
-3. each (programme, codec) that some listened zone forwards is encoded once (a rendition,
+3. each zone's level meter takes the level of its programme's frame (each programme measured
+   once: ``loa.playout.levels``);
+4. each (programme, codec) that some listened zone forwards is encoded once (a rendition,
    created lazily and dropped when nobody has listened for a while);
-4. each zone frames the packets once per wire format and fans them out.
+5. each zone frames the packets once per wire format and fans them out.
 
 ``tick`` is synchronous and I/O-free apart from non-blocking transport writes, so tests drive
 it directly with any clock; ``run`` paces it with absolute deadlines on the injected clock.
@@ -28,6 +30,7 @@ from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.core.zones import Zone, ZoneTree
 from loa.playout.inputs.generator import silence_source
+from loa.playout.levels import frame_level
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
 
@@ -191,6 +194,7 @@ class Engine:
             # Whoever takes over this tick plays this tick: no gap at the end of a file.
             self._pull([self.programmes[p] for p in on_air if p in self.programmes], on_air,
                        now_ns)
+        self._meter()
         self._encode_and_forward(now_ns)
         self.ticks += 1
 
@@ -203,6 +207,17 @@ class Engine:
             if not prog.pull(now_ns):
                 ended.append(prog)
         return ended
+
+    def _meter(self) -> None:
+        """Each zone's level meter takes this tick's frame of what it forwards: each
+        programme on air measured once, however many zones carry it."""
+        measured: dict[int, tuple[float, float]] = {}
+        for ch in self.channels.values():
+            prog = ch.on_air_programme
+            level = measured.get(prog.id)
+            if level is None:
+                level = measured[prog.id] = frame_level(prog.frame)
+            ch.meter.add(*level)
 
     def _encode_and_forward(self, now_ns: int) -> None:
         by_programme: dict[int, dict[str, list[EncodedPacket]]] = {}

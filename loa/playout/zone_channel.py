@@ -17,6 +17,7 @@ from loa.core.counters import Counters, LatencyWindow
 from loa.core.pcm import FRAME_MS
 from loa.core.zones import Zone
 from loa.playout.fanout import Feed, Subscriber
+from loa.playout.levels import LevelMeter
 from loa.playout.outputs import StreamFormat, create_format
 from loa.playout.outputs.base import OnAir, StreamInfo
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
@@ -102,6 +103,9 @@ class ZoneChannel:
         self._pending_switch: set[str] = set()
         self.switches = 0
         self.events: list[SwitchEvent] | None = None  # the engine's, for the broadcast log
+        # the level of what the zone forwards, over the last 250 ms: fed by the engine each
+        # tick with its on-air programme's frame level (measured once per programme)
+        self.meter = LevelMeter()
 
     # requests
 
@@ -227,6 +231,12 @@ class ZoneChannel:
                 _mark_reach(prog.reach, feed, self._now_ns())
             if prog.message_reach is not None and prog.message_started_ns == prog.pulled_at_ns:
                 _mark_reach(prog.message_reach, feed, self._now_ns())
+
+    def levels(self) -> dict[str, float]:
+        """The level of what the zone forwarded over the last ~250 ms, in dBFS:
+        ``{"peak_dbfs": -6.0, "rms_dbfs": -9.0}`` (``loa.playout.levels``; silence reads
+        ``FLOOR_DBFS``, -100)."""
+        return self.meter.levels()
 
     def describe(self) -> dict[str, object]:
         """Status snapshot: what is on air, the requests, listeners by format, switch count."""

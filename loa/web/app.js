@@ -117,9 +117,11 @@ function xhrCall(method, path, payload, headers, onProgress) {
   });
 }
 
-/** Whether the signed-in user holds `right` (operate, alert, admin...). */
+/** Whether the signed-in user holds `right` (operate, alert, admin...); admin implies
+ * every right, as the server's Principal.may has it. */
 export function may(right) {
-  return !!state.session && state.session.rights.includes(right);
+  const rights = (state.session && state.session.rights) || [];
+  return rights.includes(right) || rights.includes("admin");
 }
 
 /** An element: h("button", {class: "x", onclick: fn}, "text", child, ...). */
@@ -195,7 +197,9 @@ export function zoneTree({ select = true, onChange, decorate } = {}) {
   const boxes = new Map();
   const item = (zone) => {
     const kids = state.zones.filter((z) => z.parent === zone.id);
-    const label = h("label", { class: "zone" },
+    // a row without a checkbox is no label: it would hand its clicks to the first button
+    // or input that `decorate` put in it
+    const label = h(select ? "label" : "div", { class: "zone" },
       select ? h("input", {
         type: "checkbox", value: zone.id,
         onchange: (e) => {

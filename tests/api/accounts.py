@@ -28,29 +28,34 @@ async def add_user(server: LoaServer, username: str, role: str | list[str], scop
 
 
 async def token_of(server: LoaServer, username: str) -> dict[str, str]:
-    """Headers with a new personal token of ``username`` (made by the admin)."""
+    """Headers with a new personal token of ``username`` (made by the admin), asking for
+    messages in English."""
     status, body = await call(server, "POST", f"/api/v1/users/{username}/tokens",
                               json={"name": "test"})
     assert status == 201, body
-    return {"Authorization": f"Bearer {body['token']}"}
+    return {"Authorization": f"Bearer {body['token']}", "Accept-Language": "en"}
 
 
 async def log_in(server: LoaServer, username: str, password: str = PASSWORD
                  ) -> tuple[int, dict, aiohttp.ClientResponse]:
-    """POST /api/v1/login: (status, body, the response, for its cookie and headers)."""
+    """POST /api/v1/login, asking for messages in English: (status, body, the response, for
+    its cookie and headers)."""
     async with aiohttp.ClientSession() as http:
         async with http.post(base(server) + "/api/v1/login",
-                             json={"username": username, "password": password}) as resp:
+                             json={"username": username, "password": password},
+                             headers={"Accept-Language": "en"}) as resp:
             return resp.status, await resp.json(), resp
 
 
 async def session_of(server: LoaServer, username: str, password: str = PASSWORD
                      ) -> dict[str, str]:
-    """Headers of a logged-in browser: the session cookie and its CSRF token."""
+    """Headers of a logged-in browser: the session cookie and its CSRF token (and messages
+    asked for in English)."""
     status, body, resp = await log_in(server, username, password)
     assert status == 200, body
     cookie = resp.cookies["loa_session"].value
-    return {"Cookie": f"loa_session={cookie}", "X-CSRF-Token": body["csrf_token"]}
+    return {"Cookie": f"loa_session={cookie}", "X-CSRF-Token": body["csrf_token"],
+            "Accept-Language": "en"}
 
 
 async def upload_as(server: LoaServer, headers: dict[str, str], path: Path) -> tuple[int, dict]:

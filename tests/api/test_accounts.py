@@ -36,6 +36,17 @@ from tests.server.test_ingest import base
 OUTSIDE = "is outside your scope (an-binh)"
 
 
+def outside(error: str, scope: str = "an-binh") -> dict[str, str]:
+    """A 403 scope refusal's body: the message, and the kind of refusal with the caller's
+    scope (for clients that explain it)."""
+    return {"error": error, "refused": "scope", "scope": scope}
+
+
+def lacks(right: str) -> dict[str, str]:
+    """A 403 rights refusal's body: the message, and the kind of refusal with the right."""
+    return {"error": f"needs the {right} right", "refused": "right", "right": right}
+
+
 def tomorrow(server: LoaServer) -> str:
     """A local start time tomorrow, as the schedule takes it."""
     return (server.wall.now() + timedelta(days=1)).replace(microsecond=0, tzinfo=None) \
@@ -81,7 +92,7 @@ async def test_a_commune_operator_is_refused_another_commune_on_every_surface(
     ]
     for method, path, body in refused:
         status, answer = await call(server, method, path, json=body, headers=op)
-        assert (status, answer) == (403, {"error": f"zone 'phu-my' {OUTSIDE}"}), (path, answer)
+        assert (status, answer) == (403, outside(f"zone 'phu-my' {OUTSIDE}")), (path, answer)
     # an endpoint of another commune, and above their own commune: refused too
     for method, path, body, zone in [
         ("POST", "/api/v1/endpoints/loa-005/commands", {"op": "mute"}, "phu-my-1"),
@@ -92,7 +103,7 @@ async def test_a_commune_operator_is_refused_another_commune_on_every_surface(
          "phu-my-2"),
     ]:
         status, answer = await call(server, method, path, json=body, headers=op)
-        assert (status, answer) == (403, {"error": f"zone '{zone}' {OUTSIDE}"}), (path, answer)
+        assert (status, answer) == (403, outside(f"zone '{zone}' {OUTSIDE}")), (path, answer)
     # nothing of it happened
     assert not server.schedule.items and not server.alerts.alerts
     assert server.media.get(media_id) is not None
@@ -200,7 +211,7 @@ async def test_an_alert_official_alerts_their_own_subtree_only(server: LoaServer
     ]:
         status, answer = await call(server, "POST", "/api/v1/alerts", json={**spec, **tone},
                                     headers=official)
-        assert (status, answer) == (403, {"error": error}), spec
+        assert (status, answer) == (403, outside(error)), spec
     # CAP: the area resolved to zones (by geocode) and endpoints (by polygon), then checked
     cap_headers = {**official, "Content-Type": "application/xml"}
     phu_my = "<geocode><valueName>MaDVHC</valueName><value>00002</value></geocode>"
@@ -223,7 +234,7 @@ async def test_an_alert_official_alerts_their_own_subtree_only(server: LoaServer
                               json={"zones": ["phu-my"], **tone})
     other = body["alert"]["id"]
     status, answer = await call(server, "GET", f"/api/v1/alerts/{other}", headers=official)
-    assert (status, answer) == (403, {"error": f"zone 'phu-my' {OUTSIDE}"})
+    assert (status, answer) == (403, outside(f"zone 'phu-my' {OUTSIDE}"))
     status, answer = await call(server, "DELETE", f"/api/v1/alerts/{other}", headers=official)
     assert status == 403 and server.alerts.alerts[other].status.value == "active"
     status, _ = await call(server, "DELETE", f"/api/v1/alerts/{own}", headers=official)
@@ -231,7 +242,7 @@ async def test_an_alert_official_alerts_their_own_subtree_only(server: LoaServer
     # the alert role alone operates nothing
     status, answer = await call(server, "POST", "/api/v1/zones/an-binh/commands",
                                 json={"op": "mute"}, headers=official)
-    assert (status, answer) == (403, {"error": "needs the operate right"})
+    assert (status, answer) == (403, lacks("operate"))
 
 
 async def test_admins_manage_the_users_of_their_scope(server: LoaServer) -> None:
@@ -300,13 +311,13 @@ async def test_personal_tokens_are_shown_once_kept_hashed_and_revocable(
                               json={"name": "máy tính xã"})
     assert status == 201 and made["name"] == "máy tính xã" and made["last_used_at"] is None
     token = made["token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
     status, body = await call(server, "GET", "/api/v1/session", headers=headers)
     assert body == {"name": "op", "user": "op", "roles": ["viewer"], "rights": [],
                     "scope": "an-binh"}
     status, body = await call(server, "POST", "/api/v1/zones/an-binh/commands",
                               json={"op": "mute"}, headers=headers)
-    assert (status, body) == (403, {"error": "needs the operate right"})  # a viewer reads
+    assert (status, body) == (403, lacks("operate"))  # a viewer reads
     status, body = await call(server, "GET", "/api/v1/users/op/tokens", headers=headers)
     assert status == 200 and len(body["tokens"]) == 1
     listed = body["tokens"][0]

@@ -13,7 +13,7 @@ from loa.app import LoaServer
 from tests.audio import closed
 from tests.conftest import ADMIN_TOKEN
 
-AUTH = f"Authorization: Bearer {ADMIN_TOKEN}\r\n"
+AUTH = f"Authorization: Bearer {ADMIN_TOKEN}\r\nAccept-Language: en\r\n"
 
 
 async def exchange(server: LoaServer, request: bytes) -> tuple[int, dict[str, str], bytes]:

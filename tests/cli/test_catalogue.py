@@ -21,10 +21,12 @@ FIX = "run ./run i18n, translate what it reports, and run it again"
 
 
 def code_messages() -> set[str]:
-    """The msgids in the package's code, as ``pybabel extract`` (``./run i18n``) finds them."""
+    """The msgids in the package's code (Python, and the console's JavaScript), as ``pybabel
+    extract -F babel.cfg`` (``./run i18n``) finds them."""
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-            str(ROOT / "loa"), method_map=[("**.py", "python")], keywords=DEFAULT_KEYWORDS):
+            str(ROOT / "loa"), method_map=[("web/**.js", "javascript"), ("**.py", "python")],
+            keywords=DEFAULT_KEYWORDS):
         found.add(message if isinstance(message, str) else message[0])
     return found
 

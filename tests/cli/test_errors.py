@@ -58,7 +58,7 @@ async def test_a_zone_that_does_not_exist_comes_with_the_nearest(server: LoaServ
     # a refusal of the server, with the hint beside it; by name without accents too
     by_name = await loa("endpoints", "list", "--zone", "Phú Mỹ", env=env)
     assert by_name.code == 1
-    assert "máy chủ từ chối (404): unknown zone 'Phú Mỹ'" in by_name.err
+    assert "máy chủ từ chối (404): không có vùng 'Phú Mỹ'" in by_name.err
     assert "gần nhất: phu-my (Xã Phú Mỹ)" in by_name.err
     far = await loa("command", "--zone", "hanoi", "volume", "50", env=env)
     assert far.code == 1 and far.err.endswith(

@@ -110,3 +110,28 @@ async def test_commands_shows_who_acknowledged_who_waits_and_who_failed(
     assert json.loads(scripted.out)["summary"] == {"acked": 1, "failed": 1, "pending": 2}
     unknown = await loa("commands", "nope", env=env)
     assert unknown.code == 1 and "không có lệnh nào cho nope" in unknown.err
+
+
+async def test_live_on_a_zone_outside_the_scope_says_so_and_what_to_do(
+    server: LoaServer,
+) -> None:
+    """A commune operator's zone list holds only their commune: another commune's zone is
+    refused as outside their scope (in their language), not reported as no zone at all."""
+    from tests.api.accounts import add_user, token_of
+
+    await add_user(server, "op-an-binh", "operator", "an-binh")
+    token = (await token_of(server, "op-an-binh"))["Authorization"].split()[1]
+    env = {**server_env(server), "LOA_TOKEN": token}
+    refused = await loa("live", "phu-my-1", env=env)
+    assert refused.code == 1
+    assert "phu-my-1" in refused.err and "an-binh" in refused.err
+    assert "Không có vùng" not in refused.err  # not "there is no zone"
+    assert "Tài khoản của bạn chỉ thao tác trên các vùng thuộc an-binh" in refused.err
+    assert live_zones(server) == {}
+
+    english = await loa("live", "phu-my-1", "an-binh", env={**env, "LANG": "en_US.UTF-8"})
+    assert english.code == 1 and live_zones(server) == {}  # none is touched
+    assert "zone 'phu-my-1' is outside your scope (an-binh)" in english.err
+    assert "Your account acts only on the zones under an-binh" in english.err
+    unknown = await loa("live", "phu-myy-1", env={**env, "LANG": "en_US.UTF-8"})
+    assert unknown.code == 1 and "There is no zone 'phu-myy-1'" in unknown.err

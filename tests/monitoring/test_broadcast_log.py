@@ -15,7 +15,8 @@ from pathlib import Path
 from loa.control.store import Store
 from loa.core.clock import NS_PER_S, FakeClock
 from loa.monitoring.broadcast_log import BroadcastLog
-from loa.monitoring.reports import ReportScope, commune_report, report_csv
+from loa.monitoring.report_files import local, report_tables
+from loa.monitoring.reports import ReportScope, commune_report
 from loa.playout.inputs.generator import tone_source
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import SwitchEvent
@@ -78,7 +79,9 @@ async def test_a_segment_on_air_at_a_crash_is_closed_at_the_next_start(tmp_path:
     assert report["unclean_stops"] == [{"zone": "an-binh-1", "kind": "generator",
                                         "priority": 50, "started_at": WALL + 10,
                                         "last_seen_at": WALL + 15}]
-    assert "unclean_stop,an-binh-1,last_seen_at," in report_csv(report)
+    stops = report_tables(report, "en")[-1]
+    assert stops.rows == [["an-binh-1", "", "generator", 50, local(WALL + 10),
+                           local(WALL + 15)]]
     # closed once: a second start finds nothing left open
     again, logged_again, _ = await asyncio.to_thread(restart, path)
     assert again == [] and logged_again == logged

@@ -141,7 +141,7 @@ async def test_alert_api_rights_reach_and_cancel(make_server) -> None:  # type: 
                                                    ("operate",))])
     body = {"class": "emergency", "zones": ["phu-my"],
             "content": {"kind": "text", "text": "Thử nghiệm"}, "repeat": 3}
-    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Accept-Language": "en"}
     status, err = await call(server, "POST", "/api/v1/alerts", json=body, headers=op)
     assert status == 403 and "alert" in err["error"]
     status, _ = await call(server, "POST", "/api/v1/zones/huyen/live", json={}, headers=op)

@@ -34,7 +34,7 @@ from loa.loadtest.target import LocalLoa
 from tests.audio import dominant_hz, ffmpeg_pull, rms, tone_bytes
 
 TOKEN = "disk-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept-Language": "en"}
 DEADLINE_S = 15.0
 ONE_MIB = 1 << 20
 

@@ -174,7 +174,8 @@ async def test_text_not_in_its_charset_is_a_400_saying_why(server: LoaServer, qu
 
 async def test_raw_utf8_reaches_any_route_decoded(server: LoaServer) -> None:
     status, body = await raw_http(server, "GET /api/v1/media/tệp-âm-thanh HTTP/1.1\r\n"
-                                  f"Host: loa\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+                                  f"Host: loa\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+                                  "Accept-Language: en\r\n\r\n"
                                   .encode())
     assert status == 404 and json.loads(body)["error"] == "no media item 'tệp-âm-thanh'"
     status, body = await raw_http(server, "GET /zones/vùng-lạ/stream.ogg HTTP/1.1\r\n\r\n".encode())

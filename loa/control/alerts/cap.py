@@ -29,7 +29,7 @@ from loa.core.content import (
     TextContent,
     ToneContent,
 )
-from loa.core.i18n import N_, SOURCE_LANGUAGE, say
+from loa.core.i18n import N_, SOURCE_LANGUAGE, say, translate
 from loa.protocol.cap import (
     CapError,
     CapInfo,
@@ -74,8 +74,8 @@ class CapAlerts:
         (and in the alert's warnings). ``guard`` is asked about every alert the message would
         end and the one it would play, once its area is resolved to zones and endpoints; what
         it raises (the sender's scope) is raised before that alert is ended or played.
-        ``language`` is the language of the ``error`` text (``loa.core.i18n``; English by
-        default)."""
+        ``language`` is the language of the ``error`` and ``reason`` texts
+        (``loa.core.i18n``; English by default)."""
         subject = f"cap:{msg.sender}:{msg.identifier}"
         seen = self._cap_seen().get(msg.key)
         if seen is not None:
@@ -88,7 +88,7 @@ class CapAlerts:
         else:
             try:
                 status, body = await self._play_cap(msg, actor, test_zone, upload_dir,
-                                                    received_ns, guard)
+                                                    received_ns, guard, language)
             except AlertError as exc:  # no <info>, no zone in its area, …
                 status, body = 422, {"error": say(exc, language)}
             if msg.msg_type is CapMsgType.UPDATE:
@@ -114,14 +114,15 @@ class CapAlerts:
         return ended
 
     async def _play_cap(self, msg: CapMessage, actor: str, test_zone: str | None,
-                        upload_dir: Path, received_ns: int | None, guard: Guard | None
-                        ) -> tuple[int, dict[str, Any]]:
-        """An Alert or Update put on air (or scheduled, or logged). Raises AlertError when
-        it cannot be placed."""
+                        upload_dir: Path, received_ns: int | None, guard: Guard | None,
+                        language: str) -> tuple[int, dict[str, Any]]:
+        """An Alert or Update put on air (or scheduled, or logged: the ``reason`` in
+        ``language``). Raises AlertError when it cannot be placed."""
         if msg.msg_type not in (CapMsgType.ALERT, CapMsgType.UPDATE):
             self._remember(msg, "logged")
             return 202, {"result": "logged",
-                         "reason": f"msgType {msg.msg_type.value} plays nothing"}
+                         "reason": translate(language, N_("msgType {type} plays nothing"),
+                                             type=msg.msg_type.value)}
         info = msg.info()
         if info is None:
             raise AlertError(N_("CAP alert has no <info> block"))
@@ -135,16 +136,19 @@ class CapAlerts:
         else:
             self._remember(msg, "logged")
             return 202, {"result": "logged",
-                         "reason": f"status {msg.status.value}, scope {msg.scope.value}: "
-                                   "log only"}
+                         "reason": translate(language,
+                                             N_("status {status}, scope {scope}: log only"),
+                                             status=msg.status.value, scope=msg.scope.value)}
         expires_at = info.expires.timestamp() if info.expires else None
         effective_at = info.effective.timestamp() if info.effective else None
         if expires_at is not None and expires_at <= self.manager.wall():
             self._remember(msg, "logged")
-            return 202, {"result": "logged", "reason": "already expired"}
+            return 202, {"result": "logged",
+                         "reason": translate(language, N_("already expired"))}
         if expires_at is not None and effective_at is not None and effective_at >= expires_at:
             self._remember(msg, "logged")
-            return 202, {"result": "logged", "reason": "it expires before it takes effect"}
+            return 202, {"result": "logged",
+                         "reason": translate(language, N_("it expires before it takes effect"))}
         if guard is not None:  # before its resources are fetched
             guard(zones, endpoints)
         content, warnings = await self._cap_content(info, upload_dir)

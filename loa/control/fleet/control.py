@@ -28,6 +28,7 @@ from loa.config import MqttConfig
 from loa.control.endpoints import Endpoint, EndpointRegistry
 from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
+from loa.core.i18n import N_, Explained
 from loa.core.zones import DEFAULT_VOLUME_PCT, ZoneTree, home_zone_id
 from loa.protocol.mqtt import (
     NODELAY,
@@ -49,6 +50,10 @@ MAX_COMMANDS_KEPT = 20_000
 # a newer command of the same group supersedes an older one still waiting
 GROUPS = {Op.VOLUME: "volume", Op.MUTE: "mute", Op.UNMUTE: "mute", Op.POWER: "power",
           Op.PLAY: "play", Op.STOP: "play", Op.MOVE: "move", Op.REBOOT: "reboot"}
+
+
+class CommandError(Explained, ValueError):
+    """A bad command body (answered 400, as a ValueError); the message says what to send."""
 
 
 class CommandStatus(enum.StrEnum):
@@ -598,29 +603,32 @@ class FleetControl:
 def parse_command(body: dict[str, Any], *, zone: bool) -> tuple[Op, dict[str, Any]]:
     """``{"op": "volume", "volume_pct": 80}``, ``{"op": "power", "on": false}``,
     ``{"op": "move", "zone": "…"}`` (one endpoint), ``{"op": "mute"|"unmute"|"reboot"|"play"|
-    "stop"}``; raises ValueError with the reason."""
+    "stop"}``; raises CommandError (a ValueError) with the reason."""
     try:
         op = Op(body.get("op"))
     except ValueError:
-        raise ValueError(f"op must be one of {', '.join(o.value for o in Op)}") from None
+        raise CommandError(N_("op must be one of {ops}"),
+                           ops=", ".join(o.value for o in Op)) from None
     if op is Op.VOLUME:
         pct = body.get("volume_pct")
         if pct is None and not zone:
             return op, {"volume_pct": None}
         if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
-            raise ValueError("volume_pct must be an integer from 0 to 100"
-                             + ("" if zone else " (or null to follow the zone)"))
+            raise CommandError(N_("volume_pct must be an integer from 0 to 100") if zone else
+                               N_("volume_pct must be an integer from 0 to 100 (or null to "
+                                  "follow the zone)"))
         return op, {"volume_pct": pct}
     if op is Op.POWER:
         on = body.get("on")
         if not isinstance(on, bool):
-            raise ValueError('power needs "on": true or false')
+            raise CommandError(N_('power needs "on": true or false'))
         return op, {"on": on}
     if op is Op.MOVE:
         if zone:
-            raise ValueError("move is for one endpoint: POST /api/v1/endpoints/{id}/commands")
+            raise CommandError(N_("move is for one endpoint: POST {path}"),
+                               path="/api/v1/endpoints/{id}/commands")
         target = body.get("zone")
         if not isinstance(target, str) or not target:
-            raise ValueError('move needs "zone"')
+            raise CommandError(N_('move needs "zone"'))
         return op, {"zone": target}
     return op, {}

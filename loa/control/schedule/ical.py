@@ -50,6 +50,7 @@ from loa.control.schedule.recurrence import (
     ScheduleItem,
     item_from_json,
 )
+from loa.core.i18n import N_, Explained, Message
 
 PRODID = "-//Loa//lich phat//VI"
 FOLD = re.compile(rb"\r?\n[ \t]")  # RFC 5545 §3.1; a bare LF as some exporters write it
@@ -98,24 +99,25 @@ def unfold(data: bytes) -> bytes:
 
 
 def import_ics(data: bytes, known: Mapping[str, ScheduleItem] | None = None
-               ) -> tuple[list[ScheduleItem], list[str]]:
-    """Items, and the reasons events were not taken (``"title: why"``). ``known`` maps item
+               ) -> tuple[list[ScheduleItem], list[Message]]:
+    """Items, and the reasons events were not taken (``"title: why"`` once said: ``str()``
+    in English, ``.say(language)`` in the caller's). ``known`` maps item
     ids to the items Loa has now: an event that carries no X-LOA- property keeps the known
     item's zones, content, class and missed policy. Raises ScheduleError when the whole
     file is unreadable (not UTF-8, not iCalendar)."""
     try:
         text = unfold(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ScheduleError(f"not an iCalendar file: not UTF-8 at byte {exc.start} "
-                            "(RFC 5545 §3.1.4)") from None
+        raise ScheduleError(N_("not an iCalendar file: not UTF-8 at byte {at} "
+                               "(RFC 5545 §3.1.4)"), at=exc.start) from None
     try:
         with warnings.catch_warnings():  # "/vendor/Area/City": _Zones names it the same way
             warnings.simplefilter("ignore", GloballyUniqueTZIDGuessed)
             parsed = icalendar.Calendar.from_ical(text)
     except ValueError as exc:
-        raise ScheduleError(f"not an iCalendar file: {exc}") from None
+        raise ScheduleError(N_("not an iCalendar file: {error}"), error=str(exc)) from None
     if not isinstance(parsed, icalendar.Calendar):
-        raise ScheduleError("not an iCalendar file: no VCALENDAR")
+        raise ScheduleError(N_("not an iCalendar file: no VCALENDAR"))
     try:  # Google: UTC and floating times mean the calendar's zone
         cal: icalendar.Calendar = x_wr_timezone.to_standard(parsed)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -125,7 +127,8 @@ def import_ics(data: bytes, known: Mapping[str, ScheduleItem] | None = None
     for ev in cal.events:
         uid = str(ev.get("uid", "")) or _anonymous_uid(ev)
         series.setdefault(uid, []).append(ev)
-    items, refused = [], []
+    items: list[ScheduleItem] = []
+    refused: list[Message] = []
     for uid, events in series.items():
         masters = [e for e in events if "RECURRENCE-ID" not in e]
         if not masters:  # only moved occurrences (an invitation to one of them): each alone
@@ -133,19 +136,29 @@ def import_ics(data: bytes, known: Mapping[str, ScheduleItem] | None = None
         else:
             overrides = [e for e in events if "RECURRENCE-ID" in e]
         for i, master in enumerate(masters):
-            title = str(master.get("summary", "")) or "(untitled)"
+            title = str(master.get("summary", "")) or Message(N_("(untitled)"))
             try:
                 if i > 0 and overrides:
-                    raise ScheduleError(f"a second event with UID {uid!r}")
+                    raise ScheduleError(N_("a second event with UID {uid!r}"), uid=uid)
                 if str(master.get("status", "")).upper() == "CANCELLED":
-                    raise ScheduleError("cancelled")
+                    raise ScheduleError(N_("the event is cancelled"))
                 item_id = _item_id(uid if len(masters) == 1 or overrides else
                                    f"{uid}/{_raw(master, 'DTSTART')}")
                 items.append(_item(master, overrides, item_id, zones,
                                    (known or {}).get(item_id)))
             except (ScheduleError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                refused.append(f"{title}: {exc}")
+                refused.append(refusal(title, exc))
     return items, refused
+
+
+def refusal(title: str | Message, why: Exception | str | Message) -> Message:
+    """``"title: why"``, an event or item not taken: ``why`` an error (its ``Message`` when
+    it is ``Explained``, else its English text) or a message."""
+    if isinstance(why, Explained):
+        why = why.message
+    elif isinstance(why, Exception):
+        why = str(why)
+    return Message(N_("{title}: {reason}"), {"title": title, "reason": why})
 
 
 def _item(master: icalendar.Event, overrides: list[icalendar.Event], item_id: str,
@@ -153,14 +166,14 @@ def _item(master: icalendar.Event, overrides: list[icalendar.Event], item_id: st
     """One item from a series: the master event and its overrides."""
     start = zones.aware(master, "DTSTART")
     if start is None:
-        raise ScheduleError("needs DTSTART")
+        raise ScheduleError(N_("needs DTSTART"))
     if not isinstance(start, datetime):
-        raise ScheduleError("all-day events have no time to play at")
+        raise ScheduleError(N_("all-day events have no time to play at"))
     zone = start.tzinfo
     assert isinstance(zone, zoneinfo.ZoneInfo)
     duration = _duration(master, start, zones)
     if duration is None:
-        raise ScheduleError("needs DURATION or DTEND")
+        raise ScheduleError(N_("needs DURATION or DTEND"))
     rrules = [r.to_ical().decode() for r in _listed(master.get("RRULE"))]
     rdates, exdates, moved = [], [], []
     for when in zones.aware_list(master, "RDATE", start):
@@ -173,15 +186,15 @@ def _item(master: icalendar.Event, overrides: list[icalendar.Event], item_id: st
     for ov in overrides:
         rid = zones.aware(ov, "RECURRENCE-ID")
         if not isinstance(rid, datetime):
-            raise ScheduleError("a RECURRENCE-ID needs a date-time")
+            raise ScheduleError(N_("a RECURRENCE-ID needs a date-time"))
         if str(ov["RECURRENCE-ID"].params.get("RANGE", "")).upper() == "THISANDFUTURE":
-            raise ScheduleError("RANGE=THISANDFUTURE is not taken: split the series in two")
+            raise ScheduleError(N_("RANGE=THISANDFUTURE is not taken: split the series in two"))
         if str(ov.get("status", "")).upper() == "CANCELLED":
             exdates.append(rid)
             continue
         at = zones.aware(ov, "DTSTART") or rid
         if not isinstance(at, datetime):
-            raise ScheduleError("a moved occurrence needs a date-time DTSTART")
+            raise ScheduleError(N_("a moved occurrence needs a date-time DTSTART"))
         length = _duration(ov, at, zones) or duration
         if at != rid or length != duration:  # a changed title alone changes nothing on air
             moved.append(Override(rid, at, length))
@@ -316,7 +329,8 @@ class _Zones:
                            and isinstance(dt[1], timedelta) else self._read(dt[1], tzid, name))
                     if not (isinstance(begin, datetime) and isinstance(end, datetime)
                             and end > begin):
-                        raise ScheduleError(f"{name}: a period must end after it starts")
+                        raise ScheduleError(N_("{property}: a period must end after it "
+                                               "starts"), property=name)
                     yield begin, end
                     continue
                 got = self._read(dt, tzid, name)
@@ -358,8 +372,8 @@ class _Zones:
             found = _same_offsets(_offsets(vtz), year)
             if found is not None:
                 return found
-        raise ScheduleError(f"{what}: time zone {tzid!r} is neither an IANA or Windows name "
-                            "nor a VTIMEZONE that matches one")
+        raise ScheduleError(N_("{property}: time zone {tzid!r} is neither an IANA or Windows "
+                               "name nor a VTIMEZONE that matches one"), property=what, tzid=tzid)
 
 
 def _offsets(vtz: icalendar.Timezone) -> Callable[[datetime], timedelta] | None:

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import Clock
 from loa.core.counters import Counters
+from loa.core.i18n import N_, Explained
 from loa.core.text import TextError, decode_text, one_line
 from loa.core.throttle import FailureThrottle
 from loa.playout.front_door import Routed
@@ -77,6 +78,10 @@ def check_basic_auth(header: str, password: str) -> bool:
     ok_user = hmac.compare_digest(user.encode(), SOURCE_USER.encode())
     ok_pass = hmac.compare_digest(given.encode(), password.encode())
     return ok_user and ok_pass
+
+
+class MountError(Explained, ValueError):
+    """A mount that cannot be made: a bad name, or one mount too many."""
 
 
 class Mount:
@@ -142,14 +147,16 @@ class Mounts:
             self.get(name)
 
     def get(self, name: str) -> Mount:
-        """The mount of that name, created on first use (a ValueError for a bad name)."""
+        """The mount of that name, created on first use (MountError, a ValueError, for a bad
+        name or one mount too many)."""
         mount = self.mounts.get(name)
         if mount is not None:
             return mount
         if not MOUNT_NAME.match(name):
-            raise ValueError(f"mount name {name!r} must be 1-64 of A-Z a-z 0-9 . _ -")
+            raise MountError(N_("mount name {mount!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
+                             mount=name)
         if len(self.mounts) >= MAX_MOUNTS:
-            raise ValueError(f"too many mounts (at most {MAX_MOUNTS})")
+            raise MountError(N_("too many mounts (at most {limit})"), limit=MAX_MOUNTS)
         source = LiveSource(f"live/{name}", self._clock, self._counters, self._live)
         programme = Programme(f"Trực tiếp /live/{name}", ProgrammeKind.LIVE, source)
         self._register(programme)

@@ -1,8 +1,705 @@
-// The endpoints page (stub: being built).
-import { _, h } from "../app.js";
+// The loudspeakers page (Cụm loa): volume and power per zone and per endpoint with each
+// command's acknowledgements as they arrive, the endpoint table, a map of the endpoints by
+// their coordinates (inline SVG: no tile server, no internet), and CSV import and export.
+//
+// Reads GET /api/v1/zones, GET /api/v1/endpoints; acts with POST /api/v1/zones/{zone}/commands
+// and POST /api/v1/endpoints/{id}/commands (202 with the batch's commands), then polls
+// GET /api/v1/commands?batch=… once a second until every command of the batch is done (no
+// event carries acknowledgements). The live status stream's per-zone online counts trigger a
+// fresh endpoint list when they change.
+import {
+  _, N_, api, ApiFailure, h, attempt, toast, fmtTime, zoneName, table, on, may, state,
+} from "../app.js";
+
+// fewer rows a page on a phone, where each row reads as a card
+const PAGE_SIZE = window.matchMedia("(max-width: 600px)").matches ? 20 : 50;
+const POLL_MS = 1000;
+const TRACK_LIMIT_MS = 10 * 60 * 1000; // stop following a batch after this (commands expire)
+const FINAL = new Set(["acked", "failed", "expired", "superseded", "cancelled"]);
+const SVG = "http://www.w3.org/2000/svg";
+
+// what a command's status says to an operator, and how it looks
+const STATUS = {
+  pending: [N_("waiting for the loudspeaker"), "warn"],
+  sent: [N_("sent"), "warn"],
+  acked: [N_("acknowledged"), "ok"],
+  failed: [N_("refused"), "error"],
+  expired: [N_("not acknowledged"), "error"],
+  superseded: [N_("replaced by a newer command"), ""],
+  cancelled: [N_("cancelled"), ""],
+};
+
+/** Whether the user's scope is the whole zone tree (what a CSV import needs). */
+function wholeTree() {
+  const scope = state.session && state.session.scope;
+  if (scope === "*") return true;
+  const roots = state.zones.filter((z) => !z.parent);
+  return roots.length === 1 && roots[0].id === scope;
+}
+
+/** The configured zones of the scope in tree order, each with its depth. */
+function zonesInOrder() {
+  const zones = state.zones.filter((z) => !z.id.includes("~")); // not an alert's group
+  const ids = new Set(zones.map((z) => z.id));
+  const out = [];
+  const walk = (zone, depth) => {
+    out.push({ zone, depth });
+    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
+  };
+  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
+  return out;
+}
+
+/** The zone and the zones below it. */
+function subtree(zoneId) {
+  const out = new Set([zoneId]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const z of state.zones) {
+      if (z.parent && out.has(z.parent) && !out.has(z.id)) { out.add(z.id); grew = true; }
+    }
+  }
+  return out;
+}
+
+/** Replace `el`'s children with `kids` (nested lists flattened; null and false left out). */
+function put(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== undefined && v !== null) el.setAttribute(k, v);
+  }
+  for (const child of children.flat()) {
+    if (child !== undefined && child !== null) el.append(child);
+  }
+  return el;
+}
+
+/** A slider with its value beside it; returns {element, input}. */
+function volumeSlider(value, label, testid) {
+  const out = h("output", { class: "ep-vol-value" }, `${value}%`);
+  const input = h("input", {
+    type: "range", min: "0", max: "100", step: "5", value: String(value),
+    "aria-label": label, "data-testid": testid,
+    oninput: () => { out.textContent = `${input.value}%`; },
+  });
+  return { element: h("span", { class: "ep-vol" }, input, out), input };
+}
+
+// --- CSV, read in the browser only to preview the file and place the server's errors ---
+
+/** Rows of a CSV text as the server reads them: an Excel "sep=" first line, the separator
+ * guessed from the header (comma, semicolon or tab), quoted cells. Each record with the
+ * physical line it starts on (1-based). */
+export function parseCsv(text) {
+  let body = text.replace(/^\uFEFF/, "");
+  let offset = 0;
+  let sep = null;
+  const hint = /^sep=(.)\r?\n/i.exec(body);
+  if (hint) { sep = hint[1]; body = body.slice(hint[0].length); offset = 1; }
+  if (!sep) {
+    const first = body.split(/\r?\n/).find((l) => l.trim()) || "";
+    const counts = [",", ";", "\t"].map((c) => [c, first.split(c).length]);
+    counts.sort((a, b) => b[1] - a[1]);
+    sep = counts[0][0];
+  }
+  const records = [];
+  let cells = [], cell = "", quoted = false, line = 1 + offset, start = line, i = 0;
+  const endRecord = () => {
+    cells.push(cell);
+    if (cells.some((c) => c.trim() !== "")) records.push({ line: start, cells: cells.map((c) => c.trim()) });
+    cells = []; cell = "";
+  };
+  while (i < body.length) {
+    const c = body[i];
+    if (quoted) {
+      if (c === '"' && body[i + 1] === '"') { cell += '"'; i += 2; continue; }
+      if (c === '"') { quoted = false; i += 1; continue; }
+      if (c === "\n") line += 1;
+      cell += c; i += 1; continue;
+    }
+    if (c === '"' && cell.trim() === "") { quoted = true; cell = ""; i += 1; continue; }
+    if (c === sep) { cells.push(cell); cell = ""; i += 1; continue; }
+    if (c === "\r" && body[i + 1] === "\n") { i += 1; continue; }
+    if (c === "\n") { endRecord(); line += 1; start = line; i += 1; continue; }
+    cell += c; i += 1;
+  }
+  if (cell !== "" || cells.length) endRecord();
+  const header = records.shift();
+  return { sep, header: header ? header.cells : [], headerLine: header ? header.line : 1, rows: records };
+}
+
+/** The line an import error names ("line 12: …", "dòng 12: …"), or null. */
+function lineOf(message) {
+  const m = /^\D{0,20}?(\d+)\s*:/.exec(message);
+  return m ? Number(m[1]) : null;
+}
+
+function download(name, text, type = "text/csv") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h("a", { href: url, download: name, class: "button secondary",
+    "data-testid": "csv-passwords" }, _("Download the new loudspeakers' MQTT passwords"));
+  // the link stays usable while the page is open; the URL is freed when it is left
+  return { element: a, free: () => URL.revokeObjectURL(url) };
+}
 
 export default {
-  render(container) {
-    container.append(h("p", { class: "muted" }, _("This page is being built.")));
+  async render(container) {
+    const timers = new Set();
+    const stops = [];
+    let stopped = false; // the page was left: no more timers
+    const urls = [];
+    let endpoints = [];
+    let page = 0;
+    let filter = { text: "", zone: "", online: "" };
+
+    // --- zones: volume and power, with the acknowledgements of each command below ---
+
+    const zonesBox = h("div", { class: "ep-zones", "data-testid": "zone-controls" });
+    const acksList = h("ul", { class: "ep-acks", "data-testid": "command-acks",
+      "aria-live": "polite" });
+    const acksSection = h("section", { class: "card", hidden: true },
+      h("h2", {}, _("Commands and acknowledgements")), acksList);
+
+    const tracked = new Map(); // batch → {started, render(commands)}
+    let polling = null;
+
+    function pollSoon() {
+      if (stopped || polling || !tracked.size) return;
+      polling = setTimeout(async () => {
+        timers.delete(polling);
+        polling = null;
+        await Promise.all([...tracked.entries()].map(async ([batch, t]) => {
+          try {
+            const data = await api("GET", `/api/v1/commands?batch=${encodeURIComponent(batch)}`);
+            t.update(data.commands);
+            if (data.commands.every((c) => FINAL.has(c.status)) ||
+                Date.now() - t.started > TRACK_LIMIT_MS) {
+              tracked.delete(batch);
+              t.done();
+              if (t.refresh) loadEndpoints();
+            }
+          } catch (err) {
+            if (err instanceof ApiFailure && err.status === 404) tracked.delete(batch);
+          }
+        }));
+        pollSoon();
+      }, POLL_MS);
+      timers.add(polling);
+    }
+
+    /** Follow a command's answer (202 {batch, commands}) until every endpoint is done. */
+    function follow(title, answer) {
+      acksSection.hidden = false;
+      const when = h("span", { class: "muted" }, fmtTime(Date.now() / 1000, { date: false }));
+      const summary = h("span", { class: "ep-ack-summary", "data-testid": "ack-summary" });
+      const items = h("ul", { class: "ep-ack-items" });
+      const li = h("li", { class: "ep-ack", "data-testid": `command-${answer.batch || "none"}`,
+        "data-batch": answer.batch || "" },
+      h("div", { class: "row" }, h("strong", {}, title), when, summary), items);
+      acksList.prepend(li);
+      while (acksList.children.length > 20) acksList.lastChild.remove();
+      if (!answer.commands.length) {
+        summary.textContent = _("no loudspeaker in this zone yet: the setting is kept for those that join");
+        return;
+      }
+      const rows = new Map();
+      const update = (commands) => {
+        const counts = {};
+        for (const c of commands) {
+          counts[c.status] = (counts[c.status] || 0) + 1;
+          let row = rows.get(c.endpoint);
+          if (!row) {
+            const badge = h("span", { class: "badge" });
+            row = { badge, li: h("li", { "data-testid": `ack-${c.endpoint}` },
+              h("span", {}, endpointName(c.endpoint)), " ", badge) };
+            rows.set(c.endpoint, row);
+            items.append(row.li);
+          }
+          const [text, kind] = STATUS[c.status] || [c.status, ""];
+          row.li.dataset.status = c.status;
+          row.badge.className = `badge ${kind}`;
+          row.badge.textContent = _(text) + (c.error ? ` — ${c.error}` : "") +
+            (c.ack_ms !== null && c.ack_ms !== undefined ? ` (${Math.round(c.ack_ms)} ms)` : "");
+        }
+        summary.textContent = _("{acked} of {total} acknowledged", {
+          acked: counts.acked || 0, total: commands.length });
+        li.dataset.acked = String(counts.acked || 0);
+        li.dataset.total = String(commands.length);
+      };
+      update(answer.commands);
+      if (answer.commands.every((c) => FINAL.has(c.status))) return;
+      tracked.set(answer.batch, {
+        started: Date.now(), update,
+        refresh: true, done: () => li.classList.add("done"),
+      });
+      pollSoon();
+    }
+
+    async function zoneCommand(zone, body, title) {
+      const answer = await attempt(() => api("POST",
+        `/api/v1/zones/${encodeURIComponent(zone.id)}/commands`, body));
+      if (answer) follow(title, answer);
+      return answer;
+    }
+
+    async function endpointCommand(ep, body, title) {
+      const answer = await attempt(() => api("POST",
+        `/api/v1/endpoints/${encodeURIComponent(ep.id)}/commands`, body));
+      if (answer) follow(title, answer);
+      return answer;
+    }
+
+    function counts(zoneId) {
+      const zones = subtree(zoneId);
+      const eps = endpoints.filter((e) => zones.has(e.zone));
+      return { registered: eps.length, online: eps.filter((e) => e.presence.online).length };
+    }
+
+    /** Redraw `box` with `draw()`, keeping the keyboard's place: the control that had the
+     * focus (found again by its data-testid) gets it back, a slider with its value. */
+    function keepFocus(box, draw) {
+      const el = document.activeElement;
+      const id = el && box.contains(el) ? el.dataset.testid : null;
+      const value = id && el.type === "range" ? el.value : null;
+      draw();
+      if (!id) return;
+      const again = box.querySelector(`[data-testid="${CSS.escape(id)}"]`);
+      if (!again) return;
+      if (value !== null) { again.value = value; again.dispatchEvent(new Event("input")); }
+      again.focus({ preventScroll: true });
+    }
+
+    function drawZones() {
+      const rows = zonesInOrder().map(({ zone, depth }) => {
+        const n = counts(zone.id);
+        const name = zone.name || zone.id;
+        const head = h("div", { class: "ep-zone-name" },
+          h("strong", {}, name), " ", h("code", {}, zone.id), " ",
+          h("span", { class: `badge ${n.registered && n.online === n.registered ? "ok" : n.online ? "warn" : ""}`,
+            "data-testid": `zone-online-${zone.id}` },
+          _("{online} of {registered} online", n)));
+        const controls = [];
+        if (may("operate")) {
+          const slider = volumeSlider(zone.volume_pct ?? 70,
+            _("Volume of {zone}", { zone: name }), `zone-volume-${zone.id}`);
+          controls.push(slider.element,
+            h("button", { type: "button", "data-testid": `zone-volume-set-${zone.id}`,
+              onclick: async () => {
+                const pct = Number(slider.input.value);
+                const answer = await zoneCommand(zone, { op: "volume", volume_pct: pct },
+                  _("Volume {pct}% for {zone}", { pct, zone: name }));
+                if (answer) zone.volume_pct = pct;
+              } }, _("Set volume")),
+            h("button", { type: "button", class: "secondary", "data-testid": `zone-power-on-${zone.id}`,
+              onclick: () => zoneCommand(zone, { op: "power", on: true },
+                _("Power on for {zone}", { zone: name })) }, _("Power on")),
+            h("button", { type: "button", class: "secondary", "data-testid": `zone-power-off-${zone.id}`,
+              onclick: () => zoneCommand(zone, { op: "power", on: false },
+                _("Power off for {zone}", { zone: name })) }, _("Power off")));
+        } else {
+          controls.push(h("span", {}, _("Volume {pct}%", { pct: zone.volume_pct ?? "—" })));
+        }
+        // the volume the zone's loudspeakers rise to during an alert: a zone setting (PATCH),
+        // applied by the server when an alert plays, so there is nothing to acknowledge now
+        let alertVolume = null;
+        if (may("operate")) {
+          const summary = h("summary", {}, _("Alert volume: {pct}%", { pct: zone.alert_volume_pct ?? 100 }));
+          const slider = volumeSlider(zone.alert_volume_pct ?? 100,
+            _("Alert volume of {zone}", { zone: name }), `zone-alert-volume-${zone.id}`);
+          alertVolume = h("details", { class: "ep-alert-vol" }, summary,
+            h("div", { class: "row" }, slider.element,
+              h("button", { type: "button", class: "secondary",
+                "data-testid": `zone-alert-volume-set-${zone.id}`,
+                onclick: async () => {
+                  const pct = Number(slider.input.value);
+                  const done = await attempt(() => api("PATCH",
+                    `/api/v1/zones/${encodeURIComponent(zone.id)}`, { alert_volume_pct: pct }));
+                  if (!done) return;
+                  // the zones below follow it
+                  for (const id of subtree(zone.id)) {
+                    const z = state.zones.find((k) => k.id === id);
+                    if (z) z.alert_volume_pct = pct;
+                  }
+                  toast(_("Alert volume {pct}% for {zone} and the zones below it", { pct, zone: name }));
+                  drawZones();
+                } }, _("Save"))));
+        }
+        const row = h("li", { class: "ep-zone", "data-zone": zone.id }, head,
+          h("div", { class: "row" }, controls), alertVolume);
+        row.style.paddingInlineStart = `${depth * 16}px`;
+        return row;
+      });
+      keepFocus(zonesBox, () => zonesBox.replaceChildren(rows.length
+        ? h("ul", { class: "ep-zone-list" }, rows)
+        : h("p", { class: "empty" }, _("No zone in your scope."))));
+    }
+
+    // --- the endpoint table, filtered and paged ---
+
+    const byId = new Map();
+    const endpointName = (id) => {
+      const ep = byId.get(id);
+      return ep && ep.name ? `${ep.name} (${id})` : id;
+    };
+
+    const textInput = h("input", { type: "search", "data-testid": "endpoint-filter-text",
+      placeholder: _("Name, id or address") });
+    const zoneSelect = h("select", { "data-testid": "endpoint-filter-zone" },
+      h("option", { value: "" }, _("All zones")),
+      zonesInOrder().map(({ zone, depth }) => h("option", { value: zone.id },
+        `${"· ".repeat(depth)}${zone.name || zone.id}`)));
+    const onlineSelect = h("select", { "data-testid": "endpoint-filter-online" },
+      h("option", { value: "" }, _("Online and offline")),
+      h("option", { value: "true" }, _("Online only")),
+      h("option", { value: "false" }, _("Offline only")));
+    const applyFilter = () => {
+      filter = { text: textInput.value.trim().toLowerCase(), zone: zoneSelect.value,
+        online: onlineSelect.value };
+      page = 0;
+      drawTable();
+    };
+    textInput.addEventListener("input", applyFilter);
+    zoneSelect.addEventListener("change", applyFilter);
+    onlineSelect.addEventListener("change", applyFilter);
+    const filters = h("div", { class: "row ep-filters" },
+      h("label", {}, _("Search"), textInput),
+      h("label", {}, _("Zone"), zoneSelect),
+      h("label", {}, _("State"), onlineSelect));
+    const tableBox = h("div", { "data-testid": "endpoint-table" });
+    const pager = h("div", { class: "row pager" });
+
+    function filtered() {
+      const zones = filter.zone ? subtree(filter.zone) : null;
+      return endpoints.filter((e) =>
+        (!zones || zones.has(e.zone)) &&
+        (!filter.online || String(e.presence.online) === filter.online) &&
+        (!filter.text || [e.id, e.name, e.address].some((v) =>
+          String(v || "").toLowerCase().includes(filter.text))));
+    }
+
+    function telemetry(ep) {
+      const t = ep.presence.telemetry || {};
+      const parts = [];
+      if (t.supply_v !== undefined) parts.push(_("{v} V", { v: t.supply_v }));
+      if (t.rssi_dbm !== undefined) parts.push(_("signal {dbm} dBm", { dbm: t.rssi_dbm }));
+      if (t.buffer_ms !== undefined) parts.push(_("buffer {ms} ms", { ms: Math.round(t.buffer_ms) }));
+      if (t.underruns !== undefined) parts.push(_("{n} underruns", { n: t.underruns }));
+      if (t.relay === "tripped") parts.push(_("relay tripped"));
+      return h("span", {}, fmtTime(ep.presence.telemetry_at),
+        parts.length ? h("small", { class: "muted ep-tel" }, parts.join(" · ")) : null);
+    }
+
+    function controls(ep) {
+      if (!may("operate")) return "—";
+      const label = ep.name || ep.id;
+      const slider = volumeSlider(ep.effective_volume_pct,
+        _("Volume of {endpoint}", { endpoint: label }), `endpoint-volume-${ep.id}`);
+      return h("div", { class: "ep-controls" }, slider.element,
+        h("div", { class: "row" },
+          h("button", { type: "button", "data-testid": `endpoint-volume-set-${ep.id}`,
+            "aria-label": _("Set the volume of {endpoint}", { endpoint: label }),
+            onclick: () => endpointCommand(ep, { op: "volume", volume_pct: Number(slider.input.value) },
+              _("Volume {pct}% for {zone}", { pct: slider.input.value, zone: label })) },
+          _("Set volume")),
+          ep.volume_pct !== null && ep.volume_pct !== undefined ? h("button", {
+            type: "button", class: "secondary", "data-testid": `endpoint-volume-follow-${ep.id}`,
+            "aria-label": _("Let {endpoint} follow its zone's volume", { endpoint: label }),
+            onclick: () => endpointCommand(ep, { op: "volume", volume_pct: null },
+              _("{endpoint} follows its zone's volume", { endpoint: label })) },
+          _("Follow the zone")) : null,
+          h("button", { type: "button", class: "secondary", "data-testid": `endpoint-power-${ep.id}`,
+            "aria-label": ep.power_on ? _("Power off {endpoint}", { endpoint: label })
+              : _("Power on {endpoint}", { endpoint: label }),
+            onclick: () => endpointCommand(ep, { op: "power", on: !ep.power_on },
+              ep.power_on ? _("Power off for {zone}", { zone: label })
+                : _("Power on for {zone}", { zone: label })) },
+          ep.power_on ? _("Power off") : _("Power on"))));
+    }
+
+    const columns = [
+      { title: _("Loudspeaker"), value: (e) => h("span", { "data-testid": `endpoint-${e.id}` },
+        h("strong", {}, e.name || e.id), " ", h("code", {}, e.id)) },
+      { title: _("Zone"), value: (e) => zoneName(e.zone) },
+      { title: _("State"), value: (e) => h("span", {},
+        h("span", { class: `badge ${e.presence.online ? "ok" : "error"}`,
+          "data-testid": `endpoint-online-${e.id}` },
+        e.presence.online ? _("online") : _("offline")),
+        e.presence.since ? h("small", { class: "muted ep-tel" },
+          _("since {time}", { time: fmtTime(e.presence.since) })) : null) },
+      { title: _("Volume"), value: (e) => h("span", {},
+        `${e.effective_volume_pct}%`, " ",
+        h("small", { class: "muted" }, e.volume_pct === null || e.volume_pct === undefined
+          ? _("(the zone's)") : _("(its own)")),
+        e.muted ? h("span", { class: "badge warn" }, _("muted")) : null,
+        e.power_on ? null : h("span", { class: "badge warn" }, _("power off"))) },
+      { title: _("Last telemetry"), value: telemetry },
+      { title: _("Firmware"), value: (e) =>
+        (e.presence.state && e.presence.state.fw) || (e.presence.telemetry && e.presence.telemetry.fw) || "—" },
+    ];
+    if (may("operate")) columns.push({ title: _("Volume and power"), value: controls });
+
+    function drawTable() {
+      const rows = filtered();
+      const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
+      page = Math.min(page, pages - 1);
+      keepFocus(tableBox, () => tableBox.replaceChildren(table(columns,
+        rows.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE), { empty: endpoints.length
+          ? _("No loudspeaker matches.") : _("No loudspeaker registered in your scope.") })));
+      keepFocus(pager, () => pager.replaceChildren(
+        h("button", { type: "button", class: "secondary", disabled: page === 0,
+          "data-testid": "endpoint-prev", onclick: () => { page -= 1; drawTable(); } },
+        _("Previous")),
+        h("span", {}, _("Page {page} of {pages} · {count} loudspeakers",
+          { page: page + 1, pages, count: rows.length })),
+        h("button", { type: "button", class: "secondary", disabled: page >= pages - 1,
+          "data-testid": "endpoint-next", onclick: () => { page += 1; drawTable(); } },
+        _("Next"))));
+    }
+
+    // --- the map: equirectangular over the points' extent, a plain grid of degrees ---
+
+    const mapBox = h("div", { class: "ep-map", "data-testid": "endpoint-map" });
+
+    function niceStep(span) {
+      const steps = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
+      return steps.find((s) => span / s <= 6) || 20;
+    }
+
+    function drawMap() {
+      const pts = endpoints.filter((e) => typeof e.lat === "number" && typeof e.lon === "number");
+      const missing = endpoints.length - pts.length;
+      if (!pts.length) {
+        mapBox.replaceChildren(h("p", { class: "empty" },
+          _("No loudspeaker has coordinates yet: add lat and lon (CSV import or the API).")));
+        return;
+      }
+      let [minLat, maxLat] = [Math.min(...pts.map((e) => e.lat)), Math.max(...pts.map((e) => e.lat))];
+      let [minLon, maxLon] = [Math.min(...pts.map((e) => e.lon)), Math.max(...pts.map((e) => e.lon))];
+      const pad = (a, b) => Math.max((b - a) * 0.12, 0.002);
+      const padLat = pad(minLat, maxLat), padLon = pad(minLon, maxLon);
+      minLat -= padLat; maxLat += padLat; minLon -= padLon; maxLon += padLon;
+      const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180); // a degree of longitude, shorter
+      // keep the ground's proportions, widening the shorter side to a height/width of
+      // 0.35 to 0.7, so that the map fits a screen without distortion
+      const ratio = (maxLat - minLat) / ((maxLon - minLon) * k);
+      if (ratio > 0.7) {
+        const grow = ((maxLat - minLat) / (0.7 * k) - (maxLon - minLon)) / 2;
+        minLon -= grow; maxLon += grow;
+      } else if (ratio < 0.35) {
+        const grow = (0.35 * (maxLon - minLon) * k - (maxLat - minLat)) / 2;
+        minLat -= grow; maxLat += grow;
+      }
+      const W = 800, M = 64;
+      const H = Math.round((W - M - 8) * Math.min(0.7, Math.max(0.35, ratio)) + M);
+      const x = (lon) => M + (lon - minLon) / (maxLon - minLon) * (W - M - 8);
+      const y = (lat) => 8 + (maxLat - lat) / (maxLat - minLat) * (H - M);
+      const grid = [];
+      const lonStep = niceStep(maxLon - minLon), latStep = niceStep(maxLat - minLat);
+      const digits = (s) => Math.max(0, -Math.floor(Math.log10(s)));
+      for (let v = Math.ceil(minLon / lonStep) * lonStep; v <= maxLon; v += lonStep) {
+        grid.push(svg("line", { x1: x(v), x2: x(v), y1: 8, y2: H - M + 8, class: "grid" }),
+          svg("text", { x: x(v), y: H - M + 26, class: "axis", "text-anchor": "middle" },
+            `${v.toFixed(digits(lonStep))}°`));
+      }
+      for (let v = Math.ceil(minLat / latStep) * latStep; v <= maxLat; v += latStep) {
+        grid.push(svg("line", { x1: M, x2: W - 8, y1: y(v), y2: y(v), class: "grid" }),
+          svg("text", { x: M - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" },
+            `${v.toFixed(digits(latStep))}°`));
+      }
+      // offline ones last, so that they are drawn on top
+      const sorted = [...pts].sort((a, b) => Number(b.presence.online) - Number(a.presence.online));
+      const points = sorted.map((e) => {
+        const px = x(e.lon), py = y(e.lat);
+        const online = e.presence.online;
+        const text = _("{name}, {zone}: {state}", { name: e.name || e.id, zone: zoneName(e.zone),
+          state: online ? _("online") : _("offline") });
+        const right = px > W * 0.7;
+        const g = svg("g", { class: `pt ${online ? "on" : "off"}`, tabindex: "0", role: "button",
+          "aria-label": text, "data-testid": `map-point-${e.id}` },
+        svg("title", {}, text),
+        svg("circle", { cx: px, cy: py, r: 7 }),
+        svg("text", { x: right ? px - 11 : px + 11, y: py + 4, class: "lbl",
+          "text-anchor": right ? "end" : "start" }, text));
+        const pick = () => {
+          textInput.value = e.id;
+          applyFilter();
+          tableBox.scrollIntoView({ behavior: "smooth", block: "start" });
+        };
+        g.addEventListener("click", pick);
+        g.addEventListener("keydown", (ev) => {
+          if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); pick(); }
+        });
+        return g;
+      });
+      const on = pts.filter((e) => e.presence.online).length;
+      keepFocus(mapBox, () => mapBox.replaceChildren(
+        svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "ep-map-svg", role: "group",
+          "aria-label": _("Map of the loudspeakers") }, grid, points),
+        h("p", { class: "row ep-legend" },
+          h("span", { class: "dot on" }), _("online: {n}", { n: on }),
+          h("span", { class: "dot off" }), _("offline: {n}", { n: pts.length - on }),
+          missing ? h("span", { class: "muted" }, _("{n} without coordinates", { n: missing })) : null)));
+    }
+
+    async function loadEndpoints() {
+      const data = await attempt(() => api("GET", "/api/v1/endpoints"));
+      if (!data) return;
+      endpoints = data.endpoints.sort((a, b) => a.zone.localeCompare(b.zone) || a.id.localeCompare(b.id));
+      byId.clear();
+      for (const e of endpoints) byId.set(e.id, e);
+      drawZones();
+      drawTable();
+      drawMap();
+    }
+
+    // --- CSV import (admins of the whole tree) and export ---
+
+    function csvSection() {
+      const exportLink = h("a", { href: "/api/v1/endpoints.csv", download: "cum-loa.csv",
+        class: "button secondary", "data-testid": "csv-export" }, _("Export as CSV"));
+      const section = h("section", { class: "card" }, h("h2", {}, _("CSV import and export")),
+        h("p", { class: "row" }, exportLink));
+      if (!may("admin")) return section;
+      if (!wholeTree()) {
+        section.append(h("p", { class: "muted" },
+          _("An import changes the whole registry: only an admin of the whole tree imports.")));
+        return section;
+      }
+      const file = h("input", { type: "file", accept: ".csv,text/csv,.txt", "data-testid": "csv-file" });
+      const preview = h("div", { class: "ep-csv-preview", "data-testid": "csv-preview" });
+      const result = h("div", { "aria-live": "polite", "data-testid": "csv-result" });
+      const importButton = h("button", { type: "button", disabled: true, "data-testid": "csv-import" },
+        _("Import"));
+      let parsed = null;
+      let blob = null;
+
+      const showPreview = (rows, errorsByLine) => {
+        const shown = rows.slice(0, 20);
+        const cols = parsed.header.map((title, i) => ({ title, value: (r) => r.cells[i] || "" }));
+        put(preview,
+          h("p", {}, _("{rows} lines read; columns: {columns}", {
+            rows: parsed.rows.length, columns: parsed.header.join(", ") })),
+          table([{ title: _("Line"), value: (r) => String(r.line) }, ...cols,
+            ...(errorsByLine ? [{ title: _("Error"), value: (r) =>
+              h("span", { class: "error" }, (errorsByLine.get(r.line) || []).join("; ")) }] : [])],
+          shown),
+          parsed.rows.length > shown.length ? h("p", { class: "muted" },
+            _("The first {n} lines are shown.", { n: shown.length })) : null);
+      };
+
+      file.addEventListener("change", async () => {
+        result.replaceChildren();
+        preview.replaceChildren();
+        importButton.disabled = true;
+        const f = file.files[0];
+        if (!f) return;
+        blob = f;
+        try {
+          parsed = parseCsv(await f.text());
+        } catch (err) {
+          preview.replaceChildren(h("p", { class: "error" }, String(err)));
+          return;
+        }
+        showPreview(parsed.rows, null);
+        importButton.disabled = false;
+      });
+
+      importButton.addEventListener("click", async () => {
+        if (!blob) return;
+        importButton.disabled = true;
+        result.replaceChildren(h("p", { class: "muted" }, _("Importing…")));
+        try {
+          const answer = await api("POST", "/api/v1/endpoints.csv", blob,
+            { type: blob.type || "text/csv" });
+          const parts = [h("p", { class: "ok" }, _("Imported: {created} new, {updated} changed.", {
+            created: answer.created.length, updated: answer.updated.length }))];
+          if (answer.created.length) {
+            const lines = [["id", "username", "password", "client_id", "topic_root", "broker"].join(",")];
+            for (const c of answer.created) {
+              lines.push([c.username, c.username, c.password, c.client_id, c.topic_root, c.broker]
+                .map((v) => `"${String(v).replace(/"/g, '""')}"`).join(","));
+            }
+            const link = download("cum-loa-mat-khau-mqtt.csv", lines.join("\r\n") + "\r\n");
+            urls.push(link.free);
+            parts.push(h("p", { class: "warn" },
+              _("The new loudspeakers' MQTT passwords are shown this once: download them now.")),
+            h("p", {}, link.element));
+          }
+          result.replaceChildren(...parts);
+          loadEndpoints();
+        } catch (err) {
+          const errors = (err instanceof ApiFailure && Array.isArray(err.data.errors))
+            ? err.data.errors : [];
+          const byLine = new Map();
+          for (const e of errors) {
+            const line = lineOf(e);
+            if (line === null) continue;
+            if (!byLine.has(line)) byLine.set(line, []);
+            byLine.get(line).push(e);
+          }
+          if (parsed && byLine.size) {
+            // the lines with errors first, then the rest of the preview
+            const bad = parsed.rows.filter((r) => byLine.has(r.line));
+            const good = parsed.rows.filter((r) => !byLine.has(r.line));
+            showPreview([...bad, ...good], byLine);
+          }
+          put(result,
+            h("p", { class: "error", role: "alert" }, err.message || String(err)),
+            errors.length ? h("ol", { class: "ep-csv-errors", "data-testid": "csv-errors" },
+              errors.map((e) => h("li", { "data-line": String(lineOf(e) ?? "") }, e))) : null,
+            errors.length ? h("p", { class: "muted" },
+              _("Nothing was imported: correct these lines and choose the file again.")) : null);
+        } finally {
+          importButton.disabled = false;
+        }
+      });
+
+      section.append(
+        h("p", { class: "muted" }, _("Columns: id, name, zone, lat, lon, address, admin_code (or their Vietnamese names). All or nothing: any error and no line is imported.")),
+        h("div", { class: "row" }, h("label", {}, _("CSV file"), file), importButton),
+        preview, result);
+      return section;
+    }
+
+    // --- the page ---
+
+    const zonesData = await attempt(() => api("GET", "/api/v1/zones"));
+    if (zonesData) state.zones = zonesData.zones;
+
+    container.append(
+      h("section", { class: "card" }, h("h2", {}, _("Zones")), zonesBox),
+      acksSection,
+      h("section", { class: "card" }, h("h2", {}, _("Map")), mapBox),
+      h("section", { class: "card" }, h("h2", {}, _("Loudspeakers")), filters, tableBox, pager),
+      csvSection());
+    await loadEndpoints();
+
+    // live: a new endpoint list when the stream's per-zone online counts change
+    let last = null;
+    let reloading = null;
+    stops.push(on("status", (status) => {
+      const byZone = status && status.endpoints_by_zone;
+      if (!byZone) return;
+      const sig = JSON.stringify(byZone);
+      if (last !== null && sig !== last && !reloading && !stopped) {
+        reloading = setTimeout(() => { timers.delete(reloading); reloading = null; loadEndpoints(); }, 500);
+        timers.add(reloading);
+      }
+      last = sig;
+    }));
+
+    return () => {
+      stopped = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      tracked.clear();
+      for (const stop of stops) stop();
+      for (const free of urls) free();
+    };
   },
 };

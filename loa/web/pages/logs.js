@@ -1,8 +1,256 @@
-// The logs page (stub: being built).
-import { _, h } from "../app.js";
+// The logs page: the broadcast log (Nhật ký phát: what each zone carried, when, for how long
+// and why it ended) and, for admins, the audit log (Nhật ký thao tác: who did what, where,
+// from where). Both filterable by zone, time range and text, and paged.
+//
+// GET /api/v1/log?zone=&since= answers the ended segments from `since`, oldest first (at most
+// 1,000), and those on air now; GET /api/v1/audit answers the newest 200 entries. The rest of
+// the filtering (the end of the range, the text) and the paging are done here.
+import { _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, may, state, TIME_ZONE } from "../app.js";
+
+// fewer rows a page on a phone, where each row reads as a card
+const PAGE_SIZE = window.matchMedia("(max-width: 600px)").matches ? 20 : 50;
+const DAY_S = 86400;
+
+const END_REASONS = {
+  completed: N_("played in full"),
+  released: N_("released"),
+  preempted: N_("preempted by a higher priority"),
+  cancelled: N_("cancelled"),
+  "cut short": N_("cut short by its window"),
+  failed: N_("source failed"),
+  expired: N_("expired"),
+  stopped: N_("log closed"),
+  "server stopped": N_("server stopped"),
+  "unclean stop": N_("server stopped uncleanly"),
+};
+
+const KINDS = {
+  live: N_("live"), relay: N_("relay"), file: N_("file"), generator: N_("test tone"),
+  idle: N_("silence"), alert: N_("alert"),
+};
+
+const ACTIONS = {
+  command: N_("command to loudspeakers"),
+  "zone.update": N_("zone changed"),
+  "endpoint.add": N_("loudspeaker added"),
+  "endpoint.update": N_("loudspeaker changed"),
+  "endpoint.delete": N_("loudspeaker removed"),
+  "endpoint.credentials": N_("loudspeaker password renewed"),
+  "endpoint.import": N_("loudspeakers imported"),
+  "user.add": N_("user added"),
+  "user.update": N_("user changed"),
+  "user.delete": N_("user removed"),
+  "user.token.add": N_("token made"),
+  "user.token.revoke": N_("token revoked"),
+  login: N_("signed in"),
+  "login.failed": N_("sign-in failed"),
+  "login.refused": N_("sign-in refused (too many tries)"),
+  logout: N_("signed out"),
+  "alarm.raised": N_("alarm raised"),
+  "alarm.cleared": N_("alarm cleared"),
+  "alert.trigger": N_("alert sent"),
+  "alert.cancel": N_("alert cancelled"),
+  "cap.received": N_("CAP alert received"),
+  "media.add": N_("media added"),
+  "media.delete": N_("media deleted"),
+  "schedule.add": N_("schedule item added"),
+  "schedule.update": N_("schedule item changed"),
+  "schedule.delete": N_("schedule item deleted"),
+  "schedule.import": N_("schedule imported"),
+  "schedule.missed": N_("scheduled item missed"),
+  "schedule.failed": N_("scheduled item failed"),
+  "schedule.cut_short": N_("scheduled item cut short"),
+  "clock.wall_step": N_("server clock stepped"),
+};
+
+const said = (map, key) => (map[key] ? _(map[key]) : key);
+
+/** Priority class names, as the reports name them (DESIGN.md's table). */
+function priorityName(p) {
+  if (p >= 100) return _("emergency");
+  if (p >= 70) return _("live");
+  if (p >= 60) return _("priority");
+  if (p >= 50) return _("normal");
+  if (p >= 10) return _("fill");
+  return _("idle");
+}
+
+/** The station's wall clock of a unix time, as parts. */
+function stationParts(unix) {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone: TIME_ZONE, hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit" }).formatToParts(new Date(unix * 1000));
+  const get = (type) => Number(parts.find((p) => p.type === type).value);
+  return { y: get("year"), m: get("month"), d: get("day"), hh: get("hour"), mm: get("minute"), ss: get("second") };
+}
+
+/** A datetime-local value ("YYYY-MM-DDTHH:MM") read as the station's local time → unix s. */
+function stationUnix(value) {
+  const [date, time = "00:00"] = value.split("T");
+  const [y, m, d] = date.split("-").map(Number);
+  const [hh, mm] = time.split(":").map(Number);
+  const guess = Date.UTC(y, m - 1, d, hh, mm) / 1000;
+  const p = stationParts(guess);
+  const offset = Date.UTC(p.y, p.m - 1, p.d, p.hh, p.mm, p.ss) / 1000 - guess;
+  return guess - offset;
+}
+
+/** A unix time as a datetime-local value in the station's time. */
+function stationInput(unix) {
+  const p = stationParts(unix);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${p.y}-${two(p.m)}-${two(p.d)}T${two(p.hh)}:${two(p.mm)}`;
+}
+
+function detailText(detail) {
+  if (!detail || typeof detail !== "object" || !Object.keys(detail).length) return "";
+  return Object.entries(detail).map(([k, v]) =>
+    `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+}
 
 export default {
-  render(container) {
-    container.append(h("p", { class: "muted" }, _("This page is being built.")));
+  async render(container) {
+    const admin = may("admin");
+    let view = "broadcast";
+    let rows = [];
+    let page = 0;
+
+    // --- the filter form, shared by both logs ---
+    const now = Date.now() / 1000;
+    const zoneSelect = h("select", { name: "zone", "data-testid": "log-zone" },
+      h("option", { value: "" }, _("All zones")),
+      state.zones.filter((z) => !z.id.includes("~")).map((z) =>
+        h("option", { value: z.id }, `${z.name || z.id} (${z.id})`)));
+    const from = h("input", { type: "datetime-local", name: "from", "data-testid": "log-from",
+      value: stationInput(now - DAY_S) });
+    const to = h("input", { type: "datetime-local", name: "to", "data-testid": "log-to" });
+    const text = h("input", { type: "search", name: "text", "data-testid": "log-text",
+      placeholder: _("Programme, user, action…") });
+    const form = h("form", { class: "card log-filters", "data-testid": "log-filters" },
+      h("div", { class: "row" },
+        h("label", {}, _("Zone"), zoneSelect),
+        h("label", {}, _("From (station time)"), from),
+        h("label", {}, _("To (station time)"), to),
+        h("label", {}, _("Text"), text)),
+      h("div", { class: "row" },
+        h("button", { type: "submit", "data-testid": "log-apply" }, _("Show")),
+        h("button", { type: "button", class: "secondary", "data-testid": "log-clear",
+          onclick: () => { zoneSelect.value = ""; from.value = stationInput(Date.now() / 1000 - DAY_S);
+            to.value = ""; text.value = ""; load(); } }, _("Clear filters"))));
+    form.addEventListener("submit", (e) => { e.preventDefault(); load(); });
+
+    // --- the two views ---
+    const tabs = h("div", { class: "row log-tabs", role: "tablist", "aria-label": _("Logs") });
+    const tabBroadcast = h("button", { type: "button", role: "tab", "data-testid": "log-tab-broadcast",
+      onclick: () => show("broadcast") }, _("Broadcast log"));
+    const tabAudit = admin ? h("button", { type: "button", role: "tab", "data-testid": "log-tab-audit",
+      onclick: () => show("audit") }, _("Audit log")) : null;
+    tabs.append(tabBroadcast, tabAudit || h("span", { class: "muted" },
+      _("The audit log is for admins.")));
+    tabs.addEventListener("keydown", (e) => { // arrows move between the tabs, as a tablist does
+      if (!tabAudit || !["ArrowLeft", "ArrowRight"].includes(e.key)) return;
+      const next = view === "broadcast" ? "audit" : "broadcast";
+      show(next);
+      (next === "audit" ? tabAudit : tabBroadcast).focus();
+    });
+
+    const note = h("p", { class: "muted" });
+    const box = h("div", { "data-testid": "log-table", role: "tabpanel" });
+    const pager = h("div", { class: "row pager" });
+
+    const broadcastColumns = [
+      { title: _("Zone"), value: (r) => zoneName(r.zone) },
+      { title: _("Programme"), value: (r) => h("span", {}, r.label || r.programme,
+        r.label && r.label !== r.programme ? h("small", { class: "muted ep-tel" }, r.programme) : null) },
+      { title: _("Kind"), value: (r) => said(KINDS, r.kind) },
+      { title: _("Priority"), value: (r) => `${r.priority} · ${priorityName(r.priority)}` },
+      { title: _("Started"), value: (r) => fmtTime(r.started_at) },
+      { title: _("Ended"), value: (r) => (r.on_air ? h("span", { class: "badge ok" }, _("on air"))
+        : fmtTime(r.ended_at)) },
+      { title: _("Duration"), value: (r) => fmtDuration(r.on_air ? Date.now() / 1000 - r.started_at : r.duration_s) },
+      { title: _("End"), value: (r) => (r.on_air ? "—" : said(END_REASONS, r.end_reason)) },
+    ];
+    const auditColumns = [
+      { title: _("Time"), value: (r) => fmtTime(r.at) },
+      { title: _("Who"), value: (r) => r.actor },
+      { title: _("Action"), value: (r) => h("span", {}, said(ACTIONS, r.action), " ",
+        h("code", {}, r.action)) },
+      { title: _("Subject"), value: (r) => r.subject },
+      { title: _("Zone"), value: (r) => (r.zone ? zoneName(r.zone) : _("whole station")) },
+      { title: _("From"), value: (r) => r.address || "—" },
+      { title: _("Detail"), value: (r) => h("small", {}, detailText(r.detail)) },
+    ];
+
+    function draw() {
+      // the pager's buttons are drawn anew: give the focus back to the one that had it
+      const had = pager.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
+      const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
+      page = Math.min(page, pages - 1);
+      box.replaceChildren(table(view === "broadcast" ? broadcastColumns : auditColumns,
+        rows.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE),
+        { empty: _("Nothing in this log matches.") }));
+      pager.replaceChildren(
+        h("button", { type: "button", class: "secondary", disabled: page === 0, "data-testid": "log-prev",
+          onclick: () => { page -= 1; draw(); } }, _("Previous")),
+        h("span", { "data-testid": "log-page" }, _("Page {page} of {pages} · {count} entries",
+          { page: page + 1, pages, count: rows.length })),
+        h("button", { type: "button", class: "secondary", disabled: page >= pages - 1,
+          "data-testid": "log-next", onclick: () => { page += 1; draw(); } }, _("Next")));
+      const again = had && pager.querySelector(`[data-testid="${had}"]`);
+      if (again) again.focus();
+    }
+
+    function matches(r, fields, start, end, at, needle) {
+      if (start !== null && at < start) return false;
+      if (end !== null && at > end) return false;
+      return !needle || fields.some((f) => String(f ?? "").toLowerCase().includes(needle));
+    }
+
+    async function load() {
+      const start = from.value ? stationUnix(from.value) : null;
+      const end = to.value ? stationUnix(to.value) : null;
+      const needle = text.value.trim().toLowerCase();
+      const zone = zoneSelect.value;
+      page = 0;
+      if (view === "broadcast") {
+        const q = new URLSearchParams();
+        if (zone) q.set("zone", zone);
+        if (start !== null) q.set("since", String(start));
+        const data = await attempt(() => api("GET", `/api/v1/log?${q}`));
+        if (!data) return;
+        const open = data.on_air.map((r) => ({ ...r, on_air: true }));
+        rows = [...open, ...[...data.entries].reverse()].filter((r) => matches(r,
+          [r.programme, r.label, r.zone, zoneName(r.zone), r.kind, said(KINDS, r.kind), r.end_reason,
+            said(END_REASONS, r.end_reason)], start, end, r.started_at, needle))
+          .sort((a, b) => b.started_at - a.started_at);
+        note.textContent = data.entries.length >= 1000
+          ? _("The server answers at most 1,000 entries from the start of the range: narrow it to see later ones.")
+          : "";
+      } else {
+        const data = await attempt(() => api("GET", "/api/v1/audit"));
+        if (!data) return;
+        const zones = zone ? new Set([zone]) : null;
+        rows = data.audit.filter((r) => (!zones || zones.has(r.zone)) && matches(r,
+          [r.actor, r.action, said(ACTIONS, r.action), r.subject, r.zone, r.address,
+            detailText(r.detail)], start, end, r.at, needle));
+        note.textContent = _("The server keeps the newest 200 audit entries here; the filters apply to those.");
+      }
+      draw();
+    }
+
+    function show(which) {
+      view = which;
+      tabBroadcast.setAttribute("aria-selected", String(view === "broadcast"));
+      tabBroadcast.className = view === "broadcast" ? "" : "secondary";
+      if (tabAudit) {
+        tabAudit.setAttribute("aria-selected", String(view === "audit"));
+        tabAudit.className = view === "audit" ? "" : "secondary";
+      }
+      container.dataset.log = view;
+      load();
+    }
+
+    container.append(tabs, form, h("section", { class: "card" }, note, box, pager));
+    show("broadcast");
   },
 };

@@ -1,8 +1,208 @@
-// The reports page (stub: being built).
-import { _, h } from "../app.js";
+// The reports page (Báo cáo): a commune's report over a period, as tables (hours on air by
+// bulletin class and by zone, loudspeaker availability, alerts and their reach, unclean
+// stops), with downloads as CSV and as an Excel workbook.
+//
+// GET /api/v1/reports/{commune}?from=YYYY-MM-DD&to=YYYY-MM-DD (local dates, the end excluded)
+// or ?year=YYYY; the same with &format=csv or &format=xlsx for the files.
+import { _, N_, api, h, attempt, fmtTime, zoneName, table, state, TIME_ZONE } from "../app.js";
+
+const CLASSES = {
+  emergency: N_("emergency"), live: N_("live"), priority: N_("priority"),
+  normal: N_("normal"), fill: N_("fill"),
+};
+
+/** Today's date at the station, as YYYY-MM-DD. */
+function stationToday() {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: TIME_ZONE, year: "numeric",
+    month: "2-digit", day: "2-digit" }).format(new Date());
+}
+
+/** YYYY-MM-DD plus `days` (calendar arithmetic, no time zone involved). */
+function addDays(date, days) {
+  const [y, m, d] = date.split("-").map(Number);
+  return new Date(Date.UTC(y, m - 1, d + days)).toISOString().slice(0, 10);
+}
+
+/** A unix time as the station's local date. */
+const fmtDate = (unix) => new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" : "vi-VN",
+  { timeZone: TIME_ZONE, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date(unix * 1000));
+
+const hours = (v) => (v === null || v === undefined ? "—"
+  : new Intl.NumberFormat(state.lang === "en" ? "en-GB" : "vi-VN", { maximumFractionDigits: 2 }).format(v));
+const pct = (v) => (v === null || v === undefined ? "—" : `${hours(v)}%`);
+
+/** The zones a report may be asked for: those of the scope, in tree order, with depth. */
+function zonesInOrder() {
+  const zones = state.zones.filter((z) => !z.id.includes("~"));
+  const ids = new Set(zones.map((z) => z.id));
+  const out = [];
+  const walk = (zone, depth) => {
+    out.push({ zone, depth });
+    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
+  };
+  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
+  return out;
+}
+
+/** Replace `el`'s children with `kids` (nested lists flattened; null and false left out). */
+function put(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
 
 export default {
   render(container) {
-    container.append(h("p", { class: "muted" }, _("This page is being built.")));
+    const zones = zonesInOrder();
+    const commune = h("select", { name: "commune", "data-testid": "report-commune", required: true },
+      zones.map(({ zone, depth }) => h("option", { value: zone.id },
+        `${"· ".repeat(depth)}${zone.name || zone.id}`)));
+    // a commune by default: the user's own scope if it is one zone, else the first zone below
+    // the root (the tree's second level)
+    const scope = state.session && state.session.scope;
+    const pick = zones.find(({ zone }) => zone.id === scope) || zones.find(({ depth }) => depth === 1) || zones[0];
+    if (pick) commune.value = pick.zone.id;
+
+    const today = stationToday();
+    const kind = h("select", { name: "period", "data-testid": "report-period" },
+      h("option", { value: "month" }, _("This month")),
+      h("option", { value: "last-month" }, _("Last month")),
+      h("option", { value: "year" }, _("A calendar year")),
+      h("option", { value: "range" }, _("From … to …")));
+    const year = h("input", { type: "number", name: "year", min: "2000", max: "2200",
+      value: today.slice(0, 4), "data-testid": "report-year" });
+    const from = h("input", { type: "date", name: "from", value: `${today.slice(0, 8)}01`,
+      "data-testid": "report-from" });
+    const to = h("input", { type: "date", name: "to", value: today, "data-testid": "report-to" });
+    const yearLabel = h("label", {}, _("Year"), year);
+    const fromLabel = h("label", {}, _("From (date)"), from);
+    const toLabel = h("label", {}, _("To (date, included)"), to);
+
+    const csv = h("a", { class: "button secondary", "data-testid": "report-csv" }, _("Download CSV"));
+    const xlsx = h("a", { class: "button secondary", "data-testid": "report-xlsx" }, _("Download Excel"));
+    const out = h("div", { "data-testid": "report-table", "aria-live": "polite" });
+
+    /** The period's query (the end excluded), or null with a message. */
+    function period() {
+      if (kind.value === "year") return year.value ? { year: year.value } : null;
+      if (kind.value === "month") {
+        const start = `${today.slice(0, 8)}01`;
+        const [y, m] = today.split("-").map(Number);
+        return { from: start, to: m === 12 ? `${y + 1}-01-01` : `${y}-${String(m + 1).padStart(2, "0")}-01` };
+      }
+      if (kind.value === "last-month") {
+        const [y, m] = today.split("-").map(Number);
+        const start = m === 1 ? `${y - 1}-12-01` : `${y}-${String(m - 1).padStart(2, "0")}-01`;
+        return { from: start, to: `${today.slice(0, 8)}01` };
+      }
+      if (!from.value || !to.value) return null;
+      return { from: from.value, to: addDays(to.value, 1) };
+    }
+
+    function query(format) {
+      const p = period();
+      if (!p) return null;
+      const q = new URLSearchParams(p);
+      if (format) q.set("format", format);
+      return `/api/v1/reports/${encodeURIComponent(commune.value)}?${q}`;
+    }
+
+    function syncForm() {
+      yearLabel.hidden = kind.value !== "year";
+      fromLabel.hidden = toLabel.hidden = kind.value !== "range";
+      const name = commune.value || "bao-cao";
+      for (const [link, format] of [[csv, "csv"], [xlsx, "xlsx"]]) {
+        const url = query(format);
+        if (url) {
+          link.href = url;
+          link.setAttribute("download", `bao-cao-${name}.${format}`);
+          link.removeAttribute("aria-disabled");
+        } else {
+          link.removeAttribute("href");
+          link.setAttribute("aria-disabled", "true");
+        }
+      }
+    }
+
+    function draw(r) {
+      const by = r.on_air_hours.by_class;
+      const zoneIds = Object.keys(r.on_air_hours.by_zone);
+      const classes = Object.keys(CLASSES);
+      put(out,
+        h("h2", {}, _("{commune}: {start} to {end}", {
+          commune: r.commune.name || r.commune.id,
+          // the end is excluded: the last day is the one before it
+          start: fmtDate(r.period.start), end: fmtDate(r.period.end - 1) })),
+        r.commune.admin_code ? h("p", { class: "muted" },
+          _("Administrative code {code}", { code: r.commune.admin_code })) : null,
+        h("h3", {}, _("Hours on air")),
+        table([
+          { title: _("Bulletin class"), value: (c) => _(CLASSES[c]) },
+          { title: _("Hours"), value: (c) => hours(by[c]) },
+        ], classes),
+        h("p", {}, h("strong", {}, _("Total on air (without fill): {h} h",
+          { h: hours(r.on_air_hours.total_without_fill) }))),
+        h("h3", {}, _("Hours on air by zone")),
+        table([
+          { title: _("Zone"), value: (z) => zoneName(z) },
+          ...classes.map((c) => ({ title: _(CLASSES[c]), value: (z) => hours(r.on_air_hours.by_zone[z][c]) })),
+        ], zoneIds),
+        h("h3", {}, _("Availability of the loudspeakers")),
+        h("p", {}, _("{n} loudspeakers, available {pct} of the time", {
+          n: r.availability.endpoints, pct: pct(r.availability.pct) })),
+        table([
+          { title: _("Loudspeaker"), value: (e) => h("span", {}, e.name || e.endpoint, " ", h("code", {}, e.endpoint)) },
+          { title: _("Zone"), value: (e) => zoneName(e.zone) },
+          { title: _("Hours online"), value: (e) => hours(e.online_h) },
+          { title: _("Availability"), value: (e) => pct(e.availability_pct) },
+        ], r.availability.per_endpoint, { empty: _("No loudspeaker in this commune.") }),
+        h("h3", {}, _("Alerts")),
+        h("p", {}, _("{count} alerts; {reached} of {targeted} loudspeakers reached", r.alerts)),
+        table([
+          { title: _("Sent"), value: (a) => fmtTime(a.created_at) },
+          { title: _("Alert class"), value: (a) => a.class || "—" },
+          { title: _("Status"), value: (a) => a.status || "—" },
+          { title: _("Reached"), value: (a) => `${a.reached} / ${a.targeted}` },
+          { title: _("Reach"), value: (a) => pct(a.reach_pct) },
+          { title: _("Median time to reach"), value: (a) => (a.reach_p50_ms === null ? "—" : `${Math.round(a.reach_p50_ms)} ms`) },
+        ], r.alerts.list, { empty: _("No alert in this period.") }),
+        r.unclean_stops.length ? [
+          h("h3", {}, _("Unclean stops")),
+          h("p", { class: "muted" }, _("The server stopped without closing these broadcasts (killed, crashed, power cut).")),
+          table([
+            { title: _("Zone"), value: (s) => zoneName(s.zone) },
+            { title: _("Started"), value: (s) => fmtTime(s.started_at) },
+            { title: _("Last heard"), value: (s) => fmtTime(s.last_seen_at) },
+          ], r.unclean_stops),
+        ] : null);
+    }
+
+    async function show(e) {
+      if (e) e.preventDefault();
+      const url = query(null);
+      if (!url) { out.replaceChildren(h("p", { class: "error" }, _("Choose the period."))); return; }
+      out.replaceChildren(h("p", { class: "muted" }, _("Computing the report…")));
+      const r = await attempt(() => api("GET", url));
+      if (r && typeof r === "object") draw(r);
+      else out.replaceChildren();
+    }
+
+    const form = h("form", { class: "card", "data-testid": "report-form" },
+      h("div", { class: "row" },
+        h("label", {}, _("Commune"), commune),
+        h("label", {}, _("Period"), kind),
+        yearLabel, fromLabel, toLabel),
+      h("div", { class: "row" },
+        h("button", { type: "submit", "data-testid": "report-show" }, _("Show the report")), csv, xlsx));
+    form.addEventListener("submit", show);
+    form.addEventListener("input", syncForm);
+    form.addEventListener("change", syncForm);
+    syncForm();
+
+    if (!zones.length) {
+      container.append(h("p", { class: "empty" }, _("No zone in your scope.")));
+      return undefined;
+    }
+    container.append(form, h("section", { class: "card" }, out));
+    show();
+    return undefined;
   },
 };

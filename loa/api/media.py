@@ -1,13 +1,20 @@
 """The media library: uploads judged by decoding, stored by content hash and measured for
-loudness; list, show, delete.
+loudness; list, show, listen to (the stored file, with Range), delete.
 
 Scope: an item belongs to its uploader's scope (``zone``; none for a caller of the whole
-station's). It is listed and shown to those whose scope holds its zone; the station's items
-(no zone) to everyone. Deleting one needs its zone in scope (the station's: the whole tree)."""
+station's). It is listed, shown and served to those whose scope holds its zone; the
+station's items (no zone) to everyone. Deleting one needs its zone in scope (the station's:
+the whole tree)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+import mimetypes
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import hdrs, web
 
 from loa.api.audit import Changed, audited
 from loa.api.resource import (
@@ -25,6 +32,8 @@ from loa.api.uploads import read_multipart
 from loa.control.auth import Right, Scope
 from loa.control.media import MediaItem
 from loa.core.i18n import N_, Message
+
+SNIFF_BYTES = 16  # enough for every signature audio_type knows
 
 routes = web.RouteTableDef()
 
@@ -51,7 +60,7 @@ async def add_media(request: web.Request) -> Changed:
     item, created = await s.media.add_file(
         upload.path, upload.sha256, filename, actor(request),
         fields.get("title", ""), fields.get("tags", "").split(","), zone)
-    return Changed(json_response({"media": item.describe(), "created": created},
+    return Changed(json_response({"media": describe(item), "created": created},
                                      status=201 if created else 200),
                    item.id, {"filename": filename, "created": created})
 
@@ -59,10 +68,16 @@ async def add_media(request: web.Request) -> Changed:
 @routes.get("/api/v1/media")
 async def list_media(request: web.Request) -> web.Response:
     """``GET media``: the library items of the caller's scope and the station's, oldest
-    first."""
+    first (each as ``describe``)."""
     scope = scope_of(request)
-    return json_response({"media": [m.describe() for m in server_of(request).media.list()
+    return json_response({"media": [describe(m) for m in server_of(request).media.list()
                                     if visible_media(scope, m)]})
+
+
+def describe(item: MediaItem) -> dict[str, Any]:
+    """An item as the API shows it: ``MediaItem.describe`` and ``audio_url``, the path (on
+    this server) of its audio, ``GET media/{id}/audio``."""
+    return {**item.describe(), "audio_url": f"/api/v1/media/{quote(item.id)}/audio"}
 
 
 def visible_media(scope: Scope, item: MediaItem) -> bool:
@@ -72,13 +87,82 @@ def visible_media(scope: Scope, item: MediaItem) -> bool:
 
 @routes.get("/api/v1/media/{id}")
 async def get_media(request: web.Request) -> web.Response:
-    """``GET media/{id}``: one item; 404 if unknown."""
+    """``GET media/{id}``: one item (``describe``); 404 if unknown, 403 (ScopeError) if its
+    zone is outside the caller's scope."""
+    return json_response({"media": describe(_readable_item(request))})
+
+
+@routes.get("/api/v1/media/{id}/audio")
+async def get_media_audio(request: web.Request) -> web.StreamResponse:
+    """``GET media/{id}/audio`` (and ``HEAD``): the stored file as it was uploaded, for a
+    preview in the browser: scoped as ``GET media/{id}`` (404 unknown, 403 another
+    commune's). ``Content-Type`` from the file's first bytes (MP3, WAV, Ogg, FLAC, MP4/AAC…;
+    the name's extension only when they say nothing: the file is stored without one),
+    ``Accept-Ranges: bytes``: a ``Range`` request is answered 206 with that part (416 when
+    it lies past the end), ETag and Last-Modified for conditional requests, the body sent
+    with sendfile where the transport has it. 404 (JSON) if the file is gone from the
+    disk."""
+    item = _readable_item(request)
+    path = Path(item.path)
+    try:  # a disk read (and mimetypes' first reading of its tables): beside the loop
+        content_type = await asyncio.to_thread(_file_type, path, item.filename)
+    except FileNotFoundError:
+        raise ApiError(404, N_("the audio of {title!r} is missing from the disk"),
+                       title=item.title) from None
+    # aiohttp's FileResponse stat()s, opens, reads and closes the file in the executor
+    # (aiohttp 3.14, web_fileresponse.py): none of it runs on the loop
+    return web.FileResponse(path, headers={
+        hdrs.CONTENT_TYPE: content_type,
+        hdrs.CONTENT_DISPOSITION: f"inline; filename*=UTF-8''{quote(item.filename)}",
+        # the id is the content's hash, so a URL's bytes never change; private: scoped
+        hdrs.CACHE_CONTROL: "private, max-age=86400",
+    })
+
+
+
+def _file_type(path: Path, filename: str) -> str:
+    """Blocking: ``audio_type`` of the file's first bytes (FileNotFoundError if it is
+    gone)."""
+    with path.open("rb") as f:
+        return audio_type(f.read(SNIFF_BYTES), filename)
+
+
+def audio_type(head: bytes, filename: str) -> str:
+    """The Content-Type of audio whose first bytes are ``head``: by the format's signature
+    (``audio/mpeg``, ``audio/aac`` for ADTS, ``audio/wav``, ``audio/ogg``, ``audio/flac``,
+    ``audio/mp4``, ``audio/aiff``, ``audio/webm``, ``audio/x-ms-wma``, ``audio/amr``), else
+    by ``filename``'s extension when that names an audio type, else
+    ``application/octet-stream``."""
+    if head.startswith(b"ID3"):
+        return "audio/mpeg"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        # an MPEG audio frame's sync word; layer bits 00 are ADTS (AAC), not MPEG audio
+        return "audio/aac" if head[1] & 0x06 == 0 else "audio/mpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio/aiff"
+    for signature, content_type in ((b"OggS", "audio/ogg"), (b"fLaC", "audio/flac"),
+                                    (b"\x1aE\xdf\xa3", "audio/webm"),
+                                    (b"0&\xb2u\x8ef\xcf\x11", "audio/x-ms-wma"),
+                                    (b"#!AMR", "audio/amr")):
+        if head.startswith(signature):
+            return content_type
+    if head[4:8] == b"ftyp":
+        return "audio/mp4"
+    guessed = mimetypes.guess_type(filename)[0]
+    return guessed if guessed and guessed.startswith("audio/") else "application/octet-stream"
+
+
+def _readable_item(request: web.Request) -> MediaItem:
+    """The item of the URL's ``{id}``, once the caller may read it: 404 (ApiError) if
+    unknown; ScopeError (403) if its zone is outside the caller's scope."""
     item = server_of(request).media.get(request.match_info["id"])
     if item is None:
         raise ApiError(404, N_("no media item {id!r}"), id=request.match_info["id"])
     if item.zone is not None:
         scoped(request, item.zone)
-    return json_response({"media": item.describe()})
+    return item
 
 
 @routes.delete("/api/v1/media/{id}")

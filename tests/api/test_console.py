@@ -9,6 +9,7 @@ import json
 from html.parser import HTMLParser
 
 import aiohttp
+from multidict import CIMultiDict
 
 from loa.app import LoaServer
 from loa.core.i18n import translate
@@ -37,11 +38,11 @@ class Inputs(HTMLParser):
 
 
 async def get(server: LoaServer, path: str, headers: dict[str, str] | None = None
-              ) -> tuple[int, dict[str, str], bytes]:
+              ) -> tuple[int, CIMultiDict[str], bytes]:
     """(status, headers, body) of a GET without credentials."""
     async with aiohttp.ClientSession() as http:
         async with http.get(base(server) + path, headers=headers) as resp:
-            return resp.status, dict(resp.headers), await resp.read()
+            return resp.status, resp.headers.copy(), await resp.read()
 
 
 async def test_the_root_serves_the_sign_in_form(server: LoaServer) -> None:

@@ -15,6 +15,7 @@ import {
 const PAGE_SIZE = window.matchMedia("(max-width: 600px)").matches ? 20 : 50;
 const POLL_MS = 1000;
 const TRACK_LIMIT_MS = 10 * 60 * 1000; // stop following a batch after this (commands expire)
+const BIG_BATCH = 200; // a batch this large is followed by its counts, not endpoint by endpoint
 const FINAL = new Set(["acked", "failed", "expired", "superseded", "cancelled"]);
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -165,53 +166,65 @@ export default {
     const acksSection = h("section", { class: "card", hidden: true },
       h("h2", {}, _("Commands and acknowledgements")), acksList);
 
-    const tracked = new Map(); // batch → {started, render(commands)}
-    let polling = null;
+    const tracked = new Map(); // batch → {started, size, update(commands, summary), done()}
+    let polling = false; // a poll is waiting or running: one at a time
 
     function pollSoon() {
       if (stopped || polling || !tracked.size) return;
-      polling = setTimeout(async () => {
-        timers.delete(polling);
-        polling = null;
+      polling = true;
+      const timer = setTimeout(async () => {
+        timers.delete(timer);
+        let refresh = false;
         await Promise.all([...tracked.entries()].map(async ([batch, t]) => {
+          // a big batch (a district's fleet) by its counts only: its list would weigh
+          // hundreds of kB a second
+          const big = t.size > BIG_BATCH;
           try {
-            const data = await api("GET", `/api/v1/commands?batch=${encodeURIComponent(batch)}`);
-            t.update(data.commands);
-            if (data.commands.every((c) => FINAL.has(c.status)) ||
-                Date.now() - t.started > TRACK_LIMIT_MS) {
+            const data = await api("GET", `/api/v1/commands?batch=${encodeURIComponent(batch)}` +
+              (big ? "&summary=1" : ""));
+            t.update(big ? [] : data.commands, data.summary);
+            const open = Object.entries(data.summary).filter(([k]) => !FINAL.has(k))
+              .reduce((n, [, v]) => n + v, 0);
+            if (!open || Date.now() - t.started > TRACK_LIMIT_MS) {
               tracked.delete(batch);
               t.done();
-              if (t.refresh) loadEndpoints();
+              refresh = true;
             }
           } catch (err) {
             if (err instanceof ApiFailure && err.status === 404) tracked.delete(batch);
           }
         }));
+        polling = false;
+        if (refresh && !stopped) loadEndpoints(); // the state the commands brought
         pollSoon();
       }, POLL_MS);
-      timers.add(polling);
+      timers.add(timer);
     }
 
     /** Follow a command's answer (202 {batch, commands}) until every endpoint is done. */
     function follow(title, answer) {
       acksSection.hidden = false;
       const when = h("span", { class: "muted" }, fmtTime(Date.now() / 1000, { date: false }));
-      const summary = h("span", { class: "ep-ack-summary", "data-testid": "ack-summary" });
+      const summaryText = h("span", { class: "ep-ack-summary", "data-testid": "ack-summary" });
       const items = h("ul", { class: "ep-ack-items" });
       const li = h("li", { class: "ep-ack", "data-testid": `command-${answer.batch || "none"}`,
         "data-batch": answer.batch || "" },
-      h("div", { class: "row" }, h("strong", {}, title), when, summary), items);
+      h("div", { class: "row" }, h("strong", {}, title), when, summaryText), items);
       acksList.prepend(li);
       while (acksList.children.length > 20) acksList.lastChild.remove();
       if (!answer.commands.length) {
-        summary.textContent = _("no loudspeaker in this zone yet: the setting is kept for those that join");
+        summaryText.textContent = _("no loudspeaker in this zone yet: the setting is kept for those that join");
         return;
       }
       const rows = new Map();
-      const update = (commands) => {
-        const counts = {};
+      const perEndpoint = answer.commands.length <= BIG_BATCH; // else by its counts alone
+      // text set only when it changes: the list is a live region, read out on each change
+      const say = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+      const update = (commands, summary) => {
+        const counts = summary ? { ...summary } : {};
         for (const c of commands) {
-          counts[c.status] = (counts[c.status] || 0) + 1;
+          if (!summary) counts[c.status] = (counts[c.status] || 0) + 1;
+          if (!perEndpoint) continue;
           let row = rows.get(c.endpoint);
           if (!row) {
             const badge = h("span", { class: "badge" });
@@ -223,19 +236,21 @@ export default {
           const [text, kind] = STATUS[c.status] || [c.status, ""];
           row.li.dataset.status = c.status;
           row.badge.className = `badge ${kind}`;
-          row.badge.textContent = _(text) + (c.error ? ` — ${c.error}` : "") +
-            (c.ack_ms !== null && c.ack_ms !== undefined ? ` (${Math.round(c.ack_ms)} ms)` : "");
+          say(row.badge, _(text) + (c.error ? ` — ${c.error}` : "") +
+            (c.ack_ms !== null && c.ack_ms !== undefined ? ` (${Math.round(c.ack_ms)} ms)` : ""));
         }
-        summary.textContent = _("{acked} of {total} acknowledged", {
-          acked: counts.acked || 0, total: commands.length });
+        const total = Object.values(counts).reduce((n, v) => n + v, 0);
+        const failed = (counts.failed || 0) + (counts.expired || 0);
+        say(summaryText, _("{acked} of {total} acknowledged", { acked: counts.acked || 0, total }) +
+          (failed ? ` · ${_("{n} failed", { n: failed })}` : ""));
         li.dataset.acked = String(counts.acked || 0);
-        li.dataset.total = String(commands.length);
+        li.dataset.total = String(total);
       };
       update(answer.commands);
-      if (answer.commands.every((c) => FINAL.has(c.status))) return;
+      if (answer.commands.every((c) => FINAL.has(c.status))) { li.classList.add("done"); return; }
       tracked.set(answer.batch, {
-        started: Date.now(), update,
-        refresh: true, done: () => li.classList.add("done"),
+        started: Date.now(), size: answer.commands.length, update,
+        done: () => li.classList.add("done"),
       });
       pollSoon();
     }

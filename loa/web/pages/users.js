@@ -186,7 +186,7 @@ export default {
           error.textContent = rolesProblem(roles.value());
           if (error.textContent) return;
           body.role = roles.value();
-          body.scope = scope.value();
+          if (scope.value() && scope.value() !== u.scope) body.scope = scope.value();
         }
         const done = await attempt(() => api("PATCH", `/api/v1/users/${encodeURIComponent(u.username)}`, body));
         if (!done) return;

@@ -111,7 +111,6 @@ class EventStream:
         self.wake = asyncio.Event()  # something to write, or the end
         self.ended = asyncio.Event()
         self.end_reason: EndReason | None = None
-        self.sent_events = 0
 
     def send(self, data: bytes) -> None:
         """Queue bytes for the client; past ``max_pending_bytes`` waiting (the outbox and
@@ -127,7 +126,6 @@ class EventStream:
             return
         self.outbox.append(data)
         self.pending_bytes += len(data)
-        self.sent_events += 1
         self.wake.set()
 
     def take(self) -> bytes:
@@ -177,8 +175,12 @@ class EventHub:
     def open(self, principal: Principal, cookie: str | None, token: str | None,
              transport: asyncio.Transport) -> EventStream:
         """A new stream, given ``retry``, its scope's status and levels at once; the feeding
-        task is started if it was not running."""
+        task is started if it was not running. Once the hub is closed (the server stops
+        while the stream's answer starts), the stream is ended at once."""
         stream = EventStream(principal, cookie, token, transport, self.limits)
+        if self.closed:
+            stream.end(EndReason.SERVER_STOPPING)
+            return stream
         stream.send(f"retry: {RETRY_MS}\n\n".encode())
         scope = self._scope(principal)
         stream.send(sse("status", self._status(scope, self.server.status(),
@@ -335,7 +337,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     s = server_of(request)
     hub: EventHub = s.events
     transport = request.transport
-    if hub.closed or transport is None:
+    if transport is None:  # the client left before its answer began
+        raise ConnectionResetError("the client left")
+    if hub.closed:
         raise ApiError(503, N_("the server is stopping"))
     resp = web.StreamResponse(headers={
         hdrs.CACHE_CONTROL: "no-store", "X-Accel-Buffering": "no",  # nginx: pass it at once

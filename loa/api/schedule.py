@@ -1,17 +1,21 @@
-"""The schedule (lịch phát): items with RFC 5545 recurrence in station time, and the whole
-schedule as an iCalendar file, out and in.
+"""The schedule (lịch phát): items with RFC 5545 recurrence in station time, their slots in a
+time window, and the whole schedule as an iCalendar file, out and in.
 
 Scope: an item is added, changed or deleted only by a caller whose scope holds every one of
-its zones (before and after a change); it is listed (and exported) to those whose scope it
-plays in (a zone of it or above it). A draft without zones plays nowhere: anyone with the
-operate right sees and completes it."""
+its zones (before and after a change); it is listed (and exported, and its slots listed) to
+those whose scope it plays in (a zone of it or above it). A draft without zones plays
+nowhere: anyone with the operate right sees and completes it.
+
+A change can be tried first: ``POST schedules?dry_run=1`` and ``PATCH
+schedules/{id}?dry_run=1`` check the item as the change itself does and answer the conflicts
+it would report, storing and auditing nothing (an editor asks before saving)."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -30,41 +34,86 @@ from loa.api.resource import (
 )
 from loa.control.auth import Right, Scope
 from loa.control.schedule.ical import export_ics, import_ics, refusal
-from loa.control.schedule.recurrence import ScheduleItem, conflicts, item_from_json
+from loa.control.schedule.recurrence import (
+    MAX_WINDOW_S,
+    STATION_TZ,
+    ScheduleItem,
+    conflicts,
+    item_from_json,
+    local,
+)
+from loa.core.content import TextContent
 from loa.core.i18n import N_, Message
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
 
 MAX_ICS_BYTES = 1 << 20
+# GET schedules/occurrences: the longest window (two months, for a month view and its
+# edges) and the most slots one answer lists
+MAX_OCCURRENCE_DAYS = 62
+MAX_OCCURRENCES = 5000
+DRY_RUN = "dry_run"  # the query parameter of a change that is only tried
+TRUE_WORDS = frozenset({"1", "true", "yes"})
+FALSE_WORDS = frozenset({"", "0", "false", "no"})
 
 routes = web.RouteTableDef()
 
 
 @routes.post("/api/v1/schedules")
-@audited("schedule.add")
-async def add_schedule(request: web.Request) -> Changed:
+async def add_schedule(request: web.Request) -> web.Response:
     """``{"title", "zones", "start": local ISO time, "tz", "duration_s", "rrule",
     "overrides", "class", "content": (``loa.core.content``, ``SCHEDULE_KINDS``), "missed",
     "late_minutes", "draft"}`` (``recurrence.item_from_json``) (OPERATE): 201 with the item,
     the items it conflicts with and its next slot; 404 for an unknown zone, 400 for a bad
-    item, a missing media item or text that cannot be read aloud."""
+    item, a missing media item or text that cannot be read aloud, 403 for a zone or a
+    library item outside the caller's scope.
+
+    ``?dry_run=1``: checked the same way, with the same refusals (the same statuses and
+    messages), and answered 200 with ``"dry_run": true``, the item as it would be saved
+    (``"id": null``), its conflicts and its next slot; nothing is stored, scheduled or
+    audited. Text is checked (empty, too long, an unknown voice) but not read aloud yet:
+    a failure of the speech engine itself comes with the save. 400 for another value of
+    ``dry_run`` than 1/0 (true/false, yes/no)."""
+    if dry_run(request):
+        return (await _add(request, dry=True)).response
+    return await _add_and_audit(request)
+
+
+async def _add(request: web.Request, dry: bool) -> Changed:
     require(request, Right.OPERATE)
     body = await read_json(request)
     s = server_of(request)
     item = item_from_json(body, secrets.token_hex(6))
     scoped_content(request, item.content)
     scoped(request, *item.zones)
-    return await _save(s, item, 201)
+    return await _save(s, item, 201, dry)
+
+
+async def _add_saving(request: web.Request) -> Changed:
+    return await _add(request, dry=False)
+
+
+_add_and_audit = audited("schedule.add")(_add_saving)
 
 
 @routes.patch("/api/v1/schedules/{id}")
-@audited("schedule.update")
-async def update_schedule(request: web.Request) -> Changed:
+async def update_schedule(request: web.Request) -> web.Response:
     """``PATCH schedules/{id}`` (OPERATE): change the fields given (those of ``POST``), e.g.
     the zones and content of a draft imported from another calendar, after which it plays.
     A complete item becomes a draft again only with ``"draft": true``. 200 with the item,
-    its conflicts and its next slot; 404 for an unknown item or zone, 400 for a bad item."""
+    its conflicts and its next slot; 404 for an unknown item or zone, 400 for a bad item,
+    403 for a zone (before or after) or a library item outside the caller's scope.
+
+    ``?dry_run=1``: as ``POST``'s, the change checked and its conflicts answered (200,
+    ``"dry_run": true``, the item as it would be after the change), nothing changed or
+    audited."""
+    if dry_run(request):
+        return (await _update(request, dry=True)).response
+    return await _update_and_audit(request)
+
+
+async def _update(request: web.Request, dry: bool) -> Changed:
     require(request, Right.OPERATE)
     body = await read_json(request)
     s = server_of(request)
@@ -78,32 +127,85 @@ async def update_schedule(request: web.Request) -> Changed:
     item = item_from_json(merged, sid)
     scoped(request, *item.zones)
     scoped_content(request, item.content)
-    return await _save(s, item, 200)
+    return await _save(s, item, 200, dry)
 
 
-async def _save(s: LoaServer, item: ScheduleItem, status: int) -> Changed:
+async def _update_saving(request: web.Request) -> Changed:
+    return await _update(request, dry=False)
+
+
+_update_and_audit = audited("schedule.update")(_update_saving)
+
+
+def dry_run(request: web.Request) -> bool:
+    """Whether the query asks only to try the change: ``dry_run=1`` (``true``, ``yes``);
+    ``0``, ``false``, ``no`` or none: do it. ApiError 400 for another value."""
+    value = request.query.get(DRY_RUN, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ApiError(400, N_("{name} must be 1 (only check the change) or 0, not {value!r}"),
+                   name=DRY_RUN, value=value)
+
+
+async def _save(s: LoaServer, item: ScheduleItem, status: int, dry: bool = False) -> Changed:
     """Check the zones, prepare the content (now, so the slot starts on the frame), report
-    conflicts, store and schedule the item; a draft is stored and listed, never started."""
+    conflicts, store and schedule the item; a draft is stored and listed, never started.
+    ``dry``: the same checks and conflicts, answered 200 and not stored (text checked,
+    not read aloud: a dry run per edit would fill the speech cache with every draft).
+
+    The item's rule is expanded beside the loop (a dense rule's day of slots takes tens of
+    milliseconds): it is not shared with the engine until it is put there."""
     for z in item.zones:
         s.zones.get(z)
     now = s.wall.now()
     # refused when every window has closed (one open now still counts: it can start late)
-    if not item.draft and item.next_slot(now - timedelta(seconds=item.duration_s)) is None:
+    if not item.draft and await asyncio.to_thread(
+            item.next_slot, now - timedelta(seconds=item.duration_s)) is None:
         raise ApiError(400, N_("every slot of {title!r} is in the past (it started {start}; "
                                "now is {now}): give a later start or a rule that repeats"),
                        title=item.title, start=item.start.isoformat(),
                        now=now.isoformat(timespec="seconds"))
     if item.content is not None:
-        await s.programmes.prepare(item.content)
-    found = conflicts(item, list(s.schedule.items.values()),
-                      lambda a, b: zones_overlap(s, a, b), s.wall.now())
+        if dry and isinstance(item.content, TextContent):
+            await s.programmes.resolve(item.content)
+        else:
+            await s.programmes.prepare(item.content)
+    found, nxt = await find_conflicts(s, item)
+    answer = {"schedule": item.to_json(), "conflicts": found,
+              "next": nxt.isoformat() if nxt else None}
+    if dry:
+        return Changed(json_response({**answer, "dry_run": True, "schedule": {
+            **item.to_json(), "id": _kept_id(s, item)}}), item.id)
     s.store.save_schedule(item.id, item.to_json())
     s.schedule.put(item)
-    nxt = item.next_slot(s.wall.now())
-    return Changed(json_response({"schedule": item.to_json(), "conflicts": found,
-                                      "next": nxt.isoformat() if nxt else None},
-                                     status=status),
-                   item.id, item.to_json())
+    return Changed(json_response(answer, status=status), item.id, item.to_json())
+
+
+def _kept_id(s: LoaServer, item: ScheduleItem) -> str | None:
+    """The id a dry run answers: the item's when it exists (a PATCH), else None (a POST's id
+    is drawn when it is saved)."""
+    return item.id if item.id in s.schedule.items else None
+
+
+async def find_conflicts(s: LoaServer, item: ScheduleItem
+                         ) -> tuple[list[dict[str, Any]], datetime | None]:
+    """``recurrence.conflicts`` of ``item`` against the schedule (the next 14 days), and its
+    next slot: the items of its class on overlapping zones picked on the loop, the slots
+    expanded beside it (each rule's expansion can take milliseconds). ``ScheduleItem.slots``
+    is safe to call there while the engine reads the same items on the loop: it checks its
+    cache on reading, and a window over a day does not touch it."""
+    others = [o for o in s.schedule.items.values()
+              if o.id != item.id and o.cls is item.cls and not o.draft
+              and zones_overlap(s, item.zones, o.zones)]
+    now = s.wall.now()
+
+    def check() -> tuple[list[dict[str, Any]], datetime | None]:
+        found = conflicts(item, others, lambda _a, _b: True, now) if others else []
+        return found, item.next_slot(now)
+
+    return await asyncio.to_thread(check)
 
 
 def visible_item(scope: Scope, item: ScheduleItem) -> bool:
@@ -134,6 +236,91 @@ async def list_schedules(request: web.Request) -> web.Response:
         nxt = item.next_slot(now)
         out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
     return json_response({"schedules": out})
+
+
+@routes.get("/api/v1/schedules/occurrences")
+async def list_occurrences(request: web.Request) -> web.Response:
+    """``GET schedules/occurrences?from=…&to=…[&zone=…]``: the slots whose windows meet
+    [from, to), of the items that play in the caller's scope (only those on zones that
+    overlap ``zone``, when given), expanded by the scheduler's own recurrence code (RFC 5545,
+    ``ScheduleItem.slots``) beside the loop. ``from`` and ``to``: Unix seconds, or ISO 8601
+    (station time without an offset; a date alone is its midnight).
+
+    ``{"from", "to": ISO 8601 station time, "zone": str | None, "occurrences": [{"item",
+    "title", "zones", "class", "start", "end": Unix seconds, "start_local", "end_local":
+    ISO 8601 station time, "moved": whether an override moved it}], "truncated": bool,
+    "limit": int}``, in order of start: at most ``limit`` (5000) slots, the earliest;
+    ``truncated`` when there were more. 400 for a missing or unreadable time, ``to`` not
+    after ``from``, or a window over 62 days; 404 for an unknown zone, 403 for a zone
+    neither in the caller's scope nor above it."""
+    s = server_of(request)
+    start, end = _query_time(request, "from"), _query_time(request, "to")
+    if end <= start:
+        raise ApiError(400, N_('"to" must be later than "from"'))
+    if end - start > timedelta(days=MAX_OCCURRENCE_DAYS):
+        raise ApiError(400, N_("the window from {start} to {end} is longer than {days} days: "
+                               "ask for a shorter one"),
+                       start=start.astimezone(STATION_TZ).isoformat(),
+                       end=end.astimezone(STATION_TZ).isoformat(), days=MAX_OCCURRENCE_DAYS)
+    scope = scope_of(request)
+    zone = request.query.get("zone") or None
+    if zone is not None:
+        s.zones.get(zone)  # ZoneError (404) if unknown
+        if not scope.overlaps(zone):
+            scope.check(zone)  # ScopeError: what plays there is nothing of theirs
+    items = [i for i in s.schedule.items.values()
+             if not i.draft and visible_item(scope, i)
+             and (zone is None or zones_overlap(s, [zone], i.zones))]
+    found, truncated = await asyncio.to_thread(occurrences, items, start, end,
+                                               MAX_OCCURRENCES)
+    return json_response({"from": start.astimezone(STATION_TZ).isoformat(),
+                          "to": end.astimezone(STATION_TZ).isoformat(), "zone": zone,
+                          "occurrences": found, "truncated": truncated,
+                          "limit": MAX_OCCURRENCES})
+
+
+def _query_time(request: web.Request, name: str) -> datetime:
+    """The query parameter ``name`` as an aware time: Unix seconds, or ISO 8601 (station
+    time when it has no offset). ApiError 400 when it is missing or neither."""
+    text = request.query.get(name, "").strip()
+    if not text:
+        raise ApiError(400, N_("{name} is needed: a time as Unix seconds or ISO 8601"),
+                       name=name)
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        return local(text)
+    except ValueError:
+        raise ApiError(400, N_("{name}={value!r} is not a time: give Unix seconds or ISO "
+                               "8601, such as 2026-12-01T06:00 (station time) or "
+                               "2026-12-01T06:00+07:00"), name=name, value=text) from None
+
+
+def occurrences(items: list[ScheduleItem], start: datetime, end: datetime, limit: int
+                ) -> tuple[list[dict[str, Any]], bool]:
+    """Blocking (an expansion walks each rule; call it beside the loop): the slots of
+    ``items`` whose windows meet [start, end), as ``list_occurrences`` answers them, the
+    earliest ``limit`` of them, and whether there were more."""
+    found: list[tuple[datetime, str, dict[str, Any]]] = []
+    for item in items:
+        moved = {o.start for o in item.overrides}
+        # a window is at most MAX_WINDOW_S long: a slot that began that much earlier may
+        # still be open at ``start``
+        for slot in item.slots(start - timedelta(seconds=MAX_WINDOW_S), end):
+            slot_start, slot_end = item.window(slot)
+            if slot_end <= start:
+                continue
+            found.append((slot_start, item.id, {
+                "item": item.id, "title": item.title, "zones": item.zones,
+                "class": item.cls.value,
+                "start": slot_start.timestamp(), "end": slot_end.timestamp(),
+                "start_local": slot_start.astimezone(STATION_TZ).isoformat(),
+                "end_local": slot_end.astimezone(STATION_TZ).isoformat(),
+                "moved": slot in moved}))
+    found.sort(key=lambda f: (f[0], f[1]))
+    return [f[2] for f in found[:limit]], len(found) > limit
 
 
 @routes.delete("/api/v1/schedules/{id}")

@@ -171,6 +171,18 @@ async def test_logout_ends_the_stream(server: LoaServer) -> None:
             assert resp.status == 401
 
 
+async def test_revoking_a_personal_token_ends_its_stream(server: LoaServer) -> None:
+    await add_user(server, "op", "operator", "an-binh")
+    status, made = await call(server, "POST", "/api/v1/users/op/tokens", json={"name": "tv"})
+    assert status == 201, made
+    async with stream(server, {"Authorization": f"Bearer {made['token']}"}) as events:
+        first = await events.until("status")
+        assert {z["zone"] for z in first["zones"]} == OP_ZONES
+        status, _ = await call(server, "DELETE", f"/api/v1/users/op/tokens/{made['id']}")
+        assert status == 200
+        await events.ended(timeout_s=5)
+
+
 async def test_the_idle_timeout_ends_the_stream_which_does_not_keep_the_session_alive(
         tmp_path: Path) -> None:
     server, clock = await fake_clock_server(

@@ -19,7 +19,7 @@ from tests.server.test_engine import heard
 async def test_an_operator_cannot_request_the_emergency_level(make_server) -> None:  # type: ignore[no-untyped-def]
     server = await make_server(tokens=[TokenConfig("truc-ban", token_hash(OPERATOR_TOKEN),
                                                    ("operate",))])
-    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Accept-Language": "en"}
     for priority in (100, "emergency"):
         status, body = await call(server, "POST", "/api/v1/zones/an-binh/requests",
                                   json={"source": {"kind": "tone"}, "priority": priority},

@@ -307,7 +307,7 @@ export default {
               onclick: async () => {
                 const pct = Number(slider.input.value);
                 const answer = await zoneCommand(zone, { op: "volume", volume_pct: pct },
-                  _("Volume {pct}% for {zone}", { pct, zone: name }));
+                  _("Volume for {zone}: {pct}%", { pct, zone: name }));
                 if (answer) zone.volume_pct = pct;
               } }, _("Set volume")),
             h("button", { type: "button", class: "secondary", "data-testid": `zone-power-on-${zone.id}`,
@@ -340,7 +340,7 @@ export default {
                     const z = state.zones.find((k) => k.id === id);
                     if (z) z.alert_volume_pct = pct;
                   }
-                  toast(_("Alert volume {pct}% for {zone} and the zones below it", { pct, zone: name }));
+                  toast(_("Alert volume for {zone} and the zones below it: {pct}%", { pct, zone: name }));
                   drawZones();
                 } }, _("Save"))));
         }
@@ -419,7 +419,7 @@ export default {
           h("button", { type: "button", "data-testid": `endpoint-volume-set-${ep.id}`,
             "aria-label": _("Set the volume of {endpoint}", { endpoint: label }),
             onclick: () => endpointCommand(ep, { op: "volume", volume_pct: Number(slider.input.value) },
-              _("Volume {pct}% for {zone}", { pct: slider.input.value, zone: label })) },
+              _("Volume for {zone}: {pct}%", { pct: slider.input.value, zone: label })) },
           _("Set volume")),
           ep.volume_pct !== null && ep.volume_pct !== undefined ? h("button", {
             type: "button", class: "secondary", "data-testid": `endpoint-volume-follow-${ep.id}`,

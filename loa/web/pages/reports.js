@@ -4,7 +4,7 @@
 //
 // GET /api/v1/reports/{commune}?from=YYYY-MM-DD&to=YYYY-MM-DD (local dates, the end excluded)
 // or ?year=YYYY; the same with &format=csv or &format=xlsx for the files.
-import { _, N_, api, h, attempt, fmtTime, zoneName, table, state, TIME_ZONE } from "../app.js";
+import { _, N_, api, h, attempt, toast, fmtTime, zoneName, table, state, TIME_ZONE } from "../app.js";
 
 const CLASSES = {
   emergency: N_("emergency"), live: N_("live"), priority: N_("priority"),
@@ -44,6 +44,46 @@ function zonesInOrder() {
   return out;
 }
 
+/** The file name a Content-Disposition header gives (RFC 6266: filename* first), or "". */
+function filenameOf(header) {
+  if (!header) return "";
+  const star = /filename\*\s*=\s*[^']*'[^']*'([^;]+)/i.exec(header);
+  if (star) {
+    try { return decodeURIComponent(star[1].trim()); } catch { /* the plain one, then */ }
+  }
+  const plain = /filename\s*=\s*"?([^";]+)"?/i.exec(header);
+  return plain ? plain[1].trim() : "";
+}
+
+/** Download the file of `link` in the console's language (a plain link would ask in the
+ * browser's): fetched with Accept-Language, then saved under the server's file name. */
+async function download(event, link) {
+  event.preventDefault();
+  if (!link.href || link.getAttribute("aria-busy") === "true") return;
+  link.setAttribute("aria-busy", "true");
+  try {
+    const resp = await fetch(link.href, { credentials: "same-origin",
+      headers: { "Accept-Language": state.lang } });
+    if (!resp.ok) {
+      let message = "";
+      try { message = (await resp.json()).error; } catch { /* not JSON */ }
+      toast(message || _("the server answered {status}", { status: resp.status }), "error");
+      return;
+    }
+    const url = URL.createObjectURL(await resp.blob());
+    const a = h("a", { href: url, hidden: true,
+      download: filenameOf(resp.headers.get("Content-Disposition")) || link.getAttribute("download") });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (err) {
+    toast(err.message || String(err), "error");
+  } finally {
+    link.removeAttribute("aria-busy");
+  }
+}
+
 /** Replace `el`'s children with `kids` (nested lists flattened; null and false left out). */
 function put(el, ...kids) {
   el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
@@ -76,8 +116,10 @@ export default {
     const fromLabel = h("label", {}, _("From (date)"), from);
     const toLabel = h("label", {}, _("To (date, included)"), to);
 
-    const csv = h("a", { class: "button secondary", "data-testid": "report-csv" }, _("Download CSV"));
-    const xlsx = h("a", { class: "button secondary", "data-testid": "report-xlsx" }, _("Download Excel"));
+    const csv = h("a", { class: "button secondary", "data-testid": "report-csv",
+      onclick: (e) => download(e, csv) }, _("Download CSV"));
+    const xlsx = h("a", { class: "button secondary", "data-testid": "report-xlsx",
+      onclick: (e) => download(e, xlsx) }, _("Download Excel"));
     const out = h("div", { "data-testid": "report-table", "aria-live": "polite" });
 
     /** The period's query (the end excluded), or null with a message. */

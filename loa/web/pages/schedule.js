@@ -1,13 +1,11 @@
 // The schedule page (Lịch phát): a week or day calendar of the items that play in the caller's
 // scope, an editor with recurrence presets, and iCalendar import and export.
 //
-// The API lists each item with its rule (RFC 5545 text, recurrence.ScheduleItem.rrule) and its
-// next slot; it has no route that lists the slots of a time window, and no dry run of its
-// conflict check (POST/PATCH answer the conflicts once the item is saved). Until it has them,
-// the page expands the simple rules itself (DAILY and WEEKLY with INTERVAL, BYDAY, COUNT,
-// UNTIL, WKST; RDATE, EXDATE and moved occurrences) and draws any other rule at its next slot
-// only, marked as partial; it checks conflicts before saving as the server does
-// (recurrence.conflicts: same class, overlapping zones and windows, the next 14 days).
+// The server does the calendar work, with the scheduler's own RFC 5545 code: the calendar
+// draws the slots `GET /api/v1/schedules/occurrences` answers for the days shown, and the
+// editor shows the conflicts (and refusals) a dry run of the change answers
+// (`POST /api/v1/schedules?dry_run=1`, `PATCH /api/v1/schedules/{id}?dry_run=1`) before it
+// is saved. The page reads rules only to fill the editor's presets.
 import {
   _, api, attempt, fmtDuration, fmtTime, h, may, state, table, toast, zoneName, zoneTree,
   TIME_ZONE,
@@ -15,11 +13,8 @@ import {
 
 const MINUTE = 60000;
 const DAY = 86400000;
-const MAX_WINDOW = DAY; // an item's window is at most 24 h (recurrence.MAX_WINDOW_S)
-const CONFLICT_HORIZON = 14 * DAY; // recurrence.CONFLICT_HORIZON
 const DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]; // RFC 5545's weekdays, Monday first
 const WEEKDAYS = ["MO", "TU", "WE", "TH", "FR"];
-const RULE_PARTS = new Set(["FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"]);
 
 // ---- time: "wall" values are a zone's local date and time as milliseconds of a naive
 // (UTC-read) Date; instants are plain Unix milliseconds.
@@ -116,96 +111,6 @@ function parseRule(text, tz) {
     }
   }
   return out;
-}
-
-/** The slot starts (ms) of one RRULE from `startMs` until past `toMs`, or null for a rule
- * the page does not expand (another FREQ, BYDAY by position, BYHOUR…). Without COUNT it
- * starts near `fromMs` instead of walking from the first slot. */
-function ruleStarts(rule, startMs, tz, fromMs, toMs) {
-  if (rule.FREQ !== "DAILY" && rule.FREQ !== "WEEKLY") return null;
-  if (Object.keys(rule).some((k) => !RULE_PARTS.has(k))) return null;
-  const days = rule.BYDAY ? rule.BYDAY.split(",") : null;
-  if (days && days.some((d) => !DAYS.includes(d))) return null;
-  const interval = Math.max(1, Number(rule.INTERVAL || 1) || 1);
-  const count = rule.COUNT ? Number(rule.COUNT) : Infinity;
-  const until = rule.UNTIL ? parseStamp(rule.UNTIL, tz, true) : Infinity;
-  if (until === null || Number.isNaN(count)) return null;
-  const startWall = toWall(startMs, tz);
-  const timeOfDay = startWall - dayOf(startWall);
-  const firstWall = toWall(fromMs, tz);
-  const lastWall = toWall(toMs, tz) + DAY;
-  const out = [];
-  let taken = 0;
-  const take = (wall) => { // false: no more slots
-    if (wall < startWall) return true;
-    const at = fromWall(wall, tz);
-    if (at > until || taken >= count || wall > lastWall) return false;
-    taken += 1;
-    out.push(at);
-    return true;
-  };
-  if (rule.FREQ === "DAILY") {
-    const first = dayOf(startWall);
-    let k = count === Infinity
-      ? Math.max(0, Math.floor((firstWall - DAY - first) / (interval * DAY))) * interval : 0;
-    for (let guard = 0; guard < 100000; guard++, k += interval) {
-      const wall = first + k * DAY + timeOfDay;
-      if (days && !days.includes(DAYS[weekday(wall)])) {
-        if (wall > lastWall) break;
-        continue;
-      }
-      if (!take(wall)) break;
-    }
-    return out;
-  }
-  const wkst = Math.max(0, DAYS.indexOf(rule.WKST || "MO"));
-  const weekStart = dayOf(startWall) - ((weekday(startWall) - wkst + 7) % 7) * DAY;
-  const offsets = (days || [DAYS[weekday(startWall)]])
-    .map((d) => (DAYS.indexOf(d) - wkst + 7) % 7).sort((a, b) => a - b);
-  let w = count === Infinity
-    ? Math.max(0, Math.floor((firstWall - 7 * DAY - weekStart) / (interval * 7 * DAY))) * interval
-    : 0;
-  for (let guard = 0; guard < 20000; guard++, w += interval) {
-    for (const off of offsets) {
-      if (!take(weekStart + (w * 7 + off) * DAY + timeOfDay)) return out;
-    }
-  }
-  return out;
-}
-
-/**
- * The slots of `item` whose windows meet [fromMs, toMs): {slots: [{start, end, moved}]
- * (ms, in order), partial: true when some of its rule is not expanded here (then its next
- * slot, as the API gives it, stands in)}. A draft has none.
- */
-function occurrences(item, fromMs, toMs) {
-  if (item.draft) return { slots: [], partial: false };
-  const tz = knownZone(item.tz);
-  const startMs = Date.parse(item.start);
-  const dur = item.duration_s * 1000;
-  const starts = new Map([[startMs, dur]]); // RFC 5545: the start is always the first slot
-  const moved = new Set();
-  const rule = parseRule(item.rrule, tz);
-  let partial = rule.bad;
-  for (const r of rule.rrules) {
-    const got = ruleStarts(r, startMs, tz, fromMs - MAX_WINDOW, toMs);
-    if (got === null) partial = true;
-    else for (const t of got) starts.set(t, dur);
-  }
-  for (const t of rule.rdates) starts.set(t, dur);
-  for (const t of rule.exdates) starts.delete(t);
-  for (const ov of item.overrides || []) {
-    starts.delete(Date.parse(ov.recurrence_id));
-    const at = Date.parse(ov.start);
-    starts.set(at, ov.duration_s * 1000);
-    moved.add(at);
-  }
-  if (partial && item.next) starts.set(Date.parse(item.next), dur);
-  const slots = [...starts]
-    .filter(([s, d]) => s < toMs && s + d > fromMs)
-    .map(([s, d]) => ({ start: s, end: s + d, moved: moved.has(s) }))
-    .sort((a, b) => a.start - b.start);
-  return { slots, partial };
 }
 
 // ---- zones

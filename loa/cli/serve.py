@@ -95,6 +95,7 @@ async def _run_server(cfg: Config) -> None:
     first_zone = next(iter(server.zones)).id
     lines = [
         f"Loa {__version__} đang chạy / running at {base}/",
+        f"  Bảng điều khiển / console: {base}/   (đăng nhập / sign in: admin)",
         f"  Nghe thử / listen:        {base}/zones/{first_zone}/stream.ogg   (ffplay, VLC, mpv)",
         f"  Giao thức loa / native:   {'wss' if tls else 'ws'}://{host}:{server.port}"
         "/endpoints/<id>/ws",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from loa.app import LoaServer
+from loa.core.i18n import translate
 from tests.audio import MP3_PUSH, ffmpeg_push, tone_file
 from tests.cli.shell import ROOT, Ran, server_env, shell
 from tests.server.test_cap import cap_xml
@@ -115,7 +116,9 @@ async def test_the_readme_commands_run_as_written(
     passwords = await asyncio.to_thread((home / "mat-khau.csv").read_text)
     assert passwords.startswith("id,username,password") and "xa-02" in passwords
     assert "Bản tin sáng" in await asyncio.to_thread((home / "lich.ics").read_text)
-    assert "on_air_hours" in await asyncio.to_thread((home / "bao-cao-2026.csv").read_text)
+    report = await asyncio.to_thread((home / "bao-cao-2026.csv").read_text, encoding="utf-8-sig")
+    assert translate("vi", "Hours on air (without fill)") in report  # Vietnamese headers
+    assert "Xã An Bình" in report
     # and the server did what they said
     assert {"loa-101", "xa-01", "xa-02"} <= set(server.endpoints.endpoints)
     assert [s.title for s in server.schedule.items.values()] == ["Bản tin sáng", "Tiếp sóng VOV"]

@@ -2,9 +2,9 @@
 // duration, loudness and tags, a preview in the browser, and delete (refused by the API while
 // an item plays or is scheduled: its reason is shown beside the item).
 //
-// The API has no route that serves a library item's audio yet: the page previews a file
-// before it is uploaded (from the browser's own copy), and a library item only when the API
-// gives it an "audio_url".
+// A file is previewed before it is uploaded from the browser's own copy, and a library item
+// from its "audio_url" (`GET /api/v1/media/{id}/audio`: the stored file, with Range, so the
+// player can seek; the session cookie goes with it).
 import {
   _, api, attempt, fmtDuration, fmtTime, h, may, state, table, toast, zoneName,
 } from "../app.js";
@@ -178,9 +178,13 @@ export default {
             if (playing.has(item.id)) playing.delete(item.id);
             else playing.add(item.id);
             draw();
+            const player = list.querySelector(`[data-testid="media-audio-${item.id}"]`);
+            // asked for by this click: the browser lets it play (a refusal leaves the controls)
+            if (player) player.play().catch(() => {});
           } }, playing.has(item.id) ? _("Hide preview") : _("Preview")));
         if (playing.has(item.id)) {
           out.push(h("audio", { controls: true, preload: "none", src: item.audio_url,
+            "data-testid": `media-audio-${item.id}`,
             "aria-label": _("Preview of {title}", { title: item.title }) }));
         }
       }

@@ -283,10 +283,16 @@ export default {
     let items = [];
     let media = [];
     let dialog = null;
+    // the slots of the days shown, as GET schedules/occurrences answered them for `slotsKey`
+    let slots = [];
+    let slotsKey = "";
+    let truncated = false;
+    let slotsError = "";
+    let asked = 0; // the latest request for slots: an answer to an older one is dropped
 
     const calendar = h("div", { class: "cal", "data-testid": "schedule-calendar" });
     const rangeLabel = h("strong", { class: "cal-range", "aria-live": "polite" });
-    const partialNote = h("p", { class: "muted", hidden: true });
+    const slotsNote = h("p", { hidden: true, "data-testid": "schedule-slots-note" });
     const drafts = h("div", { "data-testid": "schedule-drafts" });
     const listing = h("div", { "data-testid": "schedule-items" });
     const importResult = h("div", { "data-testid": "schedule-import-result", role: "status" });
@@ -296,7 +302,42 @@ export default {
         api("GET", "/api/v1/media").catch(() => ({ media: [] }))]);
       items = s.schedules;
       media = m.media;
+      slotsKey = ""; // the items changed: their slots are asked for again
       draw();
+    }
+
+    /** The days shown: {first (wall ms), ndays, fromMs, toMs (instants), key (the query of
+     * their slots)}. */
+    function shown() {
+      const first = view.mode === "week" ? view.day - weekday(view.day) * DAY : view.day;
+      const ndays = view.mode === "week" ? 7 : 1;
+      const fromMs = fromWall(first);
+      const toMs = fromWall(first + ndays * DAY);
+      const q = new URLSearchParams({ from: String(fromMs / 1000), to: String(toMs / 1000) });
+      if (view.zone) q.set("zone", view.zone);
+      return { first, ndays, fromMs, toMs, key: q.toString() };
+    }
+
+    /** Ask the server for the slots of the days shown (its scheduler expands the rules),
+     * then draw them. The calendar keeps what it shows until the answer comes. */
+    async function loadSlots() {
+      const w = shown();
+      const mine = ++asked;
+      calendar.setAttribute("aria-busy", "true");
+      let res = null;
+      let failure = null;
+      try {
+        res = await api("GET", `/api/v1/schedules/occurrences?${w.key}`);
+      } catch (err) {
+        failure = err;
+      }
+      if (mine !== asked) return;
+      calendar.removeAttribute("aria-busy");
+      slots = res ? res.occurrences : [];
+      truncated = !!(res && res.truncated);
+      slotsError = failure ? failure.message : "";
+      slotsKey = w.key;
+      drawCalendar(w);
     }
 
     const inView = (item) => !view.zone || zonesOverlap([view.zone], item.zones);
@@ -368,7 +409,7 @@ export default {
 
     container.append(
       h("section", { class: "card", "aria-label": _("Calendar") },
-        toolbar, h("p", {}, rangeLabel), partialNote, calendar),
+        toolbar, h("p", {}, rangeLabel), slotsNote, calendar),
       h("section", { class: "card", "aria-labelledby": "schedule-drafts-h" },
         h("h2", { id: "schedule-drafts-h" }, _("Drafts to complete")), drafts),
       h("section", { class: "card", "aria-labelledby": "schedule-items-h" },
@@ -380,36 +421,38 @@ export default {
       for (const [mode, btn] of Object.entries(modeButtons)) {
         btn.setAttribute("aria-pressed", String(view.mode === mode));
       }
-      const first = view.mode === "week"
-        ? view.day - weekday(view.day) * DAY : view.day;
-      const ndays = view.mode === "week" ? 7 : 1;
+      const w = shown();
       datePick.value = isoDate(view.day);
-      const fromMs = fromWall(first);
-      const toMs = fromWall(first + ndays * DAY);
-      rangeLabel.textContent = ndays === 1
-        ? wallDate(first, { weekday: "long", day: "numeric", month: "long", year: "numeric" })
-        : `${wallDate(first, { day: "numeric", month: "short" })} – ${wallDate(
-          first + 6 * DAY, { day: "numeric", month: "short", year: "numeric" })}`;
+      rangeLabel.textContent = w.ndays === 1
+        ? wallDate(w.first, { weekday: "long", day: "numeric", month: "long", year: "numeric" })
+        : `${wallDate(w.first, { day: "numeric", month: "short" })} – ${wallDate(
+          w.first + 6 * DAY, { day: "numeric", month: "short", year: "numeric" })}`;
+      if (w.key === slotsKey) drawCalendar(w);
+      else loadSlots();
+      drawDrafts();
+      drawListing();
+    }
+
+    function drawCalendar(w) {
       const byDay = new Map();
-      const partial = [];
-      for (const item of items.filter(inView)) {
-        const occ = occurrences(item, fromMs, toMs);
-        if (occ.partial) partial.push(item.title);
-        for (const slot of occ.slots) {
-          if (slot.start < fromMs) continue; // began the day before: drawn there
-          const key = dayOf(toWall(slot.start));
-          if (!byDay.has(key)) byDay.set(key, []);
-          byDay.get(key).push({ item, slot, partial: occ.partial });
-        }
+      for (const slot of slots) {
+        const start = slot.start * 1000;
+        if (start < w.fromMs) continue; // began the day before: drawn there
+        const key = dayOf(toWall(start));
+        if (!byDay.has(key)) byDay.set(key, []);
+        byDay.get(key).push(slot);
       }
-      partialNote.hidden = !partial.length;
-      partialNote.textContent = _("Shown here at their next slot only (a rule this page does " +
-        "not draw in full): {titles}", { titles: partial.join(", ") });
+      slotsNote.hidden = !slotsError && !truncated;
+      slotsNote.className = slotsError ? "error" : "warn";
+      slotsNote.textContent = slotsError
+        ? _("The slots of these days could not be read: {reason}", { reason: slotsError })
+        : _("Only the first {n} slots are shown: choose the day view or a zone.",
+          { n: slots.length });
       const today = dayOf(toWall(Date.now()));
       calendar.className = `cal ${view.mode}`;
-      calendar.replaceChildren(...Array.from({ length: ndays }, (_unused, i) => {
-        const day = first + i * DAY;
-        const list = (byDay.get(day) || []).sort((a, b) => a.slot.start - b.slot.start);
+      calendar.replaceChildren(...Array.from({ length: w.ndays }, (_unused, i) => {
+        const day = w.first + i * DAY;
+        const list = byDay.get(day) || [];
         return h("section", { class: `cal-day${day === today ? " today" : ""}`,
           "data-testid": `schedule-day-${isoDate(day)}`, "aria-label": wallDate(day,
             { weekday: "long", day: "numeric", month: "long" }) },
@@ -417,24 +460,24 @@ export default {
           wallDate(day, { day: "numeric", month: "numeric" })),
         list.length ? h("ul", {}, list.map(eventOf)) : h("p", { class: "empty" }, "—"));
       }));
-      drawDrafts();
-      drawListing();
     }
 
-    function eventOf({ item, slot, partial }) {
-      const detail = view.mode === "day";
+    /** A slot on the calendar; its item's details from the listing (a slot of an item the
+     * listing does not have yet reloads both). */
+    function eventOf(slot) {
+      const item = items.find((i) => i.id === slot.item);
+      const detail = view.mode === "day" && item;
       return h("li", {}, h("button", {
-        type: "button", class: `event${item.class === "priority" ? " priority" : ""}`,
-        "data-testid": `schedule-event-${item.id}`, dataset: { start: String(slot.start) },
-        onclick: () => openEditor(item) },
-      h("span", { class: "when" }, `${hhmm(slot.start)}–${hhmm(slot.end)}`),
-      h("span", { class: "what" }, item.title),
-      h("span", { class: "where" }, zonesLabel(item.zones)),
+        type: "button", class: `event${slot.class === "priority" ? " priority" : ""}`,
+        "data-testid": `schedule-event-${slot.item}`, dataset: { start: String(slot.start * 1000) },
+        onclick: () => (item ? openEditor(item) : attempt(load)) },
+      h("span", { class: "when" }, `${hhmm(slot.start * 1000)}–${hhmm(slot.end * 1000)}`),
+      h("span", { class: "what" }, slot.title),
+      h("span", { class: "where" }, zonesLabel(slot.zones)),
       detail ? h("span", { class: "muted" }, contentSummary(item.content, media)) : null,
       detail ? h("span", { class: "muted" }, ruleSummary(item)) : null,
-      item.class === "priority" ? h("span", { class: "badge warn" }, _("priority")) : null,
-      slot.moved ? h("span", { class: "badge" }, _("moved")) : null,
-      partial ? h("span", { class: "badge" }, _("next slot")) : null));
+      slot.class === "priority" ? h("span", { class: "badge warn" }, _("priority")) : null,
+      slot.moved ? h("span", { class: "badge" }, _("moved")) : null));
     }
 
     function drawDrafts() {
@@ -651,43 +694,53 @@ export default {
       };
 
       let timer = null;
+      let checking = 0; // the latest dry run: an answer to an older one is dropped
       const update = () => {
         show();
         clearTimeout(timer);
-        timer = setTimeout(checkConflicts, 150);
+        timer = setTimeout(checkConflicts, 300);
       };
-      const checkConflicts = () => {
+      const hint = (text) => conflictsBox.replaceChildren(h("p", { class: "muted" }, text));
+      /** Ask the server what saving the form would do (a dry run: the same checks, nothing
+       * saved): its refusal, or the items it would overlap with and the next slot. */
+      const checkConflicts = async () => {
         let b;
-        try { b = body(); } catch { conflictsBox.replaceChildren(); return; }
-        if (!b.zones.length || !(b.duration_s > 0)) { conflictsBox.replaceChildren(); return; }
-        const cand = { ...(item || {}), ...b, id: item ? item.id : "",
-          start: new Date(fromWall(Date.parse(`${b.start}Z`), tz)).toISOString(),
-          tz, draft: false, next: null };
-        const now = Date.now();
-        const mine = occurrences(cand, now, now + CONFLICT_HORIZON).slots
-          .filter((s) => s.start >= now);
-        const found = [];
-        const unchecked = [];
-        for (const other of items) {
-          if (other.id === cand.id || other.draft || other.class !== cand.class ||
-              !zonesOverlap(cand.zones, other.zones)) continue;
-          const occ = occurrences(other, now - MAX_WINDOW, now + CONFLICT_HORIZON);
-          const hit = occ.slots.find((o) => o.end > now &&
-            mine.some((s) => s.start < o.end && o.start < s.end));
-          if (hit) found.push({ other, hit });
-          else if (occ.partial) unchecked.push(other.title);
+        try { b = body(); } catch (err) { checking += 1; hint(err.message); return; }
+        if (!b.zones.length || !b.content || !(b.duration_s > 0)) {
+          checking += 1;
+          hint(_("Choose the zones and what plays: the server then checks the item for " +
+            "overlaps."));
+          return;
         }
-        conflictsBox.replaceChildren(...[
-          mine.length ? null : h("p", { class: "warn" }, _("No slot in the next 14 days.")),
-          found.length
+        const mine = ++checking;
+        conflictsBox.setAttribute("aria-busy", "true");
+        let res = null;
+        let failure = null;
+        try {
+          res = isNew ? await api("POST", "/api/v1/schedules?dry_run=1", b)
+            : await api("PATCH", `/api/v1/schedules/${encodeURIComponent(item.id)}?dry_run=1`, b);
+        } catch (err) {
+          failure = err;
+        }
+        if (mine !== checking) return;
+        conflictsBox.removeAttribute("aria-busy");
+        if (failure) {
+          conflictsBox.replaceChildren(h("p", { class: "error",
+            "data-testid": "schedule-check-error" },
+          _("It cannot be saved like this: {reason}", { reason: failure.message })));
+          return;
+        }
+        const zonesOf = (id) => (items.find((i) => i.id === id) || {}).zones || [];
+        conflictsBox.replaceChildren(
+          h("p", {}, res.next ? _("Next slot: {time}", { time: fmtTime(Date.parse(res.next) / 1000) })
+            : _("No slot starts from now on.")),
+          res.conflicts.length
             ? h("div", { class: "warn" }, h("p", {}, _("Overlaps in the next 14 days with:")),
-              h("ul", {}, found.map(({ other, hit }) => h("li", {},
-                _("{title} ({zones}) at {time}", { title: other.title,
-                  zones: zonesLabel(other.zones), time: fmtTime(hit.start / 1000) })))))
-            : h("p", { class: "ok" }, _("No overlap with other items in the next 14 days.")),
-          unchecked.length ? h("p", { class: "muted" }, _("Not checked here (rules this page " +
-            "does not expand): {titles}", { titles: unchecked.join(", ") })) : null,
-        ].filter(Boolean));
+              h("ul", {}, res.conflicts.map((c) => h("li", {
+                "data-testid": `schedule-conflict-${c.item}` },
+              _("{title} ({zones}) at {time}", { title: c.title,
+                zones: zonesLabel(zonesOf(c.item)), time: fmtTime(Date.parse(c.slot) / 1000) })))))
+            : h("p", { class: "ok" }, _("No overlap with other items in the next 14 days.")));
       };
 
       const save = h("button", { type: "submit", "data-testid": "schedule-save" }, _("Save"));
@@ -787,7 +840,7 @@ export default {
       dialog = h("dialog", { class: "editor", "aria-labelledby": "schedule-editor-h",
         "data-testid": "schedule-editor" }, form);
       const dlg = dialog;
-      dlg.addEventListener("close", () => { clearTimeout(timer); dlg.remove(); });
+      dlg.addEventListener("close", () => { clearTimeout(timer); checking += 1; dlg.remove(); });
       container.append(dlg);
       show();
       if (canEdit) checkConflicts();

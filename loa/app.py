@@ -30,6 +30,7 @@ from loa.api.events import EventHub
 from loa.api.middleware import auth_middleware, close_after_response, throttle_middleware
 from loa.api.resource import SERVER_KEY
 from loa.api.routes import Api
+from loa.api.whip import routes as webrtc_routes
 from loa.codecs.loudness import MEASURER, Leveller
 from loa.codecs.tts import Tts
 from loa.config import Config
@@ -37,6 +38,7 @@ from loa.control.accounts import Accounts
 from loa.control.alerts.cap import CapAlerts
 from loa.control.alerts.manager import AlertManager
 from loa.control.alerts.model import AlertStatus
+from loa.control.audit import AUDIT_SOURCE
 from loa.control.auth import Principal, Right, load_source_password, load_tokens
 from loa.control.datalock import DataLock
 from loa.control.endpoints import EndpointRegistry
@@ -71,7 +73,7 @@ from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_MS
 from loa.core.priority import Priority
 from loa.core.throttle import FailureThrottle
-from loa.core.zones import ZoneTree, is_alert_group
+from loa.core.zones import ZoneTree, home_zone_id, is_alert_group
 from loa.monitoring.alarms import AlarmBoard
 from loa.monitoring.alarms import conditions as alarm_conditions
 from loa.monitoring.broadcast_log import BroadcastLog
@@ -87,6 +89,7 @@ from loa.playout.inputs.relay import Relay
 from loa.playout.listener import PublicListener
 from loa.playout.outbound import outbound_session
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
+from loa.playout.webrtc import WebRtc
 from loa.playout.zone_channel import FanoutSettings, Request
 from loa.protocol.http import RequestHead, query_bytes
 
@@ -190,8 +193,7 @@ class LoaServer:
         self._log_task: asyncio.Task[None] | None = None
         self.started_ns = self.clock.now_ns()
         self.broker: MosquittoBroker | None = None  # Loa's own ([mqtt] url = "embedded")
-        self.alarms = AlarmBoard(lambda action, subject, detail:
-                                 self.store.audit("loa", action, subject, detail))
+        self.alarms = AlarmBoard(self._audit_alarm, self._alarm_zone)
         self._alarm_task: asyncio.Task[None] | None = None
         self.loop_lag = LoopLag()
         self._lag_task: asyncio.Task[None] | None = None
@@ -204,6 +206,9 @@ class LoaServer:
         self._runner: web.AppRunner | None = None
         self._server: PublicListener | None = None
         self.events = EventHub(self)  # the console's live streams (/api/v1/events)
+        # WHIP sources and WHEP viewers; aiortc is imported by the first one (or at start-up
+        # with [webrtc] preload), beside the loop: idle stations never load it
+        self.webrtc = WebRtc(config.webrtc.with_listen_host(config.listen_host))
         self.port = 0
         self.host = config.listen_host
         self._stopped = False
@@ -256,6 +261,8 @@ class LoaServer:
         self._readers_started = True
         await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
         await asyncio.to_thread(load_catalogues)  # the messages' languages, read once
+        if self.config.webrtc.preload:
+            await self.webrtc.ready()  # aiortc imported and warmed up on a worker thread
         # The loop's thread gets the GIL back from worker threads within 1 ms, not 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
@@ -273,6 +280,7 @@ class LoaServer:
             web.get("/endpoints/{endpoint}/ws", self.streams.websocket),
             web.get("/admin/metadata", self.icecast_metadata),
         ])
+        app.add_routes(webrtc_routes())  # WHIP (/whip/<mount>) and WHEP (/whep/zones/<zone>)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         aiohttp_server = self._runner.server
@@ -384,6 +392,7 @@ class LoaServer:
         self.broadcast_log.close_all(EndReason.SERVER_STOPPED)
 
     async def _stop_sources(self) -> None:
+        await self.webrtc.stop()  # WHIP sources and WHEP viewers, peer connections closed
         await self.mounts.stop()  # decoder threads joined
         for relay in [*self.relays.values(), *self._slot_relays]:
             await relay.stop()
@@ -465,6 +474,26 @@ class LoaServer:
             log.warning("wall clock stepped %+.3f s to the system clock", step)
             self.store.audit("loa", "clock.wall_step", "wall", {"step_s": round(step, 3)})
             self.schedule.replan()
+
+    def _alarm_zone(self, subject: str) -> str | None:
+        """The zone an alarm's subject lies in: an endpoint's (its home zone while an alert
+        holds it), a zone itself; None for what is the whole station's (the broker, the
+        disk, a source)."""
+        ep = self.endpoints.endpoints.get(subject)
+        if ep is not None:
+            return home_zone_id(ep.zone_id)
+        return subject if subject in self.zones else None
+
+    def _audit_alarm(self, action: str, subject: str, detail: dict[str, Any],
+                     zone: str | None) -> None:
+        """An alarm's raise or clear in the audit log: the server's own entry, in the
+        subject's zone and from no client, whichever request had the rules evaluated
+        (``GET alarms`` does)."""
+        source = AUDIT_SOURCE.set(None)
+        try:
+            self.store.audit("loa", action, subject, detail, zone=zone)
+        finally:
+            AUDIT_SOURCE.reset(source)
 
     def check_alarms(self) -> None:
         """Evaluate the alarm rules now (clock ns, station wall time); a failing check is logged,
@@ -657,6 +686,7 @@ class LoaServer:
             "engine": self.engine.describe(),
             "zones": [ch.describe() for ch in self.engine.channels.values()],
             "mounts": [m.describe() for m in self.mounts.mounts.values()],
+            "webrtc": self.webrtc.describe(),
             "relays": {rid: r.describe() for rid, r in self.relays.items()},
             "listeners": sum(sum(ch.listeners().values())
                              for ch in self.engine.channels.values()),

@@ -109,6 +109,22 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     failures_free = 5                # wrong passwords/tokens per address answered at once;
     failure_delay_max_s = 30         # later ones are held 1, 2, 4 … s, up to this (0: off)
 
+    [webrtc]                         # WHIP sources and WHEP viewers (issue 16)
+    public_address = "203.0.113.7"   # 1:1 NAT: host candidates announced with this address
+    udp_ports = "40000-40100"        # the UDP ports media binds to (one a session); open
+                                     # them in the firewall (default: any port)
+    addresses = ["192.0.2.2"]        # where host candidates are gathered (default: the
+                                     # listen address; every interface when it is 0.0.0.0)
+    cors_origins = ["*"]             # web origins whose pages may use WHIP/WHEP
+    max_sessions = 32                # WHIP sources and WHEP viewers together
+    preload = false                  # import aiortc at start-up, not at the first request
+    [[webrtc.ice_servers]]           # STUN/TURN for peers behind NAT (none by default:
+    url = "stun:stun.example.org:3478"   # nothing leaves the machine unless configured)
+    [[webrtc.ice_servers]]
+    url = "turn:turn.example.org:3478?transport=udp"
+    username = "loa"                 # TURN needs a username and a credential
+    credential = "…"
+
     [sessions]                       # the browser's logins to accounts (issue 14)
     idle_timeout_min = 30            # a session unused this long ends: log in again
     login_failures = 5               # wrong passwords per username, and per address, after
@@ -118,7 +134,9 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -132,6 +150,7 @@ from loa.core.peers import AddressSet
 from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
 from loa.playout.admission import EXEMPT, PER_ADDRESS, RESERVE_FDS
+from loa.playout.webrtc import IceServer, WebRtcSettings, parse_port_range
 
 
 class ConfigError(Explained, ValueError):
@@ -291,6 +310,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    webrtc: WebRtcSettings = field(default_factory=WebRtcSettings)
 
     @property
     def bitrates_bps(self) -> dict[str, int]:
@@ -438,6 +458,8 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         changes["limits"] = _limits(cfg.limits, raw["limits"])
     if "sessions" in raw:
         changes["sessions"] = _sessions(cfg.sessions, raw["sessions"])
+    if "webrtc" in raw:
+        changes["webrtc"] = _webrtc(cfg.webrtc, raw["webrtc"])
     new = replace(cfg, **changes)
     if new.jitter_target_ms > new.jitter_max_ms:
         raise ConfigError(N_("jitter_target_ms must not exceed jitter_max_ms"))
@@ -531,6 +553,66 @@ def _sessions(cfg: SessionsConfig, raw: dict[str, Any]) -> SessionsConfig:
         _int(raw, "login_failures", cfg.login_failures, 1, 1000),
         _float(raw, "login_forget_s", cfg.login_forget_s, 1, 86400),
     )
+
+
+ICE_URL = re.compile(r"^(stuns?|turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?"
+                     r"(\?transport=(udp|tcp))?$")
+
+
+def _webrtc(cfg: WebRtcSettings, raw: dict[str, Any]) -> WebRtcSettings:
+    """``[webrtc]``: ICE servers (tables of url, username, credential; TURN needs the last
+    two), addresses, the public address, the UDP port range, CORS origins, the session
+    limit."""
+    servers = []
+    entries = raw.get("ice_servers", [])
+    if not isinstance(entries, list):
+        raise ConfigError(N_("[webrtc] ice_servers must be a list of tables"))
+    for entry in entries:
+        url = entry.get("url") if isinstance(entry, dict) else None
+        if not isinstance(url, str) or not ICE_URL.match(url):
+            raise ConfigError(N_("[webrtc] ice_servers: {value!r} needs a url stun:host[:port] "
+                                 "or turn:host[:port][?transport=udp|tcp]"), value=entry)
+        server = IceServer(url, str(entry.get("username", "")), str(entry.get("credential", "")))
+        if server.is_turn and not (server.username and server.credential):
+            raise ConfigError(N_("[webrtc] ice_servers: the TURN server {url} needs a username "
+                                 "and a credential"), url=url)
+        servers.append(server)
+    addresses = _strings(raw, "addresses", cfg.addresses)
+    for address in addresses:
+        _ip(address, "addresses")
+    public = raw.get("public_address", cfg.public_address)
+    if public is not None:
+        public = str(_ip(str(public), "public_address"))
+    ports = cfg.udp_ports
+    if "udp_ports" in raw:
+        try:
+            ports = parse_port_range(str(raw["udp_ports"]))
+        except ValueError:
+            raise ConfigError(N_('[webrtc] udp_ports must be a range of ports, "40000-40100", '
+                                 "not {value!r}"), value=raw["udp_ports"]) from None
+    return WebRtcSettings(
+        ice_servers=tuple(servers) if "ice_servers" in raw else cfg.ice_servers,
+        addresses=addresses, public_address=public, udp_ports=ports,
+        cors_origins=_strings(raw, "cors_origins", cfg.cors_origins),
+        max_sessions=_int(raw, "max_sessions", cfg.max_sessions, 1, 10_000),
+        preload=bool(raw.get("preload", cfg.preload)),
+    )
+
+
+def _strings(raw: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = raw.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(N_("[webrtc] {key} must be a list of strings, not {value!r}"),
+                          key=key, value=value)
+    return tuple(value)
+
+
+def _ip(value: str, key: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(N_("[webrtc] {key}: {value!r} is not an IP address"), key=key,
+                          value=value) from None
 
 
 def _alarms(cfg: AlarmConfig, raw: dict[str, Any]) -> AlarmConfig:

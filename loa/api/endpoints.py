@@ -26,8 +26,9 @@ from loa.api.resource import (
     scoped_endpoint,
     server_of,
 )
+from loa.api.schedule import dry_run
 from loa.control.auth import Right
-from loa.control.endpoints import CSV_FIELDS
+from loa.control.endpoints import CSV_FIELDS, located
 from loa.core.i18n import N_, Message
 from loa.core.zones import ZoneError
 from loa.protocol.credentials import mosquitto_acl, mosquitto_passwd_lines
@@ -153,21 +154,69 @@ async def rotate_credentials(request: web.Request) -> Changed:
 
 
 @routes.post("/api/v1/endpoints.csv")
-@audited("endpoint.import", atomic=True)  # the rows and their audit entry: one transaction
-async def import_endpoints(request: web.Request) -> Changed:
+async def import_endpoints(request: web.Request) -> web.Response:
     """A CSV body (ADMIN): id,name,zone,lat,lon,address,admin_code, as a spreadsheet saves
     it: UTF-8 (with or without its byte-order mark), UTF-16 with its mark, or the
     ``charset`` the Content-Type names; comma, semicolon or tab separated; the header in any
     case, with or without accents, in English or Vietnamese (``CSV_COLUMNS``). All or
-    nothing (400 with ``errors``, the first 200, saying what was seen); new endpoints come
-    back with their MQTT passwords (as CSV with ``Accept: text/csv``). 413 over 8 MiB. A
-    scope of the whole tree only."""
+    nothing: 400 with ``errors``, the first 200 (``error_count`` says how many), each
+    ``{"line": n, "message": "…"}`` (``line`` 1-based, null for the file as a whole; the
+    message in the caller's language, saying what was seen). New endpoints come back with
+    their MQTT passwords: ``{"created": [login…], "updated": [id…]}`` (201 if any is new,
+    else 200), or as CSV with ``Accept: text/csv``. 413 over 8 MiB. A scope of the whole
+    tree only.
+
+    ``?dry_run=1``: checked exactly as the import is (the same refusals: statuses and
+    errors), and answered 200 with what it would do: ``{"dry_run": true, "created":
+    [{"line", "id", "name", "zone", "lat", "lon", "address", "admin_code"}…], "updated":
+    [{"line", "id", "zone", "changes": {field: {"from", "to"}}}…], "errors": []}`` (a line
+    that changes nothing has empty ``changes``); nothing is saved or audited and no
+    password is made. 400 for another value of ``dry_run`` than 1/0 (true/false,
+    yes/no)."""
+    if dry_run(request):
+        return await _preview_import(request)
+    return await _import_endpoints(request)
+
+
+async def _csv_body(request: web.Request) -> bytes:
+    """The import's body, once the caller may import (ADMIN, a scope of the whole tree)."""
     require(request, Right.ADMIN)
     scoped_all(request, Message(N_("a CSV import of the whole registry")))
     data = await read_body(request, MAX_CSV_BYTES)
     if len(data) > MAX_CSV_BYTES:
         raise ApiError(413, N_("CSV imports are limited to {limit_mib} MiB"),
                        limit_mib=MAX_CSV_BYTES >> 20)
+    return data
+
+
+def _refused(request: web.Request, errors: list[Message], message: str) -> ApiError:
+    """The 400 of an import with errors: the first 200, each by its line."""
+    language = language_of(request)
+    listed = []
+    for error in errors[:200]:
+        line, said = located(error, language)
+        listed.append({"line": line, "message": said})
+    return ApiError(400, message, extra={"errors": listed, "error_count": len(errors)})
+
+
+async def _preview_import(request: web.Request) -> web.Response:
+    data = await _csv_body(request)
+    preview = await server_of(request).endpoints.preview_csv(data, request.charset)
+    if preview.errors:
+        raise _refused(request, preview.errors, N_("nothing would be imported"))
+    created = [{"line": new.line, **{k: v for k, v in new.endpoint.describe().items()
+                                     if k in CSV_FIELDS}} for new in preview.new]
+    updated = [{"line": row.line, "id": row.id, "zone": row.zone_id,
+                "changes": {name: {"from": old, "to": new}
+                            for name, (old, new) in row.changes.items()}}
+               for row in preview.changes]
+    return json_response({"dry_run": True, "created": created, "updated": updated,
+                          "errors": []})
+
+
+@audited("endpoint.import", atomic=True)  # the rows and their audit entry: one transaction
+async def _import_endpoints(request: web.Request) -> Changed:
+    data = await _csv_body(request)
     s = server_of(request)
     # decoded beside the loop, with the parsing; aiohttp's charset is None when none is named.
     # Loa's broker is not awaited after it: the rows and the audit entry are one transaction
@@ -175,9 +224,7 @@ async def import_endpoints(request: web.Request) -> Changed:
     result = await s.endpoints.import_csv(data, request.charset)
     created, updated = result.created, result.updated
     if result.errors:
-        language = language_of(request)
-        raise ApiError(400, N_("nothing imported"),
-                       extra={"errors": [e.say(language) for e in result.errors[:200]]})
+        raise _refused(request, result.errors, N_("nothing imported"))
     logins = [mqtt_login(s, ep.id, result.passwords[ep.id]) for ep in created]
     detail = {"created": [e.id for e in created], "updated": [e.id for e in updated]}
     if "text/csv" in request.headers.get("Accept", ""):

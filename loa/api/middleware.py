@@ -39,8 +39,8 @@ LOGIN_PATH = "/api/v1/login"  # the one API path that takes no credentials: it m
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # What takes credentials through aiohttp: the API's bearer tokens, Icecast's admin (an
-# encoder's metadata update, with the source password)
-THROTTLED_PATHS = (*API_PATHS, "/admin/")
+# encoder's metadata update, with the source password), WHIP and WHEP (``loa.api.whip``)
+THROTTLED_PATHS = (*API_PATHS, "/admin/", "/whip/", "/whep/")
 
 
 @web.middleware

@@ -1,11 +1,13 @@
-"""What the station is doing and did: status, Prometheus metrics, alarms, the broadcast log
-(nhật ký phát) and the audit log. Reads only. The alarms and the logs are those of the
-caller's scope: its zones and their endpoints (what concerns the whole station, to a scope of
-the whole tree); so are the zones, alerts and alarms of the status. The status's counters and
-the metrics are the station's."""
+"""What the station is doing and did: status, Prometheus metrics, alarms and their history,
+the broadcast log (nhật ký phát) and the audit log, the logs filtered and paged on the server.
+Reads only. The alarms and the logs are those of the caller's scope: its zones and their
+endpoints (what concerns the whole station, to a scope of the whole tree); so are the zones,
+alerts and alarms of the status. The status's counters and the metrics are the station's."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -13,11 +15,18 @@ from aiohttp import web
 from loa.api.alerts import alert_in_scope
 from loa.api.resource import ApiError, json_response, require, scope_of, scoped, server_of
 from loa.control.auth import Right, Scope
+from loa.control.store import LogQuery, contains, fold
 from loa.core.i18n import N_
+from loa.core.zones import home_zone_id
 from loa.monitoring.metrics import render
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
+
+LOG_LIMIT = 200  # entries a log page holds unless ``limit`` says
+MAX_LOG_LIMIT = 1000  # the most a page holds
+MAX_LOG_TEXT = 200  # characters of ``q``
+MAX_ID = (1 << 63) - 1  # SQLite's largest row id
 
 routes = web.RouteTableDef()
 
@@ -74,31 +83,127 @@ def alarm_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> boo
     return scope.covers_all() if zone is None else scope.contains(zone)
 
 
+def _unix(request: web.Request, name: str) -> float | None:
+    """A time of the query (unix seconds), None when it names none; ApiError 400 for one
+    that is not."""
+    value = request.query.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        unix = float(value)
+    except ValueError:
+        unix = math.nan
+    if not math.isfinite(unix):
+        raise ApiError(400, N_("{name} is a unix time"), name=name)
+    return unix
+
+
+def _whole(request: web.Request, name: str, low: int, high: int) -> int | None:
+    """A whole number of the query from ``low`` to ``high``, None when it names none;
+    ApiError 400 for another value."""
+    value = request.query.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdecimal() or not low <= int(value) <= high:
+        raise ApiError(400, N_("{name} must be a whole number from {low} to {high}"),
+                       name=name, low=low, high=high)
+    return int(value)
+
+
+def log_query(request: web.Request) -> LogQuery:
+    """The filters and page of a log request (``GET log``, ``GET audit``, ``GET
+    alarms/history``), within the caller's scope: ``since`` and ``until`` (unix seconds),
+    ``zone`` (it and the zones below it; 404 if unknown, 403 outside the scope; without
+    it, the whole scope), ``q`` (text held, in any case; at most ``MAX_LOG_TEXT``
+    characters), ``limit`` (1 to ``MAX_LOG_LIMIT``, ``LOG_LIMIT`` without it), and
+    ``before`` or ``after`` (an entry id: the page from there). ApiError 400 for a bad
+    value."""
+    s = server_of(request)
+    text = request.query.get("q", "").strip()
+    if len(text) > MAX_LOG_TEXT:
+        raise ApiError(400, N_("{name} is over {limit} characters"), name="q",
+                       limit=MAX_LOG_TEXT)
+    before = _whole(request, "before", 0, MAX_ID)
+    after = _whole(request, "after", 0, MAX_ID)
+    if before is not None and after is not None:
+        raise ApiError(400, N_("ask for the entries before an id or after one, not both"))
+    zone = request.query.get("zone", "").strip()
+    if zone:
+        s.zones.get(zone)  # ZoneError (404) if unknown
+        scoped(request, zone)
+        zones: list[str] | None = [z.id for z in s.zones.subtree(zone)]
+    else:
+        zones = scope_of(request).zone_ids()
+    limit = _whole(request, "limit", 1, MAX_LOG_LIMIT)
+    return LogQuery(since=_unix(request, "since"), until=_unix(request, "until"), zones=zones,
+                    text=text, limit=LOG_LIMIT if limit is None else limit, before=before,
+                    after=after)
+
+
+def _in_view(request: web.Request, query: LogQuery, zone: str) -> bool:
+    """Whether a zone's entry (an alert's group counting as its home zone) is among those
+    the query asks for: the query's zone and below, else the caller's scope."""
+    home = home_zone_id(zone)
+    return scope_of(request).contains(zone) and (query.zones is None or home in query.zones)
+
+
 @routes.get("/api/v1/log")
 async def broadcast_log(request: web.Request) -> web.Response:
-    """The broadcast log (nhật ký phát): ``?zone=…&since=<unix time>``, the zones of the
-    caller's scope; 400 for a bad ``since``, 403 for a zone outside the scope."""
+    """The broadcast log (nhật ký phát) of the caller's scope, filtered and paged as
+    ``log_query`` reads the query: ``{"entries": [...], "next": id | null, "on_air":
+    [...]}``. ``entries``: the ended segments (``id``, zone, programme, kind, priority,
+    label, started_at, ended_at, duration_s, end_reason) that overlap [since, until] and
+    whose programme, label, kind or end reason holds ``q``; newest first, in the order
+    they ended (``after``: oldest first). ``next``: the id to ask the following page
+    from (as ``before``, or ``after`` for a page asked ``after``), null at the end.
+    ``on_air``: the segments on air now that match (zone, programme, kind, priority,
+    started_at), on the first page only (without ``before`` or ``after``). 400 for a bad
+    value, 403 for a zone outside the scope, 404 for an unknown zone."""
     s = server_of(request)
-    try:
-        since = float(request.query.get("since", "0"))
-    except ValueError:
-        raise ApiError(400, N_("since is a unix time")) from None
-    zone = request.query.get("zone")
-    if zone:
-        scoped(request, zone)
-    scope = scope_of(request)
-    return json_response({
-        "entries": await s.store.broadcast_log_async(zone, since, zones=scope.zone_ids()),
-        "on_air": [e for e in s.broadcast_log.on_air()
-                   if (not zone or e["zone"] == zone) and scope.contains(e["zone"])],
-    })
+    query = log_query(request)
+    page = await s.store.broadcast_page_async(query)
+    on_air: list[dict[str, Any]] = []
+    if query.before is None and query.after is None:
+        needle = fold(query.text)
+        on_air = [e for e in s.broadcast_log.on_air()
+                  if _in_view(request, query, e["zone"])
+                  and (query.until is None or e["started_at"] <= query.until)
+                  and contains(needle, e["programme"], e["kind"])]
+    return json_response({"entries": page.entries, "next": page.next, "on_air": on_air})
 
 
 @routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
-    """``GET audit`` (ADMIN): the newest 200 audit entries of the caller's scope (made in
-    its zones; with a scope of the whole tree, every entry), optionally for one
-    ``subject``."""
+    """``GET audit`` (ADMIN): the audit log of the caller's scope (the entries made in its
+    zones; with a scope of the whole tree, every entry, those of no zone too), filtered and
+    paged as ``log_query`` reads the query, and ``subject`` (that subject's entries only):
+    ``{"audit": [...], "next": id | null}``. Each entry: id, at, actor, action, subject,
+    zone, address, detail; those made from ``since`` to ``until`` whose actor, action,
+    subject or detail (its JSON text) holds ``q``; newest first (``after``: oldest
+    first). ``next``: the id to ask the following page from (as ``before``, or ``after``
+    for a page asked ``after``), null at the end. 400 for a bad value, 403 for a zone
+    outside the scope, 404 for an unknown zone."""
     require(request, Right.ADMIN)
-    return json_response({"audit": await server_of(request).store.audit_log_async(
-        request.query.get("subject"), zones=scope_of(request).zone_ids())})
+    query = replace(log_query(request), subject=request.query.get("subject") or None)
+    page = await server_of(request).store.audit_page_async(query)
+    return json_response({"audit": page.entries, "next": page.next})
+
+
+@routes.get("/api/v1/alarms/history")
+async def alarm_history(request: web.Request) -> web.Response:
+    """``GET alarms/history``: when each alarm of the caller's scope was raised and cleared
+    (``Store.alarm_history_async``, from the audit log), those overlapping [since, until],
+    of ``zone`` and below if named, newest raise first, paged by ``limit`` and ``before``
+    (as ``log_query`` reads them): ``{"alarms": [{"id", "kind", "subject", "zone",
+    "detail", "raised_at", "cleared_at", "ended", "active"}], "next": id | null}``.
+    ``cleared_at``: null while it is raised (``active`` true), or when the server stopped
+    before it cleared (``ended`` "raised again" if it was raised anew since, else null).
+    An alarm's zone is its subject's when it was raised (an endpoint's, a zone itself);
+    those of no zone (the broker, the disk, the server) are a whole tree's. 400 for a bad
+    value, 403 for a zone outside the scope, 404 for an unknown zone."""
+    s = server_of(request)
+    page = await s.store.alarm_history_async(log_query(request))
+    raised = {(a.kind.value, a.subject): a for a in s.alarms.active()}
+    for entry in page.entries:
+        entry["active"] = entry["ended"] is None and (entry["kind"], entry["subject"]) in raised
+    return json_response({"alarms": page.entries, "next": page.next})

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from loa.cli.client import (
     ApiClient,
+    CliExit,
     add_client_parser,
     add_client_subparser,
     add_list_options,
@@ -80,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
             assert csv_file is not None
             answer = api.call("POST", "/api/v1/endpoints.csv", raw=csv_file.read_bytes(),
                               accept="application/json" if api.as_json else "text/csv")
-            api.check(answer)
+            try:
+                api.check(answer)
+            except CliExit:
+                if not api.as_json:
+                    for line in import_errors(answer.data):
+                        print(line, file=sys.stderr)
+                raise
             return api.show(answer, answer.text)  # the new passwords, as CSV
         if c == "passwd":
             answer = api.call("POST", f"/api/v1/endpoints/{quote(args.id, safe='')}/credentials")
@@ -91,6 +99,26 @@ def run(args: argparse.Namespace) -> int:
         if api.as_json:
             return api.show(answer, "")
         return api.show(answer, write_mosquitto(args.dir, data))
+
+
+def import_errors(data: Any) -> list[str]:
+    """What a refused import found, a line each, for people: the API's ``errors`` (``{"line",
+    "message"}``; a plain text from a server of before) and how many more there are."""
+    if not isinstance(data, dict):
+        return []
+    errors = data.get("errors") or []
+    out = []
+    for error in errors:
+        if isinstance(error, dict):
+            line, message = error.get("line"), error.get("message")
+            out.append(str(message) if line is None else
+                       _("line {line}: {error}", line=line, error=message))
+        else:
+            out.append(str(error))
+    more = int(data.get("error_count") or 0) - len(errors)
+    if more > 0:
+        out.append(ngettext("… and {n} more error.", "… and {n} more errors.", more))
+    return out
 
 
 def list_endpoints(api: ApiClient, args: argparse.Namespace) -> int:

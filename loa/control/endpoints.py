@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,29 @@ class EndpointError(Explained, ValueError):
     """An unknown endpoint, or a bad id, field or CSV row; the message says which."""
 
     pass
+
+
+# An import error about one line: the line, and what is wrong with it (a Message or a text)
+LINE_ERROR = N_("line {line}: {error}")
+
+
+def located(message: Message, language: str) -> tuple[int | None, str]:
+    """An import error as the line it names (1-based; None for one about the whole file) and
+    what it says of that line in ``language``, for answers that list the errors by line:
+    ``LINE_ERROR`` (a row's error, the csv module's) gives its line and its error alone;
+    another message with a ``line`` field (a header, bytes the encoding cannot decode, a row
+    changed while the import ran) gives that line and the message, less a leading "line
+    n: " as ``LINE_ERROR`` says it; any other, None and the message."""
+    line = message.fields.get("line")
+    if not isinstance(line, int):
+        return None, message.say(language)
+    if message.msgid == LINE_ERROR and "error" in message.fields:
+        error = message.fields["error"]
+        return line, error.say(language) if isinstance(error, Message) else \
+            Message(str(error)).say(language)
+    text = message.say(language)
+    prefix = Message(LINE_ERROR, {"line": line, "error": ""}).say(language)
+    return line, text[len(prefix):] if text.startswith(prefix) and text != prefix else text
 
 
 def _message_of(exc: Exception) -> Message:
@@ -143,6 +166,27 @@ class CsvPlan:
     changes: list[CsvRow] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class CsvChange:
+    """A checked CSV line for an endpoint that exists, as a dry run shows it: what the import
+    would change, each field (``zone`` among them) as (now, then); empty when the line says
+    what the registry holds already."""
+    line: int
+    id: str
+    zone_id: str  # the zone it would be in
+    changes: dict[str, tuple[Any, Any]]
+
+
+@dataclass
+class CsvPreview:
+    """What an import would do (``EndpointRegistry.preview_csv``): errors (each a Message;
+    then it would take nothing), or the endpoints it would make (without credentials) and
+    its changes to those that exist."""
+    errors: list[Message] = field(default_factory=list)
+    new: list[CsvNew] = field(default_factory=list)
+    changes: list[CsvChange] = field(default_factory=list)
+
+
 @dataclass
 class CsvImport:
     """The outcome of ``EndpointRegistry.import_csv``: with errors (each a Message, said in
@@ -154,19 +198,42 @@ class CsvImport:
 
 
 def plan_csv_import(data: str | bytes, existing: frozenset[str], zone_ids: frozenset[str],
-                    now: float, charset: str | None = None) -> CsvPlan:
+                    now: float, charset: str | None = None, *, secrets: bool = True
+                    ) -> CsvPlan:
     """Decode (bytes: see ``spreadsheet.decode``; ``charset`` from the Content-Type), parse
     and check a CSV import against a snapshot of the registry (its ids, the zone ids
-    endpoints may live in), and make the new endpoints with their passwords. The separator
-    is guessed and the header matched to ``CSV_COLUMNS`` as ``spreadsheet.read_table`` does;
-    a coordinate may use a decimal comma. Pure and thread-safe: the registry runs it in a
-    worker thread."""
+    endpoints may live in), and make the new endpoints with their passwords (``secrets``
+    False: without, password and hash empty, for a dry run). The separator is guessed and
+    the header matched to ``CSV_COLUMNS`` as ``spreadsheet.read_table`` does; a coordinate
+    may use a decimal comma. Pure and thread-safe: the registry runs it in a worker
+    thread."""
     try:
         text = data if isinstance(data, str) else decode(data, charset)
         table = read_table(text, CSV_COLUMNS, ("id", "zone"))
     except TableError as exc:
         return CsvPlan([exc.message])
-    return _plan_rows(table, existing, zone_ids, now)
+    return _plan_rows(table, existing, zone_ids, now, secrets)
+
+
+def preview_csv_import(data: str | bytes, existing: Mapping[str, Endpoint],
+                       zone_ids: frozenset[str], now: float, charset: str | None = None
+                       ) -> CsvPreview:
+    """``plan_csv_import`` without credentials, and what each line for an endpoint that
+    exists would change in it (``existing``: the registry's endpoints by id, read as they
+    are: a change made meanwhile may or may not show, as in any preview). For a worker
+    thread."""
+    plan = plan_csv_import(data, frozenset(existing), zone_ids, now, charset, secrets=False)
+    if plan.errors:
+        return CsvPreview(plan.errors)
+    changes = []
+    for row in plan.changes:
+        ep = existing[row.id]
+        changed = {name: (getattr(ep, name), value) for name, value in row.fields.items()
+                   if getattr(ep, name) != value}
+        if row.zone_id != ep.zone_id:
+            changed["zone"] = (ep.zone_id, row.zone_id)
+        changes.append(CsvChange(row.line, row.id, row.zone_id, changed))
+    return CsvPreview([], plan.new, changes)
 
 
 def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
@@ -177,8 +244,8 @@ def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
         errors.append(exc.message)
 
 
-def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float
-               ) -> CsvPlan:
+def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float,
+               secrets: bool) -> CsvPlan:
     plan = CsvPlan()
     seen: set[str] = set()
     for count, record in enumerate(_records(table, plan.errors), start=1):
@@ -201,8 +268,7 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
             name, address, admin_code = (_text(row.get(key), key, limit) for key, limit in
                                          (("name", 200), ("address", 200), ("admin_code", 16)))
         except ValueError as exc:
-            plan.errors.append(Message(N_("line {line}: {error}"),
-                                       {"line": n, "error": _message_of(exc)}))
+            plan.errors.append(Message(LINE_ERROR, {"line": n, "error": _message_of(exc)}))
             continue
         if plan.errors:
             continue  # nothing will be taken: spare the hashing
@@ -212,9 +278,9 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
             plan.changes.append(CsvRow(n, eid, zone_id,
                                        {k: v for k, v in values.items() if k in row}))
             continue
-        password = new_password()
+        password = new_password() if secrets else ""
         ep = Endpoint(eid, zone_id, name, lat, lon, address, admin_code,
-                      secret_hash=hash_password(password), created_at=now)
+                      secret_hash=hash_password(password) if secrets else "", created_at=now)
         plan.new.append(CsvNew(n, ep, password))
     if plan.errors:
         return CsvPlan(plan.errors)
@@ -339,6 +405,14 @@ class EndpointRegistry:
             updated.append(ep)
         self.save_many(created + updated)
         return CsvImport(created, updated, [], passwords)
+
+    async def preview_csv(self, data: str | bytes, charset: str | None = None) -> CsvPreview:
+        """What ``import_csv`` would do with the same rows, doing nothing: its errors (the
+        same), or the endpoints it would make and what it would change in those that exist
+        (``preview_csv_import``, in a worker thread; no password is made or hashed)."""
+        zone_ids = frozenset(z.id for z in self._zones if not is_alert_group(z.id))
+        return await asyncio.to_thread(preview_csv_import, data, dict(self.endpoints),
+                                       zone_ids, time.time(), charset)
 
     def get(self, endpoint_id: str) -> Endpoint:
         """The endpoint, or EndpointError if unknown."""

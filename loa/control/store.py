@@ -48,6 +48,7 @@ import queue
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,49 @@ BroadcastRow = tuple[str, str, str, int, str, float, float, str]
 # (zone, programme, kind, priority, label, started_at): a segment on air now
 OpenRow = tuple[str, str, str, int, str, float]
 PresenceRow = tuple[str, bool, float, str]
+
+CONTAINS_FUNCTION = "loa_contains"  # SQL: loa_contains(folded needle, text, …) (``contains``)
+ALARM_ACTIONS = ("alarm.raised", "alarm.cleared")  # the audit actions of ``AlarmBoard``
+
+
+def fold(text: str) -> str:
+    """Text as a search compares it: composed (NFC: a decomposed ``ả`` is ``ả``) and without
+    case (``casefold``: ``Đ`` is ``đ``), which SQLite's own LIKE does for ASCII only."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def contains(needle: str, *texts: Any) -> bool:
+    """Whether any of ``texts`` (None counts as empty) holds ``needle`` (already ``fold``-ed),
+    whatever its case: the store's SQL function ``loa_contains``."""
+    return any(needle in fold(str(t)) for t in texts if t is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """What a page of a log asks for: entries from ``since`` to ``until`` (unix s; None: no
+    bound), of ``zones`` (None: every entry, those of no zone too), holding ``text`` (any
+    case; "": any), at most ``limit`` of them, and where the page starts: ``before`` an
+    entry id (older ones, newest first; the first page without it) or ``after`` one (newer
+    ones, oldest first). ``subject``: the audit log's entries about that subject only."""
+
+    since: float | None = None
+    until: float | None = None
+    zones: list[str] | None = None
+    text: str = ""
+    limit: int = 200
+    before: int | None = None
+    after: int | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """A page of a log: its entries, and ``next``, the id to ask the following page from in
+    the same direction (as ``before``, or as ``after`` for a page asked ``after``); None at
+    the end."""
+
+    entries: list[dict[str, Any]]
+    next: int | None
 
 
 def encode(data: Any) -> str:
@@ -312,6 +356,7 @@ class Store:
     def _run(self, path: Path, opened: concurrent.futures.Future[None]) -> None:
         try:
             db = sqlite3.connect(str(path), isolation_level=None)
+            db.create_function(CONTAINS_FUNCTION, -1, contains, deterministic=True)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(f"BEGIN; {SCHEMA} COMMIT;")  # one commit for a new database
@@ -738,6 +783,34 @@ class Store:
         return await self._read_async("audit_log", functools.partial(
             _audit_log, subject=subject, limit=limit, zones=zones))
 
+    async def broadcast_page_async(self, query: LogQuery) -> LogPage:
+        """A page of the broadcast log's ended segments (those of ``broadcast_log`` with
+        their ``id``, the order they ended in): those overlapping [since, until] (ended at
+        or after ``since``, started at or before ``until``) whose programme, label, kind or
+        end reason holds ``query.text``; newest first (oldest first ``after`` an id)."""
+        return await self._read_async("broadcast_page", functools.partial(
+            _broadcast_page, query=query))
+
+    async def audit_page_async(self, query: LogQuery) -> LogPage:
+        """A page of the audit log (the entries of ``audit_log``): made from ``since`` to
+        ``until`` (``at``), whose actor, action, subject or detail holds ``query.text``;
+        newest first (oldest first ``after`` an id)."""
+        return await self._read_async("audit_page", functools.partial(_audit_page,
+                                                                      query=query))
+
+    async def alarm_history_async(self, query: LogQuery) -> LogPage:
+        """Alarms as they came and went, from the audit log's ``alarm.raised`` and
+        ``alarm.cleared`` entries: each raise with what ended it, newest raise first (by
+        ``before`` pages; ``text`` and ``after`` are not read). Each: ``id`` (the raise's
+        entry), ``kind``, ``subject``, ``zone``, ``detail``, ``raised_at``, ``cleared_at``
+        (None when no clear followed it), ``ended`` (``"cleared"``; ``"raised again"``: a
+        later raise of the same alarm came first, the server having stopped meanwhile;
+        None: nothing yet, it may still be raised). Those whose time overlaps [since,
+        until]: raised at or before ``until``, and cleared at or after ``since`` (or not
+        cleared; raised again: raised at or after ``since``)."""
+        return await self._read_async("alarm_history", functools.partial(
+            _alarm_history, query=query))
+
     # accounts (loa.control.accounts) and their personal tokens
 
     def save_user(self, username: str, data: dict[str, Any]) -> None:
@@ -857,3 +930,100 @@ def _zones_clause(zones: list[str] | None) -> tuple[list[str], list[Any]]:
     if zones is None:
         return [], []
     return [f"zone IN ({','.join('?' * len(zones))})"], list(zones)
+
+
+def _page_clause(query: LogQuery, bounds: list[str], fields: list[str]
+                 ) -> tuple[list[str], list[Any], str]:
+    """The WHERE conditions and parameters of a log page (``bounds``: conditions on
+    ``since`` then ``until``, each with one ``?``; ``fields``: the columns ``text`` is
+    looked for in) and its ORDER BY."""
+    where, params = _zones_clause(query.zones)
+    for condition, bound in zip(bounds, (query.since, query.until), strict=True):
+        if bound is not None:
+            where.append(condition)
+            params.append(bound)
+    if query.text:
+        where.append(f"{CONTAINS_FUNCTION}(?, {', '.join(fields)})")
+        params.append(fold(query.text))
+    order = "id DESC"
+    if query.after is not None:
+        where.append("id > ?")
+        params.append(query.after)
+        order = "id"
+    elif query.before is not None:
+        where.append("id < ?")
+        params.append(query.before)
+    return where, params, order
+
+
+def _paged(rows: list[dict[str, Any]], limit: int) -> LogPage:
+    """The first ``limit`` of ``rows`` (read ``limit + 1``: one more says there are more)."""
+    if len(rows) > limit:
+        return LogPage(rows[:limit], rows[limit - 1]["id"])
+    return LogPage(rows, None)
+
+
+def _broadcast_page(db: Db, query: LogQuery) -> LogPage:
+    where, params, order = _page_clause(query, ["ended_at >= ?", "started_at <= ?"],
+                                        ["programme", "label", "kind", "end_reason"])
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    cols = ("id", *BROADCAST_COLS)
+    rows = db.execute(f"SELECT {', '.join(cols)} FROM broadcast_log {clause}ORDER BY {order} "
+                      "LIMIT ?", (*params, query.limit + 1))
+    return _paged([dict(zip(cols, row, strict=True)) for row in rows], query.limit)
+
+
+def _audit_page(db: Db, query: LogQuery) -> LogPage:
+    where, params, order = _page_clause(query, ["at >= ?", "at <= ?"],
+                                        ["actor", "action", "subject", "detail"])
+    if query.subject is not None:
+        where.append("subject = ?")
+        params.append(query.subject)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = db.execute(f"SELECT id, at, actor, action, subject, zone, address, detail FROM audit "
+                      f"{clause}ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
+    return _paged([{"id": rid, "at": at, "actor": actor, "action": action, "subject": subj,
+                    "zone": zone, "address": address, "detail": json.loads(detail)}
+                   for rid, at, actor, action, subj, zone, address, detail in rows],
+                  query.limit)
+
+
+def _alarm_history(db: Db, query: LogQuery) -> LogPage:
+    where, params = _zones_clause(query.zones)
+    where = [f"r.{condition}" for condition in where]
+    where.append("r.action = ?")
+    params.append(ALARM_ACTIONS[0])
+    if query.until is not None:
+        where.append("r.at <= ?")
+        params.append(query.until)
+    if query.before is not None:
+        where.append("r.id < ?")
+        params.append(query.before)
+    ended: list[Any] = []
+    if query.since is not None:
+        # the end (the next entry of the same alarm: its clear, or a raise again) at or after
+        # since; or none yet
+        ended = ["WHERE n.id IS NULL OR (n.action = ? AND n.at >= ?) OR (n.action = ? AND "
+                 "raised.at >= ?)", ALARM_ACTIONS[1], query.since, ALARM_ACTIONS[0],
+                 query.since]
+    # each raise with the next entry of the same alarm (subject and kind) after it
+    rows = db.execute(
+        "WITH raised AS (SELECT r.id, r.at, r.subject, r.zone, r.detail, "
+        "(SELECT min(e.id) FROM audit e WHERE e.subject = r.subject AND e.id > r.id "
+        "AND e.action IN (?, ?) AND json_extract(e.detail, '$.kind') = "
+        "json_extract(r.detail, '$.kind')) AS next_id "
+        f"FROM audit r WHERE {' AND '.join(where)}) "
+        "SELECT raised.id, raised.at, raised.subject, raised.zone, raised.detail, n.action, "
+        f"n.at FROM raised LEFT JOIN audit n ON n.id = raised.next_id {ended[0] if ended else ''}"
+        " ORDER BY raised.id DESC LIMIT ?",
+        (*ALARM_ACTIONS, *params, *ended[1:], query.limit + 1))
+    out = []
+    for rid, at, subject, zone, detail, next_action, next_at in rows:
+        data = json.loads(detail)
+        cleared = next_action == ALARM_ACTIONS[1]
+        out.append({"id": rid, "kind": data.get("kind"), "subject": subject, "zone": zone,
+                    "detail": data.get("detail", ""), "raised_at": at,
+                    "cleared_at": next_at if cleared else None,
+                    "ended": "cleared" if cleared else
+                    "raised again" if next_action is not None else None})
+    return _paged(out, query.limit)

@@ -63,6 +63,7 @@ class Alarm:
     detail: str
     first_ns: int  # when the condition was first seen
     raised_at: float | None = None  # wall time, once it lasted long enough
+    zone: str | None = None  # where it is, as it was raised: the audit log's zone
 
     def describe(self) -> dict[str, Any]:
         """The API view (``raised_at`` unix seconds, None while pending)."""
@@ -74,12 +75,26 @@ class Alarm:
 Condition = tuple[AlarmKind, str, str, int, float]
 
 
+# (action, subject, detail, zone): how the board writes a raise or a clear to the audit log
+AuditAlarm = Callable[[str, str, dict[str, Any], str | None], None]
+
+
+def no_zone(subject: str) -> str | None:
+    """``AlarmBoard``'s default ``zone_of``: every alarm is the whole station's."""
+    return None
+
+
 class AlarmBoard:
     """The alarms pending and raised, keyed by (kind, subject), with a count of raises per
-    kind; each raise and clear goes to ``audit(action, subject, detail)``."""
+    kind; each raise and clear goes to ``audit(action, subject, detail, zone)``: ``zone``
+    the zone the subject lies in when the alarm is raised (``zone_of(subject)``: an
+    endpoint's zone, a zone itself; None for the whole station's), the same for its clear,
+    so that the history of an alarm is read in the scope that saw it raised."""
 
-    def __init__(self, audit: Callable[[str, str, dict[str, Any]], None]) -> None:
-        self.audit = audit  # (action, subject, detail)
+    def __init__(self, audit: AuditAlarm,
+                 zone_of: Callable[[str], str | None] = no_zone) -> None:
+        self.audit = audit  # (action, subject, detail, zone)
+        self.zone_of = zone_of
         self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
         self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
 
@@ -96,12 +111,15 @@ class AlarmBoard:
             alarm.detail = detail
             if alarm.raised_at is None and now_ns - alarm.first_ns >= hold_s * NS_PER_S:
                 alarm.raised_at = wall
+                alarm.zone = self.zone_of(subject)
                 self.raised_total[kind] += 1
-                self.audit("alarm.raised", subject, {"kind": kind.value, "detail": detail})
+                self.audit("alarm.raised", subject, {"kind": kind.value, "detail": detail},
+                           alarm.zone)
         for key in [k for k in self.pending if k not in seen]:
             alarm = self.pending.pop(key)
             if alarm.raised_at is not None:
-                self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value})
+                self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value},
+                           alarm.zone)
 
     def active(self) -> list[Alarm]:
         """The raised alarms (pending ones are not yet shown)."""

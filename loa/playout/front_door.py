@@ -68,8 +68,9 @@ class Routed(enum.Enum):
 RawRoute = Callable[[asyncio.Transport, RequestHead, bytes], bool | Routed]
 
 # What the descriptor reserve is kept for: the API, Prometheus, Icecast's admin (encoders'
-# metadata) and the sources; a listener stream or an endpoint's WebSocket waits (503).
-RESERVED_PATHS = ("/api/", "/metrics", "/admin/", "/live/")
+# metadata) and the sources (WHIP's too); a listener stream or an endpoint's WebSocket waits
+# (503).
+RESERVED_PATHS = ("/api/", "/metrics", "/admin/", "/live/", "/whip/")
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every TLS ClientHello
 TLS_READ_BUFFER_BYTES = 17 * 1024  # one TLS record and its overhead
 BUSY_RETRY_S = 5

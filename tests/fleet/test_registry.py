@@ -90,7 +90,7 @@ async def test_csv_import_is_all_or_nothing_and_gives_each_new_endpoint_a_passwo
     status, text = await post_csv(server, bad)
     assert status == 400
     errors = __import__("json").loads(text)["errors"]
-    assert [e.split(":")[0] for e in errors] == ["line 3", "line 4", "line 5"]
+    assert [e["line"] for e in errors] == [3, 4, 5]
     assert "xa-01" not in server.endpoints.endpoints  # nothing taken
     good = ("\ufeffid,name,zone,lat,lon,address,admin_code\n"
             "xa-01,Cụm 1,an-binh-1,15.5,108.0,Thôn 1,20551\n"

@@ -217,7 +217,7 @@ def district() -> District:
         Registry({"loa-001": Endpoint("loa-001", "an-binh"),
                   "loa-002": Endpoint("loa-002", "an-binh"),
                   "loa-003": Endpoint("loa-003", "binh-minh")}),
-        fleet, AlarmBoard(lambda action, subject, detail: None))
+        fleet, AlarmBoard(lambda action, subject, detail, zone: None))
 
 
 def test_the_alarm_rules_read_a_district_of_plain_records() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,7 @@ async def fetch(server: LoaServer, path: str, headers: dict[str, str],
             return resp.status, resp.headers.copy(), await resp.read()
 
 
-async def browser_upload(server: LoaServer, path: Path) -> tuple[int, dict]:
+async def browser_upload(server: LoaServer, path: Path) -> tuple[int, dict[str, Any]]:
     """An upload as a browser sends it: the file name as UTF-8 in the part's header (not
     percent-encoded, as aiohttp's client does by default)."""
     form = aiohttp.FormData(quote_fields=False)

@@ -32,6 +32,10 @@ And what hostile clients taught it (issue 13): wrong passwords are throttled per
 address (`loa.core.throttle.FailureThrottle`, shared with the API's tokens). Past a few, a
 wrong password's 401 is held for a delay that doubles, and an address holding its limit of
 such answers gets 429 without its password being looked at. A right password is never held.
+
+A mount is shared with WebRTC (issue 16): a WHIP source (``loa.playout.webrtc.whip``) takes it
+through ``Mounts.attach``, as its ``MountSession``. One source per mount, whichever kind: a
+busy mount refuses the other kind too, and a stalled source of either kind is replaced.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from loa.codecs.decode import DecodeError, format_for_content_type
 from loa.core.clock import Clock
@@ -84,6 +89,29 @@ class MountError(Explained, ValueError):
     """A mount that cannot be made: a bad name, or one mount too many."""
 
 
+class MountBusy(MountError):
+    """A mount whose source is live (not stalled): a second source is refused."""
+
+
+class MountSession(Protocol):
+    """A mount's connected source, whatever brought it: an Icecast-style push
+    (``source_session.IngestSession``, ``kind`` "icecast") or a WHIP session
+    (``loa.playout.webrtc.whip.WhipSession``, "webrtc"). One per mount at a time."""
+
+    kind: str
+    peer: Any  # the client's address, for the log
+    content_type: str
+
+    @property
+    def stalled(self) -> bool:
+        """Live, but nothing arrived for the stall time: the next source may replace it."""
+        ...
+
+    async def stop(self, why: str = "stopped") -> None:
+        """Cut the source now; what its mount buffered is dropped."""
+        ...
+
+
 class Mount:
     """A named live input (``studio``): one programme, at most one source at a time."""
 
@@ -91,17 +119,19 @@ class Mount:
         self.name = name
         self.programme = programme
         self.source = source
-        self.session: IngestSession | None = None
+        self.session: MountSession | None = None
         self.sessions_total = 0
         self.title = ""  # "now playing", from the encoder's /admin/metadata updates
 
     def describe(self) -> dict[str, object]:
-        """Status snapshot: connection, stall, jitter depth and target (frames), sessions, title."""
+        """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, jitter depth
+        and target (frames), sessions, title."""
         s = self.session
         return {
             "mount": self.name,
             "programme": self.programme.id,
             "connected": s is not None,
+            "kind": s.kind if s else None,
             "stalled": self.source.stalled,
             "content_type": s.content_type if s else None,
             "frames_in": self.source.frames_in,
@@ -172,6 +202,29 @@ class Mounts:
         for mount in list(self.mounts.values()):
             if mount.session is not None:
                 await mount.session.stop()
+
+    def check_free(self, mount: Mount) -> None:
+        """Raise MountBusy when a source is live on ``mount`` (a stalled one may be
+        replaced)."""
+        ghost = mount.session
+        if ghost is not None and not ghost.stalled:
+            raise MountBusy(N_("mount {mount!r} is busy: another source is live on it (a "
+                               "source silent for {stall_s:g} s is replaced by the next)"),
+                            mount=mount.name, stall_s=self._live.stall_ms / 1000)
+
+    async def attach(self, mount: Mount, session: MountSession) -> None:
+        """Make ``session`` (a WHIP source) the source of ``mount``, as ``accept`` does for an
+        Icecast one: MountBusy when a source is live on it; a stalled one is cut first (its
+        decoder joined), so that the studio's reconnection goes on air at once."""
+        self.check_free(mount)
+        ghost = mount.session
+        mount.session = session
+        mount.sessions_total += 1
+        if ghost is not None:
+            log.warning("source %s on /live/%s replaces the stalled source %s", session.peer,
+                        mount.name, ghost.peer)
+            self._counters.inc("sources_replaced", mount=mount.name)
+            await ghost.stop("replaced by a new source")
 
     def password_for(self, name: str) -> str:
         """The source password of a mount: its own if set (non-empty), else the global one."""
@@ -298,14 +351,14 @@ class Mounts:
         task.add_done_callback(self._replacing.discard)
         return True
 
-    async def _replace(self, ghost: IngestSession, session: IngestSession, rest: bytes) -> None:
+    async def _replace(self, ghost: MountSession, session: IngestSession, rest: bytes) -> None:
         try:
             await ghost.stop("replaced by a new source")  # cut, its decoder thread joined
         except asyncio.CancelledError:
             await session.stop("shut down before it went live")
             raise
         except Exception:  # a failed cut must not keep the studio off the air
-            log.exception("cutting the stalled source on /live/%s failed", ghost.mount.name)
+            log.exception("cutting the stalled source on /live/%s failed", session.mount.name)
         session.start(rest)
 
     def _options(self, transport: asyncio.Transport, head: RequestHead) -> bool | Routed:

@@ -65,6 +65,8 @@ class IngestSession(asyncio.Protocol):
     unframes what the socket delivers; ``counters`` counts timeouts and failures per mount.
     """
 
+    kind = "icecast"  # a mount's source kind (``push.MountSession``): the WHIP one is "webrtc"
+
     def __init__(
         self,
         mount: Mount,

@@ -127,7 +127,7 @@ class Session(Protocol):
     """What the registry needs of a WHIP or WHEP session."""
 
     id: str
-    kind: str  # "whip" or "whep"
+    resource: str  # "whip" or "whep"
 
     @property
     def ended(self) -> bool: ...
@@ -203,10 +203,10 @@ class WebRtc:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
 
-    def get(self, kind: str, session_id: str) -> Session | None:
-        """The live session of that kind and id, or None."""
+    def get(self, resource: str, session_id: str) -> Session | None:
+        """The live session of that resource ("whip", "whep") and id, or None."""
         s = self.sessions.get(session_id)
-        return s if s is not None and s.kind == kind and not s.ended else None
+        return s if s is not None and s.resource == resource and not s.ended else None
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a session's closing task until it is done (``stop`` waits for it)."""
@@ -225,11 +225,11 @@ class WebRtc:
             await asyncio.wait(list(self._closing))
 
     def describe(self) -> dict[str, object]:
-        """Status: sessions by kind, the limit, how many were made and refused, and whether
-        aiortc is loaded."""
+        """Status: sessions by resource ("whip", "whep"), the limit, how many were made and
+        refused, and whether aiortc is loaded."""
         kinds: dict[str, int] = {}
         for s in self.sessions.values():
-            kinds[s.kind] = kinds.get(s.kind, 0) + 1
+            kinds[s.resource] = kinds.get(s.resource, 0) + 1
         return {"sessions": kinds, "max_sessions": self.settings.max_sessions,
                 "sessions_total": self.sessions_total, "refused_full": self.refused_full,
                 "loaded": self.loaded}
@@ -242,5 +242,5 @@ def _import_peer() -> ModuleType:
     return module
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "MAX_SESSIONS", "RTCP_TIMEOUT_S", "RTP_TIMEOUT_S", "IceServer", "Session", "WebRtc", "WebRtcError", "WebRtcSettings",
-           "parse_port_range"]
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_SESSIONS", "RTCP_TIMEOUT_S", "RTP_TIMEOUT_S", "IceServer",
+           "Session", "WebRtc", "WebRtcError", "WebRtcSettings", "parse_port_range"]

@@ -1,11 +1,14 @@
 // The alarms page (Sự cố): the active alarms of the user's scope, live, and their history.
 //
 // Active: GET /api/v1/alarms once (it re-evaluates the rules), then the `alarms` of each live
-// status event. History: the server writes every raise and clear to the audit log
-// (alarm.raised / alarm.cleared, actor "loa"); GET /api/v1/audit is for admins only and keeps
-// its newest 200 entries of every kind, so the history shown is what those hold, paired into
-// episodes (raised → cleared).
-import { _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, on, may, state } from "../app.js";
+// status event. History: GET /api/v1/alarms/history?since=&zone=&limit=&before= — each alarm
+// of the user's scope with when it was raised and cleared (the server pairs them from its
+// audit log, each recorded in its subject's zone), newest first, paged by the `next` cursor.
+// It is read again when an alarm comes or goes.
+import { _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, on, state } from "../app.js";
+
+const PAGE_SIZE = 50;
+const HOUR_S = 3600;
 
 // what each kind of alarm is about (loa.monitoring.alarms.AlarmKind)
 const KINDS = {
@@ -21,23 +24,35 @@ const KINDS = {
   disk_full: N_("Data disk full"),
 };
 
+// the history's periods: how far back (hours; 0 for all of it)
+const PERIODS = [
+  [24, N_("Last 24 hours")],
+  [24 * 7, N_("Last 7 days")],
+  [24 * 30, N_("Last 30 days")],
+  [0, N_("All")],
+];
+
 const kindName = (kind) => (KINDS[kind] ? _(KINDS[kind]) : kind);
 
 export default {
   async render(container) {
     const stops = [];
+    let left = false; // the page was left: answers that come later draw nothing
     const names = new Map(); // endpoint id → {name, zone}
 
-    /** An alarm's subject: an endpoint (with its name and zone), a zone, or what it names. */
-    const subject = (id) => {
+    /** An alarm's subject: an endpoint (with its name and zone), a zone, or what it names;
+     * `zone`: the zone it was recorded in, for an endpoint no longer registered. */
+    const subject = (id, zone) => {
       const ep = names.get(id);
-      if (ep) {
-        return h("span", {}, ep.name || id, " ", h("code", {}, id),
-          h("small", { class: "muted ep-tel" }, zoneName(ep.zone)));
+      if (ep || (zone && zone !== id)) {
+        return h("span", {}, (ep && ep.name) || id, " ", h("code", {}, id),
+          h("small", { class: "muted ep-tel" }, zoneName(ep ? ep.zone : zone)));
       }
       if (state.zones.some((z) => z.id === id)) return h("span", {}, zoneName(id), " ", h("code", {}, id));
       return id;
     };
+
+    // --- the active alarms ---
 
     const activeBox = h("div", { "data-testid": "alarms-active", "aria-live": "polite" });
     const count = h("span", { class: "badge", "data-testid": "alarms-count" });
@@ -60,43 +75,59 @@ export default {
       ], rows, { empty: _("No active alarm.") }));
     }
 
-    const historyBox = h("div", { "data-testid": "alarms-history" });
+    // --- the history, from the server, paged ---
 
-    async function loadHistory() {
-      const data = await attempt(() => api("GET", "/api/v1/audit"));
-      if (!data) return;
-      // oldest first, so that each clear closes the raise before it
-      const entries = data.audit.filter((e) => e.action === "alarm.raised" || e.action === "alarm.cleared")
-        .sort((a, b) => a.at - b.at || a.id - b.id);
-      const open = new Map();
-      const episodes = [];
-      for (const e of entries) {
-        const kind = (e.detail && e.detail.kind) || "";
-        const key = `${kind}\u0000${e.subject}`;
-        if (e.action === "alarm.raised") {
-          const ep = { kind, subject: e.subject, detail: (e.detail && e.detail.detail) || "",
-            raised: e.at, cleared: null };
-          open.set(key, ep);
-          episodes.push(ep);
-        } else if (open.has(key)) {
-          open.get(key).cleared = e.at;
-          open.delete(key);
-        } else { // raised before the entries read
-          episodes.push({ kind, subject: e.subject, detail: "", raised: null, cleared: e.at });
-        }
-      }
-      episodes.sort((a, b) => (b.cleared || b.raised || 0) - (a.cleared || a.raised || 0));
+    const period = h("select", { name: "period", "data-testid": "alarms-history-period" },
+      PERIODS.map(([hours, label]) => h("option", { value: String(hours) }, _(label))));
+    period.value = String(24 * 7);
+    const zoneSelect = h("select", { name: "zone", "data-testid": "alarms-history-zone" },
+      h("option", { value: "" }, _("All my zones")),
+      state.zones.filter((z) => !z.id.includes("~")).map((z) =>
+        h("option", { value: z.id }, `${z.name || z.id} (${z.id})`)));
+    const historyBox = h("div", { "data-testid": "alarms-history", "aria-live": "polite" });
+    const more = h("button", { type: "button", class: "secondary", hidden: true,
+      "data-testid": "alarms-history-more", onclick: () => loadHistory(true) }, _("Show older"));
+    let episodes = [];
+    let next = null;
+    let loading = 0; // the newest request: an older answer arriving late is dropped
+
+    function drawHistory() {
       const now = Date.now() / 1000;
       historyBox.replaceChildren(table([
-        { title: _("Alarm"), value: (a) => kindName(a.kind) },
-        { title: _("Where"), value: (a) => subject(a.subject) },
+        { title: _("Alarm"), value: (a) => h("span", { "data-kind": a.kind }, kindName(a.kind)) },
+        { title: _("Where"), value: (a) => subject(a.subject, a.zone) },
         { title: _("Detail"), value: (a) => a.detail || "—" },
-        { title: _("Raised"), value: (a) => fmtTime(a.raised) },
-        { title: _("Cleared"), value: (a) => (a.cleared ? fmtTime(a.cleared)
-          : h("span", { class: "badge error" }, _("still active"))) },
-        { title: _("Lasted"), value: (a) => (a.raised ? fmtDuration((a.cleared || now) - a.raised) : "—") },
-      ], episodes, { empty: _("No alarm raised or cleared among the newest audit entries.") }));
+        { title: _("Raised"), value: (a) => fmtTime(a.raised_at) },
+        { title: _("Cleared"), value: (a) => {
+          if (a.cleared_at) return fmtTime(a.cleared_at);
+          if (a.active) return h("span", { class: "badge error" }, _("still active"));
+          return h("span", { class: "muted" }, _("not recorded (the server stopped)"));
+        } },
+        { title: _("Lasted"), value: (a) => (a.cleared_at || a.active
+          ? fmtDuration((a.cleared_at || now) - a.raised_at) : "—") },
+      ], episodes, { empty: _("No alarm in this period.") }));
+      more.hidden = next === null;
     }
+
+    async function loadHistory(older = false) {
+      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      const hours = Number(period.value);
+      if (hours) q.set("since", String(Date.now() / 1000 - hours * HOUR_S));
+      if (zoneSelect.value) q.set("zone", zoneSelect.value);
+      if (older && next !== null) q.set("before", String(next));
+      const mine = ++loading;
+      more.disabled = true;
+      const data = await attempt(() => api("GET", `/api/v1/alarms/history?${q}`));
+      if (left || mine !== loading) return;
+      more.disabled = false;
+      if (!data) return;
+      episodes = older ? [...episodes, ...data.alarms] : data.alarms;
+      next = data.next;
+      drawHistory();
+    }
+
+    period.addEventListener("change", () => loadHistory());
+    zoneSelect.addEventListener("change", () => loadHistory());
 
     const eps = await attempt(() => api("GET", "/api/v1/endpoints"));
     for (const e of (eps && eps.endpoints) || []) names.set(e.id, { name: e.name, zone: e.zone });
@@ -104,8 +135,8 @@ export default {
     const refresh = h("button", { type: "button", class: "secondary", "data-testid": "alarms-refresh",
       onclick: async () => {
         const data = await attempt(() => api("GET", "/api/v1/alarms"));
-        if (data) drawActive(data.alarms);
-        if (may("admin")) loadHistory();
+        if (data && !left) drawActive(data.alarms);
+        loadHistory();
       } }, _("Check now"));
 
     container.append(
@@ -113,24 +144,26 @@ export default {
         h("div", { class: "row" }, h("h2", {}, _("Active alarms")), count, refresh),
         activeBox),
       h("section", { class: "card" }, h("h2", {}, _("History")),
-        may("admin")
-          ? [h("p", { class: "muted" }, _("Every raise and clear is written to the audit log; shown here from its newest 200 entries.")), historyBox]
-          : h("p", { class: "muted", "data-testid": "alarms-history-unavailable" },
-            _("The history of alarms is kept in the audit log, which only admins read."))));
+        h("p", { class: "muted" }, _("When each alarm of your zones was raised and cleared.")),
+        h("div", { class: "row" },
+          h("label", {}, _("Period"), period),
+          h("label", {}, _("Zone"), zoneSelect)),
+        historyBox,
+        h("div", { class: "row pager" }, more)));
 
     const data = await attempt(() => api("GET", "/api/v1/alarms"));
     drawActive((data && data.alarms) || []);
-    if (may("admin")) await loadHistory();
+    await loadHistory();
 
     let seen = 0; // the first status may only repeat what GET alarms said
     stops.push(on("status", (status) => {
       if (!status || !Array.isArray(status.alarms)) return;
       const before = lastSig;
       drawActive(status.alarms);
-      // an alarm came or went: its raise or clear is in the audit log now
-      if (before !== lastSig && may("admin") && seen++ > 0) loadHistory();
+      // an alarm came or went: the history has it now
+      if (before !== lastSig && seen++ > 0) loadHistory();
     }));
 
-    return () => { for (const stop of stops) stop(); };
+    return () => { left = true; for (const stop of stops) stop(); };
   },
 };

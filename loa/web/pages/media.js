@@ -183,9 +183,11 @@ export default {
             if (player) player.play().catch(() => {});
           } }, playing.has(item.id) ? _("Hide preview") : _("Preview")));
         if (playing.has(item.id)) {
-          out.push(h("audio", { controls: true, preload: "none", src: item.audio_url,
+          const player = h("audio", { controls: true, preload: "none", src: item.audio_url,
             "data-testid": `media-audio-${item.id}`,
-            "aria-label": _("Preview of {title}", { title: item.title }) }));
+            "aria-label": _("Preview of {title}", { title: item.title }) });
+          player.style.maxWidth = "100%"; // a phone's card is narrower than the player
+          out.push(player);
         }
       }
       if (deletable(item)) {

@@ -286,6 +286,7 @@ export default {
     // the slots of the days shown, as GET schedules/occurrences answered them for `slotsKey`
     let slots = [];
     let slotsKey = "";
+    let pendingKey = ""; // the window asked for and not answered yet
     let truncated = false;
     let slotsError = "";
     let asked = 0; // the latest request for slots: an answer to an older one is dropped
@@ -297,12 +298,14 @@ export default {
     const listing = h("div", { "data-testid": "schedule-items" });
     const importResult = h("div", { "data-testid": "schedule-import-result", role: "status" });
 
-    async function load() {
+    /** The items and the library; `changed`: the items may have changed since their slots
+     * were read (a save, a delete, an import), so the slots are asked for again. */
+    async function load(changed = true) {
       const [s, m] = await Promise.all([api("GET", "/api/v1/schedules"),
         api("GET", "/api/v1/media").catch(() => ({ media: [] }))]);
       items = s.schedules;
       media = m.media;
-      slotsKey = ""; // the items changed: their slots are asked for again
+      if (changed) slotsKey = pendingKey = "";
       draw();
     }
 
@@ -323,6 +326,7 @@ export default {
     async function loadSlots() {
       const w = shown();
       const mine = ++asked;
+      pendingKey = w.key;
       calendar.setAttribute("aria-busy", "true");
       let res = null;
       let failure = null;
@@ -332,6 +336,7 @@ export default {
         failure = err;
       }
       if (mine !== asked) return;
+      pendingKey = "";
       calendar.removeAttribute("aria-busy");
       slots = res ? res.occurrences : [];
       truncated = !!(res && res.truncated);
@@ -428,7 +433,7 @@ export default {
         : `${wallDate(w.first, { day: "numeric", month: "short" })} – ${wallDate(
           w.first + 6 * DAY, { day: "numeric", month: "short", year: "numeric" })}`;
       if (w.key === slotsKey) drawCalendar(w);
-      else loadSlots();
+      else if (w.key !== pendingKey) loadSlots();
       drawDrafts();
       drawListing();
     }
@@ -849,7 +854,7 @@ export default {
     }
 
     draw();
-    await attempt(load);
+    await attempt(() => load(false)); // the first draw asked for the slots already
     return () => { if (dialog && dialog.open) dialog.close(); };
   },
 };

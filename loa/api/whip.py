@@ -1,0 +1,436 @@
+"""WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep) over HTTP: the resources that make and end
+WebRTC sessions (``loa.playout.webrtc``).
+
+- ``POST /whip/<mount>`` (``Content-Type: application/sdp``, the offer) makes a source of the
+  mount and answers ``201 Created``: the SDP answer, ``Location: /whip/<mount>/<id>`` (the
+  session URL), an ``ETag``, and a ``Link: <url>; rel="ice-server"`` for each configured STUN or
+  TURN server (RFC 9725 §4.6; TURN's username and credential as its attributes).
+- ``POST /whep/zones/<zone>`` makes a viewer of the zone, answered the same way
+  (``Location: /whep/zones/<zone>/<id>``).
+- ``DELETE`` on a session URL ends the session (200); an unknown or ended one is 404.
+- ``PATCH`` on a session URL (``application/trickle-ice-sdpfrag``, RFC 8840) adds trickled
+  remote candidates (204). aiortc takes candidates after the offer but cannot restart ICE, so a
+  restart (``If-Match: *``, or new ICE credentials) gets 501, as RFC 9725 §4.3.1 asks of a
+  session that supports only trickle; an ``If-Match`` that is not the session's ETag, 412.
+- ``OPTIONS`` answers CORS preflights (``Access-Control-Allow-Origin`` per ``[webrtc]
+  cors_origins``: ``*``, or the request's origin when listed) and says what each resource
+  takes (``Allow``, ``Accept-Post``, ``Accept-Patch``); every answer to a listed origin exposes
+  ``Location``, ``ETag`` and ``Link`` to its page.
+
+Who may (``Authorization: Bearer <token>``, or a console session's cookie with its
+``X-CSRF-Token``, as on the API):
+
+- **WHIP**: a token or account with the operate right (a configured token, an account's
+  personal token, the admin's); or the mount's source password as the bearer token (an
+  encoder configured like an Icecast one). Going live does not take a zone, so the
+  caller's scope is not asked here (it is, when zones are taken for the mount).
+- **WHEP**: any account or token whose scope contains the zone (a viewer's too: listening is
+  reading). A device that speaks WebRTC listens with a personal token of an account scoped to
+  its zone; endpoints' own MQTT credentials are not taken here (their hashes are meant for
+  the broker, and costly to check by design).
+
+No credentials, or wrong ones: 401 with ``WWW-Authenticate: Bearer`` (wrong ones throttled
+per address like the API's); credentials without the right or the scope: 403. A busy mount
+(a source of either kind live on it): 409 Conflict, rather than the 403 the Icecast route
+answers (what Icecast's clients expect there), so that a WHIP client can tell it from a
+refused right. Past ``max_sessions``: 503 with ``Retry-After``. Errors are JSON
+``{"error": message}`` in the language of ``Accept-Language``, as the API's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+
+from loa.api.errors import error_response, language_of
+from loa.api.middleware import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
+from loa.api.resource import ApiError, client_address, read_body, server_of
+from loa.control.auth import Principal, Right, RightError, Scope, ScopeError
+from loa.core.i18n import N_, Message, say
+from loa.core.zones import ZoneError
+from loa.playout.inputs.push import MOUNT_NAME, MountBusy, MountError
+from loa.playout.webrtc import WebRtcError, WebRtcSettings
+from loa.playout.webrtc.session import PeerSession
+from loa.playout.webrtc.whep import WhepSession
+from loa.playout.webrtc.whip import WhipSession
+
+if TYPE_CHECKING:
+    from loa.app import LoaServer
+
+log = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+SDP_FRAG = "application/trickle-ice-sdpfrag"
+MAX_SDP_BYTES = 64 * 1024
+RETRY_AFTER_S = 5
+ENDPOINT_METHODS = "POST, OPTIONS"
+SESSION_METHODS = "PATCH, DELETE, OPTIONS"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="Loa"'}
+EXPOSED = "Location, ETag, Link"
+ALLOWED_HEADERS = f"Authorization, Content-Type, If-Match, {CSRF_HEADER}"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Refusal(ApiError):
+    """A WHIP/WHEP request refused: ``status``, a msgid and its fields, and the headers the
+    answer carries (``WWW-Authenticate``, ``Retry-After``, ``Allow``)."""
+
+    def __init__(self, status: int, message: str | Message, /, *,
+                 headers: dict[str, str] | None = None, **fields: Any) -> None:
+        super().__init__(status, message, **fields)
+        self.headers = headers or {}
+
+
+def routes() -> list[web.RouteDef]:
+    """The WHIP and WHEP resources, for the server's aiohttp application."""
+    return [
+        web.post("/whip/{mount}", whip_post),
+        web.options("/whip/{mount}", endpoint_options),
+        web.delete("/whip/{mount}/{session}", whip_delete),
+        web.patch("/whip/{mount}/{session}", whip_patch),
+        web.options("/whip/{mount}/{session}", session_options),
+        web.post("/whep/zones/{zone}", whep_post),
+        web.options("/whep/zones/{zone}", endpoint_options),
+        web.delete("/whep/zones/{zone}/{session}", whep_delete),
+        web.patch("/whep/zones/{zone}/{session}", whep_patch),
+        web.options("/whep/zones/{zone}/{session}", session_options),
+    ]
+
+
+# CORS
+
+
+def cors_headers(request: web.Request, settings: WebRtcSettings) -> dict[str, str]:
+    """The CORS headers of an answer to ``request``: none without an ``Origin``, or for an
+    origin not allowed; ``*`` when every origin is; else the origin itself (with ``Vary``)."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if not origin:
+        return {}
+    allowed = settings.cors_origins
+    if "*" in allowed:
+        found = {"Access-Control-Allow-Origin": "*"}
+    elif origin in allowed:
+        found = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    else:
+        return {}
+    found["Access-Control-Expose-Headers"] = EXPOSED
+    return found
+
+
+def _preflight(request: web.Request, methods: str, extra: dict[str, str]) -> web.Response:
+    headers = {"Allow": methods, **extra, **cors_headers(request, server_of(request).webrtc
+                                                          .settings)}
+    if "Access-Control-Allow-Origin" in headers:
+        headers.update({"Access-Control-Allow-Methods": methods,
+                        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                        "Access-Control-Max-Age": "600"})
+    return web.Response(status=204, headers=headers)
+
+
+async def endpoint_options(request: web.Request) -> web.Response:
+    """``OPTIONS`` on ``/whip/<mount>`` or ``/whep/zones/<zone>``: 204, what it takes, and the
+    CORS preflight's answer."""
+    return _preflight(request, ENDPOINT_METHODS, {"Accept-Post": SDP})
+
+
+async def session_options(request: web.Request) -> web.Response:
+    """``OPTIONS`` on a session URL: 204, what it takes, and the CORS preflight's answer."""
+    return _preflight(request, SESSION_METHODS, {"Accept-Patch": SDP_FRAG})
+
+
+def _answered(handler: Handler) -> Handler:
+    """Answer a refusal (and the domain errors the handlers let through) as JSON in the
+    caller's language, with the CORS headers every answer carries."""
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.StreamResponse:
+        cors = cors_headers(request, server_of(request).webrtc.settings)
+        try:
+            response = await handler(request)
+        except Refusal as exc:
+            return error_response(request, exc.status, exc.message,
+                                  headers={**exc.headers, **cors}, **exc.extra)
+        except ApiError as exc:
+            return error_response(request, exc.status, exc.message, headers=cors,
+                                  **exc.extra)
+        except ScopeError as exc:
+            return error_response(request, 403, say(exc, language_of(request)), headers=cors,
+                                  refused="scope", scope=exc.scope)
+        except RightError as exc:
+            return error_response(request, 403, say(exc, language_of(request)), headers=cors,
+                                  refused="right", right=exc.right)
+        except MountBusy as exc:
+            return error_response(request, 409, say(exc, language_of(request)), headers=cors,
+                                  refused="busy")
+        except MountError as exc:  # one mount too many
+            return error_response(request, 403, say(exc, language_of(request)), headers=cors)
+        except ZoneError as exc:
+            return error_response(request, 404, say(exc, language_of(request)), headers=cors)
+        except WebRtcError as exc:
+            return error_response(request, exc.status, say(exc, language_of(request)),
+                                  headers=cors)
+        response.headers.update(cors)
+        return response
+
+    return answer
+
+
+# credentials
+
+
+def _bearer(request: web.Request) -> str | None:
+    """The bearer token of the request; None when it has no ``Authorization``; 401 for
+    another scheme or an empty token."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Refusal(401, N_("missing or invalid bearer token"), headers=CHALLENGE)
+    return token
+
+
+def _principal(request: web.Request, token: str | None) -> Principal | None:
+    """Who the bearer token or the session cookie speaks for (None: neither is valid, or
+    there is none). A cookie's request that changes something needs its CSRF token (403)."""
+    server = server_of(request)
+    if token is not None:
+        return server.tokens.authenticate(token) or server.accounts.authenticate_token(token)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    session = server.accounts.session(cookie)
+    principal = server.accounts.principal(session.username) if session is not None else None
+    if session is None or principal is None:
+        return None
+    if request.method not in SAFE_METHODS and \
+            not server.accounts.csrf_ok(session, request.headers.get(CSRF_HEADER, "")):
+        raise Refusal(403, N_("a change made with the session cookie needs the {header} "
+                              "header the login answered (csrf_token)"), header=CSRF_HEADER)
+    return principal
+
+
+def _whip_caller(request: web.Request, mount: str) -> str:
+    """The name a WHIP request acts as (for the log and audit): a principal with the operate
+    right, or ``source`` for the mount's source password. 401 without valid credentials, 403
+    (RightError) for a principal without the right."""
+    server = server_of(request)
+    token = _bearer(request)
+    principal = _principal(request, token)
+    if principal is None:
+        password = server.mounts.password_for(mount) if MOUNT_NAME.match(mount) else ""
+        if token is not None and password and \
+                hmac.compare_digest(token.encode(), password.encode()):
+            return "source"
+        raise _unauthorized(token)
+    if not principal.may(Right.OPERATE):
+        raise RightError(Right.OPERATE.value)
+    return principal.name
+
+
+def _whep_caller(request: web.Request, zone_id: str) -> str:
+    """The name a WHEP request acts as: a principal whose scope contains the zone. 401
+    without valid credentials, 403 (ScopeError) outside the scope."""
+    server = server_of(request)
+    principal = _principal(request, _bearer(request))
+    if principal is None:
+        raise _unauthorized(request.headers.get(hdrs.AUTHORIZATION))
+    Scope(server.zones, principal.scope).check(zone_id)
+    return principal.name
+
+
+def _unauthorized(given: str | None) -> Refusal:
+    if given:
+        return Refusal(401, N_("missing or invalid bearer token"), headers=CHALLENGE)
+    return Refusal(401, N_("this resource needs credentials: Authorization: Bearer <token> "
+                           "(or the console's session)"), headers=CHALLENGE)
+
+
+# the offer
+
+
+async def _offer(request: web.Request) -> str:
+    """The SDP offer of a POST: 415 unless ``application/sdp``, 413 over 64 KiB, 400 unless
+    UTF-8."""
+    if request.content_type != SDP:
+        raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
+    if request.content_length and request.content_length > MAX_SDP_BYTES:
+        raise Refusal(413, N_("an SDP offer is limited to {kib} KiB"), kib=MAX_SDP_BYTES >> 10)
+    data = await read_body(request, MAX_SDP_BYTES)
+    if len(data) > MAX_SDP_BYTES:
+        raise Refusal(413, N_("an SDP offer is limited to {kib} KiB"), kib=MAX_SDP_BYTES >> 10)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise Refusal(400, N_("the offer is not UTF-8 text")) from None
+
+
+def _created(server: LoaServer, session: PeerSession, answer: str, location: str
+             ) -> web.Response:
+    """201 with the answer, the session URL, its ETag and the ICE servers' links."""
+    headers: CIMultiDict[str] = CIMultiDict({"Location": location, "ETag": session.etag})
+    for ice in server.webrtc.settings.ice_servers:
+        link = f'<{ice.url}>; rel="ice-server"'
+        if ice.username:
+            link += (f'; username="{_quoted(ice.username)}"; '
+                     f'credential="{_quoted(ice.credential)}"; credential-type="password"')
+        headers.add("Link", link)
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _full() -> Refusal:
+    return Refusal(503, N_("too many WebRTC sessions: try again later"),
+                   headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _negotiate(server: LoaServer, session: WhipSession | WhepSession, offer: str) -> str:
+    """Answer ``offer`` for ``session`` (aiortc loaded first, beside the loop, once); the
+    session is registered in the place reserved for it, or ended if that fails."""
+    webrtc = server.webrtc
+    try:
+        peer_module = await webrtc.ready()
+        answer = await session.negotiate(peer_module, offer)
+    except BaseException:
+        webrtc.release()
+        session.end("negotiation failed", cut=True)
+        raise
+    webrtc.add(session)
+    return answer
+
+
+# WHIP
+
+
+@_answered
+async def whip_post(request: web.Request) -> web.StreamResponse:
+    """``POST /whip/<mount>``: a WHIP source for the mount (see the module)."""
+    server = server_of(request)
+    name = request.match_info["mount"]
+    if request.content_type != SDP:
+        raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
+    actor = _whip_caller(request, name)
+    if not MOUNT_NAME.match(name):
+        raise Refusal(404, N_("mount name {mount!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
+                      mount=name)
+    mount = server.mounts.get(name)
+    server.mounts.check_free(mount)  # before any work (attach checks again, after it)
+    offer = await _offer(request)
+    if not server.webrtc.reserve():
+        raise _full()
+    peer = client_address(request)
+    try:
+        session = WhipSession(server.webrtc, mount, peer, server.clock, server.counters)
+        await server.mounts.attach(mount, session)
+    except BaseException:
+        server.webrtc.release()
+        raise
+    answer = await _negotiate(server, session, offer)
+    log.info("WHIP source %s on /live/%s (as %s): session %s", peer, name, actor, session.id)
+    server.store.audit(actor, "live.whip", name, {"session": session.id}, address=peer)
+    return _created(server, session, answer, f"/whip/{name}/{session.id}")
+
+
+def _whip_session(request: web.Request) -> WhipSession:
+    session = server_of(request).webrtc.get("whip", request.match_info["session"])
+    if not isinstance(session, WhipSession) or session.mount.name != request.match_info["mount"]:
+        raise Refusal(404, N_("no such WHIP session (it has ended, or never was)"))
+    return session
+
+
+@_answered
+async def whip_delete(request: web.Request) -> web.StreamResponse:
+    """``DELETE /whip/<mount>/<id>``: the source ends; what it sent plays out, then the
+    zones that took the mount fall back. 200; 404 for no such session."""
+    _whip_caller(request, request.match_info["mount"])
+    session = _whip_session(request)
+    session.end("ended by its client (DELETE)")
+    return web.Response(status=200)
+
+
+@_answered
+async def whip_patch(request: web.Request) -> web.StreamResponse:
+    """``PATCH /whip/<mount>/<id>``: trickled candidates (see the module)."""
+    _whip_caller(request, request.match_info["mount"])
+    return await _patch(request, _whip_session(request))
+
+
+# WHEP
+
+
+@_answered
+async def whep_post(request: web.Request) -> web.StreamResponse:
+    """``POST /whep/zones/<zone>``: a viewer of the zone (see the module)."""
+    server = server_of(request)
+    zone_id = request.match_info["zone"]
+    if request.content_type != SDP:
+        raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
+    actor = _whep_caller(request, zone_id)
+    server.zones.get(zone_id)  # ZoneError: 404
+    channel = server.engine.channels.get(zone_id)
+    if channel is None:
+        raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
+    offer = await _offer(request)
+    if not server.webrtc.reserve():
+        raise _full()
+    peer = client_address(request)
+    session = WhepSession(server.webrtc, channel, peer, server.clock, server.counters)
+    answer = await _negotiate(server, session, offer)
+    log.info("WHEP viewer %s of zone %s (as %s): session %s", peer, zone_id, actor, session.id)
+    return _created(server, session, answer, f"/whep/zones/{zone_id}/{session.id}")
+
+
+def _whep_session(request: web.Request) -> WhepSession:
+    session = server_of(request).webrtc.get("whep", request.match_info["session"])
+    if not isinstance(session, WhepSession) or session.zone_id != request.match_info["zone"]:
+        raise Refusal(404, N_("no such WHEP session (it has ended, or never was)"))
+    return session
+
+
+@_answered
+async def whep_delete(request: web.Request) -> web.StreamResponse:
+    """``DELETE /whep/zones/<zone>/<id>``: the viewer ends. 200; 404 for no such session."""
+    _whep_caller(request, request.match_info["zone"])
+    _whep_session(request).end("ended by its client (DELETE)")
+    return web.Response(status=200)
+
+
+@_answered
+async def whep_patch(request: web.Request) -> web.StreamResponse:
+    """``PATCH /whep/zones/<zone>/<id>``: trickled candidates (see the module)."""
+    _whep_caller(request, request.match_info["zone"])
+    return await _patch(request, _whep_session(request))
+
+
+# trickle ICE
+
+
+async def _patch(request: web.Request, session: PeerSession) -> web.StreamResponse:
+    """Trickle ICE on a session: 204 once the candidates are added; 415 for another type,
+    412 for an ``If-Match`` that is not the session's ETag, 501 for an ICE restart."""
+    if request.content_type != SDP_FRAG:
+        raise Refusal(415, N_("trickled candidates must be sent as {type}"), type=SDP_FRAG)
+    match = request.headers.get(hdrs.IF_MATCH, "").strip()
+    if match == "*":
+        raise Refusal(501, N_("ICE restarts are not supported: make a new session"))
+    if match and match != session.etag:
+        raise Refusal(412, N_("If-Match does not name this session's ETag"))
+    data = await read_body(request, MAX_SDP_BYTES)
+    if len(data) > MAX_SDP_BYTES:
+        raise Refusal(413, N_("an SDP offer is limited to {kib} KiB"), kib=MAX_SDP_BYTES >> 10)
+    peer_module = await server_of(request).webrtc.ready()
+    if session.pc is None or session.ended:
+        raise Refusal(404, N_("no such WebRTC session (it has ended)"))
+    await peer_module.add_candidates(session.pc, data.decode(errors="replace"))
+    return web.Response(status=204, headers={"ETag": session.etag})

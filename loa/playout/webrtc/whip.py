@@ -1,0 +1,167 @@
+"""A WHIP source (RFC 9725): a studio's Opus over WebRTC, live on a mount.
+
+The mount takes it as it takes an Icecast source (``Mounts.attach``: one source per mount,
+a stalled one replaced); its frames go into the mount's ``LiveSource`` (jitter buffer and
+all), and the zones that take the mount hear it. Each RTP packet's Opus payload is decoded
+once (``opus_rtp.OpusRtp``) on the loop, as it arrives; the source connects with the first
+packet, so zones do not fall silent while ICE and DTLS are under way.
+
+How it ends, each within a second of its cause:
+
+- ``DELETE`` on its session URL (``end``): what was received plays out, then the zones fall
+  back;
+- its peer connection failing or closing (ICE failure, consent expiry, DTLS close_notify);
+- **no RTP for ``RTP_TIMEOUT_S`` (1 s)**: a peer that vanished without a word (a closed lid, a
+  dead link) is found this way, 30 s before ICE consent would expire. A sender in DTX still
+  sends a packet every 400 ms; its silences are filled with silence at real time;
+- the server cutting it (``stop``: shutdown, a new source replacing it while stalled): what
+  was buffered is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from loa.core.clock import Clock
+from loa.core.counters import Counters
+from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, Samples
+from loa.playout.inputs.push import Mount
+from loa.playout.webrtc import RTP_TIMEOUT_S, WebRtc
+from loa.playout.webrtc.opus_rtp import OpusRtp
+from loa.playout.webrtc.session import PeerSession
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+DTX_TICK_S = FRAME_MS / 1000
+
+
+class WhipSession(PeerSession):
+    """One WHIP source on ``mount``, from client address ``peer``: a ``MountSession`` of
+    ``kind`` "webrtc". ``negotiate`` answers the offer; the mount's source then plays what
+    arrives until the session ends (see the module)."""
+
+    resource = "whip"
+    kind = "webrtc"
+    content_type = "audio/opus (WebRTC)"
+
+    def __init__(self, registry: WebRtc, mount: Mount, peer: str, clock: Clock,
+                 counters: Counters, *, rtp_timeout_s: float = RTP_TIMEOUT_S) -> None:
+        super().__init__(registry, peer, clock, counters)
+        self.mount = mount
+        self.decoder = OpusRtp()
+        self.rtp_timeout_s = rtp_timeout_s
+        self.live = False  # the first packet arrived: the mount's source is connected
+        self.first_rtp_ns = 0
+        self.last_rtp_ns = 0  # server clock ns of the last RTP packet
+        self._last_rtp_at = 0.0  # loop time of the same
+        self._rtp_timer: Any = None
+        self._dtx_timer: Any = None
+        self._dtx_started_at = 0.0
+        self._dtx_filled = 0  # frames filled since the DTX began
+
+    @property
+    def stalled(self) -> bool:
+        """Live, but its mount's source is stalled (nothing arrived for the stall time and
+        nothing is buffered): a new source may replace it."""
+        return self.live and not self.ended and self.mount.source.stalled
+
+    async def negotiate(self, peer_module: ModuleType, offer_sdp: str) -> str:
+        """Answer the offer (``peer_module``: ``loa.playout.webrtc.peer``): the SDP answer.
+        Raises WebRtcError for an offer that cannot be answered (the caller ends the
+        session)."""
+        pc = peer_module.peer_connection(self.registry.settings)
+        self.attach(pc)
+        answer: str = await peer_module.answer_whip(pc, offer_sdp, self.registry.settings,
+                                                    self.on_rtp)
+        return answer
+
+    # the media
+
+    def on_rtp(self, seq: int, timestamp: int, payload: bytes) -> None:
+        """One Opus RTP packet (on the loop): decoded into the mount's source; the source
+        connects with the first one."""
+        if self.ended:
+            return
+        now_ns = self.clock.now_ns()
+        self._last_rtp_at = self._loop.time()
+        self.last_rtp_ns = now_ns
+        source = self.mount.source
+        if not self.live:
+            self.live = True
+            self.first_rtp_ns = now_ns
+            source.connect()
+            log.info("WHIP source %s live on /live/%s", self.peer, self.mount.name)
+            self._rtp_timer = self._loop.call_later(self.rtp_timeout_s, self._check_rtp)
+        lost = self.decoder.lost
+        frames = self.decoder.push(seq, timestamp, payload)
+        if self.decoder.lost != lost:
+            self.counters.inc("webrtc_packets_lost", self.decoder.lost - lost,
+                              mount=self.mount.name)
+        if frames:
+            source.push_frames(frames)
+        if self.decoder.in_dtx:
+            self._start_dtx()
+        elif self._dtx_timer is not None:
+            self._dtx_timer.cancel()
+            self._dtx_timer = None
+
+    def _check_rtp(self) -> None:
+        self._rtp_timer = None
+        if self.ended:
+            return
+        idle = self._loop.time() - self._last_rtp_at
+        if idle < self.rtp_timeout_s:
+            self._rtp_timer = self._loop.call_later(self.rtp_timeout_s - idle, self._check_rtp)
+            return
+        self.counters.inc("sources_timed_out", mount=self.mount.name)
+        self.end(f"no RTP for {idle:.2f} s: the peer is gone")
+
+    def _start_dtx(self) -> None:
+        """The sender went quiet (DTX): silence at real time until its next packet."""
+        if self._dtx_timer is not None:
+            self._dtx_timer.cancel()
+        self._dtx_started_at = self._loop.time()
+        self._dtx_filled = 0
+        self._dtx_timer = self._loop.call_later(DTX_TICK_S, self._dtx_tick)
+
+    def _dtx_tick(self) -> None:
+        self._dtx_timer = None
+        if self.ended or not self.decoder.in_dtx:
+            return
+        elapsed = self._loop.time() - self._dtx_started_at
+        due = int(elapsed / DTX_TICK_S) - self._dtx_filled
+        if due > 0:
+            self._dtx_filled += due
+            frames: list[Samples] = self.decoder.fill(due * FRAME_SAMPLES)
+            if frames:
+                self.mount.source.push_frames(frames)
+        next_at = (self._dtx_filled + 1) * DTX_TICK_S - elapsed
+        self._dtx_timer = self._loop.call_later(max(0.001, next_at), self._dtx_tick)
+
+    # the end
+
+    def _on_end(self, why: str, cut: bool) -> None:
+        for timer in (self._rtp_timer, self._dtx_timer):
+            if timer is not None:
+                timer.cancel()
+        self._rtp_timer = self._dtx_timer = None
+        if self.live:
+            if cut:
+                self.mount.source.disconnect()  # dropped now
+            else:
+                self.mount.source.end()  # what arrived plays out; then the zones fall back
+        if self.mount.session is self:
+            self.mount.session = None
+        stats = self.decoder.describe()
+        log.info("WHIP source on /live/%s ended (%s) after %d packets (%d lost, %d late)",
+                 self.mount.name, why, stats["packets"], stats["lost"], stats["late"])
+
+    def describe(self) -> dict[str, Any]:
+        """Status: the session's (``PeerSession.describe``), the mount, and the packet counts
+        (``OpusRtp.describe``)."""
+        return {**super().describe(), "mount": self.mount.name, "live": self.live,
+                **self.decoder.describe()}

@@ -1,0 +1,355 @@
+"""WHIP ingest (RFC 9725, issue 16): a studio goes live over WebRTC.
+
+Real parts on loopback: an aiortc client pushes a tone to a real server over real HTTP and
+UDP (host candidates on 127.0.0.1 only); the real ffmpeg CLI pulls the zone that takes the
+mount and hears it. Then what the protocol asks of a server (credentials, a busy mount,
+trickle ICE, CORS), a peer that vanishes, and the pure parts: the Opus RTP decoder (loss,
+lateness, DTX), the gathering restricted to addresses and ports, the ``[webrtc]`` settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from loa.app import LoaServer
+from loa.config import Config, ConfigError, apply_toml
+from loa.core.pcm import FRAME_SAMPLES
+from loa.playout.webrtc import IceServer, WebRtcSettings
+from loa.playout.webrtc import peer as webrtc_peer
+from loa.playout.webrtc.opus_rtp import OpusRtp
+from loa.playout.webrtc.whip import WhipSession
+from tests.audio import MP3_PUSH, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
+from tests.conftest import SOURCE_PASSWORD, auth
+from tests.server.test_ingest import base, source_url, take_live, wait_for
+from tests.server.webrtc_client import SDP, Peer, ToneTrack, whip_client
+
+FILL = 10  # Priority.FILL: the fallback programme's level
+LIVE = 80  # what POST /api/v1/zones/<zone>/live takes a zone at by default
+
+
+async def fill_tone(server: LoaServer, zone: str, freq_hz: float) -> None:
+    """A steady tone at fill priority on ``zone``: what its zones fall back to."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base(server)}/api/v1/zones/{zone}/requests", headers=auth(),
+                             json={"source": {"kind": "tone", "freq_hz": freq_hz},
+                                   "priority": "fill"}) as resp:
+            assert resp.status == 201, await resp.text()
+
+
+def session_of(server: LoaServer, mount: str = "studio") -> WhipSession:
+    session = server.mounts.get(mount).session
+    assert isinstance(session, WhipSession)
+    return session
+
+
+async def test_an_aiortc_client_goes_live_ffmpeg_hears_it_and_delete_falls_back(
+        server: LoaServer) -> None:
+    await fill_tone(server, "huyen", 440)
+    peer = await whip_client(server, "studio", auth(), freq_hz=1000)
+    try:
+        assert peer.status == 201, peer.body
+        assert re.fullmatch(r"/whip/studio/[A-Za-z0-9_-]{22}", peer.location)
+        assert peer.headers["Content-Type"].startswith(SDP) and peer.etag.startswith('"')
+        # the server's candidates: loopback only, as configured by its listen address
+        candidates = [line for line in peer.body.splitlines() if line.startswith("a=candidate")]
+        assert candidates and all(" 127.0.0.1 " in c for c in candidates)
+        mount = server.mounts.get("studio")
+        await wait_for(lambda: mount.source.frames_in > 10)
+        assert mount.describe()["kind"] == "webrtc"
+        assert [m["kind"] for m in server.status()["mounts"]] == ["webrtc"]
+        await take_live(server, "an-binh")
+        pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=2.0)
+        assert dominant_hz(pcm[9600:]) == pytest.approx(1000, rel=0.01)
+        assert rms(pcm[9600:]) > 0.03
+        session = session_of(server)
+        assert session.decoder.packets > 50 and session.decoder.decode_errors == 0
+        # DELETE ends it: 200, the mount is free, the zone falls back to the fill tone
+        assert await peer.delete(auth()) == 200
+        assert mount.session is None and session.ended
+        await wait_for(lambda: server.engine.channels["an-binh-1"].on_air.priority == FILL)
+        pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=1.5)
+        assert dominant_hz(pcm[9600:]) == pytest.approx(440, rel=0.01)
+        assert await peer.delete(auth()) == 404  # ended: no such session any more
+    finally:
+        await peer.close()
+
+
+async def test_credentials_are_checked_and_a_busy_mount_is_refused(server: LoaServer) -> None:
+    url = f"{base(server)}/whip/studio"
+    offer_peer = Peer(server)
+    offer_peer.pc.addTransceiver(ToneTrack(), direction="sendonly")
+    webrtc_peer.restrict_gathering(offer_peer.pc, WebRtcSettings(addresses=("127.0.0.1",)))
+    await offer_peer.pc.setLocalDescription(await offer_peer.pc.createOffer())
+    offer = offer_peer.pc.localDescription.sdp
+    await offer_peer.close()
+    user = await server.accounts.add("nghe", "mat-khau-du-dai", "viewer", "huyen")
+    _, viewer_token = server.accounts.create_token(user.username, "tv")
+
+    async def post(headers: dict[str, str], content_type: str = SDP) -> tuple[int, Any, str]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=offer, headers={"Content-Type": content_type,
+                                                           "Accept-Language": "en",
+                                                           **headers}) as resp:
+                return resp.status, resp.headers, await resp.text()
+
+    status, headers, body = await post({})
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert "needs credentials" in body
+    status, headers, _ = await post({"Authorization": "Bearer wrong-token"})
+    assert status == 401 and "WWW-Authenticate" in headers
+    status, _, body = await post({"Authorization": f"Bearer {viewer_token}"})
+    assert status == 403 and '"refused": "right"' in body
+    status, _, body = await post(auth(), content_type="text/plain")
+    assert status == 415 and "application/sdp" in body
+    assert server.mounts.get("studio").session is None  # nothing refused took the mount
+    assert server.webrtc.describe()["sessions"] == {}
+
+    # the mount's source password is a bearer token too, as the issue says
+    first = await whip_client(server, "studio", {"Authorization": f"Bearer {SOURCE_PASSWORD}"})
+    try:
+        assert first.status == 201, first.body
+        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+        second = await whip_client(server, "studio", auth())
+        assert second.status == 409 and '"refused": "busy"' in second.body
+        await second.close()
+        # an Icecast source is refused as Icecast refuses it (403), the WHIP one undisturbed
+        push = await ffmpeg_push(source_url(server), seconds=2, codec_args=MP3_PUSH)
+        _, err = await asyncio.wait_for(push.communicate(), 15)
+        assert push.returncode != 0 and (b"403" in err or b"Forbidden" in err)
+        assert isinstance(server.mounts.get("studio").session, WhipSession)
+    finally:
+        await first.close()
+    # and the other way round: a mount an Icecast source holds refuses a WHIP one (409)
+    push = await ffmpeg_push(source_url(server, mount="ward"), codec_args=MP3_PUSH)
+    try:
+        await wait_for(lambda: server.mounts.get("ward").source.frames_in > 5)
+        third = await whip_client(server, "ward", auth())
+        assert third.status == 409, third.body
+        await third.close()
+    finally:
+        push.kill()
+        await push.wait()
+
+
+async def test_a_vanished_peer_ends_its_source_within_a_second_and_the_zone_falls_back(
+        server: LoaServer) -> None:
+    await fill_tone(server, "huyen", 440)
+    peer = await whip_client(server, "studio", auth())
+    try:
+        assert peer.status == 201, peer.body
+        mount = server.mounts.get("studio")
+        await wait_for(lambda: mount.source.frames_in > 25)
+        await take_live(server, "an-binh")
+        channel = server.engine.channels["an-binh-1"]
+        await wait_for(lambda: channel.on_air.priority == LIVE)
+        session = session_of(server)
+        vanished_ns = server.clock.now_ns()
+        peer.vanish()  # no DELETE, no DTLS close, no RTCP BYE: the packets just stop
+        await wait_for(lambda: session.ended, timeout_s=5)
+        # measured by the server's own clock: its last packet, the end, the fall-back
+        assert session.last_rtp_ns <= vanished_ns + 50_000_000
+        assert session.ended_ns - session.last_rtp_ns <= 1_100_000_000, session.end_reason
+        assert session.ended_ns - vanished_ns <= 1_100_000_000
+        assert "no RTP" in session.end_reason
+        assert mount.session is None
+        await wait_for(lambda: channel.on_air.priority == FILL, timeout_s=2)
+        # the mount is free again: the studio's reconnection goes live at once
+        again = await whip_client(server, "studio", auth())
+        assert again.status == 201, again.body
+        await wait_for(lambda: channel.on_air.priority == LIVE)
+        await again.close()
+    finally:
+        await peer.close()
+
+
+async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> None:
+    peer = await whip_client(server, "studio", auth())
+    try:
+        assert peer.status == 201
+        url = base(server) + peer.location
+        fragment = ("a=ice-ufrag:{ufrag}\r\na=mid:0\r\n"
+                    "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+                    "a=end-of-candidates\r\n")
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", peer.pc.localDescription.sdp)
+        assert ufrag is not None
+        frag_type = {"Content-Type": "application/trickle-ice-sdpfrag"}
+        async with aiohttp.ClientSession() as http:
+            async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
+                                  headers={**auth(), **frag_type,
+                                           "If-Match": peer.etag}) as resp:
+                assert resp.status == 204, await resp.text()
+            async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
+                                  headers={**auth(), **frag_type,
+                                           "If-Match": '"not-it"'}) as resp:
+                assert resp.status == 412
+            async with http.patch(url, data=fragment.format(ufrag="new1"),
+                                  headers={**auth(), **frag_type, "If-Match": "*"}) as resp:
+                assert resp.status == 501  # an ICE restart: aiortc cannot
+            async with http.patch(url, data="a=end-of-candidates\r\n",
+                                  headers={**auth(), "Content-Type": "text/plain"}) as resp:
+                assert resp.status == 415
+            async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
+                                  headers=frag_type) as resp:
+                assert resp.status == 401
+            # CORS: the preflight a browser sends before POST and DELETE
+            for path in ("/whip/studio", peer.location):
+                async with http.options(base(server) + path, headers={
+                        "Origin": "https://studio.example",
+                        "Access-Control-Request-Method": "POST",
+                        "Access-Control-Request-Headers": "authorization, content-type"}) as resp:
+                    assert resp.status == 204
+                    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+                    allowed = resp.headers["Access-Control-Allow-Headers"].lower()
+                    assert {"authorization", "content-type", "if-match"} <= {
+                        h.strip() for h in allowed.split(",")}
+                    assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+            async with http.options(base(server) + "/whip/studio") as resp:
+                assert resp.status == 204 and resp.headers["Accept-Post"] == SDP
+                assert "Access-Control-Allow-Origin" not in resp.headers  # no Origin: no CORS
+            async with http.delete(url + "x", headers=auth()) as resp:
+                assert resp.status == 404
+        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+    finally:
+        await peer.close()
+
+
+async def test_cors_answers_only_the_listed_origins(make_server: Any) -> None:
+    server = await make_server(webrtc=WebRtcSettings(cors_origins=("https://console.lan",)))
+    async with aiohttp.ClientSession() as http:
+        for origin, allowed in (("https://console.lan", True), ("https://evil.example", False)):
+            async with http.options(f"{base(server)}/whep/zones/huyen",
+                                    headers={"Origin": origin,
+                                             "Access-Control-Request-Method": "POST"}) as resp:
+                assert resp.status == 204
+                assert resp.headers.get("Access-Control-Allow-Origin") == (
+                    origin if allowed else None)
+                if allowed:
+                    assert resp.headers["Vary"] == "Origin"
+
+
+def test_ice_servers_become_link_headers() -> None:
+    from loa.api.whip import ice_links
+
+    settings = WebRtcSettings(ice_servers=(
+        IceServer("stun:stun.example.net"),
+        IceServer("turn:turn.example.net?transport=udp", "user", 'my"Password')))
+    assert ice_links(settings) == [
+        '<stun:stun.example.net>; rel="ice-server"',
+        '<turn:turn.example.net?transport=udp>; rel="ice-server"; username="user"; '
+        'credential="my\\"Password"; credential-type="password"']
+
+
+async def test_gathering_keeps_to_its_addresses_ports_and_announced_address() -> None:
+    settings = WebRtcSettings(addresses=("127.0.0.1",), udp_ports=(47100, 47109),
+                              public_address="203.0.113.7")
+    pcs = [webrtc_peer.peer_connection(settings) for _ in range(3)]
+    try:
+        for pc in pcs:
+            pc.addTransceiver("audio", direction="recvonly")
+            webrtc_peer.restrict_gathering(pc, settings)
+            await pc.setLocalDescription(await pc.createOffer())
+        lines = [line for pc in pcs for line in pc.localDescription.sdp.splitlines()
+                 if line.startswith("a=candidate")]
+        assert len(lines) == 3
+        ports = set()
+        for line in lines:
+            fields = line.split()
+            assert fields[4] == "203.0.113.7" and fields[7] == "host"
+            ports.add(int(fields[5]))
+        assert len(ports) == 3 and all(47100 <= p <= 47109 for p in ports)
+    finally:
+        for pc in pcs:
+            await pc.close()
+
+
+# the Opus RTP decoder, pure
+
+
+def _opus_packets(n: int, freq_hz: float = 1000.0) -> list[bytes]:
+    import av
+
+    enc = av.CodecContext.create("libopus", "w")
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 48000, "stereo", "s16", 64000
+    enc.options = {"frame_duration": "20"}
+    out: list[bytes] = []
+    for i in range(n):
+        t = (np.arange(960) + i * 960) / 48000
+        s = (0.3 * np.sin(2 * np.pi * freq_hz * t) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(s, 2).reshape(1, -1), format="s16",
+                                           layout="stereo")
+        frame.sample_rate, frame.pts = 48000, i * 960
+        out += [bytes(p) for p in enc.encode(frame)]
+    return out
+
+
+def test_opus_rtp_decodes_stereo_to_mono_frames_and_conceals_losses() -> None:
+    packets = _opus_packets(60)
+    dec = OpusRtp()
+    frames = []
+    seq, ts = 65530, 2**32 - 960 * 3  # both wrap within the test
+    for i, payload in enumerate(packets):
+        if i in (20, 21, 35):  # lost on the way
+            continue
+        frames += dec.push((seq + i) & 0xFFFF, (ts + 960 * i) & 0xFFFFFFFF, payload)
+    assert dec.lost == 3 and dec.concealed_samples == 3 * 960 and dec.outages == 0
+    assert len(frames) == 60  # the timeline keeps its length
+    assert all(f.shape == (FRAME_SAMPLES,) and f.dtype == np.float32 for f in frames)
+    assert float(np.abs(frames[20]).max()) == 0.0  # a lost packet is silence
+    pcm = np.concatenate(frames[2:20])
+    assert dominant_hz(pcm) == pytest.approx(1000, rel=0.01)
+    # a late packet (or a repeated one) is dropped and counted
+    assert dec.push((seq + 21) & 0xFFFF, (ts + 960 * 21) & 0xFFFFFFFF, packets[21]) == []
+    assert dec.late == 1
+    assert dec.describe()["concealed_ms"] == 60
+
+
+def test_opus_rtp_dtx_gaps_are_filled_at_real_time_not_afterwards() -> None:
+    packets = _opus_packets(10)
+    dec = OpusRtp()
+    for i in range(5):
+        dec.push(i, 960 * i, packets[i])
+    assert not dec.in_dtx
+    dec.push(5, 960 * 5, b"\x08")  # a DTX frame (its TOC alone): the sender goes quiet
+    assert dec.in_dtx
+    filled = dec.fill(960 * 10)  # the session's timer: 200 ms of silence as it passes
+    assert len(filled) == 10
+    # the next packet comes 400 ms of timestamps later, in sequence: DTX, not loss; only the
+    # part not filled yet is added now
+    out = dec.push(6, 960 * 26, packets[6])
+    assert dec.lost == 0 and dec.dtx_gaps == 1 and not dec.in_dtx
+    assert dec.concealed_samples == 960 * 10  # 20 frames due, 10 filled as they passed
+    assert len(out) == 11
+    # a gap too long to conceal is an outage, left to the jitter buffer
+    dec.push(7, 960 * 27 + 48000 * 5, packets[7])
+    assert dec.outages == 1
+
+
+# the [webrtc] settings
+
+
+def test_webrtc_settings_from_the_config() -> None:
+    cfg = apply_toml(Config(), {"webrtc": {
+        "ice_servers": [{"url": "stun:stun.example.org:3478"},
+                        {"url": "turn:turn.example.org:3478?transport=udp", "username": "u",
+                         "credential": "c"}],
+        "public_address": "203.0.113.7", "udp_ports": "40000-40100",
+        "cors_origins": ["https://console.lan"], "max_sessions": 8}})
+    w = cfg.webrtc
+    assert w.ice_servers[1] == IceServer("turn:turn.example.org:3478?transport=udp", "u", "c")
+    assert (w.public_address, w.udp_ports, w.cors_origins, w.max_sessions) == (
+        "203.0.113.7", (40000, 40100), ("https://console.lan",), 8)
+    assert Config().webrtc.ice_servers == ()  # nothing leaves the machine by default
+    assert Config().webrtc.with_listen_host("127.0.0.1").addresses == ("127.0.0.1",)
+    assert Config().webrtc.with_listen_host("0.0.0.0").addresses == ()
+    for bad in ({"udp_ports": "40100-40000"}, {"public_address": "example.org"},
+                {"ice_servers": [{"url": "http://x"}]},
+                {"ice_servers": [{"url": "turn:turn.example.org"}]},
+                {"max_sessions": 0}):
+        with pytest.raises(ConfigError):
+            apply_toml(Config(), {"webrtc": bad})

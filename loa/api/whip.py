@@ -277,13 +277,23 @@ def _created(server: LoaServer, session: PeerSession, answer: str, location: str
              ) -> web.Response:
     """201 with the answer, the session URL, its ETag and the ICE servers' links."""
     headers: CIMultiDict[str] = CIMultiDict({"Location": location, "ETag": session.etag})
-    for ice in server.webrtc.settings.ice_servers:
+    for link in ice_links(server.webrtc.settings):
+        headers.add("Link", link)
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+def ice_links(settings: WebRtcSettings) -> list[str]:
+    """A ``Link`` header value for each ICE server (RFC 9725 §4.6): ``<url>;
+    rel="ice-server"``, with a TURN server's ``username``, ``credential`` and
+    ``credential-type="password"``."""
+    links = []
+    for ice in settings.ice_servers:
         link = f'<{ice.url}>; rel="ice-server"'
         if ice.username:
             link += (f'; username="{_quoted(ice.username)}"; '
                      f'credential="{_quoted(ice.credential)}"; credential-type="password"')
-        headers.add("Link", link)
-    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+        links.append(link)
+    return links
 
 
 def _quoted(value: str) -> str:

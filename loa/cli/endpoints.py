@@ -117,7 +117,7 @@ def import_errors(data: Any) -> list[str]:
             out.append(str(error))
     more = int(data.get("error_count") or 0) - len(errors)
     if more > 0:
-        out.append(ngettext("… and {n} more error.", "… and {n} more errors.", more))
+        out.append(_("(and {n} more)", n=more))
     return out
 
 

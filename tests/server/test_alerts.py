@@ -298,3 +298,16 @@ async def test_overlapping_alerts_queue_by_class_then_by_time(tmp_path: Path) ->
         assert all(a.status is AlertStatus.COMPLETED for a in (normal, first, second))  # type: ignore[attr-defined]
     finally:
         await server.stop()
+
+
+async def test_an_alert_is_named_by_its_message_not_its_id(server: LoaServer) -> None:
+    """What plays shows the alert's words wherever it is named (console, broadcast log)."""
+    status, alert = await call(server, "POST", "/api/v1/alerts", json={
+        "zones": ["an-binh-1"], "tone": False,
+        "content": {"kind": "text", "text": "Lũ quét\ntrên suối Nậm Pàn, sơ tán ngay."}})
+    assert status == 201, alert
+    programme = server.alerts.alerts[alert["id"]].programme
+    assert programme is not None
+    name = programme.name
+    assert name == "Cảnh báo: Lũ quét trên suối Nậm Pàn, sơ tán ngay."
+    assert alert["id"] not in name

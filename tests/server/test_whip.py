@@ -219,6 +219,40 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
         await peer.close()
 
 
+async def test_video_beside_the_audio_is_left_inactive(server: LoaServer) -> None:
+    from aiortc.mediastreams import VideoStreamTrack
+
+    peer = Peer(server)  # what OBS sends: audio and video
+    peer.pc.addTransceiver(ToneTrack(), direction="sendonly")
+    peer.pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    try:
+        assert await peer.post("/whip/studio", auth()) == 201, peer.body
+        sections = peer.body.split("m=")[1:]
+        assert [m.split()[0] for m in sections] == ["audio", "video"]
+        assert "a=recvonly" in sections[0] and "a=inactive" in sections[1]
+        assert "opus/48000/2" in sections[0] and "PCMU" not in sections[0]
+        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+    finally:
+        await peer.close()
+
+
+async def test_no_free_port_in_the_range_is_a_503(make_server: Any) -> None:
+    import socket
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        server = await make_server(webrtc=WebRtcSettings(udp_ports=(port, port)))
+        peer = await whip_client(server, "studio", auth())
+        await peer.close()
+        assert peer.status == 503, peer.body
+        assert server.mounts.get("studio").session is None
+        assert server.webrtc.describe()["sessions"] == {}
+    finally:
+        taken.close()
+
+
 async def test_cors_answers_only_the_listed_origins(make_server: Any) -> None:
     server = await make_server(webrtc=WebRtcSettings(cors_origins=("https://console.lan",)))
     async with aiohttp.ClientSession() as http:

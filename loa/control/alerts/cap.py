@@ -155,7 +155,8 @@ class CapAlerts:
         text = " ".join(cap_spoken_text(info).split())
         spec = AlertSpec(AlertClass(cap_alert_class(info)), zones, False, content, True, 1,
                          self.manager.gap_s, expires_at, source="cap",
-                         cap={**cap_describe(msg), "event": info.event}, endpoints=endpoints,
+                         cap={**cap_describe(msg), "event": info.event,
+                              "headline": info.headline}, endpoints=endpoints,
                          effective_at=effective_at, fallback_text=text or None)
         notes = [f"non-conforming CAP: {n}" for n in msg.nonconforming] + warnings
         alert = await self.manager.trigger(spec, actor, received_ns, warnings=notes)

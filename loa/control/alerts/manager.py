@@ -42,7 +42,9 @@ from loa.core.content import (
     FILE_LIKE,
     CapResourceContent,
     ContentError,
+    FileContent,
     LiveContent,
+    MediaContent,
     TextContent,
     ToneContent,
     content_from_json,
@@ -51,6 +53,7 @@ from loa.core.counters import Counters
 from loa.core.i18n import N_
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
+from loa.core.text import one_line
 from loa.core.zones import Zone, ZoneTree, alert_group_id
 from loa.playout.engine import Engine
 from loa.playout.inputs.file import FileSource
@@ -212,6 +215,30 @@ class AlertManager:
 
     # internals
 
+    def _title(self, spec: AlertSpec, limit: int = 80) -> str:
+        """What the alert is called wherever its programme shows (the console, the broadcast
+        log, the status): its CAP headline, the start of its text, its file's or library
+        item's title, or its live mount; never an id alone."""
+        headline = (spec.cap or {}).get("headline") or (spec.cap or {}).get("event")
+        content = spec.content
+        if isinstance(headline, str) and headline.strip():
+            what = headline
+        elif isinstance(content, TextContent):
+            what = content.text
+        elif isinstance(content, MediaContent):
+            item = self.programmes.media.get(content.id)
+            what = item.title if item is not None else content.id
+        elif isinstance(content, FileContent):
+            what = content.name or Path(content.path).name
+        elif isinstance(content, LiveContent):
+            what = f"trực tiếp từ {content.mount}"
+        else:
+            what = content.kind.value
+        what = one_line(what)
+        if len(what) > limit:
+            what = what[:limit - 1].rstrip() + "…"
+        return f"Cảnh báo: {what}"
+
     def _target_zones(self, spec: AlertSpec) -> list[str]:
         if spec.all_zones:
             return [z.id for z in self.zones.roots()]
@@ -241,7 +268,7 @@ class AlertManager:
         parts = self._parts(alert)
         zone_ids += self._group_endpoints(alert, singles)
         alert.zone_ids = zone_ids
-        programme = Programme(f"Cảnh báo {alert.id}", ProgrammeKind.ALERT, SequenceSource(parts))
+        programme = Programme(self._title(spec), ProgrammeKind.ALERT, SequenceSource(parts))
         programme.reach = {}
         if self._has_message(spec):
             programme.message_reach = {}

@@ -45,7 +45,8 @@ RTCP_TIMEOUT_S = 20.0
 
 class WebRtcError(Explained, ValueError):
     """A WebRTC session that cannot be made: an offer that is not SDP (``status`` 400), one
-    with nothing Loa can send or receive (422), a port range with no free port (503)."""
+    with nothing Loa can send or receive (422), no local candidate (503: no free UDP port in
+    the configured range, say)."""
 
     def __init__(self, status: int, message: str, /, **fields: object) -> None:
         super().__init__(message, **fields)
@@ -215,7 +216,10 @@ class WebRtc:
 
     async def stop(self) -> None:
         """End every session (server shutdown) and wait for their peer connections to
-        close."""
+        close (and for an import of aiortc under way: a thread cannot be cancelled)."""
+        load = self._load.task
+        if load is not None and not load.done():
+            await asyncio.wait([load])
         for session in list(self.sessions.values()):
             try:
                 await session.stop("server shutting down")

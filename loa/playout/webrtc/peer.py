@@ -168,8 +168,10 @@ async def _answer(pc: RTCPeerConnection, ours: RTCRtpTransceiver, offer_sdp: str
     """Set the offer, leave every media section but ours inactive, gather and answer.
     ``wanted``: the direction our section must end with. Raises WebRtcError (400: not SDP;
     422: no Opus audio section going the right way)."""
+    if not offer_sdp.lstrip().startswith("v=0"):  # aiortc's parser takes any text
+        raise WebRtcError(400, N_("the offer is not a valid SDP offer: {error}"),
+                          error="it does not begin with v=0")
     try:
-        SessionDescription.parse(offer_sdp)
         await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
     except OperationError:
         raise WebRtcError(422, N_("the offer has no Opus audio Loa can use")) from None
@@ -183,6 +185,9 @@ async def _answer(pc: RTCPeerConnection, ours: RTCRtpTransceiver, offer_sdp: str
         raise WebRtcError(422, N_("the offer has no audio section"))
     restrict_gathering(pc, settings)
     await pc.setLocalDescription(await pc.createAnswer())
+    if "a=candidate:" not in pc.localDescription.sdp:
+        raise WebRtcError(503, N_("no local address or UDP port is free for the media: try "
+                                  "again later"))
     if ours.currentDirection != wanted:
         raise WebRtcError(422, N_("the offer's audio does not go the way this resource "
                                   "takes it (it must be {direction})"),

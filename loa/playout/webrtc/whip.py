@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DTX_TICK_S = FRAME_MS / 1000
+FIRST_RTP_GRACE_S = 4.0  # from "connected" to the first packet (a client still setting up)
 
 
 class WhipSession(PeerSession):
@@ -95,6 +96,7 @@ class WhipSession(PeerSession):
             self.first_rtp_ns = now_ns
             source.connect()
             log.info("WHIP source %s live on /live/%s", self.peer, self.mount.name)
+        if self._rtp_timer is None:
             self._rtp_timer = self._loop.call_later(self.rtp_timeout_s, self._check_rtp)
         lost = self.decoder.lost
         frames = self.decoder.push(seq, timestamp, payload)
@@ -109,6 +111,14 @@ class WhipSession(PeerSession):
             self._dtx_timer.cancel()
             self._dtx_timer = None
 
+    def _on_connected(self) -> None:
+        """Connected: media must follow, within ``FIRST_RTP_GRACE_S`` and then every
+        ``rtp_timeout_s`` (a peer that connects and sends nothing holds no mount)."""
+        if self._rtp_timer is None and not self.live:
+            self._last_rtp_at = self._loop.time() + FIRST_RTP_GRACE_S
+            self._rtp_timer = self._loop.call_later(FIRST_RTP_GRACE_S + self.rtp_timeout_s,
+                                                    self._check_rtp)
+
     def _check_rtp(self) -> None:
         self._rtp_timer = None
         if self.ended:
@@ -118,7 +128,8 @@ class WhipSession(PeerSession):
             self._rtp_timer = self._loop.call_later(self.rtp_timeout_s - idle, self._check_rtp)
             return
         self.counters.inc("sources_timed_out", mount=self.mount.name)
-        self.end(f"no RTP for {idle:.2f} s: the peer is gone")
+        self.end(f"no RTP for {idle:.2f} s: the peer is gone" if self.live
+                 else "connected, but no RTP came")
 
     def _start_dtx(self) -> None:
         """The sender went quiet (DTX): silence at real time until its next packet."""

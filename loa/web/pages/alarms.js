@@ -45,7 +45,7 @@ export default {
     const subject = (id, zone) => {
       const ep = names.get(id);
       if (ep || (zone && zone !== id)) {
-        return h("span", {}, (ep && ep.name) || id, " ", h("code", {}, id),
+        return h("span", {}, ep && ep.name ? [ep.name, " "] : null, h("code", {}, id),
           h("small", { class: "muted ep-tel" }, zoneName(ep ? ep.zone : zone)));
       }
       if (state.zones.some((z) => z.id === id)) return h("span", {}, zoneName(id), " ", h("code", {}, id));

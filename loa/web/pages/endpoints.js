@@ -6,7 +6,9 @@
 // and POST /api/v1/endpoints/{id}/commands (202 with the batch's commands), then polls
 // GET /api/v1/commands?batch=… once a second until every command of the batch is done (no
 // event carries acknowledgements). The live status stream's per-zone online counts trigger a
-// fresh endpoint list when they change.
+// fresh endpoint list when they change. A CSV file is checked by the server first (POST
+// /api/v1/endpoints.csv?dry_run=1: what it would add and change, or its errors by line), and
+// imported only once the check found nothing wrong.
 import {
   _, N_, api, ApiFailure, h, attempt, toast, fmtTime, zoneName, table, on, may, state,
 } from "../app.js";
@@ -91,53 +93,18 @@ function volumeSlider(value, label, testid) {
   return { element: h("span", { class: "ep-vol" }, input, out), input };
 }
 
-// --- CSV, read in the browser only to preview the file and place the server's errors ---
+// --- CSV: the server checks the file (a dry run) and says what it would do, by line ---
 
-/** Rows of a CSV text as the server reads them: an Excel "sep=" first line, the separator
- * guessed from the header (comma, semicolon or tab), quoted cells. Each record with the
- * physical line it starts on (1-based). */
-export function parseCsv(text) {
-  let body = text.replace(/^\uFEFF/, "");
-  let offset = 0;
-  let sep = null;
-  const hint = /^sep=(.)\r?\n/i.exec(body);
-  if (hint) { sep = hint[1]; body = body.slice(hint[0].length); offset = 1; }
-  if (!sep) {
-    const first = body.split(/\r?\n/).find((l) => l.trim()) || "";
-    const counts = [",", ";", "\t"].map((c) => [c, first.split(c).length]);
-    counts.sort((a, b) => b[1] - a[1]);
-    sep = counts[0][0];
-  }
-  const records = [];
-  let cells = [], cell = "", quoted = false, line = 1 + offset, start = line, i = 0;
-  const endRecord = () => {
-    cells.push(cell);
-    if (cells.some((c) => c.trim() !== "")) records.push({ line: start, cells: cells.map((c) => c.trim()) });
-    cells = []; cell = "";
-  };
-  while (i < body.length) {
-    const c = body[i];
-    if (quoted) {
-      if (c === '"' && body[i + 1] === '"') { cell += '"'; i += 2; continue; }
-      if (c === '"') { quoted = false; i += 1; continue; }
-      if (c === "\n") line += 1;
-      cell += c; i += 1; continue;
-    }
-    if (c === '"' && cell.trim() === "") { quoted = true; cell = ""; i += 1; continue; }
-    if (c === sep) { cells.push(cell); cell = ""; i += 1; continue; }
-    if (c === "\r" && body[i + 1] === "\n") { i += 1; continue; }
-    if (c === "\n") { endRecord(); line += 1; start = line; i += 1; continue; }
-    cell += c; i += 1;
-  }
-  if (cell !== "" || cells.length) endRecord();
-  const header = records.shift();
-  return { sep, header: header ? header.cells : [], headerLine: header ? header.line : 1, rows: records };
-}
+// the fields a line of the import may change, as the preview names them
+const FIELDS = {
+  name: N_("name"), zone: N_("zone"), lat: N_("latitude"), lon: N_("longitude"),
+  address: N_("address"), admin_code: N_("administrative code"),
+};
 
-/** The line an import error names ("line 12: …", "dòng 12: …"), or null. */
-function lineOf(message) {
-  const m = /^\D{0,20}?(\d+)\s*:/.exec(message);
-  return m ? Number(m[1]) : null;
+/** A field's value as the preview shows it. */
+function shown(field, value) {
+  if (value === null || value === undefined || value === "") return "∅";
+  return field === "zone" ? `${zoneName(value)} (${value})` : String(value);
 }
 
 function download(name, text, type = "text/csv") {
@@ -586,25 +553,60 @@ export default {
         return section;
       }
       const file = h("input", { type: "file", accept: ".csv,text/csv,.txt", "data-testid": "csv-file" });
-      const preview = h("div", { class: "ep-csv-preview", "data-testid": "csv-preview" });
+      const preview = h("div", { class: "ep-csv-preview", "data-testid": "csv-preview",
+        "aria-live": "polite" });
       const result = h("div", { "aria-live": "polite", "data-testid": "csv-result" });
       const importButton = h("button", { type: "button", disabled: true, "data-testid": "csv-import" },
         _("Import"));
-      let parsed = null;
       let blob = null;
+      let checking = 0; // the newest check: the answer for a file chosen before is dropped
 
-      const showPreview = (rows, errorsByLine) => {
-        const shown = rows.slice(0, 20);
-        const cols = parsed.header.map((title, i) => ({ title, value: (r) => r.cells[i] || "" }));
+      /** The errors of a refused file (dry run or import), by line, as the server said them. */
+      const errorList = (err) => {
+        const errors = (err instanceof ApiFailure && Array.isArray(err.data.errors)) ? err.data.errors : [];
+        const total = (err instanceof ApiFailure && err.data.error_count) || errors.length;
+        return [
+          h("p", { class: "error", role: "alert" }, err.message || String(err)),
+          errors.length ? h("div", { "data-testid": "csv-errors" }, table([
+            { title: _("Line"), value: (e) => (e.line === null || e.line === undefined ? "—" : String(e.line)) },
+            { title: _("Error"), value: (e) => h("span", { class: "error", "data-line": String(e.line ?? "") }, e.message) },
+          ], errors)) : null,
+          total > errors.length ? h("p", { class: "muted" },
+            _("The first {shown} of {total} errors are shown.", { shown: errors.length, total })) : null,
+          errors.length ? h("p", { class: "muted" },
+            _("Nothing is imported: correct these lines and choose the file again.")) : null,
+        ];
+      };
+
+      /** What the import would do, from the server's dry run. */
+      const showPlan = (plan) => {
+        const changed = plan.updated.filter((u) => Object.keys(u.changes).length);
+        const lines = [
+          ...plan.created.map((c) => ({ line: c.line, id: c.id, zone: c.zone, what: h("span", {},
+            h("span", { class: "badge ok" }, _("new")), " ", c.name || "") })),
+          ...plan.updated.map((u) => {
+            const changes = Object.entries(u.changes);
+            return { line: u.line, id: u.id, zone: u.zone, what: changes.length
+              ? h("span", {}, h("span", { class: "badge warn" }, _("changed")), " ",
+                changes.map(([field, c]) => _("{field}: {before} → {after}", {
+                  field: FIELDS[field] ? _(FIELDS[field]) : field,
+                  before: shown(field, c.from), after: shown(field, c.to) })).join("; "))
+              : h("span", { class: "muted" }, _("no change")) };
+          }),
+        ].sort((a, b) => a.line - b.line);
+        const first = lines.slice(0, 50);
         put(preview,
-          h("p", {}, _("{rows} lines read; columns: {columns}", {
-            rows: parsed.rows.length, columns: parsed.header.join(", ") })),
-          table([{ title: _("Line"), value: (r) => String(r.line) }, ...cols,
-            ...(errorsByLine ? [{ title: _("Error"), value: (r) =>
-              h("span", { class: "error" }, (errorsByLine.get(r.line) || []).join("; ")) }] : [])],
-          shown),
-          parsed.rows.length > shown.length ? h("p", { class: "muted" },
-            _("The first {n} lines are shown.", { n: shown.length })) : null);
+          h("p", { "data-testid": "csv-plan" }, _("The import would add {created}, change {changed} and leave {same} as they are.", {
+            created: plan.created.length, changed: changed.length,
+            same: plan.updated.length - changed.length })),
+          table([
+            { title: _("Line"), value: (r) => String(r.line) },
+            { title: _("Loudspeaker"), value: (r) => h("code", {}, r.id) },
+            { title: _("Zone"), value: (r) => zoneName(r.zone) },
+            { title: _("What it does"), value: (r) => r.what },
+          ], first, { empty: _("The file has no loudspeaker line.") }),
+          lines.length > first.length ? h("p", { class: "muted" },
+            _("The first {n} lines are shown.", { n: first.length })) : null);
       };
 
       file.addEventListener("change", async () => {
@@ -612,16 +614,19 @@ export default {
         preview.replaceChildren();
         importButton.disabled = true;
         const f = file.files[0];
+        blob = f || null;
         if (!f) return;
-        blob = f;
+        const mine = ++checking;
+        put(preview, h("p", { class: "muted" }, _("Checking the file…")));
         try {
-          parsed = parseCsv(await f.text());
+          const plan = await api("POST", "/api/v1/endpoints.csv?dry_run=1", f, { type: f.type || "text/csv" });
+          if (mine !== checking) return;
+          showPlan(plan);
+          importButton.disabled = !(plan.created.length || plan.updated.length);
         } catch (err) {
-          preview.replaceChildren(h("p", { class: "error" }, String(err)));
-          return;
+          if (mine !== checking) return;
+          put(preview, errorList(err));
         }
-        showPreview(parsed.rows, null);
-        importButton.disabled = false;
       });
 
       importButton.addEventListener("click", async () => {
@@ -646,30 +651,11 @@ export default {
             h("p", {}, link.element));
           }
           result.replaceChildren(...parts);
+          blob = null; // imported: choose the file again to import it again
           loadEndpoints();
         } catch (err) {
-          const errors = (err instanceof ApiFailure && Array.isArray(err.data.errors))
-            ? err.data.errors : [];
-          const byLine = new Map();
-          for (const e of errors) {
-            const line = lineOf(e);
-            if (line === null) continue;
-            if (!byLine.has(line)) byLine.set(line, []);
-            byLine.get(line).push(e);
-          }
-          if (parsed && byLine.size) {
-            // the lines with errors first, then the rest of the preview
-            const bad = parsed.rows.filter((r) => byLine.has(r.line));
-            const good = parsed.rows.filter((r) => !byLine.has(r.line));
-            showPreview([...bad, ...good], byLine);
-          }
-          put(result,
-            h("p", { class: "error", role: "alert" }, err.message || String(err)),
-            errors.length ? h("ol", { class: "ep-csv-errors", "data-testid": "csv-errors" },
-              errors.map((e) => h("li", { "data-line": String(lineOf(e) ?? "") }, e))) : null,
-            errors.length ? h("p", { class: "muted" },
-              _("Nothing was imported: correct these lines and choose the file again.")) : null);
-        } finally {
+          // the registry changed since the check (or the server refused): say why, by line
+          put(result, errorList(err));
           importButton.disabled = false;
         }
       });

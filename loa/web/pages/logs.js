@@ -1,10 +1,11 @@
 // The logs page: the broadcast log (Nhật ký phát: what each zone carried, when, for how long
 // and why it ended) and, for admins, the audit log (Nhật ký thao tác: who did what, where,
-// from where). Both filterable by zone, time range and text, and paged.
+// from where). Both filtered and paged by the server.
 //
-// GET /api/v1/log?zone=&since= answers the ended segments from `since`, oldest first (at most
-// 1,000), and those on air now; GET /api/v1/audit answers the newest 200 entries. The rest of
-// the filtering (the end of the range, the text) and the paging are done here.
+// GET /api/v1/log and GET /api/v1/audit take since, until (unix s), zone (it and below), q
+// (text held, any case) and limit, and answer a page, newest first, with `next`: the
+// cursor (`before=`) of the page after it. The broadcast log's first page also carries the
+// segments on air now. Previous pages are asked again from the cursors kept on the way.
 import { _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, may, state, TIME_ZONE } from "../app.js";
 
 // fewer rows a page on a phone, where each row reads as a card
@@ -113,7 +114,9 @@ export default {
     const admin = may("admin");
     let view = "broadcast";
     let rows = [];
-    let page = 0;
+    let cursors = []; // the `before` cursor of each page after the first, up to the one shown
+    let next = null; // the cursor of the page after the one shown (null: none)
+    let asked = 0; // the newest request: an older answer arriving late is dropped
 
     // --- the filter form, shared by both logs ---
     const now = Date.now() / 1000;
@@ -149,12 +152,11 @@ export default {
       _("The audit log is for admins.")));
     tabs.addEventListener("keydown", (e) => { // arrows move between the tabs, as a tablist does
       if (!tabAudit || !["ArrowLeft", "ArrowRight"].includes(e.key)) return;
-      const next = view === "broadcast" ? "audit" : "broadcast";
-      show(next);
-      (next === "audit" ? tabAudit : tabBroadcast).focus();
+      const other = view === "broadcast" ? "audit" : "broadcast";
+      show(other);
+      (other === "audit" ? tabAudit : tabBroadcast).focus();
     });
 
-    const note = h("p", { class: "muted" });
     const box = h("div", { "data-testid": "log-table", role: "tabpanel" });
     const pager = h("div", { class: "row pager" });
 
@@ -184,58 +186,54 @@ export default {
     function draw() {
       // the pager's buttons are drawn anew: give the focus back to the one that had it
       const had = pager.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
-      const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
-      page = Math.min(page, pages - 1);
-      box.replaceChildren(table(view === "broadcast" ? broadcastColumns : auditColumns,
-        rows.slice(page * PAGE_SIZE, (page + 1) * PAGE_SIZE),
+      box.replaceChildren(table(view === "broadcast" ? broadcastColumns : auditColumns, rows,
         { empty: _("Nothing in this log matches.") }));
       pager.replaceChildren(
-        h("button", { type: "button", class: "secondary", disabled: page === 0, "data-testid": "log-prev",
-          onclick: () => { page -= 1; draw(); } }, _("Previous")),
-        h("span", { "data-testid": "log-page" }, _("Page {page} of {pages} · {count} entries",
-          { page: page + 1, pages, count: rows.length })),
-        h("button", { type: "button", class: "secondary", disabled: page >= pages - 1,
-          "data-testid": "log-next", onclick: () => { page += 1; draw(); } }, _("Next")));
+        h("button", { type: "button", class: "secondary", disabled: !cursors.length,
+          "data-testid": "log-prev", onclick: () => { cursors.pop(); fetchPage(); } }, _("Previous")),
+        h("span", { "data-testid": "log-page" }, _("Page {page}", { page: cursors.length + 1 })),
+        h("button", { type: "button", class: "secondary", disabled: next === null,
+          "data-testid": "log-next", onclick: () => { cursors.push(next); fetchPage(); } }, _("Next")));
       const again = had && pager.querySelector(`[data-testid="${had}"]`);
-      if (again) again.focus();
-    }
-
-    function matches(r, fields, start, end, at, needle) {
-      if (start !== null && at < start) return false;
-      if (end !== null && at > end) return false;
-      return !needle || fields.some((f) => String(f ?? "").toLowerCase().includes(needle));
-    }
-
-    async function load() {
-      const start = from.value ? stationUnix(from.value) : null;
-      const end = to.value ? stationUnix(to.value) : null;
-      const needle = text.value.trim().toLowerCase();
-      const zone = zoneSelect.value;
-      page = 0;
-      if (view === "broadcast") {
-        const q = new URLSearchParams();
-        if (zone) q.set("zone", zone);
-        if (start !== null) q.set("since", String(start));
-        const data = await attempt(() => api("GET", `/api/v1/log?${q}`));
-        if (!data) return;
-        const open = data.on_air.map((r) => ({ ...r, on_air: true }));
-        rows = [...open, ...[...data.entries].reverse()].filter((r) => matches(r,
-          [r.programme, r.label, r.zone, zoneName(r.zone), r.kind, said(KINDS, r.kind), r.end_reason,
-            said(END_REASONS, r.end_reason)], start, end, r.started_at, needle))
-          .sort((a, b) => b.started_at - a.started_at);
-        note.textContent = data.entries.length >= 1000
-          ? _("The server answers at most 1,000 entries from the start of the range: narrow it to see later ones.")
-          : "";
-      } else {
-        const data = await attempt(() => api("GET", "/api/v1/audit"));
-        if (!data) return;
-        const zones = zone ? new Set([zone]) : null;
-        rows = data.audit.filter((r) => (!zones || zones.has(r.zone)) && matches(r,
-          [r.actor, r.action, said(ACTIONS, r.action), r.subject, r.zone, r.address,
-            detailText(r.detail)], start, end, r.at, needle));
-        note.textContent = _("The server keeps the newest 200 audit entries here; the filters apply to those.");
+      if (again && !again.disabled) again.focus();
+      else if (had) { // it is disabled now (the last page, the first): the other one
+        const other = pager.querySelector("button:not([disabled])");
+        if (other) other.focus();
       }
+    }
+
+    /** The filters of the form as the API's query. */
+    function filters() {
+      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (zoneSelect.value) q.set("zone", zoneSelect.value);
+      if (from.value) q.set("since", String(stationUnix(from.value)));
+      if (to.value) q.set("until", String(stationUnix(to.value) + 59)); // the whole minute
+      const needle = text.value.trim();
+      if (needle) q.set("q", needle);
+      return q;
+    }
+
+    /** The page the cursors point at, with the form's filters. */
+    async function fetchPage() {
+      const q = filters();
+      const cursor = cursors.length ? cursors[cursors.length - 1] : null;
+      if (cursor !== null) q.set("before", String(cursor));
+      const mine = ++asked;
+      const path = view === "broadcast" ? "/api/v1/log" : "/api/v1/audit";
+      const data = await attempt(() => api("GET", `${path}?${q}`));
+      if (mine !== asked) return; // a later request was made meanwhile
+      if (!data) { rows = []; next = null; draw(); return; }
+      rows = view === "broadcast"
+        ? [...(data.on_air || []).map((r) => ({ ...r, on_air: true })), ...data.entries]
+        : data.audit;
+      next = data.next;
       draw();
+    }
+
+    /** The first page with the form's filters. */
+    function load() {
+      cursors = [];
+      return fetchPage();
     }
 
     function show(which) {
@@ -250,7 +248,7 @@ export default {
       load();
     }
 
-    container.append(tabs, form, h("section", { class: "card" }, note, box, pager));
+    container.append(tabs, form, h("section", { class: "card" }, box, pager));
     show("broadcast");
   },
 };

@@ -1,0 +1,150 @@
+"""WHEP monitoring (draft-ietf-wish-whep, issue 16): what a zone plays, over WebRTC.
+
+A real aiortc viewer on loopback host candidates asks a real server for a zone, receives its
+Opus rendition (packetised as the zone encoded it: nothing encoded per viewer) and decodes the
+tone the zone plays. Then credentials and scope, CORS, and the session's end.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import numpy as np
+import pytest
+
+from loa.app import LoaServer
+from loa.playout.webrtc.whep import WhepSession
+from tests.audio import dominant_hz, rms
+from tests.conftest import auth
+from tests.server.test_ingest import base, wait_for
+from tests.server.test_whip import fill_tone
+from tests.server.webrtc_client import SDP, receive, whep_client
+
+
+def sessions(server: LoaServer) -> list[WhepSession]:
+    return [s for s in server.webrtc.sessions.values() if isinstance(s, WhepSession)]
+
+
+async def test_a_viewer_hears_the_zone_sub_second_from_its_own_opus_packets(
+        server: LoaServer) -> None:
+    await fill_tone(server, "an-binh", 700)
+    started = time.monotonic()
+    viewer = await whep_client(server, "an-binh-1", auth())
+    try:
+        assert viewer.status == 201, viewer.body
+        assert viewer.location.startswith("/whep/zones/an-binh-1/")
+        first = await receive(viewer, 0.02)
+        assert len(first) > 0
+        assert time.monotonic() - started < 3.0  # offer, ICE, DTLS and the first packet
+        pcm = await receive(viewer, 1.5)
+        assert dominant_hz(pcm[4800:]) == pytest.approx(700, rel=0.01)
+        assert rms(pcm[4800:]) > 0.05
+        # the viewer is a listener of the zone's "webrtc" feed: the zone's one Opus rendition
+        channel = server.engine.channels["an-binh-1"]
+        assert channel.listeners().get("webrtc") == 1
+        assert channel.formats["webrtc"].codec == "opus"
+        (session,) = sessions(server)
+        assert session.packets_in > 50
+        assert session.track.sent >= session.packets_in - session.track.dropped - 5
+        # a second viewer: the same packets, each encoded once for both
+        second = await whep_client(server, "an-binh-1", auth())
+        try:
+            assert second.status == 201
+            pcm2 = await receive(second, 0.5)
+            assert dominant_hz(pcm2[2400:]) == pytest.approx(700, rel=0.01)
+            assert channel.listeners()["webrtc"] == 2
+        finally:
+            await second.close()
+        # DELETE ends the viewer: it leaves the feed
+        assert await viewer.delete(auth()) == 200
+        assert session.ended and not sessions(server) or len(sessions(server)) <= 1
+        await wait_for(lambda: channel.listeners().get("webrtc", 0) == 0)
+        assert await viewer.delete(auth()) == 404
+    finally:
+        await viewer.close()
+
+
+async def test_credentials_scope_and_cors(server: LoaServer) -> None:
+    user = await server.accounts.add("xa-phu-my", "mat-khau-du-dai", "viewer", "phu-my")
+    _, token = server.accounts.create_token(user.username, "loa-thong-minh")
+    theirs = {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
+    outside = await whep_client(server, "an-binh-1", theirs)
+    await outside.close()
+    assert outside.status == 403 and '"refused": "scope"' in outside.body
+    inside = await whep_client(server, "phu-my-1", theirs)  # a viewer may listen in scope
+    try:
+        assert inside.status == 201, inside.body
+        pcm = await receive(inside, 0.2)
+        assert len(pcm) > 0
+    finally:
+        await inside.close()
+    nobody = await whep_client(server, "phu-my-1", {})
+    await nobody.close()
+    assert nobody.status == 401 and nobody.headers["WWW-Authenticate"].startswith("Bearer")
+    unknown = await whep_client(server, "no-such-zone", auth())
+    await unknown.close()
+    assert unknown.status == 404
+    async with aiohttp.ClientSession() as http:
+        for offer, status in (("hello", 400), ("v=0\r\n", 422)):
+            async with http.post(f"{base(server)}/whep/zones/huyen", data=offer,
+                                 headers={**auth(), "Content-Type": SDP}) as resp:
+                assert resp.status == status, await resp.text()  # not SDP; no audio
+        async with http.options(f"{base(server)}/whep/zones/huyen", headers={
+                "Origin": "https://console.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"}) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+            assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+        # a refusal carries CORS too, so the page can read why
+        async with http.post(f"{base(server)}/whep/zones/huyen", data="x",
+                             headers={"Content-Type": SDP,
+                                      "Origin": "https://console.example"}) as resp:
+            assert resp.status == 401
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert server.webrtc.describe()["sessions"] == {}
+
+
+async def test_the_console_listens_with_its_session_cookie_and_csrf_token(
+        server: LoaServer) -> None:
+    from tests.api.accounts import add_user, session_of
+
+    await add_user(server, "truc-ban", "operator", "an-binh")
+    browser = await session_of(server, "truc-ban")
+    without_csrf = {k: v for k, v in browser.items() if k != "X-CSRF-Token"}
+    refused = await whep_client(server, "an-binh-1", without_csrf)
+    await refused.close()
+    assert refused.status == 403 and "X-CSRF-Token" in refused.body
+    viewer = await whep_client(server, "an-binh-1", browser)
+    try:
+        assert viewer.status == 201, viewer.body
+        assert len(await receive(viewer, 0.2)) > 0
+        assert await viewer.delete(browser) == 200
+    finally:
+        await viewer.close()
+
+
+async def test_the_session_limit_refuses_with_503_and_each_session_fails_alone(
+        make_server) -> None:  # type: ignore[no-untyped-def]
+    from loa.playout.webrtc import WebRtcSettings
+
+    server = await make_server(webrtc=WebRtcSettings(max_sessions=1))
+    first = await whep_client(server, "huyen", auth())
+    try:
+        assert first.status == 201
+        second = await whep_client(server, "huyen", auth())
+        await second.close()
+        assert second.status == 503 and second.headers["Retry-After"]
+        pcm = await receive(first, 0.2)  # the first goes on
+        assert np.isfinite(pcm).all()
+    finally:
+        await first.close()
+    (session,) = sessions(server) or [None]
+    if session is not None:
+        await wait_for(lambda: session.ended)  # the peer closed: the session ends
+    third = await whep_client(server, "huyen", auth())
+    try:
+        assert third.status == 201
+    finally:
+        await third.close()

@@ -306,8 +306,8 @@ async def test_an_alert_is_named_by_its_message_not_its_id(server: LoaServer) ->
         "zones": ["an-binh-1"], "tone": False,
         "content": {"kind": "text", "text": "Lũ quét\ntrên suối Nậm Pàn, sơ tán ngay."}})
     assert status == 201, alert
-    programme = server.alerts.alerts[alert["id"]].programme
+    programme = server.alerts.alerts[alert["alert"]["id"]].programme
     assert programme is not None
     name = programme.name
     assert name == "Cảnh báo: Lũ quét trên suối Nậm Pàn, sơ tán ngay."
-    assert alert["id"] not in name
+    assert alert["alert"]["id"] not in name

@@ -314,7 +314,7 @@ class LoaServer:
         self.alerts.start()
         self.cap.start()
         self._log_task = asyncio.create_task(self._write_log(), name="broadcast-log")
-        self._load_schedules()
+        await self._load_schedules()
         if run_clock:
             self._schedule_task = asyncio.create_task(self.schedule.run(), name="schedule")
             self.engine.start()
@@ -591,30 +591,24 @@ class LoaServer:
 
     # the schedule
 
-    def _load_schedules(self) -> None:
+    async def _load_schedules(self) -> None:
         """Load the saved schedule; slots missed while the server was down follow each
-        item's policy: skipped (and logged), or played late within its late_minutes."""
-        for rec in self.store.load_schedules():
-            try:
-                self.schedule.put(item_from_json(rec, rec["id"]))
-            except ScheduleError as exc:
-                log.error("schedule item %s ignored: %s", rec.get("id"), exc)
-        done = self.store.get_value("schedule_done_until")
+        item's policy: skipped (and logged), or played late within its late_minutes. The
+        items are read, made and their missed slots expanded beside the loop."""
         now = self.wall.now()
-        if done is None:
-            return
-        since = datetime.fromisoformat(done)
-        for item in self.schedule.items.values():
-            for slot in item.slots(since, now):
-                late_s = (now - slot).total_seconds()
-                if item.missed is MissedPolicy.LATE and late_s <= item.late_minutes * 60:
-                    self.schedule.start_late(item, slot, now)
-                    note = f"played {late_s:.0f} s late after a restart"
-                else:
-                    note = "missed while the server was down: skipped"
-                self.store.audit("loa", "schedule.missed", item.id,
-                                 {"slot": slot.isoformat(), "note": note})
-                log.warning("schedule %s slot %s: %s", item.id, slot.isoformat(), note)
+        items, missed = await asyncio.to_thread(_saved_schedule, self.store, now)
+        for item in items:
+            self.schedule.put(item)
+        for item, slot in missed:
+            late_s = (now - slot).total_seconds()
+            if item.missed is MissedPolicy.LATE and late_s <= item.late_minutes * 60:
+                self.schedule.start_late(item, slot, now)
+                note = f"played {late_s:.0f} s late after a restart"
+            else:
+                note = "missed while the server was down: skipped"
+            self.store.audit("loa", "schedule.missed", item.id,
+                             {"slot": slot.isoformat(), "note": note})
+            log.warning("schedule %s slot %s: %s", item.id, slot.isoformat(), note)
 
     def _start_slot(self, item: ScheduleItem, slot: datetime) -> list[Request]:
         prog = self._slot_programme(item)
@@ -723,6 +717,24 @@ class LoaServer:
                 "</iceresponse>\n")
         headers = {"WWW-Authenticate": 'Basic realm="Loa source"'} if status == 401 else None
         return web.Response(status=status, text=body, content_type="text/xml", headers=headers)
+
+
+def _saved_schedule(store: Store, now: datetime
+                    ) -> tuple[list[ScheduleItem], list[tuple[ScheduleItem, datetime]]]:
+    """Blocking (store reads; each rule expanded): the saved schedule items (one that no
+    longer reads is logged and left out) and their slots missed since the last run's
+    done-until and before ``now``, in order per item (none without a done-until)."""
+    done = store.get_value("schedule_done_until")  # read first: the log task rewrites it
+    items = []
+    for rec in store.load_schedules():
+        try:
+            items.append(item_from_json(rec, rec["id"]))
+        except ScheduleError as exc:
+            log.error("schedule item %s ignored: %s", rec.get("id"), exc)
+    if done is None:
+        return items, []
+    since = datetime.fromisoformat(done)
+    return items, [(item, slot) for item in items for slot in item.slots(since, now)]
 
 
 def _plays(content: ContentSpec, item: MediaItem) -> bool:

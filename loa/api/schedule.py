@@ -84,7 +84,8 @@ async def _add(request: web.Request, dry: bool) -> Changed:
     require(request, Right.OPERATE)
     body = await read_json(request)
     s = server_of(request)
-    item = item_from_json(body, secrets.token_hex(6))
+    # beside the loop: making an item expands its rule once (a probe of its first slot)
+    item = await asyncio.to_thread(item_from_json, body, secrets.token_hex(6))
     scoped_content(request, item.content)
     scoped(request, *item.zones)
     return await _save(s, item, 201, dry)
@@ -124,7 +125,7 @@ async def _update(request: web.Request, dry: bool) -> Changed:
     scoped(request, *old.zones)
     merged = {**old.to_json(), **body, "id": sid,
               "draft": old.draft or body.get("draft") is True}
-    item = item_from_json(merged, sid)
+    item = await asyncio.to_thread(item_from_json, merged, sid)  # as in _add
     scoped(request, *item.zones)
     scoped_content(request, item.content)
     return await _save(s, item, 200, dry)
@@ -193,9 +194,9 @@ async def find_conflicts(s: LoaServer, item: ScheduleItem
                          ) -> tuple[list[dict[str, Any]], datetime | None]:
     """``recurrence.conflicts`` of ``item`` against the schedule (the next 14 days), and its
     next slot: the items of its class on overlapping zones picked on the loop, the slots
-    expanded beside it (each rule's expansion can take milliseconds). ``ScheduleItem.slots``
-    is safe to call there while the engine reads the same items on the loop: it checks its
-    cache on reading, and a window over a day does not touch it."""
+    expanded beside it (each rule's expansion can take milliseconds). ``ScheduleItem`` is
+    safe to expand there while the engine's plan (in a thread of its own) expands the same
+    items: its caches are replaced whole, and its queries are used under their locks."""
     others = [o for o in s.schedule.items.values()
               if o.id != item.id and o.cls is item.cls and not o.draft
               and zones_overlap(s, item.zones, o.zones)]
@@ -225,17 +226,24 @@ def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
 async def list_schedules(request: web.Request) -> web.Response:
     """``GET schedules``: every item with its next slot (ISO 8601, station time) or None;
     drafts (``"draft": true``, imported without zones or content) among them; the items
-    that play in the caller's scope."""
+    that play in the caller's scope. The next slots are found beside the loop
+    (``listed``): finding one years ahead can take seconds the first time."""
     s = server_of(request)
     scope = scope_of(request)
-    now = s.wall.now()
+    items = [i for i in s.schedule.items.values() if visible_item(scope, i)]
+    out = await asyncio.to_thread(listed, items, s.wall.now())
+    return json_response({"schedules": out})
+
+
+def listed(items: list[ScheduleItem], now: datetime) -> list[dict[str, Any]]:
+    """Blocking (``ScheduleItem.next_slot`` searches each rule; call it beside the loop):
+    the items as ``list_schedules`` answers them, each ``to_json`` with ``"next"``, its first
+    slot at or after ``now`` (ISO 8601, station time) or None."""
     out = []
-    for item in s.schedule.items.values():
-        if not visible_item(scope, item):
-            continue
+    for item in items:
         nxt = item.next_slot(now)
         out.append({**item.to_json(), "next": nxt.isoformat() if nxt else None})
-    return json_response({"schedules": out})
+    return out
 
 
 @routes.get("/api/v1/schedules/occurrences")

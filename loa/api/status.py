@@ -193,14 +193,15 @@ async def audit_log(request: web.Request) -> web.Response:
 async def alarm_history(request: web.Request) -> web.Response:
     """``GET alarms/history``: when each alarm of the caller's scope was raised and cleared
     (``Store.alarm_history_async``, from the audit log), those overlapping [since, until],
-    of ``zone`` and below if named, newest raise first, paged by ``limit`` and ``before``
-    (as ``log_query`` reads them): ``{"alarms": [{"id", "kind", "subject", "zone",
-    "detail", "raised_at", "cleared_at", "ended", "active"}], "next": id | null}``.
-    ``cleared_at``: null while it is raised (``active`` true), or when the server stopped
-    before it cleared (``ended`` "raised again" if it was raised anew since, else null).
-    An alarm's zone is its subject's when it was raised (an endpoint's, a zone itself);
-    those of no zone (the broker, the disk, the server) are a whole tree's. 400 for a bad
-    value, 403 for a zone outside the scope, 404 for an unknown zone."""
+    of ``zone`` and below if named, whose subject or detail holds ``q``, newest raise first
+    (``after``: oldest first), paged as ``log_query`` reads the query: ``{"alarms":
+    [{"id", "kind", "subject", "zone", "detail", "raised_at", "cleared_at", "ended",
+    "active"}], "next": id | null}``. ``cleared_at``: null while it is raised (``active``
+    true), or when the server stopped before it cleared (``ended`` "raised again" if it
+    was raised anew since, else null). An alarm's zone is its subject's when it was raised
+    (an endpoint's, a zone itself); those of no zone (the broker, the disk, the server) are
+    a whole tree's. 400 for a bad value, 403 for a zone outside the scope, 404 for an
+    unknown zone."""
     s = server_of(request)
     page = await s.store.alarm_history_async(log_query(request))
     raised = {(a.kind.value, a.subject): a for a in s.alarms.active()}

@@ -176,6 +176,12 @@ def _answered(handler: Handler) -> Handler:
         except WebRtcError as exc:
             return error_response(request, exc.status, say(exc, language_of(request)),
                                   headers=cors)
+        except (ConnectionResetError, web.HTTPException):
+            raise  # the client left; aiohttp's own answers
+        except Exception:  # a bug (ours or aiortc's) ends this request alone, logged
+            log.exception("%s %r failed", request.method, request.path)  # %r: no forged lines
+            return error_response(request, 500, Message(
+                N_("internal error: the server log has the details")), headers=cors)
         response.headers.update(cors)
         return response
 
@@ -316,7 +322,10 @@ async def _negotiate(server: LoaServer, session: WhipSession | WhepSession, offe
         webrtc.release()
         session.end("negotiation failed", cut=True)
         raise
-    webrtc.add(session)
+    if session.ended:  # its connection failed at once: no place to keep
+        webrtc.release()
+    else:
+        webrtc.add(session)
     return answer
 
 
@@ -348,7 +357,7 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
         raise
     answer = await _negotiate(server, session, offer)
     log.info("WHIP source %s on /live/%s (as %s): session %s", peer, name, actor, session.id)
-    server.store.audit(actor, "live.whip", name, {"session": session.id}, address=peer)
+    server.store.audit(actor, "source.whip", name, {"session": session.id}, address=peer)
     return _created(server, session, answer, f"/whip/{name}/{session.id}")
 
 

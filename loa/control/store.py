@@ -800,8 +800,9 @@ class Store:
 
     async def alarm_history_async(self, query: LogQuery) -> LogPage:
         """Alarms as they came and went, from the audit log's ``alarm.raised`` and
-        ``alarm.cleared`` entries: each raise with what ended it, newest raise first (by
-        ``before`` pages; ``text`` and ``after`` are not read). Each: ``id`` (the raise's
+        ``alarm.cleared`` entries: each raise with what ended it, newest raise first
+        (oldest first ``after`` an id), those whose subject or detail holds ``text``
+        (``zones``, ``limit``, ``before`` as for the other logs). Each: ``id`` (the raise's
         entry), ``kind``, ``subject``, ``zone``, ``detail``, ``raised_at``, ``cleared_at``
         (None when no clear followed it), ``ended`` (``"cleared"``; ``"raised again"``: a
         later raise of the same alarm came first, the server having stopped meanwhile;
@@ -996,7 +997,15 @@ def _alarm_history(db: Db, query: LogQuery) -> LogPage:
     if query.until is not None:
         where.append("r.at <= ?")
         params.append(query.until)
-    if query.before is not None:
+    if query.text:
+        where.append(f"{CONTAINS_FUNCTION}(?, r.subject, r.detail)")
+        params.append(fold(query.text))
+    order = "DESC"
+    if query.after is not None:
+        where.append("r.id > ?")
+        params.append(query.after)
+        order = ""
+    elif query.before is not None:
         where.append("r.id < ?")
         params.append(query.before)
     ended: list[Any] = []
@@ -1015,7 +1024,7 @@ def _alarm_history(db: Db, query: LogQuery) -> LogPage:
         f"FROM audit r WHERE {' AND '.join(where)}) "
         "SELECT raised.id, raised.at, raised.subject, raised.zone, raised.detail, n.action, "
         f"n.at FROM raised LEFT JOIN audit n ON n.id = raised.next_id {ended[0] if ended else ''}"
-        " ORDER BY raised.id DESC LIMIT ?",
+        f" ORDER BY raised.id {order} LIMIT ?",
         (*ALARM_ACTIONS, *params, *ended[1:], query.limit + 1))
     out = []
     for rid, at, subject, zone, detail, next_action, next_at in rows:

@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, tzinfo
-from typing import Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 NS_PER_S = 1_000_000_000
@@ -25,11 +25,17 @@ NS_PER_MS = 1_000_000
 # (a CAP message's, an operator's) is read in.
 STATION_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class Clock(Protocol):
     def now_ns(self) -> int: ...
 
     async def sleep_until(self, deadline_ns: int) -> None: ...
+
+    async def to_thread(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+                        ) -> T: ...
 
 
 class MonotonicClock:
@@ -44,6 +50,12 @@ class MonotonicClock:
         delay_ns = deadline_ns - time.monotonic_ns()
         await asyncio.sleep(delay_ns / NS_PER_S if delay_ns > 0 else 0)
 
+    async def to_thread(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+                        ) -> T:
+        """``func(*args, **kwargs)`` in a worker thread (``asyncio.to_thread``): blocking
+        work that paced code waits for, beside the loop."""
+        return await asyncio.to_thread(func, *args, **kwargs)
+
 
 # Loop turns granted after each wake-up, at most, for the woken task to run and sleep again.
 MAX_YIELDS_PER_WAKE = 20
@@ -57,6 +69,9 @@ class FakeClock:
     run before moving on, so code paced by this clock behaves as it would in real time.
     Work that real time would have let finish (a file reader decoding ahead) is awaited
     through ``settle`` hooks before each wake-up: ``clock.settle.append(engine.inputs_ready)``.
+    Work handed to ``to_thread`` stops time until it returns: ``advance`` waits for it (and
+    gives its caller fresh loop turns to act on the result) before it moves on, so paced code
+    that plans beside the loop stays deterministic.
     """
 
     def __init__(self, start_ns: int = 1_000 * NS_PER_S) -> None:
@@ -64,6 +79,7 @@ class FakeClock:
         self._now_ns = start_ns
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._beside: set[asyncio.Future[Any]] = set()  # to_thread calls not returned yet
 
     def now_ns(self) -> int:
         return self._now_ns
@@ -76,11 +92,32 @@ class FakeClock:
         heapq.heappush(self._sleepers, (deadline_ns, next(self._seq), fut))
         await fut
 
+    async def to_thread(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+                        ) -> T:
+        """``asyncio.to_thread``, while time stands still: ``advance`` waits for it."""
+        fut = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+        self._beside.add(fut)
+        fut.add_done_callback(self._beside.discard)
+        return await fut
+
+    async def _yield(self, turns: int, armed: int | None = None) -> None:
+        """Up to ``turns`` loop turns for the tasks, a fresh count after each wait for work
+        in a thread (its caller acts on the result next); done early once a sleeper more than
+        ``armed`` is waiting."""
+        left = turns
+        while left > 0:
+            await asyncio.sleep(0)
+            left -= 1
+            if self._beside:
+                await asyncio.wait(set(self._beside))
+                left = turns
+            if armed is not None and len(self._sleepers) > armed:
+                return
+
     async def advance(self, delta_ns: int) -> None:
         """Move time forward by ``delta_ns``, waking sleepers on the way."""
         target_ns = self._now_ns + delta_ns
-        for _ in range(SETTLE_YIELDS):  # tasks started just now get to arm their sleeps
-            await asyncio.sleep(0)
+        await self._yield(SETTLE_YIELDS)  # tasks started just now get to arm their sleeps
         while self._sleepers and self._sleepers[0][0] <= target_ns:
             deadline_ns, _, fut = heapq.heappop(self._sleepers)
             self._now_ns = max(self._now_ns, deadline_ns)
@@ -91,11 +128,7 @@ class FakeClock:
             fut.set_result(None)
             # Let the woken task (and whatever it wakes) run before time moves on: until it
             # sleeps again, or a bounded number of loop turns if it does not.
-            armed = len(self._sleepers)
-            for _ in range(MAX_YIELDS_PER_WAKE):
-                await asyncio.sleep(0)
-                if len(self._sleepers) > armed:
-                    break
+            await self._yield(MAX_YIELDS_PER_WAKE, armed=len(self._sleepers))
         self._now_ns = target_ns
 
     def set_ns(self, now_ns: int) -> None:

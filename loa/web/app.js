@@ -347,7 +347,10 @@ async function route() {
   const page = pages.find((p) => p.id === id) || pages[0];
   if (page.id !== id) { history.replaceState(null, "", `#/${page.id}`); }
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.dataset.page === page.id) a.setAttribute("aria-current", "page");
+    if (a.dataset.page === page.id) {
+      a.setAttribute("aria-current", "page");
+      a.scrollIntoView({ block: "nearest", inline: "nearest" });  // a phone's nav scrolls
+    }
     else a.removeAttribute("aria-current");
   }
   if (cleanup) { cleanup(); cleanup = null; }

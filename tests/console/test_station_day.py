@@ -323,7 +323,7 @@ async def test_the_alert_official_alerts_two_villages_watches_the_reach_and_canc
         await page.get_by_test_id("alert-class-emergency").check()
         await page.get_by_test_id("alert-kind-text").check()
         await page.get_by_test_id("alert-text").fill(
-            "Lũ đang lên. Người dân thôn An Bình 2 và Phú Mỹ 1 di chuyển lên chỗ cao ngay.")
+            "Lũ đang lên. Người dân ven suối di chuyển lên chỗ cao ngay.")
         await page.get_by_test_id("alert-repeat").fill("3")  # long enough to be cancelled
         await page.get_by_test_id("alert-review").click()
 

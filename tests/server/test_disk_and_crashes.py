@@ -271,7 +271,8 @@ async def test_the_programme_on_air_when_the_server_is_killed_is_in_the_log_afte
     async with aiohttp.ClientSession() as http:
         status, logged = await api(http, loa, "GET", "/api/v1/log?zone=an-binh")
         assert status == 200
-        [entry] = [e for e in logged["entries"] if e["programme"] == programme]
+        [entry] = [e for e in logged["entries"]  # the zone and those below it: this one
+                   if e["programme"] == programme and e["zone"] == "an-binh"]
         assert entry["end_reason"] == "unclean stop"
         assert entry["started_at"] == pytest.approx(started_at)
         # ended at the last second it was seen on air: within a second of the kill

@@ -455,7 +455,7 @@ async def test_a_station_link_plays_in_real_time_once_from_start_to_end(
     finally:
         await runner.cleanup()
     # from start to end: every tone, in order, for its whole length, nothing else
-    assert_heard(pcm, *TONES)
+    await asyncio.to_thread(assert_heard, pcm, *TONES)
     # once: the request completed, the zone fell back, the relay is gone; fetched once
     assert reasons == [EndReason.COMPLETED]
     assert rid not in server.relays and relay.state is RelayState.COMPLETED

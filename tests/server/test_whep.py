@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from loa.app import LoaServer
+from loa.playout.webrtc import WebRtcSettings
 from loa.playout.webrtc.whep import WhepSession
+from tests.api.accounts import add_user, session_of
 from tests.audio import dominant_hz, rms
 from tests.conftest import auth
 from tests.server.test_ingest import base, wait_for
@@ -108,8 +110,6 @@ async def test_credentials_scope_and_cors(server: LoaServer) -> None:
 
 async def test_the_console_listens_with_its_session_cookie_and_csrf_token(
         server: LoaServer) -> None:
-    from tests.api.accounts import add_user, session_of
-
     await add_user(server, "truc-ban", "operator", "an-binh")
     browser = await session_of(server, "truc-ban")
     without_csrf = {k: v for k, v in browser.items() if k != "X-CSRF-Token"}
@@ -127,8 +127,6 @@ async def test_the_console_listens_with_its_session_cookie_and_csrf_token(
 
 async def test_the_session_limit_refuses_with_503_and_each_session_fails_alone(
         make_server) -> None:  # type: ignore[no-untyped-def]
-    from loa.playout.webrtc import WebRtcSettings
-
     server = await make_server(webrtc=WebRtcSettings(max_sessions=1))
     first = await whep_client(server, "huyen", auth())
     try:

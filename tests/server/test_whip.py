@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from typing import Any
 
 import aiohttp
+import av
 import numpy as np
 import pytest
+from aiortc.mediastreams import VideoStreamTrack
 
+from loa.api.whip import ice_links
 from loa.app import LoaServer
 from loa.config import Config, ConfigError, apply_toml
 from loa.core.pcm import FRAME_SAMPLES
@@ -220,8 +224,6 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
 
 
 async def test_video_beside_the_audio_is_left_inactive(server: LoaServer) -> None:
-    from aiortc.mediastreams import VideoStreamTrack
-
     peer = Peer(server)  # what OBS sends: audio and video
     peer.pc.addTransceiver(ToneTrack(), direction="sendonly")
     peer.pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
@@ -237,8 +239,6 @@ async def test_video_beside_the_audio_is_left_inactive(server: LoaServer) -> Non
 
 
 async def test_no_free_port_in_the_range_is_a_503(make_server: Any) -> None:
-    import socket
-
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
     port = taken.getsockname()[1]
@@ -268,8 +268,6 @@ async def test_cors_answers_only_the_listed_origins(make_server: Any) -> None:
 
 
 def test_ice_servers_become_link_headers() -> None:
-    from loa.api.whip import ice_links
-
     settings = WebRtcSettings(ice_servers=(
         IceServer("stun:stun.example.net"),
         IceServer("turn:turn.example.net?transport=udp", "user", 'my"Password')))
@@ -305,25 +303,25 @@ async def test_gathering_keeps_to_its_addresses_ports_and_announced_address() ->
 # the Opus RTP decoder, pure
 
 
-def _opus_packets(n: int, freq_hz: float = 1000.0) -> list[bytes]:
-    import av
-
+def _opus_packets(n: int, freq_hz: float = 1000.0, layout: str = "stereo") -> list[bytes]:
+    channels = 2 if layout == "stereo" else 1
     enc = av.CodecContext.create("libopus", "w")
-    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 48000, "stereo", "s16", 64000
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 48000, layout, "s16", 64000
     enc.options = {"frame_duration": "20"}
     out: list[bytes] = []
     for i in range(n):
         t = (np.arange(960) + i * 960) / 48000
         s = (0.3 * np.sin(2 * np.pi * freq_hz * t) * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(s, 2).reshape(1, -1), format="s16",
-                                           layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.repeat(s, channels).reshape(1, -1), format="s16",
+                                           layout=layout)
         frame.sample_rate, frame.pts = 48000, i * 960
         out += [bytes(p) for p in enc.encode(frame)]
     return out
 
 
-def test_opus_rtp_decodes_stereo_to_mono_frames_and_conceals_losses() -> None:
-    packets = _opus_packets(60)
+@pytest.mark.parametrize("layout", ["stereo", "mono"])
+def test_opus_rtp_decodes_to_mono_frames_and_conceals_losses(layout: str) -> None:
+    packets = _opus_packets(60, layout=layout)
     dec = OpusRtp()
     frames = []
     seq, ts = 65530, 2**32 - 960 * 3  # both wrap within the test

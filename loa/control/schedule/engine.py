@@ -2,6 +2,11 @@
 
 It sleeps on the injected clock until the next slot opens or a window closes, so a fake clock
 runs a week of schedule in moments. Lateness (slot time to request) is measured per start.
+
+The rules are expanded beside the loop (issue 10: the loop is sacred). On every wake the run
+loop hands a snapshot of the items to a worker thread (``Clock.to_thread``), which works out
+the slots due and when to wake next (``make_plan``); the loop only acts on that plan: it
+starts the slots due, closes the windows that ended and sleeps until the next event.
 """
 
 from __future__ import annotations
@@ -9,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem
+from loa.control.schedule.recurrence import CACHE_SPAN, STATION_TZ, ScheduleItem
 from loa.core.clock import WallClock
 
 log = logging.getLogger(__name__)
 
 IDLE_RECHECK = timedelta(minutes=10)  # with nothing due, look again this often
 LATENESS_KEPT = 10_000  # starts whose lateness the metrics still see
+# Slots are started up to and including ``now``: what is done ends just after it.
+TICK = timedelta(microseconds=1)
 
 
 @dataclass
@@ -31,10 +38,66 @@ class Running:
     handle: object  # what start() returned (the engine request)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the engine acts on, worked out beside the loop (``make_plan``) from a snapshot.
+
+    ``now``: the wall time planned for (aware). ``since``: the engine's done-until when the
+    snapshot was taken. ``due``: every item of the snapshot, each with its slots from its own
+    start time (``since``, or earlier for an item put while the last plan was worked out) up
+    to and including ``now``, in order, often none. ``wake``: the soonest slot after ``now``
+    and before ``now`` + ``IDLE_RECHECK``, else that bound."""
+
+    now: datetime
+    since: datetime
+    due: list[tuple[ScheduleItem, list[datetime]]]
+    wake: datetime
+
+
+def make_plan(todo: list[tuple[ScheduleItem, datetime]], now: datetime, since: datetime,
+              ahead: bool = True) -> Plan:
+    """Blocking (expands each rule; from the items' day caches once warm, so a plan over
+    hundreds of items takes a few milliseconds): the plan for ``todo``, (item, the time its
+    slots are due from) pairs, at ``now``. ``since``: the engine's done-until, kept in the
+    plan. ``ahead``: also work out ``wake`` (else it is ``now`` + ``IDLE_RECHECK``)."""
+    end = now + TICK
+    due = [(item, item.slots(start, end)) for item, start in todo]
+    wake = now + IDLE_RECHECK
+    if ahead:
+        wake = soonest_slot([(item, end) for item, _ in todo], wake)
+    return Plan(now, since, due, wake)
+
+
+def soonest_slot(todo: Iterable[tuple[ScheduleItem, datetime]], cap: datetime) -> datetime:
+    """Blocking: the earliest slot before ``cap`` of the items, each at or after its own time
+    in ``todo`` ((item, after) pairs), else ``cap``. The same as the least of ``cap`` and each
+    ``item.next_slot(after)``, but read from the items' day caches when ``cap`` is within a
+    day: no search years ahead (seconds for a dense rule that starts late) for a slot that
+    would not be the soonest anyway."""
+    best = cap
+    for item, after in todo:
+        if after >= best:
+            continue
+        if best - after > CACHE_SPAN:  # only a done-until left far behind: search
+            nxt = item.next_slot(after)
+            if nxt is not None and nxt < best:
+                best = nxt
+            continue
+        got = item.slots(after, best)
+        if got:
+            best = got[0]
+    return best
+
+
 class ScheduleEngine:
     """Turns the items' slots into calls of ``start(item, slot)`` as they open, and of
     ``close_window(running)`` when their windows end, on the wall time of ``wall`` (so the
-    injected clock). Keeps the items by id, what runs, and each start's lateness (s)."""
+    injected clock). Keeps the items by id, what runs, and each start's lateness (s).
+
+    ``start`` and ``close_window`` are called on the loop; the rules are expanded beside it
+    (``run``). Every slot starts once, none is skipped: a slot is due from the done-until
+    time (just after the last plan's ``now``) on, and an item put while a plan was worked out
+    has its slots taken from where that plan began."""
 
     def __init__(self, wall: WallClock,
                  start: Callable[[ScheduleItem, datetime], object],
@@ -46,6 +109,9 @@ class ScheduleEngine:
         self.running: list[Running] = []
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_KEPT)  # the latest starts
         self._done_until = wall.now()
+        # items put (new or replaced) while a plan was worked out, and the time their slots
+        # are due from: the plan acted on never saw them
+        self._behind: dict[str, datetime] = {}
         self._changed = asyncio.Event()
 
     def put(self, item: ScheduleItem) -> None:
@@ -69,40 +135,63 @@ class ScheduleEngine:
         self.running.append(Running(item, slot, self._start(item, slot)))
 
     def due(self, now: datetime) -> None:
-        """Start every slot that opened in (done_until, now]; close windows that ended."""
-        for item in self.items.values():
-            for slot in item.slots(self._done_until, now + timedelta(microseconds=1)):
-                if slot < self._done_until:
-                    continue
+        """Start every slot that opened in (done_until, now]; close windows that ended.
+        Blocking (the rules are expanded here): for direct calls, such as a test that steps a
+        fake clock frame by frame; ``run`` does the same with the expansion beside the loop."""
+        self._act(make_plan(self._todo(), now, self._done_until, ahead=False), now)
+
+    def next_event(self, now: datetime) -> datetime:
+        """When to wake next: the soonest slot still to start, or window to close, and at the
+        latest ``now`` + 10 minutes. Blocking, as ``due``."""
+        times = [soonest_slot(self._todo(), now + IDLE_RECHECK)]
+        times += [r.item.window(r.slot)[1] for r in self.running]
+        return min(times)
+
+    def _todo(self) -> list[tuple[ScheduleItem, datetime]]:
+        """A snapshot of the items, each with the time its slots are due from."""
+        return [(item, self._behind.get(item.id, self._done_until))
+                for item in self.items.values()]
+
+    def _act(self, plan: Plan, now: datetime) -> None:
+        """On the loop, without expanding anything: start the plan's slots of the items that
+        are still there as planned (one removed or replaced meanwhile starts nothing from it),
+        keep the items put meanwhile behind (their slots are due from where the plan began),
+        move done-until past the plan's ``now`` and close the windows ended by ``now``."""
+        planned = {id(item) for item, _ in plan.due}
+        for item, slots in plan.due:
+            if self.items.get(item.id) is not item:
+                continue  # removed or replaced while the plan was worked out
+            for slot in slots:
                 self.lateness_s.append((now - slot).total_seconds())
                 handle = self._start(item, slot)
                 self.running.append(Running(item, slot, handle))
                 log.info("schedule %s (%s): slot %s started", item.id, item.title,
                          slot.astimezone(STATION_TZ).isoformat())
-        self._done_until = now + timedelta(microseconds=1)
+        self._behind = {item.id: self._behind.get(item.id, plan.since)
+                        for item in self.items.values() if id(item) not in planned}
+        self._done_until = plan.now + TICK
         for run in [r for r in self.running if r.item.window(r.slot)[1] <= now]:
             self.running.remove(run)
             self._close_window(run)
 
-    def next_event(self, now: datetime) -> datetime:
-        """When to wake next: the soonest slot still to start, or window to close, and at the
-        latest ``now`` + 10 minutes."""
-        times = [now + IDLE_RECHECK]
-        for item in self.items.values():
-            nxt = item.next_slot(self._done_until)
-            if nxt is not None:
-                times.append(nxt)
-        times += [r.item.window(r.slot)[1] for r in self.running]
-        return min(times)
-
     async def run(self) -> None:
-        """Sleep until the next slot or window end, or until the schedule changes."""
+        """Plan beside the loop, act on the plan on the loop, then sleep until the next slot
+        or window end, or until the schedule changes. A plan is made from a snapshot of the
+        items; when the items changed while it was worked out (``put``, ``remove``,
+        ``replan``), the loop acts on it for the items that did not change and plans again at
+        once. A plan is dropped whole if ``due`` was called directly meanwhile."""
         clock = self.wall.clock
         while True:
-            now = self.wall.now()
-            self.due(now)
             self._changed.clear()
-            sleep = asyncio.ensure_future(clock.sleep_until(self.wall.ns_of(self.next_event(now))))
+            since = self._done_until
+            plan = await clock.to_thread(make_plan, self._todo(), self.wall.now(), since)
+            if self._done_until != since:
+                continue  # due() acted meanwhile: this plan could start its slots again
+            self._act(plan, self.wall.now())
+            if self._changed.is_set():
+                continue  # what changed meanwhile is planned now
+            wake = min([plan.wake, *(r.item.window(r.slot)[1] for r in self.running)])
+            sleep = asyncio.ensure_future(clock.sleep_until(self.wall.ns_of(wake)))
             changed = asyncio.ensure_future(self._changed.wait())
             try:
                 await asyncio.wait({sleep, changed}, return_when=asyncio.FIRST_COMPLETED)

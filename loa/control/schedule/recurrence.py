@@ -7,6 +7,7 @@ that zone changes. Wall-clock time exists only here, in the calendar."""
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ UTC = ZoneInfo("UTC")
 RULE_PROPERTIES = ("RRULE", "RDATE", "EXDATE")  # what the rule text may hold
 # Slots are expanded a day ahead at a time and kept: the engine asks again on every wake, and
 # an expansion walks the rule from its first slot (a long-running rule costs milliseconds).
+# Every expansion is blocking work for a worker thread, never for the event loop: a dense rule
+# whose next slot lies years ahead takes seconds to find it (``next_slot``).
 CACHE_SPAN = timedelta(days=1)
 MAX_WINDOW_S = 24 * 3600
 
@@ -78,7 +81,17 @@ class ScheduleItem:
     ``start`` always counts as the first slot (RFC 5545 §3.8.5.3), whether the rule matches it
     or not. An item without zones or content is a draft (``draft``): it has no slots, so it
     never plays, until both are set. Construction raises ScheduleError for a naive start, a
-    bad duration, an unknown ``missed`` policy or a rule that does not parse."""
+    bad duration, an unknown ``missed`` policy or a rule that does not parse.
+
+    Construction, ``slots`` and ``next_slot`` expand the rule: blocking, call them beside the
+    loop (``asyncio.to_thread``). They may run in several threads at once (the engine's plan,
+    the API's answers): the caches are replaced as whole tuples (a reader takes one reference,
+    never a half-updated one), and a recurring-ical-events query serves one thread at a time
+    (dateutil's cached rule iteration is not safe to share between threads: a rule that runs
+    out keeps its cache lock). An expansion uses the item's query when no other thread does,
+    else one of its own rather than wait for a long one (two months of a dense rule);
+    ``next_slot``'s search always has one of its own (dropped after it, with the occurrences
+    its rules cached) under a lock of its own, so seconds spent searching hold up nothing."""
 
     id: str
     title: str
@@ -95,6 +108,10 @@ class ScheduleItem:
     late_minutes: int = 0
     overrides: tuple[Override, ...] = ()
     _query: Any = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(  # held by the thread that uses _query
+        default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _walk_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False)  # next_slot's
     # (from, to, slot starts in [from, to)) and (after, the next slot at or after it)
     _cache: tuple[datetime, datetime, list[datetime]] | None = field(
         default=None, init=False, repr=False, compare=False)
@@ -120,11 +137,8 @@ class ScheduleItem:
                                        "most 24 hours"))
             self._durations[ov.start] = ov.duration_s
         if self.rrule or self.overrides:
-            cal = icalendar.Calendar()
-            for comp in self.components(f"{self.id}@loa"):
-                cal.add_component(comp)
             try:
-                self._query = recurring_ical_events.of(cal)
+                self._query = self._new_query()
                 self._query.between(self.start, self.start + timedelta(seconds=1))  # a probe
             except (ValueError, TypeError) as exc:
                 raise ScheduleError(N_("bad recurrence rule {rule!r}: {error}"),
@@ -168,22 +182,33 @@ class ScheduleItem:
             out.append(ev)
         return out
 
+    def _new_query(self) -> Any:
+        """A recurring-ical-events query over the recurrence set (for one thread at a time)."""
+        cal = icalendar.Calendar()
+        for comp in self.components(f"{self.id}@loa"):
+            cal.add_component(comp)
+        return recurring_ical_events.of(cal)
+
     def slots(self, after: datetime, before: datetime) -> list[datetime]:
-        """Slot starts with after <= start < before, in the station's time zone, in order."""
+        """Slot starts with after <= start < before, in the station's time zone, in order.
+        Blocking (a window over a day, or one the cached day does not cover, is expanded)."""
         if self.draft:
             return []
         if self._query is None:
             return [self.start] if after <= self.start < before else []
         if before - after > CACHE_SPAN:
             return self._expand(after, before)
-        cache = self._cache
+        cache = self._cache  # one reference: another thread may replace it meanwhile
         if cache is None or after < cache[0] or before > cache[1]:
-            cache = self._cache = (after, after + 2 * CACHE_SPAN,
-                                   self._expand(after, after + 2 * CACHE_SPAN))
+            cache = (after, after + 2 * CACHE_SPAN, self._expand(after, after + 2 * CACHE_SPAN))
+            self._cache = cache
         return [s for s in cache[2] if after <= s < before]
 
     def next_slot(self, after: datetime) -> datetime | None:
-        """The first slot at or after ``after``, or None if there is no more (or a draft)."""
+        """The first slot at or after ``after``, or None if there is no more (or a draft).
+        Blocking: with no slot within a day, recurring-ical-events searches ahead in ever
+        wider windows (seconds for a 5-minute rule that starts years ahead), once per item
+        and span without a slot (the answer is kept)."""
         if self.draft:
             return None
         if self._query is None:
@@ -191,20 +216,40 @@ class ScheduleItem:
         soon = self.slots(after, after + CACHE_SPAN)
         if soon:
             return soon[0]
-        memo = self._next  # no slot in [memo after, memo next): the answer holds in between
-        if memo is not None and memo[0] <= after and (memo[1] is None or after <= memo[1]):
-            return memo[1]
-        found = None
-        for occ in self._query.after(after):
-            start = occ.start
-            if isinstance(start, datetime) and start >= after:
-                found = start.astimezone(STATION_TZ)
-                break
-        self._next = (after, found)
+        hit, found = self._memo(after)
+        if hit:
+            return found
+        with self._walk_lock:
+            hit, found = self._memo(after)  # another thread may have searched meanwhile
+            if hit:
+                return found
+            # a query of its own: its rules cache every occurrence they pass (hundreds of
+            # thousands for a 5-minute rule searched years ahead), kept only while searching
+            for occ in self._new_query().after(after):
+                start = occ.start
+                if isinstance(start, datetime) and start >= after:
+                    found = start.astimezone(STATION_TZ)
+                    break
+            self._next = (after, found)
         return found
 
+    def _memo(self, after: datetime) -> tuple[bool, datetime | None]:
+        """(whether the kept search answers for ``after``, its answer)."""
+        memo = self._next  # no slot in [memo after, memo next): the answer holds in between
+        if memo is not None and memo[0] <= after and (memo[1] is None or after <= memo[1]):
+            return True, memo[1]
+        return False, None
+
     def _expand(self, after: datetime, before: datetime) -> list[datetime]:
-        got = (occ.start for occ in self._query.between(after, before))
+        # the item's query keeps what its rules computed (a long-running rule is then walked
+        # from a cache); while another thread uses it, one of our own rather than a wait
+        if self._lock.acquire(blocking=False):
+            try:
+                got = [occ.start for occ in self._query.between(after, before)]
+            finally:
+                self._lock.release()
+        else:
+            got = [occ.start for occ in self._new_query().between(after, before)]
         return sorted(s.astimezone(STATION_TZ) for s in got
                       if isinstance(s, datetime) and after <= s < before)
 
@@ -363,7 +408,7 @@ def conflicts(item: ScheduleItem, others: list[ScheduleItem], overlapping_zones:
               now: datetime, horizon: timedelta = CONFLICT_HORIZON) -> list[dict[str, Any]]:
     """Same class, zones that overlap (the same, or one above the other), windows that
     overlap, within the horizon: reported when an item is saved, not discovered on air.
-    Drafts have no slots and so no conflicts."""
+    Drafts have no slots and so no conflicts. Blocking (every item's slots are expanded)."""
     found = []
     end = now + horizon
     mine = [item.window(s) for s in item.slots(now, end)]

@@ -202,21 +202,25 @@ async def answer_whip(pc: RTCPeerConnection, offer_sdp: str, settings: WebRtcSet
     WebRtcError for an offer that cannot be answered."""
     ours = pc.addTransceiver("audio", direction="recvonly")
     _opus_preference(ours, "recv")
-    answer = await _answer(pc, ours, offer_sdp, settings, "recvonly")
-    opus_types = {c.payloadType for c in ours._codecs if c.mimeType.lower() == OPUS}
-    _hook_receiver(ours.receiver, opus_types, on_rtp)
-    return answer
+    _hook_receiver(ours.receiver, lambda: {c.payloadType for c in ours._codecs
+                                           if c.mimeType.lower() == OPUS}, on_rtp)
+    return await _answer(pc, ours, offer_sdp, settings, "recvonly")
 
 
-def _hook_receiver(receiver: RTCRtpReceiver, payload_types: set[int | None],
+def _hook_receiver(receiver: RTCRtpReceiver, payload_types: Callable[[], set[int | None]],
                    on_rtp: OnRtp) -> None:
-    """Hand each Opus RTP packet to ``on_rtp`` before aiortc's statistics see it; stop
-    aiortc's decoder thread as soon as the receiver starts it (nothing is decoded twice)."""
+    """Hand each RTP packet of ``payload_types()`` (the negotiated Opus ones, asked at the
+    first packet) to ``on_rtp`` before aiortc's statistics see it; stop aiortc's decoder
+    thread as soon as the receiver starts it (nothing is decoded twice)."""
     handle = receiver._handle_rtp_packet
     receive = receiver.receive
+    types: set[int | None] | None = None
 
     async def on_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
-        if packet.payload_type in payload_types and packet.payload:
+        nonlocal types
+        if types is None:
+            types = payload_types()
+        if packet.payload_type in types and packet.payload:
             try:
                 on_rtp(packet.sequence_number, packet.timestamp, bytes(packet.payload))
             except Exception:  # a bug here must not end aiortc's transport loop

@@ -96,7 +96,8 @@ class WhipSession(PeerSession):
             self.first_rtp_ns = now_ns
             source.connect()
             log.info("WHIP source %s live on /live/%s", self.peer, self.mount.name)
-        if self._rtp_timer is None:
+            if self._rtp_timer is not None:  # the first packet's grace: over
+                self._rtp_timer.cancel()
             self._rtp_timer = self._loop.call_later(self.rtp_timeout_s, self._check_rtp)
         lost = self.decoder.lost
         frames = self.decoder.push(seq, timestamp, payload)

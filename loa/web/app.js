@@ -179,6 +179,20 @@ export function fmtDuration(s) {
   return hh ? `${hh}:${two(mm)}:${two(ss)}` : `${mm}:${two(ss)}`;
 }
 
+/** The zones of the scope in tree order, each with its depth: [{zone, depth}] (an alert's
+ * run-time group, `zone~alert`, is not a zone to pick). */
+export function zonesInOrder() {
+  const zones = state.zones.filter((z) => !z.id.includes("~"));
+  const ids = new Set(zones.map((z) => z.id));
+  const out = [];
+  const walk = (zone, depth) => {
+    out.push({ zone, depth });
+    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
+  };
+  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
+  return out;
+}
+
 /** The zone's name (its id when unnamed or unknown). */
 export function zoneName(id) {
   const zone = state.zones.find((z) => z.id === id);

@@ -10,7 +10,7 @@
 // /api/v1/endpoints.csv?dry_run=1: what it would add and change, or its errors by line), and
 // imported only once the check found nothing wrong.
 import {
-  _, N_, api, ApiFailure, h, attempt, toast, fmtTime, zoneName, table, on, may, state,
+  _, api, attempt, h, may, on, state, table, toast, ApiFailure, N_, fmtTime, zoneName, zonesInOrder,
 } from "../app.js";
 
 // fewer rows a page on a phone, where each row reads as a card
@@ -38,19 +38,6 @@ function wholeTree() {
   if (scope === "*") return true;
   const roots = state.zones.filter((z) => !z.parent);
   return roots.length === 1 && roots[0].id === scope;
-}
-
-/** The configured zones of the scope in tree order, each with its depth. */
-function zonesInOrder() {
-  const zones = state.zones.filter((z) => !z.id.includes("~")); // not an alert's group
-  const ids = new Set(zones.map((z) => z.id));
-  const out = [];
-  const walk = (zone, depth) => {
-    out.push({ zone, depth });
-    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
-  };
-  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
-  return out;
 }
 
 /** The zone and the zones below it. */

@@ -4,7 +4,9 @@
 //
 // GET /api/v1/reports/{commune}?from=YYYY-MM-DD&to=YYYY-MM-DD (local dates, the end excluded)
 // or ?year=YYYY; the same with &format=csv or &format=xlsx for the files.
-import { _, N_, api, h, attempt, toast, fmtTime, zoneName, table, state, TIME_ZONE } from "../app.js";
+import {
+  _, api, attempt, h, state, table, toast, N_, TIME_ZONE, fmtTime, zoneName, zonesInOrder,
+} from "../app.js";
 
 const CLASSES = {
   emergency: N_("emergency"), live: N_("live"), priority: N_("priority"),
@@ -30,19 +32,6 @@ const fmtDate = (unix) => new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" 
 const hours = (v) => (v === null || v === undefined ? "—"
   : new Intl.NumberFormat(state.lang === "en" ? "en-GB" : "vi-VN", { maximumFractionDigits: 2 }).format(v));
 const pct = (v) => (v === null || v === undefined ? "—" : `${hours(v)}%`);
-
-/** The zones a report may be asked for: those of the scope, in tree order, with depth. */
-function zonesInOrder() {
-  const zones = state.zones.filter((z) => !z.id.includes("~"));
-  const ids = new Set(zones.map((z) => z.id));
-  const out = [];
-  const walk = (zone, depth) => {
-    out.push({ zone, depth });
-    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
-  };
-  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
-  return out;
-}
 
 /** The file name a Content-Disposition header gives (RFC 6266: filename* first), or "". */
 function filenameOf(header) {

@@ -5,7 +5,9 @@
 //
 // GET|POST /api/v1/users, PATCH|DELETE /api/v1/users/{username},
 // GET|POST /api/v1/users/{username}/tokens, DELETE /api/v1/users/{username}/tokens/{id}.
-import { _, N_, api, h, attempt, toast, fmtTime, zoneName, table, state } from "../app.js";
+import {
+  _, api, attempt, h, state, table, toast, N_, fmtTime, zoneName, zonesInOrder,
+} from "../app.js";
 
 const ROLES = [
   ["admin", N_("Admin"), N_("everything in the scope, users included")],
@@ -20,19 +22,6 @@ function randomPassword() {
   const alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
-}
-
-/** The zones an account's scope may be: the admin's scope and below, in tree order. */
-function zonesInOrder() {
-  const zones = state.zones.filter((z) => !z.id.includes("~"));
-  const ids = new Set(zones.map((z) => z.id));
-  const out = [];
-  const walk = (zone, depth) => {
-    out.push({ zone, depth });
-    zones.filter((z) => z.parent === zone.id).forEach((z) => walk(z, depth + 1));
-  };
-  zones.filter((z) => !z.parent || !ids.has(z.parent)).forEach((z) => walk(z, 0));
-  return out;
 }
 
 let uid = 0;

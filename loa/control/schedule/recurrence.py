@@ -225,6 +225,7 @@ class ScheduleItem:
                 return found
             # a query of its own: its rules cache every occurrence they pass (hundreds of
             # thousands for a 5-minute rule searched years ahead), kept only while searching
+            found = None
             for occ in self._new_query().after(after):
                 start = occ.start
                 if isinstance(start, datetime) and start >= after:

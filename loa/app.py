@@ -39,7 +39,16 @@ from loa.control.alerts.cap import CapAlerts
 from loa.control.alerts.manager import AlertManager
 from loa.control.alerts.model import AlertStatus
 from loa.control.audit import AUDIT_SOURCE
-from loa.control.auth import Principal, Right, load_source_password, load_tokens
+from loa.control.auth import (
+    SOURCE_PASSWORD_FILE,
+    TOKEN_FILE,
+    Principal,
+    Right,
+    keep_admin_token,
+    keep_source_password,
+    load_source_password,
+    load_tokens,
+)
 from loa.control.datalock import DataLock
 from loa.control.endpoints import EndpointRegistry
 from loa.control.fleet.broker import SERVER_USER, MosquittoBroker
@@ -134,12 +143,15 @@ class LoaServer:
         self.media_dir.mkdir(exist_ok=True)
         extra = {t.sha256: Principal(t.name, frozenset(Right(r) for r in t.rights))
                  for t in config.tokens}
+        # The first start's secrets (a new admin token, source password and admin account)
+        # are kept only once the server has started (``_keep_first_secrets``): a start that
+        # fails (a port taken) leaves none behind, and the next start makes and shows them.
         self.tokens, self.new_admin_token = load_tokens(data_dir, config.admin_token, extra)
         # people's accounts; the first start makes "admin" (its password hashed: ~0.1 s), with
         # LOA_ADMIN_PASSWORD's password or a random one (shown once)
         self.accounts = Accounts(self.store, self.zones, self.clock, self.wall.timestamp,
                                  config.sessions)
-        self.new_admin_password = self.accounts.ensure_admin(config.admin_password)
+        self.new_admin_password: str | None = None
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
         )
@@ -248,11 +260,36 @@ class LoaServer:
                     await phase()
             except TimeoutError:
                 raise TimeoutError(f"starting {name} took over {deadline_s:g} s") from None
+        # started: now the first start's secrets are kept (and shown by the caller)
+        await asyncio.to_thread(self._keep_first_secrets)
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
                  self.config.redacted())
         # What start-up built lives as long as the server: out of the garbage collector's
         # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
         gc.freeze()
+
+    def _keep_first_secrets(self) -> None:
+        """Blocking (files; a password hash, ~0.1 s): once every part has started, keep what
+        a first start made: the new admin token's hash and the generated source password
+        (files of the data folder), and the first admin account (``new_admin_password``: the
+        random password to show once, None when LOA_ADMIN_PASSWORD gave it or an account
+        exists). Until then the token and source password work from memory only, and no
+        account exists: a start that fails before this point keeps no secret that it could
+        not show. A file that cannot be written is removed again with the others (OSError)."""
+        data_dir = Path(self.config.data_dir)
+        written: list[Path] = []  # what to remove again if one write fails (half written too)
+        try:
+            if self.new_admin_token:
+                written.append(data_dir / TOKEN_FILE)
+                keep_admin_token(data_dir, self.new_admin_token)
+            if self.source_password_generated:
+                written.append(data_dir / SOURCE_PASSWORD_FILE)
+                keep_source_password(data_dir, self.mounts.global_password)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        self.new_admin_password = self.accounts.ensure_admin(self.config.admin_password)
 
     async def _start_workers(self) -> None:
         await asyncio.to_thread(self._sweep_debris)  # before anything writes
@@ -607,7 +644,7 @@ class LoaServer:
             else:
                 note = "missed while the server was down: skipped"
             self.store.audit("loa", "schedule.missed", item.id,
-                             {"slot": slot.isoformat(), "note": note})
+                             {"slot": slot.isoformat(), "note": note}, zones=item.zones)
             log.warning("schedule %s slot %s: %s", item.id, slot.isoformat(), note)
 
     def _start_slot(self, item: ScheduleItem, slot: datetime) -> list[Request]:
@@ -626,7 +663,8 @@ class LoaServer:
             built = self.programmes.build(item.content, item.title)
         except ContentError as exc:
             log.error("schedule %s cannot start: %s", item.id, exc)
-            self.store.audit("loa", "schedule.failed", item.id, {"error": str(exc)})
+            self.store.audit("loa", "schedule.failed", item.id, {"error": str(exc)},
+                             zones=item.zones)
             return None
         if built.relay is not None:
             self._slot_relays.append(built.relay)
@@ -638,7 +676,8 @@ class LoaServer:
             if req.id in self.engine.requests:
                 self.engine.release(req.id, reason=EndReason.CUT_SHORT)
                 self.store.audit("loa", "schedule.cut_short", run.item.id,
-                                 {"slot": run.slot.isoformat(), "zone": req.zone_id})
+                                 {"slot": run.slot.isoformat(), "zone": req.zone_id},
+                                 zones=run.item.zones)
         for relay in [r for r in self._slot_relays if r.programme.finished]:
             self._slot_relays.remove(relay)
             self._stop_later(relay)

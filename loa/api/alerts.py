@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,16 @@ from loa.api.resource import (
 )
 from loa.api.uploads import read_multipart
 from loa.codecs.decode import DecodeError, FrameDecoder
-from loa.control.alerts.model import Alert, parse_spec
+from loa.control.alerts.model import Alert, parse_spec, shown_content
 from loa.control.auth import Right, Scope
+from loa.control.media import NOT_AUDIO
 from loa.core.i18n import N_, Explained, Message
 from loa.protocol.cap import MAX_CAP_BYTES, CapError, parse_cap
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -53,14 +57,15 @@ async def trigger_alert(request: web.Request) -> web.Response:
     s = server_of(request)
     received_ns = s.clock.now_ns()
     uploaded: Path | None = None
+    filename = ""
     warnings: list[str] = []
     if request.content_type.startswith("multipart/"):
-        body, uploaded, warnings = await _read_alert_upload(request)
+        body, uploaded, filename, warnings = await _read_alert_upload(request)
         body.pop("content", None)  # the message is the audio part: without it, the tone
     else:
         body = await read_json(request)
-    if uploaded is not None:
-        body["content"] = {"kind": "file", "path": str(uploaded), "name": "upload"}
+    if uploaded is not None:  # shown by the name it was uploaded under, never its path
+        body["content"] = {"kind": "file", "path": str(uploaded), "name": filename}
     spec = parse_spec(body, default_gap_s=s.config.alert_gap_s, now=s.wall.timestamp())
     if spec.all_zones:
         scoped_all(request, Message(N_("an alert to every zone")))
@@ -103,9 +108,11 @@ def alert_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> boo
 
 
 async def _read_alert_upload(request: web.Request
-                             ) -> tuple[dict[str, Any], Path | None, list[str]]:
+                             ) -> tuple[dict[str, Any], Path | None, str, list[str]]:
     """The spec, the uploaded audio saved content-addressed once it decodes (None when the
-    disk had no room for it), and the warnings (why it was not kept)."""
+    disk had no room for it), the name it was uploaded under, and the warnings (why it was
+    not kept). ApiError 400 when it is not audio Loa can read (the message names the file as
+    uploaded; why the decoder refused it, with the server's paths, goes to the log)."""
     s = server_of(request)
     folder = s.media_dir / "alerts"
     fields, files = await read_multipart(request, s.config.max_upload_mb << 20, folder,
@@ -123,18 +130,19 @@ async def _read_alert_upload(request: web.Request
         if upload.refused is not None:
             for f in files.values():
                 await asyncio.to_thread(f.discard)
-            return spec, None, [f"{upload.refused}; only the attention tone plays"]
+            return spec, None, upload.filename, \
+                [f"{upload.refused}; only the attention tone plays"]
         path = folder / upload.sha256
         try:  # judged by decoding, not by its name or type
             await asyncio.to_thread(_probe_and_keep, upload.path, path)
         except DecodeError as exc:
-            raise ApiError(400, N_("the uploaded file is not audio Loa can play: {problem}"),
-                           problem=exc.message) from None
+            log.info("alert upload %r refused: %s", upload.filename, exc)
+            raise ApiError(400, NOT_AUDIO, filename=upload.filename) from None
     except BaseException:
         for f in files.values():
             await asyncio.to_thread(f.discard)
         raise
-    return spec, path, []
+    return spec, path, upload.filename, []
 
 
 def _probe_and_keep(tmp: Path, path: Path) -> None:
@@ -164,8 +172,9 @@ async def get_alert(request: web.Request) -> web.Response:
         scoped(request, *alert_zones(request, view))
         # it plays on no zone now
         scoped_all(request, Message(N_("alert {id!r}"), {"id": request.match_info["id"]}))
-    if isinstance(found, dict):
-        return json_response({"alert": found})
+    if isinstance(found, dict):  # a stored record: shown as a live alert is
+        return json_response({"alert": {**found, "content": shown_content(
+            found.get("content") or {})}})
     out = view
     if request.query.get("endpoints"):  # ?endpoints=1: every endpoint's reach
         out["reach_from_call_ms"] = found.reach_from_call_ms()

@@ -25,6 +25,7 @@ from loa.api.resource import (
     scoped_all,
     scoped_endpoint,
     server_of,
+    touched,
 )
 from loa.api.schedule import dry_run
 from loa.control.auth import Right
@@ -67,7 +68,8 @@ async def list_endpoints(request: web.Request) -> web.Response:
     if zone and zone in s.zones:
         scoped(request, zone)
     eps = s.endpoints.in_zone(zone) if zone else list(s.endpoints.endpoints.values())
-    out = [s.fleet.describe(e) for e in eps if scope.contains(e.zone_id)]
+    out = [s.fleet.describe(e, language_of(request)) for e in eps
+           if scope.contains(e.zone_id)]
     online = request.query.get("online")
     if online in ("true", "false"):
         out = [e for e in out if e["presence"]["online"] is (online == "true")]
@@ -93,7 +95,7 @@ async def add_endpoint(request: web.Request) -> Changed:
     password = s.endpoints.rotate_secret(ep.id)
     await broker_has_logins(s)
     detail = ep.describe()
-    return Changed(json_response({"endpoint": s.fleet.describe(ep),
+    return Changed(json_response({"endpoint": s.fleet.describe(ep, language_of(request)),
                                       "mqtt": mqtt_login(s, ep.id, password)}, status=201),
                    ep.id, detail)
 
@@ -115,7 +117,8 @@ async def update_endpoint(request: web.Request) -> Changed:
     if "zone" in body and str(body["zone"]) != ep.zone_id:
         s.fleet.endpoint_command(eid, {"op": "move", "zone": str(body["zone"])},
                                  actor(request))
-    return Changed(json_response({"endpoint": s.fleet.describe(ep)}), eid, body)
+    return Changed(json_response({"endpoint": s.fleet.describe(ep, language_of(request))}),
+                   eid, body)
 
 
 @routes.delete("/api/v1/endpoints/{id}")
@@ -136,7 +139,7 @@ async def get_endpoint(request: web.Request) -> web.Response:
     unknown."""
     s = server_of(request)
     ep = scoped_endpoint(request, request.match_info["id"])
-    return json_response({"endpoint": s.fleet.describe(ep)})
+    return json_response({"endpoint": s.fleet.describe(ep, language_of(request))})
 
 
 @routes.post("/api/v1/endpoints/{id}/credentials")
@@ -225,6 +228,7 @@ async def _import_endpoints(request: web.Request) -> Changed:
     created, updated = result.created, result.updated
     if result.errors:
         raise _refused(request, result.errors, N_("nothing imported"))
+    touched(request, *(ep.zone_id for ep in (*created, *updated)))  # in their zones' logs
     logins = [mqtt_login(s, ep.id, result.passwords[ep.id]) for ep in created]
     detail = {"created": [e.id for e in created], "updated": [e.id for e in updated]}
     if "text/csv" in request.headers.get("Accept", ""):

@@ -35,7 +35,7 @@ from loa.api.resource import API_PATHS, ApiError, Handler, json_response
 from loa.api.uploads import UploadTooLarge
 from loa.codecs.decode import DecodeError
 from loa.codecs.tts import TtsError
-from loa.control.accounts import AccountError, AccountExists, UnknownAccount
+from loa.control.accounts import AccountError, AccountExists, LastAdmin, UnknownAccount
 from loa.control.auth import RightError, ScopeError
 from loa.control.endpoints import EndpointError
 from loa.control.media import MediaError
@@ -68,6 +68,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int | Callable[[Exception], int]], ..
     (RightError, 403),  # the caller's role lacks the right: the message names it
     (UnknownAccount, 404),
     (AccountExists, 409),
+    (LastAdmin, 409),  # the last admin of the whole tree: removed or demoted, nobody left
     (AccountError, 400),
     (UploadTooLarge, 413),
     (CapTooLarge, 413),

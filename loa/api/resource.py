@@ -23,6 +23,7 @@ from loa.control.auth import Principal, Right, RightError, Scope
 from loa.core.content import ContentSpec, MediaContent, PlaylistContent
 from loa.core.i18n import N_, Explained, Message
 from loa.core.peers import client_host
+from loa.core.zones import ZoneError, home_zone_id
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
@@ -95,13 +96,39 @@ def scope_of(request: web.Request) -> Scope:
 def scoped(request: web.Request, *zone_ids: str) -> None:
     """Raise ScopeError (403: "zone 'phu-my' is outside your scope (an-binh)") unless every
     one of ``zone_ids`` lies in the caller's scope; then note them as where the request acts
-    (its audit entries' zone: the smallest zone holding them all)."""
+    (its audit entries' ``zone``, the smallest zone holding them all, and ``zones``, each of
+    them: the entry is in the audit log of every scope holding one). A zone that does not
+    exist is ZoneError (404, "unknown zone") whoever asks: zone ids are no secret, and a
+    caller told "outside your scope" would look for a mistake in their rights, not in the
+    name. (A caller of the whole tree is left to the handler, which says the same, or acts
+    on what names a zone gone since, as deleting a schedule item of a removed zone.)"""
     scope = scope_of(request)
+    tree = server_of(request).zones
+    whole = scope.covers_all()
     for zone_id in zone_ids:
+        if home_zone_id(zone_id) not in tree:
+            if whole:
+                continue
+            raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
         scope.check(zone_id)
     source = AUDIT_SOURCE.get()
     if source is not None and zone_ids:
         source.zone = scope.meet([*([source.zone] if source.zone else []), *zone_ids])
+        touched(request, *zone_ids)
+
+
+def touched(request: web.Request, *zone_ids: str) -> None:
+    """Note zones the request touched, for its audit entries' ``zones`` (``scoped`` does it
+    for the zones it checks; this for those a caller of the whole tree acts on without a
+    check, as the endpoints of a CSV import)."""
+    source = AUDIT_SOURCE.get()
+    if source is not None:
+        known = set(source.zones)
+        for zone_id in zone_ids:
+            home = home_zone_id(zone_id)
+            if home not in known:
+                known.add(home)
+                source.zones.append(home)
 
 
 def scoped_content(request: web.Request, content: ContentSpec | None) -> None:

@@ -226,13 +226,32 @@ def zones_overlap(server: LoaServer, a: list[str], b: list[str]) -> bool:
 async def list_schedules(request: web.Request) -> web.Response:
     """``GET schedules``: every item with its next slot (ISO 8601, station time) or None;
     drafts (``"draft": true``, imported without zones or content) among them; the items
-    that play in the caller's scope. The next slots are found beside the loop
+    that play in the caller's scope; a library item's content with its ``title``
+    (``with_titles``). The next slots are found beside the loop
     (``listed``): finding one years ahead can take seconds the first time."""
     s = server_of(request)
     scope = scope_of(request)
     items = [i for i in s.schedule.items.values() if visible_item(scope, i)]
     out = await asyncio.to_thread(listed, items, s.wall.now())
+    for entry in out:
+        entry["content"] = with_titles(s, entry.get("content"))
     return json_response({"schedules": out})
+
+
+def with_titles(server: LoaServer, content: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A content's JSON as a list shows it: a library item with its ``title`` (None when it
+    is gone from the library), a playlist with its items' ``titles``; anything else as it
+    is. (What is stored and exported names the ids alone.)"""
+    if content is None:
+        return None
+    media = server.media
+    if content.get("kind") == "media":
+        item = media.get(str(content.get("id")))
+        return {**content, "title": item.title if item is not None else None}
+    if content.get("kind") == "playlist":
+        found = [media.get(str(i)) for i in content.get("items") or []]
+        return {**content, "titles": [m.title if m is not None else None for m in found]}
+    return content
 
 
 def listed(items: list[ScheduleItem], now: datetime) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from loa.api.resource import (
     read_json,
     server_of,
 )
+from loa.api.users import user_view
 from loa.control.accounts import LoginFailed, LoginRefused, UnknownAccount
 from loa.control.auth import ALL_ZONES, role_names
 
@@ -59,7 +60,7 @@ async def login(request: web.Request) -> web.Response:
     cookie, session = s.accounts.open_session(user, address)
     s.store.audit(user.username, "login", user.username, zone=_zone(s, user.username),
                   address=address)
-    resp = json_response({"user": user.describe(), "csrf_token": session.csrf_token,
+    resp = json_response({"user": user_view(request, user), "csrf_token": session.csrf_token,
                           "idle_timeout_s": s.config.sessions.idle_timeout_s})
     resp.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Strict",
                     secure=request.secure or s.config.tls.enabled)

@@ -2,7 +2,8 @@
 the broadcast log (nhật ký phát) and the audit log, the logs filtered and paged on the server.
 Reads only. The alarms and the logs are those of the caller's scope: its zones and their
 endpoints (what concerns the whole station, to a scope of the whole tree); so are the zones,
-alerts and alarms of the status. The status's counters and the metrics are the station's."""
+alerts, alarms and fleet counts of the status. The status's other counters and the metrics
+are the station's: ``/metrics`` answers a scope of the whole tree only."""
 
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from loa.api.alerts import alert_in_scope
-from loa.api.resource import ApiError, json_response, require, scope_of, scoped, server_of
+from loa.api.resource import (
+    ApiError,
+    json_response,
+    require,
+    scope_of,
+    scoped,
+    scoped_all,
+    server_of,
+)
 from loa.control.auth import Right, Scope
+from loa.control.schedule.recurrence import local
 from loa.control.store import LogQuery, contains, fold
-from loa.core.i18n import N_
+from loa.core.i18n import N_, Message
 from loa.core.zones import home_zone_id
 from loa.monitoring.metrics import render
 
@@ -48,12 +58,28 @@ def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any]) -> dict
     out["zones"] = [z for z in full["zones"] if scope.contains(z["zone"])]
     out["alerts"] = [a for a in full["alerts"] if alert_in_scope(server, scope, a)]
     out["alarms"] = [a for a in full["alarms"] if alarm_in_scope(server, scope, a)]
+    if not scope.covers_all():
+        out["fleet"] = {**full["fleet"], **scoped_fleet(server, scope)}
     return out
+
+
+def scoped_fleet(server: LoaServer, scope: Scope) -> dict[str, int]:
+    """The fleet's counts within ``scope``: ``endpoints`` (registered in its zones),
+    ``online`` (of them, online now) and ``commands_open`` (not yet final, to them)."""
+    endpoints = [e for e in server.endpoints.endpoints.values() if scope.contains(e.zone_id)]
+    ids = {e.id for e in endpoints}
+    return {"endpoints": len(endpoints),
+            "online": sum(1 for e in endpoints if server.fleet.is_online(e.id)),
+            "commands_open": sum(1 for c in server.fleet.open_commands()
+                                 if c.endpoint_id in ids)}
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format; scrape it with the bearer token."""
+    """Prometheus text format; scrape it with the bearer token. The station's metrics (every
+    zone, every endpoint): a scope of the whole tree only (403 otherwise, as a scope
+    refusal)."""
+    scoped_all(request, Message(N_("the station's metrics")))
     return web.Response(body=render(server_of(request)), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"})
 
@@ -84,8 +110,9 @@ def alarm_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> boo
 
 
 def _unix(request: web.Request, name: str) -> float | None:
-    """A time of the query (unix seconds), None when it names none; ApiError 400 for one
-    that is not."""
+    """A time of the query as unix seconds, None when it names none: unix seconds, or ISO
+    8601 (station time without an offset, as ``GET schedules/occurrences`` takes it; a date
+    alone is its midnight). ApiError 400 for another value, showing the forms."""
     value = request.query.get(name, "").strip()
     if not value:
         return None
@@ -93,9 +120,14 @@ def _unix(request: web.Request, name: str) -> float | None:
         unix = float(value)
     except ValueError:
         unix = math.nan
-    if not math.isfinite(unix):
-        raise ApiError(400, N_("{name} is a unix time"), name=name)
-    return unix
+    if math.isfinite(unix):
+        return unix
+    try:
+        return local(value).timestamp()  # station time, as the schedule reads it
+    except (ValueError, OverflowError):
+        raise ApiError(400, N_("{name}={value!r} is not a time: give unix seconds or ISO "
+                               "8601, such as 2026-12-01T06:00 (station time) or "
+                               "2026-12-01T06:00+07:00"), name=name, value=value) from None
 
 
 def _whole(request: web.Request, name: str, low: int, high: int) -> int | None:
@@ -112,7 +144,8 @@ def _whole(request: web.Request, name: str, low: int, high: int) -> int | None:
 
 def log_query(request: web.Request) -> LogQuery:
     """The filters and page of a log request (``GET log``, ``GET audit``, ``GET
-    alarms/history``), within the caller's scope: ``since`` and ``until`` (unix seconds),
+    alarms/history``), within the caller's scope: ``since`` and ``until`` (unix seconds, or
+    ISO 8601: station time without an offset),
     ``zone`` (it and the zones below it; 404 if unknown, 403 outside the scope; without
     it, the whole scope), ``q`` (text held, in any case; at most ``MAX_LOG_TEXT``
     characters), ``limit`` (1 to ``MAX_LOG_LIMIT``, ``LOG_LIMIT`` without it), and
@@ -175,14 +208,17 @@ async def broadcast_log(request: web.Request) -> web.Response:
 @routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
     """``GET audit`` (ADMIN): the audit log of the caller's scope (the entries made in its
-    zones; with a scope of the whole tree, every entry, those of no zone too), filtered and
-    paged as ``log_query`` reads the query, and ``subject`` (that subject's entries only):
-    ``{"audit": [...], "next": id | null}``. Each entry: id, at, actor, action, subject,
-    zone, address, detail; those made from ``since`` to ``until`` whose actor, action,
-    subject or detail (its JSON text) holds ``q``; newest first (``after``: oldest
-    first). ``next``: the id to ask the following page from (as ``before``, or ``after``
-    for a page asked ``after``), null at the end. 400 for a bad value, 403 for a zone
-    outside the scope, 404 for an unknown zone."""
+    zones, or that touched one of them: an alert on two communes is in each commune's log;
+    with a scope of the whole tree, every entry, those of no zone too), filtered and paged
+    as ``log_query`` reads the query (``zone``: made in it and below, or touching one of
+    those), and ``subject`` (that subject's entries only): ``{"audit": [...], "next": id |
+    null}``. Each entry: id, at, actor, action, subject, zone (the smallest zone holding
+    every zone it touched), zones (each zone it touched; [] for none, and for entries
+    written before they were kept), address, detail; those made from ``since`` to
+    ``until`` whose actor, action, subject or detail (its JSON text) holds ``q``; newest
+    first (``after``: oldest first). ``next``: the id to ask the following page from (as
+    ``before``, or ``after`` for a page asked ``after``), null at the end. 400 for a bad
+    value, 403 for a zone outside the scope, 404 for an unknown zone."""
     require(request, Right.ADMIN)
     query = replace(log_query(request), subject=request.query.get("subject") or None)
     page = await server_of(request).store.audit_page_async(query)

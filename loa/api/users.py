@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from loa.api.audit import Changed, audited
+from loa.api.errors import language_of
 from loa.api.resource import (
     ApiError,
     json_response,
@@ -30,9 +31,9 @@ from loa.api.resource import (
     scoped_all,
     server_of,
 )
-from loa.control.accounts import User
+from loa.control.accounts import FIRST_ADMIN_NAME, User
 from loa.control.auth import ALL_ZONES, Right, Scope
-from loa.core.i18n import N_, Message
+from loa.core.i18n import N_, Message, translate
 
 routes = web.RouteTableDef()
 
@@ -52,6 +53,13 @@ def scoped_account(request: web.Request, scope: str) -> None:
         scoped(request, scope)
 
 
+def scoped_new_scope(request: web.Request, scope: str) -> None:
+    """``scoped_account`` for a scope a body gives an account: one that is no zone is left
+    to the accounts, which refuse it (400, saying what a scope is)."""
+    if scope == ALL_ZONES or scope in server_of(request).zones:
+        scoped_account(request, scope)
+
+
 def admin_over(request: web.Request, user: User) -> None:
     """The caller is an admin whose scope holds the user's (403 otherwise)."""
     require(request, Right.ADMIN)
@@ -64,6 +72,15 @@ def self_or_admin(request: web.Request, user: User) -> None:
         admin_over(request, user)
     else:
         scoped_account(request, user.scope)  # their own: where the request acts
+
+
+def user_view(request: web.Request, user: User) -> dict[str, Any]:
+    """A user as the API shows them (``User.describe``): the first admin's display name, as
+    Loa made it, in the caller's language."""
+    out = user.describe()
+    if out["display_name"] == FIRST_ADMIN_NAME:
+        out["display_name"] = translate(language_of(request), FIRST_ADMIN_NAME)
+    return out
 
 
 def _roles_of(body: dict[str, Any]) -> Any:
@@ -79,13 +96,14 @@ async def add_user(request: web.Request) -> Changed:
     body = await read_json(request)
     scope = str(body.get("scope") or "")
     if scope:
-        scoped_account(request, scope)
+        scoped_new_scope(request, scope)
     user = await server_of(request).accounts.add(
         body.get("username"), body.get("password"), _roles_of(body), scope,
         body.get("display_name", ""))
     detail = {k: v for k, v in user.describe().items() if k in ("roles", "scope",
                                                                 "display_name")}
-    return Changed(json_response({"user": user.describe()}, status=201), user.username, detail)
+    return Changed(json_response({"user": user_view(request, user)}, status=201),
+                   user.username, detail)
 
 
 @routes.get("/api/v1/users")
@@ -98,7 +116,7 @@ async def list_users(request: web.Request) -> web.Response:
         users = [u for u in s.accounts.users() if u.username == p.user]
     else:
         users = [u for u in s.accounts.users() if holds(scope, u.scope)]
-    return json_response({"users": [u.describe() for u in users]})
+    return json_response({"users": [user_view(request, u) for u in users]})
 
 
 @routes.get("/api/v1/users/{username}")
@@ -106,7 +124,7 @@ async def get_user(request: web.Request) -> web.Response:
     """One user (themselves, or an admin over them); 404 if unknown."""
     user = server_of(request).accounts.get(request.match_info["username"])
     self_or_admin(request, user)
-    return json_response({"user": user.describe()})
+    return json_response({"user": user_view(request, user)})
 
 
 @routes.patch("/api/v1/users/{username}")
@@ -134,13 +152,13 @@ async def update_user(request: web.Request) -> Changed:
     else:
         admin_over(request, user)
         if "scope" in body:
-            scoped_account(request, str(body["scope"] or ""))
+            scoped_new_scope(request, str(body["scope"] or ""))
     changed = await s.accounts.update(
         user.username, password=body.get("password"), roles=_roles_of(body),
         scope=body.get("scope"), display_name=body.get("display_name"))
     detail = {k: ("***" if k == "password" else v) for k, v in body.items()
               if k in PATCHABLE}
-    return Changed(json_response({"user": changed.describe()}), changed.username, detail)
+    return Changed(json_response({"user": user_view(request, changed)}), changed.username, detail)
 
 
 @routes.delete("/api/v1/users/{username}")

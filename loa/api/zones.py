@@ -25,13 +25,30 @@ from loa.core.priority import Priority, parse_priority
 routes = web.RouteTableDef()
 
 
-def reserved_to_alerts(request: web.Request, priority: int) -> int:
+def below_root(request: web.Request) -> bool:
+    """Whether the caller's scope lies below a root of the zone tree (a commune's, a
+    village's): Circular 39 leaves the district's levels to the district."""
+    scope = request[PRINCIPAL_KEY].scope
+    zones = server_of(request).zones
+    return scope is not None and scope in zones and zones.get(scope).parent_id is not None
+
+
+def allowed_priority(request: web.Request, priority: int) -> int:
     """``priority``, unless it is at or above the emergency level and the caller lacks the
-    ``alert`` right (403): an operator's request must not hold the air against an alert."""
-    if priority >= Priority.EMERGENCY and not request[PRINCIPAL_KEY].may(Right.ALERT):
-        raise ApiError(403, N_("priority {priority} is reserved to emergency alerts (the "
-                               "alert right); use at most {highest}"),
-                       priority=priority, highest=int(Priority.EMERGENCY) - 1)
+    ``alert`` right (403): an operator's request must not hold the air against an alert;
+    or, for a caller scoped below a root (a commune), from district live (80) up to the
+    emergency level (403): a commune's request must not hold the air against the district's
+    live broadcast (its own live is 70)."""
+    if priority >= Priority.EMERGENCY:
+        if not request[PRINCIPAL_KEY].may(Right.ALERT):
+            raise ApiError(403, N_("priority {priority} is reserved to emergency alerts (the "
+                                   "alert right); use at most {highest}"),
+                           priority=priority, highest=int(Priority.EMERGENCY) - 1)
+    elif priority >= Priority.DISTRICT_LIVE and below_root(request):
+        raise ApiError(403, N_("priority {priority} is above what a commune may use: district "
+                               "live is {district}; use at most {highest}"),
+                       priority=priority, district=int(Priority.DISTRICT_LIVE),
+                       highest=int(Priority.DISTRICT_LIVE) - 1)
     return priority
 
 
@@ -66,30 +83,33 @@ def _zone_view(request: web.Request, zone_id: str) -> dict[str, object]:
 
 
 @routes.post("/api/v1/zones/{zone}/live")
-async def take_live(request: web.Request) -> web.Response:
+@audited("live.take")
+async def take_live(request: web.Request) -> Changed:
     """``POST zones/{zone}/live`` (OPERATE): put a mount (default "studio") on the zone at
     ``priority``: by default district live (80) for a caller whose scope is a root zone (or
     every zone), commune live (70) for one scoped below it (DESIGN.md's table: a district's
-    live preempts a commune's). 201 when a new request is made, 200 when it already existed;
-    404 for an unknown zone, 400 for a bad mount or priority."""
+    live preempts a commune's; such a caller may use at most 79, ``allowed_priority``). 201
+    when a new request is made, 200 when it already existed; 404 for an unknown zone, 400
+    for a bad mount or priority. Audited (``live.take``, the zone as its subject)."""
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
     scoped(request, zone_id)
     mount_name = body.get("mount", "studio")
     s = server_of(request)
-    scope = request[PRINCIPAL_KEY].scope
-    below_root = scope is not None and scope in s.zones and s.zones.get(scope).parent_id
-    default = Priority.COMMUNE_LIVE if below_root else Priority.DISTRICT_LIVE
-    priority = reserved_to_alerts(request, parse_priority(body.get("priority", int(default))))
+    default = Priority.COMMUNE_LIVE if below_root(request) else Priority.DISTRICT_LIVE
+    priority = allowed_priority(request, parse_priority(body.get("priority", int(default))))
     req, created = s.take_live(zone_id, str(mount_name), priority)
-    return json_response({"request": req.describe()}, status=201 if created else 200)
+    return Changed(json_response({"request": req.describe()}, status=201 if created else 200),
+                   zone_id, {"mount": str(mount_name), "priority": priority,
+                             "request": req.id, "created": created})
 
 
 @routes.delete("/api/v1/zones/{zone}/live")
-async def release_live(request: web.Request) -> web.Response:
+@audited("live.release")
+async def release_live(request: web.Request) -> Changed:
     """``DELETE zones/{zone}/live`` (OPERATE): release the zone's live requests (only
-    ``mount``'s, if given); 404 for an unknown zone."""
+    ``mount``'s, if given); 404 for an unknown zone. Audited (``live.release``)."""
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
@@ -98,24 +118,29 @@ async def release_live(request: web.Request) -> web.Response:
         raise ApiError(404, N_("unknown zone {zone!r}"), zone=zone_id)
     scoped(request, zone_id)
     released = s.release_live(zone_id, body.get("mount"))
-    return json_response({"released": released})
+    return Changed(json_response({"released": released}), zone_id,
+                   {"mount": body.get("mount"), "released": released})
 
 
 @routes.post("/api/v1/zones/{zone}/requests")
-async def add_request(request: web.Request) -> web.Response:
+@audited("request.add")
+async def add_request(request: web.Request) -> Changed:
     """``{"source": content (``loa.core.content``, ``REQUEST_KINDS``), "priority": 50}``: 201
     with the request; 404 for an unknown zone, 400 for content that cannot play or a bad
-    priority."""
+    priority, 403 for a priority above the caller's (``allowed_priority``). Audited
+    (``request.add``, the zone as its subject)."""
     require(request, Right.OPERATE)
     body = await read_json(request)
     zone_id = request.match_info["zone"]
     scoped(request, zone_id)
     content = parse_content(body.get("source"), REQUEST_KINDS)
     scoped_content(request, content)
-    priority = reserved_to_alerts(request, parse_priority(body.get("priority",
-                                                                   int(Priority.SCHEDULED))))
+    priority = allowed_priority(request, parse_priority(body.get("priority",
+                                                                 int(Priority.SCHEDULED))))
     req = await server_of(request).add_request(zone_id, content, priority)
-    return json_response({"request": req.describe()}, status=201)
+    return Changed(json_response({"request": req.describe()}, status=201), zone_id,
+                   {"request": req.id, "source": content.to_json(), "priority": priority,
+                    "label": req.label})
 
 
 @routes.get("/api/v1/requests")
@@ -130,9 +155,10 @@ async def list_requests(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/requests/{id}")
-async def delete_request(request: web.Request) -> web.Response:
+@audited("request.release")
+async def delete_request(request: web.Request) -> Changed:
     """``DELETE requests/{id}`` (OPERATE): release a request; 400 for a non-integer id,
-    404 if unknown."""
+    404 if unknown. Audited (``request.release``, the request's zone as its subject)."""
     require(request, Right.OPERATE)
     try:
         rid = int(request.match_info["id"])
@@ -144,7 +170,8 @@ async def delete_request(request: web.Request) -> web.Response:
     req = await server_of(request).release_request(rid)
     if req is None:
         raise ApiError(404, N_("no request {id}"), id=rid)
-    return json_response({"released": req.describe()})
+    return Changed(json_response({"released": req.describe()}), req.zone_id,
+                   {"request": req.id, "priority": req.priority, "label": req.label})
 
 
 @routes.patch("/api/v1/zones/{zone}")

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from loa.cli.client import ApiClient, CliExit, add_client_parser, add_list_options, status_word
+from loa.cli.client import (
+    ApiClient,
+    CliExit,
+    add_client_parser,
+    add_list_options,
+    emit,
+    status_word,
+)
 from loa.cli.show import NONE, content_text, local_time, page, table
 from loa.cli.text import _
 from loa.core.i18n import N_
@@ -85,10 +92,19 @@ def run(args: argparse.Namespace) -> int:
                               fields={"spec": json.dumps(body, ensure_ascii=False)})
         else:
             answer = api.call("POST", "/api/v1/alerts", body)
+        if content["kind"] == "file" and not answer.ok and answer.status in (400, 404) \
+                and Path(args.file).name in answer.error:
+            # no such file here, nor in the server's media folder: the local file is what
+            # the user most likely meant, so it is said first, as a usage error (2)
+            if api.as_json:
+                emit(answer.text)
+            raise CliExit(2, _("file not found: {path}", path=os.path.abspath(args.file))
+                          + "\n" + _("(Nor is there such a file in the server's media "
+                                     "folder: {error})", error=answer.error))
         try:
             data = api.check(answer, zones)
         except CliExit:
-            if content["kind"] == "file":  # the server's media folder had no such file either
+            if content["kind"] == "file":  # refused for another reason: say this too
                 print(_("(There is no local file {path} to upload either.)",
                         path=os.path.abspath(args.file)), file=sys.stderr)
             raise

@@ -21,10 +21,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument("--no-icecast", action="store_true", help=_("measure Loa alone"))
     bench.add_argument("--json", dest="json_path", help=_("write the results as JSON here"))
     bench.add_argument("--only", help=_("only these parts, comma-separated: fanout, transcode, "
-                                        "switching, alerts, outage (alerts: file, text and CAP "
-                                        "alerts on some zones while the others listen, at the "
-                                        "largest --listeners count; outage: the heard delay "
-                                        "before and after a 5 s source outage)"))
+                                        "switching, alerts, outage, webrtc (alerts: file, text "
+                                        "and CAP alerts on some zones while the others listen, "
+                                        "at the largest --listeners count; outage: the heard "
+                                        "delay before and after a 5 s source outage; webrtc: "
+                                        "clicks live over WHIP and over Icecast timed to a "
+                                        "loudspeaker, and the CPU of WHIP sources and WHEP "
+                                        "viewers)"))
     bench.set_defaults(run=run)
 
 

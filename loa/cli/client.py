@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import errno
 import json
 import os
+import socket
 import sys
 import unicodedata
 from collections.abc import Iterable
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from loa.cli import local_server
 from loa.cli.text import _, language
@@ -92,9 +94,22 @@ def add_client_subparser(sub: SubParsers, name: str, help_text: str,
 def add_list_options(parser: argparse.ArgumentParser) -> None:
     """``--limit`` and ``--offset``, for the tables of a list (not ``--json``: it is the API's
     whole answer)."""
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=count, default=None,
                         help=_("rows to show (default 100; 0 for all)"))
-    parser.add_argument("--offset", type=int, default=0, help=_("rows to skip"))
+    parser.add_argument("--offset", type=count, default=0, help=_("rows to skip"))
+
+
+def count(value: str) -> int:
+    """An argparse type: a whole number from 0 up (``--limit``, ``--offset``). Raises
+    ``argparse.ArgumentTypeError`` saying so for another value (-1, 2.5, "x")."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(_("{value!r} is not a count: give a whole number "
+                                           "from 0 up (0: all)", value=value))
+    return number
 
 
 def wants_json(args: argparse.Namespace) -> bool:
@@ -180,6 +195,8 @@ class ApiClient:
         self._http: aiohttp.ClientSession | None = None
 
     def __enter__(self) -> ApiClient:
+        if not server_address(self.target.url):
+            raise CliExit(2, self._not_an_address())
         if not self.target.token:
             raise CliExit(2, _("needs a token: set LOA_TOKEN=<token> (the admin token is "
                                "printed once, at the first start of loa serve), or give "
@@ -249,9 +266,7 @@ class ApiClient:
         try:
             return self._runner.run(go())
         except aiohttp.InvalidURL:
-            raise CliExit(2, _("{url} is not a server address: give one such as "
-                               "http://127.0.0.1:8080 (--url or LOA_URL)",
-                               url=self.target.url)) from None
+            raise CliExit(2, self._not_an_address()) from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise CliExit(1, self._unreachable(exc)) from None
         except aiohttp.ClientError as exc:
@@ -259,12 +274,20 @@ class ApiClient:
                                url=self.target.url, error=str(exc) or type(exc).__name__)
                           ) from None
 
+    def _not_an_address(self) -> str:
+        return _("{url} is not a server address: give one such as http://127.0.0.1:8080 "
+                 "(--url or LOA_URL)", url=self.target.url)
+
     def _unreachable(self, exc: BaseException) -> str:
         source = self.target.source
         where = {"--url": _("given with --url"), "LOA_URL": _("from LOA_URL"),
                  "default": _("the default")}.get(source) or _("written by loa serve in {path}",
                                                                 path=source)
-        reason = str(exc) or type(exc).__name__
+        raw = str(exc) or type(exc).__name__
+        known = why_unreachable(exc)
+        # the operating system's and aiohttp's words are English: behind ours, in English only
+        reason = raw if known is None else (_(known) if language() != "en"
+                                            else f"{_(known)} ({raw})")
         return _("cannot reach the Loa server at {url} ({where}): {reason}.\n"
                  "Is it running? Start it with ./run serve, or name another server with "
                  "LOA_URL=http://host:port or --url.", url=self.target.url, where=where,
@@ -282,15 +305,21 @@ class ApiClient:
             emit(answer.text)
         else:
             print(self.refusal(answer), file=sys.stderr)
-        for hint in self.zone_hints(zones):
-            print(hint, file=sys.stderr)
+        # a 403 already says what it is (the scope, or a right): the zones are not looked up
+        # again, which would only say the same refusal twice
+        if answer.status != 403:
+            for hint in self.zone_hints(zones):
+                print(hint, file=sys.stderr)
         raise CliExit(1)
 
-    def refusal(self, answer: Answer) -> str:
+    def refusal(self, answer: Answer, prefix: bool = True) -> str:
         """A refusal as a sentence for people, with what to do for the statuses that have a
-        usual cause."""
-        line = _("loa {command}: the server refused ({status}): {error}",
-                 command=self.command, status=answer.status, error=answer.error)
+        usual cause; ``loa <command>: `` first unless ``prefix`` is False (for a message
+        that ``CliExit`` prints, which adds it)."""
+        line = _("the server refused ({status}): {error}", status=answer.status,
+                 error=answer.error)
+        if prefix:
+            line = f"loa {self.command}: {line}"
         if answer.status == 401:
             line += "\n" + _("The token was not accepted: set LOA_TOKEN to a token of this "
                              "server (the admin token is printed once, at its first start).")
@@ -336,34 +365,107 @@ class ApiClient:
     def zone_hints(self, names: Iterable[str]) -> list[str]:
         """For each of ``names`` that is not a zone of the caller's scope: a line saying so,
         with the nearest valid zones (by id, or by name without accents); or, for a zone that
-        exists outside the scope, the server's refusal and what to do."""
+        exists outside the scope, the server's refusal (without the ``loa <command>:``
+        prefix) and what to do."""
+        return [hint for hint, _answer in self.zone_problems(names)]
+
+    def check_zones(self, names: Iterable[str]) -> None:
+        """Before anything is done: each of ``names`` is a zone of the caller's scope; else
+        what is wrong is said (``zone_hints``: ``loa <command>: `` first; with ``--json``
+        the server's refusal on stdout and the zones not found on stderr, as ``check``
+        shows a refusal) and ``CliExit(1)`` is raised."""
+        problems = self.zone_problems(names)
+        if not problems:
+            return
+        if not self.as_json:
+            raise CliExit(1, "\n".join(hint for hint, _answer in problems))
+        refused = next((answer for _hint, answer in problems if answer is not None), None)
+        if refused is not None:
+            emit(refused.text)
+        for hint, answer in problems:  # a 403 is said by its JSON
+            if answer is None or answer.status != 403:
+                print(hint, file=sys.stderr)
+        raise CliExit(1)
+
+    def zone_problems(self, names: Iterable[str]) -> list[tuple[str, Answer | None]]:
+        """``zone_hints``, each with the server's answer about that zone when it refused it
+        (a 403 or a 404 for ``GET zones/{zone}``: what ``--json`` prints), else None."""
         names = [n for n in names if n]
         if not names:
             return []
         known = self.zones()
         if not known:
             return []
-        hints = []
+        problems: list[tuple[str, Answer | None]] = []
         for name in names:
             if name in known:
                 continue
             # the list holds only the caller's scope: a zone outside it is refused, not unknown
             answer = self.call("GET", f"/api/v1/zones/{quote(name, safe='')}")
-            if answer.status == 403:
-                hints.append(self.refusal(answer))
-                continue
             if answer.ok:
                 continue
+            if answer.status == 403:
+                problems.append((self.refusal(answer, prefix=False), answer))
+                continue
+            refused = answer if answer.data is not None else None
             near = nearest_zones(name, known)
             if near:
                 listed = ", ".join(f"{z} ({known[z].get('name')})" if known[z].get("name")
                                    else z for z in near)
-                hints.append(_("There is no zone {zone!r}; the nearest: {near}.",
-                               zone=name, near=listed))
+                problems.append((_("There is no zone {zone!r}; the nearest: {near}.",
+                                   zone=name, near=listed), refused))
             else:
-                hints.append(_("There is no zone {zone!r}; see the zones with: loa zones",
-                               zone=name))
-        return hints
+                problems.append((_("There is no zone {zone!r}; see the zones with: loa zones",
+                                   zone=name), refused))
+        return problems
+
+
+def server_address(url: str) -> bool:
+    """Whether ``url`` names a server as the commands need it: ``http://`` or ``https://``
+    and a host (``127.0.0.1:8080`` alone is not: it would be read as a path)."""
+    split = urlsplit(url)
+    return split.scheme in ("http", "https") and bool(split.hostname)
+
+
+# why a server could not be reached, in words (the operating system's are English)
+UNREACHABLE = {
+    "refused": N_("connection refused: nothing listens on that port"),
+    "name": N_("no machine has that name"),
+    "timeout": N_("no answer in time"),
+    "reset": N_("the connection was cut"),
+    "route": N_("no route to that machine (is the network up?)"),
+    "closed": N_("the server closed the connection without answering"),
+    "tls": N_("the secure connection (TLS) failed"),
+}
+
+
+def why_unreachable(exc: BaseException) -> str | None:
+    """The msgid of ``UNREACHABLE`` that says why ``exc`` (an aiohttp or OS error of a
+    request) kept the server out of reach, or None when it is none of those."""
+    import ssl  # imported with aiohttp, when a call was made
+
+    import aiohttp
+
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)) or \
+            isinstance(cause, ssl.SSLError):
+        return UNREACHABLE["tls"]
+    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
+        return UNREACHABLE["timeout"]
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(cause, socket.gaierror):
+        return UNREACHABLE["name"]
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UNREACHABLE["closed"]
+    code = getattr(cause, "errno", None)
+    text = str(cause)
+    # several addresses tried (localhost: ::1 and 127.0.0.1) give one OSError without errno
+    if code == errno.ECONNREFUSED or f"[Errno {errno.ECONNREFUSED}]" in text:
+        return UNREACHABLE["refused"]
+    if code in (errno.ECONNRESET, errno.EPIPE) or isinstance(cause, ConnectionResetError):
+        return UNREACHABLE["reset"]
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return UNREACHABLE["route"]
+    return None
 
 
 def slug(text: str) -> str:

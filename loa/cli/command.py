@@ -18,10 +18,15 @@ from loa.cli.client import (
 )
 from loa.cli.show import NONE, local_time, named, page, table
 from loa.cli.text import _, ngettext
+from loa.core.i18n import N_
 
 # the order in which a batch's commands are listed: what needs looking at first
 STATUS_ORDER = ("failed", "expired", "pending", "sent", "acked", "superseded", "cancelled")
 OPS = ("volume", "mute", "unmute", "power", "reboot", "play", "stop", "move")
+# the ops said in words (volume, power and move with their value: ``describe_op``)
+OP_WORDS = {"mute": N_("mute"), "unmute": N_("unmute"), "reboot": N_("reboot"),
+            "play": N_("play the stream"), "stop": N_("stop the stream"),
+            "power": N_("power"), "volume": N_("volume"), "move": N_("move")}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,15 +163,19 @@ def run_outcomes(args: argparse.Namespace) -> int:
 
 
 def describe_op(c: dict[str, Any]) -> str:
-    """``volume 60``, ``power off``, ``move phu-my-2``, ``mute``."""
+    """A command of the API (``{"op", "args"}``) in words, in the user's language: ``volume
+    60%``, ``switch off``, ``move to zone phu-my-2``, ``mute``; an op this version does not
+    know as the API names it."""
     op, a = str(c.get("op")), c.get("args") or {}
     if op == "volume":
-        return f"volume {a.get('volume_pct')}" if a.get("volume_pct") is not None else op
+        pct = a.get("volume_pct")
+        return _("volume {pct}%", pct=pct) if pct is not None else _("volume of the zone")
     if op == "power" and "on" in a:
-        return "power on" if a["on"] else "power off"
+        return _("switch on") if a["on"] else _("switch off")
     if op == "move" and a.get("zone"):
-        return f"move {a['zone']}"
-    return op
+        return _("move to zone {zone}", zone=a["zone"])
+    word = OP_WORDS.get(op)
+    return _(word) if word else op
 
 
 def endpoint_names(api: ApiClient) -> dict[str, str]:

@@ -53,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not zones:
         raise CliExit(2, _("name at least one zone (see: loa zones)"))
     with ApiClient(args) as api:
-        hints = api.zone_hints(zones)
-        if hints:
-            raise CliExit(1, "\n".join(hints))
+        api.check_zones(zones)  # a typo takes nothing
         answers: dict[str, dict[str, Any]] = {}
         rows = []
         for zone in zones:

@@ -46,13 +46,8 @@ def run(args: argparse.Namespace) -> int:
                               fields={"title": args.title, "tags": args.tags})
             data = api.check(answer)
             item = data.get("media") or {}
-            said = (_("Added {id}: {title} ({length}, {lufs}).", id=item.get("id"),
-                      title=item.get("title") or item.get("filename"),
-                      length=duration(item.get("duration_s")), lufs=lufs(item))
-                    if data.get("created") else
-                    _("Already in the library as {id}: {title}.", id=item.get("id"),
-                      title=item.get("title") or item.get("filename")))
-            return api.show(answer, said)
+            return api.show(answer, added(item, bool(data.get("created")), args.title,
+                                          args.tags))
         if args.media_command == "list":
             answer = api.call("GET", "/api/v1/media")
             data = api.check(answer)
@@ -67,6 +62,23 @@ def run(args: argparse.Namespace) -> int:
         answer = api.call("DELETE", f"/api/v1/media/{quote(args.id, safe='')}")
         api.check(answer)
         return api.show(answer, _("Deleted {id}.", id=args.id))
+
+
+def added(item: dict[str, Any], created: bool, title: str, tags: str) -> str:
+    """What ``media add`` says: the new item; or the item that already held the same audio
+    (the library keeps one item per recording), saying so when the ``title`` or ``tags``
+    given differ from its own: they were not applied."""
+    shown = item.get("title") or item.get("filename")
+    if created:
+        return _("Added {id}: {title} ({length}, {lufs}).", id=item.get("id"), title=shown,
+                 length=duration(item.get("duration_s")), lufs=lufs(item))
+    said = _("Already in the library as {id}: {title}.", id=item.get("id"), title=shown)
+    wanted = [t.strip() for t in tags.split(",") if t.strip()]
+    if (title and title != item.get("title")) or (wanted and wanted != item.get("tags")):
+        said += "\n" + _("The item was kept as it is, with its own title and tags ({tags}): "
+                         "the title and tags given were not applied.",
+                         tags=", ".join(item.get("tags") or []) or NONE)
+    return said
 
 
 def lufs(item: dict[str, Any]) -> str:

@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         import loa.app  # noqa: F401  # the heavy imports, before the loop starts
 
         asyncio.run(_run_server(cfg))
-    except OSError as exc:
-        print(f"loa: {exc}", file=sys.stderr)
+    except OSError as exc:  # a port taken, the data folder in use: said in the user's words
+        print(f"loa: {say(exc, language())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
@@ -105,20 +105,23 @@ async def _run_server(cfg: Config) -> None:
         f"{'-tls 1 ' if tls else ''}-content_type audio/mpeg "
         f"icecast://source:PASSWORD@{host}:{server.port}/live/studio",
     ]
+    folder = os.path.abspath(cfg.data_dir)
+    # each line "tiếng Việt / English": one banner read by both
     if server.source_password_generated:
-        lines.append(f"  Mật khẩu nguồn / source password (shown once, kept in "
-                     f"{cfg.data_dir}/source_password): {server.source_password}")
+        lines.append("  Mật khẩu nguồn / source password (chỉ hiện lần này, lưu ở / shown once, "
+                     f"kept in {folder}/source_password): {server.source_password}")
     else:
-        lines.append("  Mật khẩu nguồn / source password: from config, LOA_SOURCE_PASSWORD or "
-                     f"{cfg.data_dir}/source_password")
+        lines.append("  Mật khẩu nguồn / source password: trong cấu hình, LOA_SOURCE_PASSWORD "
+                     f"hoặc / from config, LOA_SOURCE_PASSWORD or {folder}/source_password")
     if server.new_admin_token:
-        lines.append(f"  Admin token (shown once, only its hash is kept): "
-                     f"{server.new_admin_token}")
+        lines.append("  Mã quản trị / admin token (chỉ hiện lần này, chỉ lưu mã băm / shown "
+                     f"once, only its hash is kept): {server.new_admin_token}")
         lines.append(f"  Lệnh loa / loa commands:  export LOA_TOKEN={server.new_admin_token}"
                      f"   (và/and LOA_URL={base} từ thư mục khác/from another folder)")
     if server.new_admin_password:
-        lines.append("  Tài khoản / account (shown once, only its hash is kept): admin  "
-                     f"mật khẩu/password {server.new_admin_password}   (loa users passwd admin)")
+        lines.append("  Tài khoản / account (chỉ hiện lần này, chỉ lưu mã băm / shown once, "
+                     f"only its hash is kept): admin  mật khẩu/password "
+                     f"{server.new_admin_password}   (đổi/change: loa users passwd admin)")
     print("\n".join(lines), flush=True)
 
     stop = asyncio.Event()

@@ -4,7 +4,11 @@ operator) and a scope (the zone whose subtree they act on, ``*`` for every zone)
 personal API tokens. Only an admin manages accounts, within their own scope.
 
 A password is asked twice on a terminal, without echo; from a pipe, the first line of the
-standard input is the password (``printf '%s\\n' "$PW" | loa users add …``)."""
+standard input is the password (``printf '%s\\n' "$PW" | loa users add …``). A user who is no
+admin changes their own password with the current one: asked first on a terminal, the first
+line of a pipe (the new one on the second). What the server would refuse anyway (a role that
+does not exist, a zone that does not or lies outside the caller's scope, a user not there) is
+said before any password is asked."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from loa.cli.client import (
     client_options,
 )
 from loa.cli.show import local_time, named, page, table
-from loa.cli.text import _
+from loa.cli.text import _, language
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,11 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def read_password() -> str:
-    """A new password: asked twice without echo on a terminal, else the first line of the
-    standard input. Raises CliExit (2) when none is given or the two differ."""
+    """A new password: asked twice without echo on a terminal, else the next line of the
+    standard input. Raises CliExit (2) when none is given (Ctrl-D too) or the two differ."""
     if sys.stdin.isatty():
-        first = getpass.getpass(_("New password: "))
-        if getpass.getpass(_("Again: ")) != first:
+        first = _ask(_("New password: "))
+        if _ask(_("Again: ")) != first:
             raise CliExit(2, _("the two passwords differ: nothing was changed"))
     else:
         first = sys.stdin.readline().rstrip("\r\n")
@@ -77,14 +81,64 @@ def read_password() -> str:
     return first
 
 
+def read_current_password() -> str:
+    """The user's current password: asked once without echo on a terminal, else the first
+    line of the standard input. Raises CliExit (2) when none is given."""
+    if sys.stdin.isatty():
+        current = _ask(_("Current password: "))
+    else:
+        current = sys.stdin.readline().rstrip("\r\n")
+    if not current:
+        raise CliExit(2, _("no current password given: a user who is no admin changes their "
+                           "own password with it (on a pipe: the current password on the "
+                           "first line, the new one on the second)"))
+    return current
+
+
+def _ask(prompt: str) -> str:
+    """A line typed without echo; Ctrl-D (end of input) is no password: CliExit (2)."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        print(file=sys.stderr)  # the prompt's line ends before the message
+        raise CliExit(2, _("no password given: nothing was changed")) from None
+
+
+def check_roles(value: str) -> None:
+    """Refuse (CliExit 2, the reason in the user's language) roles that do not exist or do
+    not go together, as the server would, before a password is asked."""
+    from loa.control.auth import RoleError, parse_roles
+    from loa.core.i18n import say
+
+    try:
+        parse_roles(value)
+    except RoleError as exc:
+        raise CliExit(2, say(exc, language())) from None
+
+
+def whoami(api: ApiClient) -> dict[str, Any]:
+    """``GET session``: who the token is (``user``, ``rights``, ``scope``)."""
+    data = api.check(api.call("GET", "/api/v1/session"))
+    return data if isinstance(data, dict) else {}
+
+
 def run(args: argparse.Namespace) -> int:
     """The subcommand's API call, shown; exit status 0 done, 1 refused or unreachable, 2 for
     a password not given."""
     c = args.users_command
     path = f"/api/v1/users/{quote(getattr(args, 'username', ''), safe='')}"
+    if c == "add":
+        check_roles(args.role)
     with ApiClient(args) as api:  # a token first: then the password is asked
-        password = read_password() if c in ("add", "passwd") else None
         if c == "add":
+            me = whoami(api)
+            if "admin" not in (me.get("rights") or []):
+                raise CliExit(1, _("only an admin makes accounts; this token is {name}'s, "
+                                   "with the rights: {rights}", name=me.get("name") or "?",
+                                   rights=", ".join(me.get("rights") or []) or "–"))
+            if args.scope != "*":
+                api.check_zones([args.scope])
+            password = read_password()
             body = {"username": args.username, "password": password, "role": args.role,
                     "scope": args.scope, "display_name": args.name}
             answer = api.call("POST", "/api/v1/users", body)
@@ -105,7 +159,17 @@ def run(args: argparse.Namespace) -> int:
             return api.show(answer, table([_("USER"), _("NAME"), _("ROLES"), _("SCOPE"),
                                            _("CREATED")], shown) + footer)
         if c == "passwd":
-            answer = api.call("PATCH", path, {"password": password})
+            api.check(api.call("GET", path))  # the user exists and is theirs to change
+            me = whoami(api)
+            body = {}
+            own = me.get("user") == args.username.strip().lower()
+            if own and "admin" not in (me.get("rights") or []):
+                body["current_password"] = read_current_password()
+            body["password"] = read_password()
+            answer = api.call("PATCH", path, body)
+            if answer.status == 403 and "current_password" in body and not api.as_json:
+                raise CliExit(1, _("the current password is not right: nothing was "
+                                   "changed"))
             api.check(answer)
             return api.show(answer, _("Password of {user} changed; their sessions ended.",
                                       user=args.username))

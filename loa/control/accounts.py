@@ -64,6 +64,8 @@ MAX_TOKEN_NAME_CHARS = 100
 TOKEN_TOUCH_S = 60.0  # a token's last use is written at most this often
 MAX_SESSIONS = 10_000  # beyond, the oldest sessions end first
 FIRST_ADMIN = "admin"
+# the first admin's display name: stored in English, shown in the reader's language
+FIRST_ADMIN_NAME = N_("Administrator")
 
 
 class AccountError(Explained, ValueError):
@@ -76,6 +78,11 @@ class UnknownAccount(AccountError):
 
 class AccountExists(AccountError):
     """The username is taken (409)."""
+
+
+class LastAdmin(AccountError):
+    """Removing or demoting the last admin account of the whole tree (409): nobody would be
+    left to manage the accounts of every zone."""
 
 
 class LoginFailed(Explained):
@@ -221,7 +228,7 @@ class Accounts:
         roots = self.zones.roots()
         scope = roots[0].id if len(roots) == 1 else ALL_ZONES
         now = self.wall()
-        user = User(FIRST_ADMIN, "Administrator", self.hasher.hash(password),
+        user = User(FIRST_ADMIN, FIRST_ADMIN_NAME, self.hasher.hash(password),
                     frozenset({Role.ADMIN}), scope, now, now)
         self._put(user)
         self.store.audit("loa", "user.add", user.username,
@@ -269,12 +276,14 @@ class Accounts:
         user = self.get(username)
         new_roles = self._roles(roles) if roles is not None else user.roles
         new_scope = self._scope(scope) if scope is not None else user.scope
+        self._keep_an_admin(user, new_roles, new_scope)
         shown = (self._display_name(display_name, user.username) if display_name is not None
                  else user.display_name)
         digest = user.password_hash
         if password is not None:
             digest = await asyncio.to_thread(self.hasher.hash, self._password(password))
         user = self.get(username)  # as it is after the await
+        self._keep_an_admin(user, new_roles, new_scope)
         changed = User(user.username, shown, digest, new_roles, new_scope, user.created_at,
                        self.wall() if password is not None else user.password_changed_at)
         self._put(changed)
@@ -283,8 +292,10 @@ class Accounts:
         return changed
 
     def remove(self, username: str) -> User:
-        """Forget the user, their tokens and their sessions."""
+        """Forget the user, their tokens and their sessions. LastAdmin for the last admin of
+        the whole tree."""
         user = self.get(username)
+        self._keep_an_admin(user)
         del self._index.users[user.username]
         for sha, token in list(self._index.tokens.items()):
             if token.username == user.username:
@@ -324,6 +335,33 @@ class Accounts:
             return False, None
         return True, (self.hasher.hash(password) if self.hasher.check_needs_rehash(stored)
                       else None)
+
+    def whole_tree_admin(self, roles: frozenset[Role], scope: str) -> bool:
+        """Whether an account of ``roles`` and ``scope`` is an admin of the whole tree: every
+        zone (``*``), or the tree's only root."""
+        if Role.ADMIN not in roles:
+            return False
+        roots = self.zones.roots()
+        return scope == ALL_ZONES or (len(roots) == 1 and roots[0].id == scope)
+
+    def _keep_an_admin(self, user: User, roles: frozenset[Role] | None = None,
+                       scope: str | None = None) -> None:
+        """Raise LastAdmin if ``user`` is the last admin of the whole tree and is removed
+        (``roles`` None) or would be one no longer with ``roles`` and ``scope``."""
+        if not self.whole_tree_admin(user.roles, user.scope):
+            return
+        if roles is not None and self.whole_tree_admin(roles, scope or user.scope):
+            return
+        if any(self.whole_tree_admin(u.roles, u.scope) for u in self._index.users.values()
+               if u.username != user.username):
+            return
+        if roles is None:
+            raise LastAdmin(N_("{username!r} is the last admin of the whole tree and cannot be "
+                               "removed: make another account admin of every zone first"),
+                            username=user.username)
+        raise LastAdmin(N_("{username!r} is the last admin of the whole tree and must stay "
+                           "one: make another account admin of every zone first"),
+                        username=user.username)
 
     def _put(self, user: User) -> None:
         self._index.users[user.username] = user

@@ -1,13 +1,17 @@
 """The audit log's hash chain, and where its entries come from.
 
 Each audit entry records who (a configured token's name or an account's username), what (the
-action and its subject, with a JSON detail), where (the zone it acted on: the smallest zone
-holding every zone it touched; none for what belongs to no zone) and from which address. Each
-is chained to the one before it: its ``hash`` is the SHA-256 (hex) of the previous entry's
-hash followed by the entry's canonical JSON (``entry_json``: its id, time, actor, action,
-subject, zone, address and detail text, keys sorted, no spaces, UTF-8), the first entry's
-previous hash being ``GENESIS``. So an entry edited in the database no longer matches its
-hash, and one removed breaks the link of the next. The newest entry's id and hash are also
+action and its subject, with a JSON detail), where (``zone``, the zone it acted on: the
+smallest zone holding every zone it touched, none for what belongs to no zone; and ``zones``,
+every zone it touched, so that an action on two communes is filed under each of them as well
+as under the district that holds both) and from which address. Each is chained to the one
+before it: its ``hash`` is the SHA-256 (hex) of the previous entry's hash followed by the
+entry's canonical JSON (``entry_json``: its id, time, actor, action, subject, zone, address
+and detail text, and its zones' text when it has any, keys sorted, no spaces, UTF-8), the
+first entry's previous hash being ``GENESIS``. (Entries written before ``zones`` existed
+have none, and their JSON has no ``zones`` key: their hashes are what they were.) So an entry
+edited in the database no longer matches its hash, and one removed breaks the link of the
+next. The newest entry's id and hash are also
 kept in the ``kv`` table (``HEAD_KEY``), so that removing the newest entries shows too. (Whoever
 can rewrite the whole file can recompute the chain: copy the head elsewhere to detect that.)
 
@@ -16,7 +20,7 @@ transaction as the entry (``append``): the previous hash is read from the databa
 rolled-back or held write never leaves the chain out of step. ``verify`` reads a database
 file (read-only) and names the first entry that breaks the chain.
 
-``AUDIT_SOURCE``: the client a request comes from and the zone it acts on, set by the API for
+``AUDIT_SOURCE``: the client a request comes from and the zones it acts on, set by the API for
 the request's task; ``Store.audit`` takes the address and zone from it for entries that do
 not name them, so that the entries written by the domain code a handler calls (an alert's
 trigger) say where and from where too.
@@ -29,22 +33,29 @@ import enum
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GENESIS = "0" * 64  # the previous hash of the first entry
 HEAD_KEY = "audit_head"  # kv: {"id", "hash"} of the newest entry
-COLUMNS = ("id", "at", "actor", "action", "subject", "zone", "address", "detail")
-ADDED_COLUMNS = ("zone", "address", "hash")  # missing from databases written before issue 14
+COLUMNS = ("id", "at", "actor", "action", "subject", "zone", "address", "detail", "zones")
+# missing from databases written before the chain (issue 14): added, and the entries sealed
+CHAIN_COLUMNS = ("zone", "address", "hash")
+# missing from databases written before the touched zones were kept: added, nothing resealed
+# (an entry without zones hashes as it did)
+LATER_COLUMNS = ("zones",)
 
 
 @dataclass(slots=True)
 class AuditSource:
     """Where the entries written while serving one request come from: the client's
-    ``address`` and the ``zone`` the request acts on (None until a scope check names one)."""
+    ``address``, the ``zone`` the request acts on (the smallest holding every zone it
+    touched; None until a scope check names one) and ``zones``, every zone it touched (home
+    zones, in the order the checks named them, each once)."""
 
     address: str | None = None
     zone: str | None = None
+    zones: list[str] = field(default_factory=list)
 
 
 AUDIT_SOURCE: contextvars.ContextVar[AuditSource | None] = contextvars.ContextVar(
@@ -52,11 +63,23 @@ AUDIT_SOURCE: contextvars.ContextVar[AuditSource | None] = contextvars.ContextVa
 
 
 def entry_json(row_id: int, at: float, actor: str, action: str, subject: str,
-               zone: str | None, address: str | None, detail: str) -> str:
-    """The entry's canonical JSON, as hashed: ``detail`` is the JSON text as stored."""
-    return json.dumps({"id": row_id, "at": at, "actor": actor, "action": action,
-                       "subject": subject, "zone": zone, "address": address, "detail": detail},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+               zone: str | None, address: str | None, detail: str,
+               zones: str | None = None) -> str:
+    """The entry's canonical JSON, as hashed: ``detail`` and ``zones`` are the JSON texts as
+    stored; an entry without zones (None) has no ``zones`` key, as before they were kept."""
+    entry: dict[str, object] = {"id": row_id, "at": at, "actor": actor, "action": action,
+                                "subject": subject, "zone": zone, "address": address,
+                                "detail": detail}
+    if zones is not None:
+        entry["zones"] = zones
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def zones_text(zones: list[str] | tuple[str, ...] | None) -> str | None:
+    """The touched zones as stored (a compact JSON list), None for none."""
+    if not zones:
+        return None
+    return json.dumps(list(zones), separators=(",", ":"), ensure_ascii=False)
 
 
 def chain_hash(previous: str, entry: str) -> str:
@@ -77,34 +100,39 @@ def _set_head(db: sqlite3.Connection, row_id: int, digest: str) -> None:
 
 
 def append(db: sqlite3.Connection, *, at: float, actor: str, action: str, subject: str,
-           zone: str | None, address: str | None, detail: str) -> None:
+           zone: str | None, address: str | None, detail: str,
+           zones: str | None = None) -> None:
     """Write one entry chained to the newest (on the writer thread, inside the write's
     transaction): insert it, hash it with its id, and move the head to it. (The insert
     comes first: it takes the write lock, waiting for it as every write does; a read first
     would make SQLite refuse the upgrade at once while another connection writes.)"""
     cur = db.execute("INSERT INTO audit(at, actor, action, subject, zone, address, detail, "
-                     "hash) VALUES (?, ?, ?, ?, ?, ?, ?, '')",
-                     (at, actor, action, subject, zone, address, detail))
+                     "zones, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '')",
+                     (at, actor, action, subject, zone, address, detail, zones))
     row_id = cur.lastrowid
     assert row_id is not None
     previous = _head(db, row_id)
     digest = chain_hash(previous, entry_json(row_id, at, actor, action, subject, zone, address,
-                                             detail))
+                                             detail, zones))
     db.execute("UPDATE audit SET hash = ? WHERE id = ?", (digest, row_id))
     _set_head(db, row_id, digest)
 
 
 def migrate(db: sqlite3.Connection) -> None:
     """Give a database written before the chain its columns, and chain the entries it has
-    (in one transaction): they are sealed as they are at the upgrade."""
+    (in one transaction): they are sealed as they are at the upgrade. A database written
+    before the touched zones were kept gets their column alone: its chain stays as it is."""
     have = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
-    missing = [c for c in ADDED_COLUMNS if c not in have]
+    missing = [c for c in (*CHAIN_COLUMNS, *LATER_COLUMNS) if c not in have]
     if not missing:
         return
     db.execute("BEGIN")
     try:
         for column in missing:
             db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+        if not any(c in missing for c in CHAIN_COLUMNS):
+            db.execute("COMMIT")
+            return
         previous, last = GENESIS, 0
         rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit ORDER BY id").fetchall()
         for row in rows:

@@ -111,12 +111,26 @@ class ScopeError(Explained):
         self.scope = scope
 
 
+# each right as messages name it, in the reader's language ("cần quyền vận hành")
+RIGHT_NAMES = {Right.ADMIN: N_("admin"), Right.OPERATE: N_("operate"), Right.ALERT: N_("alert")}
+
+
+def right_name(right: str) -> str | Message:
+    """The right (its value, ``"operate"``) as a message names it: a phrase of the catalogue
+    (the value itself for one ``Right`` does not know)."""
+    try:
+        return Message(RIGHT_NAMES[Right(right)])
+    except ValueError:
+        return right
+
+
 class RightError(Explained):
     """A caller whose role lacks the right for what they asked (answered 403); ``right`` the
-    right's name."""
+    right's name (its value, as the API's ``"right"`` gives it; the message names it in the
+    reader's language)."""
 
     def __init__(self, right: str) -> None:
-        super().__init__(N_("needs the {right} right"), right=right)
+        super().__init__(N_("needs the {right} right"), right=right_name(right))
         self.right = right
 
 
@@ -253,7 +267,10 @@ def _write_private(path: Path, text: str) -> None:
 def load_tokens(data_dir: Path, explicit_admin: str | None,
                 extra: dict[str, Principal] | None = None) -> tuple[TokenStore, str | None]:
     """The token store, and a newly generated admin token to print once (else None).
-    ``extra`` maps more tokens' SHA-256 to their principals (from the config)."""
+    ``extra`` maps more tokens' SHA-256 to their principals (from the config). A new token
+    works at once but is not written yet: ``keep_admin_token`` keeps its hash once the server
+    has started, so a start that fails (a port taken) leaves nothing behind and the next one
+    makes and prints a token again."""
     admin = Principal("admin", frozenset({Right.ADMIN}))
     if explicit_admin:
         return TokenStore({_hash(explicit_admin): admin, **(extra or {})}), None
@@ -266,18 +283,33 @@ def load_tokens(data_dir: Path, explicit_admin: str | None,
         }
         return TokenStore({**entries, **(extra or {})}), None
     token = secrets.token_urlsafe(32)
-    record = {"tokens": [{"name": "admin", "sha256": _hash(token), "rights": ["admin"]}]}
-    _write_private(path, json.dumps(record, indent=2))
     return TokenStore({_hash(token): admin, **(extra or {})}), token
 
 
+def keep_admin_token(data_dir: Path, token: str) -> Path:
+    """Write the hash of the admin token ``load_tokens`` generated into ``data_dir``'s token
+    file (mode 0600); returns its path. Blocking; OSError when it cannot be written."""
+    path = data_dir / TOKEN_FILE
+    record = {"tokens": [{"name": "admin", "sha256": _hash(token), "rights": ["admin"]}]}
+    _write_private(path, json.dumps(record, indent=2))
+    return path
+
+
 def load_source_password(data_dir: Path, configured: str | None) -> tuple[str, bool]:
-    """The global source password, and whether it was generated just now (print it once)."""
+    """The global source password, and whether it was generated just now (print it once).
+    A generated one is not written yet: ``keep_source_password`` keeps it once the server
+    has started (as ``load_tokens``' admin token)."""
     if configured:
         return configured, False
     path = data_dir / SOURCE_PASSWORD_FILE
     if path.exists():
         return path.read_text().strip(), False
-    password = secrets.token_urlsafe(12)
+    return secrets.token_urlsafe(12), True
+
+
+def keep_source_password(data_dir: Path, password: str) -> Path:
+    """Write a generated source password into ``data_dir`` (mode 0600); returns the file's
+    path. Blocking; OSError when it cannot be written."""
+    path = data_dir / SOURCE_PASSWORD_FILE
     _write_private(path, password + "\n")
-    return password, True
+    return path

@@ -11,17 +11,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loa.core.i18n import N_, Explained, Message
 
-class DataDirBusy(OSError):
-    """Another server holds the data folder; the message names it (an OSError: `loa serve`
-    says it and exits 1, as for a taken port)."""
+
+class DataDirBusy(Explained, OSError):
+    """Another server holds the data folder; the message (in the reader's language, ``say``)
+    names the folder by its absolute path and the holder by pid and address (an OSError:
+    `loa serve` says it and exits 1, as for a taken port)."""
 
 
 class DataLock:
     """The lock on one data folder (blocking file calls: at start and stop only)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "loa.lock"
+        self.path = Path(os.path.abspath(data_dir)) / "loa.lock"  # named in messages
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -32,10 +35,16 @@ class DataLock:
         except BlockingIOError:
             holder = self.holder()
             os.close(fd)
-            who = (f"pid {holder.get('pid')}, {holder.get('url') or 'starting'}"
-                   if holder else "another process")
-            raise DataDirBusy(f"the data folder {self.path.parent} is in use by another Loa "
-                              f"({who}); stop it, or give this one its own --data-dir") from None
+            if not holder:
+                who = Message(N_("another process"))
+            elif holder.get("url"):
+                who = Message(N_("pid {pid}, {url}"), {"pid": holder.get("pid"),
+                                                      "url": holder["url"]})
+            else:
+                who = Message(N_("pid {pid}, starting"), {"pid": holder.get("pid")})
+            raise DataDirBusy(N_("the data folder {folder} is in use by another Loa ({who}): "
+                                 "stop it, or give this one its own --data-dir"),
+                              folder=str(self.path.parent), who=who) from None
         self._fd = fd
         self.note(None)
 

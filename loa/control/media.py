@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,13 @@ from loa.core.disk import PART_SUFFIX, writing
 from loa.core.i18n import N_, Explained
 from loa.core.text import nfc
 
+log = logging.getLogger(__name__)
+
 MAX_TITLE_CHARS = 200
+# an upload that does not decode: named as the caller sent it, never by the server's paths
+# or the decoder's words (they go to the log)
+NOT_AUDIO = N_("{filename!r} is not audio Loa can read: send a sound file (MP3, WAV, Ogg, "
+               "FLAC, AAC or M4A)")
 MAX_TAGS = 20
 
 
@@ -115,9 +122,9 @@ class MediaLibrary:
         try:
             final, (duration_s, lufs, peak) = await loop.run_in_executor(
                 None, self._place, tmp, sha, filename)
-        except DecodeError as exc:
-            raise MediaError(N_("{filename}: not audio Loa can play ({problem})"),
-                             filename=filename, problem=exc.message) from None
+        except DecodeError as exc:  # why, with the server's paths, for the log alone
+            log.info("upload %r refused: %s", filename, exc)
+            raise MediaError(NOT_AUDIO, filename=filename) from None
         existing = self._items.get(media_id)
         if existing is not None:  # the same bytes came twice at once: one file, one item
             return existing, False

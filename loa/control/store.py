@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL,
     zone TEXT,
     address TEXT,
-    hash TEXT
+    hash TEXT,
+    zones TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 CREATE TABLE IF NOT EXISTS broadcast_log (
@@ -757,23 +758,29 @@ class Store:
     # audit
 
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None = None,
-              *, zone: str | None = None, address: str | None = None) -> None:
+              *, zone: str | None = None, address: str | None = None,
+              zones: Sequence[str] | None = None) -> None:
         """Append an audit entry stamped with the wall time now (unix s), chained to the one
         before it (``loa.control.audit``); ``detail`` is encoded as JSON on the caller's thread.
-        ``zone`` (where) and ``address`` (from where) default to those of the request being
-        served (``AUDIT_SOURCE``), if any."""
+        ``zone`` (where), ``zones`` (every zone it touched: the audit log of a scope holding
+        any of them lists it) and ``address`` (from where) default to those of the request
+        being served (``AUDIT_SOURCE``), if any."""
         source = audit_chain.AUDIT_SOURCE.get()
         if source is not None:
             zone = zone if zone is not None else source.zone
+            zones = zones if zones is not None else source.zones
             address = address if address is not None else source.address
+        touched = list(dict.fromkeys(zones or ()))
         self._write(f"audit {action} {subject}", functools.partial(
             audit_chain.append, at=time.time(), actor=actor, action=action, subject=subject,
-            zone=zone, address=address, detail=encode(detail or {})))
+            zone=zone, address=address, detail=encode(detail or {}),
+            zones=audit_chain.zones_text(touched)))
 
     def audit_log(self, subject: str | None = None, limit: int = 200,
                   zones: list[str] | None = None) -> list[dict[str, Any]]:
-        """Newest first: id, at, actor, action, subject, zone, address, detail. ``zones``:
-        only the entries made in these zones (None: every entry). Blocking."""
+        """Newest first: id, at, actor, action, subject, zone, zones (those it touched, []
+        for none), address, detail. ``zones``: only the entries made in these zones, or that
+        touched one of them (None: every entry). Blocking."""
         return self._read("audit_log", functools.partial(_audit_log, subject=subject,
                                                          limit=limit, zones=zones))
 
@@ -912,18 +919,27 @@ def _broadcast_log(db: Db, zone: str | None, since: float, limit: int,
     return [dict(zip(BROADCAST_COLS, row, strict=True)) for row in rows]
 
 
+AUDIT_COLS = "id, at, actor, action, subject, zone, zones, address, detail"
+
+
+def _audit_entry(row: Sequence[Any]) -> dict[str, Any]:
+    """An audit row (``AUDIT_COLS``) as the logs answer it."""
+    rid, at, actor, action, subject, zone, zones, address, detail = row
+    return {"id": rid, "at": at, "actor": actor, "action": action, "subject": subject,
+            "zone": zone, "zones": json.loads(zones) if zones else [], "address": address,
+            "detail": json.loads(detail)}
+
+
 def _audit_log(db: Db, subject: str | None, limit: int, zones: list[str] | None
                ) -> list[dict[str, Any]]:
-    where, params = _zones_clause(zones)
+    where, params = _audit_zones_clause(zones)
     if subject:
         where.append("subject = ?")
         params.append(subject)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
-    rows = db.execute(f"SELECT id, at, actor, action, subject, zone, address, detail FROM audit "
-                      f"{clause}ORDER BY id DESC LIMIT ?", (*params, limit))
-    return [{"id": rid, "at": at, "actor": actor, "action": action, "subject": subj,
-             "zone": zone, "address": address, "detail": json.loads(detail)}
-            for rid, at, actor, action, subj, zone, address, detail in rows]
+    rows = db.execute(f"SELECT {AUDIT_COLS} FROM audit {clause}ORDER BY id DESC LIMIT ?",
+                      (*params, limit))
+    return [_audit_entry(row) for row in rows]
 
 
 def _zones_clause(zones: list[str] | None) -> tuple[list[str], list[Any]]:
@@ -933,12 +949,24 @@ def _zones_clause(zones: list[str] | None) -> tuple[list[str], list[Any]]:
     return [f"zone IN ({','.join('?' * len(zones))})"], list(zones)
 
 
-def _page_clause(query: LogQuery, bounds: list[str], fields: list[str]
+def _audit_zones_clause(zones: list[str] | None, table: str = "audit"
+                        ) -> tuple[list[str], list[Any]]:
+    """A WHERE condition keeping the audit entries (of ``table``, a name or an alias) made in
+    ``zones`` or that touched one of them (none for None: every entry)."""
+    if zones is None:
+        return [], []
+    marks = ",".join("?" * len(zones))
+    return [f"({table}.zone IN ({marks}) OR EXISTS (SELECT 1 FROM json_each({table}.zones) "
+            f"WHERE json_each.value IN ({marks})))"], [*zones, *zones]
+
+
+def _page_clause(query: LogQuery, bounds: list[str], fields: list[str], audit: bool = False
                  ) -> tuple[list[str], list[Any], str]:
     """The WHERE conditions and parameters of a log page (``bounds``: conditions on
     ``since`` then ``until``, each with one ``?``; ``fields``: the columns ``text`` is
-    looked for in) and its ORDER BY."""
-    where, params = _zones_clause(query.zones)
+    looked for in; ``audit``: the audit log's, whose entries are kept by their touched zones
+    too) and its ORDER BY."""
+    where, params = _audit_zones_clause(query.zones) if audit else _zones_clause(query.zones)
     for condition, bound in zip(bounds, (query.since, query.until), strict=True):
         if bound is not None:
             where.append(condition)
@@ -976,22 +1004,18 @@ def _broadcast_page(db: Db, query: LogQuery) -> LogPage:
 
 def _audit_page(db: Db, query: LogQuery) -> LogPage:
     where, params, order = _page_clause(query, ["at >= ?", "at <= ?"],
-                                        ["actor", "action", "subject", "detail"])
+                                        ["actor", "action", "subject", "detail"], audit=True)
     if query.subject is not None:
         where.append("subject = ?")
         params.append(query.subject)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
-    rows = db.execute(f"SELECT id, at, actor, action, subject, zone, address, detail FROM audit "
-                      f"{clause}ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
-    return _paged([{"id": rid, "at": at, "actor": actor, "action": action, "subject": subj,
-                    "zone": zone, "address": address, "detail": json.loads(detail)}
-                   for rid, at, actor, action, subj, zone, address, detail in rows],
-                  query.limit)
+    rows = db.execute(f"SELECT {AUDIT_COLS} FROM audit {clause}ORDER BY {order} LIMIT ?",
+                      (*params, query.limit + 1))
+    return _paged([_audit_entry(row) for row in rows], query.limit)
 
 
 def _alarm_history(db: Db, query: LogQuery) -> LogPage:
-    where, params = _zones_clause(query.zones)
-    where = [f"r.{condition}" for condition in where]
+    where, params = _audit_zones_clause(query.zones, "r")
     where.append("r.action = ?")
     params.append(ALARM_ACTIONS[0])
     if query.until is not None:

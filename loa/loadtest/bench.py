@@ -14,6 +14,9 @@
 - A source outage: the ffmpeg CLI pushing live is stopped for 5 s with its connection open,
   then continued; the delay a listener hears, second by second before and after, and how soon
   it is back to what it was (`outage_run`).
+- WebRTC: clicks live over WHIP (an aiortc client, and Chromium's fake microphone) and over
+  Icecast (ffmpeg), each click timed from its source to its decode at a loudspeaker; the CPU
+  of a WHIP source and of 50 WHEP viewers (``loa.loadtest.bench_webrtc``).
 """
 
 from __future__ import annotations
@@ -892,7 +895,7 @@ def format_outage(o: dict[str, Any]) -> list[str]:
     return lines
 
 
-BENCH_PARTS = ("fanout", "transcode", "switching", "alerts", "outage")
+BENCH_PARTS = ("fanout", "transcode", "switching", "alerts", "outage", "webrtc")
 
 
 async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: bool,
@@ -920,6 +923,13 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
         out(f"outage: a live source stopped for {OUTAGE_S:g} s after {OUTAGE_AT_S:g} s on air, "
             "heard by a decoding listener")
         results["outage"] = await outage_run(out)
+    if "webrtc" in parts:
+        # imported here: aiortc (and Playwright, for its Chromium part) only when asked for
+        from loa.loadtest.bench_webrtc import webrtc_run
+
+        out("webrtc: clicks live over WHIP (aiortc, Chromium) and over Icecast (ffmpeg), "
+            "heard by a decoding loudspeaker; CPU of a WHIP source and of WHEP viewers")
+        results["webrtc"] = await webrtc_run(out)
     return results
 
 
@@ -948,6 +958,10 @@ def format_results(r: dict[str, Any]) -> str:
         lines += ["", *format_alerts(r["alerts"])]
     if r.get("outage"):
         lines += ["", *format_outage(r["outage"])]
+    if r.get("webrtc"):
+        from loa.loadtest.bench_webrtc import format_webrtc
+
+        lines += ["", *format_webrtc(r["webrtc"])]
     return "\n".join(lines).strip("\n")
 
 

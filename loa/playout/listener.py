@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from loa.core.i18n import N_, Explained, Message
 from loa.playout.admission import Admission
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,36 @@ log = logging.getLogger(__name__)
 LISTEN_BACKLOG = 4096  # the kernel's queue: a reconnect storm of thousands of endpoints
 EMFILE_PAUSE_S = 0.1
 OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# why a port cannot be listened on, in words a station engineer acts on (else the OS's text)
+LISTEN_REASONS = {
+    errno.EADDRINUSE: N_("the port is already in use (another server, or another Loa?): "
+                         "stop it, or give this one another port with --listen"),
+    errno.EACCES: N_("permission denied (a port below 1024 needs the right to bind it): "
+                     "use a port from 1024 up"),
+    errno.EADDRNOTAVAIL: N_("this machine has no such address"),
+    socket.EAI_NONAME: N_("no address has that name"),
+}
+
+
+class ListenError(Explained, OSError):
+    """The public port cannot be listened on: the message names the address and why, in the
+    reader's language (``say``); ``errno`` is the operating system's."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        known = LISTEN_REASONS.get(exc.errno or 0)
+        reason: object = (Message(known) if known
+                          else exc.strerror or str(exc) or type(exc).__name__)
+        super().__init__(N_("cannot listen on {address}: {reason}"),
+                         address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                         reason=reason)
+        self.errno = exc.errno
 
 
 def bind_sockets(host: str, port: int, infos: Iterable[tuple[Any, Any, int, str, Any]]
                  ) -> list[socket.socket]:
     """Bound, non-blocking, listening TCP sockets, one for each address ``getaddrinfo`` gave
     (``infos``), as ``loop.create_server`` makes them (``SO_REUSEADDR``; IPv6 sockets IPv6
-    only). Raises OSError naming the address that cannot be bound."""
+    only). Raises ListenError (an OSError) naming the address that cannot be bound."""
     socks: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):
@@ -48,8 +72,7 @@ def bind_sockets(host: str, port: int, infos: Iterable[tuple[Any, Any, int, str,
             try:
                 sock.bind(address)
             except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}"
-                              ) from None
+                raise ListenError(host, port, exc) from None
             sock.listen(LISTEN_BACKLOG)
             sock.setblocking(False)
     except BaseException:
@@ -87,8 +110,7 @@ class PublicListener:
             infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                            flags=socket.AI_PASSIVE)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}"
-                          ) from None
+            raise ListenError(host, port, exc) from None
         listener = cls(bind_sockets(host, port, infos), protocol_factory, admission)
         listener.start()
         return listener

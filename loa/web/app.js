@@ -21,6 +21,7 @@ export const N_ = (msgid) => msgid;
 export const PAGES = [
   { id: "overview", title: N_("Overview") },
   { id: "live", title: N_("Go live"), right: "operate" },
+  { id: "studio", title: N_("Studio"), right: "operate" },
   { id: "alert", title: N_("Emergency alert"), right: "alert" },
   { id: "schedule", title: N_("Schedule") },
   { id: "media", title: N_("Media") },

@@ -30,9 +30,10 @@ How it runs, and why so:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -146,20 +147,23 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def station(tmp_path_factory: pytest.TempPathFactory, artifacts: Path
-                  ) -> AsyncIterator[Station]:
-    """The server and Chromium of a test module (one each; stopped at its end)."""
+@contextlib.asynccontextmanager
+async def open_station(data_dir: Path, artifacts: Path, browser_args: Sequence[str] = ()
+                       ) -> AsyncIterator[Station]:
+    """A started server (``start_server``) and Chromium (launched with ``browser_args`` as
+    well as the harness's own), stopped at the end. Skips (or fails under CI) without
+    Playwright or Debian's Chromium."""
     if async_playwright is None:
         _unavailable("Playwright for Python is not installed (the test extra: ./run test)")
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"Debian's chromium is not installed at {CHROMIUM} (./run test does)")
-    server = await start_server(tmp_path_factory.mktemp("console") / "data")
+    server = await start_server(data_dir)
     try:
         async with async_playwright() as pw:
             # as root Chromium has no sandbox of its own; /dev/shm may be small in a container
             args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
-            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=args,
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM),
+                                               args=[*args, *browser_args],
                                                timeout=LAUNCH_TIMEOUT_MS)
             try:
                 yield Station(server, f"http://127.0.0.1:{server.port}", browser, artifacts)
@@ -167,6 +171,16 @@ async def station(tmp_path_factory: pytest.TempPathFactory, artifacts: Path
                 await browser.close()
     finally:
         await server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def station(tmp_path_factory: pytest.TempPathFactory, artifacts: Path
+                  ) -> AsyncIterator[Station]:
+    """The server and Chromium of a test module (one each; stopped at its end). A module
+    that needs Chromium launched otherwise defines its own ``station`` with
+    ``open_station``."""
+    async with open_station(tmp_path_factory.mktemp("console") / "data", artifacts) as found:
+        yield found
 
 
 @dataclass

@@ -54,7 +54,7 @@ from loa.core.i18n import N_
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE
 from loa.core.text import one_line
-from loa.core.zones import Zone, ZoneTree, alert_group_id
+from loa.core.zones import Zone, ZoneTree, alert_group_id, home_zone_id
 from loa.playout.engine import Engine
 from loa.playout.inputs.file import FileSource
 from loa.playout.inputs.push import Mounts
@@ -155,7 +155,8 @@ class AlertManager:
         alert.history += [{"at": alert.created_at, "status": alert.status.value, "note": w}
                           for w in warnings]
         self.alerts[alert.id] = alert
-        self.store.audit(actor, "alert.trigger", alert.id, spec.to_json())
+        self.store.audit(actor, "alert.trigger", alert.id, spec.to_json(),
+                         zones=self._touched(alert))
         try:
             await self._start(alert, note=f"triggered by {actor}")
         except AlertError:
@@ -169,7 +170,7 @@ class AlertManager:
         if alert is None:
             raise KeyError(alert_id)
         if alert.status not in FINAL:
-            self.store.audit(actor, "alert.cancel", alert.id)
+            self.store.audit(actor, "alert.cancel", alert.id, zones=self._touched(alert))
             self._finish(alert, AlertStatus.CANCELLED, f"cancelled by {actor}")
         return alert
 
@@ -238,6 +239,16 @@ class AlertManager:
         if len(what) > limit:
             what = what[:limit - 1].rstrip() + "…"
         return f"Cảnh báo: {what}"
+
+    def _touched(self, alert: Alert) -> list[str]:
+        """The zones an alert plays on, for its audit entries (the audit log of each of them
+        lists it): its zones (the roots for every zone) and its single endpoints' home
+        zones."""
+        spec = alert.spec
+        zones = [z.id for z in self.zones.roots()] if spec.all_zones else list(spec.zones)
+        registry = self.endpoints.endpoints
+        zones += [registry[e].zone_id for e in spec.endpoints if e in registry]
+        return list(dict.fromkeys(home_zone_id(z) for z in zones))
 
     def _target_zones(self, spec: AlertSpec) -> list[str]:
         if spec.all_zones:
@@ -441,7 +452,8 @@ class AlertManager:
         alert.status = status
         alert.history.append({"at": self.wall(), "status": status.value, "note": note})
         self.store.save_alert(alert.id, status.value, alert.record())
-        self.store.audit("loa", f"alert.{status.value}", alert.id, {"note": note})
+        self.store.audit("loa", f"alert.{status.value}", alert.id, {"note": note},
+                         zones=self._touched(alert))
         log.info("alert %s %s: %s", alert.id, status.value, note)
 
     def _volume(self, alert: Alert, raise_it: bool) -> None:

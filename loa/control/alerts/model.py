@@ -107,6 +107,19 @@ class AlertSpec:
                 "fallback_text": self.fallback_text}
 
 
+def shown_content(content: dict[str, Any]) -> dict[str, Any]:
+    """An alert's content (its JSON) as the API shows it: a file the server keeps for it (an
+    uploaded message, a CAP resource: an absolute path on the server) by its file name, in
+    ``path`` as in ``name``, never by where it lies on the server's disk; any other content
+    as it is."""
+    path = content.get("path")
+    if content.get("kind") != "file" or not isinstance(path, str) or \
+            not Path(path).is_absolute():
+        return content
+    name = content.get("name") or Path(path).name
+    return {**content, "path": name, "name": name}
+
+
 def _is_number(value: object) -> bool:
     """A finite JSON number (not a bool, not NaN or infinity, which Python's JSON accepts)."""
     return isinstance(value, int | float) and not isinstance(value, bool) \
@@ -244,8 +257,10 @@ class Alert:
         reach = self.reach_ms()
         reached = [e for e in self.targeted if e in reach]
         missing = [e for e in self.targeted if e not in reach]
+        spec = self.spec.to_json()
         out: dict[str, Any] = {
-            "id": self.id, "status": self.status.value, **self.spec.to_json(),
+            "id": self.id, "status": self.status.value, **spec,
+            "content": shown_content(spec["content"]),
             "priority": self.priority, "triggered_by": self.triggered_by,
             "created_at": self.created_at,
             "reach": {"targeted": len(self.targeted), "reached": len(reached),
@@ -265,6 +280,7 @@ class Alert:
     def record(self) -> dict[str, Any]:
         """What the store keeps: the full description plus reach and play times per endpoint."""
         d = self.describe(full=True)
+        d["content"] = self.spec.content.to_json()  # where the file is, to play it again
         d["targeted"] = self.targeted
         d["reached_ms"] = self.reach_ms()
         d["message_reached_ms"] = self.message_reach_ms()

@@ -61,6 +61,7 @@ from pathlib import Path
 
 from loa.control.endpoints import EndpointRegistry
 from loa.core.counters import Counters
+from loa.core.i18n import N_, Explained
 from loa.protocol.credentials import hash_password, mosquitto_acl, mosquitto_passwd_lines
 from loa.protocol.mqtt import Topics
 
@@ -86,6 +87,18 @@ class BrokerError(OSError):
     Mosquitto exited or did not accept Loa's login; the message says what to do."""
 
     pass
+
+
+class BrokerPortTaken(Explained, BrokerError):
+    """The embedded broker's port is taken: said in the reader's language (``say``), with
+    what to do; ``errno`` is EADDRINUSE."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(N_("MQTT port {address} is taken (another broker, such as Mosquitto, "
+                            "or another Loa?): set [mqtt] url = \"mqtt://user:password@"
+                            "{address}\" to use that broker, or [mqtt] listen (LOA_MQTT_LISTEN) "
+                            "to another port"), address=f"{host}:{port}")
+        self.errno = errno.EADDRINUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -605,9 +618,5 @@ def _check_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BrokerError(
-                    exc.errno,
-                    f"MQTT port {host}:{port} is taken (another broker, such as Mosquitto?): "
-                    f"set [mqtt] url = \"mqtt://user:password@{host}:{port}\" to use that broker, "
-                    "or [mqtt] listen to another port") from None
+                raise BrokerPortTaken(host, port) from None
             raise

@@ -28,7 +28,7 @@ from loa.config import MqttConfig
 from loa.control.endpoints import Endpoint, EndpointRegistry
 from loa.core.clock import NS_PER_S, Clock
 from loa.core.counters import Counters
-from loa.core.i18n import N_, Explained
+from loa.core.i18n import N_, Explained, Message
 from loa.core.zones import DEFAULT_VOLUME_PCT, ZoneTree, home_zone_id
 from loa.protocol.mqtt import (
     NODELAY,
@@ -115,6 +115,9 @@ class Command:
                 "attempts": self.attempts, "ack_ms": self.ack_ms, "error": self.error}
 
 
+NOT_SEEN = N_("not seen since the server started")  # an endpoint's presence until heard
+
+
 @dataclass(eq=False)
 class Health:
     """What the server knows of one endpoint at run time."""
@@ -123,7 +126,10 @@ class Health:
     changed_ns: int = 0  # clock time of the last online/offline change
     changed_at: float = 0.0  # wall time of it
     last_seen_ns: int | None = None
-    reason: str = "not seen since the server started"
+    # why it is online or offline: ``reason`` in English (the presence history, the log),
+    # ``why`` the same as a message, for the API to say in its caller's language
+    why: Message = field(default_factory=lambda: Message(NOT_SEEN))
+    reason: str = NOT_SEEN
     state: dict[str, Any] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)
     telemetry_at: float | None = None
@@ -299,13 +305,14 @@ class FleetControl:
                 h.last_seen_ns = now
                 if h.online:  # (re)connected without our seeing it go
                     self._came_online(eid, h)
-                self._set_online(eid, h, True, "connected")
+                self._set_online(eid, h, True, Message(N_("connected")))
             else:
-                self._set_online(eid, h, False, "disconnected (last will or goodbye)")
+                self._set_online(eid, h, False,
+                                 Message(N_("disconnected (last will or goodbye)")))
             return
         h.last_seen_ns = now
         if not h.online:
-            self._set_online(eid, h, True, "heard from again")
+            self._set_online(eid, h, True, Message(N_("heard from again")))
         if kind is Kind.TELEMETRY:
             h.telemetry = msg
             h.telemetry_at = self.wall()
@@ -335,10 +342,11 @@ class FleetControl:
         self.counters.inc("commands_done", status=cmd.status.value)
         self._close(cmd)
 
-    def _set_online(self, eid: str, h: Health, online: bool, reason: str) -> None:
+    def _set_online(self, eid: str, h: Health, online: bool, why: Message) -> None:
         if h.online == online and h.changed_ns:
             return
-        h.online, h.reason = online, reason
+        reason = str(why)
+        h.online, h.reason, h.why = online, reason, why
         h.changed_ns, h.changed_at = self.clock.now_ns(), self.wall()
         self.changed.set()
         self._presence_rows.append((eid, online, h.changed_at, reason))
@@ -469,8 +477,9 @@ class FleetControl:
         timeout_ns = int(self.config.heartbeat_timeout_s * NS_PER_S)
         for eid, h in self.health.items():
             if h.online and h.last_seen_ns is not None and now - h.last_seen_ns > timeout_ns:
-                self._set_online(eid, h, False,
-                                 f"no word for {self.config.heartbeat_timeout_s:g} s")
+                self._set_online(eid, h, False, Message(
+                    N_("no word for {seconds} s"),
+                    {"seconds": f"{self.config.heartbeat_timeout_s:g}"}))
         retry_ns = int(self.config.retry_s * NS_PER_S)
         ttl_ns = int(self.config.command_ttl_s * NS_PER_S)
         again = []
@@ -498,11 +507,15 @@ class FleetControl:
         eps = self.registry.in_zone(zone_id) if zone_id else self.registry.endpoints.values()
         return sum(1 for ep in eps if self.is_online(ep.id))
 
-    def describe(self, ep: Endpoint) -> dict[str, Any]:
-        """An endpoint's API view with its effective volume (%) and presence."""
+    def describe(self, ep: Endpoint, language: str | None = None) -> dict[str, Any]:
+        """An endpoint's API view with its effective volume (%) and presence; its presence's
+        ``reason`` in ``language`` (None: English)."""
         h = self.health.get(ep.id) or Health()
+        presence = h.describe()
+        if language is not None:
+            presence["reason"] = h.why.say(language)
         return {**ep.describe(), "effective_volume_pct": self.effective_volume(ep),
-                "presence": h.describe()}
+                "presence": presence}
 
     def effective_volume(self, ep: Endpoint) -> int:
         """The volume (%) the endpoint should play at: its own override, else its home zone's."""
@@ -512,10 +525,14 @@ class FleetControl:
         return self.zones.get(zone_id).volume_pct if zone_id in self.zones \
             else DEFAULT_VOLUME_PCT
 
+    def open_commands(self) -> list[Command]:
+        """The commands still open (sent or waiting to be, not yet acknowledged, failed,
+        expired or superseded), every endpoint's."""
+        return [c for g in self._waiting.values() for c in g.values() if c.status not in FINAL]
+
     def status(self) -> dict[str, Any]:
         """Broker URL and connection, endpoints known and online, commands still open."""
-        open_cmds = sum(1 for g in self._waiting.values() for c in g.values()
-                        if c.status not in FINAL)
+        open_cmds = len(self.open_commands())
         return {"broker": self.broker_url, "connected": self.connected.is_set(),
                 "last_error": self.last_error, "endpoints": len(self.registry.endpoints),
                 "online": self.online_count(), "commands_open": open_cmds}

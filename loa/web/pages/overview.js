@@ -306,6 +306,68 @@ export function activeAlerts() {
   return { element, update };
 }
 
+// listening over WebRTC (WHEP)
+
+const WHEP_GATHER_MS = 2000; // the offer waits this long at most for its candidates
+const WHEP_CONNECT_MS = 8000; // then the HTTP stream
+
+/**
+ * A WHEP viewer of zone `id` (POST /whep/zones/<id> with the session cookie and its CSRF
+ * token): resolves to {pc, location, zone, stream} once the connection is up and the zone's
+ * track has come; rejects (the connection closed) when it is refused or not up within
+ * WHEP_CONNECT_MS. `onFailed()` is called if the connection fails later.
+ */
+export async function listenWhep(id, onFailed) {
+  if (!window.RTCPeerConnection) throw new Error("no WebRTC in this browser");
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  let location = null;
+  try {
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const track = new Promise((resolve) => {
+      pc.addEventListener("track", (e) => resolve(e.streams[0] || new MediaStream([e.track])));
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") { resolve(); return; }
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") resolve();
+      });
+      setTimeout(resolve, WHEP_GATHER_MS);
+    });
+    const resp = await fetch(`/whep/zones/${encodeURIComponent(id)}`, {
+      method: "POST", credentials: "same-origin", body: pc.localDescription.sdp,
+      headers: { "Content-Type": "application/sdp", "X-CSRF-Token": state.csrf,
+        "Accept-Language": state.lang } });
+    if (resp.status !== 201) throw new Error(`WHEP ${resp.status}: ${await resp.text()}`);
+    location = resp.headers.get("Location");
+    await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+    const up = new Promise((resolve, reject) => {
+      const check = () => {
+        if (pc.connectionState === "connected") resolve();
+        else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+          reject(new Error(`WebRTC ${pc.connectionState}`));
+        }
+      };
+      pc.addEventListener("connectionstatechange", check);
+      check();
+      setTimeout(() => reject(new Error("WebRTC: not connected in time")), WHEP_CONNECT_MS);
+    });
+    await up;
+    const stream = await track;
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed") onFailed();
+    });
+    return { pc, location, zone: id, stream };
+  } catch (err) {
+    pc.close();
+    if (location) {
+      fetch(location, { method: "DELETE", credentials: "same-origin",
+        headers: { "X-CSRF-Token": state.csrf } }).catch(() => {});
+    }
+    throw err;
+  }
+}
+
 // the page
 
 function levelPercent(dbfs) {
@@ -320,24 +382,42 @@ export default {
     const rows = new Map(); // zone id -> its live elements
     const levelsAt = new Map(); // zone id -> when its last level came (ms)
 
-    // listening: one <audio> for the page, on one zone at a time
+    // listening: one <audio> for the page, on one zone at a time. WebRTC first (WHEP: the
+    // zone's own Opus packets, well under a second late); the zone's HTTP stream (a few
+    // seconds late, as any player buffers) when WebRTC cannot be had
     let listening = null;
+    let whep = null; // {pc, location, zone} while listening over WebRTC
     const audio = h("audio", { controls: true, preload: "none", "data-testid": "listen-audio",
       "aria-label": _("Zone audio") });
     const playerTitle = h("strong", {});
-    const playerState = h("span", { class: "muted", role: "status" });
+    const playerState = h("span", { class: "muted", role: "status",
+      "data-testid": "listen-state" });
     const player = h("section", { class: "card ov-player", hidden: true,
-      "aria-label": _("Listening") },
+      "aria-label": _("Listening"), "data-testid": "listen-player" },
       h("div", { class: "row" }, h("span", {}, _("Listening to:")), playerTitle, playerState,
         h("button", { type: "button", class: "secondary", "data-testid": "listen-stop",
           onclick: () => stopListening() }, _("Stop"))),
       audio);
+    const endWhep = () => {
+      if (!whep) return;
+      const w = whep;
+      whep = null;
+      if (!w.location) { w.pc.close(); return; }
+      // the DELETE first: a connection closed first would end the session before it came
+      fetch(w.location, { method: "DELETE", credentials: "same-origin", keepalive: true,
+        headers: { "X-CSRF-Token": state.csrf, "Accept-Language": state.lang } })
+        .catch(() => {}) // the server ends a viewer it hears nothing from anyway
+        .finally(() => w.pc.close());
+    };
     const stopListening = () => {
+      endWhep();
       audio.pause();
+      audio.srcObject = null;
       audio.removeAttribute("src");
       audio.load(); // closes the stream's connection
       listening = null;
       player.hidden = true;
+      delete player.dataset.mode;
       for (const [id, row] of rows) markListen(id, row);
     };
     const markListen = (id, row) => {
@@ -345,26 +425,55 @@ export default {
       row.listen.setAttribute("aria-pressed", on ? "true" : "false");
       row.listen.textContent = on ? _("Stop") : _("Listen");
     };
-    const listen = (id) => {
-      if (listening === id) { stopListening(); return; }
+    const play = (id) => audio.play().catch((err) => {
+      if (listening === id && err.name !== "AbortError") {
+        toast(_("The browser cannot play this zone: {problem}", { problem: err.message }),
+          "error");
+        stopListening();
+      }
+    });
+    const listenHttp = (id) => {
       // the zone's stream is public on Loa's port (as for any player): no session needed
+      player.dataset.mode = "http";
+      audio.srcObject = null;
       audio.src = `/zones/${encodeURIComponent(id)}/stream.mp3`;
+      playerState.textContent = _("connecting… (the HTTP stream: a few seconds late)");
+      play(id);
+    };
+    const listen = async (id) => {
+      if (listening === id) { stopListening(); return; }
+      if (listening) stopListening();
       listening = id;
       playerTitle.textContent = zoneName(id);
-      playerState.textContent = _("connecting…"); // the browser buffers a few seconds first
+      playerState.textContent = _("connecting…");
       player.hidden = false;
       for (const [zid, row] of rows) markListen(zid, row);
-      audio.play().catch((err) => {
-        if (listening === id && err.name !== "AbortError") {
-          toast(_("The browser cannot play this zone: {problem}", { problem: err.message }),
-            "error");
-          stopListening();
-        }
-      });
+      try {
+        const w = await listenWhep(id, () => {
+          // the connection failed while playing: the HTTP stream instead
+          if (whep && whep.zone === id && listening === id) {
+            endWhep();
+            listenHttp(id);
+          }
+        });
+        if (listening !== id) { w.pc.close(); return; }
+        whep = w;
+        player.dataset.mode = "webrtc";
+        audio.removeAttribute("src");
+        audio.srcObject = w.stream;
+        playerState.textContent = _("live over WebRTC (under a second late)");
+        play(id);
+      } catch (err) {
+        if (listening !== id) return;
+        console.warn("WebRTC listening failed, the HTTP stream instead:", err);
+        listenHttp(id);
+      }
     };
-    audio.addEventListener("playing", () => { playerState.textContent = ""; });
+    audio.addEventListener("playing", () => {
+      if (player.dataset.mode === "http") playerState.textContent = _("the HTTP stream");
+    });
     audio.addEventListener("error", () => {
-      if (listening) {
+      if (listening && player.dataset.mode === "http") {
         toast(_("The zone's stream stopped."), "error");
         stopListening();
       }

@@ -635,7 +635,7 @@ class LoaServer:
         now = self.wall.now()
         items, missed = await asyncio.to_thread(_saved_schedule, self.store, now)
         for item in items:
-            self.schedule.put(item)
+            self.schedule.put(item, join=False)  # their missed slots: below, by policy
         for item, slot in missed:
             late_s = (now - slot).total_seconds()
             if item.missed is MissedPolicy.LATE and late_s <= item.late_minutes * 60:

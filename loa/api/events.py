@@ -3,11 +3,13 @@ for the signed-in caller (session cookie or bearer token), scoped as ``GET /api/
 
 Events (each ``event: <name>`` and one ``data:`` line of JSON):
 
-- ``status``: the JSON of ``GET /api/v1/status`` for the caller's scope, plus
-  ``endpoints_by_zone``: ``{zone_id: {"registered": n, "online": m}}`` for every zone of the
-  scope, counting the endpoints of the zone and of every zone below it (registered: the
-  endpoint registry; online: the fleet's MQTT presence, ``FleetControl.is_online``). Once at
-  connect, then every second.
+- ``status``: the JSON of ``GET /api/v1/status`` for the caller's scope (its alarms said in
+  the stream's language: ``?lang=vi|en``, else its ``Accept-Language``), plus
+  ``endpoints_by_zone``: ``{zone_id: {"registered": n, "online": m, "connected": k}}`` for
+  every zone of the scope, counting the endpoints of the zone and of every zone below it
+  (registered: the endpoint registry; online: the fleet's MQTT presence,
+  ``FleetControl.is_online``; connected: those with an audio connection open now, which an
+  alert's reach counts). Once at connect, then every second.
 - ``levels``: ``{"zones": {zone_id: {"peak_dbfs": -12.3, "rms_dbfs": -20.1}}}``, the level of
   what each zone of the scope forwarded over the last ~250 ms (``ZoneChannel.levels``; silence
   reads -100), every 250 ms.
@@ -46,12 +48,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 
+from loa.api.errors import language_of
 from loa.api.middleware import SESSION_COOKIE
 from loa.api.resource import ApiError, dumps, principal_of, server_of
 from loa.api.status import scoped_status
 from loa.control.auth import Principal, Scope
 from loa.core.clock import NS_PER_S
-from loa.core.i18n import N_
+from loa.core.i18n import N_, supported
 from loa.core.lifecycle import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -96,12 +99,15 @@ def sse(name: str, data: Any) -> bytes:
 
 class EventStream:
     """One client's stream: who it is (``principal``, re-checked each second through its
-    session ``cookie`` or bearer ``token``), its transport and its outbox of event bytes.
-    ``ended`` is set, with ``end_reason``, once it is over."""
+    session ``cookie`` or bearer ``token``), its language (``vi``, ``en``: what its events
+    say), its transport and its outbox of event bytes. ``ended`` is set, with
+    ``end_reason``, once it is over."""
 
     def __init__(self, principal: Principal, cookie: str | None, token: str | None,
-                 transport: asyncio.Transport, limits: StreamLimits) -> None:
+                 transport: asyncio.Transport, limits: StreamLimits,
+                 language: str = "vi") -> None:
         self.principal = principal
+        self.language = language
         self.cookie = cookie
         self.token = token
         self.transport = transport
@@ -173,18 +179,18 @@ class EventHub:
     # streams
 
     def open(self, principal: Principal, cookie: str | None, token: str | None,
-             transport: asyncio.Transport) -> EventStream:
-        """A new stream, given ``retry``, its scope's status and levels at once; the feeding
-        task is started if it was not running. Once the hub is closed (the server stops
-        while the stream's answer starts), the stream is ended at once."""
-        stream = EventStream(principal, cookie, token, transport, self.limits)
+             transport: asyncio.Transport, language: str = "vi") -> EventStream:
+        """A new stream in ``language``, given ``retry``, its scope's status and levels at
+        once; the feeding task is started if it was not running. Once the hub is closed
+        (the server stops while the stream's answer starts), the stream is ended at once."""
+        stream = EventStream(principal, cookie, token, transport, self.limits, language)
         if self.closed:
             stream.end(EndReason.SERVER_STOPPING)
             return stream
         stream.send(f"retry: {RETRY_MS}\n\n".encode())
         scope = self._scope(principal)
         stream.send(sse("status", self._status(scope, self.server.status(),
-                                               self._endpoint_counts())))
+                                               self._endpoint_counts(), language)))
         stream.send(sse("levels", self._levels(scope, self._all_levels())))
         self.streams.add(stream)
         self.changed.set()
@@ -252,10 +258,15 @@ class EventHub:
             counts = self._endpoint_counts()
             await self._step()
             for key, group in by_scope.items():
-                data = sse("status", self._status(Scope(self.server.zones, key), full, counts))
+                by_language: dict[str, list[EventStream]] = {}
                 for stream in group:
-                    stream.send(data)
-                await self._step()
+                    by_language.setdefault(stream.language, []).append(stream)
+                for language, streams_of in by_language.items():
+                    data = sse("status", self._status(Scope(self.server.zones, key), full,
+                                                      counts, language))
+                    for stream in streams_of:
+                        stream.send(data)
+                    await self._step()
         levels = self._all_levels()
         for key, group in by_scope.items():
             data = sse("levels", self._levels(Scope(self.server.zones, key), levels))
@@ -298,28 +309,36 @@ class EventHub:
         return Scope(self.server.zones, principal.scope)
 
     def _status(self, scope: Scope, full: dict[str, Any],
-                counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-        out = scoped_status(self.server, scope, full)
+                counts: dict[str, dict[str, int]], language: str) -> dict[str, Any]:
+        out = scoped_status(self.server, scope, full, language)
         out["endpoints_by_zone"] = {z: c for z, c in counts.items() if scope.contains(z)}
         return out
 
     def _endpoint_counts(self) -> dict[str, dict[str, int]]:
-        """``{zone: {"registered", "online"}}`` for every zone, each counting its subtree:
-        one pass over the registry, then each zone's count added to its parent's."""
+        """``{zone: {"registered", "online", "connected"}}`` for every zone, each counting
+        its subtree: one pass over the registry, then each zone's count added to its
+        parent's. An endpoint in an alert's run-time group (``zone~alert``) counts in its
+        home zone."""
         s = self.server
         registered = dict.fromkeys((z.id for z in s.zones), 0)
         online = dict(registered)
+        connected = dict(registered)
         for ep in s.endpoints.endpoints.values():
-            if ep.zone_id in registered:
-                registered[ep.zone_id] += 1
+            zone_id = ep.zone_id if ep.zone_id in registered else ep.zone_id.split("~")[0]
+            if zone_id in registered:
+                registered[zone_id] += 1
                 if s.fleet.is_online(ep.id):
-                    online[ep.zone_id] += 1
+                    online[zone_id] += 1
+                if ep.subscribers:
+                    connected[zone_id] += 1
         order = [z for root in s.zones.roots() for z in s.zones.subtree(root.id)]
         for zone in reversed(order):  # children before their parents
             if zone.parent_id is not None:
                 registered[zone.parent_id] += registered[zone.id]
                 online[zone.parent_id] += online[zone.id]
-        return {z: {"registered": registered[z], "online": online[z]} for z in registered}
+                connected[zone.parent_id] += connected[zone.id]
+        return {z: {"registered": registered[z], "online": online[z],
+                    "connected": connected[z]} for z in registered}
 
     def _all_levels(self) -> dict[str, dict[str, float]]:
         return {zone_id: ch.levels() for zone_id, ch in self.server.engine.channels.items()}
@@ -352,8 +371,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     token = None
     if hdrs.AUTHORIZATION in request.headers:  # as the auth middleware took it
         token = request.headers[hdrs.AUTHORIZATION].partition(" ")[2].strip()
+    # an EventSource sends no header of the page's choosing: the console names its language
+    language = supported(request.query.get("lang", "")) or language_of(request)
     stream = hub.open(principal_of(request), request.cookies.get(SESSION_COOKIE), token,
-                      transport)
+                      transport, language)
     try:
         while True:
             await stream.wake.wait()

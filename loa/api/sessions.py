@@ -93,13 +93,16 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/session")
 async def whoami(request: web.Request) -> web.Response:
-    """Who the caller is: name, account (None for a configured token), roles, rights and
-    scope (``*``: every zone); with the session cookie, its ``csrf_token`` too (a page
-    reloaded has lost it)."""
+    """Who the caller is: name, account (None for a configured token) and its
+    ``display_name`` (with an account), roles, rights and scope (``*``: every zone); with the
+    session cookie, its ``csrf_token`` too (a page reloaded has lost it)."""
     p = principal_of(request)
     out: dict[str, object] = {
         "name": p.name, "user": p.user, "roles": role_names(p.roles),
         "rights": sorted(r.value for r in p.rights), "scope": p.scope or ALL_ZONES}
+    if p.user and server_of(request).accounts.principal(p.user) is not None:
+        # the account's display name, for the console's header
+        out["display_name"] = server_of(request).accounts.get(p.user).display_name
     if "Authorization" not in request.headers:
         session = server_of(request).accounts.session(request.cookies.get(SESSION_COOKIE, ""))
         if session is not None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from loa.api.alerts import alert_in_scope
+from loa.api.errors import language_of
 from loa.api.resource import (
     ApiError,
     json_response,
@@ -26,8 +27,9 @@ from loa.api.resource import (
 from loa.control.auth import Right, Scope
 from loa.control.schedule.recurrence import local
 from loa.control.store import LogQuery, contains, fold
-from loa.core.i18n import N_, Message
+from loa.core.i18n import N_, SOURCE_LANGUAGE, Message
 from loa.core.zones import home_zone_id
+from loa.monitoring.alarms import said_alarms, say_detail
 from loa.monitoring.metrics import render
 
 if TYPE_CHECKING:
@@ -46,18 +48,22 @@ async def status(request: web.Request) -> web.Response:
     """``GET status``: ``LoaServer.status``, its zones, alerts and alarms those of the
     caller's scope."""
     s = server_of(request)
-    return json_response(scoped_status(s, scope_of(request), s.status()))
+    return json_response(scoped_status(s, scope_of(request), s.status(),
+                                       language_of(request)))
 
 
-def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any]) -> dict[str, Any]:
+def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any],
+                  language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
     """The status a caller of ``scope`` sees, from the station's (``full``:
     ``LoaServer.status()``, left as it is): its zones, and the alerts and alarms of its
-    scope (``visible_alert``, ``visible_alarm``); the rest as it is. It depends on the scope
-    alone, so callers of one scope may share it (the events stream does)."""
+    scope (``visible_alert``, ``visible_alarm``), the alarms' details said in ``language``;
+    the rest as it is. It depends on the scope and the language alone, so callers of one
+    scope and language may share it (the events stream does)."""
     out = dict(full)
     out["zones"] = [z for z in full["zones"] if scope.contains(z["zone"])]
     out["alerts"] = [a for a in full["alerts"] if alert_in_scope(server, scope, a)]
-    out["alarms"] = [a for a in full["alarms"] if alarm_in_scope(server, scope, a)]
+    out["alarms"] = said_alarms([a for a in full["alarms"]
+                                 if alarm_in_scope(server, scope, a)], language)
     if not scope.covers_all():
         out["fleet"] = {**full["fleet"], **scoped_fleet(server, scope)}
     return out
@@ -90,7 +96,7 @@ async def list_alarms(request: web.Request) -> web.Response:
     caller's scope: those of its zones and endpoints (the station's, to a whole tree)."""
     s = server_of(request)
     s.check_alarms()
-    views = [a.describe() for a in s.alarms.active()]
+    views = [a.describe(language_of(request)) for a in s.alarms.active()]
     return json_response({"alarms": [a for a in views if visible_alarm(request, a)]})
 
 
@@ -125,7 +131,7 @@ def _unix(request: web.Request, name: str) -> float | None:
     try:
         return local(value).timestamp()  # station time, as the schedule reads it
     except (ValueError, OverflowError):
-        raise ApiError(400, N_("{name}={value!r} is not a time: give unix seconds or ISO "
+        raise ApiError(400, N_("{name}={value!r} is not a time: give Unix seconds or ISO "
                                "8601, such as 2026-12-01T06:00 (station time) or "
                                "2026-12-01T06:00+07:00"), name=name, value=value) from None
 
@@ -222,6 +228,12 @@ async def audit_log(request: web.Request) -> web.Response:
     require(request, Right.ADMIN)
     query = replace(log_query(request), subject=request.query.get("subject") or None)
     page = await server_of(request).store.audit_page_async(query)
+    language = language_of(request)
+    for entry in page.entries:  # an alarm's detail, in the caller's language
+        detail = entry.get("detail")
+        if str(entry.get("action", "")).startswith("alarm.") and isinstance(detail, dict) \
+                and isinstance(detail.get("detail"), str):
+            entry["detail"] = {**detail, "detail": say_detail(detail["detail"], language)}
     return json_response({"audit": page.entries, "next": page.next})
 
 
@@ -243,4 +255,5 @@ async def alarm_history(request: web.Request) -> web.Response:
     raised = {(a.kind.value, a.subject): a for a in s.alarms.active()}
     for entry in page.entries:
         entry["active"] = entry["ended"] is None and (entry["kind"], entry["subject"]) in raised
-    return json_response({"alarms": page.entries, "next": page.next})
+    return json_response({"alarms": said_alarms(page.entries, language_of(request)),
+                          "next": page.next})

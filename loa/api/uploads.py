@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -71,9 +72,24 @@ async def read_multipart(request: web.Request, limit_bytes: int, incoming: Path,
     return fields, files
 
 
+def upload_name(raw: str | None) -> str:
+    """The name a file part was sent under, as people know it: percent-decoded (RFC 7578,
+    4.2: aiohttp's client, and so ``loa media add``, sends ``bản-tin.mp3`` as
+    ``b%E1%BA%A3n-tin.mp3``; browsers send ``"`` as ``%22``), when that decodes as UTF-8;
+    without the folders an old browser sends in front of it; ``upload`` for none."""
+    name = raw or ""
+    if "%" in name:
+        try:
+            name = unquote(name, errors="strict")
+        except UnicodeDecodeError:
+            pass  # not percent-encoding after all: the name as it came
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name or "upload"
+
+
 async def _receive_file(part: BodyPartReader, limit_bytes: int, incoming: Path,
                         without_room: bool) -> Upload:
-    filename = part.filename or "upload"
+    filename = upload_name(part.filename)
     path = incoming / f"{secrets.token_hex(8)}{PART_SUFFIX}"
     received = [0]  # bytes arrived so far, whatever became of them
     try:

@@ -17,7 +17,7 @@ from loa.api.resource import (
     scoped_content,
     server_of,
 )
-from loa.control.auth import Right
+from loa.control.auth import Right, right_name
 from loa.core.content import REQUEST_KINDS, parse_content
 from loa.core.i18n import N_
 from loa.core.priority import Priority, parse_priority
@@ -42,8 +42,9 @@ def allowed_priority(request: web.Request, priority: int) -> int:
     if priority >= Priority.EMERGENCY:
         if not request[PRINCIPAL_KEY].may(Right.ALERT):
             raise ApiError(403, N_("priority {priority} is reserved to emergency alerts (the "
-                                   "alert right); use at most {highest}"),
-                           priority=priority, highest=int(Priority.EMERGENCY) - 1)
+                                   "{right} right); use at most {highest}"),
+                           priority=priority, right=right_name(Right.ALERT.value),
+                           highest=int(Priority.EMERGENCY) - 1)
     elif priority >= Priority.DISTRICT_LIVE and below_root(request):
         raise ApiError(403, N_("priority {priority} is above what a commune may use: district "
                                "live is {district}; use at most {highest}"),

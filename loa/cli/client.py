@@ -336,8 +336,10 @@ class ApiClient:
                      "whose scope covers this zone can do it, or widen your scope.",
                      scope=data.get("scope") or "?")
         if data.get("refused") == "right":
+            right = str(data.get("right") or "?")
             return _("Your role lacks the {right} right: ask an administrator to give it to "
-                     "you, or use a token that has it.", right=data.get("right") or "?")
+                     "you, or use a token that has it.",
+                     right=_(RIGHT_WORDS[right]) if right in RIGHT_WORDS else right)
         return _("This token lacks the right for it: use a token that has it.")
 
     def show(self, answer: Answer, human: str, zones: Iterable[str] = ()) -> int:
@@ -517,6 +519,9 @@ def emit(text: str) -> None:
         data = data[written or 0:]
     out.flush()
 
+
+# the rights as the server's messages name them (the same msgids: ``loa.control.auth``)
+RIGHT_WORDS = {"admin": N_("admin"), "operate": N_("operate"), "alert": N_("alert")}
 
 # what the few status words of the API read as, for people
 STATUS_WORDS = {

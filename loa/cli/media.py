@@ -75,9 +75,8 @@ def added(item: dict[str, Any], created: bool, title: str, tags: str) -> str:
     said = _("Already in the library as {id}: {title}.", id=item.get("id"), title=shown)
     wanted = [t.strip() for t in tags.split(",") if t.strip()]
     if (title and title != item.get("title")) or (wanted and wanted != item.get("tags")):
-        said += "\n" + _("The item was kept as it is, with its own title and tags ({tags}): "
-                         "the title and tags given were not applied.",
-                         tags=", ".join(item.get("tags") or []) or NONE)
+        said += "\n" + _("The title and tags given were not applied: the item keeps its own "
+                         "(tags: {tags}).", tags=", ".join(item.get("tags") or []) or NONE)
     return said
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from loa.cli.client import (
     ApiClient,
@@ -135,9 +136,31 @@ def run(args: argparse.Namespace) -> int:
         lines = [_("Added {id}: {title}; next on air {next}.", id=item.get("id"),
                    title=item.get("title") or NONE,
                    next=local_time(data.get("next"), seconds=False))]
+        running = None if api.as_json else under_way(api, str(item.get("id")))
+        if running is not None:
+            lines.append(_("Its slot of {start} was already under way: it starts now, late, "
+                           "and ends with its window at {end}.",
+                           start=local_time(running.get("start"), seconds=False),
+                           end=local_time(running.get("end"), seconds=False)))
         for other in data.get("conflicts") or []:
             lines.append(_("Conflicts with: {other}", other=conflict_text(other)))
         return api.show(answer, "\n".join(lines))
+
+
+def under_way(api: ApiClient, item_id: str) -> dict[str, Any] | None:
+    """The item's slot whose window is open now (``GET schedules/occurrences``: ``start``
+    and ``end`` in unix seconds), or None (none, or it cannot be read)."""
+    now = time.time()
+    query = urlencode({"from": f"{now:.3f}", "to": f"{now + 1:.3f}"})
+    answer = api.call("GET", f"/api/v1/schedules/occurrences?{query}")
+    found = answer.data.get("occurrences") if answer.ok and isinstance(answer.data,
+                                                                        dict) else None
+    for occurrence in found or []:
+        start = occurrence.get("start") if isinstance(occurrence, dict) else None
+        if occurrence.get("item") == item_id and isinstance(start, (int, float)) \
+                and start <= now:
+            return dict(occurrence)
+    return None
 
 
 def conflict_text(other: object) -> str:

@@ -105,7 +105,7 @@ async def _run_server(cfg: Config) -> None:
         f"{'-tls 1 ' if tls else ''}-content_type audio/mpeg "
         f"icecast://source:PASSWORD@{host}:{server.port}/live/studio",
     ]
-    folder = os.path.abspath(cfg.data_dir)
+    folder = server.data_lock.path.parent  # absolute: the folder a person looks in
     # each line "tiếng Việt / English": one banner read by both
     if server.source_password_generated:
         lines.append("  Mật khẩu nguồn / source password (chỉ hiện lần này, lưu ở / shown once, "

@@ -169,6 +169,10 @@ class FrameDecoder:
             self._container = av.open(source, mode="r", **kwargs)
         except av.error.FileNotFoundError:
             raise DecodeError(N_("{label}: no such file"), label=self.label) from None
+        except av.error.InvalidDataError:
+            # FFmpeg's words name the file's path (a server's folder, to an uploader): not said
+            raise DecodeError(N_("{label}: not audio in any format Loa knows"),
+                              label=self.label) from None
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             raise DecodeError(N_("{label}: not a readable audio stream ({problem})"),
                               label=self.label, problem=str(exc)) from exc

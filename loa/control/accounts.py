@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -460,7 +461,7 @@ class Accounts:
         for which, key in keys.items():
             wait_s = self._refused_for_s(key)
             if wait_s > 0:
-                seconds = max(1, round(wait_s))
+                seconds = max(1, math.ceil(wait_s))  # as Retry-After says it
                 if which == "user":
                     raise LoginRefused(N_("too many wrong passwords for user {username!r}: "
                                           "try again in {seconds} s"),

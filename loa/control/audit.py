@@ -210,7 +210,11 @@ def verify(path: Path) -> ChainCheck:
 
 def _verify(db: sqlite3.Connection) -> ChainCheck:
     previous, last_id, count = GENESIS, 0, 0
-    for row in db.execute(f"SELECT {', '.join(COLUMNS)}, hash FROM audit ORDER BY id"):
+    have = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
+    # a database not yet upgraded (read-only here) has no touched zones: none, as hashed
+    columns = ", ".join(c if c in have or c not in LATER_COLUMNS else f"NULL AS {c}"
+                        for c in COLUMNS)
+    for row in db.execute(f"SELECT {columns}, hash FROM audit ORDER BY id"):
         row_id, stored = row[0], row[-1]
         if row_id != last_id + 1:
             return ChainCheck(count, row_id, ChainProblem.REMOVED, last_id + 1, last_id,

@@ -246,6 +246,12 @@ def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
 
 def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float,
                secrets: bool) -> CsvPlan:
+    def column(key: str) -> str:
+        """A column as the file's header names it (``vi_do`` for ``lat``), for its errors."""
+        i = table.columns.get(key)
+        named = table.header[i].strip() if i is not None and i < len(table.header) else ""
+        return named or key
+
     plan = CsvPlan()
     seen: set[str] = set()
     for count, record in enumerate(_records(table, plan.errors), start=1):
@@ -256,17 +262,20 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
         try:
             eid = row.get("id", "")
             if not ENDPOINT_ID.match(eid):
-                raise EndpointError(N_("id {id!r} must be 1-64 of A-Z a-z 0-9 . _ -"), id=eid)
+                raise EndpointError(N_("{column} {id!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
+                                    column=column("id"), id=eid)
             if eid in seen:
-                raise EndpointError(N_("id {id!r} appears twice"), id=eid)
+                raise EndpointError(N_("{column} {id!r} appears twice"), column=column("id"),
+                                    id=eid)
             seen.add(eid)
             zone_id = row.get("zone", "")
             if zone_id not in zone_ids:
                 raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
-            lat = _coord(decimal(row.get("lat", "")), "lat", 90)
-            lon = _coord(decimal(row.get("lon", "")), "lon", 180)
-            name, address, admin_code = (_text(row.get(key), key, limit) for key, limit in
-                                         (("name", 200), ("address", 200), ("admin_code", 16)))
+            lat = _coord(decimal(row.get("lat", "")), column("lat"), 90)
+            lon = _coord(decimal(row.get("lon", "")), column("lon"), 180)
+            name, address, admin_code = (_text(row.get(key), column(key), limit)
+                                         for key, limit in (("name", 200), ("address", 200),
+                                                            ("admin_code", 16)))
         except ValueError as exc:
             plan.errors.append(Message(LINE_ERROR, {"line": n, "error": _message_of(exc)}))
             continue

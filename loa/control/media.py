@@ -78,7 +78,8 @@ class MediaLibrary:
                   tags: list[str] | None = None, zone: str | None = None
                   ) -> tuple[MediaItem, bool]:
         """Store bytes already in memory (the API streams uploads to disk and calls
-        ``add_file``). Returns (item, created): the same bytes twice are one item.
+        ``add_file``). Returns (item, created): the same bytes twice from one owner are one
+        item.
         Raises MediaError when it does not decode as audio, DiskFull when the disk has no
         room for it."""
         tmp, sha = await asyncio.get_running_loop().run_in_executor(None, self._write, data)
@@ -108,32 +109,73 @@ class MediaLibrary:
         """Take an upload already written to ``tmp`` (in ``incoming``) with its SHA-256:
         judged by decoding it all, measured, moved into place, in the executor. ``tmp`` is
         gone afterwards whatever happens. File name, title and tags are kept in NFC (a Mac
-        sends names decomposed). ``zone``: whose the item is (None: the station's). Returns
-        (item, created); raises MediaError, or DiskFull when the disk has no room to move it
-        into place."""
+        sends names decomposed). ``zone``: whose the item is (None: the station's).
+
+        One item per recording and owner: the same audio from the same owner (``zone``) is
+        the item already there (``created`` False, its title and tags kept). The same audio
+        from another owner (another commune) is an item of its own, with its own id, title
+        and tags, so the uploader has an item they may use and never sees another's; the
+        audio is stored once on the disk, and measured once. Returns (item, created); raises
+        MediaError, or DiskFull when the disk has no room to move it into place."""
         filename, title = nfc(filename), nfc(title)
         tags = [nfc(t.strip()) for t in (tags or []) if t.strip()][:MAX_TAGS]
         loop = asyncio.get_running_loop()
-        media_id = sha[:16]
-        existing = self._items.get(media_id)
+        existing = self._owned(sha, zone)
         if existing is not None:
             await loop.run_in_executor(None, functools.partial(tmp.unlink, missing_ok=True))
             return existing, False
-        try:
-            final, (duration_s, lufs, peak) = await loop.run_in_executor(
-                None, self._place, tmp, sha, filename)
-        except DecodeError as exc:  # why, with the server's paths, for the log alone
-            log.info("upload %r refused: %s", filename, exc)
-            raise MediaError(NOT_AUDIO, filename=filename) from None
-        existing = self._items.get(media_id)
-        if existing is not None:  # the same bytes came twice at once: one file, one item
-            return existing, False
-        item = MediaItem(media_id, sha, filename, (title or Path(filename).stem)[:MAX_TITLE_CHARS],
-                         round(duration_s, 3), None if lufs is None else round(lufs, 2),
-                         uploader, str(final), tags, time.time(), round(peak, 5), zone)
-        self._items[media_id] = item
-        self.store.save_media(media_id, asdict(item))
-        return item, True
+        stored = await loop.run_in_executor(None, self._stored, sha)
+        # still there (a deletion meanwhile would remove the file): its file and measures,
+        # taken in this step of the loop, so a deletion from now on sees the new item too
+        shared = stored is not None and self._items.get(stored.id) is stored
+        if stored is not None and shared:
+            final, measured = Path(stored.path), (stored.duration_s, stored.loudness_lufs,
+                                                  stored.peak)
+        else:
+            try:
+                final, measured = await loop.run_in_executor(
+                    None, self._place, tmp, sha, filename)
+            except DecodeError as exc:  # why, with the server's paths, for the log alone
+                log.info("upload %r refused: %s", filename, exc)
+                raise MediaError(NOT_AUDIO, filename=filename) from None
+        item = self._owned(sha, zone)  # the same bytes came twice at once: one item
+        created = item is None
+        if item is None:
+            duration_s, lufs, peak = measured
+            media_id = self._new_id(sha, zone)
+            item = MediaItem(media_id, sha, filename,
+                             (title or Path(filename).stem)[:MAX_TITLE_CHARS],
+                             round(duration_s, 3), None if lufs is None else round(lufs, 2),
+                             uploader, str(final), tags, time.time(), round(peak, 5), zone)
+            self._items[media_id] = item
+            self.store.save_media(media_id, asdict(item))
+        if shared:  # the upload itself was not needed
+            await loop.run_in_executor(None, functools.partial(tmp.unlink, missing_ok=True))
+        return item, created
+
+    def _owned(self, sha: str, zone: str | None) -> MediaItem | None:
+        """The item of ``zone`` (None: the station) that holds the audio ``sha``, if any."""
+        return next((i for i in self._items.values() if i.sha256 == sha and i.zone == zone),
+                    None)
+
+    def _stored(self, sha: str) -> MediaItem | None:
+        """In the executor: an item (any owner's) whose file of the audio ``sha`` is on the
+        disk, or None."""
+        for item in list(self._items.values()):
+            if item.sha256 == sha and Path(item.path).is_file():
+                return item
+        return None
+
+    def _new_id(self, sha: str, zone: str | None) -> str:
+        """A new item's id: 16 hex digits, the audio's hash for the station's item (as every
+        item's id was when the library kept one item per recording), a hash of the owner and
+        the audio for a zone's; another when an item of a library of before holds it."""
+        base = sha if zone is None else hashlib.sha256(f"{zone}\n{sha}".encode()).hexdigest()
+        media_id, n = base[:16], 0
+        while media_id in self._items:
+            n += 1
+            media_id = hashlib.sha256(f"{base}\n{n}".encode()).hexdigest()[:16]
+        return media_id
 
     def _place(self, tmp: Path, sha: str, filename: str
                ) -> tuple[Path, tuple[float, float | None, float]]:
@@ -159,13 +201,15 @@ class MediaLibrary:
         return list(self._items.values())
 
     async def delete(self, media_id: str) -> MediaItem:
-        """Forget the item and remove its file (in the executor). Raises KeyError."""
+        """Forget the item and remove its file (in the executor), unless another owner's
+        item holds the same audio (the file is theirs too). Raises KeyError."""
         item = self._items.pop(media_id, None)
         if item is None:
             raise KeyError(media_id)
         self.store.delete_media(media_id)
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(Path(item.path).unlink, missing_ok=True))
+        if not any(other.path == item.path for other in self._items.values()):
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(Path(item.path).unlink, missing_ok=True))
         return item
 
     def gain(self, item: MediaItem) -> float:

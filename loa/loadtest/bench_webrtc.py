@@ -28,6 +28,9 @@ packet (``SimulatedEndpoint``). The same clicks (``loa.loadtest.clicks``: 10 ms 
    pushed to ``/live/studio``. *Glass* is the write of the 10 ms chunk holding a click.
 4. **50 WHEP viewers**: aiortc viewers of the village, in this process, while ffmpeg keeps
    pushing: the server's CPU with them, beside the same without (step 3).
+5. **WHIP sources**: four aiortc WHIP sources at once, each on its own mount taken by a
+   village of its own: the server's CPU with them, beside the same villages taken once the
+   sources have left.
 
 For every click heard, *server-in → endpoint* is exact: the server stamps each frame with
 its arrival (the RTP packet's, or the Icecast bytes' decode), that stamp rides in the native
@@ -64,6 +67,7 @@ ZONE = "an-binh-1"  # a village of the default zone tree
 MOUNT = "studio"
 TOKEN = "bench"
 VIEWERS = 50
+VILLAGES = ("an-binh-1", "an-binh-2", "phu-my-1", "phu-my-2")  # one WHIP source each
 BASELINE_S = 5.0
 SETTLE_S = 3.0  # after sources or viewers connect, before measuring
 CLICK_THRESHOLD = 0.1
@@ -466,7 +470,7 @@ async def _browser_clock(page: Any) -> int:
 
 
 def browser_available() -> str | None:
-    """Why the Chromium part cannot run (None: it can)."""
+    """Why the Chromium part cannot run (None: it can). Blocking: it imports Playwright."""
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
@@ -602,7 +606,8 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
     server = LocalLoa(token=TOKEN, source_password=TOKEN, demo=False, config_toml=config)
     results: dict[str, Any] = {"seconds_per_part": seconds, "click_period_ms":
                                clicks.period_s * 1000, "errors": []}
-    skip = browser_available() if browser else "not asked for"
+    # Playwright's import (~50 ms) beside the loop too
+    skip = await asyncio.to_thread(browser_available) if browser else "not asked for"
     tmp = tempfile.mkdtemp(prefix="loa-bench-webrtc-")
     busy0 = _machine_jiffies()
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -652,6 +657,9 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
                         results["icecast_ffmpeg"].get("cpu_pct"))
                 finally:
                     await ffmpeg.stop()
+                out(f"webrtc: {len(VILLAGES)} aiortc WHIP sources, one a village, "
+                    f"{seconds:g} s")
+                results["whip_sources"] = await _sources_part(http, server, clicks, seconds)
             finally:
                 await ear.close()
     finally:
@@ -806,6 +814,53 @@ async def _ffmpeg_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Click
             "error": ffmpeg.error}
 
 
+async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: ClickTrack,
+                        seconds: float) -> dict[str, Any]:
+    """The server's CPU with a WHIP source on each of ``VILLAGES`` (each on its own mount,
+    taken by its village), beside the same villages taken once the sources have left (a
+    mount is made by its first source: the zones can take it only then)."""
+    from loa.playout.webrtc import peer
+
+    mounts = [f"bench-{i + 1}" for i in range(len(VILLAGES))]
+    cpu = CpuWindow(server.pid)
+    pcs: list[tuple[Any, str]] = []
+    try:
+        for mount in mounts:
+            pc = peer.peer_connection(_loopback())
+            pc.addTransceiver(click_track_class()(clicks), direction="sendonly")
+            pcs.append((pc, ""))
+            pcs[-1] = (pc, await _negotiate(http, f"{server.url}/whip/{mount}", pc))
+        for zone, mount in zip(VILLAGES, mounts, strict=True):
+            async with http.delete(f"{server.url}/api/v1/zones/{zone}/live", json={}):
+                pass
+            async with http.post(f"{server.url}/api/v1/zones/{zone}/live",
+                                 json={"mount": mount}) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"webrtc: taking {zone} live: {resp.status} "
+                                       f"{await resp.text()}")
+        await asyncio.sleep(SETTLE_S)  # every source live and settled: wall time
+        st = await _status(http, server.url)
+        live = sum(1 for m in st["mounts"] if m["mount"] in mounts and m["connected"])
+        cpu.start()
+        await asyncio.sleep(seconds)  # measuring: wall time is the point
+        with_pct = cpu.stop()
+    finally:
+        for pc, location in pcs:
+            if location:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.delete(server.url + location):
+                        pass
+            await pc.close()
+    await asyncio.sleep(SETTLE_S)  # the sources' last audio played out: wall time
+    cpu.start()
+    await asyncio.sleep(BASELINE_S)  # the same villages, no source: wall time
+    without = cpu.stop()
+    per = (round((with_pct - without) / len(mounts), 2)
+           if with_pct is not None and without is not None else None)
+    return {"sources": len(mounts), "live": live, "cpu_pct_without": without,
+            "cpu_pct_with": with_pct, "cpu_pct_per_source": per}
+
+
 async def _viewers_part(http: aiohttp.ClientSession, server: LocalLoa, count: int,
                         seconds: float, without_pct: float | None) -> dict[str, Any]:
     viewers: list[Viewer] = []
@@ -886,9 +941,14 @@ def format_webrtc(r: dict[str, Any]) -> list[str]:
                   f"{name} {p.get('jitter_frames')} / {p.get('jitter_target_frames')}, "
                   f"{p.get('machine_cpu_pct')} %" for name, p in (
                       ("aiortc", a), ("Chromium", c), ("ffmpeg", i)) if p and "skipped" not in p)]
+    s = r.get("whip_sources", {})
     lines += [f"- server CPU: baseline (village taken, no source) {r.get('cpu_baseline_pct')} "
               f"% of a core; with one aiortc WHIP source {a.get('cpu_pct')} %; with the ffmpeg "
               f"Icecast source {i.get('cpu_pct')} %",
+              f"- {s.get('sources')} WHIP sources at once ({s.get('live')} live), each on a "
+              f"village of its own: server CPU {s.get('cpu_pct_with')} % beside "
+              f"{s.get('cpu_pct_without')} % once they left (the villages still taken): "
+              f"{s.get('cpu_pct_per_source')} % of a core per WHIP source",
               f"- {w.get('viewers')} WHEP viewers ({w.get('connected')} connected, "
               f"{w.get('receiving')} receiving): server CPU {w.get('cpu_pct_with')} % beside "
               f"{w.get('cpu_pct_without')} % without: {w.get('cpu_pct_per_viewer')} % of a core "

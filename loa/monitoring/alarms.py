@@ -22,12 +22,15 @@ long enough and cleared when they end; every raise and clear goes to the audit l
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from loa.config import AlarmConfig
 from loa.core.clock import NS_PER_S
+from loa.core.i18n import N_, SOURCE_LANGUAGE, Message, catalogue
 from loa.monitoring.loop_lag import LoopLag
 from loa.monitoring.views import EngineView, FleetView, RegistryView, ScheduleView, StoreView
 from loa.playout.programme import ProgrammeKind
@@ -52,6 +55,97 @@ class AlarmKind(enum.StrEnum):
 KINDS = tuple(AlarmKind)
 RESYNC_ALARM_S = 60
 
+# What the alarms say of themselves (an alarm's ``detail``): messages whose fields are text
+# (numbers formatted here, in the one way every language writes them) or messages themselves.
+# The English is what the audit log keeps, so ``say_detail`` can read a detail back from it.
+BROKER_DOWN = N_("no connection to the MQTT broker: {error}")
+CONNECTING = N_("connecting")
+CLOCK_RESYNC = N_("the master clock fell {behind} ms behind and resynchronised: every zone "
+                  "lost that much audio")
+DISK_FULL = N_("the data disk refuses writes ({error}): {held} write(s) wait in memory for "
+               "room, {lost} lost so far")
+LOOP_LAG = N_("the event loop ran {late} ms late (limit {limit} ms)")
+OFFLINE = N_("offline: {reason}")
+NOT_SEEN = N_("not seen since the server started")
+SUPPLY = N_("supply {volts} V outside {low}–{high} V")
+RELAY = N_("protection relay tripped")
+UNDERRUNS = N_("{count} underruns in {window} s")
+ZONE_SILENT = N_("scheduled {title!r} is not on air (on air: {on_air})")
+SOURCE_DOWN = N_("{source} is not sending (asked for by {zone})")
+DETAILS = (BROKER_DOWN, CLOCK_RESYNC, DISK_FULL, LOOP_LAG, OFFLINE, SUPPLY, RELAY, UNDERRUNS,
+           ZONE_SILENT, SOURCE_DOWN)
+# what may fill a detail's field (why an endpoint is offline: loa.control.fleet.control)
+PHRASES = (NOT_SEEN, CONNECTING, "connected", "disconnected (last will or goodbye)",
+           "heard from again", "no word for {seconds} s")
+
+
+class Detail(str):
+    """An alarm's detail: its English text (a ``str``: the audit log's, the logs', equal to
+    the text), with the ``Message`` it says (``message``) for a reader of another
+    language."""
+
+    message: Message
+
+    def __new__(cls, message: Message) -> Detail:
+        out = super().__new__(cls, str(message))
+        out.message = message
+        return out
+
+
+def detail(msgid: str, **fields: object) -> Detail:
+    """A ``Detail`` of ``msgid`` (``N_``-marked) and its fields."""
+    return Detail(Message(msgid, fields))
+
+
+class _Repr(str):
+    """Text read back from a ``{name!r}`` field: its ``repr`` is the text as it was shown."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@functools.cache
+def _pattern(msgid: str) -> re.Pattern[str]:
+    """A regular expression that reads ``msgid``'s English back: a group per field."""
+    parts = re.split(r"\{(\w+)(?:![rs])?\}", msgid)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)"
+                              for i, p in enumerate(parts)) + r"\Z", re.S)
+
+
+def read_detail(text: str, msgids: tuple[str, ...] = DETAILS) -> Message | None:
+    """The message whose English ``text`` is, among ``msgids``, its fields read back (a
+    field that is itself one of ``PHRASES`` read as that message); None if none says it."""
+    for msgid in msgids:
+        found = _pattern(msgid).match(text)
+        if found is None:
+            continue
+        fields: dict[str, object] = {}
+        for name, value in found.groupdict().items():
+            if f"{{{name}!r}}" in msgid:
+                fields[name] = _Repr(value)
+            else:
+                fields[name] = read_detail(value, PHRASES) or value
+        return Message(msgid, fields)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def say_detail(text: str, language: str) -> str:
+    """An alarm's detail, as the audit log and the status keep it (English), said in
+    ``language``: read back as its message (``read_detail``), else translated whole if the
+    catalogue has it, else as it is (an older server's wording). Cached: the status says
+    the same details every second."""
+    if language == SOURCE_LANGUAGE or not text:
+        return text
+    message = read_detail(text)
+    return message.say(language) if message is not None else catalogue(language).gettext(text)
+
+
+def said_alarms(views: Sequence[Mapping[str, Any]], language: str) -> list[dict[str, Any]]:
+    """Alarm views (``Alarm.describe``'s, or the alarm history's) with their ``detail`` said
+    in ``language`` (``say_detail``)."""
+    return [{**v, "detail": say_detail(str(v.get("detail") or ""), language)} for v in views]
+
 
 @dataclass
 class Alarm:
@@ -60,18 +154,22 @@ class Alarm:
 
     kind: AlarmKind
     subject: str
-    detail: str
+    detail: str  # English; a ``Detail`` says it in other languages too
     first_ns: int  # when the condition was first seen
     raised_at: float | None = None  # wall time, once it lasted long enough
     zone: str | None = None  # where it is, as it was raised: the audit log's zone
 
-    def describe(self) -> dict[str, Any]:
-        """The API view (``raised_at`` unix seconds, None while pending)."""
-        return {"kind": self.kind.value, "subject": self.subject, "detail": self.detail,
+    def describe(self, language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
+        """The API view (``raised_at`` unix seconds, None while pending), its ``detail`` said
+        in ``language`` (English by default)."""
+        message = getattr(self.detail, "message", None)
+        text = message.say(language) if isinstance(message, Message) else \
+            say_detail(self.detail, language)
+        return {"kind": self.kind.value, "subject": self.subject, "detail": text,
                 "raised_at": self.raised_at}
 
 
-# kind, subject, detail, since (clock ns), hold s
+# kind, subject, detail (a ``Detail``: English, and its message), since (clock ns), hold s
 Condition = tuple[AlarmKind, str, str, int, float]
 
 
@@ -161,39 +259,44 @@ def conditions(s: AlarmSource, cfg: AlarmConfig, now_ns: int) -> list[Condition]
     fleet = s.fleet
     if not fleet.connected.is_set() and fleet.broker_url:
         out.append((AlarmKind.BROKER_DOWN, fleet.broker_url,
-                    f"no connection to the MQTT broker: {fleet.last_error or 'connecting'}",
+                    detail(BROKER_DOWN, error=fleet.last_error or Message(CONNECTING)),
                     now_ns, cfg.hold_s))
     engine = s.engine
     if engine.last_resync_ns and now_ns - engine.last_resync_ns < RESYNC_ALARM_S * NS_PER_S:
         out.append((AlarmKind.CLOCK_RESYNC, "master clock",
-                    f"the master clock fell {engine.last_resync_behind_ms:.0f} ms behind and "
-                    "resynchronised: every zone lost that much audio", engine.last_resync_ns, 0))
+                    detail(CLOCK_RESYNC, behind=f"{engine.last_resync_behind_ms:.0f}"),
+                    engine.last_resync_ns, 0))
     store = s.store
     if store.disk_error is not None:
         out.append((AlarmKind.DISK_FULL, "data disk",
-                    f"the data disk refuses writes ({store.disk_error}): {store.held_writes} "
-                    f"write(s) wait in memory for room, {store.lost_writes} lost so far",
-                    now_ns, 0))
+                    detail(DISK_FULL, error=store.disk_error, held=str(store.held_writes),
+                           lost=str(store.lost_writes)), now_ns, 0))
     worst = s.loop_lag.recent_ms()["max"]
     if worst is not None and worst > cfg.loop_lag_ms:
-        out.append((AlarmKind.LOOP_LAG, "server", f"the event loop ran {worst:.0f} ms late "
-                    f"(limit {cfg.loop_lag_ms:g} ms)", now_ns, 0))
+        out.append((AlarmKind.LOOP_LAG, "server",
+                    detail(LOOP_LAG, late=f"{worst:.0f}", limit=f"{cfg.loop_lag_ms:g}"),
+                    now_ns, 0))
     for eid in s.endpoints.endpoints:
         h = fleet.health.get(eid)
         if h is None or not h.online:
             since = h.changed_ns if h is not None and h.changed_ns else s.started_ns
-            reason = h.reason if h is not None else "not seen since the server started"
-            out.append((AlarmKind.ENDPOINT_OFFLINE, eid, f"offline: {reason}", since,
+            # why, as a message when the fleet has it (its English is ``reason``)
+            why: object = Message(NOT_SEEN)
+            if h is not None:
+                said = getattr(h, "why", None)
+                why = said if isinstance(said, Message) and str(said) == h.reason else h.reason
+            out.append((AlarmKind.ENDPOINT_OFFLINE, eid, detail(OFFLINE, reason=why), since,
                         cfg.offline_minutes * 60))
         if h is None:
             continue
         t = h.telemetry
         v = t.get("supply_v")
         if v is not None and not cfg.supply_v_min <= v <= cfg.supply_v_max:
-            out.append((AlarmKind.SUPPLY_VOLTAGE, eid, f"supply {v:g} V outside "
-                        f"{cfg.supply_v_min:g}–{cfg.supply_v_max:g} V", now_ns, 0))
+            out.append((AlarmKind.SUPPLY_VOLTAGE, eid,
+                        detail(SUPPLY, volts=f"{v:g}", low=f"{cfg.supply_v_min:g}",
+                               high=f"{cfg.supply_v_max:g}"), now_ns, 0))
         if t.get("relay") == "tripped":
-            out.append((AlarmKind.RELAY_FAULT, eid, "protection relay tripped", now_ns, 0))
+            out.append((AlarmKind.RELAY_FAULT, eid, detail(RELAY), now_ns, 0))
         if h.underruns:  # the count's growth since the window began (cumulative counter)
             start_ns = now_ns - int(cfg.underrun_window_s * NS_PER_S)
             base = h.underruns[0][1]
@@ -203,21 +306,22 @@ def conditions(s: AlarmSource, cfg: AlarmConfig, now_ns: int) -> list[Condition]
                 base = n
             grew = h.underruns[-1][1] - base
             if grew > cfg.underruns_max:
-                out.append((AlarmKind.UNDERRUNS, eid, f"{grew} underruns in "
-                            f"{cfg.underrun_window_s:g} s", now_ns, 0))
+                out.append((AlarmKind.UNDERRUNS, eid,
+                            detail(UNDERRUNS, count=str(grew),
+                                   window=f"{cfg.underrun_window_s:g}"), now_ns, 0))
     for run in s.schedule.running:
         prio = run.item.cls.priority
         for zid in run.item.zones:
             ch = engine.channels.get(zid)
             if ch is not None and ch.on_air.priority < prio:
                 out.append((AlarmKind.ZONE_SILENT, zid,
-                            f"scheduled {run.item.title!r} is not on air "
-                            f"(on air: {ch.on_air.programme_name})", now_ns, cfg.hold_s))
-    down: dict[str, str] = {}
+                            detail(ZONE_SILENT, title=run.item.title,
+                                   on_air=ch.on_air.programme_name), now_ns, cfg.hold_s))
+    down: dict[str, Detail] = {}
     for req in engine.requests.values():
         prog = req.programme
         if prog.kind is ProgrammeKind.LIVE and not prog.finished and not prog.available:
-            down[prog.name] = f"{prog.name} is not sending (asked for by {req.zone_id})"
-    out += [(AlarmKind.SOURCE_DOWN, name, detail, now_ns, cfg.hold_s)
-            for name, detail in down.items()]
+            down[prog.name] = detail(SOURCE_DOWN, source=prog.name, zone=req.zone_id)
+    out += [(AlarmKind.SOURCE_DOWN, name, text, now_ns, cfg.hold_s)
+            for name, text in down.items()]
     return out

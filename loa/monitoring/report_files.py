@@ -8,9 +8,14 @@ through the catalogue) and with times in the station's local time (Asia/Ho_Chi_M
 
 - CSV (``report_csv``): the tables one after another, each its title row, its header row and
   its rows, a blank row between them; UTF-8 with a byte-order mark, so that Excel reads the
-  Vietnamese right; times as ``2026-01-01 07:30:00`` (read as dates by any locale's Excel).
+  Vietnamese right; times as ``2026-01-01 07:30:00`` (read as dates by any locale's Excel),
+  durations as ``h:mm:ss``. Its separators follow the language, as the Excel of that
+  language's Windows opens a CSV file with a double click (its "list separator" and
+  "decimal symbol"): Vietnamese (vi-VN) ``;`` between cells and a decimal comma (``12,5``);
+  English ``,`` and a decimal point. A file that goes to an Excel set up otherwise is
+  opened with Data > From Text/CSV, which asks.
 - Excel (``report_xlsx``, openpyxl): one sheet a table, headers bold and frozen, times as real
-  date-times, numbers as numbers.
+  date-times, durations as real durations (``[h]:mm:ss``), numbers as numbers.
 
 Everything here is blocking and CPU-bound (openpyxl takes tens of milliseconds for a small
 workbook): run it beside the loop (``render_report_file`` in a worker thread).
@@ -23,7 +28,7 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -37,7 +42,10 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMATS = {"csv": CSV_TYPE, "xlsx": XLSX_TYPE}
 CSV_TIME = "%Y-%m-%d %H:%M:%S"
 XLSX_TIME = "dd/mm/yyyy hh:mm:ss"  # the way Vietnam writes dates, on a real date-time value
-XLSX_NUMBER = "0.00"
+XLSX_NUMBER = "0.0###"  # up to 4 decimals (hours: 0.0028 is 10 s), at least one
+XLSX_DURATION = "[h]:mm:ss"  # hours beyond 24 go on counting
+# the CSV's cell separator and decimal mark by language (what that language's Excel expects)
+CSV_SEPARATORS = {"vi": (";", ","), "en": (",", ".")}
 SHEET_NAME_CHARS = 31  # Excel's limit
 SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 
@@ -46,13 +54,14 @@ CLASS_LABELS = {"emergency": N_("emergency bulletins"), "live": N_("live"),
                 "priority": N_("priority bulletins"), "normal": N_("normal bulletins"),
                 "fill": N_("fill")}
 
-Cell = str | int | float | datetime | None
+Cell = str | int | float | datetime | timedelta | None
 
 
 @dataclass(frozen=True)
 class Table:
     """One table of a report: its title, header row and rows, said in one language; a cell
-    is text, a number, a local time (aware, in the station's zone) or None (empty)."""
+    is text, a number, a local time (aware, in the station's zone), a duration or None
+    (empty)."""
 
     title: str
     headers: list[str]
@@ -62,6 +71,17 @@ class Table:
 def local(ts: float | None) -> datetime | None:
     """A unix time as the station's local time (None stays None)."""
     return None if ts is None else datetime.fromtimestamp(ts, STATION_TZ)
+
+
+def duration(seconds: float | None) -> timedelta | None:
+    """Whole seconds as a duration (None stays None)."""
+    return None if seconds is None else timedelta(seconds=round(seconds))
+
+
+def hms(value: timedelta) -> str:
+    """A duration as ``h:mm:ss`` (hours beyond 24 go on counting)."""
+    total = round(value.total_seconds())
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 def report_tables(report: Mapping[str, Any], language: str,
@@ -76,9 +96,25 @@ def report_tables(report: Mapping[str, Any], language: str,
         catalogue says it, if it does."""
         return translate(language, value) if isinstance(value, str) and value else value
 
+    def alert_title(a: Mapping[str, Any]) -> str:
+        """What the alert said, or what it played when it said no words."""
+        if a.get("title"):
+            return str(a["title"])
+        if a.get("content") == "live":
+            return translate(language, N_("live from /live/{mount}"),
+                             mount=a.get("mount") or "studio")
+        if a.get("content") == "tone":
+            return _(N_("the attention tone alone"))
+        return ""
+
     names = zone_names or {}
     commune, period = report["commune"], report["period"]
     air, availability = report["on_air_hours"], report["availability"]
+    # seconds on air (a report of an older server has hours only: from them)
+    secs = report.get("on_air_seconds") or {
+        "by_class": {c: h * 3600 for c, h in air["by_class"].items()},
+        "total_without_fill": air["total_without_fill"] * 3600,
+        "by_zone": {z: {c: h * 3600 for c, h in cl.items()} for z, cl in air["by_zone"].items()}}
     alerts = report["alerts"]
     summary = Table(_(N_("Commune report")), [_(N_("Report item")), _(N_("Report value"))], [
         [_(N_("Commune")), commune["name"]],
@@ -87,6 +123,7 @@ def report_tables(report: Mapping[str, Any], language: str,
         [_(N_("Period from")), local(period["start"])],
         [_(N_("Period to")), local(period["end"])],
         [_(N_("Hours on air (without fill)")), air["total_without_fill"]],
+        [_(N_("Time on air (without fill)")), duration(secs["total_without_fill"])],
         [_(N_("Loudspeaker clusters")), availability["endpoints"]],
         [_(N_("Availability of the clusters (%)")), availability["pct"]],
         [_(N_("Alerts in the period")), alerts["count"]],
@@ -95,13 +132,16 @@ def report_tables(report: Mapping[str, Any], language: str,
     ])
     classes = list(air["by_class"])
     by_class = Table(_(N_("Hours on air by bulletin class")),
-                     [_(N_("Bulletin class")), _(N_("Hours on air"))],
-                     [[_(CLASS_LABELS.get(c, c)), h] for c, h in air["by_class"].items()])
-    by_zone = Table(_(N_("Hours on air by zone")),
+                     [_(N_("Bulletin class")), _(N_("Hours on air")),
+                      _(N_("Time on air (h:mm:ss)"))],
+                     [[_(CLASS_LABELS.get(c, c)), h, duration(secs["by_class"].get(c))]
+                      for c, h in air["by_class"].items()])
+    # each zone's time on air by class, as durations: an hour's fraction hides a short alert
+    by_zone = Table(_(N_("Time on air by zone (h:mm:ss)")),
                     [_(N_("Zone id")), _(N_("Zone name")),
                      *(_(CLASS_LABELS.get(c, c)) for c in classes)],
-                    [[zone, names.get(zone, ""), *(hours.get(c) for c in classes)]
-                     for zone, hours in air["by_zone"].items()])
+                    [[zone, names.get(zone, ""), *(duration(spent.get(c)) for c in classes)]
+                     for zone, spent in secs["by_zone"].items()])
     endpoints = Table(_(N_("Loudspeaker availability")),
                       [_(N_("Cluster id")), _(N_("Cluster name")), _(N_("Zone id")),
                        _(N_("Zone name")), _(N_("Hours online")), _(N_("Availability (%)"))],
@@ -109,11 +149,13 @@ def report_tables(report: Mapping[str, Any], language: str,
                         e["online_h"], e["availability_pct"]]
                        for e in availability["per_endpoint"]])
     alert_rows = Table(_(N_("Alerts in the period")),
-                       [_(N_("Alert id")), _(N_("Alert class")), _(N_("Alert status")),
+                       [_(N_("Alert id")), _(N_("Alert")), _(N_("Alert class")),
+                        _(N_("Alert status")),
                         _(N_("Sent at")), _(N_("Clusters targeted")), _(N_("Clusters reached")),
                         _(N_("Reached (%)")), _(N_("Median time to reach (ms)")),
                         _(N_("Longest time to reach (ms)"))],
-                       [[a["id"], said(a["class"]), said(a["status"]), local(a["created_at"]),
+                       [[a["id"], alert_title(a), said(a["class"]), said(a["status"]),
+                         local(a["created_at"]),
                          a["targeted"], a["reached"], a["reach_pct"], a["reach_p50_ms"],
                          a["reach_max_ms"]] for a in alerts["list"]])
     stops = Table(_(N_("Unclean stops")),
@@ -125,19 +167,33 @@ def report_tables(report: Mapping[str, Any], language: str,
     return [summary, by_class, by_zone, endpoints, alert_rows, stops]
 
 
-def report_csv(tables: list[Table]) -> bytes:
+def report_csv(tables: list[Table], language: str = "en") -> bytes:
     """The tables as one CSV file: each its title, header row and rows, a blank row between;
-    UTF-8 with a byte-order mark (Excel needs it to read UTF-8), CRLF line ends."""
+    UTF-8 with a byte-order mark (Excel needs it to read UTF-8), CRLF line ends; cells
+    separated, and decimals marked, as ``language``'s Excel expects (``CSV_SEPARATORS``:
+    Vietnamese ``;`` and ``12,5``); durations as ``h:mm:ss``."""
+    separator, decimal = CSV_SEPARATORS.get(language, CSV_SEPARATORS["en"])
+
+    def cell(c: Cell) -> str | int:
+        if c is None:
+            return ""
+        if isinstance(c, datetime):
+            return c.strftime(CSV_TIME)
+        if isinstance(c, timedelta):
+            return hms(c)
+        if isinstance(c, float):
+            return repr(c).replace(".", decimal)
+        return c
+
     out = io.StringIO()
-    w = csv.writer(out)
+    w = csv.writer(out, delimiter=separator)
     for i, table in enumerate(tables):
         if i:
             w.writerow([])
         w.writerow([table.title])
         w.writerow(table.headers)
         for row in table.rows:
-            w.writerow(["" if c is None else c.strftime(CSV_TIME) if isinstance(c, datetime)
-                        else c for c in row])
+            w.writerow([cell(c) for c in row])
     return out.getvalue().encode("utf-8-sig")
 
 
@@ -169,9 +225,12 @@ def report_xlsx(tables: list[Table], title: str) -> bytes:
                 if isinstance(cell.value, datetime):
                     cell.number_format = XLSX_TIME
                     widths[i] = max(widths[i], len(XLSX_TIME))
+                elif isinstance(cell.value, timedelta):
+                    cell.number_format = XLSX_DURATION
+                    widths[i] = max(widths[i], len(hms(cell.value)))
                 elif isinstance(cell.value, float):
                     cell.number_format = XLSX_NUMBER
-                    widths[i] = max(widths[i], len(f"{cell.value:.2f}"))
+                    widths[i] = max(widths[i], len(f"{cell.value:.4f}"))
                 elif cell.value is not None:
                     widths[i] = max(widths[i], len(str(cell.value)))
         for i, width in enumerate(widths, start=1):
@@ -222,7 +281,7 @@ def render_report_file(store: Store, scope: ReportScope, start: float, end: floa
     Raises ValueError for an empty period, KeyError for another ``kind``."""
     tables = report_tables(commune_report(store, scope, start, end, now), language, zone_names)
     if kind == "csv":
-        return report_csv(tables)
+        return report_csv(tables, language)
     if kind == "xlsx":
         return report_xlsx(tables, f"{tables[0].title}: {scope.name}")
     raise KeyError(kind)

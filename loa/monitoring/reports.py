@@ -16,8 +16,10 @@ thread), and so do the files made of it (``loa.monitoring.report_files``: CSV, E
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from loa.control.endpoints import EndpointRegistry
@@ -26,11 +28,13 @@ from loa.core.clock import STATION_TZ
 from loa.core.endpoint import EndpointInfo
 from loa.core.i18n import N_
 from loa.core.percentiles import percentile
+from loa.core.text import one_line
 from loa.core.zones import ZoneTree
 from loa.playout.programme import EndReason
 
 # bulletin classes by the priority they played at (see DESIGN.md's table)
 CLASSES = (("emergency", 100), ("live", 70), ("priority", 60), ("normal", 50), ("fill", 10))
+ALERT_TITLE_CHARS = 80  # as the alert's programme is named (loa.control.alerts.manager)
 
 
 def bulletin_class(priority: int) -> str | None:
@@ -67,6 +71,34 @@ def online_s(history: list[tuple[float, bool]], start: float, end: float) -> flo
     return total
 
 
+def alert_words(record: Mapping[str, Any], media_titles: Mapping[str, str]) -> str | None:
+    """What an alert said, from its stored record, as its programme was named
+    (``AlertManager._title``, less its "Cảnh báo: "): its CAP headline or event, the start
+    of its text, its library item's title (``media_titles``: by id) or its file's name;
+    None for an alert of no words (live from a mount, the attention tone alone), which a
+    report names by its ``content`` kind instead. One line, at most ``ALERT_TITLE_CHARS``
+    characters."""
+    cap = record.get("cap") or {}
+    content = record.get("content") or {}
+    kind = content.get("kind")
+    what: Any = cap.get("headline") or cap.get("event") if isinstance(cap, dict) else None
+    if not (isinstance(what, str) and what.strip()):
+        if kind == "text":
+            what = content.get("text")
+        elif kind == "media" and "id" in content:
+            what = media_titles.get(str(content["id"])) or content["id"]
+        elif kind in ("file", "media", "cap_resource"):
+            what = content.get("name") or PurePosixPath(str(content.get("path") or "")).name
+        if not (isinstance(what, str) and what.strip()):
+            what = record.get("fallback_text")
+    if not (isinstance(what, str) and what.strip()):
+        return None
+    text = one_line(what)
+    if len(text) > ALERT_TITLE_CHARS:
+        text = text[:ALERT_TITLE_CHARS - 1].rstrip() + "…"
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class ReportScope:
     """What a commune's report covers, copied from the zone tree and the registry on the
@@ -90,7 +122,13 @@ def report_scope(zones: ZoneTree, registry: EndpointRegistry, commune: str) -> R
 def commune_report(store: Store, scope: ReportScope, start: float, end: float, now: float
                    ) -> dict[str, Any]:
     """The report for ``scope`` over [start, end). Blocking (it reads the store): run it in a
-    worker thread. Raises ValueError for an empty period."""
+    worker thread. Raises ValueError for an empty period.
+
+    Durations are given twice: in hours (``on_air_hours``, ``online_h``: 4 decimals, as the
+    Circular's forms count) and in whole seconds (``on_air_seconds``, ``online_s``), so that
+    a reader shows a 10 s alert as 0:00:10 rather than as 0.00 h. Each alert has its
+    ``title`` (``alert_words``: what it said; None for a live or tone-only alert) and its
+    ``content`` kind and ``mount`` (a live alert's)."""
     if end <= start:
         raise ValueError(N_("the period must end after it starts"))
     zone_ids = list(scope.zone_ids)
@@ -110,9 +148,10 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
             continue
         per_class[cls].append((a, b))
         per_zone[zone][cls] += b - a
-    hours = {c: round(_union_s(iv) / 3600, 4) for c, iv in per_class.items()}
-    on_air_total = round(_union_s([i for c, iv in per_class.items() if c != "fill"
-                                   for i in iv]) / 3600, 4)
+    seconds = {c: _union_s(iv) for c, iv in per_class.items()}
+    hours = {c: round(v / 3600, 4) for c, v in seconds.items()}
+    total_s = _union_s([i for c, iv in per_class.items() if c != "fill" for i in iv])
+    on_air_total = round(total_s / 3600, 4)
 
     eps = scope.endpoints
     histories = store.presence([e.id for e in eps], end_eff)
@@ -125,11 +164,12 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
         up_total += up
         span_total += span
         availability.append({"endpoint": ep.id, "name": ep.name, "zone": ep.zone_id,
-                             "online_h": round(up / 3600, 4),
+                             "online_h": round(up / 3600, 4), "online_s": round(up),
                              "availability_pct": round(100 * up / span, 2) if span else None})
 
     ids = {e.id for e in eps}
     alerts = []
+    media_titles: dict[str, str] | None = None  # read once, if an alert plays a library item
     for rec in store.load_alerts():
         at = float(rec.get("created_at") or 0)
         if not start <= at < end:
@@ -140,8 +180,14 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
             continue
         reach = rec.get("reached_ms", {})
         times = [reach[e] for e in targeted if e in reach]
+        content = rec.get("content") or {}
+        if media_titles is None and content.get("kind") == "media" and "id" in content:
+            media_titles = {str(m.get("id")): str(m.get("title") or m.get("filename") or "")
+                            for m in store.list_media()}
         alerts.append({
-            "id": rec["id"], "class": rec.get("class"), "status": rec.get("status"),
+            "id": rec["id"], "title": alert_words(rec, media_titles or {}),
+            "content": content.get("kind"), "mount": content.get("mount"),
+            "class": rec.get("class"), "status": rec.get("status"),
             "created_at": at, "targeted": len(targeted), "reached": len(times),
             "reach_pct": round(100 * len(times) / len(targeted), 2) if targeted else None,
             "reach_p50_ms": percentile(times, 50),
@@ -156,6 +202,10 @@ def commune_report(store: Store, scope: ReportScope, start: float, end: float, n
         "on_air_hours": {"by_class": hours, "total_without_fill": on_air_total,
                          "by_zone": {z: {c: round(v / 3600, 4) for c, v in cl.items()}
                                      for z, cl in per_zone.items()}},
+        "on_air_seconds": {"by_class": {c: round(v) for c, v in seconds.items()},
+                           "total_without_fill": round(total_s),
+                           "by_zone": {z: {c: round(v) for c, v in cl.items()}
+                                       for z, cl in per_zone.items()}},
         "availability": {"endpoints": len(eps),
                          "pct": round(100 * up_total / span_total, 2) if span_total else None,
                          "per_endpoint": availability},

@@ -32,6 +32,20 @@ export const PAGES = [
   { id: "users", title: N_("Users"), role: "admin" },
 ];
 
+// the roles of loa/control/auth.py, as people say them
+export const ROLE_WORDS = {
+  admin: N_("Admin"), operator: N_("Operator"), alert: N_("Alert official"), viewer: N_("Viewer"),
+};
+/** A role (admin, operator, alert, viewer) in words, in the console's language. */
+export const roleName = (id) => (ROLE_WORDS[id] ? _(ROLE_WORDS[id]) : id);
+
+// espeak-ng's Vietnamese voices (loa/codecs/tts.py VOICES), for every "text read aloud"
+export const VOICES = [
+  ["vi", N_("Northern voice")],
+  ["vi-vn-x-central", N_("Central voice")],
+  ["vi-vn-x-south", N_("Southern voice")],
+];
+
 // what the pages share: who is signed in, the last status snapshot, the zones of the scope
 export const state = { session: null, csrf: "", status: null, zones: [], lang: "vi" };
 
@@ -143,12 +157,49 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-/** A short message in the corner; `kind` "error" for a refusal. */
+/** A short message at the screen's edge (the top on a phone, the bottom corner on a wider
+ * screen: never over the page's own controls for long); `kind` "error" for a refusal. A
+ * click on it, or Escape, dismisses it; it goes by itself after 4 s (an error after 8 s). */
 export function toast(text, kind = "info") {
   const el = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" },
-    text);
+    h("span", {}, text),
+    h("button", { type: "button", class: "toast-close", "aria-label": _("Dismiss") }, "×"));
+  el.addEventListener("click", () => el.remove());
   document.getElementById("toasts").append(el);
   setTimeout(() => el.remove(), kind === "error" ? 8000 : 4000);
+}
+
+/**
+ * Ask before a grave action, in place: `button` gives way to `question`, a button `yes`
+ * (red) and "Cancel"; `action()` runs on yes. The keyboard goes to "yes", and back to
+ * `button` afterwards (Escape or "Cancel": nothing done).
+ */
+export function askFirst(button, question, yes, action) {
+  const id = button.dataset.testid;
+  const yesBtn = h("button", { type: "button", class: "danger",
+    "data-testid": id ? `${id}-confirm` : null }, yes);
+  const noBtn = h("button", { type: "button", class: "secondary",
+    "data-testid": id ? `${id}-cancel` : null }, _("Cancel"));
+  const box = h("span", { class: "ask", role: "group", "aria-label": question },
+    h("span", { class: "warn" }, question), yesBtn, noBtn);
+  const back = () => { if (box.isConnected) box.replaceWith(button); button.focus(); };
+  yesBtn.addEventListener("click", () => { back(); action(); });
+  noBtn.addEventListener("click", back);
+  box.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); back(); }
+  });
+  button.replaceWith(box);
+  yesBtn.focus();
+}
+
+/** A number in the console's language (Vietnamese 1.234,5; English 1,234.5), with `max`
+ * decimals at most and `min` at least; "—" for none. */
+export function fmtNumber(value, { max = 1, min = 0 } = {}) {
+  if (value === null || value === undefined || value === "" || !Number.isFinite(Number(value))) {
+    return "—";
+  }
+  return new Intl.NumberFormat(state.lang === "en" ? "en-GB" : "vi-VN",
+    { maximumFractionDigits: max, minimumFractionDigits: min }).format(Number(value));
 }
 
 /** Run `fn`; show its ApiFailure (or any error) as an error toast instead of throwing. */
@@ -278,7 +329,8 @@ function emit(name, data) {
 
 function openEvents() {
   if (events) events.close();
-  events = new EventSource("/api/v1/events");
+  // an EventSource sends no header of ours: its language (the alarms' words) in the query
+  events = new EventSource(`/api/v1/events?lang=${encodeURIComponent(state.lang)}`);
   for (const name of ["status", "levels", "commands", "alert"]) {
     events.addEventListener(name, (e) => {
       const data = JSON.parse(e.data);
@@ -297,18 +349,40 @@ async function refreshZones() {
   state.zones = data.zones;
 }
 
-async function signedIn(session) {
+/** Who is signed in, in the header: their name, their roles in words and their scope's
+ * zone by name (the whole line in its tooltip, for a phone that cuts it). */
+function drawWho() {
+  const s = state.session;
+  const who = document.getElementById("who");
+  if (!s) { who.replaceChildren(); who.removeAttribute("title"); return; }
+  const name = s.display_name || s.user || s.name;
+  const roles = (s.roles || []).map(roleName).join(", ");
+  const scope = s.scope === "*" ? _("Every zone") : zoneName(s.scope);
+  who.replaceChildren(h("strong", {}, name), " ", h("span", {}, `${roles} · ${scope}`));
+  who.title = `${name} · ${roles} · ${scope}`;
+}
+
+async function signedIn(session, { focus = false } = {}) {
   state.session = session;
   state.csrf = session.csrf_token || state.csrf;
   document.getElementById("login").hidden = true;
   document.getElementById("page").hidden = false;
   document.getElementById("logout").hidden = false;
-  document.getElementById("who").textContent =
-    `${session.user || session.name} · ${session.roles.join(", ")} · ${session.scope}`;
   await refreshZones();
+  drawWho();
   drawNav();
   openEvents();
-  route();
+  await route();
+  // the form that had the keyboard is gone: the page's title takes it
+  if (focus) focusHeading();
+}
+
+/** Give the keyboard (and a screen reader's attention) to the page's title. */
+function focusHeading() {
+  const h1 = document.querySelector("#page h1");
+  if (!h1) return;
+  h1.tabIndex = -1;
+  h1.focus({ preventScroll: true });
 }
 
 function signedOut() {
@@ -320,7 +394,10 @@ function signedOut() {
   document.getElementById("page").hidden = true;
   document.getElementById("nav").hidden = true;
   document.getElementById("logout").hidden = true;
-  document.getElementById("who").textContent = "";
+  drawWho();
+  // the keyboard goes to the form, not to a button that vanished
+  const username = document.querySelector("#login input[name=username]");
+  if (username) username.focus();
 }
 
 async function login(e) {
@@ -333,7 +410,7 @@ async function login(e) {
       username: form.username.value, password: form.password.value });
     state.csrf = data.csrf_token;
     form.password.value = "";
-    await signedIn(await api("GET", "/api/v1/session"));
+    await signedIn(await api("GET", "/api/v1/session"), { focus: true });
   } catch (err) {
     error.textContent = err.message;
   }
@@ -351,6 +428,16 @@ function drawNav() {
   nav.replaceChildren(...visiblePages().map((p) =>
     h("a", { href: `#/${p.id}`, "data-page": p.id }, _(p.title))));
   nav.hidden = false;
+  navHints();
+}
+
+/** A navigation wider than the screen (a phone's) scrolls sideways: a fade at the end that
+ * has more links says so. */
+function navHints() {
+  const nav = document.getElementById("nav");
+  const more = nav.scrollWidth - nav.clientWidth;
+  nav.classList.toggle("more-before", more > 1 && nav.scrollLeft > 4);
+  nav.classList.toggle("more-after", more > 1 && nav.scrollLeft < more - 4);
 }
 
 let cleanup = null;
@@ -360,11 +447,20 @@ async function route() {
   const pages = visiblePages();
   const id = location.hash.replace(/^#\//, "").split("/")[0];
   const page = pages.find((p) => p.id === id) || pages[0];
-  if (page.id !== id) { history.replaceState(null, "", `#/${page.id}`); }
+  if (page.id !== id) {
+    history.replaceState(null, "", `#/${page.id}`);
+    // a page of the console this account may not open: say so rather than move silently
+    const refused = PAGES.find((p) => p.id === id);
+    if (refused) {
+      toast(_("The page “{page}” is not open to your account (its role or scope); here is the overview instead.",
+        { page: _(refused.title) }));
+    }
+  }
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === page.id) {
       a.setAttribute("aria-current", "page");
       a.scrollIntoView({ block: "nearest", inline: "nearest" });  // a phone's nav scrolls
+      navHints();
     }
     else a.removeAttribute("aria-current");
   }
@@ -397,7 +493,7 @@ async function setLanguage(lang) {
   document.documentElement.lang = state.lang;
   await loadMessages(state.lang);
   translateStatic();
-  if (state.session) { drawNav(); route(); }
+  if (state.session) { drawWho(); drawNav(); openEvents(); route(); }
 }
 
 async function start() {
@@ -411,6 +507,12 @@ async function start() {
     signedOut();
   });
   window.addEventListener("hashchange", route);
+  document.getElementById("nav").addEventListener("scroll", navHints, { passive: true });
+  window.addEventListener("resize", navHints);
+  // Escape dismisses the messages at the screen's edge
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") document.getElementById("toasts").replaceChildren();
+  });
   try {
     await signedIn(await api("GET", "/api/v1/session"));
   } catch {

@@ -49,7 +49,7 @@ async def test_a_handler_reads_an_error_its_own_way(server: LoaServer) -> None:
         == (400, {"error": "unknown zone 'nowhere'"})
     # refusals of the handler's own
     assert await call(server, "GET", "/api/v1/log?since=yesterday") \
-        == (400, {"error": "since='yesterday' is not a time: give unix seconds or ISO 8601, "
+        == (400, {"error": "since='yesterday' is not a time: give Unix seconds or ISO 8601, "
                            "such as 2026-12-01T06:00 (station time) or 2026-12-01T06:00+07:00"})
     assert await call(server, "DELETE", "/api/v1/requests/abc") \
         == (400, {"error": "request ids are integers"})

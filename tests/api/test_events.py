@@ -121,10 +121,11 @@ async def test_the_stream_carries_the_status_and_levels_of_the_callers_scope(
             assert name == "status" and events.retry == "2000"
             assert {z["zone"] for z in first["zones"]} == OP_ZONES
             # two endpoints a village, loa-001 of an-binh-1 online; a commune counts its own
+            # (no audio connection open: none connected)
             assert first["endpoints_by_zone"] == {
-                "an-binh": {"registered": 4, "online": 1},
-                "an-binh-1": {"registered": 2, "online": 1},
-                "an-binh-2": {"registered": 2, "online": 0}}
+                "an-binh": {"registered": 4, "online": 1, "connected": 0},
+                "an-binh-1": {"registered": 2, "online": 1, "connected": 0},
+                "an-binh-2": {"registered": 2, "online": 0, "connected": 0}}
             assert "counters" in first and "fleet" in first  # the status as GET status has it
             status, polled = await call(server, "GET", "/api/v1/status",
                                         headers=await session_of(server, "op"))

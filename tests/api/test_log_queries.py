@@ -78,7 +78,7 @@ async def test_the_audit_log_of_a_commune_admin_is_their_communes_only(
 async def test_log_queries_refuse_what_they_cannot_read(server: LoaServer) -> None:
     for path in ("/api/v1/log", "/api/v1/audit", "/api/v1/alarms/history"):
         for query, status, words in [
-            ({"since": "yesterday"}, 400, "since='yesterday' is not a time: give unix "
+            ({"since": "yesterday"}, 400, "since='yesterday' is not a time: give Unix "
              "seconds or ISO 8601, such as 2026-12-01T06:00 (station time)"),
             ({"until": "nan"}, 400, "until='nan' is not a time"),
             ({"limit": "0"}, 400, "limit must be a whole number from 1 to 1000"),

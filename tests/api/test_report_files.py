@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiohttp
 import openpyxl
@@ -24,7 +24,7 @@ H = 3600.0
 ALERT_AT = T0 + 13 * H + 90  # 13:01:30 local, 06:01:30 UTC
 AVAILABILITY = ["Cluster id", "Cluster name", "Zone id", "Zone name", "Hours online",
                 "Availability (%)"]
-ALERTS = ["Alert id", "Alert class", "Alert status", "Sent at", "Clusters targeted",
+ALERTS = ["Alert id", "Alert", "Alert class", "Alert status", "Sent at", "Clusters targeted",
           "Clusters reached", "Reached (%)", "Median time to reach (ms)",
           "Longest time to reach (ms)"]
 DAY = "from=2026-01-01&to=2026-01-02"
@@ -41,6 +41,7 @@ def history(server: LoaServer) -> None:
                                ("loa-002", True, T0 + 12 * H, "connected")])
     server.store.save_alert("a1", "completed", {
         "id": "a1", "class": "emergency", "status": "completed", "created_at": ALERT_AT,
+        "content": {"kind": "text", "text": "Lũ về:\nsơ tán ngay"},
         "zones": ["an-binh-1"], "targeted": ["loa-001", "loa-002"],
         "reached_ms": {"loa-001": 12.0, "loa-002": 30.0}})
 
@@ -83,20 +84,23 @@ async def test_the_report_downloads_as_csv_with_a_bom_and_local_times(
     assert ["loa-002", "Cụm loa 2", "an-binh-1", "Thôn An Bình 1", "12.0", "50.0"] in rows
     headers, rows = tables["Alerts in the period"]
     assert headers == ALERTS
-    assert rows == [["a1", "emergency", "completed", "2026-01-01 13:01:30", "2", "2",
-                     "100.0", "21.0", "30.0"]]  # local time, not UTC's 06:01:30
+    # what it said (one line), local time (not UTC's 06:01:30)
+    assert rows == [["a1", "Lũ về: sơ tán ngay", "emergency", "completed",
+                     "2026-01-01 13:01:30", "2", "2", "100.0", "21.0", "30.0"]]
     _, rows = tables["Commune report"]
     assert ["Commune", "Xã An Bình"] in rows and ["Period from", "2026-01-01 00:00:00"] in rows
-    assert ["emergency bulletins", "0.0"] in tables["Hours on air by bulletin class"][1]
-    assert ["normal bulletins", "1.0"] in tables["Hours on air by bulletin class"][1]
+    assert ["emergency bulletins", "0.0", "0:00:00"] in tables["Hours on air by bulletin class"][1]
+    assert ["normal bulletins", "1.0", "1:00:00"] in tables["Hours on air by bulletin class"][1]
 
     resp, body = await download(server, "year=2026&format=csv",  # Vietnamese: the default
                                 {"Authorization": auth()["Authorization"]})
     assert resp.status == 200
     assert 'filename="bao-cao-an-binh-2026.csv"' in resp.headers["Content-Disposition"]
-    tables = sections(list(csv.reader(io.StringIO(body.decode("utf-8-sig")))))
+    # as a Vietnamese Excel opens it: ';' between cells, a decimal comma
+    tables = sections(list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=";")))
     title = translate("vi", "Loudspeaker availability")
     assert tables[title][0] == [translate("vi", h) for h in AVAILABILITY]
+    assert [r[-1] for r in tables[title][1] if r[0] == "loa-001"] == ["100,0"]
 
 
 async def test_the_report_downloads_as_an_excel_workbook(server: LoaServer) -> None:
@@ -117,10 +121,13 @@ async def test_the_report_downloads_as_an_excel_workbook(server: LoaServer) -> N
     alerts = [list(r) for r in book["Alerts in the period"].iter_rows(values_only=True)]
     assert alerts[0] == ALERTS
     # a real date-time, in local time (Excel has no time zones)
-    assert alerts[1] == ["a1", "emergency", "completed", datetime(2026, 1, 1, 13, 1, 30), 2, 2,
-                         100.0, 21.0, 30.0]
-    assert datetime.fromtimestamp(ALERT_AT, STATION_TZ).replace(tzinfo=None) == alerts[1][3]
-    assert book["Alerts in the period"]["D2"].number_format == "dd/mm/yyyy hh:mm:ss"
+    assert alerts[1] == ["a1", "Lũ về: sơ tán ngay", "emergency", "completed",
+                         datetime(2026, 1, 1, 13, 1, 30), 2, 2, 100.0, 21.0, 30.0]
+    assert datetime.fromtimestamp(ALERT_AT, STATION_TZ).replace(tzinfo=None) == alerts[1][4]
+    assert book["Alerts in the period"]["E2"].number_format == "dd/mm/yyyy hh:mm:ss"
+    # a duration is a real duration: an hour's bulletin, not 1.0 of something
+    hours = book["Hours on air by bulletin class"]
+    assert hours["C5"].value == timedelta(hours=1) and hours["C5"].number_format == "[h]:mm:ss"
 
     resp, body = await download(server, f"{DAY}&format=xlsx",  # Vietnamese: the default
                                 {"Authorization": auth()["Authorization"]})

@@ -7,6 +7,7 @@ from."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from loa.app import LoaServer
@@ -105,11 +106,46 @@ async def test_an_unreachable_server_is_named_with_where_its_address_came_from(
     ran = await loa("zones", env=env, cwd=tmp_path)
     assert ran.code == 1 and ran.out == ""
     first, second = ran.err.splitlines()
-    assert first.startswith(f"loa zones: không kết nối được tới máy chủ Loa ở "
-                            f"http://127.0.0.1:{port} (lấy từ LOA_URL): ")
+    # why, in the user's words: not aiohttp's English
+    assert first == (f"loa zones: không kết nối được tới máy chủ Loa ở http://127.0.0.1:{port} "
+                     "(lấy từ LOA_URL): kết nối bị từ chối: không có chương trình nào nghe ở "
+                     "cổng đó.")
     assert second == ("Máy chủ đã chạy chưa? Khởi động bằng ./run serve, hoặc chỉ tới máy chủ "
                       "khác bằng LOA_URL=http://máy:cổng hoặc --url.")
     given = await loa("zones", "--url", f"http://127.0.0.1:{port}", env=environment(
         LOA_TOKEN="x", LANG="en_US.UTF-8"), cwd=tmp_path)
-    assert f"cannot reach the Loa server at http://127.0.0.1:{port} (given with --url)" in \
-        given.err
+    assert f"cannot reach the Loa server at http://127.0.0.1:{port} (given with --url): " \
+        "connection refused: nothing listens on that port (Cannot connect to host" in given.err
+    # an address without its scheme is no address: said as such, a usage error (2)
+    bare = await loa("zones", "--url", f"127.0.0.1:{port}", env=env, cwd=tmp_path)
+    assert bare.code == 2 and bare.err == (
+        f"loa zones: 127.0.0.1:{port} không phải địa chỉ máy chủ: hãy cho địa chỉ dạng "
+        "http://127.0.0.1:8080 (--url hoặc LOA_URL)\n")
+    unnamed = await loa("zones", "--url", "http://khong-co-may-nay.invalid:8080", env=env,
+                        cwd=tmp_path)
+    assert unnamed.code == 1 and "(cho bằng --url): không tìm thấy máy nào có tên đó." in \
+        unnamed.err
+
+
+async def test_a_missing_local_file_is_said_first(server: LoaServer, tmp_path: Path) -> None:
+    """``alert --file`` takes a local file, else a file of the server's media folder: with
+    neither, the local file is what is missing, said first, as a usage error (2)."""
+    env = server_env(server)
+    ran = await loa("alert", "--zones", "an-binh", "--file", "khong-co.mp3", env=env,
+                    cwd=tmp_path)
+    assert ran.code == 2 and ran.out == "" and not server.alerts.alerts
+    first, second = ran.err.splitlines()
+    assert first == f"loa alert: không tìm thấy tệp {tmp_path / 'khong-co.mp3'}"
+    assert second.startswith("(Thư mục media của máy chủ cũng không có tệp đó: ")
+    scripted = await loa("--json", "alert", "--zones", "an-binh", "--file", "khong-co.mp3",
+                         env={**env, "LANG": "en_US.UTF-8"}, cwd=tmp_path)
+    assert scripted.code == 2 and "error" in json.loads(scripted.out)
+    assert scripted.err.startswith(f"loa alert: file not found: {tmp_path / 'khong-co.mp3'}\n")
+
+
+async def test_a_negative_count_is_a_usage_error(server: LoaServer) -> None:
+    for args in (["zones", "--limit", "-1"], ["media", "list", "--offset", "-5"],
+                 ["alert", "--list", "--limit", "x"]):
+        ran = await loa(*args, env=server_env(server, LANG="en_US.UTF-8"))
+        assert ran.code == 2 and ran.out == "", args
+        assert "is not a count: give a whole number from 0 up (0: all)" in ran.err, ran.err

@@ -82,7 +82,7 @@ async def test_commands_shows_who_acknowledged_who_waits_and_who_failed(
         assert sent.code == 0, sent.err
         batch = list(server.fleet.commands.values())[-1].batch
         assert sent.out.splitlines()[0] == (
-            f"Đã gửi lệnh volume 55 tới 4 cụm loa của vùng an-binh (Xã An Bình): lô lệnh "
+            f"Đã gửi lệnh âm lượng 55% tới 4 cụm loa của vùng an-binh (Xã An Bình): lô lệnh "
             f"{batch}.")
         assert sent.out.splitlines()[-1] == f"Theo dõi kết quả: loa commands {batch}"
         await server.fleet.until(lambda: {c.endpoint_id: c.status.value
@@ -96,7 +96,7 @@ async def test_commands_shows_who_acknowledged_who_waits_and_who_failed(
     shown = await loa("commands", batch, env=env)
     assert shown.code == 0, shown.err
     lines = shown.out.splitlines()
-    assert lines[0] == f"Lô lệnh {batch}: volume 55 tới 4 cụm loa."
+    assert lines[0] == f"Lô lệnh {batch}: âm lượng 55% tới 4 cụm loa."
     assert lines[1].startswith("đã xác nhận 1 · đang chờ 2 · thất bại 1  (xác nhận sau p50 ")
     rows = {line.split()[0]: line for line in lines[3:]}
     assert list(rows) == ["loa-002", "loa-003", "loa-004", "loa-001"]  # failures first
@@ -105,6 +105,7 @@ async def test_commands_shows_who_acknowledged_who_waits_and_who_failed(
     assert "đang chờ" in rows["loa-003"] and "đã xác nhận" in rows["loa-001"]
 
     english = await loa("commands", batch, env={**env, "LANG": "en_US.UTF-8"})
+    assert english.out.splitlines()[0] == f"Batch {batch}: volume 55% to 4 endpoints."
     assert english.out.splitlines()[1].startswith("acknowledged 1 · pending 2 · failed 1")
     scripted = await loa("commands", batch, "--json", env=env)
     assert json.loads(scripted.out)["summary"] == {"acked": 1, "failed": 1, "pending": 2}
@@ -135,3 +136,42 @@ async def test_live_on_a_zone_outside_the_scope_says_so_and_what_to_do(
     assert "Your account acts only on the zones under an-binh" in english.err
     unknown = await loa("live", "phu-myy-1", env={**env, "LANG": "en_US.UTF-8"})
     assert unknown.code == 1 and "There is no zone 'phu-myy-1'" in unknown.err
+
+
+async def test_a_refusal_of_the_scope_is_said_once(server: LoaServer) -> None:
+    """Every command that names a zone outside the caller's scope says the server's refusal
+    once (not again from a second look at the zone), with one ``loa <command>:`` prefix;
+    with ``--json`` the refusal's JSON is on stdout, for ``live`` too."""
+    from tests.api.accounts import add_user, token_of
+
+    await add_user(server, "op-an-binh", ["operator", "alert"], "an-binh")
+    token = (await token_of(server, "op-an-binh"))["Authorization"].split()[1]
+    env = {**server_env(server), "LOA_TOKEN": token}
+    refusal = "máy chủ từ chối (403): vùng '{zone}' nằm ngoài phạm vi của bạn (an-binh)"
+    hint = ("Tài khoản của bạn chỉ thao tác trên các vùng thuộc an-binh: một quản trị viên có "
+            "phạm vi bao gồm vùng này có thể làm việc đó, hoặc mở rộng phạm vi cho bạn.")
+    for zone, args in [
+        ("phu-my-1", ["alert", "--zones", "phu-my-1", "--text", "Thử"]),
+        ("phu-my", ["report", "phu-my", "--year", "2026"]),
+        ("phu-my", ["command", "--zone", "phu-my", "volume", "50"]),
+        ("phu-my", ["schedule", "add", "--zones", "phu-my", "--start", "2030-01-01T06:00",
+                    "--duration", "30m", "--text", "Thử"]),
+        ("phu-my", ["endpoints", "list", "--zone", "phu-my"]),
+        ("phu-my-1", ["live", "phu-my-1"]),
+        ("phu-my-1", ["live", "--release", "phu-my-1"]),
+    ]:
+        ran = await loa(*args, env=env)
+        assert ran.code == 1 and ran.out == "", (args, ran.out)
+        assert ran.err == f"loa {args[0]}: {refusal.format(zone=zone)}\n{hint}\n", (args, ran.err)
+    # a command that needs another right: that refusal alone, not the scope's as well
+    ran = await loa("endpoints", "add", "loa-999", "--zone", "phu-my-1", env=env)
+    assert ran.code == 1 and ran.err.count("máy chủ từ chối") == 1 and "phạm vi" not in ran.err
+    assert "Vai trò của bạn không có quyền quản trị" in ran.err  # the right in words
+    for args in (["--json", "live", "phu-my"], ["--json", "alert", "--zones", "phu-my",
+                                                "--text", "Thử"]):
+        ran = await loa(*args, env=env)
+        assert ran.code == 1 and ran.err == "", (args, ran.err)
+        assert json.loads(ran.out) == {"error": "vùng 'phu-my' nằm ngoài phạm vi của bạn "
+                                                "(an-binh)", "refused": "scope",
+                                       "scope": "an-binh"}
+    assert live_zones(server) == {} and not server.alerts.alerts

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 
 from loa.app import LoaServer
 from loa.core.clock import STATION_TZ
+from tests.audio import tone_file
 from tests.cli.shell import loa, server_env
 from tests.conftest import auth
 from tests.server.test_ingest import base
@@ -25,9 +26,10 @@ async def many_endpoints(server: LoaServer, n: int = 1010) -> None:
     assert not result.errors and len(result.created) == n
 
 
-async def raw_get(server: LoaServer, path: str) -> bytes:
+async def raw_get(server: LoaServer, path: str, language: str = "en") -> bytes:
     async with aiohttp.ClientSession() as http:
-        async with http.get(base(server) + path, headers=auth()) as resp:
+        async with http.get(base(server) + path,
+                            headers={**auth(), "Accept-Language": language}) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
             return await resp.read()
@@ -87,7 +89,8 @@ async def test_long_lists_come_a_page_at_a_time_and_whole_with_json(server: LoaS
     english = await loa("endpoints", "list", env={**env, "LANG": "en_US.UTF-8"})
     assert english.out.splitlines()[-1] == "Rows 1-100 of 1018. Next: --offset 100; all: --limit 0."
     whole = await loa("--json", "endpoints", "list", env=env)
-    assert whole.out.encode() == await raw_get(server, "/api/v1/endpoints") + b"\n"
+    # what people read in it (a presence's reason) in the language the command asked for
+    assert whole.out.encode() == await raw_get(server, "/api/v1/endpoints", "vi") + b"\n"
 
 
 def read_a_little_then_close(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]:
@@ -135,3 +138,31 @@ def test_columns_count_what_a_terminal_shows() -> None:
     assert table(["A", "B"], [[decomposed, 1], ["x", None]]) == (
         f"A{' ' * 10}B\n{decomposed}  1\nx{' ' * 10}–\n")  # 9 wide, 2 apart
     assert [duration(s) for s in (59.6, 1800, 3725, None)] == ["1:00", "30:00", "1:02:05", "–"]
+
+
+async def test_what_was_kept_or_started_late_is_said(server: LoaServer, tmp_path: Path) -> None:
+    """The same recording again with another title keeps the item (and says so); an item
+    saved while its slot is under way says it starts now, late, until its window ends."""
+    env = server_env(server)
+    await tone_file(tmp_path / "ban-tin.mp3", 440, 1.0, ["-c:a", "libmp3lame"])
+    first = await loa("media", "add", "ban-tin.mp3", "--title", "Tin sáng", env=env,
+                      cwd=tmp_path, timeout_s=120)
+    assert first.code == 0, first.err
+    media_id = server.media.list()[0].id
+    again = await loa("media", "add", "ban-tin.mp3", "--title", "Tin chiều", "--tags", "chieu",
+                      env=env, cwd=tmp_path)
+    assert again.code == 0 and again.out == (
+        f"Đã có trong thư viện: {media_id}: Tin sáng.\n"
+        "Tiêu đề và thẻ vừa nhập không được áp dụng: mục giữ nguyên tiêu đề và thẻ của nó "
+        "(thẻ: –).\n")
+    assert [m.title for m in server.media.list()] == ["Tin sáng"]
+
+    began = (server.wall.now() - timedelta(minutes=10)).astimezone(STATION_TZ)
+    ran = await loa("schedule", "add", "--zones", "an-binh", "--start",
+                    began.strftime("%Y-%m-%dT%H:%M"), "--duration", "1h", "--media", media_id,
+                    env=env)
+    assert ran.code == 0, ran.err
+    ends = began.replace(second=0, microsecond=0) + timedelta(hours=1)
+    assert ran.out.splitlines()[1] == (
+        f"Khung giờ {began:%Y-%m-%d %H:%M} của mục này đã bắt đầu: mục được phát ngay bây giờ "
+        f"(trễ) và kết thúc cùng khung giờ lúc {ends:%Y-%m-%d %H:%M}.")

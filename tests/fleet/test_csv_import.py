@@ -205,3 +205,13 @@ def test_encodings_by_byte_order_mark_by_charset_or_refused() -> None:
         decode(text.encode("utf-16-le"))
     with pytest.raises(TableError, match=r"not valid UTF-16 \(byte 0x00 at byte 2\)"):
         decode(b"\xff\xfe\x00")  # an odd length
+
+
+def test_an_error_names_the_column_as_the_file_names_it() -> None:
+    from loa.control.endpoints import plan_csv_import
+
+    text = "Mã loa;Vùng;Vĩ độ;Kinh độ\nloa-x1;an-binh-1;95,0;106,1\nloa-x1;an-binh-1;;\n"
+    plan = plan_csv_import(text, frozenset(), frozenset({"an-binh-1"}), 0.0, secrets=False)
+    assert [str(e) for e in plan.errors] == [
+        "line 2: Vĩ độ '95.0' must be from -90 to 90",
+        "line 3: Mã loa 'loa-x1' appears twice"]

@@ -213,7 +213,7 @@ async def test_the_report_matches_a_scripted_history(tmp_path: Path) -> None:
                                 headers=auth()) as resp:
                 assert resp.status == 200 and resp.content_type == "text/csv"
                 rows = list(csv.reader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
-        assert ["emergency bulletins", "0.1"] in rows  # hours on air by class
+        assert ["emergency bulletins", "0.1", "0:06:00"] in rows  # time on air by class
         assert any(r[:3] == ["loa-002", "Cụm loa 2", "an-binh-1"] for r in rows)  # availability
         status, body = await call(server, "GET", "/api/v1/reports/an-binh?from=x&to=y")
         assert status == 400

@@ -99,6 +99,8 @@ async def test_a_short_webrtc_bench_hears_every_path() -> None:
         assert c["aiortc_whep_viewer"]["clicks"] >= 6, c
     else:
         assert "skipped" in c
+    s = r["whip_sources"]
+    assert s["live"] == s["sources"] == 4 and s["cpu_pct_per_source"] is not None, s
     w = r["whep_viewers"]
     assert w["connected"] == w["receiving"] == 3 and w["cpu_pct_per_viewer"] is not None, w
     text = format_results({"webrtc": r})

@@ -176,3 +176,34 @@ def test_the_wall_clock_maps_both_ways_in_the_station_zone() -> None:
     assert wall.at(wall.ns_of(later)) == later and wall.ns_of(later) == 6_500_000_000
     assert wall.now() == start and wall.now().utcoffset() == timedelta(hours=7)
     assert wall.correct() == 0.0  # no system clock: never stepped
+
+
+async def test_an_item_saved_while_its_window_is_open_starts_at_once_late() -> None:
+    """A bulletin from 10:00 to 11:00 saved at 10:10 plays now, to the end of its window (as a
+    slot missed in an outage plays late); a window already closed, an item changed while its
+    slot plays and an item loaded at start-up (its own missed-slot policy) start nothing."""
+    clock = FakeClock(start_ns=0)
+    wall = WallClock(clock, STATION_TZ, system=None, start=local("2026-11-30T10:10"))
+    started: list[tuple[str, str, str]] = []
+    closed: list[tuple[str, str]] = []
+    engine = ScheduleEngine(
+        wall, lambda it, slot: started.append((it.id, f"{slot:%H:%M}", f"{wall.now():%H:%M}")),
+        lambda run: closed.append((run.item.id, f"{wall.now():%H:%M}")))
+    task = asyncio.create_task(engine.run())
+    await asyncio.sleep(0)
+    await clock.advance(NS_PER_S)
+    engine.put(item("bulletin", "2026-11-30T10:00", None, minutes=60))
+    engine.put(item("over", "2026-11-30T09:00", None, minutes=60))  # closed at 10:00
+    engine.put(item("daily", "2026-11-29T10:05", "FREQ=DAILY", minutes=30))  # today's is open
+    engine.put(item("loaded", "2026-11-30T10:00", None, minutes=60), join=False)
+    await clock.advance(NS_PER_S)
+    assert started == [("bulletin", "10:00", "10:10"), ("daily", "10:05", "10:10")]
+    engine.put(item("bulletin", "2026-11-30T10:00", None, minutes=45))  # changed: plays on
+    await clock.advance(NS_PER_S)
+    assert len(started) == 2
+    assert not engine.lateness_s  # the engine was not late: the items came late
+    await clock.advance(3600 * NS_PER_S)
+    task.cancel()
+    # each window closes on time, and nothing more started
+    assert ("bulletin", "11:00") in closed and ("daily", "10:35") in closed
+    assert started[2:] == []

@@ -83,6 +83,26 @@ async def test_bad_schedules_are_refused(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_an_item_saved_during_its_slot_plays_at_once_until_its_window_ends(
+        tmp_path: Path) -> None:
+    """Saved at 10:10 for 10:00-11:00: it goes on air now (late), not never."""
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        began = (server.wall.now() - timedelta(minutes=10)).astimezone(STATION_TZ)
+        status, created = await call(server, "POST", "/api/v1/schedules", json={
+            "title": "Bản tin đang giờ", "zones": ["an-binh"], "duration_s": 3600,
+            "start": began.replace(tzinfo=None).isoformat(timespec="seconds"),
+            "content": {"kind": "tone"}})
+        assert status == 201 and created["next"] is None, created
+        await step(server, clock, 1)
+        label = f"schedule/{created['schedule']['id']}"
+        assert [r.zone_id for r in server.engine.requests.values() if r.label == label] == [
+            "an-binh"]
+        assert server.schedule.running[0].slot == began.replace(microsecond=0)
+    finally:
+        await server.stop()
+
+
 async def test_slots_missed_during_an_outage_follow_each_items_policy(tmp_path: Path) -> None:
     from loa.control.store import Store
 

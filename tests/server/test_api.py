@@ -36,15 +36,21 @@ async def test_every_api_call_needs_a_valid_token(server: LoaServer, path: str) 
 async def test_first_start_makes_an_admin_token_and_keeps_only_its_hash(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from loa.config import Config
+    from loa.config import Config, MqttConfig
 
-    cfg = replace(Config(), listen_port=0, data_dir=tmp_path / "d", demo=False)
-    s = await asyncio.to_thread(LoaServer, cfg)  # opens its database: beside the loop
+    cfg = replace(Config(), listen_host="127.0.0.1", listen_port=0, data_dir=tmp_path / "d",
+                  demo=False, mqtt=MqttConfig(listen_port=0))
+    never = await asyncio.to_thread(LoaServer, cfg)  # opens its database: beside the loop
+    assert never.new_admin_token
+    await never.stop()  # never started: it keeps no token it did not show
+    assert not await asyncio.to_thread((tmp_path / "d" / "tokens.json").exists)
+    s = await asyncio.to_thread(LoaServer, cfg)
+    await s.start()
     token = s.new_admin_token
-    assert token and len(token) >= 32
+    assert token and len(token) >= 32 and token != never.new_admin_token
     stored = await asyncio.to_thread((tmp_path / "d" / "tokens.json").read_text)
     assert token not in stored
-    await s.stop()  # never started: closes its store and lets the data folder go
+    await s.stop()
     again = await asyncio.to_thread(LoaServer, cfg)  # a restart: the same token works,
     try:                                              # no new one is printed
         assert again.new_admin_token is None

@@ -84,7 +84,8 @@ async def test_a_second_server_on_one_data_folder_refuses_to_start(tmp_path: Pat
         # and as a person sees it: `loa serve` says so and exits 1
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loa", "serve", "--listen", "127.0.0.1:0",
-            "--data-dir", str(tmp_path / "data"), stderr=asyncio.subprocess.PIPE)
+            "--data-dir", str(tmp_path / "data"), stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "LANGUAGE": "en"})
         _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 1 and b"is in use by another Loa" in err
     finally:

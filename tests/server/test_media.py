@@ -15,6 +15,8 @@ from loa.codecs.loudness import integrated_lufs
 from loa.control.media import MediaLibrary
 from loa.control.store import Store
 from loa.core.priority import Priority
+from tests.api.accounts import add_user, token_of
+from tests.api.test_accounts import tomorrow
 from tests.audio import FFMPEG, tone_bytes, tone_file
 from tests.conftest import auth, run_cli
 from tests.server.test_alerts import fake_clock_server, tick
@@ -52,6 +54,58 @@ async def test_upload_measures_and_lists_and_dedupes(server: LoaServer, tmp_path
     assert status == 200 and again["media"]["id"] == item["id"] and not again["created"]
     status, listing = await call(server, "GET", "/api/v1/media")
     assert [m["id"] for m in listing["media"]] == [item["id"]]
+
+
+async def upload_with(server: LoaServer, headers: dict[str, str], path: Path,
+                      **fields: str) -> tuple[int, dict]:
+    """A media upload as the caller of ``headers``, with form ``fields`` (title, tags)."""
+    form = aiohttp.FormData()
+    for k, v in fields.items():
+        form.add_field(k, v)
+    form.add_field("file", io.BytesIO(await asyncio.to_thread(path.read_bytes)),
+                   filename=path.name)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base(server) + "/api/v1/media", data=form,
+                             headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_the_same_recording_from_two_communes_is_an_item_of_each(
+        server: LoaServer, tmp_path: Path) -> None:
+    """Dedupe by content stays within one owner: another commune uploading the same file
+    gets an item of its own (its title, usable in its schedule), never the first commune's;
+    the audio is stored once, and stays while any item holds it."""
+    await add_user(server, "op-an-binh", "operator", "an-binh")
+    await add_user(server, "op-phu-my", "operator", "phu-my")
+    an_binh, phu_my = await token_of(server, "op-an-binh"), await token_of(server, "op-phu-my")
+    mp3 = await tone_file(tmp_path / "ban-tin.mp3", 500, 1.0, ["-c:a", "libmp3lame"])
+    status, first = await upload_with(server, an_binh, mp3, title="Tin An Bình")
+    assert status == 201 and first["media"]["zone"] == "an-binh"
+    status, second = await upload_with(server, phu_my, mp3, title="Tin Phú Mỹ")
+    assert status == 201 and second["created"], second
+    mine = second["media"]
+    assert mine["id"] != first["media"]["id"] and mine["zone"] == "phu-my"
+    assert mine["title"] == "Tin Phú Mỹ" and mine["duration_s"] == first["media"]["duration_s"]
+    status, listing = await call(server, "GET", "/api/v1/media", headers=phu_my)
+    assert [m["title"] for m in listing["media"]] == ["Tin Phú Mỹ"]
+    # the same file again from the same commune: its item, as it was
+    status, again = await upload_with(server, phu_my, mp3, title="Tên khác")
+    assert status == 200 and not again["created"] and again["media"] == mine
+    status, planned = await call(server, "POST", "/api/v1/schedules", headers=phu_my, json={
+        "title": "Tin xã", "zones": ["phu-my"], "duration_s": 60, "start": tomorrow(server),
+        "content": {"kind": "media", "id": mine["id"]}})
+    assert status == 201, planned
+    assert len(leftovers(server)) == 1  # one file for both
+    # the first commune's item goes: the file stays for the other
+    status, _ = await call(server, "DELETE", f"/api/v1/media/{first['media']['id']}",
+                           headers=an_binh)
+    assert status == 200 and len(leftovers(server)) == 1
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base(server) + mine["audio_url"], headers=phu_my) as resp:
+            assert resp.status == 200 and len(await resp.read()) == mp3.stat().st_size
+    await call(server, "DELETE", f"/api/v1/schedules/{planned['schedule']['id']}")
+    status, _ = await call(server, "DELETE", f"/api/v1/media/{mine['id']}", headers=phu_my)
+    assert status == 200 and leftovers(server) == []
 
 
 async def test_a_text_file_renamed_mp3_is_refused_and_leaves_nothing(server: LoaServer,

@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from loa.control.schedule.recurrence import CACHE_SPAN, STATION_TZ, ScheduleItem
+from loa.control.schedule.recurrence import CACHE_SPAN, MAX_WINDOW_S, STATION_TZ, ScheduleItem
 from loa.core.clock import WallClock
 
 log = logging.getLogger(__name__)
@@ -45,27 +45,40 @@ class Plan:
     ``now``: the wall time planned for (aware). ``since``: the engine's done-until when the
     snapshot was taken. ``due``: every item of the snapshot, each with its slots from its own
     start time (``since``, or earlier for an item put while the last plan was worked out) up
-    to and including ``now``, in order, often none. ``wake``: the soonest slot after ``now``
-    and before ``now`` + ``IDLE_RECHECK``, else that bound."""
+    to and including ``now``, in order, often none. ``joined``: for the items just saved
+    (``ScheduleEngine.put``), their slots from before that start time whose windows are
+    still open at ``now`` (they start late, for what is left of the window). ``wake``: the
+    soonest slot after ``now`` and before ``now`` + ``IDLE_RECHECK``, else that bound."""
 
     now: datetime
     since: datetime
     due: list[tuple[ScheduleItem, list[datetime]]]
     wake: datetime
+    joined: list[tuple[ScheduleItem, list[datetime]]] = field(default_factory=list)
 
 
 def make_plan(todo: list[tuple[ScheduleItem, datetime]], now: datetime, since: datetime,
-              ahead: bool = True) -> Plan:
+              ahead: bool = True, joining: frozenset[str] = frozenset()) -> Plan:
     """Blocking (expands each rule; from the items' day caches once warm, so a plan over
     hundreds of items takes a few milliseconds): the plan for ``todo``, (item, the time its
     slots are due from) pairs, at ``now``. ``since``: the engine's done-until, kept in the
-    plan. ``ahead``: also work out ``wake`` (else it is ``now`` + ``IDLE_RECHECK``)."""
+    plan. ``ahead``: also work out ``wake`` (else it is ``now`` + ``IDLE_RECHECK``).
+    ``joining``: the ids of the items whose slots under way join late (``Plan.joined``)."""
     end = now + TICK
     due = [(item, item.slots(start, end)) for item, start in todo]
+    joined = [(item, open_slots(item, start, now)) for item, start in todo
+              if item.id in joining]
     wake = now + IDLE_RECHECK
     if ahead:
         wake = soonest_slot([(item, end) for item, _ in todo], wake)
-    return Plan(now, since, due, wake)
+    return Plan(now, since, due, wake, [(item, slots) for item, slots in joined if slots])
+
+
+def open_slots(item: ScheduleItem, before: datetime, now: datetime) -> list[datetime]:
+    """Blocking: the item's slots that began before ``before`` and whose windows are still
+    open at ``now`` (a window lasts at most ``MAX_WINDOW_S``)."""
+    return [slot for slot in item.slots(before - timedelta(seconds=MAX_WINDOW_S), before)
+            if item.window(slot)[1] > now]
 
 
 def soonest_slot(todo: Iterable[tuple[ScheduleItem, datetime]], cap: datetime) -> datetime:
@@ -97,7 +110,13 @@ class ScheduleEngine:
     ``start`` and ``close_window`` are called on the loop; the rules are expanded beside it
     (``run``). Every slot starts once, none is skipped: a slot is due from the done-until
     time (just after the last plan's ``now``) on, and an item put while a plan was worked out
-    has its slots taken from where that plan began."""
+    has its slots taken from where that plan began.
+
+    An item saved while one of its windows is open (``put`` with ``join``: a bulletin from
+    10:00 to 11:00 saved at 10:10) starts that slot at once, late, and it ends with its
+    window, as a slot missed during an outage plays late (``MissedPolicy.LATE``): what the
+    operator saved for now plays now. A slot of the item already running is not started
+    again (an item changed while it plays)."""
 
     def __init__(self, wall: WallClock,
                  start: Callable[[ScheduleItem, datetime], object],
@@ -112,17 +131,25 @@ class ScheduleEngine:
         # items put (new or replaced) while a plan was worked out, and the time their slots
         # are due from: the plan acted on never saw them
         self._behind: dict[str, datetime] = {}
+        self._joining: set[str] = set()  # items put whose open windows a plan must look at
         self._changed = asyncio.Event()
 
-    def put(self, item: ScheduleItem) -> None:
-        """Add or replace an item; the run loop re-plans at once."""
+    def put(self, item: ScheduleItem, *, join: bool = True) -> None:
+        """Add or replace an item; the run loop re-plans at once. ``join``: a slot of it
+        whose window is open now starts at once, late (an item saved by an operator); False
+        for the items loaded at start-up, whose missed slots follow their ``MissedPolicy``."""
         self.items[item.id] = item
+        if join:
+            self._joining.add(item.id)
+        else:
+            self._joining.discard(item.id)
         self._changed.set()  # the next event may now be sooner
 
     def remove(self, item_id: str) -> None:
         """Forget an item (a window already running still closes on time); unknown ids are
         ignored."""
         self.items.pop(item_id, None)
+        self._joining.discard(item_id)
         self._changed.set()
 
     def replan(self) -> None:
@@ -138,7 +165,8 @@ class ScheduleEngine:
         """Start every slot that opened in (done_until, now]; close windows that ended.
         Blocking (the rules are expanded here): for direct calls, such as a test that steps a
         fake clock frame by frame; ``run`` does the same with the expansion beside the loop."""
-        self._act(make_plan(self._todo(), now, self._done_until, ahead=False), now)
+        self._act(make_plan(self._todo(), now, self._done_until, ahead=False,
+                            joining=frozenset(self._joining)), now)
 
     def next_event(self, now: datetime) -> datetime:
         """When to wake next: the soonest slot still to start, or window to close, and at the
@@ -158,6 +186,19 @@ class ScheduleEngine:
         keep the items put meanwhile behind (their slots are due from where the plan began),
         move done-until past the plan's ``now`` and close the windows ended by ``now``."""
         planned = {id(item) for item, _ in plan.due}
+        for item, slots in plan.joined:
+            if self.items.get(item.id) is not item:
+                continue  # removed or replaced while the plan was worked out
+            for slot in slots:
+                if any(r.item.id == item.id and r.slot == slot for r in self.running):
+                    continue  # it plays already: the item was changed while it ran
+                # not counted as lateness: the engine was not late, the item came late
+                self.running.append(Running(item, slot, self._start(item, slot)))
+                log.info("schedule %s (%s): slot %s started late, at %s: saved while its "
+                         "window was open", item.id, item.title,
+                         slot.astimezone(STATION_TZ).isoformat(),
+                         now.astimezone(STATION_TZ).isoformat(timespec="seconds"))
+        self._joining -= {item.id for item, _ in plan.due if self.items.get(item.id) is item}
         for item, slots in plan.due:
             if self.items.get(item.id) is not item:
                 continue  # removed or replaced while the plan was worked out
@@ -184,7 +225,8 @@ class ScheduleEngine:
         while True:
             self._changed.clear()
             since = self._done_until
-            plan = await clock.to_thread(make_plan, self._todo(), self.wall.now(), since)
+            plan = await clock.to_thread(make_plan, self._todo(), self.wall.now(), since,
+                                         True, frozenset(self._joining))
             if self._done_until != since:
                 continue  # due() acted meanwhile: this plan could start its slots again
             self._act(plan, self.wall.now())

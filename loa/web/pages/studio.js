@@ -305,8 +305,9 @@ export default {
     // the microphone: its stream, the devices, the level
 
     const setWarning = (text, kind) => {
-      micWarning.textContent = text;
-      micWarning.className = kind || "muted";
+      // rewritten only when it changes: a screen reader would read it out again
+      if (micWarning.textContent !== text) micWarning.textContent = text;
+      if (micWarning.className !== (kind || "muted")) micWarning.className = kind || "muted";
     };
 
     const listDevices = async () => {

@@ -2,9 +2,9 @@
 loudness; list, show, listen to (the stored file, with Range), delete.
 
 Scope: an item belongs to its uploader's scope (``zone``; none for a caller of the whole
-station's). It is listed, shown and served to those whose scope holds its zone; the
-station's items (no zone) to everyone. Deleting one needs its zone in scope (the station's:
-the whole tree)."""
+station's); the same recording uploaded in two zones is two items (one file on the disk). It
+is listed, shown and served to those whose scope holds its zone; the station's items (no
+zone) to everyone. Deleting one needs its zone in scope (the station's: the whole tree)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ routes = web.RouteTableDef()
 @audited("media.add")
 async def add_media(request: web.Request) -> Changed:
     """Multipart (OPERATE): a ``file`` part, optional ``title`` and ``tags``
-    (comma-separated). 201 with the new item, 200 when the same audio was there already;
-    415 for another body, 413 over ``max_upload_mb``, 400 for a file that is not audio."""
+    (comma-separated). 201 with the new item, 200 with the item already there when the
+    same audio was uploaded before in the uploader's zone (another zone's upload of it is
+    theirs: this one gets an item of its own, ``MediaLibrary.add_file``); 415 for another
+    body, 413 over ``max_upload_mb``, 400 for a file that is not audio."""
     require(request, Right.OPERATE)
     if not request.content_type.startswith("multipart/"):
         raise ApiError(415, N_('upload as multipart/form-data with a "file" part'))

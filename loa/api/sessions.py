@@ -102,7 +102,8 @@ async def whoami(request: web.Request) -> web.Response:
         "rights": sorted(r.value for r in p.rights), "scope": p.scope or ALL_ZONES}
     if p.user and server_of(request).accounts.principal(p.user) is not None:
         # the account's display name, for the console's header
-        out["display_name"] = server_of(request).accounts.get(p.user).display_name
+        out["display_name"] = user_view(request, server_of(request).accounts.get(p.user))[
+            "display_name"]  # the first admin's in the caller's language
     if "Authorization" not in request.headers:
         session = server_of(request).accounts.session(request.cookies.get(SESSION_COOKIE, ""))
         if session is not None:

@@ -164,7 +164,8 @@ async def update_user(request: web.Request) -> Changed:
 @routes.delete("/api/v1/users/{username}")
 @audited("user.delete")
 async def delete_user(request: web.Request) -> Changed:
-    """Remove a user, their tokens and sessions (an admin over them; not oneself)."""
+    """Remove a user, their tokens and sessions (an admin over them; not oneself); 409 for
+    the last admin of the whole tree (``LastAdmin``), as for making them anything less."""
     s = server_of(request)
     user = s.accounts.get(request.match_info["username"])
     admin_over(request, user)

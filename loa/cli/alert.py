@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """List, cancel or trigger; exit status 0 done, 1 refused or unreachable, 2 when a
-    trigger names no zones (neither ``--zones`` nor ``--all``)."""
+    trigger names no zones (neither ``--zones`` nor ``--all``) or its ``--file`` is neither a
+    local file nor one of the server's media folder (the local file is said missing first)."""
     if not args.list and not args.cancel and not args.zones and not args.all:
         raise CliExit(2, _("say where: --zones Z1,Z2 or --all (see: loa zones)"))
     upload: Path | None = None

@@ -298,7 +298,8 @@ class ApiClient:
     def check(self, answer: Answer, zones: Iterable[str] = ()) -> Any:
         """``answer.data`` if the server did what was asked; else show the refusal (the API's
         JSON on stdout with ``--json``, a sentence on stderr otherwise; suggestions for any of
-        ``zones`` that does not exist) and raise ``CliExit(1)``."""
+        ``zones`` that does not exist, unless the refusal is a 403, which says what it is) and
+        raise ``CliExit(1)``."""
         if answer.ok:
             return answer.data
         if self.as_json:

@@ -107,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
             answer = api.call("GET", "/api/v1/schedules")
             data = api.check(answer)
             items: list[dict[str, Any]] = data.get("schedules") or []
-            rows = [[s.get("id"), s.get("title"), s.get("zones"), content_text(s.get("content")),
+            titles = media_titles(api) if any(
+                (s.get("content") or {}).get("kind") == "media" for s in items) else {}
+            rows = [[s.get("id"), s.get("title"), s.get("zones"),
+                     content_text(s.get("content"), titles),
                      local_time(s.get("start"), seconds=False), duration(s.get("duration_s")),
                      s.get("rrule"), local_time(s.get("next"), seconds=False)
                      if s.get("next") else (_("draft") if s.get("draft") else NONE)]
@@ -145,6 +148,14 @@ def run(args: argparse.Namespace) -> int:
         for other in data.get("conflicts") or []:
             lines.append(_("Conflicts with: {other}", other=conflict_text(other)))
         return api.show(answer, "\n".join(lines))
+
+
+def media_titles(api: ApiClient) -> dict[str, str]:
+    """Library id → title, of the items the caller sees (empty when it cannot be read)."""
+    answer = api.call("GET", "/api/v1/media")
+    listed = answer.data.get("media") if answer.ok and isinstance(answer.data, dict) else None
+    return {str(m.get("id")): str(m.get("title") or "") for m in listed or []
+            if isinstance(m, dict)}
 
 
 def under_way(api: ApiClient, item_id: str) -> dict[str, Any] | None:

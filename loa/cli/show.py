@@ -130,9 +130,10 @@ def page(rows: Sequence[T], limit: int | None, offset: int) -> tuple[Sequence[T]
     return shown, footer + "\n"
 
 
-def content_text(content: object) -> str:
+def content_text(content: object, titles: dict[str, str] | None = None) -> str:
     """What a request, schedule item or alert plays (``loa.core.content``'s JSON), in a few
-    words: ``read: “Chào buổi sáng”``, ``media 3f2a…``, ``relay http://…``."""
+    words: ``read: “Chào buổi sáng”``, ``media 3f2a… (Bản tin sáng)`` (the title from
+    ``titles``, library id → title, when it is there), ``relay http://…``."""
     if not isinstance(content, dict):
         return NONE
     kind = content.get("kind")
@@ -140,7 +141,8 @@ def content_text(content: object) -> str:
         text = str(content.get("text", ""))
         return _("read: “{text}”", text=text if len(text) <= 40 else text[:39] + "…")
     if kind == "media":
-        return _("media {id}", id=content.get("id"))
+        return named(_("media {id}", id=content.get("id")),
+                     (titles or {}).get(str(content.get("id"))))
     if kind == "relay":
         return _("relay {url}", url=content.get("url"))
     if kind == "file":

@@ -166,3 +166,5 @@ async def test_what_was_kept_or_started_late_is_said(server: LoaServer, tmp_path
     assert ran.out.splitlines()[1] == (
         f"Khung giờ {began:%Y-%m-%d %H:%M} của mục này đã bắt đầu: mục được phát ngay bây giờ "
         f"(trễ) và kết thúc cùng khung giờ lúc {ends:%Y-%m-%d %H:%M}.")
+    listed = await loa("schedule", "list", env=env)
+    assert f"thư viện {media_id} (Tin sáng)" in listed.out, listed.out

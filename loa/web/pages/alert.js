@@ -5,7 +5,8 @@
 // second from GET /api/v1/alerts/{id} (the reached count climbing), with a cancel button
 // (DELETE /api/v1/alerts/{id}). Drawing an area on a map is not offered: zones only.
 import {
-  _, N_, api, attempt, fmtDuration, fmtTime, h, may, state, toast, zoneName, zoneTree,
+  _, N_, VOICES, api, attempt, fmtDuration, fmtNumber, fmtTime, h, may, state, toast, zoneName,
+  zoneTree,
 } from "../app.js";
 import {
   activeAlerts, alertStatusWord, alertTitle, classWord, endpointTotals, freshnessLine,
@@ -21,12 +22,6 @@ const CLASSES = [
   ["emergency", N_("Emergency: before everything else")],
   ["priority", N_("Priority: before the schedule, after live broadcasts")],
   ["normal", N_("Normal: at the level of the schedule")],
-];
-// espeak-ng's Vietnamese voices (loa/codecs/tts.py VOICES)
-const VOICES = [
-  ["vi", N_("Northern voice")],
-  ["vi-vn-x-central", N_("Central voice")],
-  ["vi-vn-x-south", N_("Southern voice")],
 ];
 
 let uid = 0;
@@ -182,9 +177,11 @@ export default {
       if (which === "sent") sentHeading.focus();
     };
 
-    // what the chosen zones hold
+    // what the chosen zones hold. An alert reaches the loudspeakers whose audio is connected
+    // when it plays (what its reach counts); those online on the control link (MQTT) are
+    // told to raise their volume, and are said beside
     const reachOf = (ids) => endpointTotals(ids, status && status.endpoints_by_zone);
-    const reachSentence = (t) => _("It will reach {online} loudspeakers online, of {registered} registered in these zones.", t);
+    const reachSentence = (t) => _("It will reach {connected} loudspeakers whose audio is connected now, of {registered} registered in these zones ({online} online on the control link).", t);
     const drawReachNote = () => {
       if (!status || !status.endpoints_by_zone) { reachNote.textContent = ""; return; }
       reachNote.textContent = chosen.length ? reachSentence(reachOf(chosen))
@@ -193,7 +190,7 @@ export default {
     const drawCounts = () => {
       const byZone = status.endpoints_by_zone;
       for (const [id, el] of counts) {
-        el.textContent = byZone ? _("{online}/{registered} online", reachOf([id])) : "";
+        el.textContent = byZone ? _("{connected}/{registered} connected", reachOf([id])) : "";
       }
       drawReachNote();
       if (step === "confirm") drawConfirmCount();
@@ -202,10 +199,11 @@ export default {
       if (!pending) return;
       const t = reachOf(pending.body.zones);
       confirmCount.dataset.online = String(t.online);
+      confirmCount.dataset.connected = String(t.connected);
       confirmCount.dataset.registered = String(t.registered);
       confirmCount.textContent = status && status.endpoints_by_zone ? reachSentence(t)
         : _("The number of loudspeakers is not known yet.");
-      confirmCount.className = `alert-reach-count ${t.online < t.registered ? "warn" : ""}`;
+      confirmCount.className = `alert-reach-count ${t.connected < t.registered ? "warn" : ""}`;
     };
 
     let mountsKey = "";
@@ -218,7 +216,7 @@ export default {
       mountsKey = key;
       const keep = mountSelect.value || DEFAULT_MOUNT;
       mountSelect.replaceChildren(...list.map((m) => h("option", { value: m.mount },
-        `/live/${m.mount} — ${m.connected ? _("connected") : _("not connected")}`)));
+        `/live/${m.mount} — ` + (m.connected ? _("connected") : _("not connected")))));
       mountSelect.value = list.some((m) => m.mount === keep) ? keep : DEFAULT_MOUNT;
     };
 
@@ -282,9 +280,13 @@ export default {
         return;
       }
       const c = body.content;
-      const what = c.kind === "text" ? `${_("Text read aloud")}: “${c.text}”`
-        : c.kind === "media" ? `${_("File")}: ${titles.get(c.id) || c.id}`
-          : `${_("Live mount")}: /live/${c.mount}`;
+      const what = c.kind === "text" ? _("Text read aloud") + `: “${c.text}”`
+        : c.kind === "media" ? _("File") + `: ${titles.get(c.id) || c.id}`
+          : _("Live mount") + `: /live/${c.mount}`;
+      // a live alert has no end of its own: without an expiry it plays until cancelled
+      const ends = body.expires_in_s ? fmtTime(Date.now() / 1000 + body.expires_in_s)
+        : c.kind === "live" ? _("when it is cancelled (no expiry is set)")
+          : _("when it has played");
       const item = (label, value) => h("div", { class: "alert-summary-row" },
         h("dt", {}, label), h("dd", {}, value));
       confirmBody.replaceChildren(h("dl", { class: "alert-summary" },
@@ -293,8 +295,7 @@ export default {
         item(_("Content"), what),
         item(_("Attention tone first"), body.tone ? _("yes") : _("no")),
         item(_("Times to play"), String(body.repeat)),
-        item(_("Expires"), body.expires_in_s
-          ? fmtTime(Date.now() / 1000 + body.expires_in_s) : _("when it has played"))));
+        item(_("Expires"), ends)));
       const notes = [];
       if (c.kind === "live") {
         const m = ((status && status.mounts) || []).find((x) => x.mount === c.mount);
@@ -330,7 +331,8 @@ export default {
       reachMore.textContent = [
         _("{count} have started the message", { count: r.message_reached || 0 }),
         _("{count} confirmed playing it", { count: r.played || 0 }),
-        typeof first === "number" ? _("the first in {seconds} s", { seconds: (first / 1000).toFixed(2) }) : null,
+        typeof first === "number" ? _("the first in {seconds} s", {
+          seconds: fmtNumber(first / 1000, { max: 2, min: 2 }) }) : null,
       ].filter(Boolean).join(" · ");
       const final = FINAL.has(a.status);
       cancelBtn.hidden = final;
@@ -359,7 +361,7 @@ export default {
       sendBtn.disabled = true;
       const out = await attempt(() => api("POST", "/api/v1/alerts", pending.body));
       sendBtn.disabled = false;
-      if (!out) return;
+      if (!out) { sendBtn.focus(); return; } // disabled meanwhile, it had lost the keyboard
       alertId = out.alert.id;
       warnings.replaceChildren(...(out.errors || []).map((w) => h("li", {}, w)));
       drawSent(out.alert);
@@ -375,6 +377,9 @@ export default {
       if (out) {
         toast(_("Alert cancelled."));
         drawSent(out.alert);
+        sentHeading.focus(); // the cancel button is gone: the result's heading takes the keyboard
+      } else {
+        cancelBtn.focus();
       }
     };
 

@@ -10,7 +10,8 @@
 // /api/v1/endpoints.csv?dry_run=1: what it would add and change, or its errors by line), and
 // imported only once the check found nothing wrong.
 import {
-  _, api, attempt, h, may, on, state, table, toast, ApiFailure, N_, fmtTime, zoneName, zonesInOrder,
+  _, api, askFirst, attempt, fmtNumber, h, may, on, state, table, toast, ApiFailure, N_, fmtTime,
+  zoneName, zonesInOrder,
 } from "../app.js";
 
 // fewer rows a page on a phone, where each row reads as a card
@@ -20,6 +21,9 @@ const TRACK_LIMIT_MS = 10 * 60 * 1000; // stop following a batch after this (com
 const BIG_BATCH = 200; // a batch this large is followed by its counts, not endpoint by endpoint
 const FINAL = new Set(["acked", "failed", "expired", "superseded", "cancelled"]);
 const SVG = "http://www.w3.org/2000/svg";
+const REFRESH_MS = 300; // a fresh endpoint list this long after a command or an answer
+const INDENT = "\u00a0\u00a0\u00a0"; // a level of the zone tree in a list (read as nothing)
+const MAP_NEAR_PX = 18; // points closer than this on the map are one marker, with a count
 
 // what a command's status says to an operator, and how it looks
 const STATUS = {
@@ -155,9 +159,41 @@ export default {
       timers.add(timer);
     }
 
-    /** Follow a command's answer (202 {batch, commands}) until every endpoint is done. */
-    function follow(title, answer) {
+    // the last command's outcome beside the control that sent it, by "zone:<id>" or
+    // "endpoint:<id>" (kept here: the rows are drawn anew with each endpoint list)
+    const results = new Map();
+    const resultLine = (key) => {
+      const r = results.get(key);
+      const el = h("p", { class: `ep-result ${r && r.done ? "done" : ""}`, role: "status",
+        "data-result": key, "data-testid": `result-${key.replace(":", "-")}` });
+      if (r) el.textContent = r.text;
+      return el;
+    };
+    const showResult = (key, text, done) => {
+      results.set(key, { text, done });
+      for (const el of container.querySelectorAll(`[data-result="${CSS.escape(key)}"]`)) {
+        if (el.textContent !== text) el.textContent = text;
+        el.classList.toggle("done", done);
+      }
+    };
+
+    // the endpoint list again soon (once for a burst): what the commands changed
+    let refreshing = null;
+    const refreshSoon = () => {
+      if (refreshing || stopped) return;
+      refreshing = setTimeout(() => {
+        timers.delete(refreshing);
+        refreshing = null;
+        if (!stopped) loadEndpoints();
+      }, REFRESH_MS);
+      timers.add(refreshing);
+    };
+
+    /** Follow a command's answer (202 {batch, commands}) until every endpoint is done;
+     * `where`: the key of the control's result line ("zone:<id>", "endpoint:<id>"). */
+    function follow(title, answer, where) {
       acksSection.hidden = false;
+      refreshSoon(); // the setting is the zone's (or the endpoint's) from now on
       const when = h("span", { class: "muted" }, fmtTime(Date.now() / 1000, { date: false }));
       const summaryText = h("span", { class: "ep-ack-summary", "data-testid": "ack-summary" });
       const items = h("ul", { class: "ep-ack-items" });
@@ -168,12 +204,14 @@ export default {
       while (acksList.children.length > 20) acksList.lastChild.remove();
       if (!answer.commands.length) {
         summaryText.textContent = _("no loudspeaker in this zone yet: the setting is kept for those that join");
+        if (where) showResult(where, `${title}: ${summaryText.textContent}`, true);
         return;
       }
       const rows = new Map();
       const perEndpoint = answer.commands.length <= BIG_BATCH; // else by its counts alone
       // text set only when it changes: the list is a live region, read out on each change
       const say = (el, text) => { if (el.textContent !== text) el.textContent = text; };
+      let lastCounts = "";
       const update = (commands, summary) => {
         const counts = summary ? { ...summary } : {};
         for (const c of commands) {
@@ -191,14 +229,22 @@ export default {
           row.li.dataset.status = c.status;
           row.badge.className = `badge ${kind}`;
           say(row.badge, _(text) + (c.error ? ` — ${c.error}` : "") +
-            (c.ack_ms !== null && c.ack_ms !== undefined ? ` (${Math.round(c.ack_ms)} ms)` : ""));
+            (c.ack_ms !== null && c.ack_ms !== undefined ? ` (${fmtNumber(c.ack_ms, { max: 0 })} ms)` : ""));
         }
         const total = Object.values(counts).reduce((n, v) => n + v, 0);
         const failed = (counts.failed || 0) + (counts.expired || 0);
-        say(summaryText, _("{acked} of {total} acknowledged", { acked: counts.acked || 0, total }) +
-          (failed ? ` · ${_("{n} failed", { n: failed })}` : ""));
+        let text = _("{acked} of {total} acknowledged", { acked: counts.acked || 0, total });
+        if (failed) text += " · " + _("{n} failed", { n: failed });
+        say(summaryText, text);
         li.dataset.acked = String(counts.acked || 0);
         li.dataset.total = String(total);
+        const open = Object.entries(counts).filter(([k]) => !FINAL.has(k))
+          .reduce((n, [, v]) => n + v, 0);
+        if (where) showResult(where, `${title}: ${text}`, !open);
+        // an answer came: the endpoints' state (the table) has changed with it
+        const key = JSON.stringify(counts);
+        if (lastCounts && key !== lastCounts) refreshSoon();
+        lastCounts = key;
       };
       update(answer.commands);
       if (answer.commands.every((c) => FINAL.has(c.status))) { li.classList.add("done"); return; }
@@ -210,16 +256,22 @@ export default {
     }
 
     async function zoneCommand(zone, body, title) {
+      const where = `zone:${zone.id}`;
+      showResult(where, _("{command}: sending…", { command: title }), false);
       const answer = await attempt(() => api("POST",
         `/api/v1/zones/${encodeURIComponent(zone.id)}/commands`, body));
-      if (answer) follow(title, answer);
+      if (answer) follow(title, answer, where);
+      else showResult(where, _("{command}: not sent", { command: title }), true);
       return answer;
     }
 
     async function endpointCommand(ep, body, title) {
+      const where = `endpoint:${ep.id}`;
+      showResult(where, _("{command}: sending…", { command: title }), false);
       const answer = await attempt(() => api("POST",
         `/api/v1/endpoints/${encodeURIComponent(ep.id)}/commands`, body));
-      if (answer) follow(title, answer);
+      if (answer) follow(title, answer, where);
+      else showResult(where, _("{command}: not sent", { command: title }), true);
       return answer;
     }
 
@@ -268,8 +320,10 @@ export default {
               onclick: () => zoneCommand(zone, { op: "power", on: true },
                 _("Power on for {zone}", { zone: name })) }, _("Power on")),
             h("button", { type: "button", class: "secondary", "data-testid": `zone-power-off-${zone.id}`,
-              onclick: () => zoneCommand(zone, { op: "power", on: false },
-                _("Power off for {zone}", { zone: name })) }, _("Power off")));
+              onclick: (e) => askFirst(e.currentTarget,
+                _("Power off every loudspeaker of {zone}?", { zone: name }), _("Power off"),
+                () => zoneCommand(zone, { op: "power", on: false },
+                  _("Power off for {zone}", { zone: name }))) }, _("Power off")));
         } else {
           controls.push(h("span", {}, _("Volume {pct}%", { pct: zone.volume_pct ?? "—" })));
         }
@@ -299,7 +353,7 @@ export default {
                 } }, _("Save"))));
         }
         const row = h("li", { class: "ep-zone", "data-zone": zone.id }, head,
-          h("div", { class: "row" }, controls), alertVolume);
+          h("div", { class: "row" }, controls), resultLine(`zone:${zone.id}`), alertVolume);
         row.style.paddingInlineStart = `${depth * 16}px`;
         return row;
       });
@@ -321,7 +375,7 @@ export default {
     const zoneSelect = h("select", { "data-testid": "endpoint-filter-zone" },
       h("option", { value: "" }, _("All zones")),
       zonesInOrder().map(({ zone, depth }) => h("option", { value: zone.id },
-        `${"· ".repeat(depth)}${zone.name || zone.id}`)));
+        `${INDENT.repeat(depth)}${zone.name || zone.id}`)));
     const onlineSelect = h("select", { "data-testid": "endpoint-filter-online" },
       h("option", { value: "" }, _("Online and offline")),
       h("option", { value: "true" }, _("Online only")),
@@ -354,9 +408,9 @@ export default {
     function telemetry(ep) {
       const t = ep.presence.telemetry || {};
       const parts = [];
-      if (t.supply_v !== undefined) parts.push(_("{v} V", { v: t.supply_v }));
+      if (t.supply_v !== undefined) parts.push(_("{v} V", { v: fmtNumber(t.supply_v) }));
       if (t.rssi_dbm !== undefined) parts.push(_("signal {dbm} dBm", { dbm: t.rssi_dbm }));
-      if (t.buffer_ms !== undefined) parts.push(_("buffer {ms} ms", { ms: Math.round(t.buffer_ms) }));
+      if (t.buffer_ms !== undefined) parts.push(_("buffer {ms} ms", { ms: fmtNumber(t.buffer_ms, { max: 0 }) }));
       if (t.underruns !== undefined) parts.push(_("{n} underruns", { n: t.underruns }));
       if (t.relay === "tripped") parts.push(_("relay tripped"));
       return h("span", {}, fmtTime(ep.presence.telemetry_at),
@@ -387,7 +441,7 @@ export default {
             onclick: () => endpointCommand(ep, { op: "power", on: !ep.power_on },
               ep.power_on ? _("Power off for {zone}", { zone: label })
                 : _("Power on for {zone}", { zone: label })) },
-          ep.power_on ? _("Power off") : _("Power on"))));
+          ep.power_on ? _("Power off") : _("Power on"))), resultLine(`endpoint:${ep.id}`));
     }
 
     const columns = [
@@ -430,13 +484,50 @@ export default {
         _("Next"))));
     }
 
-    // --- the map: equirectangular over the points' extent, a plain grid of degrees ---
+    // --- the map: equirectangular over the points' extent, a plain grid of degrees, drawn
+    // at the width of its box (1 unit a pixel: markers a finger can hit on a phone too);
+    // loudspeakers closer than MAP_NEAR_PX share a marker with their count, split green and
+    // red by how many are online ---
 
     const mapBox = h("div", { class: "ep-map", "data-testid": "endpoint-map" });
+    const mapList = h("div", { class: "ep-map-list", "aria-live": "polite",
+      "data-testid": "endpoint-map-list" });
 
     function niceStep(span) {
       const steps = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
       return steps.find((s) => span / s <= 6) || 20;
+    }
+
+    /** Show the endpoint `e` in the table (the filter set to it). */
+    function pickEndpoint(e) {
+      textInput.value = e.id;
+      applyFilter();
+      tableBox.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+
+    /** The loudspeakers of a shared marker, as buttons that show each in the table. */
+    function listCluster(group) {
+      mapList.replaceChildren(h("p", {}, _("{n} loudspeakers at this place:", { n: group.length })),
+        h("ul", { class: "plain ep-map-members" }, group.map((e) => h("li", {},
+          h("button", { type: "button", class: "secondary small", "data-testid": `map-member-${e.id}`,
+            onclick: () => pickEndpoint(e) }, e.name || e.id),
+          " ", h("span", { class: `badge ${e.presence.online ? "ok" : "error"}` },
+            e.presence.online ? _("online") : _("offline"))))));
+    }
+
+    /** A marker's disc: whole green or red, or split by the share of those online. */
+    function disc(cx, cy, r, online, total) {
+      if (online === total || online === 0) {
+        return [svg("circle", { cx, cy, r, class: online ? "on" : "off" })];
+      }
+      const turn = (online / total) * 2 * Math.PI;
+      const x1 = cx + r * Math.sin(turn), y1 = cy - r * Math.cos(turn);
+      const large = turn > Math.PI ? 1 : 0;
+      return [
+        svg("circle", { cx, cy, r, class: "off" }),
+        svg("path", { class: "on", d: `M ${cx} ${cy} L ${cx} ${cy - r} A ${r} ${r} 0 ${large} 1 ${x1} ${y1} Z` }),
+        svg("circle", { cx, cy, r, class: "rim" }),
+      ];
     }
 
     function drawMap() {
@@ -445,6 +536,7 @@ export default {
       if (!pts.length) {
         mapBox.replaceChildren(h("p", { class: "empty" },
           _("No loudspeaker has coordinates yet: add lat and lon (CSV import or the API).")));
+        mapList.replaceChildren();
         return;
       }
       let [minLat, maxLat] = [Math.min(...pts.map((e) => e.lat)), Math.max(...pts.map((e) => e.lat))];
@@ -454,66 +546,88 @@ export default {
       minLat -= padLat; maxLat += padLat; minLon -= padLon; maxLon += padLon;
       const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180); // a degree of longitude, shorter
       // keep the ground's proportions, widening the shorter side to a height/width of
-      // 0.35 to 0.7, so that the map fits a screen without distortion
+      // 0.35 to 0.7 (to 1.1 on a narrow screen), so that the map fits without distortion
+      mapWidth = Math.round(mapBox.clientWidth);
+      const W = Math.round(Math.max(280, Math.min(960, mapWidth || 800)));
+      const narrow = W < 560;
+      const [lo, hi] = narrow ? [0.6, 1.1] : [0.35, 0.7];
       const ratio = (maxLat - minLat) / ((maxLon - minLon) * k);
-      if (ratio > 0.7) {
-        const grow = ((maxLat - minLat) / (0.7 * k) - (maxLon - minLon)) / 2;
+      if (ratio > hi) {
+        const grow = ((maxLat - minLat) / (hi * k) - (maxLon - minLon)) / 2;
         minLon -= grow; maxLon += grow;
-      } else if (ratio < 0.35) {
-        const grow = (0.35 * (maxLon - minLon) * k - (maxLat - minLat)) / 2;
+      } else if (ratio < lo) {
+        const grow = (lo * (maxLon - minLon) * k - (maxLat - minLat)) / 2;
         minLat -= grow; maxLat += grow;
       }
-      const W = 800, M = 64;
-      const H = Math.round((W - M - 8) * Math.min(0.7, Math.max(0.35, ratio)) + M);
+      const M = narrow ? 52 : 64, B = narrow ? 36 : 44; // room for the axes' labels
+      const H = Math.round((W - M - 8) * Math.min(hi, Math.max(lo, ratio)) + B + 8);
       const x = (lon) => M + (lon - minLon) / (maxLon - minLon) * (W - M - 8);
-      const y = (lat) => 8 + (maxLat - lat) / (maxLat - minLat) * (H - M);
+      const y = (lat) => 8 + (maxLat - lat) / (maxLat - minLat) * (H - B - 8);
       const grid = [];
-      const lonStep = niceStep(maxLon - minLon), latStep = niceStep(maxLat - minLat);
+      const lonStep = niceStep((maxLon - minLon) * (narrow ? 1.6 : 1)), latStep = niceStep(maxLat - minLat);
       const digits = (s) => Math.max(0, -Math.floor(Math.log10(s)));
+      const deg = (v, step) => `${fmtNumber(v, { max: digits(step), min: digits(step) })}°`;
       for (let v = Math.ceil(minLon / lonStep) * lonStep; v <= maxLon; v += lonStep) {
-        grid.push(svg("line", { x1: x(v), x2: x(v), y1: 8, y2: H - M + 8, class: "grid" }),
-          svg("text", { x: x(v), y: H - M + 26, class: "axis", "text-anchor": "middle" },
-            `${v.toFixed(digits(lonStep))}°`));
+        grid.push(svg("line", { x1: x(v), x2: x(v), y1: 8, y2: H - B, class: "grid" }),
+          svg("text", { x: x(v), y: H - B + 18, class: "axis", "text-anchor": "middle" }, deg(v, lonStep)));
       }
       for (let v = Math.ceil(minLat / latStep) * latStep; v <= maxLat; v += latStep) {
         grid.push(svg("line", { x1: M, x2: W - 8, y1: y(v), y2: y(v), class: "grid" }),
-          svg("text", { x: M - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" },
-            `${v.toFixed(digits(latStep))}°`));
+          svg("text", { x: M - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" }, deg(v, latStep)));
       }
-      // offline ones last, so that they are drawn on top
-      const sorted = [...pts].sort((a, b) => Number(b.presence.online) - Number(a.presence.online));
-      const points = sorted.map((e) => {
+      // loudspeakers closer than MAP_NEAR_PX to a marker join it (the first one's place)
+      const groups = [];
+      for (const e of [...pts].sort((a, b) => a.id.localeCompare(b.id))) {
         const px = x(e.lon), py = y(e.lat);
-        const online = e.presence.online;
-        const text = _("{name}, {zone}: {state}", { name: e.name || e.id, zone: zoneName(e.zone),
-          state: online ? _("online") : _("offline") });
-        const right = px > W * 0.7;
-        const g = svg("g", { class: `pt ${online ? "on" : "off"}`, tabindex: "0", role: "button",
-          "aria-label": text, "data-testid": `map-point-${e.id}` },
+        const near = groups.find((g) => Math.hypot(g.x - px, g.y - py) < MAP_NEAR_PX);
+        if (near) near.members.push(e);
+        else groups.push({ x: px, y: py, members: [e] });
+      }
+      const markers = groups.map((g) => {
+        const online = g.members.filter((e) => e.presence.online).length;
+        const one = g.members.length === 1 ? g.members[0] : null;
+        const text = one
+          ? _("{name}, {zone}: {state}", { name: one.name || one.id, zone: zoneName(one.zone),
+            state: one.presence.online ? _("online") : _("offline") })
+          : _("{n} loudspeakers here: {online} online, {offline} offline",
+            { n: g.members.length, online, offline: g.members.length - online });
+        const right = g.x > W * 0.7;
+        const r = one ? 8 : 12;
+        const el = svg("g", { class: `pt ${one ? "" : "cluster"}`, tabindex: "0", role: "button",
+          "aria-label": text, "data-testid": one ? `map-point-${one.id}` : `map-cluster-${g.members[0].id}` },
         svg("title", {}, text),
-        svg("circle", { cx: px, cy: py, r: 7 }),
-        svg("text", { x: right ? px - 11 : px + 11, y: py + 4, class: "lbl",
+        disc(g.x, g.y, r, online, g.members.length),
+        one ? null : svg("text", { x: g.x, y: g.y + 4, class: "count", "text-anchor": "middle" },
+          String(g.members.length)),
+        svg("text", { x: right ? g.x - r - 4 : g.x + r + 4, y: g.y + 4, class: "lbl",
           "text-anchor": right ? "end" : "start" }, text));
-        const pick = () => {
-          textInput.value = e.id;
-          applyFilter();
-          tableBox.scrollIntoView({ behavior: "smooth", block: "start" });
-        };
-        g.addEventListener("click", pick);
-        g.addEventListener("keydown", (ev) => {
+        const pick = () => (one ? pickEndpoint(one) : listCluster(g.members));
+        el.addEventListener("click", pick);
+        el.addEventListener("keydown", (ev) => {
           if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); pick(); }
         });
-        return g;
+        return el;
       });
       const on = pts.filter((e) => e.presence.online).length;
       keepFocus(mapBox, () => mapBox.replaceChildren(
-        svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "ep-map-svg", role: "group",
-          "aria-label": _("Map of the loudspeakers") }, grid, points),
+        svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "ep-map-svg",
+          role: "group", "aria-label": _("Map of the loudspeakers") }, grid, markers),
         h("p", { class: "row ep-legend" },
           h("span", { class: "dot on" }), _("online: {n}", { n: on }),
           h("span", { class: "dot off" }), _("offline: {n}", { n: pts.length - on }),
+          groups.length < pts.length ? h("span", { class: "muted" },
+            _("a number: loudspeakers at one place (choose it for the list)")) : null,
           missing ? h("span", { class: "muted" }, _("{n} without coordinates", { n: missing })) : null)));
     }
+
+    // the map follows its box's width (a phone turned, a window resized)
+    let mapWidth = 0;
+    const onResize = () => {
+      const w = Math.round(mapBox.clientWidth);
+      if (w && Math.abs(w - mapWidth) > 24) { mapWidth = w; drawMap(); }
+    };
+    window.addEventListener("resize", onResize);
+    stops.push(() => window.removeEventListener("resize", onResize));
 
     async function loadEndpoints() {
       const data = await attempt(() => api("GET", "/api/v1/endpoints"));
@@ -662,7 +776,7 @@ export default {
     container.append(
       h("section", { class: "card" }, h("h2", {}, _("Zones")), zonesBox),
       acksSection,
-      h("section", { class: "card" }, h("h2", {}, _("Map")), mapBox),
+      h("section", { class: "card" }, h("h2", {}, _("Map")), mapBox, mapList),
       h("section", { class: "card" }, h("h2", {}, _("Loudspeakers")), filters, tableBox, pager),
       csvSection());
     await loadEndpoints();

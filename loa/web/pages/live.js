@@ -84,8 +84,17 @@ export default {
           choice,
           h("div", { class: "row" }, takeBtn, releaseBtn))),
       h("section", { class: "card", "aria-labelledby": "live-holders-h" },
-        h("h2", { id: "live-holders-h" }, _("Who holds each zone")),
+        h("h2", { id: "live-holders-h", tabindex: "-1" }, _("Who holds each zone")),
         holders));
+
+    /** The keyboard's place after an action: back on `el` if the action took it away (a
+     * button disabled meanwhile, or drawn anew), else where it is. */
+    const refocus = (el) => {
+      const now = document.activeElement;
+      if (!now || now === document.body || !now.isConnected) {
+        (el && el.isConnected ? el : container.querySelector("#live-holders-h")).focus();
+      }
+    };
 
     const mounts = () => {
       const known = new Map(((status && status.mounts) || []).map((m) => [m.mount, m]));
@@ -102,7 +111,7 @@ export default {
       mountsKey = key;
       const keep = mountSelect.value || DEFAULT_MOUNT;
       mountSelect.replaceChildren(...list.map((m) => h("option", { value: m.mount },
-        `/live/${m.mount} — ${m.connected ? _("connected") : _("not connected")}`)));
+        `/live/${m.mount} — ` + (m.connected ? _("connected") : _("not connected")))));
       mountSelect.value = list.some((m) => m.mount === keep) ? keep : DEFAULT_MOUNT;
       drawMountState();
     };
@@ -143,6 +152,11 @@ export default {
       }
     };
 
+    /** Where a request made on a zone above comes from: its name, or (a zone outside the
+     * user's scope, whose name the console is not told) "the zone above". */
+    const fromZone = (id) => (state.zones.some((s) => s.id === id)
+      ? _("(from {zone})", { zone: zoneName(id) }) : _("(from the zone above)"));
+
     let holdersKey = "";
     const drawHolders = () => {
       const zones = (status.zones || []).filter((z) => state.zones.some((s) => s.id === z.zone));
@@ -156,10 +170,13 @@ export default {
       // a request made on a zone above says so: it is released there
       const requestLine = (r, z) => h("div", { class: "live-req" }, priorityBadge(r.priority),
         " ", requestTitle(r, status),
-        r.zone !== z.zone ? h("span", { class: "muted" },
-          " ", _("(from {zone})", { zone: zoneName(r.zone) })) : null,
+        r.zone !== z.zone ? h("span", { class: "muted" }, " ", fromZone(r.zone)) : null,
         r.programme && r.programme.available === false
           ? h("span", { class: "badge error" }, _("no signal")) : null);
+      // the table is drawn anew: a row's button that had the keyboard gets it back, or, gone
+      // with what it released, the table's heading takes it
+      const had = holders.contains(document.activeElement) ? document.activeElement.dataset.testid
+        : null;
       holders.replaceChildren(table([
         { title: _("Zone"), value: (z) => zoneName(z.zone) },
         { title: _("On air"), value: (z) => h("span", {},
@@ -179,6 +196,10 @@ export default {
             onclick: () => release([z.zone]) }, _("Release"))
           : "—") },
       ], zones));
+      if (had) {
+        const again = holders.querySelector(`[data-testid="${CSS.escape(had)}"]`);
+        (again || container.querySelector("#live-holders-h")).focus();
+      }
     };
 
     const take = async () => {
@@ -192,6 +213,7 @@ export default {
         if (ok) done.push(zone);
       }
       takeBtn.disabled = !chosen.length;
+      refocus(takeBtn);
       if (done.length) {
         toast(_("Live from /live/{mount} on: {zones}", { mount, zones: done.map(zoneName).join(", ") }));
       }

@@ -6,7 +6,9 @@
 // (text held, any case) and limit, and answer a page, newest first, with `next`: the
 // cursor (`before=`) of the page after it. The broadcast log's first page also carries the
 // segments on air now. Previous pages are asked again from the cursors kept on the way.
-import { _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, may, state, TIME_ZONE } from "../app.js";
+import {
+  _, N_, api, h, attempt, fmtTime, fmtDuration, zoneName, table, may, roleName, state, TIME_ZONE,
+} from "../app.js";
 
 // fewer rows a page on a phone, where each row reads as a card
 const PAGE_SIZE = window.matchMedia("(max-width: 600px)").matches ? 20 : 50;
@@ -51,6 +53,17 @@ const ACTIONS = {
   "alarm.cleared": N_("alarm cleared"),
   "alert.trigger": N_("alert sent"),
   "alert.cancel": N_("alert cancelled"),
+  // what became of an alert (the server's entries: alert.<status>)
+  "alert.pending": N_("alert waiting for its time"),
+  "alert.active": N_("alert on air"),
+  "alert.completed": N_("alert ended: played in full"),
+  "alert.cancelled": N_("alert ended: cancelled"),
+  "alert.expired": N_("alert ended: expired"),
+  "live.take": N_("live taken"),
+  "live.release": N_("live released"),
+  "request.add": N_("programme asked for"),
+  "request.release": N_("programme released"),
+  "source.whip": N_("studio connected from a browser"),
   "cap.received": N_("CAP alert received"),
   "media.add": N_("media added"),
   "media.delete": N_("media deleted"),
@@ -103,10 +116,95 @@ function stationInput(unix) {
   return `${p.y}-${two(p.m)}-${two(p.d)}T${two(p.hh)}:${two(p.mm)}`;
 }
 
-function detailText(detail) {
-  if (!detail || typeof detail !== "object" || !Object.keys(detail).length) return "";
-  return Object.entries(detail).map(([k, v]) =>
-    `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+// an audit entry's detail, said for people: each known field by its name and its value in
+// words (zones by name, roles, classes, yes and no); internal fields left out; an unknown
+// field as it is
+const ALARM_KINDS = {
+  endpoint_offline: N_("loudspeaker offline"), zone_silent: N_("zone silent"),
+  source_down: N_("source down"), underruns: N_("audio dropouts"),
+  supply_voltage: N_("supply voltage out of range"), relay_fault: N_("protection relay tripped"),
+  broker_down: N_("control link (MQTT) lost"), loop_lag: N_("server running late"),
+  clock_resync: N_("clock resynchronised"), disk_full: N_("disk full"),
+};
+const OPS = {
+  volume: N_("volume"), mute: N_("mute"), unmute: N_("unmute"), power: N_("power"),
+  reboot: N_("restart"), play: N_("play"), stop: N_("stop"), move: N_("move"),
+};
+const CLASSES = { normal: N_("normal"), priority: N_("priority"), emergency: N_("emergency") };
+const SKIPPED = new Set(["batch", "id", "tz", "session", "overrides", "effective_at", "source",
+  "cap", "fallback_text", "gap_s", "all", "created"]); // "created": a list, said first
+const MAX_VALUE = 120; // characters of one value shown
+
+function contentWords(c) {
+  if (!c || typeof c !== "object") return String(c);
+  if (c.kind === "text") return _("text") + ` “${c.text || ""}”`;
+  if (c.kind === "live") return _("live from {mount}", { mount: `/live/${c.mount || "studio"}` });
+  if (c.kind === "media") return _("a file of the library ({id})", { id: c.id });
+  if (c.kind === "tone") return _("test tone");
+  return said(KINDS, c.kind);
+}
+
+/** [label, value] pairs of an audit entry's detail. */
+function detailPairs(detail) {
+  if (!detail || typeof detail !== "object") return [];
+  const list = (v) => (Array.isArray(v) ? v : [v]);
+  const FIELDS = {
+    kind: [N_("Alarm"), (v) => said(ALARM_KINDS, v)],
+    detail: [N_("Detail"), String],
+    note: [N_("Note"), String],
+    op: [N_("Command"), (v) => said(OPS, v)],
+    volume_pct: [N_("Volume"), (v) => (v === null ? _("the zone's") : `${v}%`)],
+    alert_volume_pct: [N_("Alert volume"), (v) => `${v}%`],
+    on: [N_("Power"), (v) => (v ? _("on") : _("off"))],
+    endpoints: [N_("Loudspeakers"), (v) => (Array.isArray(v) ? v.join(", ") : String(v))],
+    class: [N_("Class"), (v) => said(CLASSES, v)],
+    zones: [N_("Zones"), (v) => list(v).map(zoneName).join(", ")],
+    zone: [N_("Zone"), zoneName],
+    content: [N_("Content"), contentWords],
+    tone: [N_("Attention tone"), (v) => (v ? _("yes") : _("no"))],
+    repeat: [N_("Times to play"), String],
+    expires_at: [N_("Expires"), (v) => fmtTime(v)],
+    display_name: [N_("Display name"), String],
+    roles: [N_("Roles"), (v) => list(v).map(roleName).join(", ")],
+    role: [N_("Roles"), (v) => list(v).map(roleName).join(", ")],
+    scope: [N_("Scope"), (v) => (v === "*" ? _("Every zone") : zoneName(v))],
+    password: [N_("Password"), () => _("changed")],
+    title: [N_("Title"), String],
+    name: [N_("Name"), String],
+    start: [N_("First date"), String],
+    duration_s: [N_("Length"), fmtDuration],
+    rrule: [N_("Repeats"), String],
+    filename: [N_("File"), String],
+    updated: [N_("Changed"), (v) => list(v).join(", ")],
+    taken: [N_("Imported"), (v) => list(v).join(", ")],
+    drafts: [N_("Drafts"), (v) => list(v).join(", ")],
+    refused: [N_("Refused"), (v) => list(v).join("; ")],
+    reason: [N_("Reason"), String],
+    mount: [N_("Mount"), (v) => `/live/${v}`],
+  };
+  const pairs = [];
+  for (const [key, value] of Object.entries(detail)) {
+    if (SKIPPED.has(key) || value === null || value === undefined || value === "" ||
+        (Array.isArray(value) && !value.length)) continue;
+    const known = FIELDS[key];
+    let text;
+    if (known) text = known[1](value);
+    else text = typeof value === "object" ? JSON.stringify(value) : String(value);
+    if (text.length > MAX_VALUE) text = `${text.slice(0, MAX_VALUE - 1)}…`;
+    pairs.push([known ? _(known[0]) : key, text]);
+  }
+  if (Array.isArray(detail.created) && detail.created.length) {
+    pairs.unshift([_("Added"), detail.created.join(", ")]);
+  }
+  return pairs;
+}
+
+/** An audit entry's detail as lines of "name: value". */
+function detailView(detail) {
+  const pairs = detailPairs(detail);
+  if (!pairs.length) return "—";
+  return h("span", { class: "log-detail" }, pairs.map(([k, v]) =>
+    h("span", {}, h("span", { class: "muted" }, `${k}: `), v)));
 }
 
 export default {
@@ -174,13 +272,16 @@ export default {
     ];
     const auditColumns = [
       { title: _("Time"), value: (r) => fmtTime(r.at) },
-      { title: _("Who"), value: (r) => r.actor },
-      { title: _("Action"), value: (r) => h("span", {}, said(ACTIONS, r.action), " ",
-        h("code", {}, r.action)) },
-      { title: _("Subject"), value: (r) => r.subject },
+      { title: _("Who"), value: (r) => (r.actor === "loa" ? _("the server") : r.actor) },
+      // in words; the raw action's id in its tooltip, or shown when it has no words yet
+      { title: _("Action"), value: (r) => (ACTIONS[r.action]
+        ? h("span", { title: r.action, "data-action": r.action }, _(ACTIONS[r.action]))
+        : h("code", { "data-action": r.action }, r.action)) },
+      { title: _("Subject"), value: (r) => (state.zones.some((z) => z.id === r.subject)
+        ? zoneName(r.subject) : r.subject) },
       { title: _("Zone"), value: (r) => (r.zone ? zoneName(r.zone) : _("whole station")) },
       { title: _("From"), value: (r) => r.address || "—" },
-      { title: _("Detail"), value: (r) => h("small", {}, detailText(r.detail)) },
+      { title: _("Detail"), value: (r) => detailView(r.detail) },
     ];
 
     function draw() {

@@ -6,7 +6,7 @@
 // from its "audio_url" (`GET /api/v1/media/{id}/audio`: the stored file, with Range, so the
 // player can seek; the session cookie goes with it).
 import {
-  _, api, attempt, fmtDuration, fmtTime, h, may, state, table, toast, zoneName,
+  _, api, attempt, fmtDuration, fmtNumber, fmtTime, h, may, state, table, toast, zoneName,
 } from "../app.js";
 
 /** Whether the caller's scope is the whole tree (the station's items need it to delete). */
@@ -25,7 +25,7 @@ function deletable(item) {
 }
 
 const lufs = (v) => (v === null || v === undefined ? _("not measured")
-  : `${v.toFixed(1).replace("-", "−")} LUFS`);
+  : `${fmtNumber(v, { max: 1, min: 1 }).replace("-", "−")} LUFS`);
 
 /** The media ids a schedule item plays. */
 function mediaOf(content) {

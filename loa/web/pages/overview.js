@@ -155,17 +155,24 @@ export function topMost(ids) {
 }
 
 /**
- * The loudspeakers of the subtrees of `ids`, each zone counted once: {registered, online},
- * from `byZone` (the status's `endpoints_by_zone`: each zone's count covers its subtree).
+ * The loudspeakers of the subtrees of `ids`, each zone counted once: {registered, online,
+ * connected}, from `byZone` (the status's `endpoints_by_zone`: each zone's count covers its
+ * subtree; `online`: on the control link, MQTT; `connected`: their audio connected now,
+ * what an alert's reach counts; as `online` from a server that does not say it).
  */
 export function endpointTotals(ids, byZone) {
   let registered = 0;
   let online = 0;
+  let connected = 0;
   for (const id of topMost(ids)) {
     const c = (byZone || {})[id];
-    if (c) { registered += c.registered || 0; online += c.online || 0; }
+    if (c) {
+      registered += c.registered || 0;
+      online += c.online || 0;
+      connected += (c.connected === undefined ? c.online : c.connected) || 0;
+    }
   }
-  return { registered, online };
+  return { registered, online, connected };
 }
 
 // the status without the event stream: the endpoint counts from the registry's list
@@ -178,12 +185,13 @@ async function countsFromRegistry() {
   // as the events count them: each zone with every zone below it
   const parentOf = new Map(state.zones.map((z) => [z.id, z.parent]));
   const out = {};
-  for (const z of state.zones) out[z.id] = { registered: 0, online: 0 };
+  for (const z of state.zones) out[z.id] = { registered: 0, online: 0, connected: 0 };
   for (const ep of data.endpoints) {
     const home = String(ep.zone).split("~")[0]; // an alert's group counts as its home zone
     for (let zone = home; zone && out[zone]; zone = parentOf.get(zone)) {
       out[zone].registered += 1;
       if (ep.presence && ep.presence.online) out[zone].online += 1;
+      if (ep.connections) out[zone].connected += 1;
     }
   }
   countsCache = out;
@@ -259,12 +267,19 @@ export function freshnessLine(testid) {
  * {element, update(status, titles)}.
  */
 export function activeAlerts() {
-  const element = h("div", { "data-testid": "active-alerts" });
+  // it takes the keyboard when the alert whose button had it ends (cancelled, played)
+  const element = h("div", { "data-testid": "active-alerts", tabindex: "-1" });
   const rows = new Map();
   const update = (status, titles) => {
     const alerts = status.alerts || [];
     const live = new Set(alerts.map((a) => a.id));
-    for (const [id, r] of rows) if (!live.has(id)) { r.element.remove(); rows.delete(id); }
+    for (const [id, r] of rows) {
+      if (live.has(id)) continue;
+      const focused = r.element.contains(document.activeElement);
+      r.element.remove();
+      rows.delete(id);
+      if (focused) element.focus();
+    }
     for (const a of alerts) {
       let r = rows.get(a.id);
       if (!r) {
@@ -273,10 +288,16 @@ export function activeAlerts() {
         const cancel = may("alert") ? h("button", { type: "button", class: "danger",
           "data-testid": `alert-cancel-${a.id}`,
           onclick: async (e) => {
-            e.target.disabled = true;
+            const button = e.currentTarget;
+            button.disabled = true;
             const done = await attempt(() => api("DELETE", `/api/v1/alerts/${a.id}`));
-            if (done) toast(_("Alert cancelled."));
-            else e.target.disabled = false;
+            if (done) {
+              toast(_("Alert cancelled."));
+              element.focus(); // its row goes with it: the list keeps the keyboard
+            } else {
+              button.disabled = false;
+              button.focus();
+            }
           } }, _("Cancel alert")) : null;
         r.element = h("li", { class: "alert-item", "data-testid": "active-alert",
           "data-alert": a.id }, h("div", {}, r.title),

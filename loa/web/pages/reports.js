@@ -5,13 +5,22 @@
 // GET /api/v1/reports/{commune}?from=YYYY-MM-DD&to=YYYY-MM-DD (local dates, the end excluded)
 // or ?year=YYYY; the same with &format=csv or &format=xlsx for the files.
 import {
-  _, api, attempt, h, state, table, toast, N_, TIME_ZONE, fmtTime, zoneName, zonesInOrder,
+  _, api, attempt, fmtNumber, h, state, table, toast, N_, TIME_ZONE, fmtTime,
+  zoneName, zonesInOrder,
 } from "../app.js";
 
 const CLASSES = {
   emergency: N_("emergency"), live: N_("live"), priority: N_("priority"),
   normal: N_("normal"), fill: N_("fill"),
 };
+// an alert's class and what became of it (loa/control/alerts/model.py)
+const ALERT_CLASSES = { normal: N_("normal"), priority: N_("priority"), emergency: N_("emergency") };
+const ALERT_STATUS = {
+  pending: N_("waiting"), active: N_("on air"), completed: N_("completed"),
+  cancelled: N_("cancelled"), expired: N_("expired"),
+};
+const word = (map, key) => (map[key] ? _(map[key]) : (key || "—"));
+const INDENT = "\u00a0\u00a0\u00a0"; // a level of the zone tree in a list (read as nothing)
 
 /** Today's date at the station, as YYYY-MM-DD. */
 function stationToday() {
@@ -29,9 +38,14 @@ function addDays(date, days) {
 const fmtDate = (unix) => new Intl.DateTimeFormat(state.lang === "en" ? "en-GB" : "vi-VN",
   { timeZone: TIME_ZONE, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date(unix * 1000));
 
-const hours = (v) => (v === null || v === undefined ? "—"
-  : new Intl.NumberFormat(state.lang === "en" ? "en-GB" : "vi-VN", { maximumFractionDigits: 2 }).format(v));
-const pct = (v) => (v === null || v === undefined ? "—" : `${hours(v)}%`);
+// time on air as h:mm:ss (a 10 s alert is 0:00:10, not 0,00 h); a percentage
+function spent(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  const s = Math.round(seconds);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${Math.floor(s / 3600)}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+}
+const pct = (v) => (v === null || v === undefined ? "—" : `${fmtNumber(v, { max: 1 })}%`);
 
 /** The file name a Content-Disposition header gives (RFC 6266: filename* first), or "". */
 function filenameOf(header) {
@@ -83,7 +97,7 @@ export default {
     const zones = zonesInOrder();
     const commune = h("select", { name: "commune", "data-testid": "report-commune", required: true },
       zones.map(({ zone, depth }) => h("option", { value: zone.id },
-        `${"· ".repeat(depth)}${zone.name || zone.id}`)));
+        `${INDENT.repeat(depth)}${zone.name || zone.id}`)));
     // a commune by default: the user's own scope if it is one zone, else the first zone below
     // the root (the tree's second level)
     const scope = state.session && state.session.scope;
@@ -154,9 +168,21 @@ export default {
     }
 
     function draw(r) {
-      const by = r.on_air_hours.by_class;
-      const zoneIds = Object.keys(r.on_air_hours.by_zone);
+      // seconds on air (from the hours, for a server that does not give them)
+      const secs = r.on_air_seconds || {
+        by_class: Object.fromEntries(Object.entries(r.on_air_hours.by_class).map(([c, v]) => [c, v * 3600])),
+        total_without_fill: r.on_air_hours.total_without_fill * 3600,
+        by_zone: Object.fromEntries(Object.entries(r.on_air_hours.by_zone).map(([z, cl]) =>
+          [z, Object.fromEntries(Object.entries(cl).map(([c, v]) => [c, v * 3600]))])),
+      };
+      const by = secs.by_class;
+      const zoneIds = Object.keys(secs.by_zone);
       const classes = Object.keys(CLASSES);
+      const online = (e) => (e.online_s === undefined ? e.online_h * 3600 : e.online_s);
+      // what an alert said; what it played when it said no words
+      const alertName = (a) => (a.title ? a.title
+        : a.content === "live" ? _("live from {mount}", { mount: `/live/${a.mount || "studio"}` })
+          : a.content === "tone" ? _("the attention tone alone") : "—");
       put(out,
         h("h2", {}, _("{commune}: {start} to {end}", {
           commune: r.commune.name || r.commune.id,
@@ -164,17 +190,18 @@ export default {
           start: fmtDate(r.period.start), end: fmtDate(r.period.end - 1) })),
         r.commune.admin_code ? h("p", { class: "muted" },
           _("Administrative code {code}", { code: r.commune.admin_code })) : null,
-        h("h3", {}, _("Hours on air")),
+        h("h3", {}, _("Time on air")),
         table([
           { title: _("Bulletin class"), value: (c) => _(CLASSES[c]) },
-          { title: _("Hours"), value: (c) => hours(by[c]) },
+          { title: _("Time on air (h:mm:ss)"), value: (c) => spent(by[c]) },
+          { title: _("Hours"), value: (c) => fmtNumber(r.on_air_hours.by_class[c], { max: 4 }) },
         ], classes),
-        h("p", {}, h("strong", {}, _("Total on air (without fill): {h} h",
-          { h: hours(r.on_air_hours.total_without_fill) }))),
-        h("h3", {}, _("Hours on air by zone")),
+        h("p", {}, h("strong", {}, _("Total on air (without fill): {time} ({h} h)",
+          { time: spent(secs.total_without_fill), h: fmtNumber(r.on_air_hours.total_without_fill, { max: 4 }) }))),
+        h("h3", {}, _("Time on air by zone (h:mm:ss)")),
         table([
           { title: _("Zone"), value: (z) => zoneName(z) },
-          ...classes.map((c) => ({ title: _(CLASSES[c]), value: (z) => hours(r.on_air_hours.by_zone[z][c]) })),
+          ...classes.map((c) => ({ title: _(CLASSES[c]), value: (z) => spent(secs.by_zone[z][c]) })),
         ], zoneIds),
         h("h3", {}, _("Availability of the loudspeakers")),
         h("p", {}, _("{n} loudspeakers, available {pct} of the time", {
@@ -182,18 +209,21 @@ export default {
         table([
           { title: _("Loudspeaker"), value: (e) => h("span", {}, e.name || e.endpoint, " ", h("code", {}, e.endpoint)) },
           { title: _("Zone"), value: (e) => zoneName(e.zone) },
-          { title: _("Hours online"), value: (e) => hours(e.online_h) },
+          { title: _("Time online (h:mm:ss)"), value: (e) => spent(online(e)) },
           { title: _("Availability"), value: (e) => pct(e.availability_pct) },
         ], r.availability.per_endpoint, { empty: _("No loudspeaker in this commune.") }),
         h("h3", {}, _("Alerts")),
         h("p", {}, _("{count} alerts; {reached} of {targeted} loudspeakers reached", r.alerts)),
         table([
           { title: _("Sent"), value: (a) => fmtTime(a.created_at) },
-          { title: _("Alert class"), value: (a) => a.class || "—" },
-          { title: _("Status"), value: (a) => a.status || "—" },
+          { title: _("Alert"), value: (a) => h("span", { "data-testid": `report-alert-${a.id}` },
+            alertName(a)) },
+          { title: _("Alert class"), value: (a) => word(ALERT_CLASSES, a.class) },
+          { title: _("Status"), value: (a) => word(ALERT_STATUS, a.status) },
           { title: _("Reached"), value: (a) => `${a.reached} / ${a.targeted}` },
           { title: _("Reach"), value: (a) => pct(a.reach_pct) },
-          { title: _("Median time to reach"), value: (a) => (a.reach_p50_ms === null ? "—" : `${Math.round(a.reach_p50_ms)} ms`) },
+          { title: _("Median time to reach"), value: (a) => (a.reach_p50_ms === null
+            ? "—" : `${fmtNumber(a.reach_p50_ms, { max: 0 })} ms`) },
         ], r.alerts.list, { empty: _("No alert in this period.") }),
         r.unclean_stops.length ? [
           h("h3", {}, _("Unclean stops")),

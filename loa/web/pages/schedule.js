@@ -7,7 +7,8 @@
 // (`POST /api/v1/schedules?dry_run=1`, `PATCH /api/v1/schedules/{id}?dry_run=1`) before it
 // is saved. The page reads rules only to fill the editor's presets.
 import {
-  _, api, attempt, fmtDuration, fmtTime, h, may, state, table, toast, zoneName, zoneTree,
+  _, VOICES, api, attempt, fmtDuration, fmtNumber, fmtTime, h, may, state, table, toast, zoneName,
+  zoneTree,
   TIME_ZONE,
 } from "../app.js";
 
@@ -505,7 +506,9 @@ export default {
         { title: _("Repeats"), value: (i) => ruleSummary(i) },
         { title: _("Next slot"), value: (i) => (i.next ? fmtTime(Date.parse(i.next) / 1000)
           : _("none left")) },
-        { title: _("Window"), value: (i) => fmtDuration(i.duration_s) },
+        // minutes, said so (a bare "10:00" reads as a time of day)
+        { title: _("Window"), value: (i) => _("{minutes} min",
+          { minutes: fmtNumber(i.duration_s / 60, { max: 1 }) }) },
         { title: _("Content"), value: (i) => contentSummary(i.content, media) },
         { title: _("Actions"), value: (i) => h("button", { type: "button", class: "secondary",
           "data-testid": `schedule-open-${i.id}`, onclick: () => openEditor(i) },
@@ -558,7 +561,12 @@ export default {
       media.map((m) => h("option", { value: m.id,
         selected: (content.items || []).includes(m.id) }, mediaLabel(m))));
       const text = h("textarea", { rows: 3, "data-testid": "schedule-text" }, content.text || "");
-      const voice = h("input", { value: content.voice || "vi", "data-testid": "schedule-voice" });
+      // the voices by name, as the alert page offers them (an item's other voice kept)
+      const voiceNow = content.voice || "vi";
+      const voice = h("select", { "data-testid": "schedule-voice" },
+        VOICES.map(([v, label]) => h("option", { value: v }, _(label))),
+        VOICES.some(([v]) => v === voiceNow) ? null : h("option", { value: voiceNow }, voiceNow));
+      voice.value = voiceNow;
       const tone = h("input", { type: "number", min: 20, max: 20000, step: "any",
         value: content.freq_hz || 1000, "data-testid": "schedule-tone" });
       const relay = h("input", { type: "url", value: content.url || "",

@@ -6,16 +6,16 @@
 // GET|POST /api/v1/users, PATCH|DELETE /api/v1/users/{username},
 // GET|POST /api/v1/users/{username}/tokens, DELETE /api/v1/users/{username}/tokens/{id}.
 import {
-  _, api, attempt, h, state, table, toast, N_, fmtTime, zoneName, zonesInOrder,
+  _, api, askFirst, attempt, h, roleName, state, table, toast, N_, fmtTime, zoneName, zonesInOrder,
 } from "../app.js";
 
+// each role with what it allows (its name: app.js ROLE_WORDS)
 const ROLES = [
-  ["admin", N_("Admin"), N_("everything in the scope, users included")],
-  ["operator", N_("Operator"), N_("live, schedule, media, volume and power, reports")],
-  ["alert", N_("Alert official"), N_("emergency alerts; may go with operator")],
-  ["viewer", N_("Viewer"), N_("reads only")],
+  ["admin", N_("everything in the scope, users included")],
+  ["operator", N_("live, schedule, media, volume and power, reports")],
+  ["alert", N_("emergency alerts; may go with operator")],
+  ["viewer", N_("reads only")],
 ];
-const roleName = (id) => { const r = ROLES.find(([k]) => k === id); return r ? _(r[1]) : id; };
 
 /** A random password of 16 characters from an alphabet without look-alikes. */
 function randomPassword() {
@@ -27,7 +27,8 @@ function randomPassword() {
 let uid = 0;
 
 /** A scope picker: the zone tree as radio buttons (and "every zone" for an admin of the
- * whole tree). Returns {element, value(), set(id)}. */
+ * whole tree), `current` chosen (none when not given: the admin chooses, nothing is
+ * assumed). Returns {element, value(), set(id)}. */
 function scopePicker(name, current) {
   const group = `scope-${name}-${++uid}`;
   const items = [];
@@ -52,23 +53,24 @@ function scopePicker(name, current) {
     value: () => (radios.find((r) => r.checked) || {}).value || "",
     set: (id) => { for (const r of radios) r.checked = r.value === id; },
   };
-  picker.set(current || (items[0] && items[0].id));
+  if (current) picker.set(current);
   return picker;
 }
 
-/** Role checkboxes; returns {element, value(), set(list)}. */
+/** Role checkboxes, `current` ticked (none when not given: the admin chooses); returns
+ * {element, value(), set(list)}. */
 function rolePicker(name, current) {
-  const boxes = ROLES.map(([id, label, hint]) => h("input", { type: "checkbox", value: id,
+  const boxes = ROLES.map(([id]) => h("input", { type: "checkbox", value: id,
     "data-testid": `${name}-role-${id}`, "aria-describedby": `${name}-role-hint-${id}` }));
   const element = h("fieldset", { class: "users-fieldset" }, h("legend", {}, _("Roles")),
-    ROLES.map(([id, label, hint], i) => h("label", { class: "users-role" }, boxes[i],
-      h("span", {}, _(label)), h("small", { class: "muted", id: `${name}-role-hint-${id}` }, _(hint)))));
+    ROLES.map(([id, hint], i) => h("label", { class: "users-role" }, boxes[i],
+      h("span", {}, roleName(id)), h("small", { class: "muted", id: `${name}-role-hint-${id}` }, _(hint)))));
   const picker = {
     element,
     value: () => boxes.filter((b) => b.checked).map((b) => b.value),
     set: (list) => { for (const b of boxes) b.checked = list.includes(b.value); },
   };
-  picker.set(current || ["operator"]);
+  picker.set(current || []);
   return picker;
 }
 
@@ -142,7 +144,8 @@ export default {
         h("button", { type: "submit", "data-testid": "new-user-save" }, _("Add the user")));
       form.addEventListener("submit", async (e) => {
         e.preventDefault();
-        error.textContent = rolesProblem(roles.value());
+        error.textContent = rolesProblem(roles.value()) ||
+          (scope.value() ? "" : _("Choose the scope: the zone whose loudspeakers the user may see and act on."));
         if (error.textContent) return;
         const made = await attempt(() => api("POST", "/api/v1/users", {
           username: username.value.trim(), display_name: display.value.trim(), password: pass.value,
@@ -230,7 +233,7 @@ export default {
     // --- personal tokens ---
     async function tokens(u) {
       const base = `/api/v1/users/${encodeURIComponent(u.username)}/tokens`;
-      const list = h("div", { "data-testid": "tokens-list" });
+      const list = h("div", { "data-testid": "tokens-list", tabindex: "-1" });
       const shown = h("div", { "aria-live": "polite" });
       const draw = async () => {
         const data = await attempt(() => api("GET", base));
@@ -242,10 +245,12 @@ export default {
           { title: _("Actions"), value: (t) => h("button", { type: "button", class: "danger",
             "data-testid": `token-revoke-${t.id}`,
             "aria-label": _("Revoke the token {name}", { name: t.name || t.id }),
-            onclick: async () => {
-              const done = await attempt(() => api("DELETE", `${base}/${encodeURIComponent(t.id)}`));
-              if (done) { toast(_("Token revoked.")); draw(); }
-            } }, _("Revoke")) },
+            onclick: (e) => askFirst(e.currentTarget,
+              _("Revoke the token {name}? The programs that use it lose their access at once.",
+                { name: t.name || t.id }), _("Revoke"), async () => {
+                const done = await attempt(() => api("DELETE", `${base}/${encodeURIComponent(t.id)}`));
+                if (done) { toast(_("Token revoked.")); await draw(); list.focus(); }
+              }) }, _("Revoke")) },
         ], data.tokens.sort((a, b) => b.created_at - a.created_at), { empty: _("No token.") }));
       };
       const name = h("input", { name: "name", maxlength: "100", "data-testid": "token-name",
@@ -274,7 +279,7 @@ export default {
         draw();
       });
       open(_("Tokens of {user}", { user: u.username }),
-        h("p", { class: "muted" }, _("A token speaks for its user, with the user's roles and scope, in scripts and other programs (Authorization: Bearer …).")),
+        h("p", { class: "muted" }, _("A token acts for the user who made it, with that user's roles and scope, in scripts and other programs (Authorization: Bearer …).")),
         form, shown, list);
       await draw();
     }

@@ -151,6 +151,8 @@ class LoaServer:
         # LOA_ADMIN_PASSWORD's password or a random one (shown once)
         self.accounts = Accounts(self.store, self.zones, self.clock, self.wall.timestamp,
                                  config.sessions)
+        # made now (hashing blocks ~0.1 s: here, beside an idle loop), kept once started
+        self._first_admin = self.accounts.first_admin(config.admin_password)
         self.new_admin_password: str | None = None
         password, self.source_password_generated = load_source_password(
             data_dir, config.source_password
@@ -262,6 +264,10 @@ class LoaServer:
                 raise TimeoutError(f"starting {name} took over {deadline_s:g} s") from None
         # started: now the first start's secrets are kept (and shown by the caller)
         await asyncio.to_thread(self._keep_first_secrets)
+        if self._first_admin is not None:  # on the loop, which reads the accounts
+            user, self.new_admin_password = self._first_admin
+            self.accounts.keep_first_admin(user)
+            self._first_admin = None
         log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
                  self.config.redacted())
         # What start-up built lives as long as the server: out of the garbage collector's
@@ -269,13 +275,14 @@ class LoaServer:
         gc.freeze()
 
     def _keep_first_secrets(self) -> None:
-        """Blocking (files; a password hash, ~0.1 s): once every part has started, keep what
-        a first start made: the new admin token's hash and the generated source password
-        (files of the data folder), and the first admin account (``new_admin_password``: the
-        random password to show once, None when LOA_ADMIN_PASSWORD gave it or an account
-        exists). Until then the token and source password work from memory only, and no
-        account exists: a start that fails before this point keeps no secret that it could
-        not show. A file that cannot be written is removed again with the others (OSError)."""
+        """Blocking (files): once every part has started, keep what a first start made: the
+        new admin token's hash and the generated source password (files of the data folder).
+        ``_start`` then keeps the first admin account, made (hashed) at construction
+        (``new_admin_password``: the random password to show once, None when
+        LOA_ADMIN_PASSWORD gave it or an account exists). Until then the token and source
+        password work from memory only, and no account exists: a start that fails before this
+        point keeps no secret that it could not show. A file that cannot be written is
+        removed again with the others (OSError)."""
         data_dir = Path(self.config.data_dir)
         written: list[Path] = []  # what to remove again if one write fails (half written too)
         try:
@@ -289,7 +296,6 @@ class LoaServer:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
-        self.new_admin_password = self.accounts.ensure_admin(self.config.admin_password)
 
     async def _start_workers(self) -> None:
         await asyncio.to_thread(self._sweep_debris)  # before anything writes

@@ -221,7 +221,19 @@ class Accounts:
         zone when it has several) with ``password`` (``LOA_ADMIN_PASSWORD``; AccountError if
         it is too short or too long) or, without one, a random password, which it returns to
         show once; else (an account exists, or the password was given) None. Blocking
-        (hashes): at start-up."""
+        (hashes): at start-up. ``first_admin`` then ``keep_first_admin``, at once."""
+        made = self.first_admin(password)
+        if made is None:
+            return None
+        self.keep_first_admin(made[0])
+        return made[1]
+
+    def first_admin(self, password: str | None = None) -> tuple[User, str | None] | None:
+        """``ensure_admin``'s account, made (its password hashed: blocking) but not kept yet,
+        with the random password to show once (None when ``password`` was given); None when
+        an account exists. A server makes it at construction and keeps it
+        (``keep_first_admin``) once it has started: a start that fails keeps no account whose
+        password it never showed."""
         if self._index.users:
             return None
         generated = password is None
@@ -231,11 +243,17 @@ class Accounts:
         now = self.wall()
         user = User(FIRST_ADMIN, FIRST_ADMIN_NAME, self.hasher.hash(password),
                     frozenset({Role.ADMIN}), scope, now, now)
+        return user, password if generated else None
+
+    def keep_first_admin(self, user: User) -> None:
+        """Keep the account ``first_admin`` made (stored, audited), unless an account was
+        made meanwhile."""
+        if self._index.users:
+            return
         self._put(user)
         self.store.audit("loa", "user.add", user.username,
-                         {"roles": role_names(user.roles), "scope": scope},
-                         zone=None if scope == ALL_ZONES else scope)
-        return password if generated else None
+                         {"roles": role_names(user.roles), "scope": user.scope},
+                         zone=None if user.scope == ALL_ZONES else user.scope)
 
     def get(self, username: str) -> User:
         """The user; UnknownAccount if there is none."""

@@ -34,6 +34,11 @@ const PERIODS = [
 
 const kindName = (kind) => (KINDS[kind] ? _(KINDS[kind]) : kind);
 
+// the subjects of the station's own alarms (loa/monitoring/alarms.py), in words
+const SUBJECTS = {
+  server: N_("the server"), "master clock": N_("the master clock"), "data disk": N_("the data disk"),
+};
+
 export default {
   async render(container) {
     const stops = [];
@@ -49,7 +54,7 @@ export default {
           h("small", { class: "muted ep-tel" }, zoneName(ep ? ep.zone : zone)));
       }
       if (state.zones.some((z) => z.id === id)) return h("span", {}, zoneName(id), " ", h("code", {}, id));
-      return id;
+      return SUBJECTS[id] ? _(SUBJECTS[id]) : id;
     };
 
     // --- the active alarms ---

@@ -204,7 +204,7 @@ export default {
       while (acksList.children.length > 20) acksList.lastChild.remove();
       if (!answer.commands.length) {
         summaryText.textContent = _("no loudspeaker in this zone yet: the setting is kept for those that join");
-        if (where) showResult(where, `${title}: ${summaryText.textContent}`, true);
+        if (where) showResult(where, `${title} — ${summaryText.textContent}`, true);
         return;
       }
       const rows = new Map();
@@ -240,7 +240,7 @@ export default {
         li.dataset.total = String(total);
         const open = Object.entries(counts).filter(([k]) => !FINAL.has(k))
           .reduce((n, [, v]) => n + v, 0);
-        if (where) showResult(where, `${title}: ${text}`, !open);
+        if (where) showResult(where, `${title} — ${text}`, !open);
         // an answer came: the endpoints' state (the table) has changed with it
         const key = JSON.stringify(counts);
         if (lastCounts && key !== lastCounts) refreshSoon();
@@ -257,21 +257,21 @@ export default {
 
     async function zoneCommand(zone, body, title) {
       const where = `zone:${zone.id}`;
-      showResult(where, _("{command}: sending…", { command: title }), false);
+      showResult(where, _("{command} — sending…", { command: title }), false);
       const answer = await attempt(() => api("POST",
         `/api/v1/zones/${encodeURIComponent(zone.id)}/commands`, body));
       if (answer) follow(title, answer, where);
-      else showResult(where, _("{command}: not sent", { command: title }), true);
+      else showResult(where, _("{command} — not sent", { command: title }), true);
       return answer;
     }
 
     async function endpointCommand(ep, body, title) {
       const where = `endpoint:${ep.id}`;
-      showResult(where, _("{command}: sending…", { command: title }), false);
+      showResult(where, _("{command} — sending…", { command: title }), false);
       const answer = await attempt(() => api("POST",
         `/api/v1/endpoints/${encodeURIComponent(ep.id)}/commands`, body));
       if (answer) follow(title, answer, where);
-      else showResult(where, _("{command}: not sent", { command: title }), true);
+      else showResult(where, _("{command} — not sent", { command: title }), true);
       return answer;
     }
 
@@ -546,11 +546,11 @@ export default {
       minLat -= padLat; maxLat += padLat; minLon -= padLon; maxLon += padLon;
       const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180); // a degree of longitude, shorter
       // keep the ground's proportions, widening the shorter side to a height/width of
-      // 0.35 to 0.7 (to 1.1 on a narrow screen), so that the map fits without distortion
+      // 0.35 to 0.55 (0.6 to 1.1 on a narrow screen), so that the map fits without distortion
       mapWidth = Math.round(mapBox.clientWidth);
       const W = Math.round(Math.max(280, Math.min(960, mapWidth || 800)));
       const narrow = W < 560;
-      const [lo, hi] = narrow ? [0.6, 1.1] : [0.35, 0.7];
+      const [lo, hi] = narrow ? [0.6, 1.1] : [0.35, 0.55];
       const ratio = (maxLat - minLat) / ((maxLon - minLon) * k);
       if (ratio > hi) {
         const grow = ((maxLat - minLat) / (hi * k) - (maxLon - minLon)) / 2;

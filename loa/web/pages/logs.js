@@ -135,6 +135,23 @@ const SKIPPED = new Set(["batch", "id", "tz", "session", "overrides", "effective
   "cap", "fallback_text", "gap_s", "all", "created"]); // "created": a list, said first
 const MAX_VALUE = 120; // characters of one value shown
 
+// the subjects of the station's own alarms (loa/monitoring/alarms.py), in words
+const ALARM_SUBJECTS = {
+  server: N_("the server"), "master clock": N_("the master clock"), "data disk": N_("the data disk"),
+};
+
+/** An alert's note (loa/control/alerts/manager.py) in words, when it is one of its own. */
+function noteWords(note) {
+  const by = /^(triggered|cancelled) by (.+)$/.exec(note);
+  if (by) return by[1] === "triggered" ? _("sent by {who}", { who: by[2] }) : _("cancelled by {who}", { who: by[2] });
+  const NOTES = {
+    "played in full": N_("played in full"), expired: N_("expired"), "took effect": N_("took effect"),
+    "resumed after a restart": N_("resumed after a restart"),
+    "expired while the server was down": N_("expired while the server was down"),
+  };
+  return NOTES[note] ? _(NOTES[note]) : note;
+}
+
 function contentWords(c) {
   if (!c || typeof c !== "object") return String(c);
   if (c.kind === "text") return _("text") + ` “${c.text || ""}”`;
@@ -151,7 +168,7 @@ function detailPairs(detail) {
   const FIELDS = {
     kind: [N_("Alarm"), (v) => said(ALARM_KINDS, v)],
     detail: [N_("Detail"), String],
-    note: [N_("Note"), String],
+    note: [N_("Note"), (v) => noteWords(String(v))],
     op: [N_("Command"), (v) => said(OPS, v)],
     volume_pct: [N_("Volume"), (v) => (v === null ? _("the zone's") : `${v}%`)],
     alert_volume_pct: [N_("Alert volume"), (v) => `${v}%`],
@@ -278,7 +295,7 @@ export default {
         ? h("span", { title: r.action, "data-action": r.action }, _(ACTIONS[r.action]))
         : h("code", { "data-action": r.action }, r.action)) },
       { title: _("Subject"), value: (r) => (state.zones.some((z) => z.id === r.subject)
-        ? zoneName(r.subject) : r.subject) },
+        ? zoneName(r.subject) : said(ALARM_SUBJECTS, r.subject)) },
       { title: _("Zone"), value: (r) => (r.zone ? zoneName(r.zone) : _("whole station")) },
       { title: _("From"), value: (r) => r.address || "—" },
       { title: _("Detail"), value: (r) => detailView(r.detail) },

@@ -76,6 +76,11 @@ const ALARM_WORDS = {
   disk_full: N_("disk full"),
 };
 
+// the subjects of the station's own alarms (loa/monitoring/alarms.py), in words
+const ALARM_SUBJECTS = {
+  server: N_("the server"), "master clock": N_("the master clock"), "data disk": N_("the data disk"),
+};
+
 // the media library's titles by id, for alerts and requests that play a library item
 let mediaCache = null;
 let mediaAt = 0;
@@ -566,7 +571,8 @@ export default {
       alarmsBox.replaceChildren(table([
         { title: _("Alarm"), value: (a) => h("span", { class: "badge error" },
           ALARM_WORDS[a.kind] ? _(ALARM_WORDS[a.kind]) : a.kind) },
-        { title: _("Where"), value: (a) => (ids.has(a.subject) ? zoneName(a.subject) : a.subject) },
+        { title: _("Where"), value: (a) => (ids.has(a.subject) ? zoneName(a.subject)
+          : ALARM_SUBJECTS[a.subject] ? _(ALARM_SUBJECTS[a.subject]) : a.subject) },
         { title: _("Detail"), value: (a) => a.detail || "" },
         { title: _("Since"), value: (a) => fmtTime(a.raised_at) },
       ], alarms, { empty: _("No active alarm.") }));

@@ -313,8 +313,8 @@ async def test_personal_tokens_are_shown_once_kept_hashed_and_revocable(
     token = made["token"]
     headers = {"Authorization": f"Bearer {token}", "Accept-Language": "en"}
     status, body = await call(server, "GET", "/api/v1/session", headers=headers)
-    assert body == {"name": "op", "user": "op", "display_name": "op", "roles": ["viewer"], "rights": [],
-                    "scope": "an-binh"}
+    assert body == {"name": "op", "user": "op", "display_name": "op", "roles": ["viewer"],
+                    "rights": [], "scope": "an-binh"}
     status, body = await call(server, "POST", "/api/v1/zones/an-binh/commands",
                               json={"op": "mute"}, headers=headers)
     assert (status, body) == (403, lacks("operate"))  # a viewer reads

@@ -555,15 +555,17 @@ class LoaServer:
 
     # operations (the API and, later, the scheduler and alerts call these)
 
-    def take_live(self, zone_id: str, mount_name: str, priority: int) -> tuple[Request, bool]:
-        """Take a zone (and its children) for a live mount. Idempotent per zone and mount."""
+    def take_live(self, zone_id: str, mount_name: str, priority: int, by: str = ""
+                  ) -> tuple[Request, bool]:
+        """Take a zone (and its children) for a live mount, ``by`` whom (a user or token
+        name). Idempotent per zone and mount."""
         self.zones.get(zone_id)
         mount = self.programmes.mount(mount_name)  # a known mount, or ContentError
         for req in self.engine.requests_on(zone_id):
             if req.programme is mount.programme and req.priority == priority:
                 return req, False
         return self.engine.request(zone_id, mount.programme, priority,
-                                   label=f"live/{mount_name}"), True
+                                   label=f"live/{mount_name}", by=by), True
 
     def release_live(self, zone_id: str, mount_name: str | None = None) -> list[int]:
         """Release the live requests made on the zone itself (those of ``mount_name`` only,
@@ -578,17 +580,18 @@ class LoaServer:
             released.append(req.id)
         return released
 
-    async def add_request(self, zone_id: str, content: ContentSpec, priority: int) -> Request:
+    async def add_request(self, zone_id: str, content: ContentSpec, priority: int,
+                          by: str = "") -> Request:
         """Put content on a zone at ``priority`` (``REQUEST_KINDS``). A file is found, opened
         and its first second decoded, and text read aloud, beside the loop before the request
         is made. Raises ZoneError for an unknown zone, ContentError for content that cannot
         play."""
         self.zones.get(zone_id)
         if isinstance(content, LiveContent):
-            req, _ = self.take_live(zone_id, content.mount, priority)
+            req, _ = self.take_live(zone_id, content.mount, priority, by)
             return req
         built = await self.programmes.make(content)
-        req = self.engine.request(zone_id, built.programme, priority, label=built.label)
+        req = self.engine.request(zone_id, built.programme, priority, label=built.label, by=by)
         if built.relay is not None:
             self.relays[req.id] = built.relay
             req.on_end.append(self._relay_ended)

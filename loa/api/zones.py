@@ -100,7 +100,8 @@ async def take_live(request: web.Request) -> Changed:
     s = server_of(request)
     default = Priority.COMMUNE_LIVE if below_root(request) else Priority.DISTRICT_LIVE
     priority = allowed_priority(request, parse_priority(body.get("priority", int(default))))
-    req, created = s.take_live(zone_id, str(mount_name), priority)
+    req, created = s.take_live(zone_id, str(mount_name), priority,
+                               by=request[PRINCIPAL_KEY].name)
     return Changed(json_response({"request": req.describe()}, status=201 if created else 200),
                    zone_id, {"mount": str(mount_name), "priority": priority,
                              "request": req.id, "created": created})
@@ -138,7 +139,8 @@ async def add_request(request: web.Request) -> Changed:
     scoped_content(request, content)
     priority = allowed_priority(request, parse_priority(body.get("priority",
                                                                  int(Priority.SCHEDULED))))
-    req = await server_of(request).add_request(zone_id, content, priority)
+    req = await server_of(request).add_request(zone_id, content, priority,
+                                               by=request[PRINCIPAL_KEY].name)
     return Changed(json_response({"request": req.describe()}, status=201), zone_id,
                    {"request": req.id, "source": content.to_json(), "priority": priority,
                     "label": req.label})

@@ -124,12 +124,13 @@ class Engine:
             self._persistent.add(programme.id)
         return programme
 
-    def request(self, zone_id: str, programme: Programme, priority: int, label: str = ""
-                ) -> Request:
-        """Ask for ``programme`` on a zone and everything below it."""
+    def request(self, zone_id: str, programme: Programme, priority: int, label: str = "",
+                by: str = "") -> Request:
+        """Ask for ``programme`` on a zone and everything below it; ``by`` names who asked
+        (a user or token; "" for the server's own: schedule, alert, demo)."""
         subtree = self.zones.subtree(zone_id)  # raises ZoneError for an unknown zone
         self.add_programme(programme, persistent=programme.id in self._persistent)
-        req = Request(zone_id, programme, priority, label)
+        req = Request(zone_id, programme, priority, label, by=by)
         self.requests[req.id] = req
         for zone in subtree:
             self.channels[zone.id].add(req)

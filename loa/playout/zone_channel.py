@@ -36,6 +36,7 @@ class Request:
     programme: Programme
     priority: int
     label: str = ""
+    by: str = ""  # who asked for it (a user or token name); "" for the server's own
     id: int = field(default_factory=lambda: next(_request_ids))
     on_end: list[Callable[[Request, EndReason], None]] = field(default_factory=list)
 
@@ -46,6 +47,7 @@ class Request:
             "zone": self.zone_id,
             "priority": self.priority,
             "label": self.label,
+            "by": self.by or None,
             "programme": self.programme.describe(),
         }
 

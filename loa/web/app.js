@@ -157,7 +157,7 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-/** A short message at the screen's edge (the top on a phone, the bottom corner on a wider
+/** A short message at the screen's edge (the top on a phone, the bottom left corner on a wider
  * screen: never over the page's own controls for long); `kind` "error" for a refusal. A
  * click on it, or Escape, dismisses it; it goes by itself after 4 s (an error after 8 s). */
 export function toast(text, kind = "info") {

@@ -280,8 +280,9 @@ async def test_a_commune_operator_sets_a_village_volume_and_schedules_a_daily_bu
     status, body = await call(server, "GET", "/api/v1/schedules")
     assert status == 200
     [item] = [s for s in body["schedules"] if s["title"] == item_title]
-    assert item["zones"] == ["an-binh-1"] and item["content"] == {"kind": "media",
-                                                                  "id": media_id}
+    # (the API names the library item beside its id: its title)
+    assert item["zones"] == ["an-binh-1"] and {k: item["content"][k] for k in ("kind", "id")} \
+        == {"kind": "media", "id": media_id}
     assert item["rrule"] == "FREQ=DAILY"
     await tab.screenshot("day-1-operator-calendar")
 

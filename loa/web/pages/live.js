@@ -163,7 +163,8 @@ export default {
       const order = new Map(state.zones.map((z, i) => [z.id, i]));
       zones.sort((a, b) => order.get(a.zone) - order.get(b.zone));
       const key = JSON.stringify([zones.map((z) => [z.zone, z.on_air,
-        (z.requests || []).map((r) => [r.id, r.priority, r.label, r.programme.available])]),
+        (z.requests || []).map((r) => [r.id, r.priority, r.label, r.by,
+          r.programme.available])]),
       (status.alerts || []).map((a) => a.id), state.lang]);
       if (key === holdersKey) return;
       holdersKey = key;
@@ -171,6 +172,8 @@ export default {
       const requestLine = (r, z) => h("div", { class: "live-req" }, priorityBadge(r.priority),
         " ", requestTitle(r, status),
         r.zone !== z.zone ? h("span", { class: "muted" }, " ", fromZone(r.zone)) : null,
+        r.by ? h("span", { class: "muted", "data-testid": `live-by-${z.zone}-${r.id}` }, " ",
+          _("taken by {who}", { who: r.by })) : null,
         r.programme && r.programme.available === false
           ? h("span", { class: "badge error" }, _("no signal")) : null);
       // the table is drawn anew: a row's button that had the keyboard gets it back, or, gone

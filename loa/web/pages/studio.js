@@ -429,9 +429,9 @@ export default {
       if (key === mountsKey) return;
       mountsKey = key;
       const keep = mine || mountSelect.value || DEFAULT_MOUNT;
+      const busy = _("busy: another source is live on it");  // a literal: extracted
       mountSelect.replaceChildren(...list.map((m) => h("option", { value: m.mount },
-        `/live/${m.mount}` + (m.connected && m.mount !== mine
-          ? ` — ${_("busy: another source is live on it")}` : ""))));
+        `/live/${m.mount}` + (m.connected && m.mount !== mine ? ` — ${busy}` : ""))));
       mountSelect.value = list.some((m) => m.mount === keep) ? keep : DEFAULT_MOUNT;
     };
 

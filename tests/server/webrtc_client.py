@@ -21,6 +21,9 @@ from loa.playout.webrtc import peer as webrtc_peer
 from tests.server.test_ingest import base
 
 LOOPBACK = WebRtcSettings(addresses=("127.0.0.1",))  # the clients' own candidates
+# what aiortc initialises at its first use (OpenSSL's tables, a certificate, a handshake),
+# done at import, before any test's loop runs: as the server does beside its loop
+webrtc_peer.warm_up()
 SDP = "application/sdp"
 
 

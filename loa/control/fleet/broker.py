@@ -62,6 +62,7 @@ from pathlib import Path
 from loa.control.endpoints import EndpointRegistry
 from loa.core.counters import Counters
 from loa.core.i18n import N_, Explained
+from loa.core.processes import Child, spawn
 from loa.protocol.credentials import hash_password, mosquitto_acl, mosquitto_passwd_lines
 from loa.protocol.mqtt import Topics
 
@@ -199,7 +200,7 @@ class MosquittoBroker:
         self.starts = 0  # Mosquitto processes started and found accepting logins
         self.restarts = 0
         self.last_exit: str | None = None  # why the last Mosquitto ended, if one did
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Child | None = None
         self._argv: list[str] = []
         self._user = ""
         self._started_s = 0.0
@@ -309,11 +310,10 @@ class MosquittoBroker:
             conf = await asyncio.to_thread(self._write_all, users)
             self._running.clear()
             self._tail.clear()
-            # spawned from the loop's own thread: the death signal follows this thread
-            proc = await asyncio.create_subprocess_exec(
-                *self._argv, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)
+            # started beside the loop: forking and waiting for the exec held the loop
+            # 60-100 ms on a busy machine (a restart happens while the audio plays)
+            proc = await spawn([*self._argv, "-c", str(conf)], stderr_pipe=True,
+                               start_new_session=True)
             self._proc = proc
             self._started_s = time.monotonic()
             self._pump = asyncio.create_task(self._read_log(proc), name="mqtt-broker-log")
@@ -371,7 +371,7 @@ class MosquittoBroker:
                     await self._end_process()
                     proc = self._proc or proc
 
-    async def _until_accepted(self, proc: asyncio.subprocess.Process, said: asyncio.Event,
+    async def _until_accepted(self, proc: Child, said: asyncio.Event,
                               password: str, deadline_s: float) -> None:
         """Wait until Mosquitto says it is running (or reloading), then until it accepts the
         probe's login with ``password``; BrokerError if it exits or does not in time."""
@@ -512,7 +512,7 @@ class MosquittoBroker:
 
     # its log
 
-    async def _read_log(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read_log(self, proc: Child) -> None:
         """Mosquitto's stderr, line by line, into this module's logger until it ends."""
         stream = proc.stderr
         assert stream is not None

@@ -645,7 +645,8 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
                     results["chromium_whip"] = {"skipped": skip}
 
                 out(f"webrtc: ffmpeg pushes the clicks over Icecast for {seconds:g} s")
-                ffmpeg = FfmpegClicks(
+                ffmpeg = await asyncio.to_thread(  # its samples: numpy work, beside the loop
+                    FfmpegClicks,
                     f"icecast://source:{TOKEN}@127.0.0.1:{server.port}/live/{MOUNT}", clicks)
                 try:
                     results["icecast_ffmpeg"] = await _ffmpeg_part(http, server, ear, ffmpeg,
@@ -677,7 +678,7 @@ async def _aiortc_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Click
                        clicks: ClickTrack, seconds: float) -> dict[str, Any]:
     from loa.playout.webrtc import peer
 
-    track = click_track_class()(clicks)
+    track = await asyncio.to_thread(click_track_class(), clicks)  # its signal: numpy work
     pc = peer.peer_connection(_loopback())
     pc.addTransceiver(track, direction="sendonly")
     location = ""
@@ -827,7 +828,8 @@ async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: C
     try:
         for mount in mounts:
             pc = peer.peer_connection(_loopback())
-            pc.addTransceiver(click_track_class()(clicks), direction="sendonly")
+            pc.addTransceiver(await asyncio.to_thread(click_track_class(), clicks),
+                              direction="sendonly")
             pcs.append((pc, ""))
             pcs[-1] = (pc, await _negotiate(http, f"{server.url}/whip/{mount}", pc))
         for zone, mount in zip(VILLAGES, mounts, strict=True):

@@ -7,6 +7,7 @@ tone the zone plays. Then credentials and scope, CORS, and the session's end.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -40,7 +41,8 @@ async def test_a_viewer_hears_the_zone_sub_second_from_its_own_opus_packets(
         assert len(first) > 0
         assert time.monotonic() - started < 3.0  # offer, ICE, DTLS and the first packet
         pcm = await receive(viewer, 1.5)
-        assert dominant_hz(pcm[4800:]) == pytest.approx(700, rel=0.01)
+        # the analysis beside the loop: an FFT of 1.5 s is the test's work, not the server's
+        assert await asyncio.to_thread(dominant_hz, pcm[4800:]) == pytest.approx(700, rel=0.01)
         assert rms(pcm[4800:]) > 0.05
         # the viewer is a listener of the zone's "webrtc" feed: the zone's one Opus rendition
         channel = server.engine.channels["an-binh-1"]
@@ -54,7 +56,8 @@ async def test_a_viewer_hears_the_zone_sub_second_from_its_own_opus_packets(
         try:
             assert second.status == 201
             pcm2 = await receive(second, 0.5)
-            assert dominant_hz(pcm2[2400:]) == pytest.approx(700, rel=0.01)
+            assert await asyncio.to_thread(dominant_hz, pcm2[2400:]) == pytest.approx(700,
+                                                                       rel=0.01)
             assert channel.listeners()["webrtc"] == 2
         finally:
             await second.close()

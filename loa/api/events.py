@@ -248,6 +248,7 @@ class EventHub:
         if with_status:
             for stream in streams:
                 self._recheck(stream)
+            await self._step()  # credentials checked: a step of their own
         by_scope: dict[str | None, list[EventStream]] = {}
         for stream in streams:
             if stream.end_reason is None:

@@ -215,6 +215,10 @@ async def test_the_server_stopping_ends_the_stream(server: LoaServer) -> None:
     assert not server.events.streams
 
 
+@pytest.mark.loop_blocking(
+    "known, under investigation: run after the file's other tests, a round of the events "
+    "hub holds the loop up to ~30 ms here (server.status() alone 5-9 ms, against 1.6 ms in "
+    "a fresh process); the drop itself is what this test checks")
 async def test_a_client_that_does_not_read_is_dropped(server: LoaServer) -> None:
     hub = server.events
     hub.limits = StreamLimits(max_pending_bytes=32 * 1024, sndbuf_bytes=4096)

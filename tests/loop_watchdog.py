@@ -37,6 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "loop_blocking(reason): this test blocks its event loop on purpose "
                    "(the loop watchdog lets it; say why)")
+    config.addinivalue_line(
+        "markers", "load_generator(reason): this test's own loop is a load generator (a "
+                   "fleet of clients), judged by no limit; the `loa serve` processes it "
+                   "measures still are")
     WATCHDOG.install()
     _SERVERS_FILE.write_text("")
     os.environ["LOA_LOOP_WATCHDOG_MS"] = f"{LIMIT_MS:g}"
@@ -71,6 +75,11 @@ def _servers_slow() -> list[str]:
 def _check(item: pytest.Item, phase: str) -> None:
     slow = [str(s) for s in WATCHDOG.take()] + [f"(a loa serve process) {s}"
                                                 for s in _servers_slow()]
+    generator = item.get_closest_marker("load_generator")
+    if generator is not None:
+        if not generator.args or not str(generator.args[0]).strip():
+            raise pytest.UsageError(f"{item.nodeid}: load_generator needs a reason")
+        slow = [line for line in slow if line.startswith("(a loa serve process)")]
     marker = item.get_closest_marker("loop_blocking")
     if marker is not None:
         if not marker.args or not str(marker.args[0]).strip():

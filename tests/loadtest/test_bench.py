@@ -46,6 +46,9 @@ def test_transcode_measures_both_sides() -> None:
     assert 0.2 < r["ratio_loa_to_ffmpeg"] < 5
 
 
+@pytest.mark.load_generator(
+    "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
+    "connections in a step; the server it measures is a `loa serve` process, still judged")
 @pytest.mark.parametrize("kind", ["loa", "icecast"])
 async def test_fanout_run_against_each_server(kind: str) -> None:
     if kind == "icecast" and shutil.which("icecast2") is None:
@@ -72,6 +75,9 @@ def test_the_alert_text_is_long_vietnamese_cut_at_a_sentence() -> None:
     assert "Xin nhắc lại" in text and "khẩn cấp" in text
 
 
+@pytest.mark.load_generator(
+    "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
+    "connections in a step; the server it measures is a `loa serve` process, still judged")
 async def test_alerts_beside_fanout_small() -> None:
     """The alerts scenario in small: 40 endpoints over 8 villages, a file, a text and a CAP
     alert on 2 villages each; the 2 untouched villages hear no dead air, and every kind has

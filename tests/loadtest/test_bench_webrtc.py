@@ -79,11 +79,10 @@ def test_the_chromium_figures_bound_the_latency_by_the_getusermedia_window() -> 
     assert monitor["server_in_to_heard_ms"]["p50"] == pytest.approx(90)
 
 
-@pytest.mark.loop_blocking(
+@pytest.mark.load_generator(
     "the bench is a load generator: its own aiortc peers and connections share the test's "
     "loop and take 10-25 ms in a step on a busy machine; the server under test runs as a "
-    "process of its own, and the same WHIP/WHEP server paths run under the watchdog in "
-    "tests/server/test_whip.py, test_whep.py and tests/console/test_studio.py")
+    "`loa serve` process of its own, still judged")
 async def test_a_short_webrtc_bench_hears_every_path() -> None:
     """The part in small (5 s a path, 3 viewers): each path's clicks are heard, matched to
     their writing, well under a second late; the viewers all receive."""

@@ -56,6 +56,9 @@ def test_histogram_percentiles() -> None:
     assert LATENCY_BIN_NS == 100_000
 
 
+@pytest.mark.load_generator(
+    "the load test's MQTT devices and listeners runs on the test's loop and opens hundreds of "
+    "connections in a step; the server it measures is a `loa serve` process, still judged")
 async def test_the_mqtt_load_test_brings_a_fleet_online_and_times_zone_wide_commands() -> None:
     from loa.loadtest.mqtt_fleet import MqttLoadSpec, MqttLoadTest
 

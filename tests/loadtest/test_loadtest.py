@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from loa.core.percentiles import histogram_percentiles
 from loa.loadtest.client import LATENCY_BIN_NS

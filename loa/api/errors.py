@@ -43,6 +43,7 @@ from loa.control.schedule.recurrence import ScheduleError
 from loa.core.disk import DiskFull, is_disk_full
 from loa.core.i18n import N_, Message, language_from_header, say
 from loa.core.zones import ZoneError
+from loa.playout.inputs.push import MountBusy
 from loa.protocol.cap import CapError, CapTooLarge
 
 log = logging.getLogger(__name__)
@@ -113,41 +114,58 @@ def _extra_of(exc: Exception) -> dict[str, Any]:
         return {"refused": "scope", "scope": exc.scope} if exc.scope else {"refused": "scope"}
     if isinstance(exc, RightError):
         return {"refused": "right", "right": exc.right}
+    if isinstance(exc, MountBusy):
+        return {"refused": "busy"}
     return {}
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every error under ``/api/`` or ``/metrics`` as ``{"error": message}``: an
-    ``ApiError``; an error ``ERROR_STATUS`` names; aiohttp's HTTP errors (``http_error``;
-    redirects pass untouched); an ``OSError`` that means the disk is full as a 507; anything
-    else as a 500 whose traceback is logged. Other paths pass through untouched."""
+    """Answer every error under ``/api/`` or ``/metrics`` as ``{"error": message}``
+    (``answer_error``). Other paths pass through untouched."""
     if not request.path.startswith(API_PATHS):
         return await handler(request)
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(request, exc.status, exc.message, **exc.extra)
-    except _MAPPED as exc:
-        status = status_of(exc)
-        assert status is not None  # every class of _MAPPED is in the table
-        return error_response(request, status, say(exc, language_of(request)), **_extra_of(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return await http_error(request, exc)
-    except ConnectionResetError:
-        raise  # the client left: aiohttp has nobody to answer
-    except TimeoutError:
-        return error_response(request, 504, Message(N_("the request timed out")))
     except Exception as exc:
-        if is_disk_full(exc):  # a write that did not say what it was: still the disk's refusal
-            log.error("API %s %r: the disk has no room: %s", request.method, request.path, exc)
-            return error_response(request, 507, Message(
-                N_("the data disk is full: the request cannot be stored")))
-        log.exception("API %s %r failed", request.method, request.path)  # %r: no forged lines
-        return error_response(request, 500, Message(
-            N_("internal error: the server log has the details")))
+        return await answer_error(request, exc)
+
+
+Statuses = tuple[tuple[type[Exception], int | Callable[[Exception], int]], ...]
+
+
+async def answer_error(request: web.Request, exc: Exception,
+                       statuses: Statuses = ERROR_STATUS) -> web.StreamResponse:
+    """``exc`` as a JSON answer in the caller's language: an ``ApiError`` (with its
+    ``headers``, if it has some); an error ``statuses`` names (the API's table by default; a
+    surface may put its own classes before it); aiohttp's HTTP errors (``http_error``;
+    redirects are re-raised); an ``OSError`` that means the disk is full as a 507; anything
+    else as a 500 whose traceback is logged. A client that left is re-raised: nobody is
+    there to answer."""
+    if isinstance(exc, ApiError):
+        return error_response(request, exc.status, exc.message,
+                              headers=getattr(exc, "headers", None), **exc.extra)
+    for cls, status in statuses:
+        if isinstance(exc, cls):
+            code = status if isinstance(status, int) else status(exc)
+            return error_response(request, code, say(exc, language_of(request)),
+                                  **_extra_of(exc))
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        return await http_error(request, exc)
+    if isinstance(exc, ConnectionResetError):
+        raise exc  # the client left: aiohttp has nobody to answer
+    if isinstance(exc, TimeoutError):
+        return error_response(request, 504, Message(N_("the request timed out")))
+    if is_disk_full(exc):  # a write that did not say what it was: still the disk's refusal
+        log.error("API %s %r: the disk has no room: %s", request.method, request.path, exc)
+        return error_response(request, 507, Message(
+            N_("the data disk is full: the request cannot be stored")))
+    log.error("API %s %r failed", request.method, request.path,  # %r: no forged lines
+              exc_info=exc)
+    return error_response(request, 500, Message(
+        N_("internal error: the server log has the details")))
 
 
 async def http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

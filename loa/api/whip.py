@@ -48,11 +48,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from loa.api.errors import error_response, language_of
+from loa.api.errors import ERROR_STATUS, Statuses, answer_error
 from loa.api.middleware import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from loa.api.resource import ApiError, client_address, read_body, server_of
-from loa.control.auth import Principal, Right, RightError, Scope, ScopeError
-from loa.core.i18n import N_, Message, say
+from loa.control.auth import Principal, Right, RightError, Scope
+from loa.core.i18n import N_, Message
 from loa.core.zones import ZoneError
 from loa.playout.inputs.push import MOUNT_NAME, MountBusy, MountError
 from loa.playout.webrtc import WebRtcError, WebRtcSettings
@@ -86,6 +86,17 @@ class Refusal(ApiError):
                  headers: dict[str, str] | None = None, **fields: Any) -> None:
         super().__init__(status, message, **fields)
         self.headers = headers or {}
+
+
+# what WHIP and WHEP answer beside the API's table: a busy mount is a conflict for a WebRTC
+# client (an Icecast client expects 403 there), one mount too many is refused, and a session
+# that cannot be made says its own status
+WEBRTC_STATUS: Statuses = (
+    (MountBusy, 409),
+    (MountError, 403),
+    (WebRtcError, lambda exc: exc.status if isinstance(exc, WebRtcError) else 400),
+    *ERROR_STATUS,
+)
 
 
 def routes() -> list[web.RouteDef]:
@@ -154,34 +165,8 @@ def _answered(handler: Handler) -> Handler:
         cors = cors_headers(request, server_of(request).webrtc.settings)
         try:
             response = await handler(request)
-        except Refusal as exc:
-            return error_response(request, exc.status, exc.message,
-                                  headers={**exc.headers, **cors}, **exc.extra)
-        except ApiError as exc:
-            return error_response(request, exc.status, exc.message, headers=cors,
-                                  **exc.extra)
-        except ScopeError as exc:
-            return error_response(request, 403, say(exc, language_of(request)), headers=cors,
-                                  refused="scope", scope=exc.scope)
-        except RightError as exc:
-            return error_response(request, 403, say(exc, language_of(request)), headers=cors,
-                                  refused="right", right=exc.right)
-        except MountBusy as exc:
-            return error_response(request, 409, say(exc, language_of(request)), headers=cors,
-                                  refused="busy")
-        except MountError as exc:  # one mount too many
-            return error_response(request, 403, say(exc, language_of(request)), headers=cors)
-        except ZoneError as exc:
-            return error_response(request, 404, say(exc, language_of(request)), headers=cors)
-        except WebRtcError as exc:
-            return error_response(request, exc.status, say(exc, language_of(request)),
-                                  headers=cors)
-        except (ConnectionResetError, web.HTTPException):
-            raise  # the client left; aiohttp's own answers
-        except Exception:  # a bug (ours or aiortc's) ends this request alone, logged
-            log.exception("%s %r failed", request.method, request.path)  # %r: no forged lines
-            return error_response(request, 500, Message(
-                N_("internal error: the server log has the details")), headers=cors)
+        except Exception as exc:  # one table of answers with the API's, and this surface's
+            response = await answer_error(request, exc, WEBRTC_STATUS)
         response.headers.update(cors)
         return response
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures.process
 import multiprocessing
+import os
 import threading
+import time
 
 import numpy as np
 import pyloudnorm
@@ -59,6 +61,17 @@ def measure_file(path: str, label: str | None = None, max_s: float | None = None
     return len(pcm) / SAMPLE_RATE, integrated_lufs(pcm), peak
 
 
+def _die_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """In the worker: exit within ``every_s`` of the server's death, however it died (a
+    killed server would otherwise leave its worker behind, some 120 MB each, for good)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def level_gain(lufs: float | None, peak: float, target_lufs: float) -> float:
     """To the target, but never so far that the peaks would clip (there is no limiter)."""
     headroom = 1.0 / peak if peak > 0 else 1.0
@@ -83,7 +96,8 @@ class MeasurePool:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent, initargs=(os.getpid(),))
             return self._pool
 
     def start(self) -> None:

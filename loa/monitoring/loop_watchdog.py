@@ -42,6 +42,7 @@ from typing import Any
 LIMIT_MS = 20.0
 _ASYNCIO_DIR = os.path.dirname(asyncio.events.__file__)
 _RUSAGE_SELF = resource.RUSAGE_SELF  # every thread of the process
+_RUSAGE_THREAD = resource.RUSAGE_THREAD  # the loop's own thread (Linux)
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,14 @@ class SlowStep:
     gc_ms: float
 
     queued_ms: float = 0.0  # waiting for a CPU while ready to run
+    kernel_ms: float = 0.0  # of the CPU time, in the kernel (system calls, page faults, IRQs)
+    faults: int = 0  # page faults of the loop's thread (minor and major)
 
     def __str__(self) -> str:
         how = "preempted, judged by CPU" if self.preempted else "not preempted"
         return (f"{self.what}: {self.own_ms:.1f} ms of its own work "
-                f"(CPU {self.cpu_ms:.1f} ms, wall {self.wall_ms:.1f} ms, {how}; "
+                f"(CPU {self.cpu_ms:.1f} ms of which kernel {self.kernel_ms:.1f} ms, "
+                f"{self.faults} page faults; wall {self.wall_ms:.1f} ms, {how}; "
                 f"waiting for a CPU {self.queued_ms:.1f} ms; "
                 f"garbage collection {self.gc_ms:.1f} ms)")
 
@@ -95,6 +99,7 @@ class LoopWatchdog:
 
         def _run(handle: asyncio.events.Handle) -> None:
             nivcsw0 = usage(_RUSAGE_SELF).ru_nivcsw
+            thread0 = usage(_RUSAGE_THREAD)
             gc0 = watchdog._gc_ns
             queued0 = queued()
             wall0, cpu0 = perf(), cpu()
@@ -103,9 +108,13 @@ class LoopWatchdog:
             finally:
                 wall_ns = perf() - wall0
                 if wall_ns > watchdog.limit_ns:
+                    thread1 = usage(_RUSAGE_THREAD)
                     watchdog._judge(handle, wall_ns, cpu() - cpu0,
                                     usage(_RUSAGE_SELF).ru_nivcsw != nivcsw0,
-                                    watchdog._gc_ns - gc0, queued() - queued0)
+                                    watchdog._gc_ns - gc0, queued() - queued0,
+                                    int((thread1.ru_stime - thread0.ru_stime) * 1e9),
+                                    thread1.ru_minflt + thread1.ru_majflt
+                                    - thread0.ru_minflt - thread0.ru_majflt)
 
         # the hook itself: typeshed types _run with a stray second self
         asyncio.events.Handle._run = _run  # type: ignore[method-assign, assignment]
@@ -118,12 +127,13 @@ class LoopWatchdog:
             gc.callbacks.remove(self._on_gc)
 
     def _judge(self, handle: asyncio.events.Handle, wall_ns: int, cpu_ns: int,
-               preempted: bool, gc_ns: int, queued_ns: int = 0) -> None:
+               preempted: bool, gc_ns: int, queued_ns: int = 0, kernel_ns: int = 0,
+               faults: int = 0) -> None:
         own_ns = cpu_ns if preempted else max(cpu_ns, wall_ns - queued_ns)
         if own_ns <= self.limit_ns:
             return
         step = SlowStep(_describe(handle), own_ns / 1e6, cpu_ns / 1e6, wall_ns / 1e6, preempted,
-                        gc_ns / 1e6, queued_ns / 1e6)
+                        gc_ns / 1e6, queued_ns / 1e6, kernel_ns / 1e6, faults)
         with self._lock:
             self._slow.append(step)
         if self.on_slow is not None:

@@ -189,8 +189,8 @@ async def test_the_history_of_alarms_is_each_callers_scope(
     status, rest = await get(server, "/api/v1/alarms/history", zone="huyen",
                              before=page["next"])
     assert [a["id"] for a in page["alarms"] + rest["alarms"]] == [a["id"] for a in history]
-    status, newer = await get(server, "/api/v1/alarms/history", after=history[-1]["id"],
-                              limit=2)
+    status, newer = await get(server, "/api/v1/alarms/history", zone="huyen",
+                              after=history[-1]["id"], limit=2)
     assert [a["id"] for a in newer["alarms"]] == [a["id"] for a in history[-3:-1]][::-1]
     status, body = await get(server, "/api/v1/alarms/history", q="BEFORE THE RESTART")
     assert [(a["subject"], a["ended"]) for a in body["alarms"]] == [("phu-my-2", "raised again")]

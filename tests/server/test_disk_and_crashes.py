@@ -80,6 +80,15 @@ async def until(what: str, check: Any, deadline_s: float = DEADLINE_S) -> Any:
         await asyncio.sleep(0.1)  # polling another process, bounded by the deadline
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run (Linux: each thread's ``children``)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
 def read_db(server: LocalLoa, sql: str) -> list[tuple[Any, ...]]:
     """What another process finds in the server's database file now (read-only: it changes
     nothing, not even a checkpoint). Blocking."""
@@ -263,9 +272,17 @@ async def test_the_programme_on_air_when_the_server_is_killed_is_in_the_log_afte
 
         [(programme, started_at, seen_at)] = await until("the segment is seen on air for 1 s",
                                                          seen_on_air)
+        workers = await asyncio.to_thread(children, loa.proc.pid)
+        assert workers, "the loudness worker runs beside the server"
         loa.proc.kill()
         killed_at = time.time()
         await loa.proc.wait()
+
+    async def workers_gone() -> bool:
+        return not any(await asyncio.to_thread(lambda: [os.path.exists(f"/proc/{pid}")
+                                                        for pid in workers]))
+
+    await until("the killed server's worker processes exit with it", workers_gone)
 
     await loa.start()
     async with aiohttp.ClientSession() as http:

@@ -31,7 +31,7 @@ from loa.api.middleware import auth_middleware, close_after_response, throttle_m
 from loa.api.resource import SERVER_KEY
 from loa.api.routes import Api
 from loa.api.whip import routes as webrtc_routes
-from loa.codecs.loudness import MEASURER, Leveller
+from loa.codecs.loudness import Leveller
 from loa.codecs.tts import Tts
 from loa.config import Config
 from loa.control.accounts import Accounts
@@ -129,7 +129,7 @@ class LoaServer:
         self.engine = Engine(
             self.zones, self.clock, self.counters,
             FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms,
-                           config.http_batch_ms),
+                           config.http_batch_ms, config.http_batch_above),
         )
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +302,8 @@ class LoaServer:
         self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
         self._readers_started = True
-        await asyncio.to_thread(MEASURER.start)  # the loudness process (once per process)
+        # the loudness process is not started here: it starts on the first measurement
+        # (scipy and ~120 MB an idle server does not need) and ends when idle
         await asyncio.to_thread(load_catalogues)  # the messages' languages, read once
         if self.config.webrtc.preload:
             await self.webrtc.ready()  # aiortc imported and warmed up on a worker thread

@@ -112,3 +112,14 @@ async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dic
         capture_output=True, timeout=30, check=False, env={**os.environ, "LANGUAGE": "en"})
     out, err = proc.stdout, proc.stderr
     return proc.returncode or 0, json.loads(out) if out else {"stderr": err.decode()}
+
+
+def source_sending(mount: Any, frames: int = 10) -> bool:
+    """Whether the mount's source is on and has sent more than ``frames`` frames' worth of
+    audio, whether a zone takes it or not (one that no zone takes is parsed, not decoded:
+    its packets count instead of its frames; a WHIP source's arrivals, as it decodes its own)."""
+    source = mount.source
+    ingest = getattr(mount.session, "ingest", None)
+    if ingest is None:
+        return bool(source.connected and (source.frames_in > frames or source.last_arrival_ns))
+    return bool(source.connected and ingest.frames_decoded + ingest.packets_skipped > frames)

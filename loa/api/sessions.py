@@ -26,6 +26,7 @@ from loa.api.resource import (
     server_of,
 )
 from loa.api.users import user_view
+from loa.api.whip import login_id
 from loa.control.accounts import LoginFailed, LoginRefused, UnknownAccount
 from loa.control.auth import ALL_ZONES, role_names
 
@@ -80,11 +81,14 @@ def _zone(server: LoaServer, username: str) -> str | None:
 @routes.post("/api/v1/logout")
 async def logout(request: web.Request) -> web.Response:
     """End the session of the cookie (with its CSRF token, as every change) and clear the
-    cookie; with a bearer token there is nothing to end."""
+    cookie; with a bearer token there is nothing to end. The WHIP sources made with that
+    login end too (``WebRtc.end_login``): a studio signed out is off the air."""
     s = server_of(request)
-    ended = s.accounts.close_session(request.cookies.get(SESSION_COOKIE, "")) \
-        if "Authorization" not in request.headers else None
+    cookie = request.cookies.get(SESSION_COOKIE, "") \
+        if "Authorization" not in request.headers else ""
+    ended = s.accounts.close_session(cookie)
     if ended is not None:
+        s.webrtc.end_login(login_id(cookie), "its console login signed out")
         s.store.audit(ended.username, "logout", ended.username)
     resp = json_response({"logged_out": ended is not None})
     resp.del_cookie(SESSION_COOKIE, path="/")

@@ -8,10 +8,13 @@ WebRTC sessions (``loa.playout.webrtc``).
 - ``POST /whep/zones/<zone>`` makes a viewer of the zone, answered the same way
   (``Location: /whep/zones/<zone>/<id>``).
 - ``DELETE`` on a session URL ends the session (200); an unknown or ended one is 404.
-- ``PATCH`` on a session URL (``application/trickle-ice-sdpfrag``, RFC 8840) adds trickled
-  remote candidates (204). aiortc takes candidates after the offer but cannot restart ICE, so a
-  restart (``If-Match: *``, or new ICE credentials) gets 501, as RFC 9725 §4.3.1 asks of a
-  session that supports only trickle; an ``If-Match`` that is not the session's ETag, 412.
+- ``PATCH`` on a session URL (``application/trickle-ice-sdpfrag``, RFC 8840) with
+  ``If-Match: <the session's ETag>`` adds trickled remote candidates: 204, with the session's
+  ``ETag``. As RFC 9725 §4.3.1 asks: no ``If-Match``, 428 Precondition Required; one that is
+  not the session's ETag, 412. aiortc takes candidates after the offer but cannot restart
+  ICE, so a restart (``If-Match: *``, or a fragment with an ``ice-ufrag`` or ``ice-pwd`` other
+  than the session's remote ones) gets 422 Unprocessable Content, what the RFC asks of a
+  server that supports one of trickle and restarts but not the other.
 - ``OPTIONS`` answers CORS preflights (``Access-Control-Allow-Origin`` per ``[webrtc]
   cors_origins``: ``*``, or the request's origin when listed) and says what each resource
   takes (``Allow``, ``Accept-Post``, ``Accept-Patch``); every answer to a listed origin exposes
@@ -21,9 +24,13 @@ Who may (``Authorization: Bearer <token>``, or a console session's cookie with i
 ``X-CSRF-Token``, as on the API):
 
 - **WHIP**: a token or account with the operate right (a configured token, an account's
-  personal token, the admin's); or the mount's source password as the bearer token (an
-  encoder configured like an Icecast one). Going live does not take a zone, so the
-  caller's scope is not asked here (it is, when zones are taken for the mount).
+  personal token, the admin's), whose scope holds **every zone that takes the mount now**
+  (the engine's requests for the mount's programme, made by ``POST zones/<zone>/live`` or a
+  live request): a source is heard wherever its mount is taken, so a caller scoped to one
+  commune may not push to a mount another commune's zones take (403 ``refused: scope``,
+  naming the first such zone and the caller's scope, as the API's ScopeError). Or the
+  mount's source password as the bearer token (an encoder configured like an Icecast one):
+  the mount's own secret, asked for no scope.
 - **WHEP**: any account or token whose scope contains the zone (a viewer's too: listening is
   reading). A device that speaks WebRTC listens with a personal token of an account scoped to
   its zone; endpoints' own MQTT credentials are not taken here (their hashes are meant for
@@ -33,16 +40,26 @@ No credentials, or wrong ones: 401 with ``WWW-Authenticate: Bearer`` (wrong ones
 per address like the API's); credentials without the right or the scope: 403. A busy mount
 (a source of either kind live on it): 409 Conflict, rather than the 403 the Icecast route
 answers (what Icecast's clients expect there), so that a WHIP client can tell it from a
-refused right. Past ``max_sessions``: 503 with ``Retry-After``. Errors are JSON
+refused right. One exception: a mount held by a WHIP session whose peer connection has not
+connected yet is given to a new offer **of the same caller** (the same principal, or the
+source password both times), the old session ended ("replaced by a new offer"), so that a
+client that crashed after its POST, or retries, is not locked out for
+``CONNECT_TIMEOUT_S``; anyone else still gets 409. Past ``[webrtc] max_sources`` (WHIP) or
+``max_viewers`` (WHEP), limits of their own: 503 with ``Retry-After``. Errors are JSON
 ``{"error": message}`` in the language of ``Accept-Language``, as the API's.
+
+A WHIP session made with the console's cookie belongs to that login (``login_id``): its
+sign-out (``POST /api/v1/logout``) ends it (``WebRtc.end_login``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
@@ -54,7 +71,7 @@ from loa.api.resource import ApiError, client_address, read_body, server_of
 from loa.control.auth import Principal, Right, RightError, Scope
 from loa.core.i18n import N_, Message
 from loa.core.zones import ZoneError
-from loa.playout.inputs.push import MOUNT_NAME, MountBusy, MountError
+from loa.playout.inputs.push import MOUNT_NAME, Mount, MountBusy, MountError
 from loa.playout.webrtc import WebRtcError, WebRtcSettings
 from loa.playout.webrtc.session import PeerSession
 from loa.playout.webrtc.whep import WhepSession
@@ -189,49 +206,82 @@ def _bearer(request: web.Request) -> str | None:
     return token
 
 
-def _principal(request: web.Request, token: str | None) -> Principal | None:
-    """Who the bearer token or the session cookie speaks for (None: neither is valid, or
-    there is none). A cookie's request that changes something needs its CSRF token (403)."""
+def login_id(cookie: str) -> str:
+    """The id of a console login, from its cookie's value: the cookie's SHA-256 (hex), what
+    the accounts key the session by; the cookie itself is never kept beside a session."""
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+def _principal(request: web.Request, token: str | None) -> tuple[Principal | None, str | None]:
+    """Who the bearer token or the session cookie speaks for, and the cookie's login
+    (``login_id``; None for a bearer token): (None, None) when neither is valid, or there is
+    none. A cookie's request that changes something needs its CSRF token (403)."""
     server = server_of(request)
     if token is not None:
-        return server.tokens.authenticate(token) or server.accounts.authenticate_token(token)
+        return (server.tokens.authenticate(token) or server.accounts.authenticate_token(token),
+                None)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
-        return None
+        return None, None
     session = server.accounts.session(cookie)
     principal = server.accounts.principal(session.username) if session is not None else None
     if session is None or principal is None:
-        return None
+        return None, None
     if request.method not in SAFE_METHODS and \
             not server.accounts.csrf_ok(session, request.headers.get(CSRF_HEADER, "")):
         raise Refusal(403, N_("a change made with the session cookie needs the {header} "
                               "header the login answered (csrf_token)"), header=CSRF_HEADER)
-    return principal
+    return principal, login_id(cookie)
 
 
-def _whip_caller(request: web.Request, mount: str) -> str:
-    """The name a WHIP request acts as (for the log and audit): a principal with the operate
-    right, or ``source`` for the mount's source password. 401 without valid credentials, 403
-    (RightError) for a principal without the right."""
+@dataclass(frozen=True, slots=True)
+class WhipCaller:
+    """Who a WHIP request acts as: ``principal`` with the operate right (``name`` its name),
+    or the mount's source password (``principal`` None, ``name`` "source"); ``login_id``: the
+    console login of its cookie (None for a bearer token)."""
+
+    name: str
+    principal: Principal | None = None
+    login_id: str | None = None
+
+    @property
+    def by_password(self) -> bool:
+        """Whether it speaks with the mount's source password."""
+        return self.principal is None
+
+
+def _whip_caller(request: web.Request, mount: str) -> WhipCaller:
+    """Who a WHIP request acts as (for the log, the audit, and the session's owner). 401
+    without valid credentials, 403 (RightError) for a principal without the operate right."""
     server = server_of(request)
     token = _bearer(request)
-    principal = _principal(request, token)
+    principal, login = _principal(request, token)
     if principal is None:
         password = server.mounts.password_for(mount) if MOUNT_NAME.match(mount) else ""
         if token is not None and password and \
                 hmac.compare_digest(token.encode(), password.encode()):
-            return "source"
+            return WhipCaller("source")
         raise _unauthorized(token)
     if not principal.may(Right.OPERATE):
         raise RightError(Right.OPERATE.value)
-    return principal.name
+    return WhipCaller(principal.name, principal, login)
+
+
+def check_takers(server: LoaServer, mount: Mount, principal: Principal) -> None:
+    """Raise ScopeError (403) unless every zone that takes ``mount`` now (an engine request
+    for its programme: a live take, or a live request) lies in ``principal``'s scope: a
+    source is heard wherever its mount is taken. The error names the first zone outside."""
+    scope = Scope(server.zones, principal.scope)
+    for req in list(server.engine.requests.values()):
+        if req.programme is mount.programme:
+            scope.check(req.zone_id)
 
 
 def _whep_caller(request: web.Request, zone_id: str) -> str:
     """The name a WHEP request acts as: a principal whose scope contains the zone. 401
     without valid credentials, 403 (ScopeError) outside the scope."""
     server = server_of(request)
-    principal = _principal(request, _bearer(request))
+    principal, _ = _principal(request, _bearer(request))
     if principal is None:
         raise _unauthorized(request.headers.get(hdrs.AUTHORIZATION))
     Scope(server.zones, principal.scope).check(zone_id)
@@ -291,9 +341,13 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _full() -> Refusal:
-    return Refusal(503, N_("too many WebRTC sessions: try again later"),
-                   headers={"Retry-After": str(RETRY_AFTER_S)})
+def _full(server: LoaServer, resource: str) -> Refusal:
+    """503 with ``Retry-After``: the limit of ``resource`` ("whip", "whep") is reached."""
+    limit = server.webrtc.settings.limit(resource)
+    message = N_("too many WHIP sources at once (at most {limit}): try again later") \
+        if resource == "whip" else \
+        N_("too many WHEP viewers at once (at most {limit}): try again later")
+    return Refusal(503, message, headers={"Retry-After": str(RETRY_AFTER_S)}, limit=limit)
 
 
 async def _negotiate(server: LoaServer, session: WhipSession | WhepSession, offer: str) -> str:
@@ -304,11 +358,11 @@ async def _negotiate(server: LoaServer, session: WhipSession | WhepSession, offe
         peer_module = await webrtc.ready()
         answer = await session.negotiate(peer_module, offer)
     except BaseException:
-        webrtc.release()
+        webrtc.release(session.resource)
         session.end("negotiation failed", cut=True)
         raise
-    if session.ended:  # its connection failed at once: no place to keep
-        webrtc.release()
+    if session.ended:  # its connection failed at once, or was replaced: no place to keep
+        webrtc.release(session.resource)
     else:
         webrtc.add(session)
     return answer
@@ -324,26 +378,48 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
     name = request.match_info["mount"]
     if request.content_type != SDP:
         raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
-    actor = _whip_caller(request, name)
+    caller = _whip_caller(request, name)
     if not MOUNT_NAME.match(name):
         raise Refusal(404, N_("mount name {mount!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
                       mount=name)
     mount = server.mounts.get(name)
-    server.mounts.check_free(mount)  # before any work (attach checks again, after it)
+    if caller.principal is not None:
+        check_takers(server, mount, caller.principal)
+    if _unconnected_of(mount, caller) is None:
+        server.mounts.check_free(mount)  # before any work (attach checks again, after it)
     offer = await _offer(request)
-    if not server.webrtc.reserve():
-        raise _full()
+    held = _unconnected_of(mount, caller)  # asked again: the body took a while
+    if held is not None:
+        log.info("WHIP source on /live/%s: session %s (not connected) replaced by a new offer "
+                 "of %s", name, held.id, caller.name)
+        server.counters.inc("sources_replaced", mount=name)
+        held.end("replaced by a new offer", cut=True)
+    if not server.webrtc.reserve("whip"):
+        raise _full(server, "whip")
     peer = client_address(request)
     try:
-        session = WhipSession(server.webrtc, mount, peer, server.clock, server.counters)
+        session = WhipSession(server.webrtc, mount, peer, server.clock, server.counters,
+                              actor=caller.name, by_password=caller.by_password,
+                              login_id=caller.login_id)
         await server.mounts.attach(mount, session)
     except BaseException:
-        server.webrtc.release()
+        server.webrtc.release("whip")
         raise
     answer = await _negotiate(server, session, offer)
-    log.info("WHIP source %s on /live/%s (as %s): session %s", peer, name, actor, session.id)
-    server.store.audit(actor, "source.whip", name, {"session": session.id}, address=peer)
+    log.info("WHIP source %s on /live/%s (as %s): session %s", peer, name, caller.name,
+             session.id)
+    server.store.audit(caller.name, "source.whip", name, {"session": session.id},
+                       address=peer)
     return _created(server, session, answer, f"/whip/{name}/{session.id}")
+
+
+def _unconnected_of(mount: Mount, caller: WhipCaller) -> WhipSession | None:
+    """The WHIP session holding ``mount`` that a new offer of ``caller`` replaces: made by
+    the same caller, its peer connection not connected yet; None if there is none."""
+    held = mount.session
+    if isinstance(held, WhipSession) and held.replaceable_by(caller.name, caller.by_password):
+        return held
+    return None
 
 
 def _whip_session(request: web.Request) -> WhipSession:
@@ -386,8 +462,8 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     if channel is None:
         raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
     offer = await _offer(request)
-    if not server.webrtc.reserve():
-        raise _full()
+    if not server.webrtc.reserve("whep"):
+        raise _full(server, "whep")
     peer = client_address(request)
     session = WhepSession(server.webrtc, channel, peer, server.clock, server.counters)
     answer = await _negotiate(server, session, offer)
@@ -421,14 +497,19 @@ async def whep_patch(request: web.Request) -> web.StreamResponse:
 
 
 async def _patch(request: web.Request, session: PeerSession) -> web.StreamResponse:
-    """Trickle ICE on a session: 204 once the candidates are added; 415 for another type,
-    412 for an ``If-Match`` that is not the session's ETag, 501 for an ICE restart."""
+    """Trickle ICE on a session (RFC 9725 §4.3.1): 204 with the session's ``ETag`` once the
+    candidates are added; 415 for another type, 428 without ``If-Match``, 412 for one that
+    does not name the session's ETag, 422 for an ICE restart (``If-Match: *``, or new ICE
+    credentials in the fragment: ``peer.add_candidates``)."""
     if request.content_type != SDP_FRAG:
         raise Refusal(415, N_("trickled candidates must be sent as {type}"), type=SDP_FRAG)
     match = request.headers.get(hdrs.IF_MATCH, "").strip()
-    if match == "*":
-        raise Refusal(501, N_("ICE restarts are not supported: make a new session"))
-    if match and match != session.etag:
+    if not match:
+        raise Refusal(428, N_("a PATCH must name the session's ETag in If-Match (RFC 9725)"))
+    if match == "*":  # what a client asking for an ICE restart sends
+        raise Refusal(422, N_("this session takes trickled candidates but cannot restart "
+                              "ICE: make a new session"))
+    if session.etag not in (tag.strip() for tag in match.split(",")):
         raise Refusal(412, N_("If-Match does not name this session's ETag"))
     data = await read_body(request, MAX_SDP_BYTES)
     if len(data) > MAX_SDP_BYTES:

@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument("--procs", type=int, default=2, help=_("listener worker processes"))
     bench.add_argument("--no-icecast", action="store_true", help=_("measure Loa alone"))
     bench.add_argument("--json", dest="json_path", help=_("write the results as JSON here"))
-    bench.add_argument("--only", help=_("only these parts, comma-separated: fanout, transcode, "
-                                        "switching, alerts, outage, webrtc (alerts: file, text "
+    bench.add_argument("--only", help=_("only these parts, comma-separated: fanout, idle, "
+                                        "transcode, switching, alerts, outage, webrtc (idle: "
+                                        "CPU and memory with one live programme and no "
+                                        "listener; alerts: file, text "
                                         "and CAP alerts on some zones while the others listen, "
                                         "at the largest --listeners count; outage: the heard "
                                         "delay before and after a 5 s source outage; webrtc: "

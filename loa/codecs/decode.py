@@ -5,9 +5,11 @@ Three ways in, one code path:
 - ``FrameDecoder`` over any readable object, e.g. a ``ByteFeed`` filled from a socket;
 - ``ParsedStreamDecoder``: an MP3 or ADTS AAC byte stream split by the codec's own parser.
 
-Every path ends in ``CanonicalFrames``, which follows the input's format as it changes. A live
-stream (a push or a relay) is decoded by ``loa.codecs.live_decode.LiveDecoder`` on a thread that
-``loa.playout.inputs.ingest.LiveIngest`` owns; ``ByteFeed`` is the pipe between them.
+Every path ends in ``loa.codecs.canonical.CanonicalFrames``, which follows the input's format
+as it changes. A live stream (a push or a relay) is decoded by
+``loa.codecs.live_decode.LiveDecoder`` on a thread that ``loa.playout.inputs.ingest.LiveIngest``
+owns; ``ByteFeed`` is the pipe between them. A live decoder given a
+``loa.codecs.demand.DecodeDemand`` parses but does not decode while nobody takes its source.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
 
 import av
 import av.error
-import numpy as np
 
+from loa.codecs.canonical import CanonicalFrames
+from loa.codecs.demand import DecodeDemand, PacketPause
 from loa.core.i18n import N_, Explained
-from loa.core.pcm import FRAME_SAMPLES, SAMPLE_RATE, Samples
+from loa.core.pcm import Samples
 
 log = logging.getLogger(__name__)
 
@@ -67,87 +71,16 @@ def format_for_content_type(content_type: str) -> str:
             type=base or "(none)", accepted=accepted) from None
 
 
-def to_canonical(out: av.AudioFrame) -> Samples:
-    """A resampler output frame as a canonical frame; the last, short one padded with silence."""
-    samples: Samples = out.to_ndarray()[0]
-    if samples.shape[0] != FRAME_SAMPLES:
-        padded = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-        padded[: samples.shape[0]] = samples
-        samples = padded
-    return samples
-
-
-class CanonicalFrames:
-    """Decoded audio of any sample format, channel layout and rate, as canonical frames.
-
-    ``push(frame)`` takes one decoded ``av.AudioFrame`` and returns the canonical frames it
-    completed (float32 arrays of ``FRAME_SAMPLES``, 48 kHz mono, each a fresh array);
-    ``flush()`` ends the input and returns the rest, the last frame padded with silence.
-
-    A frame whose format, layout or rate differs from the one before reopens the resampler
-    (counted in ``reopened``), after draining what the old one still holds: a stream that
-    changes under way (a chained Ogg link, an MP3 stream going from 44.1 kHz stereo to 48 kHz
-    mono) plays on without losing a sample.
-    """
-
-    def __init__(self) -> None:
-        self._resampler: av.AudioResampler | None = None
-        self._input: tuple[str, str, int] | None = None  # (sample format, layout, rate)
-        self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
-        self._fill = 0  # samples of ``_out`` filled so far
-        self.reopened = 0
-
-    def push(self, frame: av.AudioFrame) -> list[Samples]:
-        """The canonical frames ``frame`` completes (often one, sometimes none or two)."""
-        done: list[Samples] = []
-        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if shape != self._input or self._resampler is None:
-            if self._resampler is not None:
-                self._take(self._resampler.resample(None), done)
-                self.reopened += 1
-                log.info("input format changed to %s %s %d Hz: resampler reopened", *shape)
-            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            self._input = shape
-        self._take(self._resampler.resample(frame), done)
-        return done
-
-    def flush(self) -> list[Samples]:
-        """End of input: the rest, the last frame padded with silence. Pushing again starts
-        afresh."""
-        done: list[Samples] = []
-        if self._resampler is not None:
-            self._take(self._resampler.resample(None), done)
-            self._resampler = None
-            self._input = None
-        if self._fill:
-            self._out[self._fill :] = 0.0
-            done.append(self._out)
-            self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
-            self._fill = 0
-        return done
-
-    def _take(self, frames: list[av.AudioFrame], done: list[Samples]) -> None:
-        for frame in frames:
-            samples = frame.to_ndarray()[0]  # packed float mono: shape (1, n)
-            pos, n = 0, samples.shape[0]
-            while pos < n:
-                k = min(FRAME_SAMPLES - self._fill, n - pos)
-                self._out[self._fill : self._fill + k] = samples[pos : pos + k]
-                self._fill += k
-                pos += k
-                if self._fill == FRAME_SAMPLES:
-                    done.append(self._out)
-                    self._out = np.empty(FRAME_SAMPLES, dtype=np.float32)
-                    self._fill = 0
-
-
 class FrameDecoder:
     """Demux + decode + resample one input into consecutive canonical frames.
 
     Iterating yields float32 arrays of ``FRAME_SAMPLES``; the last partial frame is padded with
     silence. ``decoded()`` yields the decoded ``av.AudioFrame`` objects instead, for a caller
-    that resamples across several inputs (the links of a chained Ogg stream). Any failure is
-    raised as ``DecodeError`` with a message that names the input.
+    that resamples across several inputs (the links of a chained Ogg stream), and
+    ``decoded_packets()`` the same grouped by packet. Any failure is raised as ``DecodeError``
+    with a message that names the input. With a ``demand`` (a live input), packets are demuxed
+    but not decoded while it is not wanted (``PacketPause``). ``decoder_calls`` counts the
+    packets given to the decoder.
     """
 
     def __init__(
@@ -157,8 +90,11 @@ class FrameDecoder:
         format: str | None = None,
         label: str | None = None,
         live: bool = False,
+        demand: DecodeDemand | None = None,
     ) -> None:
         self.label = label or (source if isinstance(source, str) else "stream")
+        self.pause = PacketPause(demand)
+        self.decoder_calls = 0
         kwargs: dict[str, Any] = {}
         if format:
             kwargs["format"] = format
@@ -189,8 +125,22 @@ class FrameDecoder:
     def decoded(self) -> Iterator[av.AudioFrame]:
         """The input's decoded frames, as decoded (any rate and layout); closes the input at
         the end. Corrupt packets are skipped as players do, unless nothing decodes at all."""
+        for frames in self.decoded_packets():
+            yield from frames
+
+    def decoded_packets(self) -> Iterator[list[av.AudioFrame]]:
+        """The decoded frames of each packet demuxed, a list a packet: empty for a packet
+        skipped while audio is not wanted (the input is alive) or that gave nothing yet.
+        Closes the input at the end."""
+        pause = self.pause
         try:
             for packet in self._container.demux(self._stream):
+                if pause.skip(packet):
+                    yield []
+                    continue
+                if pause.paused:
+                    self._prime(pause.resume_with())
+                self.decoder_calls += 1
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError:
@@ -199,14 +149,25 @@ class FrameDecoder:
                         raise DecodeError(N_("{label}: no decodable audio"),
                                           label=self.label) from None
                     continue
-                for frame in frames:
-                    self._decoded += 1
-                    yield frame
+                self._decoded += len(frames)
+                if frames:
+                    pause.audio_decoded = True
+                yield cast(list[av.AudioFrame], frames)
         except av.error.FFmpegError as exc:
             raise DecodeError(N_("{label}: decoding failed ({problem})"), label=self.label,
                               problem=str(exc)) from exc
         finally:
             self.close()
+
+    def _prime(self, packets: list[Any]) -> None:
+        """After a pause: a fresh decoder state, warmed up on the last packets skipped."""
+        self._stream.codec_context.flush_buffers()
+        for packet in packets:
+            self.decoder_calls += 1
+            try:
+                packet.decode()  # the audio of the pause: not heard
+            except av.error.InvalidDataError:
+                pass  # a reservoir reaching further back: the next packets decode whole
 
     def __iter__(self) -> Iterator[Samples]:
         canonical = CanonicalFrames()
@@ -228,7 +189,9 @@ class FrameDecoder:
 # Elementary streams the codec's own parser can split without a demuxer. ffmpeg's MP3 demuxer
 # reads fixed 1 KiB packets, which on a live 128 kb/s push means a burst of frames every ~80 ms
 # (four frames of latency); the parser hands over each frame as soon as its bytes are in.
-PARSED_FORMATS = {"mp3": "mp3", "aac": "aac"}
+# Format name -> decoder: the float MP3 decoder, as the ffmpeg CLI picks it (PyAV's "mp3" is the
+# fixed-point one: 60 % more CPU, and its 16-bit output is then converted to float anyway).
+PARSED_FORMATS = {"mp3": "mp3float", "aac": "aac"}
 PARSE_READ_BYTES = 4096
 
 
@@ -236,21 +199,35 @@ class ParsedStreamDecoder:
     """Decode an MP3 or ADTS AAC byte stream frame by frame, through the codec's parser.
 
     ``reader`` has ``read(n) -> bytes`` (b"" at the end); ``fmt`` is a key of
-    ``PARSED_FORMATS``. Iterating yields canonical frames; a change of rate or channels under
-    way is followed. Raises ``DecodeError`` when the stream cannot be parsed or holds no audio.
+    ``PARSED_FORMATS``. Iterating yields canonical frames; ``batches()`` yields them grouped
+    as each read of the reader completes them. A change of rate or channels under way is
+    followed. Raises ``DecodeError`` when the stream cannot be parsed or holds no audio.
+    With a ``demand``, packets are parsed but not decoded while it is not wanted
+    (``PacketPause``); ``decoder_calls`` counts the packets given to the decoder.
     """
 
-    def __init__(self, reader: Any, fmt: str, label: str) -> None:
+    def __init__(self, reader: Any, fmt: str, label: str,
+                 demand: DecodeDemand | None = None) -> None:
         self.label = label
+        self.pause = PacketPause(demand)
         self._reader = reader
         self._ctx = cast(av.AudioCodecContext, av.CodecContext.create(PARSED_FORMATS[fmt], "r"))
         self._canonical = CanonicalFrames()
         self.frames_out = 0
         self.decode_errors = 0
+        self.decoder_calls = 0
 
     def __iter__(self) -> Iterator[Samples]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Samples]]:
+        """Canonical frames, a list per read that completed any: whatever the bytes read so
+        far make, never waiting for more bytes to fill a batch. The decoded audio of a whole
+        read is resampled at once (one resampler call, not one a packet). While paused, an
+        empty list per read that parsed packets: the input is alive."""
         ctx = self._ctx
-        canonical = self._canonical
+        pause = self.pause
         while True:
             data = self._reader.read(PARSE_READ_BYTES)
             try:
@@ -258,23 +235,44 @@ class ParsedStreamDecoder:
             except av.error.FFmpegError as exc:
                 raise DecodeError(N_("{label}: cannot parse the stream ({problem})"),
                                   label=self.label, problem=str(exc)) from exc
+            decoded: list[av.AudioFrame] = []
+            skipped = pause.skipped
             for packet in packets:
+                if pause.skip(packet):
+                    continue
+                if pause.paused:
+                    decoded = []  # older than the pause: not heard either
+                    self._prime(pause.resume_with())
+                self.decoder_calls += 1
                 try:
-                    decoded = ctx.decode(packet)
+                    decoded += ctx.decode(packet)
                 except av.error.InvalidDataError:
                     self.decode_errors += 1  # a tag or a damaged frame: skip it, as players do
                     continue
-                for frame in decoded:
-                    for samples in canonical.push(frame):
-                        self.frames_out += 1
-                        yield samples
+                pause.audio_decoded = pause.audio_decoded or bool(decoded)
+            done = self._canonical.push_many(decoded) if decoded else []
+            if done or pause.skipped != skipped:
+                self.frames_out += len(done)
+                yield done
             if not data:
                 break
-        for samples in canonical.flush():
-            self.frames_out += 1
-            yield samples
-        if self.frames_out == 0:
+        if not pause.paused and (done := self._canonical.flush()):  # paused: nothing new
+            self.frames_out += len(done)
+            yield done
+        if self.frames_out == 0 and not pause.skipped:
             raise DecodeError(N_("{label}: contains no audio"), label=self.label)
+
+    def _prime(self, packets: list[Any]) -> None:
+        """After a pause: a fresh decoder and resampler (nothing of before the pause left in
+        them), the decoder warmed up on the last packets skipped."""
+        self._ctx.flush_buffers()
+        self._canonical = CanonicalFrames()
+        for packet in packets:
+            self.decoder_calls += 1
+            try:
+                self._ctx.decode(packet)  # the audio of the pause: not heard
+            except av.error.InvalidDataError:
+                pass  # a reservoir reaching further back: the next packets decode whole
 
 
 def decode_file(path: str) -> Iterator[Samples]:
@@ -288,12 +286,17 @@ class ByteFeed:
     ``read`` returns whatever is buffered, up to ``n`` bytes, blocking only while empty; b"" means
     end of stream. ``write`` never blocks the loop: it reports whether the feed is over its limit
     so the writer can pause its socket until the ``on_drained`` callback fires.
+
+    The written ``bytes`` are kept as they came, in a queue; a read hands a whole chunk over
+    as it is, or copies just the bytes it returns out of the chunk it ends in: each byte is
+    copied at most once, however large the chunks and small the reads.
     """
 
     def __init__(self, limit_bytes: int = 256 * 1024) -> None:
         self.limit_bytes = limit_bytes
-        self._chunks: list[bytes] = []
-        self._size = 0
+        self._chunks: deque[bytes] = deque()
+        self._head_pos = 0  # bytes of ``_chunks[0]`` already read
+        self._size = 0  # bytes buffered and not yet read
         self._closed = False
         self._cond = threading.Condition()
         self._over = False
@@ -301,13 +304,15 @@ class ByteFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def write(self, data: bytes) -> bool:
-        """Append ``data``; returns True while the feed is under its limit."""
+        """Append ``data`` (kept, not copied: bytes are immutable); returns True while the
+        feed is under its limit."""
         with self._cond:
             if self._closed:
                 return True
-            self._chunks.append(data)
-            self._size += len(data)
-            self._cond.notify()
+            if data:
+                self._chunks.append(data)
+                self._size += len(data)
+                self._cond.notify()
             over = self._size >= self.limit_bytes
             if over:
                 self._over = True
@@ -329,17 +334,13 @@ class ByteFeed:
         """Up to ``n`` buffered bytes (all of them if ``n`` < 1), blocking while the feed is
         empty and open; b"" once it is closed and empty. Called from the decoder thread."""
         with self._cond:
-            while not self._chunks and not self._closed:
+            while not self._size and not self._closed:
                 self._cond.wait()
-            if not self._chunks:
+            if not self._size:
                 return b""
-            data = b"".join(self._chunks)
-            if 0 < n < len(data):
-                self._chunks = [data[n:]]
-                data = data[:n]
-            else:
-                self._chunks = []
-            self._size -= len(data)
+            want = self._size if n < 1 else min(n, self._size)
+            data = self._take(want)
+            self._size -= want
             if self._over and self._size < self.limit_bytes // 2:
                 self._over = False
                 if self._drained_cb is not None and self._loop is not None:
@@ -348,3 +349,25 @@ class ByteFeed:
                     except RuntimeError:
                         pass  # loop closed during shutdown
             return data
+
+    def _take(self, want: int) -> bytes:
+        """``want`` bytes (no more than are buffered) off the front of the queue."""
+        chunks = self._chunks
+        head = chunks[0]
+        if self._head_pos == 0 and len(head) == want:
+            chunks.popleft()  # the usual case: a socket read handed on whole, not copied
+            return head
+        parts: list[memoryview] = []
+        need = want
+        while need:
+            head = chunks[0]
+            pos = self._head_pos
+            k = min(len(head) - pos, need)
+            parts.append(memoryview(head)[pos : pos + k])
+            need -= k
+            if pos + k == len(head):
+                chunks.popleft()
+                self._head_pos = 0
+            else:
+                self._head_pos = pos + k
+        return b"".join(parts)

@@ -25,13 +25,14 @@ import struct
 from collections.abc import Iterator
 from typing import Protocol
 
+from loa.codecs.canonical import CanonicalFrames
 from loa.codecs.decode import (
     PARSED_FORMATS,
-    CanonicalFrames,
     DecodeError,
     FrameDecoder,
     ParsedStreamDecoder,
 )
+from loa.codecs.demand import DecodeDemand
 from loa.codecs.ogg import HEADER_TYPE_BOS, ogg_crc
 from loa.core.pcm import Samples
 
@@ -286,19 +287,46 @@ class LiveDecoder:
 
     ``reader`` blocks for bytes and returns b"" at the end (a ``ByteFeed``); ``format`` is a
     demuxer name ("mp3", "ogg", "aac", ...) or None to sniff it. Iterating yields float32
-    arrays of ``FRAME_SAMPLES`` (48 kHz mono) until the stream ends; raises ``DecodeError``
-    for a stream that is not audio (nothing decodable in its first ``NO_AUDIO_LIMIT_BYTES``,
-    or not readable at all) or that fails to decode, the message naming ``label``.
+    arrays of ``FRAME_SAMPLES`` (48 kHz mono) until the stream ends; ``batches()`` yields them
+    in lists, as they become ready (a list per read of the reader for MP3 and AAC, per packet
+    otherwise; never held back to fill one). Raises ``DecodeError`` for a stream that is not
+    audio (nothing decodable in its first ``NO_AUDIO_LIMIT_BYTES``, or not readable at all) or
+    that fails to decode, the message naming ``label``.
+
+    ``demand``: while not wanted (no zone takes the source), the stream is still read and
+    parsed, but not decoded once its first audio has decoded (showing that it is audio);
+    ``batches()`` then yields empty lists as packets go by (the source is alive). When wanted
+    again, decoding resumes at the live edge: the decoder is flushed and primed, and nothing
+    decoded before the pause follows. ``decoder_calls`` counts the packets given to
+    decoders, ``packets_skipped`` those passed over.
     """
 
-    def __init__(self, reader: Reader, format: str | None, label: str) -> None:
+    def __init__(self, reader: Reader, format: str | None, label: str,
+                 demand: DecodeDemand | None = None) -> None:
         self._reader = reader
         self.format = format
         self.label = label
+        self.demand = demand
         self.frames_out = 0
         self.links = 0  # chained Ogg links opened
+        self._decoders: list[ParsedStreamDecoder | FrameDecoder] = []
+
+    @property
+    def decoder_calls(self) -> int:
+        """Packets given to a decoder so far (a paused source's stay where they were)."""
+        return sum(d.decoder_calls for d in self._decoders)
+
+    @property
+    def packets_skipped(self) -> int:
+        """Packets parsed and not decoded so far, the demand not wanted."""
+        return sum(d.pause.skipped for d in self._decoders)
 
     def __iter__(self) -> Iterator[Samples]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Samples]]:
+        """Canonical frames in lists, as they become ready (see the class)."""
         guard = _GuardedReader(self._reader, self.label, NO_AUDIO_LIMIT_BYTES)
         source: Reader = guard
         # The bytes, not the label, say what the stream is: an encoder that sends MP3 as
@@ -319,11 +347,12 @@ class LiveDecoder:
         yield from self._decoded(source, self.format, guard)
 
     def _decoded(self, source: Reader, fmt: str | None, guard: _GuardedReader
-                 ) -> Iterator[Samples]:
-        for samples in self._frames(source, fmt):
-            guard.audio_seen = True
-            self.frames_out += 1
-            yield samples
+                 ) -> Iterator[list[Samples]]:
+        for batch in self._batches(source, fmt):
+            if batch or self.packets_skipped:  # frames; or packets passed over, which only
+                guard.audio_seen = True  # happens once some have decoded
+            self.frames_out += len(batch)
+            yield batch
 
     @staticmethod
     def _sniff(reader: Reader) -> tuple[str | None, bytes]:
@@ -338,27 +367,61 @@ class LiveDecoder:
                 return fmt, head
         return None, head
 
-    def _frames(self, source: Reader, fmt: str | None) -> Iterator[Samples]:
+    def _batches(self, source: Reader, fmt: str | None) -> Iterator[list[Samples]]:
         if fmt in PARSED_FORMATS:
-            return iter(ParsedStreamDecoder(source, fmt, self.label))
+            parsed = ParsedStreamDecoder(source, fmt, self.label, self.demand)
+            self._decoders.append(parsed)
+            return parsed.batches()
         if fmt == "ogg":
             return self._ogg(source)
-        return iter(FrameDecoder(source, format=fmt, label=self.label, live=True))
+        return self._demuxed(source, fmt)
 
-    def _ogg(self, source: Reader) -> Iterator[Samples]:
+    def _demuxed(self, source: Reader, fmt: str | None) -> Iterator[list[Samples]]:
+        """Any other container, through its demuxer: a list per packet."""
+        decoder = FrameDecoder(source, format=fmt, label=self.label, live=True,
+                               demand=self.demand)
+        self._decoders.append(decoder)
+        canonical = CanonicalFrames()
+        resumes = 0
+        for frames in decoder.decoded_packets():
+            if decoder.pause.resumes != resumes:  # nothing of before the pause: start afresh
+                resumes = decoder.pause.resumes
+                canonical = CanonicalFrames()
+            done = canonical.push_many(frames)
+            decoder.frames_out += len(done)
+            if done or not frames:  # frames, or a packet skipped: the input is alive
+                yield done
+        if not decoder.pause.paused and (done := canonical.flush()):  # paused: nothing new
+            decoder.frames_out += len(done)
+            yield done
+        if decoder.frames_out == 0 and not decoder.pause.skipped:
+            raise DecodeError(f"{self.label}: contains no audio")
+
+    def _ogg(self, source: Reader) -> Iterator[list[Samples]]:
         canonical = CanonicalFrames()  # one for all links: a link of the same format joins
         links = OggLinks(source)  # seamlessly, another one reopens it without a gap
-        out = 0
+        out = skipped = 0
+        paused = False
         while (link := links.next_link()) is not None:
             self.links += 1
             if self.links > 1:
                 log.info("%s: chained Ogg link %d", self.label, self.links)
-            for frame in FrameDecoder(link, format="ogg", label=self.label, live=True).decoded():
-                for samples in canonical.push(frame):
-                    out += 1
-                    yield samples
-        for samples in canonical.flush():
-            out += 1
-            yield samples
-        if out == 0:
+            decoder = FrameDecoder(link, format="ogg", label=self.label, live=True,
+                                   demand=self.demand)
+            self._decoders.append(decoder)
+            resumes = 0
+            for frames in decoder.decoded_packets():
+                if decoder.pause.resumes != resumes:  # nothing of before the pause follows
+                    resumes = decoder.pause.resumes
+                    canonical = CanonicalFrames()
+                done = canonical.push_many(frames)
+                out += len(done)
+                if done or not frames:  # frames, or a packet skipped: the input is alive
+                    yield done
+            skipped += decoder.pause.skipped
+            paused = decoder.pause.paused
+        if not paused and (done := canonical.flush()):  # paused: what it holds is not new
+            out += len(done)
+            yield done
+        if out == 0 and not skipped:
             raise DecodeError(f"{self.label}: contains no audio")

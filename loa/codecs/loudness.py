@@ -1,16 +1,22 @@
-"""Loudness (ITU-R BS.1770 / EBU R128) measured with pyloudnorm, and the gain to a target."""
+"""Loudness (ITU-R BS.1770 / EBU R128) measured with pyloudnorm, and the gain to a target.
+
+pyloudnorm brings scipy (some 65 MB of a process and a second and a half to import): it is
+imported by ``integrated_lufs`` only, which runs in the measuring worker (``MeasurePool``), a
+process started on the first measurement and ended when it has had nothing to measure for
+``MeasurePool.idle_s``. A server that measures nothing never loads it.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import math
 import multiprocessing
 import os
 import threading
 import time
 
 import numpy as np
-import pyloudnorm
 
 from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Samples
 
@@ -25,6 +31,8 @@ def integrated_lufs(pcm: Samples) -> float | None:
     """Integrated loudness of 48 kHz mono audio, or None when too short or silent."""
     if len(pcm) < MIN_MEASURABLE_S * SAMPLE_RATE:
         return None
+    import pyloudnorm  # scipy: loaded where a measurement runs, never by an idle server
+
     value = float(pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(pcm.astype(np.float64)))
     return value if np.isfinite(value) else None
 
@@ -78,8 +86,18 @@ def level_gain(lufs: float | None, peak: float, target_lufs: float) -> float:
     return min(gain_to_target(lufs, target_lufs), headroom)
 
 
+# The measuring worker holds some 120 MB (scipy, PyAV; the resource-tracker process that
+# multiprocessing starts with the first one, ~13 MB, stays for good). It ends after this long
+# with nothing to measure; the next measurement starts another, which costs that measurement
+# 1.2-1.5 s more (spawn, PyAV, scipy; measured 2026-11-30 on the development VM; warm, a 5 s
+# file takes 0.03 s). Five minutes keep it warm through a run of uploads or bulletins;
+# ``warm`` starts it ahead of a measurement that is known to come.
+WORKER_IDLE_S = 300.0
+
+
 class MeasurePool:
-    """``measure_file`` in a worker process of its own, started on first use and shared.
+    """``measure_file`` in a worker process of its own, started on first use, shared, and
+    ended once it has had nothing to measure for ``idle_s`` seconds.
 
     A thread would do for the decoding, but the loudness filter (scipy's ``lfilter`` inside
     pyloudnorm) holds the GIL for tens of milliseconds on a long file, and the event loop would
@@ -88,26 +106,73 @@ class MeasurePool:
     needs the usual ``if __name__ == "__main__":`` guard.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, idle_s: float = WORKER_IDLE_S) -> None:
+        self.idle_s = idle_s
+        self.started = 0  # workers started so far (for tests and diagnosis)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._busy = 0  # measurements under way
+        self._timer: threading.Timer | None = None
 
-    def _get(self) -> concurrent.futures.ProcessPoolExecutor:
+    @property
+    def running(self) -> bool:
+        """Whether a worker process is up (started and not yet ended for idleness)."""
+        return self._pool is not None
+
+    def _acquire(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
+            self._busy += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_die_with_parent, initargs=(os.getpid(),))
+                self.started += 1
             return self._pool
 
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            if self._busy == 0 and self._pool is not None:
+                self._timer = threading.Timer(self.idle_s, self._retire)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _retire(self) -> None:
+        """The idle timer: end the worker unless a measurement came since it was armed (then
+        this timer is no longer the armed one)."""
+        with self._lock:
+            if self._busy or self._timer is not threading.current_thread():
+                return
+            pool, self._pool, self._timer = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def start(self) -> None:
-        """Blocking (about a second, once per process): the worker imports the codecs."""
-        self._get().submit(_ready).result()
+        """Start the worker now rather than at the first measurement. Blocking (about a
+        second): the worker imports the codecs. It ends after ``idle_s`` unused, as ever."""
+        pool = self._acquire()
+        try:
+            pool.submit(_ready).result()
+        finally:
+            self._release()
+
+    def warm(self) -> None:
+        """Start the worker, and its imports, without waiting for them: for a caller that
+        knows a measurement will follow (an alert's message after its attention tone).
+        Spawning is blocking work (a fork and exec): call it beside the loop."""
+        pool = self._acquire()
+        try:
+            pool.submit(_ready)
+        finally:
+            self._release()
 
     def measure(self, path: str, label: str | None = None, max_s: float | None = None
                 ) -> tuple[float, float | None, float]:
         """As ``measure_file``; raises ``DecodeError`` as it does."""
-        pool = self._get()
+        pool = self._acquire()
         try:
             return pool.submit(measure_file, path, label, max_s).result()
         except concurrent.futures.process.BrokenProcessPool:
@@ -115,16 +180,25 @@ class MeasurePool:
                 if self._pool is pool:
                     self._pool = None
             return measure_file(path, label, max_s)  # the worker died: measure here once
+        finally:
+            self._release()
 
     def shutdown(self) -> None:
+        """End the worker (if any) and wait for it."""
         with self._lock:
             pool, self._pool = self._pool, None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ready() -> bool:
-    from loa.codecs import decode  # noqa: F401  # imported now, not at the first measurement
+    """In the worker: import what a measurement needs now, not at the first measurement."""
+    import pyloudnorm  # noqa: F401  # imported for its cost, used by measure_file
+
+    from loa.codecs import decode  # noqa: F401  # imported for its cost, as above
 
     return True
 
@@ -149,6 +223,13 @@ class Leveller:
     def __init__(self, target_lufs: float) -> None:
         self.target_lufs = target_lufs
         self._gains: dict[str, float] = {}
+
+    def warm(self) -> None:
+        """Start the measuring worker beside the loop, without waiting, when it is not running:
+        for a file that will be measured soon (an alert's message, whose attention tone plays
+        meanwhile: the worker's start, ~1.3 s, then costs the listeners nothing)."""
+        if not MEASURER.running:
+            threading.Thread(target=MEASURER.warm, name="loudness-warm", daemon=True).start()
 
     def gain_for(self, path: str) -> float:
         """Linear gain to the target, peak-safe. Raises ``DecodeError`` for a bad file."""
@@ -176,25 +257,37 @@ class SlowAgc:
         self.target_lufs = target_lufs
         self.max_gain_db = max_gain_db
         self.gain_db = 0.0
-        self._ring = np.zeros(window_frames)
+        # Once a tick on the loop: the window's mean is a running sum over a list of floats,
+        # not a numpy mean of the ring (a numpy reduction of 150 numbers costs ~10 us in call
+        # overhead; this, well under one). The sum is taken afresh each time the ring wraps,
+        # so rounding cannot pile up over a long broadcast.
+        self._ring = [0.0] * window_frames
+        self._sum = 0.0
         self._count = 0
         self._step_db = rate_db_per_s * FRAME_MS / 1000  # per frame
 
     def process(self, samples: Samples) -> Samples:
+        """One frame in, the same frame at the current gain out (float32; ``samples`` itself
+        while the gain is 0 dB)."""
         ms = float(np.dot(samples, samples)) / len(samples)
+        ring = self._ring
         if ms > self.SILENCE_MS:
-            self._ring[self._count % len(self._ring)] = ms
+            i = self._count % len(ring)
+            self._sum += ms - ring[i]
+            ring[i] = ms
             self._count += 1
+            if i == len(ring) - 1:
+                self._sum = math.fsum(ring)
         if self._count >= self.SETTLE_FRAMES:
-            n = min(self._count, len(self._ring))
-            level_db = 10 * np.log10(float(np.mean(self._ring[:n])))
+            n = min(self._count, len(ring))
+            level_db = 10 * math.log10(max(self._sum, self.SILENCE_MS) / n)
             want = max(-self.max_gain_db, min(self.max_gain_db, self.target_lufs - level_db))
             delta = max(-self._step_db, min(self._step_db, want - self.gain_db))
             self.gain_db += delta
         if self.gain_db == 0.0:
             return samples
         gain = 10 ** (self.gain_db / 20)
-        peak = float(np.max(np.abs(samples))) * gain
+        peak = max(float(samples.max()), -float(samples.min())) * gain  # no |x| array made
         if peak > 0.99:
             gain *= 0.99 / peak
         return (samples * np.float32(gain)).astype(np.float32, copy=False)

@@ -259,6 +259,7 @@ class ProgrammeFactory:
         if isinstance(spec, MediaContent):
             return FileSource(str(path), self.media.gain(self._item(spec.id)),
                               counters=self.counters)
+        self.leveller.warm()  # measured when it starts: the worker starts now
         return FileSource(str(path), self.leveller.gain_for, counters=self.counters)
 
     def _item(self, media_id: str, missing: str = N_("no media item {id!r}")) -> MediaItem:

@@ -1,9 +1,12 @@
 """``loa bench``: Loa side by side with what a station would otherwise use, in one run.
 
 - Fan-out against Icecast 2 (Debian's package, started here on loopback with its default
-  burst and queue): both fed the same Ogg/Opus source, both listened to by the same harness at
-  100, 500 and 1,000 listeners: CPU and RSS per listener, startup delay, and the delay a
+  burst and queue, and again with no burst: a listener joins at the live edge): all fed the
+  same Ogg/Opus source, all listened to by the same harness at 100, 500 and 1,000 listeners:
+  CPU and RSS per listener (every process of the server), startup delay, and the delay a
   listener hears (marker beeps found again by decoding probe listeners).
+- Idle: each server carrying that live source on one mount (Loa: taken live by a zone) with
+  no listener: CPU (% of one core) and RSS of all its processes (`idle_run`).
 - Transcode against the ffmpeg CLI: CPU to turn 128 kb/s stereo MP3 into 32 kb/s mono Opus.
 - Switching at 1,000 endpoints: live takeover, from the API call returning to the first
   packet of the live programme on every endpoint.
@@ -17,12 +20,16 @@
 - WebRTC: clicks live over WHIP (an aiortc client, and Chromium's fake microphone) and over
   Icecast (ffmpeg), each click timed from its source to its decode at a loudspeaker; the CPU
   of a WHIP source and of 50 WHEP viewers (``loa.loadtest.bench_webrtc``).
+
+The summary (``loa.loadtest.report.bench_summary``) gives each figure of issue 17's table as
+the ratio of Loa's to its reference's, measured in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -34,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +65,10 @@ from loa.loadtest.bench_source import (
 )
 from loa.loadtest.endpoint import OpusDecoder
 from loa.loadtest.fleet import Fleet, FleetResult
+from loa.loadtest.report import bench_summary, format_bench_summary
 from loa.loadtest.runner import LoadSpec, LoadTest
 from loa.loadtest.target import (
+    CLK_TCK,
     FfmpegSource,
     LocalLoa,
     free_port,
@@ -75,7 +85,7 @@ ICECAST_CONFIG = """<icecast>
     <clients>5000</clients><sources>4</sources>
     <queue-size>524288</queue-size><client-timeout>30</client-timeout>
     <header-timeout>15</header-timeout><source-timeout>10</source-timeout>
-    <burst-on-connect>1</burst-on-connect><burst-size>{burst}</burst-size>
+    <burst-on-connect>{burst_on_connect}</burst-on-connect><burst-size>{burst}</burst-size>
   </limits>
   <authentication>
     <source-password>{password}</source-password><relay-password>{password}</relay-password>
@@ -95,11 +105,25 @@ ICECAST_CONFIG = """<icecast>
 """
 
 ICECAST_DEFAULT_BURST = 65535
+# The fan-out's servers: Icecast as Debian ships it (a new listener first gets the last 64 KB,
+# ~10 s of 32 kb/s Opus), Icecast with no burst at all (a listener joins at the live edge:
+# the least delay it can give), and Loa. Each is a row of the fan-out table.
+ICECAST_BURSTS = {"icecast": ICECAST_DEFAULT_BURST, "icecast-burst0": 0}  # kind -> bytes
+FANOUT_KINDS = (*ICECAST_BURSTS, "loa")
+SERVER_NAMES = {"icecast": "Icecast 2, default burst", "icecast-burst0": "Icecast 2, burst 0",
+                "loa": "Loa"}
 SOURCE_WARMUP_S = 15.0  # fills Icecast's burst buffer, as on a station that has been on air
 PROBES = 5
 
 
 class IcecastServer:
+    """Icecast 2 in a child process on a free loopback port, with its config written here.
+
+    ``burst``: the bytes a new listener is first sent from behind the live edge
+    (``<burst-size>``); 0 also turns ``<burst-on-connect>`` off. Raises ``RuntimeError`` when
+    icecast2 is not installed, or from ``start`` when it does not answer within 10 s.
+    """
+
     def __init__(self, password: str = "bench", burst: int = ICECAST_DEFAULT_BURST) -> None:
         self.binary = shutil.which("icecast2") or shutil.which("icecast")
         if self.binary is None:
@@ -114,7 +138,8 @@ class IcecastServer:
         self.config = os.path.join(self._dir, "icecast.xml")
         with open(self.config, "w") as f:
             f.write(ICECAST_CONFIG.format(port=self.port, password=password, dir=self._dir,
-                                          burst=burst, changeowner=owner))
+                                          burst=burst, burst_on_connect=int(burst > 0),
+                                          changeowner=owner))
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -166,41 +191,74 @@ class Probe:
                         return
 
 
-async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
-                     out: Any, warmup_s: float = SOURCE_WARMUP_S) -> dict[str, Any]:
-    """One server, one source, ``listeners`` Ogg listeners plus probes."""
-    if kind == "icecast":
-        server: Any = IcecastServer()
-        await server.start()
+@contextlib.asynccontextmanager
+async def live_server(kind: str) -> AsyncIterator[tuple[Any, BenchSource, str]]:
+    """``kind``'s server (one of ``FANOUT_KINDS``) started, the bench's live Ogg/Opus source
+    pushed to it and, for Loa, the root zone taking that mount live: yields (the server, the
+    source, the URL a listener opens). Stops the source, then the server, on the way out.
+    Raises ``RuntimeError`` when a server does not start or refuses the source."""
+    if kind in ICECAST_BURSTS:
+        server: Any = IcecastServer(burst=ICECAST_BURSTS[kind])
         source_path, listen_path = "/bench.ogg", "/bench.ogg"
         password = server.password
-    else:
+    elif kind == "loa":
         server = LocalLoa(token="bench", source_password="bench", demo=False)
-        await server.start()
         source_path, listen_path = "/live/studio", "/zones/huyen/stream.ogg"
         password = "bench"
-    source = BenchSource("127.0.0.1", server.port, source_path, password)
+    else:
+        raise ValueError(f"unknown server {kind!r}: one of {', '.join(FANOUT_KINDS)}")
+    source: BenchSource | None = None
     try:
-        await source.start()
+        await server.start()
+        pushing = BenchSource("127.0.0.1", server.port, source_path, password)
+        await pushing.start()
+        source = pushing
         if kind == "loa":
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"{server.url}/api/v1/zones/huyen/live",
                                      json={"mount": "studio"},
                                      headers={"Authorization": "Bearer bench"}) as resp:
-                    assert resp.status in (200, 201), await resp.text()
+                    if resp.status not in (200, 201):
+                        raise RuntimeError(f"taking the root zone live: {resp.status} "
+                                           f"{await resp.text()}")
+        yield server, source, server.url + listen_path
+    finally:
+        if source is not None:
+            await source.stop()
+        await server.stop()
+
+
+async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
+                     out: Any, warmup_s: float = SOURCE_WARMUP_S) -> dict[str, Any]:
+    """One server (``FANOUT_KINDS``), one source, ``listeners`` Ogg listeners plus probes.
+
+    Every kind is measured the same way, heard delay included: the probes connect when the
+    listeners' ramp begins, and a beep's delay is when a player that starts at the probe's
+    first audio packet and plays on at real time would play it, minus when the source sent
+    it (``playout_delays_ms``)."""
+    async with live_server(kind) as (server, source, url):
         await asyncio.sleep(warmup_s)  # the station has been on air a while
-        url = server.url + listen_path
         ramp = min(5.0, seconds / 4)
         fleet = Fleet([(url, "ogg", ramp * i / listeners) for i in range(listeners)], procs,
                       seconds, out, server.pid, measure_from_s=ramp + 1)
+        rss_before = await asyncio.to_thread(sample_tree, server.pid)
         fleet.start()
+        # The fleet samples the server's main process; this, all of it (helper processes
+        # too) over the same window: from the end of the ramp to the end of the run.
+        window = asyncio.create_task(sample_window(
+            server.pid, fleet.start_ns + int(fleet.measure_from_s * 1e9),
+            fleet.start_ns + int(seconds * 1e9)))
         probes = [Probe(url) for _ in range(PROBES)]
         probe_tasks = [asyncio.create_task(p.run(seconds - ramp)) for p in probes]
-        result = await fleet.run()
+        try:
+            result = await fleet.run()
+        except BaseException:
+            window.cancel()
+            await asyncio.gather(window, return_exceptions=True)
+            raise
+        first, last, wall_s = await window
         await asyncio.gather(*probe_tasks, return_exceptions=True)
-    finally:
-        await source.stop()
-        await server.stop()
+
     def heard_delays() -> list[float]:  # decoding and beep finding: beside the loop
         return [d for p in probes if p.first_audio_ns
                 for d in playout_delays_ms(p.decoder.pcm(), p.first_audio_ns,
@@ -209,26 +267,174 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
     delays = await asyncio.to_thread(heard_delays)
     eps = [e for e in result.endpoints if e]
     startup = [e["startup_ns"][0] / 1e6 for e in eps if e["startup_ns"]]
-    cpu_ms = (1000 * result.server_cpu_s / result.server_wall_s / listeners
-              if result.server_cpu_s is not None and result.server_wall_s else None)
-    rss_kb = ((result.server_rss_kb - result.server_rss_before_kb) / listeners
-              if result.server_rss_kb and result.server_rss_before_kb else None)
+    main_cpu_ms = (1000 * result.server_cpu_s / result.server_wall_s / listeners
+                   if result.server_cpu_s is not None and result.server_wall_s else None)
+    # the whole server (every process of it), over the same window as the fleet's figure
+    cpu_s = last.cpu_s - first.cpu_s if first and last and wall_s else None
+    cpu_ms = 1000 * cpu_s / wall_s / listeners if cpu_s is not None else None
+    rss_kb = ((last.rss_kb - rss_before.rss_kb) / listeners if last and rss_before else None)
     return {
         "server": kind,
         "listeners": listeners,
         "streaming": sum(1 for e in eps if e["packets"]),
         "cpu_ms_per_listener_second": round(cpu_ms, 4) if cpu_ms is not None else None,
-        "server_cpu_pct": round(100 * result.server_cpu_s / result.server_wall_s, 1)
-        if result.server_cpu_s is not None else None,
+        "server_cpu_pct": round(100 * cpu_s / wall_s, 1) if cpu_s is not None else None,
         "rss_kb_per_listener": round(rss_kb, 1) if rss_kb is not None else None,
-        "rss_mb": round((result.server_rss_kb or 0) / 1024, 1),
+        "rss_mb": round((last.rss_kb if last else 0) / 1024, 1),
         "startup_ms": percentiles(startup),
         "heard_delay_ms": percentiles(delays),
         "beeps_heard": len(delays),
         "gaps": sum(e["gaps"] for e in eps),
         "generator_cpu_pct": round(100 * result.generator_cpu_s / seconds, 1),
         "source_error": source.error,
+        "burst_bytes": ICECAST_BURSTS.get(kind),  # Icecast's; None for Loa
+        "server_processes": last.processes if last else None,
+        # the figures above for the server's main process alone (as the fleet measures it)
+        "main_process": {
+            "cpu_ms_per_listener_second": round(main_cpu_ms, 4)
+            if main_cpu_ms is not None else None,
+            "server_cpu_pct": round(100 * result.server_cpu_s / result.server_wall_s, 1)
+            if result.server_cpu_s is not None and result.server_wall_s else None,
+            "rss_mb": round((result.server_rss_kb or 0) / 1024, 1),
+        },
+        "by_process": by_process(first, last, wall_s) if first and last else [],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class TreeSample:
+    """A process and its descendants at one moment, from /proc (Linux).
+
+    ``cpu_s``: user + system seconds of every live process in the tree, with what each has
+    reaped of its children (so a helper that came and went still counts); ``rss_kb``: VmRSS
+    summed over the live processes (pages they share count once per process);
+    ``by_pid``: pid -> (its command line, cut to 60 characters; its cpu_s; its rss_kb)."""
+
+    cpu_s: float
+    rss_kb: int
+    by_pid: dict[int, tuple[str, float, int]]
+
+    @property
+    def processes(self) -> int:
+        """How many processes the tree holds."""
+        return len(self.by_pid)
+
+
+def sample_tree(pid: int) -> TreeSample | None:
+    """``pid`` and its descendants (``TreeSample``), or None when ``pid`` is gone. Blocking:
+    it reads /proc for every process on the machine; call it beside the loop."""
+    parent: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # fields[0] is the state (3rd)
+        except (OSError, IndexError):
+            continue  # gone since the listing
+        stats[int(name)] = fields
+        parent[int(name)] = int(fields[1])
+    if pid not in stats:
+        return None
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    by_pid: dict[int, tuple[str, float, int]] = {}
+    for p in tree:
+        ticks = sum(int(stats[p][i]) for i in (11, 12, 13, 14))  # utime, stime, cutime, cstime
+        rss_kb, command = 0, "?"
+        try:
+            with open(f"/proc/{p}/status") as f:
+                rss_kb = next((int(line.split()[1]) for line in f
+                               if line.startswith("VmRSS:")), 0)  # none: a zombie
+            with open(f"/proc/{p}/cmdline", "rb") as fb:
+                argv = fb.read().decode(errors="replace").split("\0")
+            command = " ".join([os.path.basename(argv[0]), *argv[1:]]).strip()[:60]
+        except OSError:
+            pass  # gone since: its CPU as last read, no memory
+        by_pid[p] = (command, ticks / CLK_TCK, rss_kb)
+    return TreeSample(sum(c for _, c, _ in by_pid.values()),
+                      sum(r for _, _, r in by_pid.values()), by_pid)
+
+
+async def sample_window(pid: int | None, from_ns: int, to_ns: int
+                        ) -> tuple[TreeSample | None, TreeSample | None, float]:
+    """``sample_tree(pid)`` at monotonic ``from_ns`` and at ``to_ns``, and the wall seconds
+    between the two samples."""
+    if pid is None:
+        return None, None, 0.0
+    await asyncio.sleep(max(0.0, (from_ns - time.monotonic_ns()) / 1e9))
+    t0 = time.monotonic()
+    first = await asyncio.to_thread(sample_tree, pid)
+    await asyncio.sleep(max(0.0, (to_ns - time.monotonic_ns()) / 1e9))
+    last = await asyncio.to_thread(sample_tree, pid)
+    return first, last, time.monotonic() - t0
+
+
+def by_process(first: TreeSample, last: TreeSample, wall_s: float) -> list[dict[str, Any]]:
+    """Each process of ``last``: its command, CPU between the samples (% of one core) and
+    RSS at ``last`` (MB), the busiest first."""
+    rows = [{"command": cmd, "cpu_pct": round(100 * (cpu - first.by_pid.get(p, ("", 0.0, 0))[1])
+                                              / wall_s, 2) if wall_s else None,
+             "rss_mb": round(rss / 1024, 1)} for p, (cmd, cpu, rss) in last.by_pid.items()]
+    return sorted(rows, key=lambda r: -(r["cpu_pct"] or 0))
+
+
+IDLE_SETTLE_S = 10.0  # after the source connects: start-up work done before measuring
+IDLE_SECONDS = 20.0
+
+
+async def idle_run(kind: str, seconds: float = IDLE_SECONDS,
+                   settle_s: float = IDLE_SETTLE_S) -> dict[str, Any]:
+    """A server (``FANOUT_KINDS``) carrying one live programme that nobody listens to: the
+    bench's live Ogg/Opus source pushed to one mount (for Loa, taken live by the root zone),
+    no listener. After ``settle_s``, the CPU its processes spend over ``seconds`` (% of one
+    core) and their RSS at the end (MB), from /proc."""
+    async with live_server(kind) as (server, source, _):
+        start_ns = time.monotonic_ns() + int(settle_s * 1e9)
+        before, after, wall_s = await sample_window(server.pid, start_ns,
+                                                    start_ns + int(seconds * 1e9))
+        pages = source.pages
+        error = source.error
+    if before is None or after is None or not wall_s:
+        raise RuntimeError(f"idle: the {kind} server ended while it was measured")
+    main = after.by_pid[server.pid]
+    return {
+        "server": kind,
+        "seconds": round(wall_s, 2),
+        "cpu_pct": round(100 * (after.cpu_s - before.cpu_s) / wall_s, 2),
+        "cpu_s": round(after.cpu_s - before.cpu_s, 3),
+        "rss_mb": round(after.rss_kb / 1024, 1),
+        "processes": after.processes,
+        "main_process": {"cpu_pct": round(100 * (main[1] - before.by_pid[server.pid][1])
+                                          / wall_s, 2),
+                         "rss_mb": round(main[2] / 1024, 1)},
+        "by_process": by_process(before, after, wall_s),
+        "source_pages": pages,  # 20 ms each since the source connected
+        "source_error": error,
+    }
+
+
+def format_idle(idle: dict[str, Any]) -> list[str]:
+    """The idle part as text: a row per server, then Loa / Icecast."""
+    lines = ["Idle, one live programme and no listener (CPU over "
+             f"{max(r['seconds'] for r in idle.values()):.0f} s, RSS at its end):", "",
+             "| server | CPU % of one core | RSS MB | processes |", "|---|---|---|---|"]
+    for kind, r in idle.items():
+        lines.append(f"| {SERVER_NAMES.get(kind, kind)} | {r['cpu_pct']:.2f} | {r['rss_mb']} | "
+                     f"{r['processes']} |" + (f" source: {r['source_error']}"
+                                              if r["source_error"] else ""))
+        if r["processes"] > 1:
+            lines += [f"|   {p['command']} | {p['cpu_pct']:.2f} | {p['rss_mb']} | |"
+                      for p in r["by_process"]]
+    ice, loa = idle.get("icecast"), idle.get("loa")
+    if ice and loa:
+        cpu = f"{loa['cpu_pct'] / ice['cpu_pct']:.1f}" if ice["cpu_pct"] else "–"
+        lines += ["", f"- Loa / Icecast: CPU {cpu}, RSS {loa['rss_mb'] / ice['rss_mb']:.1f}"]
+    return lines
 
 
 TRANSCODE_ROUNDS = 3
@@ -895,7 +1101,7 @@ def format_outage(o: dict[str, Any]) -> list[str]:
     return lines
 
 
-BENCH_PARTS = ("fanout", "transcode", "switching", "alerts", "outage", "webrtc")
+BENCH_PARTS = ("fanout", "idle", "transcode", "switching", "alerts", "outage", "webrtc")
 
 
 async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: bool,
@@ -906,9 +1112,15 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
     if "fanout" in parts:
         results["fanout"] = []
         for n in counts:
-            for kind in (["loa"] if skip_icecast else ["icecast", "loa"]):
-                out(f"fan-out: {kind}, {n} listeners")
+            for kind in (["loa"] if skip_icecast else FANOUT_KINDS):
+                out(f"fan-out: {SERVER_NAMES[kind]}, {n} listeners")
                 results["fanout"].append(await fanout_run(kind, n, seconds, procs, out))
+    if "idle" in parts:
+        results["idle"] = {}
+        for kind in (["loa"] if skip_icecast else ["icecast", "loa"]):
+            out(f"idle: {SERVER_NAMES[kind]}, one live programme and no listener, "
+                f"{IDLE_SETTLE_S:g} s to settle, then {IDLE_SECONDS:g} s measured")
+            results["idle"][kind] = await idle_run(kind)
     if "transcode" in parts:
         out("transcode: 300 s of 128 kb/s stereo MP3 to 32 kb/s mono Opus, least of 3 runs")
         results["transcode"] = await asyncio.to_thread(transcode_run)
@@ -930,6 +1142,7 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
         out("webrtc: clicks live over WHIP (aiortc, Chromium) and over Icecast (ffmpeg), "
             "heard by a decoding loudspeaker; CPU of a WHIP source and of WHEP viewers")
         results["webrtc"] = await webrtc_run(out)
+    results["summary"] = bench_summary(results)
     return results
 
 
@@ -937,6 +1150,8 @@ def format_results(r: dict[str, Any]) -> str:
     lines: list[str] = []
     if r.get("fanout"):
         lines += format_fanout(r["fanout"])
+    if r.get("idle"):
+        lines += ["", *format_idle(r["idle"])]
     if r.get("transcode"):
         tc = r["transcode"]
         lines += ["", f"Transcode ({tc['audio_s']:.0f} s of audio): Loa {tc['loa_cpu_s']} s CPU, "
@@ -962,26 +1177,47 @@ def format_results(r: dict[str, Any]) -> str:
         from loa.loadtest.bench_webrtc import format_webrtc
 
         lines += ["", *format_webrtc(r["webrtc"])]
+    summary = r.get("summary") or bench_summary(r)
+    if summary:
+        lines += ["", *format_bench_summary(summary)]
     return "\n".join(lines).strip("\n")
 
 
 def format_fanout(fanout: list[dict[str, Any]]) -> list[str]:
+    """The fan-out part as text: a row per server and audience, then the ratios of Loa to
+    Icecast at each audience (CPU: to its default; heard delay: to its burst 0)."""
     lines = ["| server | listeners | streaming | CPU ms / listener-s | server CPU | RSS KB / "
              "listener | startup p50 / p99 ms | heard delay p50 / p99 ms | gaps |",
              "|---|---|---|---|---|---|---|---|---|"]
     for f in fanout:
         lines.append(
-            f"| {f['server']} | {f['listeners']} | {f['streaming']} | "
-            f"{f['cpu_ms_per_listener_second']} | {f['server_cpu_pct']} % | "
+            f"| {SERVER_NAMES.get(f['server'], f['server'])} | {f['listeners']} | "
+            f"{f['streaming']} | {f['cpu_ms_per_listener_second']} | {f['server_cpu_pct']} % | "
             f"{f['rss_kb_per_listener']} | {f['startup_ms']['p50']} / {f['startup_ms']['p99']} | "
             f"{f['heard_delay_ms']['p50']} / {f['heard_delay_ms']['p99']} | {f['gaps']} |")
     by = {(f["server"], f["listeners"]): f for f in fanout}
     ratios = []
-    for (kind, n), f in sorted(by.items()):
-        ice = by.get(("icecast", n))
-        if kind == "loa" and ice and ice["cpu_ms_per_listener_second"]:
-            ratio = f["cpu_ms_per_listener_second"] / ice["cpu_ms_per_listener_second"]
-            ratios.append(f"- {n} listeners: Loa / Icecast CPU per listener = {ratio:.2f}")
+    for n in sorted({f["listeners"] for f in fanout}):
+        loa, ice, ice0 = by.get(("loa", n)), by.get(("icecast", n)), by.get(("icecast-burst0", n))
+        if loa is None:
+            continue
+        said = []
+        cpu, ice_cpu = loa["cpu_ms_per_listener_second"], ice and ice["cpu_ms_per_listener_second"]
+        if cpu is not None and ice_cpu:
+            said.append(f"CPU per listener {cpu / ice_cpu:.2f} (to its default)")
+        loa_p50 = loa["heard_delay_ms"].get("p50")
+        ice0_p50 = ice0["heard_delay_ms"].get("p50") if ice0 else None
+        if loa_p50 is not None and ice0_p50:
+            said.append(f"heard delay p50 {loa_p50 / ice0_p50:.2f} (to its burst 0)")
+        if said:
+            ratios.append(f"- {n} listeners: Loa / Icecast " + ", ".join(said))
+    for f in fanout:
+        if (f.get("server_processes") or 1) > 1:
+            main = f["main_process"]
+            ratios.append(f"- {SERVER_NAMES.get(f['server'], f['server'])}, {f['listeners']} "
+                          f"listeners: {f['server_processes']} processes, all counted above; "
+                          f"its main process alone {main['cpu_ms_per_listener_second']} ms / "
+                          f"listener-s, {main['server_cpu_pct']} % CPU, {main['rss_mb']} MB")
     return lines + ([""] + ratios if ratios else [])
 
 

@@ -218,3 +218,72 @@ def write_html(report: dict[str, Any], path: str) -> None:
     ]
     with open(path, "w") as f:
         f.write("\n".join(parts))
+
+
+# --- `loa bench`: every figure beside its reference ---
+
+def bench_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures of issue 17's table from a ``loa bench`` run (``loa.loadtest.bench``'s
+    results: its ``fanout``, ``idle`` and ``transcode`` parts, whichever ran), each Loa's beside
+    its reference measured in the same run.
+
+    A row: ``key`` (stable, for machines), ``figure``, ``unit``, ``reference`` (what Loa is
+    compared with), ``reference_value``, ``loa`` and ``ratio_loa_to_reference`` (less is better
+    in every row: below 1, Loa is ahead). A figure missing on either side gives no row.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def row(key: str, figure: str, unit: str, reference: str, ref: float | None,
+            loa: float | None) -> None:
+        if ref is None or loa is None:
+            return
+        rows.append({"key": key, "figure": figure, "unit": unit, "reference": reference,
+                     "reference_value": ref, "loa": loa,
+                     "ratio_loa_to_reference": round(loa / ref, 3) if ref else None})
+
+    fanout = results.get("fanout") or []
+    by = {(f["server"], f["listeners"]): f for f in fanout}
+    counts = sorted({f["listeners"] for f in fanout})
+    for n in counts:
+        loa, ice = by.get(("loa", n)), by.get(("icecast", n))
+        if loa and ice:
+            row(f"cpu_ms_per_listener_second_{n}",
+                f"CPU per listener-second, {n} listeners (fixed costs included)", "ms",
+                "Icecast 2, default burst", ice["cpu_ms_per_listener_second"],
+                loa["cpu_ms_per_listener_second"])
+    for n in counts:
+        loa, ice0 = by.get(("loa", n)), by.get(("icecast-burst0", n))
+        if loa and ice0:
+            row(f"heard_delay_p50_ms_{n}", f"heard delay p50, {n} listeners", "ms",
+                "Icecast 2, burst 0 (pass-through)", ice0["heard_delay_ms"].get("p50"),
+                loa["heard_delay_ms"].get("p50"))
+    idle = results.get("idle") or {}
+    if "icecast" in idle and "loa" in idle:
+        ice, loa = idle["icecast"], idle["loa"]
+        row("idle_cpu_pct", "idle server CPU, one live programme", "% of one core",
+            "Icecast 2", ice["cpu_pct"], loa["cpu_pct"])
+        row("idle_rss_mb", "RSS at idle", "MB", "Icecast 2", ice["rss_mb"], loa["rss_mb"])
+    tc = results.get("transcode")
+    if tc:
+        row("transcode_cpu_s", f"transcode {tc['audio_s']:g} s of 128 kb/s MP3 to 32 kb/s Opus",
+            "s CPU", "ffmpeg CLI", tc["ffmpeg_cpu_s"], tc["loa_cpu_s"])
+    return rows
+
+
+def format_bench_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """``bench_summary``'s rows as a Markdown table."""
+    lines = ["Summary, measured in this run: Loa / reference (less is better; below 1, Loa "
+             "is ahead)", "", "| figure | reference | Loa | Loa / reference |",
+             "|---|---|---|---|"]
+    for r in rows:
+        ratio = r["ratio_loa_to_reference"]
+        lines.append(f"| {r['figure']} | {r['reference']}: {_num3(r['reference_value'])} "
+                     f"{r['unit']} | {_num3(r['loa'])} {r['unit']} | "
+                     + ("–" if ratio is None else f"{ratio:.2f}") + " |")
+    return lines
+
+
+def _num3(v: float) -> str:
+    """Three significant figures (more left of the point), thousands separated: 0.270, 2.00,
+    63.2, 151, 10,489."""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:#.3g}".rstrip(".")

@@ -10,6 +10,13 @@ Per tick, in order:
    created lazily and dropped when nobody has listened for a while);
 5. each zone frames the packets once per wire format and fans them out.
 
+A zone with nothing to do rests: nobody listening on any of its feeds (every endpoint that
+plays a zone is a listener of one), no request on it and silence on air. It is ticked one
+meter window more (so that its level meter reads silence), then skipped, at no cost a tick but
+a look at its requests and feeds; the tick in which a request or a listener arrives ticks it
+again, so it starts on that tick exactly as a zone that never rested. The schedule, alerts and
+operators all reach a zone through ``request``, so whatever is due wakes it on time.
+
 ``tick`` is synchronous and I/O-free apart from non-blocking transport writes, so tests drive
 it directly with any clock; ``run`` paces it with absolute deadlines on the injected clock.
 """
@@ -30,7 +37,7 @@ from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.core.zones import Zone, ZoneTree
 from loa.playout.inputs.generator import silence_source
-from loa.playout.levels import frame_level
+from loa.playout.levels import WINDOW_FRAMES, frame_level
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
 
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 RESYNC_AFTER_NS = 5 * FRAME_NS
 # A rendition nobody has forwarded for this long is closed; a new listener reopens it.
 RENDITION_IDLE_NS = 2 * NS_PER_S
+# A zone left with nothing to do is ticked this many frames more (its level meter's window:
+# it then reads silence) before it rests.
+QUIET_TICKS_BEFORE_REST = WINDOW_FRAMES
 
 
 @dataclass(eq=False)
@@ -81,6 +91,9 @@ class Engine:
         self.requests: dict[int, Request] = {}
         self.renditions: dict[tuple[int, str], Rendition] = {}
         self.ticks = 0
+        self.zones_ticked = 0  # zone-ticks run, summed over ticks (a resting zone's not counted)
+        self.resting: set[str] = set()  # zones skipped by the tick: see the module docstring
+        self._quiet_ticks: dict[str, int] = {}  # zone -> ticks with nothing to do, not yet resting
         self.resyncs = 0
         self.last_resync_ns = 0  # when the clock last resynchronised (0: never)
         self.last_resync_behind_ms = 0.0  # and how far behind it was
@@ -112,6 +125,8 @@ class Engine:
         """Drop a zone's channel and close every listener connection on it; KeyError for an
         unknown zone. Requests on the zone are left as they are."""
         ch = self.channels.pop(zone_id)
+        self.resting.discard(zone_id)
+        self._quiet_ticks.pop(zone_id, None)
         for feed in ch.feeds.values():
             feed.close_all()
 
@@ -122,6 +137,7 @@ class Engine:
         self.programmes[programme.id] = programme
         if persistent:
             self._persistent.add(programme.id)
+            self._tell_taken(programme)  # a mount no zone takes yet: parsed, not decoded
         return programme
 
     def request(self, zone_id: str, programme: Programme, priority: int, label: str = "",
@@ -134,6 +150,7 @@ class Engine:
         self.requests[req.id] = req
         for zone in subtree:
             self.channels[zone.id].add(req)
+        self._tell_taken(programme)
         log.info("request %d: %s on %s at priority %d", req.id, programme.name, zone_id, priority)
         return req
 
@@ -151,6 +168,7 @@ class Engine:
         for cb in req.on_end:
             cb(req, reason)
         prog = req.programme
+        self._tell_taken(prog)
         if prog.id not in self._persistent and not any(
             r.programme is prog for r in self.requests.values()
         ):
@@ -158,6 +176,13 @@ class Engine:
         log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id,
                  reason.value)
         return req
+
+    def _tell_taken(self, prog: Programme) -> None:
+        """Tell a live source whether any request (on air or preempted) takes it
+        (``LiveSource.set_taken``): one that none takes is parsed, not decoded."""
+        set_taken = getattr(prog.source, "set_taken", None)
+        if set_taken is not None:
+            set_taken(any(r.programme is prog for r in self.requests.values()))
 
     def _drop_programme(self, prog: Programme) -> None:
         self.programmes.pop(prog.id, None)
@@ -183,21 +208,52 @@ class Engine:
     def tick(self, now_ns: int) -> None:
         """Run one frame at ``now_ns``: choose each zone's winner, pull the programmes, encode
         each listened (programme, codec) once and forward it. A programme that ends releases its
-        requests (COMPLETED), and whoever takes over plays in this same tick."""
-        channels = self.channels.values()
+        requests (COMPLETED), and whoever takes over plays in this same tick. Resting zones
+        are skipped (module docstring); one with a request or a listener is ticked again."""
+        channels = self._awake()
         on_air = {ch.choose().id for ch in channels}
         ended = self._pull(self.programmes.values(), on_air, now_ns)
         if ended:
             for prog in ended:
                 for req in [r for r in self.requests.values() if r.programme is prog]:
                     self.release(req.id, reason=EndReason.COMPLETED)
+            channels = self._awake()  # an ended request's callback may have asked for more
             on_air = {ch.choose().id for ch in channels}
             # Whoever takes over this tick plays this tick: no gap at the end of a file.
             self._pull([self.programmes[p] for p in on_air if p in self.programmes], on_air,
                        now_ns)
-        self._meter()
-        self._encode_and_forward(now_ns)
+        self._meter(channels)
+        self._encode_and_forward(channels, now_ns)
         self.ticks += 1
+        self.zones_ticked += len(channels)
+
+    def _awake(self) -> list[ZoneChannel]:
+        """The channels this tick runs, in zone order: all but the resting ones, and a resting
+        one wakes when it has a request or a listener."""
+        resting = self.resting
+        if not resting:
+            return list(self.channels.values())
+        awake = []
+        for zone_id, ch in self.channels.items():
+            if zone_id in resting:
+                if not ch.requests and not (ch.feeds and ch.codecs_listened()):
+                    continue
+                resting.discard(zone_id)
+                log.debug("zone %s wakes", zone_id)
+            awake.append(ch)
+        return awake
+
+    def _quiet(self, ch: ZoneChannel) -> None:
+        """``ch`` had nothing to do this tick: count it, and rest it after
+        ``QUIET_TICKS_BEFORE_REST`` in a row."""
+        zone_id = ch.zone.id
+        quiet = self._quiet_ticks.get(zone_id, 0) + 1
+        if quiet < QUIET_TICKS_BEFORE_REST:
+            self._quiet_ticks[zone_id] = quiet
+        else:
+            del self._quiet_ticks[zone_id]
+            self.resting.add(zone_id)
+            log.debug("zone %s rests (no listener, no request)", zone_id)
 
     def _pull(self, programmes: Iterable[Programme], on_air: set[int], now_ns: int
               ) -> list[Programme]:
@@ -209,23 +265,30 @@ class Engine:
                 ended.append(prog)
         return ended
 
-    def _meter(self) -> None:
+    def _meter(self, channels: list[ZoneChannel]) -> None:
         """Each zone's level meter takes this tick's frame of what it forwards: each
         programme on air measured once, however many zones carry it."""
         measured: dict[int, tuple[float, float]] = {}
-        for ch in self.channels.values():
+        for ch in channels:
             prog = ch.on_air_programme
             level = measured.get(prog.id)
             if level is None:
                 level = measured[prog.id] = frame_level(prog.frame)
             ch.meter.add(*level)
 
-    def _encode_and_forward(self, now_ns: int) -> None:
+    def _encode_and_forward(self, channels: list[ZoneChannel], now_ns: int) -> None:
         by_programme: dict[int, dict[str, list[EncodedPacket]]] = {}
-        for ch in self.channels.values():
+        idle, quiet = self.idle, self._quiet_ticks
+        for ch in channels:
             codecs = ch.codecs_listened()
             if not codecs:
+                if not ch.requests and ch.on_air_programme is idle:
+                    self._quiet(ch)
+                elif quiet:
+                    quiet.pop(ch.zone.id, None)
                 continue
+            if quiet:
+                quiet.pop(ch.zone.id, None)
             prog = ch.on_air_programme
             encoded = by_programme.setdefault(prog.id, {})
             for codec in codecs:
@@ -295,6 +358,7 @@ class Engine:
         p50, p99 = self.latency.percentiles_ms(50, 99)
         return {
             "ticks": self.ticks,
+            "zones_resting": len(self.resting),
             "resyncs": self.resyncs,
             "programmes": [p.describe() for p in self.programmes.values()],
             "renditions": [

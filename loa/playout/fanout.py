@@ -79,6 +79,7 @@ class Feed:
         backlog_bytes: int,
         now_ns: Callable[[], int],
         batch_packets: int = 1,
+        batch_above: int = 0,
     ) -> None:
         self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
         self.counters = counters
@@ -90,7 +91,12 @@ class Feed:
         self._burst_enabled = burst_packets > 0
         self.packets_published = 0
         self.packets_sent = 0  # packets written to listeners (each listener counts)
+        self.writes_sent = 0  # transport writes (each listener counts): send() calls, roughly
         self.batch_packets = max(1, batch_packets)
+        # Batching applies only to an audience larger than this: a few listeners cost little
+        # per write and get every packet the moment it exists (a batch adds up to its length
+        # to what they hear); a large audience gets fewer, larger writes.
+        self.batch_above = max(0, batch_above)
         self._pending: list[bytes] = []  # packets of the batch being gathered
         self._pending_capture_ns = 0
 
@@ -125,31 +131,45 @@ class Feed:
                 self._pending.clear()
                 self._pending_capture_ns = 0
 
+    @property
+    def batching(self) -> bool:
+        """Whether packets are gathered into batches now: ``batch_packets`` > 1 and more than
+        ``batch_above`` subscribers."""
+        return self.batch_packets > 1 and len(self._subscribers) > self.batch_above
+
     def publish(self, data: bytes, capture_ns: int = 0, *, burst: bool = True) -> None:
         """Write ``data`` to every subscriber. ``capture_ns`` > 0 records server-added latency.
 
-        With ``batch_packets`` > 1, packets are held and written together, one write per
-        subscriber per batch: fewer send() calls, at the price of up to a batch of latency.
+        While ``batching``, audio packets (``burst``) are held and written together, one write
+        per subscriber per batch: fewer send() calls, at the price of up to a batch of latency.
+        When the audience shrinks to ``batch_above`` or fewer, what is held goes out with the
+        next packet and every packet after it is written at once. ``burst=False`` (notices,
+        control messages) is written at once, ahead of a half-gathered batch.
         """
         self.packets_published += 1
-        if self.batch_packets > 1 and burst:
-            self._pending.append(data)
-            if capture_ns and not self._pending_capture_ns:
-                self._pending_capture_ns = capture_ns  # the oldest packet's: the worst latency
-            if len(self._pending) < self.batch_packets:
-                return
-            if self._burst_enabled:
-                self._burst.extend(self._pending)
-            data = b"".join(self._pending)
-            capture_ns = self._pending_capture_ns
-            self._pending.clear()
-            self._pending_capture_ns = 0
-        elif burst and self._burst_enabled:
-            self._burst.append(data)
+        packets = 1
+        if burst:
+            batching = self.batching
+            if batching or self._pending:
+                pending = self._pending
+                pending.append(data)
+                if capture_ns and not self._pending_capture_ns:
+                    self._pending_capture_ns = capture_ns  # the oldest packet's: the worst
+                if batching and len(pending) < self.batch_packets:
+                    return
+                packets = len(pending)
+                if self._burst_enabled:
+                    self._burst.extend(pending)
+                data = b"".join(pending) if packets > 1 else pending[0]
+                capture_ns = self._pending_capture_ns
+                pending.clear()
+                self._pending_capture_ns = 0
+            elif self._burst_enabled:
+                self._burst.append(data)
         if not self._subscribers:
             return
-        self.packets_sent += len(self._subscribers) * (self.batch_packets if self.batch_packets > 1
-                                                       and burst else 1)
+        self.packets_sent += len(self._subscribers) * packets
+        self.writes_sent += len(self._subscribers)
         dropped: list[Subscriber] | None = None
         for sub in self._subscribers:
             proto = sub.protocol

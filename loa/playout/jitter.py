@@ -11,6 +11,20 @@ It tells two things apart that both leave it empty:
   as many as it holds in steady state (its target; a page for a source that sends a page a
   second), and plays on from there, at its usual delay. The backlog is cut in one piece, so a
   listener hears one discontinuity (WebRTC NetEq's flush, Snapcast's hard resync).
+
+Adaptive (the default), the target follows the jitter measured, down to one frame on a steady
+source. Each frame's **lateness** is how much later it arrived than the earliest frame of the
+last ``LATENESS_HISTORY_MS`` says it should have (WebRTC NetEq's relative arrival delay); its
+peak over ``JITTER_MEMORY_WINDOWS`` windows (about 30 s) is the jitter to ride out. A late
+frame raises the target at once to cover it (and an underflow, as before); calm windows step it
+down a frame at a time. The delay itself comes down by dropping one frame at a time, and only
+when, for a whole window, every frame waited in the buffer at least a frame plus ``GUARD_MS``
+(plus any lateness seen lately beyond that window's), so that the drop leaves no frame late
+(phase-aware: a tick just after the arrivals needs less buffer than one just before): with one
+frame to spare, at a calm step (every ``CALM_WINDOWS`` windows without an underflow); with two
+or more, every window. The frame goes at a quiet moment if one comes within ``SKIP_WAIT_POPS``
+ticks. Fixed (``adaptive=False``), the target never goes below its initial value and the trim
+goes by depth alone, as it always did.
 """
 
 from __future__ import annotations
@@ -51,8 +65,18 @@ class JitterBuffer:
     - Drift: a burst at start-up (the decoder's probe) would otherwise leave the buffer deeper
       than its target for good, every frame late by the excess. So once per window, if the
       buffer never went below ``target + 1`` frames, the excess oldest frames are trimmed.
+      Adaptive, the excess is what every frame of the window waited beyond ``GUARD_MS`` and
+      the lateness seen lately (``_spare_frames``), whatever the target: the target is then
+      the depth the buffer fills to before it plays (at the start, after an underflow), which
+      for a source that sends a page a second is a page, while the delay between pages is
+      brought down to the least that keeps every frame on time.
     - Calm: after ``CALM_WINDOWS`` windows without an underflow, the target steps back down by
-      one frame, towards its initial value.
+      one frame, towards its floor: one frame when ``adaptive`` (but never below what the
+      lateness seen lately needs, ``need_frames``), else its initial value.
+    - Adaptive only: a frame that arrives later than the target covers raises the target at
+      once (``need_frames``); a trim of a single frame (the usual step down) waits up to
+      ``SKIP_WAIT_POPS`` ticks for a quiet frame to drop (counted in ``skips`` and
+      ``trimmed``).
 
     Times are monotonic ns; sizes are 20 ms frames. Raises ValueError unless
     ``1 <= target_frames <= max_target_frames <= capacity_frames``.
@@ -73,10 +97,26 @@ class JitterBuffer:
     # A source whose longest gap seen lately is more than this many frames beyond the target
     # is bursty: a resync keeps enough of it to ride that gap, not just the target.
     BURSTY_FRAMES = 2
+    # Adaptive target. A frame's lateness is measured against the earliest of this history
+    # (NetEq's relative arrival delay history: 2 s).
+    LATENESS_HISTORY_MS = 2_000
+    # A frame is dropped only if every frame would still wait this long in the buffer (ms):
+    # the margin for jitter not seen in the window, the loop's own included.
+    GUARD_MS = 3
+    # A single frame to drop waits this many ticks at most for a quiet one...
+    SKIP_WAIT_POPS = 25
+    # ...quiet: its peak under -40 dBFS (full scale 1.0)
+    QUIET_PEAK = 0.01
+    # For this many windows after the buffer starts playing (at first, after an underflow or
+    # a resync), two frames or more to spare are a burst that came with the start (a
+    # decoder's probe, a page): trimmed at once. Later, the delay steps down a frame at a time.
+    FRESH_WINDOWS = 3
 
-    def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int) -> None:
+    def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int, *,
+                 adaptive: bool = True) -> None:
         if not 1 <= target_frames <= max_target_frames <= capacity_frames:
             raise ValueError("need 1 <= target <= max_target <= capacity")
+        self.adaptive = adaptive
         self.initial_target_frames = target_frames
         self.target_frames = target_frames
         self.max_target_frames = max_target_frames
@@ -99,6 +139,20 @@ class JitterBuffer:
         self._arrived_since_pop = 0
         self._last_pop_ns: int | None = None
         self._settled_pops = 0
+        # adaptive target: frames seen (the schedule's index), the history's sliding minimum
+        # of relative delays as (arrival ns, arrival ns - index * FRAME_NS), increasing, and
+        # lateness peaks: this window's and past windows'
+        self._frames_seen = 0
+        self._delays: deque[tuple[int, int]] = deque()
+        self._window_lateness_ns = 0
+        self._lateness_peaks: deque[int] = deque(maxlen=self.JITTER_MEMORY_WINDOWS)
+        self._batch_arrival_ns: int | None = None  # the last arrival's time...
+        self._batch_lateness_ns: int | None = None  # ...and its newest frame's lateness
+        self._window_min_wait_ns: int | None = None  # least time a frame waited, this window
+        self._skip_pending_pops: int | None = None  # ticks a drop of one frame has waited
+        self.skips = 0  # single frames dropped to step the delay down (also in ``trimmed``)
+        # windows left in which a burst that came with the (re)start is trimmed at once
+        self._fresh_windows = self.FRESH_WINDOWS
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -108,6 +162,24 @@ class JitterBuffer:
         """The longest gap between two arrivals in the last ``JITTER_MEMORY_WINDOWS`` windows
         (outages excluded), in ns."""
         return max(self._window_gap_peak_ns, max(self._gap_peaks, default=0))
+
+    @property
+    def lateness_seen_ns(self) -> int:
+        """The latest a frame arrived in the last ``JITTER_MEMORY_WINDOWS`` windows, against the
+        earliest frame of the ``LATENESS_HISTORY_MS`` before it (ns; 0 on a steady source)."""
+        return max(self._window_lateness_ns, max(self._lateness_peaks, default=0))
+
+    @property
+    def need_frames(self) -> int:
+        """The target the lateness seen lately needs: one frame, and one more per frame of
+        lateness (at most ``max_target_frames``)."""
+        return min(self.lateness_seen_ns // FRAME_NS + 1, self.max_target_frames)
+
+    @property
+    def floor_frames(self) -> int:
+        """The least the target steps down to: the lateness's need (adaptive), or the initial
+        target (fixed)."""
+        return self.need_frames if self.adaptive else self.initial_target_frames
 
     @property
     def outage_threshold_ns(self) -> int:
@@ -144,6 +216,9 @@ class JitterBuffer:
             self.target_frames = min(max(self.target_frames + 1, gap_frames + 1),
                                      self.max_target_frames)
             self._underflow_since_ns = None
+        if self.adaptive and self.state is not JitterState.RESYNCING:
+            self._note_lateness(arrival_ns)
+        self._frames_seen += 1
         frames = self._frames
         frames.append((samples, arrival_ns))
         self._arrived_since_pop += 1
@@ -161,10 +236,41 @@ class JitterBuffer:
         if self.state is JitterState.BUFFERING and len(frames) >= self.target_frames:
             self.state = JitterState.PLAYING
 
+    def _note_lateness(self, arrival_ns: int) -> None:
+        """Measure this frame's lateness (a sliding minimum of relative delays). Frames that
+        arrive together (a page, a decoder's batch) carry each other: what counts is the
+        lateness of the newest of them, taken when the next arrival or tick comes."""
+        if arrival_ns != self._batch_arrival_ns:
+            self._fold_lateness()
+            self._batch_arrival_ns = arrival_ns
+        delay_ns = arrival_ns - self._frames_seen * FRAME_NS
+        delays = self._delays
+        while delays and delays[-1][1] >= delay_ns:
+            delays.pop()
+        delays.append((arrival_ns, delay_ns))
+        horizon_ns = arrival_ns - self.LATENESS_HISTORY_MS * NS_PER_MS
+        while delays[0][0] < horizon_ns:
+            delays.popleft()
+        self._batch_lateness_ns = delay_ns - delays[0][1]
+
+    def _fold_lateness(self) -> None:
+        """The last arrival's lateness into this window's peak; a late one raises the target
+        at once to what it needs (``need_frames``)."""
+        lateness_ns = self._batch_lateness_ns
+        if lateness_ns is None:
+            return
+        self._batch_lateness_ns = None
+        if lateness_ns > self._window_lateness_ns:
+            self._window_lateness_ns = lateness_ns
+            need = min(lateness_ns // FRAME_NS + 1, self.max_target_frames)
+            if need > self.target_frames:
+                self.target_frames = need
+
     def pop(self, now_ns: int) -> tuple[Samples, int] | None:
         """This tick's frame and its arrival time, or None while buffering, resyncing or on
         underflow (the caller plays silence). Once a window (50 pops), trims a drifted-deep
         buffer and relaxes the target. Called once per tick, ``now_ns`` the tick's time."""
+        self._fold_lateness()
         arrived = self._arrived_since_pop
         self._arrived_since_pop = 0
         last_pop_ns = self._last_pop_ns
@@ -178,6 +284,7 @@ class JitterBuffer:
             if self._settled_pops < self.RESYNC_SETTLED_POPS:
                 return None
             self._start_window()
+            self._fresh_windows = self.FRESH_WINDOWS
             self.state = (JitterState.PLAYING if len(self._frames) >= self.target_frames
                           else JitterState.BUFFERING)
         if self.state is JitterState.BUFFERING:
@@ -188,9 +295,23 @@ class JitterBuffer:
             self.state = JitterState.BUFFERING
             self._underflow_since_ns = now_ns
             self._calm_windows = 0
+            self._skip_pending_pops = None
+            self._fresh_windows = self.FRESH_WINDOWS
             self._start_window()
             return None
         got = frames.popleft()
+        wait_ns = now_ns - got[1]
+        if self._window_min_wait_ns is None or wait_ns < self._window_min_wait_ns:
+            self._window_min_wait_ns = wait_ns
+        if self._skip_pending_pops is not None and frames:
+            self._skip_pending_pops += 1
+            if self._skip_pending_pops >= self.SKIP_WAIT_POPS or _quiet(frames[0][0]):
+                frames.popleft()  # one frame skipped: every frame after it plays a tick sooner
+                self.trimmed += 1
+                self.skips += 1
+                self._skip_pending_pops = None
+                self._start_window()  # waits measured before the skip no longer hold
+                return got
         depth = len(frames)
         if depth < self._window_min:
             self._window_min = depth
@@ -205,25 +326,58 @@ class JitterBuffer:
         self._underflow_since_ns = None  # an outage is not jitter: the target stays
         self.state = JitterState.RESYNCING
         self._settled_pops = 0
+        self._skip_pending_pops = None
+        self._delays.clear()  # lateness is measured afresh from the live edge
+        self._batch_lateness_ns = None
 
     def _start_window(self) -> None:
         self._window_pops = 0
         self._window_min = self.capacity_frames
+        self._window_min_wait_ns = None
 
     def _end_window(self) -> None:
-        # depth is measured after a pop, so a buffer at its target bottoms out at target - 1.
-        excess = self._window_min - (self.target_frames - 1)
+        self._skip_pending_pops = None
+        self._calm_windows += 1
+        calm_step = self._calm_windows >= self.CALM_WINDOWS
+        if self.adaptive:
+            excess = self._spare_frames()
+            if not (self._fresh_windows and excess >= 2):
+                # not a burst that came with the start: one frame at most, at a quiet moment
+                # within SKIP_WAIT_POPS ticks; the last frame to spare only at a calm step
+                if excess >= 2 or (excess and calm_step):
+                    self._skip_pending_pops = 0
+                excess = 0
+            self._fresh_windows = max(0, self._fresh_windows - 1)
+        else:
+            # depth is measured after a pop, so a buffer at its target bottoms out at target - 1
+            excess = self._window_min - (self.target_frames - 1)
         if excess > 0:
             for _ in range(excess):
                 self._frames.popleft()
             self.trimmed += excess
-        self._calm_windows += 1
-        if self._calm_windows >= self.CALM_WINDOWS:
+        if calm_step:
             self._calm_windows = 0
-            self.target_frames = max(self.initial_target_frames, self.target_frames - 1)
+            if self.target_frames > self.floor_frames:
+                self.target_frames -= 1
         self._gap_peaks.append(self._window_gap_peak_ns)
         self._window_gap_peak_ns = 0
+        self._lateness_peaks.append(self._window_lateness_ns)
+        self._window_lateness_ns = 0
         self._start_window()
+
+    def _spare_frames(self) -> int:
+        """Adaptive: how many frames could go, every frame of this window still on time by
+        ``GUARD_MS``: its least wait in the buffer, less the lateness seen lately beyond this
+        window's own (a late frame of 20 s ago may come again), in whole frames; no more than
+        the buffer held at its lowest. Phase-aware: arrivals just before the tick wait little.
+        None (0) with a target at ``capacity_frames``: a source that ended plays out what it
+        sent (``LiveSource.end``)."""
+        if self.target_frames >= self.capacity_frames:
+            return 0
+        min_wait_ns = self._window_min_wait_ns or 0
+        unseen_ns = max(0, self.lateness_seen_ns - self._window_lateness_ns)
+        spare_ns = min_wait_ns - unseen_ns - self.GUARD_MS * NS_PER_MS
+        return max(0, min(self._window_min, spare_ns // FRAME_NS))
 
     def reset(self) -> None:
         """Forget everything (a source left); the next one starts from the initial target."""
@@ -238,4 +392,18 @@ class JitterBuffer:
         self._arrived_since_pop = 0
         self._last_pop_ns = None
         self._settled_pops = 0
+        self._frames_seen = 0
+        self._delays.clear()
+        self._window_lateness_ns = 0
+        self._lateness_peaks.clear()
+        self._batch_arrival_ns = None
+        self._batch_lateness_ns = None
+        self._skip_pending_pops = None
+        self._fresh_windows = self.FRESH_WINDOWS
         self._start_window()
+
+
+def _quiet(samples: Samples) -> bool:
+    """Whether a frame's peak is under ``JitterBuffer.QUIET_PEAK`` (a moment to drop it)."""
+    quiet = JitterBuffer.QUIET_PEAK
+    return bool(samples.max() < quiet and samples.min() > -quiet)

@@ -67,12 +67,14 @@ class SwitchEvent:
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
     """How feeds are sized: bitrate per codec (bit/s), the join burst and each listener's
-    backlog (ms of audio), and the write batch for HTTP listeners (ms, a multiple of 20)."""
+    backlog (ms of audio), and the write batch for HTTP listeners (ms, a multiple of 20), which
+    applies to a feed only while it has more than ``http_batch_above`` listeners (0: always)."""
 
     bitrates_bps: dict[str, int]  # per codec
     burst_ms: int
     backlog_ms: int
     http_batch_ms: int = FRAME_MS  # batch size for HTTP (Ogg, MP3) listeners
+    http_batch_above: int = 0  # listeners of a feed above which its HTTP writes are batched
 
 
 class ZoneChannel:
@@ -167,8 +169,8 @@ class ZoneChannel:
 
     def feed(self, format_name: str) -> Feed:
         """The zone's feed in ``format_name`` ("ogg", "mp3", "ws"...), created on first use
-        with its burst, backlog and batch sized from the settings. Raises KeyError for an unknown
-        format."""
+        with its burst, backlog and batch sized from the settings (an HTTP format's batch applies
+        above ``http_batch_above`` listeners). Raises KeyError for an unknown format."""
         feed = self.feeds.get(format_name)
         if feed is None:
             fmt = create_format(format_name, self._info, self._settings.bitrates_bps)
@@ -177,7 +179,8 @@ class ZoneChannel:
             batch = self._settings.http_batch_ms // FRAME_MS if fmt.batchable else 1
             feed = Feed(f"{self.zone.id}/{format_name}", self._counters, self._latency,
                         burst_packets=burst_packets, backlog_bytes=backlog_bytes,
-                        now_ns=self._now_ns, batch_packets=batch)
+                        now_ns=self._now_ns, batch_packets=batch,
+                        batch_above=self._settings.http_batch_above)
             self.formats[format_name] = fmt
             self.feeds[format_name] = feed
         return feed

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +17,9 @@ from loa.loadtest.bench import (
     alerts_run,
     fanout_run,
     format_results,
+    idle_run,
     outage_run,
+    sample_tree,
     transcode_run,
 )
 from loa.loadtest.bench_source import (
@@ -23,6 +28,7 @@ from loa.loadtest.bench_source import (
     marker_frame,
     playout_delays_ms,
 )
+from loa.loadtest.report import bench_summary, format_bench_summary
 
 
 def test_marker_beeps_are_found_and_matched_to_when_they_were_sent() -> None:
@@ -49,9 +55,9 @@ def test_transcode_measures_both_sides() -> None:
 @pytest.mark.load_generator(
     "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
     "connections in a step; the server it measures is a `loa serve` process, still judged")
-@pytest.mark.parametrize("kind", ["loa", "icecast"])
+@pytest.mark.parametrize("kind", ["loa", "icecast", "icecast-burst0"])
 async def test_fanout_run_against_each_server(kind: str) -> None:
-    if kind == "icecast" and shutil.which("icecast2") is None:
+    if kind != "loa" and shutil.which("icecast2") is None:
         raise pytest.UsageError("icecast2 is required: run ./run test")
     lines: list[str] = []
     warmup_s = 2.5
@@ -60,13 +66,90 @@ async def test_fanout_run_against_each_server(kind: str) -> None:
     assert r["streaming"] == 10 and r["gaps"] == 0
     assert r["beeps_heard"] >= 3
     assert r["cpu_ms_per_listener_second"] > 0 and r["source_error"] is None
+    # the whole server (all its processes) beside its main process alone, as the fleet reads
+    # it over nearly the same window (a second apart at most: hence the margin)
+    assert r["server_processes"] == len(r["by_process"]) >= 1
+    main_cpu = r["main_process"]["cpu_ms_per_listener_second"]
+    assert main_cpu > 0
+    if kind == "loa":  # enough CPU for the clock ticks of /proc not to matter
+        assert main_cpu <= r["cpu_ms_per_listener_second"] * 1.3
     # What a new listener is given first (how soon it hears is `loa bench`'s figure): Icecast's
-    # burst, the whole warm-up behind the live edge; Loa, the live edge.
+    # default burst, the whole warm-up behind the live edge; with no burst, and Loa, the live
+    # edge: far less than a second behind.
     behind_ms = 1000 * warmup_s / 2
-    if kind == "loa":
-        assert r["heard_delay_ms"]["p99"] < behind_ms
+    if kind == "icecast":
+        assert r["heard_delay_ms"]["p50"] > behind_ms and r["burst_bytes"] == 65535
     else:
-        assert r["heard_delay_ms"]["p50"] > behind_ms
+        assert 0 < r["heard_delay_ms"]["p50"] <= r["heard_delay_ms"]["p99"] < behind_ms / 4
+        assert r["burst_bytes"] == (0 if kind == "icecast-burst0" else None)
+
+
+async def test_idle_cpu_and_rss_of_each_server_with_one_live_programme() -> None:
+    """The idle part in small: each server carries the bench's live source, nobody listens;
+    its CPU is a share of one core, its memory some MB, and the summary has both rows."""
+    if shutil.which("icecast2") is None:
+        raise pytest.UsageError("icecast2 is required: run ./run test")
+    kinds = ("icecast", "loa")  # side by side here: the figures are not the point
+    idle = dict(zip(kinds, await asyncio.gather(
+        *(idle_run(kind, seconds=3.0, settle_s=1.0) for kind in kinds)), strict=True))
+    for kind, r in idle.items():
+        assert r["source_error"] is None, kind
+        assert r["source_pages"] >= 0.8 * 50 * 4, kind  # it was taking the source all along
+        assert 2.9 < r["seconds"] < 4.0, kind
+        assert 0 <= r["cpu_pct"] < 100 and 1 < r["rss_mb"] < 2000, kind
+        assert r["processes"] == len(r["by_process"]) >= 1, kind
+        assert r["main_process"]["rss_mb"] <= r["rss_mb"], kind
+    assert idle["icecast"]["processes"] == 1
+    rows = {row["key"]: row for row in bench_summary({"idle": idle})}
+    assert set(rows) == {"idle_cpu_pct", "idle_rss_mb"}
+    assert rows["idle_rss_mb"]["ratio_loa_to_reference"] == pytest.approx(
+        idle["loa"]["rss_mb"] / idle["icecast"]["rss_mb"], rel=1e-2)
+    text = format_results({"idle": idle})
+    assert "| Icecast 2, default burst |" in text and "| Loa |" in text
+    assert "| RSS at idle | Icecast 2: " in text
+
+
+def test_a_process_tree_counts_its_children() -> None:
+    before = sample_tree(os.getpid())
+    assert before is not None and before.cpu_s > 0 and before.rss_kb > 0
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        during = sample_tree(os.getpid())
+        assert during is not None and child.pid in during.by_pid
+        assert during.processes == before.processes + 1
+        assert during.by_pid[child.pid][0].startswith("sleep 30")
+    finally:
+        child.kill()
+        child.wait()
+    assert sample_tree(child.pid) is None
+
+
+def test_the_summary_gives_every_figure_as_a_ratio_to_its_reference() -> None:
+    def fan(server: str, n: int, cpu_ms: float, p50_ms: float) -> dict[str, object]:
+        return {"server": server, "listeners": n, "cpu_ms_per_listener_second": cpu_ms,
+                "heard_delay_ms": {"p50": p50_ms, "p99": p50_ms}}
+
+    results = {
+        "fanout": [fan("icecast", 100, 0.27, 10_400), fan("icecast-burst0", 100, 0.26, 63),
+                   fan("loa", 100, 0.81, 111), fan("icecast", 500, 0.22, 10_500),
+                   fan("loa", 500, 0.29, 80)],
+        "idle": {"icecast": {"cpu_pct": 0.4, "rss_mb": 17.0},
+                 "loa": {"cpu_pct": 5.9, "rss_mb": 151.0}},
+        "transcode": {"audio_s": 300.0, "ffmpeg_cpu_s": 1.82, "loa_cpu_s": 2.52},
+    }
+    rows = {r["key"]: r for r in bench_summary(results)}
+    assert list(rows) == ["cpu_ms_per_listener_second_100", "cpu_ms_per_listener_second_500",
+                          "heard_delay_p50_ms_100", "idle_cpu_pct", "idle_rss_mb",
+                          "transcode_cpu_s"]
+    assert rows["cpu_ms_per_listener_second_100"]["ratio_loa_to_reference"] == 3.0
+    # heard delay: beside Icecast with no burst, not its default
+    assert rows["heard_delay_p50_ms_100"]["reference_value"] == 63
+    assert rows["heard_delay_p50_ms_100"]["ratio_loa_to_reference"] == pytest.approx(1.762)
+    assert rows["idle_rss_mb"]["ratio_loa_to_reference"] == pytest.approx(8.882)
+    assert rows["transcode_cpu_s"]["ratio_loa_to_reference"] == pytest.approx(1.385)
+    text = "\n".join(format_bench_summary(list(rows.values())))
+    assert "| heard delay p50, 100 listeners | Icecast 2, burst 0 (pass-through): 63.0 ms | " \
+           "111 ms | 1.76 |" in text
 
 
 def test_the_alert_text_is_long_vietnamese_cut_at_a_sentence() -> None:

@@ -257,10 +257,17 @@ async def test_a_part_file_left_by_a_server_killed_mid_upload_is_removed_at_the_
 
 
 async def test_the_programme_on_air_when_the_server_is_killed_is_in_the_log_after_restart(
-    loa: LocalLoa,
+    loa: LocalLoa, tmp_path: Path,
 ) -> None:
     assert loa.proc is not None
     async with aiohttp.ClientSession() as http:
+        # an upload is measured: the loudness worker starts (it starts on first use)
+        form = aiohttp.FormData()
+        form.add_field("file", await tone_bytes(tmp_path / "m.wav", 600, 0.5,
+                                                ["-c:a", "pcm_s16le"]),
+                       filename="m.wav", content_type="audio/wav")
+        status, _ = await api(http, loa, "POST", "/api/v1/media", data=form)
+        assert status == 201
         status, made = await api(http, loa, "POST", "/api/v1/zones/an-binh/requests", json={
             "source": {"kind": "tone", "freq_hz": 700}, "priority": 50})
         assert status == 201, made

@@ -34,7 +34,7 @@ from tests.audio import (
     tone_bytes,
 )
 from tests.codecs.test_live_decode import longest_quiet_ms
-from tests.conftest import SOURCE_PASSWORD, auth
+from tests.conftest import SOURCE_PASSWORD, auth, source_sending
 
 
 def source_url(server: LoaServer, mount: str = "studio", password: str = SOURCE_PASSWORD) -> str:
@@ -81,7 +81,7 @@ async def test_ffmpeg_goes_live_and_ffmpeg_hears_the_tone(server: LoaServer,
     push = await ffmpeg_push(source_url(server), freq_hz=1000, codec_args=codec_args)
     try:
         mount = server.mounts.get("studio")
-        await wait_for(lambda: mount.source.frames_in > 10)
+        await wait_for(lambda: source_sending(mount))
         await take_live(server, "an-binh")
         pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=2.0)
         assert len(pcm) == pytest.approx(96000, abs=960)
@@ -103,7 +103,7 @@ async def test_ffmpeg_goes_live_and_ffmpeg_hears_the_tone(server: LoaServer,
 async def test_mp3_stream_out(server: LoaServer) -> None:
     push = await ffmpeg_push(source_url(server), freq_hz=800, codec_args=MP3_PUSH)
     try:
-        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 10)
+        await wait_for(lambda: source_sending(server.mounts.get("studio")))
         await take_live(server, "phu-my")
         pcm = await ffmpeg_pull(f"{base(server)}/endpoints/loa-005/stream.mp3", seconds=1.5)
         assert dominant_hz(pcm[9600:]) == pytest.approx(800, rel=0.01)
@@ -173,7 +173,7 @@ async def test_second_source_on_a_busy_mount_gets_403(server: LoaServer) -> None
 async def test_garbage_ends_only_that_source(server: LoaServer) -> None:
     good = await ffmpeg_push(source_url(server), freq_hz=1000, codec_args=MP3_PUSH)
     try:
-        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 10)
+        await wait_for(lambda: source_sending(server.mounts.get("studio")))
         await take_live(server, "an-binh")
         ep = SimulatedEndpoint(f"ws://127.0.0.1:{server.port}/zones/an-binh-1/ws", decode=True)
         async with aiohttp.ClientSession() as http:
@@ -210,7 +210,7 @@ async def test_a_dropped_source_falls_back_at_its_eof_and_the_mount_is_free_agai
                                    "priority": "fill"}) as resp:
             assert resp.status == 201
     push = await ffmpeg_push(source_url(server), freq_hz=1000, codec_args=MP3_PUSH)
-    await wait_for(lambda: server.mounts.get("studio").source.frames_in > 10)
+    await wait_for(lambda: source_sending(server.mounts.get("studio")))
     await take_live(server, "an-binh")
     ep = SimulatedEndpoint(f"ws://127.0.0.1:{server.port}/endpoints/loa-002/ws")
     switched_at: list[float] = []
@@ -521,7 +521,7 @@ async def test_shutdown_joins_every_decoder_thread(make_server) -> None:  # type
     push = await ffmpeg_push(source_url(district), codec_args=MP3_PUSH)
     try:
         relay = next(iter(district.relays.values()))
-        await wait_for(lambda: district.mounts.get("studio").source.frames_in > 10
+        await wait_for(lambda: source_sending(district.mounts.get("studio"))
                        and relay.source.frames_in > 10)
         names = {"decode-/live/studio", f"decode-relay {url}"}
         assert names <= {t.name for t in threading.enumerate()}

@@ -55,7 +55,8 @@ def test_overflow_drops_the_oldest_and_counts() -> None:
 
 
 def test_a_startup_burst_is_trimmed_back_to_the_target() -> None:
-    jb = JitterBuffer(target_frames=2, max_target_frames=10, capacity_frames=100)
+    # fixed: the depth rule, on times all 0 (adaptive, by waits: tests/playout/test_adaptive_jitter)
+    jb = JitterBuffer(target_frames=2, max_target_frames=10, capacity_frames=100, adaptive=False)
     for i in range(12):  # the decoder's probe arrives as one burst
         jb.push(frame(i), 0)
     for i in range(12, 12 + JitterBuffer.WINDOW_FRAMES):  # then steady, one in, one out
@@ -208,9 +209,10 @@ def test_jitter_is_still_learned_and_an_outage_is_measured_against_it() -> None:
     first_back_s = next(t for t, d in delays if t > 25)
     assert first_back_s < 25.2
     # back at once to about where it was (a page and the longest gap seen, 1.08 s, deep), and
-    # to within a frame of it after the next window's drift trim
+    # to within a frame of it after the drift trim: two windows after the cut, once the
+    # lateness measured afresh from the live edge shows the pages as late as before it
     assert max(d for t, d in delays if t > 25) <= before + 5 * FRAME_MS
-    assert max(d for t, d in delays if t > 27) <= before + FRAME_MS
+    assert max(d for t, d in delays if t > 28) <= before + FRAME_MS
     # the resync kept a page's worth (the longest gap seen), so the next page arrives before
     # that runs out: no silence after the cut
     assert [i for t, i in played if first_back_s <= t / S < first_back_s + 2].count(None) == 0

@@ -42,7 +42,7 @@ from loa.protocol.framing import (
 from tests.audio import FFMPEG, MP3_PUSH, closed, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
 from tests.audio import tone_bytes as encoded_tone
 from tests.codecs.test_live_decode import longest_quiet_ms
-from tests.conftest import SOURCE_PASSWORD
+from tests.conftest import SOURCE_PASSWORD, source_sending
 from tests.server.memory_transport import MemoryTransport
 from tests.server.test_http_front import loop_time_moved, turns
 from tests.server.test_ingest import (
@@ -301,7 +301,7 @@ async def test_a_stalled_source_is_replaced_only_with_the_right_password(
     mount = route.mounts.get("studio")
     ghost = mount.session
     assert ghost is not None
-    await wait_for(lambda: mount.source.frames_in >= 40)
+    await wait_for(lambda: source_sending(mount, 40))
     busy = route.connect()
     route.put("Expect: 100-continue", tr=busy)
     assert busy.data.startswith(b"HTTP/1.0 403 ") and not route.tr.closed
@@ -349,7 +349,7 @@ async def ghost(server: LoaServer, mp3: bytes) -> tuple[asyncio.StreamReader,
     reader, writer = await raw_source(server, "audio/mpeg")
     writer.write(mp3)
     await writer.drain()
-    await wait_for(lambda: server.mounts.get("studio").source.frames_in >= 40)
+    await wait_for(lambda: source_sending(server.mounts.get("studio"), 20))
     return reader, writer
 
 
@@ -425,7 +425,7 @@ async def test_a_silent_source_is_dropped_after_the_configured_timeout(make_serv
         await closed(writer)
     push = await ffmpeg_push(source_url(server), codec_args=MP3_PUSH)
     try:
-        await wait_for(lambda: mount.session is not None and mount.source.frames_in > 60)
+        await wait_for(lambda: mount.session is not None and source_sending(mount, 60))
         assert server.counters.get("sources_refused", status="403") == 0
     finally:
         push.kill()

@@ -27,7 +27,7 @@ from loa.config import Config, ConfigError, TlsConfig, apply_toml
 from loa.playout.front_door import FrontProtocol, TlsSettings, server_tls_context
 from loa.protocol.http import HEAD_TIMEOUT_S
 from tests.audio import FFMPEG, MP3_PUSH, closed, dominant_hz, ffmpeg_push, rms
-from tests.conftest import ADMIN_TOKEN, SOURCE_PASSWORD
+from tests.conftest import ADMIN_TOKEN, SOURCE_PASSWORD, source_sending
 from tests.server.memory_transport import MemoryTransport
 from tests.server.test_http_front import loop_time_moved, turns
 from tests.server.test_ingest import heard_tones, two_tones
@@ -179,7 +179,7 @@ async def test_ffmpeg_pushes_over_tls_and_a_listener_hears_it_over_https(
         freq_hz=1000, seconds=30, codec_args=[*MP3_PUSH, "-tls", "1"])
     try:
         mount = tls_server.mounts.get("studio")
-        await wait_for(lambda: mount.source.frames_in > 25)
+        await wait_for(lambda: source_sending(mount, 25))
         pcm = await https_pull(tls_server, cert, "an-binh-1", 2.0)
     finally:
         push.kill()

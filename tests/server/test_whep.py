@@ -2,13 +2,15 @@
 
 A real aiortc viewer on loopback host candidates asks a real server for a zone, receives its
 Opus rendition (packetised as the zone encoded it: nothing encoded per viewer) and decodes the
-tone the zone plays. Then credentials and scope, CORS, and the session's end.
+tone the zone plays. Then credentials and scope, CORS, the session's end, and the viewers'
+limit, which is not the sources' (viewers' offers never keep the studio off the air).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -19,10 +21,10 @@ from loa.playout.webrtc import WebRtcSettings
 from loa.playout.webrtc.whep import WhepSession
 from tests.api.accounts import add_user, session_of
 from tests.audio import dominant_hz, rms
-from tests.conftest import auth
+from tests.conftest import auth, source_sending
 from tests.server.test_ingest import base, wait_for
-from tests.server.test_whip import fill_tone
-from tests.server.webrtc_client import SDP, receive, whep_client
+from tests.server.test_whip import fill_tone, post_offer, stalled_offer
+from tests.server.webrtc_client import SDP, receive, whep_client, whip_client
 
 
 def sessions(server: LoaServer) -> list[WhepSession]:
@@ -128,9 +130,9 @@ async def test_the_console_listens_with_its_session_cookie_and_csrf_token(
         await viewer.close()
 
 
-async def test_the_session_limit_refuses_with_503_and_each_session_fails_alone(
-        make_server) -> None:  # type: ignore[no-untyped-def]
-    server = await make_server(webrtc=WebRtcSettings(max_sessions=1))
+async def test_the_viewers_limit_refuses_with_503_and_each_session_fails_alone(
+        make_server: Any) -> None:
+    server = await make_server(webrtc=WebRtcSettings(max_viewers=1))
     first = await whep_client(server, "huyen", auth())
     try:
         assert first.status == 201
@@ -141,11 +143,39 @@ async def test_the_session_limit_refuses_with_503_and_each_session_fails_alone(
         assert np.isfinite(pcm).all()
     finally:
         await first.close()
-    (session,) = sessions(server) or [None]
-    if session is not None:
-        await wait_for(lambda: session.ended)  # the peer closed: the session ends
+    await wait_for(lambda: not sessions(server))  # the peer closed: the session ends
     third = await whep_client(server, "huyen", auth())
     try:
         assert third.status == 201
     finally:
         await third.close()
+
+
+async def test_viewers_offers_never_keep_the_studio_off_the_air(make_server: Any) -> None:
+    server = await make_server(webrtc=WebRtcSettings(max_sources=1, max_viewers=2))
+    offer = await stalled_offer(server, "recvonly")
+    # viewers' offers that never connect hold their places (until CONNECT_TIMEOUT_S)...
+    for _ in range(2):
+        status, _, body = await post_offer(server, "/whep/zones/huyen", offer, auth())
+        assert status == 201, body
+    status, headers, body = await post_offer(server, "/whep/zones/huyen", offer, auth())
+    assert status == 503 and headers["Retry-After"]
+    assert "too many WHEP viewers at once (at most 2)" in body
+    # ... but not the sources' places: the studio goes on air
+    await fill_tone(server, "huyen", 440)
+    studio = await whip_client(server, "studio", auth(), freq_hz=1000)
+    try:
+        assert studio.status == 201, studio.body
+        await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
+        # a second source is past max_sources: 503 too, naming its own limit
+        second = await whip_client(server, "ward", auth())
+        await second.close()
+        assert second.status == 503 and second.headers["Retry-After"]
+        assert "too many WHIP sources at once (at most 1)" in second.body
+        described = server.webrtc.describe()
+        assert described["sessions"] == {"whep": 2, "whip": 1}
+        assert (described["max_sources"], described["max_viewers"]) == (1, 2)
+        assert described["refused_full"] == {"whip": 1, "whep": 1}
+        assert server.status()["webrtc"]["max_sources"] == 1
+    finally:
+        await studio.close()

@@ -3,7 +3,9 @@
 Real parts on loopback: an aiortc client pushes a tone to a real server over real HTTP and
 UDP (host candidates on 127.0.0.1 only); the real ffmpeg CLI pulls the zone that takes the
 mount and hears it. Then what the protocol asks of a server (credentials, a busy mount,
-trickle ICE, CORS), a peer that vanishes, and the pure parts: the Opus RTP decoder (loss,
+trickle ICE and its preconditions, CORS), the caller's scope over the zones that take the
+mount, an offer that never connected giving way to its caller's next, a sign-out ending
+the browser's source, a peer that vanishes, and the pure parts: the Opus RTP decoder (loss,
 lateness, DTX), the gathering restricted to addresses and ports, the ``[webrtc]`` settings.
 """
 
@@ -28,13 +30,17 @@ from loa.playout.webrtc import IceServer, WebRtcSettings
 from loa.playout.webrtc import peer as webrtc_peer
 from loa.playout.webrtc.opus_rtp import OpusRtp
 from loa.playout.webrtc.whip import WhipSession
+from tests.api.accounts import add_user, token_of
+from tests.api.accounts import session_of as browser_of
 from tests.audio import MP3_PUSH, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
-from tests.conftest import SOURCE_PASSWORD, auth
+from tests.conftest import SOURCE_PASSWORD, auth, source_sending
 from tests.server.test_ingest import base, source_url, take_live, wait_for
-from tests.server.webrtc_client import SDP, Peer, ToneTrack, whip_client
+from tests.server.webrtc_client import LOOPBACK, SDP, Peer, ToneTrack, whip_client
 
 FILL = 10  # Priority.FILL: the fallback programme's level
+COMMUNE_LIVE = 70  # what a caller scoped below the root takes a zone at
 LIVE = 80  # what POST /api/v1/zones/<zone>/live takes a zone at by default
+PASSWORD = {"Authorization": f"Bearer {SOURCE_PASSWORD}", "Accept-Language": "en"}
 
 
 async def fill_tone(server: LoaServer, zone: str, freq_hz: float) -> None:
@@ -52,6 +58,33 @@ def session_of(server: LoaServer, mount: str = "studio") -> WhipSession:
     return session
 
 
+async def stalled_offer(server: LoaServer, direction: str = "sendonly") -> str:
+    """A real aiortc offer that never connects: its candidates left out (and no
+    end-of-candidates), so the server's ICE agent waits for trickled ones, its session
+    unconnected until ``CONNECT_TIMEOUT_S``: a client that crashed after its POST."""
+    peer = Peer(server)
+    if direction == "sendonly":
+        peer.pc.addTransceiver(ToneTrack(), direction="sendonly")
+    else:
+        peer.pc.addTransceiver("audio", direction="recvonly")
+    webrtc_peer.restrict_gathering(peer.pc, LOOPBACK)
+    await peer.pc.setLocalDescription(await peer.pc.createOffer())
+    sdp = peer.pc.localDescription.sdp
+    await peer.close()
+    return "".join(f"{line}\r\n" for line in sdp.splitlines()
+                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+
+
+async def post_offer(server: LoaServer, path: str, offer: str, headers: dict[str, str]
+                     ) -> tuple[int, Any, str]:
+    """POST an offer as it is: (status, headers, body)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base(server) + path, data=offer,
+                             headers={"Content-Type": SDP, "Accept-Language": "en",
+                                      **headers}) as resp:
+            return resp.status, resp.headers, await resp.text()
+
+
 async def test_an_aiortc_client_goes_live_ffmpeg_hears_it_and_delete_falls_back(
         server: LoaServer) -> None:
     await fill_tone(server, "huyen", 440)
@@ -64,7 +97,7 @@ async def test_an_aiortc_client_goes_live_ffmpeg_hears_it_and_delete_falls_back(
         candidates = [line for line in peer.body.splitlines() if line.startswith("a=candidate")]
         assert candidates and all(" 127.0.0.1 " in c for c in candidates)
         mount = server.mounts.get("studio")
-        await wait_for(lambda: mount.source.frames_in > 10)
+        await wait_for(lambda: source_sending(mount, 10))
         assert mount.describe()["kind"] == "webrtc"
         assert [m["kind"] for m in server.status()["mounts"]] == ["webrtc"]
         await take_live(server, "an-binh")
@@ -120,7 +153,7 @@ async def test_credentials_are_checked_and_a_busy_mount_is_refused(server: LoaSe
     first = await whip_client(server, "studio", {"Authorization": f"Bearer {SOURCE_PASSWORD}"})
     try:
         assert first.status == 201, first.body
-        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+        await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
         second = await whip_client(server, "studio", auth())
         assert second.status == 409 and '"refused": "busy"' in second.body
         await second.close()
@@ -134,7 +167,7 @@ async def test_credentials_are_checked_and_a_busy_mount_is_refused(server: LoaSe
     # and the other way round: a mount an Icecast source holds refuses a WHIP one (409)
     push = await ffmpeg_push(source_url(server, mount="ward"), codec_args=MP3_PUSH)
     try:
-        await wait_for(lambda: server.mounts.get("ward").source.frames_in > 5)
+        await wait_for(lambda: source_sending(server.mounts.get("ward"), 5))
         third = await whip_client(server, "ward", auth())
         assert third.status == 409, third.body
         await third.close()
@@ -150,7 +183,7 @@ async def test_a_vanished_peer_ends_its_source_within_a_second_and_the_zone_fall
     try:
         assert peer.status == 201, peer.body
         mount = server.mounts.get("studio")
-        await wait_for(lambda: mount.source.frames_in > 25)
+        await wait_for(lambda: source_sending(mount, 25))
         await take_live(server, "an-binh")
         channel = server.engine.channels["an-binh-1"]
         await wait_for(lambda: channel.on_air.priority == LIVE)
@@ -184,19 +217,38 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
                     "a=end-of-candidates\r\n")
         ufrag = re.search(r"a=ice-ufrag:(\S+)", peer.pc.localDescription.sdp)
         assert ufrag is not None
+        pwd = re.search(r"a=ice-pwd:(\S+)", peer.pc.localDescription.sdp)
+        assert pwd is not None
+        restart_pwd = ("a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\na=mid:0\r\n"
+                       "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n")
         frag_type = {"Content-Type": "application/trickle-ice-sdpfrag"}
         async with aiohttp.ClientSession() as http:
             async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
                                   headers={**auth(), **frag_type,
                                            "If-Match": peer.etag}) as resp:
                 assert resp.status == 204, await resp.text()
+                assert resp.headers["ETag"] == peer.etag  # RFC 9725 §4.3.1
+            # the same credentials, repeated in full: still trickle, not a restart
+            async with http.patch(url, data=restart_pwd.format(ufrag=ufrag[1], pwd=pwd[1]),
+                                  headers={**auth(), **frag_type,
+                                           "If-Match": peer.etag}) as resp:
+                assert resp.status == 204, await resp.text()
+            async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
+                                  headers={**auth(), **frag_type}) as resp:
+                assert resp.status == 428  # no If-Match: Precondition Required
+                assert "If-Match" in await resp.text()
             async with http.patch(url, data=fragment.format(ufrag=ufrag[1]),
                                   headers={**auth(), **frag_type,
                                            "If-Match": '"not-it"'}) as resp:
                 assert resp.status == 412
-            async with http.patch(url, data=fragment.format(ufrag="new1"),
-                                  headers={**auth(), **frag_type, "If-Match": "*"}) as resp:
-                assert resp.status == 501  # an ICE restart: aiortc cannot
+            # an ICE restart, asked three ways: trickle is supported, restarts are not (422)
+            for data, match in ((fragment.format(ufrag="new1"), "*"),
+                                (fragment.format(ufrag="new1"), peer.etag),
+                                (restart_pwd.format(ufrag=ufrag[1], pwd="x" * 24), peer.etag)):
+                async with http.patch(url, data=data, headers={**auth(), **frag_type,
+                                                               "If-Match": match}) as resp:
+                    assert resp.status == 422, (match, await resp.text())
+                    assert "cannot restart ICE" in await resp.text()
             async with http.patch(url, data="a=end-of-candidates\r\n",
                                   headers={**auth(), "Content-Type": "text/plain"}) as resp:
                 assert resp.status == 415
@@ -220,9 +272,129 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
                 assert "Access-Control-Allow-Origin" not in resp.headers  # no Origin: no CORS
             async with http.delete(url + "x", headers=auth()) as resp:
                 assert resp.status == 404
-        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+        await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
     finally:
         await peer.close()
+
+
+async def test_a_scoped_caller_may_push_only_to_a_mount_its_own_zones_take(
+        server: LoaServer) -> None:
+    await add_user(server, "truc-phu-my", "operator", "phu-my")
+    token = await token_of(server, "truc-phu-my")
+    browser = await browser_of(server, "truc-phu-my")
+    offer = await stalled_offer(server)
+    await take_live(server, "an-binh")  # the district takes another commune for the studio
+    # a source on the studio would be heard in An Bình: refused, for the token and the cookie
+    for headers in (token, browser):
+        status, _, body = await post_offer(server, "/whip/studio", offer, headers)
+        assert status == 403, body
+        assert '"refused": "scope"' in body
+        assert "zone 'an-binh' is outside your scope (phu-my)" in body
+    assert server.mounts.get("studio").session is None
+    assert server.webrtc.describe()["sessions"] == {}
+    # the mount's source password is the mount's own secret: no scope is asked of it
+    encoder = await whip_client(server, "studio", PASSWORD)
+    try:
+        assert encoder.status == 201, encoder.body
+        assert await encoder.delete(PASSWORD) == 200
+    finally:
+        await encoder.close()
+    # a mount no zone takes, then one that only the caller's own zones take: allowed
+    first = await whip_client(server, "ward", token)
+    try:
+        assert first.status == 201, first.body
+        assert await first.delete(token) == 200
+    finally:
+        await first.close()
+    await take_live(server, "phu-my-1", mount="ward")
+    await fill_tone(server, "huyen", 440)
+    peer = await whip_client(server, "ward", browser, freq_hz=1000)
+    try:
+        assert peer.status == 201, peer.body
+        channel = server.engine.channels["phu-my-1"]
+        await wait_for(lambda: channel.on_air.priority == LIVE)
+        pcm = await ffmpeg_pull(f"{base(server)}/zones/phu-my-1/stream.ogg", seconds=1.5)
+        heard_hz = await asyncio.to_thread(dominant_hz, pcm[9600:])
+        assert heard_hz == pytest.approx(1000, rel=0.01)
+    finally:
+        await peer.close()
+
+
+async def test_an_offer_that_never_connected_gives_way_to_its_callers_next_one(
+        server: LoaServer) -> None:
+    await add_user(server, "truc-ban", "operator", "huyen")
+    other = await token_of(server, "truc-ban")
+    offer = await stalled_offer(server)
+    status, headers, body = await post_offer(server, "/whip/studio", offer, auth())
+    assert status == 201, body
+    first = session_of(server)
+    assert not first.connected and not first.ended
+    # anyone else finds the mount busy, as long as the first may still connect
+    status, _, body = await post_offer(server, "/whip/studio", offer, other)
+    assert status == 409 and '"refused": "busy"' in body
+    status, _, body = await post_offer(server, "/whip/studio", offer, PASSWORD)
+    assert status == 409, body  # the source password is another caller
+    assert session_of(server) is first and not first.ended
+    # the same caller, at once (its client crashed after the POST, and starts again): its
+    # new offer replaces the one that never connected, and goes live
+    again = await whip_client(server, "studio", auth())
+    try:
+        assert again.status == 201, again.body
+        assert first.ended and first.end_reason == "replaced by a new offer"
+        assert session_of(server) is not first
+        await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
+        await wait_for(lambda: session_of(server).connected)
+        assert server.webrtc.describe()["sessions"] == {"whip": 1}
+        async with aiohttp.ClientSession() as http:
+            async with http.delete(base(server) + headers["Location"], headers=auth()) as resp:
+                assert resp.status == 404  # the replaced session is gone
+        # connected, it is no longer replaced: busy for its own caller too
+        status, _, body = await post_offer(server, "/whip/studio", offer, auth())
+        assert status == 409, body
+        assert not session_of(server).ended
+    finally:
+        await again.close()
+    # the source password, likewise: its own offer replaces it, a user's does not
+    status, _, body = await post_offer(server, "/whip/ward", offer, PASSWORD)
+    assert status == 201, body
+    held = session_of(server, "ward")
+    status, _, body = await post_offer(server, "/whip/ward", offer, auth())
+    assert status == 409, body
+    status, _, body = await post_offer(server, "/whip/ward", offer, PASSWORD)
+    assert status == 201, body
+    assert held.ended and session_of(server, "ward") is not held
+
+
+async def test_signing_out_ends_the_browsers_whip_source_and_its_zone_falls_back(
+        server: LoaServer) -> None:
+    await fill_tone(server, "huyen", 440)
+    await add_user(server, "truc-ban", "operator", "an-binh")
+    browser = await browser_of(server, "truc-ban")
+    elsewhere = await browser_of(server, "truc-ban")  # the same user, another login
+    peer = await whip_client(server, "studio", browser, freq_hz=1000)
+    other = await whip_client(server, "ward", elsewhere)
+    try:
+        assert peer.status == 201 and other.status == 201, (peer.body, other.body)
+        session, kept = session_of(server), session_of(server, "ward")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base(server)}/api/v1/zones/an-binh/live",
+                                 json={"mount": "studio"}, headers=browser) as resp:
+                assert resp.status == 201, await resp.text()
+            channel = server.engine.channels["an-binh-1"]
+            await wait_for(lambda: channel.on_air.priority == COMMUNE_LIVE)
+            async with http.post(f"{base(server)}/api/v1/logout", headers=browser) as resp:
+                assert resp.status == 200 and (await resp.json())["logged_out"]
+        # the logout's own answer came after the source ended: nothing waits for media
+        assert session.ended and session.end_reason == "its console login signed out"
+        assert server.mounts.get("studio").session is None
+        await wait_for(lambda: channel.on_air.priority == FILL, timeout_s=3)
+        pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=1.5)
+        heard_hz = await asyncio.to_thread(dominant_hz, pcm[9600:])
+        assert heard_hz == pytest.approx(440, rel=0.01)
+        assert not kept.ended  # another login's source is its own
+    finally:
+        await peer.close()
+        await other.close()
 
 
 async def test_video_beside_the_audio_is_left_inactive(server: LoaServer) -> None:
@@ -235,7 +407,7 @@ async def test_video_beside_the_audio_is_left_inactive(server: LoaServer) -> Non
         assert [m.split()[0] for m in sections] == ["audio", "video"]
         assert "a=recvonly" in sections[0] and "a=inactive" in sections[1]
         assert "opus/48000/2" in sections[0] and "PCMU" not in sections[0]
-        await wait_for(lambda: server.mounts.get("studio").source.frames_in > 5)
+        await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
     finally:
         await peer.close()
 
@@ -373,17 +545,23 @@ def test_webrtc_settings_from_the_config() -> None:
                         {"url": "turn:turn.example.org:3478?transport=udp", "username": "u",
                          "credential": "c"}],
         "public_address": "203.0.113.7", "udp_ports": "40000-40100",
-        "cors_origins": ["https://console.lan"], "max_sessions": 8}})
+        "cors_origins": ["https://console.lan"], "max_sources": 4, "max_viewers": 100}})
     w = cfg.webrtc
     assert w.ice_servers[1] == IceServer("turn:turn.example.org:3478?transport=udp", "u", "c")
-    assert (w.public_address, w.udp_ports, w.cors_origins, w.max_sessions) == (
-        "203.0.113.7", (40000, 40100), ("https://console.lan",), 8)
+    assert (w.public_address, w.udp_ports, w.cors_origins, w.max_sources, w.max_viewers) == (
+        "203.0.113.7", (40000, 40100), ("https://console.lan",), 4, 100)
     assert Config().webrtc.ice_servers == ()  # nothing leaves the machine by default
+    assert (Config().webrtc.max_sources, Config().webrtc.max_viewers) == (8, 64)
     assert Config().webrtc.with_listen_host("127.0.0.1").addresses == ("127.0.0.1",)
     assert Config().webrtc.with_listen_host("0.0.0.0").addresses == ()
+    # an older config's one limit, max_sessions, is read as the viewers' (max_viewers wins)
+    old = apply_toml(Config(), {"webrtc": {"max_sessions": 12}}).webrtc
+    assert (old.max_sources, old.max_viewers) == (8, 12)
+    both = apply_toml(Config(), {"webrtc": {"max_sessions": 12, "max_viewers": 20}}).webrtc
+    assert both.max_viewers == 20
     for bad in ({"udp_ports": "40100-40000"}, {"public_address": "example.org"},
                 {"ice_servers": [{"url": "http://x"}]},
                 {"ice_servers": [{"url": "turn:turn.example.org"}]},
-                {"max_sessions": 0}):
+                {"max_sessions": 0}, {"max_sources": 0}, {"max_viewers": "many"}):
         with pytest.raises(ConfigError):
             apply_toml(Config(), {"webrtc": bad})

@@ -34,13 +34,7 @@ import warnings
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
-
-import icalendar
-import x_wr_timezone
-from icalendar.error import GloballyUniqueTZIDGuessed
-from icalendar.parser import unescape_backslash
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from typing import TYPE_CHECKING, Any
 
 from loa.control.schedule.recurrence import (
     STATION_TZ,
@@ -52,6 +46,11 @@ from loa.control.schedule.recurrence import (
 )
 from loa.core.i18n import N_, Explained, Message
 
+if TYPE_CHECKING:
+    # icalendar (with x-wr-timezone) is imported by the functions that read or write a file,
+    # which run beside the loop: a server that never imports or exports does not load it
+    import icalendar
+
 PRODID = "-//Loa//lich phat//VI"
 FOLD = re.compile(rb"\r?\n[ \t]")  # RFC 5545 §3.1; a bare LF as some exporters write it
 SAFE_ID = re.compile(r"[A-Za-z0-9._@-]{1,128}")  # what may stand in /api/v1/schedules/{id}
@@ -62,6 +61,8 @@ def export_ics(items: list[ScheduleItem], stamp: datetime) -> bytes:
     """The items as one iCalendar file (RFC 5545), UTF-8 bytes with CRLF line ends, every
     line folded at 75 octets. ``stamp`` (aware) is every event's DTSTAMP (written in UTC).
     A draft carries no X-LOA-ZONES or X-LOA-CONTENT, and imports as a draft again."""
+    import icalendar
+
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -105,6 +106,10 @@ def import_ics(data: bytes, known: Mapping[str, ScheduleItem] | None = None
     ids to the items Loa has now: an event that carries no X-LOA- property keeps the known
     item's zones, content, class and missed policy. Raises ScheduleError when the whole
     file is unreadable (not UTF-8, not iCalendar)."""
+    import icalendar
+    import x_wr_timezone
+    from icalendar.error import GloballyUniqueTZIDGuessed
+
     try:
         text = unfold(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -269,6 +274,8 @@ def _rule_text(rrules: list[str], rdates: list[datetime], exdates: list[datetime
 def _x(ev: icalendar.Event, name: str) -> str | None:
     """An X- property's TEXT value, unescaped (icalendar keeps unknown properties raw); older
     exports wrote it unescaped, which reads the same unless it held a backslash."""
+    from icalendar.parser import unescape_backslash
+
     value = ev.get(name)
     return None if value is None else unescape_backslash(str(value))
 
@@ -360,6 +367,8 @@ class _Zones:
         return self._named[tzid]
 
     def _name(self, tzid: str, what: str, year: int) -> zoneinfo.ZoneInfo:
+        from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
         clean = tzid.strip().strip('"').strip("/")
         candidates = [clean, WINDOWS_TO_OLSON.get(clean, "")]
         parts = clean.split("/")
@@ -397,6 +406,8 @@ def _same_offsets(offset_at: Callable[[datetime], timedelta] | None, year: int
     to, then the rest by name."""
     if offset_at is None:
         return None
+    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
     noon = datetime(min(year, 2037), 1, 1, 12, tzinfo=UTC)
     days = [noon + timedelta(days=d) for d in range(MATCH_DAYS)]
     offsets = [offset_at(d) for d in days]

@@ -10,16 +10,19 @@ import enum
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import icalendar
-import recurring_ical_events
 
 from loa.core.clock import STATION_TZ as STATION_TZ  # defined below protocol/, for CAP
 from loa.core.content import SCHEDULE_KINDS, ContentError, ContentSpec, parse_content
 from loa.core.i18n import N_, Explained
 from loa.core.priority import Priority
+
+if TYPE_CHECKING:
+    # icalendar and recurring-ical-events (~5 MB, 0.15 s to import) are imported where a
+    # rule is read or expanded, always beside the loop: a server with no recurring item
+    # never loads them (issue 17)
+    import icalendar
 
 CONFLICT_HORIZON = timedelta(days=14)
 UTC = ZoneInfo("UTC")
@@ -160,6 +163,8 @@ class ScheduleItem:
         DTSTART with its TZID, DURATION, RRULE, RDATE, EXDATE) and one event per override
         (UID, RECURRENCE-ID, DTSTART, DURATION). Both the expansion and the export read these.
         Raises ScheduleError for a rule that does not parse."""
+        import icalendar
+
         master = icalendar.Event()
         master.add("uid", uid)
         master.add("dtstart", self.start)
@@ -184,6 +189,9 @@ class ScheduleItem:
 
     def _new_query(self) -> Any:
         """A recurring-ical-events query over the recurrence set (for one thread at a time)."""
+        import icalendar
+        import recurring_ical_events
+
         cal = icalendar.Calendar()
         for comp in self.components(f"{self.id}@loa"):
             cal.add_component(comp)
@@ -278,6 +286,8 @@ def parse_rule(text: str, zone: ZoneInfo
     content lines (RRULE, RDATE, EXDATE; with or without TZID) one a line. Times without TZID
     or Z are read in ``zone``; dates are aware in ``zone``; a floating UNTIL becomes UTC, as RFC
     5545 asks beside a zoned start. Raises ScheduleError naming what is wrong."""
+    import icalendar
+
     lines = [ln.strip() for ln in text.replace("\\n", "\n").splitlines() if ln.strip()]
     lines = [ln if ":" in ln else f"RRULE:{ln}" for ln in lines]
     body = "".join(f"{ln}\r\n" for ln in lines)

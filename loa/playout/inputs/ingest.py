@@ -3,7 +3,7 @@
 The Icecast-style push (``source_session.IngestSession``) and the relay (``relay.Relay``)
 differ in how the bytes arrive (a raw transport; an HTTP client response) and share
 everything after that, here: the bounded `ByteFeed` the loop writes into, the thread that decodes it
-(``LiveDecoder``: sniffing, chained Ogg links, format changes), each decoded frame handed to the
+(``LiveDecoder``: sniffing, chained Ogg links, format changes), the decoded frames handed to the
 `LiveSource` on the loop, back-pressure when the decoder falls behind, and the end:
 
 - the input ends (``finish_input``): the decoder decodes what was received, the source plays it
@@ -11,6 +11,16 @@ everything after that, here: the bounded `ByteFeed` the loop writes into, the th
 - the bytes are not audio, or stop decoding: ``on_end(error)``, the same way;
 - ``stop()`` (a released relay, shutdown): the source is cut at once, and the decoder thread is
   ended and joined beside the loop, so no decoder thread outlives its source.
+
+Frames cross to the loop in batches, never held back: the thread appends what it decoded to a
+list and wakes the loop (``call_soon_threadsafe``) only when no wake-up is pending; everything
+appended before the loop gets to it goes in the same delivery. So the first frame is delivered
+as early as it was with one call a frame, and a loop that is busy finds the rest waiting,
+instead of a queue of one callback per 20 ms frame per source.
+
+With a ``DecodeDemand`` (a pushed mount's: ``LiveSource.demand``), a source no zone takes is
+read and parsed but not decoded; its packets still count as arrivals (an empty batch), so it
+stays connected and is not taken for stalled.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from loa.codecs.decode import ByteFeed, DecodeError
+from loa.codecs.demand import DecodeDemand
 from loa.codecs.live_decode import LiveDecoder
 from loa.core.pcm import Samples
 
@@ -29,12 +40,16 @@ log = logging.getLogger(__name__)
 
 FEED_LIMIT_BYTES = 256 * 1024  # past this the writer pauses reading: TCP pushes back
 JOIN_TIMEOUT_S = 5.0  # a decoder thread ends at its next frame; this only bounds a stuck one
+# A paused decoder tells the loop its input is alive once every this many empty batches (a
+# packet or a read each: a few hundred ms), well inside the source's stall time (3 s).
+HEARTBEAT_BATCHES = 10
 
 
 class FrameSink(Protocol):
     """Where an ingest puts its frames, on the loop: a `LiveSource` (a live stream, through its
     jitter buffer), or a relay's ``PacedFrames`` (a file or HLS, read ahead at the clock's
-    pace). ``connect`` as the input starts, ``push_frames`` as frames are decoded, then ``end``
+    pace). ``connect`` as the input starts, ``push_frames`` as frames are decoded (a batch
+    in decoding order, perhaps empty: input arrived, nothing decoded from it), then ``end``
     (the input is over: what it sent plays out) or ``disconnect`` (cut now)."""
 
     def connect(self) -> None: ...
@@ -57,7 +72,8 @@ class LiveIngest:
     ``resume_reading`` is called (and ``wait_writable`` returns) when the decoder has caught up.
     ``on_end`` is called once, on the loop, when the decoder ends by itself: with None after
     the end of the input, with the ``DecodeError`` when the stream could not be decoded; never
-    after ``stop()``. Every callback runs on the loop.
+    after ``stop()``. Every callback runs on the loop. ``demand``: decode only while it is
+    wanted (see the module); None decodes everything.
     """
 
     def __init__(
@@ -70,8 +86,10 @@ class LiveIngest:
         pause_reading: Callable[[], None] | None = None,
         resume_reading: Callable[[], None] | None = None,
         feed_limit_bytes: int = FEED_LIMIT_BYTES,
+        demand: DecodeDemand | None = None,
     ) -> None:
         self.source = source
+        self.demand = demand
         self.format = format
         self.label = label
         self.feed = ByteFeed(feed_limit_bytes)
@@ -80,6 +98,11 @@ class LiveIngest:
         self._resume_reading = resume_reading
         self.bytes_in = 0
         self.frames_decoded = 0
+        self.deliveries = 0  # handoffs to the loop: at most one a batch, often fewer
+        self._pending: list[Samples] = []  # decoded, not yet handed over (guarded by _lock)
+        self._wake_pending = False  # a _deliver is scheduled and has not taken _pending yet
+        self._lock = threading.Lock()
+        self._decoder: LiveDecoder | None = None
         self.error: DecodeError | None = None
         self.ended = False  # the decoder finished, or the ingest was stopped
         self._stopping = False  # read by the thread: stop at the next frame, report nothing
@@ -145,6 +168,22 @@ class LiveIngest:
                             timeout_s)
 
     @property
+    def decoder_calls(self) -> int:
+        """Packets given to a decoder so far (none while the demand is not wanted)."""
+        return self._decoder.decoder_calls if self._decoder is not None else 0
+
+    @property
+    def packets_skipped(self) -> int:
+        """Packets parsed and not decoded so far (while the demand was not wanted)."""
+        return self._decoder.packets_skipped if self._decoder is not None else 0
+
+    @property
+    def audio_seen(self) -> bool:
+        """Whether the input has shown itself to be audio: frames decoded, or (a source no
+        zone takes) audio packets parsed."""
+        return self.frames_decoded > 0 or self.packets_skipped > 0
+
+    @property
     def decoder_alive(self) -> bool:
         """Whether the decoder thread is still running."""
         return self._thread is not None and self._thread.is_alive()
@@ -159,15 +198,21 @@ class LiveIngest:
         if self._resume_reading is not None:
             self._resume_reading()
 
-    def _deliver(self, samples: Samples) -> None:
+    def _deliver(self) -> None:
+        with self._lock:
+            frames, self._pending = self._pending, []
+            self._wake_pending = False
         if self.ended:
             return
-        self.frames_decoded += 1
-        self.source.push_frames([samples])
+        self.deliveries += 1
+        self.frames_decoded += len(frames)
+        self.source.push_frames(frames)
 
     def _finished(self, error: DecodeError | None) -> None:
         if self.ended:
             return
+        # No frame is left behind: the thread posted this after its last wake-up, and the loop
+        # runs callbacks in order.
         self.ended = True
         self.error = error
         self.source.end()  # what was received plays out; then the zones fall back
@@ -180,10 +225,17 @@ class LiveIngest:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         error: DecodeError | None = None
+        self._decoder = decoder = LiveDecoder(self.feed, self.format, self.label, self.demand)
         try:
-            for samples in LiveDecoder(self.feed, self.format, self.label):
-                # one call a frame: each is handed over as soon as it exists (latency first)
-                if self._stopping or not _post(loop, self._deliver, samples):
+            empty = 0
+            for batch in decoder.batches():
+                if self._stopping:
+                    return
+                if not batch:  # packets parsed, nothing decoded (paused, or a header)
+                    empty += 1
+                    if self.demand is None or empty % HEARTBEAT_BATCHES:
+                        continue
+                if not self._hand_over(loop, batch):
                     return
         except DecodeError as exc:
             error = exc
@@ -192,6 +244,16 @@ class LiveIngest:
             error = DecodeError(f"{self.label}: decoder failed ({exc})")
         if not self._stopping:
             _post(loop, self._finished, error)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[Samples]) -> bool:
+        """Queue ``batch`` for the loop (from the thread), waking it unless a wake-up is
+        already pending (it takes this batch too). False once the loop has closed."""
+        with self._lock:
+            self._pending += batch
+            if self._wake_pending:
+                return True
+            self._wake_pending = True
+        return _post(loop, self._deliver)
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> bool:

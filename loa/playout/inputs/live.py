@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from loa.codecs.demand import DecodeDemand
 from loa.codecs.loudness import SlowAgc
 from loa.core.clock import NS_PER_MS, NS_PER_S, Clock
 from loa.core.counters import Counters
@@ -35,6 +36,13 @@ class LiveSource:
     Available while connected and not stalled; a stalled source that sends again is
     available again, and its zones rejoin it. A source that ends (``end``) stays available
     until what it sent has played out; ``disconnect`` drops it at once.
+
+    Taken or not (``set_taken``): a source no zone takes needs no audio. Its ingest then
+    parses but does not decode (``demand``, shared with the ingest's decoder thread), frames
+    that still arrive are dropped, and ``read`` gives silence without touching the jitter
+    buffer; arrivals keep it available. Taken again, it starts from an empty jitter buffer:
+    the first frames heard are those decoded after the take, nothing older. A source is taken
+    until told otherwise (the engine says which sources zones take).
     """
 
     pausable = False
@@ -51,6 +59,7 @@ class LiveSource:
             else None
         self.connected = False
         self.ending = False  # ended, still playing out what it sent
+        self.demand = DecodeDemand(wanted=True)  # read by the ingest's decoder thread
         self.frames_in = 0
         self.last_arrival_ns = 0
         self._underflows_seen = 0
@@ -68,6 +77,21 @@ class LiveSource:
     @property
     def stalled(self) -> bool:
         return self.connected and not self.available
+
+    @property
+    def taken(self) -> bool:
+        """Whether some zone takes this source (its audio is decoded)."""
+        return self.demand.wanted
+
+    def set_taken(self, taken: bool) -> None:
+        """A zone takes the source (True), or the last zone taking it let go (False); called
+        on the loop. Either way the jitter buffer starts empty: what it held is older than
+        anything heard after the next take."""
+        if taken == self.demand.wanted:
+            return
+        self.demand.wanted = taken
+        self.jitter.reset()
+        self.ending = self.ending and taken
 
     def connect(self) -> None:
         """A source came on: start from an empty jitter buffer and count the stall timeout from now.
@@ -99,21 +123,27 @@ class LiveSource:
             self.jitter.target_frames = self.jitter.capacity_frames
 
     def push_frames(self, frames: list[Samples]) -> None:
-        """Called on the loop with freshly decoded frames; stamps their arrival."""
+        """Called on the loop with freshly decoded frames (perhaps none: input arrived, not
+        decoded); stamps their arrival and counts them (``frames_in``). Frames that come
+        while the source is not taken (decoded before it was let go) are then dropped."""
         if not self.connected:
             return
         now_ns = self._clock.now_ns()
         self.last_arrival_ns = now_ns
+        self.frames_in += len(frames)
+        if not frames or not self.demand.wanted:
+            return
         for samples in frames:
             self.jitter.push(samples, now_ns)
-        self.frames_in += len(frames)
         self._sync_counters()
 
     def read(self, now_ns: int) -> tuple[Samples, int] | None:
         """This tick's frame from the jitter buffer (AGC applied if set; after ``end``, what is
         left of it), or silence stamped ``now_ns`` while buffering, on underflow or when
-        disconnected. Never returns None."""
-        if self.connected:
+        disconnected, or not taken. Never returns None."""
+        if not self.demand.wanted:
+            got = None
+        elif self.connected:
             got = self.jitter.pop(now_ns)
         elif self.ending:
             got = self.jitter.pop(now_ns)

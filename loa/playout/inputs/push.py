@@ -124,9 +124,13 @@ class Mount:
         self.title = ""  # "now playing", from the encoder's /admin/metadata updates
 
     def describe(self) -> dict[str, object]:
-        """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, jitter depth
-        and target (frames), sessions, title."""
+        """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, whether a
+        zone takes it (``decoding``: one that none takes is parsed, not decoded), the audio
+        that came in (``frames_in``: frames, or packets while not decoded), jitter depth and
+        target (frames), sessions, title."""
         s = self.session
+        ingest = getattr(s, "ingest", None)
+        skipped = ingest.packets_skipped if ingest is not None else 0
         return {
             "mount": self.name,
             "programme": self.programme.id,
@@ -134,7 +138,8 @@ class Mount:
             "kind": s.kind if s else None,
             "stalled": self.source.stalled,
             "content_type": s.content_type if s else None,
-            "frames_in": self.source.frames_in,
+            "decoding": self.source.taken,
+            "frames_in": self.source.frames_in + skipped,
             "jitter_frames": len(self.source.jitter),
             "jitter_target_frames": self.source.jitter.target_frames,
             "sessions_total": self.sessions_total,

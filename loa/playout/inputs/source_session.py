@@ -103,6 +103,7 @@ class IngestSession(asyncio.Protocol):
             on_end=self._on_end,
             pause_reading=self._pause_reading,
             resume_reading=self._resume_reading,
+            demand=mount.source.demand,  # no zone takes the mount: parsed, not decoded
         )
 
     @property
@@ -231,7 +232,7 @@ class IngestSession(asyncio.Protocol):
         self._cancel_timer()
         tr = self.transport
         if tr is not None:
-            if status and self._expects_continue and self.frames_decoded == 0:
+            if status and self._expects_continue and not self.ingest.audio_seen:
                 tr.write(simple_response(status, why, version="HTTP/1.1"))
             tr.close()
         self.ingest.finish_input()
@@ -255,7 +256,7 @@ class IngestSession(asyncio.Protocol):
         self._counters.inc("sources_failed", mount=self.mount.name)
         tr = self.transport
         if tr is not None:
-            if self._expects_continue and self.frames_decoded == 0:
+            if self._expects_continue and not self.ingest.audio_seen:
                 tr.write(simple_response(400, f"cannot decode the stream: {error}",
                                          version="HTTP/1.1"))
             tr.close()

@@ -4,7 +4,8 @@ A studio pushes Opus over WebRTC to ``POST /whip/<mount>`` (``loa.api.whip``); i
 it as it plays an Icecast source (``whip.WhipSession``). A viewer asks ``POST
 /whep/zones/<zone>`` for a sub-second feed of what the zone plays: the zone's own Opus rendition,
 packetised as it is (``whep.WhepSession``). This package holds what both share: the
-``[webrtc]`` settings, the registry of sessions with its limit, and the lazy load of aiortc.
+``[webrtc]`` settings, the registry of sessions with its limits (one for sources, one for
+viewers: a crowd of viewers never keeps the studio off the air), and the lazy load of aiortc.
 
 **Nothing here costs a station that never uses WebRTC.** aiortc (with OpenSSL, SRTP and the
 ICE agent: some 15 MB of resident memory and 0.2-0.3 s to import) is imported by the first
@@ -25,7 +26,7 @@ import importlib
 import ipaddress
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Protocol
 
@@ -33,7 +34,8 @@ from loa.core.i18n import Explained
 
 log = logging.getLogger(__name__)
 
-MAX_SESSIONS = 32
+MAX_SOURCES = 8  # WHIP sources at once (one a mount)
+MAX_VIEWERS = 64  # WHEP viewers at once
 # A WHIP source whose RTP stops this long is gone (its peer vanished: closed lid, lost link).
 RTP_TIMEOUT_S = 1.0
 # A new session must carry media within this long (ICE checks, DTLS handshake), or it ends.
@@ -97,7 +99,11 @@ class WebRtcSettings:
     - ``udp_ports``: (first, last) inclusive, the UDP ports candidates bind to (one per
       session and address); None: any port the system gives.
     - ``cors_origins``: the web origins whose pages may call WHIP/WHEP (``*``: any).
-    - ``max_sessions``: WHIP sources and WHEP viewers together; past it a new one gets 503.
+    - ``max_sources``: WHIP sources at once, those still connecting included; past it a new
+      one gets 503.
+    - ``max_viewers``: WHEP viewers at once, likewise. Separate limits, so that viewers'
+      offers (each holds its place until it connects or ``CONNECT_TIMEOUT_S`` passes) never
+      keep a studio off the air.
     """
 
     ice_servers: tuple[IceServer, ...] = ()
@@ -105,7 +111,8 @@ class WebRtcSettings:
     public_address: str | None = None
     udp_ports: tuple[int, int] | None = None
     cors_origins: tuple[str, ...] = ("*",)
-    max_sessions: int = MAX_SESSIONS
+    max_sources: int = MAX_SOURCES
+    max_viewers: int = MAX_VIEWERS
     preload: bool = False  # import aiortc at start-up rather than at the first request
 
     def with_listen_host(self, host: str) -> WebRtcSettings:
@@ -119,9 +126,12 @@ class WebRtcSettings:
             return self
         if ip.is_unspecified:
             return self
-        return WebRtcSettings(self.ice_servers, (str(ip),), self.public_address,
-                              self.udp_ports, self.cors_origins, self.max_sessions,
-                              self.preload)
+        return replace(self, addresses=(str(ip),))
+
+    def limit(self, resource: str) -> int:
+        """The most sessions of ``resource`` at once: ``max_sources`` for "whip",
+        ``max_viewers`` for "whep" (KeyError for another)."""
+        return {"whip": self.max_sources, "whep": self.max_viewers}[resource]
 
 
 class Session(Protocol):
@@ -129,9 +139,12 @@ class Session(Protocol):
 
     id: str
     resource: str  # "whip" or "whep"
+    login_id: str | None  # the console login that made it; None: made with a bearer token
 
     @property
     def ended(self) -> bool: ...
+
+    def end(self, why: str, *, cut: bool = False) -> None: ...
 
     async def stop(self, why: str = "stopped") -> None: ...
 
@@ -144,17 +157,18 @@ class _Load:
 
 class WebRtc:
     """The server's WebRTC sessions: the lazy load of aiortc (``ready``), the session
-    registry with its limit (``reserve``/``add``/``discard``), and the shutdown of them all
-    (``stop``)."""
+    registry with a limit per resource (``reserve``/``add``/``discard``; "whip" sources and
+    "whep" viewers, ``WebRtcSettings.limit``), the end of a console login's sessions
+    (``end_login``), and the shutdown of them all (``stop``)."""
 
     def __init__(self, settings: WebRtcSettings) -> None:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
-        self._reserved = 0
+        self._reserved: dict[str, int] = {"whip": 0, "whep": 0}
         self._load = _Load()
         self._closing: set[asyncio.Task[None]] = set()
         self.sessions_total = 0
-        self.refused_full = 0
+        self.refused_full: dict[str, int] = {"whip": 0, "whep": 0}  # 503s, by resource
 
     @property
     def loaded(self) -> bool:
@@ -180,22 +194,27 @@ class WebRtc:
             if sid not in self.sessions:
                 return sid
 
-    def reserve(self) -> bool:
-        """Hold a place for a session being negotiated; False when the limit is reached
-        (sessions and reservations together). ``add`` or ``release`` follows."""
-        if len(self.sessions) + self._reserved >= self.settings.max_sessions:
-            self.refused_full += 1
+    def count(self, resource: str) -> int:
+        """How many sessions of ``resource`` ("whip", "whep") are registered."""
+        return sum(1 for s in self.sessions.values() if s.resource == resource)
+
+    def reserve(self, resource: str) -> bool:
+        """Hold a place for a session of ``resource`` ("whip", "whep") being negotiated;
+        False when its limit is reached (its sessions and reservations together). ``add`` or
+        ``release`` follows."""
+        if self.count(resource) + self._reserved[resource] >= self.settings.limit(resource):
+            self.refused_full[resource] += 1
             return False
-        self._reserved += 1
+        self._reserved[resource] += 1
         return True
 
-    def release(self) -> None:
-        """Give back a reservation whose session was not made."""
-        self._reserved = max(0, self._reserved - 1)
+    def release(self, resource: str) -> None:
+        """Give back a reservation of ``resource`` whose session was not made."""
+        self._reserved[resource] = max(0, self._reserved[resource] - 1)
 
     def add(self, session: Session) -> None:
         """Register a negotiated session, in the place ``reserve`` held for it."""
-        self.release()
+        self.release(session.resource)
         self.sessions[session.id] = session
         self.sessions_total += 1
 
@@ -208,6 +227,14 @@ class WebRtc:
         """The live session of that resource ("whip", "whep") and id, or None."""
         s = self.sessions.get(session_id)
         return s if s is not None and s.resource == resource and not s.ended else None
+
+    def end_login(self, login_id: str, why: str) -> int:
+        """End the sessions made with the console login ``login_id`` (its sign-out): a WHIP
+        source's media plays out, then its zones fall back. Returns how many ended."""
+        ended = [s for s in self.sessions.values() if s.login_id == login_id and not s.ended]
+        for session in ended:
+            session.end(why)
+        return len(ended)
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a session's closing task until it is done (``stop`` waits for it)."""
@@ -229,13 +256,15 @@ class WebRtc:
             await asyncio.wait(list(self._closing))
 
     def describe(self) -> dict[str, object]:
-        """Status: sessions by resource ("whip", "whep"), the limit, how many were made and
-        refused, and whether aiortc is loaded."""
+        """Status: sessions by resource ("whip", "whep"), the limits (``max_sources``,
+        ``max_viewers``), how many were made, how many refused by resource (the limit
+        reached), and whether aiortc is loaded."""
         kinds: dict[str, int] = {}
         for s in self.sessions.values():
             kinds[s.resource] = kinds.get(s.resource, 0) + 1
-        return {"sessions": kinds, "max_sessions": self.settings.max_sessions,
-                "sessions_total": self.sessions_total, "refused_full": self.refused_full,
+        return {"sessions": kinds, "max_sources": self.settings.max_sources,
+                "max_viewers": self.settings.max_viewers,
+                "sessions_total": self.sessions_total, "refused_full": dict(self.refused_full),
                 "loaded": self.loaded}
 
 
@@ -246,5 +275,6 @@ def _import_peer() -> ModuleType:
     return module
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "MAX_SESSIONS", "RTCP_TIMEOUT_S", "RTP_TIMEOUT_S", "IceServer",
-           "Session", "WebRtc", "WebRtcError", "WebRtcSettings", "parse_port_range"]
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_SOURCES", "MAX_VIEWERS", "RTCP_TIMEOUT_S", "RTP_TIMEOUT_S",
+           "IceServer", "Session", "WebRtc", "WebRtcError", "WebRtcSettings",
+           "parse_port_range"]

@@ -306,24 +306,42 @@ async def answer_whep(pc: RTCPeerConnection, offer_sdp: str, settings: WebRtcSet
     return await _answer(pc, ours, offer_sdp, settings, "sendonly")
 
 
-def remote_ufrag(pc: RTCPeerConnection) -> str | None:
-    """The ICE username fragment of the remote description (its first media section's)."""
+def remote_credentials(pc: RTCPeerConnection) -> tuple[str | None, str | None]:
+    """The ICE username fragment and password of the remote description (its first media
+    section's that has them); (None, None) before there is one."""
     desc = pc.remoteDescription
     if desc is None:
-        return None
+        return None, None
     parsed = SessionDescription.parse(desc.sdp)
     for media in parsed.media:
         if media.ice is not None and media.ice.usernameFragment:
-            return str(media.ice.usernameFragment)
-    return None
+            return str(media.ice.usernameFragment), media.ice.password
+    return None, None
+
+
+def is_ice_restart(pc: RTCPeerConnection, fragment: str) -> bool:
+    """Whether an ``application/trickle-ice-sdpfrag`` body asks for an ICE restart: it
+    carries an ``a=ice-ufrag`` or ``a=ice-pwd`` other than the remote description's (RFC
+    8840 §4.4; RFC 9725 §4.3.2)."""
+    ufrag, pwd = remote_credentials(pc)
+    for raw in fragment.splitlines():
+        line = raw.strip()
+        if line.startswith("a=ice-ufrag:") and line[len("a=ice-ufrag:"):] != ufrag:
+            return True
+        if line.startswith("a=ice-pwd:") and line[len("a=ice-pwd:"):] != pwd:
+            return True
+    return False
 
 
 async def add_candidates(pc: RTCPeerConnection, fragment: str) -> int:
     """Trickle ICE (RFC 8840): add the remote candidates of an ``application/
     trickle-ice-sdpfrag`` body (and its end-of-candidates) to the connection. Returns how
-    many were added. Raises WebRtcError: 400 for a candidate line that does not parse, 501
-    for an ICE restart (new credentials), which aiortc cannot do."""
-    ufrag = remote_ufrag(pc)
+    many were added. Raises WebRtcError: 422 for an ICE restart (new credentials:
+    ``is_ice_restart``), which aiortc cannot do, before any candidate is added; 400 for a
+    candidate line that does not parse."""
+    if is_ice_restart(pc, fragment):
+        raise WebRtcError(422, N_("this session takes trickled candidates but cannot restart "
+                                  "ICE: make a new session"))
     mid: str | None = None
     first_mid = pc.getTransceivers()[0].mid if pc.getTransceivers() else None
     added = 0
@@ -331,10 +349,6 @@ async def add_candidates(pc: RTCPeerConnection, fragment: str) -> int:
         line = raw.strip()
         if line.startswith("a=mid:"):
             mid = line[len("a=mid:"):]
-        elif line.startswith("a=ice-ufrag:"):
-            if ufrag is not None and line[len("a=ice-ufrag:"):] != ufrag:
-                raise WebRtcError(501, N_("ICE restarts are not supported: make a new "
-                                          "session"))
         elif line.startswith("a=candidate:"):
             try:
                 candidate: RTCIceCandidate = candidate_from_sdp(line[len("a=candidate:"):])

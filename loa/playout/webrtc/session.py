@@ -27,12 +27,16 @@ log = logging.getLogger(__name__)
 class PeerSession:
     """One WebRTC session of ``registry`` (``resource``: "whip" or "whep"), from client
     address ``peer``. ``attach`` its peer connection once negotiated; ``end`` or ``stop``
-    it. ``created_ns``/``ended_ns``: the server clock's ns at its start and end."""
+    it. ``created_ns``/``ended_ns``: the server clock's ns at its start and end.
+    ``login_id``: the console login (``loa.api.whip.login_id`` of its cookie) that made it,
+    whose sign-out ends it (``WebRtc.end_login``); None for one made with a bearer token."""
 
     resource = ""
 
-    def __init__(self, registry: WebRtc, peer: str, clock: Clock, counters: Counters) -> None:
+    def __init__(self, registry: WebRtc, peer: str, clock: Clock, counters: Counters, *,
+                 login_id: str | None = None) -> None:
         self.registry = registry
+        self.login_id = login_id
         self.id = registry.new_id()
         self.etag = f'"{secrets.token_hex(8)}"'
         self.peer = peer

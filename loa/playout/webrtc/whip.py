@@ -15,7 +15,11 @@ How it ends, each within a second of its cause:
   dead link) is found this way, 30 s before ICE consent would expire. A sender in DTX still
   sends a packet every 400 ms; its silences are filled with silence at real time;
 - the server cutting it (``stop``: shutdown, a new source replacing it while stalled): what
-  was buffered is dropped.
+  was buffered is dropped;
+- a new offer from the same caller while it has not connected yet (``replaceable_by``: a
+  client that crashed after its POST, or retries, is not locked out of its mount for
+  ``CONNECT_TIMEOUT_S``);
+- the sign-out of the console login that made it (``WebRtc.end_login``).
 """
 
 from __future__ import annotations
@@ -43,16 +47,21 @@ FIRST_RTP_GRACE_S = 4.0  # from "connected" to the first packet (a client still 
 class WhipSession(PeerSession):
     """One WHIP source on ``mount``, from client address ``peer``: a ``MountSession`` of
     ``kind`` "webrtc". ``negotiate`` answers the offer; the mount's source then plays what
-    arrives until the session ends (see the module)."""
+    arrives until the session ends (see the module). Who made it: ``actor`` (a principal's
+    name, for the log and audit) or the mount's source password (``by_password``), and the
+    console login it came from (``login_id``, None for a bearer token)."""
 
     resource = "whip"
     kind = "webrtc"
     content_type = "audio/opus (WebRTC)"
 
     def __init__(self, registry: WebRtc, mount: Mount, peer: str, clock: Clock,
-                 counters: Counters, *, rtp_timeout_s: float = RTP_TIMEOUT_S) -> None:
-        super().__init__(registry, peer, clock, counters)
+                 counters: Counters, *, actor: str = "", by_password: bool = False,
+                 login_id: str | None = None, rtp_timeout_s: float = RTP_TIMEOUT_S) -> None:
+        super().__init__(registry, peer, clock, counters, login_id=login_id)
         self.mount = mount
+        self.actor = actor
+        self.by_password = by_password
         self.decoder = OpusRtp()
         self.rtp_timeout_s = rtp_timeout_s
         self.live = False  # the first packet arrived: the mount's source is connected
@@ -69,6 +78,17 @@ class WhipSession(PeerSession):
         """Live, but its mount's source is stalled (nothing arrived for the stall time and
         nothing is buffered): a new source may replace it."""
         return self.live and not self.ended and self.mount.source.stalled
+
+    def made_by(self, actor: str, by_password: bool) -> bool:
+        """Whether the same caller made it: both with the mount's source password, or both
+        as the principal named ``actor``."""
+        return self.by_password == by_password and (by_password or self.actor == actor)
+
+    def replaceable_by(self, actor: str, by_password: bool) -> bool:
+        """Whether a new offer of that caller may replace it: made by the same caller, and
+        its peer connection never connected (a client that crashed after its POST, or
+        retries it)."""
+        return not self.ended and not self.connected and self.made_by(actor, by_password)
 
     async def negotiate(self, peer_module: ModuleType, offer_sdp: str) -> str:
         """Answer the offer (``peer_module``: ``loa.playout.webrtc.peer``): the SDP answer.

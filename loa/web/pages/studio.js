@@ -13,8 +13,10 @@
 //
 // The broadcast outlives the page: an operator who opens the overview while on air stays
 // on air, and finds the broadcast here again to end it. Signing out, or closing the tab,
-// ends it (on closing, the zones are given back by keepalive requests; the server ends a
-// WHIP source whose media stops within a second anyway).
+// ends it. Signing out gives the zones back first (the same release as the button's, made
+// while the session that took them still lives), then signs out; the server ends the WHIP
+// sources of a login that signs out in any case. On closing, the zones are given back by
+// keepalive requests; the server ends a WHIP source whose media stops within a second.
 import { _, h, may, state, toast, zoneName, zoneTree } from "../app.js";
 import { freshnessLine, topMost, watchStatus } from "./overview.js";
 
@@ -217,6 +219,36 @@ window.addEventListener("pagehide", () => {
     broadcast = null;
   }
 });
+
+// signing out while on air: app.js signs out on a click of its #logout button; this
+// listener, on the window in the capture phase, takes that click first, gives the zones
+// back and ends the session (goOffAir), then passes the click on to app.js's sign-out
+let signOutRelease = null; // the release under way before a sign-out
+let passingClick = false; // the click passed on to app.js, once the zones are back
+window.addEventListener("click", (e) => {
+  if (passingClick) return;
+  const button = e.target instanceof Element ? e.target.closest("#logout") : null;
+  if (!button || (!broadcast && !signOutRelease)) return;
+  e.stopPropagation(); // app.js's sign-out waits until the zones are given back
+  e.preventDefault();
+  if (signOutRelease) return; // a second click: the sign-out follows the release under way
+  const b = broadcast;
+  broadcast = null;
+  toast(_("Signing out: giving the zones back first…"));
+  signOutRelease = goOffAir(b).catch((err) => [["WHIP", err.message || String(err)]])
+    .then((failed) => {
+      if (failed.length) {
+        toast(_("Off air, but not everything was given back: {problem}",
+          { problem: failed.map(([z, m]) => `${zoneName(z)}: ${m}`).join("; ") }), "error");
+      }
+    })
+    .finally(() => {
+      if (b.stream) b.stream.getTracks().forEach((t) => t.stop());
+      signOutRelease = null;
+      passingClick = true;
+      try { button.click(); } finally { passingClick = false; }
+    });
+}, true);
 
 export default {
   render(container) {
@@ -576,8 +608,8 @@ export default {
       stopStatus();
       stopMeter();
       if (broadcast && !state.session) {
-        // signed out: the session is gone, so is the broadcast (its media stops; the
-        // server ends the source within a second)
+        // signed out another way (the session ended): the broadcast goes with it (its
+        // media stops; the server ends the source within a second)
         broadcast.pc.close();
         broadcast.stream.getTracks().forEach((t) => t.stop());
         broadcast = null;

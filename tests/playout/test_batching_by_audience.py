@@ -1,0 +1,139 @@
+"""HTTP write batching by audience size: a feed with ``http_batch_above`` listeners or fewer
+writes every packet at once; above that, one write per batch. Real loopback sockets, the clock
+ticked by hand; and the feed alone over memory transports for the moment the audience shrinks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from loa.codecs.ogg import OggReader
+from loa.config import ConfigError, load_config
+from loa.core.clock import FakeClock
+from loa.core.counters import Counters, LatencyWindow
+from loa.core.priority import Priority
+from loa.playout.fanout import Feed
+from loa.playout.inputs.generator import tone_source
+from loa.playout.programme import Programme, ProgrammeKind
+from tests.audio import closed
+from tests.server.test_fanout import start_server, tick
+from tests.server.test_feed import listener, packets
+
+ZONE = "an-binh-1"
+THRESHOLD = 3  # http_batch_above in these tests
+GRANULE_STEP = 960  # one 20 ms Opus packet a page, 48 kHz
+
+
+class OggListener:
+    """A raw HTTP listener of the zone's Ogg stream: the granule of every audio page heard."""
+
+    def __init__(self) -> None:
+        self.reader = OggReader()
+        self.granules: list[int] = []
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def run(self, port: int) -> None:
+        reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.writer.write(f"GET /zones/{ZONE}/stream.ogg HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        while data := await reader.read(65536):
+            self.granules += [g for _, g, _, bos in self.reader.feed(data) if not bos and g > 0]
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await closed(self.writer)
+
+
+async def test_batching_switches_on_above_the_threshold_and_off_below_it(tmp_path: Path) -> None:
+    server, clock = await start_server(tmp_path, http_batch_ms=40, http_batch_above=THRESHOLD,
+                                       burst_ms=0)
+    ears = [OggListener() for _ in range(THRESHOLD + 1)]
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        server.engine.request("huyen", Programme("tone", ProgrammeKind.GENERATOR,
+                                                 tone_source(1000)), Priority.SCHEDULED)
+        channel = server.engine.channels[ZONE]
+
+        async def audience(n: int) -> Feed:
+            for _ in range(500):
+                await tick(server, clock)
+                feed = channel.feeds.get("ogg")
+                if feed is not None and len(feed) == n:
+                    return feed
+            raise AssertionError(f"the feed never had {n} listeners")
+
+        async def writes_in(ticks: int, feed: Feed) -> int:
+            before = feed.writes_sent
+            await tick(server, clock, ticks)
+            return feed.writes_sent - before
+
+        tasks = [asyncio.create_task(e.run(server.port)) for e in ears[:THRESHOLD]]
+        feed = await audience(THRESHOLD)
+        assert not feed.batching
+        assert await writes_in(10, feed) == THRESHOLD * 10  # every packet, at once
+
+        tasks.append(asyncio.create_task(ears[THRESHOLD].run(server.port)))
+        feed = await audience(THRESHOLD + 1)
+        assert feed.batching
+        assert await writes_in(10, feed) == (THRESHOLD + 1) * 5  # two packets a write
+
+        await ears[THRESHOLD].close()
+        feed = await audience(THRESHOLD)
+        assert not feed.batching
+        await tick(server, clock)  # what a batch held goes out with the next packet
+        assert await writes_in(10, feed) == THRESHOLD * 10
+
+        # every listener heard every packet from its first, in order, none twice
+        for ear in ears[:THRESHOLD]:
+            await tick(server, clock, 2)
+            assert ear.reader.crc_errors == 0
+            assert len(ear.granules) >= 30  # the 30 ticks measured, at least
+            steps = {b - a for a, b in zip(ear.granules, ear.granules[1:], strict=False)}
+            assert steps == {GRANULE_STEP}
+    finally:
+        for ear in ears:
+            await ear.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop()
+
+
+def test_a_shrinking_audience_gets_the_held_packet_with_the_next_one() -> None:
+    feed = Feed("z/ogg", Counters(), LatencyWindow(), burst_packets=0, backlog_bytes=0,
+                now_ns=FakeClock().now_ns, batch_packets=2, batch_above=1)
+    (a, tr_a), (b, _) = listener("a"), listener("b")
+    feed.add(a, b"")
+    feed.add(b, b"")
+    pkts = packets(5)
+    feed.publish(pkts[0])
+    feed.publish(pkts[1])
+    feed.publish(pkts[2])  # held: half a batch
+    assert tr_a.writes == [pkts[0] + pkts[1]]
+    feed.remove(b)
+    feed.publish(pkts[3])
+    feed.publish(pkts[4])
+    assert tr_a.writes == [pkts[0] + pkts[1], pkts[2] + pkts[3], pkts[4]]
+    assert feed.packets_sent == 2 * 2 + 3 and feed.writes_sent == 2 + 2
+
+
+def test_a_feed_with_no_threshold_batches_for_any_audience() -> None:
+    feed = Feed("z/ogg", Counters(), LatencyWindow(), burst_packets=0, backlog_bytes=0,
+                now_ns=FakeClock().now_ns, batch_packets=2)
+    sub, tr = listener()
+    feed.add(sub, b"")
+    for p in packets(4):
+        feed.publish(p)
+    assert len(tr.writes) == 2
+
+
+def test_the_threshold_is_read_from_the_fanout_section(tmp_path: Path) -> None:
+    assert load_config(None, env={}).http_batch_above == 200
+    path = tmp_path / "loa.toml"
+    path.write_text("[fanout]\nhttp_batch_above = 5\n")
+    assert load_config(path, env={}).http_batch_above == 5
+    path.write_text("[fanout]\nhttp_batch_above = -1\n")
+    with pytest.raises(ConfigError):
+        load_config(path, env={})

@@ -126,6 +126,8 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
     max_sources = 8                  # WHIP sources at once (connecting ones included)
     max_viewers = 64                 # WHEP viewers at once, a limit of their own (an older
                                      # config's max_sessions is read as this)
+    rtp_gone_s = 10                  # a WHIP source without RTP this long ends; after 1 s
+                                     # its zones fall back, and rejoin it if RTP comes back
     preload = false                  # import aiortc at start-up, not at the first request
     [[webrtc.ice_servers]]           # STUN/TURN for peers behind NAT (none by default:
     url = "stun:stun.example.org:3478"   # nothing leaves the machine unless configured)
@@ -159,7 +161,7 @@ from loa.core.peers import AddressSet
 from loa.core.throttle import FREE_FAILURES, MAX_DELAY_S
 from loa.core.zones import Zone
 from loa.playout.admission import EXEMPT, PER_ADDRESS, RESERVE_FDS
-from loa.playout.webrtc import IceServer, WebRtcSettings, parse_port_range
+from loa.playout.webrtc import RTP_TIMEOUT_S, IceServer, WebRtcSettings, parse_port_range
 
 
 class ConfigError(Explained, ValueError):
@@ -575,7 +577,8 @@ def _webrtc(cfg: WebRtcSettings, raw: dict[str, Any]) -> WebRtcSettings:
     """``[webrtc]``: ICE servers (tables of url, username, credential; TURN needs the last
     two), addresses, the public address, the UDP port range, CORS origins, the limits of
     sources (``max_sources``) and viewers (``max_viewers``; ``max_sessions``, the one limit
-    of older versions, is read as the viewers' when ``max_viewers`` is not given)."""
+    of older versions, is read as the viewers' when ``max_viewers`` is not given), and how
+    long a WHIP source may go without RTP before it ends (``rtp_gone_s``, 1 to 3600 s)."""
     servers = []
     entries = raw.get("ice_servers", [])
     if not isinstance(entries, list):
@@ -610,6 +613,7 @@ def _webrtc(cfg: WebRtcSettings, raw: dict[str, Any]) -> WebRtcSettings:
         max_sources=_int(raw, "max_sources", cfg.max_sources, 1, 10_000),
         max_viewers=_int(raw, "max_viewers" if "max_viewers" in raw else "max_sessions",
                          cfg.max_viewers, 1, 10_000),
+        rtp_gone_s=_float(raw, "rtp_gone_s", cfg.rtp_gone_s, RTP_TIMEOUT_S, 3600),
         preload=bool(raw.get("preload", cfg.preload)),
     )
 

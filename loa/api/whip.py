@@ -8,6 +8,10 @@ WebRTC sessions (``loa.playout.webrtc``).
 - ``POST /whep/zones/<zone>`` makes a viewer of the zone, answered the same way
   (``Location: /whep/zones/<zone>/<id>``).
 - ``DELETE`` on a session URL ends the session (200); an unknown or ended one is 404.
+  ``PATCH`` and ``DELETE`` are the session's owner's: the caller that made it (the same
+  principal name; for a WHIP session made with the mount's source password, that password
+  again), or an admin (the admin right: for WHIP, with a scope holding every zone that takes
+  the mount now; for WHEP, the zone). Anyone else gets 403 ``refused: owner``.
 - ``PATCH`` on a session URL (``application/trickle-ice-sdpfrag``, RFC 8840) with
   ``If-Match: <the session's ETag>`` adds trickled remote candidates: 204, with the session's
   ``ETag``. As RFC 9725 §4.3.1 asks: no ``If-Match``, 428 Precondition Required; one that is
@@ -28,7 +32,7 @@ Who may (``Authorization: Bearer <token>``, or a console session's cookie with i
   (the engine's requests for the mount's programme, made by ``POST zones/<zone>/live`` or a
   live request): a source is heard wherever its mount is taken, so a caller scoped to one
   commune may not push to a mount another commune's zones take (403 ``refused: scope``,
-  naming the first such zone and the caller's scope, as the API's ScopeError). Or the
+  naming the mount, the first such zone and the caller's scope, as the API's ScopeError). Or the
   mount's source password as the bearer token (an encoder configured like an Icecast one):
   the mount's own secret, asked for no scope.
 - **WHEP**: any account or token whose scope contains the zone (a viewer's too: listening is
@@ -40,7 +44,8 @@ No credentials, or wrong ones: 401 with ``WWW-Authenticate: Bearer`` (wrong ones
 per address like the API's); credentials without the right or the scope: 403. A busy mount
 (a source of either kind live on it): 409 Conflict, rather than the 403 the Icecast route
 answers (what Icecast's clients expect there), so that a WHIP client can tell it from a
-refused right. One exception: a mount held by a WHIP session whose peer connection has not
+refused right; a mount held by a WHIP offer not connected yet says so, and how long until it
+is given up. One exception: a mount held by a WHIP session whose peer connection has not
 connected yet is given to a new offer **of the same caller** (the same principal, or the
 source password both times), the old session ended ("replaced by a new offer"), so that a
 client that crashed after its POST, or retries, is not locked out for
@@ -58,6 +63,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,7 +74,7 @@ from multidict import CIMultiDict
 from loa.api.errors import ERROR_STATUS, Statuses, answer_error
 from loa.api.middleware import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from loa.api.resource import ApiError, client_address, read_body, server_of
-from loa.control.auth import Principal, Right, RightError, Scope
+from loa.control.auth import Principal, Right, RightError, Scope, ScopeError
 from loa.core.i18n import N_, Message
 from loa.core.zones import ZoneError
 from loa.playout.inputs.push import MOUNT_NAME, Mount, MountBusy, MountError
@@ -100,8 +106,9 @@ class Refusal(ApiError):
     answer carries (``WWW-Authenticate``, ``Retry-After``, ``Allow``)."""
 
     def __init__(self, status: int, message: str | Message, /, *,
-                 headers: dict[str, str] | None = None, **fields: Any) -> None:
-        super().__init__(status, message, **fields)
+                 headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None, **fields: Any) -> None:
+        super().__init__(status, message, extra=extra, **fields)
         self.headers = headers or {}
 
 
@@ -270,22 +277,58 @@ def _whip_caller(request: web.Request, mount: str) -> WhipCaller:
 def check_takers(server: LoaServer, mount: Mount, principal: Principal) -> None:
     """Raise ScopeError (403) unless every zone that takes ``mount`` now (an engine request
     for its programme: a live take, or a live request) lies in ``principal``'s scope: a
-    source is heard wherever its mount is taken. The error names the first zone outside."""
+    source is heard wherever its mount is taken. The error names the mount, the first zone
+    outside and the scope."""
     scope = Scope(server.zones, principal.scope)
     for req in list(server.engine.requests.values()):
-        if req.programme is mount.programme:
-            scope.check(req.zone_id)
+        if req.programme is mount.programme and not scope.contains(req.zone_id):
+            raise ScopeError(N_("mount {mount!r} is taken by zone {zone!r}, outside your "
+                                "scope ({scope})"), scope=scope.label, mount=mount.name,
+                             zone=req.zone_id)
 
 
-def _whep_caller(request: web.Request, zone_id: str) -> str:
-    """The name a WHEP request acts as: a principal whose scope contains the zone. 401
-    without valid credentials, 403 (ScopeError) outside the scope."""
+def check_free(server: LoaServer, mount: Mount) -> None:
+    """Raise MountBusy (409) when a source is live on ``mount`` (``Mounts.check_free``), or
+    a WHIP offer holds it that has not connected yet (saying how long until it is given
+    up)."""
+    held = mount.session
+    if isinstance(held, WhipSession) and not held.ended and not held.connected:
+        raise MountBusy(N_("mount {mount!r} is busy: a WebRTC offer for this mount is being "
+                           "connected; it is given up after {seconds} s if it does not "
+                           "connect"), mount=mount.name,
+                        seconds=max(1, math.ceil(held.connect_left_s)))
+    server.mounts.check_free(mount)
+
+
+def _owner_refused(resource: str) -> Refusal:
+    message = N_("this WHIP session was started by someone else: only they, or an admin, "
+                 "may change or end it") if resource == "whip" else \
+        N_("this WHEP session was started by someone else: only they, or an admin, may "
+           "change or end it")
+    return Refusal(403, message, extra={"refused": "owner"})
+
+
+def check_whip_owner(server: LoaServer, session: WhipSession, caller: WhipCaller) -> None:
+    """Whether ``caller`` may change or end ``session``: its maker (``WhipSession.made_by``),
+    or an admin whose scope holds every zone taking the mount (ScopeError otherwise, as
+    ``check_takers``); else 403 ``refused: owner``."""
+    if session.made_by(caller.name, caller.by_password):
+        return
+    principal = caller.principal
+    if principal is None or Right.ADMIN not in principal.rights:
+        raise _owner_refused("whip")
+    check_takers(server, session.mount, principal)
+
+
+def _whep_caller(request: web.Request, zone_id: str) -> Principal:
+    """Who a WHEP request acts as: a principal whose scope contains the zone. 401 without
+    valid credentials, 403 (ScopeError) outside the scope."""
     server = server_of(request)
     principal, _ = _principal(request, _bearer(request))
     if principal is None:
         raise _unauthorized(request.headers.get(hdrs.AUTHORIZATION))
     Scope(server.zones, principal.scope).check(zone_id)
-    return principal.name
+    return principal
 
 
 def _unauthorized(given: str | None) -> Refusal:
@@ -386,7 +429,7 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
     if caller.principal is not None:
         check_takers(server, mount, caller.principal)
     if _unconnected_of(mount, caller) is None:
-        server.mounts.check_free(mount)  # before any work (attach checks again, after it)
+        check_free(server, mount)  # before any work (asked again after it)
     offer = await _offer(request)
     held = _unconnected_of(mount, caller)  # asked again: the body took a while
     if held is not None:
@@ -394,6 +437,8 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
                  "of %s", name, held.id, caller.name)
         server.counters.inc("sources_replaced", mount=name)
         held.end("replaced by a new offer", cut=True)
+    else:
+        check_free(server, mount)
     if not server.webrtc.reserve("whip"):
         raise _full(server, "whip")
     peer = client_address(request)
@@ -433,17 +478,22 @@ def _whip_session(request: web.Request) -> WhipSession:
 async def whip_delete(request: web.Request) -> web.StreamResponse:
     """``DELETE /whip/<mount>/<id>``: the source ends; what it sent plays out, then the
     zones that took the mount fall back. 200; 404 for no such session."""
-    _whip_caller(request, request.match_info["mount"])
+    caller = _whip_caller(request, request.match_info["mount"])
     session = _whip_session(request)
-    session.end("ended by its client (DELETE)")
+    check_whip_owner(server_of(request), session, caller)
+    session.end("ended by its client (DELETE)" if session.made_by(caller.name,
+                                                                  caller.by_password)
+                else f"ended by {caller.name} (DELETE)")
     return web.Response(status=200)
 
 
 @_answered
 async def whip_patch(request: web.Request) -> web.StreamResponse:
     """``PATCH /whip/<mount>/<id>``: trickled candidates (see the module)."""
-    _whip_caller(request, request.match_info["mount"])
-    return await _patch(request, _whip_session(request))
+    caller = _whip_caller(request, request.match_info["mount"])
+    session = _whip_session(request)
+    check_whip_owner(server_of(request), session, caller)
+    return await _patch(request, session)
 
 
 # WHEP
@@ -456,7 +506,7 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     zone_id = request.match_info["zone"]
     if request.content_type != SDP:
         raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
-    actor = _whep_caller(request, zone_id)
+    actor = _whep_caller(request, zone_id).name
     server.zones.get(zone_id)  # ZoneError: 404
     channel = server.engine.channels.get(zone_id)
     if channel is None:
@@ -465,23 +515,28 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     if not server.webrtc.reserve("whep"):
         raise _full(server, "whep")
     peer = client_address(request)
-    session = WhepSession(server.webrtc, channel, peer, server.clock, server.counters)
+    session = WhepSession(server.webrtc, channel, peer, server.clock, server.counters,
+                          actor=actor)
     answer = await _negotiate(server, session, offer)
     log.info("WHEP viewer %s of zone %s (as %s): session %s", peer, zone_id, actor, session.id)
     return _created(server, session, answer, f"/whep/zones/{zone_id}/{session.id}")
 
 
 def _whep_session(request: web.Request) -> WhepSession:
+    """The WHEP session of the URL, for its owner or an admin: 401 without credentials,
+    403 outside the zone's scope or for another caller, 404 for no such session."""
+    principal = _whep_caller(request, request.match_info["zone"])
     session = server_of(request).webrtc.get("whep", request.match_info["session"])
     if not isinstance(session, WhepSession) or session.zone_id != request.match_info["zone"]:
         raise Refusal(404, N_("no such WHEP session (it has ended, or never was)"))
+    if session.actor != principal.name and Right.ADMIN not in principal.rights:
+        raise _owner_refused("whep")
     return session
 
 
 @_answered
 async def whep_delete(request: web.Request) -> web.StreamResponse:
     """``DELETE /whep/zones/<zone>/<id>``: the viewer ends. 200; 404 for no such session."""
-    _whep_caller(request, request.match_info["zone"])
     _whep_session(request).end("ended by its client (DELETE)")
     return web.Response(status=200)
 
@@ -489,7 +544,6 @@ async def whep_delete(request: web.Request) -> web.StreamResponse:
 @_answered
 async def whep_patch(request: web.Request) -> web.StreamResponse:
     """``PATCH /whep/zones/<zone>/<id>``: trickled candidates (see the module)."""
-    _whep_caller(request, request.match_info["zone"])
     return await _patch(request, _whep_session(request))
 
 

@@ -122,8 +122,8 @@ async def _run_server(cfg: Config) -> None:
         lines.append("  Tài khoản / account (chỉ hiện lần này, chỉ lưu mã băm / shown once, "
                      f"only its hash is kept): admin  mật khẩu/password "
                      f"{server.new_admin_password}   (đổi/change: loa users passwd admin)")
-    print("\n".join(lines), flush=True)
-
+    # the signals are ours before the banner says the server runs: whoever reads it and
+    # stops the server at once gets an orderly stop, not the default handler's death
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -131,6 +131,7 @@ async def _run_server(cfg: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
         except NotImplementedError:
             pass
+    print("\n".join(lines), flush=True)
     try:
         await stop.wait()
     finally:

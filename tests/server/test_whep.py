@@ -19,7 +19,7 @@ import pytest
 from loa.app import LoaServer
 from loa.playout.webrtc import WebRtcSettings
 from loa.playout.webrtc.whep import WhepSession
-from tests.api.accounts import add_user, session_of
+from tests.api.accounts import add_user, session_of, token_of
 from tests.audio import dominant_hz, rms
 from tests.conftest import auth, source_sending
 from tests.server.test_ingest import base, wait_for
@@ -128,6 +128,41 @@ async def test_the_console_listens_with_its_session_cookie_and_csrf_token(
         assert await viewer.delete(browser) == 200
     finally:
         await viewer.close()
+
+
+async def test_only_the_viewer_that_made_it_or_an_admin_may_change_or_end_a_session(
+        server: LoaServer) -> None:
+    await add_user(server, "nghe-1", "viewer", "an-binh")
+    await add_user(server, "nghe-2", "operator", "huyen")
+    await add_user(server, "qtv-an-binh", "admin", "an-binh")
+    maker, other = await token_of(server, "nghe-1"), await token_of(server, "nghe-2")
+    admin = await token_of(server, "qtv-an-binh")
+    viewer = await whep_client(server, "an-binh-1", maker)
+    try:
+        assert viewer.status == 201, viewer.body
+        (session,) = sessions(server)
+        assert session.actor == "nghe-1"
+        # another account whose scope holds the zone: not its session
+        status, body = await viewer.patch(other)
+        assert status == 403 and '"refused": "owner"' in body, body
+        assert "started by someone else" in body
+        assert await viewer.delete(other) == 403
+        assert not session.ended
+        # the viewer itself may, and so may an admin of the zone
+        status, body = await viewer.patch(maker)
+        assert status == 204, body
+        status, body = await viewer.patch(admin)
+        assert status == 204, body
+        assert await viewer.delete(admin) == 200
+        assert session.ended
+    finally:
+        await viewer.close()
+    second = await whep_client(server, "an-binh-1", maker)
+    try:
+        assert second.status == 201, second.body
+        assert await second.delete(maker) == 200
+    finally:
+        await second.close()
 
 
 async def test_the_viewers_limit_refuses_with_503_and_each_session_fails_alone(

@@ -29,7 +29,8 @@ SDP = "application/sdp"
 
 class ToneTrack(MediaStreamTrack):
     """A sine at ``freq_hz``, 20 ms frames of 48 kHz mono s16, paced at real time (what a
-    microphone gives a browser)."""
+    microphone gives a browser). ``pause`` stalls it for a while, as an encoder that stops
+    producing frames: no RTP goes out meanwhile, the connection (ICE, DTLS, RTCP) lives on."""
 
     kind = "audio"
 
@@ -39,10 +40,22 @@ class ToneTrack(MediaStreamTrack):
         self.level = level
         self._pts = 0
         self._start: float | None = None
+        self._pause_s = 0.0
+        self.paused = asyncio.Event()  # set once a pause has begun
+
+    def pause(self, seconds: float) -> None:
+        """The next frame comes ``seconds`` late (then real time again, no burst): the
+        sender's RTP stops that long; its timestamps go on from where they stopped."""
+        self._pause_s = seconds
 
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
             self._start = time.monotonic()
+        if self._pause_s:
+            pause_s, self._pause_s = self._pause_s, 0.0
+            self.paused.set()
+            await asyncio.sleep(pause_s)  # the stall itself, not synchronisation
+            self._start += pause_s
         wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)  # real-time pacing of the source, not synchronisation
@@ -70,6 +83,7 @@ class Peer:
         self.status = 0
         self.headers: Any = None
         self.body = ""
+        self.tone: ToneTrack | None = None  # what a WHIP client sends
 
     async def post(self, path: str, headers: dict[str, str]) -> int:
         """POST the offer to ``path``; on 201, set the answer. Returns the status."""
@@ -91,6 +105,16 @@ class Peer:
             async with http.delete(base(self.server) + self.location, headers=headers) as resp:
                 return resp.status
 
+    async def patch(self, headers: dict[str, str]) -> tuple[int, str]:
+        """PATCH the session with an end-of-candidates fragment (trickle ICE, its ETag in
+        If-Match): (status, body)."""
+        async with aiohttp.ClientSession() as http:
+            async with http.patch(base(self.server) + self.location,
+                                  data="a=end-of-candidates\r\n",
+                                  headers={"Content-Type": "application/trickle-ice-sdpfrag",
+                                           "If-Match": self.etag, **headers}) as resp:
+                return resp.status, await resp.text()
+
     def vanish(self) -> None:
         """The peer disappears (a lid closed, a link lost): its UDP sockets close, and the
         server hears nothing more, not even a goodbye."""
@@ -107,9 +131,11 @@ class Peer:
 
 async def whip_client(server: LoaServer, mount: str, headers: dict[str, str],
                       freq_hz: float = 1000.0) -> Peer:
-    """A WHIP client pushing a tone to ``/whip/<mount>`` (check its ``status``)."""
+    """A WHIP client pushing a tone to ``/whip/<mount>`` (check its ``status``); its
+    ``tone`` may be paused."""
     peer = Peer(server)
-    peer.pc.addTransceiver(ToneTrack(freq_hz), direction="sendonly")
+    peer.tone = ToneTrack(freq_hz)
+    peer.pc.addTransceiver(peer.tone, direction="sendonly")
     await peer.post(f"/whip/{mount}", headers)
     return peer
 

@@ -34,7 +34,9 @@ class LiveSource:
     """The receiving end of a push or relay. Never finishes by itself.
 
     Available while connected and not stalled; a stalled source that sends again is
-    available again, and its zones rejoin it. A source that ends (``end``) stays available
+    available again, and its zones rejoin it. Its ingest may also ``hold`` it when it knows
+    sooner that the sender paused (a WHIP session without RTP for a second): unavailable at
+    once, and available again with the next arrival. A source that ends (``end``) stays available
     until what it sent has played out; ``disconnect`` drops it at once.
 
     Taken or not (``set_taken``): a source no zone takes needs no audio. Its ingest then
@@ -59,6 +61,7 @@ class LiveSource:
             else None
         self.connected = False
         self.ending = False  # ended, still playing out what it sent
+        self.held = False  # connected, its sender paused (``hold``): unavailable until it sends
         self.demand = DecodeDemand(wanted=True)  # read by the ingest's decoder thread
         self.frames_in = 0
         self.last_arrival_ns = 0
@@ -72,6 +75,8 @@ class LiveSource:
     def available(self) -> bool:
         if not self.connected:
             return self.ending
+        if self.held:
+            return False
         return len(self.jitter) > 0 or self._clock.now_ns() - self.last_arrival_ns < self._stall_ns
 
     @property
@@ -99,13 +104,24 @@ class LiveSource:
         self.jitter.reset()
         self.connected = True
         self.ending = False
+        self.held = False
         self.last_arrival_ns = self._clock.now_ns()
 
     def disconnect(self) -> None:
         """Cut the source (released, shut down): unavailable now, buffered frames discarded."""
         self.connected = False
         self.ending = False
+        self.held = False
         self.jitter.reset()
+
+    def hold(self) -> None:
+        """The sender paused but its connection lives (no RTP for a second: a 4G hiccup, an
+        encoder stall): unavailable now, so its zones fall back, before ``stall_ms`` would say
+        so; what was buffered is dropped. The next ``push_frames`` makes it available again,
+        from an empty jitter buffer, and its zones rejoin it. No-op unless connected."""
+        if self.connected and not self.held:
+            self.held = True
+            self.jitter.reset()
 
     def end(self) -> None:
         """The source has finished sending (it hung up, its stream ended): what it sent plays
@@ -114,6 +130,7 @@ class LiveSource:
         if not self.connected:
             return
         self.connected = False
+        self.held = False
         self.ending = len(self.jitter) > 0
         if self.ending:
             # Nothing more will arrive: no depth to wait for (BUFFERING), no live edge to find
@@ -128,6 +145,7 @@ class LiveSource:
         while the source is not taken (decoded before it was let go) are then dropped."""
         if not self.connected:
             return
+        self.held = False  # it sends again
         now_ns = self._clock.now_ns()
         self.last_arrival_ns = now_ns
         self.frames_in += len(frames)

@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 
 MAX_SOURCES = 8  # WHIP sources at once (one a mount)
 MAX_VIEWERS = 64  # WHEP viewers at once
-# A WHIP source whose RTP stops this long is gone (its peer vanished: closed lid, lost link).
+# A WHIP source whose RTP stops this long is held: its mount's zones fall back (a peer that
+# vanished, a 4G hiccup, an encoder stall), and hear it again as soon as its RTP comes back.
 RTP_TIMEOUT_S = 1.0
+# ... and one whose RTP stays away this long is gone: its session ends (``[webrtc] rtp_gone_s``).
+RTP_GONE_S = 10.0
 # A new session must carry media within this long (ICE checks, DTLS handshake), or it ends.
 CONNECT_TIMEOUT_S = 15.0
 # A WHEP viewer that sends no RTCP (receiver reports: a browser sends one every 1-7.5 s)
@@ -104,6 +107,8 @@ class WebRtcSettings:
     - ``max_viewers``: WHEP viewers at once, likewise. Separate limits, so that viewers'
       offers (each holds its place until it connects or ``CONNECT_TIMEOUT_S`` passes) never
       keep a studio off the air.
+    - ``rtp_gone_s``: a WHIP source without RTP this long ends (its zones fell back after
+      ``RTP_TIMEOUT_S`` already); a shorter pause only holds it (``whip.WhipSession``).
     """
 
     ice_servers: tuple[IceServer, ...] = ()
@@ -113,6 +118,7 @@ class WebRtcSettings:
     cors_origins: tuple[str, ...] = ("*",)
     max_sources: int = MAX_SOURCES
     max_viewers: int = MAX_VIEWERS
+    rtp_gone_s: float = RTP_GONE_S
     preload: bool = False  # import aiortc at start-up rather than at the first request
 
     def with_listen_host(self, host: str) -> WebRtcSettings:
@@ -275,6 +281,7 @@ def _import_peer() -> ModuleType:
     return module
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "MAX_SOURCES", "MAX_VIEWERS", "RTCP_TIMEOUT_S", "RTP_TIMEOUT_S",
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_SOURCES", "MAX_VIEWERS", "RTCP_TIMEOUT_S", "RTP_GONE_S",
+           "RTP_TIMEOUT_S",
            "IceServer", "Session", "WebRtc", "WebRtcError", "WebRtcSettings",
            "parse_port_range"]

@@ -57,6 +57,13 @@ class PeerSession:
         """Whether the session has ended (its peer connection may still be closing)."""
         return self._ended
 
+    @property
+    def connect_left_s(self) -> float:
+        """Seconds until it is given up unless connected (``CONNECT_TIMEOUT_S`` from its
+        negotiation); 0 once connected or ended."""
+        timer = self._connect_timer
+        return max(0.0, timer.when() - self._loop.time()) if timer is not None else 0.0
+
     def attach(self, pc: RTCPeerConnection) -> None:
         """Watch ``pc``: "connected" starts the session (``_on_connected``), "failed" or
         "closed" ends it; not connected within ``CONNECT_TIMEOUT_S`` ends it too."""

@@ -5,9 +5,10 @@ connection is up, and each Opus packet of the zone's one rendition goes to its s
 is (``peer.PacketTrack``): nothing is encoded per viewer. It starts at the live edge (no join
 burst), and its sender never lags more than a few packets (the oldest are dropped).
 
-It ends on ``DELETE``, its peer connection failing or closing, the zone's feed letting it go
-(the zone closed), or no RTCP from the viewer for ``RTCP_TIMEOUT_S`` (a viewer that vanished:
-its receiver reports stopped), whichever comes first.
+It ends on ``DELETE`` (by the viewer that made it, or an admin), its peer connection failing
+or closing, the zone's feed letting it go (the zone closed), or no RTCP from the viewer for
+``RTCP_TIMEOUT_S`` (a viewer that vanished: its receiver reports stopped), whichever comes
+first.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ log = logging.getLogger(__name__)
 
 class WhepSession(PeerSession):
     """One viewer of ``channel``'s zone, from client address ``peer``. ``negotiate`` answers
-    the offer; the viewer then hears the zone until the session ends (see the module)."""
+    the offer; the viewer then hears the zone until the session ends (see the module).
+    ``actor``: the name of the principal that made it, its owner (the one caller besides an
+    admin that may change or end it)."""
 
     resource = "whep"
 
     def __init__(self, registry: WebRtc, channel: ZoneChannel, peer: str, clock: Clock,
-                 counters: Counters, *, rtcp_timeout_s: float = RTCP_TIMEOUT_S) -> None:
+                 counters: Counters, *, actor: str = "",
+                 rtcp_timeout_s: float = RTCP_TIMEOUT_S) -> None:
         super().__init__(registry, peer, clock, counters)
+        self.actor = actor
         self.channel = channel
         self.zone_id = channel.zone.id
         self.track: Any = None  # peer.PacketTrack, made by ``negotiate``

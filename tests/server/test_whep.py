@@ -2,8 +2,9 @@
 
 A real aiortc viewer on loopback host candidates asks a real server for a zone, receives its
 Opus rendition (packetised as the zone encoded it: nothing encoded per viewer) and decodes the
-tone the zone plays. Then credentials and scope, CORS, the session's end, and the viewers'
-limit, which is not the sources' (viewers' offers never keep the studio off the air).
+tone the zone plays. Then credentials and scope, CORS, the session's end (by the viewer that
+made it, or an admin), and the viewers' limit, which is not the sources' (viewers' offers
+never keep the studio off the air).
 """
 
 from __future__ import annotations

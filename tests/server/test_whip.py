@@ -4,8 +4,10 @@ Real parts on loopback: an aiortc client pushes a tone to a real server over rea
 UDP (host candidates on 127.0.0.1 only); the real ffmpeg CLI pulls the zone that takes the
 mount and hears it. Then what the protocol asks of a server (credentials, a busy mount,
 trickle ICE and its preconditions, CORS), the caller's scope over the zones that take the
-mount, an offer that never connected giving way to its caller's next, a sign-out ending
-the browser's source, a peer that vanishes, and the pure parts: the Opus RTP decoder (loss,
+mount, a session's URL its maker's (or an admin's), an offer that never connected giving
+way to its caller's next, a sign-out ending the browser's source, a peer that pauses its RTP
+(its zones fall back and come back, its session lives on), a peer that vanishes (ended by
+``rtp_gone_s``), and the pure parts: the Opus RTP decoder (loss,
 lateness, DTX), the gathering restricted to addresses and ports, the ``[webrtc]`` settings.
 """
 
@@ -181,7 +183,7 @@ def frequencies(pcm: np.ndarray, window: int = 4800) -> list[int]:
     out = []
     for start in range(0, len(pcm) - window + 1, window):
         part = pcm[start:start + window]
-        out.append(round(dominant_hz(part), -1) if rms(part) > 0.01 else 0)
+        out.append(int(round(dominant_hz(part), -1)) if rms(part) > 0.01 else 0)
     return out
 
 

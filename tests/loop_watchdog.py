@@ -41,7 +41,7 @@ import pytest
 
 from loa.monitoring.loop_watchdog import LIMIT_MS, LoopWatchdog, SlowStep
 
-MAX_SLOWDOWN = 2.5  # a step over 50 ms fails however slow the machine is
+MAX_SLOWDOWN = 2.4  # a step over 48 ms fails however slow the machine is (issue 10: 50 ms must)
 _LOG = os.environ.get("LOA_TEST_WATCHDOG_LOG")
 _LIMIT_MS = float(os.environ.get("LOA_TEST_WATCHDOG_MS") or LIMIT_MS)
 _PROBE_PAGES = 64

@@ -101,8 +101,9 @@ class JitterBuffer:
     # (NetEq's relative arrival delay history: 2 s).
     LATENESS_HISTORY_MS = 2_000
     # A frame is dropped only if every frame would still wait this long in the buffer (ms):
-    # the margin for jitter not seen in the window, the loop's own included.
-    GUARD_MS = 3
+    # the margin for jitter not seen in the window, the loop's own included (3 ms let an
+    # ffmpeg MP3 push on a busy machine underflow once in a while: 38 ms of silence heard).
+    GUARD_MS = 10
     # A single frame to drop waits this many ticks at most for a quiet one...
     SKIP_WAIT_POPS = 25
     # ...quiet: its peak under -40 dBFS (full scale 1.0)

@@ -30,9 +30,14 @@ def index(samples: np.ndarray) -> int:
     return round(float(samples[0]) * 1e6)
 
 
-def default_buffer(**kw: bool) -> JitterBuffer:
-    # Loa's defaults: a 40 ms starting target, 2 s ceiling, 4 s capacity
-    return JitterBuffer(target_frames=2, max_target_frames=100, capacity_frames=200, **kw)
+def default_buffer(*, guard_ms: int = 3, **kw: bool) -> JitterBuffer:
+    """Loa's defaults (a 40 ms starting target, 2 s ceiling, 4 s capacity), with a 3 ms guard:
+    the timelines below put arrivals 5-15 ms before the tick, and test the mechanism (a
+    frame is trimmed once every frame waited a frame plus the guard); the server's guard is
+    wider (``JitterBuffer.GUARD_MS``), which only moves where that line falls."""
+    buf = JitterBuffer(target_frames=2, max_target_frames=100, capacity_frames=200, **kw)
+    buf.GUARD_MS = guard_ms  # type: ignore[misc]
+    return buf
 
 
 def play(jb: JitterBuffer, arrivals: list[tuple[int, int]], seconds: float,

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+import pytest
+
 from loa.app import LoaServer
 from loa.control.schedule.engine import ScheduleEngine
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem, local
@@ -137,6 +139,12 @@ def crowd(now: datetime) -> list[ScheduleItem]:
         for i in range(DAILY_ITEMS)]
 
 
+@pytest.mark.loop_blocking(
+    "seen in 2 of 3 fresh-clone runs (2026-11-30): while the seconds-long search runs in a "
+    "worker thread, one step of this loop (the master clock's, or the test's own) waits "
+    "30-40 ms off the CPU, not preempted: the GIL's hand-over behind that thread is "
+    "suspected, not proven (switch interval already 1 ms); this test's own assertions bound "
+    "what a station would notice (API round trips under 1 s, the bulletin on its slot)")
 async def test_a_rule_that_takes_seconds_to_search_keeps_nothing_waiting(
     make_server: Callable[..., Awaitable[LoaServer]],
 ) -> None:

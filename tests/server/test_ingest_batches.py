@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +19,11 @@ from loa.playout.inputs.ingest import LiveIngest
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from tests.audio import FFMPEG, dominant_hz, rms
 from tests.codecs.test_live_decode import MP3, Pieces, longest_quiet_ms, tones_per_frame
+from tests.server.test_ingest import wait_for
 
 MP3_FRAME_S = 1152 / 44100
 
 
-async def wait_for(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition on the ingest's own state (not a sleep to synchronise on)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def mp3_of(path: Path, script: str, seconds: float) -> bytes:

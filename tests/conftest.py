@@ -116,10 +116,5 @@ async def run_cli(server: LoaServer, command: str, *args: str) -> tuple[int, dic
 
 def source_sending(mount: Any, frames: int = 10) -> bool:
     """Whether the mount's source is on and has sent more than ``frames`` frames' worth of
-    audio, whether a zone takes it or not (one that no zone takes is parsed, not decoded:
-    its packets count instead of its frames; a WHIP source's arrivals, as it decodes its own)."""
-    source = mount.source
-    ingest = getattr(mount.session, "ingest", None)
-    if ingest is None:
-        return bool(source.connected and (source.frames_in > frames or source.last_arrival_ns))
-    return bool(source.connected and ingest.frames_decoded + ingest.packets_skipped > frames)
+    audio (``Mount.frames_in``: whether a zone takes it or not)."""
+    return bool(mount.source.connected and mount.frames_in > frames)

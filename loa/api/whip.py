@@ -280,8 +280,8 @@ def check_takers(server: LoaServer, mount: Mount, principal: Principal) -> None:
     source is heard wherever its mount is taken. The error names the mount, the first zone
     outside and the scope."""
     scope = Scope(server.zones, principal.scope)
-    for req in list(server.engine.requests.values()):
-        if req.programme is mount.programme and not scope.contains(req.zone_id):
+    for req in server.engine.requests_for(mount.programme):
+        if not scope.contains(req.zone_id):
             raise ScopeError(N_("mount {mount!r} is taken by zone {zone!r}, outside your "
                                 "scope ({scope})"), scope=scope.label, mount=mount.name,
                              zone=req.zone_id)

@@ -169,20 +169,23 @@ class Engine:
             cb(req, reason)
         prog = req.programme
         self._tell_taken(prog)
-        if prog.id not in self._persistent and not any(
-            r.programme is prog for r in self.requests.values()
-        ):
+        if prog.id not in self._persistent and not self.requests_for(prog):
             self._drop_programme(prog)
         log.info("request %d (%s on %s) ended: %s", req.id, prog.name, req.zone_id,
                  reason.value)
         return req
 
+    def requests_for(self, prog: Programme) -> list[Request]:
+        """The requests (on air or preempted, on any zone) that ask for ``prog``: the zones
+        that take a live mount, a file's requests to release when it ends."""
+        return [r for r in self.requests.values() if r.programme is prog]
+
     def _tell_taken(self, prog: Programme) -> None:
-        """Tell a live source whether any request (on air or preempted) takes it
-        (``LiveSource.set_taken``): one that none takes is parsed, not decoded."""
+        """Tell a live source whether any request takes it (``LiveSource.set_taken``): one
+        that none takes is parsed, not decoded."""
         set_taken = getattr(prog.source, "set_taken", None)
         if set_taken is not None:
-            set_taken(any(r.programme is prog for r in self.requests.values()))
+            set_taken(bool(self.requests_for(prog)))
 
     def _drop_programme(self, prog: Programme) -> None:
         self.programmes.pop(prog.id, None)
@@ -215,7 +218,7 @@ class Engine:
         ended = self._pull(self.programmes.values(), on_air, now_ns)
         if ended:
             for prog in ended:
-                for req in [r for r in self.requests.values() if r.programme is prog]:
+                for req in self.requests_for(prog):
                     self.release(req.id, reason=EndReason.COMPLETED)
             channels = self._awake()  # an ended request's callback may have asked for more
             on_air = {ch.choose().id for ch in channels}

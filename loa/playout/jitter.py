@@ -114,10 +114,11 @@ class JitterBuffer:
     FRESH_WINDOWS = 3
 
     def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int, *,
-                 adaptive: bool = True) -> None:
+                 adaptive: bool = True, guard_ms: int = GUARD_MS) -> None:
         if not 1 <= target_frames <= max_target_frames <= capacity_frames:
             raise ValueError("need 1 <= target <= max_target <= capacity")
         self.adaptive = adaptive
+        self.guard_ns = guard_ms * NS_PER_MS  # see GUARD_MS
         self.initial_target_frames = target_frames
         self.target_frames = target_frames
         self.max_target_frames = max_target_frames
@@ -174,7 +175,11 @@ class JitterBuffer:
     def need_frames(self) -> int:
         """The target the lateness seen lately needs: one frame, and one more per frame of
         lateness (at most ``max_target_frames``)."""
-        return min(self.lateness_seen_ns // FRAME_NS + 1, self.max_target_frames)
+        return self._need(self.lateness_seen_ns)
+
+    def _need(self, lateness_ns: int) -> int:
+        """The target that covers ``lateness_ns``: one frame, and one more per frame of it."""
+        return min(lateness_ns // FRAME_NS + 1, self.max_target_frames)
 
     @property
     def floor_frames(self) -> int:
@@ -263,7 +268,7 @@ class JitterBuffer:
         self._batch_lateness_ns = None
         if lateness_ns > self._window_lateness_ns:
             self._window_lateness_ns = lateness_ns
-            need = min(lateness_ns // FRAME_NS + 1, self.max_target_frames)
+            need = self._need(lateness_ns)
             if need > self.target_frames:
                 self.target_frames = need
 
@@ -368,16 +373,16 @@ class JitterBuffer:
 
     def _spare_frames(self) -> int:
         """Adaptive: how many frames could go, every frame of this window still on time by
-        ``GUARD_MS``: its least wait in the buffer, less the lateness seen lately beyond this
-        window's own (a late frame of 20 s ago may come again), in whole frames; no more than
-        the buffer held at its lowest. Phase-aware: arrivals just before the tick wait little.
-        None (0) with a target at ``capacity_frames``: a source that ended plays out what it
-        sent (``LiveSource.end``)."""
+        the guard (``GUARD_MS``): its least wait in the buffer, less the lateness seen lately
+        beyond this window's own (a late frame of 20 s ago may come again), in whole frames;
+        no more than the buffer held at its lowest. Phase-aware: arrivals just before the
+        tick wait little. None (0) with a target at ``capacity_frames``: a source that ended
+        plays out what it sent (``LiveSource.end``)."""
         if self.target_frames >= self.capacity_frames:
             return 0
         min_wait_ns = self._window_min_wait_ns or 0
         unseen_ns = max(0, self.lateness_seen_ns - self._window_lateness_ns)
-        spare_ns = min_wait_ns - unseen_ns - self.GUARD_MS * NS_PER_MS
+        spare_ns = min_wait_ns - unseen_ns - self.guard_ns
         return max(0, min(self._window_min, spare_ns // FRAME_NS))
 
     def reset(self) -> None:

@@ -35,9 +35,8 @@ def default_buffer(*, guard_ms: int = 3, **kw: bool) -> JitterBuffer:
     the timelines below put arrivals 5-15 ms before the tick, and test the mechanism (a
     frame is trimmed once every frame waited a frame plus the guard); the server's guard is
     wider (``JitterBuffer.GUARD_MS``), which only moves where that line falls."""
-    buf = JitterBuffer(target_frames=2, max_target_frames=100, capacity_frames=200, **kw)
-    buf.GUARD_MS = guard_ms  # type: ignore[misc]
-    return buf
+    return JitterBuffer(target_frames=2, max_target_frames=100, capacity_frames=200,
+                        guard_ms=guard_ms, **kw)
 
 
 def play(jb: JitterBuffer, arrivals: list[tuple[int, int]], seconds: float,

@@ -389,6 +389,17 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
         await peer.close()
 
 
+async def goes_live_and_ends(server: LoaServer, mount: str, credentials: dict[str, str]
+                             ) -> None:
+    """A WHIP source made on ``mount`` with ``credentials`` (201), ended by its DELETE (200)."""
+    client = await whip_client(server, mount, credentials)
+    try:
+        assert client.status == 201, client.body
+        assert await client.delete(credentials) == 200
+    finally:
+        await client.close()
+
+
 async def test_a_scoped_caller_may_push_only_to_a_mount_its_own_zones_take(
         server: LoaServer) -> None:
     await add_user(server, "truc-phu-my", "operator", "phu-my")
@@ -405,19 +416,9 @@ async def test_a_scoped_caller_may_push_only_to_a_mount_its_own_zones_take(
     assert server.mounts.get("studio").session is None
     assert server.webrtc.describe()["sessions"] == {}
     # the mount's source password is the mount's own secret: no scope is asked of it
-    encoder = await whip_client(server, "studio", PASSWORD)
-    try:
-        assert encoder.status == 201, encoder.body
-        assert await encoder.delete(PASSWORD) == 200
-    finally:
-        await encoder.close()
+    await goes_live_and_ends(server, "studio", PASSWORD)
     # a mount no zone takes, then one that only the caller's own zones take: allowed
-    first = await whip_client(server, "ward", token)
-    try:
-        assert first.status == 201, first.body
-        assert await first.delete(token) == 200
-    finally:
-        await first.close()
+    await goes_live_and_ends(server, "ward", token)
     await take_live(server, "phu-my-1", mount="ward")
     await fill_tone(server, "huyen", 440)
     peer = await whip_client(server, "ward", browser, freq_hz=1000)

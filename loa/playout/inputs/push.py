@@ -123,14 +123,19 @@ class Mount:
         self.sessions_total = 0
         self.title = ""  # "now playing", from the encoder's /admin/metadata updates
 
+    @property
+    def frames_in(self) -> int:
+        """The audio that came in: the frames of every source of the mount so far, and the
+        packets the current source's ingest parsed without decoding (no zone took the mount)."""
+        ingest = getattr(self.session, "ingest", None)
+        return self.source.frames_in + (ingest.packets_skipped if ingest is not None else 0)
+
     def describe(self) -> dict[str, object]:
         """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, whether a
         zone takes it (``decoding``: one that none takes is parsed, not decoded), the audio
         that came in (``frames_in``: frames, or packets while not decoded), jitter depth and
         target (frames), sessions, title."""
         s = self.session
-        ingest = getattr(s, "ingest", None)
-        skipped = ingest.packets_skipped if ingest is not None else 0
         return {
             "mount": self.name,
             "programme": self.programme.id,
@@ -139,7 +144,7 @@ class Mount:
             "stalled": self.source.stalled,
             "content_type": s.content_type if s else None,
             "decoding": self.source.taken,
-            "frames_in": self.source.frames_in + skipped,
+            "frames_in": self.frames_in,
             "jitter_frames": len(self.source.jitter),
             "jitter_target_frames": self.source.jitter.target_frames,
             "sessions_total": self.sessions_total,

@@ -130,7 +130,8 @@ class LoaServer:
         self.engine = Engine(
             self.zones, self.clock, self.counters,
             FanoutSettings(config.bitrates_bps, config.burst_ms, config.backlog_ms,
-                           config.http_batch_ms, config.http_batch_above),
+                           config.http_batch_ms, config.http_batch_above,
+                           config.http_batch_large_ms, config.http_batch_large_above),
         )
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -46,12 +46,36 @@ def test_toml_then_environment(tmp_path: Path) -> None:
     ("[audio]\nopus_bitrate_bps = 1", "opus_bitrate_bps"),
     ("this is = = not toml", "not valid TOML"),
     ("[[endpoints]]\nid = \"x\"", "zone"),
+    ("[fanout]\nhttp_batch_large_ms = 1020", "http_batch_large_ms"),
+    ("[fanout]\nhttp_batch_large_ms = 50", "multiple of 20"),
+    ("[fanout]\nhttp_batch_ms = 30", "multiple of 20"),
+    ("[fanout]\nhttp_batch_large_above = -1", "http_batch_large_above"),
+    ("[fanout]\nhttp_batch_large_above = 199",
+     r"http_batch_large_above \(199\) must not be less than http_batch_above \(200\)"),
+    ("[fanout]\nhttp_batch_above = 500\nhttp_batch_large_above = 400",
+     "must not be less than http_batch_above"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path, env={})
+
+
+def test_fanout_batch_tiers(tmp_path: Path) -> None:
+    cfg = load_config(None, env={})
+    assert (cfg.http_batch_ms, cfg.http_batch_above) == (40, 200)
+    assert (cfg.http_batch_large_ms, cfg.http_batch_large_above) == (80, 400)
+    path = tmp_path / "loa.toml"
+    path.write_text("[fanout]\nhttp_batch_above = 300\nhttp_batch_large_ms = 120\n"
+                    "http_batch_large_above = 300\n")
+    cfg = load_config(path, env={})
+    assert (cfg.http_batch_above, cfg.http_batch_large_ms, cfg.http_batch_large_above) == (
+        300, 120, 300)  # equal thresholds: the large batch from the first
+    # only the first threshold raised past the second's default: the second follows it
+    path.write_text("[fanout]\nhttp_batch_above = 500\n")
+    cfg = load_config(path, env={})
+    assert (cfg.http_batch_above, cfg.http_batch_large_above) == (500, 500)
 
 
 def test_zone_tree_errors() -> None:

@@ -7,6 +7,7 @@ are the station's: ``/metrics`` answers a scope of the whole tree only."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from loa.control.store import LogQuery, contains, fold
 from loa.core.i18n import N_, SOURCE_LANGUAGE, Message
 from loa.core.zones import home_zone_id
 from loa.monitoring.alarms import said_alarms, say_detail
-from loa.monitoring.metrics import render
+from loa.monitoring.metrics import prepare, prepared, render
 
 if TYPE_CHECKING:
     from loa.app import LoaServer
@@ -86,6 +87,8 @@ async def metrics(request: web.Request) -> web.Response:
     zone, every endpoint): a scope of the whole tree only (403 otherwise, as a scope
     refusal)."""
     scoped_all(request, Message(N_("the station's metrics")))
+    if not prepared():  # the first scrape loads prometheus-client: beside the loop
+        await asyncio.to_thread(prepare)
     return web.Response(body=render(server_of(request)), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"})
 

@@ -9,9 +9,7 @@ process started on the first measurement and ended when it has had nothing to me
 from __future__ import annotations
 
 import concurrent.futures
-import concurrent.futures.process
 import math
-import multiprocessing
 import os
 import threading
 import time
@@ -126,7 +124,11 @@ class MeasurePool:
                 self._timer.cancel()
                 self._timer = None
             if self._pool is None:
-                self._pool = concurrent.futures.ProcessPoolExecutor(
+                # multiprocessing (1 MB) is imported by the first worker, not by an idle server
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_die_with_parent, initargs=(os.getpid(),))
                 self.started += 1
@@ -172,10 +174,12 @@ class MeasurePool:
     def measure(self, path: str, label: str | None = None, max_s: float | None = None
                 ) -> tuple[float, float | None, float]:
         """As ``measure_file``; raises ``DecodeError`` as it does."""
+        from concurrent.futures.process import BrokenProcessPool  # brings multiprocessing
+
         pool = self._acquire()
         try:
             return pool.submit(measure_file, path, label, max_s).result()
-        except concurrent.futures.process.BrokenProcessPool:
+        except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:
                     self._pool = None

@@ -38,10 +38,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING, Any
 
 from loa.config import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, SessionsConfig
 from loa.control.auth import (
@@ -58,6 +55,9 @@ from loa.core.clock import NS_PER_S, Clock
 from loa.core.i18n import N_, Explained, Message
 from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, is_alert_group
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_DISPLAY_CHARS = 200
@@ -199,7 +199,7 @@ class Accounts:
         self.clock = clock
         self.wall = wall
         self.settings = settings
-        self.hasher = hasher or PasswordHasher()
+        self._hasher = hasher
         self._dummy_hash: str | None = None  # checked for unknown usernames (same cost)
         self._index = _Index()
         for rec in store.load_users():
@@ -213,6 +213,17 @@ class Accounts:
         self.login_throttle = FailureThrottle(
             clock.now_ns, free_failures=settings.login_failures,
             forget_s=settings.login_forget_s)
+
+    @property
+    def hasher(self) -> PasswordHasher:
+        """The argon2id hasher given at construction, or argon2-cffi's default one, made (and
+        argon2 imported: 1 MB) at the first hash or check, not by a server nobody signs in
+        to (issue 17: RSS). Stateless: a race between two worker threads makes two alike."""
+        if self._hasher is None:
+            from argon2 import PasswordHasher
+
+            self._hasher = PasswordHasher()
+        return self._hasher
 
     # users
 
@@ -281,7 +292,7 @@ class Accounts:
         checked_roles = self._roles(roles)
         checked_scope = self._scope(scope)
         shown = self._display_name(display_name, name)
-        digest = await asyncio.to_thread(self.hasher.hash, self._password(password))
+        digest = await asyncio.to_thread(self._hash, self._password(password))
         if name in self._index.users:  # made meanwhile
             raise AccountExists(N_("user {username!r} exists already"), username=name)
         now = self.wall()
@@ -300,7 +311,7 @@ class Accounts:
                  else user.display_name)
         digest = user.password_hash
         if password is not None:
-            digest = await asyncio.to_thread(self.hasher.hash, self._password(password))
+            digest = await asyncio.to_thread(self._hash, self._password(password))
         user = self.get(username)  # as it is after the await
         self._keep_an_admin(user, new_roles, new_scope)
         changed = User(user.username, shown, digest, new_roles, new_scope, user.created_at,
@@ -340,6 +351,10 @@ class Accounts:
             self.store.save_user(current.username, current.record())
         return current
 
+    def _hash(self, password: str) -> str:
+        """In a worker thread (so is argon2's first import): ``password``'s argon2id hash."""
+        return self.hasher.hash(password)
+
     def _verify(self, stored: str | None, password: str) -> tuple[bool, str | None]:
         """In a worker thread: whether ``password`` matches ``stored`` (a dummy hash when
         None, for the same cost), and a fresh hash when the stored one's parameters are old."""
@@ -348,6 +363,8 @@ class Accounts:
                 self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
             stored = self._dummy_hash
             password = "\0" + password  # never the dummy's password
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         try:
             self.hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):

@@ -1,8 +1,9 @@
 """``loa bench``: Loa side by side with what a station would otherwise use, in one run.
 
 - Fan-out against Icecast 2 (Debian's package, started here on loopback with its default
-  burst and queue, and again with no burst: a listener joins at the live edge): all fed the
-  same Ogg/Opus source, all listened to by the same harness at 100, 500 and 1,000 listeners:
+  burst and queue, and again with no burst: a listener joins at the live edge), Loa the same
+  two ways (its default 200 ms join burst, and none): all fed the same Ogg/Opus source,
+  all listened to by the same harness at 100, 500 and 1,000 listeners:
   CPU and RSS per listener (every process of the server), startup delay, and the delay a
   listener hears (marker beeps found again by decoding probe listeners).
 - Idle: each server carrying that live source on one mount (Loa: taken live by a zone) with
@@ -109,9 +110,14 @@ ICECAST_DEFAULT_BURST = 65535
 # ~10 s of 32 kb/s Opus), Icecast with no burst at all (a listener joins at the live edge:
 # the least delay it can give), and Loa. Each is a row of the fan-out table.
 ICECAST_BURSTS = {"icecast": ICECAST_DEFAULT_BURST, "icecast-burst0": 0}  # kind -> bytes
-FANOUT_KINDS = (*ICECAST_BURSTS, "loa")
+# Loa as configured by default (a 200 ms join burst: `[fanout] burst_ms`), and with no join
+# burst, as Icecast's burst 0: how far behind a probe hears depends on how much of a burst it
+# gets (a burst still filling when it joins gives less), so the latency beside Icecast burst 0
+# is read off Loa burst 0.
+LOA_BURSTS_MS = {"loa": None, "loa-burst0": 0}  # kind -> `[fanout] burst_ms` (None: default)
+FANOUT_KINDS = (*ICECAST_BURSTS, *LOA_BURSTS_MS)
 SERVER_NAMES = {"icecast": "Icecast 2, default burst", "icecast-burst0": "Icecast 2, burst 0",
-                "loa": "Loa"}
+                "loa": "Loa", "loa-burst0": "Loa, burst 0"}
 SOURCE_WARMUP_S = 15.0  # fills Icecast's burst buffer, as on a station that has been on air
 PROBES = 5
 
@@ -201,8 +207,11 @@ async def live_server(kind: str) -> AsyncIterator[tuple[Any, BenchSource, str]]:
         server: Any = IcecastServer(burst=ICECAST_BURSTS[kind])
         source_path, listen_path = "/bench.ogg", "/bench.ogg"
         password = server.password
-    elif kind == "loa":
-        server = LocalLoa(token="bench", source_password="bench", demo=False)
+    elif kind in LOA_BURSTS_MS:
+        burst_ms = LOA_BURSTS_MS[kind]
+        server = LocalLoa(token="bench", source_password="bench", demo=False,
+                          config_toml=None if burst_ms is None
+                          else f"[fanout]\nburst_ms = {burst_ms}\n")
         source_path, listen_path = "/live/studio", "/zones/huyen/stream.ogg"
         password = "bench"
     else:
@@ -213,7 +222,7 @@ async def live_server(kind: str) -> AsyncIterator[tuple[Any, BenchSource, str]]:
         pushing = BenchSource("127.0.0.1", server.port, source_path, password)
         await pushing.start()
         source = pushing
-        if kind == "loa":
+        if kind in LOA_BURSTS_MS:
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"{server.url}/api/v1/zones/huyen/live",
                                      json={"mount": "studio"},
@@ -288,6 +297,7 @@ async def fanout_run(kind: str, listeners: int, seconds: float, procs: int,
         "generator_cpu_pct": round(100 * result.generator_cpu_s / seconds, 1),
         "source_error": source.error,
         "burst_bytes": ICECAST_BURSTS.get(kind),  # Icecast's; None for Loa
+        "burst_ms": LOA_BURSTS_MS.get(kind),  # Loa's, when not its default; None otherwise
         "server_processes": last.processes if last else None,
         # the figures above for the server's main process alone (as the fleet measures it)
         "main_process": {
@@ -1112,7 +1122,7 @@ async def bench(counts: list[int], seconds: float, procs: int, skip_icecast: boo
     if "fanout" in parts:
         results["fanout"] = []
         for n in counts:
-            for kind in (["loa"] if skip_icecast else FANOUT_KINDS):
+            for kind in (list(LOA_BURSTS_MS) if skip_icecast else FANOUT_KINDS):
                 out(f"fan-out: {SERVER_NAMES[kind]}, {n} listeners")
                 results["fanout"].append(await fanout_run(kind, n, seconds, procs, out))
     if "idle" in parts:
@@ -1199,16 +1209,19 @@ def format_fanout(fanout: list[dict[str, Any]]) -> list[str]:
     ratios = []
     for n in sorted({f["listeners"] for f in fanout}):
         loa, ice, ice0 = by.get(("loa", n)), by.get(("icecast", n)), by.get(("icecast-burst0", n))
-        if loa is None:
+        loa0 = by.get(("loa-burst0", n))
+        if loa is None and loa0 is None:
             continue
         said = []
-        cpu, ice_cpu = loa["cpu_ms_per_listener_second"], ice and ice["cpu_ms_per_listener_second"]
+        ice_cpu = ice and ice["cpu_ms_per_listener_second"]
+        cpu = loa and loa["cpu_ms_per_listener_second"]
         if cpu is not None and ice_cpu:
             said.append(f"CPU per listener {cpu / ice_cpu:.2f} (to its default)")
-        loa_p50 = loa["heard_delay_ms"].get("p50")
         ice0_p50 = ice0["heard_delay_ms"].get("p50") if ice0 else None
-        if loa_p50 is not None and ice0_p50:
-            said.append(f"heard delay p50 {loa_p50 / ice0_p50:.2f} (to its burst 0)")
+        for name, run in (("", loa), (", both burst 0", loa0)):
+            p50 = run["heard_delay_ms"].get("p50") if run else None
+            if p50 is not None and ice0_p50:
+                said.append(f"heard delay p50 {p50 / ice0_p50:.2f} (to its burst 0{name})")
         if said:
             ratios.append(f"- {n} listeners: Loa / Icecast " + ", ".join(said))
     for f in fanout:

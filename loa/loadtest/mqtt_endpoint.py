@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
-
 from loa.core.lifecycle import cancel_and_wait
 from loa.protocol.mqtt import NODELAY, OFFLINE, Kind, Op, Topics, encode, publish_nowait
+from loa.protocol.mqtt_client import aiomqtt
 
 
 def volume_gain(volume_pct: int) -> float:

@@ -257,6 +257,11 @@ def bench_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
             row(f"heard_delay_p50_ms_{n}", f"heard delay p50, {n} listeners", "ms",
                 "Icecast 2, burst 0 (pass-through)", ice0["heard_delay_ms"].get("p50"),
                 loa["heard_delay_ms"].get("p50"))
+        loa0 = by.get(("loa-burst0", n))
+        if loa0 and ice0:  # like for like: neither sends a joining listener a burst
+            row(f"heard_delay_p50_ms_{n}_burst0", f"heard delay p50, {n} listeners, Loa burst 0",
+                "ms", "Icecast 2, burst 0 (pass-through)", ice0["heard_delay_ms"].get("p50"),
+                loa0["heard_delay_ms"].get("p50"))
     idle = results.get("idle") or {}
     if "icecast" in idle and "loa" in idle:
         ice, loa = idle["icecast"], idle["loa"]

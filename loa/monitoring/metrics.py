@@ -2,21 +2,15 @@
 
 Nothing here runs per packet: the collector reads the counters and the engine's state when
 Prometheus asks. Names are ``loa_*``; counters keep the labels they were counted with.
+prometheus-client itself (1.6 MB with the WSGI server it brings) is imported by the first
+scrape, not by a server nobody scrapes (issue 17).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from loa.control.alerts.model import AlertStatus
 from loa.core.counters import Counters
@@ -35,6 +29,14 @@ from loa.monitoring.views import (
     ScheduleView,
     StoreView,
 )
+
+if TYPE_CHECKING:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
 
 
 class MetricsSource(Protocol):
@@ -76,14 +78,22 @@ class MetricsSource(Protocol):
     def alarms(self) -> AlarmBoard: ...
 
 
-class LoaCollector(Collector):
+class LoaCollector:
     """Yields every ``loa_*`` family from ``source`` when Prometheus scrapes; reads only,
-    and only then (nothing is kept between scrapes)."""
+    and only then (nothing is kept between scrapes). A prometheus-client ``Collector`` once
+    ``render`` gives it that base (see ``_registrable``)."""
 
     def __init__(self, source: MetricsSource) -> None:
         self.s = source
 
     def collect(self) -> Iterator[Metric]:
+        """Every ``loa_*`` metric family, read from the source now."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         s = self.s
         families: dict[str, CounterMetricFamily] = {}
         for name, labels, value in s.counters.items():
@@ -177,6 +187,8 @@ class LoaCollector(Collector):
         yield from self._fleet()
 
     def _fleet(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         s = self.s
         fleet = s.fleet
         online = GaugeMetricFamily("loa_endpoints_online", "Endpoints online per zone",
@@ -223,6 +235,8 @@ ACK_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 def histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...]
               ) -> HistogramMetricFamily:
     """A histogram family from raw samples, built at scrape time."""
+    from prometheus_client.core import HistogramMetricFamily
+
     arr = sorted(values)
     buckets, i = [], 0
     for b in bounds:
@@ -236,6 +250,31 @@ def histogram(name: str, doc: str, values: list[float], bounds: tuple[float, ...
 def render(source: MetricsSource) -> bytes:
     """The Prometheus text exposition (format 0.0.4) of every ``loa_*`` metric, read from
     ``source`` now."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LoaCollector(source))
+    registry.register(_registrable()(source))
     return bytes(generate_latest(registry))
+
+
+def prepare() -> None:
+    """Load prometheus-client (~10 ms of imports, once: blocking, so the server calls it
+    beside the loop before its first ``render``); later calls return at once."""
+    _registrable()
+
+
+def prepared() -> bool:
+    """Whether prometheus-client is loaded (``render`` then costs only the scrape)."""
+    return _registrable.cache_info().currsize > 0
+
+
+@functools.cache
+def _registrable() -> Callable[[MetricsSource], Collector]:
+    """``LoaCollector`` as a prometheus-client ``Collector``, the type a registry takes: made
+    on the first scrape, because that base class is what loads prometheus-client."""
+    from prometheus_client.registry import Collector
+
+    class RegisteredLoaCollector(LoaCollector, Collector):
+        pass
+
+    return RegisteredLoaCollector

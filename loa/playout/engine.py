@@ -19,6 +19,14 @@ operators all reach a zone through ``request``, so whatever is due wakes it on t
 
 ``tick`` is synchronous and I/O-free apart from non-blocking transport writes, so tests drive
 it directly with any clock; ``run`` paces it with absolute deadlines on the injected clock.
+
+The tick's phase follows the arrivals of the live programme that most listened zones carry:
+a frame that arrives just after a tick waits most of a frame for the next one. Every
+``PHASE_EVERY_TICKS`` ticks ``run`` asks that source how long its frames waited at the least,
+beyond its jitter buffer's guard (``LiveSource.phase_slack_ns``), and moves its deadlines that
+much sooner, modulo a frame (whole frames of wait are the jitter buffer's to trim), or later
+when a frame waited less than the guard. Every frame still waits the guard, so none is late;
+a listener hears the frame 0-20 ms sooner. Other sources keep their own jitter buffers.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from loa.codecs.encoder import EncodedPacket, Encoder, create_encoder
-from loa.core.clock import NS_PER_S, Clock
+from loa.core.clock import NS_PER_MS, NS_PER_S, Clock
 from loa.core.counters import Counters, LatencyWindow
 from loa.core.lifecycle import cancel_and_wait
 from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
@@ -50,6 +58,9 @@ RENDITION_IDLE_NS = 2 * NS_PER_S
 # A zone left with nothing to do is ticked this many frames more (its level meter's window:
 # it then reads silence) before it rests.
 QUIET_TICKS_BEFORE_REST = WINDOW_FRAMES
+# The tick's phase (module docstring): looked at this often, and moved only by this much or more.
+PHASE_EVERY_TICKS = 100  # 2 s
+PHASE_DEADBAND_NS = NS_PER_MS
 
 
 @dataclass(eq=False)
@@ -97,6 +108,8 @@ class Engine:
         self.resyncs = 0
         self.last_resync_ns = 0  # when the clock last resynchronised (0: never)
         self.last_resync_behind_ms = 0.0  # and how far behind it was
+        self.phase_shifts = 0  # times the tick's phase moved to follow a live source
+        self.phase_offset_ns = 0  # where it stands, summed over every move (-: sooner)
         self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
         self._task: asyncio.Task[None] | None = None
 
@@ -342,9 +355,42 @@ class Engine:
                 deadline_ns = now_ns
             try:
                 self.tick(now_ns)
+                if self.ticks % PHASE_EVERY_TICKS == 0:
+                    deadline_ns += self._phase_shift_ns()
             except Exception:  # one bad tick must not stop the clock for every zone
                 self.counters.inc("tick_errors")
                 log.exception("tick failed")
+
+    def _phase_shift_ns(self) -> int:
+        """How far to move the next deadline (ns; negative: sooner) so that the tick comes the
+        guard after the arrivals of the live programme most listened zones carry (module
+        docstring); 0 when no such programme has played since the last look, or within
+        ``PHASE_DEADBAND_NS``."""
+        heard: dict[int, int] = {}
+        for zone_id, ch in self.channels.items():
+            if zone_id not in self.resting and ch.codecs_listened():
+                prog_id = ch.on_air_programme.id
+                heard[prog_id] = heard.get(prog_id, 0) + 1
+        slack_ns = None
+        for prog_id in sorted(heard, key=heard.__getitem__, reverse=True):
+            prog = self.programmes.get(prog_id)
+            phase_slack_ns = getattr(prog.source, "phase_slack_ns", None) if prog else None
+            if phase_slack_ns is not None:
+                slack_ns = phase_slack_ns()
+                break
+        if slack_ns is None:
+            return 0
+        if slack_ns < 0:  # frames came too close to the tick: later, by what they lacked
+            shift_ns = min(-slack_ns, FRAME_NS // 2) if -slack_ns >= PHASE_DEADBAND_NS else 0
+        else:  # sooner, by the part of a frame every frame waited beyond the guard
+            shift_ns = -(slack_ns % FRAME_NS)
+            if -shift_ns < PHASE_DEADBAND_NS:
+                shift_ns = 0
+        if shift_ns:
+            self.phase_shifts += 1
+            self.phase_offset_ns += shift_ns
+            log.debug("tick phase moved %+.1f ms", shift_ns / NS_PER_MS)
+        return shift_ns
 
     def start(self) -> None:
         """Start ``run`` as the "master-clock" task."""
@@ -363,6 +409,8 @@ class Engine:
             "ticks": self.ticks,
             "zones_resting": len(self.resting),
             "resyncs": self.resyncs,
+            "tick_phase": {"shifts": self.phase_shifts,
+                           "offset_ms": round(self.phase_offset_ns / NS_PER_MS, 1)},
             "programmes": [p.describe() for p in self.programmes.values()],
             "renditions": [
                 {"programme": r.programme.id, "codec": r.codec} for r in self.renditions.values()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from loa.core.counters import Counters, LatencyWindow
@@ -80,7 +80,13 @@ class Feed:
         now_ns: Callable[[], int],
         batch_packets: int = 1,
         batch_above: int = 0,
+        batch_ladder: Sequence[tuple[int, int]] | None = None,
     ) -> None:
+        """``batch_ladder``: the write batch by audience size, ascending ``(above, packets)``
+        pairs: a feed with more than ``above`` subscribers writes ``packets`` packets at a time
+        (the highest rung it passes wins); with no rung passed, every packet at once. Without
+        it, ``batch_packets`` above ``batch_above`` make the one rung. Raises ValueError if
+        the thresholds descend."""
         self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
         self.counters = counters
         self.latency = latency
@@ -92,11 +98,16 @@ class Feed:
         self.packets_published = 0
         self.packets_sent = 0  # packets written to listeners (each listener counts)
         self.writes_sent = 0  # transport writes (each listener counts): send() calls, roughly
-        self.batch_packets = max(1, batch_packets)
-        # Batching applies only to an audience larger than this: a few listeners cost little
-        # per write and get every packet the moment it exists (a batch adds up to its length
-        # to what they hear); a large audience gets fewer, larger writes.
-        self.batch_above = max(0, batch_above)
+        # Batching applies only to an audience larger than a rung's threshold: a few listeners
+        # cost little per write and get every packet the moment it exists (a batch adds up to
+        # its length to what they hear); a larger audience gets fewer, larger writes, and the
+        # largest the fewest: the send() per listener per write is what costs at scale.
+        ladder = ((batch_above, batch_packets),) if batch_ladder is None else batch_ladder
+        self.batch_ladder: tuple[tuple[int, int], ...] = tuple(
+            (max(0, above), max(1, n)) for above, n in ladder)
+        thresholds = [above for above, _ in self.batch_ladder]
+        if thresholds != sorted(thresholds):
+            raise ValueError(f"batch ladder thresholds must ascend: {self.batch_ladder}")
         self._pending: list[bytes] = []  # packets of the batch being gathered
         self._pending_capture_ns = 0
 
@@ -132,30 +143,47 @@ class Feed:
                 self._pending_capture_ns = 0
 
     @property
+    def batch_packets(self) -> int:
+        """Packets a write for the audience now (1: every packet at once): the ``packets`` of
+        the highest rung of ``batch_ladder`` whose ``above`` the subscribers outnumber."""
+        n = len(self._subscribers)
+        for above, packets in reversed(self.batch_ladder):
+            if n > above:
+                return packets
+        return 1
+
+    @property
+    def batch_above(self) -> int:
+        """Subscribers above which batching may start: the lowest rung's threshold (0 with
+        no rung)."""
+        return self.batch_ladder[0][0] if self.batch_ladder else 0
+
+    @property
     def batching(self) -> bool:
-        """Whether packets are gathered into batches now: ``batch_packets`` > 1 and more than
-        ``batch_above`` subscribers."""
-        return self.batch_packets > 1 and len(self._subscribers) > self.batch_above
+        """Whether packets are gathered into batches now (``batch_packets`` > 1)."""
+        return self.batch_packets > 1
 
     def publish(self, data: bytes, capture_ns: int = 0, *, burst: bool = True) -> None:
         """Write ``data`` to every subscriber. ``capture_ns`` > 0 records server-added latency.
 
-        While ``batching``, audio packets (``burst``) are held and written together, one write
-        per subscriber per batch: fewer send() calls, at the price of up to a batch of latency.
-        When the audience shrinks to ``batch_above`` or fewer, what is held goes out with the
-        next packet and every packet after it is written at once. ``burst=False`` (notices,
-        control messages) is written at once, ahead of a half-gathered batch.
+        While ``batching``, audio packets (``burst``) are held and written together,
+        ``batch_packets`` (its size for the audience now) a write per subscriber: fewer send()
+        calls, at the price of up to a batch of latency. When the audience shrinks to a smaller
+        batch, what is held goes out with the next packet once it reaches the new size (at once
+        when unbatched), then whole batches of that size; nothing is lost or reordered.
+        ``burst=False`` (notices, control messages) is written at once, ahead of a
+        half-gathered batch.
         """
         self.packets_published += 1
         packets = 1
         if burst:
-            batching = self.batching
-            if batching or self._pending:
+            size = self.batch_packets
+            if size > 1 or self._pending:
                 pending = self._pending
                 pending.append(data)
                 if capture_ns and not self._pending_capture_ns:
                     self._pending_capture_ns = capture_ns  # the oldest packet's: the worst
-                if batching and len(pending) < self.batch_packets:
+                if len(pending) < size:
                     return
                 packets = len(pending)
                 if self._burst_enabled:

@@ -151,6 +151,7 @@ class JitterBuffer:
         self._batch_arrival_ns: int | None = None  # the last arrival's time...
         self._batch_lateness_ns: int | None = None  # ...and its newest frame's lateness
         self._window_min_wait_ns: int | None = None  # least time a frame waited, this window
+        self._phase_min_wait_ns: int | None = None  # ... since ``take_min_wait_ns`` last read it
         self._skip_pending_pops: int | None = None  # ticks a drop of one frame has waited
         self.skips = 0  # single frames dropped to step the delay down (also in ``trimmed``)
         # windows left in which a burst that came with the (re)start is trimmed at once
@@ -309,6 +310,8 @@ class JitterBuffer:
         wait_ns = now_ns - got[1]
         if self._window_min_wait_ns is None or wait_ns < self._window_min_wait_ns:
             self._window_min_wait_ns = wait_ns
+        if self._phase_min_wait_ns is None or wait_ns < self._phase_min_wait_ns:
+            self._phase_min_wait_ns = wait_ns
         if self._skip_pending_pops is not None and frames:
             self._skip_pending_pops += 1
             if self._skip_pending_pops >= self.SKIP_WAIT_POPS or _quiet(frames[0][0]):
@@ -325,6 +328,14 @@ class JitterBuffer:
         if self._window_pops >= self.WINDOW_FRAMES:
             self._end_window()
         return got
+
+    def take_min_wait_ns(self) -> int | None:
+        """The least time (ns) a frame played waited in the buffer, from its arrival to the
+        tick that took it, since the last call (None: none played); the next call measures
+        afresh. The tick's phase against the arrivals: what the master clock aligns on
+        (``Engine``'s tick phase)."""
+        wait_ns, self._phase_min_wait_ns = self._phase_min_wait_ns, None
+        return wait_ns
 
     def _begin_resync(self, gap_ns: int) -> None:
         self.outages += 1
@@ -406,6 +417,7 @@ class JitterBuffer:
         self._batch_lateness_ns = None
         self._skip_pending_pops = None
         self._fresh_windows = self.FRESH_WINDOWS
+        self._phase_min_wait_ns = None
         self._start_window()
 
 

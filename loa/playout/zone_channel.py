@@ -68,13 +68,26 @@ class SwitchEvent:
 class FanoutSettings:
     """How feeds are sized: bitrate per codec (bit/s), the join burst and each listener's
     backlog (ms of audio), and the write batch for HTTP listeners (ms, a multiple of 20), which
-    applies to a feed only while it has more than ``http_batch_above`` listeners (0: always)."""
+    applies to a feed only while it has more than ``http_batch_above`` listeners (0: always);
+    above ``http_batch_large_above`` listeners (>= ``http_batch_above``) the larger
+    ``http_batch_large_ms`` applies instead (0 ms: no such second tier)."""
 
     bitrates_bps: dict[str, int]  # per codec
     burst_ms: int
     backlog_ms: int
     http_batch_ms: int = FRAME_MS  # batch size for HTTP (Ogg, MP3) listeners
     http_batch_above: int = 0  # listeners of a feed above which its HTTP writes are batched
+    http_batch_large_ms: int = 0  # batch size for a large audience; 0: http_batch_ms throughout
+    http_batch_large_above: int = 0  # listeners of a feed above which the large batch applies
+
+    def http_batch_ladder(self) -> tuple[tuple[int, int], ...]:
+        """The HTTP write batch by audience, as `Feed` takes it: ascending ``(above,
+        packets)`` pairs, packets of FRAME_MS (a batch of ms rounded down, at least one)."""
+        ladder = [(self.http_batch_above, max(1, self.http_batch_ms // FRAME_MS))]
+        if self.http_batch_large_ms > 0:
+            ladder.append((max(self.http_batch_large_above, self.http_batch_above),
+                           max(1, self.http_batch_large_ms // FRAME_MS)))
+        return tuple(ladder)
 
 
 class ZoneChannel:
@@ -170,17 +183,17 @@ class ZoneChannel:
     def feed(self, format_name: str) -> Feed:
         """The zone's feed in ``format_name`` ("ogg", "mp3", "ws"...), created on first use
         with its burst, backlog and batch sized from the settings (an HTTP format's batch applies
-        above ``http_batch_above`` listeners). Raises KeyError for an unknown format."""
+        above ``http_batch_above`` listeners, its large batch above ``http_batch_large_above``;
+        other formats are never batched). Raises KeyError for an unknown format."""
         feed = self.feeds.get(format_name)
         if feed is None:
             fmt = create_format(format_name, self._info, self._settings.bitrates_bps)
             burst_packets = self._settings.burst_ms // FRAME_MS
             backlog_bytes = fmt.nominal_bytes_per_s * self._settings.backlog_ms // 1000
-            batch = self._settings.http_batch_ms // FRAME_MS if fmt.batchable else 1
+            ladder = self._settings.http_batch_ladder() if fmt.batchable else ()
             feed = Feed(f"{self.zone.id}/{format_name}", self._counters, self._latency,
                         burst_packets=burst_packets, backlog_bytes=backlog_bytes,
-                        now_ns=self._now_ns, batch_packets=batch,
-                        batch_above=self._settings.http_batch_above)
+                        now_ns=self._now_ns, batch_ladder=ladder)
             self.formats[format_name] = fmt
             self.feeds[format_name] = feed
         return feed

@@ -21,14 +21,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
-from xml.etree.ElementTree import Element, ParseError
-
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loa.core.clock import STATION_TZ
 from loa.core.i18n import N_, Explained
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 MAX_CAP_BYTES = 256 * 1024
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -276,6 +275,12 @@ def parse_cap(data: bytes, local_tz: tzinfo = STATION_TZ) -> CapMessage:
     if len(data) > MAX_CAP_BYTES:
         raise CapTooLarge(N_("CAP message of {size} bytes is over the {limit} byte limit"),
                           size=len(data), limit=MAX_CAP_BYTES)
+    # imported by the first message, not by a server that never gets one (issue 17: RSS)
+    from xml.etree.ElementTree import ParseError
+
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
     try:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
+from loa.protocol.mqtt_client import aiomqtt
 
 VERSION = "v1"
 MAX_PAYLOAD_BYTES = 4096

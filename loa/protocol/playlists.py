@@ -39,10 +39,6 @@ import math
 import re
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
-from xml.etree.ElementTree import ParseError
-
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 
 from loa.core.i18n import N_, Explained
 
@@ -182,6 +178,12 @@ def parse_xspf(text: str, base_url: str) -> list[str]:
     """The http(s) ``<location>`` URLs of an XSPF playlist's tracks, in order (a track's
     first usable one), relative ones resolved against ``base_url``. Raises PlaylistError for
     XML that is not XSPF, is unsafe (a DTD, entities) or lists no http(s) location."""
+    # imported by the first XSPF playlist, not by a server that never reads one (issue 17)
+    from xml.etree.ElementTree import ParseError
+
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
     try:
         root = SafeET.fromstring(text.encode(), forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from loa.codecs.decode import ByteFeed, DecodeError
-from loa.codecs.live_decode import LiveDecoder, OggLinks, sniff_format
+from loa.codecs.live_decode import LiveDecoder, OggLinks, OggOpusDecoder, sniff_format
 from loa.core.pcm import FRAME_SAMPLES
 from tests.audio import FFMPEG, dominant_hz, make_tone_file
 
@@ -168,3 +168,19 @@ def test_bytes_between_ogg_pages_are_skipped_and_links_found(tmp_path: Path) -> 
         sizes.append(sum(len(d) for d in iter(lambda: link.read(4096), b"")))
     assert sizes == [len(one), len(two)]
     assert links.skipped_bytes == 2 * len(junk)
+
+
+def test_an_ogg_opus_stream_is_decoded_without_the_demuxer_sample_for_sample(
+        tmp_path: Path) -> None:
+    """Ogg/Opus, what most live encoders push, is cut into packets here and decoded packet by
+    packet (``OggOpusDecoder``: a demuxer costs the decoder thread more each page); what a
+    listener hears is what the ffmpeg CLI decodes, pre-skip and end trimming included."""
+    one = make_tone_file(tmp_path / "one.ogg", 700, 1.5, OPUS, 48000, 1)
+    live = LiveDecoder(Pieces(one.read_bytes()), "ogg", "test")
+    pcm = np.concatenate(list(live))
+    assert [type(d) for d in live._decoders] == [OggOpusDecoder]
+    reference = ffmpeg_decode(one)
+    assert 0 <= len(pcm) - len(reference) < FRAME_SAMPLES  # the last frame padded, no more
+    assert np.allclose(pcm[: len(reference)], reference, atol=1e-6)
+    assert not pcm[len(reference):].any()
+    assert live.decoder_calls == 1.5 / 0.02 + 1  # each 20 ms packet once: ffmpeg's last is short

@@ -49,13 +49,14 @@ def test_marker_beeps_are_found_and_matched_to_when_they_were_sent() -> None:
 def test_transcode_measures_both_sides() -> None:
     r = transcode_run(seconds=5.0)
     assert r["ffmpeg_cpu_s"] > 0 and r["loa_cpu_s"] > 0
-    assert 0.2 < r["ratio_loa_to_ffmpeg"] < 5
+    # 5 s of audio: the ffmpeg CLI's own start-up (~0.1 s) weighs on its side, not Loa's
+    assert 0.05 < r["ratio_loa_to_ffmpeg"] < 5
 
 
 @pytest.mark.load_generator(
     "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
     "connections in a step; the server it measures is a `loa serve` process, still judged")
-@pytest.mark.parametrize("kind", ["loa", "icecast", "icecast-burst0"])
+@pytest.mark.parametrize("kind", ["loa", "loa-burst0", "icecast", "icecast-burst0"])
 async def test_fanout_run_against_each_server(kind: str) -> None:
     if kind != "loa" and shutil.which("icecast2") is None:
         raise pytest.UsageError("icecast2 is required: run ./run test")
@@ -82,6 +83,7 @@ async def test_fanout_run_against_each_server(kind: str) -> None:
     else:
         assert 0 < r["heard_delay_ms"]["p50"] <= r["heard_delay_ms"]["p99"] < behind_ms / 4
         assert r["burst_bytes"] == (0 if kind == "icecast-burst0" else None)
+        assert r["burst_ms"] == (0 if kind == "loa-burst0" else None)
 
 
 async def test_idle_cpu_and_rss_of_each_server_with_one_live_programme() -> None:
@@ -131,7 +133,8 @@ def test_the_summary_gives_every_figure_as_a_ratio_to_its_reference() -> None:
 
     results = {
         "fanout": [fan("icecast", 100, 0.27, 10_400), fan("icecast-burst0", 100, 0.26, 63),
-                   fan("loa", 100, 0.81, 111), fan("icecast", 500, 0.22, 10_500),
+                   fan("loa", 100, 0.81, 111), fan("loa-burst0", 100, 0.8, 60),
+                   fan("icecast", 500, 0.22, 10_500),
                    fan("loa", 500, 0.29, 80)],
         "idle": {"icecast": {"cpu_pct": 0.4, "rss_mb": 17.0},
                  "loa": {"cpu_pct": 5.9, "rss_mb": 151.0}},
@@ -139,12 +142,14 @@ def test_the_summary_gives_every_figure_as_a_ratio_to_its_reference() -> None:
     }
     rows = {r["key"]: r for r in bench_summary(results)}
     assert list(rows) == ["cpu_ms_per_listener_second_100", "cpu_ms_per_listener_second_500",
-                          "heard_delay_p50_ms_100", "idle_cpu_pct", "idle_rss_mb",
+                          "heard_delay_p50_ms_100", "heard_delay_p50_ms_100_burst0",
+                          "idle_cpu_pct", "idle_rss_mb",
                           "transcode_cpu_s"]
     assert rows["cpu_ms_per_listener_second_100"]["ratio_loa_to_reference"] == 3.0
     # heard delay: beside Icecast with no burst, not its default
     assert rows["heard_delay_p50_ms_100"]["reference_value"] == 63
     assert rows["heard_delay_p50_ms_100"]["ratio_loa_to_reference"] == pytest.approx(1.762)
+    assert rows["heard_delay_p50_ms_100_burst0"]["ratio_loa_to_reference"] == pytest.approx(0.952)
     assert rows["idle_rss_mb"]["ratio_loa_to_reference"] == pytest.approx(8.882)
     assert rows["transcode_cpu_s"]["ratio_loa_to_reference"] == pytest.approx(1.385)
     text = "\n".join(format_bench_summary(list(rows.values())))

@@ -165,7 +165,8 @@ async def test_a_source_taken_later_is_heard_at_once_with_nothing_from_before(
     assert ingest.decoder_calls <= 3
     source.set_taken(True)  # a zone takes it
     ingest.write(data[at:])
-    await wait_for(lambda: len(source.jitter) >= source.jitter.target_frames)
+    # the loop looks at the source, as the tick does: what the decoder offered goes in
+    await wait_for(lambda: source.available and len(source.jitter) >= source.jitter.target_frames)
     clock.set_ns(clock.now_ns() + FRAME_NS)
     first, _ = source.read(clock.now_ns())  # type: ignore[misc]
     # the first tick after the frames came is the tone, whole: no silence, no older audio
@@ -182,4 +183,36 @@ async def test_a_source_taken_later_is_heard_at_once_with_nothing_from_before(
     assert len(tones) >= 0.95 * (len(data) - at) / len(data) * 4 / 0.02  # the rest, all of it
     assert longest_quiet_ms(pcm) == 0  # no gap
     assert len(pcm) % FRAME_SAMPLES == 0
+    await ingest.stop()
+
+
+async def test_a_live_source_takes_the_decoders_frames_without_the_loop_stamped_on_arrival(
+        tmp_path: Path) -> None:
+    """The decoder thread offers a `LiveSource` its frames itself (no loop wake-up): they wait,
+    counted, until the loop looks at the source (the tick does), then go into the jitter buffer
+    in order, each stamped with when the decoder had it, not when the loop looked."""
+    data = await mp3_of(tmp_path / "a.mp3", "0.3*sin(2*PI*440*t)", 3.0)
+    expected = await asyncio.to_thread(lambda: list(LiveDecoder(Pieces(data), "mp3", "x")))
+    clock = FakeClock()
+    source = LiveSource("live/test", clock, Counters(), LiveSettings(2, 500, 1000))
+    ingest = LiveIngest(source, format="mp3", label="test")
+    ingest.start()
+    half = len(data) // 2
+    ingest.write(data[:half])
+    first_ns = clock.now_ns()
+    first_half = await asyncio.to_thread(ready_from, data[:half])
+    await wait_for(lambda: source.frames_in == first_half)  # counted as the thread offers them
+    assert len(source.jitter) == 0  # the loop has not looked yet
+    clock.set_ns(first_ns + 5 * FRAME_NS)
+    ingest.write(data[half:])
+    ingest.finish_input()
+    await wait_for(lambda: source.frames_in == len(expected))
+    clock.set_ns(first_ns + 50 * FRAME_NS)
+    assert source.available  # the loop looks: every offered frame goes in
+    arrivals = [arrival for _, arrival in source.jitter._frames]
+    assert len(arrivals) == len(expected) == ingest.frames_decoded
+    assert set(arrivals[:first_half]) == {first_ns}
+    assert set(arrivals[first_half:]) == {first_ns + 5 * FRAME_NS}
+    heard = [samples for samples, _ in source.jitter._frames]
+    assert np.array_equal(np.concatenate(heard), np.concatenate(expected))  # in order, whole
     await ingest.stop()

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiomqtt
-
 from loa.config import MqttConfig
 from loa.control.endpoints import Endpoint, EndpointRegistry
 from loa.core.clock import NS_PER_S, Clock
@@ -40,6 +38,7 @@ from loa.protocol.mqtt import (
     encode,
     publish_nowait,
 )
+from loa.protocol.mqtt_client import aiomqtt
 
 log = logging.getLogger(__name__)
 

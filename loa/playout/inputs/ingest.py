@@ -12,11 +12,14 @@ everything after that, here: the bounded `ByteFeed` the loop writes into, the th
 - ``stop()`` (a released relay, shutdown): the source is cut at once, and the decoder thread is
   ended and joined beside the loop, so no decoder thread outlives its source.
 
-Frames cross to the loop in batches, never held back: the thread appends what it decoded to a
-list and wakes the loop (``call_soon_threadsafe``) only when no wake-up is pending; everything
-appended before the loop gets to it goes in the same delivery. So the first frame is delivered
-as early as it was with one call a frame, and a loop that is busy finds the rest waiting,
-instead of a queue of one callback per 20 ms frame per source.
+Frames cross to the loop in batches, never held back. A sink that takes frames from any
+thread (``ThreadSafeSink``: a `LiveSource`) is offered each batch by the decoder thread
+directly: it stamps the arrival and keeps the batch until the tick looks, and the loop is not
+woken at all. Any other sink (a relay's ``PacedFrames``): the thread appends what it decoded
+to a list and wakes the loop (``call_soon_threadsafe``) only when no wake-up is pending;
+everything appended before the loop gets to it goes in the same delivery. Either way the first
+frame is there as early as it was with one call a frame, instead of a queue of one callback
+per 20 ms frame per source.
 
 With a ``DecodeDemand`` (a pushed mount's: ``LiveSource.demand``), a source no zone takes is
 read and parsed but not decoded; its packets still count as arrivals (an empty batch), so it
@@ -61,6 +64,14 @@ class FrameSink(Protocol):
     def disconnect(self) -> None: ...
 
 
+class ThreadSafeSink(FrameSink, Protocol):
+    """A `FrameSink` that also takes decoded batches from any thread (``offer_frames``),
+    stamping their arrival itself: the decoder thread hands them over without waking the
+    loop (`LiveSource`)."""
+
+    def offer_frames(self, frames: list[Samples]) -> None: ...
+
+
 class LiveIngest:
     """Decodes one source's byte stream into ``source`` (a `FrameSink`, usually a
     `LiveSource`) on a thread of its own.
@@ -98,7 +109,10 @@ class LiveIngest:
         self._resume_reading = resume_reading
         self.bytes_in = 0
         self.frames_decoded = 0
-        self.deliveries = 0  # handoffs to the loop: at most one a batch, often fewer
+        self.deliveries = 0  # handoffs to the sink: at most one a batch, often fewer
+        # offered from the thread, no loop wake-up (``ThreadSafeSink``), or delivered on the loop
+        self._offer: Callable[[list[Samples]], None] | None = getattr(
+            source, "offer_frames", None)
         self._pending: list[Samples] = []  # decoded, not yet handed over (guarded by _lock)
         self._wake_pending = False  # a _deliver is scheduled and has not taken _pending yet
         self._lock = threading.Lock()
@@ -246,8 +260,17 @@ class LiveIngest:
             _post(loop, self._finished, error)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[Samples]) -> bool:
-        """Queue ``batch`` for the loop (from the thread), waking it unless a wake-up is
-        already pending (it takes this batch too). False once the loop has closed."""
+        """Offer ``batch`` to a thread-safe sink, or queue it for the loop (from the thread),
+        waking it unless a wake-up is already pending (it takes this batch too). False once
+        the loop has closed."""
+        offer = self._offer
+        if offer is not None:
+            if loop.is_closed():
+                return False
+            self.deliveries += 1  # only this thread writes either count
+            self.frames_decoded += len(batch)
+            offer(batch)
+            return True
         with self._lock:
             self._pending += batch
             if self._wake_pending:

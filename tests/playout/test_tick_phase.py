@@ -1,0 +1,107 @@
+"""The master clock's tick follows the arrivals of the live source its listeners hear (issue 17,
+latency on a live push): a frame that arrives just after a tick no longer waits most of a frame
+for the next one. Fake clock: the engine's own ``run`` and a source pushing on a fixed phase."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from loa.core.clock import NS_PER_MS, NS_PER_S, FakeClock
+from loa.core.pcm import FRAME_NS
+from loa.core.priority import Priority
+from loa.playout.engine import Engine
+from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.jitter import JitterBuffer
+from loa.playout.programme import Programme, ProgrammeKind
+from tests.server.test_engine import heard, listen, make_engine, tone
+
+GUARD_NS = JitterBuffer.GUARD_MS * NS_PER_MS
+
+
+def recording_ticks(engine: Engine) -> list[int]:
+    """Make ``engine`` note the time of every tick it runs; returns the list it fills."""
+    ticks: list[int] = []
+    tick: Callable[[int], None] = engine.tick
+
+    def noting(now_ns: int) -> None:
+        ticks.append(now_ns)
+        tick(now_ns)
+
+    engine.tick = noting  # type: ignore[method-assign]
+    return ticks
+
+
+async def push_steadily(clock: FakeClock, src: LiveSource, first_ns: int, frames: int) -> None:
+    """A steady source: frame ``i`` arrives at ``first_ns + i`` frames, a loud one each."""
+    loud = np.full(960, 0.5, dtype=np.float32)
+    for i in range(frames):
+        await clock.sleep_until(first_ns + i * FRAME_NS)
+        src.push_frames([loud])
+
+
+@pytest.mark.parametrize("arrive_after_tick_ms", [2, 17])
+async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
+        arrive_after_tick_ms: int) -> None:
+    """Frames arriving 2 ms after each tick (each waits ~18 ms and more) or 3 ms before the
+    next (closer than the guard): within seconds every frame waits the guard and at most 2 ms
+    more, and the listener missed nothing on the way (one packet a tick, no underflow)."""
+    engine, clock = make_engine()
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    ear = listen(engine, "huyen")
+    ticks = recording_ticks(engine)
+    src.connect()
+    engine.start()
+    await clock.advance(0)
+    first_tick_ns = clock.now_ns() + FRAME_NS
+    seconds = 20
+    feeder = asyncio.create_task(push_steadily(
+        clock, src, first_tick_ns + arrive_after_tick_ms * NS_PER_MS, seconds * 50 + 50))
+    await clock.advance(seconds * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+
+    packets, _ = await asyncio.to_thread(heard, ear)  # Opus decoding: beside the loop
+    assert len(packets) == len(ticks)  # one packet a tick
+    assert engine.counters.get("jitter_underflows", source="live/studio") == 0
+    assert engine.phase_shifts >= 1
+    # each packet's capture time is its frame's arrival: the wait is tick minus arrival
+    live_waits = [tick - p.capture_ns for tick, p in zip(ticks, packets, strict=True)
+                  if p.programme_id == live.id and p.capture_ns != tick]
+    last_second = live_waits[-50:]
+    assert min(last_second) >= GUARD_NS
+    assert max(last_second) <= GUARD_NS + 2 * NS_PER_MS
+    # the frames played in order, each once: arrivals 20 ms apart, or 40 where one was dropped
+    # to bring the delay down
+    captures = [p.capture_ns for tick, p in zip(ticks, packets, strict=True)
+                if p.programme_id == live.id and p.capture_ns != tick]
+    steps = {b - a for a, b in zip(captures, captures[1:], strict=False)}
+    assert steps <= {FRAME_NS, 2 * FRAME_NS}
+
+
+async def test_the_tick_keeps_its_phase_without_a_live_source_heard() -> None:
+    """A generated programme, and a live source nobody listens to: nothing to follow."""
+    engine, clock = make_engine()
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("an-binh", live, Priority.DISTRICT_LIVE)  # taken, but nobody listens
+    engine.request("phu-my", tone(440), Priority.FILL)
+    listen(engine, "phu-my-1")
+    ticks = recording_ticks(engine)
+    src.connect()
+    engine.start()
+    await clock.advance(0)
+    first_tick_ns = clock.now_ns() + FRAME_NS
+    feeder = asyncio.create_task(push_steadily(clock, src, first_tick_ns + 2 * NS_PER_MS, 300))
+    await clock.advance(5 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+    assert engine.phase_shifts == 0
+    assert {t - first_tick_ns for t in ticks} == {i * FRAME_NS for i in range(len(ticks))}

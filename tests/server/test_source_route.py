@@ -39,7 +39,16 @@ from loa.protocol.framing import (
     UntilClose,
     body_reader,
 )
-from tests.audio import FFMPEG, MP3_PUSH, closed, dominant_hz, ffmpeg_pull, ffmpeg_push, rms
+from tests.audio import (
+    FFMPEG,
+    MP3_PUSH,
+    OPUS_PUSH,
+    closed,
+    dominant_hz,
+    ffmpeg_pull,
+    ffmpeg_push,
+    rms,
+)
 from tests.audio import tone_bytes as encoded_tone
 from tests.codecs.test_live_decode import longest_quiet_ms
 from tests.conftest import SOURCE_PASSWORD, source_sending
@@ -430,6 +439,36 @@ async def test_a_silent_source_is_dropped_after_the_configured_timeout(make_serv
     finally:
         push.kill()
         await push.wait()
+
+
+async def test_a_plain_tcp_source_is_read_by_its_decoder_thread_not_the_loop(
+        server: LoaServer) -> None:
+    """Issue 17 (idle CPU): once live, a source's plain TCP connection is read by its decoder
+    thread: the loop's reading of it stays paused while the audio comes (no loop wake-up a
+    page), every second of it is heard, and its hang-up, seen by that thread, ends it."""
+    ear = await start_ear(server)
+    push = await ffmpeg_push(source_url(server), freq_hz=700, seconds=2.0,
+                             codec_args=OPUS_PUSH)
+    try:
+        mount = server.mounts.get("studio")
+        await wait_for(lambda: mount.session is not None and source_sending(mount, 20))
+        session = mount.session
+        assert session is not None and session.transport is not None
+        assert not session.transport.is_reading()
+        sent = session.bytes_in
+        await wait_for(lambda: session.bytes_in > sent + 2000)  # still coming, to the thread
+        assert not session.transport.is_reading()
+        pcm = await ear.fallen_back()  # ffmpeg hung up: the source played out, then went
+    finally:
+        if push.returncode is None:
+            push.kill()
+        await push.wait()
+    await wait_for(lambda: mount.session is None)
+    loud = pcm[np.abs(pcm) > 0.01]
+    assert 1.9 * 48000 <= len(loud) <= 2.1 * 48000
+    assert dominant_hz(pcm) == pytest.approx(700, rel=0.01)
+    assert longest_quiet_ms(pcm) <= 20
+    assert server.counters.get("sources_failed", mount="studio") == 0
 
 
 async def test_a_chunked_push_is_heard_clean(server: LoaServer, tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ everything appended before the loop gets to it goes in the same delivery. Either
 frame is there as early as it was with one call a frame, instead of a queue of one callback
 per 20 ms frame per source.
 
+The bytes come one of two ways. Written on the loop (``write``: a relay's HTTP response, a
+source whose connection the loop must read, TLS), into a bounded `ByteFeed` the thread reads.
+Or read by the thread itself from the connection (``read_from``: a pushed source's plain TCP
+socket, ``source_socket.SourceSocket``): then neither the bytes nor the frames wake the loop.
+
 With a ``DecodeDemand`` (a pushed mount's: ``LiveSource.demand``), a source no zone takes is
 read and parsed but not decoded; its packets still count as arrivals (an empty batch), so it
 stays connected and is not taken for stalled.
@@ -36,7 +41,7 @@ from typing import Any, Protocol
 
 from loa.codecs.decode import ByteFeed, DecodeError
 from loa.codecs.demand import DecodeDemand
-from loa.codecs.live_decode import LiveDecoder
+from loa.codecs.live_decode import LiveDecoder, Reader
 from loa.core.pcm import Samples
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,20 @@ class FrameSink(Protocol):
     def end(self) -> None: ...
 
     def disconnect(self) -> None: ...
+
+
+class ThreadReader(Protocol):
+    """Input the decoder thread reads itself (``LiveIngest.read_from``): ``read`` blocks for
+    bytes (b"" at the end); ``close`` (from any thread) makes it end now; ``release`` frees it
+    once the thread is done; ``bytes_in`` counts what it read."""
+
+    bytes_in: int
+
+    def read(self, n: int = -1) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class ThreadSafeSink(FrameSink, Protocol):
@@ -104,10 +123,11 @@ class LiveIngest:
         self.format = format
         self.label = label
         self.feed = ByteFeed(feed_limit_bytes)
+        self._reader: ThreadReader | None = None  # read by the thread instead (``read_from``)
         self._on_end = on_end
         self._pause_reading = pause_reading
         self._resume_reading = resume_reading
-        self.bytes_in = 0
+        self._bytes_written = 0
         self.frames_decoded = 0
         self.deliveries = 0  # handoffs to the sink: at most one a batch, often fewer
         # offered from the thread, no loop wake-up (``ThreadSafeSink``), or delivered on the loop
@@ -141,7 +161,7 @@ class LiveIngest:
         """Queue received bytes for the decoder; False when the feed is full (reading paused)."""
         if self.ended:
             return True
-        self.bytes_in += len(data)
+        self._bytes_written += len(data)
         if self.feed.write(data):
             return True
         if not self._paused:
@@ -155,9 +175,22 @@ class LiveIngest:
         """Return once the feed has room again (or the ingest has ended)."""
         await self._writable.wait()
 
+    def read_from(self, reader: ThreadReader) -> None:
+        """Before ``start``: the decoder thread reads ``reader`` itself (blocking) instead of
+        the feed ``write`` fills; ``finish_input`` and ``stop`` close it."""
+        self._reader = reader
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes of input received so far (written, or read by the thread)."""
+        reader = self._reader
+        return self._bytes_written + (reader.bytes_in if reader is not None else 0)
+
     def finish_input(self) -> None:
         """No more bytes will come: the decoder decodes what it has, then the ingest ends."""
         self.feed.close()
+        if self._reader is not None:
+            self._reader.close()
 
     async def wait_ended(self) -> None:
         """Return once the ingest has ended (its last frame delivered) or was stopped."""
@@ -174,6 +207,8 @@ class LiveIngest:
             self._done.set()
         self._stopping = True
         self.feed.close()
+        if self._reader is not None:
+            self._reader.close()
         thread = self._thread
         if thread is not None and thread.is_alive():
             await asyncio.to_thread(thread.join, timeout_s)
@@ -238,8 +273,16 @@ class LiveIngest:
     # the thread
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._decode(loop)
+        finally:
+            if self._reader is not None:
+                self._reader.release()  # this thread was its only reader
+
+    def _decode(self, loop: asyncio.AbstractEventLoop) -> None:
         error: DecodeError | None = None
-        self._decoder = decoder = LiveDecoder(self.feed, self.format, self.label, self.demand)
+        reader: Reader = self._reader if self._reader is not None else self.feed
+        self._decoder = decoder = LiveDecoder(reader, self.format, self.label, self.demand)
         try:
             empty = 0
             for batch in decoder.batches():

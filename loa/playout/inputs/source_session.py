@@ -1,6 +1,9 @@
 """One connected Icecast-style source: the raw transport after its request head, the body
 unframed (`loa.protocol.framing`), and the `LiveIngest` that decodes it into the mount's
 `LiveSource`. `loa.playout.inputs.push.Mounts` accepts the connection and makes the session.
+Once live, a plain TCP connection is read by the decoder thread itself
+(`loa.playout.inputs.source_socket`): the loop is woken by the source for nothing but its
+timeout; a TLS connection is read by the loop, as before.
 
 The session also watches the connection as Icecast does: a source that sends nothing for
 ``timeout_s`` (Icecast's ``source-timeout``) is dropped, and its socket has TCP keepalive, so a
@@ -13,12 +16,14 @@ import asyncio
 import logging
 import math
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from loa.codecs.decode import DecodeError
 from loa.core.counters import Counters
 from loa.playout.fanout import tune_socket
 from loa.playout.inputs.ingest import LiveIngest
+from loa.playout.inputs.source_socket import SourceSocket
 from loa.protocol.framing import BodyReader, FramingError
 from loa.protocol.http import RequestHead, simple_response
 
@@ -96,6 +101,7 @@ class IngestSession(asyncio.Protocol):
         self._started = False
         self._ended = False
         self._end_reason = ""  # why the session is closing, when it is not the source's EOF
+        self._socket: SourceSocket | None = None  # the connection, read by the decoder thread
         self.ingest = LiveIngest(
             mount.source,
             format=fmt,
@@ -139,15 +145,29 @@ class IngestSession(asyncio.Protocol):
             tr.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         else:
             tr.write(f"{self._version} 200 OK\r\nServer: Loa\r\n\r\n".encode())
+        self._socket = SourceSocket.of(tr, self._body, rest, self._fault)
+        if self._socket is not None:
+            tr.pause_reading()  # for good: the decoder thread reads the connection
+            self.ingest.read_from(self._socket)
+            rest = b""  # the reader has it
         self.ingest.start()
         log.info("source %s live on /live/%s (%s)", self.peer, self.mount.name, self.content_type)
         self._last_data_at = self._loop.time()
         self._timer = self._loop.call_later(self._timeout_s, self._check_idle)
         if self._held:
             self._held = False
-            tr.resume_reading()
+            if self._socket is None:
+                tr.resume_reading()
         if rest:
             self.data_received(rest)
+
+    def _fault(self, why: str) -> None:
+        """The body's framing broke (the reader saw it, on the decoder thread): cut with 400,
+        on the loop."""
+        try:
+            self._loop.call_soon_threadsafe(self._cut, why, 400)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is left to answer
 
     def hold(self) -> None:
         """Read nothing until ``start`` (while the stalled source it replaces is cut)."""
@@ -211,6 +231,8 @@ class IngestSession(asyncio.Protocol):
         if self._reading_paused:
             self._last_data_at = now  # the decoder is behind, not the source
         idle = now - self._last_data_at
+        if self._socket is not None:  # read by the thread: when it last got bytes
+            idle = time.monotonic() - self._socket.last_data_s
         if idle < self._timeout_s:
             self._timer = self._loop.call_later(self._timeout_s - idle, self._check_idle)
             return

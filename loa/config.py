@@ -37,9 +37,11 @@ Everything has a default, so ``loa serve`` runs the whole job with no file at al
                                      # (measured on loopback: about 2.4 % of a core more at 200
                                      # listeners; 0 batches every audience)
     http_batch_large_ms = 80         # ...and batches this long on a zone stream with more
-    http_batch_large_above = 400     # listeners than this (>= http_batch_above): half the
-                                     # send() calls again, the CPU that dominates at scale, for
-                                     # up to one batch of heard delay (both: multiples of 20)
+    http_batch_large_above = 400     # listeners than this (>= http_batch_above; twice it when
+                                     # only that is set): half the send() calls again, the CPU
+                                     # that dominates at scale, for up to one batch of heard
+                                     # delay (0 ms: no second tier; batches are whole 20 ms
+                                     # packets, rounded down)
 
     [[zones]]
     id = "huyen"
@@ -370,15 +372,6 @@ def _int(section: dict[str, Any], key: str, default: int, lo: int, hi: int) -> i
     return v
 
 
-def _packets_ms(section: dict[str, Any], key: str, default: int) -> int:
-    """A write batch in ms: whole 20 ms packets, 20 to 1000 (ConfigError otherwise)."""
-    v = _int(section, key, default, 20, 1000)
-    if v % 20:
-        raise ConfigError(N_("{key} must be a multiple of 20 (whole 20 ms packets), not "
-                             "{value!r}"), key=key, value=v)
-    return v
-
-
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     cfg = Config()
@@ -433,11 +426,11 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
     changes["burst_ms"] = _int(fanout, "burst_ms", cfg.burst_ms, 0, 10000)
     changes["backlog_ms"] = _int(fanout, "backlog_ms", cfg.backlog_ms, 100, 60000)
     changes["sndbuf_bytes"] = _int(fanout, "sndbuf_bytes", cfg.sndbuf_bytes, 0, 16 << 20)
-    changes["http_batch_ms"] = _packets_ms(fanout, "http_batch_ms", cfg.http_batch_ms)
+    changes["http_batch_ms"] = _int(fanout, "http_batch_ms", cfg.http_batch_ms, 20, 1000)
     changes["http_batch_above"] = _int(fanout, "http_batch_above", cfg.http_batch_above, 0,
                                        1_000_000)
-    changes["http_batch_large_ms"] = _packets_ms(fanout, "http_batch_large_ms",
-                                                 cfg.http_batch_large_ms)
+    changes["http_batch_large_ms"] = _int(fanout, "http_batch_large_ms",
+                                          cfg.http_batch_large_ms, 0, 1000)
     changes["http_batch_large_above"] = _int(fanout, "http_batch_large_above",
                                              cfg.http_batch_large_above, 0, 1_000_000)
     if "zones" in raw:
@@ -498,7 +491,8 @@ def apply_toml(cfg: Config, raw: dict[str, Any]) -> Config:
         raise ConfigError(N_("jitter_target_ms must not exceed jitter_max_ms"))
     if new.http_batch_large_above < new.http_batch_above:
         if "http_batch_large_above" not in fanout:  # only the first threshold raised: the
-            return replace(new, http_batch_large_above=new.http_batch_above)  # second follows
+            # second keeps its place above it (twice, as the defaults are)
+            return replace(new, http_batch_large_above=2 * new.http_batch_above)
         raise ConfigError(N_("[fanout] http_batch_large_above ({large_above}) must not be less "
                              "than http_batch_above ({above})"),
                           large_above=new.http_batch_large_above, above=new.http_batch_above)

@@ -6,6 +6,7 @@ import pytest
 
 from loa.config import ConfigError, load_config
 from loa.core.zones import ZoneError, ZoneTree
+from loa.playout.zone_channel import FanoutSettings
 
 
 def test_embedded_defaults_need_no_file() -> None:
@@ -47,8 +48,6 @@ def test_toml_then_environment(tmp_path: Path) -> None:
     ("this is = = not toml", "not valid TOML"),
     ("[[endpoints]]\nid = \"x\"", "zone"),
     ("[fanout]\nhttp_batch_large_ms = 1020", "http_batch_large_ms"),
-    ("[fanout]\nhttp_batch_large_ms = 50", "multiple of 20"),
-    ("[fanout]\nhttp_batch_ms = 30", "multiple of 20"),
     ("[fanout]\nhttp_batch_large_above = -1", "http_batch_large_above"),
     ("[fanout]\nhttp_batch_large_above = 199",
      r"http_batch_large_above \(199\) must not be less than http_batch_above \(200\)"),
@@ -72,10 +71,16 @@ def test_fanout_batch_tiers(tmp_path: Path) -> None:
     cfg = load_config(path, env={})
     assert (cfg.http_batch_above, cfg.http_batch_large_ms, cfg.http_batch_large_above) == (
         300, 120, 300)  # equal thresholds: the large batch from the first
-    # only the first threshold raised past the second's default: the second follows it
+    # only the first threshold raised past the second's default: the second stays above it
     path.write_text("[fanout]\nhttp_batch_above = 500\n")
     cfg = load_config(path, env={})
-    assert (cfg.http_batch_above, cfg.http_batch_large_above) == (500, 500)
+    assert (cfg.http_batch_above, cfg.http_batch_large_above) == (500, 1000)  # twice
+    # a batch in ms is whole packets, rounded down; 0 ms turns the second tier off
+    path.write_text("[fanout]\nhttp_batch_ms = 50\nhttp_batch_large_ms = 0\n")
+    cfg = load_config(path, env={})
+    settings = FanoutSettings({}, 0, 0, cfg.http_batch_ms, cfg.http_batch_above,
+                              cfg.http_batch_large_ms, cfg.http_batch_large_above)
+    assert settings.http_batch_ladder() == ((200, 2),)
 
 
 def test_zone_tree_errors() -> None:

@@ -326,6 +326,7 @@ class OggOpusDecoder:
         self._link = link
         self._serial = int.from_bytes(link.first_page[14:18], "little")
         self._partial = b""  # a packet continued on the next page
+        self._sequence: int | None = None  # the last page's sequence number
         self._ctx: av.AudioCodecContext | None = None
         self._decoded = 0
         self._headers = 0  # of the two header packets, how many seen
@@ -382,18 +383,27 @@ class OggOpusDecoder:
         open the decoder (the ID header) or are passed over (the tags)."""
         if not self._mine(page):
             return []  # another logical stream of the link
+        sequence = int.from_bytes(page[18:22], "little")
+        lost = self._sequence is not None and sequence != (self._sequence + 1) & 0xFFFFFFFF
+        self._sequence = sequence
         nsegs = page[26]
         pos = 27 + nsegs
-        acc = self._partial if page[5] & HEADER_TYPE_CONTINUED else b""
+        # a page lost before this one (a damaged page the link skipped): the packet it held
+        # the start of is not glued to another's pieces, and the rest of it here is not audio
+        continued = bool(page[5] & HEADER_TYPE_CONTINUED)
+        acc = self._partial if continued and not lost else b""
+        skipping = continued and lost
         out: list[bytes] = []
         for lace in page[27 : 27 + nsegs]:
             acc += page[pos : pos + lace]
             pos += lace
             if lace < 255:  # the packet ends here
-                if self._headers >= 2 or not self._header(acc):
-                    out.append(acc)
+                if skipping:
+                    skipping = False  # the tail of a packet whose start was lost
+                elif acc and (self._headers >= 2 or not self._header(acc)):
+                    out.append(acc)  # an empty packet (RFC 3533 allows one) is no audio
                 acc = b""
-        self._partial = acc
+        self._partial = b"" if skipping else acc
         return out
 
     def _header(self, packet: bytes) -> bool:

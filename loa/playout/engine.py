@@ -23,10 +23,12 @@ it directly with any clock; ``run`` paces it with absolute deadlines on the inje
 The tick's phase follows the arrivals of the live programme that most listened zones carry:
 a frame that arrives just after a tick waits most of a frame for the next one. Every
 ``PHASE_EVERY_TICKS`` ticks ``run`` asks that source how long its frames waited at the least,
-beyond its jitter buffer's guard (``LiveSource.phase_slack_ns``), and moves its deadlines that
-much sooner, modulo a frame (whole frames of wait are the jitter buffer's to trim), or later
-when a frame waited less than the guard. Every frame still waits the guard, so none is late;
-a listener hears the frame 0-20 ms sooner. Other sources keep their own jitter buffers.
+beyond its jitter buffer's guard and the lateness it remembers (``LiveSource.phase_slack_ns``).
+Later at once, when a frame waited less than that; sooner only by the least slack of the last
+``PHASE_LOOKS_SOONER`` looks, modulo a frame (whole frames of wait are the jitter buffer's to
+trim), so that a source late now and then does not swing the phase back and forth. Every frame
+still waits the guard, so none is late; a listener hears the frame 0-20 ms sooner. Other
+sources keep their own jitter buffers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,6 +64,7 @@ QUIET_TICKS_BEFORE_REST = WINDOW_FRAMES
 # The tick's phase (module docstring): looked at this often, and moved only by this much or more.
 PHASE_EVERY_TICKS = 100  # 2 s
 PHASE_DEADBAND_NS = NS_PER_MS
+PHASE_LOOKS_SOONER = 3  # looks in a row that all allow it, before the tick moves sooner
 
 
 @dataclass(eq=False)
@@ -110,6 +114,8 @@ class Engine:
         self.last_resync_behind_ms = 0.0  # and how far behind it was
         self.phase_shifts = 0  # times the tick's phase moved to follow a live source
         self.phase_offset_ns = 0  # where it stands, summed over every move (-: sooner)
+        self._phase_looks: deque[int] = deque(maxlen=PHASE_LOOKS_SOONER)  # slacks, ns
+        self._phase_source = 0  # the programme they were measured on
         self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
         self._task: asyncio.Task[None] | None = None
 
@@ -376,17 +382,25 @@ class Engine:
             prog = self.programmes.get(prog_id)
             phase_slack_ns = getattr(prog.source, "phase_slack_ns", None) if prog else None
             if phase_slack_ns is not None:
+                if prog_id != self._phase_source:  # another source: its own looks
+                    self._phase_source = prog_id
+                    self._phase_looks.clear()
                 slack_ns = phase_slack_ns()
                 break
         if slack_ns is None:
             return 0
-        if slack_ns < 0:  # frames came too close to the tick: later, by what they lacked
-            shift_ns = min(-slack_ns, FRAME_NS // 2) if -slack_ns >= PHASE_DEADBAND_NS else 0
-        else:  # sooner, by the part of a frame every frame waited beyond the guard
-            shift_ns = -(slack_ns % FRAME_NS)
-            if -shift_ns < PHASE_DEADBAND_NS:
-                shift_ns = 0
+        looks = self._phase_looks
+        shift_ns = 0
+        if slack_ns <= -PHASE_DEADBAND_NS:  # frames came too close to the tick: later at
+            shift_ns = min(-slack_ns, FRAME_NS // 2)  # once, by what they lacked
+        else:
+            looks.append(max(0, slack_ns))
+            if len(looks) == looks.maxlen:  # sooner, by what every look of late allowed
+                soonest_ns = min(looks) % FRAME_NS
+                if soonest_ns >= PHASE_DEADBAND_NS:
+                    shift_ns = -soonest_ns
         if shift_ns:
+            looks.clear()  # measured at the old phase
             self.phase_shifts += 1
             self.phase_offset_ns += shift_ns
             log.debug("tick phase moved %+.1f ms", shift_ns / NS_PER_MS)

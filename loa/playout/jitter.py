@@ -151,7 +151,8 @@ class JitterBuffer:
         self._batch_arrival_ns: int | None = None  # the last arrival's time...
         self._batch_lateness_ns: int | None = None  # ...and its newest frame's lateness
         self._window_min_wait_ns: int | None = None  # least time a frame waited, this window
-        self._phase_min_wait_ns: int | None = None  # ... since ``take_min_wait_ns`` last read it
+        self._phase_min_wait_ns: int | None = None  # ... since ``take_phase_look`` last read it
+        self._phase_lateness_ns = 0  # the latest a frame arrived since then
         self._skip_pending_pops: int | None = None  # ticks a drop of one frame has waited
         self.skips = 0  # single frames dropped to step the delay down (also in ``trimmed``)
         # windows left in which a burst that came with the (re)start is trimmed at once
@@ -267,6 +268,8 @@ class JitterBuffer:
         if lateness_ns is None:
             return
         self._batch_lateness_ns = None
+        if lateness_ns > self._phase_lateness_ns:
+            self._phase_lateness_ns = lateness_ns
         if lateness_ns > self._window_lateness_ns:
             self._window_lateness_ns = lateness_ns
             need = self._need(lateness_ns)
@@ -329,13 +332,14 @@ class JitterBuffer:
             self._end_window()
         return got
 
-    def take_min_wait_ns(self) -> int | None:
-        """The least time (ns) a frame played waited in the buffer, from its arrival to the
-        tick that took it, since the last call (None: none played); the next call measures
-        afresh. The tick's phase against the arrivals: what the master clock aligns on
-        (``Engine``'s tick phase)."""
+    def take_phase_look(self) -> tuple[int, int] | None:
+        """Since the last call: the least time (ns) a frame played waited in the buffer, from
+        its arrival to the tick that took it, and the latest a frame arrived (its lateness,
+        ns); None when none played. The next call measures afresh. The tick's phase against
+        the arrivals: what the master clock aligns on (``Engine``'s tick phase)."""
         wait_ns, self._phase_min_wait_ns = self._phase_min_wait_ns, None
-        return wait_ns
+        lateness_ns, self._phase_lateness_ns = self._phase_lateness_ns, 0
+        return None if wait_ns is None else (wait_ns, lateness_ns)
 
     def _begin_resync(self, gap_ns: int) -> None:
         self.outages += 1
@@ -418,6 +422,7 @@ class JitterBuffer:
         self._skip_pending_pops = None
         self._fresh_windows = self.FRESH_WINDOWS
         self._phase_min_wait_ns = None
+        self._phase_lateness_ns = 0
         self._start_window()
 
 

@@ -67,10 +67,10 @@ class SwitchEvent:
 @dataclass(frozen=True, slots=True)
 class FanoutSettings:
     """How feeds are sized: bitrate per codec (bit/s), the join burst and each listener's
-    backlog (ms of audio), and the write batch for HTTP listeners (ms, a multiple of 20), which
-    applies to a feed only while it has more than ``http_batch_above`` listeners (0: always);
-    above ``http_batch_large_above`` listeners (>= ``http_batch_above``) the larger
-    ``http_batch_large_ms`` applies instead (0 ms: no such second tier)."""
+    backlog (ms of audio), and the write batch for HTTP listeners (ms, whole 20 ms packets
+    rounded down), which applies to a feed only while it has more than ``http_batch_above``
+    listeners (0: always); above ``http_batch_large_above`` listeners (>= ``http_batch_above``)
+    the larger ``http_batch_large_ms`` applies instead (0 ms: no such second tier)."""
 
     bitrates_bps: dict[str, int]  # per codec
     burst_ms: int

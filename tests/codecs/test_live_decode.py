@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from loa.codecs.decode import ByteFeed, DecodeError
+from loa.codecs.encoder import create_encoder
 from loa.codecs.live_decode import LiveDecoder, OggLinks, OggOpusDecoder, sniff_format
+from loa.codecs.ogg import OggOpusPager
 from loa.core.pcm import FRAME_SAMPLES
 from tests.audio import FFMPEG, dominant_hz, make_tone_file
 
@@ -184,3 +186,24 @@ def test_an_ogg_opus_stream_is_decoded_without_the_demuxer_sample_for_sample(
     assert np.allclose(pcm[: len(reference)], reference, atol=1e-6)
     assert not pcm[len(reference):].any()
     assert live.decoder_calls == 1.5 / 0.02 + 1  # each 20 ms packet once: ffmpeg's last is short
+
+
+def test_an_ogg_opus_stream_with_an_empty_packet_and_a_lost_page_plays_on() -> None:
+    """RFC 3533 allows an empty packet (a lacing value of 0): no audio, and no end to the
+    stream (an empty packet given to the decoder would drain it for good). A page lost on the
+    way (a damaged page the link skips) costs its packet only."""
+    encoder = create_encoder("opus", 32_000)
+    t = np.arange(FRAME_SAMPLES) / 48000
+    packets = [p.data for i in range(100)
+               for p in encoder.encode((0.3 * np.sin(2 * np.pi * 600 * (t + i * 0.02)))
+                                       .astype(np.float32), i * FRAME_SAMPLES, 0)]
+    pager = OggOpusPager(serial=7)
+    pages = [pager.page(packet, FRAME_SAMPLES) for packet in packets]
+    empty = pager.page(b"", 0)
+    stream = pager.headers + b"".join(pages[:40]) + empty + b"".join(pages[40:60] + pages[61:])
+    live = LiveDecoder(Pieces(stream), "ogg", "test")
+    pcm = np.concatenate(list(live))
+    assert live.decoder_calls == len(packets) - 1  # every packet but the lost one, once
+    assert abs(len(pcm) - (len(packets) - 1) * FRAME_SAMPLES) <= 2 * FRAME_SAMPLES
+    assert dominant_hz(pcm[FRAME_SAMPLES:]) == pytest.approx(600, rel=0.01)
+    assert longest_quiet_ms(pcm) <= 20

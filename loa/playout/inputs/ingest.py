@@ -308,8 +308,8 @@ class LiveIngest:
         the loop has closed."""
         offer = self._offer
         if offer is not None:
-            if loop.is_closed():
-                return False
+            if loop.is_closed() or self._stopping or self.ended:
+                return False  # stopped: what is decoded now is nobody's
             self.deliveries += 1  # only this thread writes either count
             self.frames_decoded += len(batch)
             offer(batch)

@@ -112,9 +112,9 @@ class LiveSource:
         anything heard after the next take."""
         if taken == self.demand.wanted:
             return
-        self.demand.wanted = taken
-        self._drop_inbox()
+        self._drop_inbox()  # first: frames offered after the take are the first heard
         self.jitter.reset()
+        self.demand.wanted = taken
         self.ending = self.ending and taken
 
     def connect(self) -> None:
@@ -180,9 +180,8 @@ class LiveSource:
         Counted in ``frames_in`` at once."""
         if not self.connected:  # cut or ended: as ``push_frames``, nothing more comes in
             return
-        now_ns = self._clock.now_ns()
-        with self._inbox_lock:
-            self._inbox.append((frames, now_ns))
+        with self._inbox_lock:  # stamped in the lock: in the inbox in arrival order
+            self._inbox.append((frames, self._clock.now_ns()))
             self._frames_in += len(frames)
 
     def _take_inbox(self) -> None:
@@ -241,13 +240,18 @@ class LiveSource:
     def phase_slack_ns(self) -> int | None:
         """How much sooner (ns) the master clock could have ticked since the last call, every
         frame it took still having waited the jitter buffer's guard (``JitterBuffer.guard_ns``)
-        after it arrived: negative when the tick came too soon after an arrival, by that much.
+        after it arrived, and a frame as late as any of the last ~30 s (``lateness_seen_ns``)
+        still on time: negative when the tick came too soon after an arrival, by that much.
         None when no frame was played since (not connected, not taken, buffering). Each call
-        measures afresh (``JitterBuffer.take_min_wait_ns``)."""
-        wait_ns = self.jitter.take_min_wait_ns()
-        if wait_ns is None or not (self.connected and self.demand.wanted):
+        measures afresh (``JitterBuffer.take_phase_look``)."""
+        jb = self.jitter
+        look = jb.take_phase_look()
+        if look is None or not (self.connected and self.demand.wanted):
             return None
-        return wait_ns - self.jitter.guard_ns
+        wait_ns, lateness_ns = look
+        # a late frame seen lately, not in this look, may come again: keep room for it
+        unseen_ns = max(0, jb.lateness_seen_ns - lateness_ns)
+        return wait_ns - jb.guard_ns - unseen_ns
 
     def _sync_counters(self) -> None:
         jb = self.jitter

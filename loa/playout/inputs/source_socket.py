@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,6 +56,8 @@ class SourceSocket:
         self._pending: deque[bytes] = deque()
         self._ended = False  # nothing more to read once pending is empty
         self._closed = False
+        self._released = False
+        self._lock = threading.Lock()  # close (the loop) and release (the thread) apart
         self.bytes_in = 0
         self.last_data_s = time.monotonic()
         self._take(rest)
@@ -129,12 +132,17 @@ class SourceSocket:
     def close(self) -> None:
         """Read no more (from any thread): a blocked read returns at once, then the end. The
         connection itself stays open for the loop to answer on and close."""
-        self._closed = True
-        try:
-            self._sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # already gone
+        with self._lock:
+            self._closed = True
+            if self._released:
+                return  # the descriptor is closed, perhaps reused: leave it alone
+            try:
+                self._sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # already gone
 
     def release(self) -> None:
         """Close the duplicate descriptor, once the decoder thread is done reading it."""
-        self._sock.close()
+        with self._lock:
+            self._released = True
+            self._sock.close()

@@ -46,6 +46,23 @@ async def push_steadily(clock: FakeClock, src: LiveSource, first_ns: int, frames
         src.push_frames([loud])
 
 
+def live_on_the_district(engine: Engine, clock: FakeClock, zone: str = "huyen"
+                         ) -> tuple[LiveSource, Programme]:
+    """A connected live source (a 40 ms starting target), taken live on ``zone``."""
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request(zone, live, Priority.DISTRICT_LIVE)
+    src.connect()
+    return src, live
+
+
+async def first_tick(engine: Engine, clock: FakeClock) -> int:
+    """Start the engine's clock; when its first tick will come (ns)."""
+    engine.start()
+    await clock.advance(0)
+    return clock.now_ns() + FRAME_NS
+
+
 @pytest.mark.parametrize("arrive_after_tick_ms", [2, 17])
 async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
         arrive_after_tick_ms: int) -> None:
@@ -53,15 +70,10 @@ async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
     next (closer than the guard): within seconds every frame waits the guard and at most 2 ms
     more, and the listener missed nothing on the way (one packet a tick, no underflow)."""
     engine, clock = make_engine()
-    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
-    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
-    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src, live = live_on_the_district(engine, clock)
     ear = listen(engine, "huyen")
     ticks = recording_ticks(engine)
-    src.connect()
-    engine.start()
-    await clock.advance(0)
-    first_tick_ns = clock.now_ns() + FRAME_NS
+    first_tick_ns = await first_tick(engine, clock)
     seconds = 20
     feeder = asyncio.create_task(push_steadily(
         clock, src, first_tick_ns + arrive_after_tick_ms * NS_PER_MS, seconds * 50 + 50))
@@ -91,16 +103,11 @@ async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
 async def test_the_tick_keeps_its_phase_without_a_live_source_heard() -> None:
     """A generated programme, and a live source nobody listens to: nothing to follow."""
     engine, clock = make_engine()
-    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
-    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
-    engine.request("an-binh", live, Priority.DISTRICT_LIVE)  # taken, but nobody listens
+    src, _ = live_on_the_district(engine, clock, "an-binh")  # taken, but nobody listens
     engine.request("phu-my", tone(440), Priority.FILL)
     listen(engine, "phu-my-1")
     ticks = recording_ticks(engine)
-    src.connect()
-    engine.start()
-    await clock.advance(0)
-    first_tick_ns = clock.now_ns() + FRAME_NS
+    first_tick_ns = await first_tick(engine, clock)
     feeder = asyncio.create_task(push_steadily(clock, src, first_tick_ns + 2 * NS_PER_MS, 300))
     await clock.advance(5 * NS_PER_S)
     await engine.stop()
@@ -116,14 +123,9 @@ async def test_a_source_late_now_and_then_keeps_the_room_for_its_late_frames() -
     source without taking the room the jitter buffer keeps for such a frame (no underflow),
     and without swinging back and forth around it."""
     engine, clock = make_engine()
-    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
-    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
-    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src, _ = live_on_the_district(engine, clock)
     listen(engine, "huyen")
-    src.connect()
-    engine.start()
-    await clock.advance(0)
-    first_tick_ns = clock.now_ns() + FRAME_NS
+    first_tick_ns = await first_tick(engine, clock)
     seconds = 60
     feeder = asyncio.create_task(push_steadily(
         clock, src, first_tick_ns + 2 * NS_PER_MS, seconds * 50 + 50, late_every=500,

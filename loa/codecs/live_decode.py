@@ -338,8 +338,10 @@ class OggOpusDecoder:
         stream's last page, what its granule position says is padding is cut (RFC 7845
         section 4.4: end trimming), so chained links join without a gap."""
         while page := self._link.read(-1):  # a whole page a read
+            if int.from_bytes(page[14:18], "little") != self._serial:
+                continue  # another logical stream of the link
             packets = self._packets(page)
-            last_page = bool(page[5] & HEADER_TYPE_EOS) and self._mine(page)
+            last_page = bool(page[5] & HEADER_TYPE_EOS)
             for i, packet in enumerate(packets):
                 frames = self._decode(packet)
                 if frames is None:
@@ -350,9 +352,6 @@ class OggOpusDecoder:
                     granule = int.from_bytes(page[6:14], "little", signed=True)
                     frames = _trim_end(frames, self._samples - (granule - self._preskip))
                 yield frames
-
-    def _mine(self, page: bytes) -> bool:
-        return int.from_bytes(page[14:18], "little") == self._serial
 
     def _decode(self, packet: bytes) -> list[av.AudioFrame] | None:
         """``packet``'s decoded frames (perhaps none: a damaged one is counted and skipped),
@@ -379,10 +378,8 @@ class OggOpusDecoder:
         return frames
 
     def _packets(self, page: bytes) -> list[bytes]:
-        """The Opus stream's whole audio packets that ``page`` completes; its header packets
-        open the decoder (the ID header) or are passed over (the tags)."""
-        if not self._mine(page):
-            return []  # another logical stream of the link
+        """The Opus stream's whole audio packets that ``page`` (one of its pages) completes;
+        its header packets open the decoder (the ID header) or are passed over (the tags)."""
         sequence = int.from_bytes(page[18:22], "little")
         lost = self._sequence is not None and sequence != (self._sequence + 1) & 0xFFFFFFFF
         self._sequence = sequence

@@ -78,15 +78,12 @@ class Feed:
         burst_packets: int,
         backlog_bytes: int,
         now_ns: Callable[[], int],
-        batch_packets: int = 1,
-        batch_above: int = 0,
-        batch_ladder: Sequence[tuple[int, int]] | None = None,
+        batch_ladder: Sequence[tuple[int, int]] = (),
     ) -> None:
         """``batch_ladder``: the write batch by audience size, ascending ``(above, packets)``
         pairs: a feed with more than ``above`` subscribers writes ``packets`` packets at a time
-        (the highest rung it passes wins); with no rung passed, every packet at once. Without
-        it, ``batch_packets`` above ``batch_above`` make the one rung. Raises ValueError if
-        the thresholds descend."""
+        (the highest rung it passes wins); with no rung passed (or none given), every packet
+        at once. Raises ValueError if the thresholds descend."""
         self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
         self.counters = counters
         self.latency = latency
@@ -102,9 +99,8 @@ class Feed:
         # cost little per write and get every packet the moment it exists (a batch adds up to
         # its length to what they hear); a larger audience gets fewer, larger writes, and the
         # largest the fewest: the send() per listener per write is what costs at scale.
-        ladder = ((batch_above, batch_packets),) if batch_ladder is None else batch_ladder
         self.batch_ladder: tuple[tuple[int, int], ...] = tuple(
-            (max(0, above), max(1, n)) for above, n in ladder)
+            (max(0, above), max(1, n)) for above, n in batch_ladder)
         thresholds = [above for above, _ in self.batch_ladder]
         if thresholds != sorted(thresholds):
             raise ValueError(f"batch ladder thresholds must ascend: {self.batch_ladder}")

@@ -67,6 +67,17 @@ async def writes_in(server: LoaServer, clock: FakeClock, ticks: int, feed: Feed)
     return feed.writes_sent - before
 
 
+async def hang_up(ears: list[OggListener], tasks: list[asyncio.Task[None]],
+                  server: LoaServer) -> None:
+    """Every listener closed, its task ended, the server stopped."""
+    for ear in ears:
+        await ear.close()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await server.stop()
+
+
 def assert_heard_whole(ear: OggListener, pages: int) -> None:
     """``ear`` heard at least ``pages`` audio pages, every one from its first, in order, none
     twice, none damaged."""
@@ -106,12 +117,7 @@ async def test_batching_switches_on_above_the_threshold_and_off_below_it(tmp_pat
             await tick(server, clock, 2)
             assert_heard_whole(ear, 30)  # the 30 ticks measured, at least
     finally:
-        for ear in ears:
-            await ear.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.stop()
+        await hang_up(ears, tasks, server)
 
 
 async def test_the_large_batch_switches_on_above_its_threshold_and_off_below_it(
@@ -153,17 +159,12 @@ async def test_the_large_batch_switches_on_above_its_threshold_and_off_below_it(
         ear = ears[0]
         assert_heard_whole(ear, 80)  # the 80 ticks measured, at least
     finally:
-        for ear in ears:
-            await ear.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.stop()
+        await hang_up(ears, tasks, server)
 
 
 def test_a_shrinking_audience_gets_the_held_packet_with_the_next_one() -> None:
     feed = Feed("z/ogg", Counters(), LatencyWindow(), burst_packets=0, backlog_bytes=0,
-                now_ns=FakeClock().now_ns, batch_packets=2, batch_above=1)
+                now_ns=FakeClock().now_ns, batch_ladder=((1, 2),))
     (a, tr_a), (b, _) = listener("a"), listener("b")
     feed.add(a, b"")
     feed.add(b, b"")
@@ -229,7 +230,7 @@ def test_a_growing_audience_gathers_what_is_held_into_the_large_batch() -> None:
 
 def test_a_feed_with_no_threshold_batches_for_any_audience() -> None:
     feed = Feed("z/ogg", Counters(), LatencyWindow(), burst_packets=0, backlog_bytes=0,
-                now_ns=FakeClock().now_ns, batch_packets=2)
+                now_ns=FakeClock().now_ns, batch_ladder=((0, 2),))
     sub, tr = listener()
     feed.add(sub, b"")
     for p in packets(4):

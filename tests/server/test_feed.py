@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from loa.control.streams import ListenerProtocol
 from loa.core.clock import FakeClock
 from loa.core.counters import Counters, LatencyWindow
@@ -11,7 +13,7 @@ from tests.server.memory_transport import MemoryTransport
 NAME = "an-binh-1/ogg"
 
 
-def make_feed(clock: FakeClock | None = None, **kw: int) -> tuple[Feed, Counters, LatencyWindow]:
+def make_feed(clock: FakeClock | None = None, **kw: Any) -> tuple[Feed, Counters, LatencyWindow]:
     counters, latency = Counters(), LatencyWindow()
     kw.setdefault("burst_packets", 0)
     kw.setdefault("backlog_bytes", 0)
@@ -153,7 +155,7 @@ def test_the_burst_is_forgotten_when_the_last_subscriber_leaves() -> None:
 
 
 def test_batched_feed_writes_once_per_batch_and_bursts_whole_batches() -> None:
-    feed, _, _ = make_feed(burst_packets=4, batch_packets=2)
+    feed, _, _ = make_feed(burst_packets=4, batch_ladder=((0, 2),))
     sub, tr = listener()
     feed.add(sub, b"")
     pkts = packets(5)

@@ -13,7 +13,7 @@ everything after that, here: the bounded `ByteFeed` the loop writes into, the th
   ended and joined beside the loop, so no decoder thread outlives its source.
 
 Frames cross to the loop in batches, never held back. A sink that takes frames from any
-thread (``ThreadSafeSink``: a `LiveSource`) is offered each batch by the decoder thread
+thread (one with ``offer_frames``: a `LiveSource`) is offered each batch by the decoder thread
 directly: it stamps the arrival and keeps the batch until the tick looks, and the loop is not
 woken at all. Any other sink (a relay's ``PacedFrames``): the thread appends what it decoded
 to a list and wakes the loop (``call_soon_threadsafe``) only when no wake-up is pending;
@@ -83,14 +83,6 @@ class ThreadReader(Protocol):
     def release(self) -> None: ...
 
 
-class ThreadSafeSink(FrameSink, Protocol):
-    """A `FrameSink` that also takes decoded batches from any thread (``offer_frames``),
-    stamping their arrival itself: the decoder thread hands them over without waking the
-    loop (`LiveSource`)."""
-
-    def offer_frames(self, frames: list[Samples]) -> None: ...
-
-
 class LiveIngest:
     """Decodes one source's byte stream into ``source`` (a `FrameSink`, usually a
     `LiveSource`) on a thread of its own.
@@ -130,7 +122,8 @@ class LiveIngest:
         self._bytes_written = 0
         self.frames_decoded = 0
         self.deliveries = 0  # handoffs to the sink: at most one a batch, often fewer
-        # offered from the thread, no loop wake-up (``ThreadSafeSink``), or delivered on the loop
+        # offered from the thread, no loop wake-up (``LiveSource.offer_frames``), or delivered
+        # on the loop
         self._offer: Callable[[list[Samples]], None] | None = getattr(
             source, "offer_frames", None)
         self._pending: list[Samples] = []  # decoded, not yet handed over (guarded by _lock)

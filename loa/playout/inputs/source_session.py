@@ -227,12 +227,13 @@ class IngestSession(asyncio.Protocol):
         self._timer = None
         if self._ended or self.transport is None or self._body.done:
             return
-        now = self._loop.time()
-        if self._reading_paused:
-            self._last_data_at = now  # the decoder is behind, not the source
-        idle = now - self._last_data_at
-        if self._socket is not None:  # read by the thread: when it last got bytes
+        if self._socket is not None:  # read by the decoder thread: when it last got bytes
             idle = time.monotonic() - self._socket.last_data_s
+        else:
+            now = self._loop.time()
+            if self._reading_paused:
+                self._last_data_at = now  # the decoder is behind, not the source
+            idle = now - self._last_data_at
         if idle < self._timeout_s:
             self._timer = self._loop.call_later(self._timeout_s - idle, self._check_idle)
             return

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -197,13 +198,13 @@ async def test_connections_that_never_log_in_are_closed_and_leave_nothing_behind
         writer.close()
         await writer.wait_closed()
     await broker_turns(server, host, port, password)
-    assert await asyncio.to_thread(close_wait, port) == 0
+    assert await close_wait_left(port) == 0
 
     assert not silent_reader.at_eof()  # the silent one is still open: it held nobody up
     silent.close()
     await silent.wait_closed()
     await broker_turns(server, host, port, password)
-    assert await asyncio.to_thread(close_wait, port) == 0
+    assert await close_wait_left(port) == 0
 
 
 async def broker_turns(server: LoaServer, host: str, port: int, password: str) -> None:
@@ -213,6 +214,20 @@ async def broker_turns(server: LoaServer, host: str, port: int, password: str) -
     async with aiomqtt.Client(host, port, username="loa-001", password=password,
                               identifier="loa-001") as c:
         await c.subscribe(server.fleet.topics.topic("loa-001", Kind.CMD), qos=1)
+
+
+async def close_wait_left(port: int, within_s: float = 5.0) -> int:
+    """``close_wait(port)`` once it is 0, or after ``within_s`` of looking (20 looks a
+    second): the broker closes its side when its loop next turns, which a loaded machine may
+    put off past the turns ``broker_turns`` waits for. A socket it never closes (amqtt's
+    308) is still counted."""
+    deadline = time.monotonic() + within_s
+    for _ in range(int(within_s * 20)):
+        left = await asyncio.to_thread(close_wait, port)
+        if not left or time.monotonic() >= deadline:
+            return left
+        await asyncio.sleep(0.05)
+    return await asyncio.to_thread(close_wait, port)
 
 
 def close_wait(port: int) -> int:

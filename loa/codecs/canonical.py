@@ -81,12 +81,25 @@ class CanonicalFrames:
     draining what the old one still holds: a stream that changes under way (a chained Ogg
     link, an MP3 stream going from 44.1 kHz stereo to 48 kHz mono) plays on without losing a
     sample.
+
+    ``align_start`` (live streams): the first decoded frame, when it is 48 kHz float (no
+    resampler between it and the frames), is preceded by the silence (less than a frame) that
+    makes it end on a frame boundary; the same for every way the input is cut into pushes. A
+    stream whose packets are whole frames (Opus in 20 ms packets) then completes a frame with
+    each packet. Without it, the decoder's pre-skip (RFC 7845 section 4.2: 120 samples from
+    libopus in low-delay mode, 312 otherwise) leaves the first packet short of a frame, and
+    every frame after it waits for the next packet for its last samples: 17.5 or 13.5 ms more
+    for every frame heard, for the 2.5 or 6.5 ms of silence put before the first (measured
+    2026-11-30, issue 17: a listener of a live Opus push heard it 50-57 ms after the source
+    sent it, 3x what Icecast's pass-through gave).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, align_start: bool = False) -> None:
         self._resampler: av.AudioResampler | None = None  # None: 48 kHz mono, passed through
         self._input: _Shape | None = None  # what the resampler (or the pass-through) takes
         self._rest = np.empty(0, dtype=np.float32)  # samples short of a whole frame
+        self._align = align_start  # until the first samples: see the class
+        self.lead_samples = 0  # the silence put before the first samples (``align_start``)
         self.reopened = 0
 
     def push(self, frame: av.AudioFrame) -> list[Samples]:
@@ -107,6 +120,8 @@ class CanonicalFrames:
                 mono = _downmixed(frames[start:end], fmt, layout)
                 self._open(("flt", "mono", rate), pieces)
                 if self._resampler is None:
+                    if self._align:
+                        self._lead(frames[start].samples, pieces)
                     pieces.append(mono)
                 else:
                     one = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt",
@@ -133,6 +148,15 @@ class CanonicalFrames:
             done.append(last)
             self._rest = np.empty(0, dtype=np.float32)
         return done
+
+    def _lead(self, first_samples: int, pieces: list[Samples]) -> None:
+        """Put before the first decoded frame (of ``first_samples``, 48 kHz) the silence that
+        makes it end on a frame boundary (``align_start``)."""
+        self._align = False
+        pad = -first_samples % FRAME_SAMPLES
+        if pad and not pieces:  # (a first push of two formats: the other one came first)
+            pieces.append(np.zeros(pad, dtype=np.float32))
+            self.lead_samples = pad
 
     def _open(self, shape: _Shape, pieces: list[Samples]) -> None:
         """Make the conversion take ``shape``: the old resampler drained into ``pieces``."""
@@ -167,6 +191,7 @@ class CanonicalFrames:
         array); the remainder is carried to the next call."""
         if not pieces:
             return []
+        self._align = False  # the first samples are cut: too late to put silence first
         buf = np.concatenate([self._rest, *pieces])
         whole = len(buf) // FRAME_SAMPLES
         end = whole * FRAME_SAMPLES

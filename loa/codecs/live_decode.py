@@ -473,6 +473,24 @@ class LiveDecoder:
         self.frames_out = 0
         self.links = 0  # chained Ogg links opened
         self._decoders: list[ParsedStreamDecoder | FrameDecoder | OggOpusDecoder] = []
+        self._canonical = CanonicalFrames(align_start=True)  # Ogg and demuxed streams'
+        self._lead_before = 0  # the lead of canonical frames left at a resume
+
+    @property
+    def lead_samples(self) -> int:
+        """Samples of silence put before the stream's first samples, and after each resume,
+        so that a stream whose packets are whole frames completes a frame with each packet
+        (``CanonicalFrames``: ``align_start``): what ``LiveDecoder`` gives minus these is the
+        stream's audio, sample for sample."""
+        parsed = sum(d.lead_samples for d in self._decoders
+                     if isinstance(d, ParsedStreamDecoder))
+        return self._lead_before + self._canonical.lead_samples + parsed
+
+    def _restart_frames(self) -> CanonicalFrames:
+        """Fresh canonical frames (after a resume: nothing of before the pause follows)."""
+        self._lead_before += self._canonical.lead_samples
+        self._canonical = CanonicalFrames(align_start=True)
+        return self._canonical
 
     @property
     def decoder_calls(self) -> int:
@@ -544,12 +562,12 @@ class LiveDecoder:
         decoder = FrameDecoder(source, format=fmt, label=self.label, live=True,
                                demand=self.demand)
         self._decoders.append(decoder)
-        canonical = CanonicalFrames()
+        canonical = self._canonical
         resumes = 0
         for frames in decoder.decoded_packets():
             if decoder.pause.resumes != resumes:  # nothing of before the pause: start afresh
                 resumes = decoder.pause.resumes
-                canonical = CanonicalFrames()
+                canonical = self._restart_frames()
             done = canonical.push_many(frames)
             decoder.frames_out += len(done)
             if done or not frames:  # frames, or a packet skipped: the input is alive
@@ -561,8 +579,10 @@ class LiveDecoder:
             raise DecodeError(f"{self.label}: contains no audio")
 
     def _ogg(self, source: Reader) -> Iterator[list[Samples]]:
-        canonical = CanonicalFrames()  # one for all links: a link of the same format joins
-        links = OggLinks(source)  # seamlessly, another one reopens it without a gap
+        # one for all links: a link of the same format joins seamlessly, another one reopens
+        # it without a gap
+        canonical = self._canonical
+        links = OggLinks(source)
         out = skipped = 0
         paused = False
         while (link := links.next_link()) is not None:
@@ -580,7 +600,7 @@ class LiveDecoder:
             for frames in decoder.decoded_packets():
                 if decoder.pause.resumes != resumes:  # nothing of before the pause follows
                     resumes = decoder.pause.resumes
-                    canonical = CanonicalFrames()
+                    canonical = self._restart_frames()
                 done = canonical.push_many(frames)
                 out += len(done)
                 if done or not frames:  # frames, or a packet skipped: the input is alive

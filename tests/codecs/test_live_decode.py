@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
+from loa.codecs.canonical import CanonicalFrames
 from loa.codecs.decode import ByteFeed, DecodeError
 from loa.codecs.encoder import create_encoder
 from loa.codecs.live_decode import LiveDecoder, OggLinks, OggOpusDecoder, sniff_format
@@ -39,9 +41,18 @@ class Pieces:
 
 
 def decode(data: bytes, fmt: str | None) -> np.ndarray:
-    frames = list(LiveDecoder(Pieces(data), fmt, "test"))
+    """The stream's audio as ``LiveDecoder`` gives it, after the silence it puts first."""
+    live = LiveDecoder(Pieces(data), fmt, "test")
+    frames = list(live)
     assert all(f.dtype == np.float32 and f.shape == (FRAME_SAMPLES,) for f in frames)
-    return np.concatenate(frames)
+    return after_lead(np.concatenate(frames), live)
+
+
+def after_lead(pcm: np.ndarray, live: LiveDecoder) -> np.ndarray:
+    """``pcm`` without the lead ``live`` put before the stream: less than a frame, silent."""
+    assert 0 <= live.lead_samples < FRAME_SAMPLES
+    assert not pcm[: live.lead_samples].any()
+    return pcm[live.lead_samples :]
 
 
 def ffmpeg_decode(path: Path) -> np.ndarray:
@@ -179,7 +190,7 @@ def test_an_ogg_opus_stream_is_decoded_without_the_demuxer_sample_for_sample(
     listener hears is what the ffmpeg CLI decodes, pre-skip and end trimming included."""
     one = make_tone_file(tmp_path / "one.ogg", 700, 1.5, OPUS, 48000, 1)
     live = LiveDecoder(Pieces(one.read_bytes()), "ogg", "test")
-    pcm = np.concatenate(list(live))
+    pcm = after_lead(np.concatenate(list(live)), live)
     assert [type(d) for d in live._decoders] == [OggOpusDecoder]
     reference = ffmpeg_decode(one)
     assert 0 <= len(pcm) - len(reference) < FRAME_SAMPLES  # the last frame padded, no more
@@ -207,3 +218,70 @@ def test_an_ogg_opus_stream_with_an_empty_packet_and_a_lost_page_plays_on() -> N
     assert abs(len(pcm) - (len(packets) - 1) * FRAME_SAMPLES) <= 2 * FRAME_SAMPLES
     assert dominant_hz(pcm[FRAME_SAMPLES:]) == pytest.approx(600, rel=0.01)
     assert longest_quiet_ms(pcm) <= 20
+
+
+class PageAtATime:
+    """A reader giving one whole Ogg page a read, as a paced live push arrives: ``handed``
+    counts the pages given so far."""
+
+    def __init__(self, pages: list[bytes]) -> None:
+        self.pages = pages
+        self.handed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.handed == len(self.pages):
+            return b""
+        self.handed += 1
+        return self.pages[self.handed - 1]
+
+
+def test_each_packet_of_a_live_opus_push_completes_its_frame_when_it_arrives() -> None:
+    """A live Ogg/Opus push in 20 ms packets: the frame a packet completes is ready as soon as
+    that packet is in. The pre-skip (120 samples in libopus's low-delay mode) leaves the first
+    packet short of a frame; cut on the stream's own grid, every frame after it would wait for
+    its last 120 samples in the next packet: 17.5 ms more for everything a listener hears.
+    The silence put first instead (the lead) is 120 samples, and nothing of the stream is lost
+    or moved: what follows the lead is the tone, sample for sample as ffmpeg decodes it."""
+    encoder = create_encoder("opus", 32_000)
+    t = np.arange(FRAME_SAMPLES) / 48000
+    packets = [p.data for i in range(50)
+               for p in encoder.encode((0.3 * np.sin(2 * np.pi * 700 * (t + i * 0.02)))
+                                       .astype(np.float32), i * FRAME_SAMPLES, 0)]
+    pager = OggOpusPager(serial=9)
+    headers = pager.headers
+    reader = PageAtATime([headers] + [pager.page(p, FRAME_SAMPLES) for p in packets])
+    live = LiveDecoder(reader, "ogg", "test")
+    frames = []
+    for batch in live.batches():
+        if not batch:
+            continue
+        assert len(batch) == 1  # one packet in, its frame out
+        assert reader.handed == 1 + len(frames) + 1  # the headers, and up to this packet
+        frames += batch
+    assert len(frames) == len(packets)  # each one its own frame; no padded last frame to flush
+    assert live.lead_samples == 120  # OpusHead's pre-skip, made up to a frame
+    pcm = after_lead(np.concatenate(frames), live)
+    assert dominant_hz(pcm[FRAME_SAMPLES:]) == pytest.approx(700, rel=0.01)
+    assert longest_quiet_ms(pcm) == 0
+
+
+def test_a_live_stream_starting_on_a_frame_boundary_gets_no_lead() -> None:
+    """The lead is only what aligns: a stream whose first read gives whole frames gets none,
+    and a stream's frames are its samples, in order, after the lead."""
+    def frame_of(samples: np.ndarray) -> av.AudioFrame:
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = 48000
+        return frame
+
+    ramp = np.arange(10 * FRAME_SAMPLES, dtype=np.float32) + 1
+    whole = CanonicalFrames(align_start=True)
+    assert len(whole.push(frame_of(ramp[:FRAME_SAMPLES]))) == 1 and whole.lead_samples == 0
+    short = CanonicalFrames(align_start=True)
+    out = short.push(frame_of(ramp[:840]))
+    out += [f for i in range(840, len(ramp), FRAME_SAMPLES)
+            for f in short.push(frame_of(ramp[i : i + FRAME_SAMPLES]))]
+    assert short.lead_samples == 120 and len(out) == 10
+    pcm = np.concatenate(out)
+    assert not pcm[:120].any() and np.array_equal(pcm[120:], ramp[: len(pcm) - 120])
+    # the last push (the ramp's last 120 samples) is carried, and flushed as a padded frame
+    assert len(short.flush()) == 1

@@ -387,16 +387,25 @@ def heard_tones(pcm: np.ndarray) -> tuple[dict[int, float], list[int]]:
     return seconds, order
 
 
-def assert_heard(pcm: np.ndarray, *tones: tuple[int, float]) -> None:
+def assert_heard(pcm: np.ndarray, *tones: tuple[int, float], trimmed: int = 0) -> None:
     """Each (Hz, seconds) tone heard in full and in order, and nothing else. In full: within
     30 ms, as the zone's Opus encoder starts afresh with the live programme and fades its first
-    frame in (the decoder tests hold the decoding itself to the sample)."""
+    frame in (the decoder tests hold the decoding itself to the sample), less the ``trimmed``
+    frames (20 ms each) a live source's jitter buffer dropped on purpose to bring its delay
+    back down after a late frame (its ``jitter_trimmed`` counter: ``live_trimmed``)."""
     seconds, order = heard_tones(pcm)
     for hz, duration in tones:
-        assert seconds.get(hz, 0.0) == pytest.approx(duration, abs=0.03), seconds
+        heard = seconds.get(hz, 0.0)
+        assert duration - 0.03 - 0.02 * trimmed <= heard <= duration + 0.03, (seconds, trimmed)
     assert sum(seconds.values()) - sum(d for _, d in tones) < 0.03, seconds
     ranks = [[hz for hz, _ in tones].index(t) for t in order if t in dict(tones)]
     assert ranks == sorted(ranks), order
+
+
+def live_trimmed(server: LoaServer, mount: str = "studio") -> int:
+    """Frames the mount's jitter buffer dropped to bring its delay down (a paced push on a
+    busy machine: a frame late, the target up, then the excess trimmed)."""
+    return server.counters.get("jitter_trimmed", source=f"live/{mount}")
 
 
 class LiveEar:
@@ -462,7 +471,9 @@ async def test_the_last_second_of_a_source_is_heard(server: LoaServer, tmp_path:
     _, err = await asyncio.wait_for(push.communicate(), 20)
     assert push.returncode == 0, err.decode()
     # the whole programme, to its last second, in order
-    await asyncio.to_thread(assert_heard, await ear.fallen_back(), (500, 2.0), (1000, 1.0))
+    pcm = await ear.fallen_back()
+    await asyncio.to_thread(assert_heard, pcm, (500, 2.0), (1000, 1.0),
+                            trimmed=live_trimmed(server))
     assert server.mounts.get("studio").session is None
 
 
@@ -483,7 +494,9 @@ async def test_mp3_pushed_without_a_content_type_is_heard_from_its_first_frame(
     await encoder.wait()
     await closed(writer)
     # every frame of the first half second is heard, and all of the last second
-    await asyncio.to_thread(assert_heard, await ear.fallen_back(), (500, 0.5), (1000, 1.0))
+    pcm = await ear.fallen_back()
+    await asyncio.to_thread(assert_heard, pcm, (500, 0.5), (1000, 1.0),
+                            trimmed=live_trimmed(server))
 
 
 async def test_a_chained_ogg_push_whose_links_differ_plays_every_link(server: LoaServer,
@@ -500,7 +513,8 @@ async def test_a_chained_ogg_push_whose_links_differ_plays_every_link(server: Lo
     writer.write(chain)  # all at once: the mount buffers it and plays it at its pace
     await closed(writer)
     pcm = await ear.fallen_back()
-    await asyncio.to_thread(assert_heard, pcm, (500, 1.0), (1000, 1.0))
+    await asyncio.to_thread(assert_heard, pcm, (500, 1.0), (1000, 1.0),
+                            trimmed=live_trimmed(server))
     assert longest_quiet_ms(pcm) <= 20  # buffered whole: no gap at the join
     assert server.counters.get("sources_failed", mount="studio") == 0
 

@@ -23,6 +23,11 @@ WebRTC sessions (``loa.playout.webrtc``).
   cors_origins``: ``*``, or the request's origin when listed) and says what each resource
   takes (``Allow``, ``Accept-Post``, ``Accept-Patch``); every answer to a listed origin exposes
   ``Location``, ``ETag`` and ``Link`` to its page.
+- ``GET`` or ``HEAD`` on an endpoint or a session URL: 204, no content (RFC 9725 §4.1: they
+  have no representation, and MUST answer GET with a 2xx), and no credentials asked; 404
+  for a mount name that cannot be one, an unknown zone, no such session. Another method a
+  resource does not take: 405 with ``Allow``; a path under ``/whip`` or ``/whep`` that
+  names no resource: 404. JSON both, as every error here, not aiohttp's plain text.
 
 Who may (``Authorization: Bearer <token>``, or a console session's cookie with its
 ``X-CSRF-Token``, as on the API):
@@ -92,8 +97,10 @@ SDP = "application/sdp"
 SDP_FRAG = "application/trickle-ice-sdpfrag"
 MAX_SDP_BYTES = 64 * 1024
 RETRY_AFTER_S = 5
-ENDPOINT_METHODS = "POST, OPTIONS"
-SESSION_METHODS = "PATCH, DELETE, OPTIONS"
+# what each resource takes (``Allow``): GET and HEAD answer 204 with no content (RFC 9725
+# §4.1: an endpoint or session has no representation, and MUST answer GET with a 2xx)
+ENDPOINT_METHODS = "GET, HEAD, POST, OPTIONS"
+SESSION_METHODS = "GET, HEAD, PATCH, DELETE, OPTIONS"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="Loa"'}
 EXPOSED = "Location, ETag, Link"
 ALLOWED_HEADERS = f"Authorization, Content-Type, If-Match, {CSRF_HEADER}"
@@ -124,18 +131,33 @@ WEBRTC_STATUS: Statuses = (
 
 
 def routes() -> list[web.RouteDef]:
-    """The WHIP and WHEP resources, for the server's aiohttp application."""
+    """The WHIP and WHEP resources, for the server's aiohttp application. Each resource's
+    ``*`` route comes after its own methods (aiohttp tries a resource's routes in order) and
+    answers the others (``_other_methods``); a path under ``/whip`` or ``/whep`` that names
+    no resource is answered last (``_no_such``): JSON, as every other refusal here, where the
+    router would answer 404 and 405 in plain text."""
+    whip_unknown = _no_such("WHIP", "/whip/<mount>", "/whip/<mount>/<id>")
+    whep_unknown = _no_such("WHEP", "/whep/zones/<zone>", "/whep/zones/<zone>/<id>")
     return [
         web.post("/whip/{mount}", whip_post),
         web.options("/whip/{mount}", endpoint_options),
+        web.route("*", "/whip/{mount}", _other_methods(ENDPOINT_METHODS, _whip_endpoint)),
         web.delete("/whip/{mount}/{session}", whip_delete),
         web.patch("/whip/{mount}/{session}", whip_patch),
         web.options("/whip/{mount}/{session}", session_options),
+        web.route("*", "/whip/{mount}/{session}", _other_methods(SESSION_METHODS, _whip_session)),
+        web.route("*", "/whip", whip_unknown),
+        web.route("*", "/whip/{path:.*}", whip_unknown),
         web.post("/whep/zones/{zone}", whep_post),
         web.options("/whep/zones/{zone}", endpoint_options),
+        web.route("*", "/whep/zones/{zone}", _other_methods(ENDPOINT_METHODS, _whep_endpoint)),
         web.delete("/whep/zones/{zone}/{session}", whep_delete),
         web.patch("/whep/zones/{zone}/{session}", whep_patch),
         web.options("/whep/zones/{zone}/{session}", session_options),
+        web.route("*", "/whep/zones/{zone}/{session}",
+                  _other_methods(SESSION_METHODS, _whep_session_of)),
+        web.route("*", "/whep", whep_unknown),
+        web.route("*", "/whep/{path:.*}", whep_unknown),
     ]
 
 
@@ -195,6 +217,38 @@ def _answered(handler: Handler) -> Handler:
         return response
 
     return answer
+
+
+def _other_methods(methods: str, found: Callable[[web.Request], object]) -> Handler:
+    """The answer of a WHIP/WHEP resource that takes ``methods`` (its ``Allow``) to a method
+    its own routes do not: GET and HEAD, 204 with no content once ``found(request)`` has
+    checked the resource exists (it raises a 404 Refusal or ZoneError otherwise), as RFC
+    9725 §4.1 and the WHEP draft ask; anything else 405 with ``Allow`` (RFC 9110 §15.5.6).
+    Both JSON in the caller's language (``answer_error``), as the API's."""
+    allowed = {method.strip() for method in methods.split(",")}
+
+    @_answered
+    async def other_method(request: web.Request) -> web.StreamResponse:
+        if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        found(request)
+        return web.Response(status=204)
+
+    return other_method
+
+
+def _no_such(protocol: str, endpoint: str, session: str) -> Handler:
+    """The answer to any request under ``/whip`` or ``/whep`` (``protocol``) that names none
+    of its resources: 404, naming the shapes of its ``endpoint`` and ``session`` URLs."""
+
+    @_answered
+    async def no_such(request: web.Request) -> web.StreamResponse:
+        raise Refusal(404, N_("no such {protocol} path: {method} {path} (an offer is posted "
+                              "to {endpoint}; a session's URL is {session})"),
+                      protocol=protocol, method=request.method, path=request.path,
+                      endpoint=endpoint, session=session)
+
+    return no_such
 
 
 # credentials
@@ -422,9 +476,7 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
     if request.content_type != SDP:
         raise Refusal(415, N_("the offer must be sent as {type}"), type=SDP)
     caller = _whip_caller(request, name)
-    if not MOUNT_NAME.match(name):
-        raise Refusal(404, N_("mount name {mount!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
-                      mount=name)
+    _whip_endpoint(request)
     mount = server.mounts.get(name)
     if caller.principal is not None:
         check_takers(server, mount, caller.principal)
@@ -467,7 +519,17 @@ def _unconnected_of(mount: Mount, caller: WhipCaller) -> WhipSession | None:
     return None
 
 
+def _whip_endpoint(request: web.Request) -> None:
+    """Check that the URL names a WHIP endpoint: a mount's name (the mount is made by its
+    first source); a 404 Refusal otherwise."""
+    name = request.match_info["mount"]
+    if not MOUNT_NAME.match(name):
+        raise Refusal(404, N_("mount name {mount!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
+                      mount=name)
+
+
 def _whip_session(request: web.Request) -> WhipSession:
+    """The WHIP session of the URL, whoever asks: a 404 Refusal for no such session."""
     session = server_of(request).webrtc.get("whip", request.match_info["session"])
     if not isinstance(session, WhipSession) or session.mount.name != request.match_info["mount"]:
         raise Refusal(404, N_("no such WHIP session (it has ended, or never was)"))
@@ -522,13 +584,24 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     return _created(server, session, answer, f"/whep/zones/{zone_id}/{session.id}")
 
 
+def _whep_endpoint(request: web.Request) -> None:
+    """Check that the URL names a WHEP endpoint: a zone's (ZoneError, 404, otherwise)."""
+    server_of(request).zones.get(request.match_info["zone"])
+
+
+def _whep_session_of(request: web.Request) -> WhepSession:
+    """The WHEP session of the URL, whoever asks: a 404 Refusal for no such session."""
+    session = server_of(request).webrtc.get("whep", request.match_info["session"])
+    if not isinstance(session, WhepSession) or session.zone_id != request.match_info["zone"]:
+        raise Refusal(404, N_("no such WHEP session (it has ended, or never was)"))
+    return session
+
+
 def _whep_session(request: web.Request) -> WhepSession:
     """The WHEP session of the URL, for its owner or an admin: 401 without credentials,
     403 outside the zone's scope or for another caller, 404 for no such session."""
     principal = _whep_caller(request, request.match_info["zone"])
-    session = server_of(request).webrtc.get("whep", request.match_info["session"])
-    if not isinstance(session, WhepSession) or session.zone_id != request.match_info["zone"]:
-        raise Refusal(404, N_("no such WHEP session (it has ended, or never was)"))
+    session = _whep_session_of(request)
     if session.actor != principal.name and Right.ADMIN not in principal.rights:
         raise _owner_refused("whep")
     return session

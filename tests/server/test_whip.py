@@ -3,8 +3,9 @@
 Real parts on loopback: an aiortc client pushes a tone to a real server over real HTTP and
 UDP (host candidates on 127.0.0.1 only); the real ffmpeg CLI pulls the zone that takes the
 mount and hears it. Then what the protocol asks of a server (credentials, a busy mount,
-trickle ICE and its preconditions, CORS), the caller's scope over the zones that take the
-mount, a session's URL its maker's (or an admin's), an offer that never connected giving
+trickle ICE and its preconditions, CORS, GET's 204, a wrong method's 405 and an unknown
+path's 404 as the API's JSON), the caller's scope over the zones that take the mount, a
+session's URL its maker's (or an admin's), an offer that never connected giving
 way to its caller's next, a sign-out ending the browser's source, a peer that pauses its RTP
 (its zones fall back and come back, its session lives on), a peer that vanishes (ended by
 ``rtp_gone_s``), and the pure parts: the Opus RTP decoder (loss,
@@ -385,6 +386,57 @@ async def test_trickle_ice_cors_and_the_session_resource(server: LoaServer) -> N
             async with http.delete(url + "x", headers=auth()) as resp:
                 assert resp.status == 404
         await wait_for(lambda: source_sending(server.mounts.get("studio"), 5))
+    finally:
+        await peer.close()
+
+
+async def test_get_is_204_and_a_wrong_method_or_path_is_json_as_the_apis(
+        server: LoaServer) -> None:
+    peer = await whip_client(server, "studio", auth())
+    try:
+        assert peer.status == 201, peer.body
+        origin = {"Origin": "https://studio.example"}
+        vi = {**origin, "Accept-Language": "vi"}
+        async with aiohttp.ClientSession() as http:
+            # RFC 9725 §4.1: an endpoint and a session answer GET with a 2xx and no content
+            for method, path in (("GET", "/whip/studio"), ("HEAD", "/whip/studio"),
+                                 ("GET", peer.location), ("HEAD", peer.location),
+                                 ("GET", "/whep/zones/an-binh")):
+                async with http.request(method, base(server) + path, headers=origin) as resp:
+                    assert resp.status == 204, (method, path, await resp.text())
+                    assert await resp.read() == b""
+                    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            # a method a resource does not take: 405 with Allow, the API's JSON, Vietnamese
+            for method, path, allowed, said in (
+                    ("PUT", "/whip/studio", "GET,HEAD,OPTIONS,POST",
+                     "không dùng được PUT trên /whip/studio; được phép: GET, HEAD, "
+                     "OPTIONS, POST"),
+                    ("POST", peer.location, "DELETE,GET,HEAD,OPTIONS,PATCH",
+                     f"không dùng được POST trên {peer.location}; được phép: DELETE, GET, "
+                     "HEAD, OPTIONS, PATCH")):
+                async with http.request(method, base(server) + path, headers=vi) as resp:
+                    assert resp.status == 405, (method, path, await resp.text())
+                    assert resp.headers["Allow"] == allowed
+                    assert resp.content_type == "application/json"
+                    assert await resp.json() == {"error": said}
+                    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            # no such session, mount name or path: 404, JSON
+            async with http.get(base(server) + peer.location + "x", headers=vi) as resp:
+                assert resp.status == 404 and resp.content_type == "application/json"
+                assert await resp.json() == {
+                    "error": "không có phiên WHIP này (đã kết thúc, hoặc chưa từng có)"}
+            async with http.get(base(server) + "/whip/bad name", headers=PASSWORD) as resp:
+                assert resp.status == 404 and resp.content_type == "application/json"
+                assert "mount name 'bad name' must be" in (await resp.json())["error"]
+            for path in ("/whip", "/whip/", peer.location + "/more"):
+                async with http.delete(base(server) + path, headers=PASSWORD) as resp:
+                    assert resp.status == 404 and resp.content_type == "application/json"
+                    assert await resp.json() == {"error": (
+                        f"no such WHIP path: DELETE {path} (an offer is posted to "
+                        "/whip/<mount>; a session's URL is /whip/<mount>/<id>)")}
+        # none of it touched the source: still live, its URL still its maker's
+        assert not session_of(server).ended
+        assert await peer.delete(auth()) == 200
     finally:
         await peer.close()
 

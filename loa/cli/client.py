@@ -5,14 +5,17 @@ The server is found without flags: ``--url``, else ``LOA_URL``, else the URL the
 of this folder's data folder wrote in its lock file (``loa.cli.local_server``), else
 ``http://127.0.0.1:8080``. The token: ``--token``, else ``LOA_TOKEN``. ``--url``, ``--token``
 and ``--json`` are taken before the subcommand (``loa --json media list``) and after it
-(``loa media list --json``, ``loa media --json list``).
+(``loa media list --json``, ``loa media --json list``). An ``https://`` server is verified
+against the system's certificate authorities, or, for a station with its own CA or a
+self-signed certificate, against the PEM file of ``--cacert``, else ``LOA_CACERT`` (only that
+file, as curl's ``--cacert``).
 
 By default answers are shown to people (tables, local times, names beside ids, in the
 process's language); ``--json`` prints the API's JSON exactly as it came, for scripts. A
 refusal prints the server's error: with ``--json`` its JSON on stdout, else a sentence on
 stderr; when the command named zones and one of them does not exist, the nearest valid zones
 are suggested on stderr. Exit status: 0 done; 1 refused by the server or not reachable; 2 a
-usage error (no token, a local file missing, a bad value).
+usage error (no token, a local file missing, a CA file that cannot be used, a bad value).
 
 aiohttp is imported only when a call is made, so that ``loa --help`` stays quick.
 """
@@ -40,11 +43,15 @@ from loa.cli.text import _, language
 from loa.core.i18n import N_
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+CACERT_HELP = N_("the certificate (PEM) of the CA that signed an https:// server's, or the "
+                 "server's own when self-signed, to verify it by (default: LOA_CACERT)")
 
 
 class CliExit(Exception):
@@ -59,15 +66,17 @@ class CliExit(Exception):
 
 
 def client_options(token_help: str) -> argparse.ArgumentParser:
-    """A parent parser with ``--url``, ``--token`` and ``--json``, for every level of a client
-    command (its defaults are left out, so a level that does not see an option does not
-    overwrite what another level saw)."""
+    """A parent parser with ``--url``, ``--token``, ``--cacert`` and ``--json``, for every
+    level of a client command (its defaults are left out, so a level that does not see an
+    option does not overwrite what another level saw)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
                         help=_("the server (default: LOA_URL, else the server of this folder, "
                                "else {url})", url=DEFAULT_URL))
     common.add_argument("--token", default=argparse.SUPPRESS,
                         help=_("{who} (default: LOA_TOKEN)", who=token_help))
+    common.add_argument("--cacert", metavar="FILE", default=argparse.SUPPRESS,
+                        help=_(CACERT_HELP))
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help=_("print the API's JSON as it came, for scripts"))
     return common
@@ -130,27 +139,72 @@ def local_file(path: str) -> Path:
 @dataclass(frozen=True)
 class Target:
     """The server a command talks to: ``url`` (no trailing slash), where it came from
-    (``source``: "--url", "LOA_URL", the lock file's path, or "default") and the ``token``
-    (None when none was given)."""
+    (``source``: "--url", "LOA_URL", the lock file's path, or "default"), the ``token``
+    (None when none was given), and the CA file to verify an https:// server by, absolute
+    (``cacert``, None for the system's authorities), with where it came from
+    (``cacert_source``: "--cacert" or "LOA_CACERT")."""
 
     url: str
     source: str
     token: str | None
+    cacert: Path | None = None
+    cacert_source: str = ""
 
 
 def find_target(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Target:
     """The server and token for ``args`` (see the module's docstring for the order)."""
     env = dict(os.environ if environ is None else environ)
     token = getattr(args, "token", None) or env.get("LOA_TOKEN") or None
+    tls: dict[str, Any] = {}
+    for cacert, cacert_source in ((getattr(args, "cacert", None), "--cacert"),
+                                  (env.get("LOA_CACERT"), "LOA_CACERT")):
+        if cacert:
+            tls = {"cacert": Path(os.path.abspath(Path(cacert).expanduser())),
+                   "cacert_source": cacert_source}
+            break
     if getattr(args, "url", None):
-        return Target(args.url.rstrip("/"), "--url", token)
+        return Target(args.url.rstrip("/"), "--url", token, **tls)
     if env.get("LOA_URL"):
-        return Target(env["LOA_URL"].rstrip("/"), "LOA_URL", token)
+        return Target(env["LOA_URL"].rstrip("/"), "LOA_URL", token, **tls)
     data_dir = local_server.data_dir_from_env(env)
     found = local_server.find(data_dir)
     if found:
-        return Target(found.rstrip("/"), str(local_server.lock_path(data_dir)), token)
-    return Target(DEFAULT_URL, "default", token)
+        return Target(found.rstrip("/"), str(local_server.lock_path(data_dir)), token, **tls)
+    return Target(DEFAULT_URL, "default", token, **tls)
+
+
+# why a --cacert file cannot be used
+CACERT_UNUSABLE = {
+    "missing": N_("there is no such file"),
+    "not_file": N_("it is not a file"),
+    "unreadable": N_("it cannot be read"),
+    "not_pem": N_("there is no certificate in PEM form in it"),
+}
+
+
+def ca_context(cafile: Path, source: str) -> ssl.SSLContext:
+    """A client TLS context that trusts the certificates of the PEM file ``cafile`` and no
+    other (as curl's ``--cacert``); ``source`` names where the path came from ("--cacert" or
+    "LOA_CACERT"). Blocking (reads the file): call it before the session's loop runs. Raises
+    ``CliExit`` (2) saying why the file cannot be used: missing, not a file, not readable, or
+    no PEM certificate in it."""
+    import ssl
+
+    if not cafile.exists():
+        reason = CACERT_UNUSABLE["missing"]
+    elif not cafile.is_file():
+        reason = CACERT_UNUSABLE["not_file"]
+    else:
+        try:
+            return ssl.create_default_context(cafile=str(cafile))
+        except ssl.SSLError:  # an OSError too: asked first
+            reason = CACERT_UNUSABLE["not_pem"]
+        except OSError:
+            reason = CACERT_UNUSABLE["unreadable"]
+    raise CliExit(2, _("cannot use the CA certificate {path} ({source}): {reason}. Give the "
+                       "PEM file of the CA that signed the server's certificate, or of the "
+                       "certificate itself when it is self-signed.", path=str(cafile),
+                       source=source, reason=_(reason)))
 
 
 @dataclass(frozen=True)
@@ -201,10 +255,14 @@ class ApiClient:
             raise CliExit(2, _("needs a token: set LOA_TOKEN=<token> (the admin token is "
                                "printed once, at the first start of loa serve), or give "
                                "--token <token>"))
+        tls = (None if self.target.cacert is None
+               else ca_context(self.target.cacert, self.target.cacert_source))
         import aiohttp
 
         async def open_session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(headers={
+            # the connector, with the CA file's context or the default one, binds to this loop
+            connector = aiohttp.TCPConnector(ssl=True if tls is None else tls)
+            return aiohttp.ClientSession(connector=connector, headers={
                 "Authorization": f"Bearer {self.target.token}",
                 "Accept-Language": language()})
 
@@ -288,10 +346,15 @@ class ApiClient:
         # the operating system's and aiohttp's words are English: behind ours, in English only
         reason = raw if known is None else (_(known) if language() != "en"
                                             else f"{_(known)} ({raw})")
-        return _("cannot reach the Loa server at {url} ({where}): {reason}.\n"
+        said = _("cannot reach the Loa server at {url} ({where}): {reason}.\n"
                  "Is it running? Start it with ./run serve, or name another server with "
                  "LOA_URL=http://host:port or --url.", url=self.target.url, where=where,
                  reason=reason)
+        if self.target.cacert is None and untrusted_issuer(exc):
+            said += "\n" + _("The server's certificate is not signed by a CA this machine "
+                             "trusts: for a station with its own CA, or a self-signed "
+                             "certificate, give that file with --cacert FILE (or LOA_CACERT).")
+        return said
 
     # answers
 
@@ -469,6 +532,26 @@ def why_unreachable(exc: BaseException) -> str | None:
     if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return UNREACHABLE["route"]
     return None
+
+
+# OpenSSL's verify codes (x509_vfy.h) that mean "the issuer is not trusted here": 18 a
+# self-signed certificate, 19 a self-signed one in the chain, 20 and 21 an issuer not found
+# among the trusted ones. A name that does not match (62) is not mended by a CA file.
+UNTRUSTED_ISSUER = frozenset({18, 19, 20, 21})
+
+
+def untrusted_issuer(exc: BaseException) -> bool:
+    """Whether ``exc`` (an aiohttp error of a request) is a certificate that failed
+    verification for want of a trusted CA (``UNTRUSTED_ISSUER``): ``--cacert`` would help."""
+    import ssl
+
+    import aiohttp
+
+    if not isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return False
+    cause = exc.certificate_error
+    return isinstance(cause, ssl.SSLCertVerificationError) and \
+        cause.verify_code in UNTRUSTED_ISSUER
 
 
 def slug(text: str) -> str:

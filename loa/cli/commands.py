@@ -31,7 +31,7 @@ from loa.cli import (
     users,
     zones,
 )
-from loa.cli.client import DEFAULT_URL, CliExit
+from loa.cli.client import CACERT_HELP, DEFAULT_URL, CliExit
 from loa.cli.text import _, use
 from loa.core.i18n import language_from_env
 
@@ -47,8 +47,8 @@ COMMANDS: Sequence[Register] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``loa`` parser with every subcommand of ``COMMANDS``; a parsed namespace carries the
-    subcommand's name as ``command`` and its ``run``. ``--url``, ``--token`` and ``--json``
-    may come before the subcommand as well (``loa.cli.client``)."""
+    subcommand's name as ``command`` and its ``run``. ``--url``, ``--token``, ``--cacert`` and
+    ``--json`` may come before the subcommand as well (``loa.cli.client``)."""
     parser = argparse.ArgumentParser(
         prog="loa", description=_("Loa: IP loudspeaker broadcast server"),
         epilog=_("The commands that call a server find it through LOA_URL (else the server "
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=argparse.SUPPRESS,
                         help=_("the server, for the commands that call one"))
     parser.add_argument("--token", default=argparse.SUPPRESS, help=_("its token"))
+    parser.add_argument("--cacert", metavar="FILE", default=argparse.SUPPRESS,
+                        help=_(CACERT_HELP))
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help=_("print the API's JSON as it came, for scripts"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -11,8 +11,11 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +26,8 @@ from loa.core.pcm import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, Samples
 DEFAULT_TARGET_LUFS = -18.0
 MAX_GAIN_DB = 20.0  # never lift a near-silent file into a roar of noise
 MIN_MEASURABLE_S = 0.4  # one gating block
+
+T = TypeVar("T")
 
 
 def integrated_lufs(pcm: Samples) -> float | None:
@@ -78,6 +83,33 @@ def _die_with_parent(parent: int, every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+# Ctrl-C at a terminal signals the whole foreground process group: the server, which handles
+# SIGINT, stops in order and ends its worker itself (``shutdown``, or concurrent.futures' exit
+# hook), but the worker died of it mid-wait, printing a KeyboardInterrupt traceback. So the
+# worker is born with SIGINT blocked (a signal mask survives fork and exec: what
+# multiprocessing's resource tracker does for its own start), then ignores it for good.
+_CTRL_C = frozenset({signal.SIGINT})
+
+
+def _submit(pool: concurrent.futures.ProcessPoolExecutor, fn: Callable[..., T], *args: object
+            ) -> concurrent.futures.Future[T]:
+    """``pool.submit``, which spawns the worker when there is none, with SIGINT blocked in
+    the calling thread meanwhile, so that a worker it spawns starts with SIGINT blocked."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _CTRL_C)
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _worker_init(parent: int) -> None:
+    """In the worker, first: ignore SIGINT (the server ends the worker, ``_submit``), and
+    exit with the server (``_die_with_parent``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CTRL_C)  # one pending now: ignored
+    _die_with_parent(parent)
+
+
 def level_gain(lufs: float | None, peak: float, target_lufs: float) -> float:
     """To the target, but never so far that the peaks would clip (there is no limiter)."""
     headroom = 1.0 / peak if peak > 0 else 1.0
@@ -130,7 +162,7 @@ class MeasurePool:
 
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_die_with_parent, initargs=(os.getpid(),))
+                    initializer=_worker_init, initargs=(os.getpid(),))
                 self.started += 1
             return self._pool
 
@@ -157,7 +189,7 @@ class MeasurePool:
         second): the worker imports the codecs. It ends after ``idle_s`` unused, as ever."""
         pool = self._acquire()
         try:
-            pool.submit(_ready).result()
+            _submit(pool, _ready).result()
         finally:
             self._release()
 
@@ -167,7 +199,7 @@ class MeasurePool:
         Spawning is blocking work (a fork and exec): call it beside the loop."""
         pool = self._acquire()
         try:
-            pool.submit(_ready)
+            _submit(pool, _ready)
         finally:
             self._release()
 
@@ -178,7 +210,7 @@ class MeasurePool:
 
         pool = self._acquire()
         try:
-            return pool.submit(measure_file, path, label, max_s).result()
+            return _submit(pool, measure_file, path, label, max_s).result()
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -20,15 +21,16 @@ FIRST_LAST = "  Tài khoản / account"  # the banner's last line on a first sta
 LATER_LAST = "  Mật khẩu nguồn / source password"  # and on a later one
 
 
-async def serve_until_banner(env: dict[str, str], cwd: Path, last: str, *args: str
-                             ) -> tuple[asyncio.subprocess.Process, list[str]]:
-    """``python -m loa serve ARGS`` started in ``cwd``; its banner's lines, read up to the one
-    that starts with ``last`` (the logs go to a file beside it)."""
+async def serve_until_banner(env: dict[str, str], cwd: Path, last: str, *args: str,
+                             **popen: Any) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """``python -m loa serve ARGS`` started in ``cwd`` (with ``popen``'s further keywords for
+    the process, ``start_new_session``…); its banner's lines, read up to the one that starts
+    with ``last`` (the logs go to ``serve.log`` beside it)."""
     log = await asyncio.to_thread(open, cwd / "serve.log", "wb")
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loa", "serve", *args, env=env, cwd=cwd,
-            stdout=asyncio.subprocess.PIPE, stderr=log)
+            stdout=asyncio.subprocess.PIPE, stderr=log, **popen)
     finally:
         log.close()
     assert proc.stdout is not None

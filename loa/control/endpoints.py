@@ -12,8 +12,8 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar, overload
 
 from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, read_table
 from loa.control.store import Store
@@ -78,45 +78,80 @@ def _message_of(exc: Exception) -> Message:
     return exc.message if isinstance(exc, Explained) else Message(str(exc))
 
 
+T = TypeVar("T")
+
+
+class _InfoField(Generic[T]):
+    """An attribute of ``Endpoint`` that is the field of the same name of its ``info``: read
+    from the frozen record; set by replacing the record, so ``info`` is always one whole
+    snapshot. ``T``: that field's type in ``EndpointInfo``."""
+
+    name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, ep: None, owner: type) -> _InfoField[T]: ...
+
+    @overload
+    def __get__(self, ep: Endpoint, owner: type) -> T: ...
+
+    def __get__(self, ep: Endpoint | None, owner: type) -> _InfoField[T] | T:
+        if ep is None:
+            return self
+        value: T = getattr(ep.info, self.name)
+        return value
+
+    def __set__(self, ep: Endpoint, value: T) -> None:
+        change: dict[str, Any] = {self.name: value}  # T was checked at the assignment
+        ep.info = replace(ep.info, **change)
+
+
 @dataclass(eq=False)
 class Endpoint:
-    """A registered loudspeaker cluster: its leaf zone, place (WGS 84 degrees), own volume
-    override (%, None: the zone's), mute and power state, the Mosquitto $7$ hash of its MQTT
-    password, and its live stream connections (``subscribers``)."""
+    """A registered loudspeaker cluster: its identity and place (``info``: leaf zone, name,
+    WGS 84 degrees, address, administrative-unit code, registration time; each also an
+    attribute of its own name, and assigning one replaces ``info``), its own volume override
+    (%, None: the zone's), mute and power state, the Mosquitto $7$ hash of its MQTT password,
+    and its live stream connections (``subscribers``)."""
 
-    id: str
-    zone_id: str
-    name: str = ""
-    lat: float | None = None
-    lon: float | None = None
-    address: str = ""
-    admin_code: str = ""  # administrative-unit code (mã đơn vị hành chính)
+    info: EndpointInfo  # frozen, replaced on change: safe to hand to a worker thread
     volume_pct: int | None = None  # the endpoint's own override of its zone's volume
     muted: bool = False
     power_on: bool = True
     secret_hash: str = ""  # MQTT password, Mosquitto $7$ hash
-    created_at: float = 0.0
     subscribers: set[Subscriber] = field(default_factory=set)
 
+    # info's fields, as attributes (the types are EndpointInfo's)
+    zone_id = _InfoField[str]()
+    name = _InfoField[str]()
+    lat = _InfoField[float | None]()
+    lon = _InfoField[float | None]()
+    address = _InfoField[str]()
+    admin_code = _InfoField[str]()
+    created_at = _InfoField[float]()
+
     @property
-    def info(self) -> EndpointInfo:
-        """Its identity and place, as a frozen record (safe to hand to a worker thread)."""
-        return EndpointInfo(self.id, self.zone_id, self.name, self.lat, self.lon, self.address,
-                            self.admin_code, self.created_at)
+    def id(self) -> str:
+        """Its id: fixed, the registry's key."""
+        return self.info.id
 
     def describe(self) -> dict[str, object]:
         """The API view: no credential hash, connections as a count."""
-        return {"id": self.id, "name": self.name, "zone": self.zone_id, "lat": self.lat,
-                "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
+        i = self.info
+        return {"id": i.id, "name": i.name, "zone": i.zone_id, "lat": i.lat, "lon": i.lon,
+                "address": i.address, "admin_code": i.admin_code,
                 "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
-                "created_at": self.created_at, "connections": len(self.subscribers)}
+                "created_at": i.created_at, "connections": len(self.subscribers)}
 
     def record(self) -> dict[str, Any]:
         """What the store keeps, credential hash included."""
-        return {"id": self.id, "zone": self.zone_id, "name": self.name, "lat": self.lat,
-                "lon": self.lon, "address": self.address, "admin_code": self.admin_code,
+        i = self.info
+        return {"id": i.id, "zone": i.zone_id, "name": i.name, "lat": i.lat, "lon": i.lon,
+                "address": i.address, "admin_code": i.admin_code,
                 "volume_pct": self.volume_pct, "muted": self.muted, "power_on": self.power_on,
-                "secret_hash": self.secret_hash, "created_at": self.created_at}
+                "secret_hash": self.secret_hash, "created_at": i.created_at}
 
 
 def _coord(value: Any, name: str, limit: float) -> float | None:
@@ -288,8 +323,8 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
                                        {k: v for k, v in values.items() if k in row}))
             continue
         password = new_password() if secrets else ""
-        ep = Endpoint(eid, zone_id, name, lat, lon, address, admin_code,
-                      secret_hash=hash_password(password) if secrets else "", created_at=now)
+        ep = Endpoint(EndpointInfo(eid, zone_id, name, lat, lon, address, admin_code, now),
+                      secret_hash=hash_password(password) if secrets else "")
         plan.new.append(CsvNew(n, ep, password))
     if plan.errors:
         return CsvPlan(plan.errors)
@@ -323,10 +358,11 @@ class EndpointRegistry:
                           self._zones.roots()[0].id)
                 zone_id = self._zones.roots()[0].id
             self.endpoints[rec["id"]] = Endpoint(
-                rec["id"], zone_id, rec.get("name", ""), rec.get("lat"), rec.get("lon"),
-                rec.get("address", ""), rec.get("admin_code", ""), rec.get("volume_pct"),
-                bool(rec.get("muted")), bool(rec.get("power_on", True)),
-                rec.get("secret_hash", ""), float(rec.get("created_at", 0.0)))
+                EndpointInfo(rec["id"], zone_id, rec.get("name", ""), rec.get("lat"),
+                             rec.get("lon"), rec.get("address", ""), rec.get("admin_code", ""),
+                             float(rec.get("created_at", 0.0))),
+                rec.get("volume_pct"), bool(rec.get("muted")), bool(rec.get("power_on", True)),
+                rec.get("secret_hash", ""))
 
     def save(self, ep: Endpoint) -> None:
         """Write the endpoint's record (write-behind; nothing without a store)."""
@@ -408,8 +444,7 @@ class EndpointRegistry:
         updated: list[Endpoint] = []
         for row in plan.changes:
             ep = self.endpoints[row.id]
-            for name, value in row.fields.items():
-                setattr(ep, name, value)
+            ep.info = replace(ep.info, **row.fields)
             self._move(ep, row.zone_id)
             updated.append(ep)
         self.save_many(created + updated)
@@ -442,10 +477,11 @@ class EndpointRegistry:
             raise EndpointError(N_("endpoint {endpoint!r} exists already"),
                                 endpoint=endpoint_id)
         self._zones.get(zone_id)
-        ep = Endpoint(endpoint_id, zone_id, _text(name, "name"), _coord(lat, "lat", 90),
-                      _coord(lon, "lon", 180), _text(address, "address"),
-                      _text(admin_code, "admin_code", 16),
-                      secret_hash=hash_password(new_password()), created_at=time.time())
+        ep = Endpoint(EndpointInfo(endpoint_id, zone_id, _text(name, "name"),
+                                   _coord(lat, "lat", 90), _coord(lon, "lon", 180),
+                                   _text(address, "address"),
+                                   _text(admin_code, "admin_code", 16), time.time()),
+                      secret_hash=hash_password(new_password()))
         self.endpoints[endpoint_id] = ep
         self.save(ep)
         self._credentials_changed(endpoint_id)

@@ -1,6 +1,7 @@
 """What an endpoint (cụm loa, a loudspeaker cluster) is, wherever it is named: the config's
-seed list, the registry, a CSV import, a report. One record type for its identity and place;
-the registry's ``Endpoint`` adds the state that changes (volume, mute, power, connections)."""
+seed list, the registry, a CSV import, a report. One record type for its identity and place:
+the registry's ``Endpoint`` holds one (replacing it when a field changes) beside the state that
+changes often (volume, mute, power, connections)."""
 
 from __future__ import annotations
 

@@ -27,8 +27,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from loa.core.i18n import N_
+from loa.core.peers import (
+    AddressEntryError,
+    IPAddress,
+    IPNetwork,
+    looks_like_address,
+    parse_network,
+)
 
 _NET = ipaddress.ip_network
 DEFAULT_DENIED: tuple[tuple[IPNetwork, str], ...] = (
@@ -112,19 +118,18 @@ class FetchRule:
     @classmethod
     def parse(cls, text: str) -> FetchRule:
         """A rule from its text: ``10.0.0.0/8``, ``192.168.1.10``, ``fd00::/8``,
-        ``studio.lan``, ``*.vov.vn``. Raises ValueError naming the entry (a network with host
-        bits set, a name that is not a host name)."""
+        ``studio.lan``, ``*.vov.vn``; a network or address as ``peers.parse_network`` reads
+        it. Raises AddressEntryError (a ValueError) naming the entry: a network with host bits
+        set, an address that does not parse, a name that is not a host name."""
         entry = text.strip()
-        try:
-            return cls(text, network=ipaddress.ip_network(entry, strict=True))
-        except ValueError as exc:
-            if "/" in entry or _looks_numeric(entry):
-                raise ValueError(f"{text!r} is not a network or an address ({exc})") from None
+        if looks_like_address(entry):
+            return cls(text, network=parse_network(text))
         suffix = entry.startswith("*.")
         name = _host_name(entry[2:] if suffix else entry)
         if name is None:
-            raise ValueError(f"{text!r} is not a network, an address, a host name or "
-                             f"*.domain") from None
+            raise AddressEntryError(
+                N_("{entry!r} is not a network, an address, a host name or *.domain"),
+                entry=text)
         return cls(text, name=name, suffix=suffix)
 
     def matches(self, host: str, addresses: tuple[IPAddress, ...]) -> bool:
@@ -149,7 +154,8 @@ class FetchPolicy:
 
     @classmethod
     def parse(cls, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> FetchPolicy:
-        """A policy from the entries' texts. Raises ValueError naming a bad entry."""
+        """A policy from the entries' texts. Raises AddressEntryError (a ValueError) naming
+        a bad entry."""
         return cls(tuple(FetchRule.parse(str(e)) for e in allow),
                    tuple(FetchRule.parse(str(e)) for e in deny))
 
@@ -202,11 +208,6 @@ def _normalise(host: str) -> str:
 
 def _same_host(host: str, address: str) -> bool:
     return _normalise(host) == _normalise(address)
-
-
-def _looks_numeric(entry: str) -> bool:
-    """An entry meant as an address (digits and dots, or hex and colons), not a name."""
-    return ":" in entry or entry.replace(".", "").isdigit()
 
 
 def _host_name(text: str) -> str | None:

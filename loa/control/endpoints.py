@@ -390,18 +390,20 @@ class EndpointRegistry:
         return password
 
     def update(self, endpoint_id: str, fields: dict[str, Any]) -> Endpoint:
-        """Name, place and address fields; the zone moves through ``move``."""
+        """Name, place and address fields; the zone moves through ``move``. Every field is
+        checked before any is taken: one that is not valid raises (``Explained``) and leaves
+        the endpoint as it was, in memory as in the store."""
         ep = self.get(endpoint_id)
-        if "name" in fields:
-            ep.name = _text(fields["name"], "name")
-        if "lat" in fields:
-            ep.lat = _coord(fields["lat"], "lat", 90)
-        if "lon" in fields:
-            ep.lon = _coord(fields["lon"], "lon", 180)
-        if "address" in fields:
-            ep.address = _text(fields["address"], "address")
+        changes: dict[str, Any] = {}
+        for name in ("name", "address"):
+            if name in fields:
+                changes[name] = _text(fields[name], name)
         if "admin_code" in fields:
-            ep.admin_code = _text(fields["admin_code"], "admin_code", 16)
+            changes["admin_code"] = _text(fields["admin_code"], "admin_code", 16)
+        for name, limit in (("lat", 90), ("lon", 180)):
+            if name in fields:
+                changes[name] = _coord(fields[name], name, limit)
+        ep.info = replace(ep.info, **changes)  # all at once, once all are good
         self.save(ep)
         return ep
 

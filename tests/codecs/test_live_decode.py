@@ -199,15 +199,20 @@ def test_an_ogg_opus_stream_is_decoded_without_the_demuxer_sample_for_sample(
     assert live.decoder_calls == 1.5 / 0.02 + 1  # each 20 ms packet once: ffmpeg's last is short
 
 
+def opus_tone_packets(hz: float, count: int) -> list[bytes]:
+    """``count`` 20 ms Opus packets (32 kb/s, Loa's encoder) of a steady ``hz`` tone."""
+    encoder = create_encoder("opus", 32_000)
+    t = np.arange(FRAME_SAMPLES) / 48000
+    return [p.data for i in range(count)
+            for p in encoder.encode((0.3 * np.sin(2 * np.pi * hz * (t + i * 0.02)))
+                                    .astype(np.float32), i * FRAME_SAMPLES, 0)]
+
+
 def test_an_ogg_opus_stream_with_an_empty_packet_and_a_lost_page_plays_on() -> None:
     """RFC 3533 allows an empty packet (a lacing value of 0): no audio, and no end to the
     stream (an empty packet given to the decoder would drain it for good). A page lost on the
     way (a damaged page the link skips) costs its packet only."""
-    encoder = create_encoder("opus", 32_000)
-    t = np.arange(FRAME_SAMPLES) / 48000
-    packets = [p.data for i in range(100)
-               for p in encoder.encode((0.3 * np.sin(2 * np.pi * 600 * (t + i * 0.02)))
-                                       .astype(np.float32), i * FRAME_SAMPLES, 0)]
+    packets = opus_tone_packets(600, 100)
     pager = OggOpusPager(serial=7)
     pages = [pager.page(packet, FRAME_SAMPLES) for packet in packets]
     empty = pager.page(b"", 0)
@@ -240,13 +245,10 @@ def test_each_packet_of_a_live_opus_push_completes_its_frame_when_it_arrives() -
     that packet is in. The pre-skip (120 samples in libopus's low-delay mode) leaves the first
     packet short of a frame; cut on the stream's own grid, every frame after it would wait for
     its last 120 samples in the next packet: 17.5 ms more for everything a listener hears.
-    The silence put first instead (the lead) is 120 samples, and nothing of the stream is lost
-    or moved: what follows the lead is the tone, sample for sample as ffmpeg decodes it."""
-    encoder = create_encoder("opus", 32_000)
-    t = np.arange(FRAME_SAMPLES) / 48000
-    packets = [p.data for i in range(50)
-               for p in encoder.encode((0.3 * np.sin(2 * np.pi * 700 * (t + i * 0.02)))
-                                       .astype(np.float32), i * FRAME_SAMPLES, 0)]
+    The silence put first instead (the lead) is 120 samples, and nothing of the stream is lost:
+    what follows the lead is the tone, whole (``test_an_ogg_opus_stream_is_decoded_without_the_
+    demuxer_sample_for_sample`` holds it to ffmpeg's decode, sample for sample)."""
+    packets = opus_tone_packets(700, 50)
     pager = OggOpusPager(serial=9)
     headers = pager.headers
     reader = PageAtATime([headers] + [pager.page(p, FRAME_SAMPLES) for p in packets])

@@ -54,6 +54,12 @@ async def test_endpoints_are_created_updated_moved_deleted_and_kept(
                      ({"id": "loa-102", "zone": "phu-my", "lat": 123}, 400)):
         status, body = await call(server, "POST", "/api/v1/endpoints", json=bad)
         assert status == why, (bad, body)
+    # one bad field and nothing is taken: not the good name beside it either
+    status, body = await call(server, "PATCH", "/api/v1/endpoints/loa-101",
+                              json={"name": "Tên mới", "lat": 123})
+    assert status == 400 and "lat" in body["error"], body
+    status, body = await call(server, "GET", "/api/v1/endpoints/loa-101")
+    assert status == 200 and body["endpoint"]["name"] == "Cụm loa chợ", body
     status, body = await call(server, "PATCH", "/api/v1/endpoints/loa-101",
                               json={"zone": "an-binh-1", "address": "Nhà văn hoá"})
     assert status == 200 and body["endpoint"]["zone"] == "an-binh-1"

@@ -82,16 +82,18 @@ class CanonicalFrames:
     link, an MP3 stream going from 44.1 kHz stereo to 48 kHz mono) plays on without losing a
     sample.
 
-    ``align_start`` (live streams): the first decoded frame, when it is 48 kHz float (no
+    ``align_start`` (a live Opus stream): the first decoded frame, when it is 48 kHz float (no
     resampler between it and the frames), is preceded by the silence (less than a frame) that
     makes it end on a frame boundary; the same for every way the input is cut into pushes. A
-    stream whose packets are whole frames (Opus in 20 ms packets) then completes a frame with
-    each packet. Without it, the decoder's pre-skip (RFC 7845 section 4.2: 120 samples from
-    libopus in low-delay mode, 312 otherwise) leaves the first packet short of a frame, and
-    every frame after it waits for the next packet for its last samples: 17.5 or 13.5 ms more
-    for every frame heard, for the 2.5 or 6.5 ms of silence put before the first (measured
-    2026-11-30, issue 17: a listener of a live Opus push heard it 50-57 ms after the source
-    sent it, 3x what Icecast's pass-through gave).
+    stream whose packets are whole frames (Opus in 20, 40 or 60 ms packets) then completes its
+    frames with each packet. Without it, the pre-skip (RFC 7845 section 4.2: the samples a
+    decoder drops at the start; libopus's encoders ask for their look-ahead, 120 samples in
+    low-delay mode, 312 otherwise) leaves the first packet short of a frame, and every frame
+    after it waits for the next packet for its last samples: 17.5 or 13.5 ms more for every
+    frame heard, for 2.5 or 6.5 ms of silence put once before the first (measured 2026-11-30,
+    issue 17: a listener of a live Opus push heard it 50-57 ms after the source sent it,
+    twice what Icecast's pass-through gave). Packets that no lead lines up with (MP3's 1152
+    samples, AAC's 1024) gain nothing from it: not for them.
     """
 
     def __init__(self, align_start: bool = False) -> None:

@@ -212,17 +212,10 @@ class ParsedStreamDecoder:
         self.pause = PacketPause(demand)
         self._reader = reader
         self._ctx = cast(av.AudioCodecContext, av.CodecContext.create(PARSED_FORMATS[fmt], "r"))
-        self._canonical = CanonicalFrames(align_start=True)
-        self._lead_before = 0  # the lead of the frames cut before the last resume
+        self._canonical = CanonicalFrames()
         self.frames_out = 0
         self.decode_errors = 0
         self.decoder_calls = 0
-
-    @property
-    def lead_samples(self) -> int:
-        """Samples of silence put before the stream's first samples, and after each resume,
-        so that frames end where a read's audio ends (``CanonicalFrames``: ``align_start``)."""
-        return self._lead_before + self._canonical.lead_samples
 
     def __iter__(self) -> Iterator[Samples]:
         for batch in self.batches():
@@ -273,8 +266,7 @@ class ParsedStreamDecoder:
         """After a pause: a fresh decoder and resampler (nothing of before the pause left in
         them), the decoder warmed up on the last packets skipped."""
         self._ctx.flush_buffers()
-        self._lead_before += self._canonical.lead_samples
-        self._canonical = CanonicalFrames(align_start=True)
+        self._canonical = CanonicalFrames()
         for packet in packets:
             self.decoder_calls += 1
             try:

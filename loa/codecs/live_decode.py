@@ -473,23 +473,28 @@ class LiveDecoder:
         self.frames_out = 0
         self.links = 0  # chained Ogg links opened
         self._decoders: list[ParsedStreamDecoder | FrameDecoder | OggOpusDecoder] = []
-        self._canonical = CanonicalFrames(align_start=True)  # Ogg and demuxed streams'
+        # the Ogg link now is Opus: frames aligned with its packets (``lead_samples``)
+        self._opus = False
+        self._canonical = CanonicalFrames()  # Ogg and demuxed streams'
         self._lead_before = 0  # the lead of canonical frames left at a resume
 
     @property
     def lead_samples(self) -> int:
-        """Samples of silence put before the stream's first samples, and after each resume,
-        so that a stream whose packets are whole frames completes a frame with each packet
-        (``CanonicalFrames``: ``align_start``): what ``LiveDecoder`` gives minus these is the
-        stream's audio, sample for sample."""
-        parsed = sum(d.lead_samples for d in self._decoders
-                     if isinstance(d, ParsedStreamDecoder))
-        return self._lead_before + self._canonical.lead_samples + parsed
+        """Samples of silence put before an Ogg/Opus stream's first samples (and after a
+        resume, where its first frame is short of a whole one) so that its frames end where
+        its packets end (``CanonicalFrames``: ``align_start``): a packet of 20 ms (or 40, 60)
+        then completes its frames when it arrives, instead of the pre-skip leaving every
+        frame waiting for the next packet. Less than a frame each time; 0 for other formats,
+        whose packets (MP3's 1152 samples, AAC's 1024, Vorbis's) no lead lines up with. Up to
+        the first resume, what ``LiveDecoder`` gives minus these is the stream's audio,
+        sample for sample."""
+        return self._lead_before + self._canonical.lead_samples
 
     def _restart_frames(self) -> CanonicalFrames:
-        """Fresh canonical frames (after a resume: nothing of before the pause follows)."""
+        """Fresh canonical frames (at an Ogg/Opus stream's start; after a resume: nothing of
+        before the pause follows)."""
         self._lead_before += self._canonical.lead_samples
-        self._canonical = CanonicalFrames(align_start=True)
+        self._canonical = CanonicalFrames(align_start=self._opus)
         return self._canonical
 
     @property
@@ -587,8 +592,11 @@ class LiveDecoder:
         paused = False
         while (link := links.next_link()) is not None:
             self.links += 1
-            if self.links > 1:
+            self._opus = opens_opus(link.first_page)
+            if self.links > 1:  # joins the frames of the link before (class docstring)
                 log.info("%s: chained Ogg link %d", self.label, self.links)
+            elif self._opus:  # a stream of Opus packets: frames in step with them
+                canonical = self._restart_frames()
             decoder: FrameDecoder | OggOpusDecoder
             if opens_opus(link.first_page):
                 decoder = OggOpusDecoder(link, self.label, self.demand)

@@ -287,3 +287,26 @@ def test_a_live_stream_starting_on_a_frame_boundary_gets_no_lead() -> None:
     assert not pcm[:120].any() and np.array_equal(pcm[120:], ramp[: len(pcm) - 120])
     # the last push (the ramp's last 120 samples) is carried, and flushed as a padded frame
     assert len(short.flush()) == 1
+
+
+LEADS = {  # codec args, format, the lead: only Opus packets line up with frames
+    # the first packet decodes to 960 - 312 samples: 312 of silence make it a frame
+    "opus (libopus: pre-skip 312)": (OPUS, "ogg", 312),
+    "vorbis at 48 kHz": (VORBIS, "ogg", 0),
+    "mp3 at 48 kHz": (MP3, "mp3", 0),
+}
+
+
+@pytest.mark.parametrize("case", list(LEADS), ids=list(LEADS))
+def test_only_an_opus_stream_is_put_in_step_with_its_packets(tmp_path: Path, case: str) -> None:
+    """An MP3 or Vorbis stream's packets (1152 samples, 256-2048) do not line up with 20 ms
+    frames whatever comes first: silence before them would only be silence (found in
+    review). An Opus stream's do, once its pre-skip is made up to a frame."""
+    args, fmt, lead = LEADS[case]
+    path = make_tone_file(tmp_path / f"a.{fmt}", 600, 0.5, args, 48000, 1)
+    live = LiveDecoder(Pieces(path.read_bytes()), fmt, "test")
+    pcm = after_lead(np.concatenate(list(live)), live)
+    assert live.lead_samples == lead
+    reference = ffmpeg_decode(path)
+    assert 0 <= len(pcm) - len(reference) < FRAME_SAMPLES
+    assert np.allclose(pcm[: len(reference)], reference, atol=1e-5)

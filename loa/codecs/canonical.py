@@ -101,7 +101,7 @@ class CanonicalFrames:
         self._input: _Shape | None = None  # what the resampler (or the pass-through) takes
         self._rest = np.empty(0, dtype=np.float32)  # samples short of a whole frame
         self._align = align_start  # until the first samples: see the class
-        self.lead_samples = 0  # the silence put before the first samples (``align_start``)
+        self.lead_samples = 0  # silence put in to keep frames in step (``align_start``)
         self.reopened = 0
 
     def push(self, frame: av.AudioFrame) -> list[Samples]:
@@ -151,14 +151,22 @@ class CanonicalFrames:
             self._rest = np.empty(0, dtype=np.float32)
         return done
 
+    def realign(self) -> None:
+        """Put the next 48 kHz float frame pushed in step, as ``align_start`` does the first:
+        preceded by the silence that makes it end on a frame boundary, counting what is carried
+        over. For a chained Ogg/Opus stream's new link, whose own pre-skip would otherwise put
+        every frame after it out of step with the packets again (less than 20 ms of silence at
+        the join, nothing lost)."""
+        self._align = True
+
     def _lead(self, first_samples: int, pieces: list[Samples]) -> None:
-        """Put before the first decoded frame (of ``first_samples``, 48 kHz) the silence that
-        makes it end on a frame boundary (``align_start``)."""
+        """Put before a decoded frame of ``first_samples`` (48 kHz) the silence that makes it
+        end on a frame boundary, after what is carried over and ``pieces``."""
         self._align = False
-        pad = -first_samples % FRAME_SAMPLES
-        if pad and not pieces:  # (a first push of two formats: the other one came first)
+        pad = -(len(self._rest) + sum(len(p) for p in pieces) + first_samples) % FRAME_SAMPLES
+        if pad:
             pieces.append(np.zeros(pad, dtype=np.float32))
-            self.lead_samples = pad
+            self.lead_samples += pad
 
     def _open(self, shape: _Shape, pieces: list[Samples]) -> None:
         """Make the conversion take ``shape``: the old resampler drained into ``pieces``."""

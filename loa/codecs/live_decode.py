@@ -480,14 +480,15 @@ class LiveDecoder:
 
     @property
     def lead_samples(self) -> int:
-        """Samples of silence put before an Ogg/Opus stream's first samples (and after a
-        resume, where its first frame is short of a whole one) so that its frames end where
-        its packets end (``CanonicalFrames``: ``align_start``): a packet of 20 ms (or 40, 60)
-        then completes its frames when it arrives, instead of the pre-skip leaving every
-        frame waiting for the next packet. Less than a frame each time; 0 for other formats,
-        whose packets (MP3's 1152 samples, AAC's 1024, Vorbis's) no lead lines up with. Up to
-        the first resume, what ``LiveDecoder`` gives minus these is the stream's audio,
-        sample for sample."""
+        """Samples of silence put into an Ogg/Opus stream so that its frames end where its
+        packets end (``CanonicalFrames``: ``align_start``, ``realign``): before its first
+        samples, at the join of each chained Opus link, and after a resume where its first
+        frame is short of a whole one. A packet of 20 ms (or 40, 60) then completes its frames
+        when it arrives, instead of the pre-skip leaving every frame waiting for the next
+        packet. Less than a frame each time; 0 for other formats, whose packets (MP3's 1152
+        samples, AAC's 1024, Vorbis's) no lead lines up with. In a stream of one link and no
+        pause, what ``LiveDecoder`` gives minus the lead is the stream's audio, sample for
+        sample."""
         return self._lead_before + self._canonical.lead_samples
 
     def _restart_frames(self) -> CanonicalFrames:
@@ -595,6 +596,8 @@ class LiveDecoder:
             self._opus = opens_opus(link.first_page)
             if self.links > 1:  # joins the frames of the link before (class docstring)
                 log.info("%s: chained Ogg link %d", self.label, self.links)
+                if self._opus:  # its packets in step with the frames again
+                    canonical.realign()
             elif self._opus:  # a stream of Opus packets: frames in step with them
                 canonical = self._restart_frames()
             decoder: FrameDecoder | OggOpusDecoder

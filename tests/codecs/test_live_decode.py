@@ -106,10 +106,14 @@ def test_a_chained_ogg_stream_plays_every_link_whatever_its_format(tmp_path: Pat
     args1, rate1, ch1, args2, rate2, ch2 = CHAINS[chain]
     one = make_tone_file(tmp_path / "one.ogg", 500, 1.0, args1, rate1, ch1)
     two = make_tone_file(tmp_path / "two.ogg", 1000, 1.0, args2, rate2, ch2)
-    pcm = decode(one.read_bytes() + two.read_bytes(), "ogg")
+    live = LiveDecoder(Pieces(one.read_bytes() + two.read_bytes()), "ogg", "test")
+    pcm = np.concatenate(list(live))
     reference = np.concatenate([ffmpeg_decode(one), ffmpeg_decode(two)])
-    # everything ffmpeg hears, Loa hears: at most the last frame's padding more, nothing less
-    assert 0 <= len(pcm) - len(reference) < FRAME_SAMPLES
+    # everything ffmpeg hears, Loa hears: at most the last frame's padding more, nothing less,
+    # besides the silence that puts an Opus link's packets in step with the frames (less
+    # than a frame at the start, and at the join)
+    assert 0 <= len(pcm) - live.lead_samples - len(reference) < FRAME_SAMPLES
+    assert live.lead_samples < (2 if "opus" in chain else 1) * FRAME_SAMPLES
     assert_in_order(tones_per_frame(pcm), (500, 50), (1000, 50))
     assert longest_quiet_ms(pcm) <= 20  # no gap at the join (issue 12: 0.6 s with Vorbis)
 
@@ -265,6 +269,28 @@ def test_each_packet_of_a_live_opus_push_completes_its_frame_when_it_arrives() -
     pcm = after_lead(np.concatenate(frames), live)
     assert dominant_hz(pcm[FRAME_SAMPLES:]) == pytest.approx(700, rel=0.01)
     assert longest_quiet_ms(pcm) == 0
+
+
+def test_a_chained_opus_push_is_in_step_again_after_each_join() -> None:
+    """Liquidsoap and ices start an Ogg link a track, each with its own pre-skip: after the
+    join, each packet of the new link again completes its frame when it arrives (not one packet
+    later), for less than a frame of silence at the join."""
+    first, second = OggOpusPager(serial=1), OggOpusPager(serial=2)
+    link1 = [first.headers] + [first.page(p, FRAME_SAMPLES) for p in opus_tone_packets(500, 25)]
+    link2 = [second.headers] + [second.page(p, FRAME_SAMPLES)
+                                for p in opus_tone_packets(900, 25)]
+    reader = PageAtATime(link1 + link2)
+    live = LiveDecoder(reader, "ogg", "test")
+    made: dict[int, int] = {}  # pages read -> frames ready then
+    for batch in live.batches():
+        if batch:
+            made[reader.handed] = made.get(reader.handed, 0) + len(batch)
+    second_link_audio = range(len(link1) + 3, len(link1) + len(link2) + 1)  # after its first
+    assert all(made.get(page) == 1 for page in second_link_audio), made
+    assert live.links == 2 and 120 < live.lead_samples < 120 + FRAME_SAMPLES
+    tones = tones_per_frame(np.concatenate([f for f in LiveDecoder(
+        PageAtATime(link1 + link2), "ogg", "test")]))
+    assert_in_order(tones, (500, 25), (900, 25))
 
 
 def test_a_live_stream_starting_on_a_frame_boundary_gets_no_lead() -> None:

@@ -380,8 +380,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             with open(path, "rb") as f:
                 raw = tomllib.load(f)
         except OSError as exc:
-            raise ConfigError(N_("cannot read config {path}: {reason}"), path=str(path),
-                              reason=exc.strerror) from None
+            raise ConfigError(N_("cannot read config {path}: {reason}"),
+                              path=os.path.abspath(path), reason=exc.strerror) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(N_("config {path} is not valid TOML: {reason}"), path=str(path),
                               reason=str(exc)) from None

@@ -346,15 +346,22 @@ class ApiClient:
         # the operating system's and aiohttp's words are English: behind ours, in English only
         reason = raw if known is None else (_(known) if language() != "en"
                                             else f"{_(known)} ({raw})")
-        said = _("cannot reach the Loa server at {url} ({where}): {reason}.\n"
-                 "Is it running? Start it with ./run serve, or name another server with "
-                 "LOA_URL=http://host:port or --url.", url=self.target.url, where=where,
-                 reason=reason)
-        if self.target.cacert is None and untrusted_issuer(exc):
-            said += "\n" + _("The server's certificate is not signed by a CA this machine "
-                             "trusts: for a station with its own CA, or a self-signed "
-                             "certificate, give that file with --cacert FILE (or LOA_CACERT).")
-        return said
+        said = _("cannot reach the Loa server at {url} ({where}): {reason}.", url=self.target.url,
+                 where=where, reason=reason)
+        if known != UNREACHABLE["tls"]:
+            return said + "\n" + _("Is it running? Start it with ./run serve, or name another "
+                                   "server with LOA_URL=http://host:port or --url.")
+        # something answered: not whether it runs, but whether its certificate is trusted
+        if not untrusted_issuer(exc):
+            return said
+        if self.target.cacert is None:
+            return said + "\n" + _("The server's certificate is not signed by a CA this "
+                                   "machine trusts: for a station with its own CA, or a "
+                                   "self-signed certificate, give that file with --cacert "
+                                   "FILE (or LOA_CACERT).")
+        return said + "\n" + _("The server's certificate is not signed by the CA in {path} "
+                               "({source}): give the file of the CA that signed it.",
+                               path=self.target.cacert, source=self.target.cacert_source)
 
     # answers
 

@@ -14,7 +14,7 @@ from loa.app import LoaServer
 from loa.config import TlsConfig
 from tests.cli.shell import environment, loa
 from tests.conftest import ADMIN_TOKEN
-from tests.server.test_tls import cert  # noqa: F401  # the fixture, made by openssl
+from tests.server.test_tls import cert, run  # noqa: F401  # the fixture, made by openssl
 
 MakeServer = Callable[..., Awaitable[LoaServer]]
 
@@ -43,6 +43,23 @@ async def test_a_self_signed_server_is_verified_by_the_cacert_file(
     assert english.err.startswith(f"loa zones: cannot reach the Loa server at {url} (from "
                                   "LOA_URL): the secure connection (TLS) failed ("), english.err
     assert english.err.endswith(f"\n{HINT_EN}\n"), english.err
+    # something answered: whether it runs is not the question (a new user was told to start it)
+    assert "./run serve" not in refused.err + english.err
+
+    # a CA file that did not sign it: said so, with the file
+    other = tmp_path / "other"
+    await asyncio.to_thread(other.mkdir)
+    code, _, err = await run(
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(other / "key.pem"), "-out", str(other / "ca.pem"), "-days", "2",
+        "-subj", "/CN=another")
+    assert code == 0, err.decode()
+    wrong = await loa("zones", "--cacert", str(other / "ca.pem"), env={**env, "LANGUAGE": "en"},
+                      cwd=tmp_path)
+    assert wrong.code == 1 and "./run serve" not in wrong.err
+    assert wrong.err.endswith(f"\nThe server's certificate is not signed by the CA in "
+                              f"{other / 'ca.pem'} (--cacert): give the file of the CA that "
+                              "signed it.\n"), wrong.err
 
     # with it, after the subcommand, before it, or from the environment: the zones
     for args, extra in ((["zones", "--cacert", str(crt)], {}),

@@ -48,6 +48,19 @@ async def test_relative_paths_are_the_users_and_a_missing_file_says_so(
     assert folder.code == 2 and folder.err == f"loa media: không phải là tệp: {home}\n"
 
 
+async def test_run_serve_takes_its_config_from_the_users_folder(tmp_path: Path) -> None:
+    """``./run serve`` runs in the project's folder (``./run loa`` finds its data there), but
+    ``--config`` names the user's file: a missing one is named with its full path in the
+    user's folder, not the project's (a new user's ``./run serve --config loa.toml`` from their
+    own folder failed: "cannot read config loa.toml")."""
+    home = await user_folder(tmp_path)
+    for args in (["--config", "loa.toml"], ["--config=loa.toml"]):
+        ran = await shell(["./run", "serve", *args], env=environment(), cwd=home,
+                          timeout_s=120)
+        assert ran.code == 2, ran.err
+        assert f"không đọc được tệp cấu hình {home / 'loa.toml'}: " in ran.err, ran.err
+
+
 async def test_a_zone_that_does_not_exist_comes_with_the_nearest(server: LoaServer) -> None:
     env = server_env(server)
     typo = await loa("live", "an-binh-1", "an-bnh", "--mount", "studio", env=env)

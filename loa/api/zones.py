@@ -75,11 +75,21 @@ async def zone(request: web.Request) -> web.Response:
 
 
 def _zone_view(request: web.Request, zone_id: str) -> dict[str, object]:
+    """The zone, what is on air, its listeners by format, and ``waiting``: the requests above
+    what is on air that cannot play now (a live mount whose source is not connected, or
+    dropped), each as ``Request.describe`` gives it. Such a request plays again as soon as
+    its source comes back, until it is released: shown so that nobody takes the zone for
+    given back."""
     s = server_of(request)
     d = s.zones.get(zone_id).describe()
     ch = s.engine.channels[zone_id]
-    d["on_air"] = ch.describe()["on_air"]
+    on_air = ch.describe()["on_air"]
+    d["on_air"] = on_air
     d["listeners"] = ch.listeners()
+    priority = on_air["priority"] if isinstance(on_air, dict) else None
+    d["waiting"] = [r.describe() for r in ch.requests
+                    if not r.programme.available
+                    and (not isinstance(priority, int) or r.priority > priority)]
     return d
 
 

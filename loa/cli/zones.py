@@ -36,12 +36,16 @@ def run(args: argparse.Namespace) -> int:
             on_air = zone.get("on_air") or {}
             playing = (f"{on_air.get('name')} [{on_air.get('priority')}]"
                        if on_air.get("name") else NONE)
+            waiting = ", ".join(f"{r.get('label')} [{r.get('priority')}]"
+                                for r in zone.get("waiting") or []) or NONE
             listeners = sum((zone.get("listeners") or {}).values())
             rows.append(["  " * depth + zone["id"], zone.get("name"),
-                         f"{zone.get('volume_pct')}%", playing, listeners])
+                         f"{zone.get('volume_pct')}%", playing, waiting, listeners])
         shown, footer = page(rows, args.limit, args.offset)
+        # WAITING: taken (for a live mount) but not playing, its source away: it plays again
+        # when the source comes back, until released (loa live --release)
         human = table([_("ZONE"), _("NAME"), _("VOLUME"), _("ON AIR [PRIORITY]"),
-                       _("LISTENERS")], shown) + footer
+                       _("WAITING FOR ITS SOURCE"), _("LISTENERS")], shown) + footer
         return api.show(answer, human)
 
 

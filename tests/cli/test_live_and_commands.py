@@ -34,6 +34,16 @@ async def test_live_takes_zones_for_a_mount_and_release_gives_them_back(
     assert lines[1].split() == ["an-binh", "(Xã", "An", "Bình)", "studio", "80", str(req_id),
                                 "(mới)", "đang", "chờ", "nguồn"]
     assert lines[-1].startswith("Chưa có nguồn nào đẩy tới điểm phát này")
+    # the zones say it too: taken, waiting for its source (a new user took a zone whose
+    # source had gone for one given back)
+    zones = await loa("zones", env={**env, "LANG": "en_US.UTF-8"})
+    rows = {line.split()[0]: line for line in zones.out.splitlines()[1:] if line.strip()}
+    assert "live/studio [80]" in rows["an-binh"] and "live/studio [80]" in rows["phu-my-1"]
+    assert "live/studio" not in rows["phu-my"]
+    assert "WAITING FOR ITS SOURCE" in zones.out.splitlines()[0]
+    listed = json.loads((await loa("--json", "zones", env=env)).out)
+    waiting = {z["id"]: [r["label"] for r in z["waiting"]] for z in listed["zones"]}
+    assert waiting["an-binh"] == ["live/studio"] and waiting["huyen"] == []
 
     again = await loa("live", "phu-my-1", "--json", env=env)  # the same request again: 200
     answer = json.loads(again.out)

@@ -1,6 +1,7 @@
 """The operator console in a real browser (issue 15): signing in, the navigation in both
-languages, what a commune operator sees, every page at a desktop's and a phone's width (with
-screenshots to look at), and signing in by keyboard alone. The harness: ``conftest.py``."""
+languages, what a commune operator sees, a zone taken live whose source has not connected (it
+says what it waits for), every page at a desktop's and a phone's width (with screenshots to look
+at), and signing in by keyboard alone. The harness: ``conftest.py``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.console.conftest import ADMIN, OFFICIAL, OPERATOR, Person, Station, Tab, expect
+from tests.server.test_api import call
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # one server and browser per module
 
@@ -82,6 +84,39 @@ async def test_a_commune_operator_sees_only_their_commune_and_no_alert_page(
     await tab.page.goto(station.url + "/#/alert")
     await expect(tab.page).to_have_url(re.compile(r"#/overview$"))
     await tab.shown("overview")
+
+
+async def test_a_zone_taken_live_without_its_source_says_it_waits_until_released(
+        station: Station, browse: Browse) -> None:
+    # the village taken for the studio (district live, 80) with no source connected: it plays
+    # the schedule meanwhile, and the console says what it waits for beside that
+    status, body = await call(station.server, "POST", "/api/v1/zones/an-binh-1/live",
+                              json={"mount": "studio"})
+    assert status == 201, body
+    try:
+        tab = await browse()
+        await tab.sign_in(OPERATOR)
+        page = tab.page
+        note = "đang chờ nguồn: live/studio [80]"
+        await expect(page.get_by_test_id("zone-waiting-an-binh-1")).to_have_text(note)
+        await expect(page.get_by_test_id("zone-waiting-an-binh-1")).to_be_visible()
+        for other in ("an-binh", "an-binh-2"):  # not taken: no note
+            await expect(page.get_by_test_id(f"zone-waiting-{other}")).to_be_hidden()
+        await tab.screenshot(f"{OPERATOR.username}-waiting-overview")
+
+        await tab.open("live")
+        for testid in ("live-waiting-an-binh-1", "live-onair-waiting-an-binh-1"):
+            await expect(page.get_by_test_id(testid)).to_have_text(note)
+        await expect(page.get_by_test_id("live-waiting-an-binh-2")).to_have_count(0)
+        await tab.screenshot(f"{OPERATOR.username}-waiting-live")
+        # released (the operator's button): the zone is given back, and the note goes
+        await page.get_by_test_id("live-release-an-binh-1").click()
+        await expect(page.get_by_test_id("live-waiting-an-binh-1")).to_have_count(0)
+        await expect(page.get_by_test_id("live-onair-waiting-an-binh-1")).to_have_count(0)
+    finally:  # the other tests see the station as it was
+        status, body = await call(station.server, "DELETE", "/api/v1/zones/an-binh-1/live",
+                                  json={})
+        assert status == 200, body
 
 
 async def test_an_alert_official_sees_the_alert_page_and_not_go_live(browse: Browse) -> None:

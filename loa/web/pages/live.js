@@ -1,11 +1,13 @@
 // Go live (Phát trực tiếp): pick zones on the tree and a source (a live mount), take the
 // zones (POST /api/v1/zones/{zone}/live {"mount"}) and release them (DELETE). Beside each
 // zone: what holds it now, the live requests on it, and what comes back when it is released
-// (the best request left once its own live requests are gone). Live from the status.
+// (the best request left once its own live requests are gone), and, beside what is on air,
+// the requests waiting for their source (the zone is not given back: it goes live again when
+// the source comes, until released). Live from the status.
 import { _, api, attempt, h, may, state, table, toast, zoneName, zoneTree } from "../app.js";
 import {
   freshnessLine, onAirTitle, priorityBadge, priorityClass, priorityWord, requestTitle,
-  topMost, watchStatus,
+  topMost, waitingNote, waitingRequests, watchStatus,
 } from "./overview.js";
 
 const DEFAULT_MOUNT = "studio"; // always known to the server (loa/control/programmes.py)
@@ -141,15 +143,26 @@ export default {
         const note = notes.get(z.zone);
         if (!note) continue;
         const prio = (z.on_air && z.on_air.priority) || 0;
-        const live = allLive(z);
+        const waiting = new Set(waitingRequests(z).map((r) => r.id));
+        const live = allLive(z).filter((r) => !waiting.has(r.id)); // the waiting: their note
         note.replaceChildren(
           h("span", { class: priorityClass(prio), title: String(prio) }, priorityWord(prio)),
           " ", h("span", {}, onAirTitle(z, status)));
+        const badge = waitingBadge(z, `live-waiting-${z.zone}`);
+        if (badge) note.append(badge); // append and replaceChildren would write a null as "null"
         if (live.length) {
           note.append(h("span", { class: "badge warn" }, _("live: {mounts}",
             { mounts: live.map((r) => r.label.replace(/^live\//, "")).join(", ") })));
         }
       }
+    };
+
+    /** The note of the requests of zone status `z` that wait for their source, as a badge
+     * (test id `testid`), or null when none does. */
+    const waitingBadge = (z, testid) => {
+      const note = waitingNote(z, status);
+      return note ? h("span", { class: "badge warn", title: note.tip, "data-testid": testid },
+        note.text) : null;
     };
 
     /** Where a request made on a zone above comes from: its name, or (a zone outside the
@@ -183,7 +196,8 @@ export default {
       holders.replaceChildren(table([
         { title: _("Zone"), value: (z) => zoneName(z.zone) },
         { title: _("On air"), value: (z) => h("span", {},
-          priorityBadge((z.on_air && z.on_air.priority) || 0), " ", onAirTitle(z, status)) },
+          priorityBadge((z.on_air && z.on_air.priority) || 0), " ", onAirTitle(z, status),
+          " ", waitingBadge(z, `live-onair-waiting-${z.zone}`)) },
         { title: _("Live requests"), value: (z) => {
           const live = allLive(z);
           return live.length ? h("div", {}, live.map((r) => requestLine(r, z))) : _("none");

@@ -1,11 +1,13 @@
 // The overview (Tổng quan): the zone tree with what each zone plays now and at what
-// priority, its level meter, its loudspeakers online against registered and a button that
-// plays it in the browser; the sources; the active alerts (cancel, with the alert right) and
-// alarms. Live from the `status` and `levels` events, with GET /api/v1/status polled once a
-// second whenever no status event came for 2 s (no stream yet, or a proxy that drops it).
+// priority (and what waits above it for its source), its level meter, its loudspeakers
+// online against registered and a button that plays it in the browser; the sources; the
+// active alerts (cancel, with the alert right) and alarms. Live from the `status` and
+// `levels` events, with GET /api/v1/status polled once a second whenever no status event
+// came for 2 s (no stream yet, or a proxy that drops it).
 //
 // It also exports what the go-live and alert pages share with it: the status watch, the
-// words for priorities, alert classes and statuses, and the titles of what plays.
+// words for priorities, alert classes and statuses, the titles of what plays, and the note
+// of what waits for its source.
 import {
   _, N_, api, attempt, fmtTime, h, may, on, state, table, toast, zoneName,
 } from "../app.js";
@@ -147,6 +149,40 @@ export function onAirTitle(zoneStatus, status, titles) {
   if (req) return requestTitle(req, status, titles);
   if (!onAir.priority) return _("Silence");
   return onAir.name || _("A programme");
+}
+
+/**
+ * The requests of a zone (an item of the status's `zones`) above what it plays that cannot
+ * play now (a live mount whose source has not connected, or dropped), highest first: the
+ * rule of GET /api/v1/zones's `waiting` (loa/api/zones.py `_zone_view`). Such a request
+ * plays again as soon as its source comes back, until it is released.
+ */
+export function waitingRequests(zoneStatus) {
+  const onAir = zoneStatus.on_air || {};
+  const prio = Number.isInteger(onAir.priority) ? onAir.priority : null;
+  return (zoneStatus.requests || [])
+    .filter((r) => r.programme && r.programme.available === false &&
+      (prio === null || r.priority > prio))
+    .sort((a, b) => b.priority - a.priority || a.id - b.id);
+}
+
+/**
+ * The note of a zone whose requests wait for their source (`waitingRequests`), or null:
+ * {text: "waiting for its source: live/studio [80]" (each request's label, as `loa zones`
+ * names it, an alert's title rather than its id, and its priority), tip: each one's title
+ * and priority word, a line each}.
+ */
+export function waitingNote(zoneStatus, status, titles) {
+  const waiting = waitingRequests(zoneStatus);
+  if (!waiting.length) return null;
+  const name = (r) => (r.label && !r.label.startsWith("alert/") ? r.label
+    : requestTitle(r, status, titles));
+  return {
+    text: _("waiting for its source: {title}",
+      { title: waiting.map((r) => `${name(r)} [${r.priority}]`).join(", ") }),
+    tip: waiting.map((r) => `${requestTitle(r, status, titles)} · ${priorityWord(r.priority)}`)
+      .join("\n"),
+  };
 }
 
 /** The ids of `ids` that have no ancestor in `ids` (a parent's request covers its children). */
@@ -612,14 +648,12 @@ export default {
         r.prio.textContent = priorityWord(prio);
         r.prio.title = String(prio);
         r.prio.className = priorityClass(prio);
-        // a request above what plays that cannot play (its source silent or away)
-        const top = (z.requests || []).slice()
-          .sort((a, b) => b.priority - a.priority || a.id - b.id)[0];
-        const waiting = top && top.priority > prio && top.programme &&
-          top.programme.available === false;
+        // the requests above what plays that cannot play (their source away): the zone is
+        // not given back, and goes live again when the source comes
+        const waiting = waitingNote(z, status, titles);
         r.waiting.hidden = !waiting;
-        r.waiting.textContent = waiting
-          ? _("waiting for its source: {title}", { title: requestTitle(top, status, titles) }) : "";
+        r.waiting.textContent = waiting ? waiting.text : "";
+        r.waiting.title = waiting ? waiting.tip : "";
         if (byZone) {
           const t = endpointTotals([z.zone], byZone);
           r.eps.textContent = _("{online}/{registered} loudspeakers online", t);

@@ -11,6 +11,11 @@ layer of its longest matching prefix. What it reports:
 Importing in a fresh interpreter (not reading the source) sees what really runs: imports inside
 functions that run at import time, registries, ``__init__`` files; imports under
 ``TYPE_CHECKING`` and inside functions called later are not loaded, and are not counted.
+
+"Fresh" is a child forked for each module from a probe process that has loaded only the large
+third-party libraries (``PRELOAD``: none of the package checked), so that each child pays for
+the package's own modules alone: 166 modules of Loa in ~4 s, where an interpreter started for
+each took ~16 s of the suite. Only the package's own modules are compared.
 """
 
 from __future__ import annotations
@@ -25,12 +30,41 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+# Third-party libraries the probe loads before forking (those missing are passed over).
+PRELOAD = ("numpy", "av", "aiohttp", "aiohttp.web", "aiomqtt", "uvloop")
+
+# The probe: loads PRELOAD, then forks a child per module named on its command line; each child
+# imports its module and writes what that loaded (JSON) or why it failed; prints {module:
+# {"loaded": [...]} or {"error": "..."}} as one JSON line.
 _PROBE = """
-import importlib, json, sys
-name = sys.argv[1]
-before = set(sys.modules)
-importlib.import_module(name)
-print(json.dumps(sorted(m for m in sys.modules if m not in before)))
+import importlib, json, os, signal, sys, traceback
+for lib in sys.argv[1].split(","):
+    try:
+        importlib.import_module(lib)
+    except ImportError:
+        pass
+found = {}
+for name in sys.argv[2:]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        signal.alarm(60)  # a module whose import hangs ends its child, not the check
+        before = set(sys.modules)
+        try:
+            importlib.import_module(name)
+            said = {"loaded": sorted(m for m in sys.modules if m not in before)}
+        except BaseException:
+            said = {"error": traceback.format_exc()[-2000:]}
+        with os.fdopen(w, "w") as out:
+            out.write(json.dumps(said))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as got:
+        text = got.read()
+    os.waitpid(pid, 0)
+    found[name] = json.loads(text) if text else {"error": "the import ended its process"}
+print(json.dumps(found))
 """
 
 
@@ -56,14 +90,20 @@ def modules_of(package_dir: Path, package: str) -> list[str]:
     return sorted(names)
 
 
-def loaded_by(module: str, sys_path: Sequence[str]) -> set[str]:
-    """The modules that importing ``module`` in a fresh interpreter loads (blocking)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys_path))
-    out = subprocess.run([sys.executable, "-c", _PROBE, module], capture_output=True,
-                         text=True, env=env, timeout=120, check=False)
+def loaded_by(modules: Sequence[str], sys_path: Sequence[str]) -> dict[str, set[str]]:
+    """For each of ``modules``, the modules that importing it afresh loads (see the module
+    docstring; blocking). Raises RuntimeError naming a module whose import failed."""
+    # one BLAS thread: the probe forks, and a child must not inherit a thread pool's locks
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys_path), OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _PROBE, ",".join(PRELOAD), *modules],
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"importing {module} failed:\n{out.stderr[-2000:]}")
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f"the import probe failed:\n{out.stderr[-2000:]}")
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    for module, said in found.items():
+        if "error" in said:
+            raise RuntimeError(f"importing {module} failed:\n{said['error']}")
+    return {module: set(said["loaded"]) for module, said in found.items()}
 
 
 def layer_of(module: str, layers: Sequence[Sequence[str]]) -> int | None:
@@ -80,9 +120,11 @@ def check(package_dir: Path, package: str, layers: Sequence[Sequence[str]],
           sys_path: Sequence[str], workers: int = 2) -> list[Violation]:
     """All violations in ``package`` against ``layers`` (bottom first), sorted."""
     modules = modules_of(package_dir, package)
-    with ThreadPoolExecutor(workers) as pool:
-        loads = dict(zip(modules, pool.map(lambda m: loaded_by(m, sys_path), modules),
-                         strict=True))
+    loads: dict[str, set[str]] = {}
+    with ThreadPoolExecutor(workers) as pool:  # a probe a worker, the modules dealt out
+        for part in pool.map(lambda share: loaded_by(share, sys_path),
+                             [modules[i::workers] for i in range(workers)]):
+            loads.update(part)
     found: set[Violation] = set()
     for module in modules:
         rank = layer_of(module, layers)

@@ -221,7 +221,7 @@ async def test_the_server_stopping_ends_the_stream(server: LoaServer) -> None:
     "a fresh process); the drop itself is what this test checks")
 async def test_a_client_that_does_not_read_is_dropped(server: LoaServer) -> None:
     hub = server.events
-    hub.limits = StreamLimits(max_pending_bytes=32 * 1024, sndbuf_bytes=4096)
+    hub.limits = StreamLimits(max_pending_bytes=8 * 1024, sndbuf_bytes=4096)
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads

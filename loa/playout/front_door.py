@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from loa.core.i18n import N_, language_from_header, translate
 from loa.protocol.http import (
     HEAD_TIMEOUT_S,
     MAX_HEAD_BYTES,
@@ -52,6 +53,12 @@ if TYPE_CHECKING:
     from loa.playout.admission import Admission, Ticket
 
 log = logging.getLogger(__name__)
+
+
+def _said(head: RequestHead, message: str) -> str:
+    """``message`` (an English msgid) in the language the request's ``Accept-Language``
+    prefers (Vietnamese when it names none of Loa's). The catalogues are read at start-up."""
+    return translate(language_from_header(head.header("accept-language") or None), message)
 
 
 class Routed(enum.Enum):
@@ -230,16 +237,18 @@ class FrontProtocol(asyncio.Protocol):
                 # then the answer to the request itself, inside TLS (libshout waits for it)
                 self._start_tls(rest, replay=bytes(self._buf[: end + 4]))
                 return False
-            if not self._tls.allow_plain:
-                self._reply_and_close(426, "this port speaks TLS: use https://",
-                                      {"Upgrade": "TLS/1.2, HTTP/1.1"},
-                                      as_json=head.path.startswith(("/api/", "/metrics")))
+            if not self._tls.allow_plain:  # said in the reader's language (a person in a
+                self._reply_and_close(  # browser who typed http://)
+                    426, _said(head, N_("this port speaks TLS: use https://")),
+                    {"Upgrade": "TLS/1.2, HTTP/1.1"},
+                    as_json=head.path.startswith(("/api/", "/metrics")))
                 return False
         if self._admission is not None and not reserved(head) and \
                 self._admission.under_pressure:
             self._admission.turned_away()
-            self._reply_and_close(503, "the server is near its connection limit: try again",
-                                  {"Retry-After": str(BUSY_RETRY_S)})
+            self._reply_and_close(
+                503, _said(head, N_("the server is near its connection limit: try again")),
+                {"Retry-After": str(BUSY_RETRY_S)})
             return False
         try:
             routed = self._raw_route(transport, head, rest)

@@ -102,7 +102,14 @@ async def test_a_plain_request_to_a_tls_port_is_told_to_upgrade(tls_server: LoaS
     # under /api/, an error as every API error is: JSON with a message
     assert b"Content-Type: application/json" in answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {
-        "error": "this port speaks TLS: use https://"}
+        "error": "cổng này dùng TLS: hãy dùng https://"}
+    # in the reader's language: a browser of someone who typed http://
+    reader, writer = await asyncio.open_connection("127.0.0.1", tls_server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: loa\r\nAccept-Language: en-GB,en;q=0.8\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    await closed(writer)
+    assert answer.startswith(b"HTTP/1.0 426 Upgrade Required\r\n")
+    assert answer.split(b"\r\n\r\n", 1)[1].decode() == "this port speaks TLS: use https://\n"
 
 
 async def test_plain_http_may_be_allowed_beside_tls(make_server: MakeServer,

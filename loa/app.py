@@ -212,7 +212,7 @@ class LoaServer:
         self.alarms = AlarmBoard(self._audit_alarm, self._alarm_zone)
         self._alarm_task: asyncio.Task[None] | None = None
         self.loop_lag = LoopLag()
-        self._lag_task: asyncio.Task[None] | None = None
+        self.engine.on_lateness = self.loop_lag.observe_ns  # a sample a tick
         self._readers_started = False
         self.schedule = ScheduleEngine(self.wall, self._start_slot, self._close_slot)
         self._schedule_task: asyncio.Task[None] | None = None
@@ -307,7 +307,6 @@ class LoaServer:
 
     async def _start_workers(self) -> None:
         await asyncio.to_thread(self._sweep_debris)  # before anything writes
-        self._lag_task = asyncio.create_task(self.loop_lag.run(), name="loop-lag")
         await asyncio.to_thread(READERS.start)  # file readers: never started on a tick
         self._readers_started = True
         # the loudness process is not started here: it starts on the first measurement
@@ -429,7 +428,6 @@ class LoaServer:
     async def _stop_clock(self) -> None:
         await self.alerts.stop()
         await self.engine.stop()  # no more ticks
-        await cancel_and_wait(self._lag_task)
         await cancel_and_wait(self._alarm_task)
         await self.fleet.stop()
         if self.broker is not None:

@@ -177,8 +177,8 @@ class LoaCollector:
                                   value=s.store.lost_writes)
         lag = s.loop_lag
         yield HistogramMetricFamily(
-            "loa_loop_lag_seconds", "How late the event loop woke a sleeper (probe every "
-            f"{lag.probe_s * 1000:g} ms)",
+            "loa_loop_lag_seconds", "How late the event loop ran the master clock's tick "
+            f"(a sample every {lag.every_s * 1000:g} ms)",
             buckets=[(repr(b), float(sum(lag.bucket_counts[:i + 1])))
                      for i, b in enumerate(LOOP_LAG_BUCKETS_S)]
             + [("+Inf", float(lag.count))], sum_value=lag.sum_s)

@@ -38,7 +38,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from loa.codecs.encoder import EncodedPacket, Encoder, create_encoder
@@ -109,6 +109,9 @@ class Engine:
         self.zones_ticked = 0  # zone-ticks run, summed over ticks (a resting zone's not counted)
         self.resting: set[str] = set()  # zones skipped by the tick: see the module docstring
         self._quiet_ticks: dict[str, int] = {}  # zone -> ticks with nothing to do, not yet resting
+        # Called each tick with how late (ns) the loop ran it after its deadline: the loop's
+        # own lag (``loa.monitoring.loop_lag``), measured at no cost of a wake-up.
+        self.on_lateness: Callable[[int], None] | None = None
         self.resyncs = 0
         self.last_resync_ns = 0  # when the clock last resynchronised (0: never)
         self.last_resync_behind_ms = 0.0  # and how far behind it was
@@ -352,6 +355,8 @@ class Engine:
             deadline_ns += FRAME_NS
             await clock.sleep_until(deadline_ns)
             now_ns = clock.now_ns()
+            if self.on_lateness is not None:
+                self.on_lateness(now_ns - deadline_ns)
             if now_ns - deadline_ns > RESYNC_AFTER_NS:
                 self.resyncs += 1  # exported as loa_clock_resyncs
                 self.last_resync_ns = now_ns

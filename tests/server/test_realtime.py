@@ -236,7 +236,7 @@ async def test_loop_lag_is_measured_exported_and_raises_an_alarm(
     lag = server.loop_lag
     before = lag.count
     await settle(0.3)
-    assert lag.count > before  # the probe runs
+    assert lag.count > before  # a sample a tick
     server.loop_lag.observe(0.2)  # as a 200 ms stall would be seen
     server.check_alarms()
     got = {a.kind: a.detail for a in server.alarms.active()}
@@ -248,6 +248,34 @@ async def test_loop_lag_is_measured_exported_and_raises_an_alarm(
     assert "loa_loop_lag_seconds_count" in text and "loa_clock_resyncs_total 0.0" in text
     status = server.status()
     assert status["loop_lag_ms"]["max"] >= 200
+
+
+async def test_a_tick_the_loop_ran_late_is_the_loops_lag_and_raises_its_alarm(
+        tmp_path: Path) -> None:
+    """The master clock's own lateness is the loop's lag (no probe thread waking it): a loop
+    held 60 ms is seen at the next tick; one held 90 ms, still less than a resync, raises the
+    alarm (over 50 ms)."""
+    server, clock = await fake_clock_server(tmp_path)
+    try:
+        task = asyncio.create_task(server.engine.run())
+        await clock.advance(200 * 1_000_000)
+        lag = server.loop_lag
+        assert lag.count >= 9 and lag.recent_ms()["max"] == 0  # a sample a tick, none late
+        server.check_alarms()
+        assert "loop_lag" not in {a.kind for a in server.alarms.active()}
+        clock.set_ns(clock.now_ns() + 60_000_000)  # the loop held 60 ms past a deadline
+        await clock.advance(20_000_000)
+        assert server.engine.resyncs == 0
+        assert 40 <= lag.recent_ms()["max"] <= 60  # the tick due in the hold, 40-60 ms late
+        clock.set_ns(clock.now_ns() + 90_000_000)  # 90 ms: over the alarm, under a resync
+        await clock.advance(20_000_000)
+        server.check_alarms()
+        got = {a.kind: a.detail for a in server.alarms.active()}
+        assert server.engine.resyncs == 0 and "loop_lag" in got, got
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await server.stop()
 
 
 async def test_a_clock_resync_raises_an_alarm_for_a_minute(tmp_path: Path) -> None:

@@ -83,13 +83,10 @@ def _zone_view(request: web.Request, zone_id: str) -> dict[str, object]:
     s = server_of(request)
     d = s.zones.get(zone_id).describe()
     ch = s.engine.channels[zone_id]
-    on_air = ch.describe()["on_air"]
-    d["on_air"] = on_air
+    d["on_air"] = ch.describe()["on_air"]
     d["listeners"] = ch.listeners()
-    priority = on_air["priority"] if isinstance(on_air, dict) else None
     d["waiting"] = [r.describe() for r in ch.requests
-                    if not r.programme.available
-                    and (not isinstance(priority, int) or r.priority > priority)]
+                    if r.priority > ch.on_air.priority and not r.programme.available]
     return d
 
 

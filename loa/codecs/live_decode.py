@@ -492,8 +492,8 @@ class LiveDecoder:
         return self._lead_before + self._canonical.lead_samples
 
     def _restart_frames(self) -> CanonicalFrames:
-        """Fresh canonical frames (at an Ogg/Opus stream's start; after a resume: nothing of
-        before the pause follows)."""
+        """Fresh canonical frames after a resume (nothing of before the pause follows), an
+        Opus link's in step with its packets."""
         self._lead_before += self._canonical.lead_samples
         self._canonical = CanonicalFrames(align_start=self._opus)
         return self._canonical
@@ -593,13 +593,11 @@ class LiveDecoder:
         paused = False
         while (link := links.next_link()) is not None:
             self.links += 1
-            self._opus = opens_opus(link.first_page)
             if self.links > 1:  # joins the frames of the link before (class docstring)
                 log.info("%s: chained Ogg link %d", self.label, self.links)
-                if self._opus:  # its packets in step with the frames again
-                    canonical.realign()
-            elif self._opus:  # a stream of Opus packets: frames in step with them
-                canonical = self._restart_frames()
+            self._opus = opens_opus(link.first_page)
+            if self._opus:  # a link of Opus packets: its frames in step with them
+                canonical.realign()
             decoder: FrameDecoder | OggOpusDecoder
             if opens_opus(link.first_page):
                 decoder = OggOpusDecoder(link, self.label, self.demand)

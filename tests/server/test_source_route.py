@@ -509,7 +509,10 @@ async def test_a_chunked_push_is_heard_clean(server: LoaServer, tmp_path: Path) 
     pcm = await ear.fallen_back()
     await asyncio.to_thread(assert_heard, pcm, (500, 0.5), (1000, 1.0),
                             trimmed=live_trimmed(server))
-    assert longest_quiet_ms(pcm) <= 20
+    # no gap but the frames the jitter buffer found empty, each counted (a paced push on a
+    # busy machine: a frame late now and then; the framing itself loses nothing, above)
+    underflows = server.counters.get("jitter_underflows", source="live/studio")
+    assert longest_quiet_ms(pcm) <= 20 * (1 + underflows), underflows
     assert chunks > 50 and server.counters.get("sources_failed", mount="studio") == 0
 
 

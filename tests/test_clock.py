@@ -25,12 +25,12 @@ async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
     await asyncio.gather(*tasks)
 
 
-async def test_the_master_clock_runs_an_hour_in_moments() -> None:
+async def test_the_master_clock_runs_ten_minutes_in_moments() -> None:
     engine, clock = make_engine()
     engine.request("huyen", tone(440), Priority.FILL)
     engine.start()
     await asyncio.sleep(0)
-    await clock.advance(3600 * NS_PER_S)
+    await clock.advance(600 * NS_PER_S)
     await engine.stop()
-    assert engine.ticks == 3600 * NS_PER_S // FRAME_NS
+    assert engine.ticks == 600 * NS_PER_S // FRAME_NS
     assert engine.resyncs == 0

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from loa.core.logs import configure as configure_logging
     from loa.monitoring.loop_watchdog import install_from_env
 
+    limit_malloc_arenas()  # before any thread of the server starts
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     # A file-size limit (ulimit -f, systemd LimitFSIZE) fails the write that crosses it
     # (EFBIG: handled as a full disk) instead of killing the station with SIGXFSZ.
@@ -82,6 +83,33 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+# glibc's mallopt parameter for the most malloc arenas (malloc.h); its default is 8 per core.
+M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Let glibc's malloc keep at most ``arenas`` arenas (``mallopt(M_ARENA_MAX)``) instead of
+    one per thread that allocates, up to 8 per core. Call it before the server's threads start
+    (the decoders, the store, the file readers): an arena once made is never given back.
+    Returns whether the C library took it (False off glibc, e.g. musl, which has no
+    ``gnu_get_libc_version`` nor ``M_ARENA_MAX``: nothing changes there).
+
+    Measured on the bench's idle live server (``loa bench``'s Loa carrying one Ogg/Opus
+    programme, no listener, 8 threads; issue 17): 0.5-0.7 MB less resident memory with 2
+    arenas (85.4 -> 84.9 MB, medians of 3 interleaved runs each), 1.3 MB with 1; 2 leaves the
+    decoder threads an arena beside the loop's. A ``malloc_trim(0)`` once started gave back
+    0.8 MB with the default arenas and next to nothing with 2: the free memory it returns is
+    the extra arenas'."""
+    import ctypes  # here: the client commands, whose parsers sit beside this one, never need it
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018  # AttributeError when not glibc
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, arenas))
 
 
 async def _run_server(cfg: Config) -> None:

@@ -66,6 +66,24 @@ def tune_socket(transport: Any, sndbuf_bytes: int) -> None:
         pass  # not a TCP socket (tests over pipes): nothing to tune
 
 
+class Audience:
+    """How many subscribers every feed that shares this counts, all zones and formats
+    together: the engine's one look (a single int) at whether anyone listens at all.
+    ``on_first`` is called when a subscriber joins an audience of none."""
+
+    __slots__ = ("listeners", "on_first")
+
+    def __init__(self) -> None:
+        self.listeners = 0
+        self.on_first: Callable[[], None] | None = None
+
+    def joined(self) -> None:
+        """One subscriber more."""
+        self.listeners += 1
+        if self.listeners == 1 and self.on_first is not None:
+            self.on_first()
+
+
 class Feed:
     """One zone stream in one wire format, with its subscribers and a short join burst."""
 
@@ -79,17 +97,20 @@ class Feed:
         backlog_bytes: int,
         now_ns: Callable[[], int],
         batch_ladder: Sequence[tuple[int, int]] = (),
+        audience: Audience | None = None,
     ) -> None:
         """``batch_ladder``: the write batch by audience size, ascending ``(above, packets)``
         pairs: a feed with more than ``above`` subscribers writes ``packets`` packets at a time
         (the highest rung it passes wins); with no rung passed (or none given), every packet
-        at once. Raises ValueError if the thresholds descend."""
+        at once. Raises ValueError if the thresholds descend. ``audience``: a count shared with
+        other feeds, kept up to date as subscribers join and leave."""
         self.name = name  # e.g. "an-binh-1/ogg", for logs and counters
         self.counters = counters
         self.latency = latency
         self.backlog_bytes = max(backlog_bytes, MIN_BACKLOG_BYTES)
         self._now_ns = now_ns
         self._subscribers: dict[Subscriber, None] = {}  # insertion-ordered set
+        self.audience = audience if audience is not None else Audience()
         self._burst: deque[bytes] = deque(maxlen=max(burst_packets, 0) or None)
         self._burst_enabled = burst_packets > 0
         self.packets_published = 0
@@ -121,6 +142,8 @@ class Feed:
             return
         tr.set_write_buffer_limits(high=self.backlog_bytes)
         sub.feed = self
+        if sub not in self._subscribers:
+            self.audience.joined()
         self._subscribers[sub] = None
         data = header + b"".join(self._burst) if self._burst_enabled else header
         if data:
@@ -132,6 +155,7 @@ class Feed:
         the burst and any half-gathered batch, so a later joiner gets no stale audio."""
         if sub in self._subscribers:
             del self._subscribers[sub]
+            self.audience.listeners -= 1
             sub.feed = None
             if not self._subscribers:
                 self._burst.clear()  # a later joiner must not get stale audio

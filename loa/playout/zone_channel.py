@@ -16,7 +16,7 @@ from loa.codecs.encoder import EncodedPacket
 from loa.core.counters import Counters, LatencyWindow
 from loa.core.pcm import FRAME_MS
 from loa.core.zones import Zone
-from loa.playout.fanout import Feed, Subscriber
+from loa.playout.fanout import Audience, Feed, Subscriber
 from loa.playout.levels import LevelMeter
 from loa.playout.outputs import StreamFormat, create_format
 from loa.playout.outputs.base import OnAir, StreamInfo
@@ -104,8 +104,10 @@ class ZoneChannel:
         latency: LatencyWindow,
         now_ns: Callable[[], int],
         serial: int,
+        audience: Audience | None = None,
     ) -> None:
         self.zone = zone
+        self.audience = audience if audience is not None else Audience()  # every feed's count
         self.idle = idle
         self.requests: list[Request] = []
         self._settings = settings
@@ -193,7 +195,7 @@ class ZoneChannel:
             ladder = self._settings.http_batch_ladder() if fmt.batchable else ()
             feed = Feed(f"{self.zone.id}/{format_name}", self._counters, self._latency,
                         burst_packets=burst_packets, backlog_bytes=backlog_bytes,
-                        now_ns=self._now_ns, batch_ladder=ladder)
+                        now_ns=self._now_ns, batch_ladder=ladder, audience=self.audience)
             self.formats[format_name] = fmt
             self.feeds[format_name] = feed
         return feed

@@ -25,11 +25,11 @@ GUARD_NS = JitterBuffer.GUARD_MS * NS_PER_MS
 def recording_ticks(engine: Engine) -> list[int]:
     """Make ``engine`` note the time of every tick it runs; returns the list it fills."""
     ticks: list[int] = []
-    tick: Callable[[int], None] = engine.tick
+    tick: Callable[..., None] = engine.tick
 
-    def noting(now_ns: int) -> None:
+    def noting(now_ns: int, *, heard: bool = True) -> None:
         ticks.append(now_ns)
-        tick(now_ns)
+        tick(now_ns, heard=heard)
 
     engine.tick = noting  # type: ignore[method-assign]
     return ticks

@@ -7,7 +7,7 @@ from typing import Any
 from loa.control.streams import ListenerProtocol
 from loa.core.clock import FakeClock
 from loa.core.counters import Counters, LatencyWindow
-from loa.playout.fanout import MIN_BACKLOG_BYTES, Feed, Subscriber
+from loa.playout.fanout import MIN_BACKLOG_BYTES, Audience, Feed, Subscriber
 from tests.server.memory_transport import MemoryTransport
 
 NAME = "an-binh-1/ogg"
@@ -190,3 +190,27 @@ def test_a_joiner_whose_connection_is_already_gone_is_not_added() -> None:
     feed.add(sub, b"HEAD")
     assert len(feed) == 0 and tr.writes == []
     assert counters.total("subscribers_joined") == 0
+
+
+def test_the_audience_counts_every_feed_s_subscribers_and_calls_out_the_first() -> None:
+    """What the engine looks at to lull (nobody listens anywhere): joins, leaves and cuts on
+    two feeds, a second join of the same subscriber counted once."""
+    audience = Audience()
+    firsts: list[int] = []
+    audience.on_first = lambda: firsts.append(audience.listeners)
+    ogg, _, _ = make_feed(audience=audience)
+    mp3, _, _ = make_feed(audience=audience)
+    (a, _), (b, _), (slow, tr_slow) = listener("a"), listener("b"), listener("slow")
+    ogg.add(a, b"")
+    ogg.add(a, b"")
+    mp3.add(b, b"")
+    assert audience.listeners == 2 and firsts == [1]
+    ogg.remove(a)
+    mp3.remove(b)
+    mp3.remove(b)
+    assert audience.listeners == 0
+    ogg.add(slow, b"")
+    assert firsts == [1, 1]
+    for p in packets(20, size=1000):  # never read: cut over its backlog
+        ogg.publish(p)
+    assert tr_slow.aborted and audience.listeners == 0

@@ -32,7 +32,10 @@ from tests.server.test_alerts import ear, fake_clock_server, tick
 from tests.server.test_engine import heard
 
 FFMPEG = "ffmpeg"
-MAX_SILENCE_MS = 60.0
+# Between two packets, measured by a client in the test's own process: the loop blocked by
+# the control plane would leave seconds of silence; a busy machine (the suite's other worker
+# on the other core, the server's threads beside the loop) has left up to 62 ms.
+MAX_SILENCE_MS = 100.0
 MIN_DELIVERED_PCT = 99.0
 LONG_TEXT = ("Thông báo khẩn cấp của Ban chỉ huy phòng chống thiên tai xã: mưa lớn kéo dài, "
              "nước sông đang lên nhanh. Bà con vùng trũng di chuyển ngay đến nơi cao. ") * 14
@@ -257,6 +260,7 @@ async def test_a_tick_the_loop_ran_late_is_the_loops_lag_and_raises_its_alarm(
     alarm (over 50 ms)."""
     server, clock = await fake_clock_server(tmp_path)
     try:
+        server.engine.lull_frames = 1  # as when someone listens: a tick a frame
         task = asyncio.create_task(server.engine.run())
         await clock.advance(200 * 1_000_000)
         lag = server.loop_lag
@@ -282,6 +286,7 @@ async def test_a_clock_resync_raises_an_alarm_for_a_minute(tmp_path: Path) -> No
     """A whole-process pause (the loop-lag probe is paused with it) shows as a resync."""
     server, clock = await fake_clock_server(tmp_path)
     try:
+        server.engine.lull_frames = 1  # as when someone listens: a tick a frame
         task = asyncio.create_task(server.engine.run())
         await clock.advance(100 * 1_000_000)
         assert server.engine.resyncs == 0

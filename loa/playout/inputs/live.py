@@ -77,6 +77,10 @@ class LiveSource:
         # offered, not yet taken in: (frames, arrival ns) in arrival order (``offer_frames``)
         self._inbox: list[tuple[list[Samples], int]] = []
         self._inbox_lock = threading.Lock()
+        # While the engine catches up ticks owed from a lull (``Engine.lull_frames``): the
+        # time of the tick it runs, later arrivals left in the inbox for later ticks; None
+        # (the rule) takes the whole inbox in.
+        self.horizon_ns: int | None = None
         self._underflows_seen = 0
         self._overflows_seen = 0
         self._trimmed_seen = 0
@@ -95,7 +99,8 @@ class LiveSource:
             return self.ending
         if self.held:
             return False
-        return len(self.jitter) > 0 or self._clock.now_ns() - self.last_arrival_ns < self._stall_ns
+        now_ns = self._clock.now_ns() if self.horizon_ns is None else self.horizon_ns
+        return len(self.jitter) > 0 or now_ns - self.last_arrival_ns < self._stall_ns
 
     @property
     def stalled(self) -> bool:
@@ -185,11 +190,20 @@ class LiveSource:
             self._frames_in += len(frames)
 
     def _take_inbox(self) -> None:
-        """On the loop: every offered batch into the jitter buffer, in arrival order."""
+        """On the loop: every offered batch into the jitter buffer, in arrival order (up to
+        ``horizon_ns`` when one is set)."""
         if not self._inbox:  # the common case, without the lock: a list's truth is atomic
             return
+        horizon_ns = self.horizon_ns
         with self._inbox_lock:
-            batches, self._inbox = self._inbox, []
+            if horizon_ns is None:
+                batches, self._inbox = self._inbox, []
+            else:  # in arrival order: the batches up to the horizon are a head of the list
+                inbox = self._inbox
+                n = 0
+                while n < len(inbox) and inbox[n][1] <= horizon_ns:
+                    n += 1
+                batches, self._inbox = inbox[:n], inbox[n:]
         if self.connected:
             for frames, arrival_ns in batches:
                 self._arrived(frames, arrival_ns)

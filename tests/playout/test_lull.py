@@ -1,0 +1,154 @@
+"""While nobody listens, the master clock lulls: it ticks five frames at a time, each at its
+own deadline, and what plays is exactly what would have played on time (issue 17, idle CPU).
+Fake clock: the engine's own ``run``; live sources offered frames as a decoder thread offers
+them (stamped on arrival, taken in by the tick)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+import numpy as np
+
+from loa.control.schedule.engine import ScheduleEngine
+from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem, local
+from loa.core.clock import NS_PER_MS, NS_PER_S, FakeClock, WallClock
+from loa.core.content import ToneContent
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.core.priority import Priority
+from loa.playout.engine import LULL_FRAMES, Engine
+from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.programme import Programme, ProgrammeKind
+from tests.server.test_engine import heard, listen, make_engine, tone
+
+
+def noting_ticks(engine: Engine, clock: FakeClock, prog: Programme | None = None
+                 ) -> list[tuple[int, int, float]]:
+    """Make ``engine`` note each tick it runs: (its time, when it ran, the first sample of
+    ``prog``'s frame after it: which frame played)."""
+    ticks: list[tuple[int, int, float]] = []
+    tick: Callable[..., None] = engine.tick
+
+    def noting(now_ns: int, *, heard: bool = True) -> None:
+        tick(now_ns, heard=heard)
+        ticks.append((now_ns, clock.now_ns(), float(prog.frame[0]) if prog else 0.0))
+
+    engine.tick = noting  # type: ignore[method-assign]
+    return ticks
+
+
+async def started(engine: Engine, clock: FakeClock) -> int:
+    """Start the engine's clock; when its first tick is due (ns)."""
+    engine.start()
+    await clock.advance(0)
+    return clock.now_ns() + FRAME_NS
+
+
+async def offer_jittery(clock: FakeClock, src: LiveSource, first_ns: int, frames: int) -> None:
+    """Frame ``i`` (every sample ``i``/1000) offered as a decoder thread offers it, on a
+    schedule with jitter: every 7th frame 30 ms late (with the next), a page of three every
+    50th."""
+    for i in range(frames):
+        late_ns = 30 * NS_PER_MS if i % 7 == 3 else 0
+        if i % 50 in (20, 21):
+            late_ns = (22 - i % 50) * FRAME_NS  # held back to arrive with frame 22
+        await clock.sleep_until(first_ns + i * FRAME_NS + late_ns)
+        src.offer_frames([np.full(FRAME_SAMPLES, i / 1000, dtype=np.float32)])
+
+
+async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time() -> None:
+    engine, clock = make_engine()
+    prog = tone(440)
+    engine.request("huyen", prog, Priority.FILL)
+    ticks = noting_ticks(engine, clock)
+    first_ns = await started(engine, clock)
+    await clock.advance(2 * NS_PER_S)
+    await engine.stop()
+    assert [t for t, _, _ in ticks] == [first_ns + i * FRAME_NS for i in range(100)]
+    ran = [r for _, r, _ in ticks]
+    assert ran == [first_ns + (i // LULL_FRAMES * LULL_FRAMES + LULL_FRAMES - 1) * FRAME_NS
+                   for i in range(100)]  # each lot when its last frame is due
+    assert engine.lulled_ticks == 100
+    assert prog.position_samples == 100 * FRAME_SAMPLES
+
+
+async def run_live(lull_frames: int) -> tuple[list[tuple[int, int, float]], Engine]:
+    engine, clock = make_engine()
+    engine.lull_frames = lull_frames
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src.connect()
+    ticks = noting_ticks(engine, clock, live)
+    first_ns = await started(engine, clock)
+    feeder = asyncio.create_task(offer_jittery(clock, src, first_ns + 3 * NS_PER_MS, 1000))
+    await clock.advance(20 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+    return ticks, engine
+
+
+async def test_a_jittery_live_source_plays_in_a_lull_exactly_as_on_time() -> None:
+    on_time, engine_on_time = await run_live(1)
+    lulled, engine = await run_live(LULL_FRAMES)
+    assert engine_on_time.lulled_ticks == 0 and engine.lulled_ticks > 700
+    # the same frame on every tick, underflows and trims included
+    assert [(t, f) for t, _, f in lulled] == [(t, f) for t, _, f in on_time]
+    for name in ("jitter_underflows", "jitter_trimmed"):
+        assert engine.counters.get(name, source="live/studio") \
+            == engine_on_time.counters.get(name, source="live/studio")
+    played = [f for _, _, f in lulled if f > 0]
+    assert played == sorted(played) and len(played) > 900  # in order, each frame once
+
+
+async def test_a_listener_ends_the_lull_and_hears_from_the_next_tick() -> None:
+    engine, clock = make_engine()
+    engine.request("an-binh-1", tone(1000), Priority.SCHEDULED)
+    await started(engine, clock)
+    await clock.advance(LULL_FRAMES * FRAME_NS + 2 * FRAME_NS)  # a lot, and two owed
+    ticks_before = engine.ticks
+    ear = listen(engine, "an-binh-1")
+    await clock.advance(FRAME_NS)
+    assert engine.ticks - ticks_before == 3  # the two owed, then the one due
+    packets, pcm = await asyncio.to_thread(heard, ear)
+    assert len(packets) == 1 and packets[0].capture_ns == clock.now_ns()  # nothing older
+    await clock.advance(10 * FRAME_NS)
+    await engine.stop()
+    packets, pcm = await asyncio.to_thread(heard, ear)
+    assert [p.seq for p in packets] == list(range(11))  # from then on, one packet a tick
+    assert engine.ticks == engine.lulled_ticks + 11  # the listener's ticks: on time
+    assert float(np.abs(pcm).max()) > 0.1
+
+
+async def test_a_request_made_in_a_lull_starts_on_its_own_tick() -> None:
+    """The schedule asks 10 ms into a frame, mid-lull: the frames owed before it are ticked
+    without it, and it plays from the first tick after it, as on time."""
+    clock = FakeClock(start_ns=0)
+    wall = WallClock(clock, STATION_TZ, system=None,
+                     start=local("2026-11-30T06:00") - timedelta(seconds=1.05))
+    engine, _ = make_engine(clock)
+    prog = tone(880)
+
+    def start(item: ScheduleItem, slot: object) -> object:
+        return engine.request(item.zones[0], prog, item.cls.priority)
+
+    schedule = ScheduleEngine(wall, start, lambda running: None)
+    schedule.put(ScheduleItem("morning", "Bản tin sáng", ["an-binh-1"],
+                              local("2026-11-30T06:00"), 60, ToneContent(), None))
+    ticks = noting_ticks(engine, clock)
+    tasks = [asyncio.create_task(schedule.run()), asyncio.create_task(engine.run())]
+    try:
+        await clock.advance(2 * NS_PER_S)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    slot_ns = wall.ns_of(local("2026-11-30T06:00"))
+    first_tick_ns = -(-slot_ns // FRAME_NS) * FRAME_NS
+    assert (first_tick_ns // FRAME_NS) % LULL_FRAMES != 0  # not the last of its lot: owed
+    assert engine.lulled_ticks > 0
+    assert prog.first_pulled_ns == first_tick_ns
+    # from then on, a frame every tick
+    assert prog.position_samples == sum(t >= first_tick_ns for t, _, _ in ticks) * FRAME_SAMPLES

@@ -583,8 +583,8 @@ class LoaServer:
                 continue
             if mount_name and req.label != f"live/{mount_name}":
                 continue
-            self.engine.release(req.id)
-            released.append(req.id)
+            if self.engine.release(req.id) is not None:  # not ended meanwhile (a lull's ticks)
+                released.append(req.id)
         return released
 
     async def add_request(self, zone_id: str, content: ContentSpec, priority: int,
@@ -689,8 +689,7 @@ class LoaServer:
     def _close_slot(self, run: Running) -> None:
         """The slot's window has closed: what still plays, or waits preempted, is cut short."""
         for req in run.handle if isinstance(run.handle, list) else []:
-            if req.id in self.engine.requests:
-                self.engine.release(req.id, reason=EndReason.CUT_SHORT)
+            if self.engine.release(req.id, reason=EndReason.CUT_SHORT) is not None:
                 self.store.audit("loa", "schedule.cut_short", run.item.id,
                                  {"slot": run.slot.isoformat(), "zone": req.zone_id},
                                  zones=run.item.zones)

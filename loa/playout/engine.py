@@ -23,18 +23,20 @@ it directly with any clock; ``run`` paces it with absolute deadlines on the inje
 While nobody listens anywhere (no subscriber on any feed: ``Audience``), ``run`` lulls: it
 sleeps through ``lull_frames`` deadlines at a time, then ticks each of them at its own time,
 back to back. Every frame is still ticked, in order: programmes advance, meters and the
-broadcast log see every frame, and a live source's jitter buffer takes in only what had
-arrived by each tick's time (``LiveSource.horizon_ns``), so it measures and plays exactly as
-on time. ``request`` and ``release`` first tick the deadlines passed (``settle``), so a lull
-never moves a request's start or end. Only when the work is done moves: up to
-``lull_frames`` - 1 frames late, which nobody hears (a switch reaches the broadcast log that
-much later, and the loop's lag is sampled once a lull). Why: a tick and its wake-up cost most
-of their CPU in caches gone cold since the last (measured 2026-11-30 on an idle server
-carrying one live programme: ~370 µs of CPU a tick and ~275 µs a wake-up, against ~20 µs of
-its AGC's own work warm); a lull wakes once, and its ticks after the first run warm (issue 17,
-idle CPU: the loop's thread from 2.95 % to 1.1 % of a core). A first listener ends the lull at
-once (``Audience.on_first``): the deadlines passed are ticked unheard (their frames are older
-than the listener), and the next deadline is the listener's first tick, as without a lull.
+broadcast log see every frame, and a live source's jitter buffer (a relay's too) takes in only
+what had arrived by each tick's time (``LiveSource.horizon_ns``; frames pushed on the loop wait
+in its inbox meanwhile, ``LiveSource.lulled``), so it measures and plays exactly as on time. A
+loop held up past a lull resynchronises, as any tick would. ``request`` and ``release`` first
+tick the deadlines passed (``settle``), so a lull never moves a request's start or end. Only
+when the work is done moves: up to ``lull_frames`` - 1 frames late, which nobody hears (a
+switch reaches the broadcast log that much later, and the loop's lag is sampled once a lull).
+Why: a tick and its wake-up cost most of their CPU in caches gone cold since the last (measured
+2026-11-30 on an idle server carrying one live programme: ~370 µs of CPU a tick and ~275 µs a
+wake-up, against ~20 µs of its AGC's own work warm); a lull wakes once, and its ticks after the
+first run warm (issue 17, idle CPU: the loop's thread from 2.95 % to 1.1 % of a core). A first
+listener ends the lull at once (``Audience.on_first``): the deadlines passed are ticked unheard
+before it joins (their frames are older than the listener; it joins what is on air now), and
+the next deadline is the listener's first tick, as without a lull.
 
 The tick's phase follows the arrivals of the live programme that most listened zones carry:
 a frame that arrives just after a tick waits most of a frame for the next one. Every
@@ -65,6 +67,7 @@ from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.core.zones import Zone, ZoneTree
 from loa.playout.fanout import Audience
 from loa.playout.inputs.generator import silence_source
+from loa.playout.inputs.live import LiveSource
 from loa.playout.levels import WINDOW_FRAMES, frame_level
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
@@ -417,32 +420,43 @@ class Engine:
         clock = self.clock
         last_ns = first_ns + (self.lull_frames - 1) * FRAME_NS
         self._lull_next_ns = first_ns
+        self._ticked_ns = first_ns - FRAME_NS  # ticked before the lull (``settle`` moves it)
+        sources = self._live_sources()
+        for src in sources:
+            src.lulled = True  # frames pushed on the loop wait in the inbox for their tick
         waiter = asyncio.get_running_loop().create_future()
         self._lull_waiter = waiter
         sleeper = asyncio.ensure_future(clock.sleep_until(last_ns))
         try:
             await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+            if not waiter.done() and self.on_lateness is not None:
+                self.on_lateness(clock.now_ns() - last_ns)
+            self.settle()
+            return self._ticked_ns  # the last deadline ticked: at most a frame before now
         finally:
             sleeper.cancel()
             self._lull_waiter = None
-        now_ns = clock.now_ns()
-        poked = waiter.done()
-        if not poked:
-            if self.on_lateness is not None:
-                self.on_lateness(now_ns - last_ns)
-            if now_ns - last_ns > RESYNC_AFTER_NS:  # the loop was held up: as any tick would
-                self._resync(now_ns, last_ns)
-                self._lull_next_ns = now_ns
-        self._ticked_ns = first_ns - FRAME_NS  # ticked before the lull (poked that soon)
-        self.settle()
-        self._lull_next_ns = None
-        return self._ticked_ns  # the last deadline ticked: at most a frame before now
+            self._lull_next_ns = None
+            for src in sources:
+                src.lulled = False
 
     def _first_listener(self) -> None:
-        """A listener joined while nobody listened: the lull ends now (``Audience.on_first``)."""
+        """A listener joins while nobody listens (``Audience.on_first``): the ticks the lull
+        owes run now, unheard, so that the listener joins what is on air now; the lull ends."""
+        self.settle()
         waiter = self._lull_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _live_sources(self) -> list[LiveSource]:
+        """The live sources of the programmes now (a relay's among them)."""
+        found = []
+        for prog in self.programmes.values():
+            src = prog.source
+            live = src if isinstance(src, LiveSource) else getattr(src, "live", None)
+            if isinstance(live, LiveSource):
+                found.append(live)
+        return found
 
     def _safe_tick(self, now_ns: int, heard: bool = True) -> None:
         try:
@@ -455,31 +469,35 @@ class Engine:
         """In a lull, run every tick whose deadline has passed, each at its own time, unheard
         (module docstring): live sources take in only what had arrived by then. ``request``
         and ``release`` settle first, so that a lull never moves a request's start or end.
-        Re-entrant: a request made or ended in those ticks finds nothing more owed. Outside a
-        lull, nothing to do."""
+        A loop held up beyond a lull and ``RESYNC_AFTER_NS`` resynchronises, as ``run`` does
+        (one tick now instead of the ticks missed). Re-entrant: a request made or ended in
+        those ticks finds nothing more owed. Outside a lull, nothing to do."""
         due_ns = self._lull_next_ns
         if due_ns is None:
             return
         now_ns = self.clock.now_ns()
         if due_ns > now_ns:
             return
+        lull_end_ns = due_ns + (self.lull_frames - 1) * FRAME_NS
+        if now_ns - lull_end_ns > RESYNC_AFTER_NS:
+            self._resync(now_ns, lull_end_ns)
+            due_ns = now_ns
         deadlines = []
         while due_ns <= now_ns:
             deadlines.append(due_ns)
             due_ns += FRAME_NS
         self._lull_next_ns = due_ns
         self._ticked_ns = deadlines[-1]
-        live = [src for prog in list(self.programmes.values())
-                if hasattr(src := prog.source, "horizon_ns")]
-        try:
-            for deadline_ns in deadlines:
-                for src in live:
-                    src.horizon_ns = deadline_ns
-                self._safe_tick(deadline_ns, heard=False)
-        finally:
-            for src in live:
-                src.horizon_ns = None
         self.lulled_ticks += len(deadlines)
+        for deadline_ns in deadlines:
+            sources = self._live_sources()  # a tick may add one (an alert's ``on_end``)
+            for src in sources:
+                src.horizon_ns = deadline_ns
+            try:
+                self._safe_tick(deadline_ns, heard=False)
+            finally:
+                for src in sources:
+                    src.horizon_ns = None
 
     def _phase_shift_ns(self) -> int:
         """How far to move the next deadline (ns; negative: sooner) so that the tick comes the

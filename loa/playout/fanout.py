@@ -69,7 +69,9 @@ def tune_socket(transport: Any, sndbuf_bytes: int) -> None:
 class Audience:
     """How many subscribers every feed that shares this counts, all zones and formats
     together: the engine's one look (a single int) at whether anyone listens at all.
-    ``on_first`` is called when a subscriber joins an audience of none."""
+    ``on_first`` is called when a subscriber joins an audience of none (``ZoneChannel.join``
+    calls it before the join, to make it see what is on air now); calling it twice for one
+    join is harmless."""
 
     __slots__ = ("listeners", "on_first")
 

@@ -203,6 +203,9 @@ class ZoneChannel:
     def join(self, sub: Subscriber, header: bytes | None = None) -> None:
         """A listener joins this zone's stream in its format (a new connection, or a moved
         endpoint: then ``header`` is what announces the change)."""
+        audience = self.audience
+        if not audience.listeners and audience.on_first is not None:
+            audience.on_first()  # the first listener: what is on air now (``Engine`` lulls)
         feed = self.feed(sub.format_name)
         feed.add(sub, self.formats[sub.format_name].join_header() if header is None else header)
         prog = self.on_air_programme

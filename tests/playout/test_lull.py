@@ -10,16 +10,21 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
+import pytest
 
 from loa.control.schedule.engine import ScheduleEngine
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem, local
 from loa.core.clock import NS_PER_MS, NS_PER_S, FakeClock, WallClock
 from loa.core.content import ToneContent
-from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES, SILENCE, Samples
 from loa.core.priority import Priority
 from loa.playout.engine import LULL_FRAMES, Engine
+from loa.playout.fanout import Subscriber
 from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.inputs.paced import PacedFrames
+from loa.playout.inputs.relay import RelaySource
 from loa.playout.programme import Programme, ProgrammeKind
+from tests.conftest import MemoryProtocol
 from tests.server.test_engine import heard, listen, make_engine, tone
 
 
@@ -45,16 +50,21 @@ async def started(engine: Engine, clock: FakeClock) -> int:
     return clock.now_ns() + FRAME_NS
 
 
-async def offer_jittery(clock: FakeClock, src: LiveSource, first_ns: int, frames: int) -> None:
-    """Frame ``i`` (every sample ``i``/1000) offered as a decoder thread offers it, on a
-    schedule with jitter: every 7th frame 30 ms late (with the next), a page of three every
-    50th."""
+async def offer_jittery(clock: FakeClock, src: LiveSource, first_ns: int, frames: int,
+                        pushed: bool = False) -> None:
+    """Frame ``i`` (every sample ``i``/1000) offered as a decoder thread offers it (or pushed
+    on the loop, as a WebRTC track's are), on a schedule with jitter: every 7th frame 30 ms
+    late (with the next), a page of three every 50th."""
     for i in range(frames):
         late_ns = 30 * NS_PER_MS if i % 7 == 3 else 0
         if i % 50 in (20, 21):
             late_ns = (22 - i % 50) * FRAME_NS  # held back to arrive with frame 22
         await clock.sleep_until(first_ns + i * FRAME_NS + late_ns)
-        src.offer_frames([np.full(FRAME_SAMPLES, i / 1000, dtype=np.float32)])
+        frame = [np.full(FRAME_SAMPLES, i / 1000, dtype=np.float32)]
+        if pushed:
+            src.push_frames(frame)
+        else:
+            src.offer_frames(frame)
 
 
 async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time() -> None:
@@ -73,16 +83,27 @@ async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time
     assert prog.position_samples == 100 * FRAME_SAMPLES
 
 
-async def run_live(lull_frames: int) -> tuple[list[tuple[int, int, float]], Engine]:
+async def run_live(lull_frames: int, how: str = "offered"
+                   ) -> tuple[list[tuple[int, int, float]], Engine]:
+    """A live source of jittery arrivals (``offer_jittery``) on the district for 20 s, nobody
+    listening: ``how`` "offered" (a decoder thread's), "pushed" (on the loop) or "relay" (a
+    relay's stream)."""
     engine, clock = make_engine()
     engine.lull_frames = lull_frames
-    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
-    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    settings = LiveSettings(2, 100, 200)
+    src = LiveSource("live/studio", clock, engine.counters, settings)
+    if how == "relay":
+        relay = RelaySource(src, PacedFrames("live/studio", clock, engine.counters, settings))
+        live = engine.add_programme(Programme("relay", ProgrammeKind.RELAY, relay))
+    else:
+        live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src),
+                                    persistent=True)
     engine.request("huyen", live, Priority.DISTRICT_LIVE)
     src.connect()
     ticks = noting_ticks(engine, clock, live)
     first_ns = await started(engine, clock)
-    feeder = asyncio.create_task(offer_jittery(clock, src, first_ns + 3 * NS_PER_MS, 1000))
+    feeder = asyncio.create_task(offer_jittery(clock, src, first_ns + 3 * NS_PER_MS, 1000,
+                                               pushed=how == "pushed"))
     await clock.advance(20 * NS_PER_S)
     await engine.stop()
     feeder.cancel()
@@ -90,11 +111,12 @@ async def run_live(lull_frames: int) -> tuple[list[tuple[int, int, float]], Engi
     return ticks, engine
 
 
-async def test_a_jittery_live_source_plays_in_a_lull_exactly_as_on_time() -> None:
-    on_time, engine_on_time = await run_live(1)
-    lulled, engine = await run_live(LULL_FRAMES)
+@pytest.mark.parametrize("how", ["offered", "pushed", "relay"])
+async def test_a_jittery_live_source_plays_in_a_lull_exactly_as_on_time(how: str) -> None:
+    on_time, engine_on_time = await run_live(1, how)
+    lulled, engine = await run_live(LULL_FRAMES, how)
     assert engine_on_time.lulled_ticks == 0 and engine.lulled_ticks > 700
-    # the same frame on every tick, underflows and trims included
+    # the same frame on every tick, the underflow included
     assert [(t, f) for t, _, f in lulled] == [(t, f) for t, _, f in on_time]
     for name in ("jitter_underflows", "jitter_trimmed"):
         assert engine.counters.get(name, source="live/studio") \
@@ -152,3 +174,85 @@ async def test_a_request_made_in_a_lull_starts_on_its_own_tick() -> None:
     assert prog.first_pulled_ns == first_tick_ns
     # from then on, a frame every tick
     assert prog.position_samples == sum(t >= first_tick_ns for t, _, _ in ticks) * FRAME_SAMPLES
+
+
+async def test_a_request_and_a_first_listener_in_one_frame_tick_every_deadline_once() -> None:
+    engine, clock = make_engine()
+    prog = tone(440)
+    engine.request("huyen", prog, Priority.FILL)
+    ticks = noting_ticks(engine, clock)
+    first_ns = await started(engine, clock)
+    await clock.advance(2 * FRAME_NS + 5 * NS_PER_MS)  # mid-lull, 5 ms into a frame
+    other = engine.request("an-binh", tone(880), Priority.SCHEDULED)  # the two passed first
+    listen(engine, "an-binh-1")  # the lull ends
+    await clock.advance(5 * FRAME_NS)
+    engine.release(other.id)
+    await clock.advance(5 * FRAME_NS)
+    await engine.stop()
+    times = [t for t, _, _ in ticks]
+    assert times == [first_ns + i * FRAME_NS for i in range(len(times))]
+    assert prog.position_samples == len(times) * FRAME_SAMPLES
+
+
+async def test_a_loop_held_past_a_lull_resyncs_once() -> None:
+    engine, clock = make_engine()
+    engine.request("huyen", tone(440), Priority.FILL)
+    ticks = noting_ticks(engine, clock)
+    first_ns = await started(engine, clock)
+    await clock.advance(2 * FRAME_NS)
+    clock.set_ns(first_ns + 40 * FRAME_NS)  # the loop held 0.8 s
+    engine.request("an-binh", tone(880), Priority.SCHEDULED)  # before the lull wakes
+    await clock.advance(20 * FRAME_NS)
+    await engine.stop()
+    times = [(t - first_ns) // FRAME_NS for t, _, _ in ticks]
+    assert engine.resyncs == 1 and times == list(range(40, 40 + len(times)))
+    assert engine.last_resync_behind_ms == 720  # from the lull's last deadline
+
+
+class Frames:
+    """A pausable source of ``frames`` frames of silence, then its end."""
+
+    pausable = True
+    available = True
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
+
+    def read(self, now_ns: int) -> tuple[Samples, int] | None:
+        if self.left <= 0:
+            return None
+        self.left -= 1
+        return SILENCE, now_ns
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("lull_frames", [1, LULL_FRAMES])
+async def test_an_endpoint_joining_after_an_alert_ended_is_not_counted_as_reached(
+        lull_frames: int) -> None:
+    """The alert ended in ticks a lull still owed when the endpoint joined: they run first,
+    and the endpoint joins what is on air now."""
+    engine, clock = make_engine()
+    engine.lull_frames = lull_frames
+    alert = Programme("alert", ProgrammeKind.ALERT, Frames(7))
+    alert.reach = {}
+    await started(engine, clock)
+    engine.request("an-binh-1", alert, Priority.SCHEDULED)
+    await clock.advance(8 * FRAME_NS + 5 * NS_PER_MS)
+    engine.channels["an-binh-1"].join(Subscriber(MemoryProtocol(), "ep", "ws", "ep-1"))
+    await clock.advance(3 * FRAME_NS)
+    await engine.stop()
+    assert alert.finished and alert.reach == {}
+
+
+async def test_a_stopped_engine_owes_nothing() -> None:
+    engine, clock = make_engine()
+    engine.request("huyen", tone(440), Priority.FILL)
+    await started(engine, clock)
+    await clock.advance(2 * FRAME_NS + 5 * NS_PER_MS)  # mid-lull
+    await engine.stop()
+    ticks = engine.ticks
+    clock.set_ns(clock.now_ns() + 10 * NS_PER_S)
+    engine.request("an-binh", tone(880), Priority.SCHEDULED)
+    assert engine.ticks == ticks

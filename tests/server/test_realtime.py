@@ -31,6 +31,8 @@ from tests.conftest import ADMIN_TOKEN, auth
 from tests.server.test_alerts import ear, fake_clock_server, tick
 from tests.server.test_engine import heard
 
+pytestmark = pytest.mark.serial  # a listener's silences against the wall clock: run alone
+
 FFMPEG = "ffmpeg"
 # Between two packets, measured by a client in the test's own process: the loop blocked by
 # the control plane would leave seconds of silence; a busy machine (the suite's other worker

@@ -427,6 +427,7 @@ LINKS = {
 }
 
 
+@pytest.mark.serial  # reading against hearing, on the wall clock: run alone
 @pytest.mark.parametrize("link", list(LINKS))
 async def test_a_station_link_plays_in_real_time_once_from_start_to_end(
         server: LoaServer, tmp_path: Path, link: str) -> None:
@@ -466,7 +467,10 @@ async def test_a_station_link_plays_in_real_time_once_from_start_to_end(
     duration_s = sum(seconds for _, seconds in TONES)
     bytes_per_s = relay.bytes_in / duration_s
     ahead_s = max(read / bytes_per_s - heard * FRAME_NS / NS_PER_S for heard, read in timeline)
-    assert ahead_s <= LEAD_FRAMES * FRAME_NS / NS_PER_S + 1.0 < duration_s
+    # (HLS is read a whole 1 s segment at a time: up to one more; measured 4.2 s once on a
+    # busy machine)
+    segment_s = 1.0 if link == "hls" else 0.0
+    assert ahead_s <= LEAD_FRAMES * FRAME_NS / NS_PER_S + 1.0 + segment_s < duration_s
     assert server.counters.total("paced_overflow_drops") == 0
     assert server.counters.total("jitter_overflow_drops") == 0
 

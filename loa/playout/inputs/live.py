@@ -81,6 +81,9 @@ class LiveSource:
         # time of the tick it runs, later arrivals left in the inbox for later ticks; None
         # (the rule) takes the whole inbox in.
         self.horizon_ns: int | None = None
+        # In a lull (set by the engine): frames pushed on the loop wait in the inbox, stamped,
+        # for the tick of their time, as offered ones do.
+        self.lulled = False
         self._underflows_seen = 0
         self._overflows_seen = 0
         self._trimmed_seen = 0
@@ -170,7 +173,11 @@ class LiveSource:
     def push_frames(self, frames: list[Samples]) -> None:
         """Called on the loop with freshly decoded frames (perhaps none: input arrived, not
         decoded); stamps their arrival and counts them (``frames_in``). Frames that come
-        while the source is not taken (decoded before it was let go) are then dropped."""
+        while the source is not taken (decoded before it was let go) are then dropped. In a
+        lull (``lulled``), they go through the inbox, as ``offer_frames``'."""
+        if self.lulled:
+            self.offer_frames(frames)
+            return
         self._take_inbox()  # offered earlier: in first
         if not self.connected:
             return

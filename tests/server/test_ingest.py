@@ -499,6 +499,7 @@ async def test_mp3_pushed_without_a_content_type_is_heard_from_its_first_frame(
                             trimmed=live_trimmed(server))
 
 
+@pytest.mark.serial  # a live push heard against the wall clock: run alone
 async def test_a_chained_ogg_push_whose_links_differ_plays_every_link(server: LoaServer,
                                                                       tmp_path: Path) -> None:
     """Issue 12 (3): the second link has another rate and channel count (Liquidsoap and ices

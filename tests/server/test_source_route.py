@@ -383,6 +383,7 @@ async def reconnecting_studio(server: LoaServer) -> tuple[asyncio.subprocess.Pro
         await asyncio.sleep(0.5)  # the encoder's reconnect interval (its behaviour, not a sync)
 
 
+@pytest.mark.serial  # a live push heard against the wall clock: run alone
 async def test_a_ghost_source_is_replaced_by_the_reconnecting_studio_within_the_timeout(
         server: LoaServer, tmp_path: Path) -> None:
     """Issue 12 (1): the ghost holds the mount only until it is stalled; the studio's own
@@ -442,6 +443,7 @@ async def test_a_silent_source_is_dropped_after_the_configured_timeout(make_serv
         await push.wait()
 
 
+@pytest.mark.serial  # a live push heard against the wall clock: run alone
 async def test_a_plain_tcp_source_is_read_by_its_decoder_thread_not_the_loop(
         server: LoaServer) -> None:
     """Issue 17 (idle CPU): once live, a source's plain TCP connection is read by its decoder
@@ -472,6 +474,7 @@ async def test_a_plain_tcp_source_is_read_by_its_decoder_thread_not_the_loop(
     assert server.counters.get("sources_failed", mount="studio") == 0
 
 
+@pytest.mark.serial  # a live push heard against the wall clock: run alone
 async def test_a_chunked_push_is_heard_clean(server: LoaServer, tmp_path: Path) -> None:
     """Issue 12 (2): the real encoder's bytes, re-framed as chunks of odd sizes, each chunk's
     framing split across TCP writes: every tone heard in full, in order, nothing else."""

@@ -107,3 +107,37 @@ def test_time_waiting_for_a_cpu_is_the_machine_s_not_the_step_s() -> None:
     first = queued()
     sum(range(2_000_000))  # on the CPU a while: the count never goes back
     assert queued() >= first >= 0
+
+
+def test_a_wait_for_the_gil_handed_to_a_queued_thread_is_the_machine_s() -> None:
+    """The loop's thread slept on the GIL while the worker thread it went to waited for a CPU
+    (unpreempted: seen in CI, a step of 60 ms with 0.3 ms of CPU): that wait is the machine's.
+    The clock of the other threads' waits sees them all, and only them."""
+    import threading
+    from asyncio.events import Handle
+
+    from loa.monitoring.loop_watchdog import LoopWatchdog, others_run_queue_clock
+
+    watchdog = LoopWatchdog(20.0)
+    handle = Handle(lambda: None, (), asyncio.new_event_loop())
+    handle._loop.close()
+    ms = 1_000_000
+    watchdog._judge(handle, wall_ns=60 * ms, cpu_ns=ms // 3, preempted=False, gc_ns=0,
+                    queued_ns=3 * ms, others_queued_ns=45 * ms)
+    assert watchdog.take() == []
+    watchdog._judge(handle, wall_ns=60 * ms, cpu_ns=ms // 3, preempted=False, gc_ns=0,
+                    queued_ns=3 * ms, others_queued_ns=20 * ms)
+    [slow] = watchdog.take()
+    assert slow.own_ms == 37.0 and "its other threads 20.0 ms" in str(slow)
+
+    others = others_run_queue_clock()
+    stop = threading.Event()
+    busy = [threading.Thread(target=lambda: stop.wait(0.05) or sum(range(3_000_000)))
+            for _ in range(3)]
+    first = others()
+    for t in busy:
+        t.start()
+    for t in busy:
+        t.join()
+    stop.set()
+    assert others() >= 0 and first >= 0  # a sum of counts (threads come and go)

@@ -718,6 +718,7 @@ async def attack(port: int, seconds: float, workers: int = 16) -> list[bytes]:
     return statuses
 
 
+@pytest.mark.serial  # a rate on the wall clock (192/s beside the other test worker): run alone
 async def test_guesses_per_second_drop_by_orders_of_magnitude(make_server: MakeServer) -> None:
     """Before: 5,422 source-password guesses a second. The same raw-socket attack on an
     unthrottled server (1 s) and on a throttled one (2 s), in one run; meanwhile the studio,

@@ -512,10 +512,12 @@ async def test_a_chunked_push_is_heard_clean(server: LoaServer, tmp_path: Path) 
     pcm = await ear.fallen_back()
     await asyncio.to_thread(assert_heard, pcm, (500, 0.5), (1000, 1.0),
                             trimmed=live_trimmed(server))
-    # no gap but the frames the jitter buffer found empty, each counted (a paced push on a
-    # busy machine: a frame late now and then; the framing itself loses nothing, above)
+    # no gap but what the jitter buffer's underflows cost, each counted (a paced push on a busy
+    # machine: a frame late now and then; the framing itself loses nothing, above): the tick
+    # that found it empty and the ticks it re-buffers, up to three frames an underflow (59 ms
+    # heard for one, twice, on this VM)
     underflows = server.counters.get("jitter_underflows", source="live/studio")
-    assert longest_quiet_ms(pcm) <= 20 * (1 + underflows), underflows
+    assert longest_quiet_ms(pcm) <= 20 + 60 * underflows, underflows
     assert chunks > 50 and server.counters.get("sources_failed", mount="studio") == 0
 
 

@@ -163,6 +163,8 @@ def test_the_alert_text_is_long_vietnamese_cut_at_a_sentence() -> None:
     assert "Xin nhắc lại" in text and "khẩn cấp" in text
 
 
+@pytest.mark.serial  # alerts' messages timed on the wall clock (a text one late beside the
+# other test worker): run alone
 @pytest.mark.load_generator(
     "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
     "connections in a step; the server it measures is a `loa serve` process, still judged")

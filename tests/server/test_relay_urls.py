@@ -427,7 +427,6 @@ LINKS = {
 }
 
 
-@pytest.mark.serial  # reading against hearing, on the wall clock: run alone
 @pytest.mark.parametrize("link", list(LINKS))
 async def test_a_station_link_plays_in_real_time_once_from_start_to_end(
         server: LoaServer, tmp_path: Path, link: str) -> None:

@@ -147,7 +147,6 @@ class Engine:
         self.lull_frames = LULL_FRAMES
         self.lulled_ticks = 0  # ticks run by lulls, all but the last of each late
         self._lull_next_ns: int | None = None  # in a lull: the first deadline not yet ticked
-        self._ticked_ns = 0  # the last deadline a lull ticked
         self._lull_waiter: asyncio.Future[None] | None = None  # set by a first listener
         self.audience.on_first = self._first_listener
         self._task: asyncio.Task[None] | None = None
@@ -420,7 +419,6 @@ class Engine:
         clock = self.clock
         last_ns = first_ns + (self.lull_frames - 1) * FRAME_NS
         self._lull_next_ns = first_ns
-        self._ticked_ns = first_ns - FRAME_NS  # ticked before the lull (``settle`` moves it)
         sources = self._live_sources()
         for src in sources:
             src.lulled = True  # frames pushed on the loop wait in the inbox for their tick
@@ -432,7 +430,8 @@ class Engine:
             if not waiter.done() and self.on_lateness is not None:
                 self.on_lateness(clock.now_ns() - last_ns)
             self.settle()
-            return self._ticked_ns  # the last deadline ticked: at most a frame before now
+            # the last deadline ticked (the one before the lull, if a listener came that soon)
+            return self._lull_next_ns - FRAME_NS
         finally:
             sleeper.cancel()
             self._lull_waiter = None
@@ -487,7 +486,6 @@ class Engine:
             deadlines.append(due_ns)
             due_ns += FRAME_NS
         self._lull_next_ns = due_ns
-        self._ticked_ns = deadlines[-1]
         self.lulled_ticks += len(deadlines)
         for deadline_ns in deadlines:
             sources = self._live_sources()  # a tick may add one (an alert's ``on_end``)

@@ -85,6 +85,10 @@ class Audience:
         if self.listeners == 1 and self.on_first is not None:
             self.on_first()
 
+    def left(self) -> None:
+        """One subscriber fewer."""
+        self.listeners -= 1
+
 
 class Feed:
     """One zone stream in one wire format, with its subscribers and a short join burst."""
@@ -157,7 +161,7 @@ class Feed:
         the burst and any half-gathered batch, so a later joiner gets no stale audio."""
         if sub in self._subscribers:
             del self._subscribers[sub]
-            self.audience.listeners -= 1
+            self.audience.left()
             sub.feed = None
             if not self._subscribers:
                 self._burst.clear()  # a later joiner must not get stale audio

@@ -16,13 +16,14 @@ from loa.control.schedule.engine import ScheduleEngine
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem, local
 from loa.core.clock import NS_PER_MS, NS_PER_S, FakeClock, WallClock
 from loa.core.content import ToneContent
-from loa.core.pcm import FRAME_NS, FRAME_SAMPLES, SILENCE, Samples
+from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.core.priority import Priority
 from loa.playout.engine import LULL_FRAMES, Engine
 from loa.playout.fanout import Subscriber
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from loa.playout.inputs.paced import PacedFrames
 from loa.playout.inputs.relay import RelaySource
+from loa.playout.inputs.sequence import SilenceFor
 from loa.playout.programme import Programme, ProgrammeKind
 from tests.conftest import MemoryProtocol
 from tests.server.test_engine import heard, listen, make_engine, tone
@@ -209,25 +210,6 @@ async def test_a_loop_held_past_a_lull_resyncs_once() -> None:
     assert engine.last_resync_behind_ms == 720  # from the lull's last deadline
 
 
-class Frames:
-    """A pausable source of ``frames`` frames of silence, then its end."""
-
-    pausable = True
-    available = True
-
-    def __init__(self, frames: int) -> None:
-        self.left = frames
-
-    def read(self, now_ns: int) -> tuple[Samples, int] | None:
-        if self.left <= 0:
-            return None
-        self.left -= 1
-        return SILENCE, now_ns
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("lull_frames", [1, LULL_FRAMES])
 async def test_an_endpoint_joining_after_an_alert_ended_is_not_counted_as_reached(
         lull_frames: int) -> None:
@@ -235,7 +217,7 @@ async def test_an_endpoint_joining_after_an_alert_ended_is_not_counted_as_reache
     and the endpoint joins what is on air now."""
     engine, clock = make_engine()
     engine.lull_frames = lull_frames
-    alert = Programme("alert", ProgrammeKind.ALERT, Frames(7))
+    alert = Programme("alert", ProgrammeKind.ALERT, SilenceFor(7))
     alert.reach = {}
     await started(engine, clock)
     engine.request("an-binh-1", alert, Priority.SCHEDULED)

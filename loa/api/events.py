@@ -12,7 +12,8 @@ Events (each ``event: <name>`` and one ``data:`` line of JSON):
   alert's reach counts). Once at connect, then every second.
 - ``levels``: ``{"zones": {zone_id: {"peak_dbfs": -12.3, "rms_dbfs": -20.1}}}``, the level of
   what each zone of the scope forwarded over the last ~250 ms (``ZoneChannel.levels``; silence
-  reads -100), every 250 ms.
+  reads -100), every 250 ms. While any stream is open, live sources are decoded even when no
+  endpoint listens (``Engine.set_meter_watchers``), so that these meters read them.
 - a comment (``: heartbeat``) every 15 s, so that no proxy closes a quiet connection; and
   ``retry: 2000`` at connect (how long a browser waits before it reconnects).
 
@@ -193,6 +194,7 @@ class EventHub:
                                                self._endpoint_counts(), language)))
         stream.send(sse("levels", self._levels(scope, self._all_levels())))
         self.streams.add(stream)
+        self.server.engine.set_meter_watchers(len(self.streams))  # live sources decoded
         self.changed.set()
         if self._task is None or self._task.done():
             self._last_heartbeat_ns = self.server.clock.now_ns()
@@ -207,6 +209,7 @@ class EventHub:
             self.dropped += 1
             self.server.counters.inc("event_streams_dropped")
         self.streams.discard(stream)
+        self.server.engine.set_meter_watchers(len(self.streams))
         stream.ended.set()
         self.changed.set()
 

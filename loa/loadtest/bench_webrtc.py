@@ -79,6 +79,16 @@ PCTS = (50, 99)
 Out = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Waits:
+    """The bench's waits on the wall clock, s: ``settle_s`` after sources or viewers
+    connect, before measuring; ``baseline_s`` measuring the server with no source. A test
+    that checks the bench's workings, not its figures, shortens them."""
+
+    settle_s: float = SETTLE_S
+    baseline_s: float = BASELINE_S
+
+
 def _ms(values: list[float]) -> dict[str, float | None]:
     return percentiles(values, PCTS)
 
@@ -593,7 +603,7 @@ async def _mount_free(http: aiohttp.ClientSession, url: str) -> None:
 
 
 async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
-                     browser: bool = True) -> dict[str, Any]:
+                     browser: bool = True, waits: Waits = Waits()) -> dict[str, Any]:
     """The parts described in the module, ``seconds`` of clicks each (at least 5), then
     ``viewers`` WHEP viewers. ``browser``: run the Chromium part when it can. Returns the
     figures (ms p50/p99/max, CPU % of one core); RuntimeError when a source does not go
@@ -625,21 +635,23 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
             ear = ClickEar(f"ws://127.0.0.1:{server.port}/zones/{ZONE}/ws")
             ear.start(http)
             try:
-                out(f"webrtc: baseline, {BASELINE_S:g} s with the village taken and no source")
+                out(f"webrtc: baseline, {waits.baseline_s:g} s with the village taken and no "
+                    "source")
                 cpu = CpuWindow(server.pid)
                 cpu.start()
-                await asyncio.sleep(BASELINE_S)  # measuring the idle server: wall time
+                await asyncio.sleep(waits.baseline_s)  # measuring the idle server: wall time
                 results["cpu_baseline_pct"] = cpu.stop()
 
                 out(f"webrtc: an aiortc WHIP client sends clicks for {seconds:g} s")
-                results["aiortc_whip"] = await _aiortc_part(http, server, ear, clicks, seconds)
+                results["aiortc_whip"] = await _aiortc_part(http, server, ear, clicks, seconds,
+                                                                waits)
                 await _mount_free(http, server.url)
 
                 if skip is None:
                     out(f"webrtc: Chromium's fake microphone over WHIP for {seconds:g} s, "
                         "with its own WHEP monitor and an aiortc viewer")
                     results["chromium_whip"] = await _browser_part(
-                        http, server, ear, clicks, seconds, tmp)
+                        http, server, ear, clicks, seconds, tmp, waits)
                     await _mount_free(http, server.url)
                 else:
                     results["chromium_whip"] = {"skipped": skip}
@@ -650,17 +662,18 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
                     f"icecast://source:{TOKEN}@127.0.0.1:{server.port}/live/{MOUNT}", clicks)
                 try:
                     results["icecast_ffmpeg"] = await _ffmpeg_part(http, server, ear, ffmpeg,
-                                                                   seconds)
+                                                                   seconds, waits)
                     out(f"webrtc: {viewers} aiortc WHEP viewers of the village, "
                         f"{seconds:g} s")
                     results["whep_viewers"] = await _viewers_part(
                         http, server, viewers, seconds,
-                        results["icecast_ffmpeg"].get("cpu_pct"))
+                        results["icecast_ffmpeg"].get("cpu_pct"), waits)
                 finally:
                     await ffmpeg.stop()
                 out(f"webrtc: {len(VILLAGES)} aiortc WHIP sources, one a village, "
                     f"{seconds:g} s")
-                results["whip_sources"] = await _sources_part(http, server, clicks, seconds)
+                results["whip_sources"] = await _sources_part(http, server, clicks, seconds,
+                                                                  waits)
             finally:
                 await ear.close()
     finally:
@@ -675,7 +688,7 @@ async def webrtc_run(out: Out, seconds: float = 20.0, viewers: int = VIEWERS,
 
 
 async def _aiortc_part(http: aiohttp.ClientSession, server: LocalLoa, ear: ClickEar,
-                       clicks: ClickTrack, seconds: float) -> dict[str, Any]:
+                       clicks: ClickTrack, seconds: float, waits: Waits) -> dict[str, Any]:
     from loa.playout.webrtc import peer
 
     track = await asyncio.to_thread(click_track_class(), clicks)  # its signal: numpy work
@@ -685,7 +698,7 @@ async def _aiortc_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Click
     try:
         location = await _negotiate(http, f"{server.url}/whip/{MOUNT}", pc)
         await _mount_live(http, server.url, "webrtc")
-        await asyncio.sleep(SETTLE_S)  # the jitter buffer settles: wall time is the point
+        await asyncio.sleep(waits.settle_s)  # the jitter buffer settles: wall time is the point
         cpu = CpuWindow(server.pid)
         machine = MachineWindow()
         since = time.time_ns()
@@ -704,7 +717,8 @@ async def _aiortc_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Click
 
 
 async def _browser_part(http: aiohttp.ClientSession, server: LocalLoa, ear: ClickEar,
-                        clicks: ClickTrack, seconds: float, tmp: str) -> dict[str, Any]:
+                        clicks: ClickTrack, seconds: float, tmp: str, waits: Waits
+                        ) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     wav = await asyncio.to_thread(clicks.write_wav, os.path.join(tmp, "clicks.wav"))
@@ -732,7 +746,7 @@ async def _browser_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Clic
             await _mount_live(http, server.url, "webrtc")
             await page.evaluate("([z, t]) => window.bench.whep(z, t)", [ZONE, TOKEN])
             viewer = await open_viewer(http, server.url, keep=True)
-            await asyncio.sleep(SETTLE_S)  # the jitter buffers settle: wall time
+            await asyncio.sleep(waits.settle_s)  # the jitter buffers settle: wall time
             machine = MachineWindow()
             since = time.time_ns()
             await asyncio.sleep(seconds)  # listening: wall time is the point
@@ -798,10 +812,11 @@ def browser_figures(run: BrowserRun, heard: list[HeardClick], viewer_ns: list[in
 
 
 async def _ffmpeg_part(http: aiohttp.ClientSession, server: LocalLoa, ear: ClickEar,
-                       ffmpeg: FfmpegClicks, seconds: float) -> dict[str, Any]:
+                       ffmpeg: FfmpegClicks, seconds: float, waits: Waits
+                       ) -> dict[str, Any]:
     await ffmpeg.start()
     await _mount_live(http, server.url, "icecast")
-    await asyncio.sleep(SETTLE_S)  # the jitter buffer settles: wall time
+    await asyncio.sleep(waits.settle_s)  # the jitter buffer settles: wall time
     cpu = CpuWindow(server.pid)
     machine = MachineWindow()
     since = time.time_ns()
@@ -816,7 +831,7 @@ async def _ffmpeg_part(http: aiohttp.ClientSession, server: LocalLoa, ear: Click
 
 
 async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: ClickTrack,
-                        seconds: float) -> dict[str, Any]:
+                        seconds: float, waits: Waits) -> dict[str, Any]:
     """The server's CPU with a WHIP source on each of ``VILLAGES`` (each on its own mount,
     taken by its village), beside the same villages taken once the sources have left (a
     mount is made by its first source: the zones can take it only then)."""
@@ -840,7 +855,7 @@ async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: C
                 if resp.status not in (200, 201):
                     raise RuntimeError(f"webrtc: taking {zone} live: {resp.status} "
                                        f"{await resp.text()}")
-        await asyncio.sleep(SETTLE_S)  # every source live and settled: wall time
+        await asyncio.sleep(waits.settle_s)  # every source live and settled: wall time
         st = await _status(http, server.url)
         live = sum(1 for m in st["mounts"] if m["mount"] in mounts and m["connected"])
         cpu.start()
@@ -853,9 +868,9 @@ async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: C
                     async with http.delete(server.url + location):
                         pass
             await pc.close()
-    await asyncio.sleep(SETTLE_S)  # the sources' last audio played out: wall time
+    await asyncio.sleep(waits.settle_s)  # the sources' last audio played out: wall time
     cpu.start()
-    await asyncio.sleep(BASELINE_S)  # the same villages, no source: wall time
+    await asyncio.sleep(waits.baseline_s)  # the same villages, no source: wall time
     without = cpu.stop()
     per = (round((with_pct - without) / len(mounts), 2)
            if with_pct is not None and without is not None else None)
@@ -864,7 +879,8 @@ async def _sources_part(http: aiohttp.ClientSession, server: LocalLoa, clicks: C
 
 
 async def _viewers_part(http: aiohttp.ClientSession, server: LocalLoa, count: int,
-                        seconds: float, without_pct: float | None) -> dict[str, Any]:
+                        seconds: float, without_pct: float | None, waits: Waits
+                        ) -> dict[str, Any]:
     viewers: list[Viewer] = []
     errors: list[str] = []
     gen0 = time.process_time()
@@ -874,7 +890,7 @@ async def _viewers_part(http: aiohttp.ClientSession, server: LocalLoa, count: in
                 viewers.append(await open_viewer(http, server.url))
             except (RuntimeError, aiohttp.ClientError, OSError) as exc:
                 errors.append(str(exc)[:200])
-        await asyncio.sleep(SETTLE_S)  # handshakes done, streams flowing: wall time
+        await asyncio.sleep(waits.settle_s)  # handshakes done, streams flowing: wall time
         frames0 = [v.frames for v in viewers]
         cpu = CpuWindow(server.pid)
         cpu.start()

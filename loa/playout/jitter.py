@@ -400,6 +400,17 @@ class JitterBuffer:
         spare_ns = min_wait_ns - unseen_ns - self.guard_ns
         return max(0, min(self._window_min, spare_ns // FRAME_NS))
 
+    def restart(self) -> None:
+        """The same source again after a pause in its decoding (nobody heard it): buffer
+        from empty, as ``reset``, but keep what was learned of its jitter (the target, and
+        the gaps and lateness of past windows), which is the network's, not the pause's."""
+        target, calm = self.target_frames, self._calm_windows
+        gaps, lateness = list(self._gap_peaks), list(self._lateness_peaks)
+        self.reset()
+        self.target_frames, self._calm_windows = target, calm
+        self._gap_peaks.extend(gaps)
+        self._lateness_peaks.extend(lateness)
+
     def reset(self) -> None:
         """Forget everything (a source left); the next one starts from the initial target."""
         self._frames.clear()

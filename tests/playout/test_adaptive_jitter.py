@@ -10,7 +10,7 @@ from loa.core.clock import FakeClock
 from loa.core.counters import Counters
 from loa.core.pcm import FRAME_NS, SILENCE
 from loa.playout.inputs.live import LiveSettings, LiveSource
-from loa.playout.jitter import JitterBuffer
+from loa.playout.jitter import JitterBuffer, JitterState
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -148,6 +148,26 @@ def test_a_jittery_source_keeps_a_target_that_covers_its_jitter() -> None:
     assert min(targets[50 * 5:]) >= 3
     late = [i for _, i in heard[50 * 5:]].count(None)
     assert late <= 3  # once learned, the jitter is ridden out
+
+
+def test_a_restart_after_a_pause_keeps_the_jitter_learned_a_reset_forgets_it() -> None:
+    """A source not decoded for a while (nobody heard it) restarts from an empty buffer at the
+    target its network's jitter needs; a new source starts from the initial target."""
+    jb = default_buffer()
+    play(jb, steady(1500, offset_ns=3 * MS, jitter_ms=60, seed=4), 29)
+    learned, lateness = jb.target_frames, jb.lateness_seen_ns
+    assert learned >= 3 and lateness > 0
+    jb.restart()
+    assert len(jb) == 0 and jb.state is JitterState.BUFFERING
+    assert (jb.target_frames, jb.lateness_seen_ns) == (learned, lateness)
+    # nothing absolute is kept (the timeline may start again from 0): the first frames are
+    # buffered to the target, then play on, the jitter ridden out
+    heard, _ = play(jb, steady(300, 3 * MS, 60, seed=5), 5.9)
+    played = [i for _, i in heard if i is not None]
+    assert jb.outages == 0 and played == sorted(set(played)) and len(played) > 280
+    assert [i for _, i in heard[:learned]] == [None] * learned and jb.target_frames >= 3
+    jb.reset()
+    assert jb.target_frames == 2 and jb.lateness_seen_ns == 0
 
 
 def test_a_startup_burst_is_trimmed_at_once_then_it_plays_at_one_frame() -> None:

@@ -18,7 +18,7 @@ from loa.core.clock import NS_PER_MS, NS_PER_S, FakeClock, WallClock
 from loa.core.content import ToneContent
 from loa.core.pcm import FRAME_NS, FRAME_SAMPLES
 from loa.core.priority import Priority
-from loa.playout.engine import LULL_FRAMES, Engine
+from loa.playout.engine import LULL_FRAMES, UNHEARD_AFTER_NS, Engine
 from loa.playout.fanout import Subscriber
 from loa.playout.inputs.live import LiveSettings, LiveSource
 from loa.playout.inputs.paced import PacedFrames
@@ -87,10 +87,11 @@ async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time
 async def run_live(lull_frames: int, how: str = "offered"
                    ) -> tuple[list[tuple[int, int, float]], Engine]:
     """A live source of jittery arrivals (``offer_jittery``) on the district for 20 s, nobody
-    listening: ``how`` "offered" (a decoder thread's), "pushed" (on the loop) or "relay" (a
-    relay's stream)."""
+    listening but a level meter watched (so it stays decoded): ``how`` "offered" (a decoder
+    thread's), "pushed" (on the loop) or "relay" (a relay's stream)."""
     engine, clock = make_engine()
     engine.lull_frames = lull_frames
+    engine.set_meter_watchers(1)
     settings = LiveSettings(2, 100, 200)
     src = LiveSource("live/studio", clock, engine.counters, settings)
     if how == "relay":
@@ -238,3 +239,71 @@ async def test_a_stopped_engine_owes_nothing() -> None:
     clock.set_ns(clock.now_ns() + 10 * NS_PER_S)
     engine.request("an-binh", tone(880), Priority.SCHEDULED)
     assert engine.ticks == ticks
+
+
+async def steady_live(engine: Engine, clock: FakeClock) -> tuple[LiveSource, Programme,
+                                                                 asyncio.Task[None]]:
+    """A live source on the district, taken, offered frame ``i`` (every sample ``i``/1000) 3 ms
+    after each tick from the engine's start: a steady decoder thread."""
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src.connect()
+    first_ns = await started(engine, clock)
+
+    async def offer() -> None:
+        for i in range(10_000):
+            await clock.sleep_until(first_ns + i * FRAME_NS + 3 * NS_PER_MS)
+            src.offer_frames([np.full(FRAME_SAMPLES, i / 1000, dtype=np.float32)] if
+                             src.decoding else [])  # a paused decoder: arrivals, no audio
+
+    return src, live, asyncio.create_task(offer())
+
+
+async def test_a_live_source_nobody_hears_is_no_longer_decoded_then_a_listener_hears_it_live(
+        ) -> None:
+    engine, clock = make_engine()
+    src, live, feeder = await steady_live(engine, clock)
+    ticks = noting_ticks(engine, clock, live)
+    await clock.advance(UNHEARD_AFTER_NS - 2 * LULL_FRAMES * FRAME_NS)
+    assert src.decoding  # a while of lulls: still decoded (an endpoint may be reconnecting)
+    await clock.advance(4 * LULL_FRAMES * FRAME_NS)
+    assert src.taken and not src.decoding and src.available  # arrivals keep it connected
+    unheard = len(ticks)
+    await clock.advance(NS_PER_S)
+    assert [f for _, _, f in ticks[unheard + LULL_FRAMES:]] == [0.0] * (len(ticks) - unheard
+                                                                     - LULL_FRAMES)
+    joined_ns = clock.now_ns()
+    listen(engine, "an-binh-1")
+    assert src.decoding  # at once
+    await clock.advance(NS_PER_S)
+    feeder.cancel()
+    await engine.stop()
+    after = [(t, f) for t, _, f in ticks if t > joined_ns]
+    assert len(after) == 50 and engine.lulled_ticks < len(ticks) - 49  # heard, on time
+    played = [round(f * 1000) for _, f in after if f > 0]  # which frames, by their samples
+    # live from the first frame decoded after the join, in order, none lost, none older
+    first = played[0]
+    assert (first - 1) * FRAME_NS <= joined_ns - ticks[0][0] < (first + 1) * FRAME_NS
+    assert played == list(range(first, first + len(played)))
+    assert len(played) >= 50 - 3  # silent only while its jitter buffer filled again
+    assert engine.counters.get("jitter_underflows", source="live/studio") == 0
+
+
+async def test_a_level_meter_watched_keeps_live_sources_decoded_through_lulls() -> None:
+    engine, clock = make_engine()
+    src, _, feeder = await steady_live(engine, clock)
+    engine.set_meter_watchers(1)  # the console is open
+    await clock.advance(3 * UNHEARD_AFTER_NS)
+    assert src.decoding and engine.lulled_ticks > 100
+    level = engine.channels["huyen"].levels()["peak_dbfs"]
+    assert level > -20  # the meter reads the source (its samples near 0.15 by now)
+    engine.set_meter_watchers(0)  # closed
+    await clock.advance(UNHEARD_AFTER_NS + 2 * LULL_FRAMES * FRAME_NS)
+    assert not src.decoding
+    engine.set_meter_watchers(1)  # open again: the meter reads it again
+    assert src.decoding
+    await clock.advance(NS_PER_S // 2)
+    feeder.cancel()
+    await engine.stop()
+    assert engine.channels["huyen"].levels()["peak_dbfs"] > -20

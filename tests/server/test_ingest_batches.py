@@ -119,17 +119,33 @@ async def test_a_batch_is_what_is_ready_never_held_for_more_input(tmp_path: Path
     await ingest.stop()
 
 
-def untaken_source(clock: FakeClock) -> LiveSource:
+def untaken_source(clock: FakeClock, why: str) -> LiveSource:
+    """A live source not decoded: ``why`` "untaken" (no zone takes it) or "unheard" (zones
+    take it, nobody listens or watches: the engine says so after a while of lulls)."""
     source = LiveSource("live/test", clock, Counters(), LiveSettings(2, 10, 1000))
-    source.set_taken(False)  # no zone takes it
+    if why == "untaken":
+        source.set_taken(False)
+    else:
+        source.set_heard(False)
+    assert source.taken == (why == "unheard") and not source.decoding
     return source
 
 
+def take(source: LiveSource, why: str) -> None:
+    """Undo ``untaken_source``: a zone takes it; a listener joins."""
+    if why == "untaken":
+        source.set_taken(True)
+    else:
+        source.set_heard(True)
+    assert source.decoding
+
+
+@pytest.mark.parametrize("why", ["untaken", "unheard"])
 async def test_a_source_no_zone_takes_is_parsed_not_decoded_and_stays_connected(
-        tmp_path: Path) -> None:
+        tmp_path: Path, why: str) -> None:
     data = await mp3_of(tmp_path / "a.mp3", "0.3*sin(2*PI*500*t)", 6.0)
     clock = FakeClock()
-    source = untaken_source(clock)
+    source = untaken_source(clock, why)
     ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand)
     ingest.start()
     half = len(data) // 2
@@ -150,20 +166,21 @@ async def test_a_source_no_zone_takes_is_parsed_not_decoded_and_stays_connected(
     await ingest.stop()
 
 
+@pytest.mark.parametrize("why", ["untaken", "unheard"])
 async def test_a_source_taken_later_is_heard_at_once_with_nothing_from_before(
-        tmp_path: Path) -> None:
+        tmp_path: Path, why: str) -> None:
     # 1 s of 500 Hz while nobody takes the source, then 1000 Hz: taken in the middle of it
     data = await mp3_of(tmp_path / "a.mp3",
                         "0.3*sin(2*PI*if(lt(t,1),500,1000)*t)", 4.0)
     clock = FakeClock()
-    source = untaken_source(clock)
+    source = untaken_source(clock, why)
     ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand)
     ingest.start()
     at = len(data) // 2  # 2 s of a constant-rate stream
     ingest.write(data[:at])
     await wait_for(lambda: ingest.packets_skipped >= 1.7 / MP3_FRAME_S)
     assert ingest.decoder_calls <= 3
-    source.set_taken(True)  # a zone takes it
+    take(source, why)  # a zone takes it, or a listener joins
     ingest.write(data[at:])
     # the loop looks at the source, as the tick does: what the decoder offered goes in
     await wait_for(lambda: source.available and len(source.jitter) >= source.jitter.target_frames)

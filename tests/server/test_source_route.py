@@ -402,7 +402,7 @@ async def test_a_ghost_source_is_replaced_by_the_reconnecting_studio_within_the_
         assert server.counters.get("sources_replaced", mount="studio") == 1
         assert server.counters.get("sources_timed_out", mount="studio") == 0
         mount = server.mounts.get("studio")
-        await wait_for(lambda: mount.source.frames_in > 100 and not mount.source.stalled)
+        await wait_for(lambda: mount.frames_in > 100 and not mount.source.stalled)
         # the listener hears the studio's tone, unbroken
         pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=2.0)
         assert dominant_hz(pcm[9600:]) == pytest.approx(1000, rel=0.01)

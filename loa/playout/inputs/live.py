@@ -47,6 +47,13 @@ class LiveSource:
     the first frames heard are those decoded after the take, nothing older. A source is taken
     until told otherwise (the engine says which sources zones take).
 
+    Heard or not (``set_heard``): a source that zones take while nobody listens anywhere and
+    nobody watches a level meter needs no audio either (the engine says so after a while of
+    lulls: ``Engine.UNHEARD_AFTER_NS``). It is not decoded then, as one not taken; heard
+    again, it starts from an empty jitter buffer that keeps what it learned of the source's
+    jitter (``JitterBuffer.restart``). Its audio is decoded (``decoding``) only while it is
+    both taken and heard.
+
     Frames come in two ways. ``push_frames``, on the loop (a WebRTC track's, a test's). Or
     ``offer_frames``, from the decoder's own thread, without waking the loop: each batch is
     stamped with its arrival then and there, and waits in an inbox that the loop empties
@@ -72,6 +79,8 @@ class LiveSource:
         self.ending = False  # ended, still playing out what it sent
         self.held = False  # connected, its sender paused (``hold``): unavailable until it sends
         self.demand = DecodeDemand(wanted=True)  # read by the ingest's decoder thread
+        self._taken = True  # some zone takes it (``set_taken``)
+        self._heard = True  # someone listens or watches (``set_heard``)
         self._frames_in = 0  # pushed or offered (the inbox's count under its lock)
         self.last_arrival_ns = 0
         # offered, not yet taken in: (frames, arrival ns) in arrival order (``offer_frames``)
@@ -111,19 +120,38 @@ class LiveSource:
 
     @property
     def taken(self) -> bool:
-        """Whether some zone takes this source (its audio is decoded)."""
+        """Whether some zone takes this source."""
+        return self._taken
+
+    @property
+    def decoding(self) -> bool:
+        """Whether its audio is decoded now: taken, and heard (class docstring)."""
         return self.demand.wanted
 
     def set_taken(self, taken: bool) -> None:
         """A zone takes the source (True), or the last zone taking it let go (False); called
         on the loop. Either way the jitter buffer starts empty: what it held is older than
         anything heard after the next take."""
-        if taken == self.demand.wanted:
+        if taken == self._taken:
             return
+        self._taken = taken
         self._drop_inbox()  # first: frames offered after the take are the first heard
         self.jitter.reset()
-        self.demand.wanted = taken
+        self.demand.wanted = taken and self._heard
         self.ending = self.ending and taken
+
+    def set_heard(self, heard: bool) -> None:
+        """Someone listens to or watches what zones take of this source (True), or nobody
+        has for a while (False: not decoded); called on the loop by the engine. Heard again,
+        the jitter buffer starts empty (nothing older than the listener is played), keeping
+        what it learned of the source's jitter."""
+        if heard == self._heard:
+            return
+        self._heard = heard
+        self._drop_inbox()
+        self.jitter.restart()  # unheard: what it held is heard by nobody, nor kept available
+        self.demand.wanted = self._taken and heard
+        self.ending = self.ending and self.demand.wanted  # its rest was heard by nobody
 
     def connect(self) -> None:
         """A source came on: start from an empty jitter buffer and count the stall timeout from now.
@@ -162,7 +190,7 @@ class LiveSource:
             return
         self.connected = False
         self.held = False
-        self.ending = len(self.jitter) > 0
+        self.ending = self.demand.wanted and len(self.jitter) > 0  # not decoded: none is new
         if self.ending:
             # Nothing more will arrive: no depth to wait for (BUFFERING), no live edge to find
             # (RESYNCING) and no delay to trim (a target as deep as the buffer can be keeps

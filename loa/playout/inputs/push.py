@@ -131,8 +131,9 @@ class Mount:
         return self.source.frames_in + (ingest.packets_skipped if ingest is not None else 0)
 
     def describe(self) -> dict[str, object]:
-        """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, whether a
-        zone takes it (``decoding``: one that none takes is parsed, not decoded), the audio
+        """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, whether its
+        audio is decoded (``decoding``: one that no zone takes, or nobody hears, is parsed, not
+        decoded), the audio
         that came in (``frames_in``: frames, or packets while not decoded), jitter depth and
         target (frames), sessions, title."""
         s = self.session
@@ -143,7 +144,7 @@ class Mount:
             "kind": s.kind if s else None,
             "stalled": self.source.stalled,
             "content_type": s.content_type if s else None,
-            "decoding": self.source.taken,
+            "decoding": self.source.decoding,
             "frames_in": self.frames_in,
             "jitter_frames": len(self.source.jitter),
             "jitter_target_frames": self.source.jitter.target_frames,

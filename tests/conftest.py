@@ -25,16 +25,6 @@ LOOPBACK_FETCHES = FetchPolicy.parse(allow=["127.0.0.0/8", "::1"])
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     if shutil.which("ffmpeg") is None:  # the setup script installs it; say so loudly if not
         raise pytest.UsageError("the ffmpeg command-line tool is required: run ./run test")
-    # the longest first (a stable sort): shared out as the two workers ask for more, the short
-    # ones then even out their ends, where a long one started last would run on alone
-    items.sort(key=lambda item: -slow_seconds(item))
-
-
-def slow_seconds(item: Any) -> float:
-    """About how long a test marked ``slow`` takes (``@pytest.mark.slow(seconds)``, 10 if
-    not said); 0 for the others."""
-    marker = item.get_closest_marker("slow")
-    return 0.0 if marker is None else float(marker.args[0]) if marker.args else 10.0
 
 
 class MemoryTransport:

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from loa.core.clock import NS_PER_S, FakeClock
 from loa.core.pcm import FRAME_NS
 from loa.core.priority import Priority
@@ -27,7 +25,6 @@ async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
     await asyncio.gather(*tasks)
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_the_master_clock_runs_ten_minutes_in_moments() -> None:
     engine, clock = make_engine()
     engine.request("huyen", tone(440), Priority.FILL)

@@ -261,6 +261,10 @@ class Engine:
             set_taken(bool(self.requests_for(prog)))
 
     def _drop_programme(self, prog: Programme) -> None:
+        live = _live_of(prog)
+        if live is not None and live in self._unheard:  # not kept for a listener to wake:
+            self._unheard.discard(live)
+            live.set_heard(True)  # heard again, as a new programme's (none takes it: no decode)
         self.programmes.pop(prog.id, None)
         for key in [k for k in self.renditions if k[0] == prog.id]:
             del self.renditions[key]
@@ -440,9 +444,9 @@ class Engine:
         sources = self._live_sources()
         for src in sources:
             src.lulled = True  # frames pushed on the loop wait in the inbox for their tick
-        if self._unheard_since_ns is None:
+        if self._unheard_since_ns is None or self.meter_watchers:  # heard or seen until now
             self._unheard_since_ns = first_ns
-        elif not self.meter_watchers and first_ns - self._unheard_since_ns >= UNHEARD_AFTER_NS:
+        elif first_ns - self._unheard_since_ns >= UNHEARD_AFTER_NS:
             for src in sources:  # nobody hears or sees them: not decoded (module docstring)
                 if src not in self._unheard:
                     self._unheard.add(src)
@@ -491,13 +495,7 @@ class Engine:
 
     def _live_sources(self) -> list[LiveSource]:
         """The live sources of the programmes now (a relay's among them)."""
-        found = []
-        for prog in self.programmes.values():
-            src = prog.source
-            live = src if isinstance(src, LiveSource) else getattr(src, "live", None)
-            if isinstance(live, LiveSource):
-                found.append(live)
-        return found
+        return [live for prog in self.programmes.values() if (live := _live_of(prog))]
 
     def _safe_tick(self, now_ns: int, heard: bool = True) -> None:
         try:
@@ -603,3 +601,10 @@ class Engine:
             ],
             "server_latency_ms": {"p50": p50, "p99": p99, "samples": self.latency.count},
         }
+
+
+def _live_of(prog: Programme) -> LiveSource | None:
+    """``prog``'s live source: its own, or a relay's (``.live``); None for any other."""
+    src = prog.source
+    live = src if isinstance(src, LiveSource) else getattr(src, "live", None)
+    return live if isinstance(live, LiveSource) else None

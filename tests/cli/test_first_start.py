@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.cli.shell import environment, loa
 
@@ -44,7 +43,6 @@ async def serve_until_banner(env: dict[str, str], cwd: Path, last: str, *args: s
     return proc, lines
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_a_first_start_that_fails_keeps_nothing_and_the_next_shows_every_secret(
         tmp_path: Path) -> None:
     env = environment(LOA_MQTT_LISTEN="127.0.0.1:0")

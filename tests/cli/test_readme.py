@@ -63,7 +63,6 @@ def fill_in(command: str, server: LoaServer) -> str:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.slow  # ./run test starts it first
 async def test_the_readme_commands_run_as_written(
     make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
 ) -> None:

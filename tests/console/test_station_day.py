@@ -405,7 +405,6 @@ def heard_in_order(ear: Ear) -> None:
 # --- 3. the admin, and the user they add ---
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_a_user_the_admin_adds_with_a_scope_cannot_see_or_act_on_another_commune(
         browse: Browse) -> None:
     newcomer = Person("vanhanh-phumy", ("operator",), "phu-my",

@@ -111,7 +111,6 @@ def clicks_in(pcm: np.ndarray) -> list[int]:
     return find_clicks(pcm, threshold=0.1)
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_an_operator_goes_on_air_from_the_studio_page_and_a_loudspeaker_hears_the_clicks(
         station: Station, browse: Browse) -> None:
     server = station.server

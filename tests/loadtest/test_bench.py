@@ -57,7 +57,6 @@ def test_transcode_measures_both_sides() -> None:
     "the bench's fleet of simulated endpoints runs on the test's loop and opens hundreds of "
     "connections in a step; the server it measures is a `loa serve` process, still judged")
 @pytest.mark.parametrize("kind", ["loa", "loa-burst0", "icecast", "icecast-burst0"])
-@pytest.mark.slow  # ./run test starts it first
 async def test_fanout_run_against_each_server(kind: str) -> None:
     if kind != "loa" and shutil.which("icecast2") is None:
         raise pytest.UsageError("icecast2 is required: run ./run test")

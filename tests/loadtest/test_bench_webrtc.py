@@ -84,7 +84,6 @@ def test_the_chromium_figures_bound_the_latency_by_the_getusermedia_window() -> 
     "the bench is a load generator: its own aiortc peers and connections share the test's "
     "loop and take 10-25 ms in a step on a busy machine; the server under test runs as a "
     "`loa serve` process of its own, still judged")
-@pytest.mark.slow(40)  # ./run test starts it first
 async def test_a_short_webrtc_bench_hears_every_path() -> None:
     """The part in small (5 s a path, 3 viewers): each path's clicks are heard, matched to
     their writing, well under a second late; the viewers all receive."""

@@ -14,7 +14,6 @@ from loa.loadtest.report import write_html, write_json
 from loa.loadtest.runner import LoadSpec, LoadTest
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_a_small_fleet_with_takeover_source_cut_and_reconnect_storm(tmp_path: Path) -> None:
     spec = LoadSpec(endpoints=30, procs=2, ramp_s=1.0, seconds=7.0, takeover_at=2.0,
                     takeover_hold_s=30.0, cut_source_at=4.0, storm_at=5.0,
@@ -61,7 +60,6 @@ def test_histogram_percentiles() -> None:
 @pytest.mark.load_generator(
     "the load test's MQTT devices and listeners runs on the test's loop and opens hundreds of "
     "connections in a step; the server it measures is a `loa serve` process, still judged")
-@pytest.mark.slow  # ./run test starts it first
 async def test_the_mqtt_load_test_brings_a_fleet_online_and_times_zone_wide_commands() -> None:
     from loa.loadtest.mqtt_fleet import MqttLoadSpec, MqttLoadTest
 

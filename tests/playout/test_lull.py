@@ -6,6 +6,8 @@ them (stamped on arrival, taken in by the tick)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -298,8 +300,10 @@ async def test_a_level_meter_watched_keeps_live_sources_decoded_through_lulls() 
     assert src.decoding and engine.lulled_ticks > 100
     level = engine.channels["huyen"].levels()["peak_dbfs"]
     assert level > -20  # the meter reads the source (its samples near 0.15 by now)
-    engine.set_meter_watchers(0)  # closed
-    await clock.advance(UNHEARD_AFTER_NS + 2 * LULL_FRAMES * FRAME_NS)
+    engine.set_meter_watchers(0)  # closed (a reload: it opens again ~200 ms later)
+    await clock.advance(UNHEARD_AFTER_NS - 2 * LULL_FRAMES * FRAME_NS)
+    assert src.decoding  # the second counts from the close
+    await clock.advance(4 * LULL_FRAMES * FRAME_NS)
     assert not src.decoding
     engine.set_meter_watchers(1)  # open again: the meter reads it again
     assert src.decoding
@@ -307,3 +311,23 @@ async def test_a_level_meter_watched_keeps_live_sources_decoded_through_lulls() 
     feeder.cancel()
     await engine.stop()
     assert engine.channels["huyen"].levels()["peak_dbfs"] > -20
+
+
+async def test_relays_released_while_nobody_listens_are_not_kept() -> None:
+    engine, clock = make_engine()
+    await started(engine, clock)
+    kept = []
+    for i in range(5):
+        live = LiveSource(f"relay/{i}", clock, engine.counters, LiveSettings(2, 100, 200))
+        paced = PacedFrames(f"relay/{i}", clock, engine.counters, LiveSettings(2, 100, 200))
+        prog = Programme(f"relay {i}", ProgrammeKind.RELAY, RelaySource(live, paced))
+        req = engine.request("huyen", prog, Priority.SCHEDULED)
+        await clock.advance(2 * NS_PER_S)
+        assert not live.decoding  # unheard
+        engine.release(req.id)
+        kept.append(weakref.ref(live))
+        del live, paced, prog, req
+    await clock.advance(NS_PER_S)
+    await engine.stop()
+    gc.collect()
+    assert [ref() for ref in kept] == [None] * 5

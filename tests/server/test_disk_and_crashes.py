@@ -123,7 +123,6 @@ def partials(server: LocalLoa) -> list[tuple[str, int]]:
     return [(p.name, p.stat().st_size) for p in incoming.iterdir()]
 
 
-@pytest.mark.slow  # ./run test starts it first
 async def test_on_a_full_disk_alerts_play_uploads_get_507_and_records_follow_the_room(
     loa: LocalLoa, tmp_path: Path,
 ) -> None:

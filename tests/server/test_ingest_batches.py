@@ -26,11 +26,13 @@ MP3_FRAME_S = 1152 / 44100
 
 
 
-async def mp3_of(path: Path, script: str, seconds: float) -> bytes:
+async def mp3_of(path: Path, script: str, seconds: float, bitrate: str = "128k") -> bytes:
     """Bare MP3 frames (no tag, no Xing frame) of an ``aevalsrc`` expression, 44.1 kHz."""
+    mp3 = [bitrate if arg == "128k" else arg for arg in MP3]
+
     def make() -> bytes:
         subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"aevalsrc='{script}':s=44100:d={seconds}", *MP3, str(path)], check=True)
+                        f"aevalsrc='{script}':s=44100:d={seconds}", *mp3, str(path)], check=True)
         return path.read_bytes()
     return await asyncio.to_thread(make)
 
@@ -146,7 +148,8 @@ async def test_a_source_no_zone_takes_is_parsed_not_decoded_and_stays_connected(
     data = await mp3_of(tmp_path / "a.mp3", "0.3*sin(2*PI*500*t)", 6.0)
     clock = FakeClock()
     source = untaken_source(clock, why)
-    ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand)
+    ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand,
+                        now_ns=clock.now_ns)
     ingest.start()
     half = len(data) // 2
     ingest.write(data[:half])
@@ -166,6 +169,29 @@ async def test_a_source_no_zone_takes_is_parsed_not_decoded_and_stays_connected(
     await ingest.stop()
 
 
+async def test_a_source_not_decoded_that_sends_a_burst_a_second_stays_available(
+        tmp_path: Path) -> None:
+    """A 32 kb/s MP3 encoder that sends a second's audio at a time (a read a second, and
+    nothing decoded: no frame to count): its arrivals still keep it available, as the frames
+    in its jitter buffer would if it were heard. (Told every ten reads, it stalled.)"""
+    data = await mp3_of(tmp_path / "a.mp3", "0.3*sin(2*PI*500*t)", 8.0, bitrate="32k")
+    clock = FakeClock()
+    source = untaken_source(clock, "unheard")
+    ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand,
+                        now_ns=clock.now_ns)
+    ingest.start()
+    per_s = len(data) // 8
+    for s in range(8):
+        told = ingest.deliveries
+        ingest.write(data[s * per_s : (s + 1) * per_s])  # the encoder's burst of this second
+        await wait_for(lambda told=told: ingest.deliveries > told)  # its arrival told
+        for _ in range(10):  # the second's ticks look at it
+            clock.set_ns(clock.now_ns() + FRAME_NS * 5)
+            assert source.available and not source.stalled, s
+    assert ingest.packets_skipped > 6 / MP3_FRAME_S and ingest.decoder_calls <= 3
+    await ingest.stop()
+
+
 @pytest.mark.parametrize("why", ["untaken", "unheard"])
 async def test_a_source_taken_later_is_heard_at_once_with_nothing_from_before(
         tmp_path: Path, why: str) -> None:
@@ -174,7 +200,8 @@ async def test_a_source_taken_later_is_heard_at_once_with_nothing_from_before(
                         "0.3*sin(2*PI*if(lt(t,1),500,1000)*t)", 4.0)
     clock = FakeClock()
     source = untaken_source(clock, why)
-    ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand)
+    ingest = LiveIngest(source, format="mp3", label="test", demand=source.demand,
+                        now_ns=clock.now_ns)
     ingest.start()
     at = len(data) // 2  # 2 s of a constant-rate stream
     ingest.write(data[:at])

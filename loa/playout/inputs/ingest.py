@@ -26,9 +26,10 @@ source whose connection the loop must read, TLS), into a bounded `ByteFeed` the 
 Or read by the thread itself from the connection (``read_from``: a pushed source's plain TCP
 socket, ``source_socket.SourceSocket``): then neither the bytes nor the frames wake the loop.
 
-With a ``DecodeDemand`` (a pushed mount's: ``LiveSource.demand``), a source no zone takes is
-read and parsed but not decoded; its packets still count as arrivals (an empty batch), so it
-stays connected and is not taken for stalled.
+With a ``DecodeDemand`` (a live stream's: ``LiveSource.demand``), a source no zone takes, or
+that nobody hears, is read and parsed but not decoded; its packets still count as arrivals (an
+empty batch at most every ``HEARTBEAT_NS``), so it stays connected and is not taken for
+stalled.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -48,9 +50,11 @@ log = logging.getLogger(__name__)
 
 FEED_LIMIT_BYTES = 256 * 1024  # past this the writer pauses reading: TCP pushes back
 JOIN_TIMEOUT_S = 5.0  # a decoder thread ends at its next frame; this only bounds a stuck one
-# A paused decoder tells the loop its input is alive once every this many empty batches (a
-# packet or a read each: a few hundred ms), well inside the source's stall time (3 s).
-HEARTBEAT_BATCHES = 10
+# A paused decoder tells the loop its input is alive at the first empty batch (a packet or a
+# read) this long after the last it told (ns): well inside the source's stall time (3 s), also
+# for a sender that sends a burst a second (an MP3 read a second: a count of batches would
+# have said so once every ten seconds).
+HEARTBEAT_NS = 250_000_000
 
 
 class FrameSink(Protocol):
@@ -95,7 +99,8 @@ class LiveIngest:
     ``on_end`` is called once, on the loop, when the decoder ends by itself: with None after
     the end of the input, with the ``DecodeError`` when the stream could not be decoded; never
     after ``stop()``. Every callback runs on the loop. ``demand``: decode only while it is
-    wanted (see the module); None decodes everything.
+    wanted (see the module); None decodes everything. ``now_ns``: the clock of its heartbeat
+    while paused (``HEARTBEAT_NS``).
     """
 
     def __init__(
@@ -109,8 +114,10 @@ class LiveIngest:
         resume_reading: Callable[[], None] | None = None,
         feed_limit_bytes: int = FEED_LIMIT_BYTES,
         demand: DecodeDemand | None = None,
+        now_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.source = source
+        self._now_ns = now_ns  # the heartbeat's clock (read on the thread)
         self.demand = demand
         self.format = format
         self.label = label
@@ -277,14 +284,14 @@ class LiveIngest:
         reader: Reader = self._reader if self._reader is not None else self.feed
         self._decoder = decoder = LiveDecoder(reader, self.format, self.label, self.demand)
         try:
-            empty = 0
+            told_ns = 0  # when the last batch was handed over
             for batch in decoder.batches():
                 if self._stopping:
                     return
                 if not batch:  # packets parsed, nothing decoded (paused, or a header)
-                    empty += 1
-                    if self.demand is None or empty % HEARTBEAT_BATCHES:
+                    if self.demand is None or self._now_ns() - told_ns < HEARTBEAT_NS:
                         continue
+                told_ns = self._now_ns()
                 if not self._hand_over(loop, batch):
                     return
         except DecodeError as exc:

@@ -365,7 +365,9 @@ class Relay:
         failure plays out all the same. Into ``self.paced``, each piece waits for room."""
         paced = sink is self.paced
         ingest = LiveIngest(sink, format=fmt, label=f"relay {url}",
-                            feed_limit_bytes=PACED_FEED_BYTES if paced else FEED_LIMIT_BYTES)
+                            feed_limit_bytes=PACED_FEED_BYTES if paced else FEED_LIMIT_BYTES,
+                            # a live stream nobody hears is parsed, not decoded (LiveSource)
+                            demand=None if paced else self.live.demand)
         self.connects += 1
         self.state = RelayState.PLAYING
         self._current = ingest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -155,6 +156,11 @@ async def test_a_step_that_starts_a_process_is_not_charged_the_child_s_wait_for_
     before = spawning()
     proc = await asyncio.create_subprocess_exec("true")
     await proc.wait()
+    assert spawning() > before
+    before = spawning()  # a new thread: its start waits until it runs (a CPU, the GIL)
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
     assert spawning() > before
     watchdog = LoopWatchdog(20.0)
     handle = Handle(lambda: None, (), asyncio.get_running_loop())

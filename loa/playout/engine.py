@@ -44,7 +44,8 @@ Lulls that last (``UNHEARD_AFTER_NS``) while nobody watches a level meter either
 source's decoder thread, woken by every page, costs most of its CPU in caches gone cold
 (measured 2026-11-30: 77 µs of CPU a 20 ms Opus page decoded back to back, 500-640 µs a page
 decoded as pages arrive; an idle server's decoder thread at 2.1 % of a core). They are still
-read and parsed, so they stay connected and at their live edge. A first listener or watcher
+read and parsed, so they stay connected and at their live edge (a WHIP source's RTP is still
+decoded, on the loop, and its frames dropped). A first listener or watcher
 has them decoded again from the next packet (the decoder primed on the last few), from an
 empty jitter buffer: what it hears first is live, after the buffer's depth.
 

@@ -91,8 +91,15 @@ class BenchSource:
         self._writer.close()
 
 
+# A beep counts only if heard (nearly) whole: this many 10 ms blocks of it at least, of its
+# ten. One heard from part-way (a listener that joined during it, a gap inside it) would put
+# its onset late by as much as it lacks: up to 90 ms more delay than any listener hears.
+WHOLE_BEEP_BLOCKS = BEEP_FRAMES * 2 - 2
+
+
 def find_beeps(pcm: np.ndarray) -> list[tuple[int, int]]:
-    """(sample index of onset, beep number modulo the cycle) for each beep heard."""
+    """(sample index of onset, beep number modulo the cycle) for each beep heard whole (at
+    least ``WHOLE_BEEP_BLOCKS`` of its 10 ms blocks)."""
     block = 480  # 10 ms
     n = len(pcm) // block
     if n == 0:
@@ -103,6 +110,10 @@ def find_beeps(pcm: np.ndarray) -> list[tuple[int, int]]:
     i = 1
     while i < n:
         if on[i] and not on[i - 1]:
+            run = int(np.argmin(on[i:])) if not on[i:].all() else n - i  # blocks on from i
+            if run < WHOLE_BEEP_BLOCKS and i + run < n:  # cut short (not by the pcm's end)
+                i += max(run, 1)
+                continue
             start = i * block
             # refine the onset to the sample inside the block
             seg = np.abs(pcm[start - block : start + block])

@@ -46,6 +46,19 @@ def test_marker_beeps_are_found_and_matched_to_when_they_were_sent() -> None:
     assert all(d == pytest.approx(10_000 - lead / 48, abs=0.2) for d in delays)
 
 
+def test_a_beep_heard_from_part_way_is_not_taken_for_a_late_one() -> None:
+    """A listener that joins 50 ms into a beep hears its second half: its onset would read
+    50 ms late. It is left out; the whole beeps after it count."""
+    pcm = np.concatenate([marker_frame(i) for i in range(BEEP_EVERY_FRAMES * 5)])
+    lead = 2400  # 50 ms into beep 0
+    heard = np.concatenate([np.zeros(1920, dtype=np.float32), pcm[lead:]])  # two frames of
+    beeps = find_beeps(heard)  # silence first, as a jitter buffer filling gives
+    assert [k for _, k in beeps] == [1, 2, 3, 4]
+    sent = {b: b * 1_000_000_000 for b in range(5)}
+    delays = playout_delays_ms(heard, 10_000_000_000, sent)
+    assert all(d == pytest.approx(10_000 - (lead - 1920) / 48, abs=0.2) for d in delays)
+
+
 def test_transcode_measures_both_sides() -> None:
     r = transcode_run(seconds=5.0)
     assert r["ffmpeg_cpu_s"] > 0 and r["loa_cpu_s"] > 0

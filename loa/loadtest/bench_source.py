@@ -110,7 +110,7 @@ def find_beeps(pcm: np.ndarray) -> list[tuple[int, int]]:
     i = 1
     while i < n:
         if on[i] and not on[i - 1]:
-            run = int(np.argmin(on[i:])) if not on[i:].all() else n - i  # blocks on from i
+            run = int(np.argmin(np.append(on[i:], False)))  # blocks on from i
             if run < WHOLE_BEEP_BLOCKS and i + run < n:  # cut short (not by the pcm's end)
                 i += max(run, 1)
                 continue

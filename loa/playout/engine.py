@@ -167,7 +167,6 @@ class Engine:
         # while any does, live sources stay decoded through lulls.
         self.meter_watchers = 0
         self._unheard_since_ns: int | None = None  # the first deadline of these lulls
-        self._unheard: set[LiveSource] = set()  # live sources told nobody hears them
         self._task: asyncio.Task[None] | None = None
 
     def _channel(self, zone: Zone) -> ZoneChannel:
@@ -263,9 +262,8 @@ class Engine:
 
     def _drop_programme(self, prog: Programme) -> None:
         live = _live_of(prog)
-        if live is not None and live in self._unheard:  # not kept for a listener to wake:
-            self._unheard.discard(live)
-            live.set_heard(True)  # heard again, as a new programme's (none takes it: no decode)
+        if live is not None:  # left as a new programme's would be (none takes it: no decode)
+            live.set_heard(True)
         self.programmes.pop(prog.id, None)
         for key in [k for k in self.renditions if k[0] == prog.id]:
             del self.renditions[key]
@@ -449,9 +447,7 @@ class Engine:
             self._unheard_since_ns = first_ns
         elif first_ns - self._unheard_since_ns >= UNHEARD_AFTER_NS:
             for src in sources:  # nobody hears or sees them: not decoded (module docstring)
-                if src not in self._unheard:
-                    self._unheard.add(src)
-                    src.set_heard(False)
+                src.set_heard(False)
         waiter = asyncio.get_running_loop().create_future()
         self._lull_waiter = waiter
         sleeper = asyncio.ensure_future(clock.sleep_until(last_ns))
@@ -487,11 +483,11 @@ class Engine:
             self._hear_all()
 
     def _hear_all(self) -> None:
-        """Someone listens or watches: the live sources no longer heard are decoded again, and
-        the time unheard counts afresh."""
+        """Someone listens or watches: the live sources no longer heard are decoded again (a
+        dropped programme's source is heard again as it goes), and the time unheard counts
+        afresh."""
         self._unheard_since_ns = None
-        unheard, self._unheard = self._unheard, set()
-        for src in unheard:
+        for src in self._live_sources():
             src.set_heard(True)
 
     def _live_sources(self) -> list[LiveSource]:

@@ -70,12 +70,19 @@ async def offer_jittery(clock: FakeClock, src: LiveSource, first_ns: int, frames
             src.offer_frames(frame)
 
 
-async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time() -> None:
+async def tone_noted() -> tuple[Engine, FakeClock, Programme, list[tuple[int, int, float]],
+                                int]:
+    """An engine playing a tone on the district, nobody listening, each tick noted
+    (``noting_ticks``), started: (engine, clock, the tone, the ticks, the first deadline)."""
     engine, clock = make_engine()
     prog = tone(440)
     engine.request("huyen", prog, Priority.FILL)
     ticks = noting_ticks(engine, clock)
-    first_ns = await started(engine, clock)
+    return engine, clock, prog, ticks, await started(engine, clock)
+
+
+async def test_nobody_listening_every_frame_is_ticked_at_its_time_five_at_a_time() -> None:
+    engine, clock, prog, ticks, first_ns = await tone_noted()
     await clock.advance(2 * NS_PER_S)
     await engine.stop()
     assert [t for t, _, _ in ticks] == [first_ns + i * FRAME_NS for i in range(100)]
@@ -181,11 +188,7 @@ async def test_a_request_made_in_a_lull_starts_on_its_own_tick() -> None:
 
 
 async def test_a_request_and_a_first_listener_in_one_frame_tick_every_deadline_once() -> None:
-    engine, clock = make_engine()
-    prog = tone(440)
-    engine.request("huyen", prog, Priority.FILL)
-    ticks = noting_ticks(engine, clock)
-    first_ns = await started(engine, clock)
+    engine, clock, prog, ticks, first_ns = await tone_noted()
     await clock.advance(2 * FRAME_NS + 5 * NS_PER_MS)  # mid-lull, 5 ms into a frame
     other = engine.request("an-binh", tone(880), Priority.SCHEDULED)  # the two passed first
     listen(engine, "an-binh-1")  # the lull ends

@@ -288,10 +288,13 @@ class LiveIngest:
             for batch in decoder.batches():
                 if self._stopping:
                     return
-                if not batch:  # packets parsed, nothing decoded (paused, or a header)
-                    if self.demand is None or self._now_ns() - told_ns < HEARTBEAT_NS:
-                        continue
-                told_ns = self._now_ns()
+                if self.demand is not None:
+                    now_ns = self._now_ns()
+                    if not batch and now_ns - told_ns < HEARTBEAT_NS:
+                        continue  # packets parsed, nothing decoded: told lately
+                    told_ns = now_ns
+                elif not batch:  # a header: nothing to tell
+                    continue
                 if not self._hand_over(loop, batch):
                     return
         except DecodeError as exc:

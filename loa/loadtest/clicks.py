@@ -80,9 +80,5 @@ def find_clicks(pcm: np.ndarray, *, rate: int = SAMPLE_RATE, threshold: float = 
     loud = np.flatnonzero(mag >= level)
     if not len(loud):
         return []
-    gap = int(min_gap_s * rate)
-    starts = [int(loud[0])]
-    for prev, cur in zip(loud[:-1], loud[1:], strict=True):
-        if cur - prev >= gap:
-            starts.append(int(cur))
-    return starts
+    after_quiet = np.flatnonzero(np.diff(loud) >= int(min_gap_s * rate)) + 1
+    return [int(loud[0]), *loud[after_quiet].tolist()]

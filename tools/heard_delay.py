@@ -22,7 +22,7 @@ import numpy as np
 
 from loa.codecs.ogg import OggReader
 from loa.core.pcm import FRAME_NS
-from loa.loadtest.bench import FANOUT_KINDS, Probe, live_server
+from loa.loadtest.bench import FANOUT_KINDS, SOURCE_WARMUP_S, Probe, live_server
 from loa.loadtest.bench_source import playout_delays_ms
 
 
@@ -51,7 +51,7 @@ class TimedProbe(Probe):
 
 async def main(kind: str, runs: int, seconds: float) -> None:
     async with live_server(kind) as (_, source, url):
-        await asyncio.sleep(3)  # the source has been on a while
+        await asyncio.sleep(SOURCE_WARMUP_S)  # on air a while, nobody listening, as in the bench
         for run in range(runs):
             probe = TimedProbe(url)
             await probe.run(seconds)

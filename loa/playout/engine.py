@@ -49,10 +49,14 @@ decoded, on the loop, and its frames dropped). A first listener or watcher
 has them decoded again from the next packet (the decoder primed on the last few), from an
 empty jitter buffer: what it hears first is live, after the buffer's depth.
 
-The tick's phase follows the arrivals of the live programme that most listened zones carry:
-a frame that arrives just after a tick waits most of a frame for the next one. Every
-``PHASE_EVERY_TICKS`` ticks ``run`` asks that source how long its frames waited at the least,
-beyond its jitter buffer's guard and the lateness it remembers (``LiveSource.phase_slack_ns``).
+The tick's phase follows the arrivals of the live programme that most listened zones carry
+(while nobody listens, that most zones carry): a frame that arrives just after a tick waits
+most of a frame for the next one. Every ``PHASE_EVERY_TICKS`` ticks, in lulls too, ``run`` asks
+that source how long its frames waited at the least, beyond its jitter buffer's guard and the
+lateness it remembers (``LiveSource.phase_slack_ns``; while it is not decoded, its parsed
+pages' arrivals). Followed while nobody listens because a player keeps the pace of its first
+packet: a tick moved sooner later on helps only the listeners who join after it (measured: a
+first listener after 15 s unheard heard 9-39 ms, by the phase the grid happened to have).
 Later at once, when a frame waited less than that; sooner only by the least slack of the last
 ``PHASE_LOOKS_SOONER`` looks, modulo a frame (whole frames of wait are the jitter buffer's to
 trim), so that a source late now and then does not swing the phase back and forth. Every frame
@@ -156,6 +160,7 @@ class Engine:
         self.phase_offset_ns = 0  # where it stands, summed over every move (-: sooner)
         self._phase_looks: deque[int] = deque(maxlen=PHASE_LOOKS_SOONER)  # slacks, ns
         self._phase_source = 0  # the programme they were measured on
+        self._phase_at = PHASE_EVERY_TICKS  # the tick count of the next look
         self.encode_cpu_ns: dict[str, int] = {}  # by codec: the encoders' own CPU time
         # ``run`` ticks this many frames at a time while nobody listens (1: never lulls)
         self.lull_frames = LULL_FRAMES
@@ -409,11 +414,11 @@ class Engine:
         lulls of ``lull_frames`` (module docstring)."""
         clock = self.clock
         deadline_ns = clock.now_ns()
-        phase_at = self.ticks + PHASE_EVERY_TICKS
+        self._phase_at = self.ticks + PHASE_EVERY_TICKS
         while True:
             deadline_ns += FRAME_NS
             if self.lull_frames > 1 and not self.audience.listeners:
-                deadline_ns = await self._lull(deadline_ns)
+                deadline_ns = await self._lull(deadline_ns)  # phase looks in ``settle``
                 continue
             await clock.sleep_until(deadline_ns)
             now_ns = clock.now_ns()
@@ -423,9 +428,15 @@ class Engine:
                 self._resync(now_ns, deadline_ns)
                 deadline_ns = now_ns
             self._safe_tick(now_ns)
-            if self.ticks >= phase_at:
-                phase_at = self.ticks + PHASE_EVERY_TICKS
-                deadline_ns += self._phase_shift_ns()
+            deadline_ns += self._phase_look()
+
+    def _phase_look(self) -> int:
+        """After a tick: every ``PHASE_EVERY_TICKS``, how far the next deadline moves
+        (``_phase_shift_ns``); else 0."""
+        if self.ticks < self._phase_at:
+            return 0
+        self._phase_at = self.ticks + PHASE_EVERY_TICKS
+        return self._phase_shift_ns()
 
     def _resync(self, now_ns: int, deadline_ns: int) -> None:
         self.resyncs += 1  # exported as loa_clock_resyncs
@@ -518,13 +529,11 @@ class Engine:
         if now_ns - lull_end_ns > RESYNC_AFTER_NS:
             self._resync(now_ns, lull_end_ns)
             due_ns = now_ns
-        deadlines = []
         while due_ns <= now_ns:
-            deadlines.append(due_ns)
+            deadline_ns = due_ns
             due_ns += FRAME_NS
-        self._lull_next_ns = due_ns
-        self.lulled_ticks += len(deadlines)
-        for deadline_ns in deadlines:
+            self._lull_next_ns = due_ns  # re-entrant: what a request made in the tick finds
+            self.lulled_ticks += 1
             sources = self._live_sources()  # a tick may add one (an alert's ``on_end``)
             for src in sources:
                 src.horizon_ns = deadline_ns
@@ -533,26 +542,28 @@ class Engine:
             finally:
                 for src in sources:
                     src.horizon_ns = None
+            due_ns = self._lull_next_ns + self._phase_look()  # as ``run`` would, at this tick
+            self._lull_next_ns = due_ns
 
     def _phase_shift_ns(self) -> int:
         """How far to move the next deadline (ns; negative: sooner) so that the tick comes the
-        guard after the arrivals of the live programme most listened zones carry (module
-        docstring); 0 when no such programme has played since the last look, or within
-        ``PHASE_DEADBAND_NS``."""
-        heard: dict[int, int] = {}
+        guard after the arrivals of the live programme most listened zones carry, or, with
+        none listened, most zones (module docstring); 0 when no such programme has played or
+        arrived since the last look, or within ``PHASE_DEADBAND_NS``."""
+        carried: dict[int, list[int]] = {}  # programme -> [zones listened, zones]
         for zone_id, ch in self.channels.items():
-            if zone_id not in self.resting and ch.codecs_listened():
-                prog_id = ch.on_air_programme.id
-                heard[prog_id] = heard.get(prog_id, 0) + 1
+            if zone_id not in self.resting:
+                counts = carried.setdefault(ch.on_air_programme.id, [0, 0])
+                counts[0] += bool(ch.codecs_listened())
+                counts[1] += 1
         slack_ns = None
-        for prog_id in sorted(heard, key=heard.__getitem__, reverse=True):
-            prog = self.programmes.get(prog_id)
-            phase_slack_ns = getattr(prog.source, "phase_slack_ns", None) if prog else None
-            if phase_slack_ns is not None:
+        for prog_id in sorted(carried, key=carried.__getitem__, reverse=True):
+            source = _live_of(self.programmes[prog_id]) if prog_id in self.programmes else None
+            if source is not None:
                 if prog_id != self._phase_source:  # another source: its own looks
                     self._phase_source = prog_id
                     self._phase_looks.clear()
-                slack_ns = phase_slack_ns()
+                slack_ns = source.phase_slack_ns()
                 break
         if slack_ns is None:
             return 0

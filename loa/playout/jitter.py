@@ -72,7 +72,8 @@ class JitterBuffer:
       brought down to the least that keeps every frame on time.
     - Calm: after ``CALM_WINDOWS`` windows without an underflow, the target steps back down by
       one frame, towards its floor: one frame when ``adaptive`` (but never below what the
-      lateness seen lately needs, ``need_frames``), else its initial value.
+      lateness seen lately needs, ``need_frames``), else its initial value. The first
+      ``START_WINDOWS`` windows after a (re)start each count as calm (until an underflow).
     - Adaptive only: a frame that arrives later than the target covers raises the target at
       once (``need_frames``); a trim of a single frame (the usual step down) waits up to
       ``SKIP_WAIT_POPS`` ticks for a quiet frame to drop (counted in ``skips`` and
@@ -112,6 +113,12 @@ class JitterBuffer:
     # a resync), two frames or more to spare are a burst that came with the start (a
     # decoder's probe, a page): trimmed at once. Later, the delay steps down a frame at a time.
     FRESH_WINDOWS = 3
+    # After a (re)start (``reset``, ``restart``; not after an underflow or a resync), each of
+    # this many windows counts as a calm step: the target steps down a frame towards what the
+    # lateness measured needs, and a frame to spare goes. A listener who joins hears the
+    # source at its least delay within seconds, not after CALM_WINDOWS windows a frame
+    # (measured: a first listener after 15 s unheard heard 45 ms for 10 s, then 18 ms).
+    START_WINDOWS = 3
 
     def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int, *,
                  adaptive: bool = True, guard_ms: int = GUARD_MS) -> None:
@@ -157,6 +164,8 @@ class JitterBuffer:
         self.skips = 0  # single frames dropped to step the delay down (also in ``trimmed``)
         # windows left in which a burst that came with the (re)start is trimmed at once
         self._fresh_windows = self.FRESH_WINDOWS
+        self._start_windows = self.START_WINDOWS  # windows left that count as calm steps
+        self.playing_out = False  # ``play_out``: the source ended, the rest plays
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -307,6 +316,7 @@ class JitterBuffer:
             self._calm_windows = 0
             self._skip_pending_pops = None
             self._fresh_windows = self.FRESH_WINDOWS
+            self._start_windows = 0  # the jitter is real: calm is earned again
             self._start_window()
             return None
         got = frames.popleft()
@@ -331,6 +341,14 @@ class JitterBuffer:
         if self._window_pops >= self.WINDOW_FRAMES:
             self._end_window()
         return got
+
+    def play_out(self) -> None:
+        """Nothing more will arrive (the source ended): what is held plays to the last frame.
+        No depth to wait for (BUFFERING), no live edge to find (RESYNCING), no delay to trim
+        and no target to move, until ``reset``."""
+        self.playing_out = True
+        self.state = JitterState.PLAYING
+        self._skip_pending_pops = None
 
     def take_phase_look(self) -> tuple[int, int] | None:
         """Since the last call: the least time (ns) a frame played waited in the buffer, from
@@ -357,9 +375,14 @@ class JitterBuffer:
         self._window_min_wait_ns = None
 
     def _end_window(self) -> None:
+        if self.playing_out:  # only the rest to play
+            self._start_window()
+            return
         self._skip_pending_pops = None
         self._calm_windows += 1
-        calm_step = self._calm_windows >= self.CALM_WINDOWS
+        starting = self.adaptive and self._start_windows > 0
+        self._start_windows = max(0, self._start_windows - 1)
+        calm_step = self._calm_windows >= self.CALM_WINDOWS or starting
         if self.adaptive:
             excess = self._spare_frames()
             if not (self._fresh_windows and excess >= 2):
@@ -391,10 +414,7 @@ class JitterBuffer:
         the guard (``GUARD_MS``): its least wait in the buffer, less the lateness seen lately
         beyond this window's own (a late frame of 20 s ago may come again), in whole frames;
         no more than the buffer held at its lowest. Phase-aware: arrivals just before the
-        tick wait little. None (0) with a target at ``capacity_frames``: a source that ended
-        plays out what it sent (``LiveSource.end``)."""
-        if self.target_frames >= self.capacity_frames:
-            return 0
+        tick wait little."""
         min_wait_ns = self._window_min_wait_ns or 0
         unseen_ns = max(0, self.lateness_seen_ns - self._window_lateness_ns)
         spare_ns = min_wait_ns - unseen_ns - self.guard_ns
@@ -415,6 +435,7 @@ class JitterBuffer:
         """Forget everything (a source left); the next one starts from the initial target."""
         self._frames.clear()
         self.state = JitterState.BUFFERING
+        self.playing_out = False
         self.target_frames = self.initial_target_frames
         self._calm_windows = 0
         self._underflow_since_ns = None
@@ -432,6 +453,7 @@ class JitterBuffer:
         self._batch_lateness_ns = None
         self._skip_pending_pops = None
         self._fresh_windows = self.FRESH_WINDOWS
+        self._start_windows = self.START_WINDOWS
         self._phase_min_wait_ns = None
         self._phase_lateness_ns = 0
         self._start_window()

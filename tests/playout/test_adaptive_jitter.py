@@ -102,6 +102,28 @@ def test_on_a_steady_source_the_target_falls_to_one_frame_and_no_frame_is_lost()
     assert all(b in (a, a - 1) for a, b in zip(targets, targets[1:], strict=False))
 
 
+def test_after_a_start_the_delay_falls_within_seconds_and_after_an_underflow_calmly() -> None:
+    """The first windows after a (re)start each count as a calm step (``START_WINDOWS``): a
+    listener who joins hears the least delay within two seconds, not the starting target's
+    for ten. An underflow ends that: calm is earned again, window by window."""
+    jb = default_buffer()
+    heard, targets = play(jb, steady(300, offset_ns=3 * MS), 5.9)
+    d = delays_ms(heard)
+    assert d[0] == 30 and targets[0] == 2
+    assert targets[100] == 1 and d[100] == 10  # two seconds in
+    assert jb.underflows == 0 and jb.trimmed == 1
+    jb.restart()  # the target is kept; a source paused comes back to the same
+    late = default_buffer()
+    arrivals = steady(300, offset_ns=3 * MS)
+    arrivals = [(t + (40 * MS if i == 10 else 0), i) for t, i in arrivals]  # an underflow
+    arrivals = [(max(t, arrivals[10][0]) if i > 10 else t, i) for t, i in arrivals]
+    _, targets = play(late, arrivals, 5.9)
+    assert late.underflows == 1
+    raised = targets.index(3)  # the underflow raised the target a frame
+    # ... and it stays there for CALM_WINDOWS windows (5 s), start windows or not
+    assert raised < 20 and min(targets[raised:raised + 245]) == 3
+
+
 def test_a_frame_is_dropped_only_when_every_frame_would_stay_on_time() -> None:
     """Arrivals 1-2 ms before the tick: with one frame of buffer a frame 2 ms late would be
     heard as a gap. The target steps down (the jitter is small), but the buffer keeps its

@@ -100,10 +100,13 @@ async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
     assert steps <= {FRAME_NS, 2 * FRAME_NS}
 
 
-async def test_the_tick_keeps_its_phase_without_a_live_source_heard() -> None:
-    """A generated programme, and a live source nobody listens to: nothing to follow."""
+async def test_the_tick_keeps_its_phase_without_a_live_source_on_air() -> None:
+    """A generated programme on air, and a live source connected that no zone takes:
+    nothing to follow."""
     engine, clock = make_engine()
-    src, _ = live_on_the_district(engine, clock, "an-binh")  # taken, but nobody listens
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    src.connect()
     engine.request("phu-my", tone(440), Priority.FILL)
     listen(engine, "phu-my-1")
     ticks = recording_ticks(engine)
@@ -140,3 +143,42 @@ async def test_a_source_late_now_and_then_keeps_the_room_for_its_late_frames() -
     assert underflows <= 1
     assert engine.counters.get("jitter_underflows", source="live/studio") == underflows
     assert 1 <= shifts and engine.phase_shifts - shifts <= 1
+
+
+async def test_nobody_listening_the_tick_follows_the_source_so_a_first_listener_is_in_phase(
+        ) -> None:
+    """A live source on the district, its frames 2 ms after each tick, nobody listening: it is
+    soon not decoded (nobody hears it), yet the tick moves to the guard after its arrivals.
+    A first listener then hears every live frame the guard after it arrived, from the first:
+    a player keeps the pace of its first packet, so a tick moved sooner after it joined would
+    not have brought it any nearer the source."""
+    engine, clock = make_engine()
+    src, live = live_on_the_district(engine, clock)
+    ticks = recording_ticks(engine)
+    first_tick_ns = await first_tick(engine, clock)
+    feeder = asyncio.create_task(push_steadily(
+        clock, src, first_tick_ns + 2 * NS_PER_MS, 20 * 50))
+    await clock.advance(12 * NS_PER_S)
+    assert not src.decoding and engine.lulled_ticks > 500  # unheard: parsed, not decoded
+    assert engine.phase_shifts >= 1
+    ear = listen(engine, "huyen")
+    joined = len(ticks)  # the ticks owed by the lull ran as the listener came, unheard
+    await clock.advance(3 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+
+    packets, _ = await asyncio.to_thread(heard, ear)
+    assert len(packets) == len(ticks) - joined  # one packet a tick from the listener's first
+    waits = [tick - p.capture_ns for tick, p in zip(ticks[joined:], packets, strict=True)
+             if p.programme_id == live.id and p.capture_ns != tick]
+    assert len(waits) >= 140  # live from the first ticks (the buffer refilling)
+    # each live frame the guard after its arrival (2 ms more at most), from the first; a
+    # frame more at first, until the buffer's first window shows it to spare (1.5 s at
+    # most): decoding restarts from an empty buffer filled to its starting target (40 ms),
+    # which the source, decoded for a second before nobody heard it, had not brought down
+    in_phase = [GUARD_NS <= w <= GUARD_NS + 2 * NS_PER_MS for w in waits]
+    first = in_phase.index(True)
+    assert all(in_phase[first:]) and first <= 80
+    assert all(GUARD_NS <= w - FRAME_NS <= GUARD_NS + 2 * NS_PER_MS for w in waits[:first])
+    assert engine.counters.get("jitter_underflows", source="live/studio") == 0

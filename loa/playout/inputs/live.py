@@ -11,7 +11,7 @@ from loa.codecs.loudness import SlowAgc
 from loa.core.clock import NS_PER_MS, NS_PER_S, Clock
 from loa.core.counters import Counters
 from loa.core.pcm import SILENCE, Samples
-from loa.playout.jitter import JitterBuffer, JitterState
+from loa.playout.jitter import JitterBuffer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,10 @@ class LiveSource:
         self._heard = True  # someone listens or watches (``set_heard``)
         self._frames_in = 0  # pushed or offered (the inbox's count under its lock)
         self.last_arrival_ns = 0
+        # while not decoded: the last arrival a tick noted, and the least wait since the
+        # last phase look (``_note_undecoded_phase``)
+        self._phase_arrival_ns = 0
+        self._undecoded_wait_ns: int | None = None
         # offered, not yet taken in: (frames, arrival ns) in arrival order (``offer_frames``)
         self._inbox: list[tuple[list[Samples], int]] = []
         self._inbox_lock = threading.Lock()
@@ -192,11 +196,7 @@ class LiveSource:
         self.held = False
         self.ending = self.demand.wanted and len(self.jitter) > 0  # not decoded: none is new
         if self.ending:
-            # Nothing more will arrive: no depth to wait for (BUFFERING), no live edge to find
-            # (RESYNCING) and no delay to trim (a target as deep as the buffer can be keeps
-            # the drift trim off): only the rest to play. ``connect`` resets both.
-            self.jitter.state = JitterState.PLAYING
-            self.jitter.target_frames = self.jitter.capacity_frames
+            self.jitter.play_out()  # ``connect`` resets it
 
     def push_frames(self, frames: list[Samples]) -> None:
         """Called on the loop with freshly decoded frames (perhaps none: input arrived, not
@@ -267,6 +267,7 @@ class LiveSource:
         self._take_inbox()
         if not self.demand.wanted:
             got = None
+            self._note_undecoded_phase(now_ns)
         elif self.connected:
             got = self.jitter.pop(now_ns)
         elif self.ending:
@@ -286,18 +287,42 @@ class LiveSource:
             return self.agc.process(got[0]), got[1]
         return got
 
+    def _note_undecoded_phase(self, now_ns: int) -> None:
+        """A tick at ``now_ns`` while the audio is not decoded: the first tick after an
+        arrival (a page parsed, a heartbeat of the decoder) notes how long after it it came,
+        the phase a frame decoded then would have waited (``phase_slack_ns``)."""
+        arrival_ns = self.last_arrival_ns
+        if not arrival_ns or arrival_ns == self._phase_arrival_ns or arrival_ns > now_ns:
+            return
+        self._phase_arrival_ns = arrival_ns
+        wait_ns = now_ns - arrival_ns
+        if self._undecoded_wait_ns is None or wait_ns < self._undecoded_wait_ns:
+            self._undecoded_wait_ns = wait_ns
+
     def phase_slack_ns(self) -> int | None:
         """How much sooner (ns) the master clock could have ticked since the last call, every
         frame it took still having waited the jitter buffer's guard (``JitterBuffer.guard_ns``)
         after it arrived, and a frame as late as any of the last ~30 s (``lateness_seen_ns``)
         still on time: negative when the tick came too soon after an arrival, by that much.
-        None when no frame was played since (not connected, not taken, buffering). Each call
-        measures afresh (``JitterBuffer.take_phase_look``)."""
+        While its audio is not decoded (nobody hears it), the same of its arrivals (parsed
+        pages: ``_note_undecoded_phase``), so that the first listener's ticks are in phase
+        from the start: a sooner tick helps only listeners who join after it (a player keeps
+        the pace of its first packet). None when no frame was played and nothing arrived
+        since (not connected, not taken, buffering). Each call measures afresh
+        (``JitterBuffer.take_phase_look``)."""
         jb = self.jitter
         look = jb.take_phase_look()
-        if look is None or not (self.connected and self.demand.wanted):
+        undecoded_ns, self._undecoded_wait_ns = self._undecoded_wait_ns, None
+        if not self.connected:
             return None
-        wait_ns, lateness_ns = look
+        if self.demand.wanted:
+            if look is None:
+                return None
+            wait_ns, lateness_ns = look
+        elif undecoded_ns is not None:
+            wait_ns, lateness_ns = undecoded_ns, 0
+        else:
+            return None
         # a late frame seen lately, not in this look, may come again: keep room for it
         unseen_ns = max(0, jb.lateness_seen_ns - lateness_ns)
         return wait_ns - jb.guard_ns - unseen_ns

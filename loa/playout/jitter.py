@@ -105,6 +105,12 @@ class JitterBuffer:
     # the margin for jitter not seen in the window, the loop's own included (3 ms let an
     # ffmpeg MP3 push on a busy machine underflow once in a while: 38 ms of silence heard).
     GUARD_MS = 10
+    # ... give or take this much: the master clock keeps its tick within a millisecond of the
+    # guard after the arrivals it follows (``Engine``'s phase deadband), and a frame is decoded
+    # a little after its page arrived, the page the tick was set by while nobody heard it. A
+    # frame to spare behind a tick so placed waits a frame and the guard less that: measured,
+    # 29.6 ms, and the spare frame stayed for good.
+    GUARD_SLACK_MS = 1
     # A single frame to drop waits this many ticks at most for a quiet one...
     SKIP_WAIT_POPS = 25
     # ...quiet: its peak under -40 dBFS (full scale 1.0)
@@ -411,13 +417,13 @@ class JitterBuffer:
 
     def _spare_frames(self) -> int:
         """Adaptive: how many frames could go, every frame of this window still on time by
-        the guard (``GUARD_MS``): its least wait in the buffer, less the lateness seen lately
-        beyond this window's own (a late frame of 20 s ago may come again), in whole frames;
-        no more than the buffer held at its lowest. Phase-aware: arrivals just before the
-        tick wait little."""
+        the guard (``GUARD_MS``, less ``GUARD_SLACK_MS``): its least wait in the buffer, less
+        the lateness seen lately beyond this window's own (a late frame of 20 s ago may come
+        again), in whole frames; no more than the buffer held at its lowest. Phase-aware:
+        arrivals just before the tick wait little."""
         min_wait_ns = self._window_min_wait_ns or 0
         unseen_ns = max(0, self.lateness_seen_ns - self._window_lateness_ns)
-        spare_ns = min_wait_ns - unseen_ns - self.guard_ns
+        spare_ns = min_wait_ns - unseen_ns - self.guard_ns + self.GUARD_SLACK_MS * NS_PER_MS
         return max(0, min(self._window_min, spare_ns // FRAME_NS))
 
     def restart(self) -> None:

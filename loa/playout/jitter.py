@@ -428,14 +428,20 @@ class JitterBuffer:
 
     def restart(self) -> None:
         """The same source again after a pause in its decoding (nobody heard it): buffer
-        from empty, as ``reset``, but keep what was learned of its jitter (the target, and
-        the gaps and lateness of past windows), which is the network's, not the pause's."""
+        from empty, as ``reset``, but keep what was learned of its jitter (the gaps and
+        lateness of past windows), which is the network's, not the pause's. Adaptive, the
+        target starts at what that lateness needs (``need_frames``), not at the starting
+        target nor where calm had yet to bring it down: a frame more than that, filled in at
+        the restart, waits a frame and the guard less whatever the tick's phase is off,
+        which the trim may never find to spare (measured: a listener after 15 s unheard kept
+        hearing 46 ms, against 22-26 ms when the target had come down before the pause)."""
         target, calm = self.target_frames, self._calm_windows
         gaps, lateness = list(self._gap_peaks), list(self._lateness_peaks)
         self.reset()
-        self.target_frames, self._calm_windows = target, calm
         self._gap_peaks.extend(gaps)
         self._lateness_peaks.extend(lateness)
+        self.target_frames = self.need_frames if self.adaptive else target
+        self._calm_windows = calm
 
     def reset(self) -> None:
         """Forget everything (a source left); the next one starts from the initial target."""

@@ -181,7 +181,9 @@ def test_a_restart_after_a_pause_keeps_the_jitter_learned_a_reset_forgets_it() -
     assert learned >= 3 and lateness > 0
     jb.restart()
     assert len(jb) == 0 and jb.state is JitterState.BUFFERING
-    assert (jb.target_frames, jb.lateness_seen_ns) == (learned, lateness)
+    assert jb.lateness_seen_ns == lateness
+    assert jb.target_frames == jb.need_frames >= 3  # what the lateness learned needs
+    learned = jb.target_frames
     # nothing absolute is kept (the timeline may start again from 0): the first frames are
     # buffered to the target, then play on, the jitter ridden out
     heard, _ = play(jb, steady(300, 3 * MS, 60, seed=5), 5.9)

@@ -175,15 +175,11 @@ async def test_nobody_listening_the_tick_follows_the_source_so_a_first_listener_
     assert len(packets) == len(ticks) - joined  # one packet a tick from the listener's first
     waits = [tick - p.capture_ns for tick, p in zip(ticks[joined:], packets, strict=True)
              if p.programme_id == live.id and p.capture_ns != tick]
-    assert len(waits) >= 140  # live from the first ticks (the buffer refilling)
-    # each live frame the guard after its arrival (2 ms more at most), from the first; a
-    # frame more at first, until the buffer's first window shows it to spare (1.5 s at
-    # most): decoding restarts from an empty buffer filled to its starting target (40 ms),
-    # which the source, decoded for a second before nobody heard it, had not brought down
-    # (the frames decoded half a millisecond after the pages the tick was set by, unheard)
-    least_ns = GUARD_NS - NS_PER_MS
-    in_phase = [least_ns <= w <= GUARD_NS + 2 * NS_PER_MS for w in waits]
-    first = in_phase.index(True)
-    assert all(in_phase[first:]) and first <= 80
-    assert all(least_ns <= w - FRAME_NS <= GUARD_NS + 2 * NS_PER_MS for w in waits[:first])
+    assert len(waits) >= 148  # live from the first ticks (the buffer refilling)
+    # each live frame the guard after its arrival, give or take the millisecond the tick's
+    # phase may be off (the frames are decoded half a millisecond after the pages the tick
+    # was set by, unheard), from the first: the buffer restarts at the target the lateness
+    # seen needs (one frame), not the starting target (40 ms) the source, decoded for a
+    # second before nobody heard it, had had no time to bring down
+    assert all(GUARD_NS - NS_PER_MS <= w <= GUARD_NS + 2 * NS_PER_MS for w in waits), waits
     assert engine.counters.get("jitter_underflows", source="live/studio") == 0

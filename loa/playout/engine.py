@@ -49,19 +49,19 @@ decoded, on the loop, and its frames dropped). A first listener or watcher
 has them decoded again from the next packet (the decoder primed on the last few), from an
 empty jitter buffer: what it hears first is live, after the buffer's depth.
 
-The tick's phase follows the arrivals of the live programme that most listened zones carry
-(while nobody listens, that most zones carry): a frame that arrives just after a tick waits
-most of a frame for the next one. Every ``PHASE_EVERY_TICKS`` ticks, in lulls too, ``run`` asks
-that source how long its frames waited at the least, beyond its jitter buffer's guard and the
-lateness it remembers (``LiveSource.phase_slack_ns``; while it is not decoded, its parsed
-pages' arrivals). Followed while nobody listens because a player keeps the pace of its first
-packet: a tick moved sooner later on helps only the listeners who join after it (measured: a
-first listener after 15 s unheard heard 9-39 ms, by the phase the grid happened to have).
-Later at once, when a frame waited less than that; sooner only by the least slack of the last
-``PHASE_LOOKS_SOONER`` looks, modulo a frame (whole frames of wait are the jitter buffer's to
-trim), so that a source late now and then does not swing the phase back and forth. Every frame
-still waits the guard, so none is late; a listener hears the frame 0-20 ms sooner. Other
-sources keep their own jitter buffers.
+The tick's phase follows the arrivals of the live programme that the most listened zones carry,
+then the most zones (so, while nobody listens, the one most zones carry): a frame that arrives
+just after a tick waits most of a frame for the next one. Every ``PHASE_EVERY_TICKS`` ticks, in
+lulls too, ``run`` asks that source how long its frames waited at the least, beyond its jitter
+buffer's guard and the lateness it remembers (``LiveSource.phase_slack_ns``; while it is not
+decoded, its parsed pages' arrivals). Followed while nobody listens because a player keeps the
+pace of its first packet: a tick moved sooner later on helps only the listeners who join after
+it (measured: a first listener after 15 s unheard heard 9-39 ms, by the phase the grid happened
+to have). Later at once, when a frame waited less than that; sooner only by the least slack of
+the last ``PHASE_LOOKS_SOONER`` looks, modulo a frame (whole frames of wait are the jitter
+buffer's to trim), so that a source late now and then does not swing the phase back and forth.
+Every frame still waits the guard, so none is late; a listener hears the frame 0-20 ms sooner.
+Other sources keep their own jitter buffers.
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ class Engine:
         self.lull_frames = LULL_FRAMES
         self.lulled_ticks = 0  # ticks run by lulls, all but the last of each late
         self._lull_next_ns: int | None = None  # in a lull: the first deadline not yet ticked
+        self._settling = False  # ``settle`` is running the ticks owed
         self._lull_waiter: asyncio.Future[None] | None = None  # set by a first listener
         self.audience.on_first = self._first_listener
         # Who watches a level meter (the console's events streams: ``set_meter_watchers``);
@@ -518,9 +519,10 @@ class Engine:
         and ``release`` settle first, so that a lull never moves a request's start or end.
         A loop held up beyond a lull and ``RESYNC_AFTER_NS`` resynchronises, as ``run`` does
         (one tick now instead of the ticks missed). Re-entrant: a request made or ended in
-        those ticks finds nothing more owed. Outside a lull, nothing to do."""
+        those ticks finds nothing more owed (the later ticks run after the one that made it,
+        in order). Outside a lull, nothing to do."""
         due_ns = self._lull_next_ns
-        if due_ns is None:
+        if due_ns is None or self._settling:
             return
         now_ns = self.clock.now_ns()
         if due_ns > now_ns:
@@ -529,27 +531,29 @@ class Engine:
         if now_ns - lull_end_ns > RESYNC_AFTER_NS:
             self._resync(now_ns, lull_end_ns)
             due_ns = now_ns
-        while due_ns <= now_ns:
-            deadline_ns = due_ns
-            due_ns += FRAME_NS
-            self._lull_next_ns = due_ns  # re-entrant: what a request made in the tick finds
-            self.lulled_ticks += 1
-            sources = self._live_sources()  # a tick may add one (an alert's ``on_end``)
-            for src in sources:
-                src.horizon_ns = deadline_ns
-            try:
-                self._safe_tick(deadline_ns, heard=False)
-            finally:
+        self._settling = True
+        try:
+            while due_ns <= now_ns:
+                self.lulled_ticks += 1
+                sources = self._live_sources()  # a tick may add one (an alert's ``on_end``)
                 for src in sources:
-                    src.horizon_ns = None
-            due_ns = self._lull_next_ns + self._phase_look()  # as ``run`` would, at this tick
-            self._lull_next_ns = due_ns
+                    src.horizon_ns = due_ns
+                try:
+                    self._safe_tick(due_ns, heard=False)
+                finally:
+                    for src in sources:
+                        src.horizon_ns = None
+                due_ns += FRAME_NS + self._phase_look()  # as ``run`` would, at this tick
+                self._lull_next_ns = due_ns
+        finally:
+            self._settling = False
 
     def _phase_shift_ns(self) -> int:
         """How far to move the next deadline (ns; negative: sooner) so that the tick comes the
-        guard after the arrivals of the live programme most listened zones carry, or, with
-        none listened, most zones (module docstring); 0 when no such programme has played or
-        arrived since the last look, or within ``PHASE_DEADBAND_NS``."""
+        guard after the arrivals of the live programme the most listened zones carry, then
+        the most zones (module docstring); 0 when no such programme has played or arrived
+        since the last look, at the first look at a source newly followed (what it measured
+        before is stale), or within ``PHASE_DEADBAND_NS``."""
         carried: dict[int, list[int]] = {}  # programme -> [zones listened, zones]
         for zone_id, ch in self.channels.items():
             if zone_id not in self.resting:
@@ -560,10 +564,11 @@ class Engine:
         for prog_id in sorted(carried, key=carried.__getitem__, reverse=True):
             source = _live_of(self.programmes[prog_id]) if prog_id in self.programmes else None
             if source is not None:
-                if prog_id != self._phase_source:  # another source: its own looks
+                slack_ns = source.phase_slack_ns()
+                if prog_id != self._phase_source:  # another source: its own looks, from now
                     self._phase_source = prog_id
                     self._phase_looks.clear()
-                slack_ns = source.phase_slack_ns()
+                    return 0
                 break
         if slack_ns is None:
             return 0

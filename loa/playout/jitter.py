@@ -19,10 +19,11 @@ peak over ``JITTER_MEMORY_WINDOWS`` windows (about 30 s) is the jitter to ride o
 frame raises the target at once to cover it (and an underflow, as before); calm windows step it
 down a frame at a time. The delay itself comes down by dropping one frame at a time, and only
 when, for a whole window, every frame waited in the buffer at least a frame plus ``GUARD_MS``
-(plus any lateness seen lately beyond that window's), so that the drop leaves no frame late
-(phase-aware: a tick just after the arrivals needs less buffer than one just before): with one
-frame to spare, at a calm step (every ``CALM_WINDOWS`` windows without an underflow); with two
-or more, every window. The frame goes at a quiet moment if one comes within ``SKIP_WAIT_POPS``
+(less ``GUARD_SLACK_MS``, plus any lateness seen lately beyond that window's), so that the drop
+leaves no frame late (phase-aware: a tick just after the arrivals needs less buffer than one
+just before): with one frame to spare, at a calm step (every ``CALM_WINDOWS`` windows without
+an underflow, and each of the first ``START_WINDOWS`` after a start); with two or more, every
+window. The frame goes at a quiet moment if one comes within ``SKIP_WAIT_POPS``
 ticks. Fixed (``adaptive=False``), the target never goes below its initial value and the trim
 goes by depth alone, as it always did.
 """
@@ -65,7 +66,7 @@ class JitterBuffer:
     - Drift: a burst at start-up (the decoder's probe) would otherwise leave the buffer deeper
       than its target for good, every frame late by the excess. So once per window, if the
       buffer never went below ``target + 1`` frames, the excess oldest frames are trimmed.
-      Adaptive, the excess is what every frame of the window waited beyond ``GUARD_MS`` and
+      Adaptive, the excess is what every frame of the window waited beyond the guard and
       the lateness seen lately (``_spare_frames``), whatever the target: the target is then
       the depth the buffer fills to before it plays (at the start, after an underflow), which
       for a source that sends a page a second is a page, while the delay between pages is
@@ -125,6 +126,9 @@ class JitterBuffer:
     # source at its least delay within seconds, not after CALM_WINDOWS windows a frame
     # (measured: a first listener after 15 s unheard heard 45 ms for 10 s, then 18 ms).
     START_WINDOWS = 3
+    # A source decoded this long (0.5 s) before a pause has shown its lateness: a restart
+    # starts from what that needs (``restart``).
+    LEARNED_FRAMES = 25
 
     def __init__(self, target_frames: int, max_target_frames: int, capacity_frames: int, *,
                  adaptive: bool = True, guard_ms: int = GUARD_MS) -> None:
@@ -429,19 +433,34 @@ class JitterBuffer:
     def restart(self) -> None:
         """The same source again after a pause in its decoding (nobody heard it): buffer
         from empty, as ``reset``, but keep what was learned of its jitter (the gaps and
-        lateness of past windows), which is the network's, not the pause's. Adaptive, the
-        target starts at what that lateness needs (``need_frames``), not at the starting
-        target nor where calm had yet to bring it down: a frame more than that, filled in at
-        the restart, waits a frame and the guard less whatever the tick's phase is off,
-        which the trim may never find to spare (measured: a listener after 15 s unheard kept
-        hearing 46 ms, against 22-26 ms when the target had come down before the pause)."""
-        target, calm = self.target_frames, self._calm_windows
+        lateness of past windows), which is the network's, not the pause's. Adaptive, once
+        ``LEARNED_FRAMES`` frames were measured, the target starts at the whole frames of the
+        guard and that lateness (``restart_frames``): the master clock keeps its tick the rest
+        of them after the arrivals while the source is not decoded
+        (``LiveSource.phase_slack_ns``), so the frames wait the guard and the lateness from the
+        first. Not the target before the pause: the starting target calm had yet to bring
+        down filled a frame more, which waited a frame and the guard less the phase's error
+        and was never found to spare (measured: a listener after 15 s unheard kept hearing
+        46 ms, against 22-26 ms when the target had come down before the pause). A source
+        barely measured keeps its target (a late frame not yet seen would be heard)."""
+        target, calm, seen = self.target_frames, self._calm_windows, self._frames_seen
         gaps, lateness = list(self._gap_peaks), list(self._lateness_peaks)
+        window_lateness = self._window_lateness_ns
         self.reset()
         self._gap_peaks.extend(gaps)
         self._lateness_peaks.extend(lateness)
-        self.target_frames = self.need_frames if self.adaptive else target
+        if window_lateness:  # the window under way when it paused: measured too
+            self._lateness_peaks.append(window_lateness)
+        learned = self.adaptive and (seen >= self.LEARNED_FRAMES or bool(lateness))
+        self.target_frames = self.restart_frames if learned else target
         self._calm_windows = calm
+
+    @property
+    def restart_frames(self) -> int:
+        """The frames a restarted buffer holds (``restart``): the guard and the lateness seen
+        lately, in whole frames, and one (at most ``max_target_frames``)."""
+        return min((self.guard_ns + self.lateness_seen_ns) // FRAME_NS + 1,
+                   self.max_target_frames)
 
     def reset(self) -> None:
         """Forget everything (a source left); the next one starts from the initial target."""

@@ -194,6 +194,24 @@ def test_a_restart_after_a_pause_keeps_the_jitter_learned_a_reset_forgets_it() -
     assert jb.target_frames == 2 and jb.lateness_seen_ns == 0
 
 
+def test_a_restart_of_a_source_barely_measured_keeps_its_target() -> None:
+    """A source that connected while nobody heard it (never decoded, or decoded less than
+    ``LEARNED_FRAMES``) has shown no lateness yet: a restart keeps its starting target, and
+    a frame 25 ms late is ridden out. One measured long enough restarts at what the guard
+    and its lateness need: one frame on a steady source."""
+    jb = default_buffer(guard_ms=10)
+    jb.restart()
+    assert jb.target_frames == 2
+    arrivals = steady(300, offset_ns=3 * MS)
+    arrivals = [(t + (25 * MS if i % 60 == 30 else 0), i) for t, i in arrivals]
+    heard, _ = play(jb, arrivals, 1.9)
+    assert jb.underflows == 0
+    measured = default_buffer(guard_ms=10)
+    play(measured, steady(JitterBuffer.LEARNED_FRAMES + 5, offset_ns=3 * MS), 1.0)
+    measured.restart()
+    assert measured.target_frames == 1
+
+
 def test_a_startup_burst_is_trimmed_at_once_then_it_plays_at_one_frame() -> None:
     """The decoder's probe hands 12 frames over in one go, then the source is steady."""
     jb = default_buffer()

@@ -338,3 +338,37 @@ async def test_relays_released_while_nobody_listens_are_not_kept() -> None:
     await engine.stop()
     gc.collect()
     assert [ref() for ref in kept] == [None] * 5
+
+
+@pytest.mark.parametrize("into_lull", range(LULL_FRAMES))
+async def test_an_alert_ending_in_a_lull_leaves_the_ticks_owed_in_order(into_lull: int) -> None:
+    """A decoded live source (a meter watched, nobody listening) under an emergency alert
+    that ends part-way through a lull: the ticks the lull still owes run after the one in
+    which the alert ended, each at its own time and in order, and the live programme is
+    pulled once a tick, never back in time (no underflow from a tick read twice)."""
+    engine, clock = make_engine()
+    engine.set_meter_watchers(1)
+    src = LiveSource("live/studio", clock, engine.counters, LiveSettings(2, 100, 200))
+    live = engine.add_programme(Programme("studio", ProgrammeKind.LIVE, src), persistent=True)
+    engine.request("huyen", live, Priority.DISTRICT_LIVE)
+    src.connect()
+    times: list[int] = []
+    tick: Callable[..., None] = engine.tick
+
+    def noting(now_ns: int, *, heard: bool = True) -> None:
+        times.append(now_ns)
+        tick(now_ns, heard=heard)
+        times.append(now_ns)
+
+    engine.tick = noting  # type: ignore[method-assign]
+    first_ns = await started(engine, clock)
+    feeder = asyncio.create_task(offer_jittery(clock, src, first_ns + 2 * NS_PER_MS, 500))
+    await clock.advance(3 * NS_PER_S + into_lull * FRAME_NS + 5 * NS_PER_MS)
+    engine.request("huyen", Programme("alert", ProgrammeKind.ALERT, SilenceFor(2)),
+                   Priority.EMERGENCY)
+    await clock.advance(2 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+    assert times == sorted(times)  # each tick ends before the next begins, in time order
+    assert live.position_samples == engine.ticks * FRAME_SAMPLES

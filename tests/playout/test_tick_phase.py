@@ -183,3 +183,43 @@ async def test_nobody_listening_the_tick_follows_the_source_so_a_first_listener_
     # second before nobody heard it, had had no time to bring down
     assert all(GUARD_NS - NS_PER_MS <= w <= GUARD_NS + 2 * NS_PER_MS for w in waits), waits
     assert engine.counters.get("jitter_underflows", source="live/studio") == 0
+
+
+async def test_a_source_with_lateness_keeps_one_phase_while_nobody_hears_it() -> None:
+    """Heard 20 s with a frame 15 ms late every 5 s, then nobody listens (not decoded): the
+    tick stays the guard and that lateness after the arrivals, modulo a frame, instead of
+    moving later at every look (the wait of an undecoded arrival is under a frame: the
+    lateness is whole frames of buffer, which the restart holds). The listener who then
+    comes hears each frame the guard and the lateness after it arrived, no underflow."""
+    engine, clock = make_engine()
+    src, live = live_on_the_district(engine, clock)
+    first = listen(engine, "huyen")
+    ticks = recording_ticks(engine)
+    first_tick_ns = await first_tick(engine, clock)
+    feeder = asyncio.create_task(push_steadily(
+        clock, src, first_tick_ns + 2 * NS_PER_MS, 80 * 50, late_every=250,
+        late_ns=15 * NS_PER_MS))
+    await clock.advance(20 * NS_PER_S)
+    feed = engine.channels["huyen"].feeds["ws"]
+    for sub in list(feed.subscribers()):
+        feed.remove(sub)
+    assert first.sink.data
+    await clock.advance(8 * NS_PER_S)  # the phase settles, unheard...
+    assert not src.decoding
+    shifts = engine.phase_shifts
+    await clock.advance(30 * NS_PER_S)  # ...and stays
+    assert engine.phase_shifts == shifts
+    phase_ns = (ticks[-1] - first_tick_ns - 2 * NS_PER_MS) % FRAME_NS
+    assert abs(phase_ns - (GUARD_NS + 15 * NS_PER_MS) % FRAME_NS) <= NS_PER_MS
+    ear = listen(engine, "huyen")
+    joined = len(ticks)
+    await clock.advance(4 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+    packets, _ = await asyncio.to_thread(heard, ear)
+    waits = [tick - p.capture_ns for tick, p in zip(ticks[joined:], packets, strict=True)
+             if p.programme_id == live.id and p.capture_ns != tick]
+    assert len(waits) > 190
+    assert all(w >= GUARD_NS for w in waits)
+    assert engine.counters.get("jitter_underflows", source="live/studio") <= 1  # the first

@@ -10,7 +10,7 @@ from loa.codecs.demand import DecodeDemand
 from loa.codecs.loudness import SlowAgc
 from loa.core.clock import NS_PER_MS, NS_PER_S, Clock
 from loa.core.counters import Counters
-from loa.core.pcm import SILENCE, Samples
+from loa.core.pcm import FRAME_NS, SILENCE, Samples
 from loa.playout.jitter import JitterBuffer
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,9 @@ class LiveSource:
         self._heard = True  # someone listens or watches (``set_heard``)
         self._frames_in = 0  # pushed or offered (the inbox's count under its lock)
         self.last_arrival_ns = 0
-        # while not decoded: the last arrival a tick noted, and the least wait since the
-        # last phase look (``_note_undecoded_phase``)
+        # while not decoded: the last input that arrived (not a connect), the last a tick
+        # noted, and the least wait since the last phase look (``_note_undecoded_phase``)
+        self._page_arrival_ns = 0
         self._phase_arrival_ns = 0
         self._undecoded_wait_ns: int | None = None
         # offered, not yet taken in: (frames, arrival ns) in arrival order (``offer_frames``)
@@ -141,6 +142,7 @@ class LiveSource:
         self._taken = taken
         self._drop_inbox()  # first: frames offered after the take are the first heard
         self.jitter.reset()
+        self._undecoded_wait_ns = None
         self.demand.wanted = taken and self._heard
         self.ending = self.ending and taken
 
@@ -154,6 +156,7 @@ class LiveSource:
         self._heard = heard
         self._drop_inbox()
         self.jitter.restart()  # unheard: what it held is heard by nobody, nor kept available
+        self._undecoded_wait_ns = None
         self.demand.wanted = self._taken and heard
         self.ending = self.ending and self.demand.wanted  # its rest was heard by nobody
 
@@ -162,6 +165,7 @@ class LiveSource:
         """
         self._drop_inbox()
         self.jitter.reset()
+        self._undecoded_wait_ns = None
         self.connected = True
         self.ending = False
         self.held = False
@@ -254,6 +258,7 @@ class LiveSource:
         its frames into the jitter buffer when some zone takes it."""
         self.held = False  # it sends again
         self.last_arrival_ns = arrival_ns
+        self._page_arrival_ns = arrival_ns
         if not frames or not self.demand.wanted:
             return
         for samples in frames:
@@ -291,7 +296,7 @@ class LiveSource:
         """A tick at ``now_ns`` while the audio is not decoded: the first tick after an
         arrival (a page parsed, a heartbeat of the decoder) notes how long after it it came,
         the phase a frame decoded then would have waited (``phase_slack_ns``)."""
-        arrival_ns = self.last_arrival_ns
+        arrival_ns = self._page_arrival_ns
         if not arrival_ns or arrival_ns == self._phase_arrival_ns or arrival_ns > now_ns:
             return
         self._phase_arrival_ns = arrival_ns
@@ -320,7 +325,11 @@ class LiveSource:
                 return None
             wait_ns, lateness_ns = look
         elif undecoded_ns is not None:
-            wait_ns, lateness_ns = undecoded_ns, 0
+            # The tick's offset from the arrivals, beyond the guard and the lateness seen,
+            # modulo a frame (nearest way round): the buffer restarts holding the whole frames
+            # of that (``JitterBuffer.restart``), and the tick goes the rest of it after them.
+            slack_ns = undecoded_ns - jb.guard_ns - jb.lateness_seen_ns
+            return (slack_ns + FRAME_NS // 2) % FRAME_NS - FRAME_NS // 2
         else:
             return None
         # a late frame seen lately, not in this look, may come again: keep room for it

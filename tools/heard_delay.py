@@ -1,7 +1,8 @@
 """One listener's heard delay, decomposed: a diagnostic beside `loa bench`, not part of it.
 
 Starts one server of `loa bench`'s kinds (``loa``, ``loa-burst0``, ``icecast``,
-``icecast-burst0``) with the bench's live Ogg/Opus source pushed to it, then listens
+``icecast-burst0``) with the bench's live Ogg/Opus source pushed to it, waits as the bench
+does (``SOURCE_WARMUP_S``, nobody listening: the first run is a first listener's), then listens
 ``--runs`` times for ``--seconds`` each with the bench's decoding probe. For each run it
 prints the heard delay of every beep (ms from the source sending it to a player that starts at
 the first audio packet hearing it: `playout_delays_ms`) and how each packet arrived against

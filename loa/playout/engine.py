@@ -551,9 +551,10 @@ class Engine:
     def _phase_shift_ns(self) -> int:
         """How far to move the next deadline (ns; negative: sooner) so that the tick comes the
         guard after the arrivals of the live programme the most listened zones carry, then
-        the most zones (module docstring); 0 when no such programme has played or arrived
-        since the last look, at the first look at a source newly followed (what it measured
-        before is stale), or within ``PHASE_DEADBAND_NS``."""
+        the most zones, whose live input is connected (a relay playing a file has none to
+        follow: the next is looked at; module docstring); 0 when no such programme has
+        played or arrived since the last look, at the first look at a source newly followed
+        (what it measured before is stale), or within ``PHASE_DEADBAND_NS``."""
         carried: dict[int, list[int]] = {}  # programme -> [zones listened, zones]
         for zone_id, ch in self.channels.items():
             if zone_id not in self.resting:
@@ -563,7 +564,7 @@ class Engine:
         slack_ns = None
         for prog_id in sorted(carried, key=carried.__getitem__, reverse=True):
             source = _live_of(self.programmes[prog_id]) if prog_id in self.programmes else None
-            if source is not None:
+            if source is not None and source.connected:
                 slack_ns = source.phase_slack_ns()
                 if prog_id != self._phase_source:  # another source: its own looks, from now
                     self._phase_source = prog_id

@@ -15,6 +15,8 @@ from loa.core.pcm import FRAME_NS
 from loa.core.priority import Priority
 from loa.playout.engine import Engine
 from loa.playout.inputs.live import LiveSettings, LiveSource
+from loa.playout.inputs.paced import PacedFrames
+from loa.playout.inputs.relay import RelaySource
 from loa.playout.jitter import JitterBuffer
 from loa.playout.programme import Programme, ProgrammeKind
 from tests.server.test_engine import heard, listen, make_engine, tone
@@ -223,3 +225,27 @@ async def test_a_source_with_lateness_keeps_one_phase_while_nobody_hears_it() ->
     assert len(waits) > 190
     assert all(w >= GUARD_NS for w in waits)
     assert engine.counters.get("jitter_underflows", source="live/studio") <= 1  # the first
+
+
+async def test_a_relay_playing_a_file_gives_the_phase_to_the_next_live_source() -> None:
+    """A commune, listened, carries a relay playing a file (paced: its live input not
+    connected); another, unlistened, a live source whose frames come 2 ms after each tick:
+    the tick follows that source rather than nothing."""
+    engine, clock = make_engine()
+    settings = LiveSettings(2, 100, 200)
+    paced = PacedFrames("relay/vov", clock, engine.counters, settings)
+    relay = RelaySource(LiveSource("relay/vov", clock, engine.counters, settings), paced)
+    engine.request("phu-my", engine.add_programme(Programme("vov", ProgrammeKind.RELAY, relay)),
+                   Priority.DISTRICT_LIVE)
+    paced.connect()
+    paced.push_frames([np.full(960, 0.25, dtype=np.float32)] * 50 * 30)  # a 30 s file
+    src, _ = live_on_the_district(engine, clock, "an-binh")
+    listen(engine, "phu-my-1")
+    first_tick_ns = await first_tick(engine, clock)
+    feeder = asyncio.create_task(push_steadily(clock, src, first_tick_ns + 2 * NS_PER_MS, 500))
+    await clock.advance(9 * NS_PER_S)
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+    assert engine.channels["phu-my-1"].on_air_programme.name == "vov"
+    assert engine.phase_shifts >= 1

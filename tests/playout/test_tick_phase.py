@@ -51,6 +51,13 @@ async def push_steadily(clock: FakeClock, src: LiveSource, first_ns: int, frames
         src.push_frames([loud])
 
 
+async def stop(engine: Engine, feeder: asyncio.Task[None]) -> None:
+    """Stop the engine's clock, then the source feeding it."""
+    await engine.stop()
+    feeder.cancel()
+    await asyncio.gather(feeder, return_exceptions=True)
+
+
 def live_on_the_district(engine: Engine, clock: FakeClock, zone: str = "huyen"
                          ) -> tuple[LiveSource, Programme]:
     """A connected live source (a 40 ms starting target), taken live on ``zone``."""
@@ -83,9 +90,7 @@ async def test_the_tick_moves_to_the_guard_after_the_source_arrivals(
     feeder = asyncio.create_task(push_steadily(
         clock, src, first_tick_ns + arrive_after_tick_ms * NS_PER_MS, seconds * 50 + 50))
     await clock.advance(seconds * NS_PER_S)
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
 
     packets, _ = await asyncio.to_thread(heard, ear)  # Opus decoding: beside the loop
     assert len(packets) == len(ticks)  # one packet a tick
@@ -118,9 +123,7 @@ async def test_the_tick_keeps_its_phase_without_a_live_source_on_air() -> None:
     first_tick_ns = await first_tick(engine, clock)
     feeder = asyncio.create_task(push_steadily(clock, src, first_tick_ns + 2 * NS_PER_MS, 300))
     await clock.advance(5 * NS_PER_S)
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
     assert engine.phase_shifts == 0
     assert {t - first_tick_ns for t in ticks} == {i * FRAME_NS for i in range(len(ticks))}
 
@@ -142,9 +145,7 @@ async def test_a_source_late_now_and_then_keeps_the_room_for_its_late_frames() -
     underflows = engine.counters.get("jitter_underflows", source="live/studio")
     shifts = engine.phase_shifts
     await clock.advance((seconds - 15) * NS_PER_S)  # four more late frames
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
     assert underflows <= 1
     assert engine.counters.get("jitter_underflows", source="live/studio") == underflows
     assert 1 <= shifts and engine.phase_shifts - shifts <= 1
@@ -169,9 +170,7 @@ async def test_nobody_listening_the_tick_follows_the_source_so_a_first_listener_
     ear = listen(engine, "huyen")
     joined = len(ticks)  # the ticks owed by the lull ran as the listener came, unheard
     await clock.advance(3 * NS_PER_S)
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
 
     packets, _ = await asyncio.to_thread(heard, ear)
     assert len(packets) == len(ticks) - joined  # one packet a tick from the listener's first
@@ -216,9 +215,7 @@ async def test_a_source_with_lateness_keeps_one_phase_while_nobody_hears_it() ->
     ear = listen(engine, "huyen")
     joined = len(ticks)
     await clock.advance(4 * NS_PER_S)
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
     packets, _ = await asyncio.to_thread(heard, ear)
     waits = [tick - p.capture_ns for tick, p in zip(ticks[joined:], packets, strict=True)
              if p.programme_id == live.id and p.capture_ns != tick]
@@ -244,8 +241,6 @@ async def test_a_relay_playing_a_file_gives_the_phase_to_the_next_live_source() 
     first_tick_ns = await first_tick(engine, clock)
     feeder = asyncio.create_task(push_steadily(clock, src, first_tick_ns + 2 * NS_PER_MS, 500))
     await clock.advance(9 * NS_PER_S)
-    await engine.stop()
-    feeder.cancel()
-    await asyncio.gather(feeder, return_exceptions=True)
+    await stop(engine, feeder)
     assert engine.channels["phu-my-1"].on_air_programme.name == "vov"
     assert engine.phase_shifts >= 1

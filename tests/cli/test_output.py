@@ -5,6 +5,7 @@ end when the reader of a pipe goes away (``loa endpoints list | head``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from loa.api.endpoints import DESCRIBE_SLICE
 from loa.app import LoaServer
 from loa.core.clock import STATION_TZ
 from tests.audio import tone_file
@@ -168,3 +170,17 @@ async def test_what_was_kept_or_started_late_is_said(server: LoaServer, tmp_path
         f"(trễ) và kết thúc cùng khung giờ lúc {ends:%Y-%m-%d %H:%M}.")
     listed = await loa("schedule", "list", env=env)
     assert f"thư viện {media_id} (Tin sáng)" in listed.out, listed.out
+
+
+async def test_a_listing_of_thousands_of_endpoints_leaves_the_loop_its_turns(
+        server: LoaServer) -> None:
+    """2,000 endpoints listed at once (~8 µs each to describe, 16 ms in one loop step): all
+    of them, in the registry's order, across the slices between which the loop runs its
+    other work (``DESCRIBE_SLICE``), in a zone's listing too."""
+    await many_endpoints(server, 2000)
+    body = json.loads(await raw_get(server, "/api/v1/endpoints"))
+    ids = [e["id"] for e in body["endpoints"]]
+    assert ids == list(server.endpoints.endpoints) and len(ids) >= 2000 > 4 * DESCRIBE_SLICE
+    in_zone = json.loads(await raw_get(server, "/api/v1/endpoints?zone=phu-my-1"))
+    assert [e["id"] for e in in_zone["endpoints"]] == [
+        e.id for e in server.endpoints.in_zone("phu-my-1")]

@@ -83,6 +83,7 @@ from loa.core.zones import Zone, ZoneTree
 from loa.playout.fanout import Audience
 from loa.playout.inputs.generator import silence_source
 from loa.playout.inputs.live import LiveSource
+from loa.playout.jitter import JitterBuffer
 from loa.playout.levels import WINDOW_FRAMES, frame_level
 from loa.playout.programme import EndReason, Programme, ProgrammeKind
 from loa.playout.zone_channel import FanoutSettings, Request, SwitchEvent, ZoneChannel
@@ -98,7 +99,8 @@ RENDITION_IDLE_NS = 2 * NS_PER_S
 QUIET_TICKS_BEFORE_REST = WINDOW_FRAMES
 # The tick's phase (module docstring): looked at this often, and moved only by this much or more.
 PHASE_EVERY_TICKS = 100  # 2 s
-PHASE_DEADBAND_NS = NS_PER_MS
+# (the jitter buffer allows a frame to spare the same: ``JitterBuffer.GUARD_SLACK_MS``)
+PHASE_DEADBAND_NS = JitterBuffer.GUARD_SLACK_MS * NS_PER_MS
 PHASE_LOOKS_SOONER = 3  # looks in a row that all allow it, before the tick moves sooner
 # While nobody listens, ticks run this many at a time (module docstring): 100 ms.
 LULL_FRAMES = 5

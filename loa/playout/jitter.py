@@ -106,8 +106,8 @@ class JitterBuffer:
     # the margin for jitter not seen in the window, the loop's own included (3 ms let an
     # ffmpeg MP3 push on a busy machine underflow once in a while: 38 ms of silence heard).
     GUARD_MS = 10
-    # ... give or take this much: the master clock keeps its tick within a millisecond of the
-    # guard after the arrivals it follows (``Engine``'s phase deadband), and a frame is decoded
+    # ... give or take this much: the master clock keeps its tick within this of the guard
+    # after the arrivals it follows (``engine.PHASE_DEADBAND_NS``), and a frame is decoded
     # a little after its page arrived, the page the tick was set by while nobody heard it. A
     # frame to spare behind a tick so placed waits a frame and the guard less that: measured,
     # 29.6 ms, and the spare frame stayed for good.

@@ -52,9 +52,13 @@ class MqttEndpointState:
 class MqttEndpoint:
     def __init__(self, endpoint_id: str, password: str, host: str, port: int, *,
                  topic_root: str = "loa", telemetry_s: float = 30.0, fw: str = "loa-sim/1",
-                 keepalive_s: int = 60, ack: bool = True,
+                 keepalive_s: int = 60, ack: bool = True, client_id: str | None = None,
                  now_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self.id = endpoint_id
+        # the MQTT client identifier: the endpoint id, as a cụm loa sends it (Loa's broker
+        # takes the user name anyway); another where endpoints of several topic trees share
+        # one broker, which would otherwise close one's session when the other connects
+        self.client_id = client_id or endpoint_id
         self.password = password
         self.host = host
         self.port = port
@@ -89,7 +93,7 @@ class MqttEndpoint:
         will = aiomqtt.Will(self._topic(Kind.STATE), OFFLINE, qos=1, retain=True)
         try:
             async with aiomqtt.Client(self.host, self.port, username=self.id,
-                                      password=self.password, identifier=self.id, will=will,
+                                      password=self.password, identifier=self.client_id, will=will,
                                       keepalive=self.keepalive_s, timeout=10,
                                       socket_options=NODELAY) as client:
                 self.client = client

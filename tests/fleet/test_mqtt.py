@@ -70,8 +70,9 @@ async def fleet_of(make_server: Callable[..., Awaitable[LoaServer]]
         host, port = broker_address(server)
         eps = {}
         for eid in ids:
-            ep = MqttEndpoint(eid, await login(server, eid), host, port,
-                              topic_root=server.fleet.topics.root, telemetry_s=3600)
+            root = server.fleet.topics.root  # a broker shared with other tests' loa-001...
+            ep = MqttEndpoint(eid, await login(server, eid), host, port, topic_root=root,
+                              telemetry_s=3600, client_id=f"{root}-{eid}")
             eps[eid] = ep
             tasks.append(asyncio.create_task(ep.run(stop)))
         await server.fleet.until(lambda: all(server.fleet.is_online(e) for e in ids))
@@ -561,7 +562,7 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
                 await asyncio.sleep(0.05)
         with pytest.raises(aiomqtt.MqttError):
             await first  # the endpoint lost it too
-        server.check_alarms()
+        await server.check_alarms()
         assert [a.kind for a in server.alarms.active()] == ["broker_down"]
         (cmd,) = server.fleet.endpoint_command("loa-004", {"op": "volume", "volume_pct": 33}, "t")
 
@@ -570,7 +571,7 @@ async def test_the_server_rides_out_a_broker_restart_and_raises_an_alarm_meanwhi
         again = asyncio.create_task(ep.run(stop))  # and the device reconnects
         await server.fleet.until(lambda: cmd.status == "acked", 15)
         assert ep.state.volume_pct == 33  # the command made while the broker was down arrived
-        server.check_alarms()
+        await server.check_alarms()
         assert "broker_down" not in [a.kind for a in server.alarms.active()]
         stop.set()
         await again

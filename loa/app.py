@@ -84,7 +84,7 @@ from loa.core.priority import Priority
 from loa.core.throttle import FailureThrottle
 from loa.core.zones import ZoneTree, home_zone_id, is_alert_group
 from loa.monitoring.alarms import AlarmBoard
-from loa.monitoring.alarms import conditions as alarm_conditions
+from loa.monitoring.alarms import check as check_alarm_rules
 from loa.monitoring.broadcast_log import BroadcastLog
 from loa.monitoring.loop_lag import LoopLag
 from loa.playout.admission import Admission
@@ -211,6 +211,7 @@ class LoaServer:
         self.broker: MosquittoBroker | None = None  # Loa's own ([mqtt] url = "embedded")
         self.alarms = AlarmBoard(self._audit_alarm, self._alarm_zone)
         self._alarm_task: asyncio.Task[None] | None = None
+        self._alarm_check = asyncio.Lock()  # one check at a time (the watcher's, GET alarms')
         self.loop_lag = LoopLag()
         self.engine.on_lateness = self.loop_lag.observe_ns  # a sample a tick
         self._readers_started = False
@@ -513,7 +514,7 @@ class LoaServer:
     async def _watch_alarms(self) -> None:
         while True:
             await self.clock.sleep_until(self.clock.now_ns() + NS_PER_S)
-            self.check_alarms()
+            await self.check_alarms()
             self.correct_wall()
 
     def correct_wall(self) -> None:
@@ -545,15 +546,17 @@ class LoaServer:
         finally:
             AUDIT_SOURCE.reset(source)
 
-    def check_alarms(self) -> None:
-        """Evaluate the alarm rules now (clock ns, station wall time); a failing check is logged,
-        never raised."""
-        try:
-            now = self.clock.now_ns()
-            self.alarms.update(alarm_conditions(self, self.config.alarms, now), now,
-                               self.wall.now().timestamp())
-        except Exception:  # an alarm check must never take the server down
-            log.exception("checking alarms failed")
+    async def check_alarms(self) -> None:
+        """Evaluate the alarm rules now (clock ns, station wall time), the endpoints a slice a
+        loop step (``loa.monitoring.alarms.check``), after any check under way; a failing
+        check is logged, never raised."""
+        async with self._alarm_check:
+            try:
+                now = self.clock.now_ns()
+                await check_alarm_rules(self, self.config.alarms, self.alarms, now,
+                                        self.wall.now().timestamp())
+            except Exception:  # an alarm check must never take the server down
+                log.exception("checking alarms failed")
 
     def _raw_route(self, transport: asyncio.Transport, head: RequestHead, rest: bytes
                    ) -> bool | Routed:

@@ -17,6 +17,7 @@ from loa.api.errors import error_status, language_of
 from loa.api.resource import (
     ApiError,
     actor,
+    described,
     dumps,
     json_response,
     read_body,
@@ -60,12 +61,6 @@ def mqtt_login(server: LoaServer, eid: str, password: str) -> dict[str, Any]:
             "topic_root": server.fleet.topics.base, "broker": server.fleet.broker_url}
 
 
-# Endpoints described per loop step: each takes ~8 µs (its presence said in the caller's
-# language), and a district's 1,010 took 8-9 ms of one step (the suite's watchdog log,
-# 2026-12-01); thousands would hold the master clock past a frame.
-DESCRIBE_SLICE = 250
-
-
 @routes.get("/api/v1/endpoints")
 async def list_endpoints(request: web.Request) -> web.Response:
     """``?zone=`` (and below; 404 if unknown), ``?online=true|false``; only the endpoints of
@@ -77,12 +72,8 @@ async def list_endpoints(request: web.Request) -> web.Response:
         scoped(request, zone)
     eps = s.endpoints.in_zone(zone) if zone else list(s.endpoints.endpoints.values())
     language = language_of(request)
-    out = []
-    for start in range(0, len(eps), DESCRIBE_SLICE):
-        if start:
-            await asyncio.sleep(0)  # the loop's other work (the master clock) between slices
-        out += [s.fleet.describe(e, language) for e in eps[start:start + DESCRIBE_SLICE]
-                if scope.contains(e.zone_id)]
+    out = await described([e for e in eps if scope.contains(e.zone_id)],
+                          lambda e: s.fleet.describe(e, language))
     online = request.query.get("online")
     if online in ("true", "false"):
         out = [e for e in out if e["presence"]["online"] is (online == "true")]

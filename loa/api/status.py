@@ -18,6 +18,7 @@ from loa.api.alerts import alert_in_scope
 from loa.api.errors import language_of
 from loa.api.resource import (
     ApiError,
+    described,
     json_response,
     require,
     scope_of,
@@ -98,9 +99,10 @@ async def list_alarms(request: web.Request) -> web.Response:
     """``GET alarms``: re-evaluate the alarm rules now, then list the active alarms of the
     caller's scope: those of its zones and endpoints (the station's, to a whole tree)."""
     s = server_of(request)
-    s.check_alarms()
-    views = [a.describe(language_of(request)) for a in s.alarms.active()]
-    return json_response({"alarms": [a for a in views if visible_alarm(request, a)]})
+    await s.check_alarms()
+    language = language_of(request)
+    views = await described(s.alarms.active(), lambda a: a.describe(language))
+    return json_response({"alarms": [v for v in views if visible_alarm(request, v)]})
 
 
 def visible_alarm(request: web.Request, view: dict[str, Any]) -> bool:

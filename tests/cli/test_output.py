@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from loa.api.endpoints import DESCRIBE_SLICE
+from loa.api.resource import DESCRIBE_SLICE
 from loa.app import LoaServer
 from loa.core.clock import STATION_TZ
 from tests.audio import tone_file

@@ -82,30 +82,30 @@ async def test_alarms_rise_after_their_hold_and_clear(tmp_path: Path) -> None:
         def say(eid: str, kind: str, payload: bytes) -> None:
             fleet.on_message(f"{topics.base}/ep/{eid}/{kind}", payload)
 
-        def active() -> set[tuple[str, str]]:
-            server.check_alarms()
+        async def active() -> set[tuple[str, str]]:
+            await server.check_alarms()
             return {(a.kind, a.subject) for a in server.alarms.active()}
 
         for eid in server.endpoints.endpoints:
             say(eid, "state", b'{"online": true}')
         say("loa-002", "telemetry", b'{"supply_v": 9.8, "relay": "ok", "underruns": 100}')
         say("loa-003", "telemetry", b'{"supply_v": 12.4, "relay": "tripped"}')
-        assert active() == {("supply_voltage", "loa-002"), ("relay_fault", "loa-003")}
+        assert (await active()) == {("supply_voltage", "loa-002"), ("relay_fault", "loa-003")}
         say("loa-004", "state", b'{"online": false}')
         clock.set_ns(clock.now_ns() + 9 * 60 * S)
         say("loa-002", "telemetry", b'{"supply_v": 12.0, "underruns": 103}')
-        assert ("endpoint_offline", "loa-004") not in active()  # 9 of 10 minutes
+        assert ("endpoint_offline", "loa-004") not in (await active())  # 9 of 10 minutes
         clock.set_ns(clock.now_ns() + 61 * S)
         say("loa-002", "telemetry", b'{"supply_v": 12.0, "underruns": 110}')  # +7 in 60 s
-        assert active() == {("relay_fault", "loa-003"), ("endpoint_offline", "loa-004"),
-                            ("underruns", "loa-002")}
+        assert (await active()) == {("relay_fault", "loa-003"), ("endpoint_offline", "loa-004"),
+                                    ("underruns", "loa-002")}
         status, body = await call(server, "GET", "/api/v1/alarms")
         kinds = {(a["kind"], a["subject"]) for a in body["alarms"]}
         assert ("endpoint_offline", "loa-004") in kinds
         say("loa-004", "state", b'{"online": true}')
         say("loa-003", "telemetry", b'{"relay": "ok"}')
-        assert ("endpoint_offline", "loa-004") not in active()
-        assert ("relay_fault", "loa-003") not in active()
+        assert ("endpoint_offline", "loa-004") not in (await active())
+        assert ("relay_fault", "loa-003") not in (await active())
         actions = [a["action"] for a in await server.store.audit_log_async()]
         assert actions.count("alarm.raised") >= 4 and actions.count("alarm.cleared") >= 2
         metrics = await metrics_text(server)
@@ -133,17 +133,17 @@ async def test_a_silent_zone_and_a_dead_source_raise_alarms(tmp_path: Path) -> N
             handle: list = []
 
         server.schedule.running.append(Run())  # type: ignore[arg-type]
-        server.check_alarms()
+        await server.check_alarms()
         assert server.alarms.active() == []  # held for 10 s first
         await tick(server, clock, 550)  # 11 s
-        server.check_alarms()
+        await server.check_alarms()
         got = {(a.kind, a.subject): a.detail for a in server.alarms.active()}
         assert ("zone_silent", "an-binh-1") in got and "Bản tin sáng" in got[
             ("zone_silent", "an-binh-1")]
         assert ("source_down", mount.programme.name) in got
         server.schedule.running.clear()
         server.release_live("phu-my")
-        server.check_alarms()
+        await server.check_alarms()
         assert not [a for a in server.alarms.active() if a.kind in ("zone_silent",
                                                                     "source_down")]
     finally:

@@ -3,6 +3,8 @@ here they read a small district made of plain dataclasses, with no server, engin
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +17,15 @@ from loa.control.fleet.control import CommandStatus, Health
 from loa.control.schedule.engine import Running
 from loa.control.schedule.recurrence import STATION_TZ, ScheduleItem
 from loa.core.counters import Counters, LatencyWindow
-from loa.monitoring.alarms import AlarmBoard, AlarmKind, conditions
+from loa.core.i18n import N_, Message
+from loa.monitoring.alarms import (
+    CHECK_SLICE,
+    OFFLINE,
+    AlarmBoard,
+    AlarmKind,
+    check,
+    conditions,
+)
 from loa.monitoring.loop_lag import LoopLag
 from loa.monitoring.metrics import render
 from loa.playout.outputs.base import OnAir
@@ -312,3 +322,47 @@ def test_a_disk_that_refuses_writes_raises_its_alarm_at_once_and_shows_in_the_me
     assert metrics[("loa_store_lost_writes_total", frozenset())] == 3
     d.store.disk_error = None  # the disk takes writes again
     assert not [c for c in conditions(d, AlarmConfig(), NOW_NS) if c[0] is AlarmKind.DISK_FULL]
+
+
+async def test_a_province_of_offline_endpoints_is_checked_a_slice_a_loop_step() -> None:
+    """Thousands of endpoints offline: ``check`` reads them ``CHECK_SLICE`` a loop step (the
+    master clock runs between), raises every offline alarm once it has held, keeps each
+    endpoint's reason (said in Vietnamese from its message), and clears the alarm of one
+    that came back, as ``update`` of ``conditions`` would in one go."""
+    d = district()
+    n = 4 * CHECK_SLICE + 7
+    eps = {f"ep-{i:05d}": Endpoint(f"ep-{i:05d}", "an-binh") for i in range(n)}
+    d.endpoints = Registry(eps)
+    quiet = Message(N_("no word for {seconds} s"), {"seconds": 90})
+    d.fleet.health = {"ep-00001": Health(online=False, changed_ns=NOW_NS - 700 * S,
+                                         reason=str(quiet), why=quiet)}
+    seen: list[int] = []  # what the board had taken each time the loop ran something else
+
+    async def other_work() -> None:
+        while True:
+            seen.append(len(d.alarms.pending))
+            await asyncio.sleep(0)
+
+    cfg = AlarmConfig(offline_minutes=10)
+    watcher = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    await check(d, cfg, d.alarms, NOW_NS, 1.8e9)
+    watcher.cancel()
+    steps = [b - a for a, b in itertools.pairwise(seen) if b != a]
+    assert len(steps) >= 4 and max(steps) <= CHECK_SLICE  # a slice a step, never all at once
+    offline = {a.subject: a for a in d.alarms.active() if a.kind is AlarmKind.ENDPOINT_OFFLINE}
+    assert set(offline) == set(eps)  # an hour since the start: every one held long enough
+    assert offline["ep-00001"].describe("vi")["detail"] == \
+        Message(OFFLINE, {"reason": quiet}).say("vi") != str(offline["ep-00001"].detail)
+    assert offline["ep-00002"].detail == "offline: not seen since the server started"
+    whole = AlarmBoard(lambda action, subject, detail, zone: None)
+    whole.update(conditions(d, cfg, NOW_NS), NOW_NS, 1.8e9)
+    assert {(a.kind, a.subject, a.detail) for a in whole.active()} == \
+        {(a.kind, a.subject, a.detail) for a in d.alarms.active()}
+
+    d.fleet.health["ep-00003"] = Health(online=True)  # back on air
+    cleared: list[str] = []
+    d.alarms.audit = lambda action, subject, detail, zone: cleared.append(subject)
+    await check(d, cfg, d.alarms, NOW_NS + S, 1.8e9 + 1)
+    assert cleared == ["ep-00003"]
+    assert len([a for a in d.alarms.active() if a.kind is AlarmKind.ENDPOINT_OFFLINE]) == n - 1

@@ -243,7 +243,7 @@ async def test_loop_lag_is_measured_exported_and_raises_an_alarm(
     await settle(0.3)
     assert lag.count > before  # a sample a tick
     server.loop_lag.observe(0.2)  # as a 200 ms stall would be seen
-    server.check_alarms()
+    await server.check_alarms()
     got = {a.kind: a.detail for a in server.alarms.active()}
     assert "loop_lag" in got and "200 ms" in got["loop_lag"]
     async with aiohttp.ClientSession() as http, http.get(
@@ -267,7 +267,7 @@ async def test_a_tick_the_loop_ran_late_is_the_loops_lag_and_raises_its_alarm(
         await clock.advance(200 * 1_000_000)
         lag = server.loop_lag
         assert lag.count >= 9 and lag.recent_ms()["max"] == 0  # a sample a tick, none late
-        server.check_alarms()
+        await server.check_alarms()
         assert "loop_lag" not in {a.kind for a in server.alarms.active()}
         clock.set_ns(clock.now_ns() + 60_000_000)  # the loop held 60 ms past a deadline
         await clock.advance(20_000_000)
@@ -275,7 +275,7 @@ async def test_a_tick_the_loop_ran_late_is_the_loops_lag_and_raises_its_alarm(
         assert 40 <= lag.recent_ms()["max"] <= 60  # the tick due in the hold, 40-60 ms late
         clock.set_ns(clock.now_ns() + 90_000_000)  # 90 ms: over the alarm, under a resync
         await clock.advance(20_000_000)
-        server.check_alarms()
+        await server.check_alarms()
         got = {a.kind: a.detail for a in server.alarms.active()}
         assert server.engine.resyncs == 0 and "loop_lag" in got, got
         task.cancel()
@@ -295,12 +295,12 @@ async def test_a_clock_resync_raises_an_alarm_for_a_minute(tmp_path: Path) -> No
         clock.set_ns(clock.now_ns() + 1_500_000_000)  # 1.5 s without a tick
         await clock.advance(20_000_000)
         assert server.engine.resyncs == 1
-        server.check_alarms()
+        await server.check_alarms()
         got = {a.kind: a.detail for a in server.alarms.active()}
         assert "clock_resync" in got and "1480 ms behind" in got["clock_resync"], got  # 1.5 s
         # less the 20 ms to the tick that was due
         await clock.advance(61 * 1_000_000_000)
-        server.check_alarms()
+        await server.check_alarms()
         assert "clock_resync" not in {a.kind for a in server.alarms.active()}
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

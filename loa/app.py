@@ -746,7 +746,7 @@ class LoaServer:
             "alerts": [a.describe() for a in self.alerts.alerts.values()
                        if a.status in (AlertStatus.PENDING, AlertStatus.ACTIVE)],
             "fleet": self.fleet.status(),
-            "alarms": [a.describe() for a in self.alarms.active()],
+            "alarms": self.alarms.views(),  # shared: scoped_status copies what it shows
             "store": {"queued": self.store.queued, "failed_writes": self.store.failed_writes,
                       "last_error": self.store.last_error,
                       "held_writes": self.store.held_writes,

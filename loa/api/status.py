@@ -54,18 +54,27 @@ async def status(request: web.Request) -> web.Response:
                                        language_of(request)))
 
 
+# The alarms a status shows, newest raised first (``alarms_total`` counts them all; GET alarms
+# lists them all): a district whose endpoints lost the broker has thousands, and the status
+# goes to every console every second.
+STATUS_ALARMS = 100
+
+
 def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any],
                   language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
     """The status a caller of ``scope`` sees, from the station's (``full``:
     ``LoaServer.status()``, left as it is): its zones, and the alerts and alarms of its
-    scope (``visible_alert``, ``visible_alarm``), the alarms' details said in ``language``;
-    the rest as it is. It depends on the scope and the language alone, so callers of one
+    scope (``visible_alert``, ``visible_alarm``), the alarms' details said in ``language``
+    (the ``STATUS_ALARMS`` newest raised; ``alarms_total`` counts them all); the rest as it
+    is. It depends on the scope and the language alone, so callers of one
     scope and language may share it (the events stream does)."""
     out = dict(full)
     out["zones"] = [z for z in full["zones"] if scope.contains(z["zone"])]
     out["alerts"] = [a for a in full["alerts"] if alert_in_scope(server, scope, a)]
-    out["alarms"] = said_alarms([a for a in full["alarms"]
-                                 if alarm_in_scope(server, scope, a)], language)
+    alarms = full["alarms"] if scope.covers_all() else \
+        [a for a in full["alarms"] if alarm_in_scope(server, scope, a)]
+    out["alarms"] = said_alarms(alarms[:STATUS_ALARMS], language)
+    out["alarms_total"] = len(alarms)
     if not scope.covers_all():
         out["fleet"] = {**full["fleet"], **scoped_fleet(server, scope)}
     return out

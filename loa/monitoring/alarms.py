@@ -26,7 +26,7 @@ import enum
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from loa.config import AlarmConfig
@@ -86,11 +86,21 @@ class Detail(str):
     language."""
 
     message: Message
+    _said: dict[str, str]
 
     def __new__(cls, message: Message) -> Detail:
         out = super().__new__(cls, str(message))
         out.message = message
+        out._said = {SOURCE_LANGUAGE: str(out)}
         return out
+
+    def say(self, language: str) -> str:
+        """The detail in ``language``, said once per language: one detail is shared by
+        every endpoint offline for the same reason (``offline_detail``)."""
+        said = self._said.get(language)
+        if said is None:
+            said = self._said[language] = self.message.say(language)
+        return said
 
 
 def detail(msgid: str, **fields: object) -> Detail:
@@ -160,21 +170,14 @@ class Alarm:
     raised_at: float | None = None  # wall time, once it lasted long enough
     zone: str | None = None  # where it is, as it was raised: the audit log's zone
     seen: int = 0  # the board's last check that found its condition (``AlarmBoard.begin``)
-    # the detail last said: language, detail, text (``describe``)
-    _said: tuple[str, str, str] | None = field(default=None, repr=False, compare=False)
 
     def describe(self, language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
         """The API view (``raised_at`` unix seconds, None while pending), its ``detail`` said
-        in ``language`` (English by default). The text is kept while the detail is the same
-        (the status says every alarm every second: thousands, when a district's endpoints
-        have lost the broker)."""
-        said = self._said
-        if said is None or said[0] != language or said[1] is not self.detail:
-            message = getattr(self.detail, "message", None)
-            text = message.say(language) if isinstance(message, Message) else \
-                say_detail(self.detail, language)
-            said = self._said = (language, self.detail, text)
-        return {"kind": self.kind.value, "subject": self.subject, "detail": said[2],
+        in ``language`` (English by default)."""
+        detail = self.detail
+        text = detail.say(language) if isinstance(detail, Detail) else \
+            say_detail(detail, language)
+        return {"kind": self.kind.value, "subject": self.subject, "detail": text,
                 "raised_at": self.raised_at}
 
 
@@ -205,6 +208,8 @@ class AlarmBoard:
         self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
         self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
         self._check = 0  # the check under way (``begin``)
+        self._changes = 0  # raises, clears and changed details so far (``views``)
+        self._views: tuple[int, list[dict[str, Any]]] = (-1, [])
 
     def update(self, conditions: Iterable[Condition], now_ns: int, wall: float) -> None:
         """Take the conditions that hold now (``now_ns`` injected clock, ``wall`` unix
@@ -227,12 +232,15 @@ class AlarmBoard:
             alarm = self.pending.get(key)
             if alarm is None:
                 alarm = self.pending[key] = Alarm(kind, subject, detail, since_ns)
+            elif alarm.detail != detail:
+                self._changes += alarm.raised_at is not None
             alarm.detail = detail
             alarm.seen = check
             if alarm.raised_at is None and now_ns - alarm.first_ns >= hold_s * NS_PER_S:
                 alarm.raised_at = wall
                 alarm.zone = self.zone_of(subject)
                 self.raised_total[kind] += 1
+                self._changes += 1
                 self.audit("alarm.raised", subject, {"kind": kind.value, "detail": detail},
                            alarm.zone)
 
@@ -242,12 +250,25 @@ class AlarmBoard:
         for key in [k for k, a in self.pending.items() if a.seen != check]:
             alarm = self.pending.pop(key)
             if alarm.raised_at is not None:
+                self._changes += 1
                 self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value},
                            alarm.zone)
 
     def active(self) -> list[Alarm]:
         """The raised alarms (pending ones are not yet shown)."""
         return [a for a in self.pending.values() if a.raised_at is not None]
+
+    def views(self) -> list[dict[str, Any]]:
+        """The raised alarms' API views (``Alarm.describe``, English), newest raised first:
+        made anew only when an alarm was raised or cleared or its detail changed (the status
+        shows them every second, thousands when a district's endpoints lost the broker).
+        The list is shared: read it, do not change it."""
+        changes, views = self._views
+        if changes != self._changes:
+            raised = sorted(self.active(), key=lambda a: a.raised_at or 0.0, reverse=True)
+            views = [a.describe() for a in raised]
+            self._views = (self._changes, views)
+        return views
 
 
 class AlarmSource(Protocol):

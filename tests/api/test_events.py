@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from loa.api.events import EndReason, EventHub, StreamLimits
+from loa.api.events import COUNT_SLICE, EndReason, EventHub, StreamLimits
 from loa.app import LoaServer
 from loa.config import SessionsConfig
 from loa.core.clock import NS_PER_S
@@ -242,3 +242,32 @@ async def test_a_client_that_does_not_read_is_dropped(server: LoaServer) -> None
             assert len(hub.streams) == 1
     finally:
         sock.close()
+
+
+async def test_a_round_counts_thousands_of_endpoints_a_slice_a_loop_step(server: LoaServer
+                                                                        ) -> None:
+    """3,000 endpoints counted by zone for the status of every stream: the same counts as in
+    one go, ``COUNT_SLICE`` a loop step (other work runs between the slices)."""
+    rows = "".join(f"xa-{i:04d},Cụm loa {i},{'an-binh-1' if i % 3 else 'phu-my-2'}\n"
+                   for i in range(3000))
+    assert not (await server.endpoints.import_csv(("id,name,zone\n" + rows).encode())).errors
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    hub = server.events
+    hub._step_started = 0.0  # (a round's bookkeeping, as _round starts it)
+    whole = hub._endpoint_counts()
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    sliced = await hub._count_endpoints()
+    other.cancel()
+    assert sliced == whole
+    assert whole["huyen"]["registered"] == len(server.endpoints.endpoints) >= 3000
+    assert whole["an-binh-1"]["registered"] == 2000 + 2
+    assert turns - before >= len(server.endpoints.endpoints) // COUNT_SLICE

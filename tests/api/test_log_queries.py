@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from loa.api.status import STATUS_ALARMS
 from loa.app import LoaServer
 from loa.config import AlarmConfig
 from tests.api.accounts import add_user, token_of
@@ -199,3 +200,35 @@ async def test_the_history_of_alarms_is_each_callers_scope(
     status, log = await get(server, "/api/v1/audit", q="alarm.", limit=1000)
     ours = [e for e in log["audit"] if e["subject"].startswith("loa-")]
     assert ours and all(e["address"] is None and e["actor"] == "loa" for e in ours)
+
+
+async def test_the_status_shows_the_newest_alarms_of_a_scope_and_counts_them_all(
+    make_server: Callable[..., Awaitable[LoaServer]],
+) -> None:
+    """A district whose 300 endpoints were never seen: the status (every console's, every
+    second) shows the ``STATUS_ALARMS`` newest raised and counts them all; a commune's
+    operator, their own commune's, counted; GET alarms lists every one."""
+    server = await make_server(alarms=AlarmConfig(offline_minutes=0, hold_s=0))
+    rows = "".join(f"xa-{i:04d},Cụm loa {i},{'an-binh-1' if i % 3 else 'phu-my-1'}\n"
+                   for i in range(300))
+    assert not (await server.endpoints.import_csv(("id,name,zone\n" + rows).encode())).errors
+    total = len(server.endpoints.endpoints)  # the district's 8 and the 300
+    await server.check_alarms()
+    older = server.alarms.active()[:50]
+    for a in older:  # raised a minute before the rest (before the status was first asked)
+        a.raised_at = (a.raised_at or 0) - 60
+    status, body = await call(server, "GET", "/api/v1/status")
+    assert status == 200 and body["alarms_total"] == total
+    assert len(body["alarms"]) == STATUS_ALARMS < total
+    raised = [a["raised_at"] for a in body["alarms"]]
+    assert raised == sorted(raised, reverse=True)
+    assert not {a.subject for a in older} & {a["subject"] for a in body["alarms"]}
+    status, every = await call(server, "GET", "/api/v1/alarms")
+    assert {a["subject"] for a in every["alarms"]} == set(server.endpoints.endpoints)
+
+    await add_user(server, "op", "operator", "phu-my")
+    status, body = await get(server, "/api/v1/status", await token_of(server, "op"))
+    theirs = [e.id for e in server.endpoints.endpoints.values() if e.zone_id.startswith("phu-my")]
+    assert body["alarms_total"] == len(theirs) == 100 + 4  # xa-0000, -0003, ... and 4 of 8
+    assert len(body["alarms"]) == STATUS_ALARMS
+    assert {a["subject"] for a in body["alarms"]} <= set(theirs)

@@ -161,9 +161,25 @@ export default {
     await loadHistory();
 
     let seen = 0; // the first status may only repeat what GET alarms said
+    let lastShown = null; // what the last status showed of a longer list
+    const fetchAll = async () => {
+      const data = await attempt(() => api("GET", "/api/v1/alarms"));
+      if (data && !left) drawActive(data.alarms);
+    };
     stops.push(on("status", (status) => {
       if (!status || !Array.isArray(status.alarms)) return;
       const before = lastSig;
+      const total = status.alarms_total ?? status.alarms.length;
+      if (total > status.alarms.length) {
+        // the status shows only the newest (loa.api.status.STATUS_ALARMS): when what it
+        // shows changes, the whole list comes from GET alarms
+        const shown = JSON.stringify([status.alarms, total]);
+        if (shown === lastShown) return;
+        lastShown = shown;
+        fetchAll().then(() => { if (before !== lastSig && seen++ > 0) loadHistory(); });
+        return;
+      }
+      lastShown = null;
       drawActive(status.alarms);
       // an alarm came or went: the history has it now
       if (before !== lastSig && seen++ > 0) loadHistory();

@@ -601,10 +601,16 @@ export default {
     let sourcesKey = "";
     const drawAlarms = () => {
       const alarms = status.alarms || [];
-      const key = JSON.stringify([alarms, state.lang]);
+      const total = status.alarms_total ?? alarms.length; // the status shows the newest only
+      const key = JSON.stringify([alarms, total, state.lang]);
       if (key === alarmsKey) return;
       alarmsKey = key;
-      alarmsBox.replaceChildren(table([
+      const more = total > alarms.length
+        ? [h("p", { class: "muted", "data-testid": "overview-alarms-more" },
+          _("The {shown} newest of {total} active alarms: the Alarms page lists them all.",
+            { shown: alarms.length, total }))]
+        : [];
+      alarmsBox.replaceChildren(...more, table([
         { title: _("Alarm"), value: (a) => h("span", { class: "badge error" },
           ALARM_WORDS[a.kind] ? _(ALARM_WORDS[a.kind]) : a.kind) },
         { title: _("Where"), value: (a) => (ids.has(a.subject) ? zoneName(a.subject)

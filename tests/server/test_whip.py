@@ -31,7 +31,7 @@ from loa.config import Config, ConfigError, apply_toml
 from loa.core.pcm import FRAME_SAMPLES
 from loa.playout.webrtc import IceServer, WebRtcSettings
 from loa.playout.webrtc import peer as webrtc_peer
-from loa.playout.webrtc.opus_rtp import OpusRtp
+from loa.playout.webrtc.opus_rtp import OpusRtp, packet_samples
 from loa.playout.webrtc.whip import WhipSession
 from tests.api.accounts import add_user, token_of
 from tests.api.accounts import session_of as browser_of
@@ -103,13 +103,17 @@ async def test_an_aiortc_client_goes_live_ffmpeg_hears_it_and_delete_falls_back(
         await wait_for(lambda: source_sending(mount, 10))
         assert mount.describe()["kind"] == "webrtc"
         assert [m["kind"] for m in server.status()["mounts"]] == ["webrtc"]
+        # no zone takes it yet: its packets are followed, not decoded
+        session = session_of(server)
+        assert not mount.source.decoding and session.decoder.skipped > 10
+        assert session.packets_skipped == session.decoder.packets == mount.frames_in
         await take_live(server, "an-binh")
         pcm = await ffmpeg_pull(f"{base(server)}/zones/an-binh-1/stream.ogg", seconds=2.0)
         heard_hz = await asyncio.to_thread(dominant_hz, pcm[9600:])
         assert heard_hz == pytest.approx(1000, rel=0.01)
         assert rms(pcm[9600:]) > 0.03
-        session = session_of(server)
-        assert session.decoder.packets > 50 and session.decoder.decode_errors == 0
+        assert session.decoder.packets - session.decoder.skipped > 50  # decoded, once heard
+        assert session.decoder.decode_errors == 0
         # DELETE ends it: 200, the mount is free, the zone falls back to the fill tone
         assert await peer.delete(auth()) == 200
         assert mount.session is None and session.ended
@@ -703,6 +707,44 @@ def test_opus_rtp_dtx_gaps_are_filled_at_real_time_not_afterwards() -> None:
     # a gap too long to conceal is an outage, left to the jitter buffer
     dec.push(7, 960 * 27 + 48000 * 5, packets[7])
     assert dec.outages == 1
+
+
+def test_opus_rtp_follows_packets_nobody_hears_without_decoding_them() -> None:
+    """Skipped packets (the source unheard) keep the timeline: the first decoded after them
+    needs no silence to fill, and the sequence is still checked (loss, late)."""
+    packets = _opus_packets(40)
+    dec = OpusRtp()
+    frames = []
+    for i in range(10):
+        frames += dec.push(i, 960 * i, packets[i])
+    for i in range(10, 30):
+        if i != 17:  # lost on the way while nobody listened
+            dec.skip(i, 960 * i, packets[i])
+    dec.skip(12, 960 * 12, packets[12])  # repeated: late
+    assert (dec.skipped, dec.lost, dec.late) == (19, 1, 1)
+    later = []
+    for i in range(30, 40):
+        later += dec.push(i, 960 * i, packets[i])
+    assert len(frames) == 10 and len(later) == 10  # whole frames, nothing concealed
+    assert dec.concealed_samples == 0 and dec.outages == 0
+    assert dominant_hz(np.concatenate(later[2:])) == pytest.approx(1000, rel=0.01)
+    assert dec.describe()["skipped"] == 19
+
+
+@pytest.mark.parametrize(("payload", "samples"), [
+    (b"", 0),
+    (bytes([(1 << 3) | 0]), 960),  # SILK 20 ms, one frame
+    (bytes([(3 << 3) | 1, 0]), 2 * 2880),  # SILK 60 ms, two frames
+    (bytes([(13 << 3) | 2, 0]), 2 * 960),  # hybrid 20 ms, two frames
+    (bytes([(16 << 3) | 3, 0x08]), 8 * 120),  # CELT 2.5 ms, code 3: 8 frames
+    (bytes([(31 << 3) | 3]), 0),  # code 3 without its count: malformed
+])
+def test_an_opus_packets_length_is_read_from_its_toc(payload: bytes, samples: int) -> None:
+    assert packet_samples(payload) == samples
+
+
+def test_an_encoders_packets_are_as_long_as_they_say() -> None:
+    assert {packet_samples(p) for p in _opus_packets(5)} == {960}
 
 
 # the [webrtc] settings

@@ -107,6 +107,11 @@ class MountSession(Protocol):
         """Live, but nothing arrived for the stall time: the next source may replace it."""
         ...
 
+    @property
+    def packets_skipped(self) -> int:
+        """The packets that came in and were not decoded (nobody heard the mount)."""
+        ...
+
     async def stop(self, why: str = "stopped") -> None:
         """Cut the source now; what its mount buffered is dropped."""
         ...
@@ -126,9 +131,9 @@ class Mount:
     @property
     def frames_in(self) -> int:
         """The audio that came in: the frames of every source of the mount so far, and the
-        packets the current source's ingest parsed without decoding (no zone took the mount)."""
-        ingest = getattr(self.session, "ingest", None)
-        return self.source.frames_in + (ingest.packets_skipped if ingest is not None else 0)
+        packets the current source took without decoding (nobody heard the mount)."""
+        session = self.session
+        return self.source.frames_in + (session.packets_skipped if session is not None else 0)
 
     def describe(self) -> dict[str, object]:
         """Status snapshot: connection and its kind ("icecast", "webrtc"), stall, whether its

@@ -123,6 +123,11 @@ class IngestSession(asyncio.Protocol):
         return self.ingest.frames_decoded
 
     @property
+    def packets_skipped(self) -> int:
+        """Packets parsed and not decoded (nobody heard the mount)."""
+        return self.ingest.packets_skipped
+
+    @property
     def stalled(self) -> bool:
         """Live, but its mount's source is stalled: nothing arrived for the stall time and
         nothing is buffered. A new source with the right password may replace it."""

@@ -19,8 +19,9 @@ The RTP sequence numbers and timestamps tell what the network and the sender lef
   frames after them were played already.
 
 Everything is counted (``packets``, ``lost``, ``late``, ``concealed_samples``, ``dtx_gaps``,
-``decode_errors``). Each decode costs ~0.04 ms (p99 0.1 ms) on the project's machine: it runs on
-the loop.
+``decode_errors``, ``skipped``). Each decode costs ~0.04 ms (p99 0.1 ms) on the project's
+machine: it runs on the loop, and only while someone hears the source (``skip`` follows the
+timeline of a packet nobody hears without decoding it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ MAX_CONCEALED_MS = 200
 MAX_CONCEALED_SAMPLES = SAMPLE_RATE * MAX_CONCEALED_MS // 1000
 DTX_PAYLOAD_BYTES = 2  # a payload this short is a DTX frame (RFC 7587 §3.1.3): silence follows
 _SCALE = np.float32(1 / 32768)
+
+
+# An Opus frame's samples at 48 kHz by its TOC's configuration (RFC 6716 §3.1, table 2):
+# SILK 10/20/40/60 ms (configurations 0-11), hybrid 10/20 ms (12-15), CELT 2.5/5/10/20 ms
+# (16-31)
+_FRAME_SAMPLES_BY_CONFIG = tuple(
+    (480, 960, 1920, 2880)[c & 3] if c < 12 else (480, 960)[c & 1] if c < 16 else
+    (120, 240, 480, 960)[c & 3] for c in range(32))
+
+
+def packet_samples(payload: bytes) -> int:
+    """How many 48 kHz samples an Opus packet holds, from its TOC byte and, for code 3, its
+    frame count byte (RFC 6716 §3.1-3.2); 0 for an empty or malformed packet."""
+    if not payload:
+        return 0
+    toc = payload[0]
+    code = toc & 3
+    frames = 1 if code == 0 else 2 if code in (1, 2) else \
+        (payload[1] & 0x3F if len(payload) > 1 else 0)
+    return frames * _FRAME_SAMPLES_BY_CONFIG[toc >> 3]
 
 
 def _seq_ahead(seq: int, expected: int) -> int:
@@ -75,35 +96,15 @@ class OpusRtp:
         self.concealed_samples = 0
         self.dtx_gaps = 0
         self.outages = 0
+        self.skipped = 0  # packets taken while nobody heard the source (``skip``)
 
     def push(self, seq: int, timestamp: int, payload: bytes) -> list[Samples]:
         """Decode one packet (``seq``: its 16-bit sequence number, ``timestamp``: its 32-bit
         RTP timestamp at 48 kHz) into the frames it completes. A packet that does not decode
         is counted and taken as lost."""
         done: list[Samples] = []
-        if self._next_seq is None:
-            self._next_ts = timestamp
-        else:
-            ahead = _seq_ahead(seq, self._next_seq)
-            if ahead < 0:
-                self.late += 1
-                return done
-            self.lost += ahead
-            gap = _ts_ahead(timestamp, self._next_ts)
-            missing = gap - self._filled
-            if missing > 0:
-                if missing <= MAX_CONCEALED_SAMPLES:
-                    self._silence(missing, done)
-                    self.concealed_samples += missing
-                else:
-                    self.outages += 1  # the jitter buffer resynchronises on its own
-            if gap > 0 and ahead == 0:
-                self.dtx_gaps += 1  # nothing lost: the sender paused (DTX)
-            self._next_ts = timestamp
-        self._filled = 0
-        self._next_seq = (seq + 1) & 0xFFFF
-        self.packets += 1
-        self.in_dtx = len(payload) <= DTX_PAYLOAD_BYTES
+        if not self._sequence(seq, timestamp, payload, done):
+            return done
         try:
             frames = self._decoder.decode(av.Packet(payload))
         except av.FFmpegError as exc:
@@ -117,6 +118,47 @@ class OpusRtp:
             self._next_ts = (self._next_ts + len(pcm)) & 0xFFFFFFFF
             self._take(pcm.astype(np.float32) * _SCALE, done)
         return done
+
+    def skip(self, seq: int, timestamp: int, payload: bytes) -> None:
+        """Take one packet without decoding it (nobody hears the source): its sequence and
+        timestamp followed and counted as ``push`` does (``skipped`` too), its length read from
+        its TOC (``packet_samples``), no frame made; the frame ``push`` had begun is dropped.
+        The next ``push`` then decodes on from the packet's timeline, without a gap to fill."""
+        if not self._sequence(seq, timestamp, payload, None):
+            return
+        self.skipped += 1
+        self._fill_at = 0
+        self._next_ts = (self._next_ts + packet_samples(payload)) & 0xFFFFFFFF
+
+    def _sequence(self, seq: int, timestamp: int, payload: bytes,
+                  done: list[Samples] | None) -> bool:
+        """Follow one packet's sequence number and timestamp: False if it is late (dropped);
+        else what was lost before it concealed into ``done`` (when frames are made), and it
+        counted."""
+        if self._next_seq is None:
+            self._next_ts = timestamp
+        else:
+            ahead = _seq_ahead(seq, self._next_seq)
+            if ahead < 0:
+                self.late += 1
+                return False
+            self.lost += ahead
+            gap = _ts_ahead(timestamp, self._next_ts)
+            missing = gap - self._filled
+            if missing > 0:
+                if missing > MAX_CONCEALED_SAMPLES:
+                    self.outages += 1  # the jitter buffer resynchronises on its own
+                elif done is not None:
+                    self._silence(missing, done)
+                    self.concealed_samples += missing
+            if gap > 0 and ahead == 0:
+                self.dtx_gaps += 1  # nothing lost: the sender paused (DTX)
+            self._next_ts = timestamp
+        self._filled = 0
+        self._next_seq = (seq + 1) & 0xFFFF
+        self.packets += 1
+        self.in_dtx = len(payload) <= DTX_PAYLOAD_BYTES
+        return True
 
     def fill(self, samples: int) -> list[Samples]:
         """``samples`` of silence now, for a sender quiet in DTX (the next packet's timestamp
@@ -142,10 +184,10 @@ class OpusRtp:
                 self._fill_at = 0
 
     def describe(self) -> dict[str, int]:
-        """Counts: packets decoded, lost (sequence numbers skipped), late (dropped), decode
-        errors, concealed ms (silence for losses), DTX gaps and outages (gaps too long to
-        conceal)."""
+        """Counts: packets taken, lost (sequence numbers skipped), late (dropped), decode
+        errors, concealed ms (silence for losses), DTX gaps, outages (gaps too long to
+        conceal) and packets skipped (taken while nobody heard the source: not decoded)."""
         return {"packets": self.packets, "lost": self.lost, "late": self.late,
                 "decode_errors": self.decode_errors,
                 "concealed_ms": self.concealed_samples * 1000 // SAMPLE_RATE,
-                "dtx_gaps": self.dtx_gaps, "outages": self.outages}
+                "dtx_gaps": self.dtx_gaps, "outages": self.outages, "skipped": self.skipped}

@@ -3,8 +3,10 @@
 The mount takes it as it takes an Icecast source (``Mounts.attach``: one source per mount,
 a stalled one replaced); its frames go into the mount's ``LiveSource`` (jitter buffer and
 all), and the zones that take the mount hear it. Each RTP packet's Opus payload is decoded
-once (``opus_rtp.OpusRtp``) on the loop, as it arrives; the source connects with the first
-packet, so zones do not fall silent while ICE and DTLS are under way.
+once (``opus_rtp.OpusRtp``) on the loop, as it arrives, while the source is decoding (a zone
+takes it and someone hears it); otherwise it is only followed, as an Icecast source's pages are
+parsed and not decoded. The source connects with the first packet, so zones do not fall silent
+while ICE and DTLS are under way.
 
 **A pause is not an end.** With no RTP for ``RTP_TIMEOUT_S`` (1 s) the mount's source is held
 (``LiveSource.hold``): the zones that take the mount fall back within that second, 30 s before
@@ -94,6 +96,11 @@ class WhipSession(PeerSession):
         self._held_from_ns = 0  # server clock ns when it was held
 
     @property
+    def packets_skipped(self) -> int:
+        """The RTP packets followed without decoding (nobody heard the mount)."""
+        return self.decoder.skipped
+
+    @property
     def stalled(self) -> bool:
         """Live, but its mount's source is stalled (nothing arrived for the stall time and
         nothing is buffered) or held (no RTP for ``rtp_timeout_s``): a new source may replace
@@ -124,8 +131,9 @@ class WhipSession(PeerSession):
     # the media
 
     def on_rtp(self, seq: int, timestamp: int, payload: bytes) -> None:
-        """One Opus RTP packet (on the loop): decoded into the mount's source; the source
-        connects with the first one."""
+        """One Opus RTP packet (on the loop): decoded into the mount's source while the
+        source is decoding (``LiveSource.decoding``: taken and heard), else only followed
+        (``OpusRtp.skip``) and its arrival noted; the source connects with the first one."""
         if self.ended:
             return
         now_ns = self.clock.now_ns()
@@ -146,12 +154,16 @@ class WhipSession(PeerSession):
             log.info("WHIP source %s on /live/%s: RTP back after %.2f s, its zones rejoin it",
                      self.peer, self.mount.name, idle_s)
         lost = self.decoder.lost
-        frames = self.decoder.push(seq, timestamp, payload)
+        if source.decoding:
+            frames = self.decoder.push(seq, timestamp, payload)
+        else:  # no zone takes it, or nobody hears what they take: followed, not decoded
+            self.decoder.skip(seq, timestamp, payload)
+            frames = []
         if self.decoder.lost != lost:
             self.counters.inc("webrtc_packets_lost", self.decoder.lost - lost,
                               mount=self.mount.name)
-        if frames:
-            source.push_frames(frames)
+        if frames or not source.decoding:
+            source.push_frames(frames)  # none: its arrival is noted (available, phase)
         if self.decoder.in_dtx:
             self._start_dtx()
         elif self._dtx_timer is not None:

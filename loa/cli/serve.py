@@ -75,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
         pass
     try:
         import loa.app  # noqa: F401  # the heavy imports, before the loop starts
+        from loa.codecs.loudness import MEASURER
 
-        asyncio.run(_run_server(cfg))
+        try:
+            asyncio.run(_run_server(cfg))
+        finally:  # the process's loudness worker, if one is running: ended, not left to exit
+            MEASURER.shutdown()
     except OSError as exc:  # a port taken, the data folder in use: said in the user's words
         print(f"loa: {say(exc, language())}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+import loa.control.endpoints as endpoints_module
 from loa.app import LoaServer
 from loa.control.spreadsheet import TableError, column_key, decimal, decode, read_table
+from loa.playout.fanout import Subscriber
+from tests.conftest import MemoryProtocol
+from tests.server.test_alerts import texts
 from tests.server.test_api import auth, base, call
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "csv"
@@ -146,6 +151,56 @@ async def test_the_rows_and_their_audit_entry_are_one_transaction(
     assert rows == []
     status, body = await call(server, "GET", "/api/v1/audit?subject=csv")
     assert status == 200 and len(body["audit"]) == 1
+
+
+async def test_a_district_re_imported_moves_its_endpoints_and_an_edit_meanwhile_stops_it(
+        server: LoaServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 endpoints imported, then imported again into other villages: every one moved,
+    in memory and on the disk, an open connection carried to its new zone's stream. An
+    endpoint edited while a later import was being planned (beside the loop) makes that
+    import take nothing, saying which line."""
+    rows = "".join(f"xa-{i:04d},Cụm loa {i},an-binh-1\n" for i in range(2000))
+    first = await server.endpoints.import_csv(("id,name,zone\n" + rows).encode())
+    assert not first.errors and len(first.created) == 2000
+    ear = MemoryProtocol()
+    ep = server.endpoints.get("xa-0007")
+    sub = Subscriber(ear, "xa-0007", "ws", "xa-0007")
+    server.engine.channels["an-binh-1"].join(sub)
+    server.endpoints.attach(ep, sub)
+    moved = rows.replace("an-binh-1", "phu-my-2")
+    again = await server.endpoints.import_csv(("id,name,zone\n" + moved).encode())
+    assert not again.errors and not again.created and len(again.updated) == 2000
+    assert {e.zone_id for e in server.endpoints.endpoints.values()
+            if e.id.startswith("xa-")} == {"phu-my-2"}
+    assert sub.feed is server.engine.channels["phu-my-2"].feeds.get("ws")  # carried along
+    assert {"type": "zone", "zone": "phu-my-2"} in texts(ear)  # and told where it is now
+    await server.store.flush()
+    on_disk_zones = await asyncio.to_thread(
+        on_disk, server.store.path,
+        "SELECT DISTINCT json_extract(data, '$.zone') FROM endpoints WHERE id LIKE 'xa-%'")
+    assert on_disk_zones == [("phu-my-2",)]
+
+    planning, edited = threading.Event(), threading.Event()
+    plan = endpoints_module.plan_csv_import
+
+    def slow_plan(*args: Any, **kw: Any) -> Any:  # in the worker thread
+        planning.set()
+        assert edited.wait(10)
+        return plan(*args, **kw)
+
+    monkeypatch.setattr(endpoints_module, "plan_csv_import", slow_plan)
+    back = rows.replace("Cụm loa 5,", "Cụm loa số 5,") + "xa-9999,Mới,an-binh-2\n"
+    importing = asyncio.create_task(server.endpoints.import_csv(("id,name,zone\n" + back)
+                                                                .encode()))
+    assert await asyncio.to_thread(planning.wait, 10)
+    server.endpoints.update("xa-0005", {"name": "Đổi tên"})  # meanwhile, on the loop
+    edited.set()
+    result = await importing
+    assert [str(e) for e in result.errors] == [
+        "line 7: endpoint 'xa-0005' was changed while the import ran"]
+    assert "xa-9999" not in server.endpoints.endpoints
+    assert server.endpoints.get("xa-0001").zone_id == "phu-my-2"  # nothing taken
+    assert server.endpoints.get("xa-0005").name == "Đổi tên"
 
 
 # the reading itself, pure

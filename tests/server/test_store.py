@@ -148,7 +148,7 @@ async def test_a_transaction_writes_all_of_its_block_or_nothing_and_holds_no_oth
 
     other = asyncio.create_task(other_task())
     with store.transaction():
-        store.save_endpoints([{"id": "loa-001", "zone": "an-binh"}])
+        store.save_endpoints([{"id": "loa-001", "zone": "an-binh"}], dict)
         inside.set()
         await other_done.wait()
         await store.flush()  # a read: it waits for what is queued, the block's writes are not
@@ -160,7 +160,7 @@ async def test_a_transaction_writes_all_of_its_block_or_nothing_and_holds_no_oth
         assert on_disk(path, "SELECT id FROM endpoints") == []
     await other
     with store.transaction():
-        store.save_endpoints([{"id": "loa-002", "zone": "an-binh"}])
+        store.save_endpoints([{"id": "loa-002", "zone": "an-binh"}], dict)
         store.audit("op", "doomed", "t")  # refused: the endpoint row goes with it
     await store.flush()
     assert store.failed_writes == 1

@@ -444,7 +444,9 @@ class MosquittoBroker:
 
     # credentials
 
-    def _changed(self, endpoint_id: str) -> None:
+    def _changed(self, endpoint_ids: tuple[str, ...]) -> None:
+        """Endpoints got new credentials (added, a password rotated): the password file is
+        written anew, once for the lot."""
         self._wanted += 1
         self._kick.set()
 

@@ -28,6 +28,7 @@ from loa.cli import (
     report,
     schedule,
     serve,
+    status,
     users,
     zones,
 )
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 
 COMMANDS: Sequence[Register] = (
-    serve.register, zones.register, live.register, alert.register, media.register,
+    serve.register, status.register, zones.register, live.register, alert.register, media.register,
     schedule.register, endpoints.register, command.register, report.register,
     users.register, audit.register, listen.register, loadtest.register, bench.register,
 )

@@ -4,7 +4,10 @@ they heard (the decoding endpoint of ``loa.loadtest.endpoint``)."""
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
+from loa.cli.show import NONE, pairs
 from loa.cli.text import _
 
 
@@ -28,6 +31,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Listen for ``--seconds``; the exit status is the one the epilog describes."""
-    from loa.loadtest.endpoint import listen_main
+    from loa.loadtest.endpoint import listen_report, listen_status
 
-    return listen_main(args.url, args.seconds, args.endpoints, args.json)
+    report = listen_report(args.url, args.seconds, args.endpoints)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(report_text(report), end="")
+    return listen_status(report)
+
+
+def report_text(r: dict[str, Any]) -> str:
+    """The report for people: figures in the reader's language, then the verdict and why."""
+    from loa.loadtest.timeline import DELIVERED_MIN_PCT, STALL_THRESHOLD_MS, Verdict
+
+    latency = r.get("latency_ms") or {}
+    rows: list[tuple[str, object]] = [
+        (_("Endpoints"), r["endpoints"]),
+        (_("Seconds"), r["seconds"]),
+        (_("Packets"), r["packets"]),
+        (_("Gaps (packets missing)"), r["gaps"]),
+        (_("Duplicates"), r["duplicates"]),
+        (_("Errors"), "; ".join(r["errors"]) or NONE),
+        (_("First audio after (median)"), _("{ms} ms", ms=r["startup_ms_median"])),
+        (_("Latency p50 / p99"), _("{p50} / {p99} ms", p50=latency.get("p50", NONE),
+                                   p99=latency.get("p99", NONE))),
+        (_("Stalls"), r["stalls"]),
+        (_("Longest silence"), _("{ms} ms", ms=r["longest_silence_ms"])),
+        (_("Delivered (worst endpoint)"), _("{share} of real time",
+                                            share=f"{r['delivered_pct']} %")),
+    ]
+    passed = r["verdict"] == Verdict.PASS.value
+    reasons = []
+    if r["endpoints_with_stalls"]:
+        reasons.append(_("{count} endpoint(s) heard a stall (audio more than {ms} ms behind "
+                         "real time)", count=r["endpoints_with_stalls"], ms=STALL_THRESHOLD_MS))
+    if r["short_endpoints"]:
+        reasons.append(_("{count} endpoint(s) got less than {share} of real time",
+                         count=r["short_endpoints"], share=f"{DELIVERED_MIN_PCT:g} %"))
+    if not passed and not reasons:
+        reasons.append(_("no endpoint reported"))
+    rows.append((_("Verdict"), _("PASS") if passed else _("FAILURE")))
+    return pairs(rows, indent="") + "".join(f"  {why}\n" for why in reasons)

@@ -27,7 +27,6 @@ from loa.loadtest.mp3_frames import Mp3FrameReader
 from loa.loadtest.timeline import (
     DELIVERED_MIN_PCT,
     EXIT_DEAD_AIR,
-    STALL_THRESHOLD_MS,
     TimelineMonitor,
     TimelineSummary,
     Verdict,
@@ -249,14 +248,16 @@ async def run_endpoints(urls: list[str], seconds: float, *, decode: bool = False
         return list(await asyncio.gather(*(e.run(session, seconds) for e in eps)))
 
 
-def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
-    """``loa listen``: exit 0 when all was heard in time, ``EXIT_ERRORS`` when an endpoint
-    could not connect or was cut off, ``EXIT_DEAD_AIR`` when it heard a stall (or got less
-    than ``DELIVERED_MIN_PCT`` of real time)."""
+def listen_report(url: str, seconds: float, count: int) -> dict[str, Any]:
+    """``loa listen``'s figures: ``count`` endpoints on ``url`` for ``seconds`` (blocking: runs
+    its own event loop). ``short_endpoints``: those that got less than
+    ``DELIVERED_MIN_PCT`` of real time; ``verdict_reasons`` in English (``loa listen`` says
+    them in its reader's language from the figures)."""
     reports = asyncio.run(run_endpoints([url] * count, seconds))
     lat = [x for r in reports for x in r.latencies_ms]
-    timeline = aggregate(r.timeline.as_dict() for r in reports if r.timeline is not None)
-    out: dict[str, Any] = {
+    summaries = [r.timeline.as_dict() for r in reports if r.timeline is not None]
+    timeline = aggregate(summaries)
+    return {
         "endpoints": count,
         "seconds": seconds,
         "packets": sum(r.packets for r in reports),
@@ -269,21 +270,18 @@ def listen_main(url: str, seconds: float, count: int, as_json: bool) -> int:
         # the audio timeline against the wall clock (a stall: > STALL_THRESHOLD_MS behind)
         "stalls": timeline["stalls"],
         "endpoints_with_stalls": timeline["endpoints_with_stalls"],
+        "short_endpoints": sum(1 for t in summaries if t["delivered_pct"] < DELIVERED_MIN_PCT),
         "longest_silence_ms": timeline["longest_silence_ms"]["max"],
         "delivered_pct": timeline["delivered_pct"]["min"],  # of real time, the worst endpoint
         "verdict": timeline["verdict"],
         "verdict_reasons": timeline["verdict_reasons"],
     }
-    if as_json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in out.items():
-            if k not in ("verdict", "verdict_reasons"):
-                print(f"{k:>21}: {v}")
-        print(f"{'verdict':>21}: {out['verdict']}"
-              + "".join(f"\n{'':>23}{why}" for why in out["verdict_reasons"])
-              + f"\n{'':>23}(a stall: audio > {STALL_THRESHOLD_MS} ms behind real time;"
-              f" delivered must be >= {DELIVERED_MIN_PCT:g} %)")
-    if out["errors"]:
+
+
+def listen_status(report: dict[str, Any]) -> int:
+    """``loa listen``'s exit status: 0 when all was heard in time, ``EXIT_ERRORS`` when an
+    endpoint could not connect or was cut off, ``EXIT_DEAD_AIR`` when it heard a stall (or
+    got less than ``DELIVERED_MIN_PCT`` of real time)."""
+    if report["errors"]:
         return EXIT_ERRORS
-    return EXIT_DEAD_AIR if out["verdict"] != Verdict.PASS.value else 0
+    return EXIT_DEAD_AIR if report["verdict"] != Verdict.PASS.value else 0

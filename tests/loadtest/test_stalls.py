@@ -20,13 +20,16 @@ import numpy as np
 import pytest
 
 from loa.app import LoaServer
+from loa.cli.listen import report_text
+from loa.cli.text import language, use
 from loa.loadtest.client import LATENCY_BINS, LightEndpoint, Protocol
-from loa.loadtest.endpoint import SimulatedEndpoint
+from loa.loadtest.endpoint import EXIT_ERRORS, SimulatedEndpoint, listen_status
 from loa.loadtest.report import summary_table, write_html, write_json
 from loa.loadtest.runner import LoadSpec, LoadTest
 from loa.loadtest.timeline import (
     DELIVERED_MIN_PCT,
     EXIT_DEAD_AIR,
+    STALL_THRESHOLD_MS,
     TimelineSummary,
     Verdict,
 )
@@ -181,3 +184,29 @@ async def test_loa_listen_reports_dead_air_and_exits_non_zero(
         assert heard["stalls"] == 0 and heard["verdict"] == Verdict.PASS.value
         assert heard["longest_silence_ms"] < 100
         assert heard["delivered_pct"] >= DELIVERED_MIN_PCT
+
+
+def test_loa_listen_says_its_report_and_why_it_failed_in_the_readers_language() -> None:
+    """The figures of a run that heard a stall, for people: in Vietnamese (then English),
+    the verdict and each reason with its figures; the exit status says dead air."""
+    report = {"endpoints": 2, "seconds": 2.5, "packets": 230, "gaps": 0, "duplicates": 0,
+              "errors": [], "startup_ms_median": 21.5,
+              "latency_ms": {"p50": 1.2, "p99": 3.4}, "stalls": 1, "endpoints_with_stalls": 1,
+              "short_endpoints": 1, "longest_silence_ms": 1010.0, "delivered_pct": 61.2,
+              "verdict": Verdict.FAILURE.value, "verdict_reasons": ["(English, for scripts)"]}
+    before = language()
+    try:
+        use("vi")
+        said = report_text(report)
+        assert "Kết luận                    KHÔNG ĐẠT" in said
+        assert "Im lặng dài nhất            1010.0 ms" in said
+        assert f"1 cụm loa bị tắc tiếng (âm thanh chậm hơn thời gian thực quá " \
+               f"{STALL_THRESHOLD_MS} ms)" in said
+        assert f"1 cụm loa nhận được ít hơn {DELIVERED_MIN_PCT:g} % thời gian thực" in said
+        use("en")
+        assert "Verdict                     FAILURE" in report_text(report)
+    finally:
+        use(before)
+    assert listen_status(report) == EXIT_DEAD_AIR
+    assert listen_status({**report, "errors": ["refused"]}) == EXIT_ERRORS
+    assert listen_status({**report, "verdict": Verdict.PASS.value}) == 0

@@ -72,8 +72,8 @@ async def list_endpoints(request: web.Request) -> web.Response:
         scoped(request, zone)
     eps = s.endpoints.in_zone(zone) if zone else list(s.endpoints.endpoints.values())
     language = language_of(request)
-    out = await described([e for e in eps if scope.contains(e.zone_id)],
-                          lambda e: s.fleet.describe(e, language))
+    out = await described(eps, lambda e: s.fleet.describe(e, language),
+                          keep=lambda e: scope.contains(e.zone_id))
     online = request.query.get("online")
     if online in ("true", "false"):
         out = [e for e in out if e["presence"]["online"] is (online == "true")]

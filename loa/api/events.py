@@ -171,9 +171,11 @@ class ZoneTally:
     alert's run-time group (``zone~alert``) counts in its home zone."""
 
     def __init__(self, zones: ZoneTree, is_online: Callable[[str], bool]) -> None:
-        self.zones = zones
+        # the tree as it is now, depth first: an alert's run-time group made or gone while
+        # the slices are counted changes nothing here
+        self.order = [z for root in zones.roots() for z in zones.subtree(root.id)]
         self.is_online = is_online
-        self.registered = dict.fromkeys((z.id for z in zones), 0)
+        self.registered = dict.fromkeys((z.id for z in self.order), 0)
         self.online = dict(self.registered)
         self.connected = dict(self.registered)
 
@@ -189,11 +191,9 @@ class ZoneTally:
                     connected[zone_id] += 1
 
     def totals(self) -> dict[str, dict[str, int]]:
-        zones = self.zones
         registered, online, connected = self.registered, self.online, self.connected
-        order = [z for root in zones.roots() for z in zones.subtree(root.id)]
-        for zone in reversed(order):  # children before their parents
-            if zone.parent_id is not None:
+        for zone in reversed(self.order):  # children before their parents
+            if zone.parent_id in registered:
                 registered[zone.parent_id] += registered[zone.id]
                 online[zone.parent_id] += online[zone.id]
                 connected[zone.parent_id] += connected[zone.id]

@@ -66,14 +66,17 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 
-async def described(items: Sequence[T], describe: Callable[[T], V]) -> list[V]:
-    """``describe`` of each item in order, ``DESCRIBE_SLICE`` a loop step (the loop's other
-    work, the master clock, runs between)."""
+async def described(items: Sequence[T], describe: Callable[[T], V],
+                    keep: Callable[[T], bool] | None = None) -> list[V]:
+    """``describe`` of each item in order (of those ``keep`` keeps, if given: the caller's
+    scope), ``DESCRIBE_SLICE`` items a loop step (the loop's other work, the master clock,
+    runs between)."""
     out: list[V] = []
     for start in range(0, len(items), DESCRIBE_SLICE):
         if start:
             await asyncio.sleep(0)
-        out += [describe(item) for item in items[start:start + DESCRIBE_SLICE]]
+        part = items[start:start + DESCRIBE_SLICE]
+        out += [describe(item) for item in part if keep is None or keep(item)]
     return out
 
 

@@ -19,7 +19,7 @@ from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, rea
 from loa.control.store import Store
 from loa.core.endpoint import EndpointInfo
 from loa.core.i18n import N_, Explained, Message
-from loa.core.zones import ZoneError, ZoneTree, is_alert_group
+from loa.core.zones import ZoneError, ZoneTree, home_zone_id, is_alert_group
 from loa.playout.fanout import Subscriber
 from loa.playout.zone_channel import ZoneChannel
 from loa.protocol.credentials import hash_password, new_password
@@ -160,9 +160,11 @@ EndpointState = tuple[EndpointInfo, int | None, bool, bool, str]
 
 
 def record_of(state: EndpointState) -> dict[str, Any]:
-    """The store's record of an endpoint's ``state`` (``Endpoint.state``); thread-safe."""
+    """The store's record of an endpoint's ``state`` (``Endpoint.state``); thread-safe. Its
+    zone is its home zone: an alert's run-time group is no zone to come back to after a
+    restart."""
     i, volume_pct, muted, power_on, secret_hash = state
-    return {"id": i.id, "zone": i.zone_id, "name": i.name, "lat": i.lat, "lon": i.lon,
+    return {"id": i.id, "zone": home_zone_id(i.zone_id), "name": i.name, "lat": i.lat, "lon": i.lon,
             "address": i.address, "admin_code": i.admin_code, "volume_pct": volume_pct,
             "muted": muted, "power_on": power_on, "secret_hash": secret_hash,
             "created_at": i.created_at}
@@ -355,6 +357,15 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
     return plan
 
 
+def _same_place(now: EndpointInfo, before: EndpointInfo | None) -> bool:
+    """Whether an endpoint's info is as an import planned it from: the same, or differing
+    only by an alert's run-time group taking it or letting it go (its home zone the same)."""
+    if before is None or now is before:
+        return True
+    return replace(now, zone_id=home_zone_id(now.zone_id)) == \
+        replace(before, zone_id=home_zone_id(before.zone_id))
+
+
 class EndpointRegistry:
     """The endpoints by id, saved to the store on every change. It moves an endpoint's
     live connections when its zone changes (through ``channels``), calls ``on_removed``
@@ -458,7 +469,7 @@ class EndpointRegistry:
         added = endpoints.keys() & plan.made.keys()
         gone = {row.id for row in plan.changes} - endpoints.keys()
         edited = {row.id for row in plan.changes
-                  if row.id not in gone and endpoints[row.id].info is not row.before}
+                  if row.id not in gone and not _same_place(endpoints[row.id].info, row.before)}
         if added or gone or edited:
             stale = [Message(N_("line {line}: endpoint {endpoint!r} was added while the "
                                 "import ran"), {"line": new.line, "endpoint": new.endpoint.id})
@@ -479,10 +490,17 @@ class EndpointRegistry:
         moved = carried = 0
         for row in plan.changes:
             ep = endpoints[row.id]
-            old_zone = ep.info.zone_id
-            ep.info = row.after or replace(ep.info, zone_id=row.zone_id, **row.fields)
+            now = ep.info
+            old_zone = now.zone_id
+            if now is row.before and row.after is not None:
+                ep.info = row.after
+            else:  # an alert took or let go of it while the plan was made; or no snapshot
+                zone = old_zone if home_zone_id(old_zone) == row.zone_id else row.zone_id
+                ep.info = replace(now, zone_id=zone, **row.fields)
             updated.append(ep)
-            if row.zone_id != old_zone:
+            if is_alert_group(old_zone) and home_zone_id(old_zone) == row.zone_id:
+                ep.info = replace(ep.info, zone_id=old_zone)  # still the alert's till it ends
+            elif row.zone_id != old_zone:
                 moved += 1
                 if ep.subscribers:
                     carried += len(ep.subscribers)

@@ -391,11 +391,15 @@ def offline_detail(reason: str, why: object = None) -> Detail:
 
 def endpoint_conditions(s: AlarmSource, cfg: AlarmConfig, now_ns: int,
                         eids: Iterable[str]) -> list[Condition]:
-    """The conditions of the endpoints ``eids`` (offline, supply, relay, underruns)."""
+    """The conditions of the endpoints ``eids`` (offline, supply, relay, underruns); an id no
+    longer registered (removed while a sliced ``check`` ran) has none."""
     out: list[Condition] = []
     health = s.fleet.health
+    registered = s.endpoints.endpoints
     offline_hold = cfg.offline_minutes * 60
     for eid in eids:
+        if eid not in registered:  # removed since the check began: nothing to say of it
+            continue
         h = health.get(eid)
         if h is None:
             out.append((AlarmKind.ENDPOINT_OFFLINE, eid, offline_detail(NOT_SEEN, _NOT_SEEN),

@@ -11,7 +11,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +21,7 @@ from loa.api.events import COUNT_SLICE, EndReason, EventHub, StreamLimits
 from loa.app import LoaServer
 from loa.config import SessionsConfig
 from loa.core.clock import NS_PER_S
+from loa.core.zones import Zone, alert_group_id
 from loa.loadtest.mqtt_endpoint import MqttEndpoint
 from tests.api.accounts import add_user, session_of
 from tests.conftest import ADMIN_TOKEN, auth
@@ -271,3 +272,22 @@ async def test_a_round_counts_thousands_of_endpoints_a_slice_a_loop_step(server:
     assert whole["huyen"]["registered"] == len(server.endpoints.endpoints) >= 3000
     assert whole["an-binh-1"]["registered"] == 2000 + 2
     assert turns - before >= len(server.endpoints.endpoints) // COUNT_SLICE
+
+
+async def test_an_alert_group_made_while_a_round_counts_changes_nothing(server: LoaServer
+                                                                        ) -> None:
+    """An alert's run-time group made between two slices of a count: the round's counts
+    are of the tree as it was when the count began, whole."""
+    rows = "".join(f"xa-{i:04d},Cụm loa {i},an-binh-1\n" for i in range(2 * COUNT_SLICE + 5))
+    assert not (await server.endpoints.import_csv(("id,name,zone\n" + rows).encode())).errors
+    hub = server.events
+    hub._step_started = 0.0
+    counting = asyncio.create_task(hub._count_endpoints())
+    await asyncio.sleep(0)  # the first slice counted
+    group = alert_group_id("an-binh-1", "a1")
+    server.zones.add_child(Zone(group, "An Bình 1 (cảnh báo)", "an-binh-1"))
+    server.endpoints.get("xa-0003").info = replace(server.endpoints.get("xa-0003").info,
+                                                   zone_id=group)
+    counts = await counting
+    assert group not in counts
+    assert counts["an-binh-1"]["registered"] == 2 * COUNT_SLICE + 5 + 2

@@ -19,6 +19,7 @@ import pytest
 import loa.control.endpoints as endpoints_module
 from loa.app import LoaServer
 from loa.control.spreadsheet import TableError, column_key, decimal, decode, read_table
+from loa.core.zones import Zone, alert_group_id
 from loa.playout.fanout import Subscriber
 from tests.conftest import MemoryProtocol
 from tests.server.test_alerts import texts
@@ -270,3 +271,26 @@ def test_an_error_names_the_column_as_the_file_names_it() -> None:
     assert [str(e) for e in plan.errors] == [
         "line 2: Vĩ độ '95.0' must be from -90 to 90",
         "line 3: Mã loa 'loa-x1' appears twice"]
+
+
+async def test_an_import_during_an_alert_leaves_its_endpoints_to_the_alert(
+        server: LoaServer) -> None:
+    """An endpoint an alert holds in its run-time group: a re-import naming its home zone
+    renames it and leaves it in the group (the alert ends it there); the disk keeps its home
+    zone, never the group's."""
+    rows = "id,name,zone\nxa-01,Cụm loa 1,an-binh-1\nxa-02,Cụm loa 2,an-binh-1\n"
+    assert not (await server.endpoints.import_csv(rows.encode())).errors
+    group = alert_group_id("an-binh-1", "a1")
+    server.zones.add_child(Zone(group, "An Bình 1 (cảnh báo a1)", "an-binh-1"))
+    server.engine.add_channel(server.zones.get(group))
+    server.endpoints.move("xa-01", group)
+    again = await server.endpoints.import_csv(rows.replace("Cụm loa 1", "Loa chợ").encode())
+    assert not again.errors
+    ep = server.endpoints.get("xa-01")
+    assert (ep.zone_id, ep.name) == (group, "Loa chợ")
+    await server.store.flush()
+    saved = await asyncio.to_thread(on_disk, server.store.path,
+                                    "SELECT json_extract(data, '$.zone'), "
+                                    "json_extract(data, '$.name') FROM endpoints "
+                                    "WHERE id = 'xa-01'")
+    assert saved == [("an-binh-1", "Loa chợ")]

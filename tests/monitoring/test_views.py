@@ -366,3 +366,19 @@ async def test_a_province_of_offline_endpoints_is_checked_a_slice_a_loop_step() 
     await check(d, cfg, d.alarms, NOW_NS + S, 1.8e9 + 1)
     assert cleared == ["ep-00003"]
     assert len([a for a in d.alarms.active() if a.kind is AlarmKind.ENDPOINT_OFFLINE]) == n - 1
+
+
+async def test_an_endpoint_removed_while_a_check_runs_raises_nothing() -> None:
+    """Removed between two slices of a check: no alarm is raised for it (it would be "not
+    seen since the start", an hour ago), nor written to the audit log."""
+    d = district()
+    audited: list[tuple[str, str]] = []
+    d.alarms.audit = lambda action, subject, detail, zone: audited.append((action, subject))
+    cfg = AlarmConfig(offline_minutes=10)
+    checking = asyncio.create_task(check(d, cfg, d.alarms, NOW_NS, 1.8e9, per_step=2))
+    await asyncio.sleep(0)  # the check has begun: its first slice waits for the next step
+    del d.endpoints.endpoints["loa-003"]  # in the second slice
+    await checking
+    assert ("alarm.raised", "loa-003") not in audited
+    assert ("alarm.raised", "loa-002") in audited  # its own offline alarm, 20 minutes on
+    assert "loa-003" not in {a.subject for a in d.alarms.active()}

@@ -717,6 +717,7 @@ def test_opus_rtp_follows_packets_nobody_hears_without_decoding_them() -> None:
     frames = []
     for i in range(10):
         frames += dec.push(i, 960 * i, packets[i])
+    assert dec.fill(480) == []  # half a frame begun (a DTX pause's silence), then unheard
     for i in range(10, 30):
         if i != 17:  # lost on the way while nobody listened
             dec.skip(i, 960 * i, packets[i])

@@ -97,6 +97,7 @@ class OpusRtp:
         self.dtx_gaps = 0
         self.outages = 0
         self.skipped = 0  # packets taken while nobody heard the source (``skip``)
+        self._skipping = False  # the last packet was skipped: the next decode starts afresh
 
     def push(self, seq: int, timestamp: int, payload: bytes) -> list[Samples]:
         """Decode one packet (``seq``: its 16-bit sequence number, ``timestamp``: its 32-bit
@@ -105,6 +106,9 @@ class OpusRtp:
         done: list[Samples] = []
         if not self._sequence(seq, timestamp, payload, done):
             return done
+        if self._skipping:  # heard again: the decoder's state is of the audio before the skips
+            self._skipping = False
+            self._decoder.flush_buffers()
         try:
             frames = self._decoder.decode(av.Packet(payload))
         except av.FFmpegError as exc:
@@ -123,10 +127,12 @@ class OpusRtp:
         """Take one packet without decoding it (nobody hears the source): its sequence and
         timestamp followed and counted as ``push`` does (``skipped`` too), its length read from
         its TOC (``packet_samples``), no frame made; the frame ``push`` had begun is dropped.
-        The next ``push`` then decodes on from the packet's timeline, without a gap to fill."""
+        The next ``push`` then decodes on from the packet's timeline, without a gap to fill,
+        from a decoder reset (its state was of the audio before the skips)."""
         if not self._sequence(seq, timestamp, payload, None):
             return
         self.skipped += 1
+        self._skipping = True
         self._fill_at = 0
         self._next_ts = (self._next_ts + packet_samples(payload)) & 0xFFFFFFFF
 

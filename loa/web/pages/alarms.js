@@ -161,22 +161,30 @@ export default {
     await loadHistory();
 
     let seen = 0; // the first status may only repeat what GET alarms said
-    let lastShown = null; // what the last status showed of a longer list
-    const fetchAll = async () => {
+    let lastShown = null; // what the last status showed of a longer list, once fetched whole
+    let fetching = false;
+    const fetchAll = async (shown) => {
       const data = await attempt(() => api("GET", "/api/v1/alarms"));
-      if (data && !left) drawActive(data.alarms);
+      if (!data || left) return;
+      lastShown = shown; // fetched: not again until an alarm is raised or cleared
+      drawActive(data.alarms);
     };
     stops.push(on("status", (status) => {
       if (!status || !Array.isArray(status.alarms)) return;
       const before = lastSig;
       const total = status.alarms_total ?? status.alarms.length;
       if (total > status.alarms.length) {
-        // the status shows only the newest (loa.api.status.STATUS_ALARMS): when what it
-        // shows changes, the whole list comes from GET alarms
-        const shown = JSON.stringify([status.alarms, total]);
-        if (shown === lastShown) return;
-        lastShown = shown;
-        fetchAll().then(() => { if (before !== lastSig && seen++ > 0) loadHistory(); });
+        // the status shows only the newest (loa.api.status.STATUS_ALARMS): when an alarm is
+        // raised or cleared (not when a detail's figure moves), the whole list comes from
+        // GET alarms, once
+        const shown = JSON.stringify([status.alarms.map((a) => [a.kind, a.subject, a.raised_at]),
+          total]);
+        if (shown === lastShown || fetching) return;
+        fetching = true;
+        fetchAll(shown).then(() => {
+          fetching = false;
+          if (before !== lastSig && seen++ > 0) loadHistory();
+        });
         return;
       }
       lastShown = null;

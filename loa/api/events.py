@@ -163,6 +163,7 @@ class EventStream:
 
 # Endpoints a round counts per loop step (~1 µs each: 5,000 held one step 3-6 ms)
 COUNT_SLICE = 1000
+COUNTS_FRESH_NS = 3 * NS_PER_S // 2  # a round's counts, good for a stream opening meanwhile
 
 
 class ZoneTally:
@@ -219,6 +220,9 @@ class EventHub:
         self._step_started = 0.0
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat_ns = 0
+        # the last round's endpoint counts and when (clock ns): a stream that opens while the
+        # rounds run starts from them rather than counting thousands in its own loop step
+        self._counts: tuple[int, dict[str, dict[str, int]]] | None = None
 
     # streams
 
@@ -234,7 +238,7 @@ class EventHub:
         stream.send(f"retry: {RETRY_MS}\n\n".encode())
         scope = self._scope(principal)
         stream.send(sse("status", self._status(scope, self.server.status(),
-                                               self._endpoint_counts(), language)))
+                                               self._recent_counts(), language)))
         stream.send(sse("levels", self._levels(scope, self._all_levels())))
         self.streams.add(stream)
         self.server.engine.set_meter_watchers(len(self.streams))  # live sources decoded
@@ -303,6 +307,7 @@ class EventHub:
             full = self.server.status()
             await self._step()
             counts = await self._count_endpoints()
+            self._counts = (self.server.clock.now_ns(), counts)
             await self._step()
             for key, group in by_scope.items():
                 by_language: dict[str, list[EventStream]] = {}
@@ -369,6 +374,15 @@ class EventHub:
         tally = self._tally()
         tally.add(list(self.server.endpoints.endpoints.values()))
         return tally.totals()
+
+    def _recent_counts(self) -> dict[str, dict[str, int]]:
+        """The last round's counts while the rounds run and they are at most
+        ``COUNTS_FRESH_NS`` old (the next status corrects them); else counted now."""
+        if self._counts is not None and self._task is not None and not self._task.done():
+            at_ns, counts = self._counts
+            if self.server.clock.now_ns() - at_ns <= COUNTS_FRESH_NS:
+                return counts
+        return self._endpoint_counts()
 
     async def _count_endpoints(self) -> dict[str, dict[str, int]]:
         """``_endpoint_counts``, ``COUNT_SLICE`` endpoints a loop step (the round's

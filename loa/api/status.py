@@ -72,12 +72,29 @@ def scoped_status(server: LoaServer, scope: Scope, full: dict[str, Any],
     out = dict(full)
     out["zones"] = [z for z in full["zones"] if scope.contains(z["zone"])]
     out["alerts"] = [a for a in full["alerts"] if alert_in_scope(server, scope, a)]
-    alarms = full["alarms"] if scope.covers_all() else \
-        [a for a in full["alarms"] if alarm_in_scope(server, scope, a)]
+    alarms = full["alarms"] if scope.covers_all() else _alarms_within(server, scope,
+                                                                       full["alarms"])
     out["alarms"] = said_alarms(alarms[:STATUS_ALARMS], language)
     out["alarms_total"] = len(alarms)
     if not scope.covers_all():
         out["fleet"] = {**full["fleet"], **scoped_fleet(server, scope)}
+    return out
+
+
+def _alarms_within(server: LoaServer, scope: Scope, views: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """The alarm views whose subject lies in ``scope`` (not a whole tree's), as
+    ``alarm_in_scope`` says, against the scope's zone ids gathered once (thousands of alarms
+    each second, for every scope that watches)."""
+    inside = frozenset(scope.zone_ids() or ())
+    registry, zones = server.endpoints.endpoints, server.zones
+    out = []
+    for view in views:
+        subject = str(view.get("subject"))
+        ep = registry.get(subject)
+        zone = ep.zone_id if ep is not None else subject if subject in zones else None
+        if zone is not None and home_zone_id(zone) in inside:
+            out.append(view)
     return out
 
 

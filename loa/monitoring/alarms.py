@@ -208,8 +208,10 @@ class AlarmBoard:
         self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
         self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
         self._check = 0  # the check under way (``begin``)
-        self._changes = 0  # raises, clears and changed details so far (``views``)
+        self._changes = 0  # raises and clears so far (``views``)
         self._views: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self._view_at: dict[tuple[AlarmKind, str], int] = {}  # where each is in the views
+        self._redescribe: set[tuple[AlarmKind, str]] = set()  # raised, their detail changed
 
     def update(self, conditions: Iterable[Condition], now_ns: int, wall: float) -> None:
         """Take the conditions that hold now (``now_ns`` injected clock, ``wall`` unix
@@ -232,8 +234,8 @@ class AlarmBoard:
             alarm = self.pending.get(key)
             if alarm is None:
                 alarm = self.pending[key] = Alarm(kind, subject, detail, since_ns)
-            elif alarm.detail != detail:
-                self._changes += alarm.raised_at is not None
+            elif alarm.detail != detail and alarm.raised_at is not None:
+                self._redescribe.add(key)  # its view only, at the next ``views``
             alarm.detail = detail
             alarm.seen = check
             if alarm.raised_at is None and now_ns - alarm.first_ns >= hold_s * NS_PER_S:
@@ -260,14 +262,25 @@ class AlarmBoard:
 
     def views(self) -> list[dict[str, Any]]:
         """The raised alarms' API views (``Alarm.describe``, English), newest raised first:
-        made anew only when an alarm was raised or cleared or its detail changed (the status
-        shows them every second, thousands when a district's endpoints lost the broker).
-        The list is shared: read it, do not change it."""
+        made anew only when an alarm was raised or cleared, and an alarm's alone when its
+        detail changed (the status shows them every second, thousands when a district's
+        endpoints lost the broker). The list is shared: read it, do not change it (a view
+        whose detail changed is replaced in it, never changed)."""
         changes, views = self._views
         if changes != self._changes:
             raised = sorted(self.active(), key=lambda a: a.raised_at or 0.0, reverse=True)
             views = [a.describe() for a in raised]
+            self._view_at = {(a.kind, a.subject): i for i, a in enumerate(raised)}
             self._views = (self._changes, views)
+        elif self._redescribe:
+            views = list(views)  # a new list: whoever holds the old one keeps what it read
+            for key in self._redescribe:
+                at = self._view_at.get(key)
+                alarm = self.pending.get(key)
+                if at is not None and alarm is not None:
+                    views[at] = alarm.describe()
+            self._views = (changes, views)
+        self._redescribe.clear()
         return views
 
 

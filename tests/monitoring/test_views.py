@@ -382,3 +382,24 @@ async def test_an_endpoint_removed_while_a_check_runs_raises_nothing() -> None:
     assert ("alarm.raised", "loa-003") not in audited
     assert ("alarm.raised", "loa-002") in audited  # its own offline alarm, 20 minutes on
     assert "loa-003" not in {a.subject for a in d.alarms.active()}
+
+
+def test_the_views_follow_a_changed_detail_and_keep_the_rest() -> None:
+    """The board's views (what the status shows every second) are made once, then only an
+    alarm whose detail changed is described again; a raise or a clear makes them anew,
+    newest first."""
+    d = district()
+    cfg = AlarmConfig(hold_s=0, offline_minutes=0)
+    d.alarms.update(conditions(d, cfg, NOW_NS), NOW_NS, 1.8e9)
+    first = d.alarms.views()
+    assert d.alarms.views() is first  # nothing changed: the same list
+    d.loop_lag.observe(0.4)  # the loop ran later still: the loop-lag alarm's detail moves
+    d.alarms.update(conditions(d, cfg, NOW_NS + S), NOW_NS + S, 1.8e9 + 1)
+    second = d.alarms.views()
+    assert second is not first and len(second) == len(first)
+    changed = [(a, b) for a, b in zip(first, second, strict=True) if a is not b]
+    assert [(a["kind"], b["detail"]) for a, b in changed] == [
+        ("loop_lag", "the event loop ran 400 ms late (limit 50 ms)")]
+    d.fleet.health["loa-003"] = Health(online=True)  # back: its alarm clears
+    d.alarms.update(conditions(d, cfg, NOW_NS + 2 * S), NOW_NS + 2 * S, 1.8e9 + 2)
+    assert "loa-003" not in {v["subject"] for v in d.alarms.views()}

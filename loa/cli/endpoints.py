@@ -5,6 +5,8 @@ issue MQTT passwords, and write a Mosquitto password and ACL file for an externa
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import sys
 from typing import Any
@@ -81,15 +83,19 @@ def run(args: argparse.Namespace) -> int:
         if c == "import":
             assert csv_file is not None
             answer = api.call("POST", "/api/v1/endpoints.csv", raw=csv_file.read_bytes(),
-                              accept="application/json" if api.as_json else "text/csv")
+                              accept="application/json")
             try:
-                api.check(answer)
+                data = api.check(answer)
             except CliExit:
                 if not api.as_json:
                     for line in import_errors(answer.data):
                         print(line, file=sys.stderr)
                 raise
-            return api.show(answer, answer.text)  # the new passwords, as CSV
+            created, updated = data.get("created") or [], data.get("updated") or []
+            if not api.as_json:  # what was done, beside the passwords' CSV on stdout
+                print(_("Imported: {created} new endpoint(s), {updated} updated.",
+                        created=len(created), updated=len(updated)), file=sys.stderr)
+            return api.show(answer, logins_csv(created))
         if c == "passwd":
             answer = api.call("POST", f"/api/v1/endpoints/{quote(args.id, safe='')}/credentials")
             data = api.check(answer)
@@ -99,6 +105,18 @@ def run(args: argparse.Namespace) -> int:
         if api.as_json:
             return api.show(answer, "")
         return api.show(answer, write_mosquitto(args.dir, data))
+
+
+def logins_csv(logins: list[dict[str, Any]]) -> str:
+    """The new endpoints' MQTT logins as CSV (``id,username,password,client_id,topic_root``:
+    the columns ``POST endpoints.csv`` answers ``text/csv`` with), to keep and hand over."""
+    out = io.StringIO()
+    w = csv.writer(out)  # \r\n, as the API's own CSV and a spreadsheet write it
+    w.writerow(["id", "username", "password", "client_id", "topic_root"])
+    for login in logins:
+        w.writerow([login.get("username"), login.get("username"), login.get("password"),
+                    login.get("client_id"), login.get("topic_root")])
+    return out.getvalue()
 
 
 def import_errors(data: Any) -> list[str]:

@@ -53,13 +53,13 @@ def report_text(r: dict[str, Any]) -> str:
         (_("Gaps (packets missing)"), r["gaps"]),
         (_("Duplicates"), r["duplicates"]),
         (_("Errors"), "; ".join(r["errors"]) or NONE),
-        (_("First audio after (median)"), _("{ms} ms", ms=r["startup_ms_median"])),
-        (_("Latency p50 / p99"), _("{p50} / {p99} ms", p50=latency.get("p50", NONE),
-                                   p99=latency.get("p99", NONE))),
+        (_("First audio after (median)"), _("{ms} ms", ms=_figure(r["startup_ms_median"]))),
+        (_("Latency p50 / p99"), _("{p50} / {p99} ms", p50=_figure(latency.get("p50")),
+                                   p99=_figure(latency.get("p99")))),
         (_("Stalls"), r["stalls"]),
-        (_("Longest silence"), _("{ms} ms", ms=r["longest_silence_ms"])),
+        (_("Longest silence"), _("{ms} ms", ms=_figure(r["longest_silence_ms"]))),
         (_("Delivered (worst endpoint)"), _("{share} of real time",
-                                            share=f"{r['delivered_pct']} %")),
+                                            share=f"{_figure(r['delivered_pct'])} %")),
     ]
     passed = r["verdict"] == Verdict.PASS.value
     reasons = []
@@ -73,3 +73,9 @@ def report_text(r: dict[str, Any]) -> str:
         reasons.append(_("no endpoint reported"))
     rows.append((_("Verdict"), _("PASS") if passed else _("FAILURE")))
     return pairs(rows, indent="") + "".join(f"  {why}\n" for why in reasons)
+
+
+def _figure(value: object) -> object:
+    """A figure as shown: ``NONE`` when there is none (no packet timed: an HTTP stream has no
+    latency stamps)."""
+    return NONE if value is None else value

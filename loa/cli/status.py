@@ -116,7 +116,7 @@ def status_text(data: dict[str, Any], url: str) -> str:
         (_("MQTT broker"), f"{fleet.get('broker') or NONE}  ({broker})"),
         (_("Commands awaiting acknowledgement"), fleet.get("commands_open", 0)),
         (_("Listeners"), data.get("listeners", 0)),
-        (_("Event loop, latest in 10 s"),
+        (_("Event loop, worst delay in 10 s"),
          _("{ms} ms", ms=f"{lag:.1f}") if isinstance(lag, (int, float)) else NONE),
         (_("Data disk"), disk),
         (_("Emergency alerts playing"), len(alerts)),
@@ -140,7 +140,7 @@ def status_text(data: dict[str, Any], url: str) -> str:
     if alarms:
         out.append(alarm_table(alarms[:STATUS_ALARMS_SHOWN]))
         if total > STATUS_ALARMS_SHOWN:
-            out.append(_("… and {more} more: loa alarms lists them all.",
+            out.append(_("… and {more} more: loa alarms --limit 0 lists them all.",
                          more=total - STATUS_ALARMS_SHOWN) + "\n")
     return "".join(out)
 

@@ -1,11 +1,12 @@
 """``loa status`` and ``loa alarms``: the server at a glance in the engineer's language, the
 newest alarms with a pointer to the rest, every alarm listed, and ``--check``'s exit status
-for a monitoring script."""
+for a monitoring script; and what ``loa endpoints import`` says it did."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from loa.app import LoaServer
 from loa.cli.status import CHECK_FAILED, STATUS_ALARMS_SHOWN
@@ -32,7 +33,7 @@ async def test_status_and_alarms_say_what_stands_in_the_callers_scope(
     assert f"Sự cố đang diễn ra: {total}" in said.out
     offline = [line for line in said.out.splitlines() if line.startswith("Cụm loa mất")]
     assert len(offline) == STATUS_ALARMS_SHOWN  # the newest; the rest named, not shown
-    assert f"… và {total - STATUS_ALARMS_SHOWN} sự cố nữa: lệnh loa alarms" in said.out
+    assert f"… và {total - STATUS_ALARMS_SHOWN} sự cố nữa: lệnh loa alarms --limit 0" in said.out
 
     listed = await loa("alarms", env=env)
     assert listed.code == 0, listed.err
@@ -58,3 +59,20 @@ async def test_status_and_alarms_say_what_stands_in_the_callers_scope(
     calm = await loa("status", "--check", env=env)
     assert calm.code == 0 and "Sự cố đang diễn ra: 0" in calm.out
     assert (await loa("alarms", env=env)).out == "Không có sự cố nào đang diễn ra.\n"
+
+
+async def test_an_import_says_what_it_did_and_hands_over_the_new_logins(
+        server: LoaServer, tmp_path: Path) -> None:
+    """``loa endpoints import``: the new endpoints' logins as CSV on stdout (to keep), and on
+    stderr how many were added and updated; a second import of the same file adds none."""
+    rows = "id,name,zone\n" + "".join(f"xa-{i},Cụm loa {i},phu-my-1\n" for i in range(3))
+    (tmp_path / "ds.csv").write_text(rows, encoding="utf-8")
+    env = server_env(server)
+    first = await loa("endpoints", "import", "ds.csv", env=env, cwd=tmp_path)
+    assert first.code == 0, first.err
+    logins = first.out.splitlines()
+    assert logins[0] == "id,username,password,client_id,topic_root" and len(logins) == 4
+    assert "Đã nhập: 3 cụm loa mới, 0 cụm loa được cập nhật." in first.err
+    again = await loa("endpoints", "import", "ds.csv", env=env, cwd=tmp_path)
+    assert again.code == 0 and again.out.splitlines() == logins[:1]
+    assert "Đã nhập: 0 cụm loa mới, 3 cụm loa được cập nhật." in again.err

@@ -205,6 +205,9 @@ def test_loa_listen_says_its_report_and_why_it_failed_in_the_readers_language() 
         assert f"1 cụm loa nhận được ít hơn {DELIVERED_MIN_PCT:g} % thời gian thực" in said
         use("en")
         assert "Verdict                     FAILURE" in report_text(report)
+        # an HTTP stream has no latency stamps: no figure, said as such
+        untimed = report_text({**report, "latency_ms": {"p50": None, "p99": None}})
+        assert "Latency p50 / p99           – / – ms" in untimed and "None" not in untimed
     finally:
         use(before)
     assert listen_status(report) == EXIT_DEAD_AIR

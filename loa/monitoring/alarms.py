@@ -54,6 +54,7 @@ class AlarmKind(enum.StrEnum):
 
 
 KINDS = tuple(AlarmKind)
+_KIND_VALUES = {kind: kind.value for kind in KINDS}  # a plain str each (``.value`` is slow)
 RESYNC_ALARM_S = 60
 
 # What the alarms say of themselves (an alarm's ``detail``): messages whose fields are text
@@ -177,7 +178,7 @@ class Alarm:
         detail = self.detail
         text = detail.say(language) if isinstance(detail, Detail) else \
             say_detail(detail, language)
-        return {"kind": self.kind.value, "subject": self.subject, "detail": text,
+        return {"kind": _KIND_VALUES[self.kind], "subject": self.subject, "detail": text,
                 "raised_at": self.raised_at}
 
 
@@ -208,10 +209,12 @@ class AlarmBoard:
         self.pending: dict[tuple[AlarmKind, str], Alarm] = {}
         self.raised_total: dict[AlarmKind, int] = dict.fromkeys(KINDS, 0)
         self._check = 0  # the check under way (``begin``)
-        self._changes = 0  # raises and clears so far (``views``)
-        self._views: tuple[int, list[dict[str, Any]]] = (-1, [])
-        self._view_at: dict[tuple[AlarmKind, str], int] = {}  # where each is in the views
-        self._redescribe: set[tuple[AlarmKind, str]] = set()  # raised, their detail changed
+        # since ``views`` was last asked: alarms raised, keys cleared, raised alarms whose
+        # detail changed (what it changes in its list, rather than making it anew)
+        self._views: list[dict[str, Any]] = []
+        self._raised: list[Alarm] = []
+        self._cleared: set[tuple[AlarmKind, str]] = set()
+        self._redescribe: set[tuple[AlarmKind, str]] = set()
 
     def update(self, conditions: Iterable[Condition], now_ns: int, wall: float) -> None:
         """Take the conditions that hold now (``now_ns`` injected clock, ``wall`` unix
@@ -242,7 +245,7 @@ class AlarmBoard:
                 alarm.raised_at = wall
                 alarm.zone = self.zone_of(subject)
                 self.raised_total[kind] += 1
-                self._changes += 1
+                self._raised.append(alarm)
                 self.audit("alarm.raised", subject, {"kind": kind.value, "detail": detail},
                            alarm.zone)
 
@@ -252,7 +255,7 @@ class AlarmBoard:
         for key in [k for k, a in self.pending.items() if a.seen != check]:
             alarm = self.pending.pop(key)
             if alarm.raised_at is not None:
-                self._changes += 1
+                self._cleared.add(key)
                 self.audit("alarm.cleared", alarm.subject, {"kind": alarm.kind.value},
                            alarm.zone)
 
@@ -261,26 +264,32 @@ class AlarmBoard:
         return [a for a in self.pending.values() if a.raised_at is not None]
 
     def views(self) -> list[dict[str, Any]]:
-        """The raised alarms' API views (``Alarm.describe``, English), newest raised first:
-        made anew only when an alarm was raised or cleared, and an alarm's alone when its
-        detail changed (the status shows them every second, thousands when a district's
-        endpoints lost the broker). The list is shared: read it, do not change it (a view
-        whose detail changed is replaced in it, never changed)."""
-        changes, views = self._views
-        if changes != self._changes:
-            raised = sorted(self.active(), key=lambda a: a.raised_at or 0.0, reverse=True)
-            views = [a.describe() for a in raised]
-            self._view_at = {(a.kind, a.subject): i for i, a in enumerate(raised)}
-            self._views = (self._changes, views)
-        elif self._redescribe:
-            views = list(views)  # a new list: whoever holds the old one keeps what it read
-            for key in self._redescribe:
-                at = self._view_at.get(key)
-                alarm = self.pending.get(key)
-                if at is not None and alarm is not None:
-                    views[at] = alarm.describe()
-            self._views = (changes, views)
-        self._redescribe.clear()
+        """The raised alarms' API views (``Alarm.describe``, English), newest raised first.
+        Kept between calls and changed by what changed since: the views of the alarms
+        cleared dropped, of those whose detail changed made again, of those raised made and
+        put first (the status shows every alarm every second, thousands when a district's
+        endpoints lost the broker: a broker that comes back clears them all at once). The
+        list is shared: read it, do not change it (a change makes a new list)."""
+        if not (self._raised or self._cleared or self._redescribe):
+            return self._views
+        views = self._views
+        gone, again, pending = self._cleared, self._redescribe, self.pending
+        if gone or again:
+            kept = []
+            for view in views:
+                key = (view["kind"], view["subject"])  # an AlarmKind is its str value
+                if key in gone:
+                    continue
+                alarm = pending.get(key) if key in again else None
+                kept.append(alarm.describe() if alarm is not None else view)
+            views = kept
+        if self._raised:
+            fresh = [a for a in self._raised
+                     if pending.get((a.kind, a.subject)) is a]  # not cleared meanwhile
+            fresh.sort(key=lambda a: a.raised_at or 0.0, reverse=True)
+            views = [a.describe() for a in fresh] + views
+        self._views = views
+        self._raised, self._cleared, self._redescribe = [], set(), set()
         return views
 
 

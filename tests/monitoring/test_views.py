@@ -401,5 +401,13 @@ def test_the_views_follow_a_changed_detail_and_keep_the_rest() -> None:
     assert [(a["kind"], b["detail"]) for a, b in changed] == [
         ("loop_lag", "the event loop ran 400 ms late (limit 50 ms)")]
     d.fleet.health["loa-003"] = Health(online=True)  # back: its alarm clears
+    d.endpoints.endpoints["loa-004"] = Endpoint("loa-004", "binh-minh")  # never seen: raised
     d.alarms.update(conditions(d, cfg, NOW_NS + 2 * S), NOW_NS + 2 * S, 1.8e9 + 2)
-    assert "loa-003" not in {v["subject"] for v in d.alarms.views()}
+    third = d.alarms.views()
+    assert "loa-003" not in {v["subject"] for v in third}
+    assert (third[0]["subject"], third[0]["raised_at"]) == ("loa-004", 1.8e9 + 2)  # newest
+    assert third[1:] == [v for v in second if v["subject"] != "loa-003"]
+    whole = AlarmBoard(lambda action, subject, detail, zone: None)  # the same, made at once
+    whole.update(conditions(d, cfg, NOW_NS + 2 * S), NOW_NS + 2 * S, 1.8e9 + 2)
+    assert sorted(map(str, whole.views())) == sorted(map(str, [
+        {**v, "raised_at": 1.8e9 + 2} for v in third]))

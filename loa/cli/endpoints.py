@@ -21,7 +21,7 @@ from loa.cli.client import (
     client_options,
     local_file,
 )
-from loa.cli.show import NONE, local_time, named, page, pairs, table
+from loa.cli.show import NONE, cell, local_time, named, page, pairs, table
 from loa.cli.text import _, ngettext
 
 
@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                                   "address,admin_code; prints new passwords "
                                                   "as CSV"), common)
     eimp.add_argument("file", help=_("the CSV file (as a spreadsheet saves it)"))
+    eimp.add_argument("--dry-run", action="store_true",
+                      help=_("check the file and show what it would add and change, doing "
+                             "nothing"))
     epw = add_client_subparser(esub, "passwd", _("a new MQTT password for an endpoint"), common)
     epw.add_argument("id")
     emq = add_client_subparser(esub, "mosquitto", _("write a Mosquitto password file and ACL "
@@ -82,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
                                       id=args.id))
         if c == "import":
             assert csv_file is not None
-            answer = api.call("POST", "/api/v1/endpoints.csv", raw=csv_file.read_bytes(),
-                              accept="application/json")
+            dry = bool(getattr(args, "dry_run", False))
+            answer = api.call("POST", "/api/v1/endpoints.csv" + ("?dry_run=1" if dry else ""),
+                              raw=csv_file.read_bytes(), accept="application/json")
             try:
                 data = api.check(answer)
             except CliExit:
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                         print(line, file=sys.stderr)
                 raise
             created, updated = data.get("created") or [], data.get("updated") or []
+            if dry:
+                return api.show(answer, dry_run_text(created, updated))
             if not api.as_json:  # what was done, beside the passwords' CSV on stdout
                 print(_("Imported: {created} new endpoint(s), {updated} updated.",
                         created=len(created), updated=len(updated)), file=sys.stderr)
@@ -105,6 +111,27 @@ def run(args: argparse.Namespace) -> int:
         if api.as_json:
             return api.show(answer, "")
         return api.show(answer, write_mosquitto(args.dir, data))
+
+
+def dry_run_text(created: list[dict[str, Any]], updated: list[dict[str, Any]]) -> str:
+    """What an import would do, for people: the endpoints it would add, those it would
+    change and how (a line that changes nothing is left out), and that nothing was done."""
+    out = [_("Nothing was done (a dry run). The import would add {created} endpoint(s) and "
+             "change {changed}.", created=len(created),
+             changed=sum(1 for u in updated if u.get("changes"))) + "\n"]
+    if created:
+        out.append("\n" + table([_("LINE"), _("ID"), _("NAME"), _("ZONE")],
+                                [[c.get("line"), c.get("id"), c.get("name") or NONE,
+                                  c.get("zone")] for c in created]))
+    changed = [u for u in updated if u.get("changes")]
+    if changed:
+        out.append("\n" + table([_("LINE"), _("ID"), _("CHANGES")],
+                                [[u.get("line"), u.get("id"), "; ".join(
+                                    f"{name}: {cell(change.get('from'))} → "
+                                    f"{cell(change.get('to'))}"
+                                    for name, change in (u.get("changes") or {}).items())]
+                                 for u in changed]))
+    return "".join(out)
 
 
 def logins_csv(logins: list[dict[str, Any]]) -> str:

@@ -76,3 +76,13 @@ async def test_an_import_says_what_it_did_and_hands_over_the_new_logins(
     again = await loa("endpoints", "import", "ds.csv", env=env, cwd=tmp_path)
     assert again.code == 0 and again.out.splitlines() == logins[:1]
     assert "Đã nhập: 0 cụm loa mới, 3 cụm loa được cập nhật." in again.err
+    # a dry run says what a changed file would do, and does nothing
+    moved = rows.replace("xa-1,Cụm loa 1,phu-my-1", "xa-1,Loa chợ,phu-my-2") + "xa-9,,an-binh-1\n"
+    (tmp_path / "ds2.csv").write_text(moved, encoding="utf-8")
+    dry = await loa("endpoints", "import", "ds2.csv", "--dry-run", env=env, cwd=tmp_path)
+    assert dry.code == 0, dry.err
+    assert "Chưa làm gì (chạy thử). Lần nhập này sẽ thêm 1 cụm loa và sửa 1 cụm loa." in dry.out
+    assert "xa-9" in dry.out and "name: Cụm loa 1 → Loa chợ" in dry.out
+    assert "zone: phu-my-1 → phu-my-2" in dry.out
+    assert "xa-9" not in server.endpoints.endpoints
+    assert server.endpoints.get("xa-1").zone_id == "phu-my-1"

@@ -146,20 +146,35 @@ def logins_csv(logins: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+SAME_ERROR_LINES = 5  # the lines named for one error that many lines have; then a count
+
+
 def import_errors(data: Any) -> list[str]:
-    """What a refused import found, a line each, for people: the API's ``errors`` (``{"line",
-    "message"}``; a plain text from a server of before) and how many more there are."""
+    """What a refused import found, for people: the API's ``errors`` (``{"line",
+    "message"}``; a plain text from a server of before), one line per message (the lines
+    that have it named, the first ``SAME_ERROR_LINES``), and how many more there are."""
     if not isinstance(data, dict):
         return []
     errors = data.get("errors") or []
     out = []
+    lines_of: dict[str, list[object]] = {}  # the same message on many lines: said once
     for error in errors:
         if isinstance(error, dict):
-            line, message = error.get("line"), error.get("message")
-            out.append(str(message) if line is None else
-                       _("line {line}: {error}", line=line, error=message))
+            line, message = error.get("line"), str(error.get("message"))
+            if line is None:
+                out.append(message)
+            else:
+                lines_of.setdefault(message, []).append(line)
         else:
             out.append(str(error))
+    for message, lines in lines_of.items():
+        if len(lines) == 1:
+            out.append(_("line {line}: {error}", line=lines[0], error=message))
+            continue
+        shown = ", ".join(str(n) for n in lines[:SAME_ERROR_LINES])
+        if len(lines) > SAME_ERROR_LINES:
+            shown = _("{lines} and {n} more", lines=shown, n=len(lines) - SAME_ERROR_LINES)
+        out.append(_("lines {lines}: {error}", lines=shown, error=message))
     more = int(data.get("error_count") or 0) - len(errors)
     if more > 0:
         out.append(_("(and {n} more)", n=more))

@@ -277,8 +277,13 @@ class LoaServer:
             user, self.new_admin_password = self._first_admin
             self.accounts.keep_first_admin(user)
             self._first_admin = None
-        log.info("Loa %s listening on %s:%d (%s)", __version__, self.host, self.port,
-                 self.config.redacted())
+        said = self.config.redacted()  # never a secret
+        own = (f", mounts with a password of their own: {', '.join(said['mounts'])}"
+               if said["mounts"] else "")
+        log.info("Loa %s listening on %s:%d: data %s, %d zones, %d endpoints registered (%d "
+                 "in the configuration), MQTT %s%s", __version__, self.host, self.port,
+                 said["data_dir"], said["zones"], len(self.endpoints.endpoints),
+                 said["endpoints"], said["mqtt"], own)
         # What start-up built lives as long as the server: out of the garbage collector's
         # full passes, which would otherwise stop the loop for ~100 ms on a large heap.
         gc.freeze()

@@ -96,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
                         print(line, file=sys.stderr)
                 raise
             created, updated = data.get("created") or [], data.get("updated") or []
-            if dry:
+            if dry and data.get("dry_run") is True:
                 return api.show(answer, dry_run_text(created, updated))
+            if dry:  # a server from before dry runs took the file for real: say so, keep logins
+                print(_("This server does not know dry runs: it imported the file. Keep the "
+                        "new logins below."), file=sys.stderr)
+                api.show(answer, logins_csv(created))
+                raise CliExit(1)
             if not api.as_json:  # what was done, beside the passwords' CSV on stdout
                 print(_("Imported: {created} new endpoint(s), {updated} updated.",
                         created=len(created), updated=len(updated)), file=sys.stderr)

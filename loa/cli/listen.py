@@ -58,8 +58,8 @@ def report_text(r: dict[str, Any]) -> str:
                                    p99=_figure(latency.get("p99")))),
         (_("Stalls"), r["stalls"]),
         (_("Longest silence"), _("{ms} ms", ms=_figure(r["longest_silence_ms"]))),
-        (_("Delivered (worst endpoint)"), _("{share} of real time",
-                                            share=f"{_figure(r['delivered_pct'])} %")),
+        (_("Delivered (worst endpoint)"), NONE if r["delivered_pct"] is None else
+         _("{share} of real time", share=f"{r['delivered_pct']} %")),
     ]
     passed = r["verdict"] == Verdict.PASS.value
     reasons = []

@@ -128,28 +128,14 @@ async def test_a_dry_run_is_refused_whatever_the_import_would_refuse(
 async def test_the_command_line_says_a_refused_imports_errors_line_by_line(
     make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
 ) -> None:
-    server = await make_server()
-    path = tmp_path / "ds.csv"
-    await asyncio.to_thread(path.write_text, BAD, encoding="utf-8")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loa", "endpoints", "--url", f"http://127.0.0.1:{server.port}",
-        "--token", ADMIN_TOKEN, "import", str(path), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "LANGUAGE": "en"})
-    out, err = await proc.communicate()
-    assert proc.returncode == 1 and out == b""
-    lines = err.decode().splitlines()
+    lines = await refused_import(await make_server(), tmp_path / "ds.csv", BAD)
     assert "nothing imported" in lines[0]
     assert lines[1:] == ["line 3: unknown zone 'nowhere'", "line 4: id 'xa-01' appears twice"]
 
 
-async def test_the_same_error_on_many_lines_is_said_once_naming_the_first_lines(
-    make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
-) -> None:
-    """150 rows naming a zone that does not exist: one line for the lot, the first five line
-    numbers and how many more, rather than 150 lines of the same."""
-    server = await make_server()
-    path = tmp_path / "ds.csv"
-    rows = "id,name,zone\n" + "".join(f"xa-{i:03d},,phu-my-9\n" for i in range(150))
+async def refused_import(server: LoaServer, path: Path, rows: str) -> list[str]:
+    """``loa endpoints import`` of ``rows`` (written to ``path``), refused: what it said on
+    stderr, a line each, in English (nothing on stdout, exit status 1)."""
     await asyncio.to_thread(path.write_text, rows, encoding="utf-8")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loa", "endpoints", "--url", f"http://127.0.0.1:{server.port}",
@@ -157,6 +143,15 @@ async def test_the_same_error_on_many_lines_is_said_once_naming_the_first_lines(
         stderr=asyncio.subprocess.PIPE, env={**os.environ, "LANGUAGE": "en"})
     out, err = await proc.communicate()
     assert proc.returncode == 1 and out == b""
-    lines = err.decode().splitlines()
+    return err.decode().splitlines()
+
+
+async def test_the_same_error_on_many_lines_is_said_once_naming_the_first_lines(
+    make_server: Callable[..., Awaitable[LoaServer]], tmp_path: Path,
+) -> None:
+    """150 rows naming a zone that does not exist: one line for the lot, the first five line
+    numbers and how many more, rather than 150 lines of the same."""
+    rows = "id,name,zone\n" + "".join(f"xa-{i:03d},,phu-my-9\n" for i in range(150))
+    lines = await refused_import(await make_server(), tmp_path / "ds.csv", rows)
     assert "nothing imported" in lines[0]
     assert lines[1:] == ["lines 2, 3, 4, 5, 6 and 145 more: unknown zone 'phu-my-9'"]

@@ -87,12 +87,9 @@ def _alarms_within(server: LoaServer, scope: Scope, views: list[dict[str, Any]]
     ``alarm_in_scope`` says, against the scope's zone ids gathered once (thousands of alarms
     each second, for every scope that watches)."""
     inside = frozenset(scope.zone_ids() or ())
-    registry, zones = server.endpoints.endpoints, server.zones
     out = []
     for view in views:
-        subject = str(view.get("subject"))
-        ep = registry.get(subject)
-        zone = ep.zone_id if ep is not None else subject if subject in zones else None
+        zone = alarm_zone(server, str(view.get("subject")))
         if zone is not None and home_zone_id(zone) in inside:
             out.append(view)
     return out
@@ -145,11 +142,17 @@ def visible_alarm(request: web.Request, view: dict[str, Any]) -> bool:
 
 def alarm_in_scope(server: LoaServer, scope: Scope, view: dict[str, Any]) -> bool:
     """``visible_alarm`` for a scope rather than a request."""
-    subject = str(view.get("subject"))
-    registry = server.endpoints.endpoints
-    zone = registry[subject].zone_id if subject in registry else (
-        subject if subject in server.zones else None)
+    zone = alarm_zone(server, str(view.get("subject")))
     return scope.covers_all() if zone is None else scope.contains(zone)
+
+
+def alarm_zone(server: LoaServer, subject: str) -> str | None:
+    """Where an alarm's subject lies now: an endpoint's zone, a zone itself; None for what
+    is the whole station's (the disk, the loop)."""
+    ep = server.endpoints.endpoints.get(subject)
+    if ep is not None:
+        return ep.zone_id
+    return subject if subject in server.zones else None
 
 
 def _unix(request: web.Request, name: str) -> float | None:

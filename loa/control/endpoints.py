@@ -492,19 +492,17 @@ class EndpointRegistry:
             ep = endpoints[row.id]
             now = ep.info
             old_zone = now.zone_id
-            if now is row.before and row.after is not None:
-                ep.info = row.after
-            else:  # an alert took or let go of it while the plan was made; or no snapshot
-                zone = old_zone if home_zone_id(old_zone) == row.zone_id else row.zone_id
-                ep.info = replace(now, zone_id=zone, **row.fields)
+            # an alert's group keeps an endpoint whose home the row names, till the alert ends
+            zone = old_zone if home_zone_id(old_zone) == row.zone_id else row.zone_id
+            after = row.after
+            ep.info = after if now is row.before and after is not None and \
+                after.zone_id == zone else replace(now, zone_id=zone, **row.fields)
             updated.append(ep)
-            if is_alert_group(old_zone) and home_zone_id(old_zone) == row.zone_id:
-                ep.info = replace(ep.info, zone_id=old_zone)  # still the alert's till it ends
-            elif row.zone_id != old_zone:
+            if zone != old_zone:
                 moved += 1
                 if ep.subscribers:
                     carried += len(ep.subscribers)
-                    self._carry(ep, row.zone_id)
+                    self._carry(ep, zone)
         if moved:
             log.info("CSV import moved %d endpoints with %d open connections", moved, carried)
         self.save_many(created + updated)

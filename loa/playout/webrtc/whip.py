@@ -154,7 +154,8 @@ class WhipSession(PeerSession):
             log.info("WHIP source %s on /live/%s: RTP back after %.2f s, its zones rejoin it",
                      self.peer, self.mount.name, idle_s)
         lost = self.decoder.lost
-        if source.decoding:
+        decoding = source.decoding
+        if decoding:
             frames = self.decoder.push(seq, timestamp, payload)
         else:  # no zone takes it, or nobody hears what they take: followed, not decoded
             self.decoder.skip(seq, timestamp, payload)
@@ -162,7 +163,7 @@ class WhipSession(PeerSession):
         if self.decoder.lost != lost:
             self.counters.inc("webrtc_packets_lost", self.decoder.lost - lost,
                               mount=self.mount.name)
-        if frames or not source.decoding:
+        if frames or not decoding:
             source.push_frames(frames)  # none: its arrival is noted (available, phase)
         if self.decoder.in_dtx:
             self._start_dtx()

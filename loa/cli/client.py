@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import errno
 import json
 import os
 import socket
 import sys
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from urllib.parse import quote, urlsplit
 from loa.cli import local_server
 from loa.cli.text import _, language
 from loa.core.i18n import N_
+from loa.core.text import nearest_ids
 
 if TYPE_CHECKING:
     import ssl
@@ -561,32 +560,10 @@ def untrusted_issuer(exc: BaseException) -> bool:
         cause.verify_code in UNTRUSTED_ISSUER
 
 
-def slug(text: str) -> str:
-    """``text`` as a zone id would spell it: lower case, no accents (đ as d), words joined by
-    hyphens (``Xã Phú Mỹ`` → ``xa-phu-my``)."""
-    text = text.replace("đ", "d").replace("Đ", "D")
-    bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return "-".join(bare.lower().replace("_", " ").replace("-", " ").split())
-
-
 def nearest_zones(name: str, known: dict[str, dict[str, Any]], n: int = 3) -> list[str]:
-    """Up to ``n`` zone ids of ``known`` close to ``name`` (difflib's ratio over the ids, and
-    over the names spelt as ids), closest first."""
-    by_slug: dict[str, str] = {}
-    for zone_id, zone in known.items():
-        by_slug.setdefault(slug(zone_id), zone_id)
-        if zone.get("name"):
-            by_slug.setdefault(slug(str(zone["name"])), zone_id)
-            # "Xã An Bình" is found from "an-binh" too: without its first word (xã, thôn…)
-            words = slug(str(zone["name"])).split("-", 1)
-            if len(words) == 2:
-                by_slug.setdefault(words[1], zone_id)
-    found: list[str] = []
-    for match in difflib.get_close_matches(slug(name), list(by_slug), n=n * 3, cutoff=0.6):
-        zone_id = by_slug[match]
-        if zone_id not in found:
-            found.append(zone_id)
-    return found[:n]
+    """Up to ``n`` zone ids of ``known`` (the API's zones by id) close to ``name``, closest
+    first (``loa.core.text.nearest_ids``)."""
+    return nearest_ids(name, {zone_id: zone.get("name") for zone_id, zone in known.items()}, n)
 
 
 def emit(text: str) -> None:

@@ -19,6 +19,7 @@ from loa.control.spreadsheet import Row, Table, TableError, decimal, decode, rea
 from loa.control.store import Store
 from loa.core.endpoint import EndpointInfo
 from loa.core.i18n import N_, Explained, Message
+from loa.core.text import nearest_ids
 from loa.core.zones import ZoneError, ZoneTree, home_zone_id, is_alert_group
 from loa.playout.fanout import Subscriber
 from loa.playout.zone_channel import ZoneChannel
@@ -254,33 +255,34 @@ class CsvImport:
     passwords: dict[str, str]  # new endpoint id → its MQTT password (shown once)
 
 
-def plan_csv_import(data: str | bytes, existing: frozenset[str], zone_ids: frozenset[str],
+def plan_csv_import(data: str | bytes, existing: frozenset[str], zones: Mapping[str, str],
                     now: float, charset: str | None = None, *, secrets: bool = True,
                     infos: Mapping[str, EndpointInfo] | None = None) -> CsvPlan:
     """Decode (bytes: see ``spreadsheet.decode``; ``charset`` from the Content-Type), parse
-    and check a CSV import against a snapshot of the registry (its ids, the zone ids
-    endpoints may live in), and make the new endpoints with their passwords (``secrets``
-    False: without, password and hash empty, for a dry run). The separator is guessed and
-    the header matched to ``CSV_COLUMNS`` as ``spreadsheet.read_table`` does; a coordinate
-    may use a decimal comma. With ``infos`` (the existing endpoints' ``EndpointInfo``, by
-    id: frozen, a snapshot) each change carries the info it was planned from and the info it
+    and check a CSV import against a snapshot of the registry (its ids, and the zones
+    endpoints may live in, id → name: the names tell a row with an unknown zone the
+    nearest ones), and make the new endpoints with their passwords (``secrets`` False:
+    without, password and hash empty, for a dry run). The separator is guessed and the
+    header matched to ``CSV_COLUMNS`` as ``spreadsheet.read_table`` does; a coordinate may
+    use a decimal comma. With ``infos`` (the existing endpoints' ``EndpointInfo``, by id:
+    frozen, a snapshot) each change carries the info it was planned from and the info it
     makes. Pure and thread-safe: the registry runs it in a worker thread."""
     try:
         text = data if isinstance(data, str) else decode(data, charset)
         table = read_table(text, CSV_COLUMNS, ("id", "zone"))
     except TableError as exc:
         return CsvPlan([exc.message])
-    return _plan_rows(table, existing, zone_ids, now, secrets, infos)
+    return _plan_rows(table, existing, zones, now, secrets, infos)
 
 
 def preview_csv_import(data: str | bytes, existing: Mapping[str, Endpoint],
-                       zone_ids: frozenset[str], now: float, charset: str | None = None
+                       zones: Mapping[str, str], now: float, charset: str | None = None
                        ) -> CsvPreview:
     """``plan_csv_import`` without credentials, and what each line for an endpoint that
     exists would change in it (``existing``: the registry's endpoints by id, read as they
     are: a change made meanwhile may or may not show, as in any preview). For a worker
     thread."""
-    plan = plan_csv_import(data, frozenset(existing), zone_ids, now, charset, secrets=False)
+    plan = plan_csv_import(data, frozenset(existing), zones, now, charset, secrets=False)
     if plan.errors:
         return CsvPreview(plan.errors)
     changes = []
@@ -294,6 +296,28 @@ def preview_csv_import(data: str | bytes, existing: Mapping[str, Endpoint],
     return CsvPreview([], plan.new, changes)
 
 
+NEAREST_LOOKUPS = 5  # unknown zone values of one import told their nearest zones
+
+
+def unknown_zone(zone_id: str, zones: Mapping[str, str],
+                 cache: dict[str, str]) -> ZoneError:
+    """The error for a row naming ``zone_id``, which is none of ``zones`` (id → name): with
+    the nearest zones, by id or by name without accents (``nearest_ids``: ``an-bihn``,
+    ``An Bình``), as "unknown zone 'x'; the nearest: an-binh (Xã An Bình)". Each value is
+    looked up once per import (``cache``: value → the nearest, listed), and only the first
+    ``NEAREST_LOOKUPS`` values are (each costs a ratio per zone and name: 10 ms against a
+    district's 200 zones, 0.4 s against 10,000, in the planner's worker thread)."""
+    listed = cache.get(zone_id)
+    if listed is None:
+        near = nearest_ids(zone_id, zones) if zone_id and len(cache) < NEAREST_LOOKUPS else []
+        listed = cache[zone_id] = ", ".join(f"{z} ({zones[z]})" if zones[z] else z
+                                            for z in near)
+    if listed:
+        return ZoneError(N_("unknown zone {zone!r}; the nearest: {near}"), zone=zone_id,
+                         near=listed)
+    return ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
+
+
 def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
     """The table's records, until one the csv module refuses (added to ``errors``)."""
     try:
@@ -302,7 +326,7 @@ def _records(table: Table, errors: list[Message]) -> Iterator[Row]:
         errors.append(exc.message)
 
 
-def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str], now: float,
+def _plan_rows(table: Table, existing: frozenset[str], zones: Mapping[str, str], now: float,
                secrets: bool, infos: Mapping[str, EndpointInfo] | None) -> CsvPlan:
     def column(key: str) -> str:
         """A column as the file's header names it (``vi_do`` for ``lat``), for its errors."""
@@ -312,6 +336,7 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
 
     plan = CsvPlan()
     seen: set[str] = set()
+    near_cache: dict[str, str] = {}  # one unknown zone on 150 lines is looked up once
     for count, record in enumerate(_records(table, plan.errors), start=1):
         if count > MAX_CSV_ROWS:
             plan.errors.append(Message(N_("over {limit} rows"), {"limit": MAX_CSV_ROWS}))
@@ -327,8 +352,8 @@ def _plan_rows(table: Table, existing: frozenset[str], zone_ids: frozenset[str],
                                     id=eid)
             seen.add(eid)
             zone_id = row.get("zone", "")
-            if zone_id not in zone_ids:
-                raise ZoneError(N_("unknown zone {zone!r}"), zone=zone_id)
+            if zone_id not in zones:
+                raise unknown_zone(zone_id, zones, near_cache)
             lat = _coord(decimal(row.get("lat", "")), column("lat"), 90)
             lon = _coord(decimal(row.get("lon", "")), column("lon"), 180)
             name, address, admin_code = (_text(row.get(key), column(key), limit)
@@ -459,8 +484,8 @@ class EndpointRegistry:
         a time, 2026-12-01), with one store write for the lot (inside the caller's
         ``Store.transaction()`` if it opened one)."""
         infos = {eid: ep.info for eid, ep in self.endpoints.items()}
-        zone_ids = frozenset(z.id for z in self._zones if not is_alert_group(z.id))
-        plan = await asyncio.to_thread(plan_csv_import, data, frozenset(infos), zone_ids,
+        zones = self._zone_names()
+        plan = await asyncio.to_thread(plan_csv_import, data, frozenset(infos), zones,
                                        time.time(), charset, infos=infos)
         if plan.errors:
             return CsvImport([], [], plan.errors, {})
@@ -512,9 +537,13 @@ class EndpointRegistry:
         """What ``import_csv`` would do with the same rows, doing nothing: its errors (the
         same), or the endpoints it would make and what it would change in those that exist
         (``preview_csv_import``, in a worker thread; no password is made or hashed)."""
-        zone_ids = frozenset(z.id for z in self._zones if not is_alert_group(z.id))
         return await asyncio.to_thread(preview_csv_import, data, dict(self.endpoints),
-                                       zone_ids, time.time(), charset)
+                                       self._zone_names(), time.time(), charset)
+
+    def _zone_names(self) -> dict[str, str]:
+        """The zones endpoints may live in (not alert groups), id → name: a snapshot for
+        a worker thread."""
+        return {z.id: z.name for z in self._zones if not is_alert_group(z.id)}
 
     def get(self, endpoint_id: str) -> Endpoint:
         """The endpoint, or EndpointError if unknown."""

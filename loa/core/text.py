@@ -10,8 +10,10 @@ the two spellings of one name are one name.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Mapping
 
 from loa.core.i18n import N_, Explained
 
@@ -70,3 +72,33 @@ def one_line(text: str) -> str:
     """``text`` as one line: control characters (CR, LF, ESC…) become spaces, runs of
     whitespace one space."""
     return " ".join(CONTROLS.sub(" ", text).split())
+
+
+def slug(text: str) -> str:
+    """``text`` as an id would spell it: lower case, no accents (đ as d), words joined by
+    hyphens (``Xã Phú Mỹ`` → ``xa-phu-my``)."""
+    text = text.replace("đ", "d").replace("Đ", "D")
+    bare = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+    return "-".join(bare.lower().replace("_", " ").replace("-", " ").split())
+
+
+def nearest_ids(name: str, names: Mapping[str, str | None], n: int = 3) -> list[str]:
+    """Up to ``n`` ids of ``names`` (id → its name for people, or None) close to ``name``,
+    closest first: difflib's ratio (at least 0.6) over the ids, and over the names spelt as
+    ids (``slug``), each also without its first word (``Xã An Bình`` is found from
+    ``an-binh``: xã, thôn, tổ…). For "did you mean" hints; costs a ratio per id."""
+    by_slug: dict[str, str] = {}
+    for item_id, item_name in names.items():
+        by_slug.setdefault(slug(item_id), item_id)
+        if item_name:
+            spelt = slug(item_name)
+            by_slug.setdefault(spelt, item_id)
+            words = spelt.split("-", 1)
+            if len(words) == 2:
+                by_slug.setdefault(words[1], item_id)
+    found: list[str] = []
+    for match in difflib.get_close_matches(slug(name), list(by_slug), n=n * 3, cutoff=0.6):
+        item_id = by_slug[match]
+        if item_id not in found:
+            found.append(item_id)
+    return found[:n]

@@ -154,4 +154,29 @@ async def test_the_same_error_on_many_lines_is_said_once_naming_the_first_lines(
     rows = "id,name,zone\n" + "".join(f"xa-{i:03d},,phu-my-9\n" for i in range(150))
     lines = await refused_import(await make_server(), tmp_path / "ds.csv", rows)
     assert "nothing imported" in lines[0]
-    assert lines[1:] == ["lines 2, 3, 4, 5, 6 and 145 more: unknown zone 'phu-my-9'"]
+    assert lines[1:] == ["lines 2, 3, 4, 5, 6 and 145 more: unknown zone 'phu-my-9'; the "
+                         "nearest: phu-my-2 (Thôn Phú Mỹ 2), phu-my-1 (Thôn Phú Mỹ 1), "
+                         "phu-my (Xã Phú Mỹ)"]
+
+
+async def test_a_row_with_an_unknown_zone_is_told_the_nearest_by_id_or_by_name(
+    server: LoaServer,
+) -> None:
+    """A typo in a zone id, or a zone's name written where its id goes (with or without its
+    accents), is answered with the zones it most likely meant, closest first; a value near
+    no zone only with what is wrong."""
+    rows = ("id,name,zone\n"
+            "xa-01,,an-bihn-1\n"  # a typo
+            "xa-02,,Thôn An Bình 2\n"  # the name for the id
+            "xa-03,,thon an binh 2\n"  # the same, typed without accents
+            "xa-04,,nowhere\n")
+    status, body = await post(server, rows)
+    assert status == 400
+    assert body["errors"] == [
+        {"line": 2, "message": "unknown zone 'an-bihn-1'; the nearest: an-binh-1 (Thôn An "
+                               "Bình 1), an-binh-2 (Thôn An Bình 2), an-binh (Xã An Bình)"},
+        {"line": 3, "message": "unknown zone 'Thôn An Bình 2'; the nearest: an-binh-2 (Thôn "
+                               "An Bình 2), an-binh-1 (Thôn An Bình 1), an-binh (Xã An Bình)"},
+        {"line": 4, "message": "unknown zone 'thon an binh 2'; the nearest: an-binh-2 (Thôn "
+                               "An Bình 2), an-binh-1 (Thôn An Bình 1), an-binh (Xã An Bình)"},
+        {"line": 5, "message": "unknown zone 'nowhere'"}]

@@ -267,10 +267,28 @@ def test_an_error_names_the_column_as_the_file_names_it() -> None:
     from loa.control.endpoints import plan_csv_import
 
     text = "Mã loa;Vùng;Vĩ độ;Kinh độ\nloa-x1;an-binh-1;95,0;106,1\nloa-x1;an-binh-1;;\n"
-    plan = plan_csv_import(text, frozenset(), frozenset({"an-binh-1"}), 0.0, secrets=False)
+    plan = plan_csv_import(text, frozenset(), {"an-binh-1": "Thôn 1"}, 0.0, secrets=False)
     assert [str(e) for e in plan.errors] == [
         "line 2: Vĩ độ '95.0' must be from -90 to 90",
         "line 3: Mã loa 'loa-x1' appears twice"]
+
+
+def test_only_the_first_unknown_zones_of_a_file_are_looked_up_for_their_nearest() -> None:
+    """Each unknown zone's nearest costs a ratio per zone (0.4 s against 10,000 zones): a
+    file naming many is told the nearest for the first ``NEAREST_LOOKUPS`` values, once
+    each, and the plain error for the rest."""
+    from loa.control.endpoints import NEAREST_LOOKUPS, plan_csv_import
+
+    typos = [f"an-binh-{n}" for n in range(3, 3 + NEAREST_LOOKUPS + 2)]
+    text = "id,zone\n" + "".join(f"x{i},{z}\n" for i, z in enumerate(typos + typos[:1]))
+    plan = plan_csv_import(text, frozenset(), {"an-binh-1": "Thôn 1"}, 0.0, secrets=False)
+    said = [str(e) for e in plan.errors]
+    assert said[:NEAREST_LOOKUPS] == [
+        f"line {i + 2}: unknown zone {z!r}; the nearest: an-binh-1 (Thôn 1)"
+        for i, z in enumerate(typos[:NEAREST_LOOKUPS])]
+    assert said[NEAREST_LOOKUPS:-1] == [f"line {i + 2}: unknown zone {z!r}" for i, z in
+                                        enumerate(typos) if i >= NEAREST_LOOKUPS]
+    assert said[-1] == f"line {len(typos) + 2}: " + said[0].split(": ", 1)[1]  # a value seen
 
 
 async def test_an_import_during_an_alert_leaves_its_endpoints_to_the_alert(

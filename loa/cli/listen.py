@@ -46,6 +46,9 @@ def report_text(r: dict[str, Any]) -> str:
     from loa.loadtest.timeline import DELIVERED_MIN_PCT, STALL_THRESHOLD_MS, Verdict
 
     latency = r.get("latency_ms") or {}
+    if not r["packets"]:  # nothing heard: no figure was measured (not 0 ms)
+        r = {**r, "startup_ms_median": None, "longest_silence_ms": None}
+        latency = {}
     rows: list[tuple[str, object]] = [
         (_("Endpoints"), r["endpoints"]),
         (_("Seconds"), r["seconds"]),

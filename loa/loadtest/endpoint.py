@@ -105,6 +105,8 @@ class SimulatedEndpoint:
             await asyncio.wait_for(self._run(session, stop), timeout=seconds)
         except TimeoutError:
             end_ns = self._now_ns()
+        except aiohttp.WSServerHandshakeError as exc:  # refused: say what the server said
+            self.report.error = await _refusal(session, self.url, exc.status)
         except (aiohttp.ClientError, OSError) as exc:
             self.report.error = f"{type(exc).__name__}: {exc}"
         if end_ns is None:
@@ -203,7 +205,7 @@ class SimulatedEndpoint:
         granule0: int | None = None  # the last audio page's granule, on this logical stream
         async with session.get(self.url) as resp:
             if resp.status != 200:
-                self.report.error = f"HTTP {resp.status}"
+                self.report.error = _said(resp.status, await resp.read())
                 return
             async for chunk in resp.content.iter_any():
                 now = self._now_ns()
@@ -276,6 +278,31 @@ def listen_report(url: str, seconds: float, count: int) -> dict[str, Any]:
         "verdict": timeline["verdict"],
         "verdict_reasons": timeline["verdict_reasons"],
     }
+
+
+async def _refusal(session: aiohttp.ClientSession, url: str, status: int) -> str:
+    """A WebSocket upgrade refused with ``status``: the refusal as the server words it (its
+    JSON ``error``, read again over plain HTTP at the same address), else ``HTTP <status>``."""
+    plain = "http" + url[2:] if url.startswith("ws") else url  # ws → http, wss → https
+    try:
+        async with session.get(plain, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            body = await resp.read() if resp.status == status else b""
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        body = b""
+    return _said(status, body)
+
+
+def _said(status: int, body: bytes) -> str:
+    """``HTTP <status>``, and what the server said: the API's JSON ``error``, or a stream
+    route's one line of text (``HTTP 404: unknown zone 'an-bihn'``)."""
+    text = body[:400].decode("utf-8", "replace").strip()
+    try:
+        error = json.loads(text).get("error") if text.startswith("{") else text
+    except (ValueError, AttributeError):
+        error = None
+    if not isinstance(error, str) or not error or "\n" in error or "<" in error:
+        return f"HTTP {status}"  # nothing, or a page not meant to be read here
+    return f"HTTP {status}: {error}"
 
 
 def listen_status(report: dict[str, Any]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -213,3 +214,23 @@ def test_loa_listen_says_its_report_and_why_it_failed_in_the_readers_language() 
     assert listen_status(report) == EXIT_DEAD_AIR
     assert listen_status({**report, "errors": ["refused"]}) == EXIT_ERRORS
     assert listen_status({**report, "verdict": Verdict.PASS.value}) == 0
+
+
+@pytest.mark.parametrize("scheme, path", [("ws", "ws"), ("http", "stream.ogg")])
+async def test_loa_listen_to_a_zone_that_does_not_exist_says_the_servers_refusal(
+        make_server: MakeServer, scheme: str, path: str) -> None:
+    """A mistyped zone: the refusal as the server words it (a WebSocket upgrade refused is
+    read again over HTTP), no figure shown as if measured, and the exit status of an
+    endpoint that could not connect."""
+    server = await make_server()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loa", "listen",
+        f"{scheme}://127.0.0.1:{server.port}/zones/an-bihn/{path}", "--seconds", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "LANGUAGE": "en"})
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    said = out.decode()
+    assert proc.returncode == EXIT_ERRORS, err.decode()
+    assert "HTTP 404: unknown zone 'an-bihn'" in said
+    assert "First audio after (median)  – ms" in said and "Longest silence             – ms" \
+        in said and "0.0 ms" not in said

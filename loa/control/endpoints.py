@@ -335,7 +335,7 @@ def _plan_rows(table: Table, existing: frozenset[str], zones: Mapping[str, str],
         return named or key
 
     plan = CsvPlan()
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # id → the line it was first on
     near_cache: dict[str, str] = {}  # one unknown zone on 150 lines is looked up once
     for count, record in enumerate(_records(table, plan.errors), start=1):
         if count > MAX_CSV_ROWS:
@@ -348,10 +348,13 @@ def _plan_rows(table: Table, existing: frozenset[str], zones: Mapping[str, str],
                 raise EndpointError(N_("{column} {id!r} must be 1-64 of A-Z a-z 0-9 . _ -"),
                                     column=column("id"), id=eid)
             if eid in seen:
-                raise EndpointError(N_("{column} {id!r} appears twice"), column=column("id"),
-                                    id=eid)
-            seen.add(eid)
+                raise EndpointError(N_("{column} {id!r} appears twice (first on line {first})"),
+                                    column=column("id"), id=eid, first=seen[eid])
+            seen[eid] = n
             zone_id = row.get("zone", "")
+            if not zone_id:
+                raise ZoneError(N_("{column} is empty: give a zone id (see: loa zones)"),
+                                column=column("zone"))
             if zone_id not in zones:
                 raise unknown_zone(zone_id, zones, near_cache)
             lat = _coord(decimal(row.get("lat", "")), column("lat"), 90)

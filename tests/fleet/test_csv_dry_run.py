@@ -90,7 +90,7 @@ async def test_a_dry_run_refuses_as_the_import_does_with_the_errors_by_line(
     assert dry["error"] == "nothing would be imported" and real["error"] == "nothing imported"
     assert dry["errors"] == real["errors"] == [
         {"line": 3, "message": "unknown zone 'nowhere'"},
-        {"line": 4, "message": "id 'xa-01' appears twice"}]
+        {"line": 4, "message": "id 'xa-01' appears twice (first on line 2)"}]
     assert dry["error_count"] == real["error_count"] == 2
     assert "xa-01" not in server.endpoints.endpoints
     # in the caller's language: Vietnamese by default
@@ -130,7 +130,8 @@ async def test_the_command_line_says_a_refused_imports_errors_line_by_line(
 ) -> None:
     lines = await refused_import(await make_server(), tmp_path / "ds.csv", BAD)
     assert "nothing imported" in lines[0]
-    assert lines[1:] == ["line 3: unknown zone 'nowhere'", "line 4: id 'xa-01' appears twice"]
+    assert lines[1:] == ["line 3: unknown zone 'nowhere'",
+                         "line 4: id 'xa-01' appears twice (first on line 2)"]
 
 
 async def refused_import(server: LoaServer, path: Path, rows: str) -> list[str]:
@@ -169,7 +170,8 @@ async def test_a_row_with_an_unknown_zone_is_told_the_nearest_by_id_or_by_name(
             "xa-01,,an-bihn-1\n"  # a typo
             "xa-02,,Thôn An Bình 2\n"  # the name for the id
             "xa-03,,thon an binh 2\n"  # the same, typed without accents
-            "xa-04,,nowhere\n")
+            "xa-04,,nowhere\n"
+            "xa-05,,\n")  # no zone at all
     status, body = await post(server, rows)
     assert status == 400
     assert body["errors"] == [
@@ -179,4 +181,5 @@ async def test_a_row_with_an_unknown_zone_is_told_the_nearest_by_id_or_by_name(
                                "An Bình 2), an-binh-1 (Thôn An Bình 1), an-binh (Xã An Bình)"},
         {"line": 4, "message": "unknown zone 'thon an binh 2'; the nearest: an-binh-2 (Thôn "
                                "An Bình 2), an-binh-1 (Thôn An Bình 1), an-binh (Xã An Bình)"},
-        {"line": 5, "message": "unknown zone 'nowhere'"}]
+        {"line": 5, "message": "unknown zone 'nowhere'"},
+        {"line": 6, "message": "zone is empty: give a zone id (see: loa zones)"}]

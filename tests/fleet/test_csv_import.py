@@ -270,7 +270,7 @@ def test_an_error_names_the_column_as_the_file_names_it() -> None:
     plan = plan_csv_import(text, frozenset(), {"an-binh-1": "Thôn 1"}, 0.0, secrets=False)
     assert [str(e) for e in plan.errors] == [
         "line 2: Vĩ độ '95.0' must be from -90 to 90",
-        "line 3: Mã loa 'loa-x1' appears twice"]
+        "line 3: Mã loa 'loa-x1' appears twice (first on line 2)"]
 
 
 def test_only_the_first_unknown_zones_of_a_file_are_looked_up_for_their_nearest() -> None:
